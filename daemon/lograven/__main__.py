@@ -1,0 +1,3 @@
+from lograven.cli import main
+
+raise SystemExit(main())
