@@ -1,0 +1,99 @@
+"""BPE tokenizer (HF `tokenizers`) for the autoencoder, as in seed 000.
+
+Encoding is cached per whitespace-separated word: the pre-tokenizer never
+merges across whitespace, so encoding word by word gives exactly the ids of
+encoding the whole line, and words repeat so often in logs that almost every
+lookup is a hit (the library's own encode costs ~40 us a line).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from lograven.errors import LogravenError
+from lograven.masking import PLACEHOLDERS
+
+PAD, UNK = "[PAD]", "[UNK]"
+
+
+class BpeTokenizer:
+    """Trains and applies a byte-pair-encoding vocabulary over masked log text."""
+
+    def __init__(self, tokenizer: object, cache_size: int = 200_000):
+        self._tok = tokenizer
+        self._cache: dict[str, list[int]] = {}
+        self._cache_size = cache_size
+        self.vocab_size = int(tokenizer.get_vocab_size())  # type: ignore[attr-defined]
+        self.unk_id = int(tokenizer.token_to_id(UNK))  # type: ignore[attr-defined]
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int, extra_tokens: Sequence[str] = ()) -> BpeTokenizer:
+        from tokenizers import Tokenizer
+        from tokenizers.models import BPE
+        from tokenizers.pre_tokenizers import Whitespace
+        from tokenizers.trainers import BpeTrainer
+
+        tok = Tokenizer(BPE(unk_token=UNK))
+        tok.pre_tokenizer = Whitespace()
+        specials = [PAD, UNK, *dict.fromkeys([*PLACEHOLDERS, "<DATE>", *extra_tokens])]
+        trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+        tok.train_from_iterator(texts, trainer=trainer)
+        return cls(tok)
+
+    @classmethod
+    def from_str(cls, data: str, source: str = "tokenizer.json") -> BpeTokenizer:
+        from tokenizers import Tokenizer
+
+        try:
+            json.loads(data)
+            tok = Tokenizer.from_str(data)
+        except Exception as e:  # the library raises its own exception types
+            raise LogravenError(f"{source}: not a valid tokenizer ({e}); retrain with `lograven train`") from e
+        if tok.token_to_id(UNK) is None:
+            raise LogravenError(f"{source}: tokenizer has no {UNK} token; retrain with `lograven train`")
+        return cls(tok)
+
+    def to_str(self) -> str:
+        return self._tok.to_str()  # type: ignore[attr-defined]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one (masked) text, cached per word."""
+        out: list[int] = []
+        cache = self._cache
+        for word in text.split():
+            ids = cache.get(word)
+            if ids is None:
+                ids = self._tok.encode(word).ids  # type: ignore[attr-defined]
+                if len(cache) >= self._cache_size:
+                    cache.clear()
+                cache[word] = ids
+            out.extend(ids)
+        return out
+
+    def encode_direct(self, text: str) -> list[int]:
+        """The library's own whole-line encoding (used by tests to check the cache)."""
+        return self._tok.encode(text).ids  # type: ignore[attr-defined]
+
+
+def tile(ids: list[int], length: int, pad_id: int = 0) -> tuple[np.ndarray, int]:
+    """Seed 000's fixed-length input: the ids repeated until `length`, truncated.
+
+    Returns the row and how many leading positions are real tokens (≤ length).
+    """
+    n = len(ids)
+    row = np.full(length, pad_id, dtype=np.int32)
+    if n == 0:
+        return row, 0
+    reps = -(-length // n)
+    row[:] = (ids * reps)[:length]
+    return row, min(n, length)
+
+
+def tile_batch(id_lists: Sequence[list[int]], length: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.zeros((len(id_lists), length), dtype=np.int32)
+    lens = np.zeros(len(id_lists), dtype=np.int32)
+    for i, ids in enumerate(id_lists):
+        rows[i], lens[i] = tile(ids, length)
+    return rows, lens

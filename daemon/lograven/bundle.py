@@ -1,0 +1,227 @@
+"""The model bundle: one directory, verified on load, written atomically, no pickle.
+
+Layout:
+    manifest.json      format version, versions, creation time, training summary,
+                       thresholds, model metadata, sha256 of every other file
+    msgtypes.json      message types (templates, regexes, counts, examples)
+    tokenizer.json     BPE tokenizer (HF tokenizers JSON)
+    sequence.npz       GRU weights (serving and further training)
+    autoencoder.npz    autoencoder weights (serving and further training)
+    sequence.keras     the Keras models, for users who want to inspect or
+    autoencoder.keras  fine-tune them in Keras; lograven itself never loads them
+    plots/*.png        optional training plots (--plots)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lograven import __version__
+from lograven.autoencoder import Autoencoder
+from lograven.errors import LogravenError
+from lograven.msgtypes import MessageTypes
+from lograven.sequence import SequenceModel
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REQUIRED = ("msgtypes.json", "tokenizer.json", "sequence.npz", "autoencoder.npz")
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified bundle."""
+
+    path: Path
+    manifest: dict
+    types: MessageTypes
+    sequence: SequenceModel
+    autoencoder: Autoencoder
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("id", "unknown"))
+
+    @property
+    def sha256(self) -> str:
+        return str(self.manifest.get("_sha256", ""))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(
+    out: Path,
+    types: MessageTypes,
+    sequence: SequenceModel,
+    autoencoder: Autoencoder,
+    *,
+    training: dict,
+    keras_files: bool = True,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a bundle to `out` atomically (temp dir in the same parent, then rename)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "msgtypes.json").write_text(types.dumps(), encoding="utf-8")
+        files = ["msgtypes.json", *autoencoder.save(tmp), *sequence.save(tmp)]
+        if keras_files:
+            files += _save_keras(tmp, sequence, autoencoder)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+            files.append(name)
+        created = datetime.now(timezone.utc)
+        digests = {name: sha256_file(tmp / name) for name in sorted(files)}
+        ident = created.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha256(json.dumps(digests).encode()).hexdigest()[:8]
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "id": ident,
+            "created": created.isoformat(timespec="seconds"),
+            "lograven_version": __version__,
+            "tensorflow_version": _tf_version(),
+            "training": training,
+            "thresholds": {
+                "autoencoder": autoencoder.threshold_,
+                "sequence_default_p": 0.02,
+            },
+            "msgtypes": {"types": len(types.types_), "clusters": types.n_clusters_},
+            "sequence": sequence.meta(),
+            "autoencoder": autoencoder.meta(),
+            "files": digests,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        for name in [*files, MANIFEST]:
+            _fsync(tmp / name)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    if out.is_symlink() or out.is_file():
+        raise LogravenError(f"{out}: exists and is not a bundle directory; choose another --out")
+    if out.exists():
+        if not (out / MANIFEST).exists() and any(out.iterdir()):
+            raise LogravenError(f"{out}: exists, is not empty and holds no bundle; choose another --out")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+    _fsync(out.parent)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _tf_version() -> str | None:
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    return getattr(tf, "__version__", None)
+
+
+def _save_keras(d: Path, sequence: SequenceModel, autoencoder: Autoencoder) -> list[str]:
+    from lograven import autoencoder as ae_mod
+    from lograven import sequence as seq_mod
+    from lograven.tfsetup import keras_session
+
+    keras_session()
+    m = seq_mod.build_keras(sequence.n_types_, sequence.params)
+    seq_mod.set_keras_weights(m, sequence.weights_)
+    m.save(d / "sequence.keras")
+    assert autoencoder.tokenizer_ is not None
+    a = ae_mod.build_keras(autoencoder.tokenizer_.vocab_size, autoencoder.length_, autoencoder.params)
+    ae_mod.set_keras_weights(a, autoencoder.weights_)
+    a.save(d / "autoencoder.keras")
+    return ["sequence.keras", "autoencoder.keras"]
+
+
+def read_manifest(path: Path) -> dict:
+    """Read and verify a bundle's manifest and file hashes (no model parsing)."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not path.is_dir():
+        raise LogravenError(f"{path}: no model bundle here; train one with `lograven train --out {path} LOGFILE...`")
+    try:
+        raw = mpath.read_bytes()
+    except FileNotFoundError:
+        raise LogravenError(f"{mpath}: missing; {path} is not a complete bundle (retrain or restore it)") from None
+    except OSError as e:
+        raise LogravenError(f"{mpath}: cannot read ({e.strerror})") from e
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LogravenError(f"{mpath}: corrupt manifest ({e}); retrain or restore the bundle") from e
+    fv = manifest.get("format_version")
+    if fv != FORMAT_VERSION:
+        raise LogravenError(
+            f"{mpath}: bundle format {fv!r} is not supported by lograven {__version__} "
+            f"(reads format {FORMAT_VERSION}); retrain with `lograven train`"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise LogravenError(f"{mpath}: no file list; retrain or restore the bundle")
+    for name in REQUIRED:
+        if name not in files:
+            raise LogravenError(f"{mpath}: does not list {name}; retrain or restore the bundle")
+    for name, digest in files.items():
+        fp = path / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise LogravenError(f"{mpath}: bad file name {name!r}")
+        if not fp.is_file():
+            raise LogravenError(f"{fp}: missing from the bundle; retrain or restore it")
+        if sha256_file(fp) != digest:
+            raise LogravenError(f"{fp}: checksum mismatch (file corrupt or modified); retrain or restore the bundle")
+    manifest["_sha256"] = hashlib.sha256(raw).hexdigest()
+    return manifest
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a bundle, verifying format version and every file's sha256 first."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    try:
+        types = MessageTypes.from_json(json.loads((path / "msgtypes.json").read_text(encoding="utf-8")), str(path / "msgtypes.json"))
+    except ValueError as e:
+        raise LogravenError(f"{path / 'msgtypes.json'}: corrupt ({e})") from e
+    try:
+        seq = SequenceModel.load(path, manifest["sequence"])
+        ae = Autoencoder.load(path, manifest["autoencoder"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise LogravenError(f"{path / MANIFEST}: model metadata incomplete ({e!r}); retrain the bundle") from e
+    if seq.n_types_ < types.n_types:
+        raise LogravenError(f"{path}: sequence model knows {seq.n_types_} types but msgtypes.json has {types.n_types}; retrain")
+    return Bundle(path, manifest, types, seq, ae)

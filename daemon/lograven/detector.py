@@ -1,0 +1,241 @@
+"""The detector: batches of (stream, LogRecord) in, one explained Verdict per line out.
+
+Three detectors, each explainable on its own:
+- `unknown_type`: no learned message type matches the message;
+- `sequence`: the GRU of the line's stream found the observed type improbable
+  (probability below the threshold, or not among the top k); the verdict
+  names the types it expected instead;
+- `autoencoder`: the line's reconstruction error is above the calibrated threshold.
+
+Inference is batched: message types per line (O(tokens) each), autoencoder
+errors for all distinct masked texts of the batch in one pass (and cached),
+GRU steps in lockstep across the streams of the batch, and the output layer
+for all lines of the batch in one matmul.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lograven.bundle import Bundle
+from lograven.masking import Masker
+from lograven.msgtypes import UNKNOWN
+from lograven.parsing import LogRecord
+from lograven.sequence import StreamState
+
+log = logging.getLogger(__name__)
+
+DETECTORS = ("unknown_type", "sequence", "autoencoder")
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the detector says about one line, with the evidence."""
+
+    type_id: int
+    template: str | None
+    anomaly: bool
+    detectors: list[str]  # the detectors that fired
+    sequence_p: float | None = None  # probability of the observed type; None: not evaluated
+    sequence_rank: int | None = None  # 1 = the most expected type
+    expected: list[tuple[int, float]] = field(default_factory=list)  # (type id, p), most likely first
+    ae_error: float | None = None
+    ae_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    unknown_type: bool = True
+    sequence: bool = True
+    sequence_threshold: float = 0.02
+    sequence_top_k: int | None = None
+    autoencoder: bool = True
+    autoencoder_margin: float = 1.0
+    expected: int = 3
+    max_streams: int = 100_000
+
+    @classmethod
+    def from_config(cls, detectors: object, **kw) -> DetectorSettings:
+        """From the config's `detectors` section."""
+        u, s, a = detectors.unknown_type, detectors.sequence, detectors.autoencoder  # type: ignore[attr-defined]
+        return cls(
+            unknown_type=u.enabled,
+            sequence=s.enabled,
+            sequence_threshold=s.threshold,
+            sequence_top_k=s.top_k,
+            autoencoder=a.enabled,
+            autoencoder_margin=getattr(a, "margin", 1.0),
+            **kw,
+        )
+
+
+class Detector:
+    """Scores lines with a bundle's three models, keeping one GRU state per stream."""
+
+    def __init__(self, bundle: Bundle, settings: DetectorSettings | None = None):
+        self.bundle = bundle
+        self.settings = settings or DetectorSettings()
+        self.types = bundle.types
+        self.seq = bundle.sequence
+        self.ae = bundle.autoencoder
+        extra = self.types.extra_masks
+        self._masker = Masker(extra)
+        self.ae_threshold = self.ae.threshold_ * self.settings.autoencoder_margin
+        self.states: OrderedDict[str, StreamState] = OrderedDict()
+        self._templates = {t.id: t.template for t in self.types.types_}
+
+    # ------------------------------------------------------------- states
+    def export_states(self) -> dict[str, tuple[np.ndarray, int]]:
+        """GRU state per stream (for checkpoints): {stream: (h (2, units) float32, lines seen)}."""
+        return {k: (s.h.copy(), s.seen) for k, s in self.states.items()}
+
+    def import_states(self, states: dict[str, tuple[np.ndarray, int]]) -> int:
+        """Restore states saved by export_states; states of the wrong shape are skipped. Returns how many."""
+        shape = (2, self.seq.params.units)
+        n = 0
+        for k, (h, seen) in states.items():
+            h = np.asarray(h, dtype=np.float32)
+            if h.shape == shape and np.all(np.isfinite(h)):
+                self.states[k] = StreamState(h.copy(), int(seen))
+                n += 1
+        return n
+
+    def template(self, type_id: int) -> str | None:
+        return self._templates.get(type_id)
+
+    # ------------------------------------------------------------- detect
+    def detect(self, items: Sequence[tuple[str, LogRecord]]) -> list[Verdict]:
+        """One verdict per (stream, record), in order."""
+        n = len(items)
+        st = self.settings
+        classify = self.types.classify
+        type_ids = [classify(rec.message) for _, rec in items]
+
+        ae_err: np.ndarray | None = None
+        if st.autoencoder:
+            mask_text = self._masker.mask_text
+            texts = [mask_text(f"{r.program} {r.message}" if r.program else r.message) for _, r in items]
+            ae_err = self.ae.score(texts)
+
+        seq_p = np.full(n, np.nan)
+        seq_rank = np.zeros(n, dtype=np.int64)
+        expected: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        if st.sequence:
+            self._sequence(items, type_ids, seq_p, seq_rank, expected)
+
+        out: list[Verdict] = []
+        thr, top_k, ae_thr = st.sequence_threshold, st.sequence_top_k, self.ae_threshold
+        templates = self._templates
+        for i in range(n):
+            t = type_ids[i]
+            fired = []
+            if t == UNKNOWN:
+                if st.unknown_type:
+                    fired.append("unknown_type")
+            p = seq_p[i]
+            if p == p:  # evaluated (not NaN)
+                if (top_k is not None and seq_rank[i] > top_k) or (top_k is None and p < thr):
+                    fired.append("sequence")
+            e = None
+            if ae_err is not None:
+                e = float(ae_err[i])
+                if e > ae_thr:
+                    fired.append("autoencoder")
+            out.append(
+                Verdict(
+                    type_id=t,
+                    template=templates.get(t),
+                    anomaly=bool(fired),
+                    detectors=fired,
+                    sequence_p=None if p != p else float(p),
+                    sequence_rank=int(seq_rank[i]) if p == p else None,
+                    expected=expected[i],
+                    ae_error=e,
+                    ae_threshold=ae_thr if ae_err is not None else None,
+                )
+            )
+        return out
+
+    def _sequence(self, items, type_ids, seq_p, seq_rank, expected) -> None:
+        seq = self.seq
+        U = seq.params.units
+        W = seq.params.window
+        half = W // 2
+        # per stream, the lines with a known type, in order
+        by_stream: dict[str, list[int]] = {}
+        for i, (stream, _) in enumerate(items):
+            if type_ids[i] != UNKNOWN and type_ids[i] <= seq.n_types_:
+                by_stream.setdefault(stream, []).append(i)
+        if not by_stream:
+            return
+        names = list(by_stream)
+        fresh = [k for k in names if k not in self.states]
+        if fresh:
+            new = [seq.new_state() for _ in fresh]
+            seq.init_states(new)
+            for k, s in zip(fresh, new):
+                self.states[k] = s
+        states = [self.states[k] for k in names]
+        for k in names:
+            self.states.move_to_end(k)
+        while len(self.states) > self.settings.max_streams:
+            self.states.popitem(last=False)
+        H = np.stack([s.h for s in states])  # (S, 2, U)
+        seen = np.array([s.seen for s in states], dtype=np.int64)
+        lines = [by_stream[k] for k in names]
+        T = max(len(v) for v in lines)
+        order = sorted(range(len(names)), key=lambda j: -len(lines[j]))  # active streams form a prefix
+        H, seen = H[order], seen[order]
+        lines = [lines[j] for j in order]
+        lens = np.array([len(v) for v in lines])
+        idx_mat = np.full((len(lines), T), -1, dtype=np.int64)
+        for j, v in enumerate(lines):
+            idx_mat[j, : len(v)] = v
+        tid = np.asarray(type_ids, dtype=np.int64)
+        rows_line = np.empty(int(lens.sum()), dtype=np.int64)
+        rows_h = np.empty((len(rows_line), U), dtype=np.float32)
+        r = 0
+        act = len(lines)
+        for t in range(T):
+            while act > 0 and lens[act - 1] <= t:
+                act -= 1
+            li = idx_mat[:act, t]
+            n = seen[:act]
+            # predictive state: the one with the longer history (sequence.py docstring)
+            hist0 = np.where(n > W, (n - 1) % W + 1, n + 1)
+            hist1 = np.where(n <= half, n, (n - 1 - half) % W + 1)
+            pick = (hist1 > hist0).astype(np.int64)
+            rows_h[r : r + act] = H[np.arange(act), pick]
+            rows_line[r : r + act] = li
+            r += act
+            # staggered restarts, then one step for both states of every active stream
+            Ha = H[:act]
+            Ha[(n % W == 0) & (n > 0), 0] = 0.0
+            Ha[(n % W == half) & (n >= half), 1] = 0.0
+            inp = np.repeat(tid[li], 2)
+            H[:act] = seq.step(Ha.reshape(-1, U), inp).reshape(act, 2, U)
+            seen[:act] += 1
+        inv = np.argsort(order)
+        H, seen = H[inv], seen[inv]
+        for j, s in enumerate(states):
+            s.h = H[j].copy()
+            s.seen = int(seen[j])
+        probs = seq.probs(rows_h)
+        obs = tid[rows_line]
+        p_obs = probs[np.arange(len(obs)), obs]
+        seq_p[rows_line] = p_obs
+        seq_rank[rows_line] = (probs > p_obs[:, None]).sum(axis=1) + 1
+        k = self.settings.expected
+        if k > 0:
+            k = min(k, probs.shape[1] - 1)
+            top = np.argpartition(-probs, k, axis=1)[:, :k]
+            topp = np.take_along_axis(probs, top, axis=1)
+            o = np.argsort(-topp, axis=1)
+            top = np.take_along_axis(top, o, axis=1)
+            topp = np.take_along_axis(topp, o, axis=1)
+            for row, li in enumerate(rows_line.tolist()):
+                expected[li] = [(int(a), float(b)) for a, b in zip(top[row], topp[row])]

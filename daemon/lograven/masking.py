@@ -1,0 +1,116 @@
+"""Masking of obvious variables (numbers, hex, IPs, UUIDs, MACs) inside log tokens.
+
+Both the message-type learner and the autoencoder see masked text: a pid or a
+port number says nothing about which *kind* of message a line is, and its
+digits are noise a model cannot predict.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Placeholders are written with angle brackets so they cannot collide with
+# ordinary words; `<*>` is reserved for template wildcards.
+PLACEHOLDERS = ("<UUID>", "<MAC>", "<IP>", "<HEX>", "<N>")
+
+# Timestamps inside messages span several tokens ("Sat Jul  9 22:53:19 2005");
+# they are collapsed into one `<DATE>` token before splitting.
+_MON = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_DATE_REGEX = (
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),?\s+)?" + _MON + r"\s+\d{1,2},?\s+\d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?:\s+\d{4}\b)?"
+    r"|\b\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+_DATE = re.compile(_DATE_REGEX)
+
+_BUILTIN: list[tuple[str, str]] = [
+    ("<UUID>", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+    ("<MAC>", r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{2}:){5,}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:])"),
+    ("<IP>", r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\d.])"),
+    ("<IP>", r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![0-9A-Fa-f:])"),
+    ("<HEX>", r"\b0[xX][0-9a-fA-F]+\b"),
+    # long hex ids (hashes, addresses) with at least one digit and one letter;
+    # all-digit runs stay numbers
+    ("<HEX>", r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"),
+    # a sign belongs to the number unless it joins two alphanumerics (`x-86`)
+    ("<N>", r"(?:(?<![A-Za-z0-9])-)?\d+"),
+]
+
+_ALNUM = re.compile(r"[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class ExtraMask:
+    """A user-defined mask: every match of `pattern` becomes `<name>`."""
+
+    name: str
+    pattern: str
+
+
+class Masker:
+    """Replaces variable substrings with placeholders; caches per token."""
+
+    def __init__(self, extra: Iterable[ExtraMask] = (), cache_size: int = 200_000):
+        parts = []
+        self._names: list[str] = []
+        for em in extra:
+            self._names.append(f"<{em.name.upper()}>")
+            parts.append(em.pattern)
+        for name, pattern in _BUILTIN:
+            self._names.append(name)
+            parts.append(pattern)
+        # One alternation, one pass: earlier alternatives win, so user masks and
+        # the more specific built-ins (UUID before HEX before N) take precedence.
+        self._regex = re.compile("|".join(f"({p})" for p in parts))
+        self.placeholders = tuple(dict.fromkeys(self._names))
+        self._cache: dict[str, str] = {}
+        self._cache_size = cache_size
+
+    def _sub(self, m: re.Match[str]) -> str:
+        return self._names[m.lastindex - 1]  # type: ignore[operator]
+
+    @staticmethod
+    def premask(text: str) -> str:
+        """Collapse multi-token timestamps into one `<DATE>` token."""
+        if ":" not in text:
+            return text
+        return _DATE.sub("<DATE>", text)
+
+    def mask_token(self, token: str) -> str:
+        """Masked form of one whitespace-free token (cached)."""
+        hit = self._cache.get(token)
+        if hit is not None:
+            return hit
+        masked = self._regex.sub(self._sub, token)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[token] = masked
+        return masked
+
+    def mask_tokens(self, tokens: list[str]) -> list[str]:
+        mask = self.mask_token
+        return [mask(t) for t in tokens]
+
+    def mask_text(self, text: str) -> str:
+        """Masked form of a whole message, whitespace normalised to single spaces."""
+        return " ".join(self.mask_tokens(self.premask(text).split()))
+
+
+def is_fully_variable(masked_token: str, placeholders: tuple[str, ...] = PLACEHOLDERS) -> bool:
+    """True when nothing but placeholders and punctuation is left (e.g. `<IP>`, `(<N>)`)."""
+    if masked_token == "" or "<" not in masked_token:
+        return False
+    rest = masked_token
+    for p in placeholders:
+        rest = rest.replace(p, "")
+    return _ALNUM.search(rest) is None
+
+
+PLACEHOLDER_REGEX = {
+    "<DATE>": "(?:" + _DATE_REGEX + ")",
+    "<UUID>": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    "<MAC>": r"(?:[0-9A-Fa-f]{2}:){5,}[0-9A-Fa-f]{2}",
+    "<IP>": r"[0-9A-Fa-f:.]+",
+    "<HEX>": r"(?:0[xX])?[0-9a-fA-F]+",
+    "<N>": r"-?\d+",
+}

@@ -1,0 +1,526 @@
+"""Message types: learned templates with anchored regexes and an O(tokens) classifier.
+
+The method is seed 003's (CountVectorizer -> TruncatedSVD -> Normalizer ->
+KMeans, then a regex per cluster), made fine-grained and safe:
+
+1. obvious variables are masked first (numbers, hex, IPs, UUIDs, MACs), so
+   clustering sees the shape of a message, not its pids;
+2. the number of clusters is chosen automatically from the inertia curve
+   (the seed's elbow, read by a rule instead of by eye);
+3. inside each cluster, messages are split by token count and then, position
+   by position, a token that takes many values becomes a wildcard while one
+   that takes few values splits the cluster (the seed's clusters are far
+   coarser than real templates);
+4. each type's regex is built from its token positions (`\\S+` for a
+   wildcard, never `.+`), so regexes are anchored and cannot backtrack
+   across tokens;
+5. classification walks a token trie (constant tokens first, then shapes,
+   then wildcards) instead of looping over hundreds of regexes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lograven.errors import LogravenError
+from lograven.masking import PLACEHOLDER_REGEX, ExtraMask, Masker, is_fully_variable
+
+premask = Masker.premask
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = 0  # type id of a message no learned type matches
+FORMAT_VERSION = 1
+
+CONST, SHAPE, WILD = "c", "s", "w"
+
+
+@dataclass
+class MessageType:
+    """One learned template."""
+
+    id: int
+    tokens: list[tuple[str, str]]  # (kind, value): CONST raw token, SHAPE masked key, WILD ""
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def template(self) -> str:
+        out = []
+        for kind, value in self.tokens:
+            if kind == WILD:
+                out.append("<*>")
+            elif kind == SHAPE:
+                out.append(_SHAPE_PLACEHOLDERS.sub("<*>", value))
+            else:
+                out.append(value)
+        return " ".join(out)
+
+    @property
+    def regex(self) -> str:
+        parts = []
+        for kind, value in self.tokens:
+            if kind == WILD:
+                parts.append(r"\S+")
+            elif kind == SHAPE:
+                pieces = _SHAPE_SPLIT.split(value)
+                parts.append(
+                    "".join(
+                        _placeholder_regex(p) if _SHAPE_PLACEHOLDERS.fullmatch(p) else re.escape(p)
+                        for p in pieces
+                        if p
+                    )
+                )
+            else:
+                parts.append(re.escape(value))
+        return r"^\s*" + r"\s+".join(parts) + r"\s*$"
+
+
+_SHAPE_PLACEHOLDERS = re.compile(r"<[A-Z][A-Z0-9_]*>")
+_SHAPE_SPLIT = re.compile(r"(<[A-Z][A-Z0-9_]*>)")
+_extra_regex: dict[str, str] = {}
+
+
+def _placeholder_regex(name: str) -> str:
+    return PLACEHOLDER_REGEX.get(name) or _extra_regex.get(name) or r"\S+?"
+
+
+class _Node:
+    __slots__ = ("const", "shape", "wild", "type_id")
+
+    def __init__(self) -> None:
+        self.const: dict[str, _Node] = {}
+        self.shape: dict[str, _Node] = {}
+        self.wild: _Node | None = None
+        self.type_id = UNKNOWN
+
+
+@dataclass
+class _Group:
+    """Unique masked signatures of one length, with line counts and one raw example each."""
+
+    sigs: list[tuple[str, ...]]
+    counts: list[int]
+
+
+class MessageTypes:
+    """Learns message types from messages and classifies new ones (sklearn-style estimator)."""
+
+    def __init__(
+        self,
+        *,
+        svd_variance: float = 0.95,
+        max_clusters: int = 2000,
+        variable_min_distinct: int = 6,
+        extra_masks: Sequence[ExtraMask] = (),
+        seed: int = 42,
+        max_cluster_points: int = 20000,
+    ):
+        self.svd_variance = svd_variance
+        self.max_clusters = max_clusters
+        self.variable_min_distinct = variable_min_distinct
+        self.extra_masks = list(extra_masks)
+        self.seed = seed
+        self.max_cluster_points = max_cluster_points
+        self._masker = Masker(self.extra_masks)
+        for em in self.extra_masks:
+            _extra_regex[f"<{em.name.upper()}>"] = em.pattern
+        self.types_: list[MessageType] = []
+        self.cluster_curve_: list[tuple[int, float]] = []
+        self.n_clusters_: int = 0
+        self._roots: dict[int, _Node] = {}
+
+    # ------------------------------------------------------------------ keys
+    def _keys(self, tokens: list[str]) -> tuple[str, ...]:
+        mask = self._masker.mask_token
+        out = []
+        for t in tokens:
+            k = mask(t)
+            out.append("<*>" if k != t and is_fully_variable(k, self._masker.placeholders) else k)
+        return tuple(out)
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, messages: Sequence[str], progress: Callable[[str, float], None] | None = None) -> MessageTypes:
+        """Learn types from messages; every training message is then classified to a type."""
+        if len(messages) == 0:
+            raise LogravenError("no messages to learn message types from: give log files with content")
+        sig_index: dict[tuple[str, ...], int] = {}
+        sig_counts: list[int] = []
+        for msg in messages:
+            sig = self._keys(premask(msg).split())
+            i = sig_index.get(sig)
+            if i is None:
+                sig_index[sig] = len(sig_counts)
+                sig_counts.append(1)
+            else:
+                sig_counts[i] += 1
+        sigs = list(sig_index)
+        if progress:
+            progress("clustering", 0.1)
+        labels = self._cluster(sigs)
+        if progress:
+            progress("templates", 0.6)
+        groups: dict[tuple[int, int], _Group] = {}
+        for sig, count, label in zip(sigs, sig_counts, labels):
+            g = groups.setdefault((int(label), len(sig)), _Group([], []))
+            g.sigs.append(sig)
+            g.counts.append(count)
+        specs: dict[tuple[tuple[str, str], ...], int] = {}
+        for g in groups.values():
+            for spec, cnt in _merge_siblings(self._refine(g.sigs, g.counts)):
+                specs[spec] = specs.get(spec, 0) + cnt
+        specs = _merge_subsumed(specs)
+        ordered = sorted(specs.items(), key=lambda kv: (-kv[1], kv[0]))
+        self.types_ = [MessageType(i + 1, list(spec)) for i, (spec, _) in enumerate(ordered)]
+        self._build_index()
+        self._recount(messages)
+        if progress:
+            progress("done", 1.0)
+        return self
+
+    def _cluster(self, sigs: list[tuple[str, ...]]) -> np.ndarray:
+        """Seed 003's pipeline over the unique masked signatures; k chosen from the inertia curve."""
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.preprocessing import Normalizer
+
+        n = len(sigs)
+        if n <= 2:
+            self.cluster_curve_ = [(1, 0.0)]
+            self.n_clusters_ = 1
+            return np.zeros(n, dtype=int)
+        docs = [" ".join(s) for s in sigs]
+        vec = CountVectorizer(lowercase=False, tokenizer=str.split, token_pattern=None, binary=True)
+        X = vec.fit_transform(docs)
+        n_feat = X.shape[1]
+        if n_feat >= 3 and n >= 3:
+            n_comp = max(1, min(256, n_feat - 1, n - 1))
+            svd = TruncatedSVD(n_components=n_comp, random_state=self.seed, algorithm="randomized", n_iter=4)
+            Z = svd.fit_transform(X)
+            cum = np.cumsum(svd.explained_variance_ratio_)
+            keep = int(np.searchsorted(cum, self.svd_variance * cum[-1])) + 1
+            Z = Z[:, :keep]
+        else:
+            Z = X.toarray().astype(float)
+        Z = Normalizer(copy=False).fit_transform(Z)
+        # Fit on at most max_cluster_points distinct signatures; predict the rest.
+        rng = np.random.default_rng(self.seed)
+        fit_idx = np.arange(n) if n <= self.max_cluster_points else rng.choice(n, self.max_cluster_points, replace=False)
+        Zf = Z[fit_idx]
+        n_fit = len(Zf)
+        k_max = max(1, min(self.max_clusters, n_fit - 1))
+        grid = sorted({int(round(x)) for x in np.geomspace(1, k_max, num=min(14, k_max))} | {1, k_max})
+        curve: list[tuple[int, float]] = []
+        models = {}
+        for k in grid:
+            km = KMeans(n_clusters=k, n_init=1, random_state=self.seed, max_iter=100)
+            km.fit(Zf)
+            curve.append((k, float(km.inertia_)))
+            models[k] = km
+        self.cluster_curve_ = curve
+        k = _choose_k(curve)
+        self.n_clusters_ = k
+        log.info("message types: %d distinct masked messages, %d clusters (from %s)", n, k, curve)
+        return models[k].predict(Z)
+
+    def _refine(self, sigs: list[tuple[str, ...]], counts: list[int]) -> list[tuple[tuple[tuple[str, str], ...], int]]:
+        """Split one same-length group into templates, position by position (iterative)."""
+        out = []
+        stack = [list(range(len(sigs)))]
+        theta = self.variable_min_distinct
+        while stack:
+            idx = stack.pop()
+            n_tok = len(sigs[idx[0]])
+            spec: list[tuple[str, str]] = []
+            split_pos, split_d = -1, 0
+            for p in range(n_tok):
+                values = Counter(sigs[i][p] for i in idx)
+                d = len(values)
+                if d == 1:
+                    (v,) = values
+                    if v == "<*>":
+                        spec.append((WILD, ""))
+                    elif "<" in v and _SHAPE_PLACEHOLDERS.search(v):
+                        spec.append((SHAPE, v))
+                    else:
+                        spec.append((CONST, v))
+                elif d >= theta or all(_SHAPE_PLACEHOLDERS.search(v) for v in values):
+                    # many values, or only values that already carry variable parts
+                    spec.append((WILD, ""))
+                else:
+                    spec.append((WILD, ""))
+                    if split_pos < 0 or d < split_d:
+                        split_pos, split_d = p, d
+            if split_pos >= 0:
+                parts: dict[str, list[int]] = defaultdict(list)
+                for i in idx:
+                    parts[sigs[i][split_pos]].append(i)
+                stack.extend(parts.values())
+                continue
+            out.append((tuple(spec), sum(counts[i] for i in idx)))
+        return out
+
+    # ------------------------------------------------------------- classify
+    def _build_index(self) -> None:
+        roots: dict[int, _Node] = {}
+        for t in self.types_:
+            node = roots.setdefault(len(t.tokens), _Node())
+            for kind, value in t.tokens:
+                if kind == CONST:
+                    node = node.const.setdefault(value, _Node())
+                elif kind == SHAPE:
+                    node = node.shape.setdefault(value, _Node())
+                else:
+                    if node.wild is None:
+                        node.wild = _Node()
+                    node = node.wild
+            if node.type_id == UNKNOWN:
+                node.type_id = t.id
+        self._roots = roots
+        self._by_id = {t.id: t for t in self.types_}
+
+    def classify_tokens(self, tokens: list[str]) -> int:
+        """Type id of a tokenised message, or UNKNOWN. Constant tokens win over shapes over wildcards."""
+        root = self._roots.get(len(tokens))
+        if root is None:
+            return UNKNOWN
+        n = len(tokens)
+        mask = self._masker.mask_token
+        # Depth-first with an explicit stack: (node, position, next alternative to try).
+        stack: list[tuple[_Node, int, int]] = [(root, 0, 0)]
+        steps = 0
+        while stack:
+            node, i, alt = stack.pop()
+            if i == n:
+                if node.type_id != UNKNOWN:
+                    return node.type_id
+                continue
+            steps += 1
+            if steps > 64 * n + 256:  # pathological overlap: give up rather than burn CPU
+                return UNKNOWN
+            tok = tokens[i]
+            if alt == 0:
+                stack.append((node, i, 1))
+                child = node.const.get(tok)
+                if child is not None:
+                    stack.append((child, i + 1, 0))
+                    continue
+                alt = 1
+                stack.pop()
+            if alt == 1:
+                stack.append((node, i, 2))
+                if node.shape:
+                    child = node.shape.get(mask(tok))
+                    if child is not None:
+                        stack.append((child, i + 1, 0))
+                        continue
+                stack.pop()
+            if node.wild is not None:
+                stack.append((node.wild, i + 1, 0))
+        return UNKNOWN
+
+    def classify(self, message: str) -> int:
+        return self.classify_tokens(premask(message).split())
+
+    def predict(self, messages: Iterable[str]) -> np.ndarray:
+        c = self.classify_tokens
+        return np.fromiter((c(premask(m).split()) for m in messages), dtype=np.int32)
+
+    def get(self, type_id: int) -> MessageType | None:
+        return self._by_id.get(type_id)
+
+    @property
+    def n_types(self) -> int:
+        """Highest type id (ids are 1..n_types; 0 is UNKNOWN)."""
+        return max((t.id for t in self.types_), default=0)
+
+    def _recount(self, messages: Sequence[str]) -> None:
+        """Counts and examples from what the index really does; drop types shadowed by more specific ones."""
+        ids = self.predict(messages)
+        counts = np.bincount(ids, minlength=self.n_types + 1)
+        examples: dict[int, list[str]] = defaultdict(list)
+        for m, t in zip(messages, ids):
+            ex = examples[int(t)]
+            if len(ex) < 3 and m not in ex:
+                ex.append(m)
+        for t in self.types_:
+            t.count = int(counts[t.id])
+            t.examples = examples.get(t.id, [])
+        live = [t for t in self.types_ if t.count > 0]
+        if len(live) != len(self.types_):
+            live.sort(key=lambda t: -t.count)
+            for i, t in enumerate(live):
+                t.id = i + 1
+            self.types_ = live
+            self._build_index()
+
+    # ---------------------------------------------------------------- update
+    def update(self, messages: Sequence[str]) -> list[int]:
+        """Learn types for messages no existing type matches; existing ids never change.
+
+        Returns the ids of the new types.
+        """
+        ids = self.predict(messages)
+        unknown = [m for m, t in zip(messages, ids) if t == UNKNOWN]
+        counts = Counter(int(t) for t in ids if t != UNKNOWN)
+        for t in self.types_:
+            t.count += counts.get(t.id, 0)
+        if not unknown:
+            return []
+        sub = MessageTypes(
+            svd_variance=self.svd_variance,
+            max_clusters=self.max_clusters,
+            variable_min_distinct=self.variable_min_distinct,
+            extra_masks=self.extra_masks,
+            seed=self.seed,
+            max_cluster_points=self.max_cluster_points,
+        ).fit(unknown)
+        base = self.n_types
+        new_ids = []
+        for t in sub.types_:
+            t.id = base + t.id
+            new_ids.append(t.id)
+            self.types_.append(t)
+        self._build_index()
+        return new_ids
+
+    # ----------------------------------------------------------- persistence
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "params": {
+                "svd_variance": self.svd_variance,
+                "max_clusters": self.max_clusters,
+                "variable_min_distinct": self.variable_min_distinct,
+                "extra_masks": [{"name": m.name, "pattern": m.pattern} for m in self.extra_masks],
+                "seed": self.seed,
+                "max_cluster_points": self.max_cluster_points,
+            },
+            "n_clusters": self.n_clusters_,
+            "cluster_curve": [[k, v] for k, v in self.cluster_curve_],
+            "types": [
+                {
+                    "id": t.id,
+                    "template": t.template,
+                    "regex": t.regex,
+                    "count": t.count,
+                    "examples": t.examples,
+                    "tokens": [[k, v] for k, v in t.tokens],
+                }
+                for t in self.types_
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "msgtypes.json") -> MessageTypes:
+        try:
+            if data.get("format") != FORMAT_VERSION:
+                raise LogravenError(
+                    f"{source}: message-type format {data.get('format')!r} is not supported "
+                    f"(this lograven reads format {FORMAT_VERSION}); retrain with `lograven train`"
+                )
+            p = data["params"]
+            obj = cls(
+                svd_variance=float(p["svd_variance"]),
+                max_clusters=int(p["max_clusters"]),
+                variable_min_distinct=int(p["variable_min_distinct"]),
+                extra_masks=[ExtraMask(m["name"], m["pattern"]) for m in p.get("extra_masks", [])],
+                seed=int(p["seed"]),
+                max_cluster_points=int(p.get("max_cluster_points", 20000)),
+            )
+            obj.n_clusters_ = int(data.get("n_clusters", 0))
+            obj.cluster_curve_ = [(int(k), float(v)) for k, v in data.get("cluster_curve", [])]
+            for t in data["types"]:
+                tokens = [(str(k), str(v)) for k, v in t["tokens"]]
+                if any(k not in (CONST, SHAPE, WILD) for k, _ in tokens):
+                    raise ValueError(f"bad token kind in type {t.get('id')}")
+                obj.types_.append(MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3]))
+        except LogravenError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise LogravenError(f"{source}: malformed message types ({e!r}); retrain with `lograven train`") from e
+        if len({t.id for t in obj.types_}) != len(obj.types_):
+            raise LogravenError(f"{source}: duplicate type ids; retrain with `lograven train`")
+        obj._build_index()
+        return obj
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, ensure_ascii=False)
+
+
+Spec = tuple[tuple[str, str], ...]
+
+
+def _merge_siblings(specs: list[tuple[Spec, int]]) -> list[tuple[Spec, int]]:
+    """Templates of one cluster that differ in exactly one constant position are one template.
+
+    (`session closed for user cyrus` / `... news` / `... test` -> `... user <*>`.)
+    Splitting on a position is only kept when the siblings differ in more than one place.
+    """
+    changed = True
+    items = dict(specs)
+    while changed and len(items) > 1:
+        changed = False
+        for p in range(len(next(iter(items)))):
+            buckets: dict[Spec, list[Spec]] = defaultdict(list)
+            for spec in items:
+                if spec[p][0] != WILD:
+                    buckets[spec[:p] + ((WILD, ""),) + spec[p + 1 :]].append(spec)
+            for merged, members in buckets.items():
+                if len(members) < 2 and merged not in items:
+                    continue
+                total = sum(items.pop(m) for m in members)
+                items[merged] = items.get(merged, 0) + total
+                changed = True
+            if changed:
+                break
+    return list(items.items())
+
+
+def _merge_subsumed(specs: dict[Spec, int]) -> dict[Spec, int]:
+    """Drop templates that a more general template of the same length already covers.
+
+    Only a general template that keeps at least half of its tokens constant
+    absorbs others, so `<*> <*> <*>` never swallows a whole length class.
+    """
+    by_len: dict[int, list[Spec]] = defaultdict(list)
+    for spec in specs:
+        by_len[len(spec)].append(spec)
+    out = dict(specs)
+    for group in by_len.values():
+        general = [g for g in group if sum(k != WILD for k, _ in g) * 2 >= len(g) and any(k == WILD for k, _ in g)]
+        for spec in group:
+            for g in general:
+                if g is spec or spec not in out or g not in out:
+                    continue
+                if all(gk == WILD or (gk, gv) == (sk, sv) for (gk, gv), (sk, sv) in zip(g, spec)):
+                    out[g] += out.pop(spec)
+                    break
+    return out
+
+
+def _choose_k(curve: list[tuple[int, float]]) -> int:
+    """Knee of the inertia curve: the k farthest below the chord in (log k, inertia) space.
+
+    The refinement step splits clusters that are too coarse and merges
+    identical templates from clusters that are too fine, so k only has to be
+    in the right region; the knee is a robust, scale-free choice.
+    """
+    if len(curve) <= 2:
+        return curve[-1][0]
+    ks = np.log(np.array([k for k, _ in curve], dtype=float))
+    inert = np.array([v for _, v in curve])
+    if inert[0] <= 0:
+        return curve[0][0]
+    x = (ks - ks[0]) / max(ks[-1] - ks[0], 1e-12)
+    y = (inert - inert[-1]) / max(inert[0] - inert[-1], 1e-12)
+    # distance below the chord from (0,1) to (1,0)
+    dist = (1 - x) - y
+    return curve[int(np.argmax(dist))][0]

@@ -1,0 +1,65 @@
+"""Serving runtime: the exported models evaluated with numpy alone.
+
+Why numpy and not LiteRT or TensorFlow (measured, see docs/benchmarks.md):
+the serving models are tiny (GRU-64, a ~100k-parameter Conv1D autoencoder),
+so per-call overhead dominates, not FLOPs. numpy has no fixed batch sizes
+(a converted LiteRT model has), adds no dependency, keeps the daemon at
+tens of MB instead of TensorFlow's ~600 MB and 2.5 s import, and lets the
+GRU's input projection be folded into one table lookup. Weights are stored
+in `.npz` files read with `allow_pickle=False`: loading never executes code.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from lograven.errors import LogravenError
+
+
+def load_weights(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read an .npz of float32/int arrays without pickle; name the file on any problem."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise LogravenError(f"{path}: cannot read model weights ({e}); retrain or restore the bundle") from e
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise LogravenError(f"{path}: missing weights {missing}; retrain or restore the bundle")
+    return arrays
+
+
+def save_weights(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    path.write_bytes(buf.getvalue())
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    # tanh form: one ufunc, no overflow warnings for large |x|
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def conv1d_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Keras Conv1D(padding="same", stride 1) as one matmul: x (B, L, C), kernel (k, C, F)."""
+    k = kernel.shape[0]
+    B, L, C = x.shape
+    left = (k - 1) // 2
+    right = k - 1 - left
+    xp = np.zeros((B, L + k - 1, C), dtype=x.dtype)
+    xp[:, left : left + L] = x
+    cols = np.concatenate([xp[:, i : i + L] for i in range(k)], axis=2)  # (B, L, k*C)
+    out = cols.reshape(B * L, k * C) @ kernel.reshape(k * C, -1)
+    out += bias
+    return out.reshape(B, L, -1)
+
+
+def log_softmax_pick(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """log p(target) per row of logits (M, V) in a numerically stable way."""
+    m = logits.max(axis=1, keepdims=True)
+    z = logits - m
+    lse = np.log(np.exp(z).sum(axis=1))
+    return z[np.arange(len(targets)), targets] - lse

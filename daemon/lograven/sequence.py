@@ -1,0 +1,295 @@
+"""Seed 003's next-message-type GRU: Embedding -> GRU -> softmax over types.
+
+Input index 0 is "begin of stream" (BOS); index t (1..n_types) is type t.
+Output class t is type t (class 0, UNKNOWN, is never a target: an unknown
+line is flagged by its own detector and does not advance the GRU).
+
+Training windows are `window` steps from a zero state. A daemon runs for
+months, so serving must stay inside what training saw: every stream keeps
+two GRU states, restarted half a window apart, and predicts with the one
+with the longer history (between window/2 and window steps). Two GRU steps
+per line, and predictions never drift into untrained state space.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lograven.runtime import load_weights, save_weights, sigmoid
+
+log = logging.getLogger(__name__)
+
+BOS = 0
+WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
+
+
+@dataclass
+class SequenceParams:
+    embedding_dim: int = 32
+    units: int = 64
+    window: int = 64
+    batch_size: int = 64
+    epochs: int = 30
+    patience: int = 3
+    learning_rate: float = 0.003
+
+
+@dataclass
+class StreamState:
+    """Serving state of one stream: two staggered GRU states and how many lines it has seen."""
+
+    h: np.ndarray  # (2, units) float32
+    seen: int = 0
+
+
+class SequenceModel:
+    """Fit with TensorFlow, serve with numpy."""
+
+    def __init__(self, params: SequenceParams | None = None):
+        self.params = params or SequenceParams()
+        self.n_types_: int = 0
+        self.weights_: dict[str, np.ndarray] = {}
+        self.history_: dict[str, list[float]] = {}
+        self.validation_: dict[str, float] = {}
+        self._table: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        sequences: Sequence[np.ndarray],
+        n_types: int,
+        *,
+        seed: int = 42,
+        validation_fraction: float = 0.1,
+        progress: Callable[[str, float], None] | None = None,
+        init_weights: dict[str, np.ndarray] | None = None,
+        replay: Sequence[np.ndarray] = (),
+    ) -> SequenceModel:
+        """Train on per-stream type-id sequences (UNKNOWN ids removed); the tail of each is validation."""
+        p = self.params
+        self.n_types_ = n_types
+        train_w, val_w = [], []
+        for seq in list(sequences) + list(replay):
+            seq = np.asarray(seq, dtype=np.int32)
+            seq = seq[seq > 0]
+            if len(seq) == 0:
+                continue
+            full = np.concatenate([[BOS], seq]).astype(np.int32)
+            n_val = int(len(full) * validation_fraction) if len(full) > 4 * p.window else 0
+            split = len(full) - n_val
+            train_w.extend(_windows(full[:split], p.window))
+            if n_val:
+                val_w.extend(_windows(full[split - 1 :], p.window))
+        if not train_w:
+            raise ValueError("no type sequences to train the sequence model on")
+        X = np.stack(train_w)
+        V = np.stack(val_w) if val_w else None
+        if init_weights is not None:
+            init_weights = _grow(init_weights, n_types)
+        self.weights_, self.history_ = _keras_fit(X, V, n_types, p, seed, init_weights, progress)
+        self._table = None
+        if V is not None:
+            self.validation_ = self._validation_stats(V)
+        return self
+
+    def _validation_stats(self, V: np.ndarray) -> dict[str, float]:
+        """How often the observed next type is improbable on held-back normal data (false-positive rate)."""
+        probs = self.window_probs(V[:, :-1])
+        tgt = V[:, 1:]
+        mask = tgt > 0
+        p_obs = np.take_along_axis(probs, tgt[..., None], axis=2)[..., 0][mask]
+        rank = (probs > np.take_along_axis(probs, tgt[..., None], axis=2)).sum(axis=2)[mask] + 1
+        return {
+            "steps": int(mask.sum()),
+            "fp_rate_p<0.02": float((p_obs < 0.02).mean()) if len(p_obs) else 0.0,
+            "fp_rate_top9": float((rank > 9).mean()) if len(rank) else 0.0,
+            "top1_accuracy": float((rank == 1).mean()) if len(rank) else 0.0,
+        }
+
+    # ---------------------------------------------------------------- serve
+    def _input_table(self) -> np.ndarray:
+        if self._table is None:
+            W = self.weights_
+            self._table = (W["emb"] @ W["gru_k"] + W["gru_b"][0]).astype(np.float32)
+        return self._table
+
+    def new_state(self) -> StreamState:
+        return StreamState(np.zeros((2, self.params.units), dtype=np.float32), 0)
+
+    def step(self, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """One GRU step for a batch: h (B, units), inputs (B,) input indices -> new h."""
+        U = h.shape[1]
+        x = self._input_table()[inputs]
+        inner = h @ self.weights_["gru_rk"]
+        inner += self.weights_["gru_b"][1]
+        zr = sigmoid(x[:, : 2 * U] + inner[:, : 2 * U])  # update and reset gates together
+        z = zr[:, :U]
+        hh = np.tanh(x[:, 2 * U :] + zr[:, U:] * inner[:, 2 * U :])
+        return hh + z * (h - hh)  # = z*h + (1-z)*hh
+
+    def probs(self, h: np.ndarray) -> np.ndarray:
+        """Next-type distribution (B, n_types+1) from hidden states (B, units)."""
+        W = self.weights_
+        logits = h @ W["out_k"] + W["out_b"]
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def advance(self, states: Sequence[StreamState], types: Sequence[int]) -> None:
+        """Feed one observed type into each state (all different streams), in place."""
+        W = self.params.window
+        half = W // 2
+        H = np.concatenate([s.h for s in states])  # (2B, units)
+        inp = np.repeat(np.asarray(types, dtype=np.int64), 2)
+        for i, s in enumerate(states):
+            # staggered restarts: state 0 at multiples of W, state 1 half a window later
+            if s.seen % W == 0 and s.seen > 0:
+                H[2 * i] = 0.0
+            if s.seen % W == half and s.seen >= half:
+                H[2 * i + 1] = 0.0
+        H = self.step(H, inp)
+        for i, s in enumerate(states):
+            s.h = H[2 * i : 2 * i + 2]
+            s.seen += 1
+
+    def predictive_state(self, s: StreamState) -> np.ndarray:
+        """The hidden state with the longer history (see module docstring)."""
+        n = s.seen
+        if n == 0:
+            return s.h[0]
+        W, half = self.params.window, self.params.window // 2
+        hist0 = (n - 1) % W + 1 if n > W else n + 1  # +1: the BOS input of a stream's start
+        hist1 = n if n <= half else (n - 1 - half) % W + 1
+        return s.h[0] if hist0 >= hist1 else s.h[1]
+
+    def init_states(self, states: Sequence[StreamState]) -> None:
+        """Feed BOS into fresh states so the first line is predicted too."""
+        H = np.zeros((len(states), self.params.units), dtype=np.float32)
+        H = self.step(H, np.zeros(len(states), dtype=np.int64))
+        for i, s in enumerate(states):
+            s.h = np.stack([H[i], np.zeros_like(H[i])])
+
+    def window_probs(self, X: np.ndarray) -> np.ndarray:
+        """Stateless evaluation of windows (N, T) from a zero state -> (N, T, n_types+1)."""
+        N, T = X.shape
+        h = np.zeros((N, self.params.units), dtype=np.float32)
+        out = np.empty((N, T, self.n_types_ + 1), dtype=np.float32)
+        for t in range(T):
+            h = self.step(h, X[:, t])
+            out[:, t] = self.probs(h)
+        return out
+
+    # ---------------------------------------------------------- persistence
+    def save(self, d: Path) -> list[str]:
+        save_weights(d / "sequence.npz", self.weights_)
+        return ["sequence.npz"]
+
+    def meta(self) -> dict:
+        return {"params": asdict(self.params), "n_types": self.n_types_, "validation": self.validation_}
+
+    @classmethod
+    def load(cls, d: Path, meta: dict) -> SequenceModel:
+        obj = cls(SequenceParams(**meta["params"]))
+        obj.n_types_ = int(meta["n_types"])
+        obj.validation_ = dict(meta.get("validation", {}))
+        obj.weights_ = {k: v.astype(np.float32) for k, v in load_weights(d / "sequence.npz", WEIGHT_NAMES).items()}
+        if obj.weights_["out_k"].shape[1] != obj.n_types_ + 1:
+            from lograven.errors import LogravenError
+
+            raise LogravenError(f"{d / 'sequence.npz'}: output size does not match {obj.n_types_} types; retrain")
+        return obj
+
+
+def _windows(seq: np.ndarray, window: int) -> list[np.ndarray]:
+    """Windows of window+1 ids (input = [:-1], target = [1:]) with stride window/2; short tails padded."""
+    out = []
+    n = len(seq)
+    if n < 2:
+        return out
+    stride = max(1, window // 2)
+    starts = list(range(0, max(n - window - 1, 0) + 1, stride))
+    if starts[-1] + window + 1 < n:
+        starts.append(n - window - 1)
+    for s in starts:
+        w = seq[s : s + window + 1]
+        if len(w) < window + 1:
+            w = np.concatenate([w, np.full(window + 1 - len(w), -1, dtype=np.int32)])
+        out.append(w)
+    return out
+
+
+def _grow(W: dict[str, np.ndarray], n_types: int) -> dict[str, np.ndarray]:
+    """Extend embedding rows and output columns for new types, keeping the learned weights."""
+    W = dict(W)
+    old = W["out_k"].shape[1] - 1
+    if n_types > old:
+        extra = n_types - old
+        rng = np.random.default_rng(0)
+        W["emb"] = np.concatenate([W["emb"], rng.normal(0, 0.05, (extra, W["emb"].shape[1])).astype(np.float32)])
+        W["out_k"] = np.concatenate([W["out_k"], rng.normal(0, 0.05, (W["out_k"].shape[0], extra)).astype(np.float32)], axis=1)
+        # new classes start improbable, not uniform
+        W["out_b"] = np.concatenate([W["out_b"], np.full(extra, W["out_b"].min(), dtype=np.float32)])
+    return W
+
+
+def build_keras(n_types: int, p: SequenceParams):
+    import keras
+    from keras import layers
+
+    inp = keras.Input((None,), dtype="int32", name="types")
+    h = layers.Embedding(n_types + 1, p.embedding_dim, name="emb")(inp)
+    h = layers.GRU(p.units, return_sequences=True, name="gru")(h)
+    out = layers.Dense(n_types + 1, name="out")(h)
+    return keras.Model(inp, out, name="lograven_sequence")
+
+
+def keras_weights(model) -> dict[str, np.ndarray]:
+    k, rk, b = model.get_layer("gru").get_weights()
+    ok, ob = model.get_layer("out").get_weights()
+    W = {"emb": model.get_layer("emb").get_weights()[0], "gru_k": k, "gru_rk": rk, "gru_b": b, "out_k": ok, "out_b": ob}
+    return {n: v.astype(np.float32) for n, v in W.items()}
+
+
+def set_keras_weights(model, W: dict[str, np.ndarray]) -> None:
+    model.get_layer("emb").set_weights([W["emb"]])
+    model.get_layer("gru").set_weights([W["gru_k"], W["gru_rk"], W["gru_b"]])
+    model.get_layer("out").set_weights([W["out_k"], W["out_b"]])
+
+
+def _keras_fit(X, V, n_types, p: SequenceParams, seed, init_weights, progress):
+    from lograven.autoencoder import MIN_STEPS_PER_EPOCH, _ProgressCallback
+    from lograven.tfsetup import keras_session
+
+    keras = keras_session(seed)
+    model = build_keras(n_types, p)
+    if init_weights is not None:
+        set_keras_weights(model, init_weights)
+    model.compile(optimizer=keras.optimizers.Adam(p.learning_rate), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    def xyw(A):
+        x = np.where(A[:, :-1] < 0, 0, A[:, :-1])
+        y = np.where(A[:, 1:] < 0, 0, A[:, 1:])
+        w = (A[:, 1:] > 0).astype(np.float32)  # padding and BOS are never targets
+        return x, y, w
+
+    x, y, w = xyw(X)
+    bs = max(1, min(p.batch_size, len(x)))
+    reps = max(1, math.ceil(MIN_STEPS_PER_EPOCH * bs / len(x)))
+    if reps > 1:
+        x, y, w = np.tile(x, (reps, 1)), np.tile(y, (reps, 1)), np.tile(w, (reps, 1))
+    n = (len(x) // bs) * bs  # drop the last partial batch: no retracing (DESIGN.md)
+    perm = np.random.default_rng(seed).permutation(len(x))[:n]
+    x, y, w = x[perm], y[perm], w[perm]
+    cbs = [_ProgressCallback(progress, "sequence", p.epochs)] if progress else []
+    val = None
+    if V is not None and len(V):
+        val = xyw(V)
+        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=p.patience, restore_best_weights=True))
+    hist = model.fit(x, y, sample_weight=w, batch_size=bs, epochs=p.epochs, verbose=0, shuffle=True, validation_data=val, callbacks=cbs)
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return keras_weights(model), history

@@ -1,0 +1,254 @@
+"""`lograven train`: log files -> message types, sequence GRU, autoencoder -> one bundle."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from lograven.autoencoder import Autoencoder, AutoencoderParams
+from lograven.bundle import save_bundle
+from lograven.errors import LogravenError
+from lograven.masking import ExtraMask, Masker
+from lograven.msgtypes import MessageTypes
+from lograven.parsing import LogRecord, Parser, StreamKey, decode_line
+from lograven.sequence import SequenceModel, SequenceParams
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class Corpus:
+    """Parsed training lines: one entry per line, in file order."""
+
+    files: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    programs: list[str | None] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)
+    unparsed: int = 0
+    truncated: int = 0
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def add(self, file: str, record: LogRecord, stream: str) -> None:
+        self.files.append(file)
+        self.messages.append(record.message)
+        self.programs.append(record.program)
+        self.streams.append(stream)
+        if not record.parsed:
+            self.unparsed += 1
+
+
+def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]]:
+    """Decoded lines of a file (never raises on content; names the file on I/O errors)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise LogravenError(f"{path}: no such file; check the path") from None
+    except PermissionError:
+        raise LogravenError(
+            f"{path}: permission denied; run as a user that can read it (e.g. a member of group adm) or copy the file"
+        ) from None
+    except IsADirectoryError:
+        raise LogravenError(f"{path}: is a directory; give log files (a shell glob like {path}/*.log works)") from None
+    with f:
+        for raw in f:
+            if len(raw) > max_line_bytes:
+                yield decode_line(raw[:max_line_bytes], max_line_bytes)[0], True
+            else:
+                yield decode_line(raw.rstrip(b"\n"), max_line_bytes)
+
+
+def read_corpus(
+    paths: Sequence[str],
+    *,
+    fmt: str = "syslog",
+    stream: str = "file",
+    max_lines: int | None = None,
+    max_line_bytes: int = 65536,
+    line_filter: Callable[[str], bool] | None = None,
+) -> Corpus:
+    """Parse log files into a corpus, at most `max_lines` lines (the last ones of each file are kept)."""
+    parser = Parser(fmt)
+    key = StreamKey(stream)
+    corpus = Corpus()
+    for path in paths:
+        for text, truncated in iter_file_lines(path, max_line_bytes):
+            if line_filter is not None and not line_filter(text):
+                continue
+            if not text.strip():
+                continue
+            rec = parser.parse(text)
+            corpus.add(path, rec, key.key(path, rec, text))
+            corpus.truncated += truncated
+            if max_lines is not None and len(corpus) >= max_lines:
+                return corpus
+    return corpus
+
+
+def ae_text(masker: Masker, program: str | None, message: str) -> str:
+    """The autoencoder's view of a line: program name and masked message."""
+    return masker.mask_text(f"{program} {message}" if program else message)
+
+
+def params_from(cls, section: object | None, **override):
+    """Dataclass `cls` filled from a config section's attributes of the same names."""
+    kw = {}
+    for f in fields(cls):
+        if section is not None and hasattr(section, f.name):
+            kw[f.name] = getattr(section, f.name)
+    kw.update(override)
+    return cls(**kw)
+
+
+def type_sequences(streams: Sequence[str], type_ids: np.ndarray) -> list[np.ndarray]:
+    by_stream: dict[str, list[int]] = {}
+    for s, t in zip(streams, type_ids):
+        by_stream.setdefault(s, []).append(int(t))
+    return [np.array(v, dtype=np.int32) for v in by_stream.values()]
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    summary: dict
+
+
+def train(
+    corpus: Corpus,
+    out: Path,
+    *,
+    training: object | None = None,
+    quantile: float = 0.999,
+    fmt: str = "syslog",
+    stream: str = "file",
+    plots: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Learn the three models from a corpus and write the bundle to `out`."""
+    t0 = time.monotonic()
+    if len(corpus) < 2:
+        raise LogravenError(f"only {len(corpus)} usable lines to learn from; lograven needs at least a few hundred normal lines")
+    seed = int(getattr(training, "seed", 42))
+    val_frac = float(getattr(training, "validation_fraction", 0.1))
+    mt_cfg = getattr(training, "msgtypes", None)
+    extra = [ExtraMask(m.name, m.pattern) for m in getattr(mt_cfg, "extra_masks", ())]
+    types = MessageTypes(
+        svd_variance=getattr(mt_cfg, "svd_variance", 0.95),
+        max_clusters=getattr(mt_cfg, "max_clusters", 2000),
+        variable_min_distinct=getattr(mt_cfg, "variable_min_distinct", 6),
+        extra_masks=extra,
+        seed=seed,
+    )
+    stage = _Stages(progress)
+    stage("message types", 0.0)
+    types.fit(corpus.messages)
+    type_ids = types.predict(corpus.messages)
+    t_types = time.monotonic() - t0
+    stage("message types", 1.0)
+
+    seq = SequenceModel(params_from(SequenceParams, getattr(training, "sequence", None)))
+    seq.fit(type_sequences(corpus.streams, type_ids), types.n_types, seed=seed, validation_fraction=val_frac, progress=stage)
+    t_seq = time.monotonic() - t0 - t_types
+
+    masker = Masker(extra)
+    texts = [ae_text(masker, p, m) for p, m in zip(corpus.programs, corpus.messages)]
+    ae = Autoencoder(params_from(AutoencoderParams, getattr(training, "autoencoder", None), quantile=quantile))
+    ae.fit(texts, seed=seed, validation_fraction=val_frac, progress=stage)
+    t_ae = time.monotonic() - t0 - t_types - t_seq
+
+    summary = {
+        "lines": len(corpus),
+        "files": sorted(set(corpus.files)),
+        "streams": len(set(corpus.streams)),
+        "format": fmt,
+        "stream": stream,
+        "unparsed_lines": corpus.unparsed,
+        "truncated_lines": corpus.truncated,
+        "types": len(types.types_),
+        "clusters": types.n_clusters_,
+        "unknown_training_lines": int((type_ids == 0).sum()),
+        "sequence_validation": seq.validation_,
+        "sequence_epochs": len(seq.history_.get("loss", [])),
+        "autoencoder_length": ae.length_,
+        "autoencoder_threshold": ae.threshold_,
+        "autoencoder_epochs": len(ae.history_.get("loss", [])),
+        "seconds": {"msgtypes": round(t_types, 2), "sequence": round(t_seq, 2), "autoencoder": round(t_ae, 2)},
+    }
+    extra_files = _plots(types, seq, ae) if plots else None
+    stage("saving", 0.0)
+    save_bundle(out, types, seq, ae, training=summary, extra_files=extra_files)
+    summary["seconds"]["total"] = round(time.monotonic() - t0, 2)
+    stage("saving", 1.0)
+    return TrainResult(Path(out), summary)
+
+
+class _Stages:
+    def __init__(self, progress: Progress | None):
+        self.progress = progress
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if self.progress:
+            self.progress(stage, fraction)
+
+
+def _plots(types: MessageTypes, seq: SequenceModel, ae: Autoencoder) -> dict[str, bytes]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise LogravenError("--plots needs matplotlib: pip install 'lograven[plots]' (or pip install matplotlib)") from None
+    import io
+
+    out: dict[str, bytes] = {}
+
+    def save(fig, name):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        out[f"plots/{name}"] = buf.getvalue()
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ks = [k for k, _ in types.cluster_curve_]
+    ax.plot(ks, [v for _, v in types.cluster_curve_], "o-", label="inertia")
+    ax.axvline(types.n_clusters_, color="red", ls="--", label=f"chosen k={types.n_clusters_}")
+    ax.set_xscale("log")
+    ax.set_xlabel("clusters (k)")
+    ax.set_ylabel("KMeans inertia")
+    ax.set_title(f"Cluster-count curve -> {len(types.types_)} message types")
+    ax.legend()
+    save(fig, "clusters.png")
+    for name, model in (("sequence", seq), ("autoencoder", ae)):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, vals in model.history_.items():
+            ax.plot(range(1, len(vals) + 1), vals, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (cross-entropy)")
+        ax.set_title(f"{name} training")
+        ax.legend()
+        save(fig, f"{name}_loss.png")
+    errs = getattr(ae, "holdout_errors_", None)
+    if errs is not None and len(errs):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.hist(errs, bins=50)
+        ax.axvline(ae.threshold_, color="red", ls="--", label=f"threshold {ae.threshold_:.2f}")
+        ax.set_xlabel("reconstruction error (nats/token) on held-back normal texts")
+        ax.set_ylabel("texts")
+        ax.legend()
+        save(fig, "autoencoder_errors.png")
+    return out
+
+
+def files_from_args(paths: Iterable[str]) -> list[str]:
+    out = [str(p) for p in paths]
+    if not out:
+        raise LogravenError("no log files given; e.g. `lograven train --out /tmp/m /var/log/messages`")
+    return out
