@@ -49,6 +49,7 @@ class MessageType:
     tokens: list[tuple[str, str]]  # (kind, value): CONST raw token, SHAPE masked key, WILD ""
     count: int = 0
     examples: list[str] = field(default_factory=list)
+    beaten_by: list[str] = field(default_factory=list, repr=False)  # bodies of types preferred on overlap
 
     @property
     def template(self) -> str:
@@ -62,8 +63,8 @@ class MessageType:
                 out.append(value)
         return " ".join(out)
 
-    @property
-    def regex(self) -> str:
+    def body(self) -> str:
+        """The positional pattern: `\\S+` for a wildcard, never `.+`, so nothing backtracks across tokens."""
         parts = []
         for kind, value in self.tokens:
             if kind == WILD:
@@ -79,7 +80,14 @@ class MessageType:
                 )
             else:
                 parts.append(re.escape(value))
-        return r"^\s*" + r"\s+".join(parts) + r"\s*$"
+        return r"\s*" + r"\s+".join(parts) + r"\s*$"
+
+    @property
+    def regex(self) -> str:
+        """Anchored regex; excludes the more specific types that overlap it, so exactly one type matches."""
+        if self.beaten_by:
+            return "^(?!" + "|".join(f"(?:{b})" for b in self.beaten_by) + ")" + self.body()
+        return "^" + self.body()
 
 
 _SHAPE_PLACEHOLDERS = re.compile(r"<[A-Z][A-Z0-9_]*>")
@@ -285,6 +293,7 @@ class MessageTypes:
                 node.type_id = t.id
         self._roots = roots
         self._by_id = {t.id: t for t in self.types_}
+        _link_overlaps(self.types_)
 
     def classify_tokens(self, tokens: list[str]) -> int:
         """Type id of a tokenised message, or UNKNOWN. Constant tokens win over shapes over wildcards."""
@@ -353,13 +362,12 @@ class MessageTypes:
         for t in self.types_:
             t.count = int(counts[t.id])
             t.examples = examples.get(t.id, [])
-        live = [t for t in self.types_ if t.count > 0]
-        if len(live) != len(self.types_):
-            live.sort(key=lambda t: -t.count)
-            for i, t in enumerate(live):
-                t.id = i + 1
-            self.types_ = live
-            self._build_index()
+        # Drop types shadowed by more specific ones; number the rest by frequency.
+        live = sorted((t for t in self.types_ if t.count > 0), key=lambda t: (-t.count, t.id))
+        for i, t in enumerate(live):
+            t.id = i + 1
+        self.types_ = live
+        self._build_index()
 
     # ---------------------------------------------------------------- update
     def update(self, messages: Sequence[str]) -> list[int]:
@@ -456,6 +464,53 @@ class MessageTypes:
 
 
 Spec = tuple[tuple[str, str], ...]
+_PREF = {CONST: 0, SHAPE: 1, WILD: 2}  # the classifier's order of preference at a token
+
+
+def _link_overlaps(types: list[MessageType]) -> None:
+    """For each type, the same-length types that can match a line it matches and win it.
+
+    The trie prefers, at the first position where two templates differ, a
+    constant over a shape over a wildcard; a line both match goes to the
+    preferred one. Each type's regex then excludes its winners, so regexes
+    and classifier agree and no line matches two regexes.
+    """
+    by_len: dict[int, list[MessageType]] = defaultdict(list)
+    for t in types:
+        t.beaten_by = []
+        by_len[len(t.tokens)].append(t)
+    for group in by_len.values():
+        if len(group) < 2:
+            continue
+        bodies = {id(t): t.body() for t in group}
+        for a in group:
+            for b in group:
+                if a is b:
+                    continue
+                first = None
+                ok = True
+                for (ka, va), (kb, vb) in zip(a.tokens, b.tokens):
+                    if ka == kb and va == vb:
+                        continue
+                    if (ka == CONST and kb == CONST) or (ka == SHAPE and kb == SHAPE):
+                        ok = False  # different constants (or shapes) never match the same token
+                        break
+                    if ka == CONST and kb == SHAPE and not re.fullmatch(_shape_regex(vb), va):
+                        ok = False
+                        break
+                    if kb == CONST and ka == SHAPE and not re.fullmatch(_shape_regex(va), vb):
+                        ok = False
+                        break
+                    if first is None:
+                        first = (ka, kb)
+                if ok and first is not None and _PREF[first[1]] < _PREF[first[0]]:
+                    a.beaten_by.append(bodies[id(b)])
+
+
+def _shape_regex(value: str) -> str:
+    return "".join(
+        _placeholder_regex(p) if _SHAPE_PLACEHOLDERS.fullmatch(p) else re.escape(p) for p in _SHAPE_SPLIT.split(value) if p
+    )
 
 
 def _merge_siblings(specs: list[tuple[Spec, int]]) -> list[tuple[Spec, int]]:

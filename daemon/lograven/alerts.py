@@ -1,0 +1,873 @@
+"""Alerts: the record the detectors produce, the sinks that deliver it, and the router between them.
+
+An `Alert` says which line (file and byte offset) looked anomalous, which
+detectors fired and why, and, for the sequence detector, which message types
+were expected instead. Sinks are small and interchangeable (`AlertSink`):
+`SyslogSink` (local /dev/log, one `@cee:` JSON object per datagram),
+`JsonlSink` (an append-only JSON-lines file, fsynced per batch: the durable
+one) and `StdoutSink` (human-readable or JSON, for the demo and plugin mode).
+
+`AlertRouter` sits between the detector and the sinks: it drops allow-listed
+alerts, de-duplicates repeats, applies a global rate limit, and keeps a
+bounded retry buffer per sink so a dead sink neither raises into the
+detection loop nor loses alerts while it is down. `submit()` returns whether
+every *required* sink holds everything so far; the daemon checkpoints past a
+line only then.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, TextIO, runtime_checkable
+
+from lograven.errors import LogravenError
+
+if TYPE_CHECKING:
+    from lograven.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_TYPE_ID = -1
+"""`Alert.type_id` of a line no learned message type matched."""
+
+DETECTORS = ("unknown_type", "sequence", "autoencoder")
+"""Names a `DetectorHit` may carry."""
+
+ALERT_FORMAT_VERSION = 1
+"""Value of the `v` key in every alert JSON object; bumped on incompatible changes."""
+
+COMPACT_MAX_BYTES = 2048
+"""Default size bound of one compact (syslog) alert: fits rsyslog's default 8 KiB and old 2 KiB relays."""
+
+MIN_COMPACT_BYTES = 512
+"""Smallest `max_bytes` `Alert.to_compact_json` accepts; below it not even the skeleton fits."""
+
+COMPACT_EXPECTED = 3
+"""How many expected types the compact form keeps."""
+
+ELLIPSIS = "\u2026"
+"""Marks a string cut short to fit a size bound."""
+
+SUPPRESS_REASONS = ("dedup", "rate_limit", "allowlist")
+"""Values of the `reason` label of `lograven_alerts_suppressed_total`."""
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(slots=True)
+class DetectorHit:
+    """One detector that fired on a line, with the evidence.
+
+    - `unknown_type`: no learned message type matched; score and threshold are informational.
+    - `sequence`: `score` is the probability the GRU gave the observed type and
+      `threshold` the probability threshold (rule "p<0.02"); in top-k mode
+      `score` is the observed type's rank and `threshold` is k (rule "rank>9").
+    - `autoencoder`: `score` is the reconstruction error, `threshold` the calibrated threshold.
+    """
+
+    name: str
+    score: float
+    threshold: float
+    rule: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in DETECTORS:
+            raise ValueError(f"unknown detector name {self.name!r}; expected one of {', '.join(DETECTORS)}")
+
+    def explain(self) -> str:
+        """One human sentence saying why this detector fired (without the expected types)."""
+        if self.name == "unknown_type":
+            return "no learned message type matches"
+        if self.name == "sequence":
+            if self.rule and self.rule.startswith("rank"):
+                return f"rank {_fmt(self.score)} > {_fmt(self.threshold)} (observed type not in the top {_fmt(self.threshold)})"
+            return f"p={_fmt(self.score)} < {_fmt(self.threshold)}"
+        if self.name == "autoencoder":
+            return f"error {self.score:.2f} > threshold {self.threshold:.2f}"
+        return f"score {_fmt(self.score)} vs threshold {_fmt(self.threshold)}"  # pragma: no cover
+
+
+@dataclass(slots=True)
+class Expected:
+    """A message type the sequence model expected instead of the observed one."""
+
+    type_id: int
+    template: str
+    p: float
+
+
+@dataclass(slots=True)
+class Alert:
+    """One anomalous line and why it was flagged.
+
+    `time` is the detection time as ISO-8601 UTC; `offset` is the byte offset
+    of the line's start in `file`; `type_id` is -1 (`UNKNOWN_TYPE_ID`) when no
+    message type matched, and then `template` is None.
+    """
+
+    id: str
+    time: str
+    host: str
+    file: str
+    offset: int
+    stream: str
+    line: str
+    type_id: int
+    template: str | None
+    detectors: list[DetectorHit] = field(default_factory=list)
+    expected: list[Expected] = field(default_factory=list)
+    model_version: str = ""
+
+    def detector_names(self) -> frozenset[str]:
+        """The names of the detectors that fired."""
+        return frozenset(h.name for h in self.detectors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Full detail, JSON-ready: every expected type, the whole line, no rounding."""
+        return {
+            "v": ALERT_FORMAT_VERSION,
+            "id": _text(self.id),
+            "time": _text(self.time),
+            "host": _text(self.host),
+            "file": _text(self.file),
+            "offset": int(self.offset),
+            "stream": _text(self.stream),
+            "type_id": int(self.type_id),
+            "template": None if self.template is None else _text(self.template),
+            "detectors": [
+                {"name": h.name, "score": _num(h.score), "threshold": _num(h.threshold), "rule": h.rule}
+                for h in self.detectors
+            ],
+            "expected": [
+                {"type_id": int(e.type_id), "template": _text(e.template), "p": _num(e.p)} for e in self.expected
+            ],
+            "model_version": _text(self.model_version),
+            "line": _text(self.line),
+        }
+
+    def to_json(self) -> str:
+        """`to_dict()` as one line of JSON (UTF-8 text, no NaN)."""
+        return _dumps(self.to_dict())
+
+    def to_compact_json(self, max_bytes: int = COMPACT_MAX_BYTES) -> str:
+        """Compact JSON of at most `max_bytes` UTF-8 bytes, for syslog.
+
+        Keeps at most three expected types and rounds numbers to six
+        significant digits; if that is still too long the line is cut (ending
+        in "…") and `"truncated": true` is added; an alert whose other fields
+        alone are too long has them cut too. The result always parses.
+        """
+        if max_bytes < MIN_COMPACT_BYTES:
+            raise ValueError(f"max_bytes must be at least {MIN_COMPACT_BYTES}, got {max_bytes}")
+        line = _text(self.line)
+        # Stages: (length limit of every other string, expected types kept, detectors kept).
+        for limit, n_expected, n_detectors in (
+            (None, COMPACT_EXPECTED, None),
+            (256, COMPACT_EXPECTED, None),
+            (64, COMPACT_EXPECTED, len(DETECTORS)),
+            (64, 0, len(DETECTORS)),
+            (16, 0, len(DETECTORS)),
+        ):
+            doc = self._compact_doc(limit, n_expected, n_detectors)
+            cut = limit is not None or n_expected < min(len(self.expected), COMPACT_EXPECTED)
+            if n_detectors is not None and len(self.detectors) > n_detectors:
+                cut = True
+            if cut:
+                doc["truncated"] = True
+            text = _dumps({**doc, "line": line})
+            if _utf8_len(text) <= max_bytes:
+                return text
+            fitted = _fit_line({**doc, "truncated": True}, line, max_bytes)
+            if fitted is not None:
+                return fitted
+        # Only pathological field contents get here; the skeleton always fits MIN_COMPACT_BYTES.
+        return _dumps(
+            {
+                "v": ALERT_FORMAT_VERSION,
+                "id": _clip(_text(self.id), 16),
+                "time": _clip(_text(self.time), 32),
+                "offset": int(self.offset),
+                "type_id": int(self.type_id),
+                "truncated": True,
+            }
+        )
+
+    def _compact_doc(self, limit: int | None, n_expected: int, n_detectors: int | None) -> dict[str, Any]:
+        def c(s: str) -> str:
+            s = _text(s)
+            return s if limit is None else _clip(s, limit)
+
+        detectors = self.detectors if n_detectors is None else self.detectors[:n_detectors]
+        doc: dict[str, Any] = {
+            "v": ALERT_FORMAT_VERSION,
+            "id": c(self.id),
+            "time": c(self.time),
+            "host": c(self.host),
+            "file": c(self.file),
+            "offset": int(self.offset),
+            "stream": c(self.stream),
+            "type_id": int(self.type_id),
+            "template": None if self.template is None else c(self.template),
+            "detectors": [_compact_hit(h, c) for h in detectors],
+            "model_version": c(self.model_version),
+        }
+        if n_expected and self.expected:
+            doc["expected"] = [
+                {"type_id": int(e.type_id), "template": c(e.template), "p": _round(e.p)}
+                for e in self.expected[:n_expected]
+            ]
+        return doc
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Alert:
+        """Rebuild an alert from `to_dict()` output (for tools reading alerts.jsonl)."""
+        return cls(
+            id=d["id"],
+            time=d["time"],
+            host=d["host"],
+            file=d["file"],
+            offset=int(d["offset"]),
+            stream=d["stream"],
+            line=d["line"],
+            type_id=int(d["type_id"]),
+            template=d.get("template"),
+            detectors=[
+                DetectorHit(h["name"], _float(h["score"]), _float(h["threshold"]), h.get("rule"))
+                for h in d.get("detectors", [])
+            ],
+            expected=[Expected(int(e["type_id"]), e["template"], _float(e["p"])) for e in d.get("expected", [])],
+            model_version=d.get("model_version", ""),
+        )
+
+
+def new_alert_id(now: float | None = None) -> str:
+    """A 16-character id that sorts by creation time: 45 bits of milliseconds, 35 random bits."""
+    ms = int((time.time() if now is None else now) * 1000) & ((1 << 45) - 1)
+    rnd = int.from_bytes(os.urandom(5), "big") >> 5
+    value = (ms << 35) | rnd
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(75, -1, -5))
+
+
+def iso_utc(ts: float | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and a Z suffix, e.g. 2026-11-03T12:34:56.789Z."""
+    dt = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def format_human(alert: Alert, max_line_chars: int = 400) -> str:
+    """A readable multi-line summary: when, where, the line, and why each detector fired."""
+    where = f"{alert.file}:{alert.offset}"
+    head = f"{alert.time}  ALERT {alert.id}  {_printable(where)}"
+    if alert.host:
+        head += f"  host={_printable(alert.host)}"
+    if alert.stream and alert.stream != alert.file:
+        head += f"  stream={_printable(alert.stream)}"
+    lines = [head, f"  line: {_printable(_clip(alert.line, max_line_chars))}"]
+    if alert.type_id == UNKNOWN_TYPE_ID or alert.template is None:
+        lines.append("  type: UNKNOWN")
+    else:
+        lines.append(f"  type: #{alert.type_id} {_printable(_clip(alert.template, 200))}")
+    for hit in alert.detectors:
+        why = hit.explain()
+        if hit.name == "sequence" and alert.expected:
+            shown = ", ".join(
+                f"#{e.type_id} {_printable(_clip(e.template, 80))} ({e.p:.2f})" for e in alert.expected[:COMPACT_EXPECTED]
+            )
+            more = f", {ELLIPSIS}" if len(alert.expected) > COMPACT_EXPECTED else ""
+            why += f"; expected: {shown}{more}"
+        lines.append(f"  {hit.name}: {why}")
+    if alert.model_version:
+        lines.append(f"  model: {_printable(alert.model_version)}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class SinkError(Exception):
+    """A sink could not deliver; `delivered` alerts at the front of the batch did get through."""
+
+    def __init__(self, message: str, delivered: int = 0) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Where alerts go. `emit` delivers a whole batch or raises `SinkError`."""
+
+    name: str
+    required: bool  # the daemon checkpoints only past alerts every required sink accepted
+
+    def emit(self, alerts: list[Alert]) -> None:
+        """Deliver `alerts` in order; raise SinkError (with `delivered`) on failure."""
+        ...
+
+    def close(self) -> None:
+        """Release the sink's resources; emitting afterwards may reopen them."""
+        ...
+
+
+SYSLOG_FACILITIES: dict[str, int] = {
+    "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
+    "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{i}": 16 + i for i in range(8)},
+}  # fmt: skip
+"""Facility names accepted by `alerts.syslog.facility` (kern is reserved for the kernel)."""
+
+SYSLOG_SEVERITIES: dict[str, int] = {
+    "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
+}  # fmt: skip
+"""Severity names accepted by `alerts.syslog.severity`."""
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+# The old connection is dead but a new one to the same path may work (journald restarted).
+_RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ENOENT, errno.EBADF, errno.EDESTADDRREQ}
+
+
+class SyslogSink:
+    """RFC 3164 datagrams to the local syslog socket, message `@cee: {compact JSON}`.
+
+    Like glibc's syslog(3) the datagram carries no hostname (the syslog
+    daemon adds it): `<PRI>Mon DD HH:MM:SS tag[pid]: @cee: {...}`. The socket
+    is non-blocking: a syslog daemon that is not reading makes `emit` fail
+    (and the router retry later) instead of stalling detection.
+    """
+
+    def __init__(
+        self,
+        socket_path: str = "/dev/log",
+        facility: str = "user",
+        severity: str = "warning",
+        tag: str = "lograven",
+        *,
+        max_bytes: int = COMPACT_MAX_BYTES,
+        required: bool = False,
+        name: str = "syslog",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if facility not in SYSLOG_FACILITIES:
+            raise LogravenError(
+                f"alerts.syslog.facility: unknown facility {facility!r}; use one of {', '.join(SYSLOG_FACILITIES)}"
+            )
+        if severity not in SYSLOG_SEVERITIES:
+            raise LogravenError(
+                f"alerts.syslog.severity: unknown severity {severity!r}; use one of {', '.join(SYSLOG_SEVERITIES)}"
+            )
+        if not tag or len(tag) > 32 or not set(tag) <= _TAG_CHARS:
+            raise LogravenError(
+                f"alerts.syslog.tag: {tag!r} is not a valid syslog tag; use 1-32 letters, digits, '_', '.' or '-'"
+            )
+        self.name = name
+        self.required = required
+        self.socket_path = socket_path
+        self.tag = tag
+        self.pri = SYSLOG_FACILITIES[facility] * 8 + SYSLOG_SEVERITIES[severity]
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._sock: socket.socket | None = None
+
+    def format(self, alert: Alert) -> bytes:
+        """The datagram for one alert."""
+        t = time.localtime(self._clock())
+        stamp = f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        head = f"<{self.pri}>{stamp} {self.tag}[{os.getpid()}]: @cee: "
+        return (head + alert.to_compact_json(self.max_bytes)).encode("utf-8")
+
+    def emit(self, alerts: list[Alert]) -> None:
+        """Send one datagram per alert; reconnect once if the socket went away."""
+        for i, alert in enumerate(alerts):
+            data = self.format(alert)
+            try:
+                self._send(data)
+            except OSError as first:
+                if first.errno not in _RECONNECT_ERRNOS:
+                    self.close()
+                    raise SinkError(f"syslog {self.socket_path}: {first.strerror or first}", delivered=i) from first
+                self.close()
+                try:
+                    self._send(data)
+                except OSError as second:
+                    self.close()
+                    raise SinkError(f"syslog {self.socket_path}: {second.strerror or second}", delivered=i) from second
+
+    def _send(self, data: bytes) -> None:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            try:
+                sock.setblocking(False)
+                sock.connect(self.socket_path)
+            except OSError:
+                sock.close()
+                raise
+            self._sock = sock
+        self._sock.send(data)
+
+    def close(self) -> None:
+        """Close the socket; the next emit reconnects."""
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+class JsonlSink:
+    """Appends one full JSON object per line and fsyncs after every batch: the durable sink.
+
+    A batch that fails part-way (disk full) is cut back off the file, so the
+    file stays line-aligned and the retried batch is not half-duplicated. The
+    file is reopened when it was renamed or removed (logrotate without
+    copytruncate).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, required: bool = True, name: str = "jsonl") -> None:
+        self.name = name
+        self.required = required
+        self.path = os.fspath(path)
+        self.fsync = fsync
+        self._fd: int | None = None
+        try:
+            self._open()
+        except OSError as e:
+            raise LogravenError(
+                f"alerts.jsonl.path: cannot open {self.path} for appending ({e.strerror or e}); "
+                "make its directory writable by the lograven user or choose another path"
+            ) from e
+
+    def _open(self) -> None:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, mode=0o750, exist_ok=True)
+        created = not os.path.exists(self.path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        if created and self.fsync:
+            # A new file's directory entry must be durable too, or a crash could lose the whole file.
+            dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def _reopen_if_moved(self) -> None:
+        if self._fd is not None:
+            try:
+                on_disk = os.stat(self.path)
+                mine = os.fstat(self._fd)
+                if (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino):
+                    return
+            except FileNotFoundError:
+                pass
+            self.close()
+        self._open()
+
+    def emit(self, alerts: list[Alert]) -> None:
+        """Append the batch and make it durable (fsync) before returning."""
+        if not alerts:
+            return
+        data = "".join(a.to_json() + "\n" for a in alerts).encode("utf-8")
+        start: int | None = None
+        try:
+            self._reopen_if_moved()
+            assert self._fd is not None
+            start = os.fstat(self._fd).st_size
+            self._write_all(self._fd, data)
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as e:
+            self._cut_back(start)
+            raise SinkError(f"jsonl {self.path}: {e.strerror or e}") from e
+
+    def _write_all(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+
+    def _cut_back(self, size: int | None) -> None:
+        # Without this, a half-written line would glue onto the retried batch's first line.
+        if self._fd is None or size is None:
+            return
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as e:  # pragma: no cover - shrinking a file we own should not fail
+            log.warning("could not cut partial batch off %s: %s", self.path, e)
+
+    def close(self) -> None:
+        """Close the file; the next emit reopens it."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+class StdoutSink:
+    """Prints alerts to a text stream: a readable summary (`human=True`) or one JSON object per line."""
+
+    def __init__(self, stream: TextIO | None = None, human: bool = True, *, required: bool = False, name: str = "stdout") -> None:
+        self.name = name
+        self.required = required
+        self.human = human
+        self._stream = stream
+
+    def emit(self, alerts: list[Alert]) -> None:
+        """Write and flush the batch."""
+        stream = self._stream if self._stream is not None else sys.stdout  # looked up late: tests swap sys.stdout
+        text = "".join(format_human(a) if self.human else a.to_json() + "\n" for a in alerts)
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError) as e:  # ValueError: stream closed
+            raise SinkError(f"stdout: {e}") from e
+
+    def close(self) -> None:
+        """Nothing to release; the stream belongs to the caller."""
+
+
+# --------------------------------------------------------------------------- router
+
+
+@dataclass(slots=True)
+class _SinkState:
+    sink: AlertSink
+    queue: deque[Alert] = field(default_factory=deque)
+    failures: int = 0  # consecutive failed attempts
+    retry_at: float = 0.0
+    failed_since_log: int = 0
+    dropped_since_log: int = 0
+    last_error: str = ""
+
+
+class _LogLimiter:
+    """Allows one log record per key per interval."""
+
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[key] = now
+        return True
+
+    def reset(self, key: str) -> None:
+        self._last.pop(key, None)
+
+
+class AlertRouter:
+    """Filters alerts (allowlist, de-duplication, rate limit) and delivers them to every sink with retry.
+
+    A sink that fails keeps its undelivered alerts in a bounded queue
+    (`retry_limit`, oldest dropped first, counted and logged) and is retried
+    on the next `submit`/`flush` after a back-off (1 s doubling to
+    `max_backoff_seconds`). Nothing a sink does raises out of `submit`.
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[AlertSink],
+        *,
+        dedup_window_seconds: float = 300.0,
+        max_per_minute: float | None = 60,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+        suppress: Callable[[Alert], bool] | None = None,
+        retry_limit: int = 10_000,
+        max_backoff_seconds: float = 30.0,
+        log_interval_seconds: float = 60.0,
+    ) -> None:
+        if dedup_window_seconds is None or dedup_window_seconds < 0:
+            raise LogravenError(
+                f"alerts.dedup_window_seconds: must be 0 (off) or a positive number of seconds, got {dedup_window_seconds!r}"
+            )
+        if max_per_minute is not None and max_per_minute < 0:
+            raise LogravenError(
+                f"alerts.max_per_minute: must be 0 (no limit) or a positive number, got {max_per_minute!r}"
+            )
+        names = [s.name for s in sinks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"alert sink names must be unique, got {names}")
+        self._sinks = [_SinkState(s) for s in sinks]
+        self.dedup_window = float(dedup_window_seconds)
+        self.max_per_minute = float(max_per_minute) if max_per_minute else None
+        self._clock = clock
+        self._metrics = metrics
+        self._suppress = suppress
+        self.retry_limit = retry_limit
+        self.max_backoff = max_backoff_seconds
+        self._logs = _LogLimiter(log_interval_seconds, clock)
+        self._lock = threading.RLock()
+        self._seen: dict[tuple[str, int, frozenset[str]], float] = {}  # dedup key -> time last emitted
+        self._next_prune = clock() + self.dedup_window
+        self._tokens = self.max_per_minute or 0.0
+        self._tokens_at = clock()
+        if metrics is not None:
+            for reason in SUPPRESS_REASONS:
+                metrics.alerts_suppressed.labels(reason=reason)
+            for st in self._sinks:
+                metrics.alerts_emitted.labels(sink=st.sink.name)
+                metrics.alerts_failed.labels(sink=st.sink.name)
+                metrics.alerts_dropped.labels(sink=st.sink.name)
+                metrics.alerts_pending.labels(sink=st.sink.name).set(0)
+
+    @property
+    def sinks(self) -> list[AlertSink]:
+        """The sinks, in delivery order."""
+        return [st.sink for st in self._sinks]
+
+    def submit(self, alerts: Iterable[Alert]) -> bool:
+        """Filter `alerts`, deliver the rest (and any queued retries) to every sink; never raises.
+
+        Returns True when every required sink has accepted everything
+        submitted so far, i.e. the lines behind these alerts may be checkpointed.
+        """
+        with self._lock:
+            accepted = [a for a in alerts if self._admit(a)]
+            for st in self._sinks:
+                self._enqueue(st, accepted)
+            self._deliver(force=False)
+            return self._durable()
+
+    def flush(self, force: bool = False) -> bool:
+        """Retry queued alerts whose back-off has passed (all of them if `force`); returns durability."""
+        with self._lock:
+            self._deliver(force=force)
+            return self._durable()
+
+    def pending(self) -> int:
+        """Alert deliveries waiting for retry, summed over sinks."""
+        with self._lock:
+            return sum(len(st.queue) for st in self._sinks)
+
+    def durable(self) -> bool:
+        """True when no required sink has undelivered alerts."""
+        with self._lock:
+            return self._durable()
+
+    def close(self) -> None:
+        """Try once more to deliver what is queued, then close every sink."""
+        with self._lock:
+            self._deliver(force=True)
+            for st in self._sinks:
+                if st.queue:
+                    log.error(
+                        "alert sink %s closed with %d undelivered alert(s): %s",
+                        st.sink.name, len(st.queue), st.last_error,
+                    )
+                try:
+                    st.sink.close()
+                except Exception:  # noqa: BLE001 - closing must not stop the others
+                    log.exception("closing alert sink %s failed", st.sink.name)
+
+    # -- filtering
+
+    def _admit(self, alert: Alert) -> bool:
+        if self._suppress is not None:
+            try:
+                allowed = self._suppress(alert)
+            except Exception:  # noqa: BLE001 - a broken allowlist must not hide alerts
+                allowed = False
+                if self._logs.allow("allowlist-error"):
+                    log.exception("allowlist check failed; delivering the alert anyway")
+            if allowed:
+                self._count_suppressed("allowlist")
+                return False
+        now = self._clock()
+        key = (alert.file, alert.type_id, alert.detector_names())
+        if self.dedup_window > 0:
+            if now >= self._next_prune:
+                self._prune(now)
+            last = self._seen.get(key)
+            if last is not None and now - last < self.dedup_window:
+                self._count_suppressed("dedup")
+                return False
+        if self.max_per_minute is not None:
+            self._refill(now)
+            if self._tokens < 1.0:
+                self._count_suppressed("rate_limit")
+                if self._logs.allow("rate-limit"):
+                    log.warning("alert rate limit of %g per minute reached; suppressing alerts", self.max_per_minute)
+                return False
+            self._tokens -= 1.0
+        if self.dedup_window > 0:
+            self._seen[key] = now
+        return True
+
+    def _refill(self, now: float) -> None:
+        assert self.max_per_minute is not None
+        elapsed = max(0.0, now - self._tokens_at)
+        self._tokens = min(self.max_per_minute, self._tokens + elapsed * self.max_per_minute / 60.0)
+        self._tokens_at = now
+
+    def _prune(self, now: float) -> None:
+        self._seen = {k: t for k, t in self._seen.items() if now - t < self.dedup_window}
+        self._next_prune = now + self.dedup_window
+
+    def _count_suppressed(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.alerts_suppressed.labels(reason=reason).inc()
+
+    # -- delivery
+
+    def _enqueue(self, st: _SinkState, alerts: list[Alert]) -> None:
+        st.queue.extend(alerts)
+        excess = len(st.queue) - self.retry_limit
+        if excess > 0:
+            for _ in range(excess):
+                st.queue.popleft()
+            st.dropped_since_log += excess
+            if self._metrics is not None:
+                self._metrics.alerts_dropped.labels(sink=st.sink.name).inc(excess)
+            if self._logs.allow(f"drop:{st.sink.name}"):
+                log.error(
+                    "alert sink %s has been failing (%s); its retry queue is full (%d), dropped %d oldest alert(s)",
+                    st.sink.name, st.last_error, self.retry_limit, st.dropped_since_log,
+                )
+                st.dropped_since_log = 0
+
+    def _deliver(self, force: bool) -> None:
+        now = self._clock()
+        for st in self._sinks:
+            if st.queue and (force or now >= st.retry_at):
+                self._attempt(st, now)
+            if self._metrics is not None:
+                self._metrics.alerts_pending.labels(sink=st.sink.name).set(len(st.queue))
+
+    def _attempt(self, st: _SinkState, now: float) -> None:
+        batch = list(st.queue)
+        name = st.sink.name
+        try:
+            st.sink.emit(batch)
+        except Exception as e:  # noqa: BLE001 - a sink must never break detection
+            delivered = e.delivered if isinstance(e, SinkError) else 0
+            delivered = min(max(delivered, 0), len(batch))
+            for _ in range(delivered):
+                st.queue.popleft()
+            st.failures += 1
+            st.failed_since_log += 1
+            st.retry_at = now + min(self.max_backoff, 2.0 ** (st.failures - 1))
+            st.last_error = str(e) or type(e).__name__
+            if self._metrics is not None:
+                self._metrics.alerts_failed.labels(sink=name).inc()
+                if delivered:
+                    self._metrics.alerts_emitted.labels(sink=name).inc(delivered)
+            if self._logs.allow(f"fail:{name}"):
+                log.warning(
+                    "alert sink %s failed %d time(s) (%s); %d alert(s) queued for retry",
+                    name, st.failed_since_log, st.last_error, len(st.queue),
+                    exc_info=not isinstance(e, SinkError),
+                )
+                st.failed_since_log = 0
+            return
+        st.queue.clear()
+        if self._metrics is not None:
+            self._metrics.alerts_emitted.labels(sink=name).inc(len(batch))
+        if st.failures:
+            log.info("alert sink %s recovered after %d failed attempt(s); delivered %d alert(s)", name, st.failures, len(batch))
+            self._logs.reset(f"fail:{name}")
+            st.failures = 0
+            st.failed_since_log = 0
+            st.retry_at = 0.0
+
+    def _durable(self) -> bool:
+        return all(not st.queue for st in self._sinks if st.sink.required)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _num(x: float) -> float | None:
+    """JSON has no NaN/Infinity: non-finite numbers become null."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _round(x: float) -> float | None:
+    x = float(x)
+    return float(f"{x:.6g}") if math.isfinite(x) else None
+
+
+def _float(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else str(x)
+
+
+def _compact_hit(h: DetectorHit, c: Callable[[str], str]) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": h.name, "score": _round(h.score), "threshold": _round(h.threshold)}
+    if h.rule:
+        d["rule"] = c(h.rule)
+    return d
+
+
+def _text(s: str) -> str:
+    """`s` made encodable as UTF-8 (lone surrogates from undecodable bytes become U+FFFD)."""
+    if not isinstance(s, str):
+        s = str(s)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", s)
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: max(n - 1, 0)] + ELLIPSIS
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _fit_line(doc: dict[str, Any], line: str, max_bytes: int) -> str | None:
+    """Longest `line` prefix (plus "…") that keeps `doc` within max_bytes; None if not even "…" fits."""
+
+    def render(k: int) -> str:
+        return _dumps({**doc, "line": line[:k] + ELLIPSIS})
+
+    best = render(0)
+    if _utf8_len(best) > max_bytes:
+        return None
+    lo, hi = 0, min(len(line), max_bytes)  # every character costs at least one byte
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        text = render(mid)
+        if _utf8_len(text) <= max_bytes:
+            lo, best = mid, text
+        else:
+            hi = mid - 1
+    return best
+
+
+# C0, DEL and C1 (0x9b is a one-byte CSI on some terminals).
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(0x7F, 0xA0))}
+_CONTROL[ord("\t")] = "\\t"
+
+
+def _printable(s: str) -> str:
+    """Control characters escaped, so a log line cannot drive the terminal."""
+    return s.translate(_CONTROL)

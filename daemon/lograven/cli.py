@@ -1,0 +1,289 @@
+"""Command line: parses arguments and calls library functions (which tests call too)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from lograven import __version__
+from lograven.errors import LogravenError
+
+log = logging.getLogger("lograven")
+
+EPILOG_MAIN = """\
+examples:
+  lograven demo                                   live demo on a synthetic syslog stream
+  lograven train --out /tmp/model /var/log/messages
+  lograven types /tmp/model
+  lograven score --model /tmp/model /var/log/messages > verdicts.jsonl
+  lograven evaluate --model-dir /tmp/eval --labels bgl BGL_2k.log
+  lograven run --config /etc/lograven/config.yaml
+  lograven check --config /etc/lograven/config.yaml
+
+Each command has its own --help with more examples.
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _add(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter)
+
+
+def _format_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", dest="fmt", default=None,
+        help="line format: syslog (RFC 3164/5424), iso, raw, or regex:<pattern> with a (?P<message>...) group "
+             "(default: the config's first source, else syslog)",
+    )  # fmt: skip
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--stream-key", default=None, metavar="REGEX",
+                   help="stream = first capture group (or group 'stream') of REGEX searched in each line, e.g. 'blk_-?\\d+'")
+    g.add_argument("--stream", default=None, choices=["file", "program"],
+                   help="stream = each file (default) or each program within a file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lograven",
+        description="lograven learns what a host's logs normally look like and says when something unusual happens.",
+        epilog=EPILOG_MAIN,
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--version", action="version", version=f"lograven {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeat for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = _add(sub, "train", "learn message types, the sequence GRU and the autoencoder from log files into a bundle",
+             "examples:\n  lograven train --out /tmp/m /var/log/messages\n"
+             "  lograven train --format syslog --out /tmp/m --plots Linux_2k.log\n"
+             "  lograven train --format 'regex:^\\d+ \\d+ \\d+ (?P<program>\\S+) (?P<message>.*)' --stream-key 'blk_-?\\d+' --out /tmp/hdfs hdfs.log")
+    t.add_argument("--config", help="YAML config (training.* and detectors.* options); defaults if omitted")
+    t.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
+    _format_args(t)
+    t.add_argument("--max-lines", type=int, default=None, help="use at most this many lines (default: learn.max_lines)")
+    t.add_argument("--plots", action="store_true", help="write PNG plots into DIR/plots/ (needs matplotlib)")
+    t.add_argument("--json", action="store_true", help="print the summary as JSON")
+    t.add_argument("logfiles", nargs="+", metavar="LOGFILE")
+
+    ty = _add(sub, "types", "list the message types of a bundle",
+              "examples:\n  lograven types /tmp/m\n  lograven types --json /tmp/m | jq '.[0]'")
+    ty.add_argument("model", metavar="MODEL")
+    ty.add_argument("--json", action="store_true", help="JSON array instead of a table")
+    ty.add_argument("--examples", action="store_true", help="show example lines")
+
+    s = _add(sub, "score", "score log lines with a bundle: one JSON verdict per input line (schema: docs/score.md)",
+             "examples:\n  lograven score --model /tmp/m /var/log/messages\n"
+             "  tail -n 1000 /var/log/messages | lograven score --model /tmp/m -\n"
+             "  lograven score --model /tmp/m --anomalies-only app.log | jq .")
+    s.add_argument("--model", required=True, help="bundle directory")
+    s.add_argument("--config", help="YAML config (detectors.* options)")
+    _format_args(s)
+    s.add_argument("--batch-size", type=int, default=1024, help="lines per inference batch (default 1024)")
+    s.add_argument("--anomalies-only", action="store_true", help="print only anomalous lines")
+    s.add_argument("files", nargs="+", metavar="FILE", help="log files, or - for standard input")
+
+    c = _add(sub, "check", "validate a config file (and its model bundle, if one is configured)",
+             "examples:\n  lograven check --config /etc/lograven/config.yaml\n  lograven check --config config.example.yaml")
+    c.add_argument("--config", required=True)
+    _register_more(sub)
+    return p
+
+
+def _register_more(sub) -> None:
+    """Commands implemented in other modules register here (kept apart so this file stays small)."""
+    try:
+        from lograven import cli_more
+    except ImportError:
+        return
+    cli_more.register(sub, _add, _format_args)
+
+
+def _load_config(path: str | None):
+    from lograven.config import Config, load_config
+
+    return load_config(path) if path else Config()
+
+
+def _stream_spec(args, cfg) -> str:
+    if getattr(args, "stream_key", None):
+        return f"regex:{args.stream_key}"
+    if getattr(args, "stream", None):
+        return args.stream
+    return cfg.sources[0].stream if cfg.sources else "file"
+
+
+def _fmt(args, cfg) -> str:
+    if args.fmt:
+        return args.fmt
+    return cfg.sources[0].format if cfg.sources else "syslog"
+
+
+def cmd_train(args) -> int:
+    from lograven.progress import ProgressBar
+    from lograven.training import read_corpus, train
+
+    cfg = _load_config(args.config)
+    fmt, stream = _fmt(args, cfg), _stream_spec(args, cfg)
+    from lograven.parsing import Parser, StreamKey
+
+    Parser(fmt), StreamKey(stream)  # fail fast on a bad --format / --stream-key
+    max_lines = args.max_lines or cfg.learn.max_lines
+    bar = ProgressBar(enabled=not args.quiet)
+    bar("reading", 0.0)
+    corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=max_lines, max_line_bytes=cfg.runtime.max_line_bytes)
+    bar("reading", 1.0)
+    result = train(
+        corpus, Path(args.out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
+        fmt=fmt, stream=stream, plots=args.plots, progress=bar,
+    )  # fmt: skip
+    bar.close()
+    s = result.summary
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    v = s.get("sequence_validation", {})
+    print(f"bundle written to {result.path}")
+    print(f"  lines       {s['lines']} from {len(s['files'])} file(s), {s['streams']} stream(s), {s['unparsed_lines']} not in format {fmt}")
+    print(f"  types       {s['types']} message types ({s['clusters']} clusters); `lograven types {result.path}` lists them")
+    print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {v.get('top1_accuracy', float('nan')):.3f}")
+    print(f"  autoencoder {s['autoencoder_epochs']} epochs; length {s['autoencoder_length']}, threshold {s['autoencoder_threshold']:.3f} nats/token")
+    sec = s["seconds"]
+    print(f"  seconds     {sec['total']:.1f} (types {sec['msgtypes']:.1f}, sequence {sec['sequence']:.1f}, autoencoder {sec['autoencoder']:.1f})")
+    if args.plots:
+        print(f"  plots       {result.path}/plots/*.png")
+    return 0
+
+
+def cmd_types(args) -> int:
+    from lograven.bundle import load_bundle
+
+    b = load_bundle(args.model)
+    types = b.types.types_
+    if args.json:
+        print(json.dumps([{"id": t.id, "count": t.count, "template": t.template, "regex": t.regex, "examples": t.examples} for t in types], indent=1, ensure_ascii=False))
+        return 0
+    print(f"{len(types)} message types in {args.model} (model {b.version})")
+    print(f"{'id':>5} {'count':>8}  template / regex")
+    for t in types:
+        print(f"{t.id:>5} {t.count:>8}  {t.template}")
+        print(f"{'':>15}{t.regex}")
+        if args.examples:
+            for e in t.examples:
+                print(f"{'':>15}e.g. {e}")
+    return 0
+
+
+def iter_input_lines(files: Sequence[str], max_line_bytes: int) -> Iterator[tuple[str, int, str]]:
+    """(file, 1-based line number, decoded text) for files or '-' (stdin)."""
+    from lograven.parsing import decode_line
+    from lograven.training import iter_file_lines
+
+    for f in files:
+        if f == "-":
+            for i, raw in enumerate(sys.stdin.buffer, 1):
+                yield "-", i, decode_line(raw.rstrip(b"\n")[:max_line_bytes], max_line_bytes)[0]
+        else:
+            for i, (text, _) in enumerate(iter_file_lines(f, max_line_bytes), 1):
+                yield f, i, text
+
+
+def verdict_json(file: str, line: int, stream: str, rec, v, detector) -> dict:
+    return {
+        "file": file,
+        "line": line,
+        "stream": stream,
+        "parsed": rec.parsed,
+        "type": v.type_id,
+        "template": v.template,
+        "anomaly": v.anomaly,
+        "detectors": v.detectors,
+        "sequence_p": v.sequence_p,
+        "sequence_rank": v.sequence_rank,
+        "expected": [{"type": t, "p": round(p, 6), "template": detector.template(t)} for t, p in v.expected],
+        "ae_error": None if v.ae_error is None else round(v.ae_error, 4),
+        "ae_threshold": None if v.ae_threshold is None else round(v.ae_threshold, 4),
+    }
+
+
+def cmd_score(args) -> int:
+    from lograven.bundle import load_bundle
+    from lograven.detector import Detector, DetectorSettings
+    from lograven.parsing import Parser, StreamKey
+
+    cfg = _load_config(args.config)
+    parser, key = Parser(_fmt(args, cfg)), StreamKey(_stream_spec(args, cfg))
+    det = Detector(load_bundle(args.model), DetectorSettings.from_config(cfg.detectors))
+    out = sys.stdout
+    batch: list[tuple[str, int, str, object, str]] = []
+
+    def flush() -> None:
+        verdicts = det.detect([(b[4], b[3]) for b in batch])
+        lines = []
+        for (f, n, _, rec, stream), v in zip(batch, verdicts):
+            if args.anomalies_only and not v.anomaly:
+                continue
+            lines.append(json.dumps(verdict_json(f, n, stream, rec, v, det), ensure_ascii=False))
+        if lines:
+            out.write("\n".join(lines) + "\n")
+        batch.clear()
+
+    for f, n, text in iter_input_lines(args.files, cfg.runtime.max_line_bytes):
+        rec = parser.parse(text)
+        batch.append((f, n, text, rec, key.key(f, rec, text)))
+        if len(batch) >= args.batch_size:
+            flush()
+    if batch:
+        flush()
+    out.flush()
+    return 0
+
+
+def cmd_check(args) -> int:
+    cfg = _load_config(args.config)
+    print(f"{args.config}: configuration OK")
+    if cfg.model:
+        from lograven.bundle import load_bundle
+
+        b = load_bundle(cfg.model)
+        print(f"{cfg.model}: model bundle OK ({b.version}, {len(b.types.types_)} message types)")
+    else:
+        print("model: null -> learn mode (learns from the configured files on first start)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose <= 1 else logging.DEBUG)
+    if args.verbose == 0 and not args.quiet:
+        level = logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.command:
+        parser.print_help()
+        return 2
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return int(handler(args) or 0)
+    except LogravenError as e:
+        print(f"lograven {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `lograven score ... | head`: the reader went away; not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0

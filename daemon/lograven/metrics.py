@@ -1,0 +1,359 @@
+"""Every Prometheus metric lograven exports, defined in one place, and the HTTP endpoint that serves them.
+
+Each `Metrics` instance owns its own `CollectorRegistry`, so tests (and a
+daemon reloading itself) can hold several without name clashes. Names are
+prefixed `lograven_`, use base units (seconds, bytes) and counters are
+declared without `_total` (prometheus_client appends it). Labels are
+bounded: `file` (a tailed path from the config), `detector`, `sink` and
+`reason` (fixed sets); nothing is ever labelled with log content.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import platform
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from socketserver import TCPServer, ThreadingMixIn
+from typing import Iterable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest, make_wsgi_app
+from prometheus_client.process_collector import ProcessCollector
+
+from lograven import __version__
+from lograven.errors import LogravenError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:9077"
+"""Loopback only; 9077 is outside the 9100-9999 range the Prometheus exporters conventionally take."""
+
+DETECTOR_LABELS = ("unknown_type", "sequence", "autoencoder")
+"""Values of the `detector` label."""
+
+DROP_REASONS = ("skipped", "decode_error", "queue_full", "file_gone", "not_text")
+"""Usual values of the `reason` label of `lograven_lines_dropped_total` (see docs/metrics.md)."""
+
+INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""Seconds per inference batch: 0.1 ms (one LiteRT call) to 1 s (a large batch through a big GRU)."""
+
+PROBABILITY_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
+"""Sequence-model probability of the observed type; 0.02 is the default threshold."""
+
+ERROR_RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+"""Autoencoder error divided by its threshold: above 1.0 is anomalous."""
+
+
+class Metrics:
+    """All of lograven's metrics on a private registry. Attributes are the prometheus_client objects."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, process_metrics: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        file_ = ("file",)
+
+        # Sources
+        self.lines_read = Counter("lograven_lines_read", "Complete lines read from a source.", file_, registry=r)
+        self.bytes_read = Counter("lograven_read_bytes", "Bytes read from a source.", file_, registry=r)
+        self.lines_dropped = Counter(
+            "lograven_lines_dropped", "Lines read but not scored, by reason.", ("file", "reason"), registry=r
+        )
+        self.lines_truncated = Counter(
+            "lograven_lines_truncated", "Lines longer than runtime.max_line_bytes, cut to that length.", file_, registry=r
+        )
+        self.rotations = Counter("lograven_file_rotations", "Rotations by rename detected on a file.", file_, registry=r)
+        self.truncations = Counter(
+            "lograven_file_truncations", "Truncations in place (copytruncate) detected on a file.", file_, registry=r
+        )
+        self.file_offset = Gauge(
+            "lograven_file_offset_bytes", "Byte offset up to which the file has been read.", file_, registry=r
+        )
+        self.file_size = Gauge("lograven_file_size_bytes", "Size of the file at the last check.", file_, registry=r)
+        self.file_lag = Gauge(
+            "lograven_file_lag_bytes", "Bytes written to the file but not yet read (size - offset).", file_, registry=r
+        )
+        self.read_errors = Counter(
+            "lograven_file_read_errors", "Failures to open or read a file (permission denied, I/O errors).", file_,
+            registry=r,
+        )
+        self.file_readable = Gauge(
+            "lograven_file_readable", "1 while the file can be opened and read, 0 while it cannot.", file_, registry=r
+        )
+        self.queue_lines = Gauge("lograven_queue_lines", "Lines read and waiting for inference.", registry=r)
+
+        # Detection
+        self.unknown_type_lines = Counter(
+            "lograven_unknown_type_lines", "Lines no learned message type matched.", file_, registry=r
+        )
+        self.anomalies = Counter(
+            "lograven_anomalies", "Lines a detector flagged (before alert filtering).", ("file", "detector"), registry=r
+        )
+        self.inference_duration = Histogram(
+            "lograven_inference_duration_seconds",
+            "Wall time of one inference batch, by model.",
+            ("detector",),
+            buckets=INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.sequence_probability = Histogram(
+            "lograven_sequence_probability",
+            "Probability the sequence model gave each observed message type.",
+            buckets=PROBABILITY_BUCKETS,
+            registry=r,
+        )
+        self.autoencoder_error_ratio = Histogram(
+            "lograven_autoencoder_error_ratio",
+            "Autoencoder reconstruction error divided by its threshold, per scored line.",
+            buckets=ERROR_RATIO_BUCKETS,
+            registry=r,
+        )
+
+        # Alerts
+        self.alerts_emitted = Counter("lograven_alerts_emitted", "Alerts a sink accepted.", ("sink",), registry=r)
+        self.alerts_suppressed = Counter(
+            "lograven_alerts_suppressed", "Alerts not sent: dedup, rate_limit or allowlist.", ("reason",), registry=r
+        )
+        self.alerts_failed = Counter(
+            "lograven_alerts_failed",
+            "Failed deliveries to a sink (one per failed attempt; the alerts stay queued for retry).",
+            ("sink",),
+            registry=r,
+        )
+        self.alerts_dropped = Counter(
+            "lograven_alerts_dropped", "Alerts dropped because a sink's retry queue was full.", ("sink",), registry=r
+        )
+        self.alerts_pending = Gauge(
+            "lograven_alerts_pending", "Alerts queued for retry because the sink failed.", ("sink",), registry=r
+        )
+
+        # State, model and configuration
+        self.checkpoint_corrupt = Counter(
+            "lograven_checkpoint_corrupt", "Checkpoint files found unreadable and set aside.", registry=r
+        )
+        self.checkpoint_write_failures = Counter(
+            "lograven_checkpoint_write_failures", "Checkpoint writes that failed.", registry=r
+        )
+        self.model_info = Info("lograven_model", "The model bundle in use (version and manifest sha256).", registry=r)
+        self.config_reload_success = Gauge(
+            "lograven_config_last_reload_successful", "1 if the last configuration (re)load succeeded, else 0.", registry=r
+        )
+        self.config_reload_timestamp = Gauge(
+            "lograven_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+            registry=r,
+        )
+        self.config_reload_failures = Counter(
+            "lograven_config_reload_failures", "Configuration reloads that failed (the old one stays).", registry=r
+        )
+        self.build_info = Info("lograven_build", "lograven and Python versions.", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.model_info.info({"version": "none", "sha256": ""})
+        # The configuration was loaded before metrics exist: that first load counts as a success.
+        self.reload_succeeded()
+
+        if process_metrics:
+            # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ...
+            ProcessCollector(registry=r)
+
+        self._totals: dict[tuple[int, tuple[str, ...]], float] = {}
+
+    # -- helpers for the callers
+
+    def advance_to_total(self, counter: Counter, total: float, **labels: str) -> None:
+        """Move a counter up to a cumulative `total` counted elsewhere (e.g. the tailer's FileStats).
+
+        A total lower than last time means the source restarted counting; the
+        counter then advances by the new total (counters never go down).
+        """
+        key = (id(counter), tuple(str(labels[n]) for n in counter._labelnames))  # noqa: SLF001
+        last = self._totals.get(key, 0.0)
+        delta = total - last if total >= last else total
+        self._totals[key] = total
+        child = counter.labels(**labels) if labels else counter
+        if delta > 0:
+            child.inc(delta)
+
+    def set_file_position(self, file: str, offset: int, size: int) -> None:
+        """Record how far `file` has been read; sets offset, size and lag together."""
+        self.file_offset.labels(file=file).set(offset)
+        self.file_size.labels(file=file).set(size)
+        self.file_lag.labels(file=file).set(max(size - offset, 0))
+
+    def set_model(self, version: str, sha256: str) -> None:
+        """Publish the model bundle in use (`lograven_model_info`)."""
+        self.model_info.info({"version": version, "sha256": sha256})
+
+    def reload_succeeded(self, now: float | None = None) -> None:
+        """Mark a configuration (re)load as successful."""
+        self.config_reload_success.set(1)
+        self.config_reload_timestamp.set(time.time() if now is None else now)
+
+    def reload_failed(self) -> None:
+        """Mark a configuration reload as failed."""
+        self.config_reload_success.set(0)
+        self.config_reload_failures.inc()
+
+    def remove_file(self, file: str) -> None:
+        """Forget every series labelled with `file` (it is no longer tailed)."""
+        self._totals = {k: v for k, v in self._totals.items() if file not in k[1]}
+        for metric in self._file_metrics():
+            if len(metric._labelnames) == 1:  # noqa: SLF001 - label names are public in spirit
+                try:
+                    metric.remove(file)
+                except KeyError:  # pragma: no cover - older prometheus_client raised on a missing child
+                    pass
+            elif hasattr(metric, "remove_by_labels"):  # prometheus_client >= 0.22
+                metric.remove_by_labels({"file": file})
+            else:  # pragma: no cover - older prometheus_client: walk the known second-label values
+                other = DROP_REASONS if metric is self.lines_dropped else DETECTOR_LABELS
+                for value in other:
+                    try:
+                        metric.remove(file, value)
+                    except KeyError:
+                        pass
+
+    def _file_metrics(self) -> Iterable[Counter | Gauge]:
+        return (
+            self.lines_read, self.bytes_read, self.lines_dropped, self.lines_truncated, self.rotations,
+            self.truncations, self.file_offset, self.file_size, self.file_lag, self.read_errors,
+            self.file_readable, self.unknown_type_lines, self.anomalies,
+        )  # fmt: skip
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format (what a scrape returns)."""
+        return generate_latest(self.registry)
+
+    def metric_names(self) -> set[str]:
+        """Every sample name this registry can expose (with _total, _bucket, _info, ...), series or not."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            n = family.name
+            if family.type == "counter":
+                names.add(n + "_total")
+            elif family.type == "histogram":
+                names |= {n + "_bucket", n + "_count", n + "_sum"}
+            elif family.type == "info":
+                names.add(n + "_info")
+            else:
+                names.add(n)
+            names |= {s.name for s in family.samples}
+        return names
+
+
+# --------------------------------------------------------------------------- HTTP endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A parsed `metrics.listen` value."""
+
+    host: str
+    port: int
+
+
+def parse_listen(listen: str) -> ListenAddress:
+    """Parse "host:port", "[v6]:port" or a bare port (loopback) from `metrics.listen`."""
+    text = str(listen).strip()
+    hint = 'use "host:port", e.g. "127.0.0.1:9077" or "[::1]:9077"'
+    if text.isdigit():
+        host, port_s = "127.0.0.1", text
+    elif text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            raise LogravenError(f"metrics.listen: cannot parse {listen!r}; {hint}")
+        host, port_s = text[1:close], text[close + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise LogravenError(f"metrics.listen: {host!r} in {listen!r} is not an IPv6 address; {hint}") from None
+    else:
+        host, sep, port_s = text.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise LogravenError(f"metrics.listen: cannot parse {listen!r}; {hint} (IPv6 addresses go in brackets)")
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise LogravenError(f"metrics.listen: port {port_s!r} in {listen!r} is not a number 0-65535; {hint}")
+    return ListenAddress(host, int(port_s))
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Scrapes are not worth a log line each."""
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of the address (slow or blocked in the sandbox)."""
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+        self.setup_environ()
+
+
+class MetricsServer:
+    """A running /metrics endpoint; `stop()` shuts it down and frees the port."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        addr = server.socket.getsockname()
+        self.host: str = addr[0]
+        self.port: int = addr[1]
+
+    @property
+    def url(self) -> str:
+        """The scrape URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
+    """Serve `metrics` at http://<listen>/metrics from a daemon thread, bound to that address only."""
+    addr = parse_listen(listen)
+    try:
+        infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise LogravenError(f"metrics.listen: cannot resolve host {addr.host!r} in {listen!r} ({e.strerror})") from e
+    family, _, _, _, sockaddr = infos[0]
+
+    class Server(_Server):
+        address_family = family
+
+    app = make_wsgi_app(metrics.registry)
+    try:
+        server = make_server(sockaddr[0], addr.port, app, Server, handler_class=_QuietHandler)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            alt = addr.port + 1 if 0 < addr.port < 65535 else 9078
+            raise LogravenError(
+                f"metrics.listen: {listen} is already in use by another process; "
+                f"set metrics.listen to a free port, e.g. \"{_join(addr.host, alt)}\""
+            ) from e
+        if e.errno == errno.EACCES:
+            raise LogravenError(
+                f"metrics.listen: not allowed to bind {listen} (ports below 1024 need privileges); use a port above 1024"
+            ) from e
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise LogravenError(
+                f"metrics.listen: {addr.host} is not an address of this host; use 127.0.0.1 or one of its addresses"
+            ) from e
+        raise LogravenError(f"metrics.listen: cannot listen on {listen}: {e.strerror or e}") from e
+    thread = threading.Thread(target=server.serve_forever, name="lograven-metrics", daemon=True)
+    thread.start()
+    handle = MetricsServer(server, thread)
+    log.info("serving metrics at %s", handle.url)
+    return handle
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,611 @@
+"""Alerts: record formats, the three sinks, and the router's filtering and retry."""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import math
+import os
+import re
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lograven import alerts as alerts_mod
+from lograven.alerts import (
+    Alert,
+    AlertRouter,
+    AlertSink,
+    DetectorHit,
+    Expected,
+    JsonlSink,
+    SinkError,
+    StdoutSink,
+    SyslogSink,
+    format_human,
+    iso_utc,
+    new_alert_id,
+)
+from lograven.errors import LogravenError
+from lograven.metrics import Metrics
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def make_alert(
+    line: str = "Jun  9 06:06:20 web1 sshd[991]: error: kex_exchange_identification: Connection closed",
+    *,
+    file: str = "/var/log/messages",
+    type_id: int = 17,
+    detectors: list[DetectorHit] | None = None,
+    expected: list[Expected] | None = None,
+    offset: int = 4096,
+) -> Alert:
+    return Alert(
+        id=new_alert_id(),
+        time=iso_utc(),
+        host="web1",
+        file=file,
+        offset=offset,
+        stream=file,
+        line=line,
+        type_id=type_id,
+        template=r"sshd\[\d+\]: error: kex_exchange_identification: .*",
+        detectors=detectors if detectors is not None else [DetectorHit("sequence", 0.0003, 0.02, "p<0.02")],
+        expected=expected
+        if expected is not None
+        else [Expected(4, "sshd session opened for user .*", 0.61), Expected(9, "pam_unix session closed", 0.22)],
+        model_version="2026-11-01-7f3a",
+    )
+
+
+def counter(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+class RecordingSink:
+    """A sink that records batches and can be told to fail."""
+
+    def __init__(self, name: str = "rec", required: bool = False) -> None:
+        self.name = name
+        self.required = required
+        self.batches: list[list[Alert]] = []
+        self.fail_with: Exception | None = None
+        self.closed = False
+
+    def emit(self, alerts: list[Alert]) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.batches.append(list(alerts))
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def delivered(self) -> list[Alert]:
+        return [a for b in self.batches for a in b]
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_sinks_satisfy_the_protocol(tmp_path: Path) -> None:
+    for sink in (SyslogSink(str(tmp_path / "log")), JsonlSink(tmp_path / "a.jsonl"), StdoutSink(), RecordingSink()):
+        assert isinstance(sink, AlertSink)
+
+
+def test_small_alert_compact_json_keeps_everything() -> None:
+    a = make_alert()
+    text = a.to_compact_json()
+    doc = json.loads(text)
+    assert text == json.dumps(doc, ensure_ascii=False, separators=(",", ":"))  # compact separators
+    assert doc["line"] == a.line and "truncated" not in doc
+    assert doc["detectors"] == [{"name": "sequence", "score": 0.0003, "threshold": 0.02, "rule": "p<0.02"}]
+    assert [e["type_id"] for e in doc["expected"]] == [4, 9]
+    assert doc["v"] == 1 and doc["type_id"] == 17 and doc["offset"] == 4096
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x" * 1_000_000,
+        "é" * 300_000,  # 2 bytes each
+        "日本語のログ" * 100_000,  # 3 bytes each
+        "😀" * 200_000,  # 4 bytes each
+        "\x00\x1b\"\\" * 100_000,  # JSON escapes: up to 6 bytes per character
+        "a" * 1500 + "😀" * 300,
+    ],
+    ids=["ascii", "latin1", "cjk", "emoji", "escapes", "mixed"],
+)
+def test_compact_json_of_huge_line_fits_2048_bytes(line: str) -> None:
+    a = make_alert(line, expected=[Expected(i, f"template {i} " + "w" * 50, 0.1) for i in range(10)])
+    text = a.to_compact_json()
+    size = len(text.encode("utf-8"))
+    assert size <= 2048
+    assert size > 1700  # the bound is used, not wasted
+    doc = json.loads(text)
+    assert doc["truncated"] is True
+    assert doc["line"].endswith("…")
+    assert line.startswith(doc["line"][:-1])
+    assert len(doc["expected"]) == 3
+
+
+def test_compact_json_with_huge_other_fields_still_fits() -> None:
+    a = make_alert("short line")
+    a.template = "t" * 50_000
+    a.file = "/var/log/" + "ü" * 10_000
+    a.expected = [Expected(1, "e" * 20_000, 0.5)] * 5
+    text = a.to_compact_json(1024)
+    assert len(text.encode("utf-8")) <= 1024
+    doc = json.loads(text)
+    assert doc["truncated"] is True and doc["id"] == a.id
+    assert doc["line"] == "short line"  # the line itself fitted: not marked as cut
+
+
+_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=3000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    line=st.text(max_size=5000),
+    host=_text,
+    template=st.none() | _text,
+    expected=st.lists(st.tuples(st.integers(-5, 10_000), _text, st.floats(allow_nan=True)), max_size=6),
+    max_bytes=st.integers(512, 4096),
+)
+def test_compact_json_is_always_valid_and_bounded(line, host, template, expected, max_bytes) -> None:
+    a = make_alert(line, expected=[Expected(t, s, p) for t, s, p in expected])
+    a.host = host
+    a.template = template
+    text = a.to_compact_json(max_bytes)
+    assert len(text.encode("utf-8")) <= max_bytes
+    doc = json.loads(text)
+    assert doc["id"] == a.id
+
+
+def test_compact_json_rejects_tiny_bound() -> None:
+    with pytest.raises(ValueError):
+        make_alert().to_compact_json(100)
+
+
+def test_to_dict_is_full_and_round_trips() -> None:
+    a = make_alert("y" * 10_000, expected=[Expected(i, f"t{i}", 0.1) for i in range(7)])
+    a.detectors.append(DetectorHit("autoencoder", 5.21, 3.1))
+    d = a.to_dict()
+    assert d["line"] == a.line and len(d["expected"]) == 7
+    assert Alert.from_dict(json.loads(a.to_json())) == a
+
+
+def test_non_finite_numbers_and_surrogates_still_give_valid_json() -> None:
+    a = make_alert("bad byte: \udcff here", detectors=[DetectorHit("autoencoder", math.inf, math.nan)])
+    for text in (a.to_json(), a.to_compact_json()):
+        doc = json.loads(text)
+        assert doc["detectors"][0]["score"] is None and doc["detectors"][0]["threshold"] is None
+        assert doc["line"] == "bad byte: \ufffd here"
+        text.encode("utf-8")
+
+
+def test_alert_ids_are_unique_short_and_time_ordered() -> None:
+    ids = {new_alert_id() for _ in range(20_000)}
+    assert len(ids) == 20_000
+    assert all(re.fullmatch(r"[0-9a-hjkmnp-tv-z]{16}", i) for i in list(ids)[:100])
+    assert new_alert_id(now=1_800_000_000.000) < new_alert_id(now=1_800_000_000.002)
+
+
+def test_iso_utc_format() -> None:
+    assert iso_utc(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_utc(1_800_000_000.5) == "2027-01-15T08:00:00.500Z"
+
+
+def test_detector_hit_rejects_unknown_name() -> None:
+    with pytest.raises(ValueError, match="unknown detector"):
+        DetectorHit("magic", 1.0, 0.5)
+
+
+def test_human_format_explains_each_detector() -> None:
+    a = make_alert("evil \x1b[2J line", expected=[Expected(i, f"type {i}", 0.5 - i / 10) for i in range(5)])
+    a.detectors = [
+        DetectorHit("sequence", 0.0003, 0.02, "p<0.02"),
+        DetectorHit("autoencoder", 5.2134, 3.1),
+    ]
+    text = format_human(a)
+    assert "/var/log/messages:4096" in text
+    assert "sequence: p=0.0003 < 0.02; expected: #0 type 0 (0.50), #1 type 1 (0.40), #2 type 2 (0.30), …" in text
+    assert "autoencoder: error 5.21 > threshold 3.10" in text
+    assert "\x1b" not in text and "\\x1b[2J" in text  # a log line must not drive the terminal
+    unknown = make_alert(type_id=-1, detectors=[DetectorHit("unknown_type", 1.0, 0.0)], expected=[])
+    unknown.template = None
+    text = format_human(unknown)
+    assert "type: UNKNOWN" in text and "unknown_type: no learned message type matches" in text
+    topk = make_alert(detectors=[DetectorHit("sequence", 12, 9, "rank>9")], expected=[])
+    assert "sequence: rank 12 > 9" in format_human(topk)
+
+
+# --------------------------------------------------------------------------- syslog
+
+
+@pytest.fixture
+def syslog_server(tmp_path: Path):
+    path = str(tmp_path / "dev-log")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    srv.settimeout(5)
+    yield path, srv
+    srv.close()
+
+
+def test_syslog_datagram_format(syslog_server) -> None:
+    path, srv = syslog_server
+    sink = SyslogSink(path, facility="local3", severity="err", tag="lograven")
+    a = make_alert("ünïcode line")
+    sink.emit([a])
+    data = srv.recv(65536).decode("utf-8")
+    m = re.fullmatch(r"<(\d+)>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) lograven\[(\d+)\]: @cee: (.*)", data, re.S)
+    assert m, data
+    assert int(m.group(1)) == 19 * 8 + 3
+    assert int(m.group(3)) == os.getpid()
+    doc = json.loads(m.group(4))
+    assert doc["id"] == a.id and doc["line"] == "ünïcode line"
+    assert len(data.encode()) < 2048 + 64
+    sink.close()
+
+
+def test_syslog_default_priority_is_user_warning(syslog_server) -> None:
+    path, srv = syslog_server
+    SyslogSink(path).emit([make_alert()])
+    assert srv.recv(65536).startswith(b"<12>")
+
+
+def test_syslog_huge_line_stays_within_bound(syslog_server) -> None:
+    path, srv = syslog_server
+    SyslogSink(path).emit([make_alert("ß" * 500_000)])
+    data = srv.recv(65536)
+    payload = data.split(b"@cee: ", 1)[1]
+    assert len(payload) <= 2048 and json.loads(payload)["truncated"] is True
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key", "hint"),
+    [
+        ({"facility": "kernel"}, "alerts.syslog.facility", "local0"),
+        ({"facility": "kern"}, "alerts.syslog.facility", "daemon"),
+        ({"severity": "loud"}, "alerts.syslog.severity", "warning"),
+        ({"tag": "has space"}, "alerts.syslog.tag", "letters"),
+    ],
+)
+def test_syslog_settings_are_validated(kwargs, key, hint) -> None:
+    with pytest.raises(LogravenError) as err:
+        SyslogSink("/dev/log", **kwargs)
+    assert key in str(err.value) and hint in str(err.value)
+
+
+def test_dead_syslog_socket_is_counted_and_recovers(tmp_path: Path) -> None:
+    path = str(tmp_path / "dev-log")  # nothing listens yet
+    clock, metrics = FakeClock(), Metrics()
+    router = AlertRouter([SyslogSink(path)], clock=clock, metrics=metrics)
+    first, second = make_alert(type_id=1), make_alert(type_id=2)
+
+    assert router.submit([first]) is True  # syslog is not a required sink: detection carries on
+    assert router.pending() == 1
+    assert counter(metrics, "lograven_alerts_failed_total", sink="syslog") == 1
+    assert counter(metrics, "lograven_alerts_pending", sink="syslog") == 1
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    srv.settimeout(5)
+    try:
+        clock.advance(1.5)  # past the first back-off
+        router.submit([second])
+        got = [json.loads(srv.recv(65536).split(b"@cee: ", 1)[1])["id"] for _ in range(2)]
+        assert got == [first.id, second.id]
+        assert router.pending() == 0
+        assert counter(metrics, "lograven_alerts_emitted_total", sink="syslog") == 2
+        assert counter(metrics, "lograven_alerts_pending", sink="syslog") == 0
+    finally:
+        srv.close()
+
+
+def test_syslog_reconnects_after_receiver_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "dev-log")
+    sink = SyslogSink(path)
+    for round_ in range(2):  # journald restarting replaces the socket under the same name
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        srv.bind(path)
+        srv.settimeout(5)
+        a = make_alert(type_id=round_)
+        sink.emit([a])
+        assert a.id.encode() in srv.recv(65536)
+        srv.close()
+        os.unlink(path)
+
+
+def test_syslog_full_receiver_fails_instead_of_blocking(syslog_server) -> None:
+    path, srv = syslog_server
+    sink = SyslogSink(path)
+    batch = [make_alert("z" * 1800) for _ in range(5000)]
+    with pytest.raises(SinkError) as err:
+        sink.emit(batch)  # nobody reads: the queue fills and the non-blocking send gives up
+    assert 0 < err.value.delivered < len(batch)
+
+
+# --------------------------------------------------------------------------- jsonl
+
+
+def test_jsonl_appends_full_objects_and_fsyncs(tmp_path: Path, monkeypatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("file" if stat.S_ISREG(os.fstat(fd).st_mode) else "dir")
+        real_fsync(fd)
+
+    monkeypatch.setattr(alerts_mod.os, "fsync", fsync)
+    path = tmp_path / "sub" / "dir" / "alerts.jsonl"  # parents are created
+    sink = JsonlSink(path)
+    batch1 = [make_alert("x" * 5000, expected=[Expected(i, "t", 0.1) for i in range(6)]), make_alert()]
+    sink.emit(batch1)
+    sink.emit([make_alert("third")])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3
+    assert synced == ["dir", "file", "file"]  # the new file's directory entry, then once per batch
+    first = json.loads(lines[0])
+    assert first == batch1[0].to_dict() and len(first["expected"]) == 6 and len(first["line"]) == 5000
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    sink.close()
+
+
+def test_jsonl_unopenable_path_names_the_key(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(LogravenError) as err:
+        JsonlSink(blocker / "alerts.jsonl")  # parent is a regular file
+    assert "alerts.jsonl.path" in str(err.value) and str(blocker) in str(err.value)
+
+
+def test_jsonl_reopens_after_logrotate_rename(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.jsonl"
+    sink = JsonlSink(path)
+    sink.emit([make_alert("before")])
+    path.rename(tmp_path / "alerts.jsonl.1")
+    sink.emit([make_alert("after")])
+    assert json.loads(path.read_text())["line"] == "after"
+    assert json.loads((tmp_path / "alerts.jsonl.1").read_text())["line"] == "before"
+
+
+def test_disk_full_is_counted_retried_and_leaves_no_partial_line(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "alerts.jsonl"
+    sink = JsonlSink(path)
+    clock, metrics = FakeClock(), Metrics()
+    router = AlertRouter([sink], clock=clock, metrics=metrics)
+    a1, a2, a3 = make_alert(type_id=1), make_alert(type_id=2), make_alert(type_id=3)
+    assert router.submit([a1]) is True
+
+    real_write_all = sink._write_all
+
+    def disk_full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])  # half a batch lands, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sink, "_write_all", disk_full)
+    assert router.submit([a2]) is False  # jsonl is required: do not checkpoint past a2
+    assert router.pending() == 1 and not router.durable()
+    assert counter(metrics, "lograven_alerts_failed_total", sink="jsonl") == 1
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == [a1.id]  # the half line was cut off
+
+    monkeypatch.setattr(sink, "_write_all", real_write_all)
+    clock.advance(0.5)
+    assert router.submit([a3]) is False  # still backing off: nothing retried yet
+    clock.advance(1.0)
+    assert router.flush() is True
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == [a1.id, a2.id, a3.id]
+    assert counter(metrics, "lograven_alerts_emitted_total", sink="jsonl") == 3
+
+
+# --------------------------------------------------------------------------- stdout
+
+
+def test_stdout_human_and_json() -> None:
+    buf = io.StringIO()
+    a = make_alert()
+    StdoutSink(buf, human=True).emit([a])
+    assert "sequence: p=0.0003 < 0.02" in buf.getvalue() and a.line in buf.getvalue()
+    buf = io.StringIO()
+    StdoutSink(buf, human=False).emit([a, a])
+    assert [json.loads(x)["id"] for x in buf.getvalue().splitlines()] == [a.id, a.id]
+
+
+def test_stdout_defaults_to_current_sys_stdout(capsys) -> None:
+    StdoutSink().emit([make_alert("seen on stdout")])
+    assert "seen on stdout" in capsys.readouterr().out
+
+
+def test_stdout_closed_stream_is_a_sink_error() -> None:
+    buf = io.StringIO()
+    buf.close()
+    with pytest.raises(SinkError):
+        StdoutSink(buf).emit([make_alert()])
+
+
+# --------------------------------------------------------------------------- router
+
+
+def test_dedup_within_window_and_again_after() -> None:
+    clock, metrics, sink = FakeClock(), Metrics(), RecordingSink()
+    router = AlertRouter([sink], clock=clock, metrics=metrics, dedup_window_seconds=300, max_per_minute=None)
+    router.submit([make_alert(type_id=5)])
+    clock.advance(10)
+    router.submit([make_alert(type_id=5, offset=9999)])  # same file, type and detectors
+    router.submit([make_alert(type_id=6)])  # another type
+    router.submit([make_alert(type_id=5, file="/var/log/syslog")])  # another file
+    both = [DetectorHit("sequence", 0.001, 0.02), DetectorHit("autoencoder", 4.0, 3.0)]
+    router.submit([make_alert(type_id=5, detectors=both)])  # another detector set
+    assert len(sink.delivered) == 4
+    assert counter(metrics, "lograven_alerts_suppressed_total", reason="dedup") == 1
+
+    clock.advance(299)  # 309 s after the first: window over
+    router.submit([make_alert(type_id=5)])
+    assert len(sink.delivered) == 5
+    router.submit([make_alert(type_id=5)])
+    assert len(sink.delivered) == 5
+    assert counter(metrics, "lograven_alerts_suppressed_total", reason="dedup") == 2
+
+
+def test_dedup_window_zero_disables_dedup() -> None:
+    sink = RecordingSink()
+    router = AlertRouter([sink], clock=FakeClock(), dedup_window_seconds=0, max_per_minute=None)
+    router.submit([make_alert(), make_alert()])
+    assert len(sink.delivered) == 2
+
+
+def test_rate_limit_is_a_token_bucket() -> None:
+    clock, metrics, sink = FakeClock(), Metrics(), RecordingSink()
+    router = AlertRouter([sink], clock=clock, metrics=metrics, max_per_minute=3, dedup_window_seconds=0)
+    router.submit([make_alert(type_id=i) for i in range(5)])
+    assert [a.type_id for a in sink.delivered] == [0, 1, 2]
+    assert counter(metrics, "lograven_alerts_suppressed_total", reason="rate_limit") == 2
+    clock.advance(20)  # 3 per minute: one token back
+    router.submit([make_alert(type_id=i) for i in range(10, 13)])
+    assert [a.type_id for a in sink.delivered] == [0, 1, 2, 10]
+    clock.advance(3600)  # the bucket refills to its capacity, not beyond
+    router.submit([make_alert(type_id=i) for i in range(20, 30)])
+    assert len(sink.delivered) == 7
+
+
+def test_rate_limited_alert_is_not_remembered_for_dedup() -> None:
+    clock, sink = FakeClock(), RecordingSink()
+    router = AlertRouter([sink], clock=clock, max_per_minute=1)
+    router.submit([make_alert(type_id=1), make_alert(type_id=2)])  # 2 is rate-limited
+    clock.advance(60)
+    router.submit([make_alert(type_id=2)])  # so it is not a duplicate now
+    assert [a.type_id for a in sink.delivered] == [1, 2]
+
+
+def test_allowlist_suppression_is_counted() -> None:
+    metrics, sink = Metrics(), RecordingSink()
+    router = AlertRouter([sink], clock=FakeClock(), metrics=metrics, suppress=lambda a: a.type_id == 7)
+    router.submit([make_alert(type_id=7), make_alert(type_id=8)])
+    assert [a.type_id for a in sink.delivered] == [8]
+    assert counter(metrics, "lograven_alerts_suppressed_total", reason="allowlist") == 1
+
+
+def test_broken_allowlist_fails_open(caplog) -> None:
+    sink = RecordingSink()
+
+    def broken(alert: Alert) -> bool:
+        raise RuntimeError("allowlist bug")
+
+    router = AlertRouter([sink], clock=FakeClock(), suppress=broken)
+    router.submit([make_alert()])
+    assert len(sink.delivered) == 1 and "allowlist" in caplog.text
+
+
+def test_required_sinks_decide_durability() -> None:
+    clock = FakeClock()
+    optional, required = RecordingSink("syslog"), RecordingSink("jsonl", required=True)
+    router = AlertRouter([optional, required], clock=clock, dedup_window_seconds=0)
+    optional.fail_with = SinkError("down")
+    assert router.submit([make_alert()]) is True
+    assert router.pending() == 1
+    optional.fail_with = None
+    required.fail_with = SinkError("disk full")
+    clock.advance(2)
+    assert router.submit([make_alert()]) is False
+    assert router.pending() == 1  # syslog caught up; jsonl holds one
+    required.fail_with = None
+    clock.advance(2)
+    assert router.submit([]) is True and router.pending() == 0
+
+
+def test_partial_delivery_is_not_repeated() -> None:
+    clock, sink = FakeClock(), RecordingSink(required=True)
+    router = AlertRouter([sink], clock=clock, dedup_window_seconds=0)
+    batch = [make_alert(type_id=i) for i in range(5)]
+    real_emit = sink.emit
+
+    def two_then_fail(alerts: list[Alert]) -> None:
+        real_emit(alerts[:2])
+        raise SinkError("gone", delivered=2)
+
+    sink.emit = two_then_fail  # type: ignore[method-assign]
+    assert router.submit(batch) is False and router.pending() == 3
+    sink.emit = real_emit  # type: ignore[method-assign]
+    clock.advance(2)
+    assert router.flush() is True
+    assert [a.type_id for a in sink.delivered] == [0, 1, 2, 3, 4]
+
+
+def test_failing_sink_backs_off_and_never_raises(caplog) -> None:
+    clock, metrics = FakeClock(), Metrics()
+    calls: list[int] = []
+
+    class Exploding(RecordingSink):
+        def emit(self, alerts: list[Alert]) -> None:
+            calls.append(len(alerts))
+            raise TypeError("a bug in the sink")  # not even a SinkError
+
+    healthy = RecordingSink("ok")
+    router = AlertRouter([Exploding("bad"), healthy], clock=clock, metrics=metrics, dedup_window_seconds=0)
+    for _ in range(20):
+        router.submit([make_alert()])
+        clock.advance(0.1)
+    assert len(healthy.delivered) == 20  # the good sink is unaffected
+    assert len(calls) < 5  # back-off: 1 s, 2 s, ... between attempts
+    assert router.pending() == 20
+    assert counter(metrics, "lograven_alerts_failed_total", sink="bad") == len(calls)
+    assert caplog.text.count("alert sink bad failed") == 1  # the log is rate-limited too
+    assert router.flush(force=True) is True  # not required: durable anyway
+    assert len(calls) >= 2
+
+
+def test_retry_queue_is_bounded_and_drops_oldest(caplog) -> None:
+    clock, metrics, sink = FakeClock(), Metrics(), RecordingSink(required=True)
+    sink.fail_with = SinkError("down")
+    router = AlertRouter([sink], clock=clock, metrics=metrics, retry_limit=5, dedup_window_seconds=0)
+    alerts = [make_alert(type_id=i) for i in range(8)]
+    router.submit(alerts)
+    assert router.pending() == 5
+    assert counter(metrics, "lograven_alerts_dropped_total", sink="rec") == 3
+    assert "dropped 3 oldest" in caplog.text
+    sink.fail_with = None
+    router.flush(force=True)
+    assert [a.type_id for a in sink.delivered] == [3, 4, 5, 6, 7]
+
+
+def test_close_delivers_what_it_can_and_closes_sinks() -> None:
+    clock, sink = FakeClock(), RecordingSink()
+    sink.fail_with = SinkError("down")
+    router = AlertRouter([sink], clock=clock)
+    router.submit([make_alert()])
+    sink.fail_with = None
+    router.close()  # ignores the back-off
+    assert len(sink.delivered) == 1 and sink.closed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"dedup_window_seconds": -1}, "alerts.dedup_window_seconds"), ({"max_per_minute": -5}, "alerts.max_per_minute")],
+)
+def test_router_settings_are_validated(kwargs, key) -> None:
+    with pytest.raises(LogravenError, match=key):
+        AlertRouter([RecordingSink()], **kwargs)
+
+
+def test_duplicate_sink_names_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        AlertRouter([RecordingSink("a"), RecordingSink("a")])

@@ -1,0 +1,355 @@
+"""Metrics: names and labels, the HTTP endpoint, and the Prometheus rules that use them."""
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from lograven import __version__
+from lograven.errors import LogravenError
+from lograven.metrics import DEFAULT_LISTEN, Metrics, parse_listen, start_http_server
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "systemd" / "lograven-alerts.rules.yml"
+DOCS = ROOT / "docs" / "metrics.md"
+ALLOWED_LABELS = {"file", "detector", "sink", "reason"}
+
+
+def value(m: Metrics, name: str, **labels: str) -> float | None:
+    return m.registry.get_sample_value(name, labels)
+
+
+def test_counters_are_exposed_with_total_suffix() -> None:
+    m = Metrics()
+    f = "/var/log/messages"
+    m.lines_read.labels(file=f).inc(3)
+    m.bytes_read.labels(file=f).inc(300)
+    m.lines_dropped.labels(file=f, reason="decode_error").inc()
+    m.anomalies.labels(file=f, detector="sequence").inc(2)
+    m.alerts_emitted.labels(sink="jsonl").inc()
+    m.alerts_suppressed.labels(reason="dedup").inc()
+    m.inference_duration.labels(detector="autoencoder").observe(0.0004)
+    m.sequence_probability.observe(0.01)
+    m.autoencoder_error_ratio.observe(1.3)
+    text = m.exposition().decode()
+    for line in (
+        'lograven_lines_read_total{file="/var/log/messages"} 3.0',
+        'lograven_read_bytes_total{file="/var/log/messages"} 300.0',
+        'lograven_lines_dropped_total{file="/var/log/messages",reason="decode_error"} 1.0',
+        'lograven_anomalies_total{detector="sequence",file="/var/log/messages"} 2.0',
+        'lograven_alerts_emitted_total{sink="jsonl"} 1.0',
+        'lograven_alerts_suppressed_total{reason="dedup"} 1.0',
+        'lograven_inference_duration_seconds_bucket{detector="autoencoder",le="0.0005"} 1.0',
+        'lograven_sequence_probability_bucket{le="0.02"} 1.0',
+        'lograven_autoencoder_error_ratio_bucket{le="1.25"} 0.0',
+        'lograven_autoencoder_error_ratio_bucket{le="1.5"} 1.0',
+    ):
+        assert line in text, line
+    assert "lograven_lines_read_total_total" not in text
+
+
+def test_info_metrics_and_reload_state() -> None:
+    m = Metrics()
+    assert value(m, "lograven_build_info", version=__version__, python=platform.python_version()) == 1
+    assert value(m, "lograven_model_info", version="none", sha256="") == 1
+    m.set_model("2026-11-01-7f3a", "ab" * 32)
+    assert value(m, "lograven_model_info", version="2026-11-01-7f3a", sha256="ab" * 32) == 1
+    assert value(m, "lograven_model_info", version="none", sha256="") is None  # replaced, not added
+    assert value(m, "lograven_config_last_reload_successful") == 1
+    m.reload_failed()
+    assert value(m, "lograven_config_last_reload_successful") == 0
+    assert value(m, "lograven_config_reload_failures_total") == 1
+    m.reload_succeeded(now=1_800_000_000)
+    assert value(m, "lograven_config_last_reload_successful") == 1
+    assert value(m, "lograven_config_last_reload_success_timestamp_seconds") == 1_800_000_000
+
+
+def test_file_position_sets_lag() -> None:
+    m = Metrics()
+    m.set_file_position("/var/log/syslog", offset=1000, size=5000)
+    assert value(m, "lograven_file_lag_bytes", file="/var/log/syslog") == 4000
+    m.set_file_position("/var/log/syslog", offset=10, size=0)  # truncated under us
+    assert value(m, "lograven_file_lag_bytes", file="/var/log/syslog") == 0
+
+
+def test_advance_to_total_follows_cumulative_counts() -> None:
+    m = Metrics()
+    f = "/var/log/messages"
+    m.advance_to_total(m.lines_read, 10, file=f)
+    m.advance_to_total(m.lines_read, 25, file=f)
+    m.advance_to_total(m.lines_read, 25, file=f)
+    assert value(m, "lograven_lines_read_total", file=f) == 25
+    m.advance_to_total(m.lines_read, 4, file=f)  # the source restarted from zero
+    assert value(m, "lograven_lines_read_total", file=f) == 29
+    m.advance_to_total(m.lines_dropped, 3, file=f, reason="skipped")
+    m.advance_to_total(m.checkpoint_corrupt, 1)
+    assert value(m, "lograven_lines_dropped_total", file=f, reason="skipped") == 3
+    assert value(m, "lograven_checkpoint_corrupt_total") == 1
+    m.remove_file(f)  # a file tailed again later starts from a clean slate
+    m.advance_to_total(m.lines_read, 2, file=f)
+    assert value(m, "lograven_lines_read_total", file=f) == 2
+
+
+def test_remove_file_drops_only_that_files_series() -> None:
+    m = Metrics()
+    for f in ("/a", "/b"):
+        m.lines_read.labels(file=f).inc()
+        m.lines_dropped.labels(file=f, reason="queue_full").inc()
+        m.anomalies.labels(file=f, detector="autoencoder").inc()
+        m.set_file_position(f, 1, 2)
+        m.file_readable.labels(file=f).set(1)
+    m.remove_file("/a")
+    text = m.exposition().decode()
+    assert 'file="/a"' not in text
+    assert text.count('file="/b"') >= 7
+
+
+def test_several_instances_do_not_clash() -> None:
+    a, b = Metrics(), Metrics()
+    a.lines_read.labels(file="/x").inc()
+    assert value(a, "lograven_lines_read_total", file="/x") == 1
+    assert value(b, "lograven_lines_read_total", file="/x") is None
+
+
+def test_labels_are_bounded_and_names_follow_conventions() -> None:
+    m = Metrics()
+    wrappers = [v for v in vars(m).values() if isinstance(v, MetricWrapperBase)]
+    assert len(wrappers) >= 25
+    for metric in wrappers:
+        assert set(metric._labelnames) <= ALLOWED_LABELS, metric._name
+        assert metric._name.startswith("lograven_")
+        assert not metric._name.endswith("_total")
+    for name in m.metric_names():
+        if name.startswith("lograven_"):
+            assert re.fullmatch(r"lograven_[a-z0-9_]+", name)
+
+
+def test_process_metrics_are_included() -> None:
+    assert "process_resident_memory_bytes" in Metrics().metric_names()
+    assert "process_resident_memory_bytes" not in Metrics(process_metrics=False).metric_names()
+
+
+# --------------------------------------------------------------------------- HTTP endpoint
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("127.0.0.1:9077", "127.0.0.1", 9077),
+        ("[::1]:9077", "::1", 9077),
+        ("0.0.0.0:0", "0.0.0.0", 0),
+        ("localhost:19077", "localhost", 19077),
+        ("9078", "127.0.0.1", 9078),
+    ],
+)
+def test_parse_listen(text: str, host: str, port: int) -> None:
+    addr = parse_listen(text)
+    assert (addr.host, addr.port) == (host, port)
+
+
+@pytest.mark.parametrize("text", ["localhost", "::1:9077", "[::1]9077", "[nothost]:1", "1.2.3.4:99999", ":9077", "h:x"])
+def test_parse_listen_rejects_bad_values(text: str) -> None:
+    with pytest.raises(LogravenError, match="metrics.listen"):
+        parse_listen(text)
+
+
+def test_default_listen_is_loopback_outside_exporter_range() -> None:
+    addr = parse_listen(DEFAULT_LISTEN)
+    assert addr.host == "127.0.0.1" and not 9100 <= addr.port <= 9999
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.status == 200
+        return resp.read().decode()
+
+
+def test_http_server_serves_the_registry_on_loopback() -> None:
+    m = Metrics()
+    m.lines_read.labels(file="/var/log/messages").inc(7)
+    server = start_http_server("127.0.0.1:0", m)
+    try:
+        assert server.host == "127.0.0.1" and server.port > 0
+        body = _scrape(server.url)
+        assert 'lograven_lines_read_total{file="/var/log/messages"} 7.0' in body
+        assert "lograven_build_info{" in body
+    finally:
+        server.stop()
+    with pytest.raises(urllib.error.URLError):
+        _scrape(server.url)  # stopped: the port is closed
+
+
+def test_http_server_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 support in this Python")
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("::1 is not configured on this host")
+    server = start_http_server("[::1]:0", Metrics())
+    try:
+        assert server.host == "::1"
+        assert "lograven_build_info" in _scrape(server.url)
+    finally:
+        server.stop()
+
+
+def test_port_in_use_names_the_key_and_suggests_another() -> None:
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        with pytest.raises(LogravenError) as err:
+            start_http_server(f"127.0.0.1:{port}", Metrics())
+        msg = str(err.value)
+        assert "metrics.listen" in msg and "already in use" in msg and f"127.0.0.1:{port + 1}" in msg
+    finally:
+        holder.close()
+
+
+# --------------------------------------------------------------------------- rules and docs
+
+PROMQL_NAME = re.compile(r"\b(lograven_[a-z0-9_]+|process_[a-z0-9_]+)\b")
+
+
+def _rules() -> list[dict]:
+    doc = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def test_rules_file_is_well_formed() -> None:
+    doc = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    assert list(doc) == ["groups"]
+    rules = _rules()
+    names = {r["alert"] for r in rules}
+    assert {
+        "LogravenDown",
+        "LogravenFallingBehind",
+        "LogravenAlertDeliveryFailing",
+        "LogravenReloadFailed",
+        "LogravenAnomalyStorm",
+    } <= names
+    for rule in rules:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations", "keep_firing_for"}, rule["alert"]
+        assert isinstance(rule["expr"], str) and rule["expr"].strip()
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+        if "for" in rule:
+            assert re.fullmatch(r"\d+[smh]", rule["for"])
+        assert rule["expr"].count("(") == rule["expr"].count(")")
+
+
+def test_rules_only_use_metrics_that_exist() -> None:
+    known = Metrics().metric_names()
+    used: set[str] = set()
+    for rule in _rules():
+        found = set(PROMQL_NAME.findall(rule["expr"]))
+        if rule["alert"] == "LogravenDown":
+            assert 'up{job="lograven"}' in rule["expr"].replace(" ", "")
+        else:
+            assert found, f"{rule['alert']} uses no lograven metric"
+        used |= found
+    unknown = used - known
+    assert not unknown, f"rules use metrics lograven does not export: {sorted(unknown)}"
+
+
+def test_rules_pass_promtool_when_available() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_metric_is_documented() -> None:
+    docs = DOCS.read_text(encoding="utf-8")
+    m = Metrics(process_metrics=False)
+    for family in m.registry.collect():
+        shown = family.name + "_total" if family.type == "counter" else family.name
+        shown = shown + "_info" if family.type == "info" else shown
+        assert f"`{shown}`" in docs, f"{shown} is missing from docs/metrics.md"
+
+
+# Each case: an alert, the input series (promtool notation, 1 minute apart), when to evaluate,
+# and whether the alert's expression must select anything then.
+_I = 'job="lograven",instance="h:9077"'
+RULE_CASES = [
+    ("LogravenDown", {f"up{{{_I}}}": "0x10"}, "6m", True),
+    ("LogravenDown", {f"up{{{_I}}}": "1x10"}, "6m", False),
+    ("LogravenFallingBehind", {f'lograven_file_lag_bytes{{{_I},file="/m"}}': "20971520x20"}, "15m", True),
+    ("LogravenFallingBehind", {f'lograven_file_lag_bytes{{{_I},file="/m"}}': "2097152+10000x20"}, "15m", True),
+    ("LogravenFallingBehind", {f'lograven_file_lag_bytes{{{_I},file="/m"}}': "2097152x20"}, "15m", False),
+    ("LogravenFallingBehind", {f'lograven_file_lag_bytes{{{_I},file="/m"}}': "5000+1000x20"}, "15m", False),
+    (
+        "LogravenAlertDeliveryFailing",
+        {f'lograven_alerts_failed_total{{{_I},sink="jsonl"}}': "0+1x20",
+         f'lograven_alerts_pending{{{_I},sink="jsonl"}}': "5x20"},
+        "15m",
+        True,
+    ),
+    (
+        "LogravenAlertDeliveryFailing",  # failed, retried, recovered: nothing queued any more
+        {f'lograven_alerts_failed_total{{{_I},sink="syslog"}}': "0+1x20",
+         f'lograven_alerts_pending{{{_I},sink="syslog"}}': "0x20"},
+        "15m",
+        False,
+    ),
+    ("LogravenAlertsDropped", {f'lograven_alerts_dropped_total{{{_I},sink="jsonl"}}': "0 0 0 100 100"}, "4m", True),
+    ("LogravenReloadFailed", {f"lograven_config_last_reload_successful{{{_I}}}": "1 1 0 0 0"}, "4m", True),
+    ("LogravenReloadFailed", {f"lograven_config_last_reload_successful{{{_I}}}": "1x5"}, "4m", False),
+    ("LogravenFileUnreadable", {f'lograven_file_readable{{{_I},file="/m"}}': "0x20"}, "15m", True),
+    ("LogravenCheckpointWriteFailing", {f"lograven_checkpoint_write_failures_total{{{_I}}}": "0 0 1 1 1"}, "4m", True),
+    ("LogravenCheckpointWriteFailing", {f"lograven_checkpoint_write_failures_total{{{_I}}}": "0x30"}, "25m", False),
+    (
+        "LogravenAnomalyStorm",
+        {f'lograven_anomalies_total{{{_I},file="/m",detector="sequence"}}': "0+90x20",
+         f'lograven_anomalies_total{{{_I},file="/m",detector="autoencoder"}}': "0+90x20"},
+        "15m",
+        True,
+    ),
+    (
+        "LogravenAnomalyStorm",
+        {f'lograven_anomalies_total{{{_I},file="/m",detector="sequence"}}': "0+30x20"},
+        "15m",
+        False,
+    ),
+]
+
+
+def test_rule_expressions_select_what_they_should(tmp_path: Path) -> None:
+    """promtool evaluates each alert's expression on made-up series: it fires exactly when it should."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package: prometheus)")
+    exprs = {r["alert"]: r["expr"] for r in _rules()}
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series.items()],
+            "promql_expr_test": [
+                {
+                    "expr": f"count({exprs[alert]})",
+                    "eval_time": at,
+                    "exp_samples": [{"labels": "{}", "value": 1}] if fires else [],
+                }
+            ],
+        }
+        for alert, series, at, fires in RULE_CASES
+    ]
+    spec = tmp_path / "rules_test.yml"
+    spec.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": tests}))
+    result = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {alert for alert, *_ in RULE_CASES} == set(exprs), "every rule needs a case"
