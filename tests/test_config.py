@@ -42,14 +42,15 @@ def test_defaults() -> None:
     assert (source.format, source.stream, source.start_position) == ("syslog", "file", "end")
     assert c.model is None and c.learn_mode
     assert c.state_dir == "/var/lib/lograven"
-    assert c.detectors.sequence.threshold == 0.02 and c.detectors.sequence.top_k is None
+    assert c.detectors.sequence.threshold == 0.02 and c.detectors.sequence.top_k == 9
+    assert c.detectors.sequence.rule == "relative" and c.detectors.sequence.relative_threshold == 0.1
     assert c.detectors.autoencoder.quantile == 0.999 and c.detectors.autoencoder.margin == 1.0
     assert c.alerts.syslog.facility == "user" and c.alerts.syslog.severity == "warning"
     assert c.alerts.stdout.enabled is False and c.alerts.dedup_window_seconds == 300
     assert c.metrics.address == ("127.0.0.1", 9077)
     assert c.runtime.batch_size == 256 and c.runtime.queue_size == 10000
     assert c.training.msgtypes.extra_masks == ()
-    assert c.training.autoencoder.vocab_size == 1000
+    assert c.training.autoencoder.vocab_size == 512
 
 
 @pytest.mark.parametrize("text", ["", "# only comments\n", "---\n", "detectors:\n  # sequence: {}\n"])
@@ -114,7 +115,7 @@ def test_iter_options_describes_types_defaults_and_ranges() -> None:
     options = {o.key: o for o in cfg.iter_options()}
     threshold = options["detectors.sequence.threshold"]
     assert (threshold.type_name, threshold.default, threshold.valid) == ("float", 0.02, "(0, 1)")
-    assert options["detectors.sequence.top_k"].type_name == "int | null"
+    assert options["detectors.sequence.top_k"].type_name == "int"
     assert options["sources[].paths"].required
     assert options["runtime.batch_size"].valid == "[1, 65536]"
     assert "local7" in options["alerts.syslog.facility"].valid
@@ -165,7 +166,8 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
     ({"sources": {"paths": ["/a"]}}, "sources: must be a list of mappings, got a mapping"),
     ({"alerts": {"syslog": {"tag": True}}}, "alerts.syslog.tag: must be a string, got true (a boolean)"),
     ({"model": 5}, "model: must be a string or null, got 5 (an integer); put it in quotes"),
-    ({"detectors": {"sequence": {"top_k": 2.5}}}, "detectors.sequence.top_k: must be an integer or null"),
+    ({"detectors": {"sequence": {"top_k": 2.5}}}, "detectors.sequence.top_k: must be an integer"),
+    ({"detectors": {"sequence": {"rule": "seed"}}}, "detectors.sequence.rule"),
     ({"detectors": ["sequence"]}, "detectors: must be a mapping of options"),
     ({"detectors": {"autoencoder": {"margin": float("nan")}}},
      "detectors.autoencoder.margin: must be a finite number"),
@@ -176,10 +178,10 @@ def test_wrong_types_are_rejected(data: dict, expected: str) -> None:
 
 
 def test_floats_accept_ints_and_optionals_accept_null() -> None:
-    c = parse_config({"detectors": {"autoencoder": {"margin": 2}, "sequence": {"top_k": None}},
+    c = parse_config({"detectors": {"autoencoder": {"margin": 2}, "sequence": {"top_k": 3}},
                       "runtime": {"poll_interval_seconds": 3}})
     assert c.detectors.autoencoder.margin == 2.0 and isinstance(c.detectors.autoencoder.margin, float)
-    assert c.runtime.poll_interval_seconds == 3.0 and c.detectors.sequence.top_k is None
+    assert c.runtime.poll_interval_seconds == 3.0 and c.detectors.sequence.top_k == 3
 
 
 @pytest.mark.parametrize(("data", "expected"), [

@@ -207,6 +207,7 @@ def verdict_json(file: str, line: int, stream: str, rec, v, detector) -> dict:
         "detectors": v.detectors,
         "sequence_p": v.sequence_p,
         "sequence_rank": v.sequence_rank,
+        "sequence_ratio": None if v.sequence_ratio is None else round(v.sequence_ratio, 6),
         "expected": [{"type": t, "p": round(p, 6), "template": detector.template(t)} for t, p in v.expected],
         "ae_error": None if v.ae_error is None else round(v.ae_error, 4),
         "ae_threshold": None if v.ae_threshold is None else round(v.ae_threshold, 4),

@@ -282,14 +282,24 @@ class SequenceDetectorConfig:
     """Flags lines whose message type the GRU found improbable after the stream's history."""
 
     enabled: bool = _opt(True, help="Run this detector.")
+    rule: Literal["relative", "probability", "top_k"] = _opt(
+        "relative",
+        help="How improbable is anomalous. `relative`: the observed type's predicted probability "
+             "divided by its overall frequency in training is below `relative_threshold` (the "
+             "type is far less likely here than usual; rare-but-normal types do not alert); "
+             "`probability`: the predicted probability is below `threshold` (seed 003's rule); "
+             "`top_k`: the type is not among the `top_k` most probable (DeepLog's rule).")
+    relative_threshold: float = _opt(
+        0.1, gt=0, lt=1,
+        help="For `rule: relative`: alert when p(type | history) / p(type) is below this.")
     threshold: float = _opt(
         0.02, gt=0, lt=1,
-        help="Alert when the observed type's predicted probability is below this. Ignored "
-             "when `top_k` is set.")
-    top_k: int | None = _opt(
-        None, min=1,
-        help="If set, alert when the observed type is not among the k most probable next "
-             "types, instead of using `threshold`.")
+        help="For `rule: probability`: alert when the observed type's predicted probability is "
+             "below this.")
+    top_k: int = _opt(
+        9, min=1,
+        help="For `rule: top_k`: alert when the observed type is not among the k most probable "
+             "next types.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -486,7 +496,7 @@ class SequenceTrainingConfig:
 class AutoencoderTrainingConfig:
     """The Conv1D autoencoder over each line's BPE tokens."""
 
-    vocab_size: int = _opt(1000, min=100, help="BPE tokenizer vocabulary size.")
+    vocab_size: int = _opt(512, min=100, help="BPE tokenizer vocabulary size (serving cost grows with it).")
     max_length: int = _opt(
         0, min=0,
         help="Tokens per line fed to the autoencoder; 0 derives it from the training data "

@@ -42,6 +42,7 @@ class Verdict:
     detectors: list[str]  # the detectors that fired
     sequence_p: float | None = None  # probability of the observed type; None: not evaluated
     sequence_rank: int | None = None  # 1 = the most expected type
+    sequence_ratio: float | None = None  # sequence_p / the type's training frequency
     expected: list[tuple[int, float]] = field(default_factory=list)  # (type id, p), most likely first
     ae_error: float | None = None
     ae_threshold: float | None = None
@@ -51,8 +52,10 @@ class Verdict:
 class DetectorSettings:
     unknown_type: bool = True
     sequence: bool = True
+    sequence_rule: str = "relative"  # relative | probability | top_k
+    sequence_relative_threshold: float = 0.1
     sequence_threshold: float = 0.02
-    sequence_top_k: int | None = None
+    sequence_top_k: int = 9
     autoencoder: bool = True
     autoencoder_margin: float = 1.0
     expected: int = 3
@@ -65,6 +68,8 @@ class DetectorSettings:
         return cls(
             unknown_type=u.enabled,
             sequence=s.enabled,
+            sequence_rule=s.rule,
+            sequence_relative_threshold=s.relative_threshold,
             sequence_threshold=s.threshold,
             sequence_top_k=s.top_k,
             autoencoder=a.enabled,
@@ -87,6 +92,15 @@ class Detector:
         self.ae_threshold = self.ae.threshold_ * self.settings.autoencoder_margin
         self.states: OrderedDict[str, StreamState] = OrderedDict()
         self._templates = {t.id: t.template for t in self.types.types_}
+        counts = np.zeros(self.seq.n_types_ + 1)
+        for t in self.types.types_:
+            if t.id <= self.seq.n_types_:
+                counts[t.id] = t.count
+        # training frequency of each type (add-one smoothed), for the relative rule
+        self._freq = (counts + 1.0) / (counts.sum() + len(counts))
+        rule = self.settings.sequence_rule
+        if rule not in ("relative", "probability", "top_k"):
+            raise ValueError(f"unknown sequence rule {rule!r}")
 
     # ------------------------------------------------------------- states
     def export_states(self) -> dict[str, tuple[np.ndarray, int]]:
@@ -128,8 +142,18 @@ class Detector:
             self._sequence(items, type_ids, seq_p, seq_rank, expected)
 
         out: list[Verdict] = []
-        thr, top_k, ae_thr = st.sequence_threshold, st.sequence_top_k, self.ae_threshold
+        ae_thr = self.ae_threshold
         templates = self._templates
+        ratio = np.full(n, np.nan)
+        ok = ~np.isnan(seq_p)
+        if ok.any():
+            ratio[ok] = seq_p[ok] / self._freq[np.asarray(type_ids)[ok]]
+        if st.sequence_rule == "relative":
+            seq_fire = ratio < st.sequence_relative_threshold
+        elif st.sequence_rule == "probability":
+            seq_fire = seq_p < st.sequence_threshold
+        else:
+            seq_fire = ok & (seq_rank > st.sequence_top_k)
         for i in range(n):
             t = type_ids[i]
             fired = []
@@ -137,9 +161,8 @@ class Detector:
                 if st.unknown_type:
                     fired.append("unknown_type")
             p = seq_p[i]
-            if p == p:  # evaluated (not NaN)
-                if (top_k is not None and seq_rank[i] > top_k) or (top_k is None and p < thr):
-                    fired.append("sequence")
+            if seq_fire[i]:
+                fired.append("sequence")
             e = None
             if ae_err is not None:
                 e = float(ae_err[i])
@@ -153,6 +176,7 @@ class Detector:
                     detectors=fired,
                     sequence_p=None if p != p else float(p),
                     sequence_rank=int(seq_rank[i]) if p == p else None,
+                    sequence_ratio=None if p != p else float(ratio[i]),
                     expected=expected[i],
                     ae_error=e,
                     ae_threshold=ae_thr if ae_err is not None else None,

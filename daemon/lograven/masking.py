@@ -27,7 +27,8 @@ _BUILTIN: list[tuple[str, str]] = [
     ("<UUID>", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
     ("<MAC>", r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{2}:){5,}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:])"),
     ("<IP>", r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\d.])"),
-    ("<IP>", r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![0-9A-Fa-f:])"),
+    # IPv6, also compressed (`fe80::1`); at least two hex digits somewhere so `::` alone stays
+    ("<IP>", r"(?<![0-9A-Za-z:])(?=[0-9A-Fa-f:]*[0-9A-Fa-f]{2})(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{1,4}(?![0-9A-Za-z:])"),
     ("<HEX>", r"\b0[xX][0-9a-fA-F]+\b"),
     # long hex ids (hashes, addresses) with at least one digit and one letter;
     # all-digit runs stay numbers
