@@ -93,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     c = _add(sub, "check", "validate a config file (and its model bundle, if one is configured)",
              "examples:\n  lograven check --config /etc/lograven/config.yaml\n  lograven check --config config.example.yaml")
     c.add_argument("--config", required=True)
+    r = _add(sub, "run", "run the daemon: tail the configured files, detect, alert to syslog/JSON lines, serve metrics",
+             "examples:\n  lograven run --config /etc/lograven/config.yaml\n"
+             "  lograven run --config config.yaml --stdin      # rsyslog omprog / Vector / Fluent Bit exec plugin\n"
+             "signals: SIGHUP reloads config and model, SIGTERM checkpoints and exits.\n"
+             "Without `model:` it first learns a model from the files' existing content (learn mode).")
+    r.add_argument("--config", help="YAML config (default: built-in defaults, i.e. /var/log/messages and /var/log/syslog)")
+    r.add_argument("--stdin", action="store_true", help="plugin mode: read lines on stdin, print OK per line (omprog confirmMessages)")
+
+    m = _add(sub, "models", "list the numbered model versions of a model directory, or roll back",
+             "examples:\n  lograven models list --dir /var/lib/lograven/models\n"
+             "  lograven models rollback --dir /var/lib/lograven/models           # to the previous version\n"
+             "  lograven models rollback --dir /var/lib/lograven/models --to v0002\n"
+             "The daemon notices the switch of `current` within seconds (or send SIGHUP).")
+    m.add_argument("action", choices=["list", "rollback"])
+    m.add_argument("--dir", help="model directory (default: <state_dir>/models of --config)")
+    m.add_argument("--config", help="YAML config, for its state_dir")
+    m.add_argument("--to", help="version to switch to (rollback)")
+    m.add_argument("--json", action="store_true")
     _register_more(sub)
     return p
 
@@ -260,7 +278,38 @@ def cmd_check(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check}
+def cmd_run(args) -> int:
+    from lograven.service import run_service
+
+    return run_service(args.config, stdin_mode=args.stdin)
+
+
+def _models_dir(args) -> Path:
+    if args.dir:
+        return Path(args.dir)
+    return _load_config(args.config).models_dir()
+
+
+def cmd_models(args) -> int:
+    from lograven.modelstore import ModelStore, describe, dump
+
+    store = ModelStore(_models_dir(args))
+    if args.action == "list":
+        infos = store.list()
+        if args.json:
+            print(dump(infos))
+        elif not infos:
+            print(f"{store.root}: no model versions yet (the daemon creates them in learn mode; `lograven learn` adds them)")
+        else:
+            for i in infos:
+                print(describe(i))
+        return 0
+    name = store.rollback(args.to)
+    print(f"{store.root}: current -> {name}; a running daemon switches within seconds (or send SIGHUP)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,142 @@
+"""Learn mode: a daemon started without a model learns one from the host's own logs first."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from lograven.errors import LogravenError
+from lograven.parsing import Parser, StreamKey, decode_line
+from lograven.tailer import Fingerprinter, GlobPathProvider, Tailer, make_file_id
+from lograven.training import Corpus, train
+
+if TYPE_CHECKING:
+    from lograven.service import Service
+
+log = logging.getLogger(__name__)
+
+AVG_LINE_BYTES = 160  # to find where the last learn.max_lines lines of a file start
+
+
+def _tail_lines(path: str, budget_lines: int, max_line_bytes: int, fp_bytes: int) -> tuple[list[bytes], dict] | None:
+    """The last ~budget_lines complete lines of a file, and the tailer position after them."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        log.warning("learn mode: cannot read %s (%s); it is skipped for learning", path, e.strerror)
+        return None
+    try:
+        st = os.fstat(fd)
+        fp_hex, fp_len = Fingerprinter(fp_bytes).fingerprint(fd)
+        size = st.st_size
+        start = max(0, size - budget_lines * AVG_LINE_BYTES)
+        data = os.pread(fd, size - start, start)
+        end = start + data.rfind(b"\n") + 1  # complete lines only; a partial last line waits for the tailer
+        data = data[: end - start]
+        lines = data.split(b"\n")[:-1] if data else []
+        if start > 0 and lines:
+            lines = lines[1:]  # the first one may be cut
+        lines = lines[-budget_lines:]
+        pos = {"file_id": make_file_id(st.st_dev, st.st_ino, fp_hex), "offset": end, "fingerprint_len": fp_len}
+        return [ln[:max_line_bytes] for ln in lines], pos
+    finally:
+        os.close(fd)
+
+
+def learn_initial_model(svc: Service) -> dict:
+    """Learn from existing content (then from new lines until learn.min_lines); returns tailer positions."""
+    cfg = svc.cfg
+    max_lines, min_lines = cfg.learn.max_lines, cfg.learn.min_lines
+    corpus = Corpus()
+    positions: dict[str, dict] = {}
+    svc._set_status("learn mode: reading existing log content")
+    files_per_source = []
+    for i, src in enumerate(cfg.sources):
+        files = sorted(GlobPathProvider(list(src.paths)).expand()[0])
+        files_per_source.append(files)
+    n_files = max(1, sum(len(f) for f in files_per_source))
+    for i, (src, files) in enumerate(zip(cfg.sources, files_per_source)):
+        parser, key = Parser(src.format), StreamKey(src.stream)
+        positions[str(i)] = {}
+        for path in files:
+            got = _tail_lines(path, max_lines // n_files, cfg.runtime.max_line_bytes, 256)
+            if got is None:
+                continue
+            lines, pos = got
+            positions[str(i)][path] = pos
+            for raw in lines:
+                text, _ = decode_line(raw, cfg.runtime.max_line_bytes)
+                if text.strip():
+                    rec = parser.parse(text)
+                    corpus.add(path, rec, key.key(path, rec, text))
+    log.info("learn mode: %d existing lines from %d file(s)", len(corpus), n_files)
+    if len(corpus) < min_lines:
+        positions = _collect_more(svc, corpus, positions, min_lines)
+        if svc._stop.is_set():
+            return positions
+    svc._set_status(f"learn mode: training on {len(corpus)} lines")
+    out = svc.store.new_version_path()
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["r"] = train(
+                corpus, out, training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
+                fmt=cfg.sources[0].format, stream=cfg.sources[0].stream,
+                progress=lambda stage, f: svc._set_status(f"learn mode: {stage} {int(f * 100)}%"),
+            )  # fmt: skip
+        except BaseException as e:  # reported in the main thread
+            result["e"] = e
+
+    t = threading.Thread(target=work, name="lograven-learn", daemon=True)
+    t.start()
+    while t.is_alive():
+        svc.notifier.watchdog()  # training takes minutes; keep systemd's watchdog fed
+        t.join(timeout=1.0)
+        if svc._stop.is_set():
+            log.warning("stopping during learning: the model is not saved; learning restarts next time")
+            return positions
+    if "e" in result:
+        e = result["e"]
+        if isinstance(e, LogravenError):
+            raise e
+        raise LogravenError(f"learn mode: training failed: {e!r}") from e
+    svc.store.set_current(out.name)
+    log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, result["r"].summary["seconds"]["total"])
+    return positions
+
+
+def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int) -> dict:
+    """Too little history: follow the files and learn from new lines until there are enough."""
+    cfg = svc.cfg
+    tailers = []
+    for i, src in enumerate(cfg.sources):
+        tailers.append(
+            (Parser(src.format), StreamKey(src.stream),
+             Tailer(list(src.paths), start_position="beginning", max_line_bytes=cfg.runtime.max_line_bytes,
+                    poll_interval=cfg.runtime.poll_interval_seconds, positions=positions.get(str(i)) or None))
+        )  # fmt: skip
+    try:
+        last_log = 0.0
+        while len(corpus) < min_lines and not svc._stop.is_set():
+            got = 0
+            for parser, key, t in tailers:
+                for raw in t.poll(10_000):
+                    text, _ = decode_line(raw.data, cfg.runtime.max_line_bytes)
+                    if text.strip():
+                        rec = parser.parse(text)
+                        corpus.add(raw.path, rec, key.key(raw.path, rec, text))
+                    t.acknowledge(raw.path, raw.file_id, raw.end)
+                    got += 1
+            svc.notifier.watchdog()
+            if time.monotonic() - last_log > 10:
+                last_log = time.monotonic()
+                svc._set_status(f"learn mode: collecting lines ({len(corpus)}/{min_lines})")
+            if not got:
+                tailers[0][2].wait(1.0)
+        return {str(i): t.positions() for i, (_, _, t) in enumerate(tailers)}
+    finally:
+        for _, _, t in tailers:
+            t.close()

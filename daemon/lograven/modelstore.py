@@ -1,0 +1,159 @@
+"""Numbered bundle versions in one directory, with a `current` pointer switched atomically.
+
+    models/
+      v0001/            a bundle (manifest.json, ...)
+      v0002/
+      current -> v0002  symlink, replaced with rename(2): readers never see it missing
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lograven.bundle import MANIFEST, read_manifest
+from lograven.errors import LogravenError
+
+log = logging.getLogger(__name__)
+
+_VERSION = re.compile(r"^v(\d{4,})$")
+
+
+@dataclass
+class VersionInfo:
+    name: str
+    path: Path
+    current: bool
+    manifest: dict | None
+    problem: str | None = None
+
+
+class ModelStore:
+    """The model directory of the daemon (`<state_dir>/models` by default)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def is_store(path: str | Path) -> bool:
+        p = Path(path)
+        return (p / "current").is_symlink() or any(_VERSION.match(c.name) for c in p.iterdir()) if p.is_dir() else False
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        names = [c.name for c in self.root.iterdir() if _VERSION.match(c.name) and (c / MANIFEST).exists()]
+        return sorted(names, key=lambda n: int(n[1:]))
+
+    def current_name(self) -> str | None:
+        link = self.root / "current"
+        if not link.is_symlink():
+            return None
+        target = os.readlink(link)
+        return Path(target).name
+
+    def current_path(self) -> Path | None:
+        name = self.current_name()
+        return self.root / name if name else None
+
+    def next_name(self) -> str:
+        vs = self.versions()
+        n = int(vs[-1][1:]) + 1 if vs else 1
+        return f"v{n:04d}"
+
+    def new_version_path(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / self.next_name()
+
+    def set_current(self, name: str) -> None:
+        """Point `current` at version `name` (verified first), atomically."""
+        if not _VERSION.match(name):
+            raise LogravenError(f"{name!r} is not a version name (like v0003); see `lograven models list`")
+        target = self.root / name
+        read_manifest(target)  # refuses corrupt or partial bundles
+        tmp = self.root / f".current.tmp-{os.getpid()}"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(name, tmp)
+        os.replace(tmp, self.root / "current")
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.info("model store %s: current -> %s", self.root, name)
+
+    def list(self) -> list[VersionInfo]:
+        cur = self.current_name()
+        out = []
+        for name in self.versions():
+            p = self.root / name
+            try:
+                m = read_manifest(p)
+                out.append(VersionInfo(name, p, name == cur, m))
+            except LogravenError as e:
+                out.append(VersionInfo(name, p, name == cur, None, str(e)))
+        return out
+
+    def rollback(self, to: str | None = None) -> str:
+        """Switch `current` to version `to`, or to the newest valid version before the current one."""
+        if to:
+            self.set_current(to)
+            return to
+        cur = self.current_name()
+        vs = self.versions()
+        if cur not in vs:
+            raise LogravenError(f"{self.root}: no current version to roll back from")
+        for name in reversed(vs[: vs.index(cur)]):
+            try:
+                self.set_current(name)
+                return name
+            except LogravenError as e:
+                log.warning("skipping %s: %s", name, e)
+        raise LogravenError(f"{self.root}: no older valid version than {cur}")
+
+    def prune(self, keep: int = 5) -> list[str]:
+        """Delete the oldest versions beyond `keep`, never the current one."""
+        cur = self.current_name()
+        vs = self.versions()
+        removed = []
+        for name in vs[: max(0, len(vs) - keep)]:
+            if name != cur:
+                shutil.rmtree(self.root / name, ignore_errors=True)
+                removed.append(name)
+        return removed
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A bundle directory, or a model store (its `current` version)."""
+    p = Path(path)
+    if (p / MANIFEST).exists():
+        return p
+    if (p / "current").is_symlink():
+        return (p / "current").resolve()
+    raise LogravenError(
+        f"{p}: neither a model bundle nor a model directory with a `current` version; "
+        f"train one with `lograven train --out {p} LOGFILE...`"
+    )
+
+
+def describe(info: VersionInfo) -> str:
+    m = info.manifest or {}
+    t = m.get("training", {})
+    star = "*" if info.current else " "
+    if info.problem:
+        return f"{star} {info.name}  BROKEN: {info.problem}"
+    return f"{star} {info.name}  {m.get('id', '?')}  created {m.get('created', '?')}  {t.get('lines', '?')} lines, {t.get('types', '?')} types" + (
+        f"  (learned from {t['learned_from']})" if t.get("learned_from") else ""
+    )
+
+
+def dump(infos: list[VersionInfo]) -> str:
+    return json.dumps(
+        [{"name": i.name, "current": i.current, "id": (i.manifest or {}).get("id"), "created": (i.manifest or {}).get("created"), "problem": i.problem} for i in infos],
+        indent=1,
+    )

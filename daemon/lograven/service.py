@@ -1,0 +1,612 @@
+"""`lograven run`: the daemon. Wires sources -> parse -> detect -> alert sinks + metrics -> checkpoint.
+
+Threads: one reader thread polls the tailers into a bounded queue (when the
+queue is full the reader waits: backpressure, nothing dropped); the main
+thread takes micro-batches from it, runs the detector, hands alerts to the
+router, acknowledges lines to the tailers once the required sinks accepted
+their alerts, checkpoints, pings the systemd watchdog and handles signals.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lograven import __version__
+from lograven.alerts import Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id
+from lograven.bundle import Bundle, load_bundle
+from lograven.checkpoint import Checkpointer, decode_array, encode_array
+from lograven.config import Config, load_config
+from lograven.detector import Detector, DetectorSettings, Verdict
+from lograven.errors import LogravenError
+from lograven.metrics import Metrics, start_http_server
+from lograven.modelstore import ModelStore, resolve_model_path
+from lograven.notify import Notifier
+from lograven.parsing import LogRecord, Parser, StreamKey, decode_line
+from lograven.tailer import RawLine, Tailer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Source:
+    index: int
+    parser: Parser
+    key: StreamKey
+    tailer: Tailer | None = None
+
+
+@dataclass
+class _Item:
+    source: int
+    raw: RawLine
+
+
+@dataclass
+class _Pending:
+    """Lines processed whose acknowledgement waits for durable alerts."""
+
+    acks: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (source, path, file_id) -> end
+
+    def add(self, source: int, raw: RawLine) -> None:
+        k = (source, raw.path, raw.file_id)
+        if raw.end > self.acks.get(k, -1):
+            self.acks[k] = raw.end
+
+
+def alert_from_verdict(
+    v: Verdict, *, path: str, offset: int, stream: str, line: str, record: LogRecord, detector: Detector, host: str, version: str
+) -> Alert:
+    """Build the alert of an anomalous verdict: which detectors fired, why, and what was expected."""
+    hits = []
+    st = detector.settings
+    for name in v.detectors:
+        if name == "unknown_type":
+            hits.append(DetectorHit("unknown_type", 1.0, 0.0, "no learned message type matches"))
+        elif name == "sequence":
+            if st.sequence_rule == "relative":
+                hits.append(DetectorHit("sequence", v.sequence_ratio or 0.0, st.sequence_relative_threshold, f"p/p_train<{st.sequence_relative_threshold}"))
+            elif st.sequence_rule == "probability":
+                hits.append(DetectorHit("sequence", v.sequence_p or 0.0, st.sequence_threshold, f"p<{st.sequence_threshold}"))
+            else:
+                hits.append(DetectorHit("sequence", float(v.sequence_rank or 0), float(st.sequence_top_k), f"rank>{st.sequence_top_k}"))
+        elif name == "autoencoder":
+            hits.append(DetectorHit("autoencoder", v.ae_error or 0.0, v.ae_threshold or 0.0, "error>threshold"))
+    expected = [Expected(t, detector.template(t) or "", p) for t, p in v.expected] if "sequence" in v.detectors else []
+    return Alert(
+        id=new_alert_id(),
+        time=iso_utc(),
+        host=record.host or host,
+        file=path,
+        offset=offset,
+        stream=stream,
+        line=line,
+        type_id=v.type_id if v.type_id else -1,
+        template=v.template,
+        detectors=hits,
+        expected=expected,
+        model_version=version,
+    )
+
+
+def build_router(cfg: Config, metrics: Metrics | None, *, stdin_mode: bool = False, suppress=None) -> AlertRouter:
+    a = cfg.alerts
+    sinks = []
+    if a.jsonl.enabled:
+        sinks.append(JsonlSink(a.jsonl.path))
+    if a.syslog.enabled:
+        if os.path.exists(a.syslog.socket):
+            sinks.append(SyslogSink(a.syslog.socket, a.syslog.facility, a.syslog.severity, a.syslog.tag))
+        else:
+            log.warning(
+                "alerts.syslog: %s does not exist (no local syslog daemon?); syslog alerts are retried until it appears",
+                a.syslog.socket,
+            )
+            sinks.append(SyslogSink(a.syslog.socket, a.syslog.facility, a.syslog.severity, a.syslog.tag))
+    if a.stdout.enabled:
+        if stdin_mode:
+            log.warning("alerts.stdout is ignored with --stdin: standard output carries the omprog protocol")
+        else:
+            sinks.append(StdoutSink(sys.stdout, human=a.stdout.format == "human"))
+    return AlertRouter(
+        sinks, dedup_window_seconds=a.dedup_window_seconds, max_per_minute=a.max_per_minute, metrics=metrics, suppress=suppress
+    )
+
+
+def own_alert_predicate(tag: str) -> Callable[[bytes], bool]:
+    """Lines that are lograven's own syslog alerts (never ingest them)."""
+    a, b = f" {tag}[".encode(), f" {tag}:".encode()
+
+    def skip(data: bytes) -> bool:
+        head = data[:256]
+        return (a in head or b in head) and b"@cee:" in data
+
+    return skip
+
+
+class Service:
+    """The daemon. `run()` returns the process exit code."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        config_path: str | None = None,
+        *,
+        stdin_mode: bool = False,
+        notifier: Notifier | None = None,
+        stdin=None,
+        stdout=None,
+    ):
+        self.cfg = cfg
+        self.config_path = config_path
+        self.stdin_mode = stdin_mode
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.stdin = stdin or sys.stdin.buffer
+        self.stdout = stdout or sys.stdout
+        self.state_dir = cfg.effective_state_dir()
+        self.host = socket.gethostname()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=cfg.runtime.queue_size)
+        self._reader: threading.Thread | None = None
+        self._reader_stop = threading.Event()
+        self._sources: list[_Source] = []
+        self._pending = _Pending()
+        self._http = None
+        self.detector: Detector | None = None
+        self.bundle: Bundle | None = None
+        self.router: AlertRouter | None = None
+        self._model_path: Path | None = None
+        self._last_ckpt = time.monotonic()
+        self._last_stats = 0.0
+        self._last_model_check = time.monotonic()
+        self._status = ""
+
+    # ------------------------------------------------------------ set-up
+    def _prepare_state_dir(self) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.state_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise LogravenError(
+                f"state_dir {self.state_dir}: not writable ({e.strerror}); set state_dir in the config to a directory "
+                "lograven's user can write (under systemd, StateDirectory=lograven provides /var/lib/lograven)"
+            ) from e
+        self.checkpointer = Checkpointer(self.state_dir / "checkpoint.json")
+        self.store = ModelStore(self.state_dir / "models")
+
+    def _model_location(self, cfg: Config) -> Path | None:
+        if cfg.model:
+            return resolve_model_path(cfg.model)
+        return self.store.current_path()
+
+    def _set_status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.notifier.status(text)
+            log.info("%s", text)
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --------------------------------------------------------------- run
+    def run(self) -> int:
+        self._install_signals()
+        self._prepare_state_dir()
+        self.metrics.build_info.info({"version": __version__, "python": sys.version.split()[0]})
+        if self.cfg.metrics.enabled and not self.stdin_mode:
+            self._http = start_http_server(self.cfg.metrics.listen, self.metrics)
+            log.info("metrics on %s", self._http.url)
+        try:
+            state = self.checkpointer.load()
+            if self.checkpointer.corrupt_count:
+                self.metrics.checkpoint_corrupt.inc(self.checkpointer.corrupt_count)
+            state = state or {}
+            path = self._model_location(self.cfg)
+            positions = state.get("positions", {})
+            if path is None:
+                if self.stdin_mode:
+                    raise LogravenError(
+                        "no model: --stdin needs a trained bundle; set `model:` in the config or run "
+                        "`lograven train --out DIR LOGFILE...` first"
+                    )
+                positions = self._learn_mode()
+                if self._stop.is_set():
+                    return 0
+                path = self._model_location(self.cfg)
+                state = {"positions": positions}
+            assert path is not None
+            self._activate(load_bundle(path), path, self.cfg)
+            self._restore_streams(state)
+            self.router = build_router(self.cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
+            if self.stdin_mode:
+                return self._run_stdin()
+            self._open_sources(self.cfg, positions)
+            self._start_reader()
+            self.notifier.ready(f"watching {self._file_count()} file(s) with model {self.bundle.version}")
+            self._set_status(f"watching {self._file_count()} file(s), model {self.bundle.version}")
+            self.metrics.reload_succeeded()
+            self._loop()
+            return 0
+        finally:
+            self._shutdown()
+
+    def _file_count(self) -> int:
+        return sum(len(s.tailer.stats()) for s in self._sources if s.tailer)
+
+    def _activate(self, bundle: Bundle, path: Path, cfg: Config) -> None:
+        old = self.detector
+        det = Detector(bundle, DetectorSettings.from_config(cfg.detectors))
+        if old is not None and _same_vocabulary(old.bundle, bundle):
+            n = det.import_states(old.export_states())
+            log.info("kept GRU state of %d stream(s) across the model switch", n)
+        self.detector, self.bundle, self._model_path = det, bundle, path
+        self.metrics.set_model(bundle.version, bundle.sha256)
+        log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
+
+    def _restore_streams(self, state: dict) -> None:
+        streams = state.get("streams")
+        if not streams or state.get("model") != self.bundle.version:
+            return
+        try:
+            decoded = {k: (decode_array(v["h"]), int(v["seen"])) for k, v in streams.items()}
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("checkpoint: GRU states unreadable (%s); streams start fresh", e)
+            self.metrics.checkpoint_corrupt.inc()
+            return
+        n = self.detector.import_states(decoded)
+        log.info("restored GRU state of %d stream(s) from the checkpoint", n)
+
+    def _allowlist(self):
+        try:
+            from lograven.allowlist import Allowlist
+        except ImportError:
+            return None
+        return Allowlist(self.cfg.allowlist_path()).matches
+
+    def _open_sources(self, cfg: Config, positions: dict) -> None:
+        skip = own_alert_predicate(cfg.alerts.syslog.tag)
+        self._sources = []
+        for i, src in enumerate(cfg.sources):
+            s = _Source(i, Parser(src.format), StreamKey(src.stream))
+            s.tailer = Tailer(
+                list(src.paths),
+                start_position=src.start_position,
+                max_line_bytes=cfg.runtime.max_line_bytes,
+                poll_interval=cfg.runtime.poll_interval_seconds,
+                positions=positions.get(str(i)) if positions else None,
+                skip_predicate=skip,
+            )
+            self._sources.append(s)
+        for s in self._sources:
+            for p in s.tailer.stats():
+                self.metrics.file_readable.labels(file=p).set(1)
+
+    # ------------------------------------------------------------ reader
+    def _start_reader(self) -> None:
+        self._reader_stop.clear()
+        self._reader = threading.Thread(target=self._read_loop, name="lograven-reader", daemon=True)
+        self._reader.start()
+
+    def _stop_reader(self) -> None:
+        self._reader_stop.set()
+        for s in self._sources:
+            if s.tailer:
+                s.tailer.wake()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+            self._reader = None
+
+    def _read_loop(self) -> None:
+        chunk = max(1, self.cfg.runtime.batch_size)
+        while not self._reader_stop.is_set():
+            got = 0
+            for s in self._sources:
+                room = self._queue.maxsize - self._queue.qsize()
+                if room <= 0:
+                    break
+                try:
+                    lines = s.tailer.poll(min(room, chunk * 4))
+                except Exception:  # never let one bad file kill the reader
+                    log.exception("reading %s failed; retrying", s.index)
+                    lines = []
+                for raw in lines:
+                    while not self._reader_stop.is_set():
+                        try:
+                            self._queue.put(_Item(s.index, raw), timeout=0.5)  # backpressure: wait, never drop
+                            break
+                        except queue.Full:
+                            continue
+                got += len(lines)
+            if got == 0 and self._sources:
+                self._sources[0].tailer.wait(self.cfg.runtime.poll_interval_seconds if len(self._sources) == 1 else min(0.2, self.cfg.runtime.poll_interval_seconds))
+
+    # -------------------------------------------------------------- loop
+    def _loop(self) -> None:
+        rt = self.cfg.runtime
+        while not self._stop.is_set():
+            batch = self._take_batch(rt.batch_size, rt.max_wait_ms / 1000.0, timeout=0.5)
+            if batch:
+                self._process(batch)
+            self._housekeeping()
+        # SIGTERM: stop reading, finish what was read, deliver, checkpoint
+        self._stop_reader()
+        rest = []
+        while True:
+            try:
+                rest.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for i in range(0, len(rest), rt.batch_size):
+            self._process(rest[i : i + rt.batch_size])
+
+    def _take_batch(self, size: int, max_wait: float, timeout: float) -> list[_Item]:
+        try:
+            first = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + max_wait
+        while len(batch) < size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+        return batch
+
+    def _process(self, batch: list[_Item]) -> None:
+        assert self.detector is not None and self.router is not None
+        max_bytes = self.cfg.runtime.max_line_bytes
+        items, meta = [], []
+        for it in batch:
+            src = self._sources[it.source]
+            text, _ = decode_line(it.raw.data, max_bytes)
+            rec = src.parser.parse(text)
+            stream = src.key.key(it.raw.path, rec, text)
+            items.append((stream, rec))
+            meta.append((it, text, rec, stream))
+        t0 = time.perf_counter()
+        verdicts = self.detector.detect(items)
+        self.metrics.inference_duration.labels(detector="all").observe(time.perf_counter() - t0)
+        alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2]) for m in meta])
+        for it, *_ in meta:
+            self._pending.add(it.source, it.raw)
+        durable = self.router.submit(alerts)
+        if durable:
+            self._ack_pending()
+        self.metrics.queue_lines.set(self._queue.qsize())
+
+    def _account(self, verdicts: list[Verdict], meta: list[tuple[str, int, str, str, LogRecord]]) -> list[Alert]:
+        """Metrics per line and alerts for the anomalous ones."""
+        m = self.metrics
+        unknown: Counter[str] = Counter()
+        anomalies: Counter[tuple[str, str]] = Counter()
+        alerts = []
+        for v, (path, offset, stream, text, rec) in zip(verdicts, meta):
+            if v.type_id == 0:
+                unknown[path] += 1
+            if v.sequence_p is not None:
+                m.sequence_probability.observe(v.sequence_p)
+            if v.ae_error is not None and v.ae_threshold:
+                m.autoencoder_error_ratio.observe(v.ae_error / v.ae_threshold)
+            if v.anomaly:
+                for d in v.detectors:
+                    anomalies[(path, d)] += 1
+                alerts.append(
+                    alert_from_verdict(
+                        v, path=path, offset=offset, stream=stream, line=text, record=rec,
+                        detector=self.detector, host=self.host, version=self.bundle.version,
+                    )
+                )  # fmt: skip
+        for path, n in unknown.items():
+            m.unknown_type_lines.labels(file=path).inc(n)
+        for (path, d), n in anomalies.items():
+            m.anomalies.labels(file=path, detector=d).inc(n)
+        return alerts
+
+    def _ack_pending(self) -> None:
+        for (src, path, file_id), end in self._pending.acks.items():
+            t = self._sources[src].tailer if src < len(self._sources) else None
+            if t is not None:
+                t.acknowledge(path, file_id, end)
+        self._pending.acks.clear()
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        self.notifier.watchdog()
+        if self._pending.acks and self.router.flush():
+            self._ack_pending()
+        if now - self._last_stats >= 1.0:
+            self._last_stats = now
+            self._export_file_stats()
+        if now - self._last_ckpt >= self.cfg.runtime.checkpoint_interval_seconds:
+            self._checkpoint()
+        if self._reload.is_set():
+            self._reload.clear()
+            self._do_reload()
+        elif not self.cfg.model and now - self._last_model_check >= 2.0:
+            self._last_model_check = now
+            cur = self.store.current_path()
+            if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
+                log.info("models/current now points at %s: reloading the model", cur)
+                self._do_reload()
+
+    def _export_file_stats(self) -> None:
+        m = self.metrics
+        for s in self._sources:
+            for path, st in s.tailer.stats().items():
+                m.advance_to_total(m.lines_read, st.lines, file=path)
+                m.advance_to_total(m.bytes_read, st.bytes, file=path)
+                m.advance_to_total(m.lines_truncated, st.truncated_lines, file=path)
+                m.advance_to_total(m.lines_dropped, st.skipped_lines, file=path, reason="own_alert")
+                m.advance_to_total(m.rotations, st.rotations, file=path)
+                m.advance_to_total(m.truncations, st.truncations, file=path)
+                m.advance_to_total(m.read_errors, st.read_errors, file=path)
+                m.file_readable.labels(file=path).set(1 if st.readable else 0)
+                m.set_file_position(path, st.offset, st.size)
+        m.queue_lines.set(self._queue.qsize())
+
+    # -------------------------------------------------------- checkpoint
+    def _checkpoint(self) -> None:
+        self._last_ckpt = time.monotonic()
+        state = {
+            "model": self.bundle.version if self.bundle else None,
+            "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer},
+            "streams": {
+                k: {"h": encode_array(h), "seen": seen} for k, (h, seen) in (self.detector.export_states().items() if self.detector else [])
+            },
+        }
+        try:
+            self.checkpointer.save(state)
+        except LogravenError as e:
+            self.metrics.checkpoint_write_failures.inc()
+            log.error("checkpoint not written: %s", e)
+
+    # ------------------------------------------------------------ reload
+    def _do_reload(self) -> None:
+        """SIGHUP: re-read config and model; a bad one is rejected and the old one keeps running."""
+        self.notifier.reloading("reloading configuration and model")
+        try:
+            cfg = load_config(self.config_path) if self.config_path else self.cfg
+            path = self._model_location(cfg) or self._model_path
+            bundle = self.bundle
+            if path is not None and (path.resolve() != self._model_path.resolve() or _manifest_changed(path, self.bundle)):
+                bundle = load_bundle(path)
+            router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
+        except LogravenError as e:
+            self.metrics.reload_failed()
+            log.error("reload rejected, keeping the running configuration and model: %s", e)
+            self.notifier.ready(f"reload failed: {str(e)[:200]}")
+            return
+        sources_changed = cfg.sources != self.cfg.sources or cfg.runtime != self.cfg.runtime
+        self.router.flush(force=True)
+        old_router, self.router = self.router, router
+        old_router.close()
+        self._activate(bundle, path, cfg)
+        if sources_changed and not self.stdin_mode:
+            self._stop_reader()
+            self._drain_queue_into_detector()
+            positions = {str(s.index): s.tailer.positions() for s in self._sources}
+            for s in self._sources:
+                s.tailer.close()
+            self.cfg = cfg
+            self._open_sources(cfg, positions)
+            self._start_reader()
+        self.cfg = cfg
+        self.metrics.reload_succeeded()
+        self.notifier.ready(f"reloaded; model {self.bundle.version}")
+        log.info("reloaded: model %s", self.bundle.version)
+
+    def _drain_queue_into_detector(self) -> None:
+        rest = []
+        while True:
+            try:
+                rest.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for i in range(0, len(rest), self.cfg.runtime.batch_size):
+            self._process(rest[i : i + self.cfg.runtime.batch_size])
+
+    # ------------------------------------------------------------- stdin
+    def _run_stdin(self) -> int:
+        """rsyslog omprog protocol with confirmMessages: OK when ready and after each message."""
+        src = self.cfg.sources[0]
+        parser, key = Parser(src.format), StreamKey(src.stream)
+        out = self.stdout
+        self.notifier.ready("reading standard input")
+        out.write("OK\n")
+        out.flush()
+        max_bytes = self.cfg.runtime.max_line_bytes
+        n = 0
+        for raw in self.stdin:
+            text, _ = decode_line(raw, max_bytes)
+            rec = parser.parse(text)
+            stream = key.key("stdin", rec, text)
+            v = self.detector.detect([(stream, rec)])[0]
+            alerts = self._account([v], [("stdin", n, stream, text, rec)])
+            self.router.submit(alerts)
+            n += 1
+            out.write("OK\n")
+            out.flush()
+            if self._stop.is_set():
+                break
+            if self._reload.is_set():
+                self._reload.clear()
+                self._do_reload()
+            self.notifier.watchdog()
+        self.router.flush(force=True)
+        return 0
+
+    # ---------------------------------------------------------- shutdown
+    def _shutdown(self) -> None:
+        self.notifier.stopping("stopping")
+        try:
+            if self._reader is not None:
+                self._stop_reader()
+            if self.router is not None:
+                if self.router.flush(force=True):
+                    self._ack_pending()
+            if self.detector is not None and hasattr(self, "checkpointer"):
+                self._checkpoint()
+        finally:
+            for s in self._sources:
+                if s.tailer:
+                    s.tailer.close()
+            if self.router is not None:
+                self.router.close()
+            if self._http is not None:
+                self._http.stop()
+
+    # ------------------------------------------------------------- learn
+    def _learn_mode(self) -> dict:
+        """No model yet: learn from the configured files' existing content, then detect from there."""
+        from lograven.learnmode import learn_initial_model
+
+        return learn_initial_model(self)
+
+
+def _same_vocabulary(a: Bundle, b: Bundle) -> bool:
+    """GRU states carry over when the new model keeps the old types' ids (e.g. after `lograven learn`)."""
+    if a.sequence.params.units != b.sequence.params.units or b.sequence.n_types_ < a.sequence.n_types_:
+        return False
+    new = {t.id: t.tokens for t in b.types.types_}
+    return all(new.get(t.id) == t.tokens for t in a.types.types_)
+
+
+def _manifest_changed(path: Path, bundle: Bundle | None) -> bool:
+    if bundle is None:
+        return True
+    try:
+        return (path / "manifest.json").read_bytes() != (bundle.path / "manifest.json").read_bytes() or path.resolve() != bundle.path.resolve()
+    except OSError:
+        return True
+
+
+def run_service(config_path: str | None, *, stdin_mode: bool = False) -> int:
+    cfg = load_config(config_path) if config_path else Config()
+    return Service(cfg, config_path, stdin_mode=stdin_mode).run()
