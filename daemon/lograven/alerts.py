@@ -96,10 +96,18 @@ class DetectorHit:
         if self.name == "sequence":
             if self.rule and self.rule.startswith("rank"):
                 return f"rank {_fmt(self.score)} > {_fmt(self.threshold)} (observed type not in the top {_fmt(self.threshold)})"
+            if self.rule and self.rule.startswith("p/p_train"):
+                return (
+                    f"p/p_train={_fmt(self.score)} < {_fmt(self.threshold)} "
+                    "(this type is far less likely here than it is overall)"
+                )
             return f"p={_fmt(self.score)} < {_fmt(self.threshold)}"
         if self.name == "autoencoder":
             return f"error {self.score:.2f} > threshold {self.threshold:.2f}"
         return f"score {_fmt(self.score)} vs threshold {_fmt(self.threshold)}"  # pragma: no cover
+
+
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass(slots=True)
@@ -132,6 +140,12 @@ class Alert:
     detectors: list[DetectorHit] = field(default_factory=list)
     expected: list[Expected] = field(default_factory=list)
     model_version: str = ""
+
+    def dedup_key(self) -> tuple:
+        """Same file + type + detectors. Unknown lines have no type: their digit-masked line stands in,
+        so two different never-seen messages are two alerts, while a repeating one is deduplicated."""
+        shape = _DIGITS.sub("0", self.line[:512]) if self.type_id == -1 else ""
+        return (self.file, self.type_id, self.detector_names(), shape)
 
     def detector_names(self) -> frozenset[str]:
         """The names of the detectors that fired."""
@@ -691,7 +705,7 @@ class AlertRouter:
                 self._count_suppressed("allowlist")
                 return False
         now = self._clock()
-        key = (alert.file, alert.type_id, alert.detector_names())
+        key = alert.dedup_key()
         if self.dedup_window > 0:
             if now >= self._next_prune:
                 self._prune(now)

@@ -78,6 +78,9 @@ def save_bundle(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the daemon's user must be able to read a bundle root trained
     try:
         (tmp / "msgtypes.json").write_text(types.dumps(), encoding="utf-8")
         files = ["msgtypes.json", *autoencoder.save(tmp), *sequence.save(tmp)]

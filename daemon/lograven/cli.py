@@ -111,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--config", help="YAML config, for its state_dir")
     m.add_argument("--to", help="version to switch to (rollback)")
     m.add_argument("--json", action="store_true")
+    d = _add(sub, "demo", "live demo: the daemon on a synthetic syslog stream with injected anomalies",
+             "examples:\n  lograven demo                     # until Ctrl-C\n  lograven demo --duration 60\n"
+             "  lograven demo --every 3 --rate 50 --keep")
+    d.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    d.add_argument("--rate", type=float, default=20.0, help="normal lines per second (default 20)")
+    d.add_argument("--every", type=float, default=6.0, help="seconds between injected anomalies (default 6)")
+    d.add_argument("--model", help="bundle to use (default: models/default)")
+    d.add_argument("--seed", type=int, default=None, help="generator seed")
+    d.add_argument("--keep", action="store_true", help="keep the temporary log, state and alerts")
+    d.add_argument("--json", action="store_true", help="print the summary as JSON at the end")
     _register_more(sub)
     return p
 
@@ -309,7 +319,16 @@ def cmd_models(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
+def cmd_demo(args) -> int:
+    from lograven.demo import run_demo
+
+    s = run_demo(duration=args.duration, rate=args.rate, every=args.every, model=args.model, seed=args.seed, keep=args.keep)
+    if args.json:
+        print(json.dumps(s))
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
