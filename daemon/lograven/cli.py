@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--config", help="YAML config, for its state_dir")
     m.add_argument("--to", help="version to switch to (rollback)")
     m.add_argument("--json", action="store_true")
+    le = _add(sub, "learn", "the corrective action: learn new normal data into an existing model, keeping type ids",
+              "examples:\n  lograven learn --model /var/lib/lograven/models /var/log/messages.1   # new version, made current\n"
+              "  lograven learn --model /var/lib/lograven/models --from-alerts /var/log/lograven/alerts.jsonl --alert 1m84dq0jag9hmsnh\n"
+              "  lograven learn --model /tmp/m --out /tmp/m2 new-normal.log\n"
+              "A running daemon picks up the new current version within seconds (or on SIGHUP).")
+    le.add_argument("--model", required=True, help="model directory (numbered versions + current) or a single bundle")
+    le.add_argument("--out", help="where to write the new bundle (required for a single bundle)")
+    le.add_argument("--config", help="YAML config (training.* options, alerts.jsonl.path)")
+    _format_args(le)
+    le.add_argument("--from-alerts", metavar="ALERTS.jsonl", help="learn the alerted lines (with their context, read back from the files)")
+    le.add_argument("--alert", action="append", default=[], metavar="ID", help="with --from-alerts: only these alert ids (repeatable)")
+    le.add_argument("--max-lines", type=int, default=None, help="use at most this many lines")
+    le.add_argument("--json", action="store_true", help="print the summary as JSON")
+    le.add_argument("logfiles", nargs="*", metavar="LOGFILE")
+
     d = _add(sub, "demo", "live demo: the daemon on a synthetic syslog stream with injected anomalies",
              "examples:\n  lograven demo                     # until Ctrl-C\n  lograven demo --duration 60\n"
              "  lograven demo --every 3 --rate 50 --keep")
@@ -288,6 +303,36 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_learn(args) -> int:
+    from lograven.learning import corpus_from_alerts, learn
+    from lograven.progress import ProgressBar
+    from lograven.training import read_corpus
+
+    cfg = _load_config(args.config)
+    fmt, stream = _fmt(args, cfg), _stream_spec(args, cfg)
+    if bool(args.from_alerts) == bool(args.logfiles):
+        raise LogravenError("give either --from-alerts ALERTS.jsonl or LOGFILE... (new normal data), not both or neither")
+    if args.from_alerts:
+        corpus = corpus_from_alerts(args.from_alerts, fmt=fmt, stream=stream, ids=set(args.alert) or None,
+                                    max_line_bytes=cfg.runtime.max_line_bytes)
+        source = f"alerts {args.from_alerts}" + (f" ({', '.join(args.alert)})" if args.alert else "")
+    else:
+        corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=args.max_lines or cfg.learn.max_lines,
+                             max_line_bytes=cfg.runtime.max_line_bytes)
+        source = ", ".join(args.logfiles)
+    bar = ProgressBar(enabled=not args.quiet)
+    path, s = learn(args.model, corpus, out=args.out, training=cfg.training, progress=bar, source=source)
+    bar.close()
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"new model version written to {path} (from {s['parent']})")
+    print(f"  learned   {s['learned_lines']} lines from {source}")
+    print(f"  new types {len(s['new_types'])} (ids {s['new_types'][:10]}{'...' if len(s['new_types']) > 10 else ''}); existing ids unchanged")
+    print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}; {s['seconds']:.1f} s")
+    return 0
+
+
 def cmd_run(args) -> int:
     from lograven.service import run_service
 
@@ -328,7 +373,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
+COMMANDS = {"learn": cmd_learn, "demo": cmd_demo, "train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -181,12 +181,67 @@ def train(
         "autoencoder_epochs": len(ae.history_.get("loss", [])),
         "seconds": {"msgtypes": round(t_types, 2), "sequence": round(t_seq, 2), "autoencoder": round(t_ae, 2)},
     }
-    extra_files = _plots(types, seq, ae) if plots else None
+    extra_files = replay_files(type_sequences(corpus.streams, type_ids), texts, seed)
+    if plots:
+        extra_files.update(_plots(types, seq, ae))
     stage("saving", 0.0)
     save_bundle(out, types, seq, ae, training=summary, extra_files=extra_files)
     summary["seconds"]["total"] = round(time.monotonic() - t0, 2)
     stage("saving", 1.0)
     return TrainResult(Path(out), summary)
+
+
+REPLAY_STEPS = 50_000
+REPLAY_TEXTS = 5_000
+
+
+def replay_files(sequences: Sequence[np.ndarray], texts: Sequence[str], seed: int) -> dict[str, bytes]:
+    """A sample of the training data kept in the bundle, so `lograven learn` can mix old with new
+    (fine-tuning on new data alone would forget the old). Type ids and masked texts only."""
+    import io
+    import json
+    from collections import Counter
+
+    rng = np.random.default_rng(seed)
+    budget = REPLAY_STEPS
+    kept = []
+    for seq in sorted(sequences, key=len, reverse=True):
+        if budget <= 0:
+            break
+        part = seq[-budget:]
+        kept.append(part.astype(np.int32))
+        budget -= len(part)
+    buf = io.BytesIO()
+    lens = np.array([len(k) for k in kept], dtype=np.int32)
+    np.savez(buf, ids=np.concatenate(kept) if kept else np.zeros(0, np.int32), lens=lens)
+    counts = Counter(texts)
+    distinct = sorted(counts, key=lambda t: -counts[t])
+    head, tail = distinct[: REPLAY_TEXTS // 2], distinct[REPLAY_TEXTS // 2 :]
+    if len(tail) > REPLAY_TEXTS - len(head):
+        tail = [tail[i] for i in rng.choice(len(tail), REPLAY_TEXTS - len(head), replace=False)]
+    sample = [[t, counts[t]] for t in head + tail]
+    return {"replay.npz": buf.getvalue(), "replay_texts.json": json.dumps(sample, ensure_ascii=False).encode("utf-8")}
+
+
+def load_replay(path: Path) -> tuple[list[np.ndarray], list[str]]:
+    """The replay sample of a bundle (empty when the bundle predates it)."""
+    import json
+
+    from lograven.runtime import load_weights
+
+    seqs: list[np.ndarray] = []
+    texts: list[str] = []
+    if (path / "replay.npz").exists():
+        z = load_weights(path / "replay.npz", ("ids", "lens"))
+        ids, lens = z["ids"].astype(np.int32), z["lens"].astype(np.int64)
+        seqs = [a for a in np.split(ids, np.cumsum(lens)[:-1]) if len(a)] if len(lens) else []
+    if (path / "replay_texts.json").exists():
+        try:
+            for t, c in json.loads((path / "replay_texts.json").read_text(encoding="utf-8")):
+                texts.extend([str(t)] * min(int(c), 50))
+        except (ValueError, TypeError) as e:
+            raise LogravenError(f"{path / 'replay_texts.json'}: corrupt ({e}); retrain the bundle") from e
+    return seqs, texts
 
 
 class _Stages:

@@ -1,0 +1,174 @@
+"""The corrective action (seed 003): learn new normal data into an existing bundle.
+
+A flagged-but-legitimate pattern is learned without starting over:
+- message types: existing ids and templates never change; messages no type
+  matches become new types with new ids;
+- the GRU and the autoencoder keep their weights and are fine-tuned on the
+  new data mixed with a replay sample of the old (kept in the bundle), so
+  they learn the new without forgetting the old; the GRU's embedding and
+  output grow for the new types;
+- the autoencoder threshold is recalibrated;
+- the result is a new bundle version (in a model directory: a new numbered
+  version, made `current` atomically, which a running daemon picks up).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from lograven.autoencoder import Autoencoder
+from lograven.bundle import load_bundle, save_bundle
+from lograven.errors import LogravenError
+from lograven.masking import Masker
+from lograven.modelstore import ModelStore
+from lograven.msgtypes import MessageTypes
+from lograven.parsing import Parser, StreamKey, decode_line
+from lograven.sequence import SequenceModel
+from lograven.training import Corpus, ae_text, load_replay, replay_files, type_sequences
+
+log = logging.getLogger(__name__)
+
+CONTEXT_BEFORE = 64  # lines of context read before an alerted line (the GRU needs the history)
+CONTEXT_AFTER = 8
+
+
+def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: set[str] | None = None, max_line_bytes: int = 65536) -> Corpus:
+    """The alerted lines with their context, read back from the original files at the alerts' offsets."""
+    path = Path(alerts_path)
+    try:
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    except FileNotFoundError:
+        raise LogravenError(f"{path}: no such alerts file; give the JSON-lines alert file (alerts.jsonl.path in the config)") from None
+    except ValueError as e:
+        raise LogravenError(f"{path}: not a JSON-lines alert file ({e})") from e
+    if ids:
+        rows = [r for r in rows if r.get("id") in ids]
+        missing = ids - {r.get("id") for r in rows}
+        if missing:
+            raise LogravenError(f"{path}: no alert with id {', '.join(sorted(missing))}")
+    parser, key = Parser(fmt), StreamKey(stream)
+    corpus = Corpus()
+    for n, r in enumerate(rows):
+        lines = _context(r.get("file", ""), int(r.get("offset", -1)), max_line_bytes)
+        if not lines:
+            lines = [r.get("line", "")]  # the file is gone: the line alone still teaches types and the autoencoder
+        for text in lines:
+            if text.strip():
+                rec = parser.parse(text)
+                # each alert's context is its own little stream
+                corpus.add(r.get("file", "alerts"), rec, f"alert{n}:{key.key(r.get('file', ''), rec, text)}")
+    return corpus
+
+
+def _context(file: str, offset: int, max_line_bytes: int) -> list[str]:
+    if offset < 0:
+        return []
+    try:
+        with open(file, "rb") as f:
+            start = max(0, offset - CONTEXT_BEFORE * 400)
+            f.seek(start)
+            before = f.read(offset - start)
+            after = f.read(CONTEXT_AFTER * 400 + max_line_bytes)
+    except OSError:
+        return []
+    pre = before.split(b"\n")
+    pre = pre[1:] if start > 0 else pre  # the first piece may be cut
+    pre = [p for p in pre if p][-CONTEXT_BEFORE:]
+    post = after.split(b"\n")[: CONTEXT_AFTER + 1]
+    return [decode_line(b, max_line_bytes)[0] for b in pre + post if b]
+
+
+def learn(
+    model: str | Path,
+    corpus: Corpus,
+    *,
+    out: str | Path | None = None,
+    training: object | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    source: str = "",
+) -> tuple[Path, dict]:
+    """Fine-tune `model` (a bundle, or a model directory's current version) on `corpus`; returns (new path, summary)."""
+    t0 = time.monotonic()
+    model = Path(model)
+    store = ModelStore(model) if (model / "current").is_symlink() else None
+    base_path = store.current_path() if store else model
+    if base_path is None:
+        raise LogravenError(f"{model}: no current model version")
+    if store is None and out is None:
+        raise LogravenError(
+            f"{model} is a single bundle: give --out DIR for the new version, "
+            "or use a model directory with numbered versions (the daemon's <state_dir>/models)"
+        )
+    if len(corpus) == 0:
+        raise LogravenError("no lines to learn from")
+    base = load_bundle(base_path)
+    seed = int(getattr(training, "seed", 42))
+
+    # 1. message types: stable ids, new types for what nothing matches
+    types = MessageTypes.from_json(base.types.to_json())
+    old_tokens = {t.id: list(t.tokens) for t in types.types_}
+    new_ids = types.update(corpus.messages)
+    assert all(types.get(i).tokens == tok for i, tok in old_tokens.items())  # ids never move
+    type_ids = types.predict(corpus.messages)
+    if progress:
+        progress("message types", 1.0)
+
+    # 2. sequence GRU: fine-tune on new + replay of old
+    replay_seqs, replay_texts = load_replay(base.path)
+    if not replay_seqs:
+        log.warning("%s has no replay sample (older bundle): fine-tuning on the new data alone may forget old patterns", base.path)
+    new_seqs = type_sequences(corpus.streams, type_ids)
+    n_new = sum(len(s) for s in new_seqs)
+    replay_seqs = _budget(replay_seqs, max(2 * n_new, 10_000))
+    sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))
+    seq = SequenceModel(sp).fit(
+        new_seqs, types.n_types, seed=seed, init_weights=base.sequence.weights_, replay=replay_seqs, progress=progress
+    )
+
+    # 3. autoencoder: same tokenizer, fine-tuned, threshold recalibrated
+    masker = Masker(types.extra_masks)
+    new_texts = [ae_text(masker, p, m) for p, m in zip(corpus.programs, corpus.messages)]
+    rng = np.random.default_rng(seed)
+    if len(replay_texts) > 2 * len(new_texts) + 5000:
+        replay_texts = [replay_texts[i] for i in rng.choice(len(replay_texts), 2 * len(new_texts) + 5000, replace=False)]
+    ap = replace(base.autoencoder.params, epochs=min(base.autoencoder.params.epochs, 5))
+    ae = Autoencoder(ap)
+    ae.length_ = base.autoencoder.length_
+    ae.fit(new_texts + replay_texts, seed=seed, tokenizer=base.autoencoder.tokenizer_, init_weights=base.autoencoder.weights_, progress=progress)
+
+    summary = dict(base.manifest.get("training", {}))
+    summary.update(
+        {
+            "parent": base.version,
+            "learned_from": source or f"{len(corpus)} lines",
+            "learned_lines": len(corpus),
+            "new_types": new_ids,
+            "types": len(types.types_),
+            "sequence_validation": seq.validation_,
+            "autoencoder_threshold": ae.threshold_,
+        }
+    )
+    target = Path(out) if out is not None else store.new_version_path()  # type: ignore[union-attr]
+    all_seqs = list(replay_seqs) + new_seqs
+    save_bundle(target, types, seq, ae, training=summary, extra_files=replay_files(all_seqs, replay_texts + new_texts, seed))
+    summary["seconds"] = round(time.monotonic() - t0, 2)
+    if store is not None and out is None:
+        store.set_current(target.name)
+    return target, summary
+
+
+def _budget(seqs: Sequence[np.ndarray], steps: int) -> list[np.ndarray]:
+    out, left = [], steps
+    for s in seqs:
+        if left <= 0:
+            break
+        out.append(s[-left:])
+        left -= len(out[-1])
+    return out
+
