@@ -140,6 +140,7 @@ class Alert:
     detectors: list[DetectorHit] = field(default_factory=list)
     expected: list[Expected] = field(default_factory=list)
     model_version: str = ""
+    previous_type_id: int | None = None  # the stream's previous message type (a sequence alert's transition)
 
     def dedup_key(self) -> tuple:
         """Same file + type + detectors. Unknown lines have no type: their digit-masked line stands in,
@@ -171,6 +172,7 @@ class Alert:
                 {"type_id": int(e.type_id), "template": _text(e.template), "p": _num(e.p)} for e in self.expected
             ],
             "model_version": _text(self.model_version),
+            "previous_type_id": self.previous_type_id,
             "line": _text(self.line),
         }
 
@@ -240,6 +242,8 @@ class Alert:
             "detectors": [_compact_hit(h, c) for h in detectors],
             "model_version": c(self.model_version),
         }
+        if self.previous_type_id is not None:
+            doc["previous_type_id"] = int(self.previous_type_id)
         if n_expected and self.expected:
             doc["expected"] = [
                 {"type_id": int(e.type_id), "template": c(e.template), "p": _round(e.p)}
@@ -266,6 +270,7 @@ class Alert:
             ],
             expected=[Expected(int(e["type_id"]), e["template"], _float(e["p"])) for e in d.get("expected", [])],
             model_version=d.get("model_version", ""),
+            previous_type_id=d.get("previous_type_id"),
         )
 
 

@@ -126,6 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--json", action="store_true", help="print the summary as JSON")
     le.add_argument("logfiles", nargs="*", metavar="LOGFILE")
 
+    al = _add(sub, "allow", "allowlist a legitimate alert pattern at once, without retraining",
+              "examples:\n  lograven allow 1m84dq0jag9hmsnh                    # the pattern of this alert (from alerts.jsonl)\n"
+              "  lograven allow --type 33 --detector autoencoder --expires 7d --comment 'new backup job'\n"
+              "  lograven allow --transition 35,33                  # type 35 followed by type 33\n"
+              "  lograven allow --file '/var/log/test-*.log'\n"
+              "  lograven allow --list\n  lograven allow --remove r1a2b3c4\n"
+              "Suppressed alerts are counted in lograven_alerts_suppressed_total{reason=\"allowlist\"}.\n"
+              "A running daemon applies changes within a second.")
+    al.add_argument("alert_id", nargs="?", help="id of an alert in the JSON-lines alert file")
+    al.add_argument("--config", help="YAML config (for the allowlist and alerts file paths)")
+    al.add_argument("--allowlist", help="allowlist file (default: alerts.allowlist, else <state_dir>/allowlist.json)")
+    al.add_argument("--alerts", help="alerts file to look the id up in (default: alerts.jsonl.path)")
+    al.add_argument("--any-file", action="store_true", help="with ALERT_ID: match in every file, not only the alert's")
+    al.add_argument("--type", type=int, help="message type id (-1 = unknown messages)")
+    al.add_argument("--transition", metavar="FROM,TO", help="type FROM directly followed by type TO in a stream")
+    al.add_argument("--file", metavar="GLOB", help="only alerts of files matching GLOB")
+    al.add_argument("--detector", choices=["unknown_type", "sequence", "autoencoder"], help="only alerts this detector raised")
+    al.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 7d (default: never)")
+    al.add_argument("--comment", default="", help="why (shown by --list)")
+    al.add_argument("--list", action="store_true", help="list the rules")
+    al.add_argument("--remove", metavar="RULE_ID", help="remove a rule")
+
     d = _add(sub, "demo", "live demo: the daemon on a synthetic syslog stream with injected anomalies",
              "examples:\n  lograven demo                     # until Ctrl-C\n  lograven demo --duration 60\n"
              "  lograven demo --every 3 --rate 50 --keep")
@@ -157,7 +179,14 @@ def _load_config(path: str | None):
 
 def _stream_spec(args, cfg) -> str:
     if getattr(args, "stream_key", None):
-        return f"regex:{args.stream_key}"
+        import re
+
+        try:
+            grouped = re.compile(args.stream_key).groups > 0
+        except re.error:
+            grouped = True  # StreamKey reports the bad pattern with the fix
+        # the help's example 'blk_-?\d+' has no group: the whole match is the stream then
+        return f"regex:{args.stream_key}" if grouped else f"regex:({args.stream_key})"
     if getattr(args, "stream", None):
         return args.stream
     return cfg.sources[0].stream if cfg.sources else "file"
@@ -333,6 +362,48 @@ def cmd_learn(args) -> int:
     return 0
 
 
+def cmd_allow(args) -> int:
+    from lograven.allowlist import Allowlist, find_alert, new_rule, rule_from_alert
+    from lograven.config import parse_duration
+
+    cfg = _load_config(args.config)
+    al = Allowlist(Path(args.allowlist) if args.allowlist else cfg.allowlist_path())
+    al.reload(strict=True)
+    if args.list:
+        if not al.rules:
+            print(f"{al.path}: no rules")
+        for r in al.rules:
+            print(r.describe())
+        return 0
+    if args.remove:
+        al.remove(args.remove)
+        print(f"removed {args.remove} from {al.path}")
+        return 0
+    expires = None
+    if args.expires:
+        try:
+            expires = parse_duration(args.expires)
+        except ValueError as e:
+            raise LogravenError(f"--expires {args.expires!r}: {e} (e.g. 30m, 12h, 7d)") from None
+    if args.alert_id:
+        alert = find_alert(Path(args.alerts or cfg.alerts.jsonl.path), args.alert_id)
+        rule = rule_from_alert(alert, any_file=args.any_file, expires_in=expires, comment=args.comment)
+    else:
+        match: dict = {"file": args.file, "detector": args.detector, "type_id": args.type}
+        if args.transition:
+            try:
+                a, b = (int(x) for x in args.transition.split(","))
+            except ValueError:
+                raise LogravenError(f"--transition {args.transition!r}: give two type ids, FROM,TO (see `lograven types`)") from None
+            match.update(from_type=a, type_id=b)
+        if all(v is None for v in match.values()):
+            raise LogravenError("say what to allow: ALERT_ID, --type, --transition, --file or --detector (see --help)")
+        rule = new_rule(expires_in=expires, comment=args.comment, **match)
+    al.add(rule)
+    print(f"added to {al.path}: {rule.describe()}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from lograven.service import run_service
 
@@ -373,7 +444,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"learn": cmd_learn, "demo": cmd_demo, "train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
+COMMANDS = {"allow": cmd_allow, "learn": cmd_learn, "demo": cmd_demo, "train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

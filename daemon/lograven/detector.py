@@ -43,6 +43,7 @@ class Verdict:
     sequence_p: float | None = None  # probability of the observed type; None: not evaluated
     sequence_rank: int | None = None  # 1 = the most expected type
     sequence_ratio: float | None = None  # sequence_p / the type's training frequency
+    previous_type: int | None = None  # the stream's previous known type (the transition's origin)
     expected: list[tuple[int, float]] = field(default_factory=list)  # (type id, p), most likely first
     ae_error: float | None = None
     ae_threshold: float | None = None
@@ -135,11 +136,12 @@ class Detector:
             texts = [mask_text(f"{r.program} {r.message}" if r.program else r.message) for _, r in items]
             ae_err = self.ae.score(texts)
 
+        prev = [0] * n
         seq_p = np.full(n, np.nan)
         seq_rank = np.zeros(n, dtype=np.int64)
         expected: list[list[tuple[int, float]]] = [[] for _ in range(n)]
         if st.sequence:
-            self._sequence(items, type_ids, seq_p, seq_rank, expected)
+            self._sequence(items, type_ids, seq_p, seq_rank, expected, prev)
 
         out: list[Verdict] = []
         ae_thr = self.ae_threshold
@@ -177,6 +179,7 @@ class Detector:
                     sequence_p=None if p != p else float(p),
                     sequence_rank=int(seq_rank[i]) if p == p else None,
                     sequence_ratio=None if p != p else float(ratio[i]),
+                    previous_type=prev[i] or None,
                     expected=expected[i],
                     ae_error=e,
                     ae_threshold=ae_thr if ae_err is not None else None,
@@ -184,7 +187,7 @@ class Detector:
             )
         return out
 
-    def _sequence(self, items, type_ids, seq_p, seq_rank, expected) -> None:
+    def _sequence(self, items, type_ids, seq_p, seq_rank, expected, prev) -> None:
         seq = self.seq
         U = seq.params.units
         W = seq.params.window
@@ -204,8 +207,13 @@ class Detector:
             for k, s in zip(fresh, new):
                 self.states[k] = s
         states = [self.states[k] for k in names]
-        for k in names:
+        for k, s in zip(names, states):
             self.states.move_to_end(k)
+            last = s.last
+            for i in by_stream[k]:
+                prev[i] = last
+                last = type_ids[i]
+            s.last = last
         while len(self.states) > self.settings.max_streams:
             self.states.popitem(last=False)
         H = np.stack([s.h for s in states])  # (S, 2, U)

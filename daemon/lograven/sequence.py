@@ -45,6 +45,7 @@ class StreamState:
 
     h: np.ndarray  # (2, units) float32
     seen: int = 0
+    last: int = 0  # the last type fed (0: none yet)
 
 
 class SequenceModel:

@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +95,7 @@ def alert_from_verdict(
         detectors=hits,
         expected=expected,
         model_version=version,
+        previous_type_id=v.previous_type,
     )
 
 
@@ -171,6 +172,9 @@ class Service:
         self._last_stats = 0.0
         self._last_model_check = time.monotonic()
         self._status = ""
+        self._relearn_buffer: deque[tuple[str, str]] | None = None
+        self._relearn_thread: threading.Thread | None = None
+        self._next_relearn = float("inf")
 
     # ------------------------------------------------------------ set-up
     def _prepare_state_dir(self) -> None:
@@ -245,6 +249,7 @@ class Service:
             self.notifier.ready(f"watching {self._file_count()} file(s) with model {self.bundle.version}")
             self._set_status(f"watching {self._file_count()} file(s), model {self.bundle.version}")
             self.metrics.reload_succeeded()
+            self._setup_relearning()
             self._loop()
             return 0
         finally:
@@ -394,6 +399,10 @@ class Service:
         verdicts = self.detector.detect(items)
         self.metrics.inference_duration.labels(detector="all").observe(time.perf_counter() - t0)
         alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2]) for m in meta])
+        if self._relearn_buffer is not None:
+            for (it, text, _, _), v in zip(meta, verdicts):
+                if not v.anomaly:
+                    self._relearn_buffer.append((it.raw.path, text))
         for it, *_ in meta:
             self._pending.add(it.source, it.raw)
         durable = self.router.submit(alerts)
@@ -446,14 +455,19 @@ class Service:
             self._export_file_stats()
         if now - self._last_ckpt >= self.cfg.runtime.checkpoint_interval_seconds:
             self._checkpoint()
+        if now >= self._next_relearn:
+            self._start_relearning()
         if self._reload.is_set():
             self._reload.clear()
             self._do_reload()
-        elif not self.cfg.model and now - self._last_model_check >= 2.0:
+        elif now - self._last_model_check >= 2.0:
             self._last_model_check = now
-            cur = self.store.current_path()
+            try:
+                cur = self._model_location(self.cfg)
+            except LogravenError:
+                cur = None
             if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
-                log.info("models/current now points at %s: reloading the model", cur)
+                log.info("the model directory's current version is now %s: reloading the model", cur)
                 self._do_reload()
 
     def _export_file_stats(self) -> None:
@@ -581,6 +595,52 @@ class Service:
                 self.router.close()
             if self._http is not None:
                 self._http.stop()
+
+    # ------------------------------------------------------- relearning
+    RELEARN_BUFFER_MAX = 100_000
+
+    def _setup_relearning(self) -> None:
+        every = self.cfg.learn.schedule_seconds
+        if every is None:
+            return
+        if self.cfg.model and not (Path(self.cfg.model) / "current").is_symlink():
+            log.warning("learn.schedule needs `model: null` or a model directory with versions; periodic relearning is off")
+            return
+        self._relearn_buffer = deque(maxlen=min(self.cfg.learn.max_lines, self.RELEARN_BUFFER_MAX))
+        self._next_relearn = time.monotonic() + every
+        log.info("periodic relearning every %.0f s from lines that raised no alert", every)
+
+    def _start_relearning(self) -> None:
+        every = self.cfg.learn.schedule_seconds or float("inf")
+        self._next_relearn = time.monotonic() + every
+        buf = self._relearn_buffer
+        if buf is None or (self._relearn_thread is not None and self._relearn_thread.is_alive()):
+            return
+        if len(buf) < self.cfg.learn.min_lines:
+            log.info("periodic relearning skipped: %d quiet lines, learn.min_lines is %d", len(buf), self.cfg.learn.min_lines)
+            return
+        lines = list(buf)
+        buf.clear()
+        target = Path(self.cfg.model) if self.cfg.model else self.store.root
+
+        def work() -> None:
+            from lograven.learning import learn
+            from lograven.training import Corpus
+
+            src = self.cfg.sources[0]
+            parser, key = Parser(src.format), StreamKey(src.stream)
+            corpus = Corpus()
+            for path, text in lines:
+                rec = parser.parse(text)
+                corpus.add(path, rec, key.key(path, rec, text))
+            try:
+                path, summary = learn(target, corpus, training=self.cfg.training, source=f"periodic relearning ({len(lines)} quiet lines)")
+                log.info("periodic relearning: new model version %s (%d new types)", path.name, len(summary["new_types"]))
+            except Exception:  # relearning must never take the daemon down
+                log.exception("periodic relearning failed; the current model keeps running")
+
+        self._relearn_thread = threading.Thread(target=work, name="lograven-relearn", daemon=True)
+        self._relearn_thread.start()
 
     # ------------------------------------------------------------- learn
     def _learn_mode(self) -> dict:

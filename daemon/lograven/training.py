@@ -53,7 +53,9 @@ def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]
         raise LogravenError(f"{path}: no such file; check the path") from None
     except PermissionError:
         raise LogravenError(
-            f"{path}: permission denied; run as a user that can read it (e.g. a member of group adm) or copy the file"
+            f"{path}: permission denied; run as a user that can read it (Debian/Ubuntu: a member of group adm, "
+            f"`sudo usermod -aG adm $USER` then log in again; RHEL: `sudo setfacl -m u:$USER:r {path}`), "
+            "or run with sudo, or copy the file"
         ) from None
     except IsADirectoryError:
         raise LogravenError(f"{path}: is a directory; give log files (a shell glob like {path}/*.log works)") from None

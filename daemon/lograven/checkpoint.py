@@ -1,0 +1,189 @@
+"""Checkpoint: the daemon's resumable state (file positions, per-stream GRU states) as one JSON file.
+
+Saving is atomic and durable (temp file in the same directory, fsync, rename, fsync of
+the directory), so a crash leaves either the previous checkpoint or the new one. Loading
+never raises: a missing file means a first start; a corrupt or foreign one is set aside
+as ``<name>.corrupt-<timestamp>`` for inspection and the daemon starts fresh.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LogravenError
+
+log = logging.getLogger(__name__)
+
+#: Written in every checkpoint; a file with another format or version is not loaded.
+FORMAT = "lograven-checkpoint"
+FORMAT_VERSION = 1
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class Checkpointer:
+    """Saves and loads one checkpoint file; `corrupt_count` counts files set aside."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.corrupt_count = 0
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write `state` (JSON-serialisable) atomically; raise LogravenError if the disk is full or unwritable."""
+        document = {"format": FORMAT, "version": FORMAT_VERSION, "saved_at": time.time(), "state": state}
+        # Serialise before touching the disk: a bug in the state must not cost the old checkpoint.
+        payload = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        directory = self.path.parent
+        tmp: Path | None = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(payload)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            tmp = None
+            _fsync_directory(directory)
+        except OSError as exc:
+            if tmp is not None:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+            if exc.errno in _DISK_FULL:
+                raise LogravenError(
+                    f"cannot save the checkpoint {self.path}: the disk holding {directory} is full "
+                    f"({exc.strerror}); free space there or point state_dir at another filesystem. "
+                    "The previous checkpoint is kept."
+                ) from exc
+            raise LogravenError(
+                f"cannot save the checkpoint {self.path} in {directory}: {exc.strerror or exc}; "
+                "check that the directory exists and is writable by the lograven user (state_dir). "
+                "The previous checkpoint is kept."
+            ) from exc
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is none usable (never raises)."""
+        self._remove_stale_temp_files()
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot read the checkpoint %s (%s); starting without it. "
+                        "Check its permissions (state_dir)", self.path, exc)
+            return None
+        try:
+            document = json.loads(raw.decode("utf-8"))
+            problem = _schema_problem(document)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            problem = f"not valid JSON ({exc})"
+        if problem is None:
+            return document["state"]
+        self._set_aside(problem)
+        return None
+
+    def _set_aside(self, problem: str) -> None:
+        self.corrupt_count += 1
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        counter = 1
+        while target.exists():
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{counter}")
+            counter += 1
+        try:
+            os.replace(self.path, target)
+        except OSError as exc:
+            log.warning("the checkpoint %s is unusable (%s) and could not be moved aside (%s); "
+                        "starting without it", self.path, problem, exc)
+            return
+        log.warning("the checkpoint %s is unusable (%s); kept it as %s and starting without it",
+                    self.path, problem, target)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files left by a crash during save() are useless: the rename never happened."""
+        try:
+            leftovers = list(self.path.parent.glob(f".{self.path.name}.*.tmp"))
+        except OSError:
+            return
+        for leftover in leftovers:
+            try:
+                leftover.unlink()
+                log.debug("removed the unfinished checkpoint %s", leftover)
+            except OSError:
+                pass
+
+
+def _schema_problem(document: Any) -> str | None:
+    """What is wrong with a decoded checkpoint document, or None."""
+    if not isinstance(document, dict):
+        return "not a JSON object"
+    if document.get("format") != FORMAT:
+        return f"format is {document.get('format')!r}, expected {FORMAT!r}"
+    if document.get("version") != FORMAT_VERSION:
+        return f"version {document.get('version')!r}, this lograven reads version {FORMAT_VERSION}"
+    if not isinstance(document.get("state"), dict):
+        return "no state object"
+    return None
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """A float32 array as JSON: shape plus base64 of its little-endian bytes (bit-exact for float32)."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiub":
+        raise ValueError(f"encode_array takes a numeric array, got dtype {array.dtype}")
+    little = np.asarray(array, dtype="<f4")  # not ascontiguousarray: it turns 0-d into 1-d
+    return {
+        "dtype": "float32",
+        "shape": list(little.shape),
+        "data": base64.b64encode(little.tobytes(order="C")).decode("ascii"),
+    }
+
+
+def decode_array(encoded: dict[str, Any]) -> np.ndarray:
+    """The array `encode_array` encoded, as a writable native float32 array; ValueError if malformed."""
+    try:
+        dtype = encoded["dtype"]
+        shape = encoded["shape"]
+        data = encoded["data"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an encoded array: {exc!r}") from exc
+    if dtype != "float32":
+        raise ValueError(f"unsupported encoded array dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ValueError(f"bad encoded array shape {shape!r}")
+    if not isinstance(data, str):
+        raise ValueError("encoded array data must be a base64 string")
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError(f"encoded array data is not base64: {exc}") from exc
+    count = math.prod(shape)
+    if len(raw) != 4 * count:
+        raise ValueError(f"encoded array holds {len(raw)} bytes, shape {shape} needs {4 * count}")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)

@@ -1,0 +1,138 @@
+"""More subcommands, registered by `cli.build_parser` through `register`.
+
+Each command is one small `_register_<name>` function that adds its
+subparser and sets ``handler=<function(args) -> int>``; the handlers parse
+nothing themselves and call library functions that tests call too.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from lograven.errors import LogravenError
+
+AddParser = Callable[[object, str, str, str], argparse.ArgumentParser]
+FormatArgs = Callable[[argparse.ArgumentParser], None]
+
+BGL_FORMAT = r"regex:^\S+ \S+ (?P<host>\S+) (?P<timestamp>\S+) \S+ \S+ (?P<program>\S+) \S+ (?P<message>.*)$"
+HDFS_FORMAT = r"regex:^(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\S+) (?P<program>\S+): (?P<message>.*)$"
+
+
+def register(sub, add: AddParser, format_args: FormatArgs) -> None:
+    """Add this module's subcommands to the `lograven` parser."""
+    _register_evaluate(sub, add, format_args)
+
+
+# ----------------------------------------------------------------- evaluate
+_EVALUATE_EPILOG = f"""\
+modes (exactly one):
+  --structured FILE       message types: learn types from a Loghub *_structured.csv's Content
+                          column, report grouping accuracy (GA) against its EventId column
+  --labels bgl LOGFILE    line labels: first token '-' = normal, else an alert category (stripped
+                          before parsing); train on the normal lines of the first --train-fraction,
+                          precision/recall/F1 over the remaining lines
+  --sessions CSV LOGFILE  session labels (BlockId,Label with Normal/Anomaly) and --stream-key:
+                          sessions ordered by first appearance, train on the normal sessions of the
+                          first --train-fraction, a remaining session is flagged when any line is
+
+examples:
+  lograven evaluate --structured Linux_2k.log_structured.csv
+  lograven evaluate --labels bgl --format '{BGL_FORMAT}' BGL_2k.log
+  lograven evaluate --sessions hdfs_dev_labels.csv --stream-key 'blk_-?\\d+' \\
+      --format '{HDFS_FORMAT}' hdfs_dev.log
+  lograven evaluate --labels bgl --sequence-rule top_k --top-k 9 --json result.json BGL_2k.log
+
+Output: a table on stdout and, with --json FILE, the full result as JSON (--json - prints the
+JSON on stdout and the table on stderr). Definitions and the JSON schema: docs/evaluation.md.
+"""
+
+
+def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
+    p = add(sub, "evaluate", "measure message types and detectors on labelled logs (GA, precision/recall/F1)",
+            _EVALUATE_EPILOG)  # fmt: skip
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--structured", metavar="FILE", help="Loghub *_structured.csv (Content, EventId): grouping accuracy")
+    mode.add_argument("--labels", choices=["bgl"], help="line labels in the log itself: bgl (first token '-' = normal)")
+    mode.add_argument("--sessions", metavar="CSV", help="session labels BlockId,Label (Normal/Anomaly); needs --stream-key")
+    p.add_argument("logfile", nargs="?", metavar="LOGFILE", help="the labelled log (not with --structured)")
+    p.add_argument("--config", help="YAML config (training.* and detectors.* options); defaults if omitted")
+    format_args(p)
+    p.add_argument("--train-fraction", type=float, default=0.8,
+                   help="share of the lines (--labels) or sessions (--sessions), in order, used for training (default 0.8)")
+    p.add_argument("--model-dir", metavar="DIR", help="keep the trained bundle in DIR (default: a temporary directory)")
+    p.add_argument("--sequence-rule", choices=["relative", "probability", "top_k"],
+                   help="override detectors.sequence.rule")
+    p.add_argument("--relative-threshold", type=float, help="override detectors.sequence.relative_threshold")
+    p.add_argument("--threshold", type=float, help="override detectors.sequence.threshold (rule probability)")
+    p.add_argument("--top-k", type=int, help="override detectors.sequence.top_k")
+    p.add_argument("--ae-margin", type=float, help="override detectors.autoencoder.margin")
+    p.add_argument("--batch-size", type=int, default=1024, help="lines per detector batch (default 1024)")
+    p.add_argument("--examples", type=int, default=20, help="missed anomalies / false alarms kept in the JSON (default 20)")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-': standard output)")
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from lograven import evaluate as ev
+    from lograven.config import Config, load_config
+    from lograven.progress import ProgressBar
+
+    cfg = load_config(args.config) if args.config else Config()
+    if args.structured:
+        if args.logfile:
+            raise LogravenError("--structured reads the CSV only; drop the LOGFILE argument")
+        result = ev.evaluate_types(args.structured, config=cfg, max_errors=args.examples)
+    else:
+        if not args.logfile:
+            raise LogravenError("give the labelled LOGFILE, e.g. `lograven evaluate --labels bgl BGL_2k.log`")
+        settings = ev.detector_settings(
+            cfg, sequence_rule=args.sequence_rule, sequence_relative_threshold=args.relative_threshold,
+            sequence_threshold=args.threshold, sequence_top_k=args.top_k, autoencoder_margin=args.ae_margin,
+        )  # fmt: skip
+        fmt = args.fmt or (cfg.sources[0].format if args.config and cfg.sources else "syslog")
+        setup = ev.Setup(
+            fmt=fmt, train_fraction=args.train_fraction, model_dir=Path(args.model_dir) if args.model_dir else None,
+            batch_size=args.batch_size, max_examples=args.examples, max_line_bytes=cfg.runtime.max_line_bytes,
+        )  # fmt: skip
+        bar = ProgressBar(enabled=not args.quiet)
+        try:
+            if args.labels:
+                if args.stream_key:
+                    setup.stream = _stream_regex(args.stream_key)
+                elif args.stream:
+                    setup.stream = args.stream
+                result = ev.evaluate_line_labels(args.logfile, labels=args.labels, config=cfg, settings=settings,
+                                                 setup=setup, progress=bar)  # fmt: skip
+            else:
+                if not args.stream_key:
+                    raise LogravenError("--sessions needs --stream-key REGEX naming each line's session, e.g. 'blk_-?\\d+'")
+                result = ev.evaluate_sessions(args.logfile, args.sessions, args.stream_key, config=cfg,
+                                              settings=settings, setup=setup, progress=bar)  # fmt: skip
+        finally:
+            bar.close()
+    text = ev.dumps(result)
+    table = result.table()
+    if args.json == "-":
+        print(text)
+        print(table, file=sys.stderr)
+        return 0
+    if args.json:
+        try:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+        except OSError as e:
+            raise LogravenError(f"{args.json}: cannot write the JSON result ({e.strerror})") from None
+    print(table)
+    return 0
+
+
+def _stream_regex(key: str) -> str:
+    """A `regex:` stream spec; a pattern without a group streams by its whole match."""
+    import re
+
+    try:
+        groups = re.compile(key).groups
+    except re.error as e:
+        raise LogravenError(f"--stream-key {key!r} is not a valid regular expression ({e})") from None
+    return f"regex:{key}" if groups else f"regex:({key})"

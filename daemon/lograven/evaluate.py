@@ -1,0 +1,939 @@
+"""`lograven evaluate`: how well message types and detectors do on labelled logs.
+
+Three kinds of ground truth, one function each:
+
+- `evaluate_types`: a Loghub ``*_structured.csv`` (columns ``Content`` and
+  ``EventId``). Types are learned from the Content lines and compared with
+  the EventIds by grouping accuracy (Loghub's GA).
+- `evaluate_line_labels`: BGL-style line labels (first token ``-`` = normal,
+  anything else an alert category, stripped before parsing). Chronological
+  split: train on the normal lines of the first part, score the rest.
+- `evaluate_sessions`: a stream key (an HDFS block id) and a
+  ``BlockId,Label`` CSV. Sessions in order of first appearance; train on the
+  normal sessions of the first part; a held-out session is flagged when any
+  of its lines is.
+
+Detection scores the test lines once, with every detector on, and records
+each line's evidence (type, GRU probability, rank and ratio, reconstruction
+error). Each detector alone, their union ("combined") and the sequence-rule
+sweep are all computed from that record, so they describe the same run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from lograven.detector import DETECTORS, Detector, DetectorSettings
+from lograven.errors import LogravenError
+from lograven.masking import ExtraMask
+from lograven.msgtypes import UNKNOWN, MessageTypes
+from lograven.parsing import LogRecord, Parser, StreamKey
+from lograven.training import Corpus, iter_file_lines, train
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+COMBINED = "combined"
+LABEL_SCHEMES = ("bgl",)
+NORMAL_LABEL = "-"  # BGL: the first token of a normal line
+# Fixed before looking at any result; reported in full, never used to pick a default.
+SWEEP: dict[str, tuple[float, ...]] = {
+    "relative": (0.01, 0.03, 0.1, 0.3),
+    "probability": (0.001, 0.005, 0.02, 0.05),
+    "top_k": (2, 5, 9, 15),
+}
+_ANOMALY_WORDS = frozenset(("anomaly", "abnormal", "1", "true", "yes"))
+_NORMAL_WORDS = frozenset(("normal", "0", "false", "no"))
+
+
+# ------------------------------------------------------------------ metrics
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1; 0.0 where a ratio has nothing to divide by."""
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A confusion matrix for "anomalous" as the positive class."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int = 0
+
+    @classmethod
+    def from_flags(cls, flagged: np.ndarray, truth: np.ndarray) -> Counts:
+        flagged, truth = np.asarray(flagged, dtype=bool), np.asarray(truth, dtype=bool)
+        return cls(
+            int((flagged & truth).sum()), int((flagged & ~truth).sum()),
+            int((~flagged & truth).sum()), int((~flagged & ~truth).sum()),
+        )  # fmt: skip
+
+    @property
+    def precision(self) -> float:
+        return prf(self.tp, self.fp, self.fn)[0]
+
+    @property
+    def recall(self) -> float:
+        return prf(self.tp, self.fp, self.fn)[1]
+
+    @property
+    def f1(self) -> float:
+        return prf(self.tp, self.fp, self.fn)[2]
+
+    def to_json(self) -> dict:
+        p, r, f = prf(self.tp, self.fp, self.fn)
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn,
+                "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}  # fmt: skip
+
+
+def roc_auc(scores: Sequence[float] | np.ndarray, truth: Sequence[bool] | np.ndarray) -> float | None:
+    """Area under the ROC curve (ties count half; NaN scores rank lowest); None without both classes."""
+    s = np.nan_to_num(np.asarray(scores, dtype=float), nan=-np.inf)
+    y = np.asarray(truth, dtype=bool)
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return None
+    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct score
+    ranks = avg_rank[inv]
+    return float((ranks[y].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def best_f1(scores: Sequence[float] | np.ndarray, truth: Sequence[bool] | np.ndarray) -> tuple[float, float]:
+    """The best F1 over thresholds "score >= t", and that t (an oracle: for comparing scores, not a result)."""
+    s = np.nan_to_num(np.asarray(scores, dtype=float), nan=-np.inf)
+    y = np.asarray(truth, dtype=bool)
+    pos = int(y.sum())
+    if pos == 0 or len(s) == 0:
+        return 0.0, math.inf
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(~y)
+    last = np.r_[s[1:] != s[:-1], True]  # a threshold includes all of a tie
+    tp, fp, th = tp[last], fp[last], s[last]
+    f1 = 2 * tp / (tp + fp + pos)
+    i = int(np.argmax(f1))
+    return float(f1[i]), float(th[i])
+
+
+# ------------------------------------------------------- grouping accuracy
+def grouping_accuracy(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> float:
+    """Loghub's GA: a line is correct when the lines sharing its predicted group are exactly
+    the lines sharing its true event; GA = correct lines / all lines."""
+    if len(predicted) != len(truth):
+        raise ValueError(f"{len(predicted)} predicted labels for {len(truth)} lines")
+    if not truth:
+        return 0.0
+    correct = sum(n for _, n, ok in _groups(predicted, truth) if ok)
+    return correct / len(truth)
+
+
+def _groups(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> Iterator[tuple[Hashable, int, bool]]:
+    """(predicted group, its size, whether it equals one true group) for every predicted group."""
+    true_size = Counter(truth)
+    inside: dict[Hashable, Counter] = defaultdict(Counter)
+    for p, t in zip(predicted, truth):
+        inside[p][t] += 1
+    for p, events in inside.items():
+        n = sum(events.values())
+        ok = len(events) == 1 and true_size[next(iter(events))] == n
+        yield p, n, ok
+
+
+@dataclass
+class GroupingError:
+    """A true event whose lines are not exactly one predicted group."""
+
+    event: str
+    template: str
+    lines: int
+    split: bool  # its lines went to more than one predicted group
+    merged: bool  # a predicted group holding its lines also holds other events' lines
+    predicted: list[dict]  # per predicted group: type, learned template, lines of this event, other events
+    example: str
+
+    @property
+    def kind(self) -> str:
+        return "+".join(k for k, on in (("split", self.split), ("merged", self.merged)) if on)
+
+    def to_json(self) -> dict:
+        return {"event": self.event, "template": self.template, "lines": self.lines, "kind": self.kind,
+                "predicted": self.predicted, "example": self.example}  # fmt: skip
+
+
+def grouping_errors(
+    predicted: Sequence[Hashable],
+    truth: Sequence[Hashable],
+    *,
+    templates: dict | None = None,
+    learned: dict | None = None,
+    examples: Sequence[str] | None = None,
+) -> list[GroupingError]:
+    """The true events GA counts wrong, largest first, with the predicted groups they went to."""
+    by_pred: dict[Hashable, Counter] = defaultdict(Counter)
+    by_true: dict[Hashable, Counter] = defaultdict(Counter)
+    first: dict[Hashable, int] = {}
+    for i, (p, t) in enumerate(zip(predicted, truth)):
+        by_pred[p][t] += 1
+        by_true[t][p] += 1
+        first.setdefault(t, i)
+    out = []
+    for t, preds in by_true.items():
+        n = sum(preds.values())
+        merged = any(len(by_pred[p]) > 1 for p in preds)
+        split = len(preds) > 1
+        if not (split or merged):
+            continue
+        groups = []
+        for p, k in preds.most_common(5):
+            others = {str(o): c for o, c in by_pred[p].most_common(6) if o != t}
+            groups.append({"type": _jsonable(p), "template": (learned or {}).get(p), "lines_of_event": k,
+                           "lines": sum(by_pred[p].values()), "other_events": others})  # fmt: skip
+        out.append(GroupingError(
+            str(t), str((templates or {}).get(t, "")), n, split, merged, groups,
+            examples[first[t]] if examples is not None else "",
+        ))  # fmt: skip
+    out.sort(key=lambda e: (-e.lines, e.event))
+    return out
+
+
+def _jsonable(v: Hashable):
+    return v if isinstance(v, (int, str)) else str(v)
+
+
+# -------------------------------------------------------- types evaluation
+@dataclass
+class TypesEvaluation:
+    """Grouping accuracy of learned message types against a structured log's EventIds."""
+
+    file: str
+    lines: int
+    grouping_accuracy: float
+    types: int  # learned types
+    groups: int  # distinct types given to the lines (each untyped line counted alone)
+    templates: int  # distinct EventIds
+    unknown_lines: int
+    correct_templates: int
+    seconds: float
+    settings: dict
+    errors: list[GroupingError]
+    max_errors: int = 20
+
+    def to_json(self) -> dict:
+        return {
+            "mode": "types", "file": self.file, "lines": self.lines,
+            "grouping_accuracy": round(self.grouping_accuracy, 4),
+            "types": self.types, "groups": self.groups, "templates": self.templates,
+            "correct_templates": self.correct_templates, "unknown_lines": self.unknown_lines,
+            "seconds": round(self.seconds, 2), "settings": self.settings,
+            "errors": [e.to_json() for e in self.errors[: self.max_errors]],
+        }  # fmt: skip
+
+    def table(self, max_rows: int = 12) -> str:
+        out = [
+            f"lograven evaluate: message types learned from {self.file}",
+            f"  lines {self.lines}: {self.templates} templates (EventId), {self.types} learned types, "
+            f"{self.unknown_lines} lines without a type; {self.seconds:.1f} s",
+            f"  grouping accuracy (GA)  {self.grouping_accuracy:.4f}   "
+            f"({self.correct_templates} of {self.templates} templates grouped exactly)",
+        ]
+        if self.errors:
+            out.append(f"  mis-grouped templates ({len(self.errors)}), largest first:")
+            for e in self.errors[:max_rows]:
+                where = ", ".join(
+                    f"type {g['type']} ({g['lines_of_event']}/{g['lines']}"
+                    + (f", with {', '.join(g['other_events'])}" if g["other_events"] else "") + ")"
+                    for g in e.predicted[:3]
+                )  # fmt: skip
+                out.append(f"    {e.event:<6} {e.lines:>5} lines  {e.kind:<12} {_clip(e.template, 60)}")
+                out.append(f"    {'':<6} {'':>11}  -> {where}")
+            if len(self.errors) > max_rows:
+                out.append(f"    ... {len(self.errors) - max_rows} more in the JSON output")
+        return "\n".join(out)
+
+
+def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, str]]:
+    """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV."""
+    path = Path(path)
+    try:
+        f = open(path, newline="", encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise LogravenError(f"{path}: no such file; give a Loghub *_structured.csv") from None
+    except OSError as e:
+        raise LogravenError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        if "Content" not in cols or "EventId" not in cols:
+            raise LogravenError(
+                f"{path}: needs columns Content and EventId (found {', '.join(cols) or 'none'}); "
+                "give a Loghub *_structured.csv"
+            )
+        contents, events, templates = [], [], {}
+        for row in reader:
+            contents.append(row["Content"] or "")
+            events.append(row["EventId"] or "")
+            if row.get("EventTemplate") is not None:
+                templates.setdefault(row["EventId"] or "", row["EventTemplate"])
+    if not contents:
+        raise LogravenError(f"{path}: no rows; give a Loghub *_structured.csv with lines")
+    return contents, events, templates
+
+
+def message_types_for(config: object | None) -> MessageTypes:
+    """An unfitted MessageTypes with the config's training.msgtypes settings (as `train` builds it)."""
+    training = getattr(config, "training", None)
+    mt = getattr(training, "msgtypes", None)
+    return MessageTypes(
+        svd_variance=getattr(mt, "svd_variance", 0.95),
+        max_clusters=getattr(mt, "max_clusters", 2000),
+        variable_min_distinct=getattr(mt, "variable_min_distinct", 6),
+        extra_masks=[ExtraMask(m.name, m.pattern) for m in getattr(mt, "extra_masks", ())],
+        seed=int(getattr(training, "seed", 42)),
+    )
+
+
+def evaluate_types(path: str | Path, *, config: object | None = None, max_errors: int = 20) -> TypesEvaluation:
+    """Learn types from a structured CSV's Content lines and report GA against its EventIds."""
+    contents, events, templates = read_structured(path)
+    t0 = time.monotonic()
+    types = message_types_for(config).fit(contents)
+    ids = types.predict(contents)
+    seconds = time.monotonic() - t0
+    # A line with no type belongs to no group: it is right only if its event has that one line.
+    predicted: list[Hashable] = [int(t) if t != UNKNOWN else ("unknown", i) for i, t in enumerate(ids)]
+    learned = {t.id: t.template for t in types.types_}
+    ga = grouping_accuracy(predicted, events)
+    errors = grouping_errors(predicted, events, templates=templates, learned=learned, examples=contents)
+    wrong = {e.event for e in errors}
+    return TypesEvaluation(
+        file=str(path), lines=len(contents), grouping_accuracy=ga, types=len(types.types_),
+        groups=len(set(predicted)), templates=len(set(events)), unknown_lines=int((ids == UNKNOWN).sum()),
+        correct_templates=len(set(events)) - len(wrong), seconds=seconds,
+        settings={"svd_variance": types.svd_variance, "max_clusters": types.max_clusters,
+                  "variable_min_distinct": types.variable_min_distinct,
+                  "extra_masks": [{"name": m.name, "pattern": m.pattern} for m in types.extra_masks],
+                  "seed": types.seed, "clusters": types.n_clusters_},
+        errors=errors, max_errors=max_errors,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------ detection
+@dataclass
+class Setup:
+    """How a detection evaluation reads, splits, trains and scores."""
+
+    fmt: str = "syslog"
+    stream: str = "file"  # file | program | regex:<pattern> (line labels only; sessions use their key)
+    train_fraction: float = 0.8
+    model_dir: Path | None = None  # keep the trained bundle here; None: a temporary directory
+    batch_size: int = 1024
+    max_examples: int = 20
+    max_line_bytes: int = 65536
+
+    def check(self) -> None:
+        if not 0.0 < self.train_fraction < 1.0:
+            raise LogravenError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
+        if self.batch_size < 1:
+            raise LogravenError(f"--batch-size must be at least 1, got {self.batch_size}")
+        Parser(self.fmt)
+
+
+@dataclass
+class Evidence:
+    """What the detector recorded about each scored line (arrays in line order)."""
+
+    type_id: np.ndarray  # int; 0 = UNKNOWN
+    seq_p: np.ndarray  # float, NaN where the sequence model did not judge the line
+    seq_rank: np.ndarray  # int, 0 where not judged
+    seq_ratio: np.ndarray  # float, NaN where not judged
+    ae_error: np.ndarray  # float
+    fired: dict[str, np.ndarray]  # detector -> bool, as the Detector reported it
+    expected: list[list[int]]  # the types the GRU expected instead (most likely first)
+
+
+def sequence_flags(ev: Evidence, rule: str, value: float) -> np.ndarray:
+    """The sequence detector's decision under `rule` at `value`, recomputed from the evidence."""
+    judged = ~np.isnan(ev.seq_p)
+    with np.errstate(invalid="ignore"):
+        if rule == "relative":
+            return judged & (ev.seq_ratio < value)
+        if rule == "probability":
+            return judged & (ev.seq_p < value)
+        if rule == "top_k":
+            return judged & (ev.seq_rank > value)
+    raise ValueError(f"unknown sequence rule {rule!r}")
+
+
+def rule_value(settings: DetectorSettings) -> float:
+    return {
+        "relative": settings.sequence_relative_threshold,
+        "probability": settings.sequence_threshold,
+        "top_k": settings.sequence_top_k,
+    }[settings.sequence_rule]
+
+
+def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
+          progress: Progress | None = None) -> Evidence:  # fmt: skip
+    """Run the detector over items in batches, in order, and keep each line's evidence."""
+    n = len(items)
+    type_id = np.zeros(n, dtype=np.int64)
+    seq_p = np.full(n, np.nan)
+    seq_rank = np.zeros(n, dtype=np.int64)
+    seq_ratio = np.full(n, np.nan)
+    ae_error = np.full(n, np.nan)
+    fired = {d: np.zeros(n, dtype=bool) for d in DETECTORS}
+    expected: list[list[int]] = [[] for _ in range(n)]
+    for s in range(0, n, batch_size):
+        for i, v in enumerate(detector.detect(items[s : s + batch_size]), s):
+            type_id[i] = v.type_id
+            if v.sequence_p is not None:
+                seq_p[i] = v.sequence_p
+                seq_rank[i] = v.sequence_rank or 0
+                seq_ratio[i] = v.sequence_ratio if v.sequence_ratio is not None else np.nan
+            if v.ae_error is not None:
+                ae_error[i] = v.ae_error
+            for d in v.detectors:
+                fired[d][i] = True
+            expected[i] = [t for t, _ in v.expected]
+        if progress:
+            progress("scoring", min(1.0, (s + batch_size) / max(n, 1)))
+    return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected)
+
+
+@dataclass
+class DetectionEvaluation:
+    """Precision/recall/F1 of each detector alone and combined, with the settings and the errors."""
+
+    mode: str  # "lines" or "sessions"
+    file: str
+    labels: str
+    unit: str  # what is counted: "lines" or "sessions"
+    setup: Setup
+    stream: str
+    split: dict
+    settings: dict
+    training: dict
+    results: dict[str, Counts]  # detector (and "combined") -> counts
+    categories: dict[str, dict]  # label -> {"count": n, "flagged": {detector: k}}
+    sweep: list[dict]
+    auc: dict[str, float | None]
+    missed: list[dict]
+    false_alarms: list[dict]
+    seconds: dict[str, float]
+    bundle: str | None
+
+    def to_json(self) -> dict:
+        return {
+            "mode": self.mode, "file": self.file, "labels": self.labels, "unit": self.unit,
+            "format": self.setup.fmt, "stream": self.stream, "split": self.split,
+            "settings": self.settings,
+            "results": [{"detector": d, **c.to_json()} for d, c in self.results.items()],
+            "categories": self.categories, "sweep": self.sweep, "auc": self.auc,
+            "missed": self.missed, "false_alarms": self.false_alarms,
+            "training": self.training, "seconds": self.seconds, "bundle": self.bundle,
+        }  # fmt: skip
+
+    def table(self) -> str:
+        s, sp = self.settings, self.split
+        title = "line labels (BGL style)" if self.mode == "lines" else "session labels"
+        out = [f"lograven evaluate: {title}, {self.file}"]
+        if self.mode == "lines":
+            out.append(
+                f"  split     first {sp['train_fraction']:.0%} of lines ({sp['first_part_lines']}) -> "
+                f"trained on its {sp['training_lines']} normal lines; tested on the other "
+                f"{sp['test_lines']} lines ({sp['test_anomalies']} anomalous)"
+            )
+        else:
+            out.append(
+                f"  split     first {sp['train_fraction']:.0%} of sessions ({sp['train_pool_sessions']}) -> "
+                f"trained on its {sp['training_sessions']} normal sessions ({sp['training_lines']} lines); "
+                f"tested on the other {sp['test_sessions']} sessions ({sp['test_anomalies']} anomalous, "
+                f"{sp['test_lines']} lines)"
+            )
+        out.append(
+            f"  model     {s['types']} message types; sequence rule {_rule_text(s)}; autoencoder threshold "
+            f"{s['autoencoder_threshold']:.3f} nats/token (x{s['autoencoder_margin']:g}); "
+            f"training {s['training_seconds']:.1f} s"
+        )
+        out.append("")
+        out.append(f"  {'detector':<14}{'TP':>7}{'FP':>7}{'FN':>7}  {'precision':>9}  {'recall':>7}  {'F1':>7}")
+        for d, c in self.results.items():
+            out.append(f"  {d:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
+        if self.auc:
+            out.append("  ROC-AUC of the scores: " + ", ".join(
+                f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in self.auc.items()))  # fmt: skip
+        cats = {k: v for k, v in self.categories.items() if k not in (NORMAL_LABEL, "Normal")}
+        if self.mode == "lines" and cats:
+            out.append("")
+            out.append(f"  recall by category ({self.unit}): " + "  ".join(
+                f"{k} {v['flagged'][COMBINED]}/{v['count']}" for k, v in sorted(cats.items(), key=lambda kv: -kv[1]["count"])))  # fmt: skip
+        if self.sweep:
+            out.append("")
+            out.append(f"  sequence rule sweep (same run): {'sequence alone':>24}   {'combined':>22}")
+            out.append(f"  {'rule':<12}{'value':>7}   {'P':>6} {'R':>6} {'F1':>6} {'FP':>5}   {'P':>6} {'R':>6} {'F1':>6}")
+            for row in self.sweep:
+                a, b = row["sequence"], row[COMBINED]
+                mark = "  <- used" if row.get("used") else ""
+                out.append(
+                    f"  {row['rule']:<12}{row['value']:>7g}   {a['precision']:>6.3f} {a['recall']:>6.3f} {a['f1']:>6.3f} "
+                    f"{a['fp']:>5}   {b['precision']:>6.3f} {b['recall']:>6.3f} {b['f1']:>6.3f}{mark}"
+                )
+        return "\n".join(out)
+
+
+def _rule_text(s: dict) -> str:
+    rule = s["sequence_rule"]
+    if rule == "relative":
+        return f"relative (p/p_train < {s['relative_threshold']:g})"
+    if rule == "probability":
+        return f"probability (p < {s['threshold']:g})"
+    return f"top_k (not in top {s['top_k']})"
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _f(x: float) -> float | None:
+    return None if x is None or x != x else round(float(x), 6)
+
+
+class _Trained:
+    """Train into model_dir (or a temporary directory) and load the bundle; cleans up on exit."""
+
+    def __init__(self, corpus: Corpus, config: object | None, setup: Setup, stream: str, progress: Progress | None):
+        self.corpus, self.config, self.setup, self.stream, self.progress = corpus, config, setup, stream, progress
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self):
+        from lograven.bundle import load_bundle
+
+        if self.setup.model_dir is not None:
+            out = Path(self.setup.model_dir)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="lograven-evaluate-")
+            out = Path(self._tmp.name) / "bundle"
+        detectors = getattr(self.config, "detectors", None)
+        quantile = getattr(getattr(detectors, "autoencoder", None), "quantile", 0.999)
+        t0 = time.monotonic()
+        res = train(
+            self.corpus, out, training=getattr(self.config, "training", None), quantile=quantile,
+            fmt=self.setup.fmt, stream=self.stream, progress=self.progress,
+        )  # fmt: skip
+        self.seconds = time.monotonic() - t0
+        self.summary = res.summary
+        self.bundle = load_bundle(out)
+        self.path = None if self._tmp else str(out)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: float, summary: dict) -> dict:
+    return {
+        "sequence_rule": settings.sequence_rule,
+        "relative_threshold": settings.sequence_relative_threshold,
+        "threshold": settings.sequence_threshold,
+        "top_k": settings.sequence_top_k,
+        "autoencoder_threshold": round(float(det.ae.threshold_), 6),
+        "autoencoder_margin": settings.autoencoder_margin,
+        "autoencoder_effective_threshold": round(float(det.ae_threshold), 6),
+        "types": len(det.types.types_),
+        "sequence_units": det.seq.params.units,
+        "sequence_window": det.seq.params.window,
+        "training_seconds": round(training_seconds, 2),
+        "training_lines": summary.get("lines"),
+    }
+
+
+def _counts_by_detector(flags: dict[str, np.ndarray], truth: np.ndarray) -> dict[str, Counts]:
+    return {d: Counts.from_flags(f, truth) for d, f in flags.items()}
+
+
+def _with_combined(flags: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = dict(flags)
+    out[COMBINED] = np.logical_or.reduce([flags[d] for d in DETECTORS])
+    return out
+
+
+def _sweep(ev: Evidence, settings: DetectorSettings, agg: Callable[[np.ndarray], np.ndarray], truth: np.ndarray) -> list[dict]:
+    """Sequence alone and combined for each rule and value of SWEEP, from one scoring pass."""
+    base = agg(ev.fired["unknown_type"]) | agg(ev.fired["autoencoder"])
+    used_rule, used_value = settings.sequence_rule, rule_value(settings)
+    rows = []
+    for rule, values in SWEEP.items():
+        vals = sorted(set(values) | ({used_value} if rule == used_rule else set()))
+        for v in vals:
+            seq = agg(sequence_flags(ev, rule, v))
+            rows.append({
+                "rule": rule, "value": v, "used": rule == used_rule and v == used_value,
+                "sequence": Counts.from_flags(seq, truth).to_json(),
+                COMBINED: Counts.from_flags(seq | base, truth).to_json(),
+            })  # fmt: skip
+    return rows
+
+
+def _line_example(det: Detector, ev: Evidence, i: int, text: str, label: str, line_no: int) -> dict:
+    t = int(ev.type_id[i])
+    return {
+        "line": line_no, "label": label, "text": _clip(text, 300),
+        "type": t, "template": det.template(t),
+        "detectors": [d for d in DETECTORS if ev.fired[d][i]],
+        "sequence_p": _f(ev.seq_p[i]), "sequence_ratio": _f(ev.seq_ratio[i]),
+        "sequence_rank": int(ev.seq_rank[i]) or None,
+        "expected": [det.template(x) for x in ev.expected[i][:3]],
+        "ae_error": _f(ev.ae_error[i]),
+    }  # fmt: skip
+
+
+@dataclass
+class LabelledLine:
+    """One line of a BGL-style labelled log: its label, the text after it, and that text parsed."""
+
+    line_no: int  # 1-based, in the file
+    label: str  # "-" for normal, else the alert category
+    text: str
+    record: LogRecord
+
+    @property
+    def anomalous(self) -> bool:
+        return self.label != NORMAL_LABEL
+
+
+def read_line_labels(path: str | Path, fmt: str, max_line_bytes: int = 65536) -> list[LabelledLine]:
+    """The lines of a BGL-style labelled log (first token '-' = normal, else a category), in file order;
+    the label is stripped before parsing and blank lines are skipped."""
+    parser = Parser(fmt)
+    out = []
+    for no, (text, _) in enumerate(iter_file_lines(str(path), max_line_bytes), 1):
+        if not text.strip():
+            continue
+        label, _, rest = text.lstrip().partition(" ")
+        out.append(LabelledLine(no, label, rest, parser.parse(rest)))
+    return out
+
+
+def chronological_split(n: int, train_fraction: float, what: str = "lines") -> int:
+    """How many of n items (in order) form the first part; raises when either part would be empty."""
+    n_first = int(n * train_fraction)
+    if n_first < 1 or n_first >= n:
+        raise LogravenError(f"--train-fraction {train_fraction} of {n} {what} leaves nothing to train on or to test")
+    return n_first
+
+
+def evaluate_line_labels(
+    path: str | Path,
+    *,
+    labels: str = "bgl",
+    config: object | None = None,
+    settings: DetectorSettings | None = None,
+    setup: Setup | None = None,
+    progress: Progress | None = None,
+) -> DetectionEvaluation:
+    """BGL-style line labels: train on the normal lines of the first part, score the rest line by line."""
+    setup = setup or Setup()
+    setup.check()
+    if labels not in LABEL_SCHEMES:
+        raise LogravenError(f"unknown label scheme {labels!r}: lograven knows {', '.join(LABEL_SCHEMES)}")
+    path = str(path)
+    t_start = time.monotonic()
+    key = StreamKey(setup.stream)
+    rows = read_line_labels(path, setup.fmt, setup.max_line_bytes)
+    if len(rows) < 2:
+        raise LogravenError(f"{path}: {len(rows)} labelled lines; need a labelled log (first token '-' or a category)")
+    n_first = chronological_split(len(rows), setup.train_fraction)
+    streams = [key.key(path, r.record, r.text) for r in rows]
+    corpus = Corpus()
+    for r, st in zip(rows[:n_first], streams):
+        if not r.anomalous:
+            corpus.add(path, r.record, st)
+    if len(corpus) == 0:
+        raise LogravenError(f"{path}: no normal ('-') lines in the first {setup.train_fraction:.0%}; nothing to train on")
+    settings = settings or DetectorSettings()
+    with _Trained(corpus, config, setup, setup.stream, progress) as tr:
+        det = Detector(tr.bundle, settings)
+        test = range(n_first, len(rows))
+        t0 = time.monotonic()
+        ev = score(det, [(streams[i], rows[i].record) for i in test], setup.batch_size, progress)
+        t_score = time.monotonic() - t0
+        test_labels = [rows[i].label for i in test]
+        truth = np.array([rows[i].anomalous for i in test])
+        flags = _with_combined(ev.fired)
+        results = _counts_by_detector(flags, truth)
+        cats: dict[str, dict] = {}
+        for lab in sorted(set(test_labels)):
+            m = np.array([x == lab for x in test_labels])
+            cats[lab] = {"count": int(m.sum()), "flagged": {d: int(f[m].sum()) for d, f in flags.items()}}
+        ident = lambda a: a  # noqa: E731
+        ex = setup.max_examples
+        missed = [_line_example(det, ev, j, rows[i].text, rows[i].label, rows[i].line_no)
+                  for j, i in enumerate(test) if truth[j] and not flags[COMBINED][j]][:ex]  # fmt: skip
+        false_alarms = [_line_example(det, ev, j, rows[i].text, rows[i].label, rows[i].line_no)
+                        for j, i in enumerate(test) if not truth[j] and flags[COMBINED][j]][:ex]  # fmt: skip
+        return DetectionEvaluation(
+            mode="lines", file=path, labels=labels, unit="lines", setup=setup, stream=setup.stream,
+            split={"train_fraction": setup.train_fraction, "lines": len(rows), "first_part_lines": n_first,
+                   "first_part_anomalies": sum(r.anomalous for r in rows[:n_first]),
+                   "training_lines": len(corpus), "test_lines": len(test), "test_anomalies": int(truth.sum()),
+                   "unparsed_test_lines": sum(1 for i in test if not rows[i].record.parsed)},
+            settings=_settings_json(det, settings, tr.seconds, tr.summary),
+            training=tr.summary, results=results, categories=cats,
+            sweep=_sweep(ev, settings, ident, truth),
+            auc={"autoencoder": roc_auc(ev.ae_error, truth),
+                 "sequence": roc_auc(_surprise(ev), truth)},
+            missed=missed, false_alarms=false_alarms,
+            seconds={"training": round(tr.seconds, 2), "scoring": round(t_score, 2),
+                     "total": round(time.monotonic() - t_start, 2)},
+            bundle=tr.path,
+        )  # fmt: skip
+
+
+def _surprise(ev: Evidence) -> np.ndarray:
+    """-log(p / p_train) per line; NaN where the sequence model did not judge it."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.log(ev.seq_ratio)
+
+
+# ------------------------------------------------------------ sessions
+def session_key(pattern: str) -> Callable[[str], str | None]:
+    """The session of a line: group 'stream', else group 1, else the whole match of `pattern`; None if none."""
+    if pattern.startswith("regex:"):
+        pattern = pattern[len("regex:") :]
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise LogravenError(f"--stream-key {pattern!r} is not a valid regular expression ({e})") from None
+    group: int | str = "stream" if "stream" in rx.groupindex else (1 if rx.groups else 0)
+
+    def key(text: str) -> str | None:
+        m = rx.search(text)
+        return (m.group(group) or None) if m else None
+
+    return key
+
+
+def read_session_labels(path: str | Path) -> dict[str, bool]:
+    """session id -> anomalous, from a CSV `BlockId,Label` (Label Normal/Anomaly; 0/1 also accepted)."""
+    path = Path(path)
+    try:
+        f = open(path, newline="", encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise LogravenError(f"{path}: no such file; give a CSV of BlockId,Label") from None
+    except OSError as e:
+        raise LogravenError(f"{path}: cannot read ({e.strerror})") from None
+    out: dict[str, bool] = {}
+    with f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise LogravenError(f"{path}: empty; give a CSV of BlockId,Label")
+        low = [h.strip().lower() for h in header]
+        if "label" in low:
+            lab_col = low.index("label")
+            id_col = low.index("blockid") if "blockid" in low else (1 - lab_col if len(low) == 2 else 0)
+            rows = reader
+        else:  # no header: the first row is data
+            id_col, lab_col = 0, 1
+            rows = iter([header, *reader])
+        for no, row in enumerate(rows, 2):
+            if not row:
+                continue
+            try:
+                sid, lab = row[id_col].strip(), row[lab_col].strip().lower()
+            except IndexError:
+                raise LogravenError(f"{path}:{no}: expected two columns BlockId,Label, got {row!r}") from None
+            if lab in _ANOMALY_WORDS:
+                out[sid] = True
+            elif lab in _NORMAL_WORDS:
+                out[sid] = False
+            else:
+                raise LogravenError(f"{path}:{no}: label {row[lab_col]!r} is neither Normal nor Anomaly")
+    if not out:
+        raise LogravenError(f"{path}: no labelled sessions")
+    return out
+
+
+def evaluate_sessions(
+    path: str | Path,
+    labels_csv: str | Path,
+    stream_key: str,
+    *,
+    config: object | None = None,
+    settings: DetectorSettings | None = None,
+    setup: Setup | None = None,
+    progress: Progress | None = None,
+) -> DetectionEvaluation:
+    """Session labels: sessions by first appearance; train on the normal ones of the first part; a test
+    session is flagged when any of its lines is."""
+    setup = setup or Setup()
+    setup.check()
+    path = str(path)
+    t_start = time.monotonic()
+    labels = read_session_labels(labels_csv)
+    key = session_key(stream_key)
+    parser = Parser(setup.fmt)
+    order: dict[str, int] = {}  # session -> index by first appearance
+    line_sess: list[int] = []
+    recs: list[LogRecord] = []
+    texts: list[str] = []
+    line_nos: list[int] = []
+    no_key = unlabelled_lines = 0
+    unlabelled: set[str] = set()
+    for no, (text, _) in enumerate(iter_file_lines(path, setup.max_line_bytes), 1):
+        if not text.strip():
+            continue
+        k = key(text)
+        if k is None:
+            no_key += 1
+            continue
+        if k not in labels:
+            unlabelled.add(k)
+            unlabelled_lines += 1
+            continue
+        line_sess.append(order.setdefault(k, len(order)))
+        recs.append(parser.parse(text))
+        texts.append(text)
+        line_nos.append(no)
+    names = list(order)
+    S = len(names)
+    if S < 2:
+        raise LogravenError(f"{path}: {S} labelled sessions found with --stream-key {stream_key!r}; check the key and the labels")
+    n_pool = chronological_split(S, setup.train_fraction, "sessions")
+    anomalous = np.array([labels[s] for s in names])
+    corpus = Corpus()
+    train_sessions: set[int] = set()
+    test_idx: list[int] = []
+    for i, s in enumerate(line_sess):
+        if s < n_pool:
+            if not anomalous[s]:
+                corpus.add(path, recs[i], names[s])
+                train_sessions.add(s)
+        else:
+            test_idx.append(i)
+    if len(corpus) == 0:
+        raise LogravenError(f"{path}: no normal sessions in the first {setup.train_fraction:.0%}; nothing to train on")
+    settings = settings or DetectorSettings()
+    stream_spec = f"regex:{stream_key}" if not stream_key.startswith("regex:") else stream_key
+    with _Trained(corpus, config, setup, stream_spec, progress) as tr:
+        det = Detector(tr.bundle, settings)
+        t0 = time.monotonic()
+        ev = score(det, [(names[line_sess[i]], recs[i]) for i in test_idx], setup.batch_size, progress)
+        t_score = time.monotonic() - t0
+        T = S - n_pool
+        sess_of = np.array([line_sess[i] - n_pool for i in test_idx], dtype=np.int64)
+        truth = anomalous[n_pool:]
+
+        def agg(line_flags: np.ndarray) -> np.ndarray:
+            out = np.zeros(T, dtype=bool)
+            np.logical_or.at(out, sess_of, line_flags)
+            return out
+
+        def agg_max(values: np.ndarray) -> np.ndarray:
+            out = np.full(T, -np.inf)
+            np.fmax.at(out, sess_of, np.nan_to_num(values, nan=-np.inf))
+            return out
+
+        flags = {d: agg(f) for d, f in _with_combined(ev.fired).items()}
+        results = _counts_by_detector(flags, truth)
+        cats = {}
+        for name, m in (("Anomaly", truth), ("Normal", ~truth)):
+            cats[name] = {"count": int(m.sum()), "flagged": {d: int(f[m].sum()) for d, f in flags.items()}}
+        lines_of: dict[int, list[int]] = defaultdict(list)
+        for j, s in enumerate(sess_of.tolist()):
+            lines_of[s].append(j)
+        ex = setup.max_examples
+        missed = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx)
+                  for s in range(T) if truth[s] and not flags[COMBINED][s]][:ex]  # fmt: skip
+        false_alarms = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx)
+                        for s in range(T) if not truth[s] and flags[COMBINED][s]][:ex]  # fmt: skip
+        return DetectionEvaluation(
+            mode="sessions", file=path, labels=str(labels_csv), unit="sessions", setup=setup, stream=stream_spec,
+            split={"train_fraction": setup.train_fraction, "sessions": S, "train_pool_sessions": n_pool,
+                   "training_sessions": len(train_sessions), "training_lines": len(corpus),
+                   "test_sessions": T, "test_anomalies": int(truth.sum()), "test_lines": len(test_idx),
+                   "lines_without_key": no_key, "unlabelled_sessions": len(unlabelled),
+                   "unlabelled_lines": unlabelled_lines,
+                   "labelled_sessions_not_in_log": len(set(labels) - set(order)),
+                   "unparsed_test_lines": sum(1 for i in test_idx if not recs[i].parsed)},
+            settings=_settings_json(det, settings, tr.seconds, tr.summary),
+            training=tr.summary, results=results, categories=cats,
+            sweep=_sweep(ev, settings, agg, truth),
+            auc={"autoencoder": roc_auc(agg_max(ev.ae_error), truth),
+                 "sequence": roc_auc(agg_max(_surprise(ev)), truth)},
+            missed=missed, false_alarms=false_alarms,
+            seconds={"training": round(tr.seconds, 2), "scoring": round(t_score, 2),
+                     "total": round(time.monotonic() - t_start, 2)},
+            bundle=tr.path,
+        )  # fmt: skip
+
+
+def _session_example(
+    det: Detector, ev: Evidence, name: str, lines: list[int], texts: list[str], line_nos: list[int], test_idx: list[int]
+) -> dict:
+    """A session's type sequence and the lines that fired (or, if none did, its least expected lines)."""
+    fired = [j for j in lines if any(ev.fired[d][j] for d in DETECTORS)]
+    if fired:
+        show = fired[:5]
+    else:
+        ratio = np.nan_to_num(ev.seq_ratio[lines], nan=np.inf)
+        show = [lines[k] for k in np.argsort(ratio, kind="stable")[:3]]
+    return {
+        "session": name,
+        "lines": len(lines),
+        "types": [int(ev.type_id[j]) for j in lines],
+        "max_ae_error": _f(np.nanmax(ev.ae_error[lines])) if len(lines) else None,
+        "min_sequence_ratio": _f(np.nanmin(ev.seq_ratio[lines])) if np.any(~np.isnan(ev.seq_ratio[lines])) else None,
+        "shown": [_line_example(det, ev, j, texts[test_idx[j]], "", line_nos[test_idx[j]]) for j in show],
+    }
+
+
+def detector_settings(config: object | None, **override) -> DetectorSettings:
+    """DetectorSettings from a config's detectors section, with command-line overrides (None = keep)."""
+    base = DetectorSettings.from_config(config.detectors) if config is not None else DetectorSettings()  # type: ignore[attr-defined]
+    kw = {k: v for k, v in override.items() if v is not None}
+    s = replace(base, **kw)
+    if s.sequence_rule not in SWEEP:
+        raise LogravenError(f"unknown sequence rule {s.sequence_rule!r}: use relative, probability or top_k")
+    return s
+
+
+def dumps(result: TypesEvaluation | DetectionEvaluation) -> str:
+    return json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if o != o else float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+__all__ = [
+    "COMBINED", "Counts", "DetectionEvaluation", "Evidence", "GroupingError", "SWEEP", "Setup",
+    "TypesEvaluation", "best_f1", "detector_settings", "dumps", "evaluate_line_labels",
+    "LabelledLine", "chronological_split", "evaluate_sessions", "evaluate_types", "read_line_labels", "grouping_accuracy", "grouping_errors", "message_types_for",
+    "prf", "read_session_labels", "read_structured", "roc_auc", "score", "sequence_flags", "session_key",
+]

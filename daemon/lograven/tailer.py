@@ -1,0 +1,911 @@
+"""File source: follow log files line by line through rotation and truncation.
+
+The parts are named after the concepts they own (as in Vector's file source):
+
+- ``GlobPathProvider``: which paths to follow; glob patterns expanded on every poll.
+- ``Fingerprinter``: what makes a file the same file: ``(st_dev, st_ino)`` plus a
+  hash of its first bytes, so a reused inode or a file rewritten in place is not
+  mistaken for the one we were reading.
+- ``FileWatcher``: one open file, its byte offsets and its held-back partial line.
+- ``DirectoryWaker``: watchdog wake-ups. Stat polling is the source of truth; an
+  event only ends ``Tailer.wait()`` early.
+- ``Tailer``: the loop that ties them: discovery, rotation, reading, positions.
+
+Delivery is at-least-once: ``positions()`` reports, per file, the byte offset up to
+which the caller has *acknowledged* lines, and a restarted ``Tailer`` resumes there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import glob
+import hashlib
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+from .errors import LogravenError
+
+log = logging.getLogger(__name__)
+
+#: Bytes read per system call; also the most a reader holds beyond max_line_bytes.
+CHUNK_BYTES = 64 * 1024
+#: Stats of paths that have not been seen for this long are forgotten (bounds label cardinality).
+STATS_RETENTION_SECONDS = 3600.0
+
+START_POSITIONS = ("end", "beginning")
+_GLOB_MAGIC = frozenset("*?[")
+
+
+@dataclass(slots=True)
+class RawLine:
+    """One complete line read from a file."""
+
+    path: str
+    file_id: str
+    offset: int  # byte offset of the line start
+    end: int  # offset after the newline
+    data: bytes  # without the newline, truncated to max_line_bytes
+    truncated: bool
+
+
+@dataclass
+class FileStats:
+    """Counters and gauges for one path, exported as Prometheus metrics by the daemon."""
+
+    lines: int = 0  # lines handed out
+    bytes: int = 0  # bytes consumed, newlines and skipped lines included
+    truncated_lines: int = 0  # lines longer than max_line_bytes
+    skipped_lines: int = 0  # lines dropped by the skip predicate
+    rotations: int = 0  # the file at this path was renamed away or replaced
+    truncations: int = 0  # the file shrank or was rewritten in place (copytruncate)
+    read_errors: int = 0  # failures to open or read (permission denied, I/O errors)
+    offset: int = 0  # bytes of the current file handed out
+    size: int = 0  # size of the current file at the last poll
+    readable: bool = True  # False while the file cannot be opened
+
+
+def _has_magic(text: str) -> bool:
+    return any(c in _GLOB_MAGIC for c in text)
+
+
+def _pread_full(fd: int, length: int, offset: int) -> bytes:
+    """Read up to `length` bytes at `offset`, fewer only at end of file."""
+    parts: list[bytes] = []
+    while length > 0:
+        data = os.pread(fd, length, offset)
+        if not data:
+            break
+        parts.append(data)
+        length -= len(data)
+        offset += len(data)
+    return b"".join(parts)
+
+
+def _line_start_before(fd: int, size: int) -> tuple[int, bool]:
+    """Start of the line being written at `size`, so "end" never starts mid-line.
+
+    Looks back one chunk; for a longer unfinished line returns (size, True): the
+    rest of that line is to be dropped rather than handed out as a fragment.
+    """
+    if size == 0:
+        return 0, False
+    low = max(0, size - CHUNK_BYTES)
+    tail = _pread_full(fd, size - low, low)
+    newline = tail.rfind(b"\n")
+    if newline >= 0:
+        return low + newline + 1, False
+    return (0, False) if low == 0 else (size, True)
+
+
+class GlobPathProvider:
+    """Expands glob patterns to the regular files they match, on every call."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = [os.path.abspath(os.path.expanduser(p)) for p in patterns]
+
+    def expand(self) -> tuple[dict[str, os.stat_result], dict[str, OSError]]:
+        """Matched regular files with their stat, and paths that could not be stat'ed.
+
+        Directories, sockets and FIFOs are ignored; symlinks are followed.
+        """
+        found: dict[str, os.stat_result] = {}
+        denied: dict[str, OSError] = {}
+        for pattern in self.patterns:
+            if _has_magic(pattern):
+                names = sorted(glob.glob(pattern, recursive="**" in pattern))
+            else:
+                names = [pattern]
+            for name in names:
+                if name in found:
+                    continue
+                try:
+                    st = os.stat(name)
+                except PermissionError as exc:
+                    denied[name] = exc
+                    continue
+                except OSError:  # vanished meanwhile, dangling symlink
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found[name] = st
+        return found, denied
+
+    def matches(self, path: str) -> bool:
+        """Whether `path` could match a pattern (a superset: fnmatch's * also crosses /)."""
+        return any(fnmatch.fnmatchcase(path, p) for p in self.patterns)
+
+    def watch_roots(self) -> list[tuple[str, bool]]:
+        """(directory, recursive) pairs covering every pattern: its longest fixed prefix."""
+        roots: dict[str, bool] = {}
+        for pattern in self.patterns:
+            parts = pattern.split(os.sep)
+            fixed: list[str] = []
+            recursive = False
+            for part in parts[:-1]:
+                if _has_magic(part):
+                    recursive = True
+                    break
+                fixed.append(part)
+            root = os.sep.join(fixed) or os.sep
+            roots[root] = roots.get(root, False) or recursive
+        return sorted(roots.items())
+
+
+class Fingerprinter:
+    """Hashes (sha256) the first `size` bytes of a file, or all of it when shorter."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+
+    def fingerprint(self, fd: int) -> tuple[str, int]:
+        """(hex digest, number of bytes hashed) of the file's first bytes."""
+        head = _pread_full(fd, self.size, 0)
+        return hashlib.sha256(head).hexdigest(), len(head)
+
+    @staticmethod
+    def prefix(fd: int, length: int) -> str | None:
+        """Hex digest of exactly the first `length` bytes; None if the file is shorter."""
+        head = _pread_full(fd, length, 0)
+        if len(head) < length:
+            return None
+        return hashlib.sha256(head).hexdigest()
+
+
+def make_file_id(dev: int, ino: int, fingerprint_hex: str) -> str:
+    """The file_id string carried by RawLine and positions: device, inode, fingerprint."""
+    return f"{dev}:{ino}:{fingerprint_hex[:16]}"
+
+
+@functools.lru_cache(maxsize=1024)  # acknowledge() parses the same few ids over and over
+def _parse_file_id(file_id: str) -> tuple[int, int, str] | None:
+    parts = file_id.split(":")
+    if len(parts) != 3:
+        return None
+    try:
+        dev, ino = int(parts[0]), int(parts[1])
+        int(parts[2], 16)
+    except ValueError:
+        return None
+    return dev, ino, parts[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class _SavedPosition:
+    """One entry of a checkpoint's positions, parsed."""
+
+    path: str
+    file_id: str
+    dev: int
+    ino: int
+    fingerprint: str  # hex prefix, as in file_id
+    fingerprint_len: int
+    offset: int
+
+
+class FileWatcher:
+    """One open file: where we are in it, and the start of a line not yet complete.
+
+    Invariant: bytes [offset, scan_pos) hold no newline; `pending` is their first
+    max_line_bytes bytes. Lines before `offset` have been handed out (or skipped).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        fd: int,
+        st: os.stat_result,
+        fingerprint: tuple[str, int],
+        offset: int,
+        max_line_bytes: int,
+    ) -> None:
+        self.path = path
+        self.fd = fd
+        self.devino = (st.st_dev, st.st_ino)
+        self.size = st.st_size
+        self.max_line_bytes = max_line_bytes
+        self.draining_since: float | None = None
+        self.failing = False  # an I/O error was logged; log again only after recovery
+        self.mid_line = False  # started inside a line: drop up to its newline
+        self.fp_hex = ""
+        self.fp_len = 0
+        self.file_id = ""
+        self.ids: set[str] = set()
+        self.restart(fingerprint, offset)
+
+    def restart(self, fingerprint: tuple[str, int], offset: int) -> None:
+        """Start a new generation of this file (opened, or truncated) at `offset`."""
+        self.offset = offset
+        self.scan_pos = offset
+        self.pending = bytearray()
+        self.mid_line = False
+        self.acked = offset
+        self.last_emitted_end = offset
+        self.ids = set()
+        self.set_fingerprint(*fingerprint)
+
+    def set_fingerprint(self, fp_hex: str, fp_len: int) -> None:
+        """Adopt a (longer) fingerprint; lines handed out under the old id stay acknowledgeable."""
+        self.fp_hex = fp_hex
+        self.fp_len = fp_len
+        self.file_id = make_file_id(self.devino[0], self.devino[1], fp_hex)
+        self.ids.add(self.file_id)
+
+    def read(
+        self,
+        out: list[RawLine],
+        limit: int | None,
+        skip: Callable[[bytes], bool] | None,
+        stats: FileStats,
+    ) -> bool:
+        """Append complete lines to `out` (at most `limit`); True if end of file was reached."""
+        emitted = 0
+        max_len = self.max_line_bytes
+        while True:
+            if limit is not None and emitted >= limit:
+                return False
+            base = self.scan_pos
+            chunk = os.pread(self.fd, CHUNK_BYTES, base)
+            if not chunk:
+                return True
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                if newline < 0:
+                    room = max_len - len(self.pending)
+                    if room > 0:
+                        self.pending += chunk[start : start + room]
+                    self.scan_pos = base + len(chunk)
+                    break
+                end = base + newline + 1
+                line_start = self.offset
+                if self.pending:
+                    room = max_len - len(self.pending)
+                    if room > 0:
+                        self.pending += chunk[start : min(newline, start + room)]
+                    data = bytes(self.pending)
+                    self.pending.clear()
+                else:
+                    data = chunk[start : min(newline, start + max_len)]
+                truncated = end - 1 - line_start > max_len
+                self.offset = self.scan_pos = end
+                start = newline + 1
+                stats.bytes += end - line_start
+                if self.mid_line or (skip is not None and skip(data)):
+                    if self.mid_line:
+                        self.mid_line = False
+                    else:
+                        stats.skipped_lines += 1
+                    if self.acked == line_start:  # nothing outstanding: no need to re-read it
+                        self.acked = end
+                    continue
+                out.append(RawLine(self.path, self.file_id, line_start, end, data, truncated))
+                self.last_emitted_end = end
+                emitted += 1
+                stats.lines += 1
+                if truncated:
+                    stats.truncated_lines += 1
+                if limit is not None and emitted >= limit:
+                    return False
+            if len(chunk) < CHUNK_BYTES:
+                return True
+
+    def acknowledge(self, end: int) -> None:
+        """The caller durably processed every line of this file ending at or before `end`."""
+        if end >= self.last_emitted_end:
+            # Only skipped lines can lie between the last emitted line and `offset`.
+            self.acked = max(self.acked, self.offset)
+        else:
+            self.acked = max(self.acked, end)
+
+    def close(self) -> None:
+        """Release the file descriptor."""
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class _WakeHandler(FileSystemEventHandler):
+    """Watchdog callback: sets the event for changes that may concern a followed path."""
+
+    def __init__(self, event: threading.Event, matches: Callable[[str], bool]) -> None:
+        super().__init__()
+        self._event = event
+        self._matches = matches
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            if event.is_directory:
+                self._event.set()
+                return
+            for raw in (event.src_path, event.dest_path):
+                if raw and self._matches(os.fsdecode(raw)):
+                    self._event.set()
+                    return
+        except Exception:  # an exception here would kill the observer thread
+            self._event.set()
+
+
+class DirectoryWaker:
+    """Sets an Event when something changes in a directory the patterns look into.
+
+    Watches each pattern's fixed directory prefix with a watchdog Observer; restarts
+    a dead observer, re-watches a directory that was recreated, and falls back to
+    pure polling (with a warning) when inotify limits are reached.
+    """
+
+    RETRY_SECONDS = 60.0
+    # Opened, closed-without-write and attrib events are left out: our own reads cause them.
+    EVENT_FILTER: list[type[FileSystemEvent]] = [
+        FileModifiedEvent,
+        FileCreatedEvent,
+        FileMovedEvent,
+        FileDeletedEvent,
+        FileClosedEvent,
+        DirCreatedEvent,
+        DirDeletedEvent,
+        DirMovedEvent,
+    ]
+
+    def __init__(self, paths: GlobPathProvider, event: threading.Event) -> None:
+        self._roots = paths.watch_roots()
+        self._handler = _WakeHandler(event, paths.matches)
+        self._observer: BaseObserver | None = None
+        self._watches: dict[str, tuple[int, ObservedWatch]] = {}  # root -> (directory inode, watch)
+        self._retry_at = 0.0
+        self._warned: set[str] = set()
+        self.restarts = 0
+
+    def ensure(self) -> None:
+        """Start the observer if needed (or restart a dead one) and watch every existing root."""
+        if self._observer is not None and not self._observer.is_alive():
+            log.warning("the watchdog observer thread died; restarting it (stat polling continued meanwhile)")
+            self._observer = None
+            self._watches.clear()
+            self.restarts += 1
+        if self._observer is None:
+            now = time.monotonic()
+            if now < self._retry_at:
+                return
+            observer = Observer()
+            observer.daemon = True
+            try:
+                observer.start()
+            except (OSError, RuntimeError) as exc:
+                self._retry_at = now + self.RETRY_SECONDS
+                log.warning(
+                    "cannot start the file watcher (%s); lograven falls back to polling. "
+                    "If inotify limits are reached, raise fs.inotify.max_user_instances",
+                    exc,
+                )
+                return
+            self._observer = observer
+        for root, recursive in self._roots:
+            self._watch(root, recursive)
+
+    def _watch(self, root: str, recursive: bool) -> None:
+        try:
+            ino = os.stat(root).st_ino
+        except OSError:
+            ino = None
+        current = self._watches.get(root)
+        if current is not None and current[0] == ino:
+            return
+        if current is not None:  # directory deleted or recreated: the old watch is dead
+            try:
+                self._observer.unschedule(current[1])
+            except Exception:  # already gone with its directory
+                pass
+            del self._watches[root]
+        if ino is None:
+            return
+        try:
+            watch = self._observer.schedule(
+                self._handler, root, recursive=recursive, event_filter=self.EVENT_FILTER
+            )
+        except OSError as exc:
+            if root not in self._warned:
+                self._warned.add(root)
+                log.warning(
+                    "cannot watch %s for changes (%s); its files are still polled. "
+                    "If inotify limits are reached, raise fs.inotify.max_user_watches",
+                    root,
+                    exc,
+                )
+            return
+        self._warned.discard(root)
+        self._watches[root] = (ino, watch)
+
+    @property
+    def observer_alive(self) -> bool:
+        """Whether the watchdog observer thread is running."""
+        return self._observer is not None and self._observer.is_alive()
+
+    def close(self) -> None:
+        """Stop the observer thread."""
+        observer, self._observer = self._observer, None
+        self._watches.clear()
+        if observer is not None:
+            observer.stop()
+            try:
+                observer.join(timeout=5)
+            except RuntimeError:  # never started
+                pass
+
+
+class Tailer:
+    """Follows the files matched by glob patterns and hands out their complete lines.
+
+    Call `poll()` to read what is new and `wait()` to sleep until something may have
+    changed. Acknowledge lines with `acknowledge()` once their results are durable;
+    `positions()` (for the checkpoint) only advances over acknowledged lines.
+    `poll`/`wait` are meant for one thread; `acknowledge`, `positions` and `stats`
+    may be called from others.
+    """
+
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
+
+    def __init__(
+        self,
+        patterns: list[str],
+        *,
+        start_position: str = "end",
+        max_line_bytes: int = 65536,
+        poll_interval: float = 1.0,
+        fingerprint_bytes: int = 256,
+        positions: Mapping[str, Mapping[str, Any]] | None = None,
+        skip_predicate: Callable[[bytes], bool] | None = None,
+        use_watchdog: bool = True,
+        rotate_wait: float = 5.0,
+    ) -> None:
+        """Open the files matched now: resume saved positions, else apply `start_position`.
+
+        `rotate_wait`: seconds a file renamed out of the patterns or deleted stays
+        open after it was drained, for writers that have not reopened their log yet.
+        """
+        if isinstance(patterns, str) or not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise LogravenError(f"sources[].paths must be a non-empty list of paths or globs, got {patterns!r}")
+        if start_position not in START_POSITIONS:
+            raise LogravenError(
+                f"sources[].start_position must be 'end' or 'beginning', got {start_position!r}"
+            )
+        if max_line_bytes < 1:
+            raise LogravenError(f"runtime.max_line_bytes must be at least 1, got {max_line_bytes}")
+        if fingerprint_bytes < 1:
+            raise LogravenError(f"fingerprint_bytes must be at least 1, got {fingerprint_bytes}")
+        if poll_interval <= 0 or rotate_wait < 0:
+            raise LogravenError(
+                f"poll_interval must be > 0 and rotate_wait >= 0, got {poll_interval} and {rotate_wait}"
+            )
+        self.start_position = start_position
+        self.max_line_bytes = max_line_bytes
+        self.poll_interval = poll_interval
+        self.rotate_wait = rotate_wait
+        self._skip = skip_predicate
+        self._paths = GlobPathProvider(patterns)
+        self._fingerprinter = Fingerprinter(fingerprint_bytes)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closed = False
+
+        self._live: list[FileWatcher] = []  # in reading order (rotated for fairness)
+        self._draining: list[FileWatcher] = []  # gone from the patterns: read to the end, then close
+        self._by_devino: dict[tuple[int, int], FileWatcher] = {}
+        self._stats: dict[str, FileStats] = {}
+        self._last_seen: dict[str, float] = {}
+        self._unreadable: set[str] = set()
+
+        self._pending_saved: list[_SavedPosition] = self._parse_positions(positions)
+        self._saved_paths = {s.path for s in self._pending_saved}
+        self._checkpointed_patterns = [
+            p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in self._saved_paths)
+        ]
+
+        self._waker: DirectoryWaker | None = None
+        if use_watchdog:
+            self._waker = DirectoryWaker(self._paths, self._wake)
+            self._waker.ensure()
+
+        matched, denied = self._paths.expand()
+        # Paths present at this start that are not yet open; they get the start rules.
+        self._initial: set[str] = set(matched) | set(denied)
+        with self._lock:
+            self._discover(matched, denied)
+            self._forget_unmatched_saved(matched)
+
+    # ----------------------------------------------------------------- public API
+
+    def poll(self, max_lines: int | None = None) -> list[RawLine]:
+        """Read what is new in all files now, without blocking; at most `max_lines` lines."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("Tailer.poll() called after close()")
+            if self._waker is not None:
+                self._waker.ensure()
+            self._discover(*self._paths.expand())
+            out: list[RawLine] = []
+            now = self._clock()
+            for watcher in list(self._draining):
+                remaining = None if max_lines is None else max_lines - len(out)
+                eof = self._read(watcher, out, remaining)
+                if not eof:
+                    return out  # the file now at its path must wait for the rest
+                assert watcher.draining_since is not None
+                if now - watcher.draining_since >= self.rotate_wait:
+                    self._close_draining(watcher)
+            order = self._live
+            for index, watcher in enumerate(order):
+                remaining = None if max_lines is None else max_lines - len(out)
+                if remaining == 0 or not self._read(watcher, out, remaining):
+                    # Out of budget: the files after this one go first next time.
+                    self._live = order[index + 1 :] + order[: index + 1]
+                    break
+            return out
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a watched directory changes, `wake()` is called, or `timeout` (default poll_interval)."""
+        if self._waker is not None and not self._closed:
+            with self._lock:
+                self._waker.ensure()
+        self._wake.wait(self.poll_interval if timeout is None else timeout)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """End a pending or the next `wait()` now (thread-safe; e.g. for shutdown)."""
+        self._wake.set()
+
+    def acknowledge(self, path: str, file_id: str, end_offset: int) -> None:
+        """Lines of `file_id` up to `end_offset` (a RawLine.end) are durably processed.
+
+        Files are found by id, so acknowledging works after a rename; acknowledgements
+        for files closed or truncated since are ignored.
+        """
+        parsed = _parse_file_id(file_id)
+        if parsed is None:
+            raise ValueError(f"not a file id: {file_id!r}")
+        with self._lock:
+            watcher = self._by_devino.get(parsed[:2])
+            if watcher is None or file_id not in watcher.ids or end_offset > watcher.offset:
+                log.debug("ignoring acknowledgement for %s (%s) at %d: file closed or restarted", path, file_id, end_offset)
+                return
+            watcher.acknowledge(end_offset)
+
+    def acknowledge_lines(self, lines: Iterable[RawLine]) -> None:
+        """Acknowledge a batch of handed-out lines (only the furthest end per file matters)."""
+        furthest: dict[str, RawLine] = {}
+        for line in lines:
+            seen = furthest.get(line.file_id)
+            if seen is None or line.end > seen.end:
+                furthest[line.file_id] = line
+        with self._lock:
+            for line in furthest.values():
+                self.acknowledge(line.path, line.file_id, line.end)
+
+    def positions(self) -> dict[str, dict[str, Any]]:
+        """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable."""
+        with self._lock:
+            return {
+                w.path: {"file_id": w.file_id, "offset": w.acked, "fingerprint_len": w.fp_len}
+                for w in self._live
+            }
+
+    def stats(self) -> dict[str, FileStats]:
+        """A copy of the per-path counters, with offset and size of the file there now."""
+        with self._lock:
+            for watcher in self._draining + self._live:  # live ones win on a shared path
+                st = self._stat(watcher.path)
+                st.offset, st.size = watcher.offset, watcher.size
+            return {path: replace(s) for path, s in self._stats.items()}
+
+    @property
+    def watchdog_alive(self) -> bool:
+        """Whether watchdog wake-ups are active (False with use_watchdog=False)."""
+        return self._waker is not None and self._waker.observer_alive
+
+    def close(self) -> None:
+        """Stop watching and close every file."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._waker is not None:
+                self._waker.close()
+            for watcher in self._live + self._draining:
+                watcher.close()
+            self._live.clear()
+            self._draining.clear()
+            self._by_devino.clear()
+        self._wake.set()
+
+    def __enter__(self) -> Tailer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- discovery
+
+    def _stat(self, path: str) -> FileStats:
+        stats = self._stats.get(path)
+        if stats is None:
+            stats = self._stats[path] = FileStats()
+        return stats
+
+    def _discover(self, matched: dict[str, os.stat_result], denied: dict[str, OSError]) -> None:
+        """Match the files now at the patterns' paths with the files we follow."""
+        now = self._clock()
+        where: dict[tuple[int, int], str] = {}
+        for path, st in matched.items():
+            where.setdefault((st.st_dev, st.st_ino), path)
+            self._last_seen[path] = now
+        for path in denied:
+            self._last_seen[path] = now
+        claimed: set[str] = set()
+
+        for watcher in list(self._live):
+            st = matched.get(watcher.path)
+            if st is not None and (st.st_dev, st.st_ino) == watcher.devino:
+                claimed.add(watcher.path)
+                continue
+            new_path = where.get(watcher.devino)
+            if new_path is not None:
+                log.info("%s was renamed to %s; following it there", watcher.path, new_path)
+                self._stat(watcher.path).rotations += 1
+                watcher.path = new_path
+                claimed.add(new_path)
+            else:
+                self._start_draining(watcher, now, replaced=st is not None)
+
+        for watcher in list(self._draining):
+            back = where.get(watcher.devino)
+            if back is not None and back not in claimed:
+                log.info("%s is back under the patterns as %s; following it again", watcher.path, back)
+                watcher.path = back
+                watcher.draining_since = None
+                self._draining.remove(watcher)
+                self._live.append(watcher)
+                claimed.add(back)
+
+        for path, st in matched.items():
+            if path not in claimed and (st.st_dev, st.st_ino) not in self._by_devino:
+                self._open(path)
+
+        for path, exc in denied.items():
+            self._note_unreadable(path, exc)
+
+        for watcher in self._draining + self._live:  # a rotated file may have been truncated first
+            self._check_content(watcher)
+
+        present = set(matched) | set(denied)
+        self._initial &= present
+        for path in self._unreadable - present:  # gone: no longer an unreadable file
+            self._stat(path).readable = True
+        self._unreadable &= present
+        followed = {w.path for w in self._live} | {w.path for w in self._draining}
+        for path in [p for p, seen in self._last_seen.items() if now - seen > STATS_RETENTION_SECONDS]:
+            if path not in followed:
+                del self._last_seen[path]
+                self._stats.pop(path, None)
+
+    def _start_draining(self, watcher: FileWatcher, now: float, replaced: bool) -> None:
+        try:
+            deleted = os.fstat(watcher.fd).st_nlink == 0
+        except OSError:
+            deleted = True
+        if replaced or not deleted:
+            self._stat(watcher.path).rotations += 1
+            log.info("%s was rotated; reading the rest of the old file before the new one", watcher.path)
+        else:
+            log.info("%s was deleted; reading the rest of it", watcher.path)
+        watcher.draining_since = now
+        self._live.remove(watcher)
+        self._draining.append(watcher)
+
+    def _close_draining(self, watcher: FileWatcher) -> None:
+        unfinished = watcher.scan_pos - watcher.offset
+        if unfinished:
+            log.info(
+                "closing the rotated or deleted %s with an unterminated last line of %d bytes; it is dropped",
+                watcher.path,
+                unfinished,
+            )
+        watcher.close()
+        self._draining.remove(watcher)
+        del self._by_devino[watcher.devino]
+
+    def _note_unreadable(self, path: str, exc: OSError) -> None:
+        stats = self._stat(path)
+        stats.readable = False
+        if path in self._unreadable:
+            return
+        self._unreadable.add(path)
+        stats.read_errors += 1
+        if isinstance(exc, PermissionError):
+            log.warning(
+                "cannot read %s: permission denied. Add the lograven user to the file's group "
+                "(usually: usermod -aG adm lograven) or fix the file's permissions; retrying on every poll",
+                path,
+            )
+        else:
+            log.warning("cannot open %s: %s; retrying on every poll", path, exc)
+
+    def _open(self, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._note_unreadable(path, exc)
+            return
+        try:
+            st = os.fstat(fd)
+            devino = (st.st_dev, st.st_ino)
+            if not stat.S_ISREG(st.st_mode) or devino in self._by_devino:
+                os.close(fd)
+                return
+            fingerprint = self._fingerprinter.fingerprint(fd)
+            offset, mid_line = self._start_offset(path, fd, st)
+        except OSError as exc:
+            os.close(fd)
+            self._note_unreadable(path, exc)
+            return
+        if path in self._unreadable:
+            log.info("%s is readable now", path)
+            self._unreadable.discard(path)
+        self._stat(path).readable = True
+        watcher = FileWatcher(path, fd, st, fingerprint, offset, self.max_line_bytes)
+        watcher.mid_line = mid_line
+        self._live.append(watcher)
+        self._by_devino[devino] = watcher
+
+    def _start_offset(self, path: str, fd: int, st: os.stat_result) -> tuple[int, bool]:
+        """Where to start reading a file we did not follow yet, and whether that is mid-line."""
+        saved = self._take_saved(path, fd, st)
+        if saved is not None:
+            if saved.path != path:
+                log.info("%s was rotated to %s while lograven was stopped; resuming there at byte %d",
+                         saved.path, path, saved.offset)
+            if saved.offset > st.st_size:
+                log.warning("%s is shorter (%d bytes) than its saved position (%d): truncated while "
+                            "lograven was stopped; reading it from the start", path, st.st_size, saved.offset)
+                self._stat(path).truncations += 1
+                return 0, False
+            return saved.offset, False
+        if path in self._initial:
+            self._initial.discard(path)
+            if path in self._saved_paths:
+                log.warning("%s is not the file recorded in the checkpoint: it was rotated or replaced "
+                            "while lograven was stopped; reading it from the start", path)
+                self._stat(path).rotations += 1
+                return 0, False
+            if any(fnmatch.fnmatchcase(path, p) for p in self._checkpointed_patterns):
+                log.info("%s appeared while lograven was stopped; reading it from the start", path)
+                return 0, False
+            if self.start_position == "beginning":
+                return 0, False
+            return _line_start_before(fd, st.st_size)
+        log.info("new file %s; reading it from the start", path)
+        return 0, False
+
+    def _take_saved(self, path: str, fd: int, st: os.stat_result) -> _SavedPosition | None:
+        """The saved position of this very file (same device, inode and first bytes), if any."""
+        for saved in self._pending_saved:
+            if (saved.dev, saved.ino) != (st.st_dev, st.st_ino):
+                continue
+            self._pending_saved.remove(saved)
+            digest = Fingerprinter.prefix(fd, saved.fingerprint_len)
+            if digest is not None and digest.startswith(saved.fingerprint):
+                return saved
+            log.warning("%s has the inode of the checkpointed file %s but not its content: "
+                        "that file is gone", path, saved.path)
+            return None
+        return None
+
+    def _forget_unmatched_saved(self, matched: dict[str, os.stat_result]) -> None:
+        """After the first discovery, keep only saved positions that may still be opened later."""
+        waiting = {(st.st_dev, st.st_ino) for path, st in matched.items() if path in self._initial}
+        for saved in list(self._pending_saved):
+            if (saved.dev, saved.ino) in waiting:
+                continue
+            self._pending_saved.remove(saved)
+            log.warning("the file followed as %s at the last checkpoint is gone (rotated out of the "
+                        "patterns or deleted while lograven was stopped); lines written to it after "
+                        "byte %d were not read", saved.path, saved.offset)
+
+    def _parse_positions(self, positions: Mapping[str, Mapping[str, Any]] | None) -> list[_SavedPosition]:
+        result: list[_SavedPosition] = []
+        for path, entry in (positions or {}).items():
+            try:
+                file_id = str(entry["file_id"])
+                offset = int(entry["offset"])
+                fp_len = int(entry.get("fingerprint_len", self._fingerprinter.size))
+                parsed = _parse_file_id(file_id)
+                if parsed is None or offset < 0 or fp_len < 0:
+                    raise ValueError(file_id)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.warning("ignoring a malformed checkpoint position for %s: %r", path, entry)
+                continue
+            dev, ino, fingerprint = parsed
+            result.append(_SavedPosition(os.path.abspath(path), file_id, dev, ino, fingerprint, fp_len, offset))
+        return result
+
+    # ----------------------------------------------------------------- reading
+
+    def _check_content(self, watcher: FileWatcher) -> None:
+        """Detect truncation or in-place rewrites; extend a short file's fingerprint as it grows."""
+        stats = self._stat(watcher.path)
+        try:
+            size = os.fstat(watcher.fd).st_size
+            changed = size < watcher.scan_pos or size < watcher.fp_len
+            want = min(self._fingerprinter.size, size)
+            head = b""
+            if not changed:
+                head = _pread_full(watcher.fd, max(want, watcher.fp_len), 0)
+                changed = hashlib.sha256(head[: watcher.fp_len]).hexdigest() != watcher.fp_hex
+            if changed:
+                log.warning("%s was truncated or rewritten in place (size %d, read up to byte %d; "
+                            "copytruncate?); reading it again from the start", watcher.path, size, watcher.scan_pos)
+                stats.truncations += 1
+                watcher.restart(self._fingerprinter.fingerprint(watcher.fd), 0)
+            elif want > watcher.fp_len:
+                watcher.set_fingerprint(hashlib.sha256(head[:want]).hexdigest(), want)
+        except OSError as exc:
+            self._note_read_error(watcher, exc)
+            return
+        watcher.size = size
+
+    def _read(self, watcher: FileWatcher, out: list[RawLine], limit: int | None) -> bool:
+        try:
+            eof = watcher.read(out, limit, self._skip, self._stat(watcher.path))
+        except OSError as exc:
+            self._note_read_error(watcher, exc)
+            return True
+        watcher.failing = False
+        return eof
+
+    def _note_read_error(self, watcher: FileWatcher, exc: OSError) -> None:
+        if not watcher.failing:
+            watcher.failing = True
+            self._stat(watcher.path).read_errors += 1
+            log.warning("error reading %s: %s; retrying on the next poll", watcher.path, exc)
