@@ -1,0 +1,264 @@
+"""The corrective action of seed 003, end to end through the CLI; allowlisting; model versions."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lograven.alerts import Alert, DetectorHit
+from lograven.allowlist import Allowlist, line_shape, new_rule, rule_from_alert
+from lograven.errors import LogravenError
+from lograven.generator import LogGenerator, write_log
+from lograven.modelstore import ModelStore
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "default"
+
+
+def _lograven(*args: str, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "lograven", *args], capture_output=True, text=True, **kw)
+    return r
+
+
+def _score(model: Path, log: Path) -> list[dict]:
+    r = _lograven("score", "--model", str(model), str(log))
+    assert r.returncode == 0, r.stderr
+    return [json.loads(x) for x in r.stdout.splitlines()]
+
+
+def _rates(verdicts: list[dict], labelled) -> dict[str, tuple[int, int]]:
+    """Per anomaly kind: (lines where the expected detector fired, lines of that kind)."""
+    out: dict[str, list[int]] = {}
+    for i, (v, g) in enumerate(zip(verdicts, labelled)):
+        if g.kind == "normal":
+            continue
+        c = out.setdefault(g.kind, [0, 0])
+        c[1] += 1
+        if g.kind == "forbidden_transition":
+            # the break in the sequence may be noticed on the first lines of the offending burst
+            c[0] += any("sequence" in verdicts[j]["detectors"] for j in range(i, min(i + 4, len(verdicts))))
+        else:
+            c[0] += "unknown_type" in v["detectors"]
+    normal = [v for v, g in zip(verdicts, labelled) if g.kind == "normal"]
+    out["normal_sequence_fp"] = [sum("sequence" in v["detectors"] for v in normal), len(normal)]
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@pytest.mark.slow
+def test_seed_corrective_action_through_the_cli(tmp_path):
+    """train (cron->sshd never happens) -> flagged -> learn a log that has it -> not flagged; ids stable."""
+    train_log = tmp_path / "normal.log"
+    write_log(train_log, LogGenerator(seed=1).lines(40_000))
+    model = tmp_path / "model"
+    r = _lograven("train", "--out", str(model), str(train_log))
+    assert r.returncode == 0, r.stderr
+    before_types = json.loads(_lograven("types", "--json", str(model)).stdout)
+
+    test_lines = LogGenerator(seed=7).generate(12_000, anomaly_rate=0.01)
+    test_log = tmp_path / "test.log"
+    write_log(test_log, test_lines)
+    before = _rates(_score(model, test_log), test_lines)
+    caught, total = before["forbidden_transition"]
+    assert total >= 20 and caught >= 0.7 * total, before
+    assert before["unseen_type"][0] == before["unseen_type"][1], before
+
+    # the corrective action: new normal data in which the transition happens
+    new_log = tmp_path / "new-normal.log"
+    write_log(new_log, LogGenerator(seed=3, skipped_transition=None).lines(10_000))
+    learnt = tmp_path / "model2"
+    r = _lograven("learn", "--json", "--model", str(model), "--out", str(learnt), str(new_log))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["parent"] and summary["learned_lines"] == 10_000
+
+    after = _rates(_score(learnt, test_log), test_lines)
+    assert after["forbidden_transition"][0] <= 0.1 * total, after  # no longer flagged
+    assert after["unseen_type"][0] == after["unseen_type"][1], after  # other anomalies still are
+    assert after["malformed"][0] == after["malformed"][1], after
+    fp, n = after["normal_sequence_fp"]
+    assert fp <= 0.005 * n, after
+    after_types = {t["id"]: t for t in json.loads(_lograven("types", "--json", str(learnt)).stdout)}
+    for t in before_types:  # unchanged type ids
+        assert after_types[t["id"]]["template"] == t["template"]
+        assert after_types[t["id"]]["regex"] == t["regex"] or t["id"] in after_types
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
+def test_learn_from_alerts_and_new_types(tmp_path):
+    """--from-alerts learns an alerted unknown message as a new type (context read back from the file)."""
+    log = tmp_path / "messages"
+    lines = LogGenerator(seed=4).lines(300)
+    odd = "Jun  9 07:00:00 web01 backupd[42]: nightly backup of /srv finished in 3512 seconds"
+    write_log(log, lines + [odd] * 3)
+    alerts = tmp_path / "alerts.jsonl"
+    offset = sum(len(x.encode()) + 1 for x in lines)
+    alerts.write_text(
+        json.dumps({"id": "a1", "file": str(log), "offset": offset, "stream": str(log), "line": odd, "type_id": -1,
+                    "detectors": [{"name": "unknown_type"}]}) + "\n"
+    )  # fmt: skip
+    out = tmp_path / "m2"
+    r = _lograven("learn", "--json", "--model", str(DEFAULT_MODEL), "--out", str(out), "--from-alerts", str(alerts), "--alert", "a1")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["new_types"], s
+    score = _score(out, tmp_path / "messages")
+    assert score[-1]["type"] in s["new_types"] and "unknown_type" not in score[-1]["detectors"]
+
+
+def _alert(**kw) -> Alert:
+    base = dict(id="x1", time="t", host="h", file="/var/log/messages", offset=0, stream="s",
+                line="Jun  9 07:00:00 web01 kernel: /dev/sda1 out of diskspace", type_id=-1, template=None,
+                detectors=[DetectorHit("unknown_type", 1.0, 0.0)])  # fmt: skip
+    base.update(kw)
+    return Alert(**base)
+
+
+def test_allowlist_rules_match_and_expire(tmp_path):
+    al = Allowlist(tmp_path / "allow.json")
+    a = _alert()
+    assert not al.matches(a)
+    al.add(rule_from_alert(a.to_dict()))
+    al._checked = 0
+    assert al.matches(a)
+    # same message, other numbers: same shape, suppressed; another unknown message is not
+    assert al.matches(_alert(line=a.line.replace("07:00:00", "08:11:12").replace("sda1", "sda2")))
+    assert not al.matches(_alert(line="Jun  9 07:00:00 web01 kernel: something else entirely"))
+    assert not al.matches(_alert(file="/var/log/other"))  # scoped to the alert's file
+    seq = _alert(type_id=33, line="x", detectors=[DetectorHit("sequence", 0.01, 0.1)], previous_type_id=35)
+    al.add(rule_from_alert(seq.to_dict(), any_file=True))
+    assert al.matches(seq) and al.matches(_alert(type_id=33, line="y", detectors=seq.detectors, previous_type_id=35, file="/x"))
+    assert not al.matches(_alert(type_id=33, line="y", detectors=seq.detectors, previous_type_id=12))
+    # expired rules do nothing
+    al2 = Allowlist(tmp_path / "allow2.json")
+    r = new_rule(type_id=5, expires_in=0.001)
+    al2.add(r)
+    time.sleep(0.01)
+    assert not al2.matches(_alert(type_id=5, line="z", detectors=[DetectorHit("autoencoder", 3.0, 2.0)]))
+    # reload from disk, removal, corrupt file
+    al3 = Allowlist(tmp_path / "allow.json")
+    assert len(al3.rules) == 2
+    al3.remove(al3.rules[0].id)
+    assert len(Allowlist(tmp_path / "allow.json").rules) == 1
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(LogravenError, match="bad.json"):
+        Allowlist(tmp_path / "bad.json").reload(strict=True)
+    assert line_shape("a1b22") == "a0b0"
+
+
+def test_allow_cli_by_alert_id_list_remove(tmp_path):
+    alerts = tmp_path / "alerts.jsonl"
+    a = _alert(id="abc123")
+    alerts.write_text(json.dumps(a.to_dict()) + "\n")
+    allow = tmp_path / "allow.json"
+    r = _lograven("allow", "abc123", "--alerts", str(alerts), "--allowlist", str(allow), "--expires", "7d", "--comment", "disk test")
+    assert r.returncode == 0, r.stderr
+    rules = json.loads(allow.read_text())["rules"]
+    assert len(rules) == 1 and rules[0]["source_alert"] == "abc123" and rules[0]["expires"]
+    r = _lograven("allow", "--list", "--allowlist", str(allow))
+    assert rules[0]["id"] in r.stdout and "disk test" in r.stdout
+    r = _lograven("allow", "--transition", "3,4", "--allowlist", str(allow))
+    assert r.returncode == 0 and "transition 3 -> 4" in r.stdout
+    r = _lograven("allow", "nope", "--alerts", str(alerts), "--allowlist", str(allow))
+    assert r.returncode == 1 and "no alert with id" in r.stderr
+    r = _lograven("allow", "--remove", rules[0]["id"], "--allowlist", str(allow))
+    assert r.returncode == 0
+    assert len(json.loads(allow.read_text())["rules"]) == 1
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
+def test_model_store_versions_and_rollback(tmp_path):
+    store = ModelStore(tmp_path / "models")
+    for _ in range(3):
+        p = store.new_version_path()
+        shutil.copytree(DEFAULT_MODEL, p)
+        store.set_current(p.name)
+    assert store.versions() == ["v0001", "v0002", "v0003"] and store.current_name() == "v0003"
+    # a corrupt version is refused and skipped by rollback
+    victim = tmp_path / "models" / "v0002" / "sequence.npz"
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(LogravenError, match="sequence.npz"):
+        store.set_current("v0002")
+    assert store.rollback() == "v0001" and store.current_name() == "v0001"
+    r = _lograven("models", "list", "--dir", str(tmp_path / "models"))
+    assert r.returncode == 0 and "* v0001" in r.stdout and "BROKEN" in r.stdout
+    r = _lograven("models", "rollback", "--dir", str(tmp_path / "models"), "--to", "v0003")
+    assert r.returncode == 0 and store.current_name() == "v0003"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
+def test_daemon_switches_version_without_losing_lines(tmp_path):
+    """A running daemon picks up a new `current` version (here via SIGHUP) with no line lost."""
+    from test_daemon_e2e import Daemon, _append, _marker_lines
+
+    models = tmp_path / "models"
+    store = ModelStore(models)
+    shutil.copytree(DEFAULT_MODEL, store.new_version_path())
+    store.set_current("v0001")
+    d = Daemon(tmp_path, models)
+    write_log(d.logs / "messages", [])
+    d.start()
+    gen = LogGenerator(seed=8)
+    _append(d.logs / "messages", gen.lines(100) + _marker_lines("h", 3))
+    alerts = d.wait_for_alerts({"marker-h-0", "marker-h-1", "marker-h-2"})
+    v1 = alerts[-1]["model_version"]
+    # a new version: a copy with a different manifest id (what `lograven learn` produces, minus the training time)
+    p2 = store.new_version_path()
+    shutil.copytree(DEFAULT_MODEL, p2)
+    m = json.loads((p2 / "manifest.json").read_text())
+    m["id"] = m["id"] + "-v2"
+    (p2 / "manifest.json").write_text(json.dumps(m))
+    # keep writing while switching
+    _append(d.logs / "messages", _marker_lines("i", 3))
+    store.set_current(p2.name)
+    d.proc.send_signal(signal.SIGHUP)
+    _append(d.logs / "messages", gen.lines(50) + _marker_lines("j", 3))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alerts = d.alert_lines()
+        if any(a["model_version"].endswith("-v2") for a in alerts) and all(
+            any(f"marker-{t}-{i}" in a["line"] for a in alerts) for t in "ij" for i in range(3)
+        ):
+            break
+        _append(d.logs / "messages", _marker_lines("k", 1))
+        time.sleep(0.3)
+    assert d.stop() == 0
+    alerts = d.alert_lines()
+    assert any(a["model_version"].endswith("-v2") for a in alerts), "new version not picked up"
+    assert v1 and not v1.endswith("-v2")
+    for t in "hij":
+        for i in range(3):
+            assert any(f"marker-{t}-{i}" in a["line"] for a in alerts), f"lost marker-{t}-{i}"
+    err = (tmp_path / "daemon.err").read_text()
+    assert "reload" in err.lower()
+
+
+@pytest.mark.slow
+def test_bad_reload_keeps_running(tmp_path):
+    """SIGHUP with a broken config: rejected, counted, the old one keeps running."""
+    from test_daemon_e2e import Daemon, _append, _marker_lines
+
+    if not (DEFAULT_MODEL / "manifest.json").exists():
+        pytest.skip("models/default is missing")
+    d = Daemon(tmp_path, DEFAULT_MODEL)
+    write_log(d.logs / "messages", [])
+    d.start()
+    good = d.cfg.read_text()
+    d.cfg.write_text(good + "\nbogus_key: 1\n")
+    d.proc.send_signal(signal.SIGHUP)
+    text = d.wait_metric("lograven_config_reload_failures_total 1.0")
+    assert "lograven_config_reload_failures_total 1.0" in text
+    assert "lograven_config_last_reload_successful 0.0" in text
+    _append(d.logs / "messages", _marker_lines("z", 2))
+    d.wait_for_alerts({"marker-z-0", "marker-z-1"})
+    assert d.stop() == 0
+    assert "bogus_key" in (tmp_path / "daemon.err").read_text()
