@@ -216,6 +216,9 @@ def test_daemon_switches_version_without_losing_lines(tmp_path):
     shutil.copytree(DEFAULT_MODEL, p2)
     m = json.loads((p2 / "manifest.json").read_text())
     m["id"] = m["id"] + "-v2"
+    from lograven.bundle import _manifest_digest
+
+    m["manifest_sha256"] = _manifest_digest(m)
     (p2 / "manifest.json").write_text(json.dumps(m))
     # keep writing while switching
     _append(d.logs / "messages", _marker_lines("i", 3))

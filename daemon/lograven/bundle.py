@@ -109,6 +109,7 @@ def save_bundle(
             "autoencoder": autoencoder.meta(),
             "files": digests,
         }
+        manifest["manifest_sha256"] = _manifest_digest(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         for name in [*files, MANIFEST]:
             _fsync(tmp / name)
@@ -170,6 +171,12 @@ def _save_keras(d: Path, sequence: SequenceModel, autoencoder: Autoencoder) -> l
     return ["sequence.keras", "autoencoder.keras"]
 
 
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without this field: the manifest checks itself too."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
 def read_manifest(path: Path) -> dict:
     """Read and verify a bundle's manifest and file hashes (no model parsing)."""
     path = Path(path)
@@ -194,6 +201,8 @@ def read_manifest(path: Path) -> dict:
             f"{mpath}: bundle format {fv!r} is not supported by lograven {__version__} "
             f"(reads format {FORMAT_VERSION}); retrain with `lograven train`"
         )
+    if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+        raise LogravenError(f"{mpath}: checksum mismatch (manifest corrupt or modified); retrain or restore the bundle")
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise LogravenError(f"{mpath}: no file list; retrain or restore the bundle")

@@ -50,6 +50,7 @@ class MessageType:
     count: int = 0
     examples: list[str] = field(default_factory=list)
     beaten_by: list[str] = field(default_factory=list, repr=False)  # bodies of types preferred on overlap
+    generation: int = 0  # 0: learned by `train`; n: added by the n-th `update` (older generations win)
 
     @property
     def template(self) -> str:
@@ -181,7 +182,7 @@ class MessageTypes:
             g.counts.append(count)
         specs: dict[tuple[tuple[str, str], ...], int] = {}
         for g in groups.values():
-            for spec, cnt in _merge_siblings(self._refine(g.sigs, g.counts)):
+            for spec, cnt in _merge_siblings(self._refine(g.sigs, g.counts), self.variable_min_distinct):
                 specs[spec] = specs.get(spec, 0) + cnt
         specs = _merge_subsumed(specs)
         ordered = sorted(specs.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -277,8 +278,11 @@ class MessageTypes:
 
     # ------------------------------------------------------------- classify
     def _build_index(self) -> None:
-        roots: dict[int, _Node] = {}
+        """One token trie per generation: types added by `update` only get lines the older ones miss,
+        so a known line never changes type when new types are learned."""
+        gens: dict[int, dict[int, _Node]] = {}
         for t in self.types_:
+            roots = gens.setdefault(t.generation, {})
             node = roots.setdefault(len(t.tokens), _Node())
             for kind, value in t.tokens:
                 if kind == CONST:
@@ -291,13 +295,24 @@ class MessageTypes:
                     node = node.wild
             if node.type_id == UNKNOWN:
                 node.type_id = t.id
-        self._roots = roots
+        self._generations = [gens[g] for g in sorted(gens)] or [{}]
+        self._roots = self._generations[0]
         self._by_id = {t.id: t for t in self.types_}
         _link_overlaps(self.types_)
 
     def classify_tokens(self, tokens: list[str]) -> int:
-        """Type id of a tokenised message, or UNKNOWN. Constant tokens win over shapes over wildcards."""
-        root = self._roots.get(len(tokens))
+        """Type id of a tokenised message, or UNKNOWN (older generations of types first)."""
+        t = self._classify_in(self._roots, tokens)
+        if t == UNKNOWN and len(self._generations) > 1:
+            for roots in self._generations[1:]:
+                t = self._classify_in(roots, tokens)
+                if t != UNKNOWN:
+                    break
+        return t
+
+    def _classify_in(self, roots: dict[int, _Node], tokens: list[str]) -> int:
+        """Walk one trie. Constant tokens win over shapes over wildcards."""
+        root = roots.get(len(tokens))
         if root is None:
             return UNKNOWN
         n = len(tokens)
@@ -391,9 +406,11 @@ class MessageTypes:
             max_cluster_points=self.max_cluster_points,
         ).fit(unknown)
         base = self.n_types
+        gen = max((t.generation for t in self.types_), default=0) + 1
         new_ids = []
         for t in sub.types_:
             t.id = base + t.id
+            t.generation = gen
             new_ids.append(t.id)
             self.types_.append(t)
         self._build_index()
@@ -421,6 +438,7 @@ class MessageTypes:
                     "count": t.count,
                     "examples": t.examples,
                     "tokens": [[k, v] for k, v in t.tokens],
+                    "generation": t.generation,
                 }
                 for t in self.types_
             ],
@@ -449,7 +467,10 @@ class MessageTypes:
                 tokens = [(str(k), str(v)) for k, v in t["tokens"]]
                 if any(k not in (CONST, SHAPE, WILD) for k, _ in tokens):
                     raise ValueError(f"bad token kind in type {t.get('id')}")
-                obj.types_.append(MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3]))
+                obj.types_.append(
+                    MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3],
+                                generation=int(t.get("generation", 0)))
+                )  # fmt: skip
         except LogravenError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -464,6 +485,7 @@ class MessageTypes:
 
 
 Spec = tuple[tuple[str, str], ...]
+SIBLINGS_FOR_VARIABLE = 3
 _PREF = {CONST: 0, SHAPE: 1, WILD: 2}  # the classifier's order of preference at a token
 
 
@@ -503,7 +525,11 @@ def _link_overlaps(types: list[MessageType]) -> None:
                         break
                     if first is None:
                         first = (ka, kb)
-                if ok and first is not None and _PREF[first[1]] < _PREF[first[0]]:
+                if not ok:
+                    continue
+                if b.generation < a.generation or (
+                    b.generation == a.generation and first is not None and _PREF[first[1]] < _PREF[first[0]]
+                ):
                     a.beaten_by.append(bodies[id(b)])
 
 
@@ -513,7 +539,7 @@ def _shape_regex(value: str) -> str:
     )
 
 
-def _merge_siblings(specs: list[tuple[Spec, int]]) -> list[tuple[Spec, int]]:
+def _merge_siblings(specs: list[tuple[Spec, int]], min_first: int = 6) -> list[tuple[Spec, int]]:
     """Templates of one cluster that differ in exactly one constant position are one template.
 
     (`session closed for user cyrus` / `... news` / `... test` -> `... user <*>`.)
@@ -529,7 +555,12 @@ def _merge_siblings(specs: list[tuple[Spec, int]]) -> list[tuple[Spec, int]]:
                 if spec[p][0] != WILD:
                     buckets[spec[:p] + ((WILD, ""),) + spec[p + 1 :]].append(spec)
             for merged, members in buckets.items():
-                if len(members) < 2 and merged not in items:
+                # Two values are more often a meaningful alternative (Started/Stopped,
+                # opened/closed, up/down) than a variable; three or more are a variable.
+                # The first word is usually the event's verb or subject (Starting/Stopped, cupsd/sshd):
+                # it takes as many values as the refinement's own variable rule to merge there.
+                need = min_first if p == 0 else SIBLINGS_FOR_VARIABLE
+                if len(members) < need and merged not in items:
                     continue
                 total = sum(items.pop(m) for m in members)
                 items[merged] = items.get(merged, 0) + total

@@ -1,0 +1,239 @@
+"""The model bundle: round trip, verification of every file, clear errors, no pickle."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lograven.bundle import MANIFEST, REQUIRED, load_bundle, read_manifest, save_bundle, sha256_file
+from lograven.errors import LogravenError
+
+pytestmark = pytest.mark.slow
+
+
+def manifest_of(d: Path) -> dict:
+    return json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+
+
+def write_manifest(d: Path, manifest: dict) -> None:
+    """Write a modified manifest that is self-consistent (its own checksum updated), so the
+    tests reach the check they are about rather than the manifest checksum."""
+    from lograven.bundle import _manifest_digest
+
+    manifest = dict(manifest)
+    manifest.pop("_sha256", None)
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    (d / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def rehash(d: Path, name: str) -> None:
+    """Make the manifest agree with a modified file, so that the file's content is what is tested."""
+    m = manifest_of(d)
+    m["files"][name] = sha256_file(d / name)
+    write_manifest(d, m)
+
+
+def flip_byte(path: Path, pos: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if pos is None else pos
+    data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def sample_messages(b) -> list[str]:
+    return [e for t in b.types.types_ for e in t.examples] + ["/dev/sda1 out of diskspace", "something new entirely"]
+
+
+def test_load_roundtrip(bundle_dir: Path, tmp_path: Path) -> None:
+    b = load_bundle(bundle_dir)
+    assert set(REQUIRED) <= set(b.manifest["files"])
+    assert b.manifest["format_version"] == 1
+    assert b.version == b.manifest["id"]
+    assert len(b.sha256) == 64
+    assert b.sequence.n_types_ == b.types.n_types
+    assert b.autoencoder.threshold_ == b.manifest["thresholds"]["autoencoder"]
+    assert b.manifest["training"]["lines"] == 3000
+    # save what was loaded (no Keras files: no TensorFlow needed) and load it again
+    out = save_bundle(tmp_path / "again", b.types, b.sequence, b.autoencoder, training={"note": "copy"}, keras_files=False)
+    c = load_bundle(out)
+    msgs = sample_messages(b)
+    assert c.types.predict(msgs).tolist() == b.types.predict(msgs).tolist()
+    for k, v in b.sequence.weights_.items():
+        assert np.array_equal(c.sequence.weights_[k], v), k
+    for k, v in b.autoencoder.weights_.items():
+        assert np.array_equal(c.autoencoder.weights_[k], v), k
+    assert c.autoencoder.length_ == b.autoencoder.length_
+    assert c.autoencoder.threshold_ == b.autoencoder.threshold_
+    texts = ["sshd Accepted password for alice from <IP> port <N> ssh<N>", "kernel /dev/sda<N> out of diskspace"]
+    assert np.array_equal(c.autoencoder.score(texts), b.autoencoder.score(texts))
+    assert c.manifest["training"] == {"note": "copy"}
+    assert not (out / "sequence.keras").exists()
+
+
+def test_save_over_existing_bundle_replaces_it(bundle, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    save_bundle(out, bundle.types, bundle.sequence, bundle.autoencoder, training={"n": 1}, keras_files=False)
+    save_bundle(out, bundle.types, bundle.sequence, bundle.autoencoder, training={"n": 2}, keras_files=False)
+    assert load_bundle(out).manifest["training"] == {"n": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp or old directories left
+
+
+def test_save_refuses_non_bundle_directory(bundle, tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(LogravenError, match="not empty"):
+        save_bundle(out, bundle.types, bundle.sequence, bundle.autoencoder, training={}, keras_files=False)
+    assert (out / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_manifest_lists_every_file_of_the_bundle(bundle_dir: Path) -> None:
+    listed = set(manifest_of(bundle_dir)["files"])
+    present = {str(p.relative_to(bundle_dir)) for p in bundle_dir.rglob("*") if p.is_file()} - {MANIFEST}
+    assert listed == present
+    assert {"sequence.keras", "autoencoder.keras"} <= listed
+
+
+def test_flipping_a_byte_in_any_listed_file_is_detected(bundle_copy: Path) -> None:
+    files = sorted(manifest_of(bundle_copy)["files"])
+    assert len(files) >= len(REQUIRED)
+    for name in files:
+        path = bundle_copy / name
+        original = path.read_bytes()
+        flip_byte(path)
+        with pytest.raises(LogravenError) as info:
+            load_bundle(bundle_copy)
+        assert name in str(info.value), (name, str(info.value))
+        assert "checksum" in str(info.value)
+        path.write_bytes(original)
+    load_bundle(bundle_copy)  # intact again
+
+
+@pytest.mark.parametrize("pos", [0, -1], ids=["first-byte", "last-byte"])
+def test_flipping_a_structural_byte_of_the_manifest_is_detected(bundle_copy: Path, pos: int) -> None:
+    path = bundle_copy / MANIFEST
+    size = path.stat().st_size
+    flip_byte(path, pos % size)
+    with pytest.raises(LogravenError, match=MANIFEST):
+        load_bundle(bundle_copy)
+
+
+def test_flipping_a_value_byte_of_the_manifest_is_detected(bundle_copy: Path) -> None:
+    path = bundle_copy / MANIFEST
+    raw = path.read_bytes()
+    m = json.loads(raw)
+    digits = repr(m["autoencoder"]["threshold"]).encode()
+    pos = raw.index(b'"threshold": ' + digits) + len(b'"threshold": ') + 2  # a digit after the point
+    assert raw[pos : pos + 1].isdigit()
+    data = bytearray(raw)
+    data[pos] = ord("0") + (data[pos] - ord("0") + 1) % 10  # still valid JSON, another number
+    path.write_bytes(bytes(data))
+    with pytest.raises(LogravenError, match=MANIFEST):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("name", [*REQUIRED, "sequence.keras"])
+def test_missing_file_is_named(bundle_copy: Path, name: str) -> None:
+    (bundle_copy / name).unlink()
+    with pytest.raises(LogravenError, match=name.replace(".", r"\.") + ": missing"):
+        load_bundle(bundle_copy)
+
+
+def test_manifest_not_listing_a_required_file(bundle_copy: Path) -> None:
+    m = manifest_of(bundle_copy)
+    del m["files"]["tokenizer.json"]
+    write_manifest(bundle_copy, m)
+    with pytest.raises(LogravenError, match="does not list tokenizer.json"):
+        load_bundle(bundle_copy)
+
+
+def test_manifest_file_name_escaping_the_bundle(bundle_copy: Path) -> None:
+    m = manifest_of(bundle_copy)
+    m["files"]["../outside"] = "0" * 64
+    write_manifest(bundle_copy, m)
+    with pytest.raises(LogravenError, match="bad file name"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("version", [2, 0, None, "1"])
+def test_wrong_format_version(bundle_copy: Path, version) -> None:
+    m = manifest_of(bundle_copy)
+    m["format_version"] = version
+    write_manifest(bundle_copy, m)
+    with pytest.raises(LogravenError, match=r"bundle format .* is not supported"):
+        load_bundle(bundle_copy)
+
+
+def test_directory_without_manifest(tmp_path: Path) -> None:
+    (tmp_path / "msgtypes.json").write_text("{}")
+    with pytest.raises(LogravenError, match="manifest.json: missing"):
+        load_bundle(tmp_path)
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(LogravenError, match="no model bundle here"):
+        load_bundle(tmp_path / "nope")
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(LogravenError, match="no model bundle here"):
+        load_bundle(f)
+
+
+@pytest.mark.parametrize("content", [b"", b"[1, 2]", b"\xff\xfe{"], ids=["empty", "list", "not-utf8"])
+def test_corrupt_manifest(bundle_copy: Path, content: bytes) -> None:
+    (bundle_copy / MANIFEST).write_bytes(content)
+    with pytest.raises(LogravenError, match="manifest.json: corrupt manifest"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("msgtypes.json", b"{not json", "msgtypes.json"),
+        ("msgtypes.json", b'{"format": 1}', "msgtypes.json"),
+        ("tokenizer.json", b'{"model": 1}', "tokenizer.json"),
+        ("sequence.npz", b"PK\x03\x04 not really a zip", "sequence.npz"),
+    ],
+    ids=["msgtypes-json", "msgtypes-fields", "tokenizer", "npz"],
+)
+def test_bad_content_with_matching_checksum_is_named(bundle_copy: Path, name: str, content: bytes, message: str) -> None:
+    """A file that passes its checksum (edited and re-hashed) but is unusable still gets a clear error."""
+    (bundle_copy / name).write_bytes(content)
+    rehash(bundle_copy, name)
+    with pytest.raises(LogravenError, match=message.replace(".", r"\.")):
+        load_bundle(bundle_copy)
+
+
+def test_npz_missing_weights_is_named(bundle_copy: Path) -> None:
+    with np.load(bundle_copy / "autoencoder.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "out_b"}
+    np.savez(bundle_copy / "autoencoder.npz", **arrays)
+    rehash(bundle_copy, "autoencoder.npz")
+    with pytest.raises(LogravenError, match=r"autoencoder\.npz: missing weights \['out_b'\]"):
+        load_bundle(bundle_copy)
+
+
+def test_no_pickle_needed_anywhere(bundle_dir: Path) -> None:
+    files = manifest_of(bundle_dir)["files"]
+    npz = [n for n in files if n.endswith(".npz")]
+    assert {"autoencoder.npz", "sequence.npz"} <= set(npz)
+    for name in npz:
+        with np.load(bundle_dir / name, allow_pickle=False) as z:
+            assert z.files
+            for k in z.files:
+                arr = z[k]  # raises ValueError for object arrays when pickle is off
+                assert arr.dtype != object and np.isfinite(arr).all(), (name, k)
+    for name in [n for n in files if n.endswith(".json")] + [MANIFEST]:
+        json.loads((bundle_dir / name).read_text(encoding="utf-8"))
+    for name in files:
+        assert not name.endswith((".pkl", ".pickle", ".joblib"))
+
+
+def test_read_manifest_records_its_own_hash(bundle_dir: Path) -> None:
+    import hashlib
+
+    m = read_manifest(bundle_dir)
+    assert m["_sha256"] == hashlib.sha256((bundle_dir / MANIFEST).read_bytes()).hexdigest()

@@ -1,0 +1,180 @@
+"""Errors a newcomer meets: one line that says what is wrong and what to do, exit code 1, no traceback.
+
+Most cases call `cli.main` in-process; the ones that start the daemon run it as
+a process, because `Service.run` installs signal handlers.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lograven import cli, training
+from lograven.generator import LogGenerator, write_log
+
+DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc: int, err: str, *needles: str) -> None:
+    assert rc == 1, err
+    assert "Traceback" not in err, err
+    assert any(ln.startswith("lograven ") and ": error: " in ln for ln in err.splitlines()), err
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+
+
+@pytest.fixture
+def logfile(tmp_path: Path) -> Path:
+    path = tmp_path / "messages"
+    write_log(path, LogGenerator(seed=3).lines(300))
+    return path
+
+
+def _lograven(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lograven", *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def _daemon_config(tmp_path: Path, logfile: Path, *, listen: str, model: str | None = str(DEFAULT)) -> Path:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"""
+sources:
+  - paths: ["{logfile}"]
+model: {model if model else "null"}
+state_dir: {tmp_path / "state"}
+alerts:
+  syslog: {{enabled: false}}
+  jsonl: {{path: {tmp_path / "alerts.jsonl"}}}
+metrics: {{listen: "{listen}"}}
+"""
+    )
+    return cfg
+
+
+# ---------------------------------------------------------------- log files
+def test_unreadable_log_file_says_how_to_get_access(capsys, logfile, monkeypatch) -> None:
+    real_open = open
+
+    def deny(path, *args, **kwargs):  # what a 0600 root file does to a non-root user
+        if str(path) == str(logfile):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(training, "open", deny, raising=False)
+    rc, _, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(logfile))
+    assert_user_error(rc, err, str(logfile), "permission denied", "adm", "setfacl")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_log_file_for_real(capsys, logfile) -> None:
+    logfile.chmod(0)
+    rc, _, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(logfile))
+    assert_user_error(rc, err, "permission denied")
+
+
+def test_missing_log_file(capsys, tmp_path) -> None:
+    missing = tmp_path / "nope.log"
+    rc, _, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(missing))
+    assert_user_error(rc, err, str(missing), "no such file")
+    rc, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "m"), str(missing))
+    assert_user_error(rc, err, "no such file")
+    assert not (tmp_path / "m").exists()
+
+
+# -------------------------------------------------------------------- model
+def test_no_model_yet(capsys, logfile) -> None:
+    rc, _, err = run_cli(capsys, "score", "--model", "/nonexistent", str(logfile))
+    assert_user_error(rc, err, "/nonexistent", "lograven train")
+
+
+def test_score_accepts_the_daemons_model_directory(capsys, logfile, tmp_path) -> None:
+    """`--model /var/lib/lograven/models` (numbered versions + current) is what a newcomer tries."""
+    store = tmp_path / "models"
+    store.mkdir()
+    (store / "v0001").symlink_to(DEFAULT, target_is_directory=True)
+    (store / "current").symlink_to("v0001")
+    rc, out, err = run_cli(capsys, "score", "--model", str(store), str(logfile))
+    assert rc == 0, err
+    assert len(out.splitlines()) == 300
+
+
+def test_stream_key_example_from_the_help_works(capsys, tmp_path) -> None:
+    """`--help` suggests --stream-key 'blk_-?\\d+' (no group): the whole match is the stream."""
+    log = tmp_path / "hdfs.log"
+    log.write_text("Jun  9 06:06:20 web01 dn[1]: Receiving block blk_-123 src: /10.0.0.1\n")
+    rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), "--stream-key", r"blk_-?\d+", str(log))
+    assert rc == 0, err
+    assert '"stream": "blk_-123"' in out
+
+
+# ------------------------------------------------------------------- config
+def test_config_with_a_yaml_error_names_file_and_line(capsys, tmp_path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("sources:\n  - paths: [/var/log/messages\n    format: syslog\n")
+    rc, _, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert_user_error(rc, err, str(cfg), "line 3", "invalid YAML")
+
+
+def test_config_with_a_wrong_key_suggests_the_right_one(capsys, tmp_path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("sources:\n  - path: [/var/log/messages]\nmetrics:\n  listen: 9077\n")
+    rc, _, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert_user_error(rc, err, "sources[0].path", "did you mean 'paths'", "metrics.listen", "put it in quotes")
+
+
+def test_missing_config_file(capsys, tmp_path) -> None:
+    rc, _, err = run_cli(capsys, "run", "--config", str(tmp_path / "nothere.yaml"))
+    assert_user_error(rc, err, "nothere.yaml", "no such file", "config.example.yaml")
+
+
+def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile) -> None:
+    cfg = _daemon_config(tmp_path, tmp_path / "typo" / "mesages", listen="127.0.0.1:9077")
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, err
+    assert "model bundle OK" in out
+    assert "warning: sources[0].paths: no file matches" in out
+
+
+# ------------------------------------------------------------------- daemon
+def test_run_with_the_metrics_port_in_use(tmp_path, logfile) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        cfg = _daemon_config(tmp_path, logfile, listen=listen)
+        r = _lograven("run", "--config", str(cfg))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "metrics.listen" in r.stderr and listen in r.stderr and "already in use" in r.stderr, r.stderr
+
+
+def test_plugin_mode_without_a_model(tmp_path, logfile) -> None:
+    cfg = _daemon_config(tmp_path, logfile, listen="127.0.0.1:9077", model=None)
+    r = _lograven("run", "--stdin", "--config", str(cfg), stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "model" in r.stderr and "lograven train" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------- TensorFlow
+def test_train_without_tensorflow_says_how_to_install_it(capsys, logfile, tmp_path, monkeypatch) -> None:
+    """A serving-only install (no TensorFlow) can score but not train: say so before any slow work."""
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` now raises ImportError
+    monkeypatch.setitem(sys.modules, "keras", None)
+    rc, _, err = run_cli(capsys, "-q", "train", "--out", str(tmp_path / "m"), str(logfile))
+    assert_user_error(rc, err, "TensorFlow", "pip install tensorflow")
+    assert not (tmp_path / "m").exists()
+    # serving still works in the same environment
+    rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(logfile))
+    assert rc == 0, err
+    assert "tensorflow" not in sys.modules or sys.modules["tensorflow"] is None

@@ -1,0 +1,176 @@
+"""The documentation agrees with the code: links resolve, commands exist, configs validate.
+
+Fast and in-process: `cli.main` for the help texts, `parse_config` for the YAML
+snippets, one `lograven score` run for the documented verdict keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lograven import cli
+from lograven.config import Config, parse_config
+from lograven.generator import LogGenerator, write_log
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# pages written together with this test; other docs are checked for links from README only
+OWN_DOCS = [ROOT / "docs" / n for n in ("operations.md", "training.md", "faq.md", "score.md")] + [ROOT / "models" / "README.md"]
+CONFIG_KEYS = {f.name for f in dataclasses.fields(Config)}
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_FENCE = re.compile(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", re.S | re.M)  # also inside list items
+
+
+def _subcommands() -> list[str]:
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+def _local_links(md: Path) -> list[tuple[str, str]]:
+    """(path, anchor) of each relative link in a Markdown file."""
+    out = []
+    for target in _LINK.findall(md.read_text(encoding="utf-8")):
+        if re.match(r"^[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        out.append((path, anchor))
+    return out
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(md: Path) -> set[str]:
+    text = _FENCE.sub("", md.read_text(encoding="utf-8"))
+    return {_slug(m) for m in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def _blocks(md: Path, *langs: str) -> list[str]:
+    return [textwrap.dedent(body) for lang, body in _FENCE.findall(md.read_text(encoding="utf-8")) if lang in langs]
+
+
+# ------------------------------------------------------------------- links
+@pytest.mark.parametrize("md", [README, *OWN_DOCS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_linked_files_exist(md: Path) -> None:
+    links = _local_links(md)
+    assert links, f"{md.name} links nothing?"
+    missing = [p for p, _ in links if p and not (md.parent / p).exists()]
+    assert not missing, f"{md.relative_to(ROOT)} links to missing files: {missing}"
+
+
+@pytest.mark.parametrize("md", OWN_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_anchors_exist(md: Path) -> None:
+    bad = []
+    for path, anchor in _local_links(md):
+        target = (md.parent / path) if path else md
+        if anchor and target.suffix == ".md" and target.exists() and anchor not in _anchors(target):
+            bad.append(f"{path}#{anchor}")
+    assert not bad, f"{md.relative_to(ROOT)}: no such heading for {bad}"
+
+
+def test_files_named_in_operations_exist() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![/\w])(systemd/[\w.-]+|config\.example\.yaml|models/build\.sh)", text))
+    assert "systemd/lograven.service" in named
+    assert all((ROOT / n).exists() for n in named), sorted(n for n in named if not (ROOT / n).exists())
+
+
+# ---------------------------------------------------------------- commands
+def test_readme_commands_are_in_help(capsys) -> None:
+    section = README.read_text(encoding="utf-8").split("## Command line", 1)[1]
+    block = _FENCE.search(section).group(2)
+    listed = sorted({m for m in re.findall(r"^lograven (\w+)", block, re.M)})
+    assert len(listed) >= 6, listed
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    help_text = capsys.readouterr().out
+    for cmd in listed:
+        assert re.search(rf"^\s+{cmd}\s", help_text, re.M), f"README lists `lograven {cmd}`, --help does not"
+
+
+@pytest.mark.parametrize("cmd", _subcommands())
+def test_subcommand_help_has_examples(cmd: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main([cmd, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"lograven {cmd}" in out.split("examples:", 1)[1]
+
+
+def test_commands_in_docs_exist() -> None:
+    known = set(_subcommands())
+    used: dict[str, set[str]] = {}
+    for md in [README, *OWN_DOCS]:
+        for body in _blocks(md, "sh", ""):
+            # `lograven X` at the start of a command: line start, after sudo [-u user], a path, a pipe
+            for cmd in re.findall(r"(?:^|sudo |-u lograven |/bin/|\| |&& |; )lograven ([a-z][\w-]*)", body, re.M):
+                used.setdefault(cmd, set()).add(md.name)
+    unknown = {c: sorted(f) for c, f in used.items() if c not in known}
+    assert not unknown, f"documented commands that do not exist: {unknown}"
+    assert {"run", "check", "score", "learn", "allow", "models"} <= set(used)
+
+
+# ------------------------------------------------------------------ config
+# top-level keys of the other programs' YAML the docs show (Vector, Prometheus)
+FOREIGN_KEYS = {"sinks", "transforms", "scrape_configs", "rule_files", "groups", "global"}
+
+
+def _lograven_configs(md: Path) -> list[tuple[int, object]]:
+    """The YAML blocks that are lograven configs: every block without another program's keys."""
+    out = []
+    for n, body in enumerate(_blocks(md, "yaml")):
+        data = yaml.safe_load(body)
+        if not (isinstance(data, dict) and set(data) & FOREIGN_KEYS):
+            out.append((n, data))
+    return out
+
+
+@pytest.mark.parametrize("md", OWN_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_yaml_snippets_are_valid_configs(md: Path) -> None:
+    for n, data in _lograven_configs(md):
+        # a misspelt section (`metric:`) fails here too, naming the key
+        parse_config(data, f"{md.name} yaml block {n}")
+
+
+def test_operations_has_the_configs_it_promises() -> None:
+    configs = [d for _, d in _lograven_configs(ROOT / "docs" / "operations.md")]
+    assert len(configs) >= 4  # Debian, RHEL, omprog, shipper file
+    assert all(set(d) <= CONFIG_KEYS for d in configs)
+    assert any(str(d.get("model", "")).startswith("/var/lib/lograven-omprog") for d in configs), "no omprog config"
+
+
+# ------------------------------------------------------------------ score
+@pytest.mark.parametrize("md", OWN_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_json_examples_parse(md: Path) -> None:
+    for body in _blocks(md, "json"):
+        json.loads(body)
+
+
+def test_score_md_documents_every_output_key(tmp_path, capsys) -> None:
+    log = tmp_path / "messages"
+    write_log(log, LogGenerator(seed=5).lines(50))
+    rc = cli.main(["score", "--model", str(ROOT / "models" / "default"), str(log)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    keys: set[str] = set()
+    for line in out.splitlines():
+        v = json.loads(line)
+        keys |= set(v)
+        for e in v["expected"]:
+            keys |= {f"expected.{k}" for k in e}
+    doc = (ROOT / "docs" / "score.md").read_text(encoding="utf-8")
+    table_keys = set(re.findall(r"^\| `(\w+)` \|", doc, re.M))
+    top = {k for k in keys if "." not in k}
+    assert top <= table_keys, f"score.md does not document {sorted(top - table_keys)}"
+    assert "`{type, p, template}`" in doc and {"expected.type", "expected.p", "expected.template"} == {k for k in keys if "." in k}

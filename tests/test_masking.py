@@ -1,0 +1,135 @@
+"""Masking of obvious variables: placeholders, dates, what is left alone."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lograven.masking import PLACEHOLDER_REGEX, ExtraMask, Masker, is_fully_variable
+
+
+@pytest.fixture(scope="module")
+def masker() -> Masker:
+    return Masker()
+
+
+@pytest.mark.parametrize(
+    ("token", "masked"),
+    [
+        ("4242", "<N>"),
+        ("-12", "<N>"),
+        ("offset=-12", "offset=<N>"),
+        ("x-86", "x-<N>"),  # a dash between alphanumerics is not a sign
+        ("(uid=0)", "(uid=<N>)"),
+        ("10.0.0.1", "<IP>"),
+        ("192.168.1.20:22", "<IP>"),  # the port belongs to the address
+        ("fe80::1", "<IP>"),
+        ("2001:db8::ff00:42:8329", "<IP>"),
+        ("SRC=2001:db8::1", "SRC=<IP>"),
+        ("aa:bb:cc:dd:ee:ff", "<MAC>"),
+        ("00:1A:2B:3C:4D:5E:08:00", "<MAC>"),  # iptables-style MAC+ethertype
+        ("123e4567-e89b-12d3-a456-426614174000", "<UUID>"),
+        ("0x7fff", "<HEX>"),
+        ("0X1F", "<HEX>"),
+        ("deadbeef12", "<HEX>"),
+        ("7f3a9c2e", "<HEX>"),
+        ("12345678", "<N>"),  # all digits: a number, not a hex id
+    ],
+)
+def test_variables_become_placeholders(masker: Masker, token: str, masked: str) -> None:
+    assert masker.mask_token(token) == masked
+
+
+@pytest.mark.parametrize(
+    "word", ["session", "opened", "eth", "Accepted", "std::vector", "::", "a::b", "deadbeef", "[preauth]", "pam_unix(sshd:session):"]
+)
+def test_words_unchanged(masker: Masker, word: str) -> None:
+    assert masker.mask_token(word) == word
+
+
+def test_mask_text_normalises_whitespace_and_masks_each_token(masker: Masker) -> None:
+    text = "  Accepted publickey for alice from 10.1.2.3 port 50022   ssh2 "
+    # digits inside words are masked too (`eth0`, `ssh2`): a suffix number is usually an index
+    assert masker.mask_text(text) == "Accepted publickey for alice from <IP> port <N> ssh<N>"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Sat Jul  9 22:53:19 2005", "<DATE>"),
+        ("last login Sat Jul  9 22:53:19 2005 from tty1", "last login <DATE> from tty1"),
+        ("Jul 9 22:53:19 cron ran", "<DATE> cron ran"),
+        ("at 2024-01-02 03:04:05,123 ok", "at <DATE> ok"),
+        ("at 2024-01-02 03:04:05+02:00 ok", "at <DATE> ok"),
+        ("no date here", "no date here"),
+    ],
+)
+def test_premask_collapses_dates(text: str, expected: str) -> None:
+    assert Masker.premask(text) == expected
+    assert len(Masker.premask(text).split()) == len(expected.split())
+
+
+def test_mask_text_keeps_date_one_token(masker: Masker) -> None:
+    assert masker.mask_text("Sat Jul  9 22:53:19 2005 pid 17") == "<DATE> pid <N>"
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("<IP>", True),
+        ("(<N>)", True),
+        ("<N>:<N>", True),
+        ("[<HEX>]", True),
+        ("port=<N>", False),
+        ("<IP>x", False),
+        ("abc", False),
+        ("", False),
+        ("123", False),  # unmasked input: no placeholder, not "fully variable"
+    ],
+)
+def test_is_fully_variable(token: str, expected: bool) -> None:
+    assert is_fully_variable(token) is expected
+
+
+def test_extra_mask_wins_over_builtins() -> None:
+    m = Masker([ExtraMask("block", r"blk_-?\d+")])
+    assert m.mask_token("blk_-1608999687919862906") == "<BLOCK>"
+    assert m.mask_token("id=blk_42") == "id=<BLOCK>"
+    assert "<BLOCK>" in m.placeholders
+    assert is_fully_variable("<BLOCK>", m.placeholders)
+
+
+def test_cache_bounded_and_consistent() -> None:
+    m = Masker(cache_size=4)
+    tokens = [str(i) for i in range(20)] + ["word", "10.0.0.1"]
+    first = [m.mask_token(t) for t in tokens]
+    assert len(m._cache) <= 4
+    assert [m.mask_token(t) for t in tokens] == first
+
+
+@pytest.mark.parametrize("placeholder", ["<UUID>", "<MAC>", "<IP>", "<HEX>", "<N>"])
+def test_placeholder_regex_matches_what_was_masked(masker: Masker, placeholder: str) -> None:
+    """The regex each placeholder stands for in a type's regex accepts the original text."""
+    samples = {
+        "<UUID>": "123e4567-e89b-12d3-a456-426614174000",
+        "<MAC>": "aa:bb:cc:dd:ee:ff",
+        "<IP>": "fe80::1",
+        "<HEX>": "0x7fff",
+        "<N>": "-12",
+    }
+    token = samples[placeholder]
+    assert masker.mask_token(token) == placeholder
+    assert re.fullmatch(PLACEHOLDER_REGEX[placeholder], token)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_mask_text_total_and_idempotent_on_arbitrary_text(text: str) -> None:
+    m = Masker()
+    once = m.mask_text(text)
+    assert isinstance(once, str)
+    assert "  " not in once and once == once.strip()
+    # masking masked text changes nothing: placeholders are not variables themselves
+    assert m.mask_text(once) == once

@@ -1,0 +1,315 @@
+"""Message types: coverage of the training data, exclusive regexes, grouping accuracy, unseen
+messages, persistence, incremental update, robustness of the classifier."""
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lograven.errors import LogravenError
+from lograven.msgtypes import CONST, UNKNOWN, WILD, MessageTypes
+
+
+def copy_types(mt: MessageTypes) -> MessageTypes:
+    """An independent copy (the session fixture must stay untouched)."""
+    return MessageTypes.from_json(json.loads(mt.dumps()))
+
+
+def grouping_accuracy(predicted: list, truth: list) -> float:
+    """Loghub's GA: a line is correct when its predicted group is exactly its true group."""
+    pred_groups: dict = defaultdict(set)
+    true_groups: dict = defaultdict(set)
+    for i, (p, t) in enumerate(zip(predicted, truth)):
+        pred_groups[p].add(i)
+        true_groups[t].add(i)
+    ok = sum(1 for p, t in zip(predicted, truth) if pred_groups[p] == true_groups[t])
+    return ok / len(truth)
+
+
+def test_grouping_accuracy_helper() -> None:
+    assert grouping_accuracy([1, 1, 2, 3], ["a", "a", "b", "b"]) == 0.5
+    assert grouping_accuracy([5, 5, 7], ["x", "x", "y"]) == 1.0
+    assert grouping_accuracy([1, 1, 1], ["x", "y", "y"]) == 0.0
+
+
+# ---------------------------------------------------------------- training data
+
+
+def test_every_training_message_has_a_type_whose_regex_matches(fitted_types, normal_data) -> None:
+    ids = fitted_types.predict(normal_data.messages)
+    assert (ids != UNKNOWN).all(), [m for m, t in zip(normal_data.messages, ids) if t == UNKNOWN][:5]
+    regexes = {t.id: re.compile(t.regex) for t in fitted_types.types_}
+    bad = [(m, int(t)) for m, t in zip(normal_data.messages, ids) if not regexes[int(t)].match(m)]
+    assert not bad, bad[:5]
+    # ids are 1..n_types, counts add up to the training lines
+    assert sorted(t.id for t in fitted_types.types_) == list(range(1, fitted_types.n_types + 1))
+    assert sum(t.count for t in fitted_types.types_) == len(normal_data.messages)
+
+
+def test_no_training_message_matches_two_regexes(fitted_types, normal_data) -> None:
+    regexes = [(t.id, re.compile(t.regex)) for t in fitted_types.types_]
+    distinct = list(dict.fromkeys(normal_data.messages))
+    ids = fitted_types.predict(distinct)
+    wrong = []
+    for m, t in zip(distinct, ids):
+        hits = [i for i, r in regexes if r.match(m)]
+        if hits != [int(t)]:
+            wrong.append((m, int(t), hits))
+    assert not wrong, wrong[:5]
+
+
+def test_classify_and_predict_agree(fitted_types, normal_data) -> None:
+    msgs = normal_data.messages[:500]
+    ids = fitted_types.predict(msgs)
+    assert ids.dtype == np.int32
+    assert [fitted_types.classify(m) for m in msgs] == ids.tolist()
+
+
+def test_types_are_fine_grained_on_generator_data(fitted_types, normal_data) -> None:
+    """Regression guard well below the target: far more types than the seed's 2-8 clusters."""
+    ga = grouping_accuracy(fitted_types.predict(normal_data.messages).tolist(), normal_data.templates)
+    assert ga >= 0.7  # measured 0.737 (seed 1, 5000 lines); the target is below
+    assert len(fitted_types.types_) >= 40
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "measured GA 0.737 on LogGenerator(seed=1) 5000 lines (target 0.9). Cause: "
+        "position-wise templates split multi-token fields "
+        "(systemd unit descriptions, sudo/cron commands, the optional 'DF ' in UFW lines) and "
+        "_refine splits on low-cardinality positions (sudo lines per user)"
+    ),
+)
+def test_grouping_accuracy_against_generator_templates(fitted_types, normal_data) -> None:
+    ga = grouping_accuracy(fitted_types.predict(normal_data.messages).tolist(), normal_data.templates)
+    assert ga >= 0.9, f"grouping accuracy {ga:.3f}"
+
+
+def test_opposite_events_are_different_types(fitted_types) -> None:
+    started = fitted_types.classify("Started User Manager for UID 1000.")
+    stopped = fitted_types.classify("Stopped User Manager for UID 1000.")
+    assert UNKNOWN not in (started, stopped)
+    assert started != stopped
+
+
+# ---------------------------------------------------------------- unseen messages
+
+
+def test_unseen_messages_are_unknown(fitted_types, unseen_data) -> None:
+    assert len(set(unseen_data.templates)) >= 10  # the generator's unseen kinds are all represented
+    ids = fitted_types.predict(unseen_data.messages)
+    known = [(m, fitted_types.get(int(t)).template) for m, t in zip(unseen_data.messages, ids) if t != UNKNOWN]
+    assert not known, known[:5]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "/dev/sda1 out of diskspace",
+        "failed logon attempt by margie.",
+        "unknown operand from system process",
+        "",
+        "   ",
+    ],
+)
+def test_seed_000_test_lines_are_unknown(fitted_types, message: str) -> None:
+    assert fitted_types.classify(message) == UNKNOWN
+
+
+# ---------------------------------------------------------------- persistence
+
+
+def test_json_roundtrip_predicts_identically(fitted_types, normal_data, unseen_data) -> None:
+    data = json.loads(fitted_types.dumps())  # through real JSON text, not just dicts
+    loaded = MessageTypes.from_json(data)
+    msgs = normal_data.messages + unseen_data.messages
+    assert loaded.predict(msgs).tolist() == fitted_types.predict(msgs).tolist()
+    assert [(t.id, t.template, t.regex, t.count) for t in loaded.types_] == [
+        (t.id, t.template, t.regex, t.count) for t in fitted_types.types_
+    ]
+    assert loaded.to_json() == fitted_types.to_json()
+
+
+def test_from_json_rejects_other_format(fitted_types) -> None:
+    data = fitted_types.to_json()
+    data["format"] = 99
+    with pytest.raises(LogravenError, match="msgtypes.json.*format 99"):
+        MessageTypes.from_json(data)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d.pop("types"),
+        lambda d: d["types"][0].pop("tokens"),
+        lambda d: d["types"][0].__setitem__("tokens", [["x", "y"]]),
+        lambda d: d["types"][0].__setitem__("id", "not a number"),
+        lambda d: d["types"][1].__setitem__("id", d["types"][0]["id"]),
+    ],
+    ids=["no-types", "no-tokens", "bad-kind", "bad-id", "duplicate-id"],
+)
+def test_from_json_malformed_raises_project_error(fitted_types, damage) -> None:
+    data = json.loads(fitted_types.dumps())
+    damage(data)
+    with pytest.raises(LogravenError, match="msgtypes.json"):
+        MessageTypes.from_json(data)
+
+
+def test_fit_without_messages_raises() -> None:
+    with pytest.raises(LogravenError):
+        MessageTypes().fit([])
+
+
+# ---------------------------------------------------------------- update
+
+
+def test_update_keeps_existing_types_and_adds_new_ones(fitted_types, normal_data, unseen_data) -> None:
+    mt = copy_types(fitted_types)
+    before = [(t.id, t.template) for t in mt.types_]
+    old_max = mt.n_types
+    old_ids = mt.predict(normal_data.messages)
+    new_msgs = unseen_data.messages[:300]
+    new_ids = mt.update(new_msgs)
+    assert new_ids, "unseen messages must produce new types"
+    assert min(new_ids) > old_max
+    assert len(set(new_ids)) == len(new_ids)
+    # existing ids and templates are untouched
+    assert [(t.id, t.template) for t in mt.types_[: len(before)]] == before
+    # the new messages now classify, to new types only
+    got = mt.predict(new_msgs)
+    assert (got != UNKNOWN).all()
+    assert set(got.tolist()) <= set(new_ids)
+    # previously classified training messages keep their ids
+    assert mt.predict(normal_data.messages).tolist() == old_ids.tolist()
+    # a second update with the same messages learns nothing new
+    assert mt.update(new_msgs) == []
+
+
+def test_update_with_known_messages_only_counts() -> None:
+    msgs = [f"job {i} finished" for i in range(10)] + ["disk ok"] * 3
+    mt = MessageTypes().fit(msgs)
+    counts = {t.id: t.count for t in mt.types_}
+    assert mt.update(msgs) == []
+    assert {t.id: t.count for t in mt.types_} == {k: 2 * v for k, v in counts.items()}
+
+
+def test_update_does_not_steal_known_messages() -> None:
+    known = [f"foo {w} bar" for w in "a b c d e f g h x".split()] + ["alpha beta gamma"] * 3
+    mt = MessageTypes().fit(known)
+    before = mt.predict(known).tolist()
+    regex_before = {t.id: t.regex for t in mt.types_}
+    new = [f"foo x {w}" for w in "k l m n o p q r".split()]
+    assert (mt.predict(new) == UNKNOWN).all()
+    assert mt.update(new)
+    assert mt.predict(known).tolist() == before
+    assert {t.id: t.regex for t in mt.types_ if t.id in regex_before} == regex_before
+
+
+# ---------------------------------------------------------------- robustness
+
+
+@pytest.fixture(scope="module")
+def training_vocab(normal_data) -> list[str]:
+    words = sorted({w for m in normal_data.messages[:2000] for w in m.split()})
+    return words
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_classify_arbitrary_text_never_raises(fitted_types, text: str) -> None:
+    t = fitted_types.classify(text)
+    assert type(t) is int
+    assert t == UNKNOWN or fitted_types.get(t) is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tokens=st.lists(st.text(min_size=1, max_size=12), max_size=30))
+def test_classify_tokens_arbitrary_lists_never_raises(fitted_types, tokens: list[str]) -> None:
+    t = fitted_types.classify_tokens(tokens)
+    assert type(t) is int
+    assert 0 <= t <= fitted_types.n_types
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_classified_message_matches_its_regex(fitted_types, normal_data, training_vocab, data) -> None:
+    """Soundness on near-miss lines: a type the classifier picks always has a regex matching the line."""
+    base = data.draw(st.sampled_from(normal_data.messages)).split()
+    # mutate a few positions with training words or numbers, keep the length (the hard case)
+    for _ in range(data.draw(st.integers(0, 3))):
+        if base:
+            i = data.draw(st.integers(0, len(base) - 1))
+            base[i] = data.draw(st.one_of(st.sampled_from(training_vocab), st.integers(-9999, 99999).map(str)))
+    message = " ".join(base)
+    t = fitted_types.classify(message)
+    if t != UNKNOWN:
+        assert re.match(fitted_types.get(t).regex, message), (message, fitted_types.get(t).template)
+
+
+_TOKENS = ["a", "b", "c", "d", "e", "1", "22", "x=3", "0xff", "10.0.0.1", "port=-5", "fe80::1", "x-86",
+           "aa:bb:cc:dd:ee:ff", "<foo>", "<*>"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=5).map(" ".join), min_size=1, max_size=40))
+def test_fit_property_every_message_typed_exactly_once(messages: list[str]) -> None:
+    mt = MessageTypes(seed=0).fit(messages)
+    regexes = {t.id: re.compile(t.regex) for t in mt.types_}
+    for m in messages:
+        t = mt.classify(m)
+        assert t != UNKNOWN, (m, [x.template for x in mt.types_])
+        assert [i for i, r in regexes.items() if r.match(m)] == [t], (m, [(x.id, x.template) for x in mt.types_])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a message containing a literal placeholder (`<N>`) gets a SHAPE token whose regex (-?\\d+) "
+    "does not match the literal: the type's regex rejects its own training message",
+)
+def test_literal_placeholder_in_message_matches_own_regex() -> None:
+    mt = MessageTypes().fit(["usage: seq <N>"] * 3)
+    t = mt.classify("usage: seq <N>")
+    assert t != UNKNOWN
+    assert re.match(mt.get(t).regex, "usage: seq <N>")
+
+
+def test_wildcard_over_date_matches_own_regex() -> None:
+    msgs = ["last login never", "last login Sat Jul  9 22:53:19 2005"]
+    mt = MessageTypes().fit(msgs)
+    for m in msgs:
+        t = mt.classify(m)
+        assert t != UNKNOWN
+        assert re.match(mt.get(t).regex, m), (m, mt.get(t).regex)
+
+
+@pytest.mark.timeout(60)
+def test_pathological_overlap_does_not_hang() -> None:
+    """Hundreds of same-length templates of constants and wildcards: the trie search is bounded."""
+    rng = random.Random(0)
+    n = 40
+    specs: set[tuple] = set()
+    while len(specs) < 300:
+        specs.add(tuple((CONST, "a") if rng.random() < 0.5 else (WILD, "") for _ in range(n - 1)) + ((CONST, "z"),))
+    data = {
+        "format": 1,
+        "params": {"svd_variance": 0.95, "max_clusters": 10, "variable_min_distinct": 6, "extra_masks": [], "seed": 1},
+        "types": [
+            {"id": i + 1, "tokens": [list(t) for t in spec], "count": 1, "examples": []} for i, spec in enumerate(sorted(specs))
+        ],
+    }
+    mt = MessageTypes.from_json(data)
+    # no template ends in `q`: the whole trie is a dead end, explored under the step bound
+    assert mt.classify(" ".join(["a"] * (n - 1) + ["q"])) == UNKNOWN
+    for _ in range(20):
+        line = " ".join([rng.choice("ab") for _ in range(n - 1)] + ["z"])
+        t = mt.classify(line)
+        assert type(t) is int
+        if t != UNKNOWN:
+            assert re.match(mt.get(t).regex, line)

@@ -1,0 +1,1020 @@
+"""Tailer: unit tests for each rotation/truncation case, and a model-based test.
+
+The model-based test (TailerModel) runs random sequences of writes, partial writes,
+rotations, copytruncates, restarts and polls against the real Tailer and a simple
+model of the files, like Vector's file-source model tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from lograven import tailer as tailer_module
+from lograven.errors import LogravenError
+from lograven.tailer import CHUNK_BYTES, RawLine, Tailer
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
+def texts(lines: list[RawLine]) -> list[bytes]:
+    return [line.data for line in lines]
+
+
+def make(patterns: list[Path | str], **kwargs: object) -> Tailer:
+    kwargs.setdefault("use_watchdog", False)
+    kwargs.setdefault("rotate_wait", 0.0)
+    return Tailer([str(p) for p in patterns], **kwargs)  # type: ignore[arg-type]
+
+
+def ack_all(tailer: Tailer, lines: list[RawLine]) -> None:
+    for line in lines:
+        tailer.acknowledge(line.path, line.file_id, line.end)
+
+
+# ----------------------------------------------------------------- lines and offsets
+
+
+def test_partial_line_is_held_back_until_its_newline(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"one\ntw")
+    with make([log], start_position="beginning") as tailer:
+        first = tailer.poll()
+        assert texts(first) == [b"one"]
+        assert (first[0].offset, first[0].end, first[0].truncated) == (0, 4, False)
+        assert tailer.poll() == []
+        append(log, b"o")
+        assert tailer.poll() == []
+        append(log, b"\nthree\n")
+        second = tailer.poll()
+        assert texts(second) == [b"two", b"three"]
+        assert [(line.offset, line.end) for line in second] == [(4, 8), (8, 14)]
+        assert tailer.stats()[str(log)].offset == 14
+
+
+def test_long_line_is_truncated_streamed_and_the_next_lines_are_intact(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    long_length = 3 * CHUNK_BYTES + 123
+    with make([log], max_line_bytes=100) as tailer:
+        append(log, b"x" * long_length)  # no newline yet: spans several reads
+        assert tailer.poll() == []
+        (watcher,) = tailer._live
+        assert len(watcher.pending) <= 100  # memory stays bounded while the line is open
+        append(log, b"y" * 50 + b"\nexactly-100:" + b"z" * 88 + b"\nshort\n")
+        lines = tailer.poll()
+        assert [(line.data, line.truncated) for line in lines] == [
+            (b"x" * 100, True),
+            (b"exactly-100:" + b"z" * 88, False),
+            (b"short", False),
+        ]
+        assert lines[0].end == long_length + 51
+        assert lines[1].offset == lines[0].end
+        stats = tailer.stats()[str(log)]
+        assert stats.truncated_lines == 1 and stats.lines == 3
+        assert stats.bytes == log.stat().st_size
+
+
+def test_lines_longer_than_a_chunk_in_one_write(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], max_line_bytes=CHUNK_BYTES + 10) as tailer:
+        line = bytes(range(256)).replace(b"\n", b"") * 600  # > 2 chunks, binary content
+        append(log, line + b"\n" + line[: CHUNK_BYTES + 10] + b"\n")
+        lines = tailer.poll()
+        assert [(x.data, x.truncated) for x in lines] == [
+            (line[: CHUNK_BYTES + 10], True),
+            (line[: CHUNK_BYTES + 10], False),
+        ]
+
+
+def test_max_lines_bounds_a_poll_and_every_file_gets_its_turn(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(b"".join(b"a%d\n" % i for i in range(10)))
+    b.write_bytes(b"".join(b"b%d\n" % i for i in range(10)))
+    with make([tmp_path / "*.log"], start_position="beginning") as tailer:
+        batches = [tailer.poll(max_lines=3) for _ in range(8)]
+    assert all(len(batch) <= 3 for batch in batches)
+    assert {line.path for line in batches[0] + batches[1]} == {str(a), str(b)}
+    got = [line.data for batch in batches for line in batch]
+    assert sorted(got) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(10)])
+    assert [x for x in got if x.startswith(b"a")] == [b"a%d" % i for i in range(10)]
+
+
+# ----------------------------------------------------------------- start positions
+
+
+def test_start_position_end_skips_existing_content(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"old1\nold2\npart")
+    with make([log], start_position="end") as tailer:
+        assert tailer.poll() == []
+        append(log, b"ial\nnew\n")
+        # A line being written at start is delivered whole, never as a fragment.
+        assert texts(tailer.poll()) == [b"partial", b"new"]
+
+
+def test_start_position_end_inside_a_huge_unfinished_line_drops_its_rest(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"old\n" + b"y" * (CHUNK_BYTES + 10))
+    with make([log], start_position="end") as tailer:
+        append(log, b"rest of it\nnext\n")
+        assert texts(tailer.poll()) == [b"next"]  # never a fragment starting mid-line
+        assert tailer.stats()[str(log)].skipped_lines == 0
+
+
+def test_start_position_beginning_reads_existing_content(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"old1\nold2\n")
+    with make([log], start_position="beginning") as tailer:
+        assert texts(tailer.poll()) == [b"old1", b"old2"]
+
+
+def test_file_created_after_start_is_read_from_the_beginning(tmp_path: Path) -> None:
+    (tmp_path / "old.log").write_bytes(b"skipped\n")
+    with make([tmp_path / "*.log"], start_position="end") as tailer:
+        assert tailer.poll() == []
+        (tmp_path / "new.log").write_bytes(b"first\nsecond\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"first", b"second"]
+        assert {line.path for line in lines} == {str(tmp_path / "new.log")}
+
+
+def test_directories_and_missing_paths_are_ignored(tmp_path: Path) -> None:
+    (tmp_path / "dir.log").mkdir()
+    (tmp_path / "dir.log" / "inner").write_bytes(b"not me\n")
+    fifo = tmp_path / "pipe.log"
+    os.mkfifo(fifo)
+    (tmp_path / "real.log").write_bytes(b"me\n")
+    with make([tmp_path / "*.log", tmp_path / "absent.log"], start_position="beginning") as tailer:
+        assert texts(tailer.poll()) == [b"me"]
+        assert set(tailer.stats()) == {str(tmp_path / "real.log")}
+
+
+def test_invalid_arguments_raise_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(LogravenError, match="start_position"):
+        make([tmp_path / "a.log"], start_position="middle")
+    with pytest.raises(LogravenError, match="paths"):
+        make([])
+    with pytest.raises(LogravenError, match="max_line_bytes"):
+        make([tmp_path / "a.log"], max_line_bytes=0)
+
+
+# ----------------------------------------------------------------- rotation and truncation
+
+
+def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        writer = open(log, "ab", buffering=0)  # a logger keeping its descriptor across the rename
+        writer.write(b"1\n")
+        assert texts(tailer.poll()) == [b"1"]
+        writer.write(b"2\n")
+        os.rename(log, tmp_path / "app.log.1")
+        writer.write(b"3\n")  # after the rename, before the tailer notices
+        writer.write(b"4-partial")  # never completed: not a line
+        writer.close()
+        log.write_bytes(b"5\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"2", b"3", b"5"]
+        assert {line.path for line in lines} == {str(log)}
+        assert lines[0].file_id != lines[2].file_id
+        stats = tailer.stats()[str(log)]
+        assert stats.rotations == 1 and stats.lines == 4
+        assert tailer._draining == []  # rotate_wait=0: closed once drained
+        assert list(tailer.positions()) == [str(log)]
+        assert tailer.positions()[str(log)]["file_id"] == lines[2].file_id
+
+
+def test_rotated_file_stays_open_for_rotate_wait(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    clock = [100.0]
+    with make([log], rotate_wait=5.0) as tailer:
+        tailer._clock = lambda: clock[0]
+        writer = open(log, "ab", buffering=0)
+        os.rename(log, tmp_path / "app.log.1")
+        log.write_bytes(b"new\n")
+        writer.write(b"a\n")
+        assert texts(tailer.poll()) == [b"a", b"new"]
+        clock[0] += 1
+        writer.write(b"b\n")  # the logger has not reopened its file yet
+        assert texts(tailer.poll()) == [b"b"]
+        clock[0] += 5
+        writer.write(b"c\n")
+        assert texts(tailer.poll()) == [b"c"]  # drained once more, then closed
+        writer.write(b"d\n")
+        assert tailer.poll() == []
+        writer.close()
+
+
+def test_rotation_inside_the_glob_follows_the_renamed_file(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([f"{log}*"]) as tailer:
+        writer = open(log, "ab", buffering=0)
+        writer.write(b"1\n")
+        first = tailer.poll()
+        os.rename(log, tmp_path / "app.log.1")
+        writer.write(b"2\n")
+        log.write_bytes(b"3\n")
+        lines = tailer.poll()
+        assert sorted(texts(lines)) == [b"2", b"3"]
+        by_data = {line.data: line for line in lines}
+        assert by_data[b"2"].path == str(tmp_path / "app.log.1")
+        assert by_data[b"2"].file_id.split(":")[:2] == first[0].file_id.split(":")[:2]  # same inode
+        assert by_data[b"3"].path == str(log)
+        writer.write(b"4\n")  # still followed under its new name
+        assert texts(tailer.poll()) == [b"4"]
+        assert set(tailer.positions()) == {str(log), str(tmp_path / "app.log.1")}
+        assert tailer.stats()[str(log)].rotations == 1
+
+
+def test_deleted_file_is_drained_and_closed(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"a\n")
+    with make([log], start_position="beginning") as tailer:
+        writer = open(log, "ab", buffering=0)
+        assert texts(tailer.poll()) == [b"a"]
+        writer.write(b"b\n")
+        log.unlink()
+        writer.write(b"c\n")
+        assert texts(tailer.poll()) == [b"b", b"c"]
+        assert tailer.positions() == {} and tailer._draining == []
+        assert tailer.stats()[str(log)].rotations == 0  # a deletion is not a rotation
+        writer.close()
+
+
+@pytest.mark.parametrize("rewrite", [b"", b"c\n", b"a much longer first line than before\n"])
+def test_copytruncate_restarts_at_zero(tmp_path: Path, rewrite: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"a\nb\n")
+        assert texts(tailer.poll()) == [b"a", b"b"]
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, rewrite)  # may already be longer than the old offset when we look
+        assert texts(tailer.poll()) == texts_of(rewrite)
+        append(log, b"d\n")
+        assert texts(tailer.poll()) == [b"d"]
+        stats = tailer.stats()[str(log)]
+        assert stats.truncations == 1 and stats.rotations == 0
+        assert "truncated" in caplog.text and str(log) in caplog.text
+
+
+def test_truncation_is_seen_when_the_first_bytes_come_back_the_same(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], fingerprint_bytes=8) as tailer:
+        append(log, b"HEADER v1\nline\n")
+        assert texts(tailer.poll()) == [b"HEADER v1", b"line"]
+        os.truncate(log, 0)
+        append(log, b"HEADER v1\n")  # same fingerprint, but shorter than what we read
+        assert texts(tailer.poll()) == [b"HEADER v1"]
+        assert tailer.stats()[str(log)].truncations == 1
+
+
+def texts_of(data: bytes) -> list[bytes]:
+    return data.split(b"\n")[:-1]
+
+
+def test_short_file_grows_its_fingerprint_and_old_ids_stay_acknowledgeable(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], fingerprint_bytes=32) as tailer:
+        append(log, b"a\n")
+        (first,) = tailer.poll()
+        append(log, b"b" * 40 + b"\n")
+        (second,) = tailer.poll()
+        assert first.file_id != second.file_id  # the fingerprint now covers 32 bytes
+        assert first.file_id.split(":")[:2] == second.file_id.split(":")[:2]
+        tailer.acknowledge(first.path, first.file_id, first.end)
+        assert tailer.positions()[str(log)]["offset"] == first.end
+        tailer.acknowledge(second.path, second.file_id, second.end)
+        assert tailer.positions()[str(log)] == {
+            "file_id": second.file_id,
+            "offset": second.end,
+            "fingerprint_len": 32,
+        }
+
+
+def test_short_new_file_after_rotation_is_not_taken_for_the_old_one(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"line one of the old file\n")
+        assert len(tailer.poll()) == 1
+        os.unlink(log)
+        log.write_bytes(b"x\n")  # shorter than the offset we reached in the old file
+        assert texts(tailer.poll()) == [b"x"]
+
+
+def test_copytruncate_then_rename_before_the_tailer_looks(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        writer = open(log, "ab", buffering=0)
+        writer.write(b"first line\n")
+        assert texts(tailer.poll()) == [b"first line"]
+        os.truncate(log, 0)
+        os.rename(log, tmp_path / "app.log.1")
+        writer.write(b"x\ny\n")  # new content of the rotated file, shorter than our old offset+1
+        log.write_bytes(b"new\n")
+        assert texts(tailer.poll()) == [b"x", b"y", b"new"]
+        writer.close()
+
+
+def test_rotated_file_is_drained_before_the_new_one_even_with_max_lines(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"o1\no2\no3\n")
+        os.rename(log, tmp_path / "app.log.1")
+        log.write_bytes(b"n1\nn2\n")
+        assert texts(tailer.poll(max_lines=2)) == [b"o1", b"o2"]
+        assert texts(tailer.poll(max_lines=2)) == [b"o3", b"n1"]
+        assert texts(tailer.poll(max_lines=2)) == [b"n2"]
+
+
+def test_file_moved_out_of_the_patterns_and_back_is_followed_again(tmp_path: Path) -> None:
+    with make([tmp_path / "*.log"], rotate_wait=60.0) as tailer:
+        (tmp_path / "a.log").write_bytes(b"1\n")
+        assert texts(tailer.poll()) == [b"1"]
+        os.rename(tmp_path / "a.log", tmp_path / "a.tmp")
+        append(tmp_path / "a.tmp", b"2\n")
+        assert texts(tailer.poll()) == [b"2"]  # drained; kept open for rotate_wait
+        os.rename(tmp_path / "a.tmp", tmp_path / "b.log")
+        append(tmp_path / "b.log", b"3\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"3"]  # not read again from the start
+        assert lines[0].path == str(tmp_path / "b.log")
+        assert list(tailer.positions()) == [str(tmp_path / "b.log")]
+
+
+def test_a_file_matched_under_two_names_is_read_once(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_bytes(b"once\n")
+    os.link(tmp_path / "a.log", tmp_path / "b.log")
+    os.symlink(tmp_path / "a.log", tmp_path / "c.log")
+    with make([tmp_path / "*.log", tmp_path / "a.log"], start_position="beginning") as tailer:
+        assert texts(tailer.poll()) == [b"once"]
+
+
+def test_read_error_is_logged_once_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"a\n")
+        real_pread = os.pread
+
+        def broken(fd: int, length: int, offset: int) -> bytes:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(tailer_module.os, "pread", broken)
+        assert tailer.poll() == [] and tailer.poll() == []
+        assert caplog.text.count("Input/output error") == 1
+        assert tailer.stats()[str(log)].read_errors == 1
+        monkeypatch.setattr(tailer_module.os, "pread", real_pread)
+        assert texts(tailer.poll()) == [b"a"]
+
+
+def test_stats_of_vanished_paths_are_forgotten_after_an_hour(tmp_path: Path) -> None:
+    clock = [0.0]
+    with make([tmp_path / "*.log"]) as tailer:
+        tailer._clock = lambda: clock[0]
+        (tmp_path / "a.log").write_bytes(b"x\n")
+        tailer.poll()
+        (tmp_path / "a.log").unlink()
+        tailer.poll()
+        clock[0] += 60
+        tailer.poll()
+        assert str(tmp_path / "a.log") in tailer.stats()  # counters survive a short absence
+        clock[0] += tailer_module.STATS_RETENTION_SECONDS
+        tailer.poll()
+        assert tailer.stats() == {}
+
+
+def test_glob_provider_roots_and_matching(tmp_path: Path) -> None:
+    provider = tailer_module.GlobPathProvider(
+        [str(tmp_path / "log" / "messages*"), str(tmp_path / "apps" / "*" / "app.log"), str(tmp_path / "x.log")]
+    )
+    assert provider.watch_roots() == sorted(
+        [(str(tmp_path / "log"), False), (str(tmp_path / "apps"), True), (str(tmp_path), False)]
+    )
+    assert provider.matches(str(tmp_path / "log" / "messages.1"))
+    assert not provider.matches(str(tmp_path / "log" / "secure"))
+    (tmp_path / "apps" / "one").mkdir(parents=True)
+    (tmp_path / "apps" / "one" / "app.log").write_bytes(b"")
+    found, denied = provider.expand()
+    assert list(found) == [str(tmp_path / "apps" / "one" / "app.log")] and denied == {}
+
+
+# ----------------------------------------------------------------- skip predicate
+
+
+def test_skip_predicate_drops_lines_but_advances(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    own = lambda data: b" lograven[" in data  # noqa: E731
+    with make([log], skip_predicate=own) as tailer:
+        append(log, b"host sshd[1]: hi\nhost lograven[2]: alert\nhost cron[3]: ok\nhost lograven[2]: again\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"host sshd[1]: hi", b"host cron[3]: ok"]
+        assert tailer.stats()[str(log)].skipped_lines == 2
+        ack_all(tailer, lines)
+        # Trailing skipped lines are covered by the acknowledgement of the line before them.
+        assert tailer.positions()[str(log)]["offset"] == log.stat().st_size
+
+
+def test_skipped_lines_at_the_start_need_no_acknowledgement(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], skip_predicate=lambda data: data == b"skip") as tailer:
+        append(log, b"skip\nskip\n")
+        assert tailer.poll() == []
+        assert tailer.positions()[str(log)]["offset"] == 10
+
+
+# ----------------------------------------------------------------- unreadable files
+
+
+def test_unreadable_file_is_logged_once_counted_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "secure.log"
+    log.write_bytes(b"a\n")
+    real_open = os.open
+
+    def deny(path: str, flags: int, *args: int) -> int:
+        if os.fspath(path) == str(log):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(tailer_module.os, "open", deny)
+    caplog.set_level(logging.WARNING, logger="lograven.tailer")
+    with make([log], start_position="beginning") as tailer:
+        for _ in range(3):
+            assert tailer.poll() == []
+        warnings = [r for r in caplog.records if str(log) in r.getMessage()]
+        assert len(warnings) == 1
+        assert "adm" in warnings[0].getMessage()
+        stats = tailer.stats()[str(log)]
+        assert stats.read_errors == 1 and stats.readable is False
+        monkeypatch.setattr(tailer_module.os, "open", real_open)
+        append(log, b"b\n")
+        # It was there when we started: start_position applies once it can be read.
+        assert texts(tailer.poll()) == [b"a", b"b"]
+        assert tailer.stats()[str(log)].readable is True
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_chmod_000_file_is_retried(tmp_path: Path) -> None:
+    log = tmp_path / "secure.log"
+    log.write_bytes(b"a\n")
+    log.chmod(0)
+    with make([log], start_position="beginning") as tailer:
+        assert tailer.poll() == []
+        log.chmod(0o644)
+        assert texts(tailer.poll()) == [b"a"]
+
+
+# ----------------------------------------------------------------- positions and restarts
+
+
+def test_restart_resumes_at_the_acknowledged_offset(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"1\n2\n3\n")
+        lines = tailer.poll()
+        assert tailer.positions()[str(log)]["offset"] == 0  # nothing acknowledged yet
+        ack_all(tailer, lines[:2])
+        saved = json.loads(json.dumps(tailer.positions()))
+    append(log, b"4\n")
+    with make([log], positions=saved) as tailer:
+        # at-least-once: the unacknowledged line comes again
+        assert texts(tailer.poll()) == [b"3", b"4"]
+
+
+def test_acknowledge_lines_takes_the_furthest_line_of_each_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(b"")
+    b.write_bytes(b"")
+    with make([tmp_path / "*.log"]) as tailer:
+        append(a, b"a1\na2\na3\n")
+        append(b, b"b1\nb2\n")
+        lines = tailer.poll()
+        tailer.acknowledge_lines([x for x in lines if x.data in (b"a2", b"a1", b"b1")])
+        assert {p: e["offset"] for p, e in tailer.positions().items()} == {str(a): 6, str(b): 3}
+
+
+def test_restart_after_rotation_while_stopped_resumes_the_rotated_file(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([f"{log}*"]) as tailer:
+        append(log, b"1\n")
+        ack_all(tailer, tailer.poll())
+        saved = tailer.positions()
+    append(log, b"2\n")
+    os.rename(log, tmp_path / "app.log.1")
+    log.write_bytes(b"3\n")
+    with make([f"{log}*"], positions=saved, start_position="end") as tailer:
+        lines = tailer.poll()
+        assert sorted(texts(lines)) == [b"2", b"3"]
+        assert {line.data: line.path for line in lines}[b"2"] == str(tmp_path / "app.log.1")
+
+
+def test_restart_after_rotation_out_of_the_patterns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"1\n")
+        ack_all(tailer, tailer.poll())
+        saved = tailer.positions()
+    append(log, b"lost\n")
+    os.rename(log, tmp_path / "app.log.1")
+    log.write_bytes(b"3\n")
+    with make([log], positions=saved, start_position="end") as tailer:
+        assert texts(tailer.poll()) == [b"3"]  # the new file is read from its start
+    assert "while lograven was stopped" in caplog.text
+
+
+def test_new_file_under_a_checkpointed_glob_is_read_from_the_start(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_bytes(b"")
+    with make([tmp_path / "*.log"]) as tailer:
+        saved = tailer.positions()
+    (tmp_path / "b.log").write_bytes(b"written while stopped\n")
+    with make([tmp_path / "*.log"], positions=saved, start_position="end") as tailer:
+        assert texts(tailer.poll()) == [b"written while stopped"]
+
+
+def test_new_pattern_after_restart_uses_start_position(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_bytes(b"")
+    with make([tmp_path / "a.log"]) as tailer:
+        saved = tailer.positions()
+    (tmp_path / "b.txt").write_bytes(b"history\n")
+    with make([tmp_path / "a.log", tmp_path / "*.txt"], positions=saved, start_position="end") as tailer:
+        assert tailer.poll() == []
+
+
+@pytest.mark.parametrize("how", ["fingerprint", "inode", "shorter"])
+def test_identity_mismatch_reads_the_file_from_the_start(tmp_path: Path, how: str) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"first line\nsecond line\n")
+        ack_all(tailer, tailer.poll())
+        saved = tailer.positions()
+    entry = saved[str(log)]
+    if how == "fingerprint":  # same device and inode, other content (inode reuse)
+        entry["file_id"] = entry["file_id"].rsplit(":", 1)[0] + ":" + "0" * 16
+    elif how == "inode":
+        dev, ino, fp = entry["file_id"].split(":")
+        entry["file_id"] = f"{dev}:{int(ino) + 12345}:{fp}"
+    else:  # the same file, but shorter than the saved offset
+        entry["offset"] = 10**6
+    with make([log], positions=saved, start_position="end") as tailer:
+        assert texts(tailer.poll()) == [b"first line", b"second line"]
+
+
+def test_replaced_file_with_a_reused_inode_is_read_from_the_start(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"old content line\n")
+        ack_all(tailer, tailer.poll())
+        saved = tailer.positions()
+    log.unlink()
+    log.write_bytes(b"brand new content, longer than the old one\n")  # often gets the same inode
+    with make([log], positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"brand new content, longer than the old one"]
+
+
+def test_malformed_positions_are_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"x\n")
+    bad = {
+        str(log): {"file_id": "garbage", "offset": 3},
+        "/other": {"offset": 1},
+        "/third": {"file_id": "a:b:c", "offset": 1},
+        "/fourth": {"file_id": "1:2:00ff", "offset": -5},
+    }
+    with make([log], positions=bad, start_position="beginning") as tailer:
+        assert texts(tailer.poll()) == [b"x"]
+    assert "malformed" in caplog.text
+
+
+def test_acknowledgements_for_stale_generations_are_ignored(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"a\nb\n")
+        old = tailer.poll()
+        os.truncate(log, 0)
+        append(log, b"cccccc\ndddddd\n")
+        new = tailer.poll()
+        ack_all(tailer, old)  # arrives late, after the truncation: offsets 2 and 4 mean nothing now
+        assert tailer.positions()[str(log)]["offset"] == 0
+        ack_all(tailer, new)
+        assert tailer.positions()[str(log)]["offset"] == 14
+
+
+# ----------------------------------------------------------------- watchdog
+
+
+def _wait_in_thread(tailer: Tailer, timeout: float) -> tuple[threading.Event, list[float]]:
+    done = threading.Event()
+    elapsed: list[float] = []
+
+    def run() -> None:
+        start = time.monotonic()
+        tailer.wait(timeout)
+        elapsed.append(time.monotonic() - start)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done, elapsed
+
+
+def test_watchdog_event_wakes_wait_early(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], use_watchdog=True) as tailer:
+        assert tailer.watchdog_alive
+        tailer.wait(0)  # clear anything pending
+        done, elapsed = _wait_in_thread(tailer, timeout=60)
+        append(log, b"hello\n")
+        assert done.wait(10), "wait() did not wake up on a write"
+        assert elapsed[0] < 10
+        assert texts(tailer.poll()) == [b"hello"]
+
+
+def test_watchdog_wakes_on_a_new_file_matching_the_glob(tmp_path: Path) -> None:
+    with make([tmp_path / "*.log"], use_watchdog=True) as tailer:
+        tailer.wait(0)
+        done, _ = _wait_in_thread(tailer, timeout=60)
+        (tmp_path / "new.log").write_bytes(b"x\n")
+        assert done.wait(10)
+        assert texts(tailer.poll()) == [b"x"]
+
+
+def test_dead_watchdog_observer_is_restarted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], use_watchdog=True) as tailer:
+        observer = tailer._waker._observer  # type: ignore[union-attr]
+        observer.stop()
+        observer.join()
+        assert not tailer.watchdog_alive
+        tailer.wait(0)  # notices and restarts it
+        assert tailer.watchdog_alive and tailer._waker.restarts == 1  # type: ignore[union-attr]
+        assert "restarting" in caplog.text
+        tailer.wait(0)
+        done, _ = _wait_in_thread(tailer, timeout=60)
+        append(log, b"after restart\n")
+        assert done.wait(10)
+        assert texts(tailer.poll()) == [b"after restart"]
+
+
+def test_watch_directory_created_later(tmp_path: Path) -> None:
+    sub = tmp_path / "later"
+    with make([sub / "*.log"], use_watchdog=True) as tailer:
+        assert tailer.poll() == []
+        sub.mkdir()
+        tailer.wait(0)  # watches the new directory now
+        done, _ = _wait_in_thread(tailer, timeout=60)
+        (sub / "x.log").write_bytes(b"x\n")
+        assert done.wait(10)
+        assert texts(tailer.poll()) == [b"x"]
+
+
+def test_without_watchdog_wait_times_out_and_wake_ends_it(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], use_watchdog=False, poll_interval=0.01) as tailer:
+        assert not tailer.watchdog_alive
+        start = time.monotonic()
+        tailer.wait()  # poll_interval
+        assert time.monotonic() - start < 5
+        done, _ = _wait_in_thread(tailer, timeout=60)
+        tailer.wake()
+        assert done.wait(10)
+        append(log, b"polled\n")
+        assert texts(tailer.poll()) == [b"polled"]
+
+
+# ----------------------------------------------------------------- model-based test
+
+EXAMPLES = int(os.environ.get("LOGRAVEN_TAILER_EXAMPLES", "1000"))
+MAX_LINE = 48  # some generated lines are longer: truncation is part of the model
+FINGERPRINT = 16  # short, so files are often shorter than their fingerprint
+KEEP_ROTATED = 2  # numbered rotation: main.log.1, main.log.2, older ones are deleted
+
+
+@dataclass(eq=False)
+class ModelLine:
+    seq: int
+    data: bytes  # the whole line, without its newline
+    file: ModelFile
+    complete: bool = False  # its newline was written
+    required: bool = True  # must be read (exactly once); False: may be lost, never duplicated
+    forbidden: bool = False  # must never be read (existed before a first start at "end")
+    received: bool = False
+
+
+@dataclass(eq=False)
+class ModelFile:
+    name: str
+    devino: tuple[int, int]
+    names: set[str] = field(default_factory=set)  # every name it had: RawLine.path is one of them
+    lines: list[ModelLine] = field(default_factory=list)
+    partial: ModelLine | None = None  # the line being written
+    partial_written: int = 0
+    deleted: bool = False
+    seen: bool = False  # the running tailer has opened it
+    open_in_tailer: bool = False  # left the patterns while open; drained by the next poll
+    last_seq: int = -1  # the last line read from it, for the order check
+
+
+class TailerModel(RuleBasedStateMachine):
+    """Random writes, rotations, truncations and restarts against a model of the files.
+
+    Every line carries a unique sequence number, so the model can tell a line read
+    twice, out of order, invented, or cut from a partial write. A line must be read
+    exactly once unless an event legitimately loses it: a copytruncate before it was
+    read, or its file leaving the patterns before the tailer ever opened it (or while
+    the tailer was stopped).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="lograven-model-"))
+        self.main = self.dir / "main.log"
+        self.tailer: Tailer | None = None
+        self.saved: dict | None = None
+        self.seq = 0
+        self.counter = 0
+        self.files: list[ModelFile] = []
+        self.by_seq: dict[int, ModelLine] = {}
+        self.unacked: list[RawLine] = []
+        self.old: ModelFile | None = None  # the most recently rotated file; its writer may go on
+
+    # ---- the model
+
+    def _in_patterns(self, mfile: ModelFile) -> bool:
+        if mfile.deleted:
+            return False
+        return mfile.name == str(self.main) or (self.glob_mode and mfile.name.startswith(f"{self.main}."))
+
+    def _accepts_lines(self, mfile: ModelFile) -> bool:
+        """Whether a line completed in this file now is guaranteed to be read."""
+        return self._in_patterns(mfile) or mfile.open_in_tailer
+
+    def _leave_patterns(self, mfile: ModelFile) -> None:
+        """A file renamed out of the patterns or deleted: only an open one can still be read."""
+        if mfile.open_in_tailer:
+            return
+        mfile.open_in_tailer = self.tailer is not None and mfile.seen
+        if not mfile.open_in_tailer:
+            self._may_lose(mfile)
+
+    def _may_lose(self, mfile: ModelFile) -> None:
+        for line in mfile.lines:
+            line.required = False
+
+    def _mark_seen(self) -> None:
+        for mfile in self.files:
+            if self._in_patterns(mfile):
+                mfile.seen = True
+
+    def _new_main(self) -> ModelFile:
+        self.main.write_bytes(b"")
+        st = self.main.stat()
+        mfile = ModelFile(str(self.main), (st.st_dev, st.st_ino), names={str(self.main)})
+        self.files.append(mfile)
+        return mfile
+
+    def _line(self, mfile: ModelFile, pad: int) -> ModelLine:
+        self.seq += 1
+        data = b"L%06d-" % self.seq + b"abcdefghij" * (pad // 10) + b"x" * (pad % 10)
+        line = ModelLine(self.seq, data, mfile)
+        self.by_seq[line.seq] = line
+        return line
+
+    def _write(self, mfile: ModelFile, data: bytes) -> None:
+        append(Path(mfile.name), data)
+
+    def _target(self, old: bool) -> ModelFile:
+        if old and self.old is not None and not self.old.deleted:
+            return self.old
+        return self.current
+
+    def _rename(self, mfile: ModelFile, name: str) -> None:
+        os.rename(mfile.name, name)
+        mfile.name = name
+        mfile.names.add(name)
+        if not self._in_patterns(mfile):
+            self._leave_patterns(mfile)
+
+    def _start(self) -> None:
+        self.tailer = Tailer(
+            [f"{self.main}*" if self.glob_mode else str(self.main)],
+            start_position=self.start_position,
+            max_line_bytes=MAX_LINE,
+            fingerprint_bytes=FINGERPRINT,
+            positions=self.saved,
+            use_watchdog=False,
+            rotate_wait=0.0,
+        )
+        self._mark_seen()
+
+    def _complete(self, mfile: ModelFile, line: ModelLine) -> None:
+        line.complete = True
+        line.required = self._accepts_lines(mfile)
+        mfile.lines.append(line)
+
+    # ---- rules
+
+    @initialize(
+        glob_mode=st.booleans(),
+        numbered=st.booleans(),
+        start_end=st.booleans(),
+        initial=st.lists(st.integers(0, 60), max_size=3),
+        initial_partial=st.one_of(st.none(), st.integers(0, 60)),
+    )
+    def setup(
+        self, glob_mode: bool, numbered: bool, start_end: bool, initial: list[int], initial_partial: int | None
+    ) -> None:
+        self.glob_mode = glob_mode  # patterns: "main.log*" (rotated files too) or "main.log"
+        self.numbered = numbered  # logrotate's main.log.1, .2 scheme, or unique names (dateext)
+        self.start_position = "end" if start_end else "beginning"
+        self.current = self._new_main()
+        for pad in initial:
+            line = self._line(self.current, pad)
+            self._complete(self.current, line)
+            line.forbidden, line.required = start_end, not start_end
+            self._write(self.current, line.data + b"\n")
+        if initial_partial is not None:
+            self._start_partial(self.current, initial_partial, 3)
+        self._start()
+
+    @rule(old=st.booleans(), pads=st.lists(st.integers(0, 70), min_size=1, max_size=4))
+    def write_lines(self, old: bool, pads: list[int]) -> None:
+        mfile = self._target(old)
+        if mfile.partial is not None:
+            self._finish_partial(mfile)
+        data = b""
+        for pad in pads:
+            line = self._line(mfile, pad)
+            self._complete(mfile, line)
+            data += line.data + b"\n"
+        self._write(mfile, data)
+
+    @rule(old=st.booleans(), pad=st.integers(0, 70), more=st.integers(1, 80))
+    def write_partial(self, old: bool, pad: int, more: int) -> None:
+        """Start a line without its newline, or write more of one (maybe finishing it)."""
+        mfile = self._target(old)
+        partial = mfile.partial
+        if partial is None:
+            self._start_partial(mfile, pad, more)
+        elif mfile.partial_written + more < len(partial.data):
+            self._write(mfile, partial.data[mfile.partial_written : mfile.partial_written + more])
+            mfile.partial_written += more
+        else:
+            self._finish_partial(mfile)
+
+    def _start_partial(self, mfile: ModelFile, pad: int, length: int) -> None:
+        line = self._line(mfile, pad)
+        mfile.partial, mfile.partial_written = line, min(length, len(line.data))
+        self._write(mfile, line.data[: mfile.partial_written])
+
+    def _finish_partial(self, mfile: ModelFile) -> None:
+        partial = mfile.partial
+        assert partial is not None
+        self._write(mfile, partial.data[mfile.partial_written :] + b"\n")
+        self._complete(mfile, partial)
+        mfile.partial = None
+
+    @rule()
+    def rotate(self) -> None:
+        """logrotate `create`: rename the file away (shifting numbered ones), create a new one."""
+        if self.numbered:
+            rotated = {m.name: m for m in self.files if not m.deleted and m is not self.current}
+            for k in range(KEEP_ROTATED, 0, -1):
+                mfile = rotated.get(f"{self.main}.{k}")
+                if mfile is None:
+                    continue
+                if k == KEEP_ROTATED:
+                    os.unlink(mfile.name)
+                    mfile.deleted = True
+                    self._leave_patterns(mfile)
+                else:
+                    self._rename(mfile, f"{self.main}.{k + 1}")
+            name = f"{self.main}.1"
+        else:
+            self.counter += 1
+            name = f"{self.main}.{self.counter}"
+        self.old = self.current
+        self._rename(self.current, name)
+        self.current = self._new_main()
+
+    @rule()
+    def copytruncate(self) -> None:
+        """logrotate `copytruncate`: copy the content outside the patterns, truncate in place."""
+        self.counter += 1
+        shutil.copyfile(self.main, self.dir / f"copy-{self.counter}.bak")
+        os.truncate(self.main, 0)
+        self._may_lose(self.current)  # unless it was read before the truncation
+        self.current.partial = None  # its start is gone: never a complete line
+
+    @precondition(lambda self: self.tailer is not None)
+    @rule(limit=st.sampled_from([None, None, 1, 2, 5]))
+    def poll(self, limit: int | None) -> None:
+        assert self.tailer is not None
+        lines = self.tailer.poll(max_lines=limit)
+        if limit is not None:
+            assert len(lines) <= limit
+        for raw in lines:
+            self._check_line(raw)
+        self.unacked.extend(lines)
+        for mfile in self.files:
+            mfile.open_in_tailer = False  # drained, or at least no longer guaranteed open
+        self._mark_seen()
+        if limit is None:
+            missing = [n for n, line in self.by_seq.items() if line.complete and line.required and not line.received]
+            assert not missing, f"lines never read: {missing}"
+
+    def _check_line(self, raw: RawLine) -> None:
+        assert raw.data[:1] == b"L" and raw.data[7:8] == b"-", f"not a line start: {raw!r}"
+        line = self.by_seq.get(int(raw.data[1:7]))
+        assert line is not None, f"invented line: {raw!r}"
+        assert line.complete, f"partial line handed out: {raw!r}"
+        assert not line.forbidden, f"line from before the start with start_position=end: {raw!r}"
+        assert not line.received, f"line read twice: {raw!r}"
+        assert raw.data == line.data[:MAX_LINE]
+        assert raw.truncated == (len(line.data) > MAX_LINE)
+        assert raw.end - raw.offset == len(line.data) + 1
+        mfile = line.file
+        dev, ino, _ = raw.file_id.split(":")
+        assert (int(dev), int(ino)) == mfile.devino, f"wrong file id for {raw!r}"
+        assert raw.path in mfile.names, f"{raw.path} was never a name of the file of {raw!r}"
+        assert line.seq > mfile.last_seq, f"out of order in {mfile.name}: {raw!r}"
+        mfile.last_seq = line.seq
+        line.received = True
+
+    @precondition(lambda self: self.tailer is not None)
+    @rule(ack_fraction=st.sampled_from([1.0, 1.0, 0.5, 0.0]))
+    def stop(self, ack_fraction: float) -> None:
+        """Acknowledge what was processed, checkpoint, stop. Unacknowledged lines come again."""
+        assert self.tailer is not None
+        count = int(len(self.unacked) * ack_fraction)
+        self.tailer.acknowledge_lines(self.unacked[:count])
+        for raw in self.unacked[count:]:
+            self.by_seq[int(raw.data[1:7])].received = False
+        self.unacked.clear()
+        self.saved = json.loads(json.dumps(self.tailer.positions()))
+        self.tailer.close()
+        self.tailer = None
+        for mfile in self.files:
+            mfile.last_seq = max((line.seq for line in mfile.lines if line.received), default=-1)
+            mfile.seen = False
+            if not self._in_patterns(mfile):  # unreachable after a restart
+                mfile.open_in_tailer = False
+                self._may_lose(mfile)
+
+    @precondition(lambda self: self.tailer is None)
+    @rule()
+    def start(self) -> None:
+        self._start()
+
+    def teardown(self) -> None:
+        if self.tailer is not None:
+            self.tailer.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TailerModel.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_tailer_model = TailerModel.TestCase
