@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", required=True)
     r = _add(sub, "run", "run the daemon: tail the configured files, detect, alert to syslog/JSON lines, serve metrics",
              "examples:\n  lograven run --config /etc/lograven/config.yaml\n"
-             "  lograven run --config config.yaml --stdin      # rsyslog omprog / Vector / Fluent Bit exec plugin\n"
+             "  lograven run --config config.yaml --stdin      # plugin mode behind rsyslog omprog (docs/operations.md)\n"
              "signals: SIGHUP reloads config and model, SIGTERM checkpoints and exits.\n"
              "Without `model:` it first learns a model from the files' existing content (learn mode).")
     r.add_argument("--config", help="YAML config (default: built-in defaults, i.e. /var/log/messages and /var/log/syslog)")
@@ -293,7 +293,10 @@ def cmd_score(args) -> int:
 
     cfg = _load_config(args.config)
     parser, key = Parser(_fmt(args, cfg)), StreamKey(_stream_spec(args, cfg))
-    det = Detector(load_bundle(args.model), DetectorSettings.from_config(cfg.detectors))
+    from lograven.modelstore import resolve_model_path
+
+    # a bundle, or a model directory (<state_dir>/models: its current version)
+    det = Detector(load_bundle(resolve_model_path(args.model)), DetectorSettings.from_config(cfg.detectors))
     out = sys.stdout
     batch: list[tuple[str, int, str, object, str]] = []
 
@@ -324,11 +327,16 @@ def cmd_check(args) -> int:
     print(f"{args.config}: configuration OK")
     if cfg.model:
         from lograven.bundle import load_bundle
+        from lograven.modelstore import resolve_model_path
 
-        b = load_bundle(cfg.model)
+        b = load_bundle(resolve_model_path(cfg.model))  # a bundle, or a model directory as `run` accepts
         print(f"{cfg.model}: model bundle OK ({b.version}, {len(b.types.types_)} message types)")
     else:
         print("model: null -> learn mode (learns from the configured files on first start)")
+    from lograven.service import source_warnings
+
+    for warning in source_warnings(cfg):
+        print(f"warning: {warning}")
     return 0
 
 
@@ -447,6 +455,20 @@ def cmd_demo(args) -> int:
 COMMANDS = {"allow": cmd_allow, "learn": cmd_learn, "demo": cmd_demo, "train": cmd_train, "types": cmd_types, "score": cmd_score, "check": cmd_check, "run": cmd_run, "models": cmd_models}
 
 
+# Commands that only serve models: numpy's BLAS must not spread tiny matmuls over threads (measured:
+# 2-3x slower and several cores busy on this 2-core machine). `run` sets runtime.threads itself.
+SERVING_COMMANDS = {"score", "demo", "types"}
+
+
+def limit_threads(n: int) -> None:
+    """Limit BLAS/OpenMP thread pools (threadpoolctl, a scikit-learn dependency)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - always there with scikit-learn
+        return
+    threadpool_limits(limits=n)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -458,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    if args.command in SERVING_COMMANDS:
+        limit_threads(1)
     try:
         return int(handler(args) or 0)
     except LogravenError as e:

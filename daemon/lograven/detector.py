@@ -227,36 +227,41 @@ class Detector:
         order = sorted(range(len(names)), key=lambda j: -len(lines[j]))  # active streams form a prefix
         H, seen = H[order], seen[order]
         lines = [lines[j] for j in order]
+        S = len(lines)
         lens = np.array([len(v) for v in lines])
-        idx_mat = np.full((len(lines), T), -1, dtype=np.int64)
+        idx_mat = np.zeros((S, T), dtype=np.int64)
         for j, v in enumerate(lines):
             idx_mat[j, : len(v)] = v
         tid = np.asarray(type_ids, dtype=np.int64)
+        # Everything that does not depend on the hidden state is computed for all steps at once:
+        # which of the two staggered states predicts, when each restarts, and the input rows.
+        N = seen[:, None] + np.arange(T)[None, :]  # lines seen before step t
+        hist0 = np.where(N > W, (N - 1) % W + 1, N + 1)
+        hist1 = np.where(N <= half, N, (N - 1 - half) % W + 1)
+        pick = (hist1 > hist0).astype(np.int64)
+        reset0 = (N % W == 0) & (N > 0)
+        reset1 = (N % W == half) & (N >= half)
+        any0, any1 = reset0.any(axis=0).tolist(), reset1.any(axis=0).tolist()
+        X = seq.input_rows(tid[idx_mat])  # (S, T, 3U)
+        active = [int((lens > t).sum()) for t in range(T)]
         rows_line = np.empty(int(lens.sum()), dtype=np.int64)
         rows_h = np.empty((len(rows_line), U), dtype=np.float32)
+        ar = np.arange(S)
         r = 0
-        act = len(lines)
         for t in range(T):
-            while act > 0 and lens[act - 1] <= t:
-                act -= 1
-            li = idx_mat[:act, t]
-            n = seen[:act]
-            # predictive state: the one with the longer history (sequence.py docstring)
-            hist0 = np.where(n > W, (n - 1) % W + 1, n + 1)
-            hist1 = np.where(n <= half, n, (n - 1 - half) % W + 1)
-            pick = (hist1 > hist0).astype(np.int64)
-            rows_h[r : r + act] = H[np.arange(act), pick]
-            rows_line[r : r + act] = li
-            r += act
-            # staggered restarts, then one step for both states of every active stream
+            act = active[t]
             Ha = H[:act]
-            Ha[(n % W == 0) & (n > 0), 0] = 0.0
-            Ha[(n % W == half) & (n >= half), 1] = 0.0
-            inp = np.repeat(tid[li], 2)
-            H[:act] = seq.step(Ha.reshape(-1, U), inp).reshape(act, 2, U)
-            seen[:act] += 1
+            rows_h[r : r + act] = Ha[ar[:act], pick[:act, t]]
+            rows_line[r : r + act] = idx_mat[:act, t]
+            r += act
+            if any0[t]:
+                Ha[reset0[:act, t], 0] = 0.0
+            if any1[t]:
+                Ha[reset1[:act, t], 1] = 0.0
+            H[:act] = seq.step_pair(Ha, X[:act, t])
         inv = np.argsort(order)
-        H, seen = H[inv], seen[inv]
+        H = H[inv]
+        seen = seen[inv] + lens[inv]
         for j, s in enumerate(states):
             s.h = H[j].copy()
             s.seen = int(seen[j])
@@ -273,5 +278,6 @@ class Detector:
             o = np.argsort(-topp, axis=1)
             top = np.take_along_axis(top, o, axis=1)
             topp = np.take_along_axis(topp, o, axis=1)
+            tl, pl = top.tolist(), topp.tolist()
             for row, li in enumerate(rows_line.tolist()):
-                expected[li] = [(int(a), float(b)) for a, b in zip(top[row], topp[row])]
+                expected[li] = list(zip(tl[row], pl[row]))

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scipy.special import expit
+
 from lograven.runtime import load_weights, save_weights, sigmoid
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,24 @@ class SequenceModel:
         z = zr[:, :U]
         hh = np.tanh(x[:, 2 * U :] + zr[:, U:] * inner[:, 2 * U :])
         return hh + z * (h - hh)  # = z*h + (1-z)*hh
+
+    def input_rows(self, inputs: np.ndarray) -> np.ndarray:
+        """Input projections (embedding @ kernel + bias) of input indices, any shape -> shape + (3U,)."""
+        return self._input_table()[inputs]
+
+    def step_pair(self, h: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """One step for both staggered states of B streams: h (B, 2, U), x (B, 3U) input rows -> new h."""
+        U = h.shape[-1]
+        inner = h @ self.weights_["gru_rk"]
+        inner += self.weights_["gru_b"][1]
+        x = x[:, None, :]
+        zr = expit(x[..., : 2 * U] + inner[..., : 2 * U])
+        hh = x[..., 2 * U :] + zr[..., U:] * inner[..., 2 * U :]
+        np.tanh(hh, out=hh)
+        h = h - hh
+        h *= zr[..., :U]
+        h += hh
+        return h
 
     def probs(self, h: np.ndarray) -> np.ndarray:
         """Next-type distribution (B, n_types+1) from hidden states (B, units)."""

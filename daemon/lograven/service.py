@@ -32,7 +32,7 @@ from lograven.metrics import Metrics, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.notify import Notifier
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line
-from lograven.tailer import RawLine, Tailer
+from lograven.tailer import GlobPathProvider, RawLine, Tailer
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,25 @@ def build_router(cfg: Config, metrics: Metrics | None, *, stdin_mode: bool = Fal
     return AlertRouter(
         sinks, dedup_window_seconds=a.dedup_window_seconds, max_per_minute=a.max_per_minute, metrics=metrics, suppress=suppress
     )
+
+
+def source_warnings(cfg: Config) -> list[str]:
+    """Sources that match no file, said at start rather than found out days later (a typo, no rsyslog)."""
+    out = []
+    for i, src in enumerate(cfg.sources):
+        found, denied = GlobPathProvider(list(src.paths)).expand()
+        if denied and not found:
+            out.append(
+                f"sources[{i}].paths: cannot look at {', '.join(sorted(denied))} (permission denied on a directory); "
+                "give lograven's user search (x) permission on the directories in the path"
+            )
+        elif not found:
+            out.append(
+                f"sources[{i}].paths: no file matches {', '.join(src.paths)} yet; lograven reads it once it appears "
+                "(`run --stdin` reads no files). Check the path; Debian 12 without rsyslog has no /var/log/syslog "
+                "(`apt install rsyslog`)"
+            )
+    return out
 
 
 def own_alert_predicate(tag: str) -> Callable[[bytes], bool]:
@@ -214,8 +233,14 @@ class Service:
 
     # --------------------------------------------------------------- run
     def run(self) -> int:
+        from lograven.cli import limit_threads
+
+        limit_threads(self.cfg.runtime.threads)
         self._install_signals()
         self._prepare_state_dir()
+        if not self.stdin_mode:
+            for warning in source_warnings(self.cfg):
+                log.warning("%s", warning)
         self.metrics.build_info.info({"version": __version__, "python": sys.version.split()[0]})
         if self.cfg.metrics.enabled and not self.stdin_mode:
             self._http = start_http_server(self.cfg.metrics.listen, self.metrics)

@@ -349,6 +349,8 @@ class FileWatcher:
 class _WakeHandler(FileSystemEventHandler):
     """Watchdog callback: sets the event for changes that may concern a followed path."""
 
+    IGNORED = frozenset({"opened", "closed_no_write", "attrib"})  # caused by our own reads
+
     def __init__(self, event: threading.Event, matches: Callable[[str], bool]) -> None:
         super().__init__()
         self._event = event
@@ -356,6 +358,8 @@ class _WakeHandler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
+            if event.event_type in self.IGNORED:
+                return
             if event.is_directory:
                 self._event.set()
                 return
@@ -376,7 +380,7 @@ class DirectoryWaker:
     """
 
     RETRY_SECONDS = 60.0
-    # Opened, closed-without-write and attrib events are left out: our own reads cause them.
+    # Opened, closed-without-write and attrib events are left out at the source: our own reads cause them.
     EVENT_FILTER: list[type[FileSystemEvent]] = [
         FileModifiedEvent,
         FileCreatedEvent,
@@ -425,6 +429,7 @@ class DirectoryWaker:
             self._watch(root, recursive)
 
     def _watch(self, root: str, recursive: bool) -> None:
+        assert self._observer is not None
         try:
             ino = os.stat(root).st_ino
         except OSError:
@@ -441,9 +446,12 @@ class DirectoryWaker:
         if ino is None:
             return
         try:
-            watch = self._observer.schedule(
-                self._handler, root, recursive=recursive, event_filter=self.EVENT_FILTER
-            )
+            try:
+                watch = self._observer.schedule(
+                    self._handler, root, recursive=recursive, event_filter=self.EVENT_FILTER
+                )
+            except TypeError:  # watchdog < 4 has no event_filter; the handler filters instead
+                watch = self._observer.schedule(self._handler, root, recursive=recursive)
         except OSError as exc:
             if root not in self._warned:
                 self._warned.add(root)

@@ -99,6 +99,25 @@ def ae_text(masker: Masker, program: str | None, message: str) -> str:
     return masker.mask_text(f"{program} {message}" if program else message)
 
 
+def require_tensorflow() -> None:
+    """Training needs TensorFlow/Keras; a serving-only install may lack them: say how to add them."""
+    import importlib.util
+    import sys
+
+    for name in ("tensorflow", "keras"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            pip = f"{sys.executable} -m pip install"
+            raise LogravenError(
+                f"training needs TensorFlow, and `{name}` is not installed in this environment ({sys.prefix}); "
+                f"install it with `{pip} tensorflow-cpu` (Linux x86_64) or `{pip} tensorflow` (other platforms). "
+                "Serving (`lograven run` with a model, `lograven score`) does not need it"
+            )
+
+
 def params_from(cls, section: object | None, **override):
     """Dataclass `cls` filled from a config section's attributes of the same names."""
     kw = {}
@@ -137,6 +156,7 @@ def train(
     t0 = time.monotonic()
     if len(corpus) < 2:
         raise LogravenError(f"only {len(corpus)} usable lines to learn from; lograven needs at least a few hundred normal lines")
+    require_tensorflow()  # before minutes of clustering, not after
     seed = int(getattr(training, "seed", 42))
     val_frac = float(getattr(training, "validation_fraction", 0.1))
     mt_cfg = getattr(training, "msgtypes", None)
