@@ -23,6 +23,8 @@ import numpy as np
 
 from lograven.bundle import Bundle
 from lograven.masking import Masker
+
+premask = Masker.premask
 from lograven.msgtypes import UNKNOWN
 from lograven.parsing import LogRecord
 from lograven.sequence import StreamState
@@ -127,13 +129,18 @@ class Detector:
         """One verdict per (stream, record), in order."""
         n = len(items)
         st = self.settings
-        classify = self.types.classify
-        type_ids = [classify(rec.message) for _, rec in items]
+        classify = self.types.classify_tokens
+        tokens = [premask(rec.message).split() for _, rec in items]
+        type_ids = [classify(tok) for tok in tokens]
 
         ae_err: np.ndarray | None = None
         if st.autoencoder:
-            mask_text = self._masker.mask_text
-            texts = [mask_text(f"{r.program} {r.message}" if r.program else r.message) for _, r in items]
+            # the autoencoder's input (training.ae_text), from the tokens already split for typing
+            mask = self._masker.mask_token
+            texts = [
+                " ".join([mask(r.program), *map(mask, tok)]) if r.program else " ".join(map(mask, tok))
+                for (_, r), tok in zip(items, tokens)
+            ]
             ae_err = self.ae.score(texts)
 
         prev = [0] * n

@@ -22,6 +22,7 @@ _DATE_REGEX = (
     r"|\b\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 )
 _DATE = re.compile(_DATE_REGEX)
+_TIME_HINT = re.compile(r"\d:\d\d:\d\d")  # every date form above has a time; cheap to look for first
 
 _BUILTIN: list[tuple[str, str]] = [
     ("<UUID>", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
@@ -73,7 +74,7 @@ class Masker:
     @staticmethod
     def premask(text: str) -> str:
         """Collapse multi-token timestamps into one `<DATE>` token."""
-        if ":" not in text:
+        if ":" not in text or _TIME_HINT.search(text) is None:
             return text
         return _DATE.sub("<DATE>", text)
 

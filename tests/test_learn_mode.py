@@ -1,0 +1,119 @@
+"""Learn mode: `lograven run` without a model learns one from the files first, then detects from there."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lograven.generator import LogGenerator, write_log
+from lograven.modelstore import ModelStore
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+training:
+  sequence: {units: 16, embedding_dim: 8, window: 16, epochs: 2}
+  autoencoder: {vocab_size: 128, epochs: 2, filters: 16, latent_dim: 8, embedding_dim: 8}
+"""
+
+
+def _config(tmp: Path, min_lines: int) -> Path:
+    cfg = tmp / "config.yaml"
+    cfg.write_text(
+        f"""
+sources:
+  - paths: ["{tmp}/logs/*.log"]
+model: null
+state_dir: {tmp}/state
+alerts:
+  syslog: {{enabled: false}}
+  jsonl: {{path: {tmp}/alerts.jsonl}}
+  dedup_window_seconds: 0
+metrics: {{enabled: false}}
+learn: {{max_lines: 5000, min_lines: {min_lines}}}
+runtime: {{poll_interval_seconds: 0.2, checkpoint_interval_seconds: 0.5}}
+{TINY}"""
+    )
+    return cfg
+
+
+def _start(cfg: Path, tmp: Path) -> tuple[subprocess.Popen, socket.socket]:
+    sock_path = str(tmp / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(240)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lograven", "-v", "run", "--config", str(cfg)],
+        env=dict(os.environ, NOTIFY_SOCKET=sock_path), stderr=open(tmp / "err.txt", "w"),
+    )  # fmt: skip
+    return proc, sock
+
+
+def _wait_ready(sock: socket.socket) -> list[str]:
+    statuses = []
+    while True:
+        msg = sock.recv(4096).decode()
+        statuses += [m for m in msg.split("\n") if m.startswith("STATUS=")]
+        if "READY=1" in msg.split("\n"):
+            return statuses
+
+
+def _wait_alert(path: Path, needle: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and needle in path.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_learns_from_existing_content_then_detects(tmp_path):
+    (tmp_path / "logs").mkdir()
+    write_log(tmp_path / "logs" / "a.log", LogGenerator(seed=1).lines(1500))
+    write_log(tmp_path / "logs" / "b.log", LogGenerator(seed=2).lines(1500))
+    proc, sock = _start(_config(tmp_path, min_lines=1000), tmp_path)
+    try:
+        statuses = _wait_ready(sock)
+        assert any("learn mode" in s for s in statuses), statuses
+        store = ModelStore(tmp_path / "state" / "models")
+        assert store.current_name() == "v0001"
+        manifest = json.loads((store.current_path() / "manifest.json").read_text())
+        assert manifest["training"]["lines"] == 3000  # both files, all of their existing content
+        # what was learned is not alerted on; what comes after is detected
+        with open(tmp_path / "logs" / "a.log", "a") as f:
+            f.write("Jun  9 07:00:00 web01 kernel: /dev/learnx1 out of diskspace marker-learn\n")
+        assert _wait_alert(tmp_path / "alerts.jsonl", "marker-learn")
+        alerts = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+        assert all("marker-learn" in a["line"] for a in alerts), "lines learned from were alerted"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        sock.close()
+
+
+def test_waits_for_enough_lines_before_learning(tmp_path):
+    (tmp_path / "logs").mkdir()
+    gen = LogGenerator(seed=3)
+    write_log(tmp_path / "logs" / "a.log", gen.lines(200))
+    proc, sock = _start(_config(tmp_path, min_lines=800), tmp_path)
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None  # still collecting, not failed
+        with open(tmp_path / "logs" / "a.log", "a") as f:
+            for line in gen.lines(700):
+                f.write(line + "\n")
+        statuses = _wait_ready(sock)
+        assert any("collecting" in s or "training" in s for s in statuses), statuses
+        manifest = json.loads((ModelStore(tmp_path / "state" / "models").current_path() / "manifest.json").read_text())
+        assert manifest["training"]["lines"] == 900
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        sock.close()
