@@ -82,6 +82,9 @@ def test_learns_from_existing_content_then_detects(tmp_path):
     try:
         statuses = _wait_ready(sock)
         assert any("learn mode" in s for s in statuses), statuses
+        # training ran in a child process: TensorFlow never entered the serving daemon
+        rss_kb = int(next(x for x in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if x.startswith("VmRSS")).split()[1])
+        assert rss_kb < 300_000, f"daemon RSS {rss_kb} kB after learn mode"
         store = ModelStore(tmp_path / "state" / "models")
         assert store.current_name() == "v0001"
         manifest = json.loads((store.current_path() / "manifest.json").read_text())
@@ -117,3 +120,40 @@ def test_waits_for_enough_lines_before_learning(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         sock.close()
+
+
+def test_periodic_relearning_makes_a_new_current_version(tmp_path):
+    """learn.schedule: quiet lines are relearned in a child process into a new version made current."""
+    import shutil
+
+    from lograven.config import parse_config
+    from lograven.service import Service
+
+    default = Path(__file__).resolve().parents[1] / "models" / "default"
+    if not (default / "manifest.json").exists():
+        pytest.skip("models/default is missing")
+    store = ModelStore(tmp_path / "state" / "models")
+    shutil.copytree(default, store.new_version_path())
+    store.set_current("v0001")
+    (tmp_path / "logs").mkdir()
+    cfg = parse_config(
+        {
+            "sources": [{"paths": [f"{tmp_path}/logs/*.log"]}],
+            "state_dir": str(tmp_path / "state"),
+            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}},
+            "metrics": {"enabled": False},
+            "learn": {"schedule": "10m", "min_lines": 500},
+            "training": {"sequence": {"epochs": 1}, "autoencoder": {"epochs": 1}},
+        }
+    )
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+    svc._setup_relearning()
+    assert svc._relearn_buffer is not None
+    for line in LogGenerator(seed=9, skipped_transition=None).lines(800):
+        svc._relearn_buffer.append((str(tmp_path / "logs" / "a.log"), line))
+    svc._start_relearning()
+    svc._relearn_thread.join(timeout=240)
+    assert store.current_name() == "v0002"
+    m = json.loads((store.current_path() / "manifest.json").read_text())
+    assert "periodic relearning" in m["training"]["learned_from"] and m["training"]["learned_lines"] == 800

@@ -32,7 +32,7 @@ from lograven.sequence import SequenceModel
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries its own sha256
 MANIFEST = "manifest.json"
 REQUIRED = ("msgtypes.json", "tokenizer.json", "sequence.npz", "autoencoder.npz")
 

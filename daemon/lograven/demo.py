@@ -80,10 +80,8 @@ class _Writer(threading.Thread):
                     while not any(ln.kind == kind for ln in lines) and len(lines) < 10_000:
                         lines += self.gen.generate(10, anomaly_rate=0.5, kinds=(kind,))
                     cut = next(i for i, ln in enumerate(lines) if ln.kind == kind) if any(ln.kind == kind for ln in lines) else len(lines) - 1
-                    first = lines[cut]
-                    self.out.write(f"\n>>> injecting {KIND_TEXT[kind]}:\n    {_now_stamp(first.text)[:160]}\n")
-                    self.out.flush()
-                    # later anomalies of the same call are written as normal-looking context? no: keep only the first
+                    # the generator may hold back further anomalies for its next calls: every
+                    # anomalous line written is announced below, whenever it comes
                     batch += [ln for i, ln in enumerate(lines) if i <= cut or ln.kind == "normal"]
                     next_anomaly = t0 + self.every
                 for ln in batch:
@@ -91,6 +89,8 @@ class _Writer(threading.Thread):
                     self.offsets.append(f.tell())
                     if ln.kind != "normal":
                         self.injected.append((ln.kind, text, f.tell()))
+                        self.out.write(f"\n>>> injecting {KIND_TEXT[ln.kind]}:\n    {text[:160]}\n")
+                        self.out.flush()
                     f.write(text.replace("\n", " ").encode("utf-8", "surrogateescape") + b"\n")
                 f.flush()
                 self.written += len(batch)

@@ -30,7 +30,7 @@ from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel
-from lograven.training import Corpus, ae_text, load_replay, replay_files, type_sequences
+from lograven.training import Corpus, ae_text, load_replay, replay_files, require_tensorflow, type_sequences
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def learn(
 ) -> tuple[Path, dict]:
     """Fine-tune `model` (a bundle, or a model directory's current version) on `corpus`; returns (new path, summary)."""
     t0 = time.monotonic()
+    require_tensorflow()
     model = Path(model)
     store = ModelStore(model) if (model / "current").is_symlink() else None
     base_path = store.current_path() if store else model

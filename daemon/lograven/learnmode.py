@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from typing import TYPE_CHECKING
 
-from lograven.errors import LogravenError
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.tailer import Fingerprinter, GlobPathProvider, Tailer, make_file_id
-from lograven.training import Corpus, train
+from lograven.childproc import run_training_child
+from lograven.training import Corpus
 
 if TYPE_CHECKING:
     from lograven.service import Service
@@ -78,33 +77,16 @@ def learn_initial_model(svc: Service) -> dict:
             return positions
     svc._set_status(f"learn mode: training on {len(corpus)} lines")
     out = svc.store.new_version_path()
-    result: dict = {}
-
-    def work() -> None:
-        try:
-            result["r"] = train(
-                corpus, out, training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
-                fmt=cfg.sources[0].format, stream=cfg.sources[0].stream,
-                progress=lambda stage, f: svc._set_status(f"learn mode: {stage} {int(f * 100)}%"),
-            )  # fmt: skip
-        except BaseException as e:  # reported in the main thread
-            result["e"] = e
-
-    t = threading.Thread(target=work, name="lograven-learn", daemon=True)
-    t.start()
-    while t.is_alive():
-        svc.notifier.watchdog()  # training takes minutes; keep systemd's watchdog fed
-        t.join(timeout=1.0)
-        if svc._stop.is_set():
-            log.warning("stopping during learning: the model is not saved; learning restarts next time")
-            return positions
-    if "e" in result:
-        e = result["e"]
-        if isinstance(e, LogravenError):
-            raise e
-        raise LogravenError(f"learn mode: training failed: {e!r}") from e
+    summary = run_training_child(
+        "train", corpus, cfg=cfg.to_dict(), out=str(out),
+        on_status=lambda text: svc._set_status(f"learn mode: {text}"),
+        tick=svc.notifier.watchdog, should_stop=svc._stop.is_set,
+    )  # fmt: skip
+    if summary is None:
+        log.warning("stopped during learning: the model is not saved; learning restarts next time")
+        return positions
     svc.store.set_current(out.name)
-    log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, result["r"].summary["seconds"]["total"])
+    log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, summary["seconds"]["total"])
     return positions
 
 

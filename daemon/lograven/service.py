@@ -649,7 +649,7 @@ class Service:
         target = Path(self.cfg.model) if self.cfg.model else self.store.root
 
         def work() -> None:
-            from lograven.learning import learn
+            from lograven.childproc import run_training_child
             from lograven.training import Corpus
 
             src = self.cfg.sources[0]
@@ -659,8 +659,13 @@ class Service:
                 rec = parser.parse(text)
                 corpus.add(path, rec, key.key(path, rec, text))
             try:
-                path, summary = learn(target, corpus, training=self.cfg.training, source=f"periodic relearning ({len(lines)} quiet lines)")
-                log.info("periodic relearning: new model version %s (%d new types)", path.name, len(summary["new_types"]))
+                # in a child process: TensorFlow never enters the serving process
+                summary = run_training_child(
+                    "learn", corpus, cfg=self.cfg.to_dict(), model=str(target),
+                    out=f"periodic relearning ({len(lines)} quiet lines)", should_stop=self._stop.is_set,
+                )  # fmt: skip
+                if summary:
+                    log.info("periodic relearning: new model version %s (%d new types)", summary["path"], len(summary["new_types"]))
             except Exception:  # relearning must never take the daemon down
                 log.exception("periodic relearning failed; the current model keeps running")
 

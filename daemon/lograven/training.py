@@ -76,7 +76,7 @@ def read_corpus(
     max_line_bytes: int = 65536,
     line_filter: Callable[[str], bool] | None = None,
 ) -> Corpus:
-    """Parse log files into a corpus, at most `max_lines` lines (the last ones of each file are kept)."""
+    """Parse log files into a corpus: their lines in order, at most `max_lines` in all (the first ones)."""
     parser = Parser(fmt)
     key = StreamKey(stream)
     corpus = Corpus()
@@ -156,6 +156,8 @@ def train(
     t0 = time.monotonic()
     if len(corpus) < 2:
         raise LogravenError(f"only {len(corpus)} usable lines to learn from; lograven needs at least a few hundred normal lines")
+    if len(corpus) < 500:
+        log.warning("only %d lines to learn from: expect many false alerts; a few thousand normal lines or more work well", len(corpus))
     require_tensorflow()  # before minutes of clustering, not after
     seed = int(getattr(training, "seed", 42))
     val_frac = float(getattr(training, "validation_fraction", 0.1))

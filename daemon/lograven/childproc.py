@@ -1,0 +1,122 @@
+"""Training inside the daemon runs in a child process.
+
+Learn mode and periodic relearning need TensorFlow; imported into the daemon
+it would stay there (~700 MB RSS). A spawned child imports it, trains, writes
+the bundle and exits, so the serving process stays numpy-only. The corpus
+goes to the child as a JSON-lines file and the config as a plain dict: no
+pickled objects cross the boundary beyond short status tuples.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import queue
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from lograven.errors import LogravenError
+from lograven.training import Corpus
+
+log = logging.getLogger(__name__)
+
+
+def write_corpus(corpus: Corpus, path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in zip(corpus.files, corpus.messages, corpus.programs, corpus.streams):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_corpus_file(path: Path) -> Corpus:
+    from lograven.parsing import LogRecord
+
+    c = Corpus()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            file, message, program, stream = json.loads(line)
+            c.add(file, LogRecord(None, None, program, None, message), stream)
+    return c
+
+
+def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, q) -> None:
+    """Runs in the spawned process."""
+    try:
+        from lograven.config import parse_config
+
+        config = parse_config(cfg, "<daemon config>")
+        corpus = read_corpus_file(Path(corpus_path))
+
+        def progress(stage: str, fraction: float) -> None:
+            q.put(("status", f"{stage} {int(fraction * 100)}%"))
+
+        if kind == "train":
+            from lograven.training import train
+
+            src = config.sources[0]
+            r = train(corpus, Path(out), training=config.training, quantile=config.detectors.autoencoder.quantile,
+                      fmt=src.format, stream=src.stream, progress=progress)  # fmt: skip
+            q.put(("done", r.summary))
+        else:
+            from lograven.learning import learn
+
+            path, summary = learn(model, corpus, training=config.training, progress=progress, source=out)
+            summary["path"] = str(path)
+            q.put(("done", summary))
+    except LogravenError as e:
+        q.put(("error", str(e)))
+    except BaseException as e:  # noqa: BLE001 - report everything to the parent
+        q.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def run_training_child(
+    kind: str,
+    corpus: Corpus,
+    *,
+    cfg: dict,
+    out: str = "",
+    model: str | None = None,
+    on_status: Callable[[str], None] = lambda s: None,
+    tick: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict | None:
+    """Train ("train": a new bundle at `out`) or learn ("learn": a new version of `model`) in a child.
+
+    Calls `tick` about once a second (the systemd watchdog). Returns the summary,
+    None when stopped, raises LogravenError when the child failed.
+    """
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with tempfile.TemporaryDirectory(prefix="lograven-corpus-") as tmp:
+        cpath = Path(tmp) / "corpus.jsonl"
+        write_corpus(corpus, cpath)
+        p = ctx.Process(target=_child, args=(kind, str(cpath), out, cfg, model, q), name=f"lograven-{kind}", daemon=True)
+        p.start()
+        result: dict | None = None
+        try:
+            while True:
+                tick()
+                if should_stop():
+                    log.warning("stopping: the %s child is terminated; it restarts next time", kind)
+                    p.terminate()
+                    p.join(10)
+                    return None
+                try:
+                    msg, payload = q.get(timeout=1.0)
+                except queue.Empty:
+                    if not p.is_alive():
+                        raise LogravenError(f"{kind} child process died (exit code {p.exitcode}); see the log above")
+                    continue
+                if msg == "status":
+                    on_status(payload)
+                elif msg == "done":
+                    result = payload
+                    break
+                else:
+                    raise LogravenError(f"{kind} failed: {payload}")
+        finally:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    return result
+

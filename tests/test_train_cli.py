@@ -1,0 +1,93 @@
+"""`lograven train`, `types` and `score` through the CLI, on synthetic data and (when present) ../shared/data."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lograven.generator import LogGenerator, write_log
+
+pytestmark = pytest.mark.slow
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
+TINY = """
+training:
+  sequence: {units: 16, embedding_dim: 8, window: 16, epochs: 2}
+  autoencoder: {vocab_size: 128, epochs: 2, filters: 16, latent_dim: 8, embedding_dim: 8}
+"""
+
+
+def _lograven(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lograven", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    p.write_text(TINY)
+    return p
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib not installed (pip install -e '.[plots]')")
+def test_train_with_plots_and_summary(tmp_path, tiny_cfg):
+    log = tmp_path / "syn.log"
+    write_log(log, LogGenerator(seed=2).lines(3000))
+    out = tmp_path / "m"
+    r = _lograven("train", "--config", str(tiny_cfg), "--out", str(out), "--plots", str(log))
+    assert r.returncode == 0, r.stderr
+    assert "bundle written to" in r.stdout and "message types" in r.stdout and "seconds" in r.stdout
+    for name in ("clusters.png", "sequence_loss.png", "autoencoder_loss.png", "autoencoder_errors.png"):
+        data = (out / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "plots/clusters.png" in manifest["files"]  # plots are hashed like everything else
+    assert manifest["training"]["lines"] == 3000
+
+
+def test_train_rejects_bad_input(tmp_path, tiny_cfg):
+    r = _lograven("train", "--out", str(tmp_path / "m"), str(tmp_path / "missing.log"))
+    assert r.returncode == 1 and "missing.log: no such file" in r.stderr and "Traceback" not in r.stderr
+    r = _lograven("train", "--format", "regex:(?P<msg>.*)", "--out", str(tmp_path / "m"), str(tmp_path / "x.log"))
+    assert r.returncode == 1 and "message" in r.stderr
+    # invalid UTF-8, NUL bytes and an enormous line train fine
+    log = tmp_path / "odd.log"
+    lines = [x.encode() for x in LogGenerator(seed=3).lines(600)]
+    lines[10] = b"Jun  9 06:06:20 web01 kernel: \xff\xfe bad \x00 bytes"
+    lines[20] = b"Jun  9 06:06:20 web01 kernel: " + b"A" * 200_000
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    r = _lograven("train", "--config", str(tiny_cfg), "--json", "--out", str(tmp_path / "m2"), str(log))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["truncated_lines"] == 1
+
+
+@pytest.mark.parametrize("name", ["Linux", "OpenSSH"])
+def test_loghub_train_types_score(tmp_path, tiny_cfg, name):
+    """Issue acceptance: train on the real 2k logs; every line matches exactly one type's regex;
+    score reproduces the types."""
+    log = SHARED / name / f"{name}_2k.log"
+    if not log.exists():
+        pytest.skip(f"{log} not present (../shared/data is optional)")
+    out = tmp_path / "m"
+    r = _lograven("train", "--config", str(tiny_cfg), "--format", "syslog", "--out", str(out), str(log))
+    assert r.returncode == 0, r.stderr
+    types = json.loads(_lograven("types", "--json", str(out)).stdout)
+    assert len(types) >= 20
+    listing = _lograven("types", str(out)).stdout
+    assert all(t["regex"] in listing for t in types)
+    regexes = {t["id"]: re.compile(t["regex"]) for t in types}
+    scored = [json.loads(x) for x in _lograven("score", "--model", str(out), str(log)).stdout.splitlines()]
+    assert len(scored) == 2000
+    assert [s["line"] for s in scored] == list(range(1, 2001))
+    from lograven.parsing import Parser
+
+    parser = Parser("syslog")
+    texts = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    for s, text in zip(scored, texts):
+        msg = parser.parse(text).message
+        hits = [i for i, rx in regexes.items() if rx.match(msg)]
+        assert hits == [s["type"]], (text, hits, s["type"])
