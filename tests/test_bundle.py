@@ -49,7 +49,7 @@ def sample_messages(b) -> list[str]:
 def test_load_roundtrip(bundle_dir: Path, tmp_path: Path) -> None:
     b = load_bundle(bundle_dir)
     assert set(REQUIRED) <= set(b.manifest["files"])
-    assert b.manifest["format_version"] == 1
+    assert b.manifest["format_version"] == 2
     assert b.version == b.manifest["id"]
     assert len(b.sha256) == 64
     assert b.sequence.n_types_ == b.types.n_types
@@ -158,7 +158,7 @@ def test_manifest_file_name_escaping_the_bundle(bundle_copy: Path) -> None:
         load_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("version", [2, 0, None, "1"])
+@pytest.mark.parametrize("version", [3, 1, 0, None, "2"])
 def test_wrong_format_version(bundle_copy: Path, version) -> None:
     m = manifest_of(bundle_copy)
     m["format_version"] = version

@@ -143,12 +143,17 @@ def source_warnings(cfg: Config) -> list[str]:
 
 
 def own_alert_predicate(tag: str) -> Callable[[bytes], bool]:
-    """Lines that are lograven's own syslog alerts (never ingest them)."""
-    a, b = f" {tag}[".encode(), f" {tag}:".encode()
+    """Lines that are lograven's own syslog alerts: header, then `tag[pid]: @cee:` (never ingest them)."""
+    import re
+
+    rx = re.compile(
+        rb"^(?:<\d+>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ "
+        + re.escape(tag.encode())
+        + rb"(?:\[\d+\])?: @cee:"
+    )
 
     def skip(data: bytes) -> bool:
-        head = data[:256]
-        return (a in head or b in head) and b"@cee:" in data
+        return b"@cee:" in data and rx.match(data) is not None
 
     return skip
 

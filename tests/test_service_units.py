@@ -1,0 +1,65 @@
+"""Unit tests of the daemon's wiring: own-alert skipping, verdict -> alert, sinks from config."""
+from __future__ import annotations
+
+import json
+
+from lograven.alerts import Alert
+from lograven.config import parse_config
+from lograven.detector import DetectorSettings, Verdict
+from lograven.parsing import Parser
+from lograven.service import alert_from_verdict, build_router, own_alert_predicate
+
+
+class _Det:
+    def __init__(self, rule="relative"):
+        self.settings = DetectorSettings(sequence_rule=rule)
+
+    def template(self, t):
+        return {3: "session opened for user <*>", 4: "Accepted password for <*>"}.get(t)
+
+
+def test_own_alerts_are_skipped_but_other_lograven_lines_are_not():
+    skip = own_alert_predicate("lograven")
+    own = b'Nov 23 14:42:13 web01 lograven[812]: @cee: {"v":1,"id":"x"}'
+    assert skip(own)
+    assert not skip(b"Nov 23 14:42:13 web01 lograven[812]: started, watching 2 files")
+    assert not skip(b'Nov 23 14:42:13 web01 sshd[1]: user typed @cee: {"v":1} lograven[')
+    assert own_alert_predicate("myids")(b"Nov 23 14:42:13 web01 myids: @cee: {}")
+
+
+def test_alert_from_sequence_verdict_explains_and_names_expected():
+    rec = Parser("syslog").parse("Jun  9 06:06:20 web01 sshd[5]: Accepted password for bob from 1.2.3.4 port 22 ssh2")
+    v = Verdict(type_id=4, template="Accepted password for <*>", anomaly=True, detectors=["sequence"], sequence_p=0.001,
+                sequence_rank=7, expected=[(3, 0.6)], ae_error=0.5, ae_threshold=2.0, sequence_ratio=0.02, previous_type=3)  # fmt: skip
+    a = alert_from_verdict(v, path="/var/log/messages", offset=120, stream="/var/log/messages", line="L", record=rec,
+                           detector=_Det(), host="fallback", version="v1")  # fmt: skip
+    assert isinstance(a, Alert) and a.host == "web01" and a.type_id == 4 and a.previous_type_id == 3
+    hit = a.detectors[0]
+    assert hit.name == "sequence" and hit.score == 0.02 and hit.threshold == 0.1 and hit.rule.startswith("p/p_train")
+    assert a.expected[0].template == "session opened for user <*>"
+    d = json.loads(a.to_compact_json())
+    assert d["previous_type_id"] == 3 and d["model_version"] == "v1"
+    # unknown type -> type_id -1, no expected types
+    u = Verdict(type_id=0, template=None, anomaly=True, detectors=["unknown_type", "autoencoder"], ae_error=5.0, ae_threshold=2.0)
+    a2 = alert_from_verdict(u, path="f", offset=0, stream="f", line="x", record=rec, detector=_Det(), host="h", version="v")
+    assert a2.type_id == -1 and not a2.expected and [h.name for h in a2.detectors] == ["unknown_type", "autoencoder"]
+    # top-k rule explains with ranks
+    a3 = alert_from_verdict(v, path="f", offset=0, stream="f", line="x", record=rec, detector=_Det("top_k"), host="h", version="v")
+    assert a3.detectors[0].rule == "rank>9" and a3.detectors[0].score == 7
+
+
+def test_sinks_follow_the_config(tmp_path):
+    cfg = parse_config(
+        {
+            "alerts": {
+                "syslog": {"enabled": True, "socket": str(tmp_path / "no-such-socket")},
+                "jsonl": {"enabled": True, "path": str(tmp_path / "a.jsonl")},
+                "stdout": {"enabled": True},
+            },
+            "state_dir": str(tmp_path),
+        }
+    )
+    names = [s.name for s in build_router(cfg, None).sinks]
+    assert names == ["jsonl", "syslog", "stdout"]
+    # plugin mode: stdout carries the omprog protocol, so no stdout sink
+    assert [s.name for s in build_router(cfg, None, stdin_mode=True).sinks] == ["jsonl", "syslog"]
