@@ -456,8 +456,8 @@ COMMANDS = {"allow": cmd_allow, "learn": cmd_learn, "demo": cmd_demo, "train": c
 
 
 # Commands that only serve models: numpy's BLAS must not spread tiny matmuls over threads (measured:
-# 2-3x slower and several cores busy on this 2-core machine). `run` sets runtime.threads itself.
-SERVING_COMMANDS = {"score", "demo", "types"}
+# 2-3x slower and several cores busy on this 2-core machine). Training commands keep the defaults.
+SERVING_COMMANDS = {"score", "demo", "types", "run", "check"}
 
 
 def limit_threads(n: int) -> None:
@@ -481,7 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
     if args.command in SERVING_COMMANDS:
-        limit_threads(1)
+        # before numpy is imported: OpenBLAS sizes its thread pool when it loads
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     try:
         return int(handler(args) or 0)
     except LogravenError as e:
