@@ -30,7 +30,8 @@ def test_own_alerts_are_skipped_but_other_lograven_lines_are_not():
 def test_alert_from_sequence_verdict_explains_and_names_expected():
     rec = Parser("syslog").parse("Jun  9 06:06:20 web01 sshd[5]: Accepted password for bob from 1.2.3.4 port 22 ssh2")
     v = Verdict(type_id=4, template="Accepted password for <*>", anomaly=True, detectors=["sequence"], sequence_p=0.001,
-                sequence_rank=7, expected=[(3, 0.6)], ae_error=0.5, ae_threshold=2.0, sequence_ratio=0.02, previous_type=3)  # fmt: skip
+                sequence_rank=7, expected=[(3, 0.6)], ae_error=0.5, ae_threshold=2.0, sequence_ratio=0.02,
+                previous_type=3)  # fmt: skip
     a = alert_from_verdict(v, path="/var/log/messages", offset=120, stream="/var/log/messages", line="L", record=rec,
                            detector=_Det(), host="fallback", version="v1")  # fmt: skip
     assert isinstance(a, Alert) and a.host == "web01" and a.type_id == 4 and a.previous_type_id == 3
@@ -63,3 +64,25 @@ def test_sinks_follow_the_config(tmp_path):
     assert names == ["jsonl", "syslog", "stdout"]
     # plugin mode: stdout carries the omprog protocol, so no stdout sink
     assert [s.name for s in build_router(cfg, None, stdin_mode=True).sinks] == ["jsonl", "syslog"]
+
+
+def test_fast_score_writer_equals_the_reference_json():
+    """`lograven score` writes JSON by hand for speed; it must equal json.dumps(verdict_json(...))."""
+    from lograven.cli import VerdictWriter, verdict_json
+
+    rec = Parser("syslog").parse('Jun  9 06:06:20 web01 sshd[5]: say "hi" \\ é ✓')
+    raw = Parser("syslog").parse("no header at all")
+    verdicts = [
+        Verdict(4, "Accepted password for <*>", True, ["sequence"], sequence_p=0.00123456789, sequence_rank=7,
+                expected=[(3, 0.6123456789), (4, 1e-07)], ae_error=0.512345, ae_threshold=2.0,
+                sequence_ratio=0.0212345678, previous_type=3),
+        Verdict(0, None, True, ["unknown_type", "autoencoder"], ae_error=5.0, ae_threshold=2.0),
+        Verdict(3, "session opened for user <*>", False, [], sequence_p=0.5, sequence_rank=1, expected=[(3, 0.5)],
+                sequence_ratio=1.5),
+    ]
+    w = VerdictWriter(_Det())
+    for i, v in enumerate(verdicts):
+        for r in (rec, raw):
+            fast = json.loads(w.line('/var/log/"odd" é', i + 1, "s\\1", r, v))
+            ref = json.loads(json.dumps(verdict_json('/var/log/"odd" é', i + 1, "s\\1", r, v, _Det())))
+            assert fast == ref

@@ -286,6 +286,52 @@ def verdict_json(file: str, line: int, stream: str, rec, v, detector) -> dict:
     }
 
 
+class VerdictWriter:
+    """`verdict_json` as text, fast: the JSON of strings that repeat (file and stream names,
+    templates, detector lists) is encoded once and reused. Tests check it equals verdict_json."""
+
+    def __init__(self, detector):
+        self.det = detector
+        self._s: dict[object, str] = {}
+
+    def _str(self, x) -> str:
+        j = self._s.get(x)
+        if j is None:
+            j = json.dumps(x, ensure_ascii=False)
+            if len(self._s) < 100_000:
+                self._s[x] = j
+        return j
+
+    def _tmpl(self, t: int) -> str:
+        key = ("t", t)
+        j = self._s.get(key)
+        if j is None:
+            j = self._s[key] = json.dumps(self.det.template(t), ensure_ascii=False)
+        return j
+
+    def line(self, file: str, n: int, stream: str, rec, v) -> str:
+        num = _num
+        exp = ", ".join(f'{{"type": {t}, "p": {num(round(p, 6))}, "template": {self._tmpl(t)}}}' for t, p in v.expected)
+        return (
+            f'{{"file": {self._str(file)}, "line": {n}, "stream": {self._str(stream)}, '
+            f'"parsed": {"true" if rec.parsed else "false"}, "type": {v.type_id}, "template": {self._tmpl(v.type_id)}, '
+            f'"anomaly": {"true" if v.anomaly else "false"}, "detectors": {self._str(tuple(v.detectors))}, '
+            f'"sequence_p": {num(v.sequence_p)}, "sequence_rank": {num(v.sequence_rank)}, '
+            f'"sequence_ratio": {num(None if v.sequence_ratio is None else round(v.sequence_ratio, 6))}, '
+            f'"expected": [{exp}], '
+            f'"ae_error": {num(None if v.ae_error is None else round(v.ae_error, 4))}, '
+            f'"ae_threshold": {num(None if v.ae_threshold is None else round(v.ae_threshold, 4))}}}'
+        )
+
+
+def _num(x) -> str:
+    if x is None:
+        return "null"
+    if isinstance(x, float) and x != x:
+        return "null"
+    return repr(x) if isinstance(x, float) else str(int(x))
+
+
 def cmd_score(args) -> int:
     from lograven.bundle import load_bundle
     from lograven.detector import Detector, DetectorSettings
@@ -299,6 +345,7 @@ def cmd_score(args) -> int:
     det = Detector(load_bundle(resolve_model_path(args.model)), DetectorSettings.from_config(cfg.detectors))
     out = sys.stdout
     batch: list[tuple[str, int, str, object, str]] = []
+    writer = VerdictWriter(det)
 
     def flush() -> None:
         verdicts = det.detect([(b[4], b[3]) for b in batch])
@@ -306,7 +353,7 @@ def cmd_score(args) -> int:
         for (f, n, _, rec, stream), v in zip(batch, verdicts):
             if args.anomalies_only and not v.anomaly:
                 continue
-            lines.append(json.dumps(verdict_json(f, n, stream, rec, v, det), ensure_ascii=False))
+            lines.append(writer.line(f, n, stream, rec, v))
         if lines:
             out.write("\n".join(lines) + "\n")
         batch.clear()
