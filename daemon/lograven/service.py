@@ -196,6 +196,7 @@ class Service:
         self._last_stats = 0.0
         self._last_model_check = time.monotonic()
         self._status = ""
+        self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
         self._relearn_buffer: deque[tuple[str, str]] | None = None
         self._relearn_thread: threading.Thread | None = None
         self._next_relearn = float("inf")
@@ -435,6 +436,7 @@ class Service:
                     self._relearn_buffer.append((it.raw.path, text))
         for it, *_ in meta:
             self._pending.add(it.source, it.raw)
+        self._dirty = True
         durable = self.router.submit(alerts)
         if durable:
             self._ack_pending()
@@ -469,6 +471,7 @@ class Service:
         return alerts
 
     def _ack_pending(self) -> None:
+        self._dirty = True
         for (src, path, file_id), end in self._pending.acks.items():
             t = self._sources[src].tailer if src < len(self._sources) else None
             if t is not None:
@@ -483,7 +486,7 @@ class Service:
         if now - self._last_stats >= 1.0:
             self._last_stats = now
             self._export_file_stats()
-        if now - self._last_ckpt >= self.cfg.runtime.checkpoint_interval_seconds:
+        if self._dirty and now - self._last_ckpt >= self.cfg.runtime.checkpoint_interval_seconds:
             self._checkpoint()
         if now >= self._next_relearn:
             self._start_relearning()
@@ -518,6 +521,7 @@ class Service:
     # -------------------------------------------------------- checkpoint
     def _checkpoint(self) -> None:
         self._last_ckpt = time.monotonic()
+        self._dirty = False
         state = {
             "model": self.bundle.version if self.bundle else None,
             "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer},
