@@ -110,6 +110,14 @@ def test_learn_from_alerts_and_new_types(tmp_path):
     assert s["new_types"], s
     score = _score(out, tmp_path / "messages")
     assert score[-1]["type"] in s["new_types"] and "unknown_type" not in score[-1]["detectors"]
+    # the autoencoder's vocabulary grew by the new words, keeping the old ids and weights' shapes consistent
+    from lograven.bundle import load_bundle
+
+    old, new = load_bundle(DEFAULT_MODEL).autoencoder, load_bundle(out).autoencoder
+    assert "backupd" in s["new_tokens"] and new.tokenizer_.vocab_size == old.tokenizer_.vocab_size + len(s["new_tokens"])
+    assert new.weights_["emb"].shape[0] == new.tokenizer_.vocab_size == new.weights_["out_k"].shape[1]
+    text = "sshd Accepted publickey for alice from <IP> port <N> ssh<N>"
+    assert new.tokenizer_.encode(text) == old.tokenizer_.encode(text)
 
 
 def _alert(**kw) -> Alert:

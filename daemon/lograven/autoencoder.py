@@ -123,6 +123,8 @@ class Autoencoder:
         w = np.array([1.0 + math.log(counts[t]) for t in train], dtype=np.float32)
         if progress:
             progress("autoencoder", 0.0)
+        if init_weights is not None:
+            init_weights = grow_weights(init_weights, self.tokenizer_.vocab_size, seed)
         self.weights_, self.history_ = _keras_fit(
             x, lens, w, self.tokenizer_.vocab_size, self.length_, p, seed, init_weights, progress
         )
@@ -228,6 +230,20 @@ class Autoencoder:
         obj.calibration_ = dict(meta.get("calibration", {}))
         obj.weights_ = {k: v.astype(np.float32) for k, v in load_weights(d / "autoencoder.npz", WEIGHT_NAMES).items()}
         return obj
+
+
+def grow_weights(W: dict[str, np.ndarray], vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Embedding rows and output columns for tokens added to the vocabulary; learned weights kept."""
+    W = dict(W)
+    old = W["emb"].shape[0]
+    if vocab <= old:
+        return W
+    extra = vocab - old
+    rng = np.random.default_rng(seed)
+    W["emb"] = np.concatenate([W["emb"], rng.normal(0, W["emb"].std() or 0.05, (extra, W["emb"].shape[1])).astype(np.float32)])
+    W["out_k"] = np.concatenate([W["out_k"], rng.normal(0, W["out_k"].std() or 0.05, (W["out_k"].shape[0], extra)).astype(np.float32)], axis=1)
+    W["out_b"] = np.concatenate([W["out_b"], np.full(extra, W["out_b"].min(), dtype=np.float32)])
+    return W
 
 
 def _choose_length(lengths: list[int], fixed: int, cap: int) -> int:

@@ -55,6 +55,39 @@ class BpeTokenizer:
             raise LogravenError(f"{source}: tokenizer has no {UNK} token; retrain with `lograven train`")
         return cls(tok)
 
+    def grow(
+        self, texts: Iterable[str], *, known: Iterable[str] = (), min_count: int = 3, max_new: int = 256, min_pieces: int = 3
+    ) -> list[str]:
+        """Add frequent new words as whole-word tokens (the corrective action's vocabulary growth).
+
+        A word becomes a token when it occurs at least `min_count` times in `texts`
+        and BPE needs `min_pieces` or more pieces (or [UNK]) for it. Words of the
+        `known` texts (what the model was trained on) are never added, so old texts
+        keep their encoding. Existing ids never change; new ids are appended.
+        Returns the added words.
+        """
+        from collections import Counter
+
+        from tokenizers import AddedToken
+
+        seen = {w for t in known for w in t.split()}
+        counts = Counter(w for t in texts for w in t.split() if w not in seen)
+        candidates = []
+        for word, c in counts.most_common():
+            if c < min_count or len(candidates) >= max_new:
+                break
+            if word in self._tok.get_vocab():  # type: ignore[attr-defined]
+                continue
+            ids = self.encode(word)
+            if len(ids) >= min_pieces or self.unk_id in ids:
+                candidates.append(word)
+        if candidates:
+            # single_word: an added token only matches a whole word, so old words keep their encoding
+            self._tok.add_tokens([AddedToken(w, single_word=True, normalized=False) for w in candidates])  # type: ignore[attr-defined]
+            self.vocab_size = int(self._tok.get_vocab_size())  # type: ignore[attr-defined]
+            self._cache.clear()
+        return candidates
+
     def to_str(self) -> str:
         return self._tok.to_str()  # type: ignore[attr-defined]
 

@@ -141,7 +141,10 @@ def learn(
     ap = replace(base.autoencoder.params, epochs=min(base.autoencoder.params.epochs, 5))
     ae = Autoencoder(ap)
     ae.length_ = base.autoencoder.length_
-    ae.fit(new_texts + replay_texts, seed=seed, tokenizer=base.autoencoder.tokenizer_, init_weights=base.autoencoder.weights_, progress=progress)
+    tokenizer = base.autoencoder.tokenizer_
+    assert tokenizer is not None
+    new_words = tokenizer.grow(new_texts, known=replay_texts)  # the autoencoder's vocabulary grows too
+    ae.fit(new_texts + replay_texts, seed=seed, tokenizer=tokenizer, init_weights=base.autoencoder.weights_, progress=progress)
 
     summary = dict(base.manifest.get("training", {}))
     summary.update(
@@ -150,6 +153,7 @@ def learn(
             "learned_from": source or f"{len(corpus)} lines",
             "learned_lines": len(corpus),
             "new_types": new_ids,
+            "new_tokens": new_words,
             "types": len(types.types_),
             "sequence_validation": seq.validation_,
             "autoencoder_threshold": ae.threshold_,
