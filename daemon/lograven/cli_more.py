@@ -57,19 +57,19 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     mode.add_argument("--labels", choices=["bgl"], help="line labels in the log itself: bgl (first token '-' = normal)")
     mode.add_argument("--sessions", metavar="CSV", help="session labels BlockId,Label (Normal/Anomaly); needs --stream-key")
     p.add_argument("logfile", nargs="?", metavar="LOGFILE", help="the labelled log (not with --structured)")
-    p.add_argument("--config", help="YAML config (training.* and detectors.* options); defaults if omitted")
+    p.add_argument("--config", metavar="YAML", help="YAML config (training.* and detectors.* options); defaults if omitted")
     format_args(p)
-    p.add_argument("--train-fraction", type=float, default=0.8,
+    p.add_argument("--train-fraction", type=float, default=0.8, metavar="F",
                    help="share of the lines (--labels) or sessions (--sessions), in order, used for training (default 0.8)")
     p.add_argument("--model-dir", metavar="DIR", help="keep the trained bundle in DIR (default: a temporary directory)")
     p.add_argument("--sequence-rule", choices=["relative", "probability", "top_k"],
                    help="override detectors.sequence.rule")
-    p.add_argument("--relative-threshold", type=float, help="override detectors.sequence.relative_threshold")
-    p.add_argument("--threshold", type=float, help="override detectors.sequence.threshold (rule probability)")
-    p.add_argument("--top-k", type=int, help="override detectors.sequence.top_k")
-    p.add_argument("--ae-margin", type=float, help="override detectors.autoencoder.margin")
-    p.add_argument("--batch-size", type=int, default=1024, help="lines per detector batch (default 1024)")
-    p.add_argument("--examples", type=int, default=20, help="missed anomalies / false alarms kept in the JSON (default 20)")
+    p.add_argument("--relative-threshold", type=float, metavar="X", help="override detectors.sequence.relative_threshold")
+    p.add_argument("--threshold", type=float, metavar="P", help="override detectors.sequence.threshold (rule probability)")
+    p.add_argument("--top-k", type=int, metavar="K", help="override detectors.sequence.top_k")
+    p.add_argument("--ae-margin", type=float, metavar="M", help="override detectors.autoencoder.margin")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="lines per detector batch (default 1024)")
+    p.add_argument("--examples", type=int, default=20, metavar="N", help="missed anomalies / false alarms kept in the JSON (default 20)")
     p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-': standard output)")
     p.set_defaults(handler=cmd_evaluate)
 
@@ -100,7 +100,7 @@ def cmd_evaluate(args) -> int:
         try:
             if args.labels:
                 if args.stream_key:
-                    setup.stream = _stream_regex(args.stream_key)
+                    setup.stream = ev.regex_stream_spec(args.stream_key)
                 elif args.stream:
                     setup.stream = args.stream
                 result = ev.evaluate_line_labels(args.logfile, labels=args.labels, config=cfg, settings=settings,
@@ -125,14 +125,3 @@ def cmd_evaluate(args) -> int:
             raise LogravenError(f"{args.json}: cannot write the JSON result ({e.strerror})") from None
     print(table)
     return 0
-
-
-def _stream_regex(key: str) -> str:
-    """A `regex:` stream spec; a pattern without a group streams by its whole match."""
-    import re
-
-    try:
-        groups = re.compile(key).groups
-    except re.error as e:
-        raise LogravenError(f"--stream-key {key!r} is not a valid regular expression ({e})") from None
-    return f"regex:{key}" if groups else f"regex:({key})"

@@ -446,7 +446,8 @@ class DetectionEvaluation:
             "format": self.setup.fmt, "stream": self.stream, "split": self.split,
             "settings": self.settings,
             "results": [{"detector": d, **c.to_json()} for d, c in self.results.items()],
-            "categories": self.categories, "sweep": self.sweep, "auc": self.auc,
+            "categories": self.categories, "sweep": self.sweep,
+            "auc": {k: None if v is None else round(v, 4) for k, v in self.auc.items()},
             "missed": self.missed, "false_alarms": self.false_alarms,
             "training": self.training, "seconds": self.seconds, "bundle": self.bundle,
         }  # fmt: skip
@@ -684,7 +685,6 @@ def evaluate_line_labels(
         for lab in sorted(set(test_labels)):
             m = np.array([x == lab for x in test_labels])
             cats[lab] = {"count": int(m.sum()), "flagged": {d: int(f[m].sum()) for d, f in flags.items()}}
-        ident = lambda a: a  # noqa: E731
         ex = setup.max_examples
         missed = [_line_example(det, ev, j, rows[i].text, rows[i].label, rows[i].line_no)
                   for j, i in enumerate(test) if truth[j] and not flags[COMBINED][j]][:ex]  # fmt: skip
@@ -698,7 +698,7 @@ def evaluate_line_labels(
                    "unparsed_test_lines": sum(1 for i in test if not rows[i].record.parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
-            sweep=_sweep(ev, settings, ident, truth),
+            sweep=_sweep(ev, settings, _per_line, truth),
             auc={"autoencoder": roc_auc(ev.ae_error, truth),
                  "sequence": roc_auc(_surprise(ev), truth)},
             missed=missed, false_alarms=false_alarms,
@@ -706,6 +706,11 @@ def evaluate_line_labels(
                      "total": round(time.monotonic() - t_start, 2)},
             bundle=tr.path,
         )  # fmt: skip
+
+
+def _per_line(flags: np.ndarray) -> np.ndarray:
+    """Line labels are scored per line: no aggregation."""
+    return flags
 
 
 def _surprise(ev: Evidence) -> np.ndarray:
@@ -730,6 +735,16 @@ def session_key(pattern: str) -> Callable[[str], str | None]:
         return (m.group(group) or None) if m else None
 
     return key
+
+
+def regex_stream_spec(key: str) -> str:
+    """A `regex:` stream spec StreamKey accepts; a pattern without a group streams by its whole match."""
+    pattern = key[len("regex:") :] if key.startswith("regex:") else key
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as e:
+        raise LogravenError(f"--stream-key {pattern!r} is not a valid regular expression ({e})") from None
+    return f"regex:{pattern}" if groups else f"regex:({pattern})"
 
 
 def read_session_labels(path: str | Path) -> dict[str, bool]:
@@ -773,6 +788,57 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
     return out
 
 
+@dataclass
+class SessionLines:
+    """The labelled sessions of a log: its keyed lines in file order, sessions by first appearance."""
+
+    names: list[str]  # session keys, in order of first appearance
+    anomalous: np.ndarray  # bool per session
+    session: list[int]  # per line: index into names
+    records: list[LogRecord]
+    texts: list[str]
+    line_nos: list[int]  # 1-based line numbers in the file
+    lines_without_key: int = 0
+    unlabelled_sessions: int = 0
+    unlabelled_lines: int = 0
+    labelled_not_in_log: int = 0
+
+
+def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt: str,
+                  max_line_bytes: int = 65536) -> SessionLines:  # fmt: skip
+    """Lines with a session key that the labels CSV knows, parsed; the rest counted, not kept."""
+    labels = read_session_labels(labels_csv)
+    key = session_key(stream_key)
+    parser = Parser(fmt)
+    order: dict[str, int] = {}
+    out = SessionLines([], np.zeros(0, dtype=bool), [], [], [], [])
+    unlabelled: set[str] = set()
+    for no, (text, _) in enumerate(iter_file_lines(str(path), max_line_bytes), 1):
+        if not text.strip():
+            continue
+        k = key(text)
+        if k is None:
+            out.lines_without_key += 1
+            continue
+        if k not in labels:
+            unlabelled.add(k)
+            out.unlabelled_lines += 1
+            continue
+        out.session.append(order.setdefault(k, len(order)))
+        out.records.append(parser.parse(text))
+        out.texts.append(text)
+        out.line_nos.append(no)
+    out.names = list(order)
+    out.anomalous = np.array([labels[s] for s in out.names], dtype=bool)
+    out.unlabelled_sessions = len(unlabelled)
+    out.labelled_not_in_log = len(set(labels) - set(order))
+    if len(out.names) < 2:
+        raise LogravenError(
+            f"{path}: {len(out.names)} labelled sessions found with --stream-key {stream_key!r}; check the key and the labels"
+        )
+    return out
+
+
 def evaluate_sessions(
     path: str | Path,
     labels_csv: str | Path,
@@ -789,37 +855,11 @@ def evaluate_sessions(
     setup.check()
     path = str(path)
     t_start = time.monotonic()
-    labels = read_session_labels(labels_csv)
-    key = session_key(stream_key)
-    parser = Parser(setup.fmt)
-    order: dict[str, int] = {}  # session -> index by first appearance
-    line_sess: list[int] = []
-    recs: list[LogRecord] = []
-    texts: list[str] = []
-    line_nos: list[int] = []
-    no_key = unlabelled_lines = 0
-    unlabelled: set[str] = set()
-    for no, (text, _) in enumerate(iter_file_lines(path, setup.max_line_bytes), 1):
-        if not text.strip():
-            continue
-        k = key(text)
-        if k is None:
-            no_key += 1
-            continue
-        if k not in labels:
-            unlabelled.add(k)
-            unlabelled_lines += 1
-            continue
-        line_sess.append(order.setdefault(k, len(order)))
-        recs.append(parser.parse(text))
-        texts.append(text)
-        line_nos.append(no)
-    names = list(order)
+    sl = read_sessions(path, labels_csv, stream_key, setup.fmt, setup.max_line_bytes)
+    names, line_sess, recs, texts, line_nos = sl.names, sl.session, sl.records, sl.texts, sl.line_nos
     S = len(names)
-    if S < 2:
-        raise LogravenError(f"{path}: {S} labelled sessions found with --stream-key {stream_key!r}; check the key and the labels")
     n_pool = chronological_split(S, setup.train_fraction, "sessions")
-    anomalous = np.array([labels[s] for s in names])
+    anomalous = sl.anomalous
     corpus = Corpus()
     train_sessions: set[int] = set()
     test_idx: list[int] = []
@@ -833,7 +873,7 @@ def evaluate_sessions(
     if len(corpus) == 0:
         raise LogravenError(f"{path}: no normal sessions in the first {setup.train_fraction:.0%}; nothing to train on")
     settings = settings or DetectorSettings()
-    stream_spec = f"regex:{stream_key}" if not stream_key.startswith("regex:") else stream_key
+    stream_spec = regex_stream_spec(stream_key)
     with _Trained(corpus, config, setup, stream_spec, progress) as tr:
         det = Detector(tr.bundle, settings)
         t0 = time.monotonic()
@@ -871,9 +911,8 @@ def evaluate_sessions(
             split={"train_fraction": setup.train_fraction, "sessions": S, "train_pool_sessions": n_pool,
                    "training_sessions": len(train_sessions), "training_lines": len(corpus),
                    "test_sessions": T, "test_anomalies": int(truth.sum()), "test_lines": len(test_idx),
-                   "lines_without_key": no_key, "unlabelled_sessions": len(unlabelled),
-                   "unlabelled_lines": unlabelled_lines,
-                   "labelled_sessions_not_in_log": len(set(labels) - set(order)),
+                   "lines_without_key": sl.lines_without_key, "unlabelled_sessions": sl.unlabelled_sessions,
+                   "unlabelled_lines": sl.unlabelled_lines, "labelled_sessions_not_in_log": sl.labelled_not_in_log,
                    "unparsed_test_lines": sum(1 for i in test_idx if not recs[i].parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
@@ -932,8 +971,9 @@ def _json_default(o):
 
 
 __all__ = [
-    "COMBINED", "Counts", "DetectionEvaluation", "Evidence", "GroupingError", "SWEEP", "Setup",
-    "TypesEvaluation", "best_f1", "detector_settings", "dumps", "evaluate_line_labels",
-    "LabelledLine", "chronological_split", "evaluate_sessions", "evaluate_types", "read_line_labels", "grouping_accuracy", "grouping_errors", "message_types_for",
-    "prf", "read_session_labels", "read_structured", "roc_auc", "score", "sequence_flags", "session_key",
+    "COMBINED", "Counts", "DetectionEvaluation", "Evidence", "GroupingError", "LabelledLine", "SWEEP",
+    "SessionLines", "Setup", "TypesEvaluation", "best_f1", "chronological_split", "detector_settings", "dumps",
+    "evaluate_line_labels", "evaluate_sessions", "evaluate_types", "grouping_accuracy", "grouping_errors",
+    "message_types_for", "prf", "read_line_labels", "read_session_labels", "read_sessions", "read_structured",
+    "regex_stream_spec", "roc_auc", "score", "sequence_flags", "session_key",
 ]
