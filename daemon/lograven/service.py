@@ -386,14 +386,7 @@ class Service:
             self._housekeeping()
         # SIGTERM: stop reading, finish what was read, deliver, checkpoint
         self._stop_reader()
-        rest = []
-        while True:
-            try:
-                rest.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        for i in range(0, len(rest), rt.batch_size):
-            self._process(rest[i : i + rt.batch_size])
+        self._drain_queue_into_detector()
 
     def _take_batch(self, size: int, max_wait: float, timeout: float) -> list[_Item]:
         try:
@@ -571,6 +564,7 @@ class Service:
         log.info("reloaded: model %s", self.bundle.version)
 
     def _drain_queue_into_detector(self) -> None:
+        """Process whatever the reader queued (after the reader stopped)."""
         rest = []
         while True:
             try:
