@@ -125,3 +125,18 @@ def reference_p(seq, types: np.ndarray, n: int) -> np.ndarray:
     hist = hist0 if len(hist0) >= len(hist1) else hist1
     assert 1 <= len(hist) <= W + 1
     return seq.window_probs(np.asarray(hist, dtype=np.int64)[None, :])[0, -1]
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind():
+    """A failing end-to-end test must not leave `lograven run` processes behind."""
+    yield
+    import sys
+
+    mod = sys.modules.get("test_daemon_e2e")
+    for proc in getattr(mod, "LIVE", []):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    if mod is not None:
+        mod.LIVE.clear()

@@ -53,6 +53,9 @@ def tiny_model(tmp_path_factory) -> Path:
     return d / "model"
 
 
+LIVE: list[subprocess.Popen] = []  # started daemons; tests/conftest.py kills leftovers after each test
+
+
 class Daemon:
     def __init__(self, tmp: Path, model: Path):
         self.tmp = tmp
@@ -92,6 +95,7 @@ runtime: {{checkpoint_interval_seconds: 0.2, poll_interval_seconds: 0.2, max_wai
             [sys.executable, "-m", "lograven", "-v", "run", "--config", str(self.cfg)],
             env=env, stdout=subprocess.PIPE, stderr=open(self.tmp / "daemon.err", "a"),
         )  # fmt: skip
+        LIVE.append(self.proc)
         try:
             while True:
                 msg = sock.recv(4096).decode()
