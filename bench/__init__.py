@@ -1,0 +1,1 @@
+"""lograven's benchmark suite (not tests): `python -m bench`; see bench/README.md."""
