@@ -29,7 +29,7 @@ STAGES = [
     ("    BPE encode", "bpe.py", ("encode",)),
     ("    AE forward", "autoencoder.py", ("errors_from_ids", "logits")),
     ("  sequence (Detector._sequence)", "detector.py", ("_sequence",)),
-    ("    GRU step", "sequence.py", ("step", "step_pair", "advance")),
+    ("    GRU step", "sequence.py", ("step", "step_pair")),
     ("    next-type softmax", "sequence.py", ("probs",)),
     ("verdicts → JSON lines", "cli.py", ("verdict_json", "line")),
 ]

@@ -71,8 +71,6 @@ def _time(fn, seconds: float) -> float:
 
 # ------------------------------------------------------------------ worker side
 def bench_numpy(bundle: str, texts_file: str, seconds: float) -> dict:
-    import numpy as np
-
     from bench.common import proc_status
 
     out = {}

@@ -397,14 +397,7 @@ class MessageTypes:
             t.count += counts.get(t.id, 0)
         if not unknown:
             return []
-        sub = MessageTypes(
-            svd_variance=self.svd_variance,
-            max_clusters=self.max_clusters,
-            variable_min_distinct=self.variable_min_distinct,
-            extra_masks=self.extra_masks,
-            seed=self.seed,
-            max_cluster_points=self.max_cluster_points,
-        ).fit(unknown)
+        sub = MessageTypes(**self._params()).fit(unknown)
         base = self.n_types
         gen = max((t.generation for t in self.types_), default=0) + 1
         new_ids = []
@@ -417,17 +410,23 @@ class MessageTypes:
         return new_ids
 
     # ----------------------------------------------------------- persistence
+    def _params(self) -> dict:
+        """The constructor arguments this instance was made with."""
+        return {
+            "svd_variance": self.svd_variance,
+            "max_clusters": self.max_clusters,
+            "variable_min_distinct": self.variable_min_distinct,
+            "extra_masks": list(self.extra_masks),
+            "seed": self.seed,
+            "max_cluster_points": self.max_cluster_points,
+        }
+
     def to_json(self) -> dict:
+        params = self._params()
+        params["extra_masks"] = [{"name": m.name, "pattern": m.pattern} for m in self.extra_masks]
         return {
             "format": FORMAT_VERSION,
-            "params": {
-                "svd_variance": self.svd_variance,
-                "max_clusters": self.max_clusters,
-                "variable_min_distinct": self.variable_min_distinct,
-                "extra_masks": [{"name": m.name, "pattern": m.pattern} for m in self.extra_masks],
-                "seed": self.seed,
-                "max_cluster_points": self.max_cluster_points,
-            },
+            "params": params,
             "n_clusters": self.n_clusters_,
             "cluster_curve": [[k, v] for k, v in self.cluster_curve_],
             "types": [

@@ -38,28 +38,14 @@ def save_weights(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # tanh form: one ufunc, no overflow warnings for large |x|
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
-
-
 def conv1d_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Keras Conv1D(padding="same", stride 1) as one matmul: x (B, L, C), kernel (k, C, F)."""
     k = kernel.shape[0]
     B, L, C = x.shape
-    left = (k - 1) // 2
-    right = k - 1 - left
+    left = (k - 1) // 2  # the rest of the k-1 padding goes on the right
     xp = np.zeros((B, L + k - 1, C), dtype=x.dtype)
     xp[:, left : left + L] = x
     cols = np.concatenate([xp[:, i : i + L] for i in range(k)], axis=2)  # (B, L, k*C)
     out = cols.reshape(B * L, k * C) @ kernel.reshape(k * C, -1)
     out += bias
     return out.reshape(B, L, -1)
-
-
-def log_softmax_pick(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """log p(target) per row of logits (M, V) in a numerically stable way."""
-    m = logits.max(axis=1, keepdims=True)
-    z = logits - m
-    lse = np.log(np.exp(z).sum(axis=1))
-    return z[np.arange(len(targets)), targets] - lse

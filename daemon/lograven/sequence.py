@@ -22,7 +22,7 @@ import numpy as np
 
 from scipy.special import expit
 
-from lograven.runtime import load_weights, save_weights, sigmoid
+from lograven.runtime import load_weights, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +126,7 @@ class SequenceModel:
 
     def step(self, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """One GRU step for a batch: h (B, units), inputs (B,) input indices -> new h."""
-        U = h.shape[1]
-        x = self._input_table()[inputs]
-        inner = h @ self.weights_["gru_rk"]
-        inner += self.weights_["gru_b"][1]
-        zr = sigmoid(x[:, : 2 * U] + inner[:, : 2 * U])  # update and reset gates together
-        z = zr[:, :U]
-        hh = np.tanh(x[:, 2 * U :] + zr[:, U:] * inner[:, 2 * U :])
-        return hh + z * (h - hh)  # = z*h + (1-z)*hh
+        return self.step_pair(h[:, None, :], self.input_rows(inputs))[:, 0]
 
     def input_rows(self, inputs: np.ndarray) -> np.ndarray:
         """Input projections (embedding @ kernel + bias) of input indices, any shape -> shape + (3U,)."""
@@ -160,33 +153,6 @@ class SequenceModel:
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         return e / e.sum(axis=1, keepdims=True)
-
-    def advance(self, states: Sequence[StreamState], types: Sequence[int]) -> None:
-        """Feed one observed type into each state (all different streams), in place."""
-        W = self.params.window
-        half = W // 2
-        H = np.concatenate([s.h for s in states])  # (2B, units)
-        inp = np.repeat(np.asarray(types, dtype=np.int64), 2)
-        for i, s in enumerate(states):
-            # staggered restarts: state 0 at multiples of W, state 1 half a window later
-            if s.seen % W == 0 and s.seen > 0:
-                H[2 * i] = 0.0
-            if s.seen % W == half and s.seen >= half:
-                H[2 * i + 1] = 0.0
-        H = self.step(H, inp)
-        for i, s in enumerate(states):
-            s.h = H[2 * i : 2 * i + 2]
-            s.seen += 1
-
-    def predictive_state(self, s: StreamState) -> np.ndarray:
-        """The hidden state with the longer history (see module docstring)."""
-        n = s.seen
-        if n == 0:
-            return s.h[0]
-        W, half = self.params.window, self.params.window // 2
-        hist0 = (n - 1) % W + 1 if n > W else n + 1  # +1: the BOS input of a stream's start
-        hist1 = n if n <= half else (n - 1 - half) % W + 1
-        return s.h[0] if hist0 >= hist1 else s.h[1]
 
     def init_states(self, states: Sequence[StreamState]) -> None:
         """Feed BOS into fresh states so the first line is predicted too."""

@@ -170,7 +170,7 @@ def train(
         extra_masks=extra,
         seed=seed,
     )
-    stage = _Stages(progress)
+    stage = progress or (lambda name, fraction: None)
     stage("message types", 0.0)
     types.fit(corpus.messages)
     type_ids = types.predict(corpus.messages)
@@ -266,15 +266,6 @@ def load_replay(path: Path) -> tuple[list[np.ndarray], list[str]]:
         except (ValueError, TypeError) as e:
             raise LogravenError(f"{path / 'replay_texts.json'}: corrupt ({e}); retrain the bundle") from e
     return seqs, texts
-
-
-class _Stages:
-    def __init__(self, progress: Progress | None):
-        self.progress = progress
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        if self.progress:
-            self.progress(stage, fraction)
 
 
 def _plots(types: MessageTypes, seq: SequenceModel, ae: Autoencoder) -> dict[str, bytes]:
