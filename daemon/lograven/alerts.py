@@ -94,6 +94,8 @@ class DetectorHit:
         if self.name == "unknown_type":
             return "no learned message type matches"
         if self.name == "sequence":
+            if self.rule and self.rule.startswith(END_RULE_PREFIX):
+                return f"the stream ended after this line, which is improbable here ({self.rule[len(END_RULE_PREFIX):].strip()}: {_fmt(self.score)})"
             if self.rule and self.rule.startswith("rank"):
                 return f"rank {_fmt(self.score)} > {_fmt(self.threshold)} (observed type not in the top {_fmt(self.threshold)})"
             if self.rule and self.rule.startswith("p/p_train"):
@@ -108,6 +110,7 @@ class DetectorHit:
 
 
 _DIGITS = re.compile(r"\d+")
+END_RULE_PREFIX = "stream end"  # a sequence hit on a stream's end (DetectorHit.rule "stream end p/p_train<0.1")
 
 
 @dataclass(slots=True)
@@ -145,7 +148,10 @@ class Alert:
     def dedup_key(self) -> tuple:
         """Same file + type + detectors. Unknown lines have no type: their digit-masked line stands in,
         so two different never-seen messages are two alerts, while a repeating one is deduplicated."""
-        shape = _DIGITS.sub("0", self.line[:512]) if self.type_id == -1 else ""
+        if any((h.rule or "").startswith(END_RULE_PREFIX) for h in self.detectors):
+            shape = END_RULE_PREFIX  # a stream that ended early is not the same alert as its last line's
+        else:
+            shape = _DIGITS.sub("0", self.line[:512]) if self.type_id == -1 else ""
         return (self.file, self.type_id, self.detector_names(), shape)
 
     def detector_names(self) -> frozenset[str]:

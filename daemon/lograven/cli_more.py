@@ -61,6 +61,9 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     format_args(p)
     p.add_argument("--train-fraction", type=float, default=0.8, metavar="F",
                    help="share of the lines (--labels) or sessions (--sessions), in order, used for training (default 0.8)")
+    p.add_argument("--stream-end", action=argparse.BooleanOptionalAction, default=True,
+                   help="--sessions: learn where sessions end and judge each test session's end, so sessions "
+                        "that stop early are found (default on; sessions in the log are complete)")
     p.add_argument("--model-dir", metavar="DIR", help="keep the trained bundle in DIR (default: a temporary directory)")
     p.add_argument("--sequence-rule", choices=["relative", "probability", "top_k"],
                    help="override detectors.sequence.rule")
@@ -95,6 +98,7 @@ def cmd_evaluate(args) -> int:
         setup = ev.Setup(
             fmt=fmt, train_fraction=args.train_fraction, model_dir=Path(args.model_dir) if args.model_dir else None,
             batch_size=args.batch_size, max_examples=args.examples, max_line_bytes=cfg.runtime.max_line_bytes,
+            stream_end=args.stream_end,
         )  # fmt: skip
         bar = ProgressBar(enabled=not args.quiet)
         try:

@@ -300,6 +300,13 @@ class SequenceDetectorConfig:
         9, min=1,
         help="For `rule: top_k`: alert when the observed type is not among the k most probable "
              "next types.")
+    stream_end_after: float = _opt(
+        0.0, min=0,
+        help="Seconds without a new line after which a stream is taken to have ended (0: never). "
+             "Only with a model trained with `training.sequence.stream_end` (streams that are "
+             "sessions): the end is judged by the same rule as a line, with the end's training "
+             "frequency, and an improbable end (a session that stopped early) is alerted on the "
+             "stream's last line.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -490,6 +497,12 @@ class SequenceTrainingConfig:
     patience: int = _opt(3, min=1,
                          help="Epochs without validation improvement before training stops.")
     learning_rate: float = _opt(0.003, gt=0, max=1, help="Optimizer learning rate.")
+    stream_end: bool = _opt(
+        False,
+        help="The training streams are complete sessions (e.g. `stream: regex:` on an HDFS block "
+             "id): also learn where a stream ends, so that a session that stops early is flagged "
+             "(see `detectors.sequence.stream_end_after`). Leave off when streams are files: a "
+             "file's end in the training data is not an event.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

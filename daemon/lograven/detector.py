@@ -27,7 +27,7 @@ from lograven.masking import Masker
 premask = Masker.premask
 from lograven.msgtypes import UNKNOWN
 from lograven.parsing import LogRecord
-from lograven.sequence import StreamState
+from lograven.sequence import END, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,20 @@ class Verdict:
     expected: list[tuple[int, float]] = field(default_factory=list)  # (type id, p), most likely first
     ae_error: float | None = None
     ae_threshold: float | None = None
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    """What the sequence detector says about a stream that ended (see Detector.end_streams)."""
+
+    stream: str
+    anomaly: bool  # the stream ending here was improbable (the `sequence` detector's rule)
+    p: float  # predicted probability that the stream ends after its last line
+    rank: int  # 1 = ending was the most expected outcome
+    ratio: float  # p / the share of stream ends among the training targets
+    last_type: int | None  # the stream's last known type
+    lines: int  # lines with a known type the stream had (since its state was made)
+    expected: list[tuple[int, float]] = field(default_factory=list)  # the types expected next instead
 
 
 @dataclass(frozen=True)
@@ -277,14 +291,62 @@ class Detector:
         p_obs = probs[np.arange(len(obs)), obs]
         seq_p[rows_line] = p_obs
         seq_rank[rows_line] = (probs > p_obs[:, None]).sum(axis=1) + 1
-        k = self.settings.expected
-        if k > 0:
-            k = min(k, probs.shape[1] - 1)
-            top = np.argpartition(-probs, k, axis=1)[:, :k]
-            topp = np.take_along_axis(probs, top, axis=1)
-            o = np.argsort(-topp, axis=1)
-            top = np.take_along_axis(top, o, axis=1)
-            topp = np.take_along_axis(topp, o, axis=1)
-            tl, pl = top.tolist(), topp.tolist()
-            for row, li in enumerate(rows_line.tolist()):
-                expected[li] = list(zip(tl[row], pl[row]))
+        if self.settings.expected > 0:
+            for row, ex in zip(rows_line.tolist(), self._top_types(probs)):
+                expected[row] = ex
+
+    def _top_types(self, probs: np.ndarray) -> list[list[tuple[int, float]]]:
+        """The most probable next types (class 0, a stream's end, is not a type), most likely first."""
+        types = probs[:, 1:]
+        k = min(self.settings.expected, types.shape[1] - 1)
+        if k <= 0:
+            return [[] for _ in range(len(probs))]
+        top = np.argpartition(-types, k, axis=1)[:, :k]
+        topp = np.take_along_axis(types, top, axis=1)
+        o = np.argsort(-topp, axis=1)
+        top = np.take_along_axis(top, o, axis=1) + 1
+        topp = np.take_along_axis(topp, o, axis=1)
+        return [list(zip(t, p)) for t, p in zip(top.tolist(), topp.tolist())]
+
+    # ------------------------------------------------------- stream ends
+    @property
+    def judges_stream_ends(self) -> bool:
+        """Whether the model learned where streams end (bundles trained with `stream_end`)."""
+        return self.settings.sequence and self.seq.params.stream_end and self.seq.end_frequency_ > 0
+
+    def end_streams(self, names: Sequence[str]) -> list[StreamEnd]:
+        """Streams that have ended (a session is over, or idle past a timeout): judge whether
+        ending after what they saw was expected, and forget their state.
+
+        A stream that stops early (HDFS: a block allocated and received, then nothing) has no
+        improbable line; only its end is improbable. Returns one StreamEnd per named stream
+        that has a state, in order; none when the model did not learn stream ends.
+        """
+        found = [(k, self.states.pop(k)) for k in names if k in self.states]
+        if not found or not self.judges_stream_ends:
+            return []
+        seq = self.seq
+        W = seq.params.window
+        half = W // 2
+        rows = []
+        for _, s in found:
+            n = s.seen
+            hist0 = (n - 1) % W + 1 if n > W else n + 1
+            hist1 = n if n <= half else (n - 1 - half) % W + 1
+            rows.append(s.h[1 if hist1 > hist0 else 0])
+        probs = seq.probs(np.stack(rows))
+        p_end = probs[:, END]
+        rank = (probs > p_end[:, None]).sum(axis=1) + 1
+        ratio = p_end / seq.end_frequency_
+        st = self.settings
+        if st.sequence_rule == "relative":
+            fire = ratio < st.sequence_relative_threshold
+        elif st.sequence_rule == "probability":
+            fire = p_end < st.sequence_threshold
+        else:
+            fire = rank > st.sequence_top_k
+        tops = self._top_types(probs) if st.expected > 0 else [[] for _ in found]
+        return [
+            StreamEnd(k, bool(fire[i]), float(p_end[i]), int(rank[i]), float(ratio[i]), s.last or None, s.seen, tops[i])
+            for i, (k, s) in enumerate(found)
+        ]

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lograven.detector import DETECTORS, Detector, DetectorSettings
+from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask
 from lograven.msgtypes import UNKNOWN, MessageTypes
@@ -347,6 +347,7 @@ class Setup:
     batch_size: int = 1024
     max_examples: int = 20
     max_line_bytes: int = 65536
+    stream_end: bool = True  # sessions: learn and judge where each session ends
 
     def check(self) -> None:
         if not 0.0 < self.train_fraction < 1.0:
@@ -520,8 +521,10 @@ def _f(x: float) -> float | None:
 class _Trained:
     """Train into model_dir (or a temporary directory) and load the bundle; cleans up on exit."""
 
-    def __init__(self, corpus: Corpus, config: object | None, setup: Setup, stream: str, progress: Progress | None):
+    def __init__(self, corpus: Corpus, config: object | None, setup: Setup, stream: str, progress: Progress | None,
+                 stream_end: bool = False):  # fmt: skip
         self.corpus, self.config, self.setup, self.stream, self.progress = corpus, config, setup, stream, progress
+        self.stream_end = stream_end
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self):
@@ -534,9 +537,15 @@ class _Trained:
             out = Path(self._tmp.name) / "bundle"
         detectors = getattr(self.config, "detectors", None)
         quantile = getattr(getattr(detectors, "autoencoder", None), "quantile", 0.999)
+        training = getattr(self.config, "training", None)
+        if self.stream_end:
+            from lograven.config import TrainingConfig
+
+            training = training or TrainingConfig()
+            training = replace(training, sequence=replace(training.sequence, stream_end=True))
         t0 = time.monotonic()
         res = train(
-            self.corpus, out, training=getattr(self.config, "training", None), quantile=quantile,
+            self.corpus, out, training=training, quantile=quantile,
             fmt=self.setup.fmt, stream=self.stream, progress=self.progress,
         )  # fmt: skip
         self.seconds = time.monotonic() - t0
@@ -577,8 +586,10 @@ def _with_combined(flags: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _sweep(ev: Evidence, settings: DetectorSettings, agg: Callable[[np.ndarray], np.ndarray], truth: np.ndarray) -> list[dict]:
-    """Sequence alone and combined for each rule and value of SWEEP, from one scoring pass."""
+def _sweep(ev: Evidence, settings: DetectorSettings, agg: Callable[[np.ndarray], np.ndarray], truth: np.ndarray,
+           extra: Callable[[str, float], np.ndarray] | None = None) -> list[dict]:  # fmt: skip
+    """Sequence alone and combined for each rule and value of SWEEP, from one scoring pass
+    (`extra`: more sequence flags per unit under a rule and value, e.g. the sessions' ends)."""
     base = agg(ev.fired["unknown_type"]) | agg(ev.fired["autoencoder"])
     used_rule, used_value = settings.sequence_rule, rule_value(settings)
     rows = []
@@ -586,6 +597,8 @@ def _sweep(ev: Evidence, settings: DetectorSettings, agg: Callable[[np.ndarray],
         vals = sorted(set(values) | ({used_value} if rule == used_rule else set()))
         for v in vals:
             seq = agg(sequence_flags(ev, rule, v))
+            if extra is not None:
+                seq = seq | extra(rule, v)
             rows.append({
                 "rule": rule, "value": v, "used": rule == used_rule and v == used_value,
                 "sequence": Counts.from_flags(seq, truth).to_json(),
@@ -874,12 +887,15 @@ def evaluate_sessions(
         raise LogravenError(f"{path}: no normal sessions in the first {setup.train_fraction:.0%}; nothing to train on")
     settings = settings or DetectorSettings()
     stream_spec = regex_stream_spec(stream_key)
-    with _Trained(corpus, config, setup, stream_spec, progress) as tr:
+    # Sessions are complete (a session is every line of its key): unless --no-stream-end, the sequence
+    # model learns where they end, and each test session is judged as ended after its last line.
+    with _Trained(corpus, config, setup, stream_spec, progress, stream_end=setup.stream_end) as tr:
         det = Detector(tr.bundle, settings)
         t0 = time.monotonic()
         ev = score(det, [(names[line_sess[i]], recs[i]) for i in test_idx], setup.batch_size, progress)
-        t_score = time.monotonic() - t0
         T = S - n_pool
+        end_ev = _end_evidence(det.end_streams([names[n_pool + s] for s in range(T)]), {names[n_pool + s]: s for s in range(T)}, T)
+        t_score = time.monotonic() - t0
         sess_of = np.array([line_sess[i] - n_pool for i in test_idx], dtype=np.int64)
         truth = anomalous[n_pool:]
 
@@ -893,7 +909,9 @@ def evaluate_sessions(
             np.fmax.at(out, sess_of, np.nan_to_num(values, nan=-np.inf))
             return out
 
-        flags = {d: agg(f) for d, f in _with_combined(ev.fired).items()}
+        flags = {d: agg(f) for d, f in ev.fired.items()}
+        flags["sequence"] = flags["sequence"] | end_ev.fired["sequence"]
+        flags = _with_combined(flags)
         results = _counts_by_detector(flags, truth)
         cats = {}
         for name, m in (("Anomaly", truth), ("Normal", ~truth)):
@@ -902,9 +920,9 @@ def evaluate_sessions(
         for j, s in enumerate(sess_of.tolist()):
             lines_of[s].append(j)
         ex = setup.max_examples
-        missed = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx)
+        missed = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx, end_ev, s)
                   for s in range(T) if truth[s] and not flags[COMBINED][s]][:ex]  # fmt: skip
-        false_alarms = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx)
+        false_alarms = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx, end_ev, s)
                         for s in range(T) if not truth[s] and flags[COMBINED][s]][:ex]  # fmt: skip
         return DetectionEvaluation(
             mode="sessions", file=path, labels=str(labels_csv), unit="sessions", setup=setup, stream=stream_spec,
@@ -916,9 +934,9 @@ def evaluate_sessions(
                    "unparsed_test_lines": sum(1 for i in test_idx if not recs[i].parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
-            sweep=_sweep(ev, settings, agg, truth),
+            sweep=_sweep(ev, settings, agg, truth, extra=lambda rule, v: sequence_flags(end_ev, rule, v)),
             auc={"autoencoder": roc_auc(agg_max(ev.ae_error), truth),
-                 "sequence": roc_auc(agg_max(_surprise(ev)), truth)},
+                 "sequence": roc_auc(np.fmax(agg_max(_surprise(ev)), np.nan_to_num(_surprise(end_ev), nan=-np.inf)), truth)},
             missed=missed, false_alarms=false_alarms,
             seconds={"training": round(tr.seconds, 2), "scoring": round(t_score, 2),
                      "total": round(time.monotonic() - t_start, 2)},
@@ -926,8 +944,24 @@ def evaluate_sessions(
         )  # fmt: skip
 
 
+def _end_evidence(ends: Sequence[StreamEnd], index: dict[str, int], n: int) -> Evidence:
+    """The sequence detector's judgement of each session's end, as evidence with one row per session."""
+    ev = Evidence(
+        type_id=np.zeros(n, dtype=np.int64), seq_p=np.full(n, np.nan), seq_rank=np.zeros(n, dtype=np.int64),
+        seq_ratio=np.full(n, np.nan), ae_error=np.full(n, np.nan),
+        fired={d: np.zeros(n, dtype=bool) for d in DETECTORS}, expected=[[] for _ in range(n)],
+    )  # fmt: skip
+    for e in ends:
+        i = index[e.stream]
+        ev.seq_p[i], ev.seq_rank[i], ev.seq_ratio[i] = e.p, e.rank, e.ratio
+        ev.fired["sequence"][i] = e.anomaly
+        ev.expected[i] = [t for t, _ in e.expected]
+    return ev
+
+
 def _session_example(
-    det: Detector, ev: Evidence, name: str, lines: list[int], texts: list[str], line_nos: list[int], test_idx: list[int]
+    det: Detector, ev: Evidence, name: str, lines: list[int], texts: list[str], line_nos: list[int], test_idx: list[int],
+    end_ev: Evidence | None = None, s: int = 0,
 ) -> dict:
     """A session's type sequence and the lines that fired (or, if none did, its least expected lines)."""
     fired = [j for j in lines if any(ev.fired[d][j] for d in DETECTORS)]
@@ -943,6 +977,11 @@ def _session_example(
         "max_ae_error": _f(np.nanmax(ev.ae_error[lines])) if len(lines) else None,
         "min_sequence_ratio": _f(np.nanmin(ev.seq_ratio[lines])) if np.any(~np.isnan(ev.seq_ratio[lines])) else None,
         "shown": [_line_example(det, ev, j, texts[test_idx[j]], "", line_nos[test_idx[j]]) for j in show],
+        "end": None if end_ev is None or np.isnan(end_ev.seq_p[s]) else {
+            "flagged": bool(end_ev.fired["sequence"][s]), "p": _f(end_ev.seq_p[s]), "ratio": _f(end_ev.seq_ratio[s]),
+            "rank": int(end_ev.seq_rank[s]),
+            "expected": [{"type": t, "template": det.template(t)} for t in end_ev.expected[s]],
+        },
     }
 
 

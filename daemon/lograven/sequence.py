@@ -1,8 +1,11 @@
 """Seed 003's next-message-type GRU: Embedding -> GRU -> softmax over types.
 
 Input index 0 is "begin of stream" (BOS); index t (1..n_types) is type t.
-Output class t is type t (class 0, UNKNOWN, is never a target: an unknown
-line is flagged by its own detector and does not advance the GRU).
+Output class t is type t. An unknown line is flagged by its own detector and
+does not advance the GRU, so output class 0 never predicts a line: when the
+model learns stream ends (`stream_end`, for streams that are sessions such as
+one HDFS block), class 0 is "the stream ends here", trained on the end of
+every training stream; otherwise it is never a target.
 
 Training windows are `window` steps from a zero state. A daemon runs for
 months, so serving must stay inside what training saw: every stream keeps
@@ -27,6 +30,9 @@ from lograven.runtime import load_weights, save_weights
 log = logging.getLogger(__name__)
 
 BOS = 0
+END = 0  # output class "the stream ends here" (stream_end models)
+_END_MARK = -2  # in training windows: the end of a stream (target class END); -1 is padding
+MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
 
@@ -39,6 +45,7 @@ class SequenceParams:
     epochs: int = 30
     patience: int = 3
     learning_rate: float = 0.003
+    stream_end: bool = False  # the training streams are complete sessions: learn where they end
 
 
 @dataclass
@@ -59,6 +66,7 @@ class SequenceModel:
         self.weights_: dict[str, np.ndarray] = {}
         self.history_: dict[str, list[float]] = {}
         self.validation_: dict[str, float] = {}
+        self.end_frequency_: float = 0.0  # share of training targets that were stream ends
         self._table: np.ndarray | None = None
 
     # ------------------------------------------------------------------ fit
@@ -77,13 +85,25 @@ class SequenceModel:
         p = self.params
         self.n_types_ = n_types
         train_w, val_w = [], []
+        fulls = []
         for seq in list(sequences) + list(replay):
             seq = np.asarray(seq, dtype=np.int32)
             seq = seq[seq > 0]
             if len(seq) == 0:
                 continue
-            full = np.concatenate([[BOS], seq]).astype(np.int32)
-            n_val = int(len(full) * validation_fraction) if len(full) > 4 * p.window else 0
+            tail = [_END_MARK] if p.stream_end else []
+            fulls.append(np.concatenate([[BOS], seq, tail]).astype(np.int32))
+        # Validation: the tail of each long stream (a log file), and whole streams held back
+        # among the short ones (sessions, e.g. one per HDFS block) when there are enough of them.
+        long_limit = 4 * p.window
+        short = [i for i, f in enumerate(fulls) if len(f) <= long_limit]
+        n_hold = int(len(short) * validation_fraction) if len(short) >= MIN_STREAMS_FOR_HOLDOUT else 0
+        held = set(np.random.default_rng(seed).choice(short, n_hold, replace=False).tolist()) if n_hold else set()
+        for i, full in enumerate(fulls):
+            if i in held:
+                val_w.extend(_windows(full, p.window))
+                continue
+            n_val = int(len(full) * validation_fraction) if len(full) > long_limit else 0
             split = len(full) - n_val
             train_w.extend(_windows(full[:split], p.window))
             if n_val:
@@ -92,6 +112,8 @@ class SequenceModel:
             raise ValueError("no type sequences to train the sequence model on")
         X = np.stack(train_w)
         V = np.stack(val_w) if val_w else None
+        n_targets = sum(len(f) - 1 for f in fulls)
+        self.end_frequency_ = len(fulls) / n_targets if p.stream_end and n_targets else 0.0
         if init_weights is not None:
             init_weights = _grow(init_weights, n_types)
         self.weights_, self.history_ = _keras_fit(X, V, n_types, p, seed, init_weights, progress)
@@ -177,13 +199,15 @@ class SequenceModel:
         return ["sequence.npz"]
 
     def meta(self) -> dict:
-        return {"params": asdict(self.params), "n_types": self.n_types_, "validation": self.validation_}
+        return {"params": asdict(self.params), "n_types": self.n_types_, "validation": self.validation_,
+                "end_frequency": self.end_frequency_}
 
     @classmethod
     def load(cls, d: Path, meta: dict) -> SequenceModel:
         obj = cls(SequenceParams(**meta["params"]))
         obj.n_types_ = int(meta["n_types"])
         obj.validation_ = dict(meta.get("validation", {}))
+        obj.end_frequency_ = float(meta.get("end_frequency", 0.0))
         obj.weights_ = {k: v.astype(np.float32) for k, v in load_weights(d / "sequence.npz", WEIGHT_NAMES).items()}
         if obj.weights_["out_k"].shape[1] != obj.n_types_ + 1:
             from lograven.errors import LogravenError
@@ -260,8 +284,8 @@ def _keras_fit(X, V, n_types, p: SequenceParams, seed, init_weights, progress):
 
     def xyw(A):
         x = np.where(A[:, :-1] < 0, 0, A[:, :-1])
-        y = np.where(A[:, 1:] < 0, 0, A[:, 1:])
-        w = (A[:, 1:] > 0).astype(np.float32)  # padding and BOS are never targets
+        y = np.where(A[:, 1:] < 0, 0, A[:, 1:])  # a stream's end is class END (0)
+        w = ((A[:, 1:] > 0) | (A[:, 1:] == _END_MARK)).astype(np.float32)  # padding and BOS are never targets
         return x, y, w
 
     x, y, w = xyw(X)

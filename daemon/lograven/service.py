@@ -16,17 +16,19 @@ import socket
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lograven import __version__
-from lograven.alerts import Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id
+from lograven.alerts import (
+    END_RULE_PREFIX, Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id,
+)
 from lograven.bundle import Bundle, load_bundle
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import Config, load_config
-from lograven.detector import Detector, DetectorSettings, Verdict
+from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError
 from lograven.metrics import Metrics, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
@@ -198,6 +200,9 @@ class Service:
         self._status = ""
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
         self._relearn_buffer: deque[tuple[str, str]] | None = None
+        # stream -> (monotonic time of its last line, path, offset, text, record), oldest first;
+        # kept only while stream ends are judged (detectors.sequence.stream_end_after)
+        self._stream_last: OrderedDict[str, tuple[float, str, int, str, LogRecord]] = OrderedDict()
         self._relearn_thread: threading.Thread | None = None
         self._next_relearn = float("inf")
 
@@ -422,6 +427,15 @@ class Service:
         t0 = time.perf_counter()
         verdicts = self.detector.detect(items)
         self.metrics.inference_duration.labels(detector="all").observe(time.perf_counter() - t0)
+        if self._judge_ends():
+            last = self._stream_last
+            now = time.monotonic()
+            for (it, text, rec, stream), v in zip(meta, verdicts):
+                if v.sequence_p is not None:  # the line advanced the stream's GRU state
+                    last[stream] = (now, it.raw.path, it.raw.offset, text, rec)
+                    last.move_to_end(stream)
+            while len(last) > self.detector.settings.max_streams:
+                last.popitem(last=False)
         alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2]) for m in meta])
         if self._relearn_buffer is not None:
             for (it, text, _, _), v in zip(meta, verdicts):
@@ -463,6 +477,54 @@ class Service:
             m.anomalies.labels(file=path, detector=d).inc(n)
         return alerts
 
+    def _judge_ends(self) -> bool:
+        return self.cfg.detectors.sequence.stream_end_after > 0 and self.detector is not None and self.detector.judges_stream_ends
+
+    def _end_idle_streams(self, now: float) -> None:
+        """Streams idle for stream_end_after seconds have ended: alert on those that ended improbably early."""
+        if not self._stream_last:
+            return
+        if not self._judge_ends():
+            self._stream_last.clear()
+            return
+        cutoff = now - self.cfg.detectors.sequence.stream_end_after
+        idle = []
+        for k, rec in self._stream_last.items():  # oldest first
+            if rec[0] > cutoff:
+                break
+            idle.append(k)
+        if not idle:
+            return
+        info = {k: self._stream_last.pop(k) for k in idle}
+        ends = self.detector.end_streams(idle)
+        alerts = []
+        for e in ends:
+            if e.anomaly:
+                _, path, offset, text, rec = info[e.stream]
+                alerts.append(self._end_alert(e, path, offset, text, rec))
+                self.metrics.anomalies.labels(file=path, detector="sequence").inc()
+        if ends:
+            log.debug("%d stream(s) ended (idle), %d improbably", len(ends), len(alerts))
+            self._dirty = True
+        if alerts:
+            self.router.submit(alerts)
+
+    def _end_alert(self, e: StreamEnd, path: str, offset: int, text: str, rec: LogRecord) -> Alert:
+        st = self.detector.settings
+        if st.sequence_rule == "relative":
+            hit = DetectorHit("sequence", e.ratio, st.sequence_relative_threshold, f"{END_RULE_PREFIX} p/p_train<{st.sequence_relative_threshold}")
+        elif st.sequence_rule == "probability":
+            hit = DetectorHit("sequence", e.p, st.sequence_threshold, f"{END_RULE_PREFIX} p<{st.sequence_threshold}")
+        else:
+            hit = DetectorHit("sequence", float(e.rank), float(st.sequence_top_k), f"{END_RULE_PREFIX} rank>{st.sequence_top_k}")
+        t = e.last_type or 0
+        return Alert(
+            id=new_alert_id(), time=iso_utc(), host=rec.host or self.host, file=path, offset=offset, stream=e.stream,
+            line=text, type_id=t or -1, template=self.detector.template(t), detectors=[hit],
+            expected=[Expected(i, self.detector.template(i) or "", p) for i, p in e.expected],
+            model_version=self.bundle.version, previous_type_id=e.last_type,
+        )  # fmt: skip
+
     def _ack_pending(self) -> None:
         self._dirty = True
         for (src, path, file_id), end in self._pending.acks.items():
@@ -479,6 +541,7 @@ class Service:
         if now - self._last_stats >= 1.0:
             self._last_stats = now
             self._export_file_stats()
+            self._end_idle_streams(now)
         if self._dirty and now - self._last_ckpt >= self.cfg.runtime.checkpoint_interval_seconds:
             self._checkpoint()
         if now >= self._next_relearn:

@@ -1,0 +1,170 @@
+"""Streams that are sessions: the sequence model learns where they end, and a session that stops
+early is flagged by its end (HDFS: a block allocated and being received, then nothing).
+
+The log is a small HDFS-like grammar written here: each block is one session of 9 lines
+(allocate, 2 x receiving, 2 x (received, responder) in either order, 2 x stored), sessions
+interleaved in one file, the stream key is the block id.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lograven.bundle import load_bundle
+from lograven.detector import Detector, DetectorSettings
+from lograven.parsing import Parser
+from lograven.sequence import END, SequenceModel, SequenceParams
+
+from conftest import tiny_training_config
+
+STREAM = r"regex:(blk_-?\d+)"
+
+
+def _session(rng: random.Random, blk: str, stop_after: int | None = None) -> list[str]:
+    a, b = rng.sample(range(2, 250), 2)
+    size = rng.randint(1000, 67108864)
+    lines = [
+        f"NameSystem.allocateBlock: /user/job{rng.randint(1, 400)}/part-{rng.randint(0, 99)} {blk}",
+        f"Receiving block {blk} src: /10.0.0.{a}:50010 dest: /10.0.0.{b}:50010",
+        f"Receiving block {blk} src: /10.0.0.{b}:50010 dest: /10.0.0.{a}:50010",
+    ]
+    for k in (0, 1):
+        pair = [f"Received block {blk} of size {size} from /10.0.0.{a}", f"PacketResponder {k} for block {blk} terminating"]
+        rng.shuffle(pair)
+        lines += pair
+    lines += [f"addStoredBlock: blockMap updated: 10.0.0.{x}:50010 is added to {blk} size {size}" for x in (a, b)]
+    return lines[:stop_after] if stop_after else lines
+
+
+def session_log(n: int, seed: int, stop: dict[int, int] | None = None) -> tuple[list[str], list[str]]:
+    """n sessions interleaved (three open at a time) as syslog lines; returns (lines, block ids)."""
+    rng = random.Random(seed)
+    blocks = [f"blk_{'-' if rng.random() < 0.5 else ''}{rng.randint(10**15, 10**18)}" for _ in range(n)]
+    pending = [list(reversed(_session(rng, b, (stop or {}).get(i)))) for i, b in enumerate(blocks)]
+    out, open_, nxt = [], [], 0
+    while nxt < n or open_:
+        while len(open_) < 3 and nxt < n:
+            open_.append(nxt)
+            nxt += 1
+        j = rng.choice(open_)
+        out.append(f"Jun  9 06:{len(out) // 60 % 60:02d}:{len(out) % 60:02d} dn1 hdfs[7]: {pending[j].pop()}")
+        if not pending[j]:
+            open_.remove(j)
+    return out, blocks
+
+
+@pytest.fixture(scope="module")
+def session_bundle(tmp_path_factory) -> Path:
+    from lograven.training import read_corpus, train
+
+    d = tmp_path_factory.mktemp("sessions")
+    lines, _ = session_log(400, seed=1)
+    (d / "train.log").write_text("\n".join(lines) + "\n")
+    corpus = read_corpus([str(d / "train.log")], stream=STREAM)
+    training = tiny_training_config()
+    training = replace(training, sequence=replace(training.sequence, stream_end=True, epochs=40, patience=5, window=16))
+    return train(corpus, d / "bundle", training=training, stream=STREAM).path
+
+
+def _detector(path: Path, **kw) -> Detector:
+    return Detector(load_bundle(path), DetectorSettings(autoencoder=False, **kw))
+
+
+def _feed(det: Detector, lines: list[str]) -> None:
+    parser = Parser("syslog")
+    import re
+
+    items = [(re.search(r"blk_-?\d+", ln).group(0), parser.parse(ln)) for ln in lines]
+    vs = det.detect(items)
+    assert not any("unknown_type" in v.detectors for v in vs)  # same grammar: every line has a type
+    # a stream's end is not a message type: it is never offered as an expected next type
+    assert all(t != END for v in vs for t, _ in v.expected)
+
+
+def test_model_learns_end_frequency_and_holds_back_whole_sessions(session_bundle) -> None:
+    b = load_bundle(session_bundle)
+    seq = b.sequence
+    assert seq.params.stream_end
+    # 400 sessions of 9 lines: one end per 10 targets
+    assert seq.end_frequency_ == pytest.approx(400 / 4000, rel=1e-6)
+    # short streams: 10% of the sessions held back whole, so training stops early and validates
+    assert "val_loss" in seq.history_ or seq.validation_["steps"] > 0
+    assert seq.validation_["steps"] >= 30 * 9
+
+
+@pytest.mark.parametrize("rule", ["relative", "probability"])
+def test_complete_sessions_end_quietly_and_truncated_ones_are_flagged(session_bundle, rule) -> None:
+    stop = {3: 3, 7: 2, 11: 5, 15: 1}  # sessions that stop early, and after how many lines
+    lines, blocks = session_log(30, seed=99, stop=stop)
+    det = _detector(session_bundle, sequence_rule=rule)
+    _feed(det, lines)
+    ends = det.end_streams(blocks)
+    assert [e.stream for e in ends] == blocks
+    flagged = {blocks.index(e.stream) for e in ends if e.anomaly}
+    assert flagged == set(stop), [(blocks.index(e.stream), e.p, e.ratio) for e in ends]
+    for e in ends:
+        i = blocks.index(e.stream)
+        if i in stop:
+            assert e.p < 0.05 and e.rank > 1 and e.expected  # it expected more lines
+            assert e.lines == stop[i]
+        else:
+            assert e.p > 0.5 and e.rank == 1 and e.lines == 9
+    # ended streams are forgotten: their state is gone, a second call judges nothing
+    assert not any(b in det.states for b in blocks)
+    assert det.end_streams(blocks) == []
+
+
+def test_model_without_stream_ends_judges_none_but_forgets(bundle_dir, normal_data) -> None:
+    det = Detector(load_bundle(bundle_dir), DetectorSettings(autoencoder=False))
+    assert not det.judges_stream_ends
+    parser = Parser("syslog")
+    det.detect([("s1", parser.parse(g.text)) for g in normal_data.lines[:20]])
+    assert "s1" in det.states
+    assert det.end_streams(["s1", "never-seen"]) == []
+    assert "s1" not in det.states
+
+
+def test_sequence_fit_holds_back_whole_short_streams_only_when_there_are_enough() -> None:
+    rng = np.random.default_rng(0)
+    p = SequenceParams(units=8, embedding_dim=4, window=8, epochs=2, batch_size=16)
+    many = [rng.integers(1, 4, size=6) for _ in range(60)]
+    m = SequenceModel(p).fit(many, 3, seed=1)
+    assert "val_loss" in m.history_ and m.validation_["steps"] == 6 * 6  # 6 of 60 sessions held back
+    few = [rng.integers(1, 4, size=6) for _ in range(10)]
+    m2 = SequenceModel(p).fit(few, 3, seed=1)
+    assert "val_loss" not in m2.history_ and m2.validation_ == {}
+
+
+@pytest.mark.slow
+def test_daemon_alerts_on_a_session_that_stopped_early(tmp_path, session_bundle) -> None:
+    from test_daemon_e2e import Daemon, _append
+
+    d = Daemon(tmp_path, session_bundle)
+    text = d.cfg.read_text().replace(
+        'start_position: end', f"start_position: end\n    stream: '{STREAM}'"
+    ) + "detectors:\n  autoencoder: {enabled: false}\n  sequence: {stream_end_after: 1.0}\n"
+    d.cfg.write_text(text)
+    (d.logs / "messages").write_text("")
+    d.start()
+    stop = {2: 3}
+    lines, blocks = session_log(8, seed=5, stop=stop)
+    _append(d.logs / "messages", lines)
+    deadline = time.monotonic() + 30
+    ends = []
+    while time.monotonic() < deadline:
+        ends = [a for a in d.alert_lines() if (a["detectors"][0].get("rule") or "").startswith("stream end")]
+        if ends:
+            break
+        time.sleep(0.1)
+    time.sleep(2.5)  # every other stream has been idle past stream_end_after by now: none may alert
+    ends = [a for a in d.alert_lines() if (a["detectors"][0].get("rule") or "").startswith("stream end")]
+    assert d.stop() == 0
+    assert [a["stream"] for a in ends] == [blocks[2]], ends
+    a = ends[0]
+    assert blocks[2] in a["line"] and a["expected"], a  # the session's last line, and what should have followed
+    assert not [x for x in d.alert_lines() if x not in ends], "a complete session alerted"
