@@ -168,3 +168,40 @@ def test_daemon_alerts_on_a_session_that_stopped_early(tmp_path, session_bundle)
     a = ends[0]
     assert blocks[2] in a["line"] and a["expected"], a  # the session's last line, and what should have followed
     assert not [x for x in d.alert_lines() if x not in ends], "a complete session alerted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream_end", [True, False])
+def test_evaluate_sessions_finds_sessions_that_stop_early_only_with_stream_end(tmp_path, stream_end) -> None:
+    import json
+
+    from lograven import cli
+
+    n = 500
+    rng = random.Random(3)
+    stop = {i: rng.randint(1, 6) for i in range(260, n) if rng.random() < 0.05}  # anomalies: test part only
+    lines, blocks = session_log(n, seed=3, stop=stop)
+    log = tmp_path / "s.log"
+    log.write_text("\n".join(lines) + "\n")
+    lab = tmp_path / "labels.csv"
+    lab.write_text("BlockId,Label\n" + "".join(f"{b},{'Anomaly' if i in stop else 'Normal'}\n" for i, b in enumerate(blocks)))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "training:\n  sequence: {units: 16, embedding_dim: 8, window: 16, epochs: 40, patience: 5}\n"
+        "  autoencoder: {vocab_size: 128, epochs: 2, filters: 16, latent_dim: 8, embedding_dim: 8}\n"
+        "detectors:\n  autoencoder: {enabled: false}\n"
+    )
+    out = tmp_path / "r.json"
+    args = ["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
+            "--train-fraction", "0.5", "--json", str(out), str(log)]  # fmt: skip
+    assert cli.main(args + (["--stream-end"] if stream_end else [])) == 0
+    js = json.loads(out.read_text())
+    assert js["split"]["test_anomalies"] == len(stop) >= 5
+    seq = next(r for r in js["results"] if r["detector"] == "sequence")
+    if stream_end:
+        # every early stop is found by its end, and complete sessions end quietly
+        assert seq["recall"] == 1.0 and seq["fp"] == 0, js["missed"][:3] + js["false_alarms"][:3]
+        assert js["missed"] == [] and all(x["end"] is not None for x in js["false_alarms"])
+    else:
+        # without ends, a session that stops early has no improbable line
+        assert seq["recall"] < 0.5

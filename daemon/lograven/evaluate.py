@@ -347,7 +347,7 @@ class Setup:
     batch_size: int = 1024
     max_examples: int = 20
     max_line_bytes: int = 65536
-    stream_end: bool = True  # sessions: learn and judge where each session ends
+    stream_end: bool = False  # sessions: learn and judge where each session ends (--stream-end)
 
     def check(self) -> None:
         if not 0.0 < self.train_fraction < 1.0:
@@ -887,8 +887,8 @@ def evaluate_sessions(
         raise LogravenError(f"{path}: no normal sessions in the first {setup.train_fraction:.0%}; nothing to train on")
     settings = settings or DetectorSettings()
     stream_spec = regex_stream_spec(stream_key)
-    # Sessions are complete (a session is every line of its key): unless --no-stream-end, the sequence
-    # model learns where they end, and each test session is judged as ended after its last line.
+    # With --stream-end the sessions are taken to be complete: the sequence model learns where they
+    # end, and each test session is judged as ended after its last line.
     with _Trained(corpus, config, setup, stream_spec, progress, stream_end=setup.stream_end) as tr:
         det = Detector(tr.bundle, settings)
         t0 = time.monotonic()
@@ -974,7 +974,7 @@ def _session_example(
         "session": name,
         "lines": len(lines),
         "types": [int(ev.type_id[j]) for j in lines],
-        "max_ae_error": _f(np.nanmax(ev.ae_error[lines])) if len(lines) else None,
+        "max_ae_error": _f(np.nanmax(ev.ae_error[lines])) if np.any(~np.isnan(ev.ae_error[lines])) else None,
         "min_sequence_ratio": _f(np.nanmin(ev.seq_ratio[lines])) if np.any(~np.isnan(ev.seq_ratio[lines])) else None,
         "shown": [_line_example(det, ev, j, texts[test_idx[j]], "", line_nos[test_idx[j]]) for j in show],
         "end": None if end_ev is None or np.isnan(end_ev.seq_p[s]) else {
