@@ -225,7 +225,9 @@ def cmd_train(args) -> int:
     print(f"bundle written to {result.path}")
     print(f"  lines       {s['lines']} from {len(s['files'])} file(s), {s['streams']} stream(s), {s['unparsed_lines']} not in format {fmt}")
     print(f"  types       {s['types']} message types ({s['clusters']} clusters); `lograven types {result.path}` lists them")
-    print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {v.get('top1_accuracy', float('nan')):.3f}")
+    fp = v.get("fp_rate_relative<0.1")
+    fp_text = f", {fp:.2%} of held-back normal steps would alert (relative rule at 0.1)" if fp is not None else ""
+    print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {v.get('top1_accuracy', float('nan')):.3f}{fp_text}")
     print(f"  autoencoder {s['autoencoder_epochs']} epochs; length {s['autoencoder_length']}, threshold {s['autoencoder_threshold']:.3f} nats/token")
     sec = s["seconds"]
     print(f"  seconds     {sec['total']:.1f} (types {sec['msgtypes']:.1f}, sequence {sec['sequence']:.1f}, autoencoder {sec['autoencoder']:.1f})")

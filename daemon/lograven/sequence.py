@@ -119,11 +119,14 @@ class SequenceModel:
         self.weights_, self.history_ = _keras_fit(X, V, n_types, p, seed, init_weights, progress)
         self._table = None
         if V is not None:
-            self.validation_ = self._validation_stats(V)
+            counts = np.bincount(X[:, 1:][X[:, 1:] > 0], minlength=n_types + 1).astype(float)
+            self.validation_ = self._validation_stats(V, (counts + 1.0) / (counts.sum() + len(counts)))
         return self
 
-    def _validation_stats(self, V: np.ndarray) -> dict[str, float]:
-        """How often the observed next type is improbable on held-back normal data (false-positive rate)."""
+    def _validation_stats(self, V: np.ndarray, freq: np.ndarray) -> dict[str, float]:
+        """How often the observed next type is improbable on held-back normal data (false-positive rate
+        of each rule at its default; `freq`: the types' smoothed frequencies among the training targets, close
+        to the detector's, which counts the lines of each type)."""
         probs = self.window_probs(V[:, :-1])
         tgt = V[:, 1:]
         mask = tgt > 0
@@ -131,6 +134,7 @@ class SequenceModel:
         rank = (probs > np.take_along_axis(probs, tgt[..., None], axis=2)).sum(axis=2)[mask] + 1
         return {
             "steps": int(mask.sum()),
+            "fp_rate_relative<0.1": float((p_obs / freq[tgt[mask]] < 0.1).mean()) if len(p_obs) else 0.0,
             "fp_rate_p<0.02": float((p_obs < 0.02).mean()) if len(p_obs) else 0.0,
             "fp_rate_top9": float((rank > 9).mean()) if len(rank) else 0.0,
             "top1_accuracy": float((rank == 1).mean()) if len(rank) else 0.0,
