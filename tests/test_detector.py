@@ -347,6 +347,36 @@ def test_rule_relative_fires_when_type_far_less_likely_than_usual(constructed) -
     assert all(v.detectors == [] for v in vs[1:])  # the others became slightly more likely
 
 
+def test_calibration_lowers_thresholds_to_the_held_back_quantiles(constructed) -> None:
+    """A model whose held-back normal steps reached ratio 0.02 and p 0.001 alerts only below those
+    (with calibrate, the default); a configured threshold already below them is kept; off: as configured."""
+    b, q, lines = constructed
+    common = b.types.classify(lines[0][1].message)
+    q2 = q.copy()
+    q2[common] *= 0.05
+    q2 /= q2.sum()
+    seq = constant_model(b.types.n_types, q2)
+    b2 = replace(b, sequence=seq)
+    ratio = run_rule(b2, lines, sequence_rule="relative")[0].sequence_ratio
+    assert 0.02 < ratio < 0.1
+    seq.validation_ = {"steps": 5000, "relative_q": 0.02, "probability_q": 0.001}
+    det = Detector(b2, DetectorSettings(autoencoder=False))
+    assert det.relative_threshold == 0.02 and det.probability_threshold == 0.001 and det.sequence_rule_value == 0.02
+    assert det.detect(lines[:1])[0].detectors == []  # 0.02 < ratio: normal for this model
+    assert Detector(b2, DetectorSettings(autoencoder=False, sequence_relative_threshold=0.01)).relative_threshold == 0.01
+    off = Detector(b2, DetectorSettings(autoencoder=False, sequence_calibrate=False))
+    assert off.relative_threshold == 0.1 and off.detect(lines[:1])[0].detectors == ["sequence"]
+    # the alert names the threshold in force
+    from lograven.service import alert_from_verdict
+
+    seq.validation_ = {"steps": 5000, "relative_q": 0.08}
+    det = Detector(b2, DetectorSettings(autoencoder=False))
+    v = det.detect(lines[:1])[0]
+    assert v.detectors == ["sequence"]
+    a = alert_from_verdict(v, path="f", offset=0, stream="s", line="x", record=lines[0][1], detector=det, host="h", version="v")
+    assert a.detectors[0].threshold == 0.08 and a.detectors[0].rule == "p/p_train<0.08"
+
+
 # ---------------------------------------------------------------- long streams
 
 

@@ -13,6 +13,8 @@ from lograven.service import alert_from_verdict, build_router, own_alert_predica
 class _Det:
     def __init__(self, rule="relative"):
         self.settings = DetectorSettings(sequence_rule=rule)
+        self.relative_threshold = self.settings.sequence_relative_threshold
+        self.probability_threshold = self.settings.sequence_threshold
 
     def template(self, t):
         return {3: "session opened for user <*>", 4: "Accepted password for <*>"}.get(t)

@@ -300,6 +300,13 @@ class SequenceDetectorConfig:
         9, min=1,
         help="For `rule: top_k`: alert when the observed type is not among the k most probable "
              "next types.")
+    calibrate: bool = _opt(
+        True,
+        help="Lower `relative_threshold` / `threshold` to what the model's held-back normal "
+             "training steps show: at most about 0.1% of them would alert (the 0.001 quantile, "
+             "stored in the bundle at training). A model unsure of normal orderings (concurrent "
+             "events, little data) then alerts less instead of flooding; the threshold in force "
+             "is in each alert. Off: the configured thresholds as they are.")
     stream_end_after: float = _opt(
         0.0, min=0,
         help="Seconds without a new line after which a stream is taken to have ended (0: never). "

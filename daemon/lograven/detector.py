@@ -27,7 +27,7 @@ from lograven.masking import Masker
 premask = Masker.premask
 from lograven.msgtypes import UNKNOWN
 from lograven.parsing import LogRecord
-from lograven.sequence import END, StreamState
+from lograven.sequence import END, StreamState, type_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class DetectorSettings:
     sequence_relative_threshold: float = 0.1
     sequence_threshold: float = 0.02
     sequence_top_k: int = 9
+    sequence_calibrate: bool = True  # cap the thresholds at the model's held-back normal quantiles
     autoencoder: bool = True
     autoencoder_margin: float = 1.0
     expected: int = 3
@@ -89,6 +90,7 @@ class DetectorSettings:
             sequence_relative_threshold=s.relative_threshold,
             sequence_threshold=s.threshold,
             sequence_top_k=s.top_k,
+            sequence_calibrate=s.calibrate,
             autoencoder=a.enabled,
             autoencoder_margin=getattr(a, "margin", 1.0),
             **kw,
@@ -114,10 +116,22 @@ class Detector:
             if t.id <= self.seq.n_types_:
                 counts[t.id] = t.count
         # training frequency of each type (add-one smoothed), for the relative rule
-        self._freq = (counts + 1.0) / (counts.sum() + len(counts))
-        rule = self.settings.sequence_rule
-        if rule not in ("relative", "probability", "top_k"):
-            raise ValueError(f"unknown sequence rule {rule!r}")
+        self._freq = type_frequencies(counts)
+        st = self.settings
+        if st.sequence_rule not in ("relative", "probability", "top_k"):
+            raise ValueError(f"unknown sequence rule {st.sequence_rule!r}")
+        # The thresholds in force: the configured ones, lowered (with calibrate) to what the model's
+        # held-back normal steps show, so a model that is unsure of normal orderings alerts less.
+        v = self.seq.validation_ if st.sequence_calibrate else {}
+        self.relative_threshold = min(st.sequence_relative_threshold, v.get("relative_q", np.inf))
+        self.probability_threshold = min(st.sequence_threshold, v.get("probability_q", np.inf))
+
+    @property
+    def sequence_rule_value(self) -> float:
+        """The sequence rule's threshold in force (k for top_k)."""
+        st = self.settings
+        return {"relative": self.relative_threshold, "probability": self.probability_threshold,
+                "top_k": float(st.sequence_top_k)}[st.sequence_rule]  # fmt: skip
 
     # ------------------------------------------------------------- states
     def export_states(self) -> dict[str, tuple[np.ndarray, int]]:
@@ -176,9 +190,9 @@ class Detector:
         if ok.any():
             ratio[ok] = seq_p[ok] / self._freq[np.asarray(type_ids)[ok]]
         if st.sequence_rule == "relative":
-            seq_fire = ratio < st.sequence_relative_threshold
+            seq_fire = ratio < self.relative_threshold
         elif st.sequence_rule == "probability":
-            seq_fire = seq_p < st.sequence_threshold
+            seq_fire = seq_p < self.probability_threshold
         else:
             seq_fire = ok & (seq_rank > st.sequence_top_k)
         for i in range(n):
@@ -340,9 +354,9 @@ class Detector:
         ratio = p_end / seq.end_frequency_
         st = self.settings
         if st.sequence_rule == "relative":
-            fire = ratio < st.sequence_relative_threshold
+            fire = ratio < self.relative_threshold
         elif st.sequence_rule == "probability":
-            fire = p_end < st.sequence_threshold
+            fire = p_end < self.probability_threshold
         else:
             fire = rank > st.sequence_top_k
         tops = self._top_types(probs) if st.expected > 0 else [[] for _ in found]

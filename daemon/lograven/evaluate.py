@@ -383,14 +383,6 @@ def sequence_flags(ev: Evidence, rule: str, value: float) -> np.ndarray:
     raise ValueError(f"unknown sequence rule {rule!r}")
 
 
-def rule_value(settings: DetectorSettings) -> float:
-    return {
-        "relative": settings.sequence_relative_threshold,
-        "probability": settings.sequence_threshold,
-        "top_k": settings.sequence_top_k,
-    }[settings.sequence_rule]
-
-
 def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
           progress: Progress | None = None) -> Evidence:  # fmt: skip
     """Run the detector over items in batches, in order, and keep each line's evidence."""
@@ -503,10 +495,13 @@ class DetectionEvaluation:
 
 def _rule_text(s: dict) -> str:
     rule = s["sequence_rule"]
+    used = s.get("sequence_threshold_in_force")
     if rule == "relative":
-        return f"relative (p/p_train < {s['relative_threshold']:g})"
+        cal = f", calibrated to {used:.3g}" if used is not None and used < s["relative_threshold"] else ""
+        return f"relative (p/p_train < {s['relative_threshold']:g}{cal})"
     if rule == "probability":
-        return f"probability (p < {s['threshold']:g})"
+        cal = f", calibrated to {used:.3g}" if used is not None and used < s["threshold"] else ""
+        return f"probability (p < {s['threshold']:g}{cal})"
     return f"top_k (not in top {s['top_k']})"
 
 
@@ -564,6 +559,8 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "sequence_rule": settings.sequence_rule,
         "relative_threshold": settings.sequence_relative_threshold,
         "threshold": settings.sequence_threshold,
+        "calibrate": settings.sequence_calibrate,
+        "sequence_threshold_in_force": det.sequence_rule_value,
         "top_k": settings.sequence_top_k,
         "autoencoder_threshold": round(float(det.ae.threshold_), 6),
         "autoencoder_margin": settings.autoencoder_margin,
@@ -586,12 +583,12 @@ def _with_combined(flags: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _sweep(ev: Evidence, settings: DetectorSettings, agg: Callable[[np.ndarray], np.ndarray], truth: np.ndarray,
-           extra: Callable[[str, float], np.ndarray] | None = None) -> list[dict]:  # fmt: skip
+def _sweep(ev: Evidence, settings: DetectorSettings, used: float, agg: Callable[[np.ndarray], np.ndarray],
+           truth: np.ndarray, extra: Callable[[str, float], np.ndarray] | None = None) -> list[dict]:  # fmt: skip
     """Sequence alone and combined for each rule and value of SWEEP, from one scoring pass
     (`extra`: more sequence flags per unit under a rule and value, e.g. the sessions' ends)."""
     base = agg(ev.fired["unknown_type"]) | agg(ev.fired["autoencoder"])
-    used_rule, used_value = settings.sequence_rule, rule_value(settings)
+    used_rule, used_value = settings.sequence_rule, used
     rows = []
     for rule, values in SWEEP.items():
         vals = sorted(set(values) | ({used_value} if rule == used_rule else set()))
@@ -711,7 +708,7 @@ def evaluate_line_labels(
                    "unparsed_test_lines": sum(1 for i in test if not rows[i].record.parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
-            sweep=_sweep(ev, settings, _per_line, truth),
+            sweep=_sweep(ev, settings, det.sequence_rule_value, _per_line, truth),
             auc={"autoencoder": roc_auc(ev.ae_error, truth),
                  "sequence": roc_auc(_surprise(ev), truth)},
             missed=missed, false_alarms=false_alarms,
@@ -934,7 +931,7 @@ def evaluate_sessions(
                    "unparsed_test_lines": sum(1 for i in test_idx if not recs[i].parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
-            sweep=_sweep(ev, settings, agg, truth, extra=lambda rule, v: sequence_flags(end_ev, rule, v)),
+            sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=lambda rule, v: sequence_flags(end_ev, rule, v)),
             auc={"autoencoder": roc_auc(agg_max(ev.ae_error), truth),
                  "sequence": roc_auc(np.fmax(agg_max(_surprise(ev)), np.nan_to_num(_surprise(end_ev), nan=-np.inf)), truth)},
             missed=missed, false_alarms=false_alarms,

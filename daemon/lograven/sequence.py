@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 BOS = 0
 END = 0  # output class "the stream ends here" (stream_end models)
 _END_MARK = -2  # in training windows: the end of a stream (target class END); -1 is padding
+CALIBRATION_QUANTILE = 0.001  # detectors.sequence.calibrate: alert on at most ~0.1% of held-back normal steps
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
@@ -80,8 +81,13 @@ class SequenceModel:
         progress: Callable[[str, float], None] | None = None,
         init_weights: dict[str, np.ndarray] | None = None,
         replay: Sequence[np.ndarray] = (),
+        type_freq: np.ndarray | None = None,
     ) -> SequenceModel:
-        """Train on per-stream type-id sequences (UNKNOWN ids removed); the tail of each is validation."""
+        """Train on per-stream type-id sequences (UNKNOWN ids removed), holding back validation steps.
+
+        `type_freq`: each type's training frequency as the detector computes it (type_frequencies of
+        the message types' line counts), for the relative rule's figures on the held-back steps.
+        """
         p = self.params
         self.n_types_ = n_types
         train_w, val_w = [], []
@@ -119,22 +125,28 @@ class SequenceModel:
         self.weights_, self.history_ = _keras_fit(X, V, n_types, p, seed, init_weights, progress)
         self._table = None
         if V is not None:
-            counts = np.bincount(X[:, 1:][X[:, 1:] > 0], minlength=n_types + 1).astype(float)
-            self.validation_ = self._validation_stats(V, (counts + 1.0) / (counts.sum() + len(counts)))
+            if type_freq is None:
+                type_freq = type_frequencies(np.bincount(X[:, 1:][X[:, 1:] > 0], minlength=n_types + 1))
+            self.validation_ = self._validation_stats(V, np.asarray(type_freq, dtype=float))
         return self
 
     def _validation_stats(self, V: np.ndarray, freq: np.ndarray) -> dict[str, float]:
-        """How often the observed next type is improbable on held-back normal data (false-positive rate
-        of each rule at its default; `freq`: the types' smoothed frequencies among the training targets, close
-        to the detector's, which counts the lines of each type)."""
+        """How often the observed next type is improbable on held-back normal data (the false-positive
+        rate of each rule at its default), and the thresholds that calibration caps the rules at: the
+        CALIBRATION_QUANTILE quantiles of the held-back steps' probability and relative probability."""
         probs = self.window_probs(V[:, :-1])
         tgt = V[:, 1:]
         mask = tgt > 0
         p_obs = np.take_along_axis(probs, tgt[..., None], axis=2)[..., 0][mask]
         rank = (probs > np.take_along_axis(probs, tgt[..., None], axis=2)).sum(axis=2)[mask] + 1
+        if not len(p_obs):
+            return {"steps": 0}
+        ratio = p_obs / freq[tgt[mask]]
         return {
             "steps": int(mask.sum()),
-            "fp_rate_relative<0.1": float((p_obs / freq[tgt[mask]] < 0.1).mean()) if len(p_obs) else 0.0,
+            "relative_q": float(np.quantile(ratio, CALIBRATION_QUANTILE, method="lower")),
+            "probability_q": float(np.quantile(p_obs, CALIBRATION_QUANTILE, method="lower")),
+            "fp_rate_relative<0.1": float((ratio < 0.1).mean()),
             "fp_rate_p<0.02": float((p_obs < 0.02).mean()) if len(p_obs) else 0.0,
             "fp_rate_top9": float((rank > 9).mean()) if len(rank) else 0.0,
             "top1_accuracy": float((rank == 1).mean()) if len(rank) else 0.0,
@@ -218,6 +230,12 @@ class SequenceModel:
 
             raise LogravenError(f"{d / 'sequence.npz'}: output size does not match {obj.n_types_} types; retrain")
         return obj
+
+
+def type_frequencies(counts: np.ndarray) -> np.ndarray:
+    """Add-one smoothed frequency of each class from per-type line counts (index = type id, 0 = none)."""
+    counts = np.asarray(counts, dtype=float)
+    return (counts + 1.0) / (counts.sum() + len(counts))
 
 
 def _windows(seq: np.ndarray, window: int) -> list[np.ndarray]:

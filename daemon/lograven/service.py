@@ -76,9 +76,11 @@ def alert_from_verdict(
             hits.append(DetectorHit("unknown_type", 1.0, 0.0, "no learned message type matches"))
         elif name == "sequence":
             if st.sequence_rule == "relative":
-                hits.append(DetectorHit("sequence", v.sequence_ratio or 0.0, st.sequence_relative_threshold, f"p/p_train<{st.sequence_relative_threshold}"))
+                t = detector.relative_threshold
+                hits.append(DetectorHit("sequence", v.sequence_ratio or 0.0, t, f"p/p_train<{t:.3g}"))
             elif st.sequence_rule == "probability":
-                hits.append(DetectorHit("sequence", v.sequence_p or 0.0, st.sequence_threshold, f"p<{st.sequence_threshold}"))
+                t = detector.probability_threshold
+                hits.append(DetectorHit("sequence", v.sequence_p or 0.0, t, f"p<{t:.3g}"))
             else:
                 hits.append(DetectorHit("sequence", float(v.sequence_rank or 0), float(st.sequence_top_k), f"rank>{st.sequence_top_k}"))
         elif name == "autoencoder":
@@ -512,9 +514,11 @@ class Service:
     def _end_alert(self, e: StreamEnd, path: str, offset: int, text: str, rec: LogRecord) -> Alert:
         st = self.detector.settings
         if st.sequence_rule == "relative":
-            hit = DetectorHit("sequence", e.ratio, st.sequence_relative_threshold, f"{END_RULE_PREFIX} p/p_train<{st.sequence_relative_threshold}")
+            t = self.detector.relative_threshold
+            hit = DetectorHit("sequence", e.ratio, t, f"{END_RULE_PREFIX} p/p_train<{t:.3g}")
         elif st.sequence_rule == "probability":
-            hit = DetectorHit("sequence", e.p, st.sequence_threshold, f"{END_RULE_PREFIX} p<{st.sequence_threshold}")
+            t = self.detector.probability_threshold
+            hit = DetectorHit("sequence", e.p, t, f"{END_RULE_PREFIX} p<{t:.3g}")
         else:
             hit = DetectorHit("sequence", float(e.rank), float(st.sequence_top_k), f"{END_RULE_PREFIX} rank>{st.sequence_top_k}")
         t = e.last_type or 0

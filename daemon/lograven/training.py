@@ -15,7 +15,7 @@ from lograven.errors import LogravenError
 from lograven.masking import ExtraMask, Masker
 from lograven.msgtypes import MessageTypes
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line
-from lograven.sequence import SequenceModel, SequenceParams
+from lograven.sequence import SequenceModel, SequenceParams, type_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,14 @@ def params_from(cls, section: object | None, **override):
     return cls(**kw)
 
 
+def type_frequencies_of(types: MessageTypes) -> np.ndarray:
+    """The detector's training frequency of each type (from the types' line counts)."""
+    counts = np.zeros(types.n_types + 1)
+    for t in types.types_:
+        counts[t.id] = t.count
+    return type_frequencies(counts)
+
+
 def type_sequences(streams: Sequence[str], type_ids: np.ndarray) -> list[np.ndarray]:
     by_stream: dict[str, list[int]] = {}
     for s, t in zip(streams, type_ids):
@@ -178,7 +186,8 @@ def train(
     stage("message types", 1.0)
 
     seq = SequenceModel(params_from(SequenceParams, getattr(training, "sequence", None)))
-    seq.fit(type_sequences(corpus.streams, type_ids), types.n_types, seed=seed, validation_fraction=val_frac, progress=stage)
+    seq.fit(type_sequences(corpus.streams, type_ids), types.n_types, seed=seed, validation_fraction=val_frac, progress=stage,
+            type_freq=type_frequencies_of(types))  # fmt: skip
     t_seq = time.monotonic() - t0 - t_types
 
     masker = Masker(extra)
