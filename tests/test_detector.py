@@ -58,7 +58,7 @@ def assert_same(a: Verdict, b: Verdict, where: object = "") -> None:
 def assert_states_equal(x: dict, y: dict) -> None:
     assert x.keys() == y.keys()
     for k in x:
-        assert x[k][1] == y[k][1], k
+        assert x[k][1:] == y[k][1:], k  # lines seen, last type
         assert np.allclose(x[k][0], y[k][0], atol=1e-6), k
 
 
@@ -150,7 +150,8 @@ def test_export_import_continues_identically(bundle_dir, records) -> None:
     a.detect(items[:half])
     saved = a.export_states()
     assert set(saved) == {"s1", "s2"}
-    assert all(h.shape == (2, a.seq.params.units) and h.dtype == np.float32 for h, _ in saved.values())
+    assert all(h.shape == (2, a.seq.params.units) and h.dtype == np.float32 for h, _, _ in saved.values())
+    assert all(last > 0 for _, _, last in saved.values())  # the last known type travels with the state
     rest_a = a.detect(items[half:])
     # the export is a copy: processing more lines did not change it
     assert not all(np.array_equal(saved[k][0], a.export_states()[k][0]) for k in saved)
@@ -174,6 +175,9 @@ def test_import_skips_bad_states(bundle_dir) -> None:
     )
     assert n == 1
     assert list(d.states) == ["ok"] and d.states["ok"].seen == 5 and d.states["ok"].h.dtype == np.float32
+    # the last type: restored when it is a type of this model, else forgotten
+    assert d.import_states({"a": (np.zeros((2, U)), 5, 2), "b": (np.zeros((2, U)), 5, 10**6)}) == 2
+    assert d.states["a"].last == 2 and d.states["b"].last == 0
 
 
 # ---------------------------------------------------------------- unknown lines

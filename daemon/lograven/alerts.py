@@ -148,11 +148,16 @@ class Alert:
     def dedup_key(self) -> tuple:
         """Same file + type + detectors. Unknown lines have no type: their digit-masked line stands in,
         so two different never-seen messages are two alerts, while a repeating one is deduplicated."""
-        if any((h.rule or "").startswith(END_RULE_PREFIX) for h in self.detectors):
+        if self.is_stream_end:
             shape = END_RULE_PREFIX  # a stream that ended early is not the same alert as its last line's
         else:
             shape = _DIGITS.sub("0", self.line[:512]) if self.type_id == -1 else ""
         return (self.file, self.type_id, self.detector_names(), shape)
+
+    @property
+    def is_stream_end(self) -> bool:
+        """An alert on a stream that ended improbably early (not on its last line as such)."""
+        return any((h.rule or "").startswith(END_RULE_PREFIX) for h in self.detectors)
 
     def detector_names(self) -> frozenset[str]:
         """The names of the detectors that fired."""

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from lograven.alerts import Alert
+from lograven.alerts import END_RULE_PREFIX, Alert
+
+STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ class Rule:
     file: str | None = None  # glob on the alert's file
     type_id: int | None = None  # -1 = UNKNOWN
     from_type: int | None = None  # previous type in the stream (a transition)
-    detector: str | None = None  # only when exactly this detector fired (alone or with others)
+    detector: str | None = None  # only when this detector fired (alone or with others); "stream_end": stream-end alerts
     shape: str | None = None  # digit-masked line (unknown messages)
     source_alert: str | None = None
 
@@ -59,8 +61,12 @@ class Rule:
             return False
         if self.from_type is not None and getattr(a, "previous_type_id", None) != self.from_type:
             return False
-        if self.detector is not None and self.detector not in a.detector_names():
-            return False
+        if self.detector == STREAM_END:
+            if not a.is_stream_end:
+                return False
+        elif self.detector is not None:
+            if self.detector not in a.detector_names() or (self.detector == "sequence" and a.is_stream_end):
+                return False
         if self.shape is not None and line_shape(a.line) != self.shape:
             return False
         return True
@@ -73,7 +79,9 @@ class Rule:
             parts.append("unknown messages" if self.type_id == -1 else f"type {self.type_id}")
         if self.shape is not None:
             parts.append(f"like {self.shape[:60]!r}")
-        if self.detector:
+        if self.detector == STREAM_END:
+            parts.append("stream ended after it")
+        elif self.detector:
             parts.append(f"detector {self.detector}")
         if self.file:
             parts.append(f"file {self.file}")
@@ -174,7 +182,9 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
     dets = [d["name"] for d in alert.get("detectors", [])]
     type_id = int(alert.get("type_id", -1))
     match: dict = {"file": None if any_file else alert.get("file"), "source_alert": alert.get("id")}
-    if "unknown_type" in dets or type_id == -1:
+    if any((d.get("rule") or "").startswith(END_RULE_PREFIX) for d in alert.get("detectors", [])):
+        match.update(type_id=type_id, detector=STREAM_END)
+    elif "unknown_type" in dets or type_id == -1:
         match.update(type_id=-1, shape=line_shape(alert.get("line", "")))
     elif "sequence" in dets and alert.get("previous_type_id") is not None:
         match.update(type_id=type_id, from_type=int(alert["previous_type_id"]), detector="sequence")

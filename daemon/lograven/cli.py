@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--type", type=int, help="message type id (-1 = unknown messages)")
     al.add_argument("--transition", metavar="FROM,TO", help="type FROM directly followed by type TO in a stream")
     al.add_argument("--file", metavar="GLOB", help="only alerts of files matching GLOB")
-    al.add_argument("--detector", choices=["unknown_type", "sequence", "autoencoder"], help="only alerts this detector raised")
+    al.add_argument("--detector", choices=["unknown_type", "sequence", "autoencoder", "stream_end"],
+                    help="only alerts this detector raised (stream_end: alerts on streams that ended early)")
     al.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 7d (default: never)")
     al.add_argument("--comment", default="", help="why (shown by --list)")
     al.add_argument("--list", action="store_true", help="list the rules")

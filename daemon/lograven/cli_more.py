@@ -61,10 +61,11 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     format_args(p)
     p.add_argument("--train-fraction", type=float, default=0.8, metavar="F",
                    help="share of the lines (--labels) or sessions (--sessions), in order, used for training (default 0.8)")
-    p.add_argument("--stream-end", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--stream-end", action=argparse.BooleanOptionalAction, default=None,
                    help="--sessions: learn where sessions end and judge each test session's end, so sessions "
-                        "that stop early are found (training.sequence.stream_end; off by default, as in the "
-                        "daemon: sessions still open when the log stops look like sessions that stopped early)")
+                        "that stop early are found (default: training.sequence.stream_end of --config, off "
+                        "without one, as in the daemon: sessions still open when the log stops look like "
+                        "sessions that stopped early)")
     p.add_argument("--model-dir", metavar="DIR", help="keep the trained bundle in DIR (default: a temporary directory)")
     p.add_argument("--sequence-rule", choices=["relative", "probability", "top_k"],
                    help="override detectors.sequence.rule")

@@ -134,18 +134,21 @@ class Detector:
                 "top_k": float(st.sequence_top_k)}[st.sequence_rule]  # fmt: skip
 
     # ------------------------------------------------------------- states
-    def export_states(self) -> dict[str, tuple[np.ndarray, int]]:
-        """GRU state per stream (for checkpoints): {stream: (h (2, units) float32, lines seen)}."""
-        return {k: (s.h.copy(), s.seen) for k, s in self.states.items()}
+    def export_states(self) -> dict[str, tuple[np.ndarray, int, int]]:
+        """GRU state per stream (for checkpoints): {stream: (h (2, units) float32, lines seen, last type)}."""
+        return {k: (s.h.copy(), s.seen, s.last) for k, s in self.states.items()}
 
-    def import_states(self, states: dict[str, tuple[np.ndarray, int]]) -> int:
-        """Restore states saved by export_states; states of the wrong shape are skipped. Returns how many."""
+    def import_states(self, states: dict[str, tuple]) -> int:
+        """Restore states saved by export_states ((h, seen) without the last type is accepted too);
+        states of the wrong shape are skipped. Returns how many."""
         shape = (2, self.seq.params.units)
         n = 0
-        for k, (h, seen) in states.items():
+        for k, st in states.items():
+            h, seen = st[0], st[1]
+            last = int(st[2]) if len(st) > 2 and st[2] is not None else 0
             h = np.asarray(h, dtype=np.float32)
             if h.shape == shape and np.all(np.isfinite(h)):
-                self.states[k] = StreamState(h.copy(), int(seen))
+                self.states[k] = StreamState(h.copy(), int(seen), last if 0 < last <= self.seq.n_types_ else 0)
                 n += 1
         return n
 
@@ -312,10 +315,10 @@ class Detector:
     def _top_types(self, probs: np.ndarray) -> list[list[tuple[int, float]]]:
         """The most probable next types (class 0, a stream's end, is not a type), most likely first."""
         types = probs[:, 1:]
-        k = min(self.settings.expected, types.shape[1] - 1)
+        k = min(self.settings.expected, types.shape[1])
         if k <= 0:
             return [[] for _ in range(len(probs))]
-        top = np.argpartition(-types, k, axis=1)[:, :k]
+        top = np.argpartition(-types, k - 1, axis=1)[:, :k]
         topp = np.take_along_axis(types, top, axis=1)
         o = np.argsort(-topp, axis=1)
         top = np.take_along_axis(top, o, axis=1) + 1

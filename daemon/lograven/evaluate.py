@@ -347,7 +347,7 @@ class Setup:
     batch_size: int = 1024
     max_examples: int = 20
     max_line_bytes: int = 65536
-    stream_end: bool = False  # sessions: learn and judge where each session ends (--stream-end)
+    stream_end: bool | None = None  # sessions: learn and judge where each session ends (None: as the config says)
 
     def check(self) -> None:
         if not 0.0 < self.train_fraction < 1.0:
@@ -384,8 +384,9 @@ def sequence_flags(ev: Evidence, rule: str, value: float) -> np.ndarray:
 
 
 def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
-          progress: Progress | None = None) -> Evidence:  # fmt: skip
-    """Run the detector over items in batches, in order, and keep each line's evidence."""
+          progress: Progress | None = None, after_batch: Callable[[int], None] | None = None) -> Evidence:  # fmt: skip
+    """Run the detector over items in batches, in order, and keep each line's evidence
+    (`after_batch(n)`: called once the first n items are scored)."""
     n = len(items)
     type_id = np.zeros(n, dtype=np.int64)
     seq_p = np.full(n, np.nan)
@@ -406,6 +407,8 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
             for d in v.detectors:
                 fired[d][i] = True
             expected[i] = [t for t, _ in v.expected]
+        if after_batch is not None:
+            after_batch(min(n, s + batch_size))
         if progress:
             progress("scoring", min(1.0, (s + batch_size) / max(n, 1)))
     return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected)
@@ -517,9 +520,9 @@ class _Trained:
     """Train into model_dir (or a temporary directory) and load the bundle; cleans up on exit."""
 
     def __init__(self, corpus: Corpus, config: object | None, setup: Setup, stream: str, progress: Progress | None,
-                 stream_end: bool = False):  # fmt: skip
+                 stream_end: bool | None = None, complete: bool = False):  # fmt: skip
         self.corpus, self.config, self.setup, self.stream, self.progress = corpus, config, setup, stream, progress
-        self.stream_end = stream_end
+        self.stream_end, self.complete = stream_end, complete
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self):
@@ -533,15 +536,15 @@ class _Trained:
         detectors = getattr(self.config, "detectors", None)
         quantile = getattr(getattr(detectors, "autoencoder", None), "quantile", 0.999)
         training = getattr(self.config, "training", None)
-        if self.stream_end:
+        if self.stream_end is not None:
             from lograven.config import TrainingConfig
 
             training = training or TrainingConfig()
-            training = replace(training, sequence=replace(training.sequence, stream_end=True))
+            training = replace(training, sequence=replace(training.sequence, stream_end=self.stream_end))
         t0 = time.monotonic()
         res = train(
             self.corpus, out, training=training, quantile=quantile,
-            fmt=self.setup.fmt, stream=self.stream, progress=self.progress,
+            fmt=self.setup.fmt, stream=self.stream, progress=self.progress, streams_complete=self.complete,
         )  # fmt: skip
         self.seconds = time.monotonic() - t0
         self.summary = res.summary
@@ -560,6 +563,7 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "relative_threshold": settings.sequence_relative_threshold,
         "threshold": settings.sequence_threshold,
         "calibrate": settings.sequence_calibrate,
+        "stream_end": det.judges_stream_ends,
         "sequence_threshold_in_force": det.sequence_rule_value,
         "top_k": settings.sequence_top_k,
         "autoencoder_threshold": round(float(det.ae.threshold_), 6),
@@ -886,12 +890,28 @@ def evaluate_sessions(
     stream_spec = regex_stream_spec(stream_key)
     # With --stream-end the sessions are taken to be complete: the sequence model learns where they
     # end, and each test session is judged as ended after its last line.
-    with _Trained(corpus, config, setup, stream_spec, progress, stream_end=setup.stream_end) as tr:
+    with _Trained(corpus, config, setup, stream_spec, progress, stream_end=setup.stream_end, complete=True) as tr:
         det = Detector(tr.bundle, settings)
         t0 = time.monotonic()
-        ev = score(det, [(names[line_sess[i]], recs[i]) for i in test_idx], setup.batch_size, progress)
         T = S - n_pool
-        end_ev = _end_evidence(det.end_streams([names[n_pool + s] for s in range(T)]), {names[n_pool + s]: s for s in range(T)}, T)
+        # Each session's end is judged right after its last line is scored (as the daemon does once a
+        # stream is idle), which also keeps the number of live GRU states bounded.
+        finishing: dict[int, list[str]] = defaultdict(list)  # scored lines -> sessions complete by then
+        last_pos = {line_sess[i]: j for j, i in enumerate(test_idx)}
+        for s, j in last_pos.items():
+            finishing[j + 1].append(names[s])
+        ends: list[StreamEnd] = []
+        done = [0]
+
+        def judge_ends(n_scored: int) -> None:
+            for j in range(done[0] + 1, n_scored + 1):
+                if j in finishing:
+                    ends.extend(det.end_streams(finishing[j]))
+            done[0] = n_scored
+
+        ev = score(det, [(names[line_sess[i]], recs[i]) for i in test_idx], setup.batch_size, progress,
+                   after_batch=judge_ends if det.judges_stream_ends else None)  # fmt: skip
+        end_ev = _end_evidence(ends, {names[n_pool + s]: s for s in range(T)}, T)
         t_score = time.monotonic() - t0
         sess_of = np.array([line_sess[i] - n_pool for i in test_idx], dtype=np.int64)
         truth = anomalous[n_pool:]

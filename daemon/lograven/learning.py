@@ -30,7 +30,7 @@ from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel
-from lograven.training import Corpus, ae_text, load_replay, replay_files, require_tensorflow, type_frequencies_of, type_sequences
+from lograven.training import Corpus, ae_text, load_replay, replay_files, require_tensorflow, streams_ended, type_frequencies_of, type_sequences
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def learn(
     sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))
     seq = SequenceModel(sp).fit(
         new_seqs, types.n_types, seed=seed, init_weights=base.sequence.weights_, replay=replay_seqs, progress=progress,
-        type_freq=type_frequencies_of(types),
+        type_freq=type_frequencies_of(types), ended=streams_ended(corpus.streams),
     )
 
     # 3. autoencoder: same tokenizer, fine-tuned, threshold recalibrated

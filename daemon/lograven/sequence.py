@@ -82,26 +82,37 @@ class SequenceModel:
         init_weights: dict[str, np.ndarray] | None = None,
         replay: Sequence[np.ndarray] = (),
         type_freq: np.ndarray | None = None,
+        ended: Sequence[bool] | None = None,
     ) -> SequenceModel:
         """Train on per-stream type-id sequences (UNKNOWN ids removed), holding back validation steps.
 
         `type_freq`: each type's training frequency as the detector computes it (type_frequencies of
         the message types' line counts), for the relative rule's figures on the held-back steps.
+        `ended` (with `stream_end`): which of `sequences` really ended in the training data; a stream
+        still open when the data stops gets no end (default: all ended). Replay streams get none.
+        With `stream_end`, validation holds back whole streams only, so every trained stream keeps
+        its end.
         """
         p = self.params
         self.n_types_ = n_types
         train_w, val_w = [], []
         fulls = []
-        for seq in list(sequences) + list(replay):
+        sequences = list(sequences)
+        if ended is None:
+            ended = [True] * len(sequences)
+        if len(ended) != len(sequences):
+            raise ValueError("ended: one flag per sequence")
+        for seq, has_end in zip(sequences + list(replay), list(ended) + [False] * len(replay)):
             seq = np.asarray(seq, dtype=np.int32)
             seq = seq[seq > 0]
             if len(seq) == 0:
                 continue
-            tail = [_END_MARK] if p.stream_end else []
+            tail = [_END_MARK] if p.stream_end and has_end else []
             fulls.append(np.concatenate([[BOS], seq, tail]).astype(np.int32))
         # Validation: the tail of each long stream (a log file), and whole streams held back
         # among the short ones (sessions, e.g. one per HDFS block) when there are enough of them.
-        long_limit = 4 * p.window
+        # Streams that end are never cut: their end would only ever be a validation target.
+        long_limit = 4 * p.window if not p.stream_end else np.inf
         short = [i for i, f in enumerate(fulls) if len(f) <= long_limit]
         n_hold = int(len(short) * validation_fraction) if len(short) >= MIN_STREAMS_FOR_HOLDOUT else 0
         held = set(np.random.default_rng(seed).choice(short, n_hold, replace=False).tolist()) if n_hold else set()
@@ -119,7 +130,8 @@ class SequenceModel:
         X = np.stack(train_w)
         V = np.stack(val_w) if val_w else None
         n_targets = sum(len(f) - 1 for f in fulls)
-        self.end_frequency_ = len(fulls) / n_targets if p.stream_end and n_targets else 0.0
+        n_ends = sum(int(f[-1] == _END_MARK) for f in fulls)
+        self.end_frequency_ = n_ends / n_targets if p.stream_end and n_targets else 0.0
         if init_weights is not None:
             init_weights = _grow(init_weights, n_types)
         self.weights_, self.history_ = _keras_fit(X, V, n_types, p, seed, init_weights, progress)

@@ -65,6 +65,21 @@ class _Pending:
             self.acks[k] = raw.end
 
 
+END_LINE_CHARS = 2048  # of a stream's last line, kept for its stream-end alert
+
+
+@dataclass(slots=True)
+class _LastLine:
+    """A stream's last typed line, for judging (and explaining) its end."""
+
+    time: float  # monotonic
+    path: str
+    offset: int
+    text: str
+    host: str | None
+    type_id: int
+
+
 def alert_from_verdict(
     v: Verdict, *, path: str, offset: int, stream: str, line: str, record: LogRecord, detector: Detector, host: str, version: str
 ) -> Alert:
@@ -202,9 +217,9 @@ class Service:
         self._status = ""
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
         self._relearn_buffer: deque[tuple[str, str]] | None = None
-        # stream -> (monotonic time of its last line, path, offset, text, record), oldest first;
+        # stream -> its last typed line (monotonic time, path, offset, text, host, type), oldest first;
         # kept only while stream ends are judged (detectors.sequence.stream_end_after)
-        self._stream_last: OrderedDict[str, tuple[float, str, int, str, LogRecord]] = OrderedDict()
+        self._stream_last: OrderedDict[str, _LastLine] = OrderedDict()
         self._relearn_thread: threading.Thread | None = None
         self._next_relearn = float("inf")
 
@@ -303,6 +318,9 @@ class Service:
             n = det.import_states(old.export_states())
             log.info("kept GRU state of %d stream(s) across the model switch", n)
         self.detector, self.bundle, self._model_path = det, bundle, path
+        if cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
+            log.warning("detectors.sequence.stream_end_after is set but model %s did not learn stream ends "
+                        "(train it with training.sequence.stream_end: true): stream ends are not judged", bundle.version)
         self.metrics.set_model(bundle.version, bundle.sha256)
         log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
 
@@ -311,13 +329,26 @@ class Service:
         if not streams or state.get("model") != self.bundle.version:
             return
         try:
-            decoded = {k: (decode_array(v["h"]), int(v["seen"])) for k, v in streams.items()}
-        except (KeyError, TypeError, ValueError) as e:
+            decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0))) for k, v in streams.items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             log.warning("checkpoint: GRU states unreadable (%s); streams start fresh", e)
             self.metrics.checkpoint_corrupt.inc()
             return
         n = self.detector.import_states(decoded)
         log.info("restored GRU state of %d stream(s) from the checkpoint", n)
+        if self._judge_ends():
+            # restored streams are judged as ended after stream_end_after too, counted from now
+            now = time.monotonic()
+            for k, v in streams.items():
+                if k not in self.detector.states:
+                    continue
+                line = v.get("line")
+                try:
+                    path, offset, text, host = (str(line[0]), int(line[1]), str(line[2]), line[3]) if line else ("", -1, "", None)
+                except (TypeError, ValueError, IndexError):
+                    path, offset, text, host = "", -1, "", None
+                self._stream_last[k] = _LastLine(now, path, offset, text, host if isinstance(host, str) else None,
+                                                 self.detector.states[k].last)  # fmt: skip
 
     def _allowlist(self):
         try:
@@ -434,7 +465,7 @@ class Service:
             now = time.monotonic()
             for (it, text, rec, stream), v in zip(meta, verdicts):
                 if v.sequence_p is not None:  # the line advanced the stream's GRU state
-                    last[stream] = (now, it.raw.path, it.raw.offset, text, rec)
+                    last[stream] = _LastLine(now, it.raw.path, it.raw.offset, text[:END_LINE_CHARS], rec.host, v.type_id)
                     last.move_to_end(stream)
             while len(last) > self.detector.settings.max_streams:
                 last.popitem(last=False)
@@ -483,16 +514,21 @@ class Service:
         return self.cfg.detectors.sequence.stream_end_after > 0 and self.detector is not None and self.detector.judges_stream_ends
 
     def _end_idle_streams(self, now: float) -> None:
-        """Streams idle for stream_end_after seconds have ended: alert on those that ended improbably early."""
+        """Streams idle for stream_end_after seconds have ended: alert on those that ended improbably early.
+
+        Nothing is ended while read lines wait in the queue: a stream's next line may be among them.
+        """
         if not self._stream_last:
             return
         if not self._judge_ends():
             self._stream_last.clear()
             return
+        if self._queue.qsize() > 0:
+            return
         cutoff = now - self.cfg.detectors.sequence.stream_end_after
         idle = []
         for k, rec in self._stream_last.items():  # oldest first
-            if rec[0] > cutoff:
+            if rec.time > cutoff:
                 break
             idle.append(k)
         if not idle:
@@ -502,16 +538,16 @@ class Service:
         alerts = []
         for e in ends:
             if e.anomaly:
-                _, path, offset, text, rec = info[e.stream]
-                alerts.append(self._end_alert(e, path, offset, text, rec))
-                self.metrics.anomalies.labels(file=path, detector="sequence").inc()
+                last = info[e.stream]
+                alerts.append(self._end_alert(e, last))
+                self.metrics.anomalies.labels(file=last.path, detector="sequence").inc()
         if ends:
             log.debug("%d stream(s) ended (idle), %d improbably", len(ends), len(alerts))
             self._dirty = True
         if alerts:
             self.router.submit(alerts)
 
-    def _end_alert(self, e: StreamEnd, path: str, offset: int, text: str, rec: LogRecord) -> Alert:
+    def _end_alert(self, e: StreamEnd, last: _LastLine) -> Alert:
         st = self.detector.settings
         if st.sequence_rule == "relative":
             t = self.detector.relative_threshold
@@ -521,12 +557,13 @@ class Service:
             hit = DetectorHit("sequence", e.p, t, f"{END_RULE_PREFIX} p<{t:.3g}")
         else:
             hit = DetectorHit("sequence", float(e.rank), float(st.sequence_top_k), f"{END_RULE_PREFIX} rank>{st.sequence_top_k}")
-        t = e.last_type or 0
+        t = last.type_id or e.last_type or 0
+        # No previous_type_id: an end is not a transition (an allow rule for X -> X must not match it).
         return Alert(
-            id=new_alert_id(), time=iso_utc(), host=rec.host or self.host, file=path, offset=offset, stream=e.stream,
-            line=text, type_id=t or -1, template=self.detector.template(t), detectors=[hit],
+            id=new_alert_id(), time=iso_utc(), host=last.host or self.host, file=last.path, offset=last.offset,
+            stream=e.stream, line=last.text, type_id=t or -1, template=self.detector.template(t), detectors=[hit],
             expected=[Expected(i, self.detector.template(i) or "", p) for i, p in e.expected],
-            model_version=self.bundle.version, previous_type_id=e.last_type,
+            model_version=self.bundle.version,
         )  # fmt: skip
 
     def _ack_pending(self) -> None:
@@ -579,6 +616,13 @@ class Service:
         m.queue_lines.set(self._queue.qsize())
 
     # -------------------------------------------------------- checkpoint
+    def _stream_entry(self, k: str, h, seen: int, last: int) -> dict:
+        entry = {"h": encode_array(h), "seen": seen, "last": last}
+        ll = self._stream_last.get(k)
+        if ll is not None:  # its last line, so an end judged after a restart can still be explained
+            entry["line"] = [ll.path, ll.offset, ll.text, ll.host]
+        return entry
+
     def _checkpoint(self) -> None:
         self._last_ckpt = time.monotonic()
         self._dirty = False
@@ -586,7 +630,8 @@ class Service:
             "model": self.bundle.version if self.bundle else None,
             "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer},
             "streams": {
-                k: {"h": encode_array(h), "seen": seen} for k, (h, seen) in (self.detector.export_states().items() if self.detector else [])
+                k: self._stream_entry(k, h, seen, last)
+                for k, (h, seen, last) in (self.detector.export_states().items() if self.detector else [])
             },
         }
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -136,6 +137,21 @@ def type_frequencies_of(types: MessageTypes) -> np.ndarray:
     return type_frequencies(counts)
 
 
+OPEN_TAIL_FRACTION = 0.05
+
+
+def streams_ended(streams: Sequence[str]) -> list[bool]:
+    """Per stream (in type_sequences' order): did it end inside the data? A stream whose last line is
+    among the last OPEN_TAIL_FRACTION of the lines may still be running (the log just stops there),
+    so it is not taught as an end (training.sequence.stream_end)."""
+    n = len(streams)
+    last: dict[str, int] = {}
+    for i, s in enumerate(streams):
+        last[s] = i
+    cut = n - max(1, math.ceil(n * OPEN_TAIL_FRACTION))
+    return [i < cut for i in last.values()]
+
+
 def type_sequences(streams: Sequence[str], type_ids: np.ndarray) -> list[np.ndarray]:
     by_stream: dict[str, list[int]] = {}
     for s, t in zip(streams, type_ids):
@@ -159,8 +175,14 @@ def train(
     stream: str = "file",
     plots: bool = False,
     progress: Progress | None = None,
+    streams_complete: bool = False,
 ) -> TrainResult:
-    """Learn the three models from a corpus and write the bundle to `out`."""
+    """Learn the three models from a corpus and write the bundle to `out`.
+
+    `streams_complete`: every stream of the corpus is a whole session (evaluate --stream-end);
+    otherwise, with `training.sequence.stream_end`, streams still running when the corpus stops
+    (see streams_ended) are not taught as ends.
+    """
     t0 = time.monotonic()
     if len(corpus) < 2:
         raise LogravenError(f"only {len(corpus)} usable lines to learn from; lograven needs at least a few hundred normal lines")
@@ -186,8 +208,9 @@ def train(
     stage("message types", 1.0)
 
     seq = SequenceModel(params_from(SequenceParams, getattr(training, "sequence", None)))
+    ended = None if streams_complete else streams_ended(corpus.streams)
     seq.fit(type_sequences(corpus.streams, type_ids), types.n_types, seed=seed, validation_fraction=val_frac, progress=stage,
-            type_freq=type_frequencies_of(types))  # fmt: skip
+            type_freq=type_frequencies_of(types), ended=ended)  # fmt: skip
     t_seq = time.monotonic() - t0 - t_types
 
     masker = Masker(extra)
