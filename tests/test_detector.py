@@ -351,6 +351,31 @@ def test_rule_relative_fires_when_type_far_less_likely_than_usual(constructed) -
     assert all(v.detectors == [] for v in vs[1:])  # the others became slightly more likely
 
 
+def test_floor_flags_types_less_probable_than_any_held_back_step(constructed) -> None:
+    """The relative rule never flags a GRU that predicts the training frequencies; the floor flags the
+    lines whose type is less probable than every held-back normal step was (with enough of them)."""
+    b, q, lines = constructed
+    from lograven.service import alert_from_verdict
+
+    seq = b.sequence
+    p = [q[b.types.classify(r.message)] for _, r in lines]
+    floor = (p[-1] + p[1]) / 2  # between the rarest pick and the middle one
+    assert p[-1] < floor < p[1] < p[0]
+    seq.validation_ = {"steps": 5000, "probability_min": floor}
+    det = Detector(b, DetectorSettings(autoencoder=False))
+    assert det.probability_floor == floor
+    vs = det.detect(lines)
+    assert [v.detectors for v in vs] == [[], [], ["sequence"]]
+    a = alert_from_verdict(vs[-1], path="f", offset=0, stream="s", line="x", record=lines[-1][1], detector=det, host="h", version="v")
+    assert a.detectors[0].rule.endswith("(floor)") and a.detectors[0].threshold == floor
+    # off, or too few held-back steps for their minimum to mean anything: the rule alone
+    assert Detector(b, DetectorSettings(autoencoder=False, sequence_floor=False)).probability_floor == 0.0
+    seq.validation_ = {"steps": 999, "probability_min": floor}
+    det2 = Detector(b, DetectorSettings(autoencoder=False))
+    assert det2.probability_floor == 0.0 and all(v.detectors == [] for v in det2.detect(lines))
+    seq.validation_ = {}
+
+
 def test_calibration_lowers_thresholds_to_the_held_back_quantiles(constructed) -> None:
     """A model whose held-back normal steps reached ratio 0.02 and p 0.001 alerts only below those
     (with calibrate, the default); a configured threshold already below them is kept; off: as configured."""

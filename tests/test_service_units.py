@@ -15,6 +15,7 @@ class _Det:
         self.settings = DetectorSettings(sequence_rule=rule)
         self.relative_threshold = self.settings.sequence_relative_threshold
         self.probability_threshold = self.settings.sequence_threshold
+        self.probability_floor = 0.0
 
     def template(self, t):
         return {3: "session opened for user <*>", 4: "Accepted password for <*>"}.get(t)

@@ -307,6 +307,13 @@ class SequenceDetectorConfig:
              "stored in the bundle at training). A model unsure of normal orderings (concurrent "
              "events, little data) then alerts less instead of flooding; the threshold in force "
              "is in each alert. Off: the configured thresholds as they are.")
+    floor: bool = _opt(
+        True,
+        help="Also alert when the observed type is less probable than at every held-back normal "
+             "training step (the smallest such probability, stored in the bundle; used when at "
+             "least 1,000 steps were held back). It catches a type seen only a few times in "
+             "training where it never occurred, which `relative` ignores by design. Off: the "
+             "rule alone.")
     stream_end_after: float = _opt(
         0.0, min=0,
         help="Seconds without a new line after which a stream is taken to have ended (0: never). "

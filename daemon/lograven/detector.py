@@ -27,7 +27,7 @@ from lograven.masking import Masker
 premask = Masker.premask
 from lograven.msgtypes import UNKNOWN
 from lograven.parsing import LogRecord
-from lograven.sequence import END, StreamState, type_frequencies
+from lograven.sequence import END, MIN_FLOOR_STEPS, StreamState, type_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class DetectorSettings:
     sequence_threshold: float = 0.02
     sequence_top_k: int = 9
     sequence_calibrate: bool = True  # cap the thresholds at the model's held-back normal quantiles
+    sequence_floor: bool = True  # also flag p below every held-back normal step's (MIN_FLOOR_STEPS needed)
     autoencoder: bool = True
     autoencoder_margin: float = 1.0
     expected: int = 3
@@ -91,6 +92,7 @@ class DetectorSettings:
             sequence_threshold=s.threshold,
             sequence_top_k=s.top_k,
             sequence_calibrate=s.calibrate,
+            sequence_floor=s.floor,
             autoencoder=a.enabled,
             autoencoder_margin=getattr(a, "margin", 1.0),
             **kw,
@@ -125,6 +127,11 @@ class Detector:
         v = self.seq.validation_ if st.sequence_calibrate else {}
         self.relative_threshold = min(st.sequence_relative_threshold, v.get("relative_q", np.inf))
         self.probability_threshold = min(st.sequence_threshold, v.get("probability_q", np.inf))
+        # The floor: a line whose type is less probable than at any held-back normal step is flagged
+        # whatever the rule says (a type seen a few times in training, where it never was).
+        fv = self.seq.validation_
+        use_floor = st.sequence_floor and fv.get("steps", 0) >= MIN_FLOOR_STEPS and "probability_min" in fv
+        self.probability_floor = float(fv["probability_min"]) if use_floor else 0.0
 
     @property
     def sequence_rule_value(self) -> float:
@@ -198,6 +205,8 @@ class Detector:
             seq_fire = seq_p < self.probability_threshold
         else:
             seq_fire = ok & (seq_rank > st.sequence_top_k)
+        if self.probability_floor > 0:
+            seq_fire |= seq_p < self.probability_floor
         for i in range(n):
             t = type_ids[i]
             fired = []

@@ -370,16 +370,18 @@ class Evidence:
     expected: list[list[int]]  # the types the GRU expected instead (most likely first)
 
 
-def sequence_flags(ev: Evidence, rule: str, value: float) -> np.ndarray:
-    """The sequence detector's decision under `rule` at `value`, recomputed from the evidence."""
+def sequence_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) -> np.ndarray:
+    """The sequence detector's decision under `rule` at `value` (and the probability `floor`, if any),
+    recomputed from the evidence."""
     judged = ~np.isnan(ev.seq_p)
     with np.errstate(invalid="ignore"):
+        below = judged & (ev.seq_p < floor) if floor > 0 else np.zeros(len(judged), dtype=bool)
         if rule == "relative":
-            return judged & (ev.seq_ratio < value)
+            return judged & (ev.seq_ratio < value) | below
         if rule == "probability":
-            return judged & (ev.seq_p < value)
+            return judged & (ev.seq_p < value) | below
         if rule == "top_k":
-            return judged & (ev.seq_rank > value)
+            return judged & (ev.seq_rank > value) | below
     raise ValueError(f"unknown sequence rule {rule!r}")
 
 
@@ -499,13 +501,15 @@ class DetectionEvaluation:
 def _rule_text(s: dict) -> str:
     rule = s["sequence_rule"]
     used = s.get("sequence_threshold_in_force")
+    floor = s.get("probability_floor") or 0.0
+    fl = f"; or p < floor {floor:.3g}" if floor > 0 else ""
     if rule == "relative":
         cal = f", calibrated to {used:.3g}" if used is not None and used < s["relative_threshold"] else ""
-        return f"relative (p/p_train < {s['relative_threshold']:g}{cal})"
+        return f"relative (p/p_train < {s['relative_threshold']:g}{cal}{fl})"
     if rule == "probability":
         cal = f", calibrated to {used:.3g}" if used is not None and used < s["threshold"] else ""
-        return f"probability (p < {s['threshold']:g}{cal})"
-    return f"top_k (not in top {s['top_k']})"
+        return f"probability (p < {s['threshold']:g}{cal}{fl})"
+    return f"top_k (not in top {s['top_k']}{fl})"
 
 
 def _clip(text: str, n: int) -> str:
@@ -564,6 +568,7 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "threshold": settings.sequence_threshold,
         "calibrate": settings.sequence_calibrate,
         "stream_end": det.judges_stream_ends,
+        "probability_floor": det.probability_floor,
         "sequence_threshold_in_force": det.sequence_rule_value,
         "top_k": settings.sequence_top_k,
         "autoencoder_threshold": round(float(det.ae.threshold_), 6),
@@ -588,16 +593,17 @@ def _with_combined(flags: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _sweep(ev: Evidence, settings: DetectorSettings, used: float, agg: Callable[[np.ndarray], np.ndarray],
-           truth: np.ndarray, extra: Callable[[str, float], np.ndarray] | None = None) -> list[dict]:  # fmt: skip
+           truth: np.ndarray, extra: Callable[[str, float], np.ndarray] | None = None, floor: float = 0.0) -> list[dict]:  # fmt: skip
     """Sequence alone and combined for each rule and value of SWEEP, from one scoring pass
-    (`extra`: more sequence flags per unit under a rule and value, e.g. the sessions' ends)."""
+    (`extra`: more sequence flags per unit under a rule and value, e.g. the sessions' ends;
+    `floor`: the probability floor in force, applied to every row as the detector applies it)."""
     base = agg(ev.fired["unknown_type"]) | agg(ev.fired["autoencoder"])
     used_rule, used_value = settings.sequence_rule, used
     rows = []
     for rule, values in SWEEP.items():
         vals = sorted(set(values) | ({used_value} if rule == used_rule else set()))
         for v in vals:
-            seq = agg(sequence_flags(ev, rule, v))
+            seq = agg(sequence_flags(ev, rule, v, floor))
             if extra is not None:
                 seq = seq | extra(rule, v)
             rows.append({
@@ -712,7 +718,7 @@ def evaluate_line_labels(
                    "unparsed_test_lines": sum(1 for i in test if not rows[i].record.parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
-            sweep=_sweep(ev, settings, det.sequence_rule_value, _per_line, truth),
+            sweep=_sweep(ev, settings, det.sequence_rule_value, _per_line, truth, floor=det.probability_floor),
             auc={"autoencoder": roc_auc(ev.ae_error, truth),
                  "sequence": roc_auc(_surprise(ev), truth)},
             missed=missed, false_alarms=false_alarms,
@@ -951,7 +957,8 @@ def evaluate_sessions(
                    "unparsed_test_lines": sum(1 for i in test_idx if not recs[i].parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
-            sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=lambda rule, v: sequence_flags(end_ev, rule, v)),
+            sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=lambda rule, v: sequence_flags(end_ev, rule, v),
+                         floor=det.probability_floor),
             auc={"autoencoder": roc_auc(agg_max(ev.ae_error), truth),
                  "sequence": roc_auc(np.fmax(agg_max(_surprise(ev)), np.nan_to_num(_surprise(end_ev), nan=-np.inf)), truth)},
             missed=missed, false_alarms=false_alarms,

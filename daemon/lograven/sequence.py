@@ -33,6 +33,7 @@ BOS = 0
 END = 0  # output class "the stream ends here" (stream_end models)
 _END_MARK = -2  # in training windows: the end of a stream (target class END); -1 is padding
 CALIBRATION_QUANTILE = 0.001  # detectors.sequence.calibrate: alert on at most ~0.1% of held-back normal steps
+MIN_FLOOR_STEPS = 1000  # held-back steps needed before their minimum is a floor (<= their 0.1% quantile)
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
@@ -158,6 +159,7 @@ class SequenceModel:
             "steps": int(mask.sum()),
             "relative_q": float(np.quantile(ratio, CALIBRATION_QUANTILE, method="lower")),
             "probability_q": float(np.quantile(p_obs, CALIBRATION_QUANTILE, method="lower")),
+            "probability_min": float(p_obs.min()),
             "fp_rate_relative<0.1": float((ratio < 0.1).mean()),
             "fp_rate_p<0.02": float((p_obs < 0.02).mean()) if len(p_obs) else 0.0,
             "fp_rate_top9": float((rank > 9).mean()) if len(rank) else 0.0,

@@ -80,6 +80,18 @@ class _LastLine:
     type_id: int
 
 
+def _below_floor_only(v: Verdict, detector: Detector) -> bool:
+    """Did the sequence detector fire only because of the floor (not its rule)?"""
+    st = detector.settings
+    if not detector.probability_floor or v.sequence_p is None or v.sequence_p >= detector.probability_floor:
+        return False
+    if st.sequence_rule == "relative":
+        return not (v.sequence_ratio is not None and v.sequence_ratio < detector.relative_threshold)
+    if st.sequence_rule == "probability":
+        return not v.sequence_p < detector.probability_threshold
+    return not (v.sequence_rank or 0) > st.sequence_top_k
+
+
 def alert_from_verdict(
     v: Verdict, *, path: str, offset: int, stream: str, line: str, record: LogRecord, detector: Detector, host: str, version: str
 ) -> Alert:
@@ -90,7 +102,10 @@ def alert_from_verdict(
         if name == "unknown_type":
             hits.append(DetectorHit("unknown_type", 1.0, 0.0, "no learned message type matches"))
         elif name == "sequence":
-            if st.sequence_rule == "relative":
+            if _below_floor_only(v, detector):
+                t = detector.probability_floor
+                hits.append(DetectorHit("sequence", v.sequence_p or 0.0, t, f"p<{t:.3g} (floor)"))
+            elif st.sequence_rule == "relative":
                 t = detector.relative_threshold
                 hits.append(DetectorHit("sequence", v.sequence_ratio or 0.0, t, f"p/p_train<{t:.3g}"))
             elif st.sequence_rule == "probability":
