@@ -368,6 +368,7 @@ def test_floor_flags_types_less_probable_than_any_held_back_step(constructed) ->
     assert [v.detectors for v in vs] == [[], [], ["sequence"]]
     a = alert_from_verdict(vs[-1], path="f", offset=0, stream="s", line="x", record=lines[-1][1], detector=det, host="h", version="v")
     assert a.detectors[0].rule.endswith("(floor)") and a.detectors[0].threshold == floor
+    assert "held-back normal step" in a.detectors[0].explain()
     # off, or too few held-back steps for their minimum to mean anything: the rule alone
     assert Detector(b, DetectorSettings(autoencoder=False, sequence_floor=False)).probability_floor == 0.0
     seq.validation_ = {"steps": 999, "probability_min": floor}

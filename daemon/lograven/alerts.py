@@ -96,6 +96,11 @@ class DetectorHit:
         if self.name == "sequence":
             if self.rule and self.rule.startswith(END_RULE_PREFIX):
                 return f"the stream ended after this line, which is improbable here ({self.rule[len(END_RULE_PREFIX):].strip()}: {_fmt(self.score)})"
+            if self.rule and self.rule.endswith("(floor)"):
+                return (
+                    f"p={_fmt(self.score)} < {_fmt(self.threshold)} "
+                    "(less probable than at any held-back normal step of training)"
+                )
             if self.rule and self.rule.startswith("rank"):
                 return f"rank {_fmt(self.score)} > {_fmt(self.threshold)} (observed type not in the top {_fmt(self.threshold)})"
             if self.rule and self.rule.startswith("p/p_train"):
