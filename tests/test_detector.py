@@ -371,9 +371,14 @@ def test_floor_flags_types_less_probable_than_any_held_back_step(constructed) ->
     assert "held-back normal step" in a.detectors[0].explain()
     # off, or too few held-back steps for their minimum to mean anything: the rule alone
     assert Detector(b, DetectorSettings(autoencoder=False, sequence_floor=False)).probability_floor == 0.0
-    seq.validation_ = {"steps": 999, "probability_min": floor}
+    seq.validation_ = {"steps": 999, "probability_min": floor, "relative_q": 0.001, "probability_q": 1e-9}
     det2 = Detector(b, DetectorSettings(autoencoder=False))
     assert det2.probability_floor == 0.0 and all(v.detectors == [] for v in det2.detect(lines))
+    assert det2.relative_threshold == 0.1 and det2.probability_threshold == 0.02  # nor calibration
+    # statistics that are not positive finite numbers are ignored
+    seq.validation_ = {"steps": 5000, "probability_min": float("nan"), "relative_q": 0.0, "probability_q": "x"}
+    det3 = Detector(b, DetectorSettings(autoencoder=False))
+    assert (det3.probability_floor, det3.relative_threshold, det3.probability_threshold) == (0.0, 0.1, 0.02)
     seq.validation_ = {}
 
 

@@ -245,7 +245,7 @@ def test_long_sessions_keep_their_end_in_training(monkeypatch) -> None:
         return {}, {}
 
     monkeypatch.setattr(sq, "_keras_fit", fake_fit)
-    monkeypatch.setattr(SequenceModel, "_validation_stats", lambda self, V, freq: {"steps": 1})
+    monkeypatch.setattr(SequenceModel, "_validation_stats", lambda self, V, freq, once=None: {"steps": 1})
     rng = np.random.default_rng(0)
     p = SequenceParams(units=4, embedding_dim=2, window=8, stream_end=True)
     seqs = [rng.integers(1, 4, size=40) for _ in range(30)]  # 40 lines > 4 windows
@@ -320,3 +320,30 @@ def test_evaluate_judges_each_end_when_its_session_is_over(tmp_path) -> None:
     seq = res.results["sequence"]
     assert res.split["test_anomalies"] == len(stop) and seq.tp == len(stop) and seq.fp == 0
     assert res.settings["stream_end"] is True
+
+
+def test_each_held_back_line_counts_once_in_the_validation_figures() -> None:
+    """Validation windows overlap by half; every held-back target is counted in exactly one window,
+    the first that has it (the longer history)."""
+    from lograven.sequence import _first_cover, _windows
+
+    for n in (2, 5, 9, 10, 17, 40, 101):
+        ws, cover = _windows(np.arange(n), 8), _first_cover(n, 8)
+        assert len(ws) == len(cover)
+        counted = [int(w[1:][c][k]) for w, c in zip(ws, cover) for k in range(int(c.sum())) if w[1:][c][k] >= 0]
+        assert sorted(counted) == list(range(1, n)), n  # ids 1..n-1 are the targets, each once
+    # a fitted model's step count is the number of held-back lines, not of window positions
+    rng = np.random.default_rng(0)
+    p = SequenceParams(units=4, embedding_dim=2, window=8, epochs=1, batch_size=16)
+    m = SequenceModel(p).fit([rng.integers(1, 4, size=400)], 3, seed=1)
+    assert m.validation_["steps"] == 40  # 10% of 400 lines
+
+
+def test_learn_keeps_the_base_models_lower_cuts() -> None:
+    from lograven.learning import keep_lowest_cuts
+
+    base = {"steps": 20000, "relative_q": 0.3, "probability_q": 0.001, "probability_min": 0.0002}
+    small = {"steps": 1200, "relative_q": 0.2, "probability_q": 0.004, "probability_min": 0.0007, "top1_accuracy": 0.6}
+    got = keep_lowest_cuts(base, small)
+    assert got == {"steps": 21200, "relative_q": 0.2, "probability_q": 0.001, "probability_min": 0.0002, "top1_accuracy": 0.6}
+    assert keep_lowest_cuts({}, small) == small  # a base without figures changes nothing

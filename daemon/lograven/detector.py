@@ -99,6 +99,16 @@ class DetectorSettings:
         )
 
 
+def _stat(validation: dict, key: str) -> float:
+    """A stored validation statistic, or inf when it is missing or not a positive finite number."""
+    x = validation.get(key)
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return np.inf
+    return x if np.isfinite(x) and x > 0 else np.inf
+
+
 class Detector:
     """Scores lines with a bundle's three models, keeping one GRU state per stream."""
 
@@ -124,14 +134,16 @@ class Detector:
             raise ValueError(f"unknown sequence rule {st.sequence_rule!r}")
         # The thresholds in force: the configured ones, lowered (with calibrate) to what the model's
         # held-back normal steps show, so a model that is unsure of normal orderings alerts less.
-        v = self.seq.validation_ if st.sequence_calibrate else {}
-        self.relative_threshold = min(st.sequence_relative_threshold, v.get("relative_q", np.inf))
-        self.probability_threshold = min(st.sequence_threshold, v.get("probability_q", np.inf))
+        # Both need enough held-back lines (below MIN_FLOOR_STEPS the 0.001 quantile is just the minimum).
+        v = self.seq.validation_
+        enough = v.get("steps", 0) >= MIN_FLOOR_STEPS
+        cal = st.sequence_calibrate and enough
+        self.relative_threshold = min(st.sequence_relative_threshold, _stat(v, "relative_q") if cal else np.inf)
+        self.probability_threshold = min(st.sequence_threshold, _stat(v, "probability_q") if cal else np.inf)
         # The floor: a line whose type is less probable than at any held-back normal step is flagged
         # whatever the rule says (a type seen a few times in training, where it never was).
-        fv = self.seq.validation_
-        use_floor = st.sequence_floor and fv.get("steps", 0) >= MIN_FLOOR_STEPS and "probability_min" in fv
-        self.probability_floor = float(fv["probability_min"]) if use_floor else 0.0
+        floor = _stat(v, "probability_min") if st.sequence_floor and enough else np.inf
+        self.probability_floor = float(floor) if np.isfinite(floor) else 0.0
 
     @property
     def sequence_rule_value(self) -> float:
@@ -366,9 +378,9 @@ class Detector:
         ratio = p_end / seq.end_frequency_
         st = self.settings
         if st.sequence_rule == "relative":
-            fire = ratio < self.relative_threshold
+            fire = ratio < st.sequence_relative_threshold  # ends: as configured (calibration is per line)
         elif st.sequence_rule == "probability":
-            fire = p_end < self.probability_threshold
+            fire = p_end < st.sequence_threshold
         else:
             fire = rank > st.sequence_top_k
         tops = self._top_types(probs) if st.expected > 0 else [[] for _ in found]

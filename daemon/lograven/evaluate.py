@@ -927,6 +927,15 @@ def evaluate_sessions(
             np.logical_or.at(out, sess_of, line_flags)
             return out
 
+        configured = {"relative": settings.sequence_relative_threshold, "probability": settings.sequence_threshold,
+                      "top_k": settings.sequence_top_k}  # fmt: skip
+
+        def end_flags(rule: str, v: float) -> np.ndarray:
+            """Ends under a sweep row; the row in force judges ends as the detector does (uncalibrated)."""
+            if rule == settings.sequence_rule and v == det.sequence_rule_value:
+                v = configured[rule]
+            return sequence_flags(end_ev, rule, v)
+
         def agg_max(values: np.ndarray) -> np.ndarray:
             out = np.full(T, -np.inf)
             np.fmax.at(out, sess_of, np.nan_to_num(values, nan=-np.inf))
@@ -957,8 +966,7 @@ def evaluate_sessions(
                    "unparsed_test_lines": sum(1 for i in test_idx if not recs[i].parsed)},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
-            sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=lambda rule, v: sequence_flags(end_ev, rule, v),
-                         floor=det.probability_floor),
+            sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=end_flags, floor=det.probability_floor),
             auc={"autoencoder": roc_auc(agg_max(ev.ae_error), truth),
                  "sequence": roc_auc(np.fmax(agg_max(_surprise(ev)), np.nan_to_num(_surprise(end_ev), nan=-np.inf)), truth)},
             missed=missed, false_alarms=false_alarms,

@@ -132,6 +132,7 @@ def learn(
         new_seqs, types.n_types, seed=seed, init_weights=base.sequence.weights_, replay=replay_seqs, progress=progress,
         type_freq=type_frequencies_of(types), ended=streams_ended(corpus.streams),
     )
+    seq.validation_ = keep_lowest_cuts(base.sequence.validation_, seq.validation_)
 
     # 3. autoencoder: same tokenizer, fine-tuned, threshold recalibrated
     masker = Masker(types.extra_masks)
@@ -167,6 +168,25 @@ def learn(
     if store is not None and out is None:
         store.set_current(target.name)
     return target, summary
+
+
+def keep_lowest_cuts(old: dict, new: dict) -> dict:
+    """The fine-tuned model's validation figures, with the calibration cuts and the floor no higher than
+    the base model's: a small `learn` holds back few lines, and a noisier, higher floor or quantile would
+    alert on lines the base model found normal. Their evidence is the two hold-outs together."""
+    out = dict(new)
+    kept = False
+    for k in ("relative_q", "probability_q", "probability_min"):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and 0 < a < b:
+            out[k] = float(a)
+            kept = True
+        elif k not in new and isinstance(a, (int, float)):
+            out[k] = float(a)
+            kept = True
+    if kept:
+        out["steps"] = int(new.get("steps", 0)) + int(old.get("steps", 0))
+    return out
 
 
 def _budget(seqs: Sequence[np.ndarray], steps: int) -> list[np.ndarray]:

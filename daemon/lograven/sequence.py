@@ -97,6 +97,7 @@ class SequenceModel:
         p = self.params
         self.n_types_ = n_types
         train_w, val_w = [], []
+        val_once: list[np.ndarray] = []  # per validation window: the targets no earlier window covers
         fulls = []
         sequences = list(sequences)
         if ended is None:
@@ -120,12 +121,14 @@ class SequenceModel:
         for i, full in enumerate(fulls):
             if i in held:
                 val_w.extend(_windows(full, p.window))
+                val_once.extend(_first_cover(len(full), p.window))
                 continue
             n_val = int(len(full) * validation_fraction) if len(full) > long_limit else 0
             split = len(full) - n_val
             train_w.extend(_windows(full[:split], p.window))
             if n_val:
                 val_w.extend(_windows(full[split - 1 :], p.window))
+                val_once.extend(_first_cover(len(full) - split + 1, p.window))
         if not train_w:
             raise ValueError("no type sequences to train the sequence model on")
         X = np.stack(train_w)
@@ -140,16 +143,22 @@ class SequenceModel:
         if V is not None:
             if type_freq is None:
                 type_freq = type_frequencies(np.bincount(X[:, 1:][X[:, 1:] > 0], minlength=n_types + 1))
-            self.validation_ = self._validation_stats(V, np.asarray(type_freq, dtype=float))
+            self.validation_ = self._validation_stats(V, np.asarray(type_freq, dtype=float), np.stack(val_once))
         return self
 
-    def _validation_stats(self, V: np.ndarray, freq: np.ndarray) -> dict[str, float]:
+    def _validation_stats(self, V: np.ndarray, freq: np.ndarray, once: np.ndarray | None = None) -> dict[str, float]:
         """How often the observed next type is improbable on held-back normal data (the false-positive
         rate of each rule at its default), and the thresholds that calibration caps the rules at: the
-        CALIBRATION_QUANTILE quantiles of the held-back steps' probability and relative probability."""
+        CALIBRATION_QUANTILE quantiles of the held-back steps' probability and relative probability.
+
+        Windows overlap by half; `once` marks each held-back line in the first window that has it
+        (the longer history, as serving uses), so every line counts once.
+        """
         probs = self.window_probs(V[:, :-1])
         tgt = V[:, 1:]
         mask = tgt > 0
+        if once is not None:
+            mask &= once
         p_obs = np.take_along_axis(probs, tgt[..., None], axis=2)[..., 0][mask]
         rank = (probs > np.take_along_axis(probs, tgt[..., None], axis=2)).sum(axis=2)[mask] + 1
         if not len(p_obs):
@@ -267,6 +276,24 @@ def _windows(seq: np.ndarray, window: int) -> list[np.ndarray]:
         if len(w) < window + 1:
             w = np.concatenate([w, np.full(window + 1 - len(w), -1, dtype=np.int32)])
         out.append(w)
+    return out
+
+
+def _first_cover(n: int, window: int) -> list[np.ndarray]:
+    """For _windows over a sequence of n ids: per window, which of its `window` targets no earlier
+    window covers (each target counted once, in the window where its history is longest)."""
+    out = []
+    if n < 2:
+        return out
+    stride = max(1, window // 2)
+    starts = list(range(0, max(n - window - 1, 0) + 1, stride))
+    if starts[-1] + window + 1 < n:
+        starts.append(n - window - 1)
+    covered = 0  # targets are ids 1..n-1; ids up to `covered` belong to an earlier window
+    for s in starts:
+        idx = s + 1 + np.arange(window)
+        out.append(idx > covered)
+        covered = max(covered, s + window)
     return out
 
 

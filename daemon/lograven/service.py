@@ -565,10 +565,10 @@ class Service:
     def _end_alert(self, e: StreamEnd, last: _LastLine) -> Alert:
         st = self.detector.settings
         if st.sequence_rule == "relative":
-            t = self.detector.relative_threshold
+            t = st.sequence_relative_threshold
             hit = DetectorHit("sequence", e.ratio, t, f"{END_RULE_PREFIX} p/p_train<{t:.3g}")
         elif st.sequence_rule == "probability":
-            t = self.detector.probability_threshold
+            t = st.sequence_threshold
             hit = DetectorHit("sequence", e.p, t, f"{END_RULE_PREFIX} p<{t:.3g}")
         else:
             hit = DetectorHit("sequence", float(e.rank), float(st.sequence_top_k), f"{END_RULE_PREFIX} rank>{st.sequence_top_k}")
