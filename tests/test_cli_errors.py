@@ -143,6 +143,23 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     assert rc == 0, err
     assert "model bundle OK" in out
     assert "warning: sources[0].paths: no file matches" in out
+    # the thresholds the daemon would use with this model, after calibration
+    assert "detectors in force: sequence p/p_train < " in out and "autoencoder error > " in out, out
+
+
+def test_check_shows_default_model_thresholds_and_unlearned_stream_ends(capsys, tmp_path) -> None:
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "models" / "default"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {model}\nsources:\n  - paths: [{tmp_path}/x.log]\n"
+                   "detectors:\n  sequence: {rule: probability, stream_end_after: 5}\n")  # fmt: skip
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, err
+    line = next(ln for ln in out.splitlines() if "detectors in force" in ln)
+    # the default model's held-back lines lower p < 0.02 to their 0.001 quantile, and it has a floor
+    assert "(calibrated from 0.02)" in line and "(floor)" in line, line
+    assert "did not learn stream ends" in line, line
 
 
 # ------------------------------------------------------------------- daemon

@@ -372,6 +372,34 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _detectors_in_force(bundle, cfg) -> str:
+    """One line: the thresholds the daemon would use with this model and config (after calibration)."""
+    from lograven.detector import Detector, DetectorSettings
+
+    det = Detector(bundle, DetectorSettings.from_config(cfg.detectors))
+    st = det.settings
+    parts = []
+    if st.sequence:
+        rule = {"relative": f"p/p_train < {det.relative_threshold:.3g}", "probability": f"p < {det.probability_threshold:.3g}",
+                "top_k": f"rank > {st.sequence_top_k}"}[st.sequence_rule]  # fmt: skip
+        conf = {"relative": st.sequence_relative_threshold, "probability": st.sequence_threshold}.get(st.sequence_rule)
+        if conf is not None and det.sequence_rule_value < conf:
+            rule += f" (calibrated from {conf:g})"
+        if det.probability_floor > 0:
+            rule += f", or p < {det.probability_floor:.3g} (floor)"
+        ends = cfg.detectors.sequence.stream_end_after
+        if det.judges_stream_ends and ends > 0:
+            rule += f"; stream ends judged after {ends:g} s idle"
+        elif ends > 0:
+            rule += "; stream_end_after set, but this model did not learn stream ends"
+        parts.append(f"sequence {rule}")
+    if st.autoencoder:
+        parts.append(f"autoencoder error > {det.ae_threshold:.3f}")
+    if st.unknown_type:
+        parts.append("unknown_type")
+    return "; ".join(parts) or "none enabled"
+
+
 def cmd_check(args) -> int:
     cfg = _load_config(args.config)
     print(f"{args.config}: configuration OK")
@@ -381,6 +409,7 @@ def cmd_check(args) -> int:
 
         b = load_bundle(resolve_model_path(cfg.model))  # a bundle, or a model directory as `run` accepts
         print(f"{cfg.model}: model bundle OK ({b.version}, {len(b.types.types_)} message types)")
+        print(f"  detectors in force: {_detectors_in_force(b, cfg)}")
     else:
         print("model: null -> learn mode (learns from the configured files on first start)")
     from lograven.service import source_warnings
