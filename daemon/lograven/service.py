@@ -65,7 +65,7 @@ class _Pending:
             self.acks[k] = raw.end
 
 
-END_LINE_CHARS = 2048  # of a stream's last line, kept for its stream-end alert
+END_LINE_CHARS = 512  # of a stream's last line, kept for its stream-end alert (bounded memory per stream)
 
 
 @dataclass(slots=True)
