@@ -347,3 +347,24 @@ def test_learn_keeps_the_base_models_lower_cuts() -> None:
     got = keep_lowest_cuts(base, small)
     assert got == {"steps": 21200, "relative_q": 0.2, "probability_q": 0.001, "probability_min": 0.0002, "top1_accuracy": 0.6}
     assert keep_lowest_cuts({}, small) == small  # a base without figures changes nothing
+
+
+@pytest.mark.slow
+def test_learn_keeps_stream_ends(tmp_path, session_bundle) -> None:
+    """`lograven learn` on a model that learned stream ends fine-tunes it as one (ends taught only
+    for streams that ended inside the new data) and the result still flags sessions that stop early."""
+    from lograven.learning import learn
+    from lograven.training import read_corpus
+
+    lines, _ = session_log(150, seed=21)
+    (tmp_path / "new.log").write_text("\n".join(lines) + "\n")
+    corpus = read_corpus([str(tmp_path / "new.log")], stream=STREAM)
+    out, _ = learn(session_bundle, corpus, out=tmp_path / "learned", training=tiny_training_config())
+    b = load_bundle(out)
+    assert b.sequence.params.stream_end and b.sequence.end_frequency_ > 0
+    stop = {4: 2, 9: 3}
+    test_lines, blocks = session_log(20, seed=77, stop=stop)
+    det = Detector(b, DetectorSettings(autoencoder=False))
+    _feed(det, test_lines)
+    flagged = {blocks.index(e.stream) for e in det.end_streams(blocks) if e.anomaly}
+    assert flagged == set(stop)
