@@ -16,6 +16,7 @@ class _Det:
         self.relative_threshold = self.settings.sequence_relative_threshold
         self.probability_threshold = self.settings.sequence_threshold
         self.probability_floor = 0.0
+        self.sequence_rule_value = self.settings.rule_value  # no calibration in this fake
 
     def template(self, t):
         return {3: "session opened for user <*>", 4: "Accepted password for <*>"}.get(t)

@@ -382,9 +382,8 @@ def _detectors_in_force(bundle, cfg) -> str:
     if st.sequence:
         rule = {"relative": f"p/p_train < {det.relative_threshold:.3g}", "probability": f"p < {det.probability_threshold:.3g}",
                 "top_k": f"rank > {st.sequence_top_k}"}[st.sequence_rule]  # fmt: skip
-        conf = {"relative": st.sequence_relative_threshold, "probability": st.sequence_threshold}.get(st.sequence_rule)
-        if conf is not None and det.sequence_rule_value < conf:
-            rule += f" (calibrated from {conf:g})"
+        if st.sequence_rule != "top_k" and det.sequence_rule_value < st.rule_value:
+            rule += f" (calibrated from {st.rule_value:g})"
         if det.probability_floor > 0:
             rule += f", or p < {det.probability_floor:.3g} (floor)"
         ends = cfg.detectors.sequence.stream_end_after

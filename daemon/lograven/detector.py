@@ -51,6 +51,25 @@ class Verdict:
     ae_threshold: float | None = None
 
 
+def rule_fires(rule: str, value: float, ratio, p, rank):
+    """The sequence rule at `value` on (arrays of) relative probability, probability and rank."""
+    if rule == "relative":
+        return ratio < value
+    if rule == "probability":
+        return p < value
+    return rank > value
+
+
+def predicting_state(seen, window: int):
+    """Which of a stream's two staggered GRU states (0/1) predicts the line after `seen` lines
+    (array or int): the one with the longer history since its last restart."""
+    seen = np.asarray(seen)
+    half = window // 2
+    hist0 = np.where(seen > window, (seen - 1) % window + 1, seen + 1)
+    hist1 = np.where(seen <= half, seen, (seen - 1 - half) % window + 1)
+    return (hist1 > hist0).astype(np.int64)
+
+
 @dataclass(slots=True)
 class StreamEnd:
     """What the sequence detector says about a stream that ended (see Detector.end_streams)."""
@@ -97,6 +116,12 @@ class DetectorSettings:
             autoencoder_margin=getattr(a, "margin", 1.0),
             **kw,
         )
+
+    @property
+    def rule_value(self) -> float:
+        """The sequence rule's configured threshold (k for top_k)."""
+        return {"relative": self.sequence_relative_threshold, "probability": self.sequence_threshold,
+                "top_k": float(self.sequence_top_k)}[self.sequence_rule]  # fmt: skip
 
 
 def _stat(validation: dict, key: str) -> float:
@@ -148,9 +173,8 @@ class Detector:
     @property
     def sequence_rule_value(self) -> float:
         """The sequence rule's threshold in force (k for top_k)."""
-        st = self.settings
         return {"relative": self.relative_threshold, "probability": self.probability_threshold,
-                "top_k": float(st.sequence_top_k)}[st.sequence_rule]  # fmt: skip
+                "top_k": float(self.settings.sequence_top_k)}[self.settings.sequence_rule]  # fmt: skip
 
     # ------------------------------------------------------------- states
     def export_states(self) -> dict[str, tuple[np.ndarray, int, int]]:
@@ -211,12 +235,8 @@ class Detector:
         ok = ~np.isnan(seq_p)
         if ok.any():
             ratio[ok] = seq_p[ok] / self._freq[np.asarray(type_ids)[ok]]
-        if st.sequence_rule == "relative":
-            seq_fire = ratio < self.relative_threshold
-        elif st.sequence_rule == "probability":
-            seq_fire = seq_p < self.probability_threshold
-        else:
-            seq_fire = ok & (seq_rank > st.sequence_top_k)
+        with np.errstate(invalid="ignore"):
+            seq_fire = ok & rule_fires(st.sequence_rule, self.sequence_rule_value, ratio, seq_p, seq_rank)
         if self.probability_floor > 0:
             seq_fire |= seq_p < self.probability_floor
         for i in range(n):
@@ -295,9 +315,7 @@ class Detector:
         # Everything that does not depend on the hidden state is computed for all steps at once:
         # which of the two staggered states predicts, when each restarts, and the input rows.
         N = seen[:, None] + np.arange(T)[None, :]  # lines seen before step t
-        hist0 = np.where(N > W, (N - 1) % W + 1, N + 1)
-        hist1 = np.where(N <= half, N, (N - 1 - half) % W + 1)
-        pick = (hist1 > hist0).astype(np.int64)
+        pick = predicting_state(N, W)
         reset0 = (N % W == 0) & (N > 0)
         reset1 = (N % W == half) & (N >= half)
         any0, any1 = reset0.any(axis=0).tolist(), reset1.any(axis=0).tolist()
@@ -364,25 +382,14 @@ class Detector:
         if not found or not self.judges_stream_ends:
             return []
         seq = self.seq
-        W = seq.params.window
-        half = W // 2
-        rows = []
-        for _, s in found:
-            n = s.seen
-            hist0 = (n - 1) % W + 1 if n > W else n + 1
-            hist1 = n if n <= half else (n - 1 - half) % W + 1
-            rows.append(s.h[1 if hist1 > hist0 else 0])
-        probs = seq.probs(np.stack(rows))
+        pick = predicting_state([s.seen for _, s in found], seq.params.window)
+        probs = seq.probs(np.stack([s.h[i] for (_, s), i in zip(found, pick.tolist())]))
         p_end = probs[:, END]
         rank = (probs > p_end[:, None]).sum(axis=1) + 1
         ratio = p_end / seq.end_frequency_
         st = self.settings
-        if st.sequence_rule == "relative":
-            fire = ratio < st.sequence_relative_threshold  # ends: as configured (calibration is per line)
-        elif st.sequence_rule == "probability":
-            fire = p_end < st.sequence_threshold
-        else:
-            fire = rank > st.sequence_top_k
+        # ends: at the configured threshold (calibration is measured on lines)
+        fire = rule_fires(st.sequence_rule, st.rule_value, ratio, p_end, rank)
         tops = self._top_types(probs) if st.expected > 0 else [[] for _ in found]
         return [
             StreamEnd(k, bool(fire[i]), float(p_end[i]), int(rank[i]), float(ratio[i]), s.last or None, s.seen, tops[i])

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd
+from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, rule_fires
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask
 from lograven.msgtypes import UNKNOWN, MessageTypes
@@ -373,16 +373,12 @@ class Evidence:
 def sequence_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) -> np.ndarray:
     """The sequence detector's decision under `rule` at `value` (and the probability `floor`, if any),
     recomputed from the evidence."""
+    if rule not in SWEEP:
+        raise ValueError(f"unknown sequence rule {rule!r}")
     judged = ~np.isnan(ev.seq_p)
     with np.errstate(invalid="ignore"):
-        below = judged & (ev.seq_p < floor) if floor > 0 else np.zeros(len(judged), dtype=bool)
-        if rule == "relative":
-            return judged & (ev.seq_ratio < value) | below
-        if rule == "probability":
-            return judged & (ev.seq_p < value) | below
-        if rule == "top_k":
-            return judged & (ev.seq_rank > value) | below
-    raise ValueError(f"unknown sequence rule {rule!r}")
+        fired = judged & rule_fires(rule, value, ev.seq_ratio, ev.seq_p, ev.seq_rank)
+        return fired | (judged & (ev.seq_p < floor)) if floor > 0 else fired
 
 
 def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
@@ -927,13 +923,10 @@ def evaluate_sessions(
             np.logical_or.at(out, sess_of, line_flags)
             return out
 
-        configured = {"relative": settings.sequence_relative_threshold, "probability": settings.sequence_threshold,
-                      "top_k": settings.sequence_top_k}  # fmt: skip
-
         def end_flags(rule: str, v: float) -> np.ndarray:
             """Ends under a sweep row; the row in force judges ends as the detector does (uncalibrated)."""
             if rule == settings.sequence_rule and v == det.sequence_rule_value:
-                v = configured[rule]
+                v = settings.rule_value
             return sequence_flags(end_ev, rule, v)
 
         def agg_max(values: np.ndarray) -> np.ndarray:

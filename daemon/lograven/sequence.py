@@ -261,17 +261,20 @@ def type_frequencies(counts: np.ndarray) -> np.ndarray:
     return (counts + 1.0) / (counts.sum() + len(counts))
 
 
+def _window_starts(n: int, window: int) -> list[int]:
+    """Where the windows over n ids start: stride window/2, the last one ending at the sequence's end."""
+    if n < 2:
+        return []
+    starts = list(range(0, max(n - window - 1, 0) + 1, max(1, window // 2)))
+    if starts[-1] + window + 1 < n:
+        starts.append(n - window - 1)
+    return starts
+
+
 def _windows(seq: np.ndarray, window: int) -> list[np.ndarray]:
     """Windows of window+1 ids (input = [:-1], target = [1:]) with stride window/2; short tails padded."""
     out = []
-    n = len(seq)
-    if n < 2:
-        return out
-    stride = max(1, window // 2)
-    starts = list(range(0, max(n - window - 1, 0) + 1, stride))
-    if starts[-1] + window + 1 < n:
-        starts.append(n - window - 1)
-    for s in starts:
+    for s in _window_starts(len(seq), window):
         w = seq[s : s + window + 1]
         if len(w) < window + 1:
             w = np.concatenate([w, np.full(window + 1 - len(w), -1, dtype=np.int32)])
@@ -283,14 +286,8 @@ def _first_cover(n: int, window: int) -> list[np.ndarray]:
     """For _windows over a sequence of n ids: per window, which of its `window` targets no earlier
     window covers (each target counted once, in the window where its history is longest)."""
     out = []
-    if n < 2:
-        return out
-    stride = max(1, window // 2)
-    starts = list(range(0, max(n - window - 1, 0) + 1, stride))
-    if starts[-1] + window + 1 < n:
-        starts.append(n - window - 1)
     covered = 0  # targets are ids 1..n-1; ids up to `covered` belong to an earlier window
-    for s in starts:
+    for s in _window_starts(n, window):
         idx = s + 1 + np.arange(window)
         out.append(idx > covered)
         covered = max(covered, s + window)

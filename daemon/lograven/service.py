@@ -28,7 +28,7 @@ from lograven.alerts import (
 from lograven.bundle import Bundle, load_bundle
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import Config, load_config
-from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
+from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict, rule_fires
 from lograven.errors import LogravenError
 from lograven.metrics import Metrics, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
@@ -80,16 +80,13 @@ class _LastLine:
     type_id: int
 
 
-def _below_floor_only(v: Verdict, detector: Detector) -> bool:
-    """Did the sequence detector fire only because of the floor (not its rule)?"""
-    st = detector.settings
-    if not detector.probability_floor or v.sequence_p is None or v.sequence_p >= detector.probability_floor:
-        return False
-    if st.sequence_rule == "relative":
-        return not (v.sequence_ratio is not None and v.sequence_ratio < detector.relative_threshold)
-    if st.sequence_rule == "probability":
-        return not v.sequence_p < detector.probability_threshold
-    return not (v.sequence_rank or 0) > st.sequence_top_k
+def _sequence_hit(rule: str, value: float, ratio: float, p: float, rank: int, prefix: str = "") -> DetectorHit:
+    """The sequence detector's hit under `rule` at threshold `value` (k for top_k)."""
+    if rule == "relative":
+        return DetectorHit("sequence", ratio, value, f"{prefix}p/p_train<{value:.3g}")
+    if rule == "probability":
+        return DetectorHit("sequence", p, value, f"{prefix}p<{value:.3g}")
+    return DetectorHit("sequence", float(rank), float(value), f"{prefix}rank>{int(value)}")
 
 
 def alert_from_verdict(
@@ -102,17 +99,14 @@ def alert_from_verdict(
         if name == "unknown_type":
             hits.append(DetectorHit("unknown_type", 1.0, 0.0, "no learned message type matches"))
         elif name == "sequence":
-            if _below_floor_only(v, detector):
+            value = detector.sequence_rule_value
+            ratio = v.sequence_ratio if v.sequence_ratio is not None else float("nan")
+            p, rank = v.sequence_p or 0.0, v.sequence_rank or 0
+            if rule_fires(st.sequence_rule, value, ratio, p, rank) or not detector.probability_floor:
+                hits.append(_sequence_hit(st.sequence_rule, value, ratio if ratio == ratio else 0.0, p, rank))
+            else:  # only the floor fired
                 t = detector.probability_floor
-                hits.append(DetectorHit("sequence", v.sequence_p or 0.0, t, f"p<{t:.3g} (floor)"))
-            elif st.sequence_rule == "relative":
-                t = detector.relative_threshold
-                hits.append(DetectorHit("sequence", v.sequence_ratio or 0.0, t, f"p/p_train<{t:.3g}"))
-            elif st.sequence_rule == "probability":
-                t = detector.probability_threshold
-                hits.append(DetectorHit("sequence", v.sequence_p or 0.0, t, f"p<{t:.3g}"))
-            else:
-                hits.append(DetectorHit("sequence", float(v.sequence_rank or 0), float(st.sequence_top_k), f"rank>{st.sequence_top_k}"))
+                hits.append(DetectorHit("sequence", p, t, f"p<{t:.3g} (floor)"))
         elif name == "autoencoder":
             hits.append(DetectorHit("autoencoder", v.ae_error or 0.0, v.ae_threshold or 0.0, "error>threshold"))
     expected = [Expected(t, detector.template(t) or "", p) for t, p in v.expected] if "sequence" in v.detectors else []
@@ -563,15 +557,8 @@ class Service:
             self.router.submit(alerts)
 
     def _end_alert(self, e: StreamEnd, last: _LastLine) -> Alert:
-        st = self.detector.settings
-        if st.sequence_rule == "relative":
-            t = st.sequence_relative_threshold
-            hit = DetectorHit("sequence", e.ratio, t, f"{END_RULE_PREFIX} p/p_train<{t:.3g}")
-        elif st.sequence_rule == "probability":
-            t = st.sequence_threshold
-            hit = DetectorHit("sequence", e.p, t, f"{END_RULE_PREFIX} p<{t:.3g}")
-        else:
-            hit = DetectorHit("sequence", float(e.rank), float(st.sequence_top_k), f"{END_RULE_PREFIX} rank>{st.sequence_top_k}")
+        st = self.detector.settings  # ends are judged at the configured threshold
+        hit = _sequence_hit(st.sequence_rule, st.rule_value, e.ratio, e.p, e.rank, prefix=f"{END_RULE_PREFIX} ")
         t = last.type_id or e.last_type or 0
         # No previous_type_id: an end is not a transition (an allow rule for X -> X must not match it).
         return Alert(
