@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from lograven import cli
+from lograven import evaluate as ev
 from lograven.errors import LogravenError
 from lograven.evaluate import (
     COMBINED,
@@ -263,7 +264,8 @@ def test_evaluate_bgl_style_line_labels(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_evaluate_sessions_with_block_ids(tmp_path):
+@pytest.mark.parametrize("split", ["pool", "normal"])
+def test_evaluate_sessions_with_block_ids(tmp_path, split):
     gen = LogGenerator(seed=12)
     per, n_sessions = 12, 360
     stream = gen.generate(per * n_sessions, anomaly_rate=0.01, kinds=("unseen_type",))
@@ -288,15 +290,24 @@ def test_evaluate_sessions_with_block_ids(tmp_path):
     out = tmp_path / "r.json"
     model = tmp_path / "bundle"
     rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
-                   "--train-fraction", "0.5", "--model-dir", str(model), "--json", str(out), str(log)])  # fmt: skip
+                   "--train-fraction", "0.5", "--session-split", split, "--model-dir", str(model), "--json", str(out),
+                   str(log)])  # fmt: skip
     assert rc == 0
     js = json.loads(out.read_text())
     rows = _check_detection_json(js)
     sp = js["split"]
-    assert sp["sessions"] == n_sessions and sp["train_pool_sessions"] == n_sessions // 2
-    n_anom_pool = sum(labels[k] for k in list(labels)[: n_sessions // 2])
-    assert sp["training_sessions"] == n_sessions // 2 - n_anom_pool  # anomalous sessions never trained on
-    assert sp["test_anomalies"] == sum(labels[k] for k in list(labels)[n_sessions // 2 :]) >= 5
+    assert sp["session_split"] == split
+    names = list(labels)
+    if split == "pool":
+        assert sp["sessions"] == n_sessions and sp["train_pool_sessions"] == n_sessions // 2
+        n_anom_pool = sum(labels[k] for k in names[: n_sessions // 2])
+        assert sp["training_sessions"] == n_sessions // 2 - n_anom_pool  # anomalous sessions never trained on
+        assert sp["test_anomalies"] == sum(labels[k] for k in names[n_sessions // 2 :]) >= 5
+    else:
+        n_normal = sum(not v for v in labels.values())
+        assert sp["training_sessions"] == n_normal // 2
+        assert sp["test_anomalies"] == sum(labels.values()) >= 10  # every anomaly is tested
+        assert sp["test_sessions"] == n_sessions - n_normal // 2
     assert sp["lines_without_key"] == 0
     u = rows["unknown_type"]
     assert u["recall"] >= 0.9, js["missed"]
@@ -307,3 +318,22 @@ def test_evaluate_sessions_with_block_ids(tmp_path):
     assert js["bundle"] == str(model) and (model / "manifest.json").is_file()
     for m in js["missed"]:
         assert m["session"] in labels and labels[m["session"]]
+
+
+def test_split_sessions_pool_and_normal():
+    anomalous = np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 0], dtype=bool)
+    train, test, n_pool = ev.split_sessions(anomalous, 0.5, "pool")
+    # pool: sessions 0-4, its normal ones train, the anomaly in the pool (1, 4) is not tested
+    assert train.tolist() == [True, False, True, True, False, False, False, False, False, False]
+    assert test.tolist() == [5, 6, 7, 8, 9] and n_pool == 5
+    train, test, n_pool = ev.split_sessions(anomalous, 0.5, "normal")
+    # normal: the first half of the 7 normal sessions (0, 2, 3) train; every other session is tested
+    assert np.flatnonzero(train).tolist() == [0, 2, 3]
+    assert test.tolist() == [1, 4, 5, 6, 7, 8, 9] and n_pool == 4
+    assert not (train[test]).any() and anomalous[test].sum() == anomalous.sum()
+    with pytest.raises(LogravenError, match="train-fraction"):
+        ev.split_sessions(anomalous, 0.1, "normal")  # int(7 * 0.1) = 0 normal sessions to train on
+    with pytest.raises(LogravenError, match="nothing to train on"):
+        ev.split_sessions(np.ones(4, dtype=bool), 0.5, "normal")
+    with pytest.raises(LogravenError, match="--session-split"):
+        ev.Setup(session_split="random").check()

@@ -35,7 +35,8 @@ modes (exactly one):
                           precision/recall/F1 over the remaining lines
   --sessions CSV LOGFILE  session labels (BlockId,Label with Normal/Anomaly) and --stream-key:
                           sessions ordered by first appearance, train on the normal sessions of the
-                          first --train-fraction, a remaining session is flagged when any line is
+                          first --train-fraction (--session-split normal: the first --train-fraction
+                          of the normal sessions), a test session is flagged when any line is
 
 examples:
   lograven evaluate --structured Linux_2k.log_structured.csv
@@ -61,6 +62,11 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     format_args(p)
     p.add_argument("--train-fraction", type=float, default=0.8, metavar="F",
                    help="share of the lines (--labels) or sessions (--sessions), in order, used for training (default 0.8)")
+    p.add_argument("--session-split", choices=["pool", "normal"], default="pool",
+                   help="--sessions: 'pool' (default) trains on the normal sessions among the first --train-fraction "
+                        "of sessions and tests the sessions after them; 'normal' (DeepLog's protocol) trains on the "
+                        "first --train-fraction of the normal sessions and tests every other session, including the "
+                        "anomalous sessions among the training ones")
     p.add_argument("--stream-end", action=argparse.BooleanOptionalAction, default=None,
                    help="--sessions: learn where sessions end and judge each test session's end, so sessions "
                         "that stop early are found (default: training.sequence.stream_end of --config, off "
@@ -100,7 +106,7 @@ def cmd_evaluate(args) -> int:
         setup = ev.Setup(
             fmt=fmt, train_fraction=args.train_fraction, model_dir=Path(args.model_dir) if args.model_dir else None,
             batch_size=args.batch_size, max_examples=args.examples, max_line_bytes=cfg.runtime.max_line_bytes,
-            stream_end=args.stream_end,
+            stream_end=args.stream_end, session_split=args.session_split,
         )  # fmt: skip
         bar = ProgressBar(enabled=not args.quiet)
         try:

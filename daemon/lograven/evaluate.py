@@ -336,6 +336,9 @@ def evaluate_types(path: str | Path, *, config: object | None = None, max_errors
 
 
 # ------------------------------------------------------------ detection
+SESSION_SPLITS = ("pool", "normal")
+
+
 @dataclass
 class Setup:
     """How a detection evaluation reads, splits, trains and scores."""
@@ -348,10 +351,17 @@ class Setup:
     max_examples: int = 20
     max_line_bytes: int = 65536
     stream_end: bool | None = None  # sessions: learn and judge where each session ends (None: as the config says)
+    # sessions: "pool" trains on the normal sessions of the first part and tests the rest; "normal" (DeepLog's
+    # protocol) trains on the first part of the *normal* sessions and tests every other session.
+    session_split: str = "pool"
 
     def check(self) -> None:
         if not 0.0 < self.train_fraction < 1.0:
             raise LogravenError(f"--train-fraction must be between 0 and 1 (exclusive), got {self.train_fraction}")
+        if self.session_split not in SESSION_SPLITS:
+            raise LogravenError(
+                f"--session-split must be one of {', '.join(SESSION_SPLITS)}, got {self.session_split!r}"
+            )
         if self.batch_size < 1:
             raise LogravenError(f"--batch-size must be at least 1, got {self.batch_size}")
         Parser(self.fmt)
@@ -455,6 +465,12 @@ class DetectionEvaluation:
                 f"  split     first {sp['train_fraction']:.0%} of lines ({sp['first_part_lines']}) -> "
                 f"trained on its {sp['training_lines']} normal lines; tested on the other "
                 f"{sp['test_lines']} lines ({sp['test_anomalies']} anomalous)"
+            )
+        elif sp.get("session_split") == "normal":
+            out.append(
+                f"  split     first {sp['train_fraction']:.0%} of the normal sessions -> trained on "
+                f"{sp['training_sessions']} normal sessions ({sp['training_lines']} lines); tested on every other "
+                f"session: {sp['test_sessions']} ({sp['test_anomalies']} anomalous, {sp['test_lines']} lines)"
             )
         else:
             out.append(
@@ -855,6 +871,32 @@ def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt
     return out
 
 
+def split_sessions(anomalous: np.ndarray, train_fraction: float, mode: str = "pool") -> tuple[np.ndarray, np.ndarray, int]:
+    """Which sessions (in order of first appearance) train and which are tested.
+
+    "pool": the first `train_fraction` of all sessions is the pool, its normal sessions train, the
+    sessions after it are tested (the pool's anomalies are not used). "normal" (DeepLog's protocol):
+    the first `train_fraction` of the normal sessions train, every other session is tested, including
+    the anomalous ones among the training sessions. Returns (train mask, test session indices in
+    order, number of sessions up to the last training one).
+    """
+    anomalous = np.asarray(anomalous, dtype=bool)
+    S = len(anomalous)
+    train_mask = np.zeros(S, dtype=bool)
+    if mode == "pool":
+        n_pool = chronological_split(S, train_fraction, "sessions")
+        train_mask[:n_pool] = ~anomalous[:n_pool]
+        return train_mask, np.arange(n_pool, S), n_pool
+    if mode != "normal":
+        raise ValueError(f"unknown session split {mode!r}")
+    normal = np.flatnonzero(~anomalous)
+    if len(normal) == 0:
+        raise LogravenError("no normal sessions; nothing to train on")
+    n_train = chronological_split(len(normal), train_fraction, "normal sessions")
+    train_mask[normal[:n_train]] = True
+    return train_mask, np.flatnonzero(~train_mask), int(normal[n_train - 1]) + 1
+
+
 def evaluate_sessions(
     path: str | Path,
     labels_csv: str | Path,
@@ -874,17 +916,18 @@ def evaluate_sessions(
     sl = read_sessions(path, labels_csv, stream_key, setup.fmt, setup.max_line_bytes)
     names, line_sess, recs, texts, line_nos = sl.names, sl.session, sl.records, sl.texts, sl.line_nos
     S = len(names)
-    n_pool = chronological_split(S, setup.train_fraction, "sessions")
     anomalous = sl.anomalous
+    train_mask, test_sessions, n_pool = split_sessions(anomalous, setup.train_fraction, setup.session_split)
+    test_of = np.full(S, -1, dtype=np.int64)  # session -> its index among the test sessions
+    test_of[test_sessions] = np.arange(len(test_sessions))
     corpus = Corpus()
     train_sessions: set[int] = set()
     test_idx: list[int] = []
     for i, s in enumerate(line_sess):
-        if s < n_pool:
-            if not anomalous[s]:
-                corpus.add(path, recs[i], names[s])
-                train_sessions.add(s)
-        else:
+        if train_mask[s]:
+            corpus.add(path, recs[i], names[s])
+            train_sessions.add(s)
+        elif test_of[s] >= 0:
             test_idx.append(i)
     if len(corpus) == 0:
         raise LogravenError(f"{path}: no normal sessions in the first {setup.train_fraction:.0%}; nothing to train on")
@@ -895,7 +938,8 @@ def evaluate_sessions(
     with _Trained(corpus, config, setup, stream_spec, progress, stream_end=setup.stream_end, complete=True) as tr:
         det = Detector(tr.bundle, settings)
         t0 = time.monotonic()
-        T = S - n_pool
+        T = len(test_sessions)
+        test_names = [names[s] for s in test_sessions]
         # Each session's end is judged right after its last line is scored (as the daemon does once a
         # stream is idle), which also keeps the number of live GRU states bounded.
         finishing: dict[int, list[str]] = defaultdict(list)  # scored lines -> sessions complete by then
@@ -913,10 +957,10 @@ def evaluate_sessions(
 
         ev = score(det, [(names[line_sess[i]], recs[i]) for i in test_idx], setup.batch_size, progress,
                    after_batch=judge_ends if det.judges_stream_ends else None)  # fmt: skip
-        end_ev = _end_evidence(ends, {names[n_pool + s]: s for s in range(T)}, T)
+        end_ev = _end_evidence(ends, {n: s for s, n in enumerate(test_names)}, T)
         t_score = time.monotonic() - t0
-        sess_of = np.array([line_sess[i] - n_pool for i in test_idx], dtype=np.int64)
-        truth = anomalous[n_pool:]
+        sess_of = np.array([test_of[line_sess[i]] for i in test_idx], dtype=np.int64)
+        truth = anomalous[test_sessions]
 
         def agg(line_flags: np.ndarray) -> np.ndarray:
             out = np.zeros(T, dtype=bool)
@@ -945,13 +989,14 @@ def evaluate_sessions(
         for j, s in enumerate(sess_of.tolist()):
             lines_of[s].append(j)
         ex = setup.max_examples
-        missed = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx, end_ev, s)
+        missed = [_session_example(det, ev, test_names[s], lines_of[s], texts, line_nos, test_idx, end_ev, s)
                   for s in range(T) if truth[s] and not flags[COMBINED][s]][:ex]  # fmt: skip
-        false_alarms = [_session_example(det, ev, names[n_pool + s], lines_of[s], texts, line_nos, test_idx, end_ev, s)
+        false_alarms = [_session_example(det, ev, test_names[s], lines_of[s], texts, line_nos, test_idx, end_ev, s)
                         for s in range(T) if not truth[s] and flags[COMBINED][s]][:ex]  # fmt: skip
         return DetectionEvaluation(
             mode="sessions", file=path, labels=str(labels_csv), unit="sessions", setup=setup, stream=stream_spec,
-            split={"train_fraction": setup.train_fraction, "sessions": S, "train_pool_sessions": n_pool,
+            split={"train_fraction": setup.train_fraction, "session_split": setup.session_split, "sessions": S,
+                   "train_pool_sessions": n_pool,
                    "training_sessions": len(train_sessions), "training_lines": len(corpus),
                    "test_sessions": T, "test_anomalies": int(truth.sum()), "test_lines": len(test_idx),
                    "lines_without_key": sl.lines_without_key, "unlabelled_sessions": sl.unlabelled_sessions,
