@@ -428,3 +428,16 @@ def test_extra_masks_parse_into_dataclasses() -> None:
         "training:\n  msgtypes:\n    extra_masks:\n      - {name: BLOCK, pattern: 'blk_-?\\d+'}\n"))
     (mask,) = c.training.msgtypes.extra_masks
     assert mask == cfg.MaskConfig(name="BLOCK", pattern=r"blk_-?\d+")
+
+
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) reads `1e-5` as a string; the config loader reads it as YAML 1.2 does
+    f = tmp_path / "c.yaml"
+    f.write_text("detectors:\n  sequence:\n    false_alarm_rate: 2e-5\n    relative_threshold: 5E-2\n")
+    c = load_config(f)
+    assert c.detectors.sequence.false_alarm_rate == 2e-5 and c.detectors.sequence.relative_threshold == 0.05
+    f.write_text("detectors:\n  sequence:\n    false_alarm_rate: 0.01\n")
+    with pytest.raises(ConfigError, match=r"false_alarm_rate.*0\.001"):
+        load_config(f)
+    f.write_text("sources:\n  - paths: [/var/log/1e5, 1e5x]\n")  # strings that merely look numeric stay strings
+    assert load_config(f).sources[0].paths == ("/var/log/1e5", "1e5x")

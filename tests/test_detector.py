@@ -441,3 +441,41 @@ def test_many_streams_lru_eviction_restarts_evicted_stream(bundle_dir, records) 
     (first,) = fresh(bundle_dir).detect([("z", known[4])])
     assert_same(again, first)  # "a" starts over like a stream never seen
     assert list(d.states) == ["c", "a"]
+
+
+def test_tail_fit_extrapolates_an_exponential_tail() -> None:
+    from lograven.sequence import tail_fit, tail_quantile
+
+    rng = np.random.default_rng(3)
+    s = rng.exponential(2.0, 100_000)
+    u, beta, share = tail_fit(s)
+    assert share == 0.05 and abs(beta - 2.0) < 0.1 and abs(u - 2.0 * np.log(20)) < 0.1
+    # the 1e-5 quantile of Exp(mean 2) is 2 ln(1e5) = 23.0, beyond all but ~1 of the 100,000 values
+    assert abs(tail_quantile([u, beta, share], 1e-5) - 2.0 * np.log(1e5)) < 1.0
+    assert tail_fit(s[:100])[2] == 0.2  # at least MIN_TAIL = 20 excesses
+    assert tail_fit(s[:20]) is None and tail_fit([np.inf] * 50) is None
+    assert tail_quantile(None, 1e-5) == np.inf and tail_quantile([1.0, 1.0, 0.05], 0.1) == np.inf  # rate above the tail
+    assert tail_quantile(["x", 1, 2], 1e-5) == np.inf and tail_quantile([1.0, -1.0, 0.05], 1e-5) == np.inf
+
+
+def test_calibration_uses_the_fitted_tail_at_the_false_alarm_rate(constructed) -> None:
+    """The thresholds in force are the lowest of configured, quantile and the tail's value at
+    false_alarm_rate; the floor is the lower of the held-back minimum and the tail's p value."""
+    b, q, lines = constructed
+    seq = constant_model(b.types.n_types, q)
+    b2 = replace(b, sequence=seq)
+    tail = [1.0, 0.5, 0.05]  # surprise at 1e-5: 1 + 0.5 ln(5000) = 5.26, value exp(-5.26) = 0.0052
+    want = float(np.exp(-(1.0 + 0.5 * np.log(0.05 / 1e-5))))
+    seq.validation_ = {"steps": 5000, "relative_q": 0.3, "probability_q": 0.01, "probability_min": 0.01,
+                       "tail_relative": tail, "tail_p": tail}  # fmt: skip
+    det = Detector(b2, DetectorSettings(autoencoder=False))
+    assert det.relative_threshold == pytest.approx(want) and det.probability_threshold == pytest.approx(want)
+    assert det.probability_floor == pytest.approx(want)
+    # a higher rate gives a higher threshold, capped by the quantile and the configured value
+    det = Detector(b2, DetectorSettings(autoencoder=False, sequence_false_alarm_rate=1e-3))
+    assert det.relative_threshold == pytest.approx(np.exp(-(1.0 + 0.5 * np.log(50))))
+    assert det.probability_threshold == 0.01 and det.probability_floor == 0.01
+    off = Detector(b2, DetectorSettings(autoencoder=False, sequence_calibrate=False, sequence_floor=False))
+    assert (off.relative_threshold, off.probability_threshold, off.probability_floor) == (0.1, 0.02, 0.0)
+    seq.validation_ = {"steps": 999, "tail_relative": tail, "tail_p": tail}  # too few held-back lines
+    assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.1

@@ -303,17 +303,24 @@ class SequenceDetectorConfig:
     calibrate: bool = _opt(
         True,
         help="Lower `relative_threshold` / `threshold` to what the model's held-back normal "
-             "training steps show: at most about 0.1% of them would alert (the 0.001 quantile, "
-             "stored in the bundle at training). A model unsure of normal orderings (concurrent "
-             "events, little data) then alerts less instead of flooding; the threshold in force "
-             "is in each alert. Off: the configured thresholds as they are.")
+             "training steps show (stored in the bundle at training; used when at least 1,000 "
+             "steps were held back): to the value that about `false_alarm_rate` of normal lines "
+             "fall below, extrapolated with an exponential tail fitted to the held-back steps' "
+             "most improbable 5%, and never above their 0.001 quantile. A model unsure of normal "
+             "orderings (concurrent events, little data) then alerts less instead of flooding; "
+             "the threshold in force is in each alert. Off: the configured thresholds as they are.")
+    false_alarm_rate: float = _opt(
+        1e-5, gt=0, max=0.001,
+        help="With `calibrate` and `floor`: the share of normal lines the calibrated thresholds "
+             "and the floor aim to flag (1e-5: one line in 100,000). An estimate from held-back "
+             "training data: logs that drift from the training period alert more.")
     floor: bool = _opt(
         True,
         help="Also alert when the observed type is less probable than at every held-back normal "
-             "training step (the smallest such probability, stored in the bundle; used when at "
-             "least 1,000 steps were held back). It catches a type seen only a few times in "
-             "training where it never occurred, which `relative` ignores by design. Off: the "
-             "rule alone.")
+             "training step and than the `false_alarm_rate` value of their fitted tail (stored in "
+             "the bundle; used when at least 1,000 steps were held back). It catches a type seen "
+             "only a few times in training where it never occurred, which `relative` ignores by "
+             "design. Off: the rule alone.")
     stream_end_after: float = _opt(
         0.0, min=0,
         help="Seconds without a new line after which a stream is taken to have ended (0: never). "
@@ -837,6 +844,15 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     return config
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-5` as a number as YAML 1.2 does (YAML 1.1 needs `1.0e-5`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
@@ -872,7 +888,7 @@ def load_config(path: str | Path) -> Config:
         problem = f"cannot be read ({exc.strerror}); check the path and permissions"
     else:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             raise ConfigError(source, [("", _yaml_problem(exc))]) from None
         config = parse_config(data, source)

@@ -15,6 +15,7 @@ for all lines of the batch in one matmul.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from lograven.masking import Masker
 premask = Masker.premask
 from lograven.msgtypes import UNKNOWN
 from lograven.parsing import LogRecord
-from lograven.sequence import END, MIN_FLOOR_STEPS, StreamState, type_frequencies
+from lograven.sequence import END, MIN_FLOOR_STEPS, StreamState, tail_quantile, type_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class DetectorSettings:
     sequence_top_k: int = 9
     sequence_calibrate: bool = True  # cap the thresholds at the model's held-back normal quantiles
     sequence_floor: bool = True  # also flag p below every held-back normal step's (MIN_FLOOR_STEPS needed)
+    sequence_false_alarm_rate: float = 1e-5  # calibration's target share of normal lines flagged
     autoencoder: bool = True
     autoencoder_margin: float = 1.0
     expected: int = 3
@@ -112,6 +114,7 @@ class DetectorSettings:
             sequence_top_k=s.top_k,
             sequence_calibrate=s.calibrate,
             sequence_floor=s.floor,
+            sequence_false_alarm_rate=s.false_alarm_rate,
             autoencoder=a.enabled,
             autoencoder_margin=getattr(a, "margin", 1.0),
             **kw,
@@ -122,6 +125,13 @@ class DetectorSettings:
         """The sequence rule's configured threshold (k for top_k)."""
         return {"relative": self.sequence_relative_threshold, "probability": self.sequence_threshold,
                 "top_k": float(self.sequence_top_k)}[self.sequence_rule]  # fmt: skip
+
+
+def _tail_value(validation: dict, key: str, rate: float) -> float:
+    """The probability (or relative probability) below which a share `rate` of normal steps falls,
+    from the bundle's fitted tail; inf when there is none."""
+    q = tail_quantile(validation.get(key), rate)
+    return math.exp(-q) if np.isfinite(q) else np.inf
 
 
 def _stat(validation: dict, key: str) -> float:
@@ -160,14 +170,22 @@ class Detector:
         # The thresholds in force: the configured ones, lowered (with calibrate) to what the model's
         # held-back normal steps show, so a model that is unsure of normal orderings alerts less.
         # Both need enough held-back lines (below MIN_FLOOR_STEPS the 0.001 quantile is just the minimum).
+        # Calibrated, each is the lowest of: the configured value, the 0.001 quantile of the held-back
+        # steps, and the value exceeded by `sequence_false_alarm_rate` of normal steps according to an
+        # exponential tail fitted to the held-back steps' most improbable 5% (bundles from before the
+        # tail fit: the quantile alone).
         v = self.seq.validation_
         enough = v.get("steps", 0) >= MIN_FLOOR_STEPS
         cal = st.sequence_calibrate and enough
-        self.relative_threshold = min(st.sequence_relative_threshold, _stat(v, "relative_q") if cal else np.inf)
-        self.probability_threshold = min(st.sequence_threshold, _stat(v, "probability_q") if cal else np.inf)
-        # The floor: a line whose type is less probable than at any held-back normal step is flagged
-        # whatever the rule says (a type seen a few times in training, where it never was).
-        floor = _stat(v, "probability_min") if st.sequence_floor and enough else np.inf
+        rate = st.sequence_false_alarm_rate
+        self.relative_threshold = min(st.sequence_relative_threshold,
+                                      min(_stat(v, "relative_q"), _tail_value(v, "tail_relative", rate)) if cal else np.inf)
+        self.probability_threshold = min(st.sequence_threshold,
+                                         min(_stat(v, "probability_q"), _tail_value(v, "tail_p", rate)) if cal else np.inf)
+        # The floor: a line whose type is less probable than at any held-back normal step (and than
+        # the tail's `rate` value) is flagged whatever the rule says (a type seen a few times in
+        # training, where it never was).
+        floor = min(_stat(v, "probability_min"), _tail_value(v, "tail_p", rate)) if st.sequence_floor and enough else np.inf
         self.probability_floor = float(floor) if np.isfinite(floor) else 0.0
 
     @property

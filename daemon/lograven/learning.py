@@ -29,7 +29,7 @@ from lograven.masking import Masker
 from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
 from lograven.parsing import Parser, StreamKey, decode_line
-from lograven.sequence import SequenceModel
+from lograven.sequence import SequenceModel, tail_quantile
 from lograven.training import Corpus, ae_text, load_replay, replay_files, require_tensorflow, streams_ended, type_frequencies_of, type_sequences
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,9 @@ def learn(
     return target, summary
 
 
+TAIL_REFERENCE_RATE = 1e-5  # detectors.sequence.false_alarm_rate's default: where two fitted tails are compared
+
+
 def keep_lowest_cuts(old: dict, new: dict) -> dict:
     """The fine-tuned model's validation figures, with the calibration cuts and the floor no higher than
     the base model's: a small `learn` holds back few lines, and a noisier, higher floor or quantile would
@@ -183,6 +186,13 @@ def keep_lowest_cuts(old: dict, new: dict) -> dict:
             kept = True
         elif k not in new and isinstance(a, (int, float)):
             out[k] = float(a)
+            kept = True
+    for k in ("tail_p", "tail_relative"):
+        # the tail that extrapolates to the lower cut (the larger surprise) at the default rate
+        a, b = old.get(k), new.get(k)
+        qa, qb = tail_quantile(a, TAIL_REFERENCE_RATE), tail_quantile(b, TAIL_REFERENCE_RATE)
+        if np.isfinite(qa) and (qa > qb or not np.isfinite(qb)):
+            out[k] = list(a)
             kept = True
     if kept:
         out["steps"] = int(new.get("steps", 0)) + int(old.get("steps", 0))

@@ -34,6 +34,8 @@ END = 0  # output class "the stream ends here" (stream_end models)
 _END_MARK = -2  # in training windows: the end of a stream (target class END); -1 is padding
 CALIBRATION_QUANTILE = 0.001  # detectors.sequence.calibrate: alert on at most ~0.1% of held-back normal steps
 MIN_FLOOR_STEPS = 1000  # held-back steps needed before their minimum is a floor (<= their 0.1% quantile)
+TAIL_FRACTION = 0.05  # the exponential tail is fitted to the most surprising 5% of held-back steps
+MIN_TAIL = 20  # ... and to at least this many of them
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
@@ -164,6 +166,7 @@ class SequenceModel:
         if not len(p_obs):
             return {"steps": 0}
         ratio = p_obs / freq[tgt[mask]]
+        tail_p, tail_r = tail_fit(-np.log(np.maximum(p_obs, 1e-30))), tail_fit(-np.log(np.maximum(ratio, 1e-30)))
         return {
             "steps": int(mask.sum()),
             "relative_q": float(np.quantile(ratio, CALIBRATION_QUANTILE, method="lower")),
@@ -173,6 +176,8 @@ class SequenceModel:
             "fp_rate_p<0.02": float((p_obs < 0.02).mean()) if len(p_obs) else 0.0,
             "fp_rate_top9": float((rank > 9).mean()) if len(rank) else 0.0,
             "top1_accuracy": float((rank == 1).mean()) if len(rank) else 0.0,
+            **({"tail_p": tail_p} if tail_p else {}),
+            **({"tail_relative": tail_r} if tail_r else {}),
         }
 
     # ---------------------------------------------------------------- serve
@@ -253,6 +258,33 @@ class SequenceModel:
 
             raise LogravenError(f"{d / 'sequence.npz'}: output size does not match {obj.n_types_} types; retrain")
         return obj
+
+
+def tail_fit(surprise: np.ndarray) -> list[float] | None:
+    """An exponential tail for the largest surprises (-ln p) of held-back normal steps (peaks over
+    threshold, as in Siffer et al., KDD 2017, with the generalized Pareto shape fixed at 0, which
+    extrapolates conservatively): [u, beta, frac] such that P(surprise > u + y) ~ frac * exp(-y / beta).
+    None with fewer than MIN_TAIL excesses."""
+    s = np.sort(np.asarray(surprise, dtype=float))
+    s = s[np.isfinite(s)]
+    k = max(int(len(s) * TAIL_FRACTION), MIN_TAIL)
+    if len(s) <= k:
+        return None
+    u = float(s[-k - 1])
+    beta = float((s[-k:] - u).mean())
+    return [u, beta, k / len(s)]
+
+
+def tail_quantile(tail: Sequence[float] | None, rate: float) -> float:
+    """The surprise exceeded by a share `rate` of normal steps under a fitted tail (inf: no usable tail;
+    rates above the tail's share are outside what it describes)."""
+    try:
+        u, beta, frac = (float(x) for x in tail)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return np.inf
+    if not (np.isfinite(u) and np.isfinite(beta) and beta >= 0 and 0 < frac <= 1) or not 0 < rate < frac:
+        return np.inf
+    return u + beta * math.log(frac / rate)
 
 
 def type_frequencies(counts: np.ndarray) -> np.ndarray:
