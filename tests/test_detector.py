@@ -468,7 +468,7 @@ def test_calibration_uses_the_fitted_tail_at_the_false_alarm_rate(constructed) -
     want = float(np.exp(-(1.0 + 0.5 * np.log(0.05 / 1e-5))))
     seq.validation_ = {"steps": 5000, "relative_q": 0.3, "probability_q": 0.01, "probability_min": 0.01,
                        "tail_relative": tail, "tail_p": tail}  # fmt: skip
-    det = Detector(b2, DetectorSettings(autoencoder=False))
+    det = Detector(b2, DetectorSettings(autoencoder=False, sequence_false_alarm_rate=1e-5))
     assert det.relative_threshold == pytest.approx(want) and det.probability_threshold == pytest.approx(want)
     assert det.probability_floor == pytest.approx(want)
     # a higher rate gives a higher threshold, capped by the quantile and the configured value

@@ -347,8 +347,8 @@ def test_learn_keeps_the_base_models_lower_cuts() -> None:
     got = keep_lowest_cuts(base, small)
     assert got == {"steps": 21200, "relative_q": 0.2, "probability_q": 0.001, "probability_min": 0.0002, "top1_accuracy": 0.6}
     assert keep_lowest_cuts({}, small) == small  # a base without figures changes nothing
-    # fitted tails: the one extrapolating to the larger surprise (the lower cut) at 1e-5 is kept
-    wide, thin = [5.0, 1.0, 0.05], [6.0, 0.3, 0.05]  # at 1e-5: 5 + 8.5 = 13.5 against 6 + 2.6 = 8.6
+    # fitted tails: the one extrapolating to the larger surprise (the lower cut) at 1e-4 is kept
+    wide, thin = [5.0, 1.0, 0.05], [6.0, 0.3, 0.05]  # at 1e-4: 5 + 6.2 = 11.2 against 6 + 1.9 = 7.9
     got = keep_lowest_cuts({"steps": 9000, "tail_p": wide, "tail_relative": thin}, {**small, "tail_p": thin, "tail_relative": wide})
     assert got["tail_p"] == wide and got["tail_relative"] == wide and got["steps"] == 10200
     assert keep_lowest_cuts({"tail_p": wide}, small)["tail_p"] == wide  # a new hold-out too small for a tail

@@ -95,7 +95,7 @@ class DetectorSettings:
     sequence_top_k: int = 9
     sequence_calibrate: bool = True  # cap the thresholds at the model's held-back normal quantiles
     sequence_floor: bool = True  # also flag p below every held-back normal step's (MIN_FLOOR_STEPS needed)
-    sequence_false_alarm_rate: float = 1e-5  # calibration's target share of normal lines flagged
+    sequence_false_alarm_rate: float = 1e-4  # calibration's target share of normal lines flagged
     autoencoder: bool = True
     autoencoder_margin: float = 1.0
     expected: int = 3

@@ -170,7 +170,7 @@ def learn(
     return target, summary
 
 
-TAIL_REFERENCE_RATE = 1e-5  # detectors.sequence.false_alarm_rate's default: where two fitted tails are compared
+TAIL_REFERENCE_RATE = 1e-4  # detectors.sequence.false_alarm_rate's default: where two fitted tails are compared
 
 
 def keep_lowest_cuts(old: dict, new: dict) -> dict:
