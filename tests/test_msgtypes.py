@@ -313,3 +313,42 @@ def test_pathological_overlap_does_not_hang() -> None:
         assert type(t) is int
         if t != UNKNOWN:
             assert re.match(mt.get(t).regex, line)
+
+
+def test_templates_that_differ_only_where_one_is_variable_are_joined() -> None:
+    from lograven.msgtypes import SHAPE, _merge_joinable
+
+    head = ((CONST, "authentication"), (CONST, "failure;"), (CONST, "ruser="))
+    by_ip = head + ((SHAPE, "rhost=<IP>"), (WILD, ""))  # any user, address form
+    by_name = head + ((WILD, ""), (CONST, "user=root"))  # host names, only root seen
+    other = head + ((CONST, "rhost="), (CONST, "user=nobody"))  # constant vs constant at the end: kept
+    out = _merge_joinable({by_ip: 239, by_name: 112, other: 3})
+    joined = head + ((WILD, ""), (WILD, ""))
+    assert out == {joined: 351, other: 3}
+    # the join must keep at least half of its tokens constant
+    a = ((CONST, "x"), (WILD, ""), (CONST, "y"), (CONST, "z"))
+    b = ((WILD, ""), (CONST, "q"), (WILD, ""), (CONST, "z"))
+    assert _merge_joinable({a: 5, b: 5}) == {a: 5, b: 5}
+    # a template that covers another is left to _merge_subsumed (the join is one of them)
+    general = head + ((WILD, ""), (WILD, ""))
+    assert _merge_joinable({general: 4, by_ip: 2}) == {general: 4, by_ip: 2}
+
+
+def test_mixed_forms_of_a_variable_are_one_known_type() -> None:
+    """Linux_2k: the clustering puts `rhost=<IP> user=root|guest|test` and `rhost=<host name>
+    user=root` apart; a host name with another user is still the known authentication failure."""
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared/data/loghub/Linux/Linux_2k.log_structured.csv"
+    if not path.exists():
+        pytest.skip(f"{path} is missing (optional data beside the repository)")
+    with path.open(newline="", encoding="utf-8") as f:
+        content = [row["Content"] for row in csv.DictReader(f)]
+    mt = MessageTypes().fit(content)
+    base = "authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost="
+    by_name = mt.classify(base + "host-7.example.org  user=root")
+    by_ip = mt.classify(base + "10.1.2.3  user=guest")
+    mixed = mt.classify(base + "host-7.example.org  user=guest")
+    assert UNKNOWN not in (by_name, by_ip, mixed)
+    assert by_name == by_ip == mixed
