@@ -479,3 +479,10 @@ def test_calibration_uses_the_fitted_tail_at_the_false_alarm_rate(constructed) -
     assert (off.relative_threshold, off.probability_threshold, off.probability_floor) == (0.1, 0.02, 0.0)
     seq.validation_ = {"steps": 999, "tail_relative": tail, "tail_p": tail}  # too few held-back lines
     assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.1
+
+
+def test_detector_settings_defaults_are_the_config_defaults() -> None:
+    """DetectorSettings() (library use, learn's tail comparison) and a default config agree."""
+    from lograven.config import Config
+
+    assert DetectorSettings.from_config(Config().detectors) == DetectorSettings()

@@ -316,22 +316,26 @@ def test_pathological_overlap_does_not_hang() -> None:
 
 
 def test_templates_that_differ_only_where_one_is_variable_are_joined() -> None:
-    from lograven.msgtypes import SHAPE, _merge_joinable
+    from lograven.msgtypes import SHAPE, _merge_general
 
     head = ((CONST, "authentication"), (CONST, "failure;"), (CONST, "ruser="))
     by_ip = head + ((SHAPE, "rhost=<IP>"), (WILD, ""))  # any user, address form
     by_name = head + ((WILD, ""), (CONST, "user=root"))  # host names, only root seen
-    other = head + ((CONST, "rhost="), (CONST, "user=nobody"))  # constant vs constant at the end: kept
-    out = _merge_joinable({by_ip: 239, by_name: 112, other: 3})
+    other = ((CONST, "authorization"),) + head[1:] + ((CONST, "rhost="), (CONST, "user=nobody"))  # a constant differs: kept
+    out = _merge_general({by_ip: 239, by_name: 112, other: 3})
     joined = head + ((WILD, ""), (WILD, ""))
     assert out == {joined: 351, other: 3}
     # the join must keep at least half of its tokens constant
     a = ((CONST, "x"), (WILD, ""), (CONST, "y"), (CONST, "z"))
     b = ((WILD, ""), (CONST, "q"), (WILD, ""), (CONST, "z"))
-    assert _merge_joinable({a: 5, b: 5}) == {a: 5, b: 5}
-    # a template that covers another is left to _merge_subsumed (the join is one of them)
+    assert _merge_general({a: 5, b: 5}) == {a: 5, b: 5}
+    # a template that covers another absorbs it (the join is the general one) ...
     general = head + ((WILD, ""), (WILD, ""))
-    assert _merge_joinable({general: 4, by_ip: 2}) == {general: 4, by_ip: 2}
+    assert _merge_general({general: 4, by_ip: 2}) == {general: 6}
+    # ... unless it keeps fewer than half of its tokens constant
+    loose = ((WILD, ""), (WILD, ""), (CONST, "z"))
+    tight = ((CONST, "x"), (CONST, "y"), (CONST, "z"))
+    assert _merge_general({loose: 4, tight: 2}) == {loose: 4, tight: 2}
 
 
 def test_mixed_forms_of_a_variable_are_one_known_type() -> None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from lograven.autoencoder import Autoencoder
 from lograven.bundle import load_bundle, save_bundle
+from lograven.detector import DetectorSettings
 from lograven.errors import LogravenError
 from lograven.masking import Masker
 from lograven.modelstore import ModelStore
@@ -170,7 +171,7 @@ def learn(
     return target, summary
 
 
-TAIL_REFERENCE_RATE = 1e-4  # detectors.sequence.false_alarm_rate's default: where two fitted tails are compared
+TAIL_REFERENCE_RATE = DetectorSettings.sequence_false_alarm_rate  # the default rate: where two fitted tails are compared
 
 
 def keep_lowest_cuts(old: dict, new: dict) -> dict:

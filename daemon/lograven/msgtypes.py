@@ -184,7 +184,7 @@ class MessageTypes:
         for g in groups.values():
             for spec, cnt in _merge_siblings(self._refine(g.sigs, g.counts), self.variable_min_distinct):
                 specs[spec] = specs.get(spec, 0) + cnt
-        specs = _merge_subsumed(_merge_joinable(specs))
+        specs = _merge_general(specs)
         ordered = sorted(specs.items(), key=lambda kv: (-kv[1], kv[0]))
         self.types_ = [MessageType(i + 1, list(spec)) for i, (spec, _) in enumerate(ordered)]
         self._build_index()
@@ -570,8 +570,9 @@ def _merge_siblings(specs: list[tuple[Spec, int]], min_first: int = 6) -> list[t
 
 
 def _joinable(a: Spec, b: Spec) -> Spec | None:
-    """The least general template covering both, when every position where they differ is already a
-    wildcard in one of them (and the result keeps at least half its tokens constant); else None."""
+    """The least general template covering both, when every position where they differ is a
+    wildcard in one of them (and the result keeps at least half its tokens constant); else None.
+    When one covers the other, that is the one returned."""
     out = []
     for ta, tb in zip(a, b):
         if ta == tb:
@@ -585,69 +586,33 @@ def _joinable(a: Spec, b: Spec) -> Spec | None:
     return tuple(out)
 
 
-def _merge_joinable(specs: dict[Spec, int]) -> dict[Spec, int]:
-    """Templates of one length that differ only where one of them already has a wildcard are one template.
+def _merge_general(specs: dict[Spec, int]) -> dict[Spec, int]:
+    """Templates of one length that differ only where one of them has a wildcard are one template.
 
-    A variable that the clustering saw in two forms (`rhost=<IP> user=<*>` in one cluster, a host
-    name and always `user=root` in another) would otherwise be two templates, and a line mixing
-    the forms (a host name and another user) would match neither: an unknown type for a known message.
-    Sibling merging (`_merge_siblings`) treats constant-vs-constant differences; this treats the
-    positions one side has already found variable.
+    This drops a template that a more general one covers, and joins two forms of one variable
+    (`rhost=<IP> user=<*>` in one cluster, a host name and always `user=root` in another) that
+    would otherwise be two templates, a line mixing the forms (a host name and another user)
+    matching neither: an unknown type for a known message. Only a result that keeps at least half
+    its tokens constant is kept, so `<*> <*> <*>` never swallows a whole length class. Sibling
+    merging (`_merge_siblings`) treats constant-vs-constant differences.
     """
-    by_len: dict[int, list[Spec]] = defaultdict(list)
-    for spec in specs:
-        by_len[len(spec)].append(spec)
     out = dict(specs)
-    for group in by_len.values():
-        if len(group) < 2 or len(group) > MAX_JOIN_GROUP:
-            continue
-        live = sorted(group, key=lambda g: (-out[g], g))  # the most frequent absorbs first (deterministic)
-        changed = True
-        while changed:  # greedy passes; each join removes a template, so this ends
-            changed = False
-            i = 0
-            while i < len(live):
-                a = live[i]
-                k = i + 1
-                while k < len(live):
-                    j = _joinable(a, live[k])
-                    if j is None or j == a or j == live[k]:
-                        k += 1  # not joinable, or one covers the other (`_merge_subsumed`'s job)
-                        continue
-                    b = live[k]
-                    out[j] = out.pop(a) + out.pop(b) + out.pop(j, 0)
-                    live = [g for g in live if g not in (a, b, j)]
-                    i = min(i, len(live))
-                    live.insert(i, j)  # the join goes on absorbing from where `a` was
-                    a = j
-                    changed = True
-                    k = i + 1
-                i += 1
-    return out
-
-
-MAX_JOIN_GROUP = 1000  # pairwise within one length (under a second); more templates of one length: skipped
-
-
-def _merge_subsumed(specs: dict[Spec, int]) -> dict[Spec, int]:
-    """Drop templates that a more general template of the same length already covers.
-
-    Only a general template that keeps at least half of its tokens constant
-    absorbs others, so `<*> <*> <*>` never swallows a whole length class.
-    """
-    by_len: dict[int, list[Spec]] = defaultdict(list)
-    for spec in specs:
-        by_len[len(spec)].append(spec)
-    out = dict(specs)
-    for group in by_len.values():
-        general = [g for g in group if sum(k != WILD for k, _ in g) * 2 >= len(g) and any(k == WILD for k, _ in g)]
-        for spec in group:
-            for g in general:
-                if g is spec or spec not in out or g not in out:
-                    continue
-                if all(gk == WILD or (gk, gv) == (sk, sv) for (gk, gv), (sk, sv) in zip(g, spec)):
-                    out[g] += out.pop(spec)
-                    break
+    changed = True
+    while changed:  # each join removes a template, so this ends
+        changed = False
+        by_len: dict[int, list[Spec]] = defaultdict(list)
+        for spec in sorted(out, key=lambda g: (-out[g], g)):  # the most frequent absorbs first
+            by_len[len(spec)].append(spec)
+        for group in by_len.values():
+            for a in group:
+                if a not in out or all(k != WILD for k, _ in a):
+                    continue  # two templates without wildcards never join
+                for b in group:
+                    j = _joinable(a, b) if b != a and b in out else None
+                    if j is not None:
+                        out[j] = out.pop(a) + out.pop(b) + out.pop(j, 0)
+                        changed = True
+                        break
     return out
 
 
