@@ -294,6 +294,8 @@ def constructed(bundle):
 
 
 def run_rule(b, lines, **settings) -> list[Verdict]:
+    """The sequence rule alone (the rare-type rule off unless given)."""
+    settings.setdefault("sequence_rare_count", 0)
     return Detector(b, DetectorSettings(autoencoder=False, **settings)).detect(lines)
 
 
@@ -362,7 +364,7 @@ def test_floor_flags_types_less_probable_than_any_held_back_step(constructed) ->
     floor = (p[-1] + p[1]) / 2  # between the rarest pick and the middle one
     assert p[-1] < floor < p[1] < p[0]
     seq.validation_ = {"steps": 5000, "probability_min": floor}
-    det = Detector(b, DetectorSettings(autoencoder=False))
+    det = Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0))
     assert det.probability_floor == floor
     vs = det.detect(lines)
     assert [v.detectors for v in vs] == [[], [], ["sequence"]]
@@ -372,14 +374,44 @@ def test_floor_flags_types_less_probable_than_any_held_back_step(constructed) ->
     # off, or too few held-back steps for their minimum to mean anything: the rule alone
     assert Detector(b, DetectorSettings(autoencoder=False, sequence_floor=False)).probability_floor == 0.0
     seq.validation_ = {"steps": 999, "probability_min": floor, "relative_q": 0.001, "probability_q": 1e-9}
-    det2 = Detector(b, DetectorSettings(autoencoder=False))
+    det2 = Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0))
     assert det2.probability_floor == 0.0 and all(v.detectors == [] for v in det2.detect(lines))
     assert det2.relative_threshold == 0.1 and det2.probability_threshold == 0.02  # nor calibration
     # statistics that are not positive finite numbers are ignored
     seq.validation_ = {"steps": 5000, "probability_min": float("nan"), "relative_q": 0.0, "probability_q": "x"}
-    det3 = Detector(b, DetectorSettings(autoencoder=False))
+    det3 = Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0))
     assert (det3.probability_floor, det3.relative_threshold, det3.probability_threshold) == (0.0, 0.1, 0.02)
     seq.validation_ = {}
+
+
+def test_rare_type_rule(constructed) -> None:
+    """A type seen fewer than `sequence_rare_count` times in training is flagged wherever the GRU did
+    not expect it most, whatever its probability; at or above the count, or as the top prediction, not."""
+    b, q, lines = constructed
+    from lograven.service import alert_from_verdict
+
+    ids = [b.types.classify(r.message) for _, r in lines]
+    counts = [b.types.get(t).count for t in ids]
+    assert counts[0] > counts[1] > counts[2] and counts[0] > 1
+    quiet = dict(sequence_rule="probability", sequence_threshold=1e-12, sequence_floor=False)
+    # at the rarest pick's count it is not rare; one more and it is
+    vs = run_rule(b, lines, sequence_rare_count=counts[2], **quiet)
+    assert [v.detectors for v in vs] == [[], [], []]
+    det = Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=counts[2] + 1, **quiet))
+    assert det.type_count(ids[2]) == counts[2] and det.type_count(0) == 0
+    vs = det.detect(lines)
+    assert [v.detectors for v in vs] == [[], [], ["sequence"]]
+    assert vs[2].sequence_rank > 1 and vs[2].sequence_p > 1e-12  # neither the rule nor the floor
+    a = alert_from_verdict(vs[-1], path="f", offset=0, stream="s", line="x", record=lines[-1][1], detector=det, host="h", version="v")
+    hit = a.detectors[0]
+    assert hit.rule == f"count<{counts[2] + 1} (rare type)" and hit.score == counts[2] and hit.threshold == counts[2] + 1
+    assert "seen only" in hit.explain() and "in training" in hit.explain()
+    # every type rare: the most expected one (rank 1) is still accepted
+    vs = run_rule(b, lines, sequence_rare_count=counts[0] + 1, **quiet)
+    assert vs[0].sequence_rank == 1 and vs[0].detectors == []
+    assert vs[1].detectors == ["sequence"] and vs[2].detectors == ["sequence"]
+    # the unknown type is the unknown-type detector's, never a rare type
+    assert not Detector(b, DetectorSettings(sequence_rare_count=10**9)).rare_fires([0], [5]).any()
 
 
 def test_calibration_lowers_thresholds_to_the_held_back_quantiles(constructed) -> None:

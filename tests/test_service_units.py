@@ -21,6 +21,12 @@ class _Det:
     def template(self, t):
         return {3: "session opened for user <*>", 4: "Accepted password for <*>"}.get(t)
 
+    def type_count(self, t):
+        return {3: 40, 4: 7}.get(t, 0)
+
+    def rare_fires(self, t, rank):  # no rare types in this fake
+        return False
+
 
 def test_own_alerts_are_skipped_but_other_lograven_lines_are_not():
     skip = own_alert_predicate("lograven")

@@ -76,7 +76,9 @@ class DetectorHit:
     - `unknown_type`: no learned message type matched; score and threshold are informational.
     - `sequence`: `score` is the probability the GRU gave the observed type and
       `threshold` the probability threshold (rule "p<0.02"); in top-k mode
-      `score` is the observed type's rank and `threshold` is k (rule "rank>9").
+      `score` is the observed type's rank and `threshold` is k (rule "rank>9");
+      for a rare type (rule "count<5 (rare type)") `score` is the type's count in
+      training and `threshold` the configured `rare_count`.
     - `autoencoder`: `score` is the reconstruction error, `threshold` the calibrated threshold.
     """
 
@@ -100,6 +102,12 @@ class DetectorHit:
                 return (
                     f"p={_fmt(self.score)} < {_fmt(self.threshold)} "
                     "(less probable than at any held-back normal step of training)"
+                )
+            if self.rule and self.rule.endswith("(rare type)"):
+                seen = "once" if self.score == 1 else f"{_fmt(self.score)} times"
+                return (
+                    f"this message type was seen only {seen} in training (fewer than "
+                    f"{_fmt(self.threshold)}: too few to learn where it belongs), and it was not the type expected here"
                 )
             if self.rule and self.rule.startswith("rank"):
                 return f"rank {_fmt(self.score)} > {_fmt(self.threshold)} (observed type not in the top {_fmt(self.threshold)})"

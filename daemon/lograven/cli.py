@@ -278,6 +278,7 @@ def verdict_json(file: str, line: int, stream: str, rec, v, detector) -> dict:
         "parsed": rec.parsed,
         "type": v.type_id,
         "template": v.template,
+        "type_count": detector.type_count(v.type_id),
         "anomaly": v.anomaly,
         "detectors": v.detectors,
         "sequence_p": v.sequence_p,
@@ -318,6 +319,7 @@ class VerdictWriter:
         return (
             f'{{"file": {self._str(file)}, "line": {n}, "stream": {self._str(stream)}, '
             f'"parsed": {"true" if rec.parsed else "false"}, "type": {v.type_id}, "template": {self._tmpl(v.type_id)}, '
+            f'"type_count": {self.det.type_count(v.type_id)}, '
             f'"anomaly": {"true" if v.anomaly else "false"}, "detectors": {self._str(tuple(v.detectors))}, '
             f'"sequence_p": {num(v.sequence_p)}, "sequence_rank": {num(v.sequence_rank)}, '
             f'"sequence_ratio": {num(None if v.sequence_ratio is None else round(v.sequence_ratio, 6))}, '
@@ -386,6 +388,9 @@ def _detectors_in_force(bundle, cfg) -> str:
             rule += f" (calibrated from {st.rule_value:g})"
         if det.probability_floor > 0:
             rule += f", or p < {det.probability_floor:.3g} (floor)"
+        if det.rare_type.any():
+            rule += (f", or one of {int(det.rare_type.sum())} types seen < {st.sequence_rare_count} times in training "
+                     "where it is not the most expected (rare type)")
         ends = cfg.detectors.sequence.stream_end_after
         if det.judges_stream_ends and ends > 0:
             rule += f"; stream ends judged after {ends:g} s idle"

@@ -321,6 +321,14 @@ class SequenceDetectorConfig:
              "the bundle; used when at least 1,000 steps were held back). It catches a type seen "
              "only a few times in training where it never occurred, which `relative` ignores by "
              "design. Off: the rule alone.")
+    rare_count: int = _opt(
+        5, min=0,
+        help="Also alert on a message type seen fewer than this many times in training wherever "
+             "the GRU did not expect it most: a handful of examples is too few to learn where a "
+             "type belongs, so its probability is no evidence either way (5 is the usual minimum "
+             "expected count for a frequency estimate). `lograven learn` on such an alert adds its "
+             "lines to the counts, so a rare-but-normal message stops alerting once seen 5 "
+             "times. 0: off.")
     stream_end_after: float = _opt(
         0.0, min=0,
         help="Seconds without a new line after which a stream is taken to have ended (0: never). "

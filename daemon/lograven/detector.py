@@ -3,8 +3,9 @@
 Three detectors, each explainable on its own:
 - `unknown_type`: no learned message type matches the message;
 - `sequence`: the GRU of the line's stream found the observed type improbable
-  (probability below the threshold, or not among the top k); the verdict
-  names the types it expected instead;
+  (probability below the threshold, or not among the top k), or the type is
+  too rare in training for its place to be learned and was not the most
+  expected one here; the verdict names the types it expected instead;
 - `autoencoder`: the line's reconstruction error is above the calibrated threshold.
 
 Inference is batched: message types per line (O(tokens) each), autoencoder
@@ -96,6 +97,7 @@ class DetectorSettings:
     sequence_calibrate: bool = True  # cap the thresholds at the model's held-back normal quantiles
     sequence_floor: bool = True  # also flag p below every held-back normal step's (MIN_FLOOR_STEPS needed)
     sequence_false_alarm_rate: float = 1e-4  # calibration's target share of normal lines flagged
+    sequence_rare_count: int = 5  # a type seen fewer times in training is flagged unless it is the most expected (0: off)
     autoencoder: bool = True
     autoencoder_margin: float = 1.0
     expected: int = 3
@@ -115,6 +117,7 @@ class DetectorSettings:
             sequence_calibrate=s.calibrate,
             sequence_floor=s.floor,
             sequence_false_alarm_rate=s.false_alarm_rate,
+            sequence_rare_count=s.rare_count,
             autoencoder=a.enabled,
             autoencoder_margin=getattr(a, "margin", 1.0),
             **kw,
@@ -164,6 +167,11 @@ class Detector:
                 counts[t.id] = t.count
         # training frequency of each type (add-one smoothed), for the relative rule
         self._freq = type_frequencies(counts)
+        self._count = counts.astype(np.int64)
+        # Rare types: seen in training, but fewer than `sequence_rare_count` times. The GRU has too few
+        # examples to learn where such a type belongs, so its probability says little either way
+        # (and the relative rule ignores types that are rare everywhere by design).
+        self.rare_type = (self._count > 0) & (self._count < self.settings.sequence_rare_count)
         st = self.settings
         if st.sequence_rule not in ("relative", "probability", "top_k"):
             raise ValueError(f"unknown sequence rule {st.sequence_rule!r}")
@@ -216,6 +224,17 @@ class Detector:
     def template(self, type_id: int) -> str | None:
         return self._templates.get(type_id)
 
+    def type_count(self, type_id: int) -> int:
+        """How many training lines had this type (0: unknown to the sequence model)."""
+        return int(self._count[type_id]) if 0 < type_id < len(self._count) else 0
+
+    def rare_fires(self, type_ids, rank):
+        """The rare-type rule on (arrays of) type id and rank: the type was seen in training, fewer
+        than `sequence_rare_count` times, and it was not the type the GRU expected most here."""
+        t = np.asarray(type_ids, dtype=np.int64)
+        inside = (t > 0) & (t < len(self.rare_type))
+        return inside & self.rare_type[np.where(inside, t, 0)] & (np.asarray(rank) > 1)
+
     # ------------------------------------------------------------- detect
     def detect(self, items: Sequence[tuple[str, LogRecord]]) -> list[Verdict]:
         """One verdict per (stream, record), in order."""
@@ -257,6 +276,8 @@ class Detector:
             seq_fire = ok & rule_fires(st.sequence_rule, self.sequence_rule_value, ratio, seq_p, seq_rank)
         if self.probability_floor > 0:
             seq_fire |= seq_p < self.probability_floor
+        if ok.any() and self.rare_type.any():
+            seq_fire |= self.rare_fires(np.asarray(type_ids), seq_rank) & ok
         for i in range(n):
             t = type_ids[i]
             fired = []

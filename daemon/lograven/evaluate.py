@@ -378,17 +378,22 @@ class Evidence:
     ae_error: np.ndarray  # float
     fired: dict[str, np.ndarray]  # detector -> bool, as the Detector reported it
     expected: list[list[int]]  # the types the GRU expected instead (most likely first)
+    seq_rare: np.ndarray | None = None  # bool: the rare-type rule fired (Detector.rare_fires); None: never
 
 
 def sequence_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) -> np.ndarray:
-    """The sequence detector's decision under `rule` at `value` (and the probability `floor`, if any),
-    recomputed from the evidence."""
+    """The sequence detector's decision under `rule` at `value` (and the probability `floor`, if any,
+    and the rare-type rule as the detector applied it), recomputed from the evidence."""
     if rule not in SWEEP:
         raise ValueError(f"unknown sequence rule {rule!r}")
     judged = ~np.isnan(ev.seq_p)
     with np.errstate(invalid="ignore"):
         fired = judged & rule_fires(rule, value, ev.seq_ratio, ev.seq_p, ev.seq_rank)
-        return fired | (judged & (ev.seq_p < floor)) if floor > 0 else fired
+        if floor > 0:
+            fired |= judged & (ev.seq_p < floor)
+        if ev.seq_rare is not None:
+            fired |= judged & ev.seq_rare
+        return fired
 
 
 def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
@@ -419,7 +424,8 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
             after_batch(min(n, s + batch_size))
         if progress:
             progress("scoring", min(1.0, (s + batch_size) / max(n, 1)))
-    return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected)
+    seq_rare = ~np.isnan(seq_p) & detector.rare_fires(type_id, seq_rank)
+    return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected, seq_rare)
 
 
 @dataclass
@@ -515,6 +521,8 @@ def _rule_text(s: dict) -> str:
     used = s.get("sequence_threshold_in_force")
     floor = s.get("probability_floor") or 0.0
     fl = f"; or p < floor {floor:.3g}" if floor > 0 else ""
+    if s.get("rare_types"):
+        fl += f"; or one of {s['rare_types']} types seen < {s['rare_count']} times, not expected most"
     if rule == "relative":
         cal = f", calibrated to {used:.3g}" if used is not None and used < s["relative_threshold"] else ""
         return f"relative (p/p_train < {s['relative_threshold']:g}{cal}{fl})"
@@ -581,6 +589,8 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "calibrate": settings.sequence_calibrate,
         "stream_end": det.judges_stream_ends,
         "probability_floor": det.probability_floor,
+        "rare_count": settings.sequence_rare_count,
+        "rare_types": int(det.rare_type.sum()),
         "sequence_threshold_in_force": det.sequence_rule_value,
         "top_k": settings.sequence_top_k,
         "autoencoder_threshold": round(float(det.ae.threshold_), 6),
@@ -634,6 +644,7 @@ def _line_example(det: Detector, ev: Evidence, i: int, text: str, label: str, li
         "detectors": [d for d in DETECTORS if ev.fired[d][i]],
         "sequence_p": _f(ev.seq_p[i]), "sequence_ratio": _f(ev.seq_ratio[i]),
         "sequence_rank": int(ev.seq_rank[i]) or None,
+        "training_count": det.type_count(t),
         "expected": [det.template(x) for x in ev.expected[i][:3]],
         "ae_error": _f(ev.ae_error[i]),
     }  # fmt: skip

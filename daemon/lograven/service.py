@@ -102,11 +102,16 @@ def alert_from_verdict(
             value = detector.sequence_rule_value
             ratio = v.sequence_ratio if v.sequence_ratio is not None else float("nan")
             p, rank = v.sequence_p or 0.0, v.sequence_rank or 0
-            if rule_fires(st.sequence_rule, value, ratio, p, rank) or not detector.probability_floor:
+            floor = detector.probability_floor
+            if rule_fires(st.sequence_rule, value, ratio, p, rank):
                 hits.append(_sequence_hit(st.sequence_rule, value, ratio if ratio == ratio else 0.0, p, rank))
-            else:  # only the floor fired
-                t = detector.probability_floor
-                hits.append(DetectorHit("sequence", p, t, f"p<{t:.3g} (floor)"))
+            elif floor and p < floor:
+                hits.append(DetectorHit("sequence", p, floor, f"p<{floor:.3g} (floor)"))
+            elif detector.rare_fires(v.type_id, rank):
+                n = st.sequence_rare_count
+                hits.append(DetectorHit("sequence", float(detector.type_count(v.type_id)), float(n), f"count<{n} (rare type)"))
+            else:  # not reached: the detector fired on one of the three
+                hits.append(_sequence_hit(st.sequence_rule, value, ratio if ratio == ratio else 0.0, p, rank))
         elif name == "autoencoder":
             hits.append(DetectorHit("autoencoder", v.ae_error or 0.0, v.ae_threshold or 0.0, "error>threshold"))
     expected = [Expected(t, detector.template(t) or "", p) for t, p in v.expected] if "sequence" in v.detectors else []
