@@ -320,6 +320,24 @@ def test_evaluate_sessions_with_block_ids(tmp_path, split):
         assert m["session"] in labels and labels[m["session"]]
 
 
+def test_sequence_flags_apply_the_floor_and_the_rare_type_rule_to_every_rule():
+    """The sweep recomputes the sequence detector from the evidence: the floor and the rare-type rule
+    (as the detector recorded it) fire whatever the rule and its value."""
+    n = 4
+    evd = ev.Evidence(
+        type_id=np.array([1, 2, 3, 0]), seq_p=np.array([0.5, 0.2, 0.0001, np.nan]), seq_rank=np.array([1, 2, 3, 0]),
+        seq_ratio=np.array([2.0, 5.0, 0.5, np.nan]), ae_error=np.zeros(n), fired={d: np.zeros(n, dtype=bool) for d in ev.DETECTORS},
+        expected=[[] for _ in range(n)], seq_rare=np.array([False, True, False, False]),
+    )  # fmt: skip
+    quiet = {"relative": 0.01, "probability": 1e-6, "top_k": 9}
+    for rule, v in quiet.items():
+        assert ev.sequence_flags(evd, rule, v).tolist() == [False, True, False, False]
+        assert ev.sequence_flags(evd, rule, v, floor=0.001).tolist() == [False, True, True, False]
+    evd.seq_rare = None  # evidence of a detector without the rule
+    assert not ev.sequence_flags(evd, "relative", 0.01).any()
+    assert ev.sequence_flags(evd, "relative", 0.6).tolist() == [False, False, True, False]
+
+
 def test_split_sessions_pool_and_normal():
     anomalous = np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 0], dtype=bool)
     train, test, n_pool = ev.split_sessions(anomalous, 0.5, "pool")
