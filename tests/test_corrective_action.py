@@ -110,6 +110,15 @@ def test_learn_from_alerts_and_new_types(tmp_path):
     assert s["new_types"], s
     score = _score(out, tmp_path / "messages")
     assert score[-1]["type"] in s["new_types"] and "unknown_type" not in score[-1]["detectors"]
+    # a type learned from a few lines is vouched for by the operator: not a rare type for the sequence detector
+    from lograven.bundle import load_bundle
+    from lograven.detector import Detector
+
+    learned = load_bundle(out)
+    new_type = score[-1]["type"]
+    assert score[-1]["type_count"] < 5 and learned.types.get(new_type).learned
+    assert not Detector(learned).rare_type[new_type]
+    assert "sequence" not in score[-1]["detectors"], score[-3:]
     # the autoencoder's vocabulary grew by the new words, keeping the old ids and weights' shapes consistent
     from lograven.bundle import load_bundle
 
@@ -143,6 +152,12 @@ def test_allowlist_rules_match_and_expire(tmp_path):
     al.add(rule_from_alert(seq.to_dict(), any_file=True))
     assert al.matches(seq) and al.matches(_alert(type_id=33, line="y", detectors=seq.detectors, previous_type_id=35, file="/x"))
     assert not al.matches(_alert(type_id=33, line="y", detectors=seq.detectors, previous_type_id=12))
+    # a rare-type alert is about the type wherever it comes: the rule does not pin the previous type
+    rare = _alert(type_id=44, line="r", detectors=[DetectorHit("sequence", 2.0, 5.0, "count<5 (rare type)")], previous_type_id=35)
+    r_rule = rule_from_alert(rare.to_dict())
+    assert r_rule.type_id == 44 and r_rule.from_type is None and r_rule.detector == "sequence"
+    al.add(r_rule)
+    assert al.matches(_alert(type_id=44, line="r2", detectors=rare.detectors, previous_type_id=12))
     # expired rules do nothing
     al2 = Allowlist(tmp_path / "allow2.json")
     r = new_rule(type_id=5, expires_in=0.001)
@@ -151,9 +166,9 @@ def test_allowlist_rules_match_and_expire(tmp_path):
     assert not al2.matches(_alert(type_id=5, line="z", detectors=[DetectorHit("autoencoder", 3.0, 2.0)]))
     # reload from disk, removal, corrupt file
     al3 = Allowlist(tmp_path / "allow.json")
-    assert len(al3.rules) == 2
+    assert len(al3.rules) == 3
     al3.remove(al3.rules[0].id)
-    assert len(Allowlist(tmp_path / "allow.json").rules) == 1
+    assert len(Allowlist(tmp_path / "allow.json").rules) == 2
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(LogravenError, match="bad.json"):
         Allowlist(tmp_path / "bad.json").reload(strict=True)

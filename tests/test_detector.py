@@ -412,6 +412,31 @@ def test_rare_type_rule(constructed) -> None:
     assert vs[1].detectors == ["sequence"] and vs[2].detectors == ["sequence"]
     # the unknown type is the unknown-type detector's, never a rare type
     assert not Detector(b, DetectorSettings(sequence_rare_count=10**9)).rare_fires([0], [5]).any()
+    # evaluate records the rule's decisions as the detector makes them, and its sweep recomputes them
+    from lograven import evaluate as ev
+
+    e = ev.score(det, lines)
+    assert e.seq_rare.tolist() == [False, False, True]
+    assert ev.sequence_flags(e, "probability", 1e-12).tolist() == e.fired["sequence"].tolist() == [False, False, True]
+    # types whose lines were given to `lograven learn` are vouched for: never rare
+    b.types.get(ids[2]).learned = True
+    try:
+        assert Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=counts[2] + 1, **quiet)).detect(lines)[2].detectors == []
+    finally:
+        b.types.get(ids[2]).learned = False
+
+
+def test_rank_is_among_types_not_the_stream_end(constructed) -> None:
+    """Class 0 (a stream's end, in models that learn ends) is not a type: a type is ranked among the
+    types only, as `expected` lists them, so the most expected type has rank 1 even when ending is likelier."""
+    b, q, lines = constructed
+    q2 = q.copy()
+    q2[0] = 10 * q2.max()
+    q2 /= q2.sum()
+    b2 = replace(b, sequence=constant_model(b.types.n_types, q2))
+    vs = run_rule(b2, lines[:1], sequence_rule="top_k", sequence_top_k=1)
+    assert vs[0].sequence_rank == 1 and vs[0].expected[0][0] == b.types.classify(lines[0][1].message)
+    assert vs[0].detectors == []
 
 
 def test_calibration_lowers_thresholds_to_the_held_back_quantiles(constructed) -> None:

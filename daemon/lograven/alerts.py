@@ -103,7 +103,7 @@ class DetectorHit:
                     f"p={_fmt(self.score)} < {_fmt(self.threshold)} "
                     "(less probable than at any held-back normal step of training)"
                 )
-            if self.rule and self.rule.endswith("(rare type)"):
+            if self.rule and self.rule.endswith(RARE_RULE_SUFFIX):
                 seen = "once" if self.score == 1 else f"{_fmt(self.score)} times"
                 return (
                     f"this message type was seen only {seen} in training (fewer than "
@@ -124,6 +124,7 @@ class DetectorHit:
 
 _DIGITS = re.compile(r"\d+")
 END_RULE_PREFIX = "stream end"  # a sequence hit on a stream's end (DetectorHit.rule "stream end p/p_train<0.1")
+RARE_RULE_SUFFIX = "(rare type)"  # a sequence hit of the rare-type rule (DetectorHit.rule "count<5 (rare type)")
 
 
 @dataclass(slots=True)

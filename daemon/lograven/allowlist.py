@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from lograven.alerts import END_RULE_PREFIX, Alert
+from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
@@ -186,6 +186,8 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
         match.update(type_id=type_id, detector=STREAM_END)
     elif "unknown_type" in dets or type_id == -1:
         match.update(type_id=-1, shape=line_shape(alert.get("line", "")))
+    elif any((d.get("rule") or "").endswith(RARE_RULE_SUFFIX) for d in alert.get("detectors", [])):
+        match.update(type_id=type_id, detector="sequence")  # the type itself is the finding, wherever it comes
     elif "sequence" in dets and alert.get("previous_type_id") is not None:
         match.update(type_id=type_id, from_type=int(alert["previous_type_id"]), detector="sequence")
     elif "sequence" in dets:

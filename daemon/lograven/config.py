@@ -326,9 +326,8 @@ class SequenceDetectorConfig:
         help="Also alert on a message type seen fewer than this many times in training wherever "
              "the GRU did not expect it most: a handful of examples is too few to learn where a "
              "type belongs, so its probability is no evidence either way (5 is the usual minimum "
-             "expected count for a frequency estimate). `lograven learn` on such an alert adds its "
-             "lines to the counts, so a rare-but-normal message stops alerting once seen 5 "
-             "times. 0: off.")
+             "expected count for a frequency estimate). `lograven learn` on such an alert vouches "
+             "for the type: types whose lines were learned are never rare. 0: off.")
     stream_end_after: float = _opt(
         0.0, min=0,
         help="Seconds without a new line after which a stream is taken to have ended (0: never). "

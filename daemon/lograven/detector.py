@@ -45,7 +45,7 @@ class Verdict:
     anomaly: bool
     detectors: list[str]  # the detectors that fired
     sequence_p: float | None = None  # probability of the observed type; None: not evaluated
-    sequence_rank: int | None = None  # 1 = the most expected type
+    sequence_rank: int | None = None  # 1 = the most expected type (a stream's end is not a type)
     sequence_ratio: float | None = None  # sequence_p / the type's training frequency
     previous_type: int | None = None  # the stream's previous known type (the transition's origin)
     expected: list[tuple[int, float]] = field(default_factory=list)  # (type id, p), most likely first
@@ -168,10 +168,15 @@ class Detector:
         # training frequency of each type (add-one smoothed), for the relative rule
         self._freq = type_frequencies(counts)
         self._count = counts.astype(np.int64)
+        learned = np.zeros(len(counts), dtype=bool)
+        for t in self.types.types_:
+            if t.id <= self.seq.n_types_ and t.learned:
+                learned[t.id] = True
         # Rare types: seen in training, but fewer than `sequence_rare_count` times. The GRU has too few
         # examples to learn where such a type belongs, so its probability says little either way
-        # (and the relative rule ignores types that are rare everywhere by design).
-        self.rare_type = (self._count > 0) & (self._count < self.settings.sequence_rare_count)
+        # (and the relative rule ignores types that are rare everywhere by design). Types whose lines
+        # were given to `lograven learn` are vouched for by the operator and never rare.
+        self.rare_type = (self._count > 0) & (self._count < self.settings.sequence_rare_count) & ~learned
         st = self.settings
         if st.sequence_rule not in ("relative", "probability", "top_k"):
             raise ValueError(f"unknown sequence rule {st.sequence_rule!r}")
@@ -385,7 +390,8 @@ class Detector:
         obs = tid[rows_line]
         p_obs = probs[np.arange(len(obs)), obs]
         seq_p[rows_line] = p_obs
-        seq_rank[rows_line] = (probs > p_obs[:, None]).sum(axis=1) + 1
+        # rank among the types (class 0, a stream's end, is not a type), as in `expected`
+        seq_rank[rows_line] = (probs[:, 1:] > p_obs[:, None]).sum(axis=1) + 1
         if self.settings.expected > 0:
             for row, ex in zip(rows_line.tolist(), self._top_types(probs)):
                 expected[row] = ex

@@ -522,7 +522,8 @@ def _rule_text(s: dict) -> str:
     floor = s.get("probability_floor") or 0.0
     fl = f"; or p < floor {floor:.3g}" if floor > 0 else ""
     if s.get("rare_types"):
-        fl += f"; or one of {s['rare_types']} types seen < {s['rare_count']} times, not expected most"
+        n = s["rare_types"]
+        fl += f"; or a type seen < {s['rare_count']} times, not expected most ({n} such type{'s' if n != 1 else ''})"
     if rule == "relative":
         cal = f", calibrated to {used:.3g}" if used is not None and used < s["relative_threshold"] else ""
         return f"relative (p/p_train < {s['relative_threshold']:g}{cal}{fl})"

@@ -51,6 +51,7 @@ class MessageType:
     examples: list[str] = field(default_factory=list)
     beaten_by: list[str] = field(default_factory=list, repr=False)  # bodies of types preferred on overlap
     generation: int = 0  # 0: learned by `train`; n: added by the n-th `update` (older generations win)
+    learned: bool = False  # lines of this type were given to `lograven learn` as normal (never a rare type)
 
     @property
     def template(self) -> str:
@@ -438,6 +439,7 @@ class MessageTypes:
                     "examples": t.examples,
                     "tokens": [[k, v] for k, v in t.tokens],
                     "generation": t.generation,
+                    **({"learned": True} if t.learned else {}),
                 }
                 for t in self.types_
             ],
@@ -468,7 +470,7 @@ class MessageTypes:
                     raise ValueError(f"bad token kind in type {t.get('id')}")
                 obj.types_.append(
                     MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3],
-                                generation=int(t.get("generation", 0)))
+                                generation=int(t.get("generation", 0)), learned=bool(t.get("learned", False)))
                 )  # fmt: skip
         except LogravenError:
             raise

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lograven import __version__
 from lograven.alerts import (
-    END_RULE_PREFIX, Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id,
+    END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id,
 )
 from lograven.bundle import Bundle, load_bundle
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
@@ -109,7 +109,7 @@ def alert_from_verdict(
                 hits.append(DetectorHit("sequence", p, floor, f"p<{floor:.3g} (floor)"))
             elif detector.rare_fires(v.type_id, rank):
                 n = st.sequence_rare_count
-                hits.append(DetectorHit("sequence", float(detector.type_count(v.type_id)), float(n), f"count<{n} (rare type)"))
+                hits.append(DetectorHit("sequence", float(detector.type_count(v.type_id)), float(n), f"count<{n} {RARE_RULE_SUFFIX}"))
             else:  # not reached: the detector fired on one of the three
                 hits.append(_sequence_hit(st.sequence_rule, value, ratio if ratio == ratio else 0.0, p, rank))
         elif name == "autoencoder":
