@@ -418,6 +418,10 @@ def test_rare_type_rule(constructed) -> None:
     e = ev.score(det, lines)
     assert e.seq_rare.tolist() == [False, False, True]
     assert ev.sequence_flags(e, "probability", 1e-12).tolist() == e.fired["sequence"].tolist() == [False, False, True]
+    # and reports what each part of the sequence detector finds alone (no floor here: too few held-back steps)
+    parts = ev._sequence_parts(det, e, lambda f: f, np.array([False, False, True]))
+    assert list(parts) == ["rule", "rare_type"]
+    assert (parts["rare_type"].tp, parts["rare_type"].fp, parts["rule"].tp, parts["rule"].fp) == (1, 0, 0, 0)
     # types whose lines were given to `lograven learn` are vouched for: never rare
     b.types.get(ids[2]).learned = True
     try:

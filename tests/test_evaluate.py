@@ -227,6 +227,12 @@ def _check_detection_json(js: dict) -> dict[str, dict]:
     assert used["sequence"] == {k: v for k, v in rows["sequence"].items() if k != "detector"}
     assert used[COMBINED] == {k: v for k, v in rows[COMBINED].items() if k != "detector"}
     assert {s["rule"] for s in js["sweep"]} == {"relative", "probability", "top_k"}
+    # the sequence detector is the union of its parts: none finds more than the whole
+    parts = {p["part"]: p for p in js["sequence_parts"]}
+    assert "rule" in parts and set(parts) <= {"rule", "floor", "rare_type", "stream_end"}
+    for p in parts.values():
+        assert p["tp"] <= rows["sequence"]["tp"] and p["fp"] <= rows["sequence"]["fp"]
+    assert rows["sequence"]["tp"] <= sum(p["tp"] for p in parts.values())
     s = js["settings"]
     assert s["types"] > 10 and s["autoencoder_threshold"] > 0 and s["training_seconds"] > 0
     return rows

@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -449,6 +449,9 @@ class DetectionEvaluation:
     false_alarms: list[dict]
     seconds: dict[str, float]
     bundle: str | None
+    # what each part of the sequence detector finds alone: "rule" (the rule in force), "floor",
+    # "rare_type", "stream_end" (sessions, models that learned ends); only the parts in force
+    sequence_parts: dict[str, Counts] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -456,6 +459,7 @@ class DetectionEvaluation:
             "format": self.setup.fmt, "stream": self.stream, "split": self.split,
             "settings": self.settings,
             "results": [{"detector": d, **c.to_json()} for d, c in self.results.items()],
+            "sequence_parts": [{"part": k, **c.to_json()} for k, c in self.sequence_parts.items()],
             "categories": self.categories, "sweep": self.sweep,
             "auc": {k: None if v is None else round(v, 4) for k, v in self.auc.items()},
             "missed": self.missed, "false_alarms": self.false_alarms,
@@ -494,6 +498,9 @@ class DetectionEvaluation:
         out.append(f"  {'detector':<14}{'TP':>7}{'FP':>7}{'FN':>7}  {'precision':>9}  {'recall':>7}  {'F1':>7}")
         for d, c in self.results.items():
             out.append(f"  {d:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
+        if self.sequence_parts:
+            out.append("  sequence by part (each alone, TP/FP): " + ", ".join(
+                f"{k.replace('_', ' ')} {c.tp}/{c.fp}" for k, c in self.sequence_parts.items()))  # fmt: skip
         if self.auc:
             out.append("  ROC-AUC of the scores: " + ", ".join(
                 f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in self.auc.items()))  # fmt: skip
@@ -637,6 +644,25 @@ def _sweep(ev: Evidence, settings: DetectorSettings, used: float, agg: Callable[
     return rows
 
 
+def _sequence_parts(det: Detector, ev: Evidence, agg: Callable[[np.ndarray], np.ndarray], truth: np.ndarray,
+                    ends: np.ndarray | None = None) -> dict[str, Counts]:
+    """What each part of the sequence detector finds on its own (a unit can be found by several)."""
+    st = det.settings
+    if not st.sequence:
+        return {}
+    judged = ~np.isnan(ev.seq_p)
+    with np.errstate(invalid="ignore"):
+        parts = {"rule": judged & rule_fires(st.sequence_rule, det.sequence_rule_value, ev.seq_ratio, ev.seq_p, ev.seq_rank)}
+        if det.probability_floor > 0:
+            parts["floor"] = judged & (ev.seq_p < det.probability_floor)
+    if ev.seq_rare is not None and det.rare_type.any():
+        parts["rare_type"] = judged & ev.seq_rare
+    out = {k: Counts.from_flags(agg(v), truth) for k, v in parts.items()}
+    if ends is not None and det.judges_stream_ends:
+        out["stream_end"] = Counts.from_flags(ends, truth)
+    return out
+
+
 def _line_example(det: Detector, ev: Evidence, i: int, text: str, label: str, line_no: int) -> dict:
     t = int(ev.type_id[i])
     return {
@@ -743,6 +769,7 @@ def evaluate_line_labels(
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
             sweep=_sweep(ev, settings, det.sequence_rule_value, _per_line, truth, floor=det.probability_floor),
+            sequence_parts=_sequence_parts(det, ev, _per_line, truth),
             auc={"autoencoder": roc_auc(ev.ae_error, truth),
                  "sequence": roc_auc(_surprise(ev), truth)},
             missed=missed, false_alarms=false_alarms,
@@ -1017,6 +1044,7 @@ def evaluate_sessions(
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
             sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=end_flags, floor=det.probability_floor),
+            sequence_parts=_sequence_parts(det, ev, agg, truth, end_ev.fired["sequence"]),
             auc={"autoencoder": roc_auc(agg_max(ev.ae_error), truth),
                  "sequence": roc_auc(np.fmax(agg_max(_surprise(ev)), np.nan_to_num(_surprise(end_ev), nan=-np.inf)), truth)},
             missed=missed, false_alarms=false_alarms,
