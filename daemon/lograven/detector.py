@@ -162,16 +162,14 @@ class Detector:
         self.states: OrderedDict[str, StreamState] = OrderedDict()
         self._templates = {t.id: t.template for t in self.types.types_}
         counts = np.zeros(self.seq.n_types_ + 1)
+        learned = np.zeros(len(counts), dtype=bool)
         for t in self.types.types_:
             if t.id <= self.seq.n_types_:
                 counts[t.id] = t.count
+                learned[t.id] = t.learned
         # training frequency of each type (add-one smoothed), for the relative rule
         self._freq = type_frequencies(counts)
         self._count = counts.astype(np.int64)
-        learned = np.zeros(len(counts), dtype=bool)
-        for t in self.types.types_:
-            if t.id <= self.seq.n_types_ and t.learned:
-                learned[t.id] = True
         # Rare types: seen in training, but fewer than `sequence_rare_count` times. The GRU has too few
         # examples to learn where such a type belongs, so its probability says little either way
         # (and the relative rule ignores types that are rare everywhere by design). Types whose lines

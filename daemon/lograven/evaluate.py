@@ -381,19 +381,25 @@ class Evidence:
     seq_rare: np.ndarray | None = None  # bool: the rare-type rule fired (Detector.rare_fires); None: never
 
 
-def sequence_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) -> np.ndarray:
-    """The sequence detector's decision under `rule` at `value` (and the probability `floor`, if any,
-    and the rare-type rule as the detector applied it), recomputed from the evidence."""
+def sequence_part_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) -> dict[str, np.ndarray]:
+    """Each part of the sequence detector, recomputed from the evidence: "rule" (`rule` at `value`),
+    "floor" (with a probability `floor`), "rare_type" (as the detector applied it, when recorded)."""
     if rule not in SWEEP:
         raise ValueError(f"unknown sequence rule {rule!r}")
     judged = ~np.isnan(ev.seq_p)
     with np.errstate(invalid="ignore"):
-        fired = judged & rule_fires(rule, value, ev.seq_ratio, ev.seq_p, ev.seq_rank)
+        parts = {"rule": judged & rule_fires(rule, value, ev.seq_ratio, ev.seq_p, ev.seq_rank)}
         if floor > 0:
-            fired |= judged & (ev.seq_p < floor)
-        if ev.seq_rare is not None:
-            fired |= judged & ev.seq_rare
-        return fired
+            parts["floor"] = judged & (ev.seq_p < floor)
+    if ev.seq_rare is not None:
+        parts["rare_type"] = judged & ev.seq_rare
+    return parts
+
+
+def sequence_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) -> np.ndarray:
+    """The sequence detector's decision under `rule` at `value` (and the probability `floor`, if any,
+    and the rare-type rule as the detector applied it), recomputed from the evidence."""
+    return np.logical_or.reduce(list(sequence_part_flags(ev, rule, value, floor).values()))
 
 
 def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
@@ -647,16 +653,11 @@ def _sweep(ev: Evidence, settings: DetectorSettings, used: float, agg: Callable[
 def _sequence_parts(det: Detector, ev: Evidence, agg: Callable[[np.ndarray], np.ndarray], truth: np.ndarray,
                     ends: np.ndarray | None = None) -> dict[str, Counts]:
     """What each part of the sequence detector finds on its own (a unit can be found by several)."""
-    st = det.settings
-    if not st.sequence:
+    if not det.settings.sequence:
         return {}
-    judged = ~np.isnan(ev.seq_p)
-    with np.errstate(invalid="ignore"):
-        parts = {"rule": judged & rule_fires(st.sequence_rule, det.sequence_rule_value, ev.seq_ratio, ev.seq_p, ev.seq_rank)}
-        if det.probability_floor > 0:
-            parts["floor"] = judged & (ev.seq_p < det.probability_floor)
-    if ev.seq_rare is not None and det.rare_type.any():
-        parts["rare_type"] = judged & ev.seq_rare
+    parts = sequence_part_flags(ev, det.settings.sequence_rule, det.sequence_rule_value, det.probability_floor)
+    if not det.rare_type.any():
+        parts.pop("rare_type", None)
     out = {k: Counts.from_flags(agg(v), truth) for k, v in parts.items()}
     if ends is not None and det.judges_stream_ends:
         out["stream_end"] = Counts.from_flags(ends, truth)
@@ -671,7 +672,7 @@ def _line_example(det: Detector, ev: Evidence, i: int, text: str, label: str, li
         "detectors": [d for d in DETECTORS if ev.fired[d][i]],
         "sequence_p": _f(ev.seq_p[i]), "sequence_ratio": _f(ev.seq_ratio[i]),
         "sequence_rank": int(ev.seq_rank[i]) or None,
-        "training_count": det.type_count(t),
+        "type_count": det.type_count(t),
         "expected": [det.template(x) for x in ev.expected[i][:3]],
         "ae_error": _f(ev.ae_error[i]),
     }  # fmt: skip

@@ -103,14 +103,14 @@ def alert_from_verdict(
             ratio = v.sequence_ratio if v.sequence_ratio is not None else float("nan")
             p, rank = v.sequence_p or 0.0, v.sequence_rank or 0
             floor = detector.probability_floor
-            if rule_fires(st.sequence_rule, value, ratio, p, rank):
-                hits.append(_sequence_hit(st.sequence_rule, value, ratio if ratio == ratio else 0.0, p, rank))
-            elif floor and p < floor:
+            # the part that fired, in the detector's order: the rule, else the floor, else the rare-type rule
+            ruled = rule_fires(st.sequence_rule, value, ratio, p, rank)
+            if not ruled and floor and p < floor:
                 hits.append(DetectorHit("sequence", p, floor, f"p<{floor:.3g} (floor)"))
-            elif detector.rare_fires(v.type_id, rank):
+            elif not ruled and detector.rare_fires(v.type_id, rank):
                 n = st.sequence_rare_count
                 hits.append(DetectorHit("sequence", float(detector.type_count(v.type_id)), float(n), f"count<{n} {RARE_RULE_SUFFIX}"))
-            else:  # not reached: the detector fired on one of the three
+            else:
                 hits.append(_sequence_hit(st.sequence_rule, value, ratio if ratio == ratio else 0.0, p, rank))
         elif name == "autoencoder":
             hits.append(DetectorHit("autoencoder", v.ae_error or 0.0, v.ae_threshold or 0.0, "error>threshold"))
