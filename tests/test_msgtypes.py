@@ -356,3 +356,106 @@ def test_mixed_forms_of_a_variable_are_one_known_type() -> None:
     mixed = mt.classify(base + "host-7.example.org  user=guest")
     assert UNKNOWN not in (by_name, by_ip, mixed)
     assert by_name == by_ip == mixed
+
+
+# ------------------------------------------------------------------ lists (repeated tokens)
+
+
+def _delete_lines(rng: random.Random, n: int, max_len: int = 8) -> list[str]:
+    return [
+        f"BLOCK* ask 10.250.{rng.randint(0, 255)}.{rng.randint(0, 255)}:50010 to delete "
+        + " ".join(f"blk_{rng.randint(-10**18, 10**18)}" for _ in range(rng.randint(1, max_len)))
+        for _ in range(n)
+    ]
+
+
+def test_a_list_of_any_length_is_one_type() -> None:
+    """HDFS's `ask … to delete blk_1 blk_2 …` (Loghub E4): every list length, including one block and
+    lengths never seen in training, is the same type, and its regex says so."""
+    from lograven.msgtypes import REP_SHAPE
+
+    rng = random.Random(3)
+    other = [f"Receiving block blk_{rng.randint(0, 10**9)} src: /10.0.0.{rng.randint(1, 200)}:5 dest: /10.0.0.1:50010"
+             for _ in range(200)]  # fmt: skip
+    train = _delete_lines(rng, 200) + other
+    mt = MessageTypes().fit(train)
+    assert len(mt.types_) == 2, [t.template for t in mt.types_]
+    (lists,) = [t for t in mt.types_ if t.repeats]
+    assert lists.template == "BLOCK* ask <*> to delete blk_<*> ..."
+    assert (REP_SHAPE, "blk_<N>") in lists.tokens
+    assert lists.count == 200
+    unseen_lengths = [
+        "BLOCK* ask 10.1.1.1:50010 to delete " + " ".join(f"blk_{i}" for i in range(k)) for k in (1, 9, 40)
+    ]
+    for line in unseen_lengths:
+        assert mt.classify(line) == lists.id, line
+        assert re.match(lists.regex, line)
+    # not a list of blocks: unknown, and no regex matches
+    for line in ("BLOCK* ask 10.1.1.1:50010 to delete blk_1 /tmp/x", "BLOCK* ask 10.1.1.1:50010 to delete"):
+        assert mt.classify(line) == UNKNOWN, line
+        assert not any(re.match(t.regex, line) for t in mt.types_), line
+    # persistence keeps the run
+    loaded = copy_types(mt)
+    assert [t.tokens for t in loaded.types_] == [t.tokens for t in mt.types_]
+    assert loaded.classify(unseen_lengths[2]) == lists.id
+
+
+def test_only_runs_of_one_variable_shape_are_lists() -> None:
+    """`<IP>: <N>:` (an address and a code) and a repeated constant word are not lists: their
+    token counts stay part of the type."""
+    msgs = [f"Received disconnect from 10.0.{i % 7}.{i}: 11: Bye Bye [preauth]" for i in range(1, 40)]
+    msgs += ["kernel: -- -- -- marker"] * 5
+    mt = MessageTypes().fit(msgs)
+    assert not any(t.repeats for t in mt.types_), [t.template for t in mt.types_]
+    assert mt.classify("Received disconnect from 10.0.0.1: 11: 12: Bye Bye [preauth]") == UNKNOWN
+    assert mt.classify("kernel: -- -- -- -- marker") == UNKNOWN
+
+
+def test_fixed_template_wins_over_an_overlapping_list_and_regexes_agree() -> None:
+    """A same-generation fixed template that matches a line takes it; the list's regex excludes it."""
+    rng = random.Random(5)
+    msgs = _delete_lines(rng, 60, max_len=5)
+    # a fixed template with word wildcards where the list has block ids: `to delete <*> <*>`
+    words = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]
+    msgs += [f"BLOCK* ask 10.0.0.{i}:50010 to delete {rng.choice(words)} {rng.choice(words)}x" for i in range(60)]
+    mt = MessageTypes().fit(msgs)
+    regexes = {t.id: re.compile(t.regex) for t in mt.types_}
+    probes = msgs + ["BLOCK* ask 10.0.0.1:50010 to delete blk_1 blk_2", "BLOCK* ask 10.0.0.1:50010 to delete blk_1 gammax"]
+    for m in probes:
+        t = mt.classify(m)
+        assert t != UNKNOWN, m
+        assert [i for i, r in regexes.items() if r.match(m)] == [t], (m, [(x.id, x.template) for x in mt.types_])
+
+
+def test_a_list_learned_later_does_not_take_lines_of_older_types() -> None:
+    """`update` (lograven learn) adds a list type in a newer generation: known lines keep their type,
+    new lengths of the new list get the new type, and regexes still agree with the classifier."""
+    rng = random.Random(7)
+    base = [f"session opened for user u{i % 9} by (uid=0)" for i in range(50)]
+    base += ["to delete blk_1 soon"] * 10  # a fixed line that a later list overlaps
+    mt = MessageTypes().fit(base)
+    before = {m: mt.classify(m) for m in set(base)}
+    new_lines = ["to delete " + " ".join(f"blk_{rng.randint(0, 10**9)}" for _ in range(rng.randint(2, 6))) + " soon"
+                 for _ in range(30)]  # fmt: skip
+    new_ids = mt.update(new_lines)
+    assert len(new_ids) == 1 and mt.get(new_ids[0]).repeats
+    assert {m: mt.classify(m) for m in set(base)} == before
+    assert mt.classify("to delete blk_5 blk_6 blk_7 blk_8 blk_9 blk_10 blk_11 soon") == new_ids[0]
+    regexes = {t.id: re.compile(t.regex) for t in mt.types_}
+    for m in base + new_lines + ["to delete blk_2 soon"]:
+        assert [i for i, r in regexes.items() if r.match(m)] == [mt.classify(m)], m
+
+
+_LIST_TOKENS = ["ask", "to", "x", "blk_1", "blk_-22", "10.0.0.1", "10.0.0.2:5", "7", "0xff", "y=1", "y=2"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from(_LIST_TOKENS), min_size=1, max_size=9).map(" ".join), min_size=1, max_size=40))
+def test_fit_property_with_lists_every_message_typed_exactly_once(messages: list[str]) -> None:
+    """Messages made of list-like tokens: every training message has one type, exactly one regex."""
+    mt = MessageTypes(seed=0).fit(messages)
+    regexes = {t.id: re.compile(t.regex) for t in mt.types_}
+    for m in messages:
+        t = mt.classify(m)
+        assert t != UNKNOWN, (m, [x.template for x in mt.types_])
+        assert [i for i, r in regexes.items() if r.match(m)] == [t], (m, [(x.id, x.template) for x in mt.types_])

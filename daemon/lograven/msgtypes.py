@@ -15,13 +15,17 @@ KMeans, then a regex per cluster), made fine-grained and safe:
    wildcard, never `.+`), so regexes are anchored and cannot backtrack
    across tokens;
 5. classification walks a token trie (constant tokens first, then shapes,
-   then wildcards) instead of looping over hundreds of regexes.
+   then wildcards) instead of looping over hundreds of regexes;
+6. a run of two or more tokens of one variable shape (`delete blk_1 blk_2
+   blk_3`, a list of addresses) is one *repeated* token in a template, so a
+   list of any length is the same message type, not a new type per length.
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +43,9 @@ UNKNOWN = 0  # type id of a message no learned type matches
 FORMAT_VERSION = 1
 
 CONST, SHAPE, WILD = "c", "s", "w"
+REP_SHAPE, REP_WILD = "rs", "rw"  # one or more tokens of one shape / one or more tokens of any kind
+_REPEATS = (REP_SHAPE, REP_WILD)
+_REPEAT_MARK = "\x01"  # marks a collapsed run in a signature; never in a key (keys come from split tokens)
 
 
 @dataclass
@@ -61,6 +68,10 @@ class MessageType:
                 out.append("<*>")
             elif kind == SHAPE:
                 out.append(_SHAPE_PLACEHOLDERS.sub("<*>", value))
+            elif kind == REP_WILD:
+                out.append("<*> ...")
+            elif kind == REP_SHAPE:
+                out.append(_SHAPE_PLACEHOLDERS.sub("<*>", value) + " ...")
             else:
                 out.append(value)
         return " ".join(out)
@@ -72,17 +83,20 @@ class MessageType:
             if kind == WILD:
                 parts.append(r"\S+")
             elif kind == SHAPE:
-                pieces = _SHAPE_SPLIT.split(value)
-                parts.append(
-                    "".join(
-                        _placeholder_regex(p) if _SHAPE_PLACEHOLDERS.fullmatch(p) else re.escape(p)
-                        for p in pieces
-                        if p
-                    )
-                )
+                parts.append(_shape_regex(value))
+            elif kind == REP_WILD:
+                parts.append(r"\S+(?:\s+\S+)*")
+            elif kind == REP_SHAPE:
+                one = _shape_regex(value)
+                parts.append(f"{one}(?:\\s+{one})*")
             else:
                 parts.append(re.escape(value))
         return r"\s*" + r"\s+".join(parts) + r"\s*$"
+
+    @property
+    def repeats(self) -> bool:
+        """True when a token of the template stands for a run of one or more tokens."""
+        return any(k in _REPEATS for k, _ in self.tokens)
 
     @property
     def regex(self) -> str:
@@ -145,15 +159,14 @@ class MessageTypes:
         self.cluster_curve_: list[tuple[int, float]] = []
         self.n_clusters_: int = 0
         self._roots: dict[int, _Node] = {}
+        self._reps: list[tuple[int, list[tuple[str, str]]]] = []
 
     # ------------------------------------------------------------------ keys
     def _keys(self, tokens: list[str]) -> tuple[str, ...]:
         mask = self._masker.mask_token
-        out = []
-        for t in tokens:
-            k = mask(t)
-            out.append("<*>" if k != t and is_fully_variable(k, self._masker.placeholders) else k)
-        return tuple(out)
+        masked = [mask(t) for t in tokens]
+        keys = ["<*>" if k != t and is_fully_variable(k, self._masker.placeholders) else k for t, k in zip(tokens, masked)]
+        return _collapse_runs(masked, keys)
 
     # ------------------------------------------------------------------- fit
     def fit(self, messages: Sequence[str], progress: Callable[[str, float], None] | None = None) -> MessageTypes:
@@ -185,7 +198,7 @@ class MessageTypes:
         for g in groups.values():
             for spec, cnt in _merge_siblings(self._refine(g.sigs, g.counts), self.variable_min_distinct):
                 specs[spec] = specs.get(spec, 0) + cnt
-        specs = _merge_general(specs)
+        specs = _merge_into_runs(_merge_general(specs))
         ordered = sorted(specs.items(), key=lambda kv: (-kv[1], kv[0]))
         self.types_ = [MessageType(i + 1, list(spec)) for i, (spec, _) in enumerate(ordered)]
         self._build_index()
@@ -198,6 +211,7 @@ class MessageTypes:
         """Seed 003's pipeline over the unique masked signatures; k chosen from the inertia curve."""
         from sklearn.cluster import KMeans
         from sklearn.decomposition import TruncatedSVD
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import Normalizer
 
@@ -231,7 +245,11 @@ class MessageTypes:
         models = {}
         for k in grid:
             km = KMeans(n_clusters=k, n_init=1, random_state=self.seed, max_iter=100)
-            km.fit(Zf)
+            with warnings.catch_warnings():
+                # more clusters than distinct points at the top of the grid: expected, and the knee
+                # below is read from the inertia curve whatever KMeans found there
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                km.fit(Zf)
             curve.append((k, float(km.inertia_)))
             models[k] = km
         self.cluster_curve_ = curve
@@ -253,9 +271,17 @@ class MessageTypes:
             for p in range(n_tok):
                 values = Counter(sigs[i][p] for i in idx)
                 d = len(values)
+                if d > 1 and any(v[0] == _REPEAT_MARK for v in values):
+                    # a run and a single token (or two runs of different shapes) never share a
+                    # position: split here first, whatever else differs
+                    spec.append((WILD, ""))
+                    split_pos, split_d = p, 0
+                    continue
                 if d == 1:
                     (v,) = values
-                    if v == "<*>":
+                    if v[0] == _REPEAT_MARK:
+                        spec.append((REP_WILD, "") if v == _REPEAT_MARK + "<*>" else (REP_SHAPE, v[1:]))
+                    elif v == "<*>":
                         spec.append((WILD, ""))
                     elif "<" in v and _SHAPE_PLACEHOLDERS.search(v):
                         spec.append((SHAPE, v))
@@ -282,8 +308,12 @@ class MessageTypes:
         """One token trie per generation: types added by `update` only get lines the older ones miss,
         so a known line never changes type when new types are learned."""
         gens: dict[int, dict[int, _Node]] = {}
-        for t in self.types_:
+        reps: dict[int, list[MessageType]] = defaultdict(list)
+        for t in sorted(self.types_, key=lambda t: (t.generation, t.id)):
             roots = gens.setdefault(t.generation, {})
+            if t.repeats:
+                reps[t.generation].append(t)  # variable length: tried in order after the trie
+                continue
             node = roots.setdefault(len(t.tokens), _Node())
             for kind, value in t.tokens:
                 if kind == CONST:
@@ -296,20 +326,33 @@ class MessageTypes:
                     node = node.wild
             if node.type_id == UNKNOWN:
                 node.type_id = t.id
-        self._generations = [gens[g] for g in sorted(gens)] or [{}]
-        self._roots = self._generations[0]
+        self._generations = [(gens[g], [(t.id, t.tokens) for t in reps[g]]) for g in sorted(gens)] or [({}, [])]
+        self._roots, self._reps = self._generations[0]
         self._by_id = {t.id: t for t in self.types_}
         _link_overlaps(self.types_)
 
     def classify_tokens(self, tokens: list[str]) -> int:
         """Type id of a tokenised message, or UNKNOWN (older generations of types first)."""
         t = self._classify_in(self._roots, tokens)
+        if t == UNKNOWN and self._reps:
+            t = self._classify_runs(self._reps, tokens)
         if t == UNKNOWN and len(self._generations) > 1:
-            for roots in self._generations[1:]:
+            for roots, reps in self._generations[1:]:
                 t = self._classify_in(roots, tokens)
+                if t == UNKNOWN and reps:
+                    t = self._classify_runs(reps, tokens)
                 if t != UNKNOWN:
                     break
         return t
+
+    def _classify_runs(self, reps: list[tuple[int, list[tuple[str, str]]]], tokens: list[str]) -> int:
+        """The first template with repeated tokens that matches (only for lines the trie misses)."""
+        n = len(tokens)
+        mask = self._masker.mask_token
+        for type_id, spec in reps:
+            if len(spec) <= n and _match_runs(spec, tokens, mask):
+                return type_id
+        return UNKNOWN
 
     def _classify_in(self, roots: dict[int, _Node], tokens: list[str]) -> int:
         """Walk one trie. Constant tokens win over shapes over wildcards."""
@@ -466,7 +509,7 @@ class MessageTypes:
             obj.cluster_curve_ = [(int(k), float(v)) for k, v in data.get("cluster_curve", [])]
             for t in data["types"]:
                 tokens = [(str(k), str(v)) for k, v in t["tokens"]]
-                if any(k not in (CONST, SHAPE, WILD) for k, _ in tokens):
+                if any(k not in (CONST, SHAPE, WILD, *_REPEATS) for k, _ in tokens):
                     raise ValueError(f"bad token kind in type {t.get('id')}")
                 obj.types_.append(
                     MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3],
@@ -491,47 +534,88 @@ _PREF = {CONST: 0, SHAPE: 1, WILD: 2}  # the classifier's order of preference at
 
 
 def _link_overlaps(types: list[MessageType]) -> None:
-    """For each type, the same-length types that can match a line it matches and win it.
+    """For each type, the types that can match a line it matches and win it.
 
-    The trie prefers, at the first position where two templates differ, a
-    constant over a shape over a wildcard; a line both match goes to the
-    preferred one. Each type's regex then excludes its winners, so regexes
-    and classifier agree and no line matches two regexes.
+    The trie prefers, at the first position where two same-length templates
+    differ, a constant over a shape over a wildcard; a line both match goes to
+    the preferred one. Templates with repeated tokens are tried after the trie
+    of their generation, in id order, and older generations win over newer
+    ones. Each type's regex then excludes its winners, so regexes and
+    classifier agree and no line matches two regexes.
     """
     by_len: dict[int, list[MessageType]] = defaultdict(list)
+    runs: list[MessageType] = []
     for t in types:
         t.beaten_by = []
-        by_len[len(t.tokens)].append(t)
+        (runs if t.repeats else by_len[len(t.tokens)]).append(t)
+    bodies = {id(t): t.body() for t in types}
     for group in by_len.values():
         if len(group) < 2:
             continue
-        bodies = {id(t): t.body() for t in group}
         for a in group:
             for b in group:
                 if a is b:
                     continue
                 first = None
                 ok = True
-                for (ka, va), (kb, vb) in zip(a.tokens, b.tokens):
-                    if ka == kb and va == vb:
+                for ta, tb in zip(a.tokens, b.tokens):
+                    if ta == tb:
                         continue
-                    if (ka == CONST and kb == CONST) or (ka == SHAPE and kb == SHAPE):
-                        ok = False  # different constants (or shapes) never match the same token
-                        break
-                    if ka == CONST and kb == SHAPE and not re.fullmatch(_shape_regex(vb), va):
-                        ok = False
-                        break
-                    if kb == CONST and ka == SHAPE and not re.fullmatch(_shape_regex(va), vb):
+                    if not _compatible(ta, tb):
                         ok = False
                         break
                     if first is None:
-                        first = (ka, kb)
+                        first = (ta[0], tb[0])
                 if not ok:
                     continue
                 if b.generation < a.generation or (
                     b.generation == a.generation and first is not None and _PREF[first[1]] < _PREF[first[0]]
                 ):
                     a.beaten_by.append(bodies[id(b)])
+    for r in runs:
+        for t in types:
+            if t is r or not _may_overlap(r.tokens, t.tokens):
+                continue
+            if t.repeats:
+                if (t.generation, t.id) < (r.generation, r.id):
+                    r.beaten_by.append(bodies[id(t)])
+            elif t.generation <= r.generation:
+                r.beaten_by.append(bodies[id(t)])  # the trie of a generation comes before its runs
+            else:
+                t.beaten_by.append(bodies[id(r)])
+
+
+def _compatible(ta: tuple[str, str], tb: tuple[str, str]) -> bool:
+    """Can one token match both template tokens (neither is a run)?"""
+    (ka, va), (kb, vb) = ta, tb
+    if ta == tb:
+        return True
+    if (ka == CONST and kb == CONST) or (ka == SHAPE and kb == SHAPE):
+        return False  # different constants (or shapes) never match the same token
+    if ka == CONST and kb == SHAPE:
+        return re.fullmatch(_shape_regex(vb), va) is not None
+    if kb == CONST and ka == SHAPE:
+        return re.fullmatch(_shape_regex(va), vb) is not None
+    return True
+
+
+def _may_overlap(a: Spec | list[tuple[str, str]], b: Spec | list[tuple[str, str]]) -> bool:
+    """Could one line match both templates, at least one of which has runs? (Conservative: True
+    unless the tokens before the first run, or after the last, cannot match the same line.)"""
+    a_runs, b_runs = any(k in _REPEATS for k, _ in a), any(k in _REPEATS for k, _ in b)
+    if (not a_runs and len(a) < len(b)) or (not b_runs and len(b) < len(a)):
+        return False  # a run takes at least one token: a fixed template shorter than the other never fits
+    for ta, tb in zip(a, b):
+        if ta[0] in _REPEATS or tb[0] in _REPEATS:
+            break
+        if not _compatible(ta, tb):
+            return False
+    for ta, tb in zip(reversed(a), reversed(b)):
+        if ta[0] in _REPEATS or tb[0] in _REPEATS:
+            break
+        if not _compatible(ta, tb):
+            return False
+    return True
 
 
 def _shape_regex(value: str) -> str:
@@ -553,7 +637,7 @@ def _merge_siblings(specs: list[tuple[Spec, int]], min_first: int = 6) -> list[t
         for p in range(len(next(iter(items)))):
             buckets: dict[Spec, list[Spec]] = defaultdict(list)
             for spec in items:
-                if spec[p][0] != WILD:
+                if spec[p][0] in (CONST, SHAPE):
                     buckets[spec[:p] + ((WILD, ""),) + spec[p + 1 :]].append(spec)
             for merged, members in buckets.items():
                 # Two values are more often a meaningful alternative (Started/Stopped,
@@ -579,6 +663,8 @@ def _joinable(a: Spec, b: Spec) -> Spec | None:
     for ta, tb in zip(a, b):
         if ta == tb:
             out.append(ta)
+        elif ta[0] in _REPEATS or tb[0] in _REPEATS:
+            return None  # a run is never joined with a single token
         elif ta[0] == WILD or tb[0] == WILD:
             out.append((WILD, ""))
         else:
@@ -616,6 +702,71 @@ def _merge_general(specs: dict[Spec, int]) -> dict[Spec, int]:
                         changed = True
                         break
     return out
+
+
+def _collapse_runs(masked: list[str], keys: list[str]) -> tuple[str, ...]:
+    """A run of two or more tokens with one masked form that has a variable part (`blk_<N> blk_<N>
+    blk_<N>`, `<IP> <IP>`) becomes one marked key, so a list of any length gives one signature.
+    Runs of a constant word, and neighbours that merely both mask to variables (`<IP>: <N>:`), stay."""
+    out: list[str] = []
+    n = len(keys)
+    i = 0
+    while i < n:
+        k = masked[i]
+        j = i + 1
+        while j < n and masked[j] == k:
+            j += 1
+        if j - i >= 2 and "<" in k and _SHAPE_PLACEHOLDERS.search(k):
+            out.append(_REPEAT_MARK + keys[i])
+        else:
+            out.extend(keys[i:j])
+        i = j
+    return tuple(out)
+
+
+def _merge_into_runs(specs: dict[Spec, int]) -> dict[Spec, int]:
+    """A template with a single token where another, otherwise equal, has a run of that token's
+    shape is that template (`delete blk_<*>` joins `delete blk_<*> ...`): a list of one is a list."""
+    out = dict(specs)
+    for spec in sorted(specs, key=lambda g: (-specs[g], g)):
+        if spec not in out:
+            continue
+        for p, (kind, value) in enumerate(spec):
+            if kind not in _REPEATS:
+                continue
+            single = spec[:p] + (((SHAPE, value) if kind == REP_SHAPE else (WILD, "")),) + spec[p + 1 :]
+            if single in out and single != spec:
+                out[spec] = out.get(spec, 0) + out.pop(single)
+    return out
+
+
+def _token_fits(kind: str, value: str, token: str, mask: Callable[[str], str]) -> bool:
+    if kind == CONST:
+        return token == value
+    if kind in (SHAPE, REP_SHAPE):
+        return mask(token) == value
+    return True  # WILD, REP_WILD
+
+
+def _match_runs(spec: Sequence[tuple[str, str]], tokens: list[str], mask: Callable[[str], str]) -> bool:
+    """Does a template with repeated tokens match a tokenised message (each run takes one or more tokens)?
+
+    Dynamic programming over (template position, token position): O(len(spec) * len(tokens)).
+    """
+    m, n = len(spec), len(tokens)
+    # ok[j]: the template's first i positions can consume exactly tokens[:j]
+    ok = [False] * (n + 1)
+    ok[0] = True
+    for kind, value in spec:
+        new = [False] * (n + 1)
+        run = kind in _REPEATS
+        for j in range(1, n + 1):
+            if (ok[j - 1] or (run and new[j - 1])) and _token_fits(kind, value, tokens[j - 1], mask):
+                new[j] = True
+        ok = new
+        if not any(ok):
+            return False
+    return ok[n] and m <= n
 
 
 def _choose_k(curve: list[tuple[int, float]]) -> int:
