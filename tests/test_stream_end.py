@@ -373,3 +373,191 @@ def test_learn_keeps_stream_ends(tmp_path, session_bundle) -> None:
     _feed(det, test_lines)
     flagged = {blocks.index(e.stream) for e in det.end_streams(blocks) if e.anomaly}
     assert flagged == set(stop)
+
+
+# ---------------------------------------------------------- streams cut at silences (stream_end_after)
+
+
+def test_stream_segments_cut_where_a_stream_was_silent() -> None:
+    """Training with stream_end_after cuts each stream where it was silent that long, as the daemon
+    ends it, and teaches an end only where the data shows one."""
+    from lograven.training import stream_segments
+
+    nan = float("nan")
+    streams = ["a", "b", "a", "a", "b", "a", "c", "c"]
+    times = [0.0, 1.0, 2.0, 700.0, 705.0, nan, 1300.0, 1400.0]
+    types = np.array([1, 2, 3, 4, 5, 6, 7, 8])
+    segs, ended = stream_segments(streams, times, types, 600.0)
+    got = sorted(zip(([int(x) for x in s] for s in segs), ended))
+    # a: silent 698 s after its 2nd line -> [1, 3] ended; [4, 6] (a line without a time continues) is
+    # still running: its last known time (700) is 700 s before the data ends (1400) -> ended.
+    # b: 704 s between its lines -> [2] ended, [5] last at 705 -> ended (695 s before the end).
+    # c: [7, 8], last line is the data's last -> open.
+    assert got == [([1, 3], True), ([2], True), ([4, 6], True), ([5], True), ([7, 8], False)]
+    # no timestamps at all: nothing is cut and nothing is known to have ended
+    segs, ended = stream_segments(["a", "a"], [nan, nan], np.array([1, 2]), 600.0)
+    assert [list(s) for s in segs] == [[1, 2]] and ended == [False]
+
+
+def test_segment_ends_are_judged_where_the_daemon_would() -> None:
+    from lograven.evaluate import _segment_ends
+
+    nan = float("nan")
+    streams = ["a", "b", "a", "b", "c", "a"]
+    times = [0.0, 10.0, 20.0, 900.0, 950.0, nan]
+    finishing, cuts = _segment_ends(streams, times, 600.0, log_end=1000.0)
+    # b is silent 890 s after its first line: its segment ends after line 2, and scoring must pause there
+    # so the end is judged before b speaks again; a's last timed line is at 20 s (the line without a time
+    # continues it) -> ends after its last line (6); b's second segment (900) and c (950) are open at 1000.
+    assert dict(finishing) == {2: ["b"], 6: ["a"]}
+    assert cuts == [2]
+
+
+def test_score_pauses_at_the_cuts() -> None:
+    from lograven.evaluate import score
+
+    class Stub:
+        def detect(self, items):
+            return [type("V", (), {"type_id": 1, "sequence_p": None, "ae_error": None, "detectors": [], "expected": []})()
+                    for _ in items]  # fmt: skip
+
+        def rare_fires(self, type_ids, rank, end_more_likely=False):
+            return np.zeros(len(type_ids), dtype=bool)
+
+    seen: list[int] = []
+    score(Stub(), [("s", None)] * 10, batch_size=4, after_batch=seen.append, cuts=[3, 4, 9, 12])  # type: ignore[arg-type]
+    assert seen == [3, 4, 8, 9, 10]
+
+
+def timed_session_log(n: int, seed: int, stop: dict[int, int], deleted: set[int],
+                      delete_stopped: bool = False) -> tuple[list[str], list[str]]:  # fmt: skip
+    """Blocks written every 20 s (9 lines in 9 s, interleaved by time), which then rest; the blocks in
+    `deleted` are deleted an hour later (2 lines). Early stops (`stop`) are deleted only with
+    `delete_stopped`."""
+    from datetime import datetime, timedelta
+
+    rng = random.Random(seed)
+    t0 = datetime(2026, 6, 9)
+    blocks = [f"blk_{rng.randint(10**15, 10**18)}" for _ in range(n)]
+    events = []
+    for i, blk in enumerate(blocks):
+        start = 20 * i
+        for k, text in enumerate(_session(rng, blk, stop.get(i))):
+            events.append((start + k, i, text))
+        if i in deleted and (delete_stopped or i not in stop):
+            d = start + 3600 + rng.randint(0, 600)
+            events += [(d, i, f"BLOCK* NameSystem.delete: {blk} is added to invalidSet of 10.0.0.{rng.randint(2, 250)}:50010"),
+                       (d + 1, i, f"Deleting block {blk} file /data/dfs/current/subdir{rng.randint(0, 60)}/{blk}")]  # fmt: skip
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [f"{(t0 + timedelta(seconds=t)):%b %e %H:%M:%S} dn1 hdfs[7]: {text}" for t, _, text in events], blocks
+
+
+@pytest.mark.parametrize("gap", [600, 0])
+def test_evaluate_with_stream_end_after_learns_blocks_at_rest(tmp_path, gap) -> None:
+    """HDFS-like blocks rest after they are written and are deleted much later, if at all before the log
+    stops. Trained on whole sessions (every training block was deleted), a block at rest looks like a
+    session that stopped early. With stream_end_after, training and test cut streams at silences, as the
+    daemon does: the write phase ends there, so resting blocks are fine and early stops still stand out."""
+    from lograven.config import parse_config
+    from lograven.evaluate import Setup, evaluate_sessions
+
+    n = 300
+    rng = random.Random(5)
+    stop = {i: rng.randint(1, 4) for i in range(150, n) if rng.random() < 0.08}  # early stops, in the test part
+    lines, blocks = timed_session_log(n, seed=5, stop=stop, deleted=set(range(150)))  # only training blocks are deleted
+    log = tmp_path / "s.log"
+    log.write_text("\n".join(lines) + "\n")
+    lab = tmp_path / "labels.csv"
+    lab.write_text("BlockId,Label\n" + "".join(f"{b},{'Anomaly' if i in stop else 'Normal'}\n" for i, b in enumerate(blocks)))
+    cfg = parse_config({"training": {"sequence": {"units": 16, "embedding_dim": 8, "window": 16, "epochs": 40, "patience": 5},
+                                     "autoencoder": {"vocab_size": 128, "epochs": 1, "filters": 8, "latent_dim": 4,
+                                                     "embedding_dim": 4}},
+                        "detectors": {"sequence": {"stream_end_after": gap}}})  # fmt: skip
+    res = evaluate_sessions(log, lab, r"blk_-?\d+", config=cfg, settings=DetectorSettings(autoencoder=False),
+                            setup=Setup(train_fraction=0.5, session_split="normal", stream_end=True))  # fmt: skip
+    seq = res.results["sequence"]
+    assert res.split["test_anomalies"] == len(stop) >= 5
+    if gap:
+        # the log goes on for the training blocks' deletions, over 600 s after the last block is written,
+        # so every test block is judged once it has rested 600 s
+        assert res.settings["stream_end_after"] == gap and res.training["segments_ended"] >= 150
+        assert seq.tp == len(stop) and seq.fp <= 2, (seq, res.missed[:3], res.false_alarms[:3])
+    else:
+        # whole sessions: every resting test block "stopped early"
+        assert res.settings["stream_end_after"] == 0 and seq.fp >= 100
+
+
+@pytest.fixture(scope="module")
+def timed_bundle(tmp_path_factory) -> Path:
+    """A session model trained with stream_end_after 600: blocks cut where they rest."""
+    from lograven.training import read_corpus, train
+
+    d = tmp_path_factory.mktemp("timed")
+    lines, _ = timed_session_log(300, seed=11, stop={}, deleted=set(range(300)))
+    (d / "train.log").write_text("\n".join(lines) + "\n")
+    corpus = read_corpus([str(d / "train.log")], stream=STREAM)
+    training = tiny_training_config()
+    training = replace(training, sequence=replace(training.sequence, stream_end=True, epochs=40, patience=5, window=16))
+    r = train(corpus, d / "bundle", training=training, stream=STREAM, end_gap=600.0)
+    assert r.summary["stream_end_after"] == 600.0 and r.summary["segments_ended"] >= 550  # write + delete phases
+    return r.path
+
+
+@pytest.mark.slow
+def test_daemon_judges_ends_by_timestamps_in_a_backlog(tmp_path, timed_bundle) -> None:
+    """A backlog read at once: the daemon cuts streams where their own timestamps show stream_end_after of
+    silence, as training did. A block that stopped early and is deleted an hour later (by its timestamps)
+    gets its end alert before the delete lines; resting blocks and their deletions do not alert."""
+    from test_daemon_e2e import Daemon, _append
+
+    d = Daemon(tmp_path, timed_bundle)
+    text = d.cfg.read_text().replace(
+        "start_position: end", f"start_position: end\n    stream: '{STREAM}'"
+    ) + "detectors:\n  autoencoder: {enabled: false}\n  sequence: {stream_end_after: 600}\n"
+    d.cfg.write_text(text)
+    (d.logs / "messages").write_text("")
+    d.start()
+    lines, blocks = timed_session_log(12, seed=12, stop={4: 3}, deleted=set(range(12)), delete_stopped=True)
+    _append(d.logs / "messages", lines)
+    needle = 'lograven_lines_read_total{file="%s"} %d.0' % (d.logs / "messages", len(lines))
+    assert needle in d.wait_metric(needle)
+    deadline = time.monotonic() + 20
+    while not d.alert_lines() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert d.stop() == 0
+    alerts = d.alert_lines()
+    assert [(a["stream"], a["detectors"][0]["rule"].startswith("stream end")) for a in alerts] == [(blocks[4], True)], alerts
+    assert "Receiving block" in alerts[0]["line"] or "allocateBlock" in alerts[0]["line"]
+
+
+def test_rare_type_where_the_stream_usually_ends_is_not_expected_most(session_bundle) -> None:
+    """For a model that learned stream ends, a rare type is flagged where the GRU expected the stream to end
+    rather than this line, even when no other type was more likely (rank 1 among the types)."""
+    import re
+
+    lines, blocks = session_log(1, seed=21)
+    parser = Parser("syslog")
+    items = [(blocks[0], parser.parse(ln)) for ln in lines]
+    quiet = dict(sequence_rule="probability", sequence_threshold=1e-12, sequence_floor=False)
+    det = _detector(session_bundle, **quiet, sequence_rare_count=10**9)  # every type is rare
+    vs = det.detect(items)
+    saved = det.export_states()
+    # after the complete session, one more line of each of its types: the most likely of them is rank 1
+    tries = []
+    for _, r in items:
+        d = _detector(session_bundle, **quiet, sequence_rare_count=10**9)
+        d.import_states(saved)
+        tries.append((d.detect([(blocks[0], r)])[0], r, d))
+    v, again, det = next((v, r, d) for v, r, d in tries if v.sequence_rank == 1)
+    assert v.end_more_likely and v.detectors == ["sequence"], v
+    from lograven.service import alert_from_verdict
+
+    a = alert_from_verdict(v, path="f", offset=0, stream=blocks[0], line="x", record=again, detector=det, host="h", version="v")
+    assert re.match(r"count<\d+ \(rare type\)", a.detectors[0].rule)
+    # inside the session the rule is the rank alone: a line the GRU expected most, with the session
+    # not expected to end there, is not flagged, however rare; the others are
+    for v2 in vs[:-1]:
+        assert not v2.end_more_likely
+        assert v2.detectors == ([] if v2.sequence_rank == 1 else ["sequence"]), v2
+    assert sum(v2.sequence_rank == 1 for v2 in vs[:-1]) >= 5

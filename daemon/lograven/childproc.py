@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 def write_corpus(corpus: Corpus, path: Path) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        for row in zip(corpus.files, corpus.messages, corpus.programs, corpus.streams):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for row in zip(corpus.files, corpus.messages, corpus.programs, corpus.streams, corpus.times):
+            f.write(json.dumps(row[:4] + ((row[4] if row[4] == row[4] else None),), ensure_ascii=False) + "\n")
 
 
 def read_corpus_file(path: Path) -> Corpus:
@@ -34,8 +34,10 @@ def read_corpus_file(path: Path) -> Corpus:
     c = Corpus()
     with open(path, encoding="utf-8") as f:
         for line in f:
-            file, message, program, stream = json.loads(line)
+            file, message, program, stream, *rest = json.loads(line)
             c.add(file, LogRecord(None, None, program, None, message), stream)
+            if rest and rest[0] is not None:
+                c.times[-1] = float(rest[0])
     return c
 
 
@@ -55,7 +57,8 @@ def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, 
 
             src = config.sources[0]
             r = train(corpus, Path(out), training=config.training, quantile=config.detectors.autoencoder.quantile,
-                      fmt=src.format, stream=src.stream, progress=progress)  # fmt: skip
+                      fmt=src.format, stream=src.stream, progress=progress,
+                      end_gap=config.detectors.sequence.stream_end_after)  # fmt: skip
             q.put(("done", r.summary))
         else:
             from lograven.learning import learn

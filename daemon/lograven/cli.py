@@ -215,7 +215,7 @@ def cmd_train(args) -> int:
     bar("reading", 1.0)
     result = train(
         corpus, Path(args.out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
-        fmt=fmt, stream=stream, plots=args.plots, progress=bar,
+        fmt=fmt, stream=stream, plots=args.plots, progress=bar, end_gap=cfg.detectors.sequence.stream_end_after,
     )  # fmt: skip
     bar.close()
     s = result.summary
@@ -229,6 +229,9 @@ def cmd_train(args) -> int:
     fp = v.get("fp_rate_relative<0.1")
     fp_text = f", {fp:.2%} of held-back normal steps would alert (relative rule at 0.1)" if fp is not None else ""
     print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {v.get('top1_accuracy', float('nan')):.3f}{fp_text}")
+    if s.get("stream_end_after"):
+        print(f"  ends        streams cut at {s['stream_end_after']:g} s of silence "
+              f"(detectors.sequence.stream_end_after): {s['stream_segments']} segments, {s['segments_ended']} taught as ended")
     print(f"  autoencoder {s['autoencoder_epochs']} epochs; length {s['autoencoder_length']}, threshold {s['autoencoder_threshold']:.3f} nats/token")
     sec = s["seconds"]
     print(f"  seconds     {sec['total']:.1f} (types {sec['msgtypes']:.1f}, sequence {sec['sequence']:.1f}, autoencoder {sec['autoencoder']:.1f})")

@@ -334,7 +334,11 @@ class SequenceDetectorConfig:
              "Only with a model trained with `training.sequence.stream_end` (streams that are "
              "sessions): the end is judged by the same rule as a line, with the end's training "
              "frequency, and an improbable end (a session that stopped early) is alerted on the "
-             "stream's last line.")
+             "stream's last line; a stream that speaks again starts afresh. Set it before "
+             "`lograven train`: training then cuts each stream where its timestamps show this much "
+             "silence and learns an end there, as it will be judged (a block that rests after it "
+             "is written is then a normal end, not an early stop); without it, training takes each "
+             "stream as one session that ends at its last line.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -527,10 +531,10 @@ class SequenceTrainingConfig:
     learning_rate: float = _opt(0.003, gt=0, max=1, help="Optimizer learning rate.")
     stream_end: bool = _opt(
         False,
-        help="The training streams are complete sessions (e.g. `stream: regex:` on an HDFS block "
-             "id): also learn where a stream ends, so that a session that stops early is flagged "
-             "(see `detectors.sequence.stream_end_after`). Leave off when streams are files: a "
-             "file's end in the training data is not an event.")
+        help="The training streams are sessions (e.g. `stream: regex:` on an HDFS block id): also "
+             "learn where a stream ends, so that a session that stops early is flagged (see "
+             "`detectors.sequence.stream_end_after`, which also says where training cuts streams). "
+             "Leave off when streams are files: a file's end in the training data is not an event.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,6 +47,7 @@ class Verdict:
     sequence_p: float | None = None  # probability of the observed type; None: not evaluated
     sequence_rank: int | None = None  # 1 = the most expected type (a stream's end is not a type)
     sequence_ratio: float | None = None  # sequence_p / the type's training frequency
+    end_more_likely: bool = False  # (models that learned stream ends) the stream ending here was more likely
     previous_type: int | None = None  # the stream's previous known type (the transition's origin)
     expected: list[tuple[int, float]] = field(default_factory=list)  # (type id, p), most likely first
     ae_error: float | None = None
@@ -231,12 +232,13 @@ class Detector:
         """How many training lines had this type (0: unknown to the sequence model)."""
         return int(self._count[type_id]) if 0 < type_id < len(self._count) else 0
 
-    def rare_fires(self, type_ids, rank):
+    def rare_fires(self, type_ids, rank, end_more_likely=False):
         """The rare-type rule on (arrays of) type id and rank: the type was seen in training, fewer
-        than `sequence_rare_count` times, and it was not the type the GRU expected most here."""
+        than `sequence_rare_count` times, and it was not what the GRU expected most here (another
+        type, or, for a model that learned stream ends, the stream ending here)."""
         t = np.asarray(type_ids, dtype=np.int64)
         inside = (t > 0) & (t < len(self.rare_type))
-        return inside & self.rare_type[np.where(inside, t, 0)] & (np.asarray(rank) > 1)
+        return inside & self.rare_type[np.where(inside, t, 0)] & ((np.asarray(rank) > 1) | np.asarray(end_more_likely))
 
     # ------------------------------------------------------------- detect
     def detect(self, items: Sequence[tuple[str, LogRecord]]) -> list[Verdict]:
@@ -260,9 +262,10 @@ class Detector:
         prev = [0] * n
         seq_p = np.full(n, np.nan)
         seq_rank = np.zeros(n, dtype=np.int64)
+        end_first = np.zeros(n, dtype=bool)
         expected: list[list[tuple[int, float]]] = [[] for _ in range(n)]
         if st.sequence:
-            self._sequence(items, type_ids, seq_p, seq_rank, expected, prev)
+            self._sequence(items, type_ids, seq_p, seq_rank, expected, prev, end_first)
 
         out: list[Verdict] = []
         ae_thr = self.ae_threshold
@@ -280,7 +283,7 @@ class Detector:
         if self.probability_floor > 0:
             seq_fire |= seq_p < self.probability_floor
         if ok.any() and self.rare_type.any():
-            seq_fire |= self.rare_fires(np.asarray(type_ids), seq_rank) & ok
+            seq_fire |= self.rare_fires(np.asarray(type_ids), seq_rank, end_first) & ok
         for i in range(n):
             t = type_ids[i]
             fired = []
@@ -304,6 +307,7 @@ class Detector:
                     sequence_p=None if p != p else float(p),
                     sequence_rank=int(seq_rank[i]) if p == p else None,
                     sequence_ratio=None if p != p else float(ratio[i]),
+                    end_more_likely=bool(end_first[i]),
                     previous_type=prev[i] or None,
                     expected=expected[i],
                     ae_error=e,
@@ -312,7 +316,7 @@ class Detector:
             )
         return out
 
-    def _sequence(self, items, type_ids, seq_p, seq_rank, expected, prev) -> None:
+    def _sequence(self, items, type_ids, seq_p, seq_rank, expected, prev, end_first) -> None:
         seq = self.seq
         U = seq.params.units
         W = seq.params.window
@@ -390,6 +394,8 @@ class Detector:
         seq_p[rows_line] = p_obs
         # rank among the types (class 0, a stream's end, is not a type), as in `expected`
         seq_rank[rows_line] = (probs[:, 1:] > p_obs[:, None]).sum(axis=1) + 1
+        if seq.params.stream_end:
+            end_first[rows_line] = probs[:, END] > p_obs
         if self.settings.expected > 0:
             for row, ex in zip(rows_line.tolist(), self._top_types(probs)):
                 expected[row] = ex

@@ -403,34 +403,41 @@ def sequence_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) ->
 
 
 def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
-          progress: Progress | None = None, after_batch: Callable[[int], None] | None = None) -> Evidence:  # fmt: skip
+          progress: Progress | None = None, after_batch: Callable[[int], None] | None = None,
+          cuts: Sequence[int] = ()) -> Evidence:  # fmt: skip
     """Run the detector over items in batches, in order, and keep each line's evidence
-    (`after_batch(n)`: called once the first n items are scored)."""
+    (`after_batch(n)`: called once the first n items are scored; a batch also ends at every n in
+    `cuts`, so after_batch sees exactly that point)."""
     n = len(items)
     type_id = np.zeros(n, dtype=np.int64)
     seq_p = np.full(n, np.nan)
     seq_rank = np.zeros(n, dtype=np.int64)
     seq_ratio = np.full(n, np.nan)
+    end_first = np.zeros(n, dtype=bool)
     ae_error = np.full(n, np.nan)
     fired = {d: np.zeros(n, dtype=bool) for d in DETECTORS}
     expected: list[list[int]] = [[] for _ in range(n)]
-    for s in range(0, n, batch_size):
-        for i, v in enumerate(detector.detect(items[s : s + batch_size]), s):
+    bounds = sorted({min(n, b) for b in range(batch_size, n + batch_size, batch_size)} | {c for c in cuts if 0 < c < n})
+    s = 0
+    for e in bounds:
+        for i, v in enumerate(detector.detect(items[s:e]), s):
             type_id[i] = v.type_id
             if v.sequence_p is not None:
                 seq_p[i] = v.sequence_p
                 seq_rank[i] = v.sequence_rank or 0
                 seq_ratio[i] = v.sequence_ratio if v.sequence_ratio is not None else np.nan
+                end_first[i] = v.end_more_likely
             if v.ae_error is not None:
                 ae_error[i] = v.ae_error
             for d in v.detectors:
                 fired[d][i] = True
             expected[i] = [t for t, _ in v.expected]
         if after_batch is not None:
-            after_batch(min(n, s + batch_size))
+            after_batch(e)
         if progress:
-            progress("scoring", min(1.0, (s + batch_size) / max(n, 1)))
-    seq_rare = ~np.isnan(seq_p) & detector.rare_fires(type_id, seq_rank)
+            progress("scoring", e / max(n, 1))
+        s = e
+    seq_rare = ~np.isnan(seq_p) & detector.rare_fires(type_id, seq_rank, end_first)
     return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected, seq_rare)
 
 
@@ -495,8 +502,13 @@ class DetectionEvaluation:
                 f"tested on the other {sp['test_sessions']} sessions ({sp['test_anomalies']} anomalous, "
                 f"{sp['test_lines']} lines)"
             )
+        ends = ""
+        if s.get("stream_end"):
+            gap = s.get("stream_end_after") or 0
+            ends = (f"; stream ends after {gap:g} s of silence (sessions cut there, in training and test)" if gap
+                    else "; stream ends at each session's last line")  # fmt: skip
         out.append(
-            f"  model     {s['types']} message types; sequence rule {_rule_text(s)}; autoencoder threshold "
+            f"  model     {s['types']} message types; sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
             f"{s['autoencoder_threshold']:.3f} nats/token (x{s['autoencoder_margin']:g}); "
             f"training {s['training_seconds']:.1f} s"
         )
@@ -558,9 +570,9 @@ class _Trained:
     """Train into model_dir (or a temporary directory) and load the bundle; cleans up on exit."""
 
     def __init__(self, corpus: Corpus, config: object | None, setup: Setup, stream: str, progress: Progress | None,
-                 stream_end: bool | None = None, complete: bool = False):  # fmt: skip
+                 stream_end: bool | None = None, complete: bool = False, end_gap: float = 0.0):  # fmt: skip
         self.corpus, self.config, self.setup, self.stream, self.progress = corpus, config, setup, stream, progress
-        self.stream_end, self.complete = stream_end, complete
+        self.stream_end, self.complete, self.end_gap = stream_end, complete, end_gap
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self):
@@ -583,6 +595,7 @@ class _Trained:
         res = train(
             self.corpus, out, training=training, quantile=quantile,
             fmt=self.setup.fmt, stream=self.stream, progress=self.progress, streams_complete=self.complete,
+            end_gap=self.end_gap,
         )  # fmt: skip
         self.seconds = time.monotonic() - t0
         self.summary = res.summary
@@ -602,6 +615,7 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "threshold": settings.sequence_threshold,
         "calibrate": settings.sequence_calibrate,
         "stream_end": det.judges_stream_ends,
+        "stream_end_after": summary.get("stream_end_after", 0.0) if det.judges_stream_ends else 0.0,
         "probability_floor": det.probability_floor,
         "rare_count": settings.sequence_rare_count,
         "rare_types": int(det.rare_type.sum()),
@@ -973,19 +987,31 @@ def evaluate_sessions(
         raise LogravenError(f"{path}: no normal sessions in the first {setup.train_fraction:.0%}; nothing to train on")
     settings = settings or DetectorSettings()
     stream_spec = regex_stream_spec(stream_key)
-    # With --stream-end the sessions are taken to be complete: the sequence model learns where they
-    # end, and each test session is judged as ended after its last line.
-    with _Trained(corpus, config, setup, stream_spec, progress, stream_end=setup.stream_end, complete=True) as tr:
+    gap = float(getattr(getattr(getattr(config, "detectors", None), "sequence", None), "stream_end_after", 0.0) or 0.0)
+    # With --stream-end and no stream_end_after, the sessions are taken to be complete: the sequence
+    # model learns where they end, and each test session is judged as ended after its last line. With
+    # detectors.sequence.stream_end_after, sessions are cut where they were silent that long, in
+    # training and in the test, as the daemon does (see _segment_ends).
+    with _Trained(corpus, config, setup, stream_spec, progress, stream_end=setup.stream_end, complete=True,
+                  end_gap=gap) as tr:  # fmt: skip
         det = Detector(tr.bundle, settings)
         t0 = time.monotonic()
         T = len(test_sessions)
         test_names = [names[s] for s in test_sessions]
-        # Each session's end is judged right after its last line is scored (as the daemon does once a
-        # stream is idle), which also keeps the number of live GRU states bounded.
-        finishing: dict[int, list[str]] = defaultdict(list)  # scored lines -> sessions complete by then
-        last_pos = {line_sess[i]: j for j, i in enumerate(test_idx)}
-        for s, j in last_pos.items():
-            finishing[j + 1].append(names[s])
+        # Each session's (or segment's) end is judged right after its last line is scored, as the
+        # daemon does once a stream is idle, which also keeps the number of live GRU states bounded.
+        cuts: list[int] = []
+        if gap and det.judges_stream_ends and tr.summary.get("stream_end_after"):
+            # the log's end is its last line's time, whichever session that line belongs to
+            t_all = [r.timestamp.timestamp() if r.timestamp is not None else math.nan for r in recs]
+            log_end = max((t for t in t_all if t == t), default=math.nan)
+            finishing, cuts = _segment_ends([names[line_sess[i]] for i in test_idx], [t_all[i] for i in test_idx], gap,
+                                            log_end)  # fmt: skip
+        else:
+            finishing = defaultdict(list)  # scored lines -> sessions complete by then
+            last_pos = {line_sess[i]: j for j, i in enumerate(test_idx)}
+            for s, j in last_pos.items():
+                finishing[j + 1].append(names[s])
         ends: list[StreamEnd] = []
         done = [0]
 
@@ -996,7 +1022,7 @@ def evaluate_sessions(
             done[0] = n_scored
 
         ev = score(det, [(names[line_sess[i]], recs[i]) for i in test_idx], setup.batch_size, progress,
-                   after_batch=judge_ends if det.judges_stream_ends else None)  # fmt: skip
+                   after_batch=judge_ends if det.judges_stream_ends else None, cuts=cuts)  # fmt: skip
         end_ev = _end_evidence(ends, {n: s for s, n in enumerate(test_names)}, T)
         t_score = time.monotonic() - t0
         sess_of = np.array([test_of[line_sess[i]] for i in test_idx], dtype=np.int64)
@@ -1055,8 +1081,34 @@ def evaluate_sessions(
         )  # fmt: skip
 
 
+def _segment_ends(streams: Sequence[str], times: Sequence[float], gap: float,
+                  log_end: float | None = None) -> tuple[dict[int, list[str]], list[int]]:  # fmt: skip
+    """Where the daemon, with `stream_end_after` = gap, would end streams in these lines (in order; times in
+    POSIX seconds, NaN when unknown): after a line whose stream next speaks `gap` seconds or more later, or
+    never again while the log goes on for `gap` (to `log_end`, default the last time here; a stream still
+    open when the log stops is not judged).
+    Returns {number of lines scored: streams ending there} and the points where scoring must pause so that
+    an end is judged before its stream resumes."""
+    if log_end is None:
+        log_end = max((t for t in times if t == t), default=math.nan)
+    finishing: dict[int, list[str]] = defaultdict(list)
+    cuts: list[int] = []
+    last: dict[str, tuple[int, float]] = {}
+    for j, (s, t) in enumerate(zip(streams, times)):
+        prev = last.get(s)
+        if prev is not None and t - prev[1] >= gap:  # False when either time is NaN
+            finishing[prev[0] + 1].append(s)
+            cuts.append(prev[0] + 1)
+        last[s] = (j, t if t == t or prev is None else prev[1])
+    for s, (j, t) in last.items():
+        if log_end - t >= gap:
+            finishing[j + 1].append(s)
+    return finishing, sorted(set(cuts))
+
+
 def _end_evidence(ends: Sequence[StreamEnd], index: dict[str, int], n: int) -> Evidence:
-    """The sequence detector's judgement of each session's end, as evidence with one row per session."""
+    """The sequence detector's judgement of each session's end, as evidence with one row per session
+    (with stream_end_after a session can end more than once: its most surprising end, flagged if any is)."""
     ev = Evidence(
         type_id=np.zeros(n, dtype=np.int64), seq_p=np.full(n, np.nan), seq_rank=np.zeros(n, dtype=np.int64),
         seq_ratio=np.full(n, np.nan), ae_error=np.full(n, np.nan),
@@ -1064,9 +1116,10 @@ def _end_evidence(ends: Sequence[StreamEnd], index: dict[str, int], n: int) -> E
     )  # fmt: skip
     for e in ends:
         i = index[e.stream]
-        ev.seq_p[i], ev.seq_rank[i], ev.seq_ratio[i] = e.p, e.rank, e.ratio
-        ev.fired["sequence"][i] = e.anomaly
-        ev.expected[i] = [t for t, _ in e.expected]
+        if not ev.seq_ratio[i] <= e.ratio:  # NaN (first end) or a more surprising end
+            ev.seq_p[i], ev.seq_rank[i], ev.seq_ratio[i] = e.p, e.rank, e.ratio
+            ev.expected[i] = [t for t, _ in e.expected]
+        ev.fired["sequence"][i] |= e.anomaly
     return ev
 
 

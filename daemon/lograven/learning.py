@@ -31,7 +31,17 @@ from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel, tail_quantile
-from lograven.training import Corpus, ae_text, load_replay, replay_files, require_tensorflow, streams_ended, type_frequencies_of, type_sequences
+from lograven.training import (
+    Corpus,
+    ae_text,
+    load_replay,
+    replay_files,
+    require_tensorflow,
+    stream_segments,
+    streams_ended,
+    type_frequencies_of,
+    type_sequences,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +139,19 @@ def learn(
     replay_seqs, replay_texts = load_replay(base.path)
     if not replay_seqs:
         log.warning("%s has no replay sample (older bundle): fine-tuning on the new data alone may forget old patterns", base.path)
-    new_seqs = type_sequences(corpus.streams, type_ids)
+    # a model that learned stream ends at silences (detectors.sequence.stream_end_after at training)
+    # learns the new lines' ends the same way
+    gap = float((base.manifest.get("training") or {}).get("stream_end_after") or 0.0) if base.sequence.params.stream_end else 0.0
+    if gap and any(t == t for t in corpus.times):
+        new_seqs, ended = stream_segments(corpus.streams, corpus.times, type_ids, gap)
+    else:
+        new_seqs, ended = type_sequences(corpus.streams, type_ids), streams_ended(corpus.streams)
     n_new = sum(len(s) for s in new_seqs)
     replay_seqs = _budget(replay_seqs, max(2 * n_new, 10_000))
     sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))
     seq = SequenceModel(sp).fit(
         new_seqs, types.n_types, seed=seed, init_weights=base.sequence.weights_, replay=replay_seqs, progress=progress,
-        type_freq=type_frequencies_of(types), ended=streams_ended(corpus.streams),
+        type_freq=type_frequencies_of(types), ended=ended,
     )
     seq.validation_ = keep_lowest_cuts(base.sequence.validation_, seq.validation_)
 

@@ -9,6 +9,7 @@ their alerts, checkpoints, pings the systemd watchdog and handles signals.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import signal
@@ -68,6 +69,11 @@ class _Pending:
 END_LINE_CHARS = 512  # of a stream's last line, kept for its stream-end alert (bounded memory per stream)
 
 
+def _posix(ts) -> float:
+    """A parsed timestamp as POSIX seconds (NaN without one)."""
+    return ts.timestamp() if ts is not None else math.nan
+
+
 @dataclass(slots=True)
 class _LastLine:
     """A stream's last typed line, for judging (and explaining) its end."""
@@ -78,6 +84,7 @@ class _LastLine:
     text: str
     host: str | None
     type_id: int
+    log_time: float = math.nan  # the line's own timestamp (POSIX seconds), NaN without one
 
 
 def _sequence_hit(rule: str, value: float, ratio: float, p: float, rank: int, prefix: str = "") -> DetectorHit:
@@ -107,7 +114,7 @@ def alert_from_verdict(
             ruled = rule_fires(st.sequence_rule, value, ratio, p, rank)
             if not ruled and floor and p < floor:
                 hits.append(DetectorHit("sequence", p, floor, f"p<{floor:.3g} (floor)"))
-            elif not ruled and detector.rare_fires(v.type_id, rank):
+            elif not ruled and detector.rare_fires(v.type_id, rank, v.end_more_likely):
                 n = st.sequence_rare_count
                 hits.append(DetectorHit("sequence", float(detector.type_count(v.type_id)), float(n), f"count<{n} {RARE_RULE_SUFFIX}"))
             else:
@@ -234,6 +241,7 @@ class Service:
         # stream -> its last typed line (monotonic time, path, offset, text, host, type), oldest first;
         # kept only while stream ends are judged (detectors.sequence.stream_end_after)
         self._stream_last: OrderedDict[str, _LastLine] = OrderedDict()
+        self._cut_by_timestamps = False  # set per model (_activate)
         self._relearn_thread: threading.Thread | None = None
         self._next_relearn = float("inf")
 
@@ -335,6 +343,14 @@ class Service:
         if cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
             log.warning("detectors.sequence.stream_end_after is set but model %s did not learn stream ends "
                         "(train it with training.sequence.stream_end: true): stream ends are not judged", bundle.version)
+        trained_gap = (bundle.manifest.get("training") or {}).get("stream_end_after") if isinstance(bundle.manifest, dict) else None
+        # a model that learned ends at silences by the lines' timestamps is served the same way; one trained
+        # on whole sessions only sees a stream end after stream_end_after of idleness
+        self._cut_by_timestamps = bool(trained_gap)
+        if det.judges_stream_ends and trained_gap and trained_gap != cfg.detectors.sequence.stream_end_after:
+            log.warning("model %s learned stream ends after %gs of silence, but detectors.sequence.stream_end_after is "
+                        "%gs: ends are judged at another silence than they were learned at; set it to %g or retrain",
+                        bundle.version, trained_gap, cfg.detectors.sequence.stream_end_after, trained_gap)
         self.metrics.set_model(bundle.version, bundle.sha256)
         log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
 
@@ -359,10 +375,11 @@ class Service:
                 line = v.get("line")
                 try:
                     path, offset, text, host = (str(line[0]), int(line[1]), str(line[2]), line[3]) if line else ("", -1, "", None)
+                    log_time = float(line[4]) if line and len(line) > 4 and line[4] is not None else math.nan
                 except (TypeError, ValueError, IndexError):
-                    path, offset, text, host = "", -1, "", None
+                    path, offset, text, host, log_time = "", -1, "", None, math.nan
                 self._stream_last[k] = _LastLine(now, path, offset, text, host if isinstance(host, str) else None,
-                                                 self.detector.states[k].last)  # fmt: skip
+                                                 self.detector.states[k].last, log_time)  # fmt: skip
 
     def _allowlist(self):
         try:
@@ -471,18 +488,33 @@ class Service:
             stream = src.key.key(it.raw.path, rec, text)
             items.append((stream, rec))
             meta.append((it, text, rec, stream))
-        t0 = time.perf_counter()
-        verdicts = self.detector.detect(items)
-        self.metrics.inference_duration.labels(detector="all").observe(time.perf_counter() - t0)
-        if self._judge_ends():
-            last = self._stream_last
-            now = time.monotonic()
-            for (it, text, rec, stream), v in zip(meta, verdicts):
-                if v.sequence_p is not None:  # the line advanced the stream's GRU state
-                    last[stream] = _LastLine(now, it.raw.path, it.raw.offset, text[:END_LINE_CHARS], rec.host, v.type_id)
-                    last.move_to_end(stream)
-            while len(last) > self.detector.settings.max_streams:
-                last.popitem(last=False)
+        judge = self._judge_ends()
+        if judge:
+            log_times = [_posix(rec.timestamp) for _, rec in items]
+            parts = self._silences(items, log_times) if self._cut_by_timestamps else [(0, len(items), [])]
+        else:
+            log_times, parts = [], [(0, len(items), [])]
+        verdicts: list = []
+        for a, b, resumed in parts:
+            if resumed:
+                # these streams were silent for stream_end_after by their own timestamps (a backlog read
+                # faster than it was written): their ends are judged before they speak again
+                self._end_streams(resumed, "silent by their timestamps")
+            t0 = time.perf_counter()
+            part = self.detector.detect(items[a:b])
+            self.metrics.inference_duration.labels(detector="all").observe(time.perf_counter() - t0)
+            verdicts.extend(part)
+            if judge:
+                last = self._stream_last
+                now = time.monotonic()
+                for j, v in enumerate(part, a):
+                    if v.sequence_p is not None:  # the line advanced the stream's GRU state
+                        it, text, rec, stream = meta[j]
+                        last[stream] = _LastLine(now, it.raw.path, it.raw.offset, text[:END_LINE_CHARS], rec.host, v.type_id,
+                                                 log_times[j])  # fmt: skip
+                        last.move_to_end(stream)
+                while len(last) > self.detector.settings.max_streams:
+                    last.popitem(last=False)
         alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2]) for m in meta])
         if self._relearn_buffer is not None:
             for (it, text, _, _), v in zip(meta, verdicts):
@@ -545,18 +577,47 @@ class Service:
             if rec.time > cutoff:
                 break
             idle.append(k)
-        if not idle:
-            return
-        info = {k: self._stream_last.pop(k) for k in idle}
-        ends = self.detector.end_streams(idle)
+        if idle:
+            self._end_streams(idle, "idle")
+
+    def _silences(self, items: list, log_times: list[float]) -> list[tuple[int, int, list[str]]]:
+        """The batch cut where a stream speaks again after stream_end_after or more of silence by its
+        lines' own timestamps: [(start, end, streams to end before start)]. Training cuts streams at
+        the same silences (a backlog read at once would otherwise never show them)."""
+        gap = self.cfg.detectors.sequence.stream_end_after
+        last = self._stream_last
+        seen: dict[str, float] = {}
+        parts: list[tuple[int, int, list[str]]] = []
+        start, resumed = 0, []
+        cut_here: list[str] = []
+        for j, ((stream, _), t) in enumerate(zip(items, log_times)):
+            prev = seen.get(stream)
+            if prev is None and stream in last:
+                prev = last[stream].log_time
+            if prev is not None and t - prev >= gap:  # False when either is NaN
+                cut_here.append(stream)
+            if cut_here:
+                if j > start:
+                    parts.append((start, j, resumed))
+                    start, resumed = j, []
+                resumed, cut_here = resumed + cut_here, []
+            if t == t:
+                seen[stream] = t
+        parts.append((start, len(items), resumed))
+        return parts
+
+    def _end_streams(self, keys: list[str], why: str) -> None:
+        """Judge the ends of these streams (they have ended) and alert on those that ended improbably early."""
+        info = {k: self._stream_last.pop(k) for k in keys if k in self._stream_last}
+        ends = self.detector.end_streams(keys)
         alerts = []
         for e in ends:
-            if e.anomaly:
-                last = info[e.stream]
+            last = info.get(e.stream)
+            if e.anomaly and last is not None:
                 alerts.append(self._end_alert(e, last))
                 self.metrics.anomalies.labels(file=last.path, detector="sequence").inc()
         if ends:
-            log.debug("%d stream(s) ended (idle), %d improbably", len(ends), len(alerts))
+            log.debug("%d stream(s) ended (%s), %d improbably", len(ends), why, len(alerts))
             self._dirty = True
         if alerts:
             self.router.submit(alerts)
@@ -627,7 +688,7 @@ class Service:
         entry = {"h": encode_array(h), "seen": seen, "last": last}
         ll = self._stream_last.get(k)
         if ll is not None:  # its last line, so an end judged after a restart can still be explained
-            entry["line"] = [ll.path, ll.offset, ll.text, ll.host]
+            entry["line"] = [ll.path, ll.offset, ll.text, ll.host, ll.log_time if ll.log_time == ll.log_time else None]
         return entry
 
     def _checkpoint(self) -> None:

@@ -31,8 +31,10 @@ class Corpus:
     messages: list[str] = field(default_factory=list)
     programs: list[str | None] = field(default_factory=list)
     streams: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # the line's timestamp (POSIX seconds), NaN without one
     unparsed: int = 0
     truncated: int = 0
+    _last_ts: tuple = field(default=(None, math.nan), repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -42,6 +44,14 @@ class Corpus:
         self.messages.append(record.message)
         self.programs.append(record.program)
         self.streams.append(stream)
+        ts = record.timestamp
+        if ts is None:
+            self.times.append(math.nan)
+        elif ts is self._last_ts[0]:  # the parser reuses the datetime of a repeated timestamp
+            self.times.append(self._last_ts[1])
+        else:
+            self._last_ts = (ts, ts.timestamp())
+            self.times.append(self._last_ts[1])
         if not record.parsed:
             self.unparsed += 1
 
@@ -152,6 +162,34 @@ def streams_ended(streams: Sequence[str]) -> list[bool]:
     return [i < cut for i in last.values()]
 
 
+def stream_segments(streams: Sequence[str], times: Sequence[float], type_ids: np.ndarray,
+                    gap: float) -> tuple[list[np.ndarray], list[bool]]:  # fmt: skip
+    """Each stream's type ids cut where the stream was silent for `gap` seconds or more, as the daemon
+    ends a stream after `detectors.sequence.stream_end_after` of silence (and starts it afresh when it
+    speaks again), with, per segment, whether it ended inside the data: the stream's next line came
+    `gap` or more later, or the data goes on for `gap` after the segment's last line. A line without a
+    timestamp continues its segment; a segment whose last time is unknown is not taken as ended."""
+    finite = [t for t in times if t == t]
+    t_end = max(finite) if finite else math.nan
+    open_: dict[str, tuple[list[int], float]] = {}
+    segments: list[np.ndarray] = []
+    ended: list[bool] = []
+    for s, t, ty in zip(streams, times, type_ids):
+        cur = open_.get(s)
+        if cur is not None and t == t and cur[1] == cur[1] and t - cur[1] >= gap:
+            segments.append(np.array(cur[0], dtype=np.int32))
+            ended.append(True)
+            cur = None
+        if cur is None:
+            cur = ([], math.nan)
+        cur[0].append(int(ty))
+        open_[s] = (cur[0], t if t == t else cur[1])
+    for ids, last in open_.values():
+        segments.append(np.array(ids, dtype=np.int32))
+        ended.append(bool(last == last and t_end - last >= gap))
+    return segments, ended
+
+
 def type_sequences(streams: Sequence[str], type_ids: np.ndarray) -> list[np.ndarray]:
     by_stream: dict[str, list[int]] = {}
     for s, t in zip(streams, type_ids):
@@ -176,12 +214,15 @@ def train(
     plots: bool = False,
     progress: Progress | None = None,
     streams_complete: bool = False,
+    end_gap: float = 0.0,
 ) -> TrainResult:
     """Learn the three models from a corpus and write the bundle to `out`.
 
-    `streams_complete`: every stream of the corpus is a whole session (evaluate --stream-end);
-    otherwise, with `training.sequence.stream_end`, streams still running when the corpus stops
-    (see streams_ended) are not taught as ends.
+    With `training.sequence.stream_end`: `end_gap` > 0 (the config's
+    `detectors.sequence.stream_end_after`) cuts streams where they were silent that long and teaches
+    an end there (see stream_segments), as the daemon will judge them; it needs timestamps. Otherwise
+    `streams_complete` says every stream of the corpus is a whole session (evaluate --stream-end), or
+    streams still running when the corpus stops (see streams_ended) are not taught as ends.
     """
     t0 = time.monotonic()
     if len(corpus) < 2:
@@ -208,8 +249,17 @@ def train(
     stage("message types", 1.0)
 
     seq = SequenceModel(params_from(SequenceParams, getattr(training, "sequence", None)))
-    ended = None if streams_complete else streams_ended(corpus.streams)
-    seq.fit(type_sequences(corpus.streams, type_ids), types.n_types, seed=seed, validation_fraction=val_frac, progress=stage,
+    gap = float(end_gap) if seq.params.stream_end and end_gap > 0 else 0.0
+    if gap and not any(t == t for t in corpus.times):
+        log.warning("detectors.sequence.stream_end_after is %gs, but the training lines have no timestamps "
+                    "(check the format): streams are not cut at silences; their ends are taught as without it", gap)
+        gap = 0.0
+    if gap:
+        sequences, ended = stream_segments(corpus.streams, corpus.times, type_ids, gap)
+    else:
+        sequences = type_sequences(corpus.streams, type_ids)
+        ended = None if streams_complete else streams_ended(corpus.streams)
+    seq.fit(sequences, types.n_types, seed=seed, validation_fraction=val_frac, progress=stage,
             type_freq=type_frequencies_of(types), ended=ended)  # fmt: skip
     t_seq = time.monotonic() - t0 - t_types
 
@@ -230,6 +280,8 @@ def train(
         "types": len(types.types_),
         "clusters": types.n_clusters_,
         "unknown_training_lines": int((type_ids == 0).sum()),
+        **({"stream_end_after": gap, "stream_segments": len(sequences), "segments_ended": int(sum(ended or ()))}
+           if gap else {}),
         "sequence_validation": seq.validation_,
         "sequence_epochs": len(seq.history_.get("loss", [])),
         "autoencoder_length": ae.length_,
