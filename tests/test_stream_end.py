@@ -561,3 +561,28 @@ def test_rare_type_where_the_stream_usually_ends_is_not_expected_most(session_bu
         assert not v2.end_more_likely
         assert v2.detectors == ([] if v2.sequence_rank == 1 else ["sequence"]), v2
     assert sum(v2.sequence_rank == 1 for v2 in vs[:-1]) >= 5
+
+
+def test_daemon_measures_silences_across_batches_as_training_does(tmp_path) -> None:
+    """The daemon's cut points (Service._silences) by the lines' timestamps: a line without a timestamp
+    and lines of an unknown type keep the stream's last known time, within a batch and across batches,
+    as stream_segments does in training."""
+    from types import SimpleNamespace
+
+    from lograven.config import parse_config
+    from lograven.service import Service
+
+    cfg = parse_config({"state_dir": str(tmp_path), "detectors": {"sequence": {"stream_end_after": 60}}})
+    svc = Service(cfg)
+    svc.detector = SimpleNamespace(settings=SimpleNamespace(max_streams=100))  # type: ignore[assignment]
+    nan = float("nan")
+    item = lambda s: (s, None)  # noqa: E731
+    # batch 1: a at 0, b at 10, a without a time (ends the batch)
+    assert svc._silences([item("a"), item("b"), item("a")], [0.0, 10.0, nan]) == [(0, 3, [])]
+    # batch 2: a at 100 (100 s after its last time: cut before it), b at 50 (40 s: no cut)
+    assert svc._silences([item("b"), item("a")], [50.0, 100.0]) == [(0, 1, []), (1, 2, ["a"])]
+    # b at 130 (80 s after 50): cut; at 150 (20 s after 130): none
+    assert svc._silences([item("b")], [130.0]) == [(0, 1, ["b"])]
+    assert svc._silences([item("b")], [150.0]) == [(0, 1, [])]
+    # both in one batch, resuming back to back
+    assert svc._silences([item("a"), item("b")], [500.0, 501.0]) == [(0, 1, ["a"]), (1, 2, ["b"])]

@@ -108,11 +108,20 @@ def is_fully_variable(masked_token: str, placeholders: tuple[str, ...] = PLACEHO
     return _ALNUM.search(rest) is None
 
 
+def _alternatives(name: str) -> str:
+    """The masker's own patterns for one placeholder, as one group, with their lookarounds: a
+    template's shape then matches a token exactly when masking the token gives the shape."""
+    pats = [p for n, p in _BUILTIN if n == name]
+    return "(?:" + "|".join(pats) + ")"
+
+
+# A shape's regex uses the masker's patterns, so a template's regex matches what the classifier
+# (which masks) matches: `1` is `<N>`, never `<HEX>`; `5` is never `<IP>`.
 PLACEHOLDER_REGEX = {
     "<DATE>": "(?:" + _DATE_REGEX + ")",
-    "<UUID>": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-    "<MAC>": r"(?:[0-9A-Fa-f]{2}:){5,}[0-9A-Fa-f]{2}",
-    "<IP>": r"[0-9A-Fa-f:.]+",
-    "<HEX>": r"(?:0[xX])?[0-9a-fA-F]+",
+    "<UUID>": _alternatives("<UUID>"),
+    "<MAC>": _alternatives("<MAC>"),
+    "<IP>": _alternatives("<IP>"),
+    "<HEX>": _alternatives("<HEX>"),
     "<N>": r"-?\d+",
 }

@@ -41,10 +41,11 @@ log = logging.getLogger(__name__)
 
 UNKNOWN = 0  # type id of a message no learned type matches
 FORMAT_VERSION = 1
+FORMAT_WITH_RUNS = 2  # written when a type has a repeated token (older readers then say "retrain", not "malformed")
 
 CONST, SHAPE, WILD = "c", "s", "w"
-REP_SHAPE, REP_WILD = "rs", "rw"  # one or more tokens of one shape / one or more tokens of any kind
-_REPEATS = (REP_SHAPE, REP_WILD)
+REP_SHAPE = "rs"  # one or more tokens of one masked shape (a list): `blk_<N> ...`, `<IP> ...`
+_REPEATS = (REP_SHAPE,)
 _REPEAT_MARK = "\x01"  # marks a collapsed run in a signature; never in a key (keys come from split tokens)
 
 
@@ -68,8 +69,6 @@ class MessageType:
                 out.append("<*>")
             elif kind == SHAPE:
                 out.append(_SHAPE_PLACEHOLDERS.sub("<*>", value))
-            elif kind == REP_WILD:
-                out.append("<*> ...")
             elif kind == REP_SHAPE:
                 out.append(_SHAPE_PLACEHOLDERS.sub("<*>", value) + " ...")
             else:
@@ -84,9 +83,9 @@ class MessageType:
                 parts.append(r"\S+")
             elif kind == SHAPE:
                 parts.append(_shape_regex(value))
-            elif kind == REP_WILD:
-                parts.append(r"\S+(?:\s+\S+)*")
             elif kind == REP_SHAPE:
+                # two runs are never neighbours (_collapse_runs), so a run backtracks only against
+                # single tokens: no polynomial blow-up on a line that does not match
                 one = _shape_regex(value)
                 parts.append(f"{one}(?:\\s+{one})*")
             else:
@@ -280,7 +279,7 @@ class MessageTypes:
                 if d == 1:
                     (v,) = values
                     if v[0] == _REPEAT_MARK:
-                        spec.append((REP_WILD, "") if v == _REPEAT_MARK + "<*>" else (REP_SHAPE, v[1:]))
+                        spec.append((REP_SHAPE, v[1:]))
                     elif v == "<*>":
                         spec.append((WILD, ""))
                     elif "<" in v and _SHAPE_PLACEHOLDERS.search(v):
@@ -312,7 +311,7 @@ class MessageTypes:
         for t in sorted(self.types_, key=lambda t: (t.generation, t.id)):
             roots = gens.setdefault(t.generation, {})
             if t.repeats:
-                reps[t.generation].append(t)  # variable length: tried in order after the trie
+                reps[t.generation].append(t)  # variable length: tried after the trie, most specific first
                 continue
             node = roots.setdefault(len(t.tokens), _Node())
             for kind, value in t.tokens:
@@ -326,7 +325,8 @@ class MessageTypes:
                     node = node.wild
             if node.type_id == UNKNOWN:
                 node.type_id = t.id
-        self._generations = [(gens[g], [(t.id, t.tokens) for t in reps[g]]) for g in sorted(gens)] or [({}, [])]
+        self._generations = [(gens[g], [(t.id, t.tokens) for t in sorted(reps[g], key=_run_order)]) for g in sorted(gens)]
+        self._generations = self._generations or [({}, [])]
         self._roots, self._reps = self._generations[0]
         self._by_id = {t.id: t for t in self.types_}
         _link_overlaps(self.types_)
@@ -348,10 +348,13 @@ class MessageTypes:
     def _classify_runs(self, reps: list[tuple[int, list[tuple[str, str]]]], tokens: list[str]) -> int:
         """The first template with repeated tokens that matches (only for lines the trie misses)."""
         n = len(tokens)
-        mask = self._masker.mask_token
+        masked: list[str] | None = None
         for type_id, spec in reps:
-            if len(spec) <= n and _match_runs(spec, tokens, mask):
-                return type_id
+            if len(spec) <= n:
+                if masked is None:
+                    masked = self._masker.mask_tokens(tokens)
+                if _match_runs(spec, tokens, masked):
+                    return type_id
         return UNKNOWN
 
     def _classify_in(self, roots: dict[int, _Node], tokens: list[str]) -> int:
@@ -469,7 +472,7 @@ class MessageTypes:
         params = self._params()
         params["extra_masks"] = [{"name": m.name, "pattern": m.pattern} for m in self.extra_masks]
         return {
-            "format": FORMAT_VERSION,
+            "format": FORMAT_WITH_RUNS if any(t.repeats for t in self.types_) else FORMAT_VERSION,
             "params": params,
             "n_clusters": self.n_clusters_,
             "cluster_curve": [[k, v] for k, v in self.cluster_curve_],
@@ -491,10 +494,10 @@ class MessageTypes:
     @classmethod
     def from_json(cls, data: dict, source: str = "msgtypes.json") -> MessageTypes:
         try:
-            if data.get("format") != FORMAT_VERSION:
+            if data.get("format") not in (FORMAT_VERSION, FORMAT_WITH_RUNS):
                 raise LogravenError(
                     f"{source}: message-type format {data.get('format')!r} is not supported "
-                    f"(this lograven reads format {FORMAT_VERSION}); retrain with `lograven train`"
+                    f"(this lograven reads formats {FORMAT_VERSION} and {FORMAT_WITH_RUNS}); retrain with `lograven train`"
                 )
             p = data["params"]
             obj = cls(
@@ -539,7 +542,7 @@ def _link_overlaps(types: list[MessageType]) -> None:
     The trie prefers, at the first position where two same-length templates
     differ, a constant over a shape over a wildcard; a line both match goes to
     the preferred one. Templates with repeated tokens are tried after the trie
-    of their generation, in id order, and older generations win over newer
+    of their generation, most specific first (_run_order), and older generations win over newer
     ones. Each type's regex then excludes its winners, so regexes and
     classifier agree and no line matches two regexes.
     """
@@ -577,7 +580,7 @@ def _link_overlaps(types: list[MessageType]) -> None:
             if t is r or not _may_overlap(r.tokens, t.tokens):
                 continue
             if t.repeats:
-                if (t.generation, t.id) < (r.generation, r.id):
+                if (t.generation, _run_order(t)) < (r.generation, _run_order(r)):
                     r.beaten_by.append(bodies[id(t)])
             elif t.generation <= r.generation:
                 r.beaten_by.append(bodies[id(t)])  # the trie of a generation comes before its runs
@@ -707,7 +710,9 @@ def _merge_general(specs: dict[Spec, int]) -> dict[Spec, int]:
 def _collapse_runs(masked: list[str], keys: list[str]) -> tuple[str, ...]:
     """A run of two or more tokens with one masked form that has a variable part (`blk_<N> blk_<N>
     blk_<N>`, `<IP> <IP>`) becomes one marked key, so a list of any length gives one signature.
-    Runs of a constant word, and neighbours that merely both mask to variables (`<IP>: <N>:`), stay."""
+    Runs of a constant word, and neighbours that merely both mask to variables (`<IP>: <N>:`), stay.
+    The run keeps its masked form even where a single token would be `<*>`: it matches that shape
+    only, never any token (a run of any tokens would swallow every unknown line)."""
     out: list[str] = []
     n = len(keys)
     i = 0
@@ -716,8 +721,10 @@ def _collapse_runs(masked: list[str], keys: list[str]) -> tuple[str, ...]:
         j = i + 1
         while j < n and masked[j] == k:
             j += 1
-        if j - i >= 2 and "<" in k and _SHAPE_PLACEHOLDERS.search(k):
-            out.append(_REPEAT_MARK + keys[i])
+        # two runs side by side (`<N> <N> <HEX> <HEX>`) would make the regexes backtrack polynomially:
+        # only the first becomes a run
+        if j - i >= 2 and "<" in k and _SHAPE_PLACEHOLDERS.search(k) and not (out and out[-1][0] == _REPEAT_MARK):
+            out.append(_REPEAT_MARK + k)  # the masked form, also for `<IP>`: a run matches that shape only
         else:
             out.extend(keys[i:j])
         i = j
@@ -734,21 +741,28 @@ def _merge_into_runs(specs: dict[Spec, int]) -> dict[Spec, int]:
         for p, (kind, value) in enumerate(spec):
             if kind not in _REPEATS:
                 continue
-            single = spec[:p] + (((SHAPE, value) if kind == REP_SHAPE else (WILD, "")),) + spec[p + 1 :]
+            single = spec[:p] + ((SHAPE, value),) + spec[p + 1 :]
             if single in out and single != spec:
                 out[spec] = out.get(spec, 0) + out.pop(single)
     return out
 
 
-def _token_fits(kind: str, value: str, token: str, mask: Callable[[str], str]) -> bool:
+def _token_fits(kind: str, value: str, token: str, masked: str) -> bool:
     if kind == CONST:
         return token == value
     if kind in (SHAPE, REP_SHAPE):
-        return mask(token) == value
-    return True  # WILD, REP_WILD
+        return masked == value
+    return True  # WILD
 
 
-def _match_runs(spec: Sequence[tuple[str, str]], tokens: list[str], mask: Callable[[str], str]) -> bool:
+def _run_order(t: MessageType) -> tuple:
+    """The order in which one generation's templates with runs are tried: the most constant tokens,
+    then the most non-wildcard tokens, then the tokens themselves. It does not depend on ids, which
+    are renumbered by line counts after the counts are taken."""
+    return (-sum(k == CONST for k, _ in t.tokens), -sum(k != WILD for k, _ in t.tokens), t.tokens)
+
+
+def _match_runs(spec: Sequence[tuple[str, str]], tokens: list[str], masked: list[str]) -> bool:
     """Does a template with repeated tokens match a tokenised message (each run takes one or more tokens)?
 
     Dynamic programming over (template position, token position): O(len(spec) * len(tokens)).
@@ -761,7 +775,7 @@ def _match_runs(spec: Sequence[tuple[str, str]], tokens: list[str], mask: Callab
         new = [False] * (n + 1)
         run = kind in _REPEATS
         for j in range(1, n + 1):
-            if (ok[j - 1] or (run and new[j - 1])) and _token_fits(kind, value, tokens[j - 1], mask):
+            if (ok[j - 1] or (run and new[j - 1])) and _token_fits(kind, value, tokens[j - 1], masked[j - 1]):
                 new[j] = True
         ok = new
         if not any(ok):

@@ -84,7 +84,6 @@ class _LastLine:
     text: str
     host: str | None
     type_id: int
-    log_time: float = math.nan  # the line's own timestamp (POSIX seconds), NaN without one
 
 
 def _sequence_hit(rule: str, value: float, ratio: float, p: float, rank: int, prefix: str = "") -> DetectorHit:
@@ -242,6 +241,9 @@ class Service:
         # kept only while stream ends are judged (detectors.sequence.stream_end_after)
         self._stream_last: OrderedDict[str, _LastLine] = OrderedDict()
         self._cut_by_timestamps = False  # set per model (_activate)
+        # per stream, the timestamp of its last line that had one (any line: typed or not), as training
+        # measured silences (stream_segments); only for models that cut streams at silences
+        self._stream_log_time: OrderedDict[str, float] = OrderedDict()
         self._relearn_thread: threading.Thread | None = None
         self._next_relearn = float("inf")
 
@@ -379,7 +381,9 @@ class Service:
                 except (TypeError, ValueError, IndexError):
                     path, offset, text, host, log_time = "", -1, "", None, math.nan
                 self._stream_last[k] = _LastLine(now, path, offset, text, host if isinstance(host, str) else None,
-                                                 self.detector.states[k].last, log_time)  # fmt: skip
+                                                 self.detector.states[k].last)  # fmt: skip
+                if log_time == log_time:
+                    self._stream_log_time[k] = log_time
 
     def _allowlist(self):
         try:
@@ -510,8 +514,7 @@ class Service:
                 for j, v in enumerate(part, a):
                     if v.sequence_p is not None:  # the line advanced the stream's GRU state
                         it, text, rec, stream = meta[j]
-                        last[stream] = _LastLine(now, it.raw.path, it.raw.offset, text[:END_LINE_CHARS], rec.host, v.type_id,
-                                                 log_times[j])  # fmt: skip
+                        last[stream] = _LastLine(now, it.raw.path, it.raw.offset, text[:END_LINE_CHARS], rec.host, v.type_id)
                         last.move_to_end(stream)
                 while len(last) > self.detector.settings.max_streams:
                     last.popitem(last=False)
@@ -585,15 +588,15 @@ class Service:
         lines' own timestamps: [(start, end, streams to end before start)]. Training cuts streams at
         the same silences (a backlog read at once would otherwise never show them)."""
         gap = self.cfg.detectors.sequence.stream_end_after
-        last = self._stream_last
+        known = self._stream_log_time
         seen: dict[str, float] = {}
         parts: list[tuple[int, int, list[str]]] = []
         start, resumed = 0, []
         cut_here: list[str] = []
         for j, ((stream, _), t) in enumerate(zip(items, log_times)):
             prev = seen.get(stream)
-            if prev is None and stream in last:
-                prev = last[stream].log_time
+            if prev is None:
+                prev = known.get(stream)
             if prev is not None and t - prev >= gap:  # False when either is NaN
                 cut_here.append(stream)
             if cut_here:
@@ -604,6 +607,11 @@ class Service:
             if t == t:
                 seen[stream] = t
         parts.append((start, len(items), resumed))
+        for stream, t in seen.items():
+            known[stream] = t
+            known.move_to_end(stream)
+        while len(known) > self.detector.settings.max_streams:
+            known.popitem(last=False)
         return parts
 
     def _end_streams(self, keys: list[str], why: str) -> None:
@@ -688,7 +696,7 @@ class Service:
         entry = {"h": encode_array(h), "seen": seen, "last": last}
         ll = self._stream_last.get(k)
         if ll is not None:  # its last line, so an end judged after a restart can still be explained
-            entry["line"] = [ll.path, ll.offset, ll.text, ll.host, ll.log_time if ll.log_time == ll.log_time else None]
+            entry["line"] = [ll.path, ll.offset, ll.text, ll.host, self._stream_log_time.get(k)]
         return entry
 
     def _checkpoint(self) -> None:
