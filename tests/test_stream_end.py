@@ -586,3 +586,15 @@ def test_daemon_measures_silences_across_batches_as_training_does(tmp_path) -> N
     assert svc._silences([item("b")], [150.0]) == [(0, 1, [])]
     # both in one batch, resuming back to back
     assert svc._silences([item("a"), item("b")], [500.0, 501.0]) == [(0, 1, ["a"]), (1, 2, ["b"])]
+
+
+def test_check_says_where_ends_are_judged(timed_bundle) -> None:
+    """`lograven check` names the silence the model learned ends at, and a config that differs."""
+    from lograven.cli import _detectors_in_force
+    from lograven.config import parse_config
+
+    b = load_bundle(timed_bundle)
+    same = _detectors_in_force(b, parse_config({"detectors": {"sequence": {"stream_end_after": 600}}}))
+    assert "stream ends judged after 600 s idle or silent by the lines' timestamps" in same
+    other = _detectors_in_force(b, parse_config({"detectors": {"sequence": {"stream_end_after": 300}}}))
+    assert "the model learned ends at 600 s of silence: set stream_end_after to 600" in other

@@ -395,8 +395,13 @@ def _detectors_in_force(bundle, cfg) -> str:
             rule += (f", or one of {int(det.rare_type.sum())} types seen < {st.sequence_rare_count} times in training "
                      "where it is not the most expected (rare type)")
         ends = cfg.detectors.sequence.stream_end_after
+        trained = (bundle.manifest.get("training") or {}).get("stream_end_after") if isinstance(bundle.manifest, dict) else None
         if det.judges_stream_ends and ends > 0:
             rule += f"; stream ends judged after {ends:g} s idle"
+            if trained and trained != ends:
+                rule += f" (but the model learned ends at {trained:g} s of silence: set stream_end_after to {trained:g})"
+            elif trained:
+                rule += " or silent by the lines' timestamps, as the model learned them"
         elif ends > 0:
             rule += "; stream_end_after set, but this model did not learn stream ends"
         parts.append(f"sequence {rule}")
