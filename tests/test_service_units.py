@@ -24,7 +24,7 @@ class _Det:
     def type_count(self, t):
         return {3: 40, 4: 7}.get(t, 0)
 
-    def rare_fires(self, t, rank):  # no rare types in this fake
+    def rare_fires(self, t, rank, end_more_likely=False):  # no rare types in this fake
         return False
 
 
