@@ -459,3 +459,33 @@ def test_fit_property_with_lists_every_message_typed_exactly_once(messages: list
         t = mt.classify(m)
         assert t != UNKNOWN, (m, [x.template for x in mt.types_])
         assert [i for i, r in regexes.items() if r.match(m)] == [t], (m, [(x.id, x.template) for x in mt.types_])
+    # the stored counts are what the index does (list templates are tried in an order ids do not change)
+    counts = np.bincount(mt.predict(messages), minlength=mt.n_types + 1)
+    assert [t.count for t in mt.types_] == [int(counts[t.id]) for t in mt.types_]
+
+
+def test_a_list_never_swallows_unknown_lines() -> None:
+    """A run of fully variable tokens keeps its shape: `12 34` makes `<N> ...` (numbers only), not a
+    template of any tokens that would take every line the trie misses."""
+    from lograven.msgtypes import REP_SHAPE
+
+    mt = MessageTypes().fit(["12 34", "56 78 90", "Starting service foo", "Starting service bar", "uptime 12 34"])
+    assert any(t.tokens == [(REP_SHAPE, "<N>")] for t in mt.types_), [t.tokens for t in mt.types_]
+    for line in ("kernel panic", "something completely new here", "uptime is unknown today"):
+        assert mt.classify(line) == UNKNOWN, line
+        assert not any(re.match(t.regex, line) for t in mt.types_), line
+    assert mt.classify("1 2 3 4 5") != UNKNOWN and mt.classify("uptime 1 2 3") != UNKNOWN
+
+
+def test_two_lists_are_never_neighbours() -> None:
+    """`<N> <N> <IP> <IP>`: only the first run is a list, so a regex has no two adjacent runs to
+    backtrack between (polynomial time on a line that does not match)."""
+    from lograven.msgtypes import REP_SHAPE
+
+    mt = MessageTypes().fit(["vals 1 2 10.0.0.1 10.0.0.2 0xab 0xcd done"] * 3)
+    (t,) = mt.types_
+    # the addresses follow a run: they stay two tokens; the hex words after them are a run again
+    assert t.tokens == [(CONST, "vals"), (REP_SHAPE, "<N>"), (WILD, ""), (WILD, ""), (REP_SHAPE, "<HEX>"), (CONST, "done")]
+    line = "vals 1 2 3 10.0.0.1 10.0.0.2 0xab 0xcd 0xef done"
+    assert mt.classify(line) == t.id and re.match(t.regex, line)
+    assert mt.classify("vals 1 10.0.0.1 10.0.0.2 10.0.0.3 0xab done") == UNKNOWN  # three addresses: not this type
