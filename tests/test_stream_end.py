@@ -149,17 +149,25 @@ def test_sequence_fit_holds_back_whole_short_streams_only_when_there_are_enough(
     assert "val_loss" not in m2.history_ and m2.validation_ == {}
 
 
-@pytest.mark.slow
-def test_daemon_alerts_on_a_session_that_stopped_early(tmp_path, session_bundle) -> None:
-    from test_daemon_e2e import Daemon, _append
+def _session_daemon(tmp_path: Path, bundle: Path, end_after: float):
+    """A started daemon on an empty log, streams keyed by block id, stream ends judged after `end_after` s."""
+    from test_daemon_e2e import Daemon
 
-    d = Daemon(tmp_path, session_bundle)
+    d = Daemon(tmp_path, bundle)
     text = d.cfg.read_text().replace(
-        'start_position: end', f"start_position: end\n    stream: '{STREAM}'"
-    ) + "detectors:\n  autoencoder: {enabled: false}\n  sequence: {stream_end_after: 2.0}\n"
+        "start_position: end", f"start_position: end\n    stream: '{STREAM}'"
+    ) + f"detectors:\n  autoencoder: {{enabled: false}}\n  sequence: {{stream_end_after: {end_after}}}\n"
     d.cfg.write_text(text)
     (d.logs / "messages").write_text("")
     d.start()
+    return d
+
+
+@pytest.mark.slow
+def test_daemon_alerts_on_a_session_that_stopped_early(tmp_path, session_bundle) -> None:
+    from test_daemon_e2e import _append
+
+    d = _session_daemon(tmp_path, session_bundle, 2.0)
     stop = {2: 3}
     lines, blocks = session_log(8, seed=5, stop=stop)
     _append(d.logs / "messages", lines)
@@ -508,15 +516,9 @@ def test_daemon_judges_ends_by_timestamps_in_a_backlog(tmp_path, timed_bundle) -
     """A backlog read at once: the daemon cuts streams where their own timestamps show stream_end_after of
     silence, as training did. A block that stopped early and is deleted an hour later (by its timestamps)
     gets its end alert before the delete lines; resting blocks and their deletions do not alert."""
-    from test_daemon_e2e import Daemon, _append
+    from test_daemon_e2e import _append
 
-    d = Daemon(tmp_path, timed_bundle)
-    text = d.cfg.read_text().replace(
-        "start_position: end", f"start_position: end\n    stream: '{STREAM}'"
-    ) + "detectors:\n  autoencoder: {enabled: false}\n  sequence: {stream_end_after: 600}\n"
-    d.cfg.write_text(text)
-    (d.logs / "messages").write_text("")
-    d.start()
+    d = _session_daemon(tmp_path, timed_bundle, 600)
     lines, blocks = timed_session_log(12, seed=12, stop={4: 3}, deleted=set(range(12)), delete_stopped=True)
     _append(d.logs / "messages", lines)
     needle = 'lograven_lines_read_total{file="%s"} %d.0' % (d.logs / "messages", len(lines))
@@ -575,17 +577,24 @@ def test_daemon_measures_silences_across_batches_as_training_does(tmp_path) -> N
     cfg = parse_config({"state_dir": str(tmp_path), "detectors": {"sequence": {"stream_end_after": 60}}})
     svc = Service(cfg)
     svc.detector = SimpleNamespace(settings=SimpleNamespace(max_streams=100))  # type: ignore[assignment]
-    nan = float("nan")
-    item = lambda s: (s, None)  # noqa: E731
+    from datetime import datetime, timezone
+
+    from lograven.parsing import LogRecord
+
+    def batch(*lines: tuple[str, float | None]) -> list:
+        """(stream, seconds after the epoch, or None for a line without a timestamp) -> detector items"""
+        return [(s, LogRecord(None if t is None else datetime.fromtimestamp(t, timezone.utc), None, None, None, "m"))
+                for s, t in lines]  # fmt: skip
+
     # batch 1: a at 0, b at 10, a without a time (ends the batch)
-    assert svc._silences([item("a"), item("b"), item("a")], [0.0, 10.0, nan]) == [(0, 3, [])]
+    assert svc._silences(batch(("a", 0.0), ("b", 10.0), ("a", None))) == [(0, 3, [])]
     # batch 2: a at 100 (100 s after its last time: cut before it), b at 50 (40 s: no cut)
-    assert svc._silences([item("b"), item("a")], [50.0, 100.0]) == [(0, 1, []), (1, 2, ["a"])]
+    assert svc._silences(batch(("b", 50.0), ("a", 100.0))) == [(0, 1, []), (1, 2, ["a"])]
     # b at 130 (80 s after 50): cut; at 150 (20 s after 130): none
-    assert svc._silences([item("b")], [130.0]) == [(0, 1, ["b"])]
-    assert svc._silences([item("b")], [150.0]) == [(0, 1, [])]
+    assert svc._silences(batch(("b", 130.0))) == [(0, 1, ["b"])]
+    assert svc._silences(batch(("b", 150.0))) == [(0, 1, [])]
     # both in one batch, resuming back to back
-    assert svc._silences([item("a"), item("b")], [500.0, 501.0]) == [(0, 1, ["a"]), (1, 2, ["b"])]
+    assert svc._silences(batch(("a", 500.0), ("b", 501.0))) == [(0, 1, ["a"]), (1, 2, ["b"])]
 
 
 def test_check_says_where_ends_are_judged(timed_bundle) -> None:

@@ -55,6 +55,14 @@ class Bundle:
     def sha256(self) -> str:
         return str(self.manifest.get("_sha256", ""))
 
+    @property
+    def stream_end_after(self) -> float:
+        """The silence (seconds) at which training cut streams and taught ends; 0: streams were not cut."""
+        try:
+            return float((self.manifest.get("training") or {}).get("stream_end_after") or 0.0)
+        except (TypeError, ValueError, AttributeError):
+            return 0.0
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()

@@ -395,7 +395,7 @@ def _detectors_in_force(bundle, cfg) -> str:
             rule += (f", or one of {int(det.rare_type.sum())} types seen < {st.sequence_rare_count} times in training "
                      "where it is not the most expected (rare type)")
         ends = cfg.detectors.sequence.stream_end_after
-        trained = (bundle.manifest.get("training") or {}).get("stream_end_after") if isinstance(bundle.manifest, dict) else None
+        trained = bundle.stream_end_after
         if det.judges_stream_ends and ends > 0:
             rule += f"; stream ends judged after {ends:g} s idle"
             if trained and trained != ends:

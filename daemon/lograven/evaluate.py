@@ -38,8 +38,8 @@ from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, 
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask
 from lograven.msgtypes import UNKNOWN, MessageTypes
-from lograven.parsing import LogRecord, Parser, StreamKey
-from lograven.training import Corpus, iter_file_lines, train
+from lograven.parsing import LogRecord, Parser, StreamKey, posix_seconds
+from lograven.training import Corpus, iter_file_lines, silence_ends, train
 
 log = logging.getLogger(__name__)
 
@@ -1003,7 +1003,7 @@ def evaluate_sessions(
         cuts: list[int] = []
         if gap and det.judges_stream_ends and tr.summary.get("stream_end_after"):
             # the log's end is its last line's time, whichever session that line belongs to
-            t_all = [r.timestamp.timestamp() if r.timestamp is not None else math.nan for r in recs]
+            t_all = [posix_seconds(r.timestamp) for r in recs]
             log_end = max((t for t in t_all if t == t), default=math.nan)
             finishing, cuts = _segment_ends([names[line_sess[i]] for i in test_idx], [t_all[i] for i in test_idx], gap,
                                             log_end)  # fmt: skip
@@ -1083,27 +1083,15 @@ def evaluate_sessions(
 
 def _segment_ends(streams: Sequence[str], times: Sequence[float], gap: float,
                   log_end: float | None = None) -> tuple[dict[int, list[str]], list[int]]:  # fmt: skip
-    """Where the daemon, with `stream_end_after` = gap, would end streams in these lines (in order; times in
-    POSIX seconds, NaN when unknown): after a line whose stream next speaks `gap` seconds or more later, or
-    never again while the log goes on for `gap` (to `log_end`, default the last time here; a stream still
-    open when the log stops is not judged).
-    Returns {number of lines scored: streams ending there} and the points where scoring must pause so that
-    an end is judged before its stream resumes."""
-    if log_end is None:
-        log_end = max((t for t in times if t == t), default=math.nan)
+    """Where the daemon, with `stream_end_after` = gap, would end streams in these lines (silence_ends, as
+    training cut them): {number of lines scored: streams ending there}, and the points where scoring must
+    pause so that an end is judged before its stream resumes."""
+    ends, resumes = silence_ends(streams, times, gap, log_end)
     finishing: dict[int, list[str]] = defaultdict(list)
-    cuts: list[int] = []
-    last: dict[str, tuple[int, float]] = {}
-    for j, (s, t) in enumerate(zip(streams, times)):
-        prev = last.get(s)
-        if prev is not None and t - prev[1] >= gap:  # False when either time is NaN
-            finishing[prev[0] + 1].append(s)
-            cuts.append(prev[0] + 1)
-        last[s] = (j, t if t == t or prev is None else prev[1])
-    for s, (j, t) in last.items():
-        if log_end - t >= gap:
+    for j, s in enumerate(streams):
+        if ends[j]:
             finishing[j + 1].append(s)
-    return finishing, sorted(set(cuts))
+    return finishing, [j + 1 for j, r in enumerate(resumes) if r]
 
 
 def _end_evidence(ends: Sequence[StreamEnd], index: dict[str, int], n: int) -> Evidence:

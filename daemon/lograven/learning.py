@@ -141,7 +141,7 @@ def learn(
         log.warning("%s has no replay sample (older bundle): fine-tuning on the new data alone may forget old patterns", base.path)
     # a model that learned stream ends at silences (detectors.sequence.stream_end_after at training)
     # learns the new lines' ends the same way
-    gap = float((base.manifest.get("training") or {}).get("stream_end_after") or 0.0) if base.sequence.params.stream_end else 0.0
+    gap = base.stream_end_after if base.sequence.params.stream_end else 0.0
     if gap and any(t == t for t in corpus.times):
         new_seqs, ended = stream_segments(corpus.streams, corpus.times, type_ids, gap)
     else:

@@ -17,6 +17,7 @@ expressions, integer arithmetic instead of ``strptime`` and small caches.
 """
 from __future__ import annotations
 
+import math
 import re
 import sys
 import time
@@ -40,6 +41,11 @@ class LogRecord:
     message: str
     stream: str | None = None  # from a regex format's `stream` group
     parsed: bool = True  # False: the format did not match, the whole line became the message
+
+
+def posix_seconds(ts: datetime | None) -> float:
+    """A parsed timestamp as POSIX seconds; NaN without one (streams' silences are measured in these)."""
+    return ts.timestamp() if ts is not None else math.nan
 
 
 # --------------------------------------------------------------------------

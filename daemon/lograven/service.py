@@ -34,7 +34,7 @@ from lograven.errors import LogravenError
 from lograven.metrics import Metrics, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.notify import Notifier
-from lograven.parsing import LogRecord, Parser, StreamKey, decode_line
+from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,6 @@ class _Pending:
 
 
 END_LINE_CHARS = 512  # of a stream's last line, kept for its stream-end alert (bounded memory per stream)
-
-
-def _posix(ts) -> float:
-    """A parsed timestamp as POSIX seconds (NaN without one)."""
-    return ts.timestamp() if ts is not None else math.nan
 
 
 @dataclass(slots=True)
@@ -345,7 +340,7 @@ class Service:
         if cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
             log.warning("detectors.sequence.stream_end_after is set but model %s did not learn stream ends "
                         "(train it with training.sequence.stream_end: true): stream ends are not judged", bundle.version)
-        trained_gap = (bundle.manifest.get("training") or {}).get("stream_end_after") if isinstance(bundle.manifest, dict) else None
+        trained_gap = bundle.stream_end_after
         # a model that learned ends at silences by the lines' timestamps is served the same way; one trained
         # on whole sessions only sees a stream end after stream_end_after of idleness
         self._cut_by_timestamps = bool(trained_gap)
@@ -493,11 +488,7 @@ class Service:
             items.append((stream, rec))
             meta.append((it, text, rec, stream))
         judge = self._judge_ends()
-        if judge:
-            log_times = [_posix(rec.timestamp) for _, rec in items]
-            parts = self._silences(items, log_times) if self._cut_by_timestamps else [(0, len(items), [])]
-        else:
-            log_times, parts = [], [(0, len(items), [])]
+        parts = self._silences(items) if judge and self._cut_by_timestamps else [(0, len(items), [])]
         verdicts: list = []
         for a, b, resumed in parts:
             if resumed:
@@ -583,7 +574,7 @@ class Service:
         if idle:
             self._end_streams(idle, "idle")
 
-    def _silences(self, items: list, log_times: list[float]) -> list[tuple[int, int, list[str]]]:
+    def _silences(self, items: list) -> list[tuple[int, int, list[str]]]:
         """The batch cut where a stream speaks again after stream_end_after or more of silence by its
         lines' own timestamps: [(start, end, streams to end before start)]. Training cuts streams at
         the same silences (a backlog read at once would otherwise never show them)."""
@@ -593,7 +584,8 @@ class Service:
         parts: list[tuple[int, int, list[str]]] = []
         start, resumed = 0, []
         cut_here: list[str] = []
-        for j, ((stream, _), t) in enumerate(zip(items, log_times)):
+        for j, (stream, rec) in enumerate(items):
+            t = posix_seconds(rec.timestamp)
             prev = seen.get(stream)
             if prev is None:
                 prev = known.get(stream)

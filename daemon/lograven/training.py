@@ -15,7 +15,7 @@ from lograven.bundle import save_bundle
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask, Masker
 from lograven.msgtypes import MessageTypes
-from lograven.parsing import LogRecord, Parser, StreamKey, decode_line
+from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, posix_seconds
 from lograven.sequence import SequenceModel, SequenceParams, type_frequencies
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,9 @@ class Corpus:
         self.programs.append(record.program)
         self.streams.append(stream)
         ts = record.timestamp
-        if ts is None:
-            self.times.append(math.nan)
-        elif ts is self._last_ts[0]:  # the parser reuses the datetime of a repeated timestamp
-            self.times.append(self._last_ts[1])
-        else:
-            self._last_ts = (ts, ts.timestamp())
-            self.times.append(self._last_ts[1])
+        if ts is not self._last_ts[0]:  # the parser reuses the datetime of a repeated timestamp
+            self._last_ts = (ts, posix_seconds(ts))
+        self.times.append(self._last_ts[1])
         if not record.parsed:
             self.unparsed += 1
 
@@ -162,31 +158,49 @@ def streams_ended(streams: Sequence[str]) -> list[bool]:
     return [i < cut for i in last.values()]
 
 
+def silence_ends(streams: Sequence[str], times: Sequence[float], gap: float,
+                 log_end: float | None = None) -> tuple[list[bool], list[bool]]:  # fmt: skip
+    """Where streams end by silence, as the daemon ends a stream after `detectors.sequence.stream_end_after`
+    of it (and starts it afresh when it speaks again). Per line (times in POSIX seconds, NaN when unknown):
+    `ends`, its stream's segment ends after it: the stream's next line came `gap` or more later, or it
+    never spoke again while the data went on for `gap` (to `log_end`, default the last time here); and
+    `resumes`, the stream speaks again after such an end. A line without a timestamp continues its
+    segment; a segment whose last time is unknown, or that is still open when the data stops, has not
+    ended."""
+    if log_end is None:
+        log_end = max((t for t in times if t == t), default=math.nan)
+    n = len(streams)
+    ends, resumes = [False] * n, [False] * n
+    last: dict[str, tuple[int, float]] = {}  # stream -> (its last line, the last known time)
+    for j, (s, t) in enumerate(zip(streams, times)):
+        prev = last.get(s)
+        if prev is not None and t - prev[1] >= gap:  # False when either time is NaN
+            ends[prev[0]] = resumes[prev[0]] = True
+        last[s] = (j, t if t == t or prev is None else prev[1])
+    for j, t in last.values():
+        ends[j] = bool(log_end - t >= gap)
+    return ends, resumes
+
+
 def stream_segments(streams: Sequence[str], times: Sequence[float], type_ids: np.ndarray,
                     gap: float) -> tuple[list[np.ndarray], list[bool]]:  # fmt: skip
-    """Each stream's type ids cut where the stream was silent for `gap` seconds or more, as the daemon
-    ends a stream after `detectors.sequence.stream_end_after` of silence (and starts it afresh when it
-    speaks again), with, per segment, whether it ended inside the data: the stream's next line came
-    `gap` or more later, or the data goes on for `gap` after the segment's last line. A line without a
-    timestamp continues its segment; a segment whose last time is unknown is not taken as ended."""
-    finite = [t for t in times if t == t]
-    t_end = max(finite) if finite else math.nan
-    open_: dict[str, tuple[list[int], float]] = {}
+    """Each stream's type ids cut where it was silent for `gap` seconds or more (silence_ends), as the
+    daemon will judge its ends, with, per segment, whether it ended inside the data."""
+    ends, resumes = silence_ends(streams, times, gap)
+    open_: dict[str, list[int]] = {}  # stream -> its open segment's ids
+    at: dict[str, int] = {}  # stream -> its last line
     segments: list[np.ndarray] = []
     ended: list[bool] = []
-    for s, t, ty in zip(streams, times, type_ids):
-        cur = open_.get(s)
-        if cur is not None and t == t and cur[1] == cur[1] and t - cur[1] >= gap:
-            segments.append(np.array(cur[0], dtype=np.int32))
+    for j, (s, ty) in enumerate(zip(streams, type_ids)):
+        if s in at and resumes[at[s]]:  # the stream speaks again: its segment ended
+            segments.append(np.array(open_[s], dtype=np.int32))
             ended.append(True)
-            cur = None
-        if cur is None:
-            cur = ([], math.nan)
-        cur[0].append(int(ty))
-        open_[s] = (cur[0], t if t == t else cur[1])
-    for ids, last in open_.values():
+            open_[s] = []
+        open_.setdefault(s, []).append(int(ty))
+        at[s] = j
+    for s, ids in open_.items():
         segments.append(np.array(ids, dtype=np.int32))
-        ended.append(bool(last == last and t_end - last >= gap))
+        ended.append(ends[at[s]])
     return segments, ended
 
 
