@@ -542,6 +542,48 @@ def test_calibration_uses_the_fitted_tail_at_the_false_alarm_rate(constructed) -
     assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.1
 
 
+def test_empirical_quantile_from_the_lowest_kept_values() -> None:
+    from lograven.sequence import empirical_quantile, lowest
+
+    low = lowest(np.arange(1000, 0, -1) / 1000.0, k=8)
+    assert low == [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008]
+    assert empirical_quantile(low, 1000, 1e-4) == 0.001  # fewer than 1 / rate values: the minimum
+    assert empirical_quantile(low, 1000, 0.003) == 0.003  # floor(0.003 * 999) = 2: the third lowest
+    assert empirical_quantile(low, 1000, 0.05) == 0.008  # beyond what is kept: the highest kept (lower)
+    for bad in (None, [], ["x"], [float("nan")]):
+        assert empirical_quantile(bad, 1000, 1e-4) == np.inf
+    assert empirical_quantile(low, 0, 1e-4) == np.inf and empirical_quantile(low, "x", 1e-4) == np.inf
+
+
+def test_calibration_never_above_the_held_back_lines_at_the_rate(constructed) -> None:
+    """A tail that the held-back lines contradict does not set the threshold: with fewer held-back lines
+    than 1 / false_alarm_rate, the threshold in force is at most their lowest ratio (HDFS, seed 44:
+    the tail said 0.106 while 2 of 1,400 held-back lines were below 0.1)."""
+    b, q, lines = constructed
+    common = b.types.classify(lines[0][1].message)
+    q2 = q.copy()
+    q2[common] *= 0.05
+    q2 /= q2.sum()
+    seq = constant_model(b.types.n_types, q2)
+    b2 = replace(b, sequence=seq)
+    ratio = run_rule(b2, lines, sequence_rule="relative")[0].sequence_ratio
+    assert 0.02 < ratio < 0.1
+    tail = [-0.6, 0.46, 0.05]  # its value at 1e-4 is exp(-(-0.6 + 0.46 ln 500)) = 0.106
+    seq.validation_ = {"steps": 1400, "relative_q": 0.099, "probability_q": 0.012, "probability_min": 0.001,
+                       "tail_relative": tail, "tail_p": tail, "relative_low": [0.02, 0.099, 0.2],
+                       "probability_low": [0.001, 0.012, 0.05]}  # fmt: skip
+    det = Detector(b2, DetectorSettings(autoencoder=False))
+    assert det.relative_threshold == 0.02 and det.probability_threshold == 0.001
+    assert det.detect(lines[:1])[0].detectors == []  # above the lowest held-back normal line
+    # without the kept values (bundles from before 2026-12-06): the quantile and the tail, as before
+    del seq.validation_["relative_low"]
+    assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.099
+    # with enough held-back lines for the rate, the quantile at the rate
+    seq.validation_ = {"steps": 25001, "relative_low": [0.01, 0.02, 0.03, 0.04, 0.05]}  # floor(1e-4 * 25000) = 2
+    assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.03
+    assert Detector(b2, DetectorSettings(autoencoder=False, sequence_calibrate=False)).relative_threshold == 0.1
+
+
 def test_detector_settings_defaults_are_the_config_defaults() -> None:
     """DetectorSettings() (library use, learn's tail comparison) and a default config agree."""
     from lograven.config import Config

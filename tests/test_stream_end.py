@@ -101,6 +101,12 @@ def test_model_learns_end_frequency_and_holds_back_whole_sessions(session_bundle
     # short streams: 10% of the sessions held back whole, so training stops early and validates
     assert "val_loss" in seq.history_ or seq.validation_["steps"] > 0
     assert seq.validation_["steps"] >= 30 * 9
+    # the held-back sessions' ends are measured on their own, and the lowest values are kept
+    v = seq.validation_
+    assert 30 <= v["end_steps"] <= 40 and v["end_steps"] <= v["steps"] / 8
+    for key in ("relative_low", "probability_low", "end_relative_low"):
+        assert 0 < len(v[key]) <= 64 and v[key] == sorted(v[key]) and all(x >= 0 for x in v[key])
+    assert v["relative_low"][0] == v["relative_q"] and v["probability_low"][0] == v["probability_min"]  # < 1,001 steps
 
 
 @pytest.mark.parametrize("rule", ["relative", "probability"])
@@ -123,6 +129,35 @@ def test_complete_sessions_end_quietly_and_truncated_ones_are_flagged(session_bu
     # ended streams are forgotten: their state is gone, a second call judges nothing
     assert not any(b in det.states for b in blocks)
     assert det.end_streams(blocks) == []
+
+
+def test_stream_ends_have_their_own_calibrated_threshold(session_bundle) -> None:
+    """Ends are judged at the lowest of the configured threshold and the held-back sessions' ends at
+    false_alarm_rate (with MIN_END_STEPS of them); calibrate off, or too few ends: as configured."""
+    stop = {3: 3, 7: 2, 11: 5, 15: 1}
+    lines, blocks = session_log(30, seed=99, stop=stop)
+    b = load_bundle(session_bundle)
+    v = b.sequence.validation_
+
+    def flagged(**kw) -> set[int]:
+        det = Detector(b, DetectorSettings(autoencoder=False, **kw))
+        _feed(det, lines)
+        return {blocks.index(e.stream) for e in det.end_streams(blocks) if e.anomaly}
+
+    det = Detector(b, DetectorSettings(autoencoder=False))
+    assert det.end_rule_value == min(0.1, v["end_relative_low"][0])  # 35 ends < 1 / 1e-4: their lowest
+    ratios = {}
+    _feed(det, lines)
+    for e in det.end_streams(blocks):
+        ratios[blocks.index(e.stream)] = e.ratio
+    low = sorted(ratios[i] for i in stop)
+    cut = float(np.sqrt(low[0] * low[1]))  # between the two most improbable early stops
+    b.sequence.validation_ = {**v, "end_steps": 100, "end_relative_low": [cut, 0.5]}
+    assert flagged() == {i for i in stop if ratios[i] < cut} and len(flagged()) == 1
+    assert flagged(sequence_calibrate=False) == set(stop)
+    assert flagged(sequence_rule="probability") == {i for i in stop if ratios[i] < cut}  # p = ratio * end share
+    b.sequence.validation_ = {**v, "end_steps": 19, "end_relative_low": [cut]}  # too few held-back ends
+    assert flagged() == set(stop)
 
 
 def test_model_without_stream_ends_judges_none_but_forgets(bundle_dir, normal_data) -> None:
@@ -360,6 +395,11 @@ def test_learn_keeps_the_base_models_lower_cuts() -> None:
     got = keep_lowest_cuts({"steps": 9000, "tail_p": wide, "tail_relative": thin}, {**small, "tail_p": thin, "tail_relative": wide})
     assert got["tail_p"] == wide and got["tail_relative"] == wide and got["steps"] == 10200
     assert keep_lowest_cuts({"tail_p": wide}, small)["tail_p"] == wide  # a new hold-out too small for a tail
+    # the lowest held-back values: the lowest of both hold-outs, out of both counts
+    got = keep_lowest_cuts({"steps": 9000, "relative_low": [0.01, 0.3], "end_steps": 50, "end_relative_low": [0.2]},
+                           {**small, "relative_low": [0.02, 0.05], "end_steps": 5, "end_relative_low": [0.1]})  # fmt: skip
+    assert got["relative_low"] == [0.01, 0.02, 0.05, 0.3] and got["steps"] == 10200
+    assert got["end_relative_low"] == [0.1, 0.2] and got["end_steps"] == 55
 
 
 @pytest.mark.slow

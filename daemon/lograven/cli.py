@@ -398,6 +398,8 @@ def _detectors_in_force(bundle, cfg) -> str:
         trained = bundle.stream_end_after
         if det.judges_stream_ends and ends > 0:
             rule += f"; stream ends judged after {ends:g} s idle"
+            if st.sequence_rule != "top_k" and det.end_rule_value < st.rule_value:
+                rule += f", an end flagged below {det.end_rule_value:.3g} (calibrated on held-back ends)"
             if trained and trained != ends:
                 rule += f" (but the model learned ends at {trained:g} s of silence: set stream_end_after to {trained:g})"
             elif trained:

@@ -306,7 +306,10 @@ class SequenceDetectorConfig:
              "training steps show (stored in the bundle at training; used when at least 1,000 "
              "steps were held back): to the value that about `false_alarm_rate` of normal lines "
              "fall below, extrapolated with an exponential tail fitted to the held-back steps' "
-             "most improbable 5%, and never above their 0.001 quantile. A model unsure of normal "
+             "most improbable 5%, and never above their 0.001 quantile nor their own quantile at "
+             "`false_alarm_rate` (their minimum when fewer than 1 / rate were held back). Stream "
+             "ends get their own threshold the same way, from the held-back streams' ends (at "
+             "least 20). A model unsure of normal "
              "orderings (concurrent events, little data) then alerts less instead of flooding; "
              "the threshold in force is in each alert. Off: the configured thresholds as they are.")
     false_alarm_rate: float = _opt(

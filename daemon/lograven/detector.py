@@ -29,7 +29,7 @@ from lograven.masking import Masker
 premask = Masker.premask
 from lograven.msgtypes import UNKNOWN
 from lograven.parsing import LogRecord
-from lograven.sequence import END, MIN_FLOOR_STEPS, StreamState, tail_quantile, type_frequencies
+from lograven.sequence import END, MIN_END_STEPS, MIN_FLOOR_STEPS, StreamState, empirical_quantile, tail_quantile, type_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +190,21 @@ class Detector:
         enough = v.get("steps", 0) >= MIN_FLOOR_STEPS
         cal = st.sequence_calibrate and enough
         rate = st.sequence_false_alarm_rate
-        self.relative_threshold = min(st.sequence_relative_threshold,
-                                      min(_stat(v, "relative_q"), _tail_value(v, "tail_relative", rate)) if cal else np.inf)
-        self.probability_threshold = min(st.sequence_threshold,
-                                         min(_stat(v, "probability_q"), _tail_value(v, "tail_p", rate)) if cal else np.inf)
+        # The empirical quantile at the rate (with fewer than 1 / rate held-back lines: their minimum)
+        # guards against a tail that the held-back lines themselves contradict.
+        def cut(q_key, tail_key, low_key):
+            emp = empirical_quantile(v.get(low_key), v.get("steps", 0), rate)
+            return min(_stat(v, q_key), _tail_value(v, tail_key, rate), emp) if cal else np.inf
+
+        self.relative_threshold = min(st.sequence_relative_threshold, cut("relative_q", "tail_relative", "relative_low"))
+        self.probability_threshold = min(st.sequence_threshold, cut("probability_q", "tail_p", "probability_low"))
+        # Stream ends (models that learned them) are calibrated on their own: on the ends of the
+        # held-back streams, which are fewer than their lines (MIN_END_STEPS needed).
+        end_cut = np.inf
+        if st.sequence_calibrate and v.get("end_steps", 0) >= MIN_END_STEPS:
+            end_cut = empirical_quantile(v.get("end_relative_low"), v.get("end_steps", 0), rate)
+        self.end_relative_threshold = min(st.sequence_relative_threshold, end_cut)
+        self.end_probability_threshold = min(st.sequence_threshold, end_cut * self.seq.end_frequency_)
         # The floor: a line whose type is less probable than at any held-back normal step (and than
         # the tail's `rate` value) is flagged whatever the rule says (a type seen a few times in
         # training, where it never was).
@@ -204,6 +215,12 @@ class Detector:
     def sequence_rule_value(self) -> float:
         """The sequence rule's threshold in force (k for top_k)."""
         return {"relative": self.relative_threshold, "probability": self.probability_threshold,
+                "top_k": float(self.settings.sequence_top_k)}[self.settings.sequence_rule]  # fmt: skip
+
+    @property
+    def end_rule_value(self) -> float:
+        """The threshold in force for stream ends (k for top_k)."""
+        return {"relative": self.end_relative_threshold, "probability": self.end_probability_threshold,
                 "top_k": float(self.settings.sequence_top_k)}[self.settings.sequence_rule]  # fmt: skip
 
     # ------------------------------------------------------------- states
@@ -437,8 +454,8 @@ class Detector:
         rank = (probs > p_end[:, None]).sum(axis=1) + 1
         ratio = p_end / seq.end_frequency_
         st = self.settings
-        # ends: at the configured threshold (calibration is measured on lines)
-        fire = rule_fires(st.sequence_rule, st.rule_value, ratio, p_end, rank)
+        # ends: at their own threshold in force (calibrated on the held-back streams' ends)
+        fire = rule_fires(st.sequence_rule, self.end_rule_value, ratio, p_end, rank)
         tops = self._top_types(probs) if st.expected > 0 else [[] for _ in found]
         return [
             StreamEnd(k, bool(fire[i]), float(p_end[i]), int(rank[i]), float(ratio[i]), s.last or None, s.seen, tops[i])

@@ -507,6 +507,9 @@ class DetectionEvaluation:
             gap = s.get("stream_end_after") or 0
             ends = (f"; stream ends after {gap:g} s of silence (sessions cut there, in training and test)" if gap
                     else "; stream ends at each session's last line")  # fmt: skip
+            used = s.get("end_threshold_in_force")
+            if used is not None and s["sequence_rule"] != "top_k" and used < s["sequence_threshold_in_force"]:
+                ends += f", an end flagged below {used:.3g}"
         out.append(
             f"  model     {s['types']} message types; sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
             f"{s['autoencoder_threshold']:.3f} nats/token (x{s['autoencoder_margin']:g}); "
@@ -620,6 +623,7 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "rare_count": settings.sequence_rare_count,
         "rare_types": int(det.rare_type.sum()),
         "sequence_threshold_in_force": det.sequence_rule_value,
+        "end_threshold_in_force": det.end_rule_value if det.judges_stream_ends else None,
         "top_k": settings.sequence_top_k,
         "autoencoder_threshold": round(float(det.ae.threshold_), 6),
         "autoencoder_margin": settings.autoencoder_margin,
@@ -1034,9 +1038,9 @@ def evaluate_sessions(
             return out
 
         def end_flags(rule: str, v: float) -> np.ndarray:
-            """Ends under a sweep row; the row in force judges ends as the detector does (uncalibrated)."""
+            """Ends under a sweep row; the row in force judges ends as the detector does (at their own threshold)."""
             if rule == settings.sequence_rule and v == det.sequence_rule_value:
-                v = settings.rule_value
+                v = det.end_rule_value
             return sequence_flags(end_ev, rule, v)
 
         def agg_max(values: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from lograven.masking import Masker
 from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
 from lograven.parsing import Parser, StreamKey, decode_line
-from lograven.sequence import SequenceModel, tail_quantile
+from lograven.sequence import LOWEST_KEPT, SequenceModel, tail_quantile
 from lograven.training import (
     Corpus,
     ae_text,
@@ -214,6 +214,13 @@ def keep_lowest_cuts(old: dict, new: dict) -> dict:
         qa, qb = tail_quantile(a, TAIL_REFERENCE_RATE), tail_quantile(b, TAIL_REFERENCE_RATE)
         if np.isfinite(qa) and (qa > qb or not np.isfinite(qb)):
             out[k] = list(a)
+            kept = True
+    # the lowest held-back values (empirical quantiles): the lowest of both hold-outs, counted together
+    for low, steps in (("relative_low", "steps"), ("probability_low", "steps"), ("end_relative_low", "end_steps")):
+        a, b = old.get(low), new.get(low)
+        if isinstance(a, list) and a:
+            out[low] = sorted([*a, *(b if isinstance(b, list) else [])])[:LOWEST_KEPT]
+            out[steps] = int(new.get(steps, 0)) + int(old.get(steps, 0))
             kept = True
     if kept:
         out["steps"] = int(new.get("steps", 0)) + int(old.get("steps", 0))

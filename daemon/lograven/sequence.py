@@ -37,6 +37,8 @@ MIN_FLOOR_STEPS = 1000  # held-back steps needed before their minimum is a floor
 TAIL_FRACTION = 0.05  # the exponential tail is fitted to the most surprising 5% of held-back steps
 MIN_TAIL = 20  # ... and to at least this many of them
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
+MIN_END_STEPS = 20  # held-back stream ends needed before the ends get their own calibrated threshold
+LOWEST_KEPT = 64  # the lowest held-back values kept in the bundle, for the empirical quantile at a configured rate
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
 
@@ -167,8 +169,18 @@ class SequenceModel:
             return {"steps": 0}
         ratio = p_obs / freq[tgt[mask]]
         tail_p, tail_r = tail_fit(-np.log(np.maximum(p_obs, 1e-30))), tail_fit(-np.log(np.maximum(ratio, 1e-30)))
+        ends = {}
+        at_end = V[:, 1:] == _END_MARK
+        if once is not None:
+            at_end &= once
+        if self.params.stream_end and at_end.any() and self.end_frequency_ > 0:
+            # held-back streams' ends: how probable ending was where normal streams did end
+            ends = {"end_steps": int(at_end.sum()), "end_relative_low": lowest(probs[..., END][at_end] / self.end_frequency_)}
         return {
             "steps": int(mask.sum()),
+            "relative_low": lowest(ratio),
+            "probability_low": lowest(p_obs),
+            **ends,
             "relative_q": float(np.quantile(ratio, CALIBRATION_QUANTILE, method="lower")),
             "probability_q": float(np.quantile(p_obs, CALIBRATION_QUANTILE, method="lower")),
             "probability_min": float(p_obs.min()),
@@ -285,6 +297,27 @@ def tail_quantile(tail: Sequence[float] | None, rate: float) -> float:
     if not (np.isfinite(u) and np.isfinite(beta) and beta >= 0 and 0 < frac <= 1) or not 0 < rate < frac:
         return np.inf
     return u + beta * math.log(frac / rate)
+
+
+def lowest(values: np.ndarray, k: int = LOWEST_KEPT) -> list[float]:
+    """The k lowest values, ascending (for empirical_quantile)."""
+    v = np.sort(np.asarray(values, dtype=float).ravel())
+    return [float(x) for x in v[:k]]
+
+
+def empirical_quantile(low, n, rate: float) -> float:
+    """The `rate` quantile ("lower": no interpolation) of n held-back values, from their lowest ones
+    as `lowest` keeps them; inf without them. Below 1 / n this is the minimum. A rate beyond the kept
+    values gives the highest kept one (lower than the quantile: fewer alerts, never more)."""
+    try:
+        n = int(n)
+        low = [float(x) for x in low]
+    except (TypeError, ValueError):
+        return np.inf
+    if n <= 0 or not low or not all(np.isfinite(low)):
+        return np.inf
+    k = int(math.floor(max(rate, 0.0) * (n - 1)))
+    return low[min(k, len(low) - 1)]
 
 
 def type_frequencies(counts: np.ndarray) -> np.ndarray:

@@ -623,8 +623,8 @@ class Service:
             self.router.submit(alerts)
 
     def _end_alert(self, e: StreamEnd, last: _LastLine) -> Alert:
-        st = self.detector.settings  # ends are judged at the configured threshold
-        hit = _sequence_hit(st.sequence_rule, st.rule_value, e.ratio, e.p, e.rank, prefix=f"{END_RULE_PREFIX} ")
+        st = self.detector.settings  # ends are judged at their own threshold (calibrated on held-back ends)
+        hit = _sequence_hit(st.sequence_rule, self.detector.end_rule_value, e.ratio, e.p, e.rank, prefix=f"{END_RULE_PREFIX} ")
         t = last.type_id or e.last_type or 0
         # No previous_type_id: an end is not a transition (an allow rule for X -> X must not match it).
         return Alert(
