@@ -575,7 +575,7 @@ def test_calibration_never_above_the_held_back_lines_at_the_rate(constructed) ->
     det = Detector(b2, DetectorSettings(autoencoder=False))
     assert det.relative_threshold == 0.02 and det.probability_threshold == 0.001
     assert det.detect(lines[:1])[0].detectors == []  # above the lowest held-back normal line
-    # without the kept values (bundles from before 2026-12-06): the quantile and the tail, as before
+    # without the kept values (bundles from before this change): the quantile and the tail, as before
     del seq.validation_["relative_low"]
     assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.099
     # with enough held-back lines for the rate, the quantile at the rate

@@ -361,3 +361,18 @@ def test_split_sessions_pool_and_normal():
         ev.split_sessions(np.ones(4, dtype=bool), 0.5, "normal")
     with pytest.raises(LogravenError, match="--session-split"):
         ev.Setup(session_split="random").check()
+
+
+LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
+
+
+@pytest.mark.parametrize(("name", "ga", "exact"), [("Linux", 0.803, 104), ("OpenSSH", 1.0, 27), ("BGL", 0.989, 118), ("HDFS", 1.0, 14)])
+def test_grouping_accuracy_reproduces_docs_accuracy(name, ga, exact) -> None:
+    """Issue acceptance: `lograven evaluate --structured` gives the GA figures of docs/accuracy.md."""
+    from lograven.evaluate import evaluate_types
+
+    path = LOGHUB / name / f"{name}_2k.log_structured.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared/data is optional)")
+    ev = evaluate_types(path)
+    assert round(ev.grouping_accuracy, 3) == ga and ev.correct_templates == exact

@@ -344,6 +344,31 @@ def test_templates_that_differ_only_where_one_is_variable_are_joined() -> None:
     assert _merge_general({loose: 4, tight: 2}) == {loose: 4, tight: 2}
 
 
+def test_keys_with_values_are_alternatives_but_paths_stay_variable() -> None:
+    """BGL: `data store interrupt caused by dcbf.........0` and `...icbi.........0` are two events
+    (a key and its value, different keys), as two constants would be; three keys or more are a
+    variable, as for constants; shapes that are not a key and a value (paths, host names) with
+    variable parts are one variable whatever their words."""
+    rng = random.Random(7)
+    msgs = [f"data store interrupt caused by {op}.........{rng.randint(0, 9)}" for op in ("dcbf", "icbi") for _ in range(30)]
+    msgs += [f"icache prefetch {k}....................{rng.randint(0, 9)}" for k in ("depth", "threshold") for _ in range(30)]
+    msgs += [f"Deleting block blk_{rng.randint(1, 10**9)} file /data/current/{sub}blk_{rng.randint(1, 10**9)}"
+             for sub in ("subdir3/", "subdir17/", "") for _ in range(20)]  # fmt: skip
+    msgs += [f"cache flush by {op}....{rng.randint(0, 9)}" for op in ("aa", "bb", "cc", "dd") for _ in range(10)]
+    mt = MessageTypes().fit(msgs)
+    ids = {m: mt.classify(m) for m in msgs}
+    assert UNKNOWN not in ids.values()
+    assert len({ids[m] for m in msgs[:60]}) == 2 and ids[msgs[0]] != ids[msgs[30]]
+    assert len({ids[m] for m in msgs[60:120]}) == 2 and ids[msgs[60]] != ids[msgs[90]]
+    assert len({ids[m] for m in msgs[120:180]}) == 1  # paths: one variable
+    assert len({ids[m] for m in msgs[180:]}) == 1  # four keys: a variable
+    assert mt.classify("data store interrupt caused by dcbz.........3") == UNKNOWN  # a new key is a new event
+    from lograven.msgtypes import _keyed
+
+    assert _keyed({"dcbf.........<N>", "icbi.........<N>"}) and _keyed({"depth=<N>", "size=<N>"})
+    assert not _keyed({"dcbf.........<N>"}) and not _keyed({"<N>.<N>", "<N>"}) and not _keyed({"/a/b<N>", "/c<N>"})
+
+
 def test_mixed_forms_of_a_variable_are_one_known_type() -> None:
     """Linux_2k: the clustering puts `rhost=<IP> user=root|guest|test` and `rhost=<host name>
     user=root` apart; a host name with another user is still the known authentication failure."""

@@ -106,6 +106,7 @@ class MessageType:
 
 
 _SHAPE_PLACEHOLDERS = re.compile(r"<[A-Z][A-Z0-9_]*>")
+_KEYED = re.compile(r"([A-Za-z]+)[^A-Za-z0-9<>]*<[A-Z][A-Z0-9_]*>")
 _SHAPE_SPLIT = re.compile(r"(<[A-Z][A-Z0-9_]*>)")
 _extra_regex: dict[str, str] = {}
 
@@ -286,8 +287,10 @@ class MessageTypes:
                         spec.append((SHAPE, v))
                     else:
                         spec.append((CONST, v))
-                elif d >= theta or all(_SHAPE_PLACEHOLDERS.search(v) for v in values):
-                    # many values, or only values that already carry variable parts
+                elif d >= theta or (all(_SHAPE_PLACEHOLDERS.search(v) for v in values) and not _keyed(values)):
+                    # many values, or only values that already carry variable parts (paths, host
+                    # names, `<N>` / `<N>.<N>`); but a key and its value with different keys
+                    # (`dcbf.........<N>` / `icbi.........<N>`) are alternatives, as constants are
                     spec.append((WILD, ""))
                 else:
                     spec.append((WILD, ""))
@@ -625,6 +628,18 @@ def _shape_regex(value: str) -> str:
     return "".join(
         _placeholder_regex(p) if _SHAPE_PLACEHOLDERS.fullmatch(p) else re.escape(p) for p in _SHAPE_SPLIT.split(value) if p
     )
+
+
+def _keyed(values) -> bool:
+    """Whether every value is a key and its value (`dcbf.........<N>`, `depth=<N>`: one word, optional
+    punctuation, one placeholder at the end) and the keys differ."""
+    keys = set()
+    for v in values:
+        m = _KEYED.fullmatch(v)
+        if m is None:
+            return False
+        keys.add(m.group(1))
+    return len(keys) > 1
 
 
 def _merge_siblings(specs: list[tuple[Spec, int]], min_first: int = 6) -> list[tuple[Spec, int]]:
