@@ -529,6 +529,11 @@ def test_evaluate_with_stream_end_after_learns_blocks_at_rest(tmp_path, gap) -> 
         # the log goes on for the training blocks' deletions, over 600 s after the last block is written,
         # so every test block is judged once it has rested 600 s
         assert res.settings["stream_end_after"] == gap and res.training["segments_ended"] >= 150
+        # ends are judged at their own threshold, from the held-back segments' ends
+        v = res.training["sequence_validation"]
+        assert v["end_steps"] >= 20 and res.settings["end_threshold_in_force"] == min(0.1, v["end_relative_low"][0])
+        if res.settings["end_threshold_in_force"] < 0.1:
+            assert f"an end flagged below {res.settings['end_threshold_in_force']:.3g}" in res.table()
         assert seq.tp == len(stop) and seq.fp <= 2, (seq, res.missed[:3], res.false_alarms[:3])
     else:
         # whole sessions: every resting test block "stopped early"

@@ -508,7 +508,8 @@ class DetectionEvaluation:
             ends = (f"; stream ends after {gap:g} s of silence (sessions cut there, in training and test)" if gap
                     else "; stream ends at each session's last line")  # fmt: skip
             used = s.get("end_threshold_in_force")
-            if used is not None and s["sequence_rule"] != "top_k" and used < s["sequence_threshold_in_force"]:
+            configured = {"relative": s["relative_threshold"], "probability": s["threshold"]}.get(s["sequence_rule"])
+            if used is not None and configured is not None and used < configured:
                 ends += f", an end flagged below {used:.3g}"
         out.append(
             f"  model     {s['types']} message types; sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
