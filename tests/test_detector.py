@@ -545,8 +545,13 @@ def test_calibration_uses_the_fitted_tail_at_the_false_alarm_rate(constructed) -
 def test_empirical_quantile_from_the_lowest_kept_values() -> None:
     from lograven.sequence import empirical_quantile, lowest
 
-    low = lowest(np.arange(1000, 0, -1) / 1000.0, k=8)
+    low = lowest(np.arange(1000, 0, -1) / 1000.0)[:8]
     assert low == [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008]
+    # enough values are kept for every rate up to the config's maximum, 0.001
+    big = np.random.default_rng(1).random(200_000)
+    kept = lowest(big)
+    assert len(kept) == 201 and empirical_quantile(kept, len(big), 0.001) == np.quantile(big, 0.001, method="lower")
+    assert len(lowest(big[:500])) == 64 and len(lowest(big[:10])) == 10
     assert empirical_quantile(low, 1000, 1e-4) == 0.001  # fewer than 1 / rate values: the minimum
     assert empirical_quantile(low, 1000, 0.003) == 0.003  # floor(0.003 * 999) = 2: the third lowest
     assert empirical_quantile(low, 1000, 0.05) == 0.008  # beyond what is kept: the highest kept (lower)
@@ -569,7 +574,7 @@ def test_calibration_never_above_the_held_back_lines_at_the_rate(constructed) ->
     ratio = run_rule(b2, lines, sequence_rule="relative")[0].sequence_ratio
     assert 0.02 < ratio < 0.1
     tail = [-0.6, 0.46, 0.05]  # its value at 1e-4 is exp(-(-0.6 + 0.46 ln 500)) = 0.106
-    seq.validation_ = {"steps": 1400, "relative_q": 0.099, "probability_q": 0.012, "probability_min": 0.001,
+    seq.validation_ = {"steps": 1400, "low_steps": 1400, "relative_q": 0.099, "probability_q": 0.012, "probability_min": 0.001,
                        "tail_relative": tail, "tail_p": tail, "relative_low": [0.02, 0.099, 0.2],
                        "probability_low": [0.001, 0.012, 0.05]}  # fmt: skip
     det = Detector(b2, DetectorSettings(autoencoder=False))
@@ -579,7 +584,7 @@ def test_calibration_never_above_the_held_back_lines_at_the_rate(constructed) ->
     del seq.validation_["relative_low"]
     assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.099
     # with enough held-back lines for the rate, the quantile at the rate
-    seq.validation_ = {"steps": 25001, "relative_low": [0.01, 0.02, 0.03, 0.04, 0.05]}  # floor(1e-4 * 25000) = 2
+    seq.validation_ = {"steps": 25001, "low_steps": 25001, "relative_low": [0.01, 0.02, 0.03, 0.04, 0.05]}  # floor(1e-4 * 25000) = 2
     assert Detector(b2, DetectorSettings(autoencoder=False)).relative_threshold == 0.03
     assert Detector(b2, DetectorSettings(autoencoder=False, sequence_calibrate=False)).relative_threshold == 0.1
 

@@ -104,8 +104,9 @@ def test_model_learns_end_frequency_and_holds_back_whole_sessions(session_bundle
     # the held-back sessions' ends are measured on their own, and the lowest values are kept
     v = seq.validation_
     assert 30 <= v["end_steps"] <= 40 and v["end_steps"] <= v["steps"] / 8
-    for key in ("relative_low", "probability_low", "end_relative_low"):
+    for key in ("relative_low", "probability_low", "end_probability_low"):
         assert 0 < len(v[key]) <= 64 and v[key] == sorted(v[key]) and all(x >= 0 for x in v[key])
+    assert v["low_steps"] == v["steps"] and len(v["end_probability_low"]) == min(64, v["end_steps"])
     assert v["relative_low"][0] == v["relative_q"] and v["probability_low"][0] == v["probability_min"]  # < 1,001 steps
 
 
@@ -145,18 +146,19 @@ def test_stream_ends_have_their_own_calibrated_threshold(session_bundle) -> None
         return {blocks.index(e.stream) for e in det.end_streams(blocks) if e.anomaly}
 
     det = Detector(b, DetectorSettings(autoencoder=False))
-    assert det.end_rule_value == min(0.1, v["end_relative_low"][0])  # 35 ends < 1 / 1e-4: their lowest
+    f = b.sequence.end_frequency_
+    assert det.end_rule_value == min(0.1, v["end_probability_low"][0] / f)  # 35 ends < 1 / 1e-4: their lowest
     ratios = {}
     _feed(det, lines)
     for e in det.end_streams(blocks):
         ratios[blocks.index(e.stream)] = e.ratio
     low = sorted(ratios[i] for i in stop)
     cut = float(np.sqrt(low[0] * low[1]))  # between the two most improbable early stops
-    b.sequence.validation_ = {**v, "end_steps": 100, "end_relative_low": [cut, 0.5]}
+    b.sequence.validation_ = {**v, "end_steps": 100, "end_probability_low": [cut * f, 0.5]}
     assert flagged() == {i for i in stop if ratios[i] < cut} and len(flagged()) == 1
     assert flagged(sequence_calibrate=False) == set(stop)
     assert flagged(sequence_rule="probability") == {i for i in stop if ratios[i] < cut}  # p = ratio * end share
-    b.sequence.validation_ = {**v, "end_steps": 19, "end_relative_low": [cut]}  # too few held-back ends
+    b.sequence.validation_ = {**v, "end_steps": 19, "end_probability_low": [cut * f]}  # too few held-back ends
     assert flagged() == set(stop)
 
 
@@ -396,10 +398,18 @@ def test_learn_keeps_the_base_models_lower_cuts() -> None:
     assert got["tail_p"] == wide and got["tail_relative"] == wide and got["steps"] == 10200
     assert keep_lowest_cuts({"tail_p": wide}, small)["tail_p"] == wide  # a new hold-out too small for a tail
     # the lowest held-back values: the lowest of both hold-outs, out of both counts
-    got = keep_lowest_cuts({"steps": 9000, "relative_low": [0.01, 0.3], "end_steps": 50, "end_relative_low": [0.2]},
-                           {**small, "relative_low": [0.02, 0.05], "end_steps": 5, "end_relative_low": [0.1]})  # fmt: skip
-    assert got["relative_low"] == [0.01, 0.02, 0.05, 0.3] and got["steps"] == 10200
-    assert got["end_relative_low"] == [0.1, 0.2] and got["end_steps"] == 55
+    lows = {"relative_low": [0.01, 0.3], "probability_low": [1e-4], "low_steps": 9000, "end_steps": 50, "end_probability_low": [0.02]}
+    new = {**small, "relative_low": [0.02, 0.05], "probability_low": [1e-3], "low_steps": 1200, "end_steps": 5,
+           "end_probability_low": [0.01]}  # fmt: skip
+    got = keep_lowest_cuts({"steps": 9000, **lows}, new)
+    assert got["relative_low"] == [0.01, 0.02, 0.05, 0.3] and got["probability_low"] == [1e-4, 1e-3]
+    assert got["low_steps"] == 10200 and got["end_probability_low"] == [0.01, 0.02] and got["end_steps"] == 55
+    # a base from before the lists: the new hold-out's lists, with their own count (not the sum)
+    got = keep_lowest_cuts({"steps": 9000, "relative_q": 0.01}, new)
+    assert got["steps"] == 10200 and got["low_steps"] == 1200 and got["relative_low"] == [0.02, 0.05]
+    # a new hold-out too small for figures keeps the base's lists and counts
+    got = keep_lowest_cuts({"steps": 9000, **lows}, {"steps": 0})
+    assert got["relative_low"] == [0.01, 0.3] and got["low_steps"] == 9000 and got["end_steps"] == 50
 
 
 @pytest.mark.slow
@@ -531,7 +541,8 @@ def test_evaluate_with_stream_end_after_learns_blocks_at_rest(tmp_path, gap) -> 
         assert res.settings["stream_end_after"] == gap and res.training["segments_ended"] >= 150
         # ends are judged at their own threshold, from the held-back segments' ends
         v = res.training["sequence_validation"]
-        assert v["end_steps"] >= 20 and res.settings["end_threshold_in_force"] == min(0.1, v["end_relative_low"][0])
+        f = res.training["sequence_end_frequency"]
+        assert v["end_steps"] >= 20 and res.settings["end_threshold_in_force"] == min(0.1, v["end_probability_low"][0] / f)
         if res.settings["end_threshold_in_force"] < 0.1:
             assert f"an end flagged below {res.settings['end_threshold_in_force']:.3g}" in res.table()
         assert seq.tp == len(stop) and seq.fp <= 2, (seq, res.missed[:3], res.false_alarms[:3])

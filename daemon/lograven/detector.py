@@ -193,18 +193,19 @@ class Detector:
         # The empirical quantile at the rate (with fewer than 1 / rate held-back lines: their minimum)
         # guards against a tail that the held-back lines themselves contradict.
         def cut(q_key, tail_key, low_key):
-            emp = empirical_quantile(v.get(low_key), v.get("steps", 0), rate)
+            emp = empirical_quantile(v.get(low_key), v.get("low_steps", 0), rate)
             return min(_stat(v, q_key), _tail_value(v, tail_key, rate), emp) if cal else np.inf
 
         self.relative_threshold = min(st.sequence_relative_threshold, cut("relative_q", "tail_relative", "relative_low"))
         self.probability_threshold = min(st.sequence_threshold, cut("probability_q", "tail_p", "probability_low"))
         # Stream ends (models that learned them) are calibrated on their own: on the ends of the
         # held-back streams, which are fewer than their lines (MIN_END_STEPS needed).
-        end_cut = np.inf
+        end_p = np.inf
         if st.sequence_calibrate and v.get("end_steps", 0) >= MIN_END_STEPS:
-            end_cut = empirical_quantile(v.get("end_relative_low"), v.get("end_steps", 0), rate)
-        self.end_relative_threshold = min(st.sequence_relative_threshold, end_cut)
-        self.end_probability_threshold = min(st.sequence_threshold, end_cut * self.seq.end_frequency_)
+            end_p = empirical_quantile(v.get("end_probability_low"), v.get("end_steps", 0), rate)
+        f_end = self.seq.end_frequency_
+        self.end_probability_threshold = min(st.sequence_threshold, end_p)
+        self.end_relative_threshold = min(st.sequence_relative_threshold, end_p / f_end if f_end > 0 else np.inf)
         # The floor: a line whose type is less probable than at any held-back normal step (and than
         # the tail's `rate` value) is flagged whatever the rule says (a type seen a few times in
         # training, where it never was).

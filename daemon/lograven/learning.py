@@ -30,7 +30,7 @@ from lograven.masking import Masker
 from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
 from lograven.parsing import Parser, StreamKey, decode_line
-from lograven.sequence import LOWEST_KEPT, SequenceModel, tail_quantile
+from lograven.sequence import SequenceModel, kept_count, tail_quantile
 from lograven.training import (
     Corpus,
     ae_text,
@@ -215,16 +215,24 @@ def keep_lowest_cuts(old: dict, new: dict) -> dict:
         if np.isfinite(qa) and (qa > qb or not np.isfinite(qb)):
             out[k] = list(a)
             kept = True
-    # the lowest held-back values (empirical quantiles): the lowest of both hold-outs, counted together
-    for low, steps in (("relative_low", "steps"), ("probability_low", "steps"), ("end_relative_low", "end_steps")):
-        a, b = old.get(low), new.get(low)
-        if isinstance(a, list) and a:
-            out[low] = sorted([*a, *(b if isinstance(b, list) else [])])[:LOWEST_KEPT]
-            out[steps] = int(new.get(steps, 0)) + int(old.get(steps, 0))
-            kept = True
+    # the lowest held-back values (empirical quantiles): the lowest of both hold-outs, with both counts,
+    # when both have them; otherwise the one that has them, with its own count
+    for lows, count in ((("relative_low", "probability_low"), "low_steps"), (("end_probability_low",), "end_steps")):
+        if all(_values(old.get(k)) for k in lows) and all(_values(new.get(k)) for k in lows):
+            n = int(old.get(count, 0)) + int(new.get(count, 0))
+            for k in lows:
+                out[k] = sorted([*old[k], *new[k]])[: kept_count(n)]
+            out[count] = n
+        elif all(_values(old.get(k)) for k in lows) and not any(_values(new.get(k)) for k in lows):
+            for k in (*lows, count):
+                out[k] = old.get(k)
     if kept:
         out["steps"] = int(new.get("steps", 0)) + int(old.get("steps", 0))
     return out
+
+
+def _values(x) -> bool:
+    return isinstance(x, list) and len(x) > 0
 
 
 def _budget(seqs: Sequence[np.ndarray], steps: int) -> list[np.ndarray]:

@@ -123,5 +123,5 @@ PLACEHOLDER_REGEX = {
     "<MAC>": _alternatives("<MAC>"),
     "<IP>": _alternatives("<IP>"),
     "<HEX>": _alternatives("<HEX>"),
-    "<N>": r"-?\d+",
+    "<N>": _alternatives("<N>"),  # `x-86` masks to `x-<N>`: the sign is not the number's
 }

@@ -38,7 +38,8 @@ TAIL_FRACTION = 0.05  # the exponential tail is fitted to the most surprising 5%
 MIN_TAIL = 20  # ... and to at least this many of them
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
 MIN_END_STEPS = 20  # held-back stream ends needed before the ends get their own calibrated threshold
-LOWEST_KEPT = 64  # the lowest held-back values kept in the bundle, for the empirical quantile at a configured rate
+LOWEST_KEPT = 64  # at least this many lowest held-back values are kept, for the empirical quantile at a rate
+MAX_FALSE_ALARM_RATE = 0.001  # detectors.sequence.false_alarm_rate's maximum: the kept values reach its quantile
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
 
@@ -175,9 +176,11 @@ class SequenceModel:
             at_end &= once
         if self.params.stream_end and at_end.any() and self.end_frequency_ > 0:
             # held-back streams' ends: how probable ending was where normal streams did end
-            ends = {"end_steps": int(at_end.sum()), "end_relative_low": lowest(probs[..., END][at_end] / self.end_frequency_)}
+            # (probabilities, not ratios: `learn` changes the end frequency, the probabilities keep their scale)
+            ends = {"end_steps": int(at_end.sum()), "end_probability_low": lowest(probs[..., END][at_end])}
         return {
             "steps": int(mask.sum()),
+            "low_steps": int(mask.sum()),  # how many held-back values the two lists below are the lowest of
             "relative_low": lowest(ratio),
             "probability_low": lowest(p_obs),
             **ends,
@@ -299,16 +302,22 @@ def tail_quantile(tail: Sequence[float] | None, rate: float) -> float:
     return u + beta * math.log(frac / rate)
 
 
-def lowest(values: np.ndarray, k: int = LOWEST_KEPT) -> list[float]:
-    """The k lowest values, ascending (for empirical_quantile)."""
+def kept_count(n: int) -> int:
+    """How many of n values' lowest ones to keep so that every quantile up to MAX_FALSE_ALARM_RATE is exact."""
+    return max(LOWEST_KEPT, math.ceil(MAX_FALSE_ALARM_RATE * n) + 1)
+
+
+def lowest(values: np.ndarray) -> list[float]:
+    """The lowest values (kept_count of them), ascending (for empirical_quantile)."""
     v = np.sort(np.asarray(values, dtype=float).ravel())
-    return [float(x) for x in v[:k]]
+    return [float(x) for x in v[: kept_count(len(v))]]
 
 
 def empirical_quantile(low, n, rate: float) -> float:
     """The `rate` quantile ("lower": no interpolation) of n held-back values, from their lowest ones
     as `lowest` keeps them; inf without them. Below 1 / n this is the minimum. A rate beyond the kept
-    values gives the highest kept one (lower than the quantile: fewer alerts, never more)."""
+    values (above MAX_FALSE_ALARM_RATE) gives the highest kept one (lower than the quantile: fewer
+    alerts, never more)."""
     try:
         n = int(n)
         low = [float(x) for x in low]

@@ -297,6 +297,7 @@ def train(
         **({"stream_end_after": gap, "stream_segments": len(sequences), "segments_ended": int(sum(ended or ()))}
            if gap else {}),
         "sequence_validation": seq.validation_,
+        **({"sequence_end_frequency": seq.end_frequency_} if seq.params.stream_end else {}),
         "sequence_epochs": len(seq.history_.get("loss", [])),
         "autoencoder_length": ae.length_,
         "autoencoder_threshold": ae.threshold_,
