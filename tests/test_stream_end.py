@@ -663,3 +663,7 @@ def test_check_says_where_ends_are_judged(timed_bundle) -> None:
     assert "stream ends judged after 600 s idle or silent by the lines' timestamps" in same
     other = _detectors_in_force(b, parse_config({"detectors": {"sequence": {"stream_end_after": 300}}}))
     assert "the model learned ends at 600 s of silence: set stream_end_after to 600" in other
+    # the ends' own threshold, when calibration on held-back ends lowered it
+    b.sequence.validation_ = {**b.sequence.validation_, "end_steps": 50, "end_probability_low": [0.02 * b.sequence.end_frequency_]}
+    low = _detectors_in_force(b, parse_config({"detectors": {"sequence": {"stream_end_after": 600}}}))
+    assert ", an end flagged below 0.02 (calibrated on held-back ends)" in low
