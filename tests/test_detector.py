@@ -341,12 +341,7 @@ def test_rule_relative_does_not_flag_rare_but_normal(constructed) -> None:
 
 
 def test_rule_relative_fires_when_type_far_less_likely_than_usual(constructed) -> None:
-    b, q, lines = constructed
-    common = b.types.classify(lines[0][1].message)
-    q2 = q.copy()
-    q2[common] *= 0.05  # twenty times less likely than in training
-    q2 /= q2.sum()
-    b2 = replace(b, sequence=constant_model(b.types.n_types, q2))
+    _, b2, lines = _first_line_less_likely(constructed)  # twenty times less likely than in training
     vs = run_rule(b2, lines, sequence_rule="relative", sequence_relative_threshold=0.1)
     assert vs[0].sequence_ratio < 0.1
     assert vs[0].detectors == ["sequence"]
@@ -443,9 +438,9 @@ def test_rank_is_among_types_not_the_stream_end(constructed) -> None:
     assert vs[0].detectors == []
 
 
-def test_calibration_lowers_thresholds_to_the_held_back_quantiles(constructed) -> None:
-    """A model whose held-back normal steps reached ratio 0.02 and p 0.001 alerts only below those
-    (with calibrate, the default); a configured threshold already below them is kept; off: as configured."""
+def _first_line_less_likely(constructed):
+    """A constant model under which the first line's type is 20 times less likely than usual: its
+    relative probability is between 0.02 and 0.1. Returns (the model, its bundle, the lines)."""
     b, q, lines = constructed
     common = b.types.classify(lines[0][1].message)
     q2 = q.copy()
@@ -455,6 +450,13 @@ def test_calibration_lowers_thresholds_to_the_held_back_quantiles(constructed) -
     b2 = replace(b, sequence=seq)
     ratio = run_rule(b2, lines, sequence_rule="relative")[0].sequence_ratio
     assert 0.02 < ratio < 0.1
+    return seq, b2, lines
+
+
+def test_calibration_lowers_thresholds_to_the_held_back_quantiles(constructed) -> None:
+    """A model whose held-back normal steps reached ratio 0.02 and p 0.001 alerts only below those
+    (with calibrate, the default); a configured threshold already below them is kept; off: as configured."""
+    seq, b2, lines = _first_line_less_likely(constructed)
     seq.validation_ = {"steps": 5000, "relative_q": 0.02, "probability_q": 0.001}
     det = Detector(b2, DetectorSettings(autoencoder=False))
     assert det.relative_threshold == 0.02 and det.probability_threshold == 0.001 and det.sequence_rule_value == 0.02
@@ -564,15 +566,7 @@ def test_calibration_never_above_the_held_back_lines_at_the_rate(constructed) ->
     """A tail that the held-back lines contradict does not set the threshold: with fewer held-back lines
     than 1 / false_alarm_rate, the threshold in force is at most their lowest ratio (HDFS, seed 44:
     the tail said 0.106 while 2 of 1,400 held-back lines were below 0.1)."""
-    b, q, lines = constructed
-    common = b.types.classify(lines[0][1].message)
-    q2 = q.copy()
-    q2[common] *= 0.05
-    q2 /= q2.sum()
-    seq = constant_model(b.types.n_types, q2)
-    b2 = replace(b, sequence=seq)
-    ratio = run_rule(b2, lines, sequence_rule="relative")[0].sequence_ratio
-    assert 0.02 < ratio < 0.1
+    seq, b2, lines = _first_line_less_likely(constructed)
     tail = [-0.6, 0.46, 0.05]  # its value at 1e-4 is exp(-(-0.6 + 0.46 ln 500)) = 0.106
     seq.validation_ = {"steps": 1400, "low_steps": 1400, "relative_q": 0.099, "probability_q": 0.012, "probability_min": 0.001,
                        "tail_relative": tail, "tail_p": tail, "relative_low": [0.02, 0.099, 0.2],

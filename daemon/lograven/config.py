@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 DEFAULT_SOURCE_PATHS = ("/var/log/messages", "/var/log/syslog")
 REGEX_PREFIX = "regex:"
+MAX_FALSE_ALARM_RATE = 0.001  # detectors.sequence.false_alarm_rate's maximum (bundles keep enough held-back values for it)
 SYSLOG_FACILITIES = (
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
     "authpriv", "ftp", *(f"local{i}" for i in range(8)),
@@ -313,7 +314,7 @@ class SequenceDetectorConfig:
              "orderings (concurrent events, little data) then alerts less instead of flooding; "
              "the threshold in force is in each alert. Off: the configured thresholds as they are.")
     false_alarm_rate: float = _opt(
-        1e-4, gt=0, max=0.001,
+        1e-4, gt=0, max=MAX_FALSE_ALARM_RATE,
         help="With `calibrate` and `floor`: the share of normal lines the calibrated thresholds "
              "and the floor aim to flag (1e-4: one line in 10,000; 1e-5 is quieter and misses more). An estimate from held-back "
              "training data: logs that drift from the training period alert more.")

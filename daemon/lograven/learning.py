@@ -218,12 +218,13 @@ def keep_lowest_cuts(old: dict, new: dict) -> dict:
     # the lowest held-back values (empirical quantiles): the lowest of both hold-outs, with both counts,
     # when both have them; otherwise the one that has them, with its own count
     for lows, count in ((("relative_low", "probability_low"), "low_steps"), (("end_probability_low",), "end_steps")):
-        if all(_values(old.get(k)) for k in lows) and all(_values(new.get(k)) for k in lows):
+        in_old, in_new = (all(_values(d.get(k)) for k in lows) for d in (old, new))
+        if in_old and in_new:
             n = int(old.get(count, 0)) + int(new.get(count, 0))
             for k in lows:
                 out[k] = sorted([*old[k], *new[k]])[: kept_count(n)]
             out[count] = n
-        elif all(_values(old.get(k)) for k in lows) and not any(_values(new.get(k)) for k in lows):
+        elif in_old:
             for k in (*lows, count):
                 out[k] = old.get(k)
     if kept:

@@ -25,6 +25,7 @@ import numpy as np
 
 from scipy.special import expit
 
+from lograven.config import MAX_FALSE_ALARM_RATE
 from lograven.runtime import load_weights, save_weights
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ MIN_TAIL = 20  # ... and to at least this many of them
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
 MIN_END_STEPS = 20  # held-back stream ends needed before the ends get their own calibrated threshold
 LOWEST_KEPT = 64  # at least this many lowest held-back values are kept, for the empirical quantile at a rate
-MAX_FALSE_ALARM_RATE = 0.001  # detectors.sequence.false_alarm_rate's maximum: the kept values reach its quantile
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
 
