@@ -57,8 +57,13 @@ def test_missing_file_is_a_first_start(tmp_path: Path) -> None:
         json.dumps({"format": FORMAT, "version": FORMAT_VERSION + 1, "state": {}}).encode(),
         json.dumps({"format": "something-else", "version": FORMAT_VERSION, "state": {}}).encode(),
         json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": [1]}).encode(),
+        # hand-edited or half-restored: these crashed the daemon before (a restart loop under systemd)
+        json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": {"positions": "x"}}).encode(),
+        json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": {"positions": {"0": "x"}}}).encode(),
+        json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": {"streams": [1]}}).encode(),
     ],
-    ids=["partial", "binary", "array", "newer-version", "foreign", "state-not-object"],
+    ids=["partial", "binary", "array", "newer-version", "foreign", "state-not-object", "positions-string",
+         "source-positions-string", "streams-array"],
 )
 def test_unusable_file_is_set_aside_counted_and_ignored(
     tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture

@@ -5,9 +5,11 @@ a process, because `Service.run` installs signal handlers.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -115,6 +117,28 @@ def test_stream_key_example_from_the_help_works(capsys, tmp_path) -> None:
     rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), "--stream-key", r"blk_-?\d+", str(log))
     assert rc == 0, err
     assert '"stream": "blk_-123"' in out
+    # with the config's `regex:` prefix, as `evaluate --stream-key` takes it too
+    rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), "--stream-key", r"regex:(blk_-?\d+)", str(log))
+    assert rc == 0, err
+    assert '"stream": "blk_-123"' in out
+    rc, _, err = run_cli(capsys, "score", "--model", str(DEFAULT), "--stream-key", "blk_(", str(log))
+    assert_user_error(rc, err, "--stream-key", "blk_(", "not a valid regular expression")
+
+
+def test_score_warns_when_most_lines_do_not_match_the_format(capsys, caplog, tmp_path) -> None:
+    log = tmp_path / "sys.log"
+    log.write_text("Jun  9 06:06:20 web01 sshd[1]: Accepted password for alice\n\n" * 3)
+    with caplog.at_level("WARNING"):
+        rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), "--format", "iso", str(log))
+    assert rc == 0, err
+    assert len(out.splitlines()) == 6  # still one verdict per line, blank lines included
+    assert "3 of 3 lines do not match --format iso" in caplog.text, caplog.text
+    blank = [json.loads(x) for x in out.splitlines()][1]
+    assert blank["anomaly"] is False and blank["detectors"] == [] and blank["type"] == 0
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(log))
+    assert rc == 0 and "do not match" not in caplog.text, caplog.text
 
 
 # ------------------------------------------------------------------- config
@@ -145,6 +169,12 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     assert "warning: sources[0].paths: no file matches" in out
     # the thresholds the daemon would use with this model, after calibration
     assert "detectors in force: sequence p/p_train < " in out and "autoencoder error > " in out, out
+    # one typo among several paths of an entry is said too (a glob that matches nothing yet is not)
+    text = cfg.read_text().replace(f'["{tmp_path / "typo" / "mesages"}"]', f'["{logfile}", "/var/log/secrue", "{tmp_path}/*.lgo"]')
+    cfg.write_text(text)
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, err
+    assert "warning: sources[0].paths: /var/log/secrue does not exist" in out and ".lgo" not in out, out
 
 
 def test_check_shows_default_model_thresholds_and_unlearned_stream_ends(capsys, tmp_path) -> None:
@@ -175,12 +205,62 @@ def test_run_with_the_metrics_port_in_use(tmp_path, logfile) -> None:
     assert "metrics.listen" in r.stderr and listen in r.stderr and "already in use" in r.stderr, r.stderr
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(tmp_path, logfile) -> None:
+    """Two daemons on one state_dir would overwrite each other's checkpoint and send every alert twice."""
+    first = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{_free_port()}")
+    lock = tmp_path / "state" / "lock"
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "lograven", "-q", "run", "--config", str(first)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip() == str(proc.pid)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the daemon did not start"
+            time.sleep(0.1)
+        return proc
+
+    proc = start()
+    try:
+        other = tmp_path / "second"
+        other.mkdir()
+        second = _daemon_config(other, logfile, listen=f"127.0.0.1:{_free_port()}")
+        second.write_text(second.read_text().replace(str(other / "state"), str(tmp_path / "state")))
+        r = _lograven("run", "--config", str(second))
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr
+        assert f"is in use by another lograven (pid {proc.pid})" in r.stderr, r.stderr
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    # once it has stopped (the lock file stays), the state_dir is free again
+    again = start()
+    again.terminate()
+    assert again.wait(timeout=60) == 0, again.stderr.read()
+
+
 def test_plugin_mode_without_a_model(tmp_path, logfile) -> None:
     cfg = _daemon_config(tmp_path, logfile, listen="127.0.0.1:9077", model=None)
     r = _lograven("run", "--stdin", "--config", str(cfg), stdin=subprocess.DEVNULL)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr, r.stderr
     assert "model" in r.stderr and "lograven train" in r.stderr, r.stderr
+
+
+def test_the_daemon_says_what_it_does_by_default(tmp_path, logfile) -> None:
+    """`run` logs at INFO without -v (the journal shows start, model, reloads); -q keeps warnings only."""
+    cfg = _daemon_config(tmp_path, logfile, listen="127.0.0.1:9077")
+    r = _lograven("run", "--stdin", "--config", str(cfg), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert " INFO " in r.stderr and "loaded from" in r.stderr, r.stderr
+    r = _lograven("-q", "run", "--stdin", "--config", str(cfg), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert " INFO " not in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------- TensorFlow

@@ -343,6 +343,14 @@ def test_state_directory_env_overrides_state_dir(monkeypatch: pytest.MonkeyPatch
     assert explicit.allowlist_path() == Path("/etc/lograven/allow.json")
 
 
+def test_paths_expand_the_home_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`~/x` is the home directory's x, as in a shell, never a directory named `~` under the current one."""
+    monkeypatch.setenv("HOME", "/home/ops")
+    c = parse_config({"state_dir": "~/lograven", "alerts": {"jsonl": {"path": "~/a.jsonl"}, "allowlist": "~/allow.json"}})
+    assert c.state_dir == "/home/ops/lograven" and c.alerts.jsonl.path == "/home/ops/a.jsonl"
+    assert c.alerts.allowlist == "/home/ops/allow.json"
+
+
 # --- metrics listen address ---
 
 @pytest.mark.parametrize(("listen", "address"), [

@@ -215,6 +215,8 @@ def test_model_store_versions_and_rollback(tmp_path):
     assert r.returncode == 0 and "* v0001" in r.stdout and "BROKEN" in r.stdout
     r = _lograven("models", "rollback", "--dir", str(tmp_path / "models"), "--to", "v0003")
     assert r.returncode == 0 and store.current_name() == "v0003"
+    r = _lograven("models", "list", "--dir", str(tmp_path / "modles"))  # a typo is not an empty store
+    assert r.returncode == 1 and "modles: no such directory" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
@@ -288,3 +290,54 @@ def test_bad_reload_keeps_running(tmp_path):
     d.wait_for_alerts({"marker-z-0", "marker-z-1"})
     assert d.stop() == 0
     assert "bogus_key" in (tmp_path / "daemon.err").read_text()
+
+
+def test_unknown_message_rules_use_the_masked_line(tmp_path):
+    """An unknown message is allowlisted by its line as message types mask it: another address, hash or
+    id in the same message is the same pattern (digits alone would leave the hex letters), and rules of
+    older versions (`shape`, digits masked) still match as before."""
+    al = Allowlist(tmp_path / "allow.json")
+    a = _alert(line="Jun  9 07:00:00 n1 ciod: Received signal 11, address=0x0b85eee0 iar 0245a2b8")
+    rule = rule_from_alert(a.to_dict())
+    assert rule.pattern == "<DATE> n<N> ciod: Received signal <N>, address=<HEX> iar <HEX>" and rule.shape is None
+    al.add(rule)
+    al._checked = 0
+    assert al.matches(_alert(line="Jun 10 11:12:13 n7 ciod: Received signal 6, address=0xfe4c1a2b iar 00c3d4ee"))
+    assert not al.matches(_alert(line="Jun 10 11:12:13 n7 ciod: Received signal 6, address=0xfe4c1a2b lr 00c3d4ee"))
+    # the de-duplication key of unknown lines is the same pattern
+    assert _alert(line=a.line).dedup_key() == _alert(line=a.line.replace("0b85eee0", "fe4c1a2b")).dedup_key()
+    assert _alert(line=a.line).dedup_key() != _alert(line=a.line.replace("iar", "lr")).dedup_key()
+    # a rules file written before patterns existed: its shape rules load and match by digits only
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"version": 1, "rules": [{
+        "id": "r1", "created": "2026-11-30T00:00:00+00:00", "type_id": -1, "file": "/var/log/messages",
+        "shape": line_shape(a.line)}]}))  # fmt: skip
+    al_old = Allowlist(old)
+    assert al_old.matches(_alert(line=a.line.replace("11", "12")))
+    assert not al_old.matches(_alert(line=a.line.replace("eee0", "aaa0")))
+    assert "like '<DATE>" in rule.describe() and "like 'Jun  0" in al_old.rules[0].describe()
+
+
+def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog):
+    """`learn --from-alerts` reads an alert's context back from its file at its offset, but only if the
+    line there is still the alerted one: after a rotation the offset belongs to another file's content,
+    and that content must not be learned as normal. Then the alert's own line alone is learned."""
+    from lograven.learning import corpus_from_alerts
+
+    log = tmp_path / "messages"
+    lines = [f"Jun  9 07:00:{i:02d} web01 app[1]: routine work item {i}" for i in range(10)]
+    alerted = "Jun  9 07:00:10 web01 backupd[7]: snapshot rotated vol-alpha"
+    log.write_text("\n".join(lines + [alerted, "Jun  9 07:00:11 web01 app[1]: routine work item 11"]) + "\n")
+    offset = log.read_bytes().index(alerted.encode())
+    alert = _alert(id="a1", file=str(log), offset=offset, line=alerted)
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(alert.to_json() + "\n")
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert "snapshot rotated vol-alpha" in corpus.messages and "routine work item 3" in corpus.messages
+    assert len(corpus) == 12  # the line with its context before and after
+    # rotated: the file at that path is new, and byte `offset` is in the middle of something else
+    log.write_text("Jun 10 00:00:01 web01 kernel: " + "X" * offset + " unrelated\n")
+    with caplog.at_level("WARNING", logger="lograven.learning"):
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert corpus.messages == ["snapshot rotated vol-alpha"]
+    assert "no longer holds the line of alert a1" in caplog.text

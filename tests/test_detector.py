@@ -203,6 +203,28 @@ def test_unknown_line_fires_and_does_not_advance_state(bundle_dir, records) -> N
         assert_same(x, y)
 
 
+def test_blank_lines_are_not_judged(bundle_dir, records) -> None:
+    """Training skips blank lines, so every detector would fire on one: a blank (or whitespace-only) line
+    gets a verdict with no detector and leaves its stream's state alone; the lines around it are scored
+    as if it were not there."""
+    d, ref = fresh(bundle_dir), fresh(bundle_dir)
+    known = [("f", r) for r in records[:30] if d.types.classify(r.message) != UNKNOWN]
+    blank, spaces = parse(""), parse("   \t ")
+    assert not blank.parsed and not spaces.parsed
+    mixed = [known[0], ("f", blank), *known[1:10], ("f", spaces), ("g", blank), *known[10:]]
+    got = d.detect(mixed)
+    assert len(got) == len(mixed)
+    for i in (1, 11, 12):
+        v = got[i]
+        assert v.type_id == UNKNOWN and not v.anomaly and v.detectors == [] and v.sequence_p is None and v.ae_error is None
+    for x, y in zip([v for i, v in enumerate(got) if i not in (1, 11, 12)], ref.detect(known)):
+        assert_same(x, y)
+    assert_states_equal(d.export_states(), ref.export_states())
+    assert d.detect([("f", blank)])[0].detectors == []  # a batch of blank lines only
+    (v,) = d.detect([("f", parse("Jun  9 06:06:20 web01 kernel: "))])  # a header without a message is judged
+    assert v.detectors
+
+
 def test_types_newer_than_the_sequence_model_skip_the_gru(bundle, unseen_data, records) -> None:
     """After msgtypes.update() (learn mode) a type the GRU never saw gets no sequence verdict and
     does not advance the stream; it is not `unknown_type` either."""
@@ -311,6 +333,7 @@ def test_rule_probability(constructed) -> None:
     for thr, fires in ((p[-1] * 1.01, True), (p[-1] * 0.99, False)):
         v = run_rule(b, lines, sequence_rule="probability", sequence_threshold=thr)[-1]
         assert ("sequence" in v.detectors) is fires
+        assert v.sequence_part == ("rule" if fires else None)
 
 
 def test_rule_top_k(constructed) -> None:
@@ -363,6 +386,7 @@ def test_floor_flags_types_less_probable_than_any_held_back_step(constructed) ->
     assert det.probability_floor == floor
     vs = det.detect(lines)
     assert [v.detectors for v in vs] == [[], [], ["sequence"]]
+    assert [v.sequence_part for v in vs] == [None, None, "floor"]
     a = alert_from_verdict(vs[-1], path="f", offset=0, stream="s", line="x", record=lines[-1][1], detector=det, host="h", version="v")
     assert a.detectors[0].rule.endswith("(floor)") and a.detectors[0].threshold == floor
     assert "held-back normal step" in a.detectors[0].explain()
@@ -397,6 +421,7 @@ def test_rare_type_rule(constructed) -> None:
     vs = det.detect(lines)
     assert [v.detectors for v in vs] == [[], [], ["sequence"]]
     assert vs[2].sequence_rank > 1 and vs[2].sequence_p > 1e-12  # neither the rule nor the floor
+    assert vs[2].sequence_part == "rare_type"
     a = alert_from_verdict(vs[-1], path="f", offset=0, stream="s", line="x", record=lines[-1][1], detector=det, host="h", version="v")
     hit = a.detectors[0]
     assert hit.rule == f"count<{counts[2] + 1} (rare type)" and hit.score == counts[2] and hit.threshold == counts[2] + 1

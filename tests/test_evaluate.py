@@ -112,6 +112,14 @@ def test_read_session_labels(tmp_path):
     p.write_text("BlockId,Label\nblk_1,maybe\n")
     with pytest.raises(LogravenError, match="neither Normal nor Anomaly"):
         read_session_labels(p)
+    p.write_text("blk_1,Normal\nblk_2,Anomaly\n")  # no header: two labelled columns
+    assert read_session_labels(p) == {"blk_1": False, "blk_2": True}
+    p.write_text("blk_1,Normal\nblk_2,sometimes\n")
+    with pytest.raises(LogravenError, match=r"labels.csv:2: label 'sometimes'"):  # numbered from line 1
+        read_session_labels(p)
+    p.write_text("Block,Anomalous,Extra\nblk_1,yes,3\n")  # a header without Label: say so, on line 1
+    with pytest.raises(LogravenError, match=r"labels.csv:1: no Label column in the header \(Block, Anomalous, Extra\)"):
+        read_session_labels(p)
 
 
 def test_session_key_groups():
@@ -212,6 +220,36 @@ def test_cli_evaluate_usage_errors(tmp_path, capsys):
     assert "--train-fraction" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the modes exclude each other
         cli.main(["evaluate", "--labels", "bgl", "--structured", str(labels), str(log)])
+    assert cli.main(["evaluate", "--labels", "bgl", "--examples", "-1", str(log)]) == 1
+    assert "--examples must be 0 or more" in capsys.readouterr().err
+    # an output that cannot be written is said before training, not after
+    assert cli.main(["evaluate", "--labels", "bgl", "--json", str(tmp_path / "no" / "r.json"), str(log)]) == 1
+    assert "cannot write there" in capsys.readouterr().err
+    # a --stream-key that matches no line would silently make one stream
+    log.write_text("- Jun  9 06:06:20 web01 a: x\n- Jun  9 06:06:21 web01 a: y\n- Jun  9 06:06:22 web01 a: z\n")
+    assert cli.main(["evaluate", "--labels", "bgl", "--stream-key", r"node=(\S+)", str(log)]) == 1
+    err = capsys.readouterr().err
+    assert "matches none of its 3 lines" in err and "node=" in err, err
+
+
+def test_table_says_when_the_format_or_the_key_did_not_fit():
+    """Unparsed lines (most of them: a warning) and lines outside every stream key appear under the split
+    line, so a wrong --format cannot pass for a result."""
+    from types import SimpleNamespace
+
+    r = SimpleNamespace(
+        split={"unparsed_test_lines": 400, "test_lines": 400, "training_lines": 1481, "lines": 2000,
+               "lines_without_stream_key": 12},
+        training={"unparsed_lines": 1481}, setup=ev.Setup(fmt="syslog"), file="BGL_2k.log",
+    )  # fmt: skip
+    notes = ev._input_notes(r)
+    assert any("WARNING: 1481 of 1481 training and 400 of 400 test lines do not match --format syslog" in n for n in notes), notes
+    assert any("12 of 2000 lines have no --stream-key match" in n for n in notes), notes
+    r.split["unparsed_test_lines"], r.training["unparsed_lines"] = 3, 0
+    notes = ev._input_notes(r)
+    assert any("0 of 1481 training and 3 of 400 test lines" in n and "WARNING" not in n for n in notes), notes
+    r.split.update(unparsed_test_lines=0, lines_without_stream_key=0)
+    assert ev._input_notes(r) == []
 
 
 # ------------------------------------------------------------------ end to end
@@ -238,6 +276,21 @@ def _check_detection_json(js: dict) -> dict[str, dict]:
     return rows
 
 
+def _check_feedback(js: dict, rows: dict) -> dict:
+    """--feedback allow only ever suppresses: what it leaves is a subset of what combined flagged."""
+    fb = js["feedback"]
+    before, after = rows[COMBINED], fb["results"]
+    assert fb["mode"] == "allow"
+    assert after["tp"] + fb["anomalies_hidden"] == before["tp"]
+    assert after["fp"] <= before["fp"] and after["fn"] == before["fn"] + fb["anomalies_hidden"]
+    # every rule comes from a delivered false alarm, and every unit still falsely flagged had one
+    assert fb["rules"] == fb["alerts_delivered"]["false"] == sum(fb["rules_by_kind"].values())
+    assert fb["rules"] >= after["fp"]
+    if before["fp"]:
+        assert fb["rules"] >= 1
+    return fb
+
+
 @pytest.mark.slow
 def test_evaluate_bgl_style_line_labels(tmp_path, capsys):
     gen = LogGenerator(seed=11)
@@ -250,12 +303,14 @@ def test_evaluate_bgl_style_line_labels(tmp_path, capsys):
     cfg.write_text(TINY_CONFIG)
     out = tmp_path / "r.json"
     rc = cli.main(["-q", "evaluate", "--labels", "bgl", "--config", str(cfg), "--train-fraction", "0.625",
-                   "--json", str(out), str(log)])  # fmt: skip
+                   "--feedback", "allow", "--json", str(out), str(log)])  # fmt: skip
     assert rc == 0
     table = capsys.readouterr().out
-    assert "combined" in table and "sequence rule sweep" in table
+    assert "combined" in table and "sequence rule sweep" in table and "+ allowlist" in table
     js = json.loads(out.read_text())
     rows = _check_detection_json(js)
+    fb = _check_feedback(js, rows)
+    assert fb["rules"] == fb["results"]["fp"]  # per line: each false alarm left is the one allowlisted
     assert js["split"]["first_part_lines"] == 2500 and js["split"]["training_lines"] == 2500
     assert js["split"]["test_lines"] == 1500
     cats = js["categories"]
@@ -297,10 +352,14 @@ def test_evaluate_sessions_with_block_ids(tmp_path, split):
     model = tmp_path / "bundle"
     rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
                    "--train-fraction", "0.5", "--session-split", split, "--model-dir", str(model), "--json", str(out),
-                   str(log)])  # fmt: skip
+                   *(["--feedback", "allow"] if split == "normal" else []), str(log)])  # fmt: skip
     assert rc == 0
     js = json.loads(out.read_text())
     rows = _check_detection_json(js)
+    if split == "normal":
+        _check_feedback(js, rows)
+    else:
+        assert js["feedback"] is None
     sp = js["split"]
     assert sp["session_split"] == split
     names = list(labels)
@@ -376,3 +435,42 @@ def test_grouping_accuracy_reproduces_docs_accuracy(name, ga, exact) -> None:
         pytest.skip(f"{path} not present (../shared/data is optional)")
     ev = evaluate_types(path)
     assert round(ev.grouping_accuracy, 3) == ga and ev.correct_templates == exact
+
+
+def test_feedback_allowlists_false_alarms_as_they_come() -> None:
+    """The simulated operator of --feedback allow: a delivered false alarm becomes the rule `lograven allow
+    --alert` makes; later alerts the rule matches are suppressed, a true one too (counted as hidden)."""
+    from lograven.alerts import Alert, DetectorHit
+
+    def alert(line: str, type_id: int = -1, det: str = "unknown_type", prev: int | None = None, rule: str | None = None):
+        return Alert(id="a", time="t", host="h", file="/f.log", offset=0, stream="s", line=line, type_id=type_id,
+                     template=None, detectors=[DetectorHit(det, 0.01, 0.1, rule)], previous_type_id=prev)  # fmt: skip
+
+    sig = "Jun  9 07:00:0{} n1 ciod: Received signal 11, address=0x0b85ee{}0"
+    events = [
+        (0, alert(sig.format(1, "e"))),  # normal, never seen: delivered, allowlisted
+        (1, alert(sig.format(2, "a"))),  # normal, same message with another address: suppressed
+        (2, alert(sig.format(3, "f"))),  # anomalous, same pattern: suppressed, so hidden
+        (3, alert("Jun  9 07:00:04 n1 kernel: panic")),  # anomalous, other message: delivered, no rule
+        (4, alert("x", type_id=7, det="sequence", prev=3)),  # normal transition 3 -> 7: allowlisted
+        (5, alert("y", type_id=7, det="sequence", prev=3)),  # the same transition: suppressed
+        (5, alert("y", type_id=7, det="sequence", prev=4)),  # another transition: delivered
+        (6, alert("z", type_id=7, det="sequence", rule="stream end p/p_train<0.1")),  # an end: its own rule
+    ]
+    truth = np.array([False, False, True, True, False, False, False])
+    before = np.ones(7, dtype=bool)
+    fb = ev.with_feedback(events, truth, before)
+    assert fb["results"]["tp"] == 1 and fb["results"]["fp"] == 4 and fb["results"]["fn"] == 1
+    assert fb["anomalies_hidden"] == 1
+    assert fb["rules"] == 4 and fb["rules_by_kind"] == {"stream_end": 1, "transition": 2, "unknown_type": 1}
+    assert fb["alerts_delivered"] == {"true": 1, "false": 4}
+    assert fb["alerts_suppressed"] == {"true": 1, "false": 2}
+    with pytest.raises(LogravenError, match="--feedback"):
+        ev.Setup(feedback="learn").check()
+
+
+def test_cli_feedback_is_for_detection_modes(tmp_path, capsys) -> None:
+    p = tmp_path / "x_structured.csv"
+    p.write_text("LineId,Content,EventId\n1,a b,E1\n2,a c,E1\n")
+    assert cli.main(["evaluate", "--structured", str(p), "--feedback", "allow"]) == 1
+    assert "--feedback" in capsys.readouterr().err

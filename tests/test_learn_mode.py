@@ -57,11 +57,18 @@ def _start(cfg: Path, tmp: Path) -> tuple[subprocess.Popen, socket.socket]:
 
 
 def _wait_ready(sock: socket.socket) -> list[str]:
-    statuses = []
+    """READY=1 comes before learning (systemd's start timeout must not wait for it), with a learn-mode
+    status; then wait until the daemon watches its files with the learned model."""
+    statuses: list[str] = []
+    ready = False
     while True:
-        msg = sock.recv(4096).decode()
-        statuses += [m for m in msg.split("\n") if m.startswith("STATUS=")]
-        if "READY=1" in msg.split("\n"):
+        msg = sock.recv(4096).decode().split("\n")
+        if "READY=1" in msg and not ready:
+            ready = True
+            assert [m for m in msg if m.startswith("STATUS=learn mode")], msg  # ready while learning
+            assert not statuses or not any(s.startswith("STATUS=watching") for s in statuses)
+        statuses += [m for m in msg if m.startswith("STATUS=")]
+        if ready and any(m.startswith("STATUS=watching") for m in msg):
             return statuses
 
 

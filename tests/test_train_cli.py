@@ -49,6 +49,22 @@ def test_train_with_plots_and_summary(tmp_path, tiny_cfg):
     assert manifest["training"]["lines"] == 3000
 
 
+def test_train_says_when_data_is_too_small(tmp_path, tiny_cfg):
+    """Too few lines for a useful model, or for calibration: `train` says so instead of leaving it to be found
+    out from false alarms."""
+    log = tmp_path / "small.log"
+    write_log(log, LogGenerator(seed=4).lines(200))
+    r = _lograven("train", "--config", str(tiny_cfg), "--out", str(tmp_path / "m"), str(log))
+    assert r.returncode == 0, r.stderr
+    assert "warning: only 200 lines" in r.stderr, r.stderr
+    assert "not calibrated: " in r.stdout and "calibration and the floor need 1000" in r.stdout, r.stdout
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {tmp_path / 'm'}\nsources: [{{paths: [{log}]}}]\n")
+    r = _lograven("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "(not calibrated: the model held back" in r.stdout, r.stdout
+
+
 def test_train_rejects_bad_input(tmp_path, tiny_cfg):
     r = _lograven("train", "--out", str(tmp_path / "m"), str(tmp_path / "missing.log"))
     assert r.returncode == 1 and "missing.log: no such file" in r.stderr and "Traceback" not in r.stderr

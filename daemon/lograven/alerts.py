@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, TextIO, runtime_checkable
 
 from lograven.errors import LogravenError
+from lograven.masking import line_pattern
 
 if TYPE_CHECKING:
     from lograven.metrics import Metrics
@@ -122,7 +123,6 @@ class DetectorHit:
         return f"score {_fmt(self.score)} vs threshold {_fmt(self.threshold)}"  # pragma: no cover
 
 
-_DIGITS = re.compile(r"\d+")
 END_RULE_PREFIX = "stream end"  # a sequence hit on a stream's end (DetectorHit.rule "stream end p/p_train<0.1")
 RARE_RULE_SUFFIX = "(rare type)"  # a sequence hit of the rare-type rule (DetectorHit.rule "count<5 (rare type)")
 
@@ -160,12 +160,13 @@ class Alert:
     previous_type_id: int | None = None  # the stream's previous message type (a sequence alert's transition)
 
     def dedup_key(self) -> tuple:
-        """Same file + type + detectors. Unknown lines have no type: their digit-masked line stands in,
-        so two different never-seen messages are two alerts, while a repeating one is deduplicated."""
+        """Same file + type + detectors. Unknown lines have no type: their masked line (line_pattern)
+        stands in, so two different never-seen messages are two alerts, while a repeating one is
+        deduplicated."""
         if self.is_stream_end:
             shape = END_RULE_PREFIX  # a stream that ended early is not the same alert as its last line's
         else:
-            shape = _DIGITS.sub("0", self.line[:512]) if self.type_id == -1 else ""
+            shape = line_pattern(self.line) if self.type_id == -1 else ""
         return (self.file, self.type_id, self.detector_names(), shape)
 
     @property

@@ -23,6 +23,7 @@ from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
+from lograven.masking import line_pattern
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ DETECTORS = ("unknown_type", "sequence", "autoencoder")
 
 
 def line_shape(line: str) -> str:
-    """A line with its numbers masked: the identity of an unknown message for allowlisting."""
+    """A line with its digits masked: how rules of earlier versions identify an unknown message
+    (the `shape` field; new rules use `pattern`, see masking.line_pattern)."""
     return _DIGITS.sub("0", line[:512])
 
 
@@ -48,7 +50,8 @@ class Rule:
     type_id: int | None = None  # -1 = UNKNOWN
     from_type: int | None = None  # previous type in the stream (a transition)
     detector: str | None = None  # only when this detector fired (alone or with others); "stream_end": stream-end alerts
-    shape: str | None = None  # digit-masked line (unknown messages)
+    shape: str | None = None  # digit-masked line (unknown messages; rules of earlier versions)
+    pattern: str | None = None  # the line as message types mask it (unknown messages; masking.line_pattern)
     source_alert: str | None = None
 
     def expired(self, now: datetime) -> bool:
@@ -69,6 +72,8 @@ class Rule:
                 return False
         if self.shape is not None and line_shape(a.line) != self.shape:
             return False
+        if self.pattern is not None and line_pattern(a.line) != self.pattern:
+            return False
         return True
 
     def describe(self) -> str:
@@ -77,8 +82,8 @@ class Rule:
             parts.append(f"transition {self.from_type} -> {self.type_id}")
         elif self.type_id is not None:
             parts.append("unknown messages" if self.type_id == -1 else f"type {self.type_id}")
-        if self.shape is not None:
-            parts.append(f"like {self.shape[:60]!r}")
+        if self.pattern is not None or self.shape is not None:
+            parts.append(f"like {(self.pattern or self.shape or '')[:60]!r}")
         if self.detector == STREAM_END:
             parts.append("stream ended after it")
         elif self.detector:
@@ -185,7 +190,7 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
     if any((d.get("rule") or "").startswith(END_RULE_PREFIX) for d in alert.get("detectors", [])):
         match.update(type_id=type_id, detector=STREAM_END)
     elif "unknown_type" in dets or type_id == -1:
-        match.update(type_id=-1, shape=line_shape(alert.get("line", "")))
+        match.update(type_id=-1, pattern=line_pattern(alert.get("line", "")))
     elif any((d.get("rule") or "").endswith(RARE_RULE_SUFFIX) for d in alert.get("detectors", [])):
         match.update(type_id=type_id, detector="sequence")  # the type itself is the finding, wherever it comes
     elif "sequence" in dets and alert.get("previous_type_id") is not None:

@@ -138,8 +138,16 @@ def _schema_problem(document: Any) -> str | None:
         return f"format is {document.get('format')!r}, expected {FORMAT!r}"
     if document.get("version") != FORMAT_VERSION:
         return f"version {document.get('version')!r}, this lograven reads version {FORMAT_VERSION}"
-    if not isinstance(document.get("state"), dict):
+    state = document.get("state")
+    if not isinstance(state, dict):
         return "no state object"
+    positions = state.get("positions")
+    if positions is not None and not (
+        isinstance(positions, dict) and all(isinstance(v, dict) or v is None for v in positions.values())
+    ):
+        return "state.positions is not an object of objects (source -> file -> position)"
+    if state.get("streams") is not None and not isinstance(state["streams"], dict):
+        return "state.streams is not an object"
     return None
 
 

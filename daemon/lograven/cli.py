@@ -20,7 +20,7 @@ examples:
   lograven train --out /tmp/model /var/log/messages
   lograven types /tmp/model
   lograven score --model /tmp/model /var/log/messages > verdicts.jsonl
-  lograven evaluate --model-dir /tmp/eval --labels bgl BGL_2k.log
+  lograven evaluate --structured Linux_2k.log_structured.csv
   lograven run --config /etc/lograven/config.yaml
   lograven check --config /etc/lograven/config.yaml
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"lograven {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeat for debug)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (`run` logs at INFO by default)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = _add(sub, "train", "learn message types, the sequence GRU and the autoencoder from log files into a bundle",
@@ -180,14 +180,10 @@ def _load_config(path: str | None):
 
 def _stream_spec(args, cfg) -> str:
     if getattr(args, "stream_key", None):
-        import re
+        from lograven.parsing import regex_stream_spec
 
-        try:
-            grouped = re.compile(args.stream_key).groups > 0
-        except re.error:
-            grouped = True  # StreamKey reports the bad pattern with the fix
         # the help's example 'blk_-?\d+' has no group: the whole match is the stream then
-        return f"regex:{args.stream_key}" if grouped else f"regex:({args.stream_key})"
+        return regex_stream_spec(args.stream_key)
     if getattr(args, "stream", None):
         return args.stream
     return cfg.sources[0].stream if cfg.sources else "file"
@@ -229,6 +225,15 @@ def cmd_train(args) -> int:
     fp = v.get("fp_rate_relative<0.1")
     fp_text = f", {fp:.2%} of held-back normal steps would alert (relative rule at 0.1)" if fp is not None else ""
     print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {v.get('top1_accuracy', float('nan')):.3f}{fp_text}")
+    from lograven.sequence import MIN_FLOOR_STEPS
+
+    steps = int(v.get("steps", 0) or 0)
+    if steps < MIN_FLOOR_STEPS:
+        print(f"              not calibrated: {steps} held-back steps, calibration and the floor need {MIN_FLOOR_STEPS} "
+              f"(train on about {10 * MIN_FLOOR_STEPS:,} lines or more); the configured thresholds apply")  # fmt: skip
+    if s["lines"] < MIN_TRAINING_LINES:
+        print(f"warning: only {s['lines']} lines; a model needs a few hundred normal lines at least, and thousands "
+              "to learn the host's sequences well", file=sys.stderr)  # fmt: skip
     if s.get("stream_end_after"):
         print(f"  ends        streams cut at {s['stream_end_after']:g} s of silence "
               f"(detectors.sequence.stream_end_after): {s['stream_segments']} segments, {s['segments_ended']} taught as ended")
@@ -284,6 +289,7 @@ def verdict_json(file: str, line: int, stream: str, rec, v, detector) -> dict:
         "type_count": detector.type_count(v.type_id),
         "anomaly": v.anomaly,
         "detectors": v.detectors,
+        "sequence_part": v.sequence_part,
         "sequence_p": v.sequence_p,
         "sequence_rank": v.sequence_rank,
         "sequence_ratio": None if v.sequence_ratio is None else round(v.sequence_ratio, 6),
@@ -324,7 +330,7 @@ class VerdictWriter:
             f'"parsed": {"true" if rec.parsed else "false"}, "type": {v.type_id}, "template": {self._tmpl(v.type_id)}, '
             f'"type_count": {self.det.type_count(v.type_id)}, '
             f'"anomaly": {"true" if v.anomaly else "false"}, "detectors": {self._str(tuple(v.detectors))}, '
-            f'"sequence_p": {num(v.sequence_p)}, "sequence_rank": {num(v.sequence_rank)}, '
+            f'"sequence_part": {self._str(v.sequence_part)}, "sequence_p": {num(v.sequence_p)}, "sequence_rank": {num(v.sequence_rank)}, '
             f'"sequence_ratio": {num(None if v.sequence_ratio is None else round(v.sequence_ratio, 6))}, '
             f'"expected": [{exp}], '
             f'"ae_error": {num(None if v.ae_error is None else round(v.ae_error, 4))}, '
@@ -366,14 +372,21 @@ def cmd_score(args) -> int:
             out.write("\n".join(lines) + "\n")
         batch.clear()
 
+    total = unparsed = 0
     for f, n, text in iter_input_lines(args.files, cfg.runtime.max_line_bytes):
         rec = parser.parse(text)
+        if text.strip():  # blank lines are not judged
+            total += 1
+            unparsed += not rec.parsed
         batch.append((f, n, text, rec, key.key(f, rec, text)))
         if len(batch) >= args.batch_size:
             flush()
     if batch:
         flush()
     out.flush()
+    if total and unparsed > total / 2:
+        log.warning("%d of %d lines do not match --format %s (parsed: false); give the files' --format",
+                    unparsed, total, _fmt(args, cfg))  # fmt: skip
     return 0
 
 
@@ -389,6 +402,11 @@ def _detectors_in_force(bundle, cfg) -> str:
                 "top_k": f"rank > {st.sequence_top_k}"}[st.sequence_rule]  # fmt: skip
         if st.sequence_rule != "top_k" and det.sequence_rule_value < st.rule_value:
             rule += f" (calibrated from {st.rule_value:g})"
+        from lograven.sequence import MIN_FLOOR_STEPS
+
+        steps = int((getattr(bundle.sequence, "validation_", None) or {}).get("steps", 0) or 0)
+        if st.sequence_calibrate and steps < MIN_FLOOR_STEPS:
+            rule += f" (not calibrated: the model held back {steps} steps, calibration needs {MIN_FLOOR_STEPS})"
         if det.probability_floor > 0:
             rule += f", or p < {det.probability_floor:.3g} (floor)"
         if det.rare_type.any():
@@ -521,6 +539,11 @@ def cmd_models(args) -> int:
     from lograven.modelstore import ModelStore, describe, dump
 
     store = ModelStore(_models_dir(args))
+    if not store.root.is_dir():
+        raise LogravenError(
+            f"{store.root}: no such directory: a typo in --dir (it is <state_dir>/models; --config finds it), "
+            "or no model versions yet (the daemon creates the first in learn mode)"
+        )
     if args.action == "list":
         infos = store.list()
         if args.json:
@@ -562,11 +585,17 @@ def limit_threads(n: int) -> None:
     threadpool_limits(limits=n)
 
 
+MIN_TRAINING_LINES = 300  # `train` warns below this
+DAEMON_COMMANDS = frozenset({"run"})  # log at INFO by default (-q: warnings only)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.INFO if args.verbose <= 1 else logging.DEBUG)
-    if args.verbose == 0 and not args.quiet:
+    if args.verbose == 0 and not args.quiet and args.command not in DAEMON_COMMANDS:
+        # commands print their results; the daemon has none, so it says what it does (start, model,
+        # reloads, rotations, a sink that recovered) in the journal unless -q
         level = logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.command:

@@ -7,6 +7,7 @@ nothing themselves and call library functions that tests call too.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -43,7 +44,8 @@ examples:
   lograven evaluate --labels bgl --format '{BGL_FORMAT}' BGL_2k.log
   lograven evaluate --sessions hdfs_dev_labels.csv --stream-key 'blk_-?\\d+' \\
       --format '{HDFS_FORMAT}' hdfs_dev.log
-  lograven evaluate --labels bgl --sequence-rule top_k --top-k 9 --json result.json BGL_2k.log
+  lograven evaluate --labels bgl --format '{BGL_FORMAT}' --sequence-rule top_k --top-k 9 \\
+      --json result.json BGL_2k.log
 
 Output: a table on stdout and, with --json FILE, the full result as JSON (--json - prints the
 JSON on stdout and the table on stderr). Definitions and the JSON schema: docs/evaluation.md.
@@ -72,6 +74,10 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
                         "that stop early are found (default: training.sequence.stream_end of --config, off "
                         "without one, as in the daemon: sessions still open when the log stops look like "
                         "sessions that stopped early)")
+    p.add_argument("--feedback", choices=["none", "allow"], default="none",
+                   help="'allow': also report the combined detector when a simulated operator allowlists every "
+                        "false alarm as it comes, as `lograven allow --alert ID` would (a '+ allowlist' row: "
+                        "what an admin is left with, and how many rules it took)")
     p.add_argument("--model-dir", metavar="DIR", help="keep the trained bundle in DIR (default: a temporary directory)")
     p.add_argument("--sequence-rule", choices=["relative", "probability", "top_k"],
                    help="override detectors.sequence.rule")
@@ -91,9 +97,18 @@ def cmd_evaluate(args) -> int:
     from lograven.progress import ProgressBar
 
     cfg = load_config(args.config) if args.config else Config()
+    if args.examples < 0:
+        raise LogravenError(f"--examples must be 0 or more, got {args.examples}")
+    if args.json and args.json != "-":
+        out_dir = Path(args.json).resolve().parent
+        if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):
+            # said now, not after minutes of training
+            raise LogravenError(f"--json {args.json}: cannot write there ({out_dir} is not a writable directory)")
     if args.structured:
         if args.logfile:
             raise LogravenError("--structured reads the CSV only; drop the LOGFILE argument")
+        if args.feedback != "none":
+            raise LogravenError("--feedback measures alerts; it applies to --labels and --sessions, not --structured")
         result = ev.evaluate_types(args.structured, config=cfg, max_errors=args.examples)
     else:
         if not args.logfile:
@@ -106,7 +121,7 @@ def cmd_evaluate(args) -> int:
         setup = ev.Setup(
             fmt=fmt, train_fraction=args.train_fraction, model_dir=Path(args.model_dir) if args.model_dir else None,
             batch_size=args.batch_size, max_examples=args.examples, max_line_bytes=cfg.runtime.max_line_bytes,
-            stream_end=args.stream_end, session_split=args.session_split,
+            stream_end=args.stream_end, session_split=args.session_split, feedback=args.feedback,
         )  # fmt: skip
         bar = ProgressBar(enabled=not args.quiet)
         try:
@@ -124,6 +139,7 @@ def cmd_evaluate(args) -> int:
                                               settings=settings, setup=setup, progress=bar)  # fmt: skip
         finally:
             bar.close()
+        ev.warn_unparsed(result)
     text = ev.dumps(result)
     table = result.table()
     if args.json == "-":

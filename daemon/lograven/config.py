@@ -831,6 +831,8 @@ def _build(cls: type, data: Any, key: str, problems: _Problems) -> Any:
             if (problem := _constraint_problem(value, fields[name].metadata)) is not None:
                 problems.append((sub, problem))
             else:
+                if isinstance(value, str) and value.startswith("~") and str(fields[name].metadata.get("valid", "")).startswith("path"):
+                    value = os.path.expanduser(value)  # as a shell would; never a directory literally named `~`
                 values[name] = value
     for f in fields.values():
         if f.name not in data and f.default is MISSING and f.default_factory is MISSING:

@@ -52,6 +52,9 @@ class Verdict:
     expected: list[tuple[int, float]] = field(default_factory=list)  # (type id, p), most likely first
     ae_error: float | None = None
     ae_threshold: float | None = None
+    # which part of the sequence detector fired, in this order: "rule" (the configured rule at its
+    # threshold in force), "floor" (the probability floor), "rare_type"; None when `sequence` did not fire
+    sequence_part: str | None = None
 
 
 def rule_fires(rule: str, value: float, ratio, p, rank):
@@ -260,7 +263,18 @@ class Detector:
 
     # ------------------------------------------------------------- detect
     def detect(self, items: Sequence[tuple[str, LogRecord]]) -> list[Verdict]:
-        """One verdict per (stream, record), in order."""
+        """One verdict per (stream, record), in order. A blank line (whitespace only) is not judged: training
+        skips such lines, so every detector would fire on them. Its verdict is type 0 with no detector,
+        and it does not advance its stream's sequence state."""
+        blank = [i for i, (_, rec) in enumerate(items) if not rec.message.strip() and not rec.parsed]
+        if not blank:
+            return self._detect(items)
+        skip = set(blank)
+        judged = iter(self._detect([it for i, it in enumerate(items) if i not in skip]))
+        return [Verdict(type_id=UNKNOWN, template=None, anomaly=False, detectors=[]) if i in skip else next(judged)
+                for i in range(len(items))]  # fmt: skip
+
+    def _detect(self, items: Sequence[tuple[str, LogRecord]]) -> list[Verdict]:
         n = len(items)
         st = self.settings
         classify = self.types.classify_tokens
@@ -297,11 +311,12 @@ class Detector:
         if ok.any():
             ratio[ok] = seq_p[ok] / self._freq[np.asarray(type_ids)[ok]]
         with np.errstate(invalid="ignore"):
-            seq_fire = ok & rule_fires(st.sequence_rule, self.sequence_rule_value, ratio, seq_p, seq_rank)
-        if self.probability_floor > 0:
-            seq_fire |= seq_p < self.probability_floor
+            by_rule = ok & rule_fires(st.sequence_rule, self.sequence_rule_value, ratio, seq_p, seq_rank)
+            by_floor = ok & (seq_p < self.probability_floor) if self.probability_floor > 0 else np.zeros(n, dtype=bool)
+        by_rare = np.zeros(n, dtype=bool)
         if ok.any() and self.rare_type.any():
-            seq_fire |= self.rare_fires(np.asarray(type_ids), seq_rank, end_first) & ok
+            by_rare = self.rare_fires(np.asarray(type_ids), seq_rank, end_first) & ok
+        seq_fire = by_rule | by_floor | by_rare
         for i in range(n):
             t = type_ids[i]
             fired = []
@@ -309,8 +324,10 @@ class Detector:
                 if st.unknown_type:
                     fired.append("unknown_type")
             p = seq_p[i]
+            part = None
             if seq_fire[i]:
                 fired.append("sequence")
+                part = "rule" if by_rule[i] else "floor" if by_floor[i] else "rare_type"
             e = None
             if ae_err is not None:
                 e = float(ae_err[i])
@@ -330,6 +347,7 @@ class Detector:
                     expected=expected[i],
                     ae_error=e,
                     ae_threshold=ae_thr if ae_err is not None else None,
+                    sequence_part=part,
                 )
             )
         return out

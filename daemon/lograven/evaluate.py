@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, rule_fires
+from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, Verdict, rule_fires
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask
 from lograven.msgtypes import UNKNOWN, MessageTypes
-from lograven.parsing import LogRecord, Parser, StreamKey, posix_seconds
+from lograven.parsing import LogRecord, Parser, StreamKey, posix_seconds, regex_stream_spec
 from lograven.training import Corpus, iter_file_lines, silence_ends, train
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ SWEEP: dict[str, tuple[float, ...]] = {
     "probability": (0.001, 0.005, 0.02, 0.05),
     "top_k": (2, 5, 9, 15),
 }
+# --feedback: "none", or "allow": a simulated operator allowlists every false alarm as it comes
+FEEDBACK = ("none", "allow")
 _ANOMALY_WORDS = frozenset(("anomaly", "abnormal", "1", "true", "yes"))
 _NORMAL_WORDS = frozenset(("normal", "0", "false", "no"))
 
@@ -354,6 +356,7 @@ class Setup:
     # sessions: "pool" trains on the normal sessions of the first part and tests the rest; "normal" (DeepLog's
     # protocol) trains on the first part of the *normal* sessions and tests every other session.
     session_split: str = "pool"
+    feedback: str = "none"  # "allow": also report what is left when every false alarm is allowlisted as it comes
 
     def check(self) -> None:
         if not 0.0 < self.train_fraction < 1.0:
@@ -362,6 +365,8 @@ class Setup:
             raise LogravenError(
                 f"--session-split must be one of {', '.join(SESSION_SPLITS)}, got {self.session_split!r}"
             )
+        if self.feedback not in FEEDBACK:
+            raise LogravenError(f"--feedback must be one of {', '.join(FEEDBACK)}, got {self.feedback!r}")
         if self.batch_size < 1:
             raise LogravenError(f"--batch-size must be at least 1, got {self.batch_size}")
         Parser(self.fmt)
@@ -404,10 +409,11 @@ def sequence_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) ->
 
 def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size: int = 1024,
           progress: Progress | None = None, after_batch: Callable[[int], None] | None = None,
-          cuts: Sequence[int] = ()) -> Evidence:  # fmt: skip
+          cuts: Sequence[int] = (), verdicts: dict[int, Verdict] | None = None) -> Evidence:  # fmt: skip
     """Run the detector over items in batches, in order, and keep each line's evidence
     (`after_batch(n)`: called once the first n items are scored; a batch also ends at every n in
-    `cuts`, so after_batch sees exactly that point)."""
+    `cuts`, so after_batch sees exactly that point; `verdicts`: filled with the verdict of every
+    line that some detector flagged, by position)."""
     n = len(items)
     type_id = np.zeros(n, dtype=np.int64)
     seq_p = np.full(n, np.nan)
@@ -431,6 +437,8 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
                 ae_error[i] = v.ae_error
             for d in v.detectors:
                 fired[d][i] = True
+            if verdicts is not None and v.detectors:
+                verdicts[i] = v
             expected[i] = [t for t, _ in v.expected]
         if after_batch is not None:
             after_batch(e)
@@ -439,6 +447,66 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
         s = e
     seq_rare = ~np.isnan(seq_p) & detector.rare_fires(type_id, seq_rank, end_first)
     return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected, seq_rare)
+
+
+@dataclass
+class Operator:
+    """A simulated operator who reads every alert as it comes. A false one (its line or session is
+    labelled normal) is allowlisted as `lograven allow --alert ID` allowlists it (`rule_from_alert`:
+    the narrowest rule for its pattern); a true one is kept. A later alert that a rule matches is
+    suppressed, as the daemon's router suppresses it, whatever its label."""
+
+    rules: list = field(default_factory=list)
+    delivered: Counter = field(default_factory=Counter)  # "true" / "false" -> alerts delivered
+    suppressed: Counter = field(default_factory=Counter)  # "true" / "false" -> alerts a rule suppressed
+
+    def review(self, alert, anomalous: bool) -> bool:
+        """Whether the alert is delivered; a delivered false alert becomes a rule."""
+        from lograven.allowlist import rule_from_alert
+
+        key = "true" if anomalous else "false"
+        if any(r.matches(alert) for r in self.rules):
+            self.suppressed[key] += 1
+            return False
+        self.delivered[key] += 1
+        if not anomalous:
+            self.rules.append(rule_from_alert(alert.to_dict()))
+        return True
+
+    def rule_kinds(self) -> dict[str, int]:
+        from lograven.allowlist import STREAM_END
+
+        kinds: Counter = Counter()
+        for r in self.rules:
+            if r.detector == STREAM_END:
+                kinds["stream_end"] += 1
+            elif r.type_id == -1:
+                kinds["unknown_type"] += 1
+            elif r.from_type is not None:
+                kinds["transition"] += 1
+            else:
+                kinds[r.detector or "any"] += 1
+        return dict(sorted(kinds.items()))
+
+
+def with_feedback(events: Sequence[tuple[int, object]], truth: np.ndarray, flagged_before: np.ndarray) -> dict:
+    """Replay the alerts `events` ((unit, Alert), in the order the daemon would send them) past a simulated
+    operator who allowlists each false one (Operator); what is flagged then, and what it cost."""
+    op = Operator()
+    flagged = np.zeros(len(truth), dtype=bool)
+    for u, alert in events:
+        if op.review(alert, bool(truth[u])):
+            flagged[u] = True
+    return {
+        "mode": "allow",
+        "results": Counts.from_flags(flagged, truth).to_json(),
+        "rules": len(op.rules),
+        "rules_by_kind": op.rule_kinds(),
+        "alerts_delivered": {"true": op.delivered["true"], "false": op.delivered["false"]},
+        "alerts_suppressed": {"true": op.suppressed["true"], "false": op.suppressed["false"]},
+        # anomalous units found without feedback whose every alert a rule then suppressed
+        "anomalies_hidden": int((flagged_before & truth & ~flagged).sum()),
+    }
 
 
 @dataclass
@@ -465,6 +533,7 @@ class DetectionEvaluation:
     # what each part of the sequence detector finds alone: "rule" (the rule in force), "floor",
     # "rare_type", "stream_end" (sessions, models that learned ends); only the parts in force
     sequence_parts: dict[str, Counts] = field(default_factory=dict)
+    feedback: dict | None = None  # --feedback allow: see with_feedback
 
     def to_json(self) -> dict:
         return {
@@ -477,6 +546,7 @@ class DetectionEvaluation:
             "auc": {k: None if v is None else round(v, 4) for k, v in self.auc.items()},
             "missed": self.missed, "false_alarms": self.false_alarms,
             "training": self.training, "seconds": self.seconds, "bundle": self.bundle,
+            "feedback": self.feedback,
         }  # fmt: skip
 
     def table(self) -> str:
@@ -502,6 +572,7 @@ class DetectionEvaluation:
                 f"tested on the other {sp['test_sessions']} sessions ({sp['test_anomalies']} anomalous, "
                 f"{sp['test_lines']} lines)"
             )
+        out.extend(_input_notes(self))
         ends = ""
         if s.get("stream_end"):
             gap = s.get("stream_end_after") or 0
@@ -520,6 +591,16 @@ class DetectionEvaluation:
         out.append(f"  {'detector':<14}{'TP':>7}{'FP':>7}{'FN':>7}  {'precision':>9}  {'recall':>7}  {'F1':>7}")
         for d, c in self.results.items():
             out.append(f"  {d:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
+        if self.feedback:
+            fb, c = self.feedback, Counts(**{k: self.feedback["results"][k] for k in ("tp", "fp", "fn")})
+            out.append(f"  {'+ allowlist':<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
+            kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in fb["rules_by_kind"].items()) or "none"
+            hidden = fb["anomalies_hidden"]
+            out.append(
+                f"  + allowlist: combined, with each false alarm allowlisted as it comes (`lograven allow --alert`): "
+                f"{fb['rules']} rule{'s' if fb['rules'] != 1 else ''} ({kinds}); "
+                f"{hidden} anomalous {self.unit if hidden != 1 else self.unit[:-1]} hidden by a rule"
+            )
         if self.sequence_parts:
             out.append("  sequence by part (each alone, TP/FP): " + ", ".join(
                 f"{k.replace('_', ' ')} {c.tp}/{c.fp}" for k, c in self.sequence_parts.items()))  # fmt: skip
@@ -536,13 +617,49 @@ class DetectionEvaluation:
             out.append(f"  sequence rule sweep (same run): {'sequence alone':>24}   {'combined':>22}")
             out.append(f"  {'rule':<12}{'value':>7}   {'P':>6} {'R':>6} {'F1':>6} {'FP':>5}   {'P':>6} {'R':>6} {'F1':>6}")
             for row in self.sweep:
-                a, b = row["sequence"], row[COMBINED]
+                # from the counts, not the rounded JSON values: the row in force prints as the rows above
+                a, b = (Counts(**{k: row[x][k] for k in ("tp", "fp", "fn")}) for x in ("sequence", COMBINED))
                 mark = "  <- used" if row.get("used") else ""
                 out.append(
-                    f"  {row['rule']:<12}{row['value']:>7g}   {a['precision']:>6.3f} {a['recall']:>6.3f} {a['f1']:>6.3f} "
-                    f"{a['fp']:>5}   {b['precision']:>6.3f} {b['recall']:>6.3f} {b['f1']:>6.3f}{mark}"
+                    f"  {row['rule']:<12}{row['value']:>7g}   {a.precision:>6.3f} {a.recall:>6.3f} {a.f1:>6.3f} "
+                    f"{a.fp:>5}   {b.precision:>6.3f} {b.recall:>6.3f} {b.f1:>6.3f}{mark}"
                 )
         return "\n".join(out)
+
+
+UNPARSED_WARNING = 0.5  # above this share of unparsed lines, evaluate warns that --format is likely wrong
+
+
+def _input_notes(r: DetectionEvaluation) -> list[str]:
+    """Table lines about input the run could not use as intended: lines the format did not match
+    (a wrong --format), lines without a session key or label, a stream key that matched no line."""
+    sp, notes = r.split, []
+    bad_test, n_test = sp.get("unparsed_test_lines", 0), sp.get("test_lines", 0)
+    bad_train, n_train = r.training.get("unparsed_lines", 0) or 0, sp.get("training_lines", 0)
+    if bad_test or bad_train:
+        text = (f"{bad_train} of {n_train} training and {bad_test} of {n_test} test lines do not match --format "
+                f"{_clip(r.setup.fmt, 40)}; they were used whole, as messages")  # fmt: skip
+        if bad_test + bad_train > UNPARSED_WARNING * max(n_test + n_train, 1):
+            text = "WARNING: " + text + ": give the log's --format (docs/evaluation.md)"
+        notes.append(f"  input     {text}")
+    if sp.get("lines_without_stream_key"):
+        notes.append(f"  input     {sp['lines_without_stream_key']} of {sp['lines']} lines have no --stream-key match; "
+                     "they share their file's stream")  # fmt: skip
+    if sp.get("lines_without_key") or sp.get("unlabelled_lines"):
+        notes.append(f"  input     {sp.get('lines_without_key', 0)} lines without a session key, "
+                     f"{sp.get('unlabelled_lines', 0)} lines of {sp.get('unlabelled_sessions', 0)} sessions without a label: "
+                     "not used")  # fmt: skip
+    return notes
+
+
+def warn_unparsed(r: DetectionEvaluation) -> None:
+    """Log a warning when most lines did not match the format (a wrong --format)."""
+    sp = r.split
+    bad = sp.get("unparsed_test_lines", 0) + (r.training.get("unparsed_lines", 0) or 0)
+    total = sp.get("test_lines", 0) + sp.get("training_lines", 0)
+    if total and bad > UNPARSED_WARNING * total:
+        log.warning("%s: %d of %d lines do not match --format %s; give the log's --format", r.file, bad, total,
+                    _clip(r.setup.fmt, 60))  # fmt: skip
 
 
 def _rule_text(s: dict) -> str:
@@ -754,6 +871,14 @@ def evaluate_line_labels(
         raise LogravenError(f"{path}: {len(rows)} labelled lines; need a labelled log (first token '-' or a category)")
     n_first = chronological_split(len(rows), setup.train_fraction)
     streams = [key.key(path, r.record, r.text) for r in rows]
+    # a regex key falls back to the file's stream where it does not match: say so, and refuse a key
+    # that never matches (the run would silently be one stream)
+    no_key = sum(1 for s in streams if s == path) if setup.stream.startswith("regex:") else 0
+    if no_key == len(rows):
+        raise LogravenError(
+            f"{path}: --stream-key {setup.stream[len('regex:'):]!r} matches none of its {len(rows)} lines; "
+            "fix the pattern (its group names each line's stream)"
+        )
     corpus = Corpus()
     for r, st in zip(rows[:n_first], streams):
         if not r.anomalous:
@@ -765,7 +890,8 @@ def evaluate_line_labels(
         det = Detector(tr.bundle, settings)
         test = range(n_first, len(rows))
         t0 = time.monotonic()
-        ev = score(det, [(streams[i], rows[i].record) for i in test], setup.batch_size, progress)
+        verdicts: dict[int, Verdict] | None = {} if setup.feedback == "allow" else None
+        ev = score(det, [(streams[i], rows[i].record) for i in test], setup.batch_size, progress, verdicts=verdicts)
         t_score = time.monotonic() - t0
         test_labels = [rows[i].label for i in test]
         truth = np.array([rows[i].anomalous for i in test])
@@ -780,16 +906,25 @@ def evaluate_line_labels(
                   for j, i in enumerate(test) if truth[j] and not flags[COMBINED][j]][:ex]  # fmt: skip
         false_alarms = [_line_example(det, ev, j, rows[i].text, rows[i].label, rows[i].line_no)
                         for j, i in enumerate(test) if not truth[j] and flags[COMBINED][j]][:ex]  # fmt: skip
+        feedback = None
+        if verdicts is not None:
+            from lograven.service import alert_from_verdict
+
+            events = [(j, alert_from_verdict(v, path=path, offset=0, stream=streams[n_first + j], line=rows[n_first + j].text,
+                                             record=rows[n_first + j].record, detector=det, host="", version=""))
+                      for j, v in sorted(verdicts.items())]  # fmt: skip
+            feedback = with_feedback(events, truth, flags[COMBINED])
         return DetectionEvaluation(
             mode="lines", file=path, labels=labels, unit="lines", setup=setup, stream=setup.stream,
             split={"train_fraction": setup.train_fraction, "lines": len(rows), "first_part_lines": n_first,
                    "first_part_anomalies": sum(r.anomalous for r in rows[:n_first]),
                    "training_lines": len(corpus), "test_lines": len(test), "test_anomalies": int(truth.sum()),
-                   "unparsed_test_lines": sum(1 for i in test if not rows[i].record.parsed)},
+                   "unparsed_test_lines": sum(1 for i in test if not rows[i].record.parsed),
+                   "lines_without_stream_key": no_key},
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
             sweep=_sweep(ev, settings, det.sequence_rule_value, _per_line, truth, floor=det.probability_floor),
-            sequence_parts=_sequence_parts(det, ev, _per_line, truth),
+            sequence_parts=_sequence_parts(det, ev, _per_line, truth), feedback=feedback,
             auc={"autoencoder": roc_auc(ev.ae_error, truth),
                  "sequence": roc_auc(_surprise(ev), truth)},
             missed=missed, false_alarms=false_alarms,
@@ -828,16 +963,6 @@ def session_key(pattern: str) -> Callable[[str], str | None]:
     return key
 
 
-def regex_stream_spec(key: str) -> str:
-    """A `regex:` stream spec StreamKey accepts; a pattern without a group streams by its whole match."""
-    pattern = key[len("regex:") :] if key.startswith("regex:") else key
-    try:
-        groups = re.compile(pattern).groups
-    except re.error as e:
-        raise LogravenError(f"--stream-key {pattern!r} is not a valid regular expression ({e})") from None
-    return f"regex:{pattern}" if groups else f"regex:({pattern})"
-
-
 def read_session_labels(path: str | Path) -> dict[str, bool]:
     """session id -> anomalous, from a CSV `BlockId,Label` (Label Normal/Anomaly; 0/1 also accepted)."""
     path = Path(path)
@@ -857,11 +982,16 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
         if "label" in low:
             lab_col = low.index("label")
             id_col = low.index("blockid") if "blockid" in low else (1 - lab_col if len(low) == 2 else 0)
-            rows = reader
-        else:  # no header: the first row is data
+            rows, first = reader, 2
+        elif len(low) >= 2 and low[1] in _ANOMALY_WORDS | _NORMAL_WORDS:  # no header: the first row is data
             id_col, lab_col = 0, 1
-            rows = iter([header, *reader])
-        for no, row in enumerate(rows, 2):
+            rows, first = iter([header, *reader]), 1
+        else:
+            raise LogravenError(
+                f"{path}:1: no Label column in the header ({', '.join(h.strip() for h in header)}); "
+                "give a CSV of BlockId,Label (Normal/Anomaly), or two such columns without a header"
+            )
+        for no, row in enumerate(rows, first):
             if not row:
                 continue
             try:
@@ -1018,16 +1148,20 @@ def evaluate_sessions(
             for s, j in last_pos.items():
                 finishing[j + 1].append(names[s])
         ends: list[StreamEnd] = []
+        end_after: list[int] = []  # per end: the position of its stream's last line among the scored lines
         done = [0]
 
         def judge_ends(n_scored: int) -> None:
             for j in range(done[0] + 1, n_scored + 1):
                 if j in finishing:
-                    ends.extend(det.end_streams(finishing[j]))
+                    judged = det.end_streams(finishing[j])
+                    ends.extend(judged)
+                    end_after.extend([j - 1] * len(judged))
             done[0] = n_scored
 
+        verdicts: dict[int, Verdict] | None = {} if setup.feedback == "allow" else None
         ev = score(det, [(names[line_sess[i]], recs[i]) for i in test_idx], setup.batch_size, progress,
-                   after_batch=judge_ends if det.judges_stream_ends else None, cuts=cuts)  # fmt: skip
+                   after_batch=judge_ends if det.judges_stream_ends else None, cuts=cuts, verdicts=verdicts)  # fmt: skip
         end_ev = _end_evidence(ends, {n: s for s, n in enumerate(test_names)}, T)
         t_score = time.monotonic() - t0
         sess_of = np.array([test_of[line_sess[i]] for i in test_idx], dtype=np.int64)
@@ -1064,6 +1198,19 @@ def evaluate_sessions(
                   for s in range(T) if truth[s] and not flags[COMBINED][s]][:ex]  # fmt: skip
         false_alarms = [_session_example(det, ev, test_names[s], lines_of[s], texts, line_nos, test_idx, end_ev, s)
                         for s in range(T) if not truth[s] and flags[COMBINED][s]][:ex]  # fmt: skip
+        feedback = None
+        if verdicts is not None:
+            from lograven.service import alert_from_end, alert_from_verdict
+
+            timeline = [((j, 0), int(sess_of[j]), alert_from_verdict(
+                v, path=path, offset=0, stream=names[line_sess[test_idx[j]]], line=texts[test_idx[j]],
+                record=recs[test_idx[j]], detector=det, host="", version="")) for j, v in verdicts.items()]  # fmt: skip
+            # an end is judged after its stream's last line (and before any later line)
+            timeline += [((j, 1), int(sess_of[j]), alert_from_end(
+                e, detector=det, path=path, offset=0, line=texts[test_idx[j]], type_id=int(ev.type_id[j]), host="",
+                version="")) for e, j in zip(ends, end_after) if e.anomaly]  # fmt: skip
+            timeline.sort(key=lambda t: t[0])
+            feedback = with_feedback([(u, a) for _, u, a in timeline], truth, flags[COMBINED])
         return DetectionEvaluation(
             mode="sessions", file=path, labels=str(labels_csv), unit="sessions", setup=setup, stream=stream_spec,
             split={"train_fraction": setup.train_fraction, "session_split": setup.session_split, "sessions": S,
@@ -1076,7 +1223,7 @@ def evaluate_sessions(
             settings=_settings_json(det, settings, tr.seconds, tr.summary),
             training=tr.summary, results=results, categories=cats,
             sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=end_flags, floor=det.probability_floor),
-            sequence_parts=_sequence_parts(det, ev, agg, truth, end_ev.fired["sequence"]),
+            sequence_parts=_sequence_parts(det, ev, agg, truth, end_ev.fired["sequence"]), feedback=feedback,
             auc={"autoencoder": roc_auc(agg_max(ev.ae_error), truth),
                  "sequence": roc_auc(np.fmax(agg_max(_surprise(ev)), np.nan_to_num(_surprise(end_ev), nan=-np.inf)), truth)},
             missed=missed, false_alarms=false_alarms,
@@ -1167,9 +1314,9 @@ def _json_default(o):
 
 
 __all__ = [
-    "COMBINED", "Counts", "DetectionEvaluation", "Evidence", "GroupingError", "LabelledLine", "SWEEP",
+    "COMBINED", "Counts", "DetectionEvaluation", "Evidence", "FEEDBACK", "GroupingError", "Operator", "LabelledLine", "SWEEP",
     "SessionLines", "Setup", "TypesEvaluation", "best_f1", "chronological_split", "detector_settings", "dumps",
     "evaluate_line_labels", "evaluate_sessions", "evaluate_types", "grouping_accuracy", "grouping_errors",
     "message_types_for", "prf", "read_line_labels", "read_session_labels", "read_sessions", "read_structured",
-    "regex_stream_spec", "roc_auc", "score", "sequence_flags", "session_key",
+    "regex_stream_spec", "roc_auc", "score", "sequence_flags", "session_key", "warn_unparsed", "with_feedback",
 ]

@@ -66,9 +66,15 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     parser, key = Parser(fmt), StreamKey(stream)
     corpus = Corpus()
     for n, r in enumerate(rows):
-        lines = _context(r.get("file", ""), int(r.get("offset", -1)), max_line_bytes)
+        line = r.get("line", "")
+        lines = _context(r.get("file", ""), int(r.get("offset", -1)), max_line_bytes, line)
+        if lines is None:
+            log.warning(
+                "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since); "
+                "learning the alert's own line without its context", r.get("file"), r.get("offset"), r.get("id"),
+            )  # fmt: skip
         if not lines:
-            lines = [r.get("line", "")]  # the file is gone: the line alone still teaches types and the autoencoder
+            lines = [line]  # the file is gone or changed: the line alone still teaches types and the autoencoder
         for text in lines:
             if text.strip():
                 rec = parser.parse(text)
@@ -77,7 +83,12 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     return corpus
 
 
-def _context(file: str, offset: int, max_line_bytes: int) -> list[str]:
+ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its first 512 characters (a stream end keeps 512)
+
+
+def _context(file: str, offset: int, max_line_bytes: int, line: str | None = None) -> list[str] | None:
+    """The lines around `offset` in `file` ([] when it cannot be read); None when the line starting at
+    `offset` is not `line` (the file was rotated, truncated or rewritten since the alert)."""
     if offset < 0:
         return []
     try:
@@ -92,6 +103,10 @@ def _context(file: str, offset: int, max_line_bytes: int) -> list[str]:
     pre = pre[1:] if start > 0 else pre  # the first piece may be cut
     pre = [p for p in pre if p][-CONTEXT_BEFORE:]
     post = after.split(b"\n")[: CONTEXT_AFTER + 1]
+    if line is not None:
+        here = decode_line(post[0], max_line_bytes)[0] if post else ""
+        if here[:ALERT_LINE_CHARS] != line[:ALERT_LINE_CHARS]:
+            return None
     return [decode_line(b, max_line_bytes)[0] for b in pre + post if b]
 
 

@@ -98,6 +98,20 @@ class Masker:
         return " ".join(self.mask_tokens(self.premask(text).split()))
 
 
+_LINE_MASKER: Masker | None = None
+LINE_PATTERN_CHARS = 512  # of a line, for its pattern (allowlist rules, de-duplication)
+
+
+def line_pattern(line: str) -> str:
+    """A line as the message types mask it (numbers, hex values, addresses, ids and dates replaced,
+    whitespace normalised), cut to its first 512 characters: the identity of an unknown message for
+    allowlisting and de-duplication. `0x7f3a…` and `0x5521…` give the same pattern."""
+    global _LINE_MASKER
+    if _LINE_MASKER is None:
+        _LINE_MASKER = Masker(cache_size=20_000)
+    return _LINE_MASKER.mask_text(line[:LINE_PATTERN_CHARS])
+
+
 def is_fully_variable(masked_token: str, placeholders: tuple[str, ...] = PLACEHOLDERS) -> bool:
     """True when nothing but placeholders and punctuation is left (e.g. `<IP>`, `(<N>)`)."""
     if masked_token == "" or "<" not in masked_token:

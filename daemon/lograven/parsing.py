@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from lograven.errors import LogravenError
 
-__all__ = ["LogRecord", "Parser", "StreamKey", "decode_line"]
+__all__ = ["LogRecord", "Parser", "StreamKey", "decode_line", "regex_stream_spec"]
 
 
 @dataclass(slots=True)
@@ -490,6 +490,17 @@ class Parser:
 
 # --------------------------------------------------------------------------
 # Streams
+
+
+def regex_stream_spec(key: str) -> str:
+    """The `regex:` stream spec of a --stream-key (with or without the `regex:` prefix); a pattern
+    without a group streams by its whole match."""
+    pattern = key[len(_REGEX_PREFIX) :] if key.startswith(_REGEX_PREFIX) else key
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as e:
+        raise LogravenError(f"--stream-key {pattern!r} is not a valid regular expression ({e}): fix the pattern") from None
+    return f"{_REGEX_PREFIX}{pattern}" if groups else f"{_REGEX_PREFIX}({pattern})"
 
 
 class StreamKey:

@@ -28,8 +28,8 @@ from lograven.alerts import (
 )
 from lograven.bundle import Bundle, load_bundle
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
-from lograven.config import Config, load_config
-from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict, rule_fires
+from lograven.config import DEFAULT_SOURCE_PATHS, Config, load_config
+from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError
 from lograven.metrics import Metrics, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
@@ -104,11 +104,10 @@ def alert_from_verdict(
             ratio = v.sequence_ratio if v.sequence_ratio is not None else float("nan")
             p, rank = v.sequence_p or 0.0, v.sequence_rank or 0
             floor = detector.probability_floor
-            # the part that fired, in the detector's order: the rule, else the floor, else the rare-type rule
-            ruled = rule_fires(st.sequence_rule, value, ratio, p, rank)
-            if not ruled and floor and p < floor:
+            # the part that fired (the detector's order: the rule, else the floor, else the rare-type rule)
+            if v.sequence_part == "floor":
                 hits.append(DetectorHit("sequence", p, floor, f"p<{floor:.3g} (floor)"))
-            elif not ruled and detector.rare_fires(v.type_id, rank, v.end_more_likely):
+            elif v.sequence_part == "rare_type":
                 n = st.sequence_rare_count
                 hits.append(DetectorHit("sequence", float(detector.type_count(v.type_id)), float(n), f"count<{n} {RARE_RULE_SUFFIX}"))
             else:
@@ -131,6 +130,21 @@ def alert_from_verdict(
         model_version=version,
         previous_type_id=v.previous_type,
     )
+
+
+def alert_from_end(
+    e: StreamEnd, *, detector: Detector, path: str, offset: int, line: str, type_id: int, host: str, version: str
+) -> Alert:
+    """Build the alert of a stream that ended improbably early; `line` is its last line."""
+    st = detector.settings  # ends are judged at their own threshold (calibrated on held-back ends)
+    hit = _sequence_hit(st.sequence_rule, detector.end_rule_value, e.ratio, e.p, e.rank, prefix=f"{END_RULE_PREFIX} ")
+    t = type_id or e.last_type or 0
+    # No previous_type_id: an end is not a transition (an allow rule for X -> X must not match it).
+    return Alert(
+        id=new_alert_id(), time=iso_utc(), host=host, file=path, offset=offset, stream=e.stream, line=line,
+        type_id=t or -1, template=detector.template(t), detectors=[hit],
+        expected=[Expected(i, detector.template(i) or "", p) for i, p in e.expected], model_version=version,
+    )  # fmt: skip
 
 
 def build_router(cfg: Config, metrics: Metrics | None, *, stdin_mode: bool = False, suppress=None) -> AlertRouter:
@@ -173,6 +187,13 @@ def source_warnings(cfg: Config) -> list[str]:
                 "(`run --stdin` reads no files). Check the path; Debian 12 without rsyslog has no /var/log/syslog "
                 "(`apt install rsyslog`)"
             )
+        elif tuple(src.paths) != DEFAULT_SOURCE_PATHS:  # the default pair: one of the two exists per distribution
+            missing = [p for p in src.paths if not any(c in p for c in "*?[") and not os.path.exists(os.path.expanduser(p))]
+            if missing:
+                out.append(
+                    f"sources[{i}].paths: {', '.join(missing)} does not exist (yet); lograven reads it once it appears. "
+                    "Check the path for a typo"
+                )
     return out
 
 
@@ -241,6 +262,7 @@ class Service:
         self._stream_log_time: OrderedDict[str, float] = OrderedDict()
         self._relearn_thread: threading.Thread | None = None
         self._next_relearn = float("inf")
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------ set-up
     def _prepare_state_dir(self) -> None:
@@ -256,6 +278,33 @@ class Service:
             ) from e
         self.checkpointer = Checkpointer(self.state_dir / "checkpoint.json")
         self.store = ModelStore(self.state_dir / "models")
+        if not self.stdin_mode:
+            self._lock_state_dir()
+
+    def _lock_state_dir(self) -> None:
+        """One daemon per state_dir: a second one would overwrite the first's checkpoint and send every
+        alert twice. The lock (flock on `<state_dir>/lock`) goes with the process, however it ends."""
+        import fcntl
+
+        path = self.state_dir / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise LogravenError(f"{path}: cannot open the state directory's lock ({e.strerror})") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise LogravenError(
+                f"state_dir {self.state_dir} is in use by another lograven (pid {other}); stop it "
+                "(`systemctl stop lograven`), or give this one its own state_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
 
     def _model_location(self, cfg: Config) -> Path | None:
         if cfg.model:
@@ -290,7 +339,11 @@ class Service:
                 log.warning("%s", warning)
         self.metrics.build_info.info({"version": __version__, "python": sys.version.split()[0]})
         if self.cfg.metrics.enabled and not self.stdin_mode:
-            self._http = start_http_server(self.cfg.metrics.listen, self.metrics)
+            try:
+                self._http = start_http_server(self.cfg.metrics.listen, self.metrics)
+            except BaseException:
+                self._release_lock()
+                raise
             log.info("metrics on %s", self._http.url)
         try:
             state = self.checkpointer.load()
@@ -305,6 +358,10 @@ class Service:
                         "no model: --stdin needs a trained bundle; set `model:` in the config or run "
                         "`lograven train --out DIR LOGFILE...` first"
                     )
+                # Ready now, not after learning: learning can take longer than systemd's start timeout
+                # (TimeoutStartSec, 90 s by default), and on a quiet host it waits for lines. The
+                # daemon is up; STATUS (`systemctl status`) and the journal show the progress.
+                self.notifier.ready("learn mode: no model yet, learning this host's normal messages first")
                 positions = self._learn_mode()
                 if self._stop.is_set():
                     return 0
@@ -623,16 +680,8 @@ class Service:
             self.router.submit(alerts)
 
     def _end_alert(self, e: StreamEnd, last: _LastLine) -> Alert:
-        st = self.detector.settings  # ends are judged at their own threshold (calibrated on held-back ends)
-        hit = _sequence_hit(st.sequence_rule, self.detector.end_rule_value, e.ratio, e.p, e.rank, prefix=f"{END_RULE_PREFIX} ")
-        t = last.type_id or e.last_type or 0
-        # No previous_type_id: an end is not a transition (an allow rule for X -> X must not match it).
-        return Alert(
-            id=new_alert_id(), time=iso_utc(), host=last.host or self.host, file=last.path, offset=last.offset,
-            stream=e.stream, line=last.text, type_id=t or -1, template=self.detector.template(t), detectors=[hit],
-            expected=[Expected(i, self.detector.template(i) or "", p) for i, p in e.expected],
-            model_version=self.bundle.version,
-        )  # fmt: skip
+        return alert_from_end(e, detector=self.detector, path=last.path, offset=last.offset, line=last.text,
+                              type_id=last.type_id, host=last.host or self.host, version=self.bundle.version)  # fmt: skip
 
     def _ack_pending(self) -> None:
         self._dirty = True
@@ -803,6 +852,12 @@ class Service:
                 self.router.close()
             if self._http is not None:
                 self._http.stop()
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the state_dir lock
+            self._lock_fd = None
 
     # ------------------------------------------------------- relearning
     RELEARN_BUFFER_MAX = 100_000
