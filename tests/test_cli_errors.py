@@ -175,6 +175,13 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 0, err
     assert "warning: sources[0].paths: /var/log/secrue does not exist" in out and ".lgo" not in out, out
+    # where `run` could not write: said by check, not found out at start
+    (tmp_path / "afile").write_text("x")
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "state"), str(tmp_path / "afile" / "state")))
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, err
+    assert f"warning: state_dir {tmp_path / 'afile' / 'state'}: {tmp_path / 'afile'} is not a directory" in out, out
+    assert "alerts.jsonl.path" not in out, out  # its directory is writable
 
 
 def test_check_shows_default_model_thresholds_and_unlearned_stream_ends(capsys, tmp_path) -> None:

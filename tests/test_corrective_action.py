@@ -193,6 +193,17 @@ def test_allow_cli_by_alert_id_list_remove(tmp_path):
     r = _lograven("allow", "--remove", rules[0]["id"], "--allowlist", str(allow))
     assert r.returncode == 0
     assert len(json.loads(allow.read_text())["rules"]) == 1
+    # a type the daemon's model does not have would allow nothing: refused, with where to look
+    if (DEFAULT_MODEL / "msgtypes.json").exists():
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"model: {DEFAULT_MODEL}\nsources: [{{paths: [/var/log/messages]}}]\n")
+        r = _lograven("allow", "--type", "9999", "--config", str(cfg), "--allowlist", str(allow))
+        assert r.returncode == 1 and "type 9999 is not in the model" in r.stderr and "lograven types" in r.stderr, r.stderr
+        r = _lograven("allow", "--transition", "1,9998", "--config", str(cfg), "--allowlist", str(allow))
+        assert r.returncode == 1 and "type 9998 is not in the model" in r.stderr, r.stderr
+        r = _lograven("allow", "--type", "2", "--config", str(cfg), "--allowlist", str(allow))
+        assert r.returncode == 0, r.stderr
+        assert len(json.loads(allow.read_text())["rules"]) == 2
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")

@@ -11,7 +11,7 @@ import pytest
 
 from lograven.bundle import Bundle, load_bundle
 from lograven.config import parse_config
-from lograven.detector import Detector, DetectorSettings, Verdict
+from lograven.detector import MIN_STREAM_STARTS, Detector, DetectorSettings, Verdict
 from lograven.generator import LogGenerator
 from lograven.msgtypes import UNKNOWN
 from lograven.sequence import SequenceModel, SequenceParams
@@ -225,6 +225,28 @@ def test_blank_lines_are_not_judged(bundle_dir, records) -> None:
     assert v.detectors
 
 
+def test_first_lines_are_judged_only_after_enough_training_streams(bundle, records) -> None:
+    """A first line is predicted from "begin of stream" alone, learned from one example per training
+    stream: with fewer than MIN_STREAM_STARTS streams it advances the state but is not judged (the daemon
+    joining a file mid-way must not flag its most ordinary line); with enough, it is."""
+    training = bundle.manifest.get("training", {})
+    assert training.get("streams", 0) < MIN_STREAM_STARTS  # the tiny bundle: one file
+    few = Detector(bundle, DetectorSettings())
+    many_manifest = {**bundle.manifest, "training": {**training, "streams": MIN_STREAM_STARTS}}
+    many = Detector(Bundle(bundle.path, many_manifest, bundle.types, bundle.sequence, bundle.autoencoder), DetectorSettings())
+    assert not few.judges_first_lines and many.judges_first_lines
+    known = [("f", r) for r in records[:40] if few.types.classify(r.message) != UNKNOWN]
+    a, b = few.detect(known), many.detect(known)
+    assert a[0].sequence_p is None and "sequence" not in a[0].detectors and a[0].sequence_part is None
+    assert b[0].sequence_p is not None
+    for x, y in zip(a[1:], b[1:]):  # the first line advanced the state all the same
+        assert_same(x, y)
+    assert_states_equal(few.export_states(), many.export_states())
+    # a stream that starts again (after its end, or its state's eviction) has a first line again
+    few.end_streams(["f"])
+    assert few.detect(known[:1])[0].sequence_p is None
+
+
 def test_types_newer_than_the_sequence_model_skip_the_gru(bundle, unseen_data, records) -> None:
     """After msgtypes.update() (learn mode) a type the GRU never saw gets no sequence verdict and
     does not advance the stream; it is not `unknown_type` either."""
@@ -306,7 +328,9 @@ def constructed(bundle):
     freq = (counts + 1.0) / (counts.sum() + n + 1)  # the detector's smoothed training frequency
     q = freq.copy()
     seq = constant_model(n, q)
-    b = Bundle(bundle.path, bundle.manifest, types, seq, bundle.autoencoder)
+    # as if trained on many streams: first lines are judged (a constant GRU has no start to learn)
+    manifest = {**bundle.manifest, "training": {**bundle.manifest.get("training", {}), "streams": MIN_STREAM_STARTS}}
+    b = Bundle(bundle.path, manifest, types, seq, bundle.autoencoder)
     # one example line per type: the most and the least frequent type, and a middle one
     by_count = sorted(types.types_, key=lambda t: -t.count)
     picks = [by_count[0], by_count[len(by_count) // 2], by_count[-1]]
@@ -512,7 +536,8 @@ def test_long_stream_past_the_window_matches_reference(bundle_dir, records) -> N
     for s in range(0, len(known), 5):  # batches that straddle the restarts
         vs += d.detect([("long", r) for r in known[s : s + 5]])
     types = np.array([v.type_id for v in vs], dtype=np.int64)
-    for n, v in enumerate(vs):
+    assert vs[0].sequence_p is None  # the tiny bundle learned from one stream: its first line is not judged
+    for n, v in enumerate(vs[1:], 1):
         assert v.sequence_p is not None and 0.0 <= v.sequence_p <= 1.0 and math.isfinite(v.sequence_p)
         assert abs(v.sequence_p - reference_p(d.seq, types, n)[types[n]]) <= 1e-5, n
     assert d.states["long"].seen == len(known)

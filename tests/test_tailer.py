@@ -485,6 +485,26 @@ def test_unreadable_file_is_logged_once_counted_and_retried(
         assert tailer.stats()[str(log)].readable is True
 
 
+def test_a_configured_file_that_is_deleted_is_not_readable_until_it_is_back(tmp_path: Path) -> None:
+    """lograven_file_readable must not stay 1 for a named file that is gone (a deleted /var/log/secure);
+    files matched by a glob come and go with rotation and retention, and keep their last state."""
+    named, globbed = tmp_path / "secure", tmp_path / "app-1.log"
+    named.write_bytes(b"a\n")
+    globbed.write_bytes(b"x\n")
+    with make([named, tmp_path / "app-*.log"], start_position="beginning") as tailer:
+        assert sorted(texts(tailer.poll())) == [b"a", b"x"]
+        named.unlink()
+        globbed.unlink()
+        tailer.poll()
+        tailer.poll()
+        stats = tailer.stats()
+        assert stats[str(named)].readable is False
+        assert stats[str(globbed)].readable is True
+        named.write_bytes(b"b\n")
+        assert texts(tailer.poll()) == [b"b"]
+        assert tailer.stats()[str(named)].readable is True
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_chmod_000_file_is_retried(tmp_path: Path) -> None:
     log = tmp_path / "secure.log"

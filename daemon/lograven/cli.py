@@ -446,9 +446,46 @@ def cmd_check(args) -> int:
         print("model: null -> learn mode (learns from the configured files on first start)")
     from lograven.service import source_warnings
 
-    for warning in source_warnings(cfg):
+    for warning in [*source_warnings(cfg), *_output_warnings(cfg)]:
         print(f"warning: {warning}")
     return 0
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why this user could not create or write `path` (a directory or a file), or None."""
+    p = path
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if p == path and not path.is_dir():  # an existing file
+        return None if os.access(path, os.W_OK) else "not writable"
+    if not p.is_dir():
+        return f"{p} is not a directory"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable" if p != path else "not writable"
+    return None
+
+
+def _output_warnings(cfg) -> list[str]:
+    """What `run` would refuse or fail to write, said by `check` (as this user; under systemd,
+    StateDirectory= provides the state directory)."""
+    out = []
+    state = cfg.effective_state_dir()
+    if (why := _unwritable(state)) is not None:
+        out.append(f"state_dir {state}: {why} for {_user()}; `run` needs to write there")
+    if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path))) is not None:
+        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {_user()}; alerts would wait in memory")
+    return out
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
+    except (ImportError, KeyError):
+        return f"uid {os.geteuid()}"
 
 
 def cmd_learn(args) -> int:
@@ -517,10 +554,36 @@ def cmd_allow(args) -> int:
             match.update(from_type=a, type_id=b)
         if all(v is None for v in match.values()):
             raise LogravenError("say what to allow: ALERT_ID, --type, --transition, --file or --detector (see --help)")
+        _check_type_ids(cfg, [t for t in (match["type_id"], match.get("from_type")) if t not in (None, -1)])
         rule = new_rule(expires_in=expires, comment=args.comment, **match)
     al.add(rule)
     print(f"added to {al.path}: {rule.describe()}")
     return 0
+
+
+def _check_type_ids(cfg, ids: list[int]) -> None:
+    """Refuse a rule naming a type the daemon's model does not have (a typo would allow nothing, silently).
+    Without a model to look at (learn mode before its first model), nothing can be checked."""
+    if not ids:
+        return
+    from lograven.modelstore import ModelStore, resolve_model_path
+
+    try:
+        path = resolve_model_path(cfg.model) if cfg.model else ModelStore(cfg.models_dir()).current_path()
+        if path is None:
+            return
+        from lograven.msgtypes import MessageTypes
+
+        types = MessageTypes.from_json(json.loads((Path(path) / "msgtypes.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, LogravenError):
+        return
+    known = {t.id for t in types.types_}
+    bad = [t for t in ids if t not in known]
+    if bad:
+        raise LogravenError(
+            f"type {', '.join(map(str, bad))} is not in the model {path} (its types are 1 to {max(known, default=0)}, "
+            f"-1 for unknown messages); `lograven types {path}` lists them"
+        )
 
 
 def cmd_run(args) -> int:

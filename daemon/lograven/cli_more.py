@@ -74,10 +74,13 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
                         "that stop early are found (default: training.sequence.stream_end of --config, off "
                         "without one, as in the daemon: sessions still open when the log stops look like "
                         "sessions that stopped early)")
-    p.add_argument("--feedback", choices=["none", "allow"], default="none",
+    p.add_argument("--feedback", choices=["none", "allow", "learn"], default="none",
                    help="'allow': also report the combined detector when a simulated operator allowlists every "
                         "false alarm as it comes, as `lograven allow --alert ID` would (a '+ allowlist' row: "
-                        "what an admin is left with, and how many rules it took)")
+                        "what an admin is left with, and how many rules it took); 'learn' (--labels): the operator "
+                        "runs `lograven learn` on the false alarms of every --feedback-every lines (a '+ learn' row)")
+    p.add_argument("--feedback-every", type=int, default=100, metavar="N",
+                   help="--feedback learn: test lines between two learn runs (default 100)")
     p.add_argument("--model-dir", metavar="DIR", help="keep the trained bundle in DIR (default: a temporary directory)")
     p.add_argument("--sequence-rule", choices=["relative", "probability", "top_k"],
                    help="override detectors.sequence.rule")
@@ -122,6 +125,7 @@ def cmd_evaluate(args) -> int:
             fmt=fmt, train_fraction=args.train_fraction, model_dir=Path(args.model_dir) if args.model_dir else None,
             batch_size=args.batch_size, max_examples=args.examples, max_line_bytes=cfg.runtime.max_line_bytes,
             stream_end=args.stream_end, session_split=args.session_split, feedback=args.feedback,
+            feedback_every=args.feedback_every,
         )  # fmt: skip
         bar = ProgressBar(enabled=not args.quiet)
         try:

@@ -151,6 +151,9 @@ def _stat(validation: dict, key: str) -> float:
     return x if np.isfinite(x) and x > 0 else np.inf
 
 
+MIN_STREAM_STARTS = 100  # training streams (starts) needed before a stream's first line is judged
+
+
 class Detector:
     """Scores lines with a bundle's three models, keeping one GRU state per stream."""
 
@@ -179,6 +182,13 @@ class Detector:
         # (and the relative rule ignores types that are rare everywhere by design). Types whose lines
         # were given to `lograven learn` are vouched for by the operator and never rare.
         self.rare_type = (self._count > 0) & (self._count < self.settings.sequence_rare_count) & ~learned
+        # A stream's first line is predicted from "begin of stream" alone, which the GRU learned from one
+        # example per training stream. A model trained on a few log files has seen one or two starts, so
+        # its first-line predictions are not evidence: the daemon joining a file in the middle would flag
+        # the most ordinary line. Such lines are predicted (the state advances) but not judged.
+        training = bundle.manifest.get("training", {}) if isinstance(bundle.manifest, dict) else {}
+        starts = training.get("stream_segments", training.get("streams"))
+        self.judges_first_lines = not isinstance(starts, int) or starts >= MIN_STREAM_STARTS
         st = self.settings
         if st.sequence_rule not in ("relative", "probability", "top_k"):
             raise ValueError(f"unknown sequence rule {st.sequence_rule!r}")
@@ -404,6 +414,7 @@ class Detector:
         X = seq.input_rows(tid[idx_mat])  # (S, T, 3U)
         active = [int((lens > t).sum()) for t in range(T)]
         rows_line = np.empty(int(lens.sum()), dtype=np.int64)
+        rows_first = np.empty(len(rows_line), dtype=bool)  # predicted from "begin of stream" alone
         rows_h = np.empty((len(rows_line), U), dtype=np.float32)
         ar = np.arange(S)
         r = 0
@@ -412,6 +423,7 @@ class Detector:
             Ha = H[:act]
             rows_h[r : r + act] = Ha[ar[:act], pick[:act, t]]
             rows_line[r : r + act] = idx_mat[:act, t]
+            rows_first[r : r + act] = N[:act, t] == 0
             r += act
             if any0[t]:
                 Ha[reset0[:act, t], 0] = 0.0
@@ -424,6 +436,11 @@ class Detector:
         for j, s in enumerate(states):
             s.h = H[j].copy()
             s.seen = int(seen[j])
+        if not self.judges_first_lines and rows_first.any():
+            keep = ~rows_first  # first lines: the state advanced above, but they are not judged
+            rows_line, rows_h = rows_line[keep], rows_h[keep]
+            if not len(rows_line):
+                return
         probs = seq.probs(rows_h)
         obs = tid[rows_line]
         p_obs = probs[np.arange(len(obs)), obs]

@@ -54,8 +54,9 @@ SWEEP: dict[str, tuple[float, ...]] = {
     "probability": (0.001, 0.005, 0.02, 0.05),
     "top_k": (2, 5, 9, 15),
 }
-# --feedback: "none", or "allow": a simulated operator allowlists every false alarm as it comes
-FEEDBACK = ("none", "allow")
+# --feedback: "none"; "allow": a simulated operator allowlists every false alarm as it comes; "learn"
+# (line labels): every --feedback-every lines, the operator runs `lograven learn` on that part's false alarms
+FEEDBACK = ("none", "allow", "learn")
 _ANOMALY_WORDS = frozenset(("anomaly", "abnormal", "1", "true", "yes"))
 _NORMAL_WORDS = frozenset(("normal", "0", "false", "no"))
 
@@ -357,6 +358,7 @@ class Setup:
     # protocol) trains on the first part of the *normal* sessions and tests every other session.
     session_split: str = "pool"
     feedback: str = "none"  # "allow": also report what is left when every false alarm is allowlisted as it comes
+    feedback_every: int = 100  # "learn": test lines between two learn runs
 
     def check(self) -> None:
         if not 0.0 < self.train_fraction < 1.0:
@@ -367,6 +369,8 @@ class Setup:
             )
         if self.feedback not in FEEDBACK:
             raise LogravenError(f"--feedback must be one of {', '.join(FEEDBACK)}, got {self.feedback!r}")
+        if self.feedback_every < 1:
+            raise LogravenError(f"--feedback-every must be at least 1 line, got {self.feedback_every}")
         if self.batch_size < 1:
             raise LogravenError(f"--batch-size must be at least 1, got {self.batch_size}")
         Parser(self.fmt)
@@ -593,14 +597,23 @@ class DetectionEvaluation:
             out.append(f"  {d:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
         if self.feedback:
             fb, c = self.feedback, Counts(**{k: self.feedback["results"][k] for k in ("tp", "fp", "fn")})
-            out.append(f"  {'+ allowlist':<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
-            kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in fb["rules_by_kind"].items()) or "none"
+            name = "+ allowlist" if fb["mode"] == "allow" else "+ learn"
+            out.append(f"  {name:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
             hidden = fb["anomalies_hidden"]
-            out.append(
-                f"  + allowlist: combined, with each false alarm allowlisted as it comes (`lograven allow --alert`): "
-                f"{fb['rules']} rule{'s' if fb['rules'] != 1 else ''} ({kinds}); "
-                f"{hidden} anomalous {self.unit if hidden != 1 else self.unit[:-1]} hidden by a rule"
-            )
+            units = self.unit if hidden != 1 else self.unit[:-1]
+            if fb["mode"] == "allow":
+                kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in fb["rules_by_kind"].items()) or "none"
+                out.append(
+                    f"  + allowlist: combined, with each false alarm allowlisted as it comes (`lograven allow --alert`): "
+                    f"{fb['rules']} rule{'s' if fb['rules'] != 1 else ''} ({kinds}); {hidden} anomalous {units} hidden by a rule"
+                )
+            else:
+                out.append(
+                    f"  + learn: combined, with `lograven learn` on the false alarms of every {fb['every']} lines: "
+                    f"{fb['rounds']} version{'s' if fb['rounds'] != 1 else ''} from {fb['false_alarms_learned']} false "
+                    f"alarms ({fb['new_types']} new types, {fb['learn_seconds']:.0f} s); {hidden} anomalous {units} "
+                    "no longer flagged"
+                )
         if self.sequence_parts:
             out.append("  sequence by part (each alone, TP/FP): " + ", ".join(
                 f"{k.replace('_', ' ')} {c.tp}/{c.fp}" for k, c in self.sequence_parts.items()))  # fmt: skip
@@ -914,6 +927,9 @@ def evaluate_line_labels(
                                              record=rows[n_first + j].record, detector=det, host="", version=""))
                       for j, v in sorted(verdicts.items())]  # fmt: skip
             feedback = with_feedback(events, truth, flags[COMBINED])
+        elif setup.feedback == "learn":
+            feedback = _learn_as_you_go(tr, settings, config, setup, path, rows, streams, list(test), truth,
+                                        flags[COMBINED], progress)  # fmt: skip
         return DetectionEvaluation(
             mode="lines", file=path, labels=labels, unit="lines", setup=setup, stream=setup.stream,
             split={"train_fraction": setup.train_fraction, "lines": len(rows), "first_part_lines": n_first,
@@ -932,6 +948,70 @@ def evaluate_line_labels(
                      "total": round(time.monotonic() - t_start, 2)},
             bundle=tr.path,
         )  # fmt: skip
+
+
+def _learn_as_you_go(tr: _Trained, settings: DetectorSettings, config: object | None, setup: Setup, path: str,
+                     rows: list[LabelledLine], streams: list[str], test: list[int], truth: np.ndarray,
+                     flagged_before: np.ndarray, progress: Progress | None) -> dict:  # fmt: skip
+    """--feedback learn: score the test lines again in parts of `feedback_every` lines; after each part, an
+    operator runs `lograven learn` on its false alarms (each with the normal lines of its stream before it,
+    as `learn --from-alerts` reads them back), and scoring goes on with the new version and the same GRU
+    states. What is flagged then, and what it took."""
+    from lograven.bundle import load_bundle
+    from lograven.learning import CONTEXT_BEFORE, learn
+
+    training = getattr(config, "training", None)
+    det = Detector(tr.bundle, settings)
+    model = Path(tr.bundle.path)
+    flags = np.zeros(len(test), dtype=bool)
+    rounds, learned, new_types, seconds = 0, 0, 0, 0.0
+    parts: list[dict] = []
+    items = [(streams[i], rows[i].record) for i in test]
+    every = setup.feedback_every
+    with tempfile.TemporaryDirectory(prefix="lograven-feedback-") as work:
+        for start in range(0, len(test), every):
+            end = min(start + every, len(test))
+            ev = score(det, items[start:end], setup.batch_size)
+            flags[start:end] = np.logical_or.reduce([ev.fired[d] for d in DETECTORS])
+            false = [j for j in range(start, end) if flags[j] and not truth[j]]
+            parts.append({"lines": end - start, "false_alarms": len(false),
+                          "anomalies_flagged": int((flags[start:end] & truth[start:end]).sum()),
+                          "anomalies": int(truth[start:end].sum()),
+                          "false_alarm_lines": [rows[test[j]].line_no for j in false][: setup.max_examples]})  # fmt: skip
+            if not false or end == len(test):
+                continue
+            corpus = Corpus()
+            for n, j in enumerate(false):
+                i = test[j]
+                context = [k for k in range(max(0, i - 4 * CONTEXT_BEFORE), i) if streams[k] == streams[i]]
+                for k in [*context[-CONTEXT_BEFORE:], i]:
+                    if not rows[k].anomalous:  # the operator knows those lines are not normal
+                        corpus.add(path, rows[k].record, f"feedback{rounds}.{n}:{streams[k]}")
+            t0 = time.monotonic()
+            out = Path(work) / f"v{rounds + 1}"
+            _, summary = learn(model, corpus, out=out, training=training)
+            seconds += time.monotonic() - t0
+            states = det.export_states()
+            det = Detector(load_bundle(out), settings)
+            det.import_states(states)  # type ids are stable across learn: the streams go on
+            model = out
+            rounds += 1
+            learned += len(false)
+            new_types += len(summary.get("new_types", []))
+            if progress:
+                progress("feedback", end / len(test))
+    return {
+        "mode": "learn",
+        "results": Counts.from_flags(flags, truth).to_json(),
+        "every": every,
+        "rounds": rounds,
+        "false_alarms_learned": learned,
+        "new_types": new_types,
+        "learn_seconds": round(seconds, 2),
+        "parts": parts,  # per part of `every` lines, in order: lines, false alarms, anomalies (flagged)
+        # anomalous lines found without feedback that the learned versions no longer flag
+        "anomalies_hidden": int((flagged_before & truth & ~flags).sum()),
+    }
 
 
 def _per_line(flags: np.ndarray) -> np.ndarray:
@@ -1100,6 +1180,8 @@ def evaluate_sessions(
     session is flagged when any of its lines is."""
     setup = setup or Setup()
     setup.check()
+    if setup.feedback == "learn":
+        raise LogravenError("--feedback learn applies to --labels (line labels); use --feedback allow with --sessions")
     path = str(path)
     t_start = time.monotonic()
     sl = read_sessions(path, labels_csv, stream_key, setup.fmt, setup.max_line_bytes)

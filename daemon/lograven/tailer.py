@@ -730,6 +730,13 @@ class Tailer:
         for path in self._unreadable - present:  # gone: no longer an unreadable file
             self._stat(path).readable = True
         self._unreadable &= present
+        # A file named in the config (not by a glob) that was followed and is gone cannot be read: say so
+        # (lograven_file_readable 0), so that a deleted /var/log/secure is noticed. A glob's files come
+        # and go with rotation and retention; theirs are not.
+        live = {w.path for w in self._live}
+        for path in self._paths.patterns:
+            if path in self._stats and path not in present and path not in live and not _has_magic(path):
+                self._stats[path].readable = False
         followed = {w.path for w in self._live} | {w.path for w in self._draining}
         for path in [p for p, seen in self._last_seen.items() if now - seen > STATS_RETENTION_SECONDS]:
             if path not in followed:
