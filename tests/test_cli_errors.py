@@ -182,6 +182,9 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     assert rc == 0, err
     assert f"warning: state_dir {tmp_path / 'afile' / 'state'}: {tmp_path / 'afile'} is not a directory" in out, out
     assert "alerts.jsonl.path" not in out, out  # its directory is writable
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile" / "state"), str(tmp_path / "afile")))
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert f"warning: state_dir {tmp_path / 'afile'}: is a file, not a directory" in out, out
 
 
 def test_check_shows_default_model_thresholds_and_unlearned_stream_ends(capsys, tmp_path) -> None:

@@ -327,6 +327,10 @@ def test_unknown_message_rules_use_the_masked_line(tmp_path):
     assert al_old.matches(_alert(line=a.line.replace("11", "12")))
     assert not al_old.matches(_alert(line=a.line.replace("eee0", "aaa0")))
     assert "like '<DATE>" in rule.describe() and "like 'Jun  0" in al_old.rules[0].describe()
+    # saved without a `pattern` key where a rule has none, so earlier versions can still read such files
+    al_old.add(new_rule(type_id=7, detector="sequence"))
+    saved = json.loads(old.read_text())["rules"]
+    assert all("pattern" not in r for r in saved) and "pattern" in json.loads((tmp_path / "allow.json").read_text())["rules"][0]
 
 
 def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog):

@@ -225,6 +225,8 @@ def test_cli_evaluate_usage_errors(tmp_path, capsys):
     # an output that cannot be written is said before training, not after
     assert cli.main(["evaluate", "--labels", "bgl", "--json", str(tmp_path / "no" / "r.json"), str(log)]) == 1
     assert "cannot write there" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--labels", "bgl", "--json", str(tmp_path), str(log)]) == 1
+    assert "is a directory" in capsys.readouterr().err
     # a --stream-key that matches no line would silently make one stream
     log.write_text("- Jun  9 06:06:20 web01 a: x\n- Jun  9 06:06:21 web01 a: y\n- Jun  9 06:06:22 web01 a: z\n")
     assert cli.main(["evaluate", "--labels", "bgl", "--stream-key", r"node=(\S+)", str(log)]) == 1
@@ -466,7 +468,7 @@ def test_feedback_allowlists_false_alarms_as_they_come() -> None:
     assert fb["alerts_delivered"] == {"true": 1, "false": 4}
     assert fb["alerts_suppressed"] == {"true": 1, "false": 2}
     with pytest.raises(LogravenError, match="--feedback"):
-        ev.Setup(feedback="learn").check()
+        ev.Setup(feedback="bogus").check()
 
 
 def test_cli_feedback_is_for_detection_modes(tmp_path, capsys) -> None:

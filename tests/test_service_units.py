@@ -96,3 +96,23 @@ def test_fast_score_writer_equals_the_reference_json():
             fast = json.loads(w.line('/var/log/"odd" é', i + 1, "s\\1", r, v))
             ref = json.loads(json.dumps(verdict_json('/var/log/"odd" é', i + 1, "s\\1", r, v, _Det())))
             assert fast == ref
+
+
+def test_status_goes_to_the_journal_once_per_stage_and_at_most_a_minute_apart(tmp_path, caplog, monkeypatch):
+    """`run` logs at INFO by default; learn mode's progress ("sequence 40%") must not write a line per percent."""
+    import lograven.service as service_module
+    from lograven.service import Service
+
+    clock = [1000.0]
+    monkeypatch.setattr(service_module.time, "monotonic", lambda: clock[0])
+    svc = Service(parse_config({"state_dir": str(tmp_path), "sources": [{"paths": [str(tmp_path / "x.log")]}]}), None)
+    with caplog.at_level("INFO", logger="lograven.service"):
+        for pct in range(0, 101, 5):
+            svc._set_status(f"learn mode: sequence {pct}%")
+            clock[0] += 1.0
+        svc._set_status("learn mode: autoencoder 0%")
+        clock[0] += 61.0
+        svc._set_status("learn mode: autoencoder 50%")
+    logged = [r.getMessage() for r in caplog.records if r.name == "lograven.service"]
+    assert logged == ["learn mode: sequence 0%", "learn mode: autoencoder 0%", "learn mode: autoencoder 50%"], logged
+    assert svc._status == "learn mode: autoencoder 50%"  # systemd's STATUS gets every change

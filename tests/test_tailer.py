@@ -486,8 +486,9 @@ def test_unreadable_file_is_logged_once_counted_and_retried(
 
 
 def test_a_configured_file_that_is_deleted_is_not_readable_until_it_is_back(tmp_path: Path) -> None:
-    """lograven_file_readable must not stay 1 for a named file that is gone (a deleted /var/log/secure);
-    files matched by a glob come and go with rotation and retention, and keep their last state."""
+    """lograven_file_readable must not stay 1 for a named file that was deleted (a deleted /var/log/secure);
+    a rotated one's successor may come later, and files matched by a glob come and go with retention:
+    they keep their last state."""
     named, globbed = tmp_path / "secure", tmp_path / "app-1.log"
     named.write_bytes(b"a\n")
     globbed.write_bytes(b"x\n")
@@ -502,6 +503,11 @@ def test_a_configured_file_that_is_deleted_is_not_readable_until_it_is_back(tmp_
         assert stats[str(globbed)].readable is True
         named.write_bytes(b"b\n")
         assert texts(tailer.poll()) == [b"b"]
+        assert tailer.stats()[str(named)].readable is True
+        # rotated (renamed away) rather than deleted: its successor may come later; not unreadable
+        named.rename(tmp_path / "secure.1")
+        tailer.poll()
+        tailer.poll()
         assert tailer.stats()[str(named)].readable is True
 
 

@@ -148,7 +148,9 @@ class Allowlist:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": FORMAT_VERSION, "rules": [asdict(r) for r in self.rules]}
+        # `pattern` only where set: a file without pattern rules stays readable by earlier versions
+        doc = {"version": FORMAT_VERSION,
+               "rules": [{k: v for k, v in asdict(r).items() if k != "pattern" or v is not None} for r in self.rules]}  # fmt: skip
         fd, tmp = tempfile.mkstemp(prefix=".allowlist.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -451,17 +451,22 @@ def cmd_check(args) -> int:
     return 0
 
 
-def _unwritable(path: Path) -> str | None:
-    """Why this user could not create or write `path` (a directory or a file), or None."""
+def _unwritable(path: Path, directory: bool) -> str | None:
+    """Why this user could not create or write `path` (a directory, or a file), or None."""
     p = path
-    while not p.exists():
-        if p.parent == p:
-            break
-        p = p.parent
-    if p == path and not path.is_dir():  # an existing file
-        return None if os.access(path, os.W_OK) else "not writable"
-    if not p.is_dir():
-        return f"{p} is not a directory"
+    try:
+        while not p.exists():
+            if p.parent == p:
+                break
+            p = p.parent
+        if p == path and not path.is_dir():  # it exists, and is not a directory
+            if directory:
+                return "is a file, not a directory"
+            return None if os.access(path, os.W_OK) else "not writable"
+        if not p.is_dir():
+            return f"{p} is not a directory"
+    except PermissionError:
+        return f"cannot be checked (permission denied on a directory above {p})"
     if not os.access(p, os.W_OK | os.X_OK):
         return f"{p} is not writable" if p != path else "not writable"
     return None
@@ -472,9 +477,9 @@ def _output_warnings(cfg) -> list[str]:
     StateDirectory= provides the state directory)."""
     out = []
     state = cfg.effective_state_dir()
-    if (why := _unwritable(state)) is not None:
+    if (why := _unwritable(state, directory=True)) is not None:
         out.append(f"state_dir {state}: {why} for {_user()}; `run` needs to write there")
-    if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path))) is not None:
+    if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path), directory=False)) is not None:
         out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {_user()}; alerts would wait in memory")
     return out
 

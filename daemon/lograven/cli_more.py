@@ -103,10 +103,15 @@ def cmd_evaluate(args) -> int:
     if args.examples < 0:
         raise LogravenError(f"--examples must be 0 or more, got {args.examples}")
     if args.json and args.json != "-":
-        out_dir = Path(args.json).resolve().parent
+        # said now, not after minutes of training
+        target = Path(args.json)
+        out_dir = target.resolve().parent
+        if target.is_dir():
+            raise LogravenError(f"--json {args.json}: is a directory; give a file name")
         if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):
-            # said now, not after minutes of training
             raise LogravenError(f"--json {args.json}: cannot write there ({out_dir} is not a writable directory)")
+        if target.exists() and not os.access(target, os.W_OK):
+            raise LogravenError(f"--json {args.json}: the file is not writable")
     if args.structured:
         if args.logfile:
             raise LogravenError("--structured reads the CSV only; drop the LOGFILE argument")

@@ -276,7 +276,8 @@ class Detector:
         """One verdict per (stream, record), in order. A blank line (whitespace only) is not judged: training
         skips such lines, so every detector would fire on them. Its verdict is type 0 with no detector,
         and it does not advance its stream's sequence state."""
-        blank = [i for i, (_, rec) in enumerate(items) if not rec.message.strip() and not rec.parsed]
+        blank = [i for i, (_, rec) in enumerate(items)
+                 if not rec.message.strip() and rec.timestamp is None and rec.host is None and rec.program is None]  # fmt: skip
         if not blank:
             return self._detect(items)
         skip = set(blank)

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import queue
+import re
 import signal
 import socket
 import sys
@@ -66,6 +67,7 @@ class _Pending:
             self.acks[k] = raw.end
 
 
+_DIGITS = re.compile(r"\d+")  # status texts differ in their numbers only while a stage progresses
 END_LINE_CHARS = 512  # of a stream's last line, kept for its stream-end alert (bounded memory per stream)
 
 
@@ -188,13 +190,31 @@ def source_warnings(cfg: Config) -> list[str]:
                 "(`apt install rsyslog`)"
             )
         elif tuple(src.paths) != DEFAULT_SOURCE_PATHS:  # the default pair: one of the two exists per distribution
-            missing = [p for p in src.paths if not any(c in p for c in "*?[") and not os.path.exists(os.path.expanduser(p))]
+            literal = [p for p in src.paths if not any(c in p for c in "*?[")]
+            missing = [p for p in literal if _missing(p)]
+            blocked = [p for p in literal if _missing(p) is None]
+            if blocked:
+                out.append(
+                    f"sources[{i}].paths: cannot look at {', '.join(blocked)} (permission denied on a directory); "
+                    "give lograven's user search (x) permission on the directories in the path"
+                )
             if missing:
                 out.append(
                     f"sources[{i}].paths: {', '.join(missing)} does not exist (yet); lograven reads it once it appears. "
                     "Check the path for a typo"
                 )
     return out
+
+
+def _missing(path: str) -> bool | None:
+    """True when nothing is at `path`, None when a directory on the way cannot be searched."""
+    try:
+        os.stat(os.path.expanduser(path))
+        return False
+    except PermissionError:
+        return None
+    except OSError:
+        return True
 
 
 def own_alert_predicate(tag: str) -> Callable[[bytes], bool]:
@@ -251,6 +271,7 @@ class Service:
         self._last_stats = 0.0
         self._last_model_check = time.monotonic()
         self._status = ""
+        self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
         self._relearn_buffer: deque[tuple[str, str]] | None = None
         # stream -> its last typed line (monotonic time, path, offset, text, host, type), oldest first;
@@ -315,7 +336,11 @@ class Service:
         if text != self._status:
             self._status = text
             self.notifier.status(text)
-            log.info("%s", text)
+            # the journal gets each new stage, and progress within one at most once a minute
+            stage, now = _DIGITS.sub("", text), time.monotonic()
+            if stage != self._logged_stage or now - self._logged_at >= 60.0:
+                self._logged_stage, self._logged_at = stage, now
+                log.info("%s", text)
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -559,8 +584,9 @@ class Service:
             if judge:
                 last = self._stream_last
                 now = time.monotonic()
+                n_seq = self.detector.seq.n_types_
                 for j, v in enumerate(part, a):
-                    if v.sequence_p is not None:  # the line advanced the stream's GRU state
+                    if 0 < v.type_id <= n_seq:  # the line advanced the stream's GRU state (judged or not)
                         it, text, rec, stream = meta[j]
                         last[stream] = _LastLine(now, it.raw.path, it.raw.offset, text[:END_LINE_CHARS], rec.host, v.type_id)
                         last.move_to_end(stream)

@@ -543,6 +543,7 @@ class Tailer:
         self._stats: dict[str, FileStats] = {}
         self._last_seen: dict[str, float] = {}
         self._unreadable: set[str] = set()
+        self._deleted: set[str] = set()  # named (not globbed) paths whose file was deleted, not rotated
 
         self._pending_saved: list[_SavedPosition] = self._parse_positions(positions)
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -730,13 +731,13 @@ class Tailer:
         for path in self._unreadable - present:  # gone: no longer an unreadable file
             self._stat(path).readable = True
         self._unreadable &= present
-        # A file named in the config (not by a glob) that was followed and is gone cannot be read: say so
-        # (lograven_file_readable 0), so that a deleted /var/log/secure is noticed. A glob's files come
-        # and go with rotation and retention; theirs are not.
-        live = {w.path for w in self._live}
-        for path in self._paths.patterns:
-            if path in self._stats and path not in present and path not in live and not _has_magic(path):
-                self._stats[path].readable = False
+        # A file named in the config (not by a glob) that was deleted, not rotated, cannot be read: say so
+        # (lograven_file_readable 0) until a file is there again, so that a deleted /var/log/secure is
+        # noticed. A rotated file's successor may be created late (logrotate nocreate, an application
+        # that creates its log on its next write), and a glob's files come and go with retention.
+        self._deleted -= present
+        for path in self._deleted:
+            self._stat(path).readable = False
         followed = {w.path for w in self._live} | {w.path for w in self._draining}
         for path in [p for p, seen in self._last_seen.items() if now - seen > STATS_RETENTION_SECONDS]:
             if path not in followed:
@@ -753,6 +754,8 @@ class Tailer:
             log.info("%s was rotated; reading the rest of the old file before the new one", watcher.path)
         else:
             log.info("%s was deleted; reading the rest of it", watcher.path)
+            if watcher.path in self._paths.patterns and not _has_magic(watcher.path):
+                self._deleted.add(watcher.path)
         watcher.draining_since = now
         self._live.remove(watcher)
         self._draining.append(watcher)
