@@ -471,11 +471,16 @@ def test_feedback_allowlists_false_alarms_as_they_come() -> None:
         ev.Setup(feedback="bogus").check()
 
 
-def test_cli_feedback_is_for_detection_modes(tmp_path, capsys) -> None:
+def test_cli_detection_options_are_refused_with_structured(tmp_path, capsys) -> None:
+    """--structured learns types from the CSV alone: detection options would be silently ignored."""
     p = tmp_path / "x_structured.csv"
     p.write_text("LineId,Content,EventId\n1,a b,E1\n2,a c,E1\n")
     assert cli.main(["evaluate", "--structured", str(p), "--feedback", "allow"]) == 1
     assert "--feedback" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--structured", str(p), "--train-fraction", "0.8", "--format", "raw"]) == 1
+    err = capsys.readouterr().err
+    assert "--train-fraction, --format: for --labels and --sessions" in err, err
+    assert cli.main(["evaluate", "--structured", str(p)]) == 0
 
 
 @pytest.mark.slow

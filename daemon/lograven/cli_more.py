@@ -62,9 +62,9 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     p.add_argument("logfile", nargs="?", metavar="LOGFILE", help="the labelled log (not with --structured)")
     p.add_argument("--config", metavar="YAML", help="YAML config (training.* and detectors.* options); defaults if omitted")
     format_args(p)
-    p.add_argument("--train-fraction", type=float, default=0.8, metavar="F",
+    p.add_argument("--train-fraction", type=float, default=None, metavar="F",
                    help="share of the lines (--labels) or sessions (--sessions), in order, used for training (default 0.8)")
-    p.add_argument("--session-split", choices=["pool", "normal"], default="pool",
+    p.add_argument("--session-split", choices=["pool", "normal"], default=None,
                    help="--sessions: 'pool' (default) trains on the normal sessions among the first --train-fraction "
                         "of sessions and tests the sessions after them; 'normal' (DeepLog's protocol) trains on the "
                         "first --train-fraction of the normal sessions and tests every other session, including the "
@@ -115,8 +115,16 @@ def cmd_evaluate(args) -> int:
     if args.structured:
         if args.logfile:
             raise LogravenError("--structured reads the CSV only; drop the LOGFILE argument")
-        if args.feedback != "none":
-            raise LogravenError("--feedback measures alerts; it applies to --labels and --sessions, not --structured")
+        detection_only = {
+            "--feedback": args.feedback != "none", "--train-fraction": args.train_fraction is not None,
+            "--session-split": args.session_split is not None, "--stream-end": args.stream_end is not None,
+            "--model-dir": bool(args.model_dir), "--stream-key": bool(args.stream_key), "--stream": bool(args.stream),
+            "--format": bool(args.fmt),
+        }  # fmt: skip
+        given = [k for k, v in detection_only.items() if v]
+        if given:
+            raise LogravenError(f"{', '.join(given)}: for --labels and --sessions; --structured learns types from the "
+                                "CSV's Content column alone (drop them)")  # fmt: skip
         result = ev.evaluate_types(args.structured, config=cfg, max_errors=args.examples)
     else:
         if not args.logfile:
@@ -127,9 +135,10 @@ def cmd_evaluate(args) -> int:
         )  # fmt: skip
         fmt = args.fmt or (cfg.sources[0].format if args.config and cfg.sources else "syslog")
         setup = ev.Setup(
-            fmt=fmt, train_fraction=args.train_fraction, model_dir=Path(args.model_dir) if args.model_dir else None,
+            fmt=fmt, train_fraction=0.8 if args.train_fraction is None else args.train_fraction,
+            model_dir=Path(args.model_dir) if args.model_dir else None,
             batch_size=args.batch_size, max_examples=args.examples, max_line_bytes=cfg.runtime.max_line_bytes,
-            stream_end=args.stream_end, session_split=args.session_split, feedback=args.feedback,
+            stream_end=args.stream_end, session_split=args.session_split or "pool", feedback=args.feedback,
             feedback_every=args.feedback_every,
         )  # fmt: skip
         bar = ProgressBar(enabled=not args.quiet)
