@@ -189,7 +189,11 @@ def test_to_dict_is_full_and_round_trips() -> None:
     a.detectors.append(DetectorHit("autoencoder", 5.21, 3.1))
     d = a.to_dict()
     assert d["line"] == a.line and len(d["expected"]) == 7
+    assert d["read_from"] is None and "read_from" not in json.loads(a.to_compact_json())
     assert Alert.from_dict(json.loads(a.to_json())) == a
+    a.read_from = "/var/log/messages.1"  # a line read after its file was rotated
+    assert Alert.from_dict(json.loads(a.to_json())) == a
+    assert json.loads(a.to_compact_json())["read_from"] == "/var/log/messages.1"
 
 
 def test_non_finite_numbers_and_surrogates_still_give_valid_json() -> None:

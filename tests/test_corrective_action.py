@@ -350,8 +350,17 @@ def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog)
     corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
     assert "snapshot rotated vol-alpha" in corpus.messages and "routine work item 3" in corpus.messages
     assert len(corpus) == 12  # the line with its context before and after
-    # rotated: the file at that path is new, and byte `offset` is in the middle of something else
+    # read after a rotation: the alert says where the file is now, and the context comes from there
+    rotated = tmp_path / "messages.1"
+    log.rename(rotated)
     log.write_text("Jun 10 00:00:01 web01 kernel: " + "X" * offset + " unrelated\n")
+    alert.read_from = str(rotated)
+    alerts.write_text(alert.to_json() + "\n")
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert len(corpus) == 12 and "routine work item 3" in corpus.messages
+    alert.read_from = None
+    alerts.write_text(alert.to_json() + "\n")
+    # rotated without a trace in the alert: byte `offset` of the new file is in the middle of something else
     with caplog.at_level("WARNING", logger="lograven.learning"):
         corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
     assert corpus.messages == ["snapshot rotated vol-alpha"]

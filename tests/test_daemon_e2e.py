@@ -170,7 +170,14 @@ def test_daemon_end_to_end(tmp_path, tiny_model):
     os.rename(d.logs / "messages", d.logs / "messages.1")
     _append(d.logs / "messages.1", _marker_lines("b", 2))
     _append(d.logs / "messages", gen.lines(50) + _marker_lines("c", 2))
-    d.wait_for_alerts({"marker-b-0", "marker-b-1", "marker-c-0", "marker-c-1"})
+    alerts = d.wait_for_alerts({"marker-b-0", "marker-b-1", "marker-c-0", "marker-c-1"})
+    for a in alerts:
+        if "marker-c" in a["line"]:
+            assert a["read_from"] is None  # the new file is at its name
+        elif "marker-b" in a["line"] and a["read_from"] is not None:  # read once the rotation was seen
+            assert a["read_from"] == str(d.logs / "messages.1")
+            raw = (d.logs / "messages.1").read_bytes()[a["offset"] :]
+            assert raw.split(b"\n", 1)[0].decode() == a["line"]  # file:offset leads to the line
 
     # 3. copytruncate
     os.truncate(d.logs / "messages", 0)

@@ -195,6 +195,9 @@ def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
         assert texts(lines) == [b"2", b"3", b"5"]
         assert {line.path for line in lines} == {str(log)}
         assert lines[0].file_id != lines[2].file_id
+        # the rotated file's lines say where they are now, so that file:offset can be followed
+        assert [line.read_from for line in lines] == [str(tmp_path / "app.log.1")] * 2 + [None]
+        assert (tmp_path / "app.log.1").read_bytes()[lines[1].offset : lines[1].end] == b"3\n"
         stats = tailer.stats()[str(log)]
         assert stats.rotations == 1 and stats.lines == 4
         assert tailer._draining == []  # rotate_wait=0: closed once drained

@@ -158,6 +158,7 @@ class Alert:
     expected: list[Expected] = field(default_factory=list)
     model_version: str = ""
     previous_type_id: int | None = None  # the stream's previous message type (a sequence alert's transition)
+    read_from: str | None = None  # the file's name now, when the line was read after it was rotated (RawLine)
 
     def dedup_key(self) -> tuple:
         """Same file + type + detectors. Unknown lines have no type: their masked line (line_pattern)
@@ -199,6 +200,7 @@ class Alert:
             ],
             "model_version": _text(self.model_version),
             "previous_type_id": self.previous_type_id,
+            "read_from": None if self.read_from is None else _text(self.read_from),
             "line": _text(self.line),
         }
 
@@ -270,6 +272,8 @@ class Alert:
         }
         if self.previous_type_id is not None:
             doc["previous_type_id"] = int(self.previous_type_id)
+        if self.read_from is not None:
+            doc["read_from"] = c(self.read_from)
         if n_expected and self.expected:
             doc["expected"] = [
                 {"type_id": int(e.type_id), "template": c(e.template), "p": _round(e.p)}
@@ -297,6 +301,7 @@ class Alert:
             expected=[Expected(int(e["type_id"]), e["template"], _float(e["p"])) for e in d.get("expected", [])],
             model_version=d.get("model_version", ""),
             previous_type_id=d.get("previous_type_id"),
+            read_from=d.get("read_from"),
         )
 
 

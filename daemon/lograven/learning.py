@@ -67,7 +67,9 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     corpus = Corpus()
     for n, r in enumerate(rows):
         line = r.get("line", "")
-        lines = _context(r.get("file", ""), int(r.get("offset", -1)), max_line_bytes, line)
+        # a line read after its file was rotated: its offset is in the rotated file (the alert's read_from)
+        where = r.get("read_from") if r.get("read_from") not in (None, "(deleted)") else r.get("file", "")
+        lines = _context(where, int(r.get("offset", -1)), max_line_bytes, line)
         if lines is None:
             log.warning(
                 "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since); "

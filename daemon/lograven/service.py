@@ -592,7 +592,8 @@ class Service:
                         last.move_to_end(stream)
                 while len(last) > self.detector.settings.max_streams:
                     last.popitem(last=False)
-        alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2]) for m in meta])
+        alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2], m[0].raw.read_from)
+                                          for m in meta])  # fmt: skip
         if self._relearn_buffer is not None:
             for (it, text, _, _), v in zip(meta, verdicts):
                 if not v.anomaly:
@@ -605,13 +606,13 @@ class Service:
             self._ack_pending()
         self.metrics.queue_lines.set(self._queue.qsize())
 
-    def _account(self, verdicts: list[Verdict], meta: list[tuple[str, int, str, str, LogRecord]]) -> list[Alert]:
+    def _account(self, verdicts: list[Verdict], meta: list[tuple[str, int, str, str, LogRecord, str | None]]) -> list[Alert]:
         """Metrics per line and alerts for the anomalous ones."""
         m = self.metrics
         unknown: Counter[str] = Counter()
         anomalies: Counter[tuple[str, str]] = Counter()
         alerts = []
-        for v, (path, offset, stream, text, rec) in zip(verdicts, meta):
+        for v, (path, offset, stream, text, rec, read_from) in zip(verdicts, meta):
             if v.type_id == 0:
                 unknown[path] += 1
             if v.sequence_p is not None:
@@ -621,12 +622,12 @@ class Service:
             if v.anomaly:
                 for d in v.detectors:
                     anomalies[(path, d)] += 1
-                alerts.append(
-                    alert_from_verdict(
-                        v, path=path, offset=offset, stream=stream, line=text, record=rec,
-                        detector=self.detector, host=self.host, version=self.bundle.version,
-                    )
+                alert = alert_from_verdict(
+                    v, path=path, offset=offset, stream=stream, line=text, record=rec,
+                    detector=self.detector, host=self.host, version=self.bundle.version,
                 )  # fmt: skip
+                alert.read_from = read_from
+                alerts.append(alert)
         for path, n in unknown.items():
             m.unknown_type_lines.labels(file=path).inc(n)
         for (path, d), n in anomalies.items():
@@ -845,7 +846,7 @@ class Service:
             rec = parser.parse(text)
             stream = key.key("stdin", rec, text)
             v = self.detector.detect([(stream, rec)])[0]
-            alerts = self._account([v], [("stdin", n, stream, text, rec)])
+            alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
             self.router.submit(alerts)
             n += 1
             out.write("OK\n")

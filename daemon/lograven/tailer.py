@@ -68,6 +68,9 @@ class RawLine:
     end: int  # offset after the newline
     data: bytes  # without the newline, truncated to max_line_bytes
     truncated: bool
+    # where the file is now, when that is not `path`: the rest of a rotated file (`messages.1`), or
+    # "(deleted)"; `offset` is in that file. None while the file is at `path`.
+    read_from: str | None = None
 
 
 @dataclass
@@ -117,6 +120,18 @@ def _line_start_before(fd: int, size: int) -> tuple[int, bool]:
     if newline >= 0:
         return low + newline + 1, False
     return (0, False) if low == 0 else (size, True)
+
+
+def _current_name(fd: int, path: str) -> str | None:
+    """The name an open file has now, if it is not `path` (Linux: /proc/self/fd); "(deleted)" for a
+    deleted file; None when it is still `path` or cannot be told."""
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    if name.endswith(" (deleted)"):
+        return "(deleted)"
+    return None if name == path else name
 
 
 class GlobPathProvider:
@@ -245,6 +260,7 @@ class FileWatcher:
         self.size = st.st_size
         self.max_line_bytes = max_line_bytes
         self.draining_since: float | None = None
+        self.read_from: str | None = None  # set while draining: the file's name now (see RawLine)
         self.failing = False  # an I/O error was logged; log again only after recovery
         self.mid_line = False  # started inside a line: drop up to its newline
         self.fp_hex = ""
@@ -319,7 +335,7 @@ class FileWatcher:
                     if self.acked == line_start:  # nothing outstanding: no need to re-read it
                         self.acked = end
                     continue
-                out.append(RawLine(self.path, self.file_id, line_start, end, data, truncated))
+                out.append(RawLine(self.path, self.file_id, line_start, end, data, truncated, self.read_from))
                 self.last_emitted_end = end
                 emitted += 1
                 stats.lines += 1
@@ -712,6 +728,7 @@ class Tailer:
                 log.info("%s is back under the patterns as %s; following it again", watcher.path, back)
                 watcher.path = back
                 watcher.draining_since = None
+                watcher.read_from = None
                 self._draining.remove(watcher)
                 self._live.append(watcher)
                 claimed.add(back)
@@ -757,6 +774,7 @@ class Tailer:
             if watcher.path in self._paths.patterns and not _has_magic(watcher.path):
                 self._deleted.add(watcher.path)
         watcher.draining_since = now
+        watcher.read_from = _current_name(watcher.fd, watcher.path)
         self._live.remove(watcher)
         self._draining.append(watcher)
 
