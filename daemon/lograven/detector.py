@@ -415,8 +415,9 @@ class Detector:
         X = seq.input_rows(tid[idx_mat])  # (S, T, 3U)
         active = [int((lens > t).sum()) for t in range(T)]
         rows_line = np.empty(int(lens.sum()), dtype=np.int64)
-        rows_first = np.empty(len(rows_line), dtype=bool)  # predicted from "begin of stream" alone
         rows_h = np.empty((len(rows_line), U), dtype=np.float32)
+        # predicted from "begin of stream" alone: the step-0 rows (the first S, in this order) of fresh streams
+        first0 = seen == 0
         ar = np.arange(S)
         r = 0
         for t in range(T):
@@ -424,7 +425,6 @@ class Detector:
             Ha = H[:act]
             rows_h[r : r + act] = Ha[ar[:act], pick[:act, t]]
             rows_line[r : r + act] = idx_mat[:act, t]
-            rows_first[r : r + act] = N[:act, t] == 0
             r += act
             if any0[t]:
                 Ha[reset0[:act, t], 0] = 0.0
@@ -437,8 +437,9 @@ class Detector:
         for j, s in enumerate(states):
             s.h = H[j].copy()
             s.seen = int(seen[j])
-        if not self.judges_first_lines and rows_first.any():
-            keep = ~rows_first  # first lines: the state advanced above, but they are not judged
+        if not self.judges_first_lines and first0.any():
+            keep = np.ones(len(rows_line), dtype=bool)  # first lines: the state advanced above, but they are not judged
+            keep[:S][first0] = False
             rows_line, rows_h = rows_line[keep], rows_h[keep]
             if not len(rows_line):
                 return
