@@ -229,14 +229,20 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def load_types(path: str | Path) -> MessageTypes:
+    """A bundle's message types alone (no checksums, no models: `load_bundle` verifies the bundle)."""
+    file = Path(path) / "msgtypes.json"
+    try:
+        return MessageTypes.from_json(json.loads(file.read_text(encoding="utf-8")), str(file))
+    except ValueError as e:
+        raise LogravenError(f"{file}: corrupt ({e})") from e
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Load a bundle, verifying format version and every file's sha256 first."""
     path = Path(path)
     manifest = read_manifest(path)
-    try:
-        types = MessageTypes.from_json(json.loads((path / "msgtypes.json").read_text(encoding="utf-8")), str(path / "msgtypes.json"))
-    except ValueError as e:
-        raise LogravenError(f"{path / 'msgtypes.json'}: corrupt ({e})") from e
+    types = load_types(path)
     try:
         seq = SequenceModel.load(path, manifest["sequence"])
         ae = Autoencoder.load(path, manifest["autoencoder"])

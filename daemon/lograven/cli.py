@@ -384,7 +384,9 @@ def cmd_score(args) -> int:
     if batch:
         flush()
     out.flush()
-    if total and unparsed > total / 2:
+    from lograven.parsing import mostly_unparsed
+
+    if mostly_unparsed(unparsed, total):
         log.warning("%d of %d lines do not match --format %s (parsed: false); give the files' --format",
                     unparsed, total, _fmt(args, cfg))  # fmt: skip
     return 0
@@ -573,14 +575,14 @@ def _check_type_ids(cfg, ids: list[int]) -> None:
         return
     from lograven.modelstore import ModelStore, resolve_model_path
 
+    from lograven.bundle import load_types
+
     try:
         path = resolve_model_path(cfg.model) if cfg.model else ModelStore(cfg.models_dir()).current_path()
         if path is None:
             return
-        from lograven.msgtypes import MessageTypes
-
-        types = MessageTypes.from_json(json.loads((Path(path) / "msgtypes.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError, LogravenError):
+        types = load_types(path)
+    except (OSError, LogravenError):
         return
     known = {t.id for t in types.types_}
     bad = [t for t in ids if t not in known]

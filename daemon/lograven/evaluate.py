@@ -38,7 +38,7 @@ from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, 
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask
 from lograven.msgtypes import UNKNOWN, MessageTypes
-from lograven.parsing import LogRecord, Parser, StreamKey, posix_seconds, regex_stream_spec
+from lograven.parsing import LogRecord, Parser, StreamKey, mostly_unparsed, posix_seconds, regex_stream_spec
 from lograven.training import Corpus, iter_file_lines, silence_ends, train
 
 log = logging.getLogger(__name__)
@@ -640,19 +640,22 @@ class DetectionEvaluation:
         return "\n".join(out)
 
 
-UNPARSED_WARNING = 0.5  # above this share of unparsed lines, evaluate warns that --format is likely wrong
+def _unparsed(r: DetectionEvaluation) -> tuple[int, int, int, int]:
+    """(unparsed, all) training lines, then (unparsed, all) test lines."""
+    sp = r.split
+    return (r.training.get("unparsed_lines", 0) or 0, sp.get("training_lines", 0),
+            sp.get("unparsed_test_lines", 0), sp.get("test_lines", 0))  # fmt: skip
 
 
 def _input_notes(r: DetectionEvaluation) -> list[str]:
     """Table lines about input the run could not use as intended: lines the format did not match
     (a wrong --format), lines without a session key or label, a stream key that matched no line."""
     sp, notes = r.split, []
-    bad_test, n_test = sp.get("unparsed_test_lines", 0), sp.get("test_lines", 0)
-    bad_train, n_train = r.training.get("unparsed_lines", 0) or 0, sp.get("training_lines", 0)
+    bad_train, n_train, bad_test, n_test = _unparsed(r)
     if bad_test or bad_train:
         text = (f"{bad_train} of {n_train} training and {bad_test} of {n_test} test lines do not match --format "
                 f"{_clip(r.setup.fmt, 40)}; they were used whole, as messages")  # fmt: skip
-        if bad_test + bad_train > UNPARSED_WARNING * max(n_test + n_train, 1):
+        if mostly_unparsed(bad_test + bad_train, n_test + n_train):
             text = "WARNING: " + text + ": give the log's --format (docs/evaluation.md)"
         notes.append(f"  input     {text}")
     if sp.get("lines_without_stream_key"):
@@ -667,10 +670,9 @@ def _input_notes(r: DetectionEvaluation) -> list[str]:
 
 def warn_unparsed(r: DetectionEvaluation) -> None:
     """Log a warning when most lines did not match the format (a wrong --format)."""
-    sp = r.split
-    bad = sp.get("unparsed_test_lines", 0) + (r.training.get("unparsed_lines", 0) or 0)
-    total = sp.get("test_lines", 0) + sp.get("training_lines", 0)
-    if total and bad > UNPARSED_WARNING * total:
+    bad_train, n_train, bad_test, n_test = _unparsed(r)
+    bad, total = bad_train + bad_test, n_train + n_test
+    if mostly_unparsed(bad, total):
         log.warning("%s: %d of %d lines do not match --format %s; give the log's --format", r.file, bad, total,
                     _clip(r.setup.fmt, 60))  # fmt: skip
 

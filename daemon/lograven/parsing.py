@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from lograven.errors import LogravenError
 
-__all__ = ["LogRecord", "Parser", "StreamKey", "decode_line", "regex_stream_spec"]
+__all__ = ["LogRecord", "Parser", "StreamKey", "decode_line", "mostly_unparsed", "regex_stream_spec"]
 
 
 @dataclass(slots=True)
@@ -490,6 +490,11 @@ class Parser:
 
 # --------------------------------------------------------------------------
 # Streams
+
+
+def mostly_unparsed(unparsed: int, total: int) -> bool:
+    """Whether so many lines did not match the format that the format is likely the wrong one."""
+    return total > 0 and unparsed > total / 2
 
 
 def regex_stream_spec(key: str) -> str:

@@ -36,7 +36,7 @@ from lograven.metrics import Metrics, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.notify import Notifier
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, posix_seconds
-from lograven.tailer import GlobPathProvider, RawLine, Tailer
+from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def _sequence_hit(rule: str, value: float, ratio: float, p: float, rank: int, pr
 
 
 def alert_from_verdict(
-    v: Verdict, *, path: str, offset: int, stream: str, line: str, record: LogRecord, detector: Detector, host: str, version: str
+    v: Verdict, *, path: str, offset: int, stream: str, line: str, record: LogRecord, detector: Detector, host: str, version: str,
+    read_from: str | None = None,
 ) -> Alert:
     """Build the alert of an anomalous verdict: which detectors fired, why, and what was expected."""
     hits = []
@@ -131,6 +132,7 @@ def alert_from_verdict(
         expected=expected,
         model_version=version,
         previous_type_id=v.previous_type,
+        read_from=read_from,
     )
 
 
@@ -190,9 +192,9 @@ def source_warnings(cfg: Config) -> list[str]:
                 "(`apt install rsyslog`)"
             )
         elif tuple(src.paths) != DEFAULT_SOURCE_PATHS:  # the default pair: one of the two exists per distribution
-            literal = [p for p in src.paths if not any(c in p for c in "*?[")]
-            missing = [p for p in literal if _missing(p)]
-            blocked = [p for p in literal if _missing(p) is None]
+            state = {p: _missing(p) for p in src.paths if not has_magic(p)}
+            missing = [p for p, gone in state.items() if gone]
+            blocked = [p for p, gone in state.items() if gone is None]
             if blocked:
                 out.append(
                     f"sources[{i}].paths: cannot look at {', '.join(blocked)} (permission denied on a directory); "
@@ -622,12 +624,12 @@ class Service:
             if v.anomaly:
                 for d in v.detectors:
                     anomalies[(path, d)] += 1
-                alert = alert_from_verdict(
-                    v, path=path, offset=offset, stream=stream, line=text, record=rec,
-                    detector=self.detector, host=self.host, version=self.bundle.version,
+                alerts.append(
+                    alert_from_verdict(
+                        v, path=path, offset=offset, stream=stream, line=text, record=rec,
+                        detector=self.detector, host=self.host, version=self.bundle.version, read_from=read_from,
+                    )
                 )  # fmt: skip
-                alert.read_from = read_from
-                alerts.append(alert)
         for path, n in unknown.items():
             m.unknown_type_lines.labels(file=path).inc(n)
         for (path, d), n in anomalies.items():

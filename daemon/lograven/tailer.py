@@ -89,7 +89,8 @@ class FileStats:
     readable: bool = True  # False while the file cannot be opened
 
 
-def _has_magic(text: str) -> bool:
+def has_magic(text: str) -> bool:
+    """Whether a path has glob characters (`*`, `?`, `[`): a pattern, not a named file."""
     return any(c in _GLOB_MAGIC for c in text)
 
 
@@ -148,7 +149,7 @@ class GlobPathProvider:
         found: dict[str, os.stat_result] = {}
         denied: dict[str, OSError] = {}
         for pattern in self.patterns:
-            if _has_magic(pattern):
+            if has_magic(pattern):
                 names = sorted(glob.glob(pattern, recursive="**" in pattern))
             else:
                 names = [pattern]
@@ -178,7 +179,7 @@ class GlobPathProvider:
             fixed: list[str] = []
             recursive = False
             for part in parts[:-1]:
-                if _has_magic(part):
+                if has_magic(part):
                     recursive = True
                     break
                 fixed.append(part)
@@ -771,7 +772,7 @@ class Tailer:
             log.info("%s was rotated; reading the rest of the old file before the new one", watcher.path)
         else:
             log.info("%s was deleted; reading the rest of it", watcher.path)
-            if watcher.path in self._paths.patterns and not _has_magic(watcher.path):
+            if watcher.path in self._paths.patterns and not has_magic(watcher.path):
                 self._deleted.add(watcher.path)
         watcher.draining_since = now
         watcher.read_from = _current_name(watcher.fd, watcher.path)
