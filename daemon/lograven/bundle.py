@@ -5,9 +5,10 @@ Layout:
                        thresholds, model metadata, sha256 of every other file
     msgtypes.json      message types (templates, regexes, counts, examples)
     tokenizer.json     BPE tokenizer (HF tokenizers JSON)
-    sequence.npz       GRU weights (serving and further training)
+    sequence.npz       GRU weights (serving and further training; an ensemble's members
+                       after the first under m1_..., m2_...)
     autoencoder.npz    autoencoder weights (serving and further training)
-    sequence.keras     the Keras models, for users who want to inspect or
+    sequence.keras     the Keras models (an ensemble's others: sequence_m1.keras, ...), for users who want to inspect or
     autoencoder.keras  fine-tune them in Keras; lograven itself never loads them
     plots/*.png        optional training plots (--plots)
 """
@@ -169,14 +170,17 @@ def _save_keras(d: Path, sequence: SequenceModel, autoencoder: Autoencoder) -> l
     from lograven.tfsetup import keras_session
 
     keras_session()
-    m = seq_mod.build_keras(sequence.n_types_, sequence.params)
-    seq_mod.set_keras_weights(m, sequence.weights_)
-    m.save(d / "sequence.keras")
+    names = []
+    for i, W in enumerate(sequence.members_):  # an ensemble: one Keras model per member
+        m = seq_mod.build_keras(sequence.n_types_, sequence.params)
+        seq_mod.set_keras_weights(m, W)
+        names.append("sequence.keras" if i == 0 else f"sequence_m{i}.keras")
+        m.save(d / names[-1])
     assert autoencoder.tokenizer_ is not None
     a = ae_mod.build_keras(autoencoder.tokenizer_.vocab_size, autoencoder.length_, autoencoder.params)
     ae_mod.set_keras_weights(a, autoencoder.weights_)
     a.save(d / "autoencoder.keras")
-    return ["sequence.keras", "autoencoder.keras"]
+    return names + ["autoencoder.keras"]
 
 
 def _manifest_digest(manifest: dict) -> str:

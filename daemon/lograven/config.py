@@ -533,6 +533,12 @@ class SequenceTrainingConfig:
     patience: int = _opt(3, min=1,
                          help="Epochs without validation improvement before training stops.")
     learning_rate: float = _opt(0.003, gt=0, max=1, help="Optimizer learning rate.")
+    members: int = _opt(
+        1, min=1, max=8,
+        help="GRUs to train (seeds `seed`, `seed`+1, ...) and average: an ensemble. A single GRU "
+             "trained on little data can find a normal but rare ordering very improbable, and which "
+             "ones depends on its seed; the average of several is steadier. Training time and the "
+             "sequence detector's serving cost grow about linearly with it (docs/benchmarks.md).")
     stream_end: bool = _opt(
         False,
         help="The training streams are sessions (e.g. `stream: regex:` on an HDFS block id): also "

@@ -239,13 +239,13 @@ class Detector:
 
     # ------------------------------------------------------------- states
     def export_states(self) -> dict[str, tuple[np.ndarray, int, int]]:
-        """GRU state per stream (for checkpoints): {stream: (h (2, units) float32, lines seen, last type)}."""
+        """GRU state per stream (for checkpoints): {stream: (h (2, members * units) float32, lines seen, last type)}."""
         return {k: (s.h.copy(), s.seen, s.last) for k, s in self.states.items()}
 
     def import_states(self, states: dict[str, tuple]) -> int:
         """Restore states saved by export_states ((h, seen) without the last type is accepted too);
         states of the wrong shape are skipped. Returns how many."""
-        shape = (2, self.seq.params.units)
+        shape = (2, self.seq.width)
         n = 0
         for k, st in states.items():
             h, seen = st[0], st[1]
@@ -365,7 +365,7 @@ class Detector:
 
     def _sequence(self, items, type_ids, seq_p, seq_rank, expected, prev, end_first) -> None:
         seq = self.seq
-        U = seq.params.units
+        U = seq.width
         W = seq.params.window
         half = W // 2
         # per stream, the lines with a known type, in order

@@ -587,7 +587,9 @@ class DetectionEvaluation:
             if used is not None and configured is not None and used < configured:
                 ends += f", an end flagged below {used:.3g}"
         out.append(
-            f"  model     {s['types']} message types; sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
+            f"  model     {s['types']} message types; "
+            f"{'an ensemble of %d GRUs; ' % s['sequence_members'] if s.get('sequence_members', 1) > 1 else ''}"
+            f"sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
             f"{s['autoencoder_threshold']:.3f} nats/token (x{s['autoencoder_margin']:g}); "
             f"training {s['training_seconds']:.1f} s"
         )
@@ -763,6 +765,7 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "autoencoder_effective_threshold": round(float(det.ae_threshold), 6),
         "types": len(det.types.types_),
         "sequence_units": det.seq.params.units,
+        "sequence_members": len(det.seq.members_),
         "sequence_window": det.seq.params.window,
         "training_seconds": round(training_seconds, 2),
         "training_lines": summary.get("lines"),

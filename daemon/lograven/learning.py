@@ -167,7 +167,7 @@ def learn(
     replay_seqs = _budget(replay_seqs, max(2 * n_new, 10_000))
     sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))
     seq = SequenceModel(sp).fit(
-        new_seqs, types.n_types, seed=seed, init_weights=base.sequence.weights_, replay=replay_seqs, progress=progress,
+        new_seqs, types.n_types, seed=seed, init_weights=base.sequence.members_, replay=replay_seqs, progress=progress,
         type_freq=type_frequencies_of(types), ended=ended,
     )
     seq.validation_ = keep_lowest_cuts(base.sequence.validation_, seq.validation_)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ MIN_TAIL = 20  # ... and to at least this many of them
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
 MIN_END_STEPS = 20  # held-back stream ends needed before the ends get their own calibrated threshold
 LOWEST_KEPT = 64  # at least this many lowest held-back values are kept, for the empirical quantile at a rate
+MAX_MEMBERS = 8  # ensemble members a bundle may have (serving cost grows with each)
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
 
@@ -53,13 +54,14 @@ class SequenceParams:
     patience: int = 3
     learning_rate: float = 0.003
     stream_end: bool = False  # the training streams are complete sessions: learn where they end
+    members: int = 1  # GRUs trained with seeds seed, seed+1, ...; their predicted distributions are averaged
 
 
 @dataclass
 class StreamState:
     """Serving state of one stream: two staggered GRU states and how many lines it has seen."""
 
-    h: np.ndarray  # (2, units) float32
+    h: np.ndarray  # (2, members * units) float32
     seen: int = 0
     last: int = 0  # the last type fed (0: none yet)
 
@@ -70,11 +72,27 @@ class SequenceModel:
     def __init__(self, params: SequenceParams | None = None):
         self.params = params or SequenceParams()
         self.n_types_: int = 0
-        self.weights_: dict[str, np.ndarray] = {}
+        self.members_: list[dict[str, np.ndarray]] = []  # one weight set per ensemble member
         self.history_: dict[str, list[float]] = {}
         self.validation_: dict[str, float] = {}
         self.end_frequency_: float = 0.0  # share of training targets that were stream ends
         self._table: np.ndarray | None = None
+        self._stacked: dict[str, np.ndarray] | None = None
+
+    @property
+    def weights_(self) -> dict[str, np.ndarray]:
+        """The first member's weights (the only ones of a single GRU)."""
+        return self.members_[0] if self.members_ else {}
+
+    @weights_.setter
+    def weights_(self, W: dict[str, np.ndarray]) -> None:
+        self.members_ = [W]
+        self._table = self._stacked = None
+
+    @property
+    def width(self) -> int:
+        """Size of one serving state: every member's GRU state side by side."""
+        return self.params.units * max(1, len(self.members_) or self.params.members)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -85,7 +103,7 @@ class SequenceModel:
         seed: int = 42,
         validation_fraction: float = 0.1,
         progress: Callable[[str, float], None] | None = None,
-        init_weights: dict[str, np.ndarray] | None = None,
+        init_weights: dict[str, np.ndarray] | Sequence[dict[str, np.ndarray]] | None = None,
         replay: Sequence[np.ndarray] = (),
         type_freq: np.ndarray | None = None,
         ended: Sequence[bool] | None = None,
@@ -101,8 +119,6 @@ class SequenceModel:
         """
         p = self.params
         self.n_types_ = n_types
-        train_w, val_w = [], []
-        val_once: list[np.ndarray] = []  # per validation window: the targets no earlier window covers
         fulls = []
         sequences = list(sequences)
         if ended is None:
@@ -119,39 +135,76 @@ class SequenceModel:
         # Validation: the tail of each long stream (a log file), and whole streams held back
         # among the short ones (sessions, e.g. one per HDFS block) when there are enough of them.
         # Streams that end are never cut: their end would only ever be a validation target.
+        # An ensemble with enough short streams is cross-fitted: member m holds back fold m of
+        # them, so every short stream is held back once, by a member that never trained on it.
         long_limit = 4 * p.window if not p.stream_end else np.inf
         short = [i for i, f in enumerate(fulls) if len(f) <= long_limit]
-        n_hold = int(len(short) * validation_fraction) if len(short) >= MIN_STREAMS_FOR_HOLDOUT else 0
-        held = set(np.random.default_rng(seed).choice(short, n_hold, replace=False).tolist()) if n_hold else set()
-        for i, full in enumerate(fulls):
-            if i in held:
-                val_w.extend(_windows(full, p.window))
-                val_once.extend(_first_cover(len(full), p.window))
-                continue
-            n_val = int(len(full) * validation_fraction) if len(full) > long_limit else 0
-            split = len(full) - n_val
-            train_w.extend(_windows(full[:split], p.window))
-            if n_val:
-                val_w.extend(_windows(full[split - 1 :], p.window))
-                val_once.extend(_first_cover(len(full) - split + 1, p.window))
-        if not train_w:
+        K = max(1, int(p.members))
+        rng = np.random.default_rng(seed)
+        cross = K > 1 and validation_fraction > 0 and len(short) >= K * MIN_STREAMS_FOR_HOLDOUT
+        if cross:
+            order = rng.permutation(short).tolist()
+            holds = [set(order[m::K]) for m in range(K)]
+        else:
+            n_hold = int(len(short) * validation_fraction) if len(short) >= MIN_STREAMS_FOR_HOLDOUT else 0
+            holds = [set(rng.choice(short, n_hold, replace=False).tolist()) if n_hold else set()] * K
+        self.holdout_ = holds  # per member, the indices (among the non-empty streams) it held back whole
+        splits = [_split(fulls, h, long_limit, validation_fraction, p.window) for h in holds]
+        if any(not sp[0] for sp in splits):
             raise ValueError("no type sequences to train the sequence model on")
-        X = np.stack(train_w)
-        V = np.stack(val_w) if val_w else None
         n_targets = sum(len(f) - 1 for f in fulls)
         n_ends = sum(int(f[-1] == _END_MARK) for f in fulls)
         self.end_frequency_ = n_ends / n_targets if p.stream_end and n_targets else 0.0
-        if init_weights is not None:
-            init_weights = _grow(init_weights, n_types)
-        self.weights_, self.history_ = _keras_fit(X, V, n_types, p, seed, init_weights, progress)
-        self._table = None
-        if V is not None:
-            if type_freq is None:
-                type_freq = type_frequencies(np.bincount(X[:, 1:][X[:, 1:] > 0], minlength=n_types + 1))
-            self.validation_ = self._validation_stats(V, np.asarray(type_freq, dtype=float), np.stack(val_once))
+        if isinstance(init_weights, dict):
+            init_weights = [init_weights]
+        if init_weights is not None and len(init_weights) != K:
+            raise ValueError(f"init_weights: {len(init_weights)} weight sets for {K} ensemble members")
+        self.members_ = []
+        for m in range(K):
+            X, V = np.stack(splits[m][0]), np.stack(splits[m][1]) if splits[m][1] else None
+            init = _grow(init_weights[m], n_types) if init_weights is not None else None
+            prog = None
+            if progress is not None:
+                prog = (lambda stage, f, m=m: progress(stage, (m + f) / K)) if K > 1 else progress
+            W, hist = _keras_fit(X, V, n_types, p, seed + m, init, prog)
+            self.members_.append(W)
+            if m == 0:
+                self.history_ = hist
+        self._table = self._stacked = None
+        if type_freq is None:
+            X0 = np.stack(splits[0][0])
+            type_freq = type_frequencies(np.bincount(X0[:, 1:][X0[:, 1:] > 0], minlength=n_types + 1))
+        # the held-back steps, each predicted by a model that did not train on it: a short stream of
+        # fold m by member m alone (cross-fitted), everything else by the whole model
+        parts = []
+        for m, (_, val_w, once, is_tail) in enumerate(splits):
+            if not val_w or (not cross and m > 0):
+                continue
+            V, once, is_tail = np.stack(val_w), np.stack(once), np.asarray(is_tail)
+            if cross:
+                fold = ~is_tail
+                if fold.any():
+                    parts.append((V[fold], once[fold], self._member(m).window_probs(V[fold][:, :-1])))
+                V, once = V[is_tail], once[is_tail]
+                if m > 0 or not len(V):
+                    continue
+            parts.append((V, once, self.window_probs(V[:, :-1])))
+        if parts:
+            V, once, probs = (np.concatenate([x[i] for x in parts]) for i in range(3))
+            self.validation_ = self._validation_stats(V, np.asarray(type_freq, dtype=float), once, probs)
+            if cross:
+                self.validation_["cross_fitted"] = K
         return self
 
-    def _validation_stats(self, V: np.ndarray, freq: np.ndarray, once: np.ndarray | None = None) -> dict[str, float]:
+    def _member(self, m: int) -> SequenceModel:
+        """Member m alone, as a one-GRU model."""
+        one = SequenceModel(replace(self.params, members=1))
+        one.n_types_ = self.n_types_
+        one.weights_ = self.members_[m]
+        return one
+
+    def _validation_stats(self, V: np.ndarray, freq: np.ndarray, once: np.ndarray | None = None,
+                          probs: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
         """How often the observed next type is improbable on held-back normal data (the false-positive
         rate of each rule at its default), and the thresholds that calibration caps the rules at: the
         CALIBRATION_QUANTILE quantiles of the held-back steps' probability and relative probability.
@@ -159,7 +212,8 @@ class SequenceModel:
         Windows overlap by half; `once` marks each held-back line in the first window that has it
         (the longer history, as serving uses), so every line counts once.
         """
-        probs = self.window_probs(V[:, :-1])
+        if probs is None:
+            probs = self.window_probs(V[:, :-1])
         tgt = V[:, 1:]
         mask = tgt > 0
         if once is not None:
@@ -197,13 +251,25 @@ class SequenceModel:
 
     # ---------------------------------------------------------------- serve
     def _input_table(self) -> np.ndarray:
+        """Per input index, every member's input projection (embedding @ kernel + bias), side by side."""
         if self._table is None:
-            W = self.weights_
-            self._table = (W["emb"] @ W["gru_k"] + W["gru_b"][0]).astype(np.float32)
+            self._table = np.concatenate(
+                [W["emb"] @ W["gru_k"] + W["gru_b"][0] for W in self.members_], axis=1
+            ).astype(np.float32)
         return self._table
 
+    def _stack(self) -> dict[str, np.ndarray]:
+        """The members' recurrent and output weights stacked on a leading member axis."""
+        if self._stacked is None:
+            M = self.members_
+            self._stacked = {
+                "rk": np.stack([W["gru_rk"] for W in M]), "rb": np.stack([W["gru_b"][1] for W in M]),
+                "ok": np.stack([W["out_k"] for W in M]), "ob": np.stack([W["out_b"] for W in M]),
+            }  # fmt: skip
+        return self._stacked
+
     def new_state(self) -> StreamState:
-        return StreamState(np.zeros((2, self.params.units), dtype=np.float32), 0)
+        return StreamState(np.zeros((2, self.width), dtype=np.float32), 0)
 
     def step(self, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """One GRU step for a batch: h (B, units), inputs (B,) input indices -> new h."""
@@ -214,7 +280,10 @@ class SequenceModel:
         return self._input_table()[inputs]
 
     def step_pair(self, h: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """One step for both staggered states of B streams: h (B, 2, U), x (B, 3U) input rows -> new h."""
+        """One step for both staggered states of B streams: h (B, 2, K*U), x (B, K*3U) input rows -> new h
+        (K ensemble members, each with its own U-sized part of the state)."""
+        if len(self.members_) > 1:
+            return self._step_members(h, x)
         U = h.shape[-1]
         inner = h @ self.weights_["gru_rk"]
         inner += self.weights_["gru_b"][1]
@@ -227,8 +296,33 @@ class SequenceModel:
         h += hh
         return h
 
+    def _step_members(self, h: np.ndarray, x: np.ndarray) -> np.ndarray:
+        lead, K, U = h.shape[:-1], len(self.members_), self.params.units  # lead: (B, 2) or (B, 1)
+        n = int(np.prod(lead))
+        st = self._stack()
+        inner = np.matmul(h.reshape(n, K, U).transpose(1, 0, 2), st["rk"])  # (K, n, 3U): one matmul per member
+        inner += st["rb"][:, None, :]
+        inner = inner.transpose(1, 0, 2).reshape(*lead, K, 3 * U)
+        xk = x.reshape(x.shape[0], *([1] * (len(lead) - 1)), K, 3 * U)
+        zr = expit(xk[..., : 2 * U] + inner[..., : 2 * U])
+        hh = xk[..., 2 * U :] + zr[..., U:] * inner[..., 2 * U :]
+        np.tanh(hh, out=hh)
+        out = h.reshape(*lead, K, U) - hh
+        out *= zr[..., :U]
+        out += hh
+        return out.reshape(*lead, K * U)
+
     def probs(self, h: np.ndarray) -> np.ndarray:
-        """Next-type distribution (B, n_types+1) from hidden states (B, units)."""
+        """Next-type distribution (B, n_types+1) from hidden states (B, K*units): the members' mean."""
+        if len(self.members_) > 1:
+            st = self._stack()
+            K, U = len(self.members_), self.params.units
+            logits = np.matmul(h.reshape(len(h), K, U).transpose(1, 0, 2), st["ok"])  # (K, B, n+1)
+            logits += st["ob"][:, None, :]
+            logits -= logits.max(axis=2, keepdims=True)
+            e = np.exp(logits)
+            e /= e.sum(axis=2, keepdims=True)
+            return e.mean(axis=0)
         W = self.weights_
         logits = h @ W["out_k"] + W["out_b"]
         logits -= logits.max(axis=1, keepdims=True)
@@ -237,7 +331,7 @@ class SequenceModel:
 
     def init_states(self, states: Sequence[StreamState]) -> None:
         """Feed BOS into fresh states so the first line is predicted too."""
-        H = np.zeros((len(states), self.params.units), dtype=np.float32)
+        H = np.zeros((len(states), self.width), dtype=np.float32)
         H = self.step(H, np.zeros(len(states), dtype=np.int64))
         for i, s in enumerate(states):
             s.h = np.stack([H[i], np.zeros_like(H[i])])
@@ -245,7 +339,7 @@ class SequenceModel:
     def window_probs(self, X: np.ndarray) -> np.ndarray:
         """Stateless evaluation of windows (N, T) from a zero state -> (N, T, n_types+1)."""
         N, T = X.shape
-        h = np.zeros((N, self.params.units), dtype=np.float32)
+        h = np.zeros((N, self.width), dtype=np.float32)
         out = np.empty((N, T, self.n_types_ + 1), dtype=np.float32)
         for t in range(T):
             h = self.step(h, X[:, t])
@@ -254,24 +348,44 @@ class SequenceModel:
 
     # ---------------------------------------------------------- persistence
     def save(self, d: Path) -> list[str]:
-        save_weights(d / "sequence.npz", self.weights_)
+        """One file; members after the first under prefixed names (m1_emb, ...)."""
+        arrays = dict(self.weights_)
+        for m, W in enumerate(self.members_[1:], 1):
+            arrays.update({f"m{m}_{k}": v for k, v in W.items()})
+        save_weights(d / "sequence.npz", arrays)
         return ["sequence.npz"]
 
     def meta(self) -> dict:
-        return {"params": asdict(self.params), "n_types": self.n_types_, "validation": self.validation_,
+        params = asdict(self.params)
+        if params["members"] == 1:
+            del params["members"]  # a single GRU's bundle stays readable by versions without ensembles
+        return {"params": params, "n_types": self.n_types_, "validation": self.validation_,
                 "end_frequency": self.end_frequency_}
 
     @classmethod
     def load(cls, d: Path, meta: dict) -> SequenceModel:
         obj = cls(SequenceParams(**meta["params"]))
+        if not isinstance(obj.params.members, int) or not 1 <= obj.params.members <= MAX_MEMBERS:
+            from lograven.errors import LogravenError
+
+            raise LogravenError(f"{d / 'manifest.json'}: sequence members must be 1..{MAX_MEMBERS}; retrain")
         obj.n_types_ = int(meta["n_types"])
         obj.validation_ = dict(meta.get("validation", {}))
         obj.end_frequency_ = float(meta.get("end_frequency", 0.0))
-        obj.weights_ = {k: v.astype(np.float32) for k, v in load_weights(d / "sequence.npz", WEIGHT_NAMES).items()}
-        if obj.weights_["out_k"].shape[1] != obj.n_types_ + 1:
-            from lograven.errors import LogravenError
+        K = obj.params.members
+        names = WEIGHT_NAMES + tuple(f"m{m}_{k}" for m in range(1, K) for k in WEIGHT_NAMES)
+        arrays = load_weights(d / "sequence.npz", names)
+        obj.members_ = [{k: arrays[k].astype(np.float32) for k in WEIGHT_NAMES}]
+        for m in range(1, K):
+            obj.members_.append({k: arrays[f"m{m}_{k}"].astype(np.float32) for k in WEIGHT_NAMES})
+        from lograven.errors import LogravenError
 
-            raise LogravenError(f"{d / 'sequence.npz'}: output size does not match {obj.n_types_} types; retrain")
+        ref = {k: v.shape for k, v in obj.members_[0].items()}
+        for W in obj.members_:
+            if W["out_k"].shape[1] != obj.n_types_ + 1:
+                raise LogravenError(f"{d / 'sequence.npz'}: output size does not match {obj.n_types_} types; retrain")
+            if {k: v.shape for k, v in W.items()} != ref or W["gru_rk"].shape != (obj.params.units, 3 * obj.params.units):
+                raise LogravenError(f"{d / 'sequence.npz'}: ensemble members' weights do not match; retrain")
         return obj
 
 
@@ -333,6 +447,30 @@ def type_frequencies(counts: np.ndarray) -> np.ndarray:
     """Add-one smoothed frequency of each class from per-type line counts (index = type id, 0 = none)."""
     counts = np.asarray(counts, dtype=float)
     return (counts + 1.0) / (counts.sum() + len(counts))
+
+
+def _split(fulls: list[np.ndarray], held: set[int], long_limit: float, validation_fraction: float,
+           window: int) -> tuple[list, list, list, list]:  # fmt: skip
+    """Training windows and held-back windows: the streams in `held` whole, the tail of each long
+    stream. Returns (train windows, held-back windows, their first-cover masks, per held-back window
+    whether it is a long stream's tail)."""
+    train_w, val_w, once, is_tail = [], [], [], []
+    for i, full in enumerate(fulls):
+        if i in held:
+            w = _windows(full, window)
+            val_w.extend(w)
+            once.extend(_first_cover(len(full), window))
+            is_tail.extend([False] * len(w))
+            continue
+        n_val = int(len(full) * validation_fraction) if len(full) > long_limit else 0
+        split = len(full) - n_val
+        train_w.extend(_windows(full[:split], window))
+        if n_val:
+            w = _windows(full[split - 1 :], window)
+            val_w.extend(w)
+            once.extend(_first_cover(len(full) - split + 1, window))
+            is_tail.extend([True] * len(w))
+    return train_w, val_w, once, is_tail
 
 
 def _window_starts(n: int, window: int) -> list[int]:

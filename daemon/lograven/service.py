@@ -949,7 +949,7 @@ class Service:
 
 def _same_vocabulary(a: Bundle, b: Bundle) -> bool:
     """GRU states carry over when the new model keeps the old types' ids (e.g. after `lograven learn`)."""
-    if a.sequence.params.units != b.sequence.params.units or b.sequence.n_types_ < a.sequence.n_types_:
+    if a.sequence.width != b.sequence.width or b.sequence.n_types_ < a.sequence.n_types_:
         return False
     new = {t.id: t.tokens for t in b.types.types_}
     return all(new.get(t.id) == t.tokens for t in a.types.types_)
