@@ -17,7 +17,8 @@ from lograven.generator import GeneratedLine, LogGenerator, write_log
 from lograven.parsing import LogRecord, Parser
 
 # Tiny models: enough to exercise every code path, small enough for a 2-core CI box.
-TINY_SEQUENCE = {"units": 16, "embedding_dim": 8, "window": 16, "epochs": 3}
+# one GRU: ensembles (members, automatic for sessions) are tested in test_ensemble.py
+TINY_SEQUENCE = {"units": 16, "embedding_dim": 8, "window": 16, "epochs": 3, "members": 1}
 # a higher learning rate than the default so two epochs separate normal from unseen text clearly
 TINY_AUTOENCODER = {"vocab_size": 128, "epochs": 2, "filters": 16, "latent_dim": 8, "embedding_dim": 8, "learning_rate": 0.01}
 TRAIN_SEED = 1

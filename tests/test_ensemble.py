@@ -156,3 +156,16 @@ def test_sessions_are_cross_fitted_every_one_held_back_once_by_a_member_that_nev
     one = SequenceModel(replace(p, members=1)).fit(sessions, 5, seed=11)
     assert "cross_fitted" not in one.validation_ and len(one.holdout_[0]) == 6
     assert one.validation_["steps"] == sum(len(sessions[i]) for i in one.holdout_[0])
+
+
+def test_automatic_members_ensemble_for_sessions_one_gru_for_files(type_ids) -> None:
+    rng = np.random.default_rng(4)
+    sessions = [np.array([1, *([2, 3] if rng.random() < 0.7 else [3, 2]), 4]) for _ in range(60)]
+    p = SequenceParams(units=8, embedding_dim=4, window=8, epochs=1, members=0)
+    seq = SequenceModel(p).fit(sessions, 5, seed=1)
+    assert seq.params.members == 3 and len(seq.members_) == 3 and seq.validation_["cross_fitted"] == 3
+    assert p.members == 0  # the caller's parameters are not changed
+    few = SequenceModel(p).fit(sessions[:59], 5, seed=1)  # fewer than 20 per member
+    assert few.params.members == 1 and len(few.members_) == 1
+    files = SequenceModel(replace(p, window=16)).fit([type_ids[:300], type_ids[300:600]], int(type_ids.max()), seed=1)
+    assert files.params.members == 1 and "cross_fitted" not in files.validation_

@@ -33,7 +33,7 @@ from lograven.generator import LogGenerator
 
 TINY_CONFIG = """\
 training:
-  sequence: {epochs: 2, units: 16, window: 16, embedding_dim: 8, batch_size: 32}
+  sequence: {epochs: 2, units: 16, window: 16, embedding_dim: 8, batch_size: 32, members: 1}
   autoencoder: {epochs: 2, vocab_size: 128, filters: 16, embedding_dim: 16, latent_dim: 16, batch_size: 128}
 """
 HEADER = re.compile(r"^(\w{3} [ \d]\d \d\d:\d\d:\d\d) (\S+) ([^:\[]+)(?:\[\d+\])?: (.*)$")

@@ -258,7 +258,7 @@ def test_evaluate_sessions_finds_sessions_that_stop_early_only_with_stream_end(t
     lab.write_text("BlockId,Label\n" + "".join(f"{b},{'Anomaly' if i in stop else 'Normal'}\n" for i, b in enumerate(blocks)))
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "training:\n  sequence: {units: 16, embedding_dim: 8, window: 16, epochs: 40, patience: 5}\n"
+        "training:\n  sequence: {units: 16, embedding_dim: 8, window: 16, epochs: 40, patience: 5, members: 1}\n"
         "  autoencoder: {vocab_size: 128, epochs: 2, filters: 16, latent_dim: 8, embedding_dim: 8}\n"
         "detectors:\n  autoencoder: {enabled: false}\n"
     )
@@ -357,7 +357,7 @@ def test_evaluate_judges_each_end_when_its_session_is_over(tmp_path) -> None:
     lab.write_text("BlockId,Label\n" + "".join(f"{b},{'Anomaly' if i in stop else 'Normal'}\n" for i, b in enumerate(blocks)))
     from lograven.config import parse_config
 
-    cfg = parse_config({"training": {"sequence": {"units": 16, "embedding_dim": 8, "window": 16, "epochs": 40, "patience": 5},
+    cfg = parse_config({"training": {"sequence": {"units": 16, "embedding_dim": 8, "window": 16, "epochs": 40, "patience": 5, "members": 1},
                                      "autoencoder": {"vocab_size": 128, "epochs": 1, "filters": 8, "latent_dim": 4,
                                                      "embedding_dim": 4}}})  # fmt: skip
     res = evaluate_sessions(log, lab, r"blk_-?\d+", config=cfg, settings=DetectorSettings(autoencoder=False, max_streams=8),
@@ -527,7 +527,7 @@ def test_evaluate_with_stream_end_after_learns_blocks_at_rest(tmp_path, gap) -> 
     log.write_text("\n".join(lines) + "\n")
     lab = tmp_path / "labels.csv"
     lab.write_text("BlockId,Label\n" + "".join(f"{b},{'Anomaly' if i in stop else 'Normal'}\n" for i, b in enumerate(blocks)))
-    cfg = parse_config({"training": {"sequence": {"units": 16, "embedding_dim": 8, "window": 16, "epochs": 40, "patience": 5},
+    cfg = parse_config({"training": {"sequence": {"units": 16, "embedding_dim": 8, "window": 16, "epochs": 40, "patience": 5, "members": 1},
                                      "autoencoder": {"vocab_size": 128, "epochs": 1, "filters": 8, "latent_dim": 4,
                                                      "embedding_dim": 4}},
                         "detectors": {"sequence": {"stream_end_after": gap}}})  # fmt: skip

@@ -225,6 +225,9 @@ def cmd_train(args) -> int:
     fp = v.get("fp_rate_relative<0.1")
     fp_text = f", {fp:.2%} of held-back normal steps would alert (relative rule at 0.1)" if fp is not None else ""
     print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {v.get('top1_accuracy', float('nan')):.3f}{fp_text}")
+    if v.get("cross_fitted"):
+        print(f"              an ensemble of {v['cross_fitted']} GRUs, cross-fitted: every training session held back "
+              f"once ({v.get('steps', 0)} steps), by the member that did not train on it")  # fmt: skip
     from lograven.sequence import MIN_FLOOR_STEPS
 
     steps = int(v.get("steps", 0) or 0)

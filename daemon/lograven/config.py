@@ -534,11 +534,15 @@ class SequenceTrainingConfig:
                          help="Epochs without validation improvement before training stops.")
     learning_rate: float = _opt(0.003, gt=0, max=1, help="Optimizer learning rate.")
     members: int = _opt(
-        1, min=1, max=8,
-        help="GRUs to train (seeds `seed`, `seed`+1, ...) and average: an ensemble. A single GRU "
-             "trained on little data can find a normal but rare ordering very improbable, and which "
-             "ones depends on its seed; the average of several is steadier. Training time and the "
-             "sequence detector's serving cost grow about linearly with it (docs/benchmarks.md).")
+        0, min=0, max=8,
+        help="GRUs to train (seeds `seed`, `seed`+1, ...) and average: an ensemble. With at least "
+             "20 short streams (sessions) per member, each member holds back its own share of "
+             "them, so the calibration sees every training session, not 10%. 0 (automatic): 3 "
+             "when the training streams include at least 60 short ones (up to 4 `window`s long, "
+             "or any with `stream_end`), else 1 (streams that are files). A single GRU "
+             "trained on few sessions alerts more or less depending on its seed; the cross-fitted "
+             "ensemble does not. Training time and the sequence detector's serving cost grow about "
+             "linearly with the members (docs/benchmarks.md).")
     stream_end: bool = _opt(
         False,
         help="The training streams are sessions (e.g. `stream: regex:` on an HDFS block id): also "

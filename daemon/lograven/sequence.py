@@ -41,6 +41,7 @@ MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none h
 MIN_END_STEPS = 20  # held-back stream ends needed before the ends get their own calibrated threshold
 LOWEST_KEPT = 64  # at least this many lowest held-back values are kept, for the empirical quantile at a rate
 MAX_MEMBERS = 8  # ensemble members a bundle may have (serving cost grows with each)
+AUTO_MEMBERS = 3  # members: 0 (automatic) trains this many when the streams are sessions, else one
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 
 
@@ -54,7 +55,7 @@ class SequenceParams:
     patience: int = 3
     learning_rate: float = 0.003
     stream_end: bool = False  # the training streams are complete sessions: learn where they end
-    members: int = 1  # GRUs trained with seeds seed, seed+1, ...; their predicted distributions are averaged
+    members: int = 1  # GRUs trained with seeds seed, seed+1, ...; their distributions are averaged (0: automatic)
 
 
 @dataclass
@@ -139,7 +140,10 @@ class SequenceModel:
         # them, so every short stream is held back once, by a member that never trained on it.
         long_limit = 4 * p.window if not p.stream_end else np.inf
         short = [i for i, f in enumerate(fulls) if len(f) <= long_limit]
-        K = max(1, int(p.members))
+        if p.members <= 0:  # automatic: an ensemble where its calibration can be cross-fitted (sessions)
+            enough = validation_fraction > 0 and len(short) >= AUTO_MEMBERS * MIN_STREAMS_FOR_HOLDOUT
+            p = self.params = replace(p, members=AUTO_MEMBERS if enough else 1)
+        K = int(p.members)
         rng = np.random.default_rng(seed)
         cross = K > 1 and validation_fraction > 0 and len(short) >= K * MIN_STREAMS_FOR_HOLDOUT
         if cross:
@@ -176,24 +180,23 @@ class SequenceModel:
             type_freq = type_frequencies(np.bincount(X0[:, 1:][X0[:, 1:] > 0], minlength=n_types + 1))
         # the held-back steps, each predicted by a model that did not train on it: a short stream of
         # fold m by member m alone (cross-fitted), everything else by the whole model
+        freq = np.asarray(type_freq, dtype=float)
+        if not cross:
+            if splits[0][1]:
+                self.validation_ = self._validation_stats(np.stack(splits[0][1]), freq, np.stack(splits[0][2]))
+            return self
         parts = []
         for m, (_, val_w, once, is_tail) in enumerate(splits):
-            if not val_w or (not cross and m > 0):
+            if not val_w:
                 continue
-            V, once, is_tail = np.stack(val_w), np.stack(once), np.asarray(is_tail)
-            if cross:
-                fold = ~is_tail
-                if fold.any():
-                    parts.append((V[fold], once[fold], self._member(m).window_probs(V[fold][:, :-1])))
-                V, once = V[is_tail], once[is_tail]
-                if m > 0 or not len(V):
-                    continue
-            parts.append((V, once, self.window_probs(V[:, :-1])))
+            V, once, fold = np.stack(val_w), np.stack(once), ~np.asarray(is_tail)
+            if fold.any():
+                parts.append((V[fold], once[fold], self._member(m).window_probs(V[fold][:, :-1])))
+            if m == 0 and not fold.all():  # the long streams' tails: the same for every member
+                parts.append((V[~fold], once[~fold], self.window_probs(V[~fold][:, :-1])))
         if parts:
             V, once, probs = (np.concatenate([x[i] for x in parts]) for i in range(3))
-            self.validation_ = self._validation_stats(V, np.asarray(type_freq, dtype=float), once, probs)
-            if cross:
-                self.validation_["cross_fitted"] = K
+            self.validation_ = {**self._validation_stats(V, freq, once, probs), "cross_fitted": K}
         return self
 
     def _member(self, m: int) -> SequenceModel:
