@@ -275,6 +275,7 @@ def _check_detection_json(js: dict) -> dict[str, dict]:
     assert rows["sequence"]["tp"] <= sum(p["tp"] for p in parts.values())
     s = js["settings"]
     assert s["types"] > 10 and s["autoencoder_threshold"] > 0 and s["training_seconds"] > 0
+    assert s["sequence_members"] == 1  # the tests' configs pin one GRU
     return rows
 
 
