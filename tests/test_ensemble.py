@@ -169,3 +169,19 @@ def test_automatic_members_ensemble_for_sessions_one_gru_for_files(type_ids) -> 
     assert few.params.members == 1 and len(few.members_) == 1
     files = SequenceModel(replace(p, window=16)).fit([type_ids[:300], type_ids[300:600]], int(type_ids.max()), seed=1)
     assert files.params.members == 1 and "cross_fitted" not in files.validation_
+
+
+def test_lograven_learn_fine_tunes_an_ensemble_bundle(bundle_dir, ensemble, training_log, tmp_path) -> None:
+    from conftest import tiny_training_config
+    from lograven.learning import learn
+
+    b = load_bundle(bundle_dir)
+    base = save_bundle(tmp_path / "ens", b.types, ensemble, b.autoencoder, training=dict(b.manifest["training"]))
+    new = tmp_path / "new.log"
+    new.write_text("".join(x + "\n" for x in LogGenerator(seed=9).lines(400)))
+    out, _ = learn(base, read_corpus([str(new)]), out=tmp_path / "learned", training=tiny_training_config())
+    got = load_bundle(out).sequence
+    assert got.params.members == 2 and len(got.members_) == 2
+    for W0, W1 in zip(ensemble.members_, got.members_):  # each member fine-tuned from its own weights
+        assert W1["gru_rk"].shape == W0["gru_rk"].shape and not np.allclose(W1["gru_rk"], W0["gru_rk"])
+    assert not np.allclose(got.members_[0]["gru_rk"], got.members_[1]["gru_rk"])
