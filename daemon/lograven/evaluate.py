@@ -586,10 +586,10 @@ class DetectionEvaluation:
             configured = {"relative": s["relative_threshold"], "probability": s["threshold"]}.get(s["sequence_rule"])
             if used is not None and configured is not None and used < configured:
                 ends += f", an end flagged below {used:.3g}"
+        members = s.get("sequence_members", 1)
+        gru = f"an ensemble of {members} GRUs; " if members > 1 else ""
         out.append(
-            f"  model     {s['types']} message types; "
-            f"{'an ensemble of %d GRUs; ' % s['sequence_members'] if s.get('sequence_members', 1) > 1 else ''}"
-            f"sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
+            f"  model     {s['types']} message types; {gru}sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
             f"{s['autoencoder_threshold']:.3f} nats/token (x{s['autoencoder_margin']:g}); "
             f"training {s['training_seconds']:.1f} s"
         )

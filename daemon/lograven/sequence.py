@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import expit
 
 from lograven.config import MAX_FALSE_ALARM_RATE
+from lograven.errors import LogravenError
 from lograven.runtime import load_weights, save_weights
 
 log = logging.getLogger(__name__)
@@ -153,9 +154,10 @@ class SequenceModel:
             n_hold = int(len(short) * validation_fraction) if len(short) >= MIN_STREAMS_FOR_HOLDOUT else 0
             holds = [set(rng.choice(short, n_hold, replace=False).tolist()) if n_hold else set()] * K
         self.holdout_ = holds  # per member, the indices (among the non-empty streams) it held back whole
-        splits = [_split(fulls, h, long_limit, validation_fraction, p.window) for h in holds]
-        if any(not sp[0] for sp in splits):
-            raise ValueError("no type sequences to train the sequence model on")
+        if cross:
+            splits = [_split(fulls, h, long_limit, validation_fraction, p.window) for h in holds]
+        else:
+            splits = [_split(fulls, holds[0], long_limit, validation_fraction, p.window)] * K  # one, shared
         n_targets = sum(len(f) - 1 for f in fulls)
         n_ends = sum(int(f[-1] == _END_MARK) for f in fulls)
         self.end_frequency_ = n_ends / n_targets if p.stream_end and n_targets else 0.0
@@ -165,7 +167,7 @@ class SequenceModel:
             raise ValueError(f"init_weights: {len(init_weights)} weight sets for {K} ensemble members")
         self.members_ = []
         for m in range(K):
-            X, V = np.stack(splits[m][0]), np.stack(splits[m][1]) if splits[m][1] else None
+            X, V = splits[m][0], splits[m][1]
             init = _grow(init_weights[m], n_types) if init_weights is not None else None
             prog = None
             if progress is not None:
@@ -176,20 +178,20 @@ class SequenceModel:
                 self.history_ = hist
         self._table = self._stacked = None
         if type_freq is None:
-            X0 = np.stack(splits[0][0])
+            X0 = splits[0][0]
             type_freq = type_frequencies(np.bincount(X0[:, 1:][X0[:, 1:] > 0], minlength=n_types + 1))
         # the held-back steps, each predicted by a model that did not train on it: a short stream of
         # fold m by member m alone (cross-fitted), everything else by the whole model
         freq = np.asarray(type_freq, dtype=float)
         if not cross:
-            if splits[0][1]:
-                self.validation_ = self._validation_stats(np.stack(splits[0][1]), freq, np.stack(splits[0][2]))
+            if splits[0][1] is not None:
+                self.validation_ = self._validation_stats(splits[0][1], freq, splits[0][2])
             return self
         parts = []
-        for m, (_, val_w, once, is_tail) in enumerate(splits):
-            if not val_w:
+        for m, (_, V, once, is_tail) in enumerate(splits):
+            if V is None:
                 continue
-            V, once, fold = np.stack(val_w), np.stack(once), ~np.asarray(is_tail)
+            fold = ~is_tail
             if fold.any():
                 parts.append((V[fold], once[fold], self._member(m).window_probs(V[fold][:, :-1])))
             if m == 0 and not fold.all():  # the long streams' tails: the same for every member
@@ -369,8 +371,6 @@ class SequenceModel:
     def load(cls, d: Path, meta: dict) -> SequenceModel:
         obj = cls(SequenceParams(**meta["params"]))
         if not isinstance(obj.params.members, int) or not 1 <= obj.params.members <= MAX_MEMBERS:
-            from lograven.errors import LogravenError
-
             raise LogravenError(f"{d / 'manifest.json'}: sequence members must be 1..{MAX_MEMBERS}; retrain")
         obj.n_types_ = int(meta["n_types"])
         obj.validation_ = dict(meta.get("validation", {}))
@@ -381,8 +381,6 @@ class SequenceModel:
         obj.members_ = [{k: arrays[k].astype(np.float32) for k in WEIGHT_NAMES}]
         for m in range(1, K):
             obj.members_.append({k: arrays[f"m{m}_{k}"].astype(np.float32) for k in WEIGHT_NAMES})
-        from lograven.errors import LogravenError
-
         ref = {k: v.shape for k, v in obj.members_[0].items()}
         for W in obj.members_:
             if W["out_k"].shape[1] != obj.n_types_ + 1:
@@ -453,10 +451,11 @@ def type_frequencies(counts: np.ndarray) -> np.ndarray:
 
 
 def _split(fulls: list[np.ndarray], held: set[int], long_limit: float, validation_fraction: float,
-           window: int) -> tuple[list, list, list, list]:  # fmt: skip
+           window: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:  # fmt: skip
     """Training windows and held-back windows: the streams in `held` whole, the tail of each long
     stream. Returns (train windows, held-back windows, their first-cover masks, per held-back window
-    whether it is a long stream's tail)."""
+    whether it is a long stream's tail), stacked; the last three None when nothing is held back.
+    Raises ValueError when nothing is left to train on."""
     train_w, val_w, once, is_tail = [], [], [], []
     for i, full in enumerate(fulls):
         if i in held:
@@ -473,7 +472,11 @@ def _split(fulls: list[np.ndarray], held: set[int], long_limit: float, validatio
             val_w.extend(w)
             once.extend(_first_cover(len(full) - split + 1, window))
             is_tail.extend([True] * len(w))
-    return train_w, val_w, once, is_tail
+    if not train_w:
+        raise ValueError("no type sequences to train the sequence model on")
+    if not val_w:
+        return np.stack(train_w), None, None, None
+    return np.stack(train_w), np.stack(val_w), np.stack(once), np.asarray(is_tail)
 
 
 def _window_starts(n: int, window: int) -> list[int]:
