@@ -6,6 +6,7 @@ import json
 from lograven.alerts import Alert
 from lograven.config import parse_config
 from lograven.detector import DetectorSettings, Verdict
+from lograven.masking import line_pattern
 from lograven.parsing import Parser
 from lograven.service import alert_from_verdict, build_router, own_alert_predicate
 
@@ -26,6 +27,9 @@ class _Det:
 
     def rare_fires(self, t, rank, end_more_likely=False):  # no rare types in this fake
         return False
+
+    def line_pattern(self, line):
+        return line_pattern(line)
 
 
 def test_own_alerts_are_skipped_but_other_lograven_lines_are_not():
@@ -116,3 +120,38 @@ def test_status_goes_to_the_journal_once_per_stage_and_at_most_a_minute_apart(tm
     logged = [r.getMessage() for r in caplog.records if r.name == "lograven.service"]
     assert logged == ["learn mode: sequence 0%", "learn mode: autoencoder 0%", "learn mode: autoencoder 50%"], logged
     assert svc._status == "learn mode: autoencoder 50%"  # systemd's STATUS gets every change
+
+
+def test_unknown_lines_are_one_pattern_by_the_models_own_masks(bundle) -> None:
+    """An unknown message that differs only in a value the model's `extra_masks` cover is one alert
+    pattern: de-duplicated together, and `lograven allow ALERT_ID` on one suppresses the others, also
+    from alerts.jsonl. Built-in masks alone would make each job name a new pattern."""
+    from lograven.allowlist import rule_from_alert
+    from lograven.detector import Detector
+    from lograven.masking import ExtraMask
+
+    bundle.types.extra_masks = [ExtraMask("JOB", r"job-[a-z]+")]  # as a model trained with this mask
+    det = Detector(bundle)
+    rec = Parser("syslog").parse("Jun  9 06:06:20 web01 batch[5]: x")
+    u = Verdict(type_id=0, template=None, anomaly=True, detectors=["unknown_type"])
+    lines = [f"Jun  9 06:06:2{i} web01 batch[5]: scheduler lost {j} on node 4" for i, j in enumerate(["job-alpha", "job-beta"])]
+    a, b = (alert_from_verdict(u, path="/var/log/messages", offset=0, stream="s", line=ln, record=rec, detector=det,
+                               host="h", version="v") for ln in lines)  # fmt: skip
+    assert a.pattern == b.pattern and "<JOB>" in a.pattern
+    assert line_pattern(lines[0]) != line_pattern(lines[1])  # the built-in masks alone tell them apart
+    assert a.dedup_key() == b.dedup_key()
+    stored = json.loads(a.to_json())  # as `lograven allow ALERT_ID` reads it from alerts.jsonl
+    assert stored["pattern"] == a.pattern and "pattern" not in json.loads(a.to_compact_json())
+    assert Alert.from_dict(stored).pattern == a.pattern
+    rule = rule_from_alert(stored)
+    assert rule.matches(b)
+    other = alert_from_verdict(u, path="/var/log/messages", offset=0, stream="s", line=lines[0].replace("lost", "found"),
+                               record=rec, detector=det, host="h", version="v")  # fmt: skip
+    assert not rule.matches(other)
+    # an alert written before alerts carried their pattern: the built-in masks, as then
+    old = {k: v for k, v in stored.items() if k != "pattern"}
+    assert rule_from_alert(old).pattern == line_pattern(lines[0])
+    # known lines carry no pattern
+    k = Verdict(type_id=4, template="T", anomaly=True, detectors=["autoencoder"], ae_error=5.0, ae_threshold=2.0)
+    assert alert_from_verdict(k, path="f", offset=0, stream="s", line=lines[0], record=rec, detector=det, host="h",
+                              version="v").pattern is None  # fmt: skip

@@ -159,6 +159,7 @@ class Alert:
     model_version: str = ""
     previous_type_id: int | None = None  # the stream's previous message type (a sequence alert's transition)
     read_from: str | None = None  # the file's name now, when the line was read after it was rotated (RawLine)
+    pattern: str | None = None  # an unknown line's masked form, by the model's masks (line_pattern)
 
     def dedup_key(self) -> tuple:
         """Same file + type + detectors. Unknown lines have no type: their masked line (line_pattern)
@@ -167,8 +168,13 @@ class Alert:
         if self.is_stream_end:
             shape = END_RULE_PREFIX  # a stream that ended early is not the same alert as its last line's
         else:
-            shape = line_pattern(self.line) if self.type_id == -1 else ""
+            shape = self.line_pattern() if self.type_id == -1 else ""
         return (self.file, self.type_id, self.detector_names(), shape)
+
+    def line_pattern(self) -> str:
+        """The line's masked form: as the model masked it when the alert was made (its extra masks
+        included), else by the built-in masks (alerts written before 2026-12-06)."""
+        return self.pattern if self.pattern is not None else line_pattern(self.line)
 
     @property
     def is_stream_end(self) -> bool:
@@ -201,6 +207,7 @@ class Alert:
             "model_version": _text(self.model_version),
             "previous_type_id": self.previous_type_id,
             "read_from": None if self.read_from is None else _text(self.read_from),
+            "pattern": None if self.pattern is None else _text(self.pattern),
             "line": _text(self.line),
         }
 
@@ -302,6 +309,7 @@ class Alert:
             model_version=d.get("model_version", ""),
             previous_type_id=d.get("previous_type_id"),
             read_from=d.get("read_from"),
+            pattern=d.get("pattern"),
         )
 
 

@@ -72,7 +72,7 @@ class Rule:
                 return False
         if self.shape is not None and line_shape(a.line) != self.shape:
             return False
-        if self.pattern is not None and line_pattern(a.line) != self.pattern:
+        if self.pattern is not None and a.line_pattern() != self.pattern:
             return False
         return True
 
@@ -192,7 +192,8 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
     if any((d.get("rule") or "").startswith(END_RULE_PREFIX) for d in alert.get("detectors", [])):
         match.update(type_id=type_id, detector=STREAM_END)
     elif "unknown_type" in dets or type_id == -1:
-        match.update(type_id=-1, pattern=line_pattern(alert.get("line", "")))
+        pattern = alert.get("pattern")  # the model's masks made it; older alerts have none
+        match.update(type_id=-1, pattern=pattern if isinstance(pattern, str) else line_pattern(alert.get("line", "")))
     elif any((d.get("rule") or "").endswith(RARE_RULE_SUFFIX) for d in alert.get("detectors", [])):
         match.update(type_id=type_id, detector="sequence")  # the type itself is the finding, wherever it comes
     elif "sequence" in dets and alert.get("previous_type_id") is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lograven.bundle import Bundle
-from lograven.masking import Masker
+from lograven.masking import Masker, line_pattern
 
 premask = Masker.premask
 from lograven.msgtypes import UNKNOWN
@@ -258,6 +258,11 @@ class Detector:
 
     def template(self, type_id: int) -> str | None:
         return self._templates.get(type_id)
+
+    def line_pattern(self, line: str) -> str:
+        """An unknown line's identity for de-duplication and allowlisting, masked as this model masks
+        (its `extra_masks` too): two lines that differ only in a value a mask covers are one pattern."""
+        return line_pattern(line, self._masker)
 
     def type_count(self, type_id: int) -> int:
         """How many training lines had this type (0: unknown to the sequence model)."""

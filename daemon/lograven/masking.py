@@ -102,14 +102,17 @@ _LINE_MASKER: Masker | None = None
 LINE_PATTERN_CHARS = 512  # of a line, for its pattern (allowlist rules, de-duplication)
 
 
-def line_pattern(line: str) -> str:
+def line_pattern(line: str, masker: Masker | None = None) -> str:
     """A line as the message types mask it (numbers, hex values, addresses, ids and dates replaced,
     whitespace normalised), cut to its first 512 characters: the identity of an unknown message for
-    allowlisting and de-duplication. `0x7f3a…` and `0x5521…` give the same pattern."""
+    allowlisting and de-duplication. `0x7f3a…` and `0x5521…` give the same pattern. `masker` is the
+    model's (with its `extra_masks`); without one, the built-in masks only."""
     global _LINE_MASKER
-    if _LINE_MASKER is None:
-        _LINE_MASKER = Masker(cache_size=20_000)
-    return _LINE_MASKER.mask_text(line[:LINE_PATTERN_CHARS])
+    if masker is None:
+        if _LINE_MASKER is None:
+            _LINE_MASKER = Masker(cache_size=20_000)
+        masker = _LINE_MASKER
+    return masker.mask_text(line[:LINE_PATTERN_CHARS])
 
 
 def is_fully_variable(masked_token: str, placeholders: tuple[str, ...] = PLACEHOLDERS) -> bool:

@@ -133,6 +133,7 @@ def alert_from_verdict(
         model_version=version,
         previous_type_id=v.previous_type,
         read_from=read_from,
+        pattern=detector.line_pattern(line) if not v.type_id else None,
     )
 
 
