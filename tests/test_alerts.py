@@ -601,6 +601,31 @@ def test_close_delivers_what_it_can_and_closes_sinks() -> None:
     assert len(sink.delivered) == 1 and sink.closed
 
 
+def test_a_reload_carries_undelivered_alerts_over(caplog) -> None:
+    """The daemon replaces its router on every reload (SIGHUP, a model switch). Alerts a failing sink
+    still holds move to the new router's sink of the same name, ahead of new ones, so durability still
+    holds the checkpoint back and nothing is lost; de-duplication carries over; a sink the new
+    configuration dropped has its alerts dropped, counted and logged."""
+    clock, metrics = FakeClock(), Metrics()
+    jsonl, syslog = RecordingSink("jsonl", required=True), RecordingSink("syslog")
+    jsonl.fail_with = syslog.fail_with = SinkError("No space left on device")
+    old = AlertRouter([jsonl, syslog], clock=clock, metrics=metrics, dedup_window_seconds=60)
+    assert old.submit([make_alert(type_id=i) for i in range(3)]) is False and old.pending() == 6
+    new_jsonl = RecordingSink("jsonl", required=True)
+    new_jsonl.fail_with = SinkError("No space left on device")
+    new = AlertRouter([new_jsonl], clock=clock, metrics=metrics, dedup_window_seconds=60)
+    assert new.take_over(old) == 3
+    old.close()
+    assert "closed with" not in caplog.text and "syslog is no longer configured: 3" in caplog.text
+    assert counter(metrics, "lograven_alerts_dropped_total", sink="syslog") == 3
+    assert new.durable() is False and new.pending() == 3  # the checkpoint still waits for them
+    assert new.submit([make_alert(type_id=0)]) is False and new.pending() == 3  # seen before the reload
+    new.submit([make_alert(type_id=7)])
+    new_jsonl.fail_with = None
+    assert new.flush(force=True) is True
+    assert [a.type_id for a in new_jsonl.delivered] == [0, 1, 2, 7]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [({"dedup_window_seconds": -1}, "alerts.dedup_window_seconds"), ({"max_per_minute": -5}, "alerts.max_per_minute")],

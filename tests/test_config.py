@@ -199,9 +199,12 @@ def test_floats_accept_ints_and_optionals_accept_null() -> None:
      "runtime.max_line_bytes: must be an integer in [256, 16777216], got 100"),
     ({"alerts": {"dedup_window_seconds": -1}},
      "alerts.dedup_window_seconds: must be an integer >= 0, got -1"),
-    ({"alerts": {"syslog": {"facility": "locl0"}}}, "alerts.syslog.facility: must be one of kern, user"),
+    ({"alerts": {"syslog": {"facility": "locl0"}}}, "alerts.syslog.facility: must be one of user, mail"),
+    ({"alerts": {"syslog": {"facility": "kern"}}}, "alerts.syslog.facility: must be one of user, mail"),
     ({"alerts": {"syslog": {"severity": "warn"}}}, "alerts.syslog.severity: must be one of emerg"),
-    ({"alerts": {"syslog": {"tag": "my tag"}}}, "alerts.syslog.tag: must be 1-32 characters"),
+    ({"alerts": {"syslog": {"tag": "my tag"}}}, "alerts.syslog.tag: must be 1-32 letters, digits"),
+    ({"alerts": {"syslog": {"tag": "lograven/x"}}}, "alerts.syslog.tag: must be 1-32 letters, digits"),
+    ({"alerts": {"syslog": {"tag": "a@b"}}}, "alerts.syslog.tag: must be 1-32 letters, digits"),
     ({"alerts": {"stdout": {"format": "xml"}}}, "alerts.stdout.format: must be one of human or json"),
     ({"sources": [{"paths": ["/a"], "start_position": "begining"}]},
      "sources[0].start_position: must be one of end or beginning, got 'begining' (a string); "
@@ -296,6 +299,22 @@ def test_yaml_tabs_and_double_quoted_regexes_get_specific_advice(tmp_path: Path)
         load_config(write(tmp_path, "detectors:\n\tsequence: {}\n"))
     with pytest.raises(LogravenError, match=r"line 2, column .*single-quote"):
         load_config(write(tmp_path, 'sources:\n  - {paths: [/a], stream: "regex:(\\d+)"}\n'))
+
+
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys: a second `alerts:` section would silently drop the
+    first one's settings. The loader names the key and both lines instead."""
+    text = "alerts:\n  jsonl: {path: /srv/a.jsonl}\nmetrics: {enabled: false}\nalerts:\n  syslog: {enabled: false}\n"
+    with pytest.raises(LogravenError, match=r"line 4, column 1: invalid YAML: key 'alerts' is given twice \(first at line 1\)"
+                                            r".*keep one of them"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(LogravenError, match=r"line 3, column 3: .*key 'path' is given twice \(first at line 2\)"):
+        load_config(write(tmp_path, "alerts:\n  jsonl: {path: /a,\n  path: /b}\n"))
+    # the same key in different mappings, and YAML merge keys, are fine
+    cfg = load_config(write(tmp_path, (
+        "detectors:\n  sequence: {enabled: true}\n  autoencoder: {enabled: true}\n"
+        "alerts:\n  jsonl: &j {enabled: true, path: /srv/a.jsonl}\n  syslog: {enabled: true}\n")))
+    assert cfg.alerts.jsonl.path == "/srv/a.jsonl"
 
 
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
@@ -449,3 +468,18 @@ def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path) -> None:
         load_config(f)
     f.write_text("sources:\n  - paths: [/var/log/1e5, 1e5x]\n")  # strings that merely look numeric stay strings
     assert load_config(f).sources[0].paths == ("/var/log/1e5", "1e5x")
+
+
+def test_check_accepts_exactly_the_syslog_settings_run_accepts() -> None:
+    """`lograven check` must not pass a facility or tag that the syslog sink then refuses at start."""
+    from lograven import alerts, config
+
+    assert set(config.SYSLOG_FACILITIES) == set(alerts.SYSLOG_FACILITIES)
+    assert set(config.SYSLOG_SEVERITIES) == set(alerts.SYSLOG_SEVERITIES)
+    for tag in ("lograven", "log_raven.2-x", "x" * 32, "x" * 33, "a+b", "a/b", "a:b", "", "täg"):
+        try:
+            alerts.SyslogSink("/nonexistent", tag=tag)
+            sink_ok = True
+        except LogravenError:
+            sink_ok = False
+        assert (config._check_tag(tag) is None) == sink_ok, tag

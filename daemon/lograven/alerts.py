@@ -720,6 +720,40 @@ class AlertRouter:
         with self._lock:
             return self._durable()
 
+    def take_over(self, old: AlertRouter) -> int:
+        """Adopt what `old` (the router this one replaces on a reload) has not delivered yet: each of its
+        sinks' retry queue goes to this router's sink of the same name, ahead of anything new, and its
+        de-duplication memory and rate-limit budget carry over, so a reload neither loses alerts nor
+        repeats them. Alerts queued for a sink the new configuration no longer has are dropped, counted
+        and logged. Returns how many alerts moved."""
+        mine = {st.sink.name: st for st in self._sinks}
+        moved = 0
+        with old._lock, self._lock:
+            for st in old._sinks:
+                if not st.queue:
+                    continue
+                target = mine.get(st.sink.name)
+                if target is None:
+                    log.error("alert sink %s is no longer configured: %d undelivered alert(s) for it are dropped",
+                              st.sink.name, len(st.queue))
+                    if self._metrics is not None:
+                        self._metrics.alerts_dropped.labels(sink=st.sink.name).inc(len(st.queue))
+                    st.queue.clear()
+                    continue
+                n = len(st.queue)
+                target.queue.extendleft(reversed(st.queue))
+                st.queue.clear()
+                moved += n
+                self._enqueue(target, [])  # apply this router's retry limit
+                target.last_error = st.last_error
+            self._seen.update(old._seen)
+            if self.max_per_minute is not None and old.max_per_minute is not None:
+                self._tokens = min(self._tokens, old._tokens)
+                self._tokens_at = old._tokens_at
+        if moved:
+            log.info("%d undelivered alert(s) carried over to the reloaded alert sinks", moved)
+        return moved
+
     def close(self) -> None:
         """Try once more to deliver what is queued, then close every sink."""
         with self._lock:

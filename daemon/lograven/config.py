@@ -44,8 +44,8 @@ STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 DEFAULT_SOURCE_PATHS = ("/var/log/messages", "/var/log/syslog")
 REGEX_PREFIX = "regex:"
 MAX_FALSE_ALARM_RATE = 0.001  # detectors.sequence.false_alarm_rate's maximum (bundles keep enough held-back values for it)
-SYSLOG_FACILITIES = (
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+SYSLOG_FACILITIES = (  # the syslog sink's (alerts.py); kern is the kernel's own, not for a program
+    "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
     "authpriv", "ftp", *(f"local{i}" for i in range(8)),
 )
 SYSLOG_SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -132,9 +132,9 @@ def _check_non_empty(value: str) -> str | None:
 
 
 def _check_tag(value: str) -> str | None:
-    if re.fullmatch(r"[^\s:\[\]]{1,32}", value):
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", value):  # the syslog sink's (alerts.py) and rsyslog's safe set
         return None
-    return f"must be 1-32 characters without spaces, ':', '[' or ']', got {value!r}"
+    return f"must be 1-32 letters, digits, '_', '.' or '-', got {value!r}"
 
 
 def _check_mask_name(value: str) -> str | None:
@@ -872,7 +872,27 @@ def parse_config(data: object, source: str = "<config>") -> Config:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading `1e-5` as a number as YAML 1.2 does (YAML 1.1 needs `1.0e-5`)."""
+    """PyYAML's safe loader, reading `1e-5` as a number as YAML 1.2 does (YAML 1.1 needs `1.0e-5`), and
+    refusing a key given twice in one mapping (PyYAML keeps the last silently: a second `alerts:`
+    section would drop the first one's settings)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201 - PyYAML's signature
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # `<<` merges may override; complex keys are not config keys
+                key = self.construct_object(key_node)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"key {key!r} is given twice (first at line {first.line + 1})", key_node.start_mark,
+                    )  # fmt: skip
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -889,6 +909,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
         problem += f" ({context} started at line {context_mark.line + 1})"
     if "'\\t'" in problem:
         fix = "indent with spaces; YAML does not allow tabs"
+    elif "is given twice" in problem:
+        fix = "keep one of them, with every setting it should have (YAML keeps only the last)"
     elif "escape character" in problem:
         fix = "single-quote the value (regexes especially) so backslashes stay as written"
     else:

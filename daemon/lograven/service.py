@@ -805,6 +805,7 @@ class Service:
             return
         sources_changed = cfg.sources != self.cfg.sources or cfg.runtime != self.cfg.runtime
         self.router.flush(force=True)
+        router.take_over(self.router)  # what a failing sink still holds is not lost by the reload
         old_router, self.router = self.router, router
         old_router.close()
         self._activate(bundle, path, cfg)
