@@ -78,6 +78,16 @@ def test_sinks_follow_the_config(tmp_path):
     assert names == ["jsonl", "syslog", "stdout"]
     # plugin mode: stdout carries the omprog protocol, so no stdout sink
     assert [s.name for s in build_router(cfg, None, stdin_mode=True).sinks] == ["jsonl", "syslog"]
+    # by default only the jsonl file holds the checkpoint back; `required` sets it per sink
+    assert [s.required for s in build_router(cfg, None).sinks] == [True, False, False]
+    strict = parse_config({
+        "alerts": {"syslog": {"socket": str(tmp_path / "no-such-socket"), "required": True},
+                   "jsonl": {"path": str(tmp_path / "a.jsonl"), "required": False},
+                   "stdout": {"enabled": True, "required": True}, "max_per_minute": 0},
+        "state_dir": str(tmp_path)})  # fmt: skip
+    router = build_router(strict, None)
+    assert [s.required for s in router.sinks] == [False, True, True]
+    assert router.max_per_minute is None  # 0: no rate limit, as docs/alerts.md says
 
 
 def test_fast_score_writer_equals_the_reference_json():

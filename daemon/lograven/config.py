@@ -378,8 +378,11 @@ class SyslogAlertConfig:
     facility: str = _opt("user", choices=SYSLOG_FACILITIES, help="Syslog facility of alerts.")
     severity: str = _opt("warning", choices=SYSLOG_SEVERITIES, help="Syslog severity of alerts.")
     tag: str = _opt("lograven", check=_check_tag,
-                    valid="1-32 characters, no spaces, `:`, `[` or `]`",
+                    valid="1-32 letters, digits, `_`, `.` or `-`",
                     help="Syslog tag (program name) of alert messages.")
+    required: bool = _opt(False, help=(
+        "Hold the checkpoint back while syslog fails, as for the jsonl file: after a crash the lines "
+        "whose alerts syslog had not taken are read again. False: best effort (a retry queue in memory)."))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -389,6 +392,9 @@ class JsonlAlertConfig:
     enabled: bool = _opt(True, help="Append alerts to the file.")
     path: str = _opt("/var/log/lograven/alerts.jsonl", check=_check_non_empty, valid="path",
                      help="File the alerts are appended to.")
+    required: bool = _opt(True, help=(
+        "Hold the checkpoint back while the file cannot be written (a full disk), so that no alert is "
+        "lost across a crash. False: best effort, detection moves on."))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -398,6 +404,7 @@ class StdoutAlertConfig:
     enabled: bool = _opt(False, help="Write alerts to standard output.")
     format: Literal["human", "json"] = _opt(
         "human", help="`human`: one readable line per alert; `json`: one JSON object per line.")
+    required: bool = _opt(False, help="Hold the checkpoint back while standard output cannot be written.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -412,7 +419,8 @@ class AlertsConfig:
         help="An alert identical to one sent less than this many seconds ago is suppressed "
              "and counted; 0 turns de-duplication off.")
     max_per_minute: int = _opt(
-        60, min=1, help="Most alerts sent per minute; the excess is suppressed and counted.")
+        60, min=0, help="Most alerts sent per minute; the excess is suppressed and counted. 0 turns the "
+                        "rate limit off.")
     allowlist: str | None = _opt(
         None, check=_check_non_empty, valid="path or null",
         help="JSON file of allowed anomalies (managed by `lograven allow`); null means "

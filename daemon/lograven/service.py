@@ -156,21 +156,23 @@ def build_router(cfg: Config, metrics: Metrics | None, *, stdin_mode: bool = Fal
     a = cfg.alerts
     sinks = []
     if a.jsonl.enabled:
-        sinks.append(JsonlSink(a.jsonl.path))
+        sinks.append(JsonlSink(a.jsonl.path, required=a.jsonl.required))
     if a.syslog.enabled:
         if os.path.exists(a.syslog.socket):
-            sinks.append(SyslogSink(a.syslog.socket, a.syslog.facility, a.syslog.severity, a.syslog.tag))
+            sinks.append(SyslogSink(a.syslog.socket, a.syslog.facility, a.syslog.severity, a.syslog.tag,
+                                    required=a.syslog.required))
         else:
             log.warning(
                 "alerts.syslog: %s does not exist (no local syslog daemon?); syslog alerts are retried until it appears",
                 a.syslog.socket,
             )
-            sinks.append(SyslogSink(a.syslog.socket, a.syslog.facility, a.syslog.severity, a.syslog.tag))
+            sinks.append(SyslogSink(a.syslog.socket, a.syslog.facility, a.syslog.severity, a.syslog.tag,
+                                    required=a.syslog.required))
     if a.stdout.enabled:
         if stdin_mode:
             log.warning("alerts.stdout is ignored with --stdin: standard output carries the omprog protocol")
         else:
-            sinks.append(StdoutSink(sys.stdout, human=a.stdout.format == "human"))
+            sinks.append(StdoutSink(sys.stdout, human=a.stdout.format == "human", required=a.stdout.required))
     return AlertRouter(
         sinks, dedup_window_seconds=a.dedup_window_seconds, max_per_minute=a.max_per_minute, metrics=metrics, suppress=suppress
     )
