@@ -216,6 +216,30 @@ def test_daemon_end_to_end(tmp_path, tiny_model):
     assert (d.state / "checkpoint.json").exists()
 
 
+def test_positions_follow_their_file_when_sources_are_inserted(tmp_path, tiny_model):
+    """A checkpointed offset belongs to its file, not to the source's place in the list: with a source
+    inserted before it, the file resumes where it stopped (start_position end would otherwise skip what
+    was written while lograven was stopped; beginning would read it all again)."""
+    d = Daemon(tmp_path, tiny_model)
+    write_log(d.logs / "messages", [])
+    d.start()
+    _append(d.logs / "messages", _marker_lines("a", 2))
+    d.wait_for_alerts({"marker-a-0", "marker-a-1"})
+    assert d.stop() == 0
+    write_log(d.logs / "other.log", [])
+    text = d.cfg.read_text()
+    d.cfg.write_text(text.replace("sources:\n", f'sources:\n  - paths: ["{d.logs}/other.log"]\n    start_position: beginning\n', 1))
+    _append(d.logs / "messages", _marker_lines("b", 2))  # written while stopped
+    d.start()
+    _append(d.logs / "other.log", _marker_lines("c", 1))
+    alerts = d.wait_for_alerts({"marker-b-0", "marker-b-1", "marker-c-0"})
+    assert d.stop() == 0
+    lines = [a["line"] for a in alerts]
+    assert sum("marker-b" in ln for ln in lines) == 2 and sum("marker-a" in ln for ln in lines) == 2, lines
+    assert any("marker-c-0" in ln for ln in lines)
+    assert "is gone" not in (tmp_path / "daemon.err").read_text()
+
+
 def test_bad_config_is_rejected_with_key_and_file(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("detectors:\n  sequence:\n    threshhold: 0.5\n")

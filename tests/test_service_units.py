@@ -165,3 +165,35 @@ def test_unknown_lines_are_one_pattern_by_the_models_own_masks(bundle) -> None:
     k = Verdict(type_id=4, template="T", anomaly=True, detectors=["autoencoder"], ae_error=5.0, ae_threshold=2.0)
     assert alert_from_verdict(k, path="f", offset=0, stream="s", line=lines[0], record=rec, detector=det, host="h",
                               version="v").pattern is None  # fmt: skip
+
+
+def test_checkpoint_positions_go_to_the_source_that_matches_the_file(tmp_path, caplog) -> None:
+    """Positions saved per source index are handed out by file: reordered, inserted or removed sources
+    and glob patterns each get their own files' offsets; a file no source matches any more is dropped."""
+    from lograven.service import positions_by_source
+
+    logs = tmp_path / "logs"
+    saved = {"0": {f"{logs}/messages": {"file_id": "1:2:ab", "offset": 10}},
+             "1": {f"{logs}/app/x.log": {"file_id": "1:3:cd", "offset": 20},
+                   f"{logs}/old.log": {"file_id": "1:4:ef", "offset": 30}}}  # fmt: skip
+    cfg = parse_config({"sources": [{"paths": [f"{logs}/new.log"]}, {"paths": [f"{logs}/app/*.log"]},
+                                    {"paths": [f"{logs}/messages"]}], "state_dir": str(tmp_path)})  # fmt: skip
+    with caplog.at_level("INFO"):
+        got = positions_by_source(cfg, saved)
+    assert got == [{}, {f"{logs}/app/x.log": saved["1"][f"{logs}/app/x.log"]},
+                   {f"{logs}/messages": saved["0"][f"{logs}/messages"]}]  # fmt: skip
+    assert f"position in {logs}/old.log is dropped" in caplog.text
+    assert positions_by_source(cfg, None) == [{}, {}, {}] and positions_by_source(cfg, {"0": "junk"}) == [{}, {}, {}]
+
+
+def test_a_reload_names_the_changes_it_cannot_apply(tmp_path) -> None:
+    """The metrics listener, state_dir, queue size and threads are set at start: a reload that changes
+    them says so (and when), instead of reporting a silent success."""
+    from lograven.service import restart_only_changes
+
+    base = {"state_dir": str(tmp_path), "metrics": {"listen": "127.0.0.1:9077"}}
+    old = parse_config(base)
+    assert restart_only_changes(old, parse_config(base)) == []
+    new = parse_config({**base, "metrics": {"listen": "127.0.0.1:9078"}, "runtime": {"threads": 2},
+                        "alerts": {"dedup_window_seconds": 5}})  # fmt: skip
+    assert restart_only_changes(old, new) == ["metrics.listen", "runtime.threads"]

@@ -8,6 +8,7 @@ their alerts, checkpoints, pings the systemd watchdog and handles signals.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,6 +178,43 @@ def build_router(cfg: Config, metrics: Metrics | None, *, stdin_mode: bool = Fal
     return AlertRouter(
         sinks, dedup_window_seconds=a.dedup_window_seconds, max_per_minute=a.max_per_minute, metrics=metrics, suppress=suppress
     )
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """Keys a reload cannot apply, changed from `old` to `new`: the metrics listener is bound, the state
+    directory locked, the line queue sized and the inference threads set once, at start."""
+    pairs = (
+        ("metrics.enabled", old.metrics.enabled, new.metrics.enabled),
+        ("metrics.listen", old.metrics.listen, new.metrics.listen),
+        ("state_dir", old.effective_state_dir(), new.effective_state_dir()),
+        ("runtime.queue_size", old.runtime.queue_size, new.runtime.queue_size),
+        ("runtime.threads", old.runtime.threads, new.runtime.threads),
+    )
+    return [key for key, a, b in pairs if a != b]
+
+
+def positions_by_source(cfg: Config, positions: dict | None) -> list[dict]:
+    """The checkpointed file positions each configured source resumes from.
+
+    The checkpoint keeps them per source index, but a file belongs to whichever source's patterns
+    match it now: a source inserted, removed or reordered in the configuration (by a restart or a
+    reload) must not hand one file's offset to another source, or lose it. A file no source matches
+    any more is dropped (logged once); a file two sources match goes to the first, as the files do."""
+    entries: dict[str, Any] = {}
+    for group in (positions or {}).values():
+        if isinstance(group, dict):
+            for path, entry in group.items():
+                entries.setdefault(path, entry)
+    result: list[dict] = [{} for _ in cfg.sources]
+    for path, entry in entries.items():
+        target = os.path.abspath(path)
+        for i, src in enumerate(cfg.sources):
+            if any(fnmatch.fnmatchcase(target, os.path.abspath(p)) for p in src.paths):
+                result[i][path] = entry
+                break
+        else:
+            log.info("the checkpoint's position in %s is dropped: no configured source matches it any more", path)
+    return result
 
 
 def source_warnings(cfg: Config) -> list[str]:
@@ -476,6 +515,7 @@ class Service:
 
     def _open_sources(self, cfg: Config, positions: dict) -> None:
         skip = own_alert_predicate(cfg.alerts.syslog.tag)
+        per_source = positions_by_source(cfg, positions)
         self._sources = []
         for i, src in enumerate(cfg.sources):
             s = _Source(i, Parser(src.format), StreamKey(src.stream))
@@ -484,7 +524,7 @@ class Service:
                 start_position=src.start_position,
                 max_line_bytes=cfg.runtime.max_line_bytes,
                 poll_interval=cfg.runtime.poll_interval_seconds,
-                positions=positions.get(str(i)) if positions else None,
+                positions=per_source[i],
                 skip_predicate=skip,
             )
             self._sources.append(s)
@@ -820,6 +860,10 @@ class Service:
             self.cfg = cfg
             self._open_sources(cfg, positions)
             self._start_reader()
+        pending = restart_only_changes(self.cfg, cfg)
+        if pending:
+            log.warning("reload: %s changed, which takes effect only at a restart (systemctl restart lograven); "
+                        "until then the old value stays in force", ", ".join(pending))
         self.cfg = cfg
         self.metrics.reload_succeeded()
         self.notifier.ready(f"reloaded; model {self.bundle.version}")
