@@ -270,6 +270,49 @@ def test_syslog_datagram_format(syslog_server) -> None:
     sink.close()
 
 
+def test_syslog_stream_socket_as_glibc_does(tmp_path: Path) -> None:
+    """Some syslog daemons (syslog-ng's unix-stream) listen on a stream socket at /dev/log: connecting a
+    datagram socket fails with EPROTOTYPE, and the sink falls back to a stream, each message ending
+    with a NUL byte as glibc's syslog(3) sends it; a restarted daemon is reconnected to."""
+    path = str(tmp_path / "dev-log")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(5)
+    sink = SyslogSink(path, tag="lograven")
+    alerts = [make_alert(f"line {i}") for i in range(3)]
+    sink.emit(alerts[:2])
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    data = b""
+    while data.count(b"\0") < 2:
+        data += conn.recv(65536)
+    messages = data.split(b"\0")[:2]
+    for a, m in zip(alerts, messages):
+        assert re.fullmatch(rb"<12>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d lograven\[\d+\]: @cee: .*", m, re.S), m
+        assert json.loads(m.split(b"@cee: ", 1)[1])["id"] == a.id
+    conn.close()  # the syslog daemon restarts
+    srv.close()
+    os.unlink(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(5)
+    try:
+        sink.emit([alerts[2]])
+    except SinkError:  # the first send after the peer closed may only tell that it did
+        sink.emit([alerts[2]])
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    data = b""
+    while b"\0" not in data:
+        data += conn.recv(65536)
+    assert json.loads(data.split(b"\0")[0].split(b"@cee: ", 1)[1])["id"] == alerts[2].id
+    conn.close()
+    srv.close()
+    sink.close()
+
+
 def test_syslog_default_priority_is_user_warning(syslog_server) -> None:
     path, srv = syslog_server
     SyslogSink(path).emit([make_alert()])

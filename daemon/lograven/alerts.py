@@ -395,6 +395,7 @@ SYSLOG_SEVERITIES: dict[str, int] = {
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+STREAM_SEND_TIMEOUT = 1.0  # seconds a stream-type syslog socket may block one send before the sink fails
 # The old connection is dead but a new one to the same path may work (journald restarted).
 _RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ENOENT, errno.EBADF, errno.EDESTADDRREQ}
 
@@ -467,15 +468,34 @@ class SyslogSink:
 
     def _send(self, data: bytes) -> None:
         if self._sock is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            try:
-                sock.setblocking(False)
-                sock.connect(self.socket_path)
-            except OSError:
-                sock.close()
+            self._sock = self._connect()
+        if self._sock.type == socket.SOCK_STREAM:
+            # As glibc's syslog(3) on a stream socket: each message ends with a NUL byte. A short
+            # timeout instead of non-blocking sends, so a message is never cut in half silently.
+            self._sock.sendall(data + b"\0")
+        else:
+            self._sock.send(data)
+
+    def _connect(self) -> socket.socket:
+        """A datagram socket, as journald and rsyslog listen; a stream socket where the syslog daemon
+        listens on one (some syslog-ng set-ups), as glibc falls back to."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.setblocking(False)
+            sock.connect(self.socket_path)
+            return sock
+        except OSError as e:
+            sock.close()
+            if e.errno != errno.EPROTOTYPE:
                 raise
-            self._sock = sock
-        self._sock.send(data)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(STREAM_SEND_TIMEOUT)
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def close(self) -> None:
         """Close the socket; the next emit reconnects."""
