@@ -197,3 +197,50 @@ def test_a_reload_names_the_changes_it_cannot_apply(tmp_path) -> None:
     new = parse_config({**base, "metrics": {"listen": "127.0.0.1:9078"}, "runtime": {"threads": 2},
                         "alerts": {"dedup_window_seconds": 5}})  # fmt: skip
     assert restart_only_changes(old, new) == ["metrics.listen", "runtime.threads"]
+
+
+def test_plugin_mode_refuses_messages_while_the_alerts_file_fails(tmp_path, bundle_dir, monkeypatch) -> None:
+    """`run --stdin` (rsyslog omprog with confirmMessages): while the jsonl sink cannot write, a message
+    whose alert it could not take, and every message after it, is answered with an error instead of OK,
+    so rsyslog keeps them queued and sends them again; once the file works, OK again and nothing lost."""
+    import io
+
+    from lograven import alerts as alerts_mod
+    from lograven.alerts import SinkError
+    from lograven.service import Service
+
+    real_emit = alerts_mod.JsonlSink.emit
+    failing = {"on": True}
+
+    def emit(self, batch):
+        if failing["on"]:
+            raise SinkError("No space left on device")
+        real_emit(self, batch)
+
+    monkeypatch.setattr(alerts_mod.JsonlSink, "emit", emit)
+    out = tmp_path / "alerts.jsonl"
+    cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(out)}, "dedup_window_seconds": 0}})  # fmt: skip
+    unknown = "Jun  9 07:00:00 web01 kernel: /dev/sdz9 out of diskspace marker-{}\n"
+
+    class Input:
+        """Lines as rsyslog sends them; the disk is freed after the fourth."""
+
+        def __iter__(self):
+            for i in range(6):
+                if i == 4:
+                    failing["on"] = False
+                yield unknown.format(i).encode()
+
+    answers = io.StringIO()
+    svc = Service(cfg, stdin_mode=True, stdin=Input(), stdout=answers)
+    real_flush = alerts_mod.AlertRouter.flush  # no back-off between retries here: the next line retries
+    monkeypatch.setattr(alerts_mod.AlertRouter, "flush", lambda self, force=False: real_flush(self, True))
+    assert svc.run() == 0
+    replies = answers.getvalue().splitlines()
+    assert replies[0] == "OK" and len(replies) == 7
+    assert replies[1].startswith("Error: ") and all(r.startswith("Error: ") for r in replies[2:5]), replies
+    assert replies[5:] == ["OK", "OK"]
+    got = out.read_text()
+    assert "marker-0" in got and "marker-4" in got and "marker-5" in got  # marker-0's alert was kept for retry
+    assert "marker-1" not in got  # refused unscored: rsyslog sends it again

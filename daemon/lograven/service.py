@@ -892,14 +892,21 @@ class Service:
         max_bytes = self.cfg.runtime.max_line_bytes
         n = 0
         for raw in self.stdin:
+            # While a required alert sink (the jsonl file) fails, a message is refused rather than taken:
+            # rsyslog keeps it in its queue and sends it again after action.resumeInterval, so alerts
+            # are not held only in this process's memory. A refused message is not scored.
+            if not self.router.flush():
+                out.write(self._refusal())
+                out.flush()
+                continue
             text, _ = decode_line(raw, max_bytes)
             rec = parser.parse(text)
             stream = key.key("stdin", rec, text)
             v = self.detector.detect([(stream, rec)])[0]
             alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
-            self.router.submit(alerts)
             n += 1
-            out.write("OK\n")
+            # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
+            out.write("OK\n" if self.router.submit(alerts) else self._refusal())
             out.flush()
             if self._stop.is_set():
                 break
@@ -909,6 +916,10 @@ class Service:
             self.notifier.watchdog()
         self.router.flush(force=True)
         return 0
+
+    def _refusal(self) -> str:
+        """omprog's answer for a message not taken: any line but OK (rsyslog retries it later)."""
+        return "Error: an alert sink that holds back the checkpoint is failing; retry later\n"
 
     # ---------------------------------------------------------- shutdown
     def _shutdown(self) -> None:
