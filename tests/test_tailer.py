@@ -201,8 +201,14 @@ def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
         stats = tailer.stats()[str(log)]
         assert stats.rotations == 1 and stats.lines == 4
         assert tailer._draining == []  # rotate_wait=0: closed once drained
-        assert list(tailer.positions()) == [str(log)]
-        assert tailer.positions()[str(log)]["file_id"] == lines[2].file_id
+        # but checkpointed until its lines are acknowledged, so that a restart reads them again
+        (rotated,) = tailer.positions()[str(log)]["rotated"]
+        assert (rotated["file_id"], rotated["offset"]) == (lines[0].file_id, 0)
+        assert rotated["read_from"] == str(tmp_path / "app.log.1")
+        ack_all(tailer, lines)
+        assert tailer.positions() == {
+            str(log): {"file_id": lines[2].file_id, "offset": 2, "fingerprint_len": 2}
+        }
 
 
 def test_rotated_file_stays_open_for_rotate_wait(tmp_path: Path) -> None:
@@ -258,8 +264,14 @@ def test_deleted_file_is_drained_and_closed(tmp_path: Path) -> None:
         writer.write(b"b\n")
         log.unlink()
         writer.write(b"c\n")
-        assert texts(tailer.poll()) == [b"b", b"c"]
-        assert tailer.positions() == {} and tailer._draining == []
+        lines = tailer.poll()
+        assert texts(lines) == [b"b", b"c"]
+        assert tailer._draining == []
+        (entry,) = tailer.positions()[str(log)]["rotated"]  # until acknowledged
+        assert (entry["read_from"], entry["offset"], entry["size"]) == ("(deleted)", 0, 6)
+        assert list(tailer.positions()[str(log)]) == ["rotated"]  # no file at the path now
+        ack_all(tailer, lines)
+        assert tailer.positions() == {}
         assert tailer.stats()[str(log)].rotations == 0  # a deletion is not a rotation
         writer.close()
 
@@ -572,18 +584,161 @@ def test_restart_after_rotation_while_stopped_resumes_the_rotated_file(tmp_path:
 
 
 def test_restart_after_rotation_out_of_the_patterns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rotated while lograven was stopped (a nightly logrotate during an upgrade): the old file is found
+    next to its path by identity, its rest read first, then the new file from its start. Deleted
+    instead (or compressed), what was not read is said."""
     log = tmp_path / "app.log"
     log.write_bytes(b"")
     with make([log]) as tailer:
         append(log, b"1\n")
         ack_all(tailer, tailer.poll())
         saved = tailer.positions()
-    append(log, b"lost\n")
+    append(log, b"late\n")
     os.rename(log, tmp_path / "app.log.1")
     log.write_bytes(b"3\n")
+    with caplog.at_level(logging.INFO), make([log], positions=saved, start_position="end") as tailer:
+        lines = tailer.poll()
+        assert texts(lines) == [b"late", b"3"]  # the old file's rest, then the new file from its start
+        assert [ln.read_from for ln in lines] == [str(tmp_path / "app.log.1"), None]
+        assert {ln.path for ln in lines} == {str(log)}
+        ack_all(tailer, lines)
+        saved = tailer.positions()
+    assert "was rotated to" in caplog.text and "not read" not in caplog.text
+    append(log, b"lost\n")
+    os.rename(log, tmp_path / "app.log.1")
+    os.unlink(tmp_path / "app.log.1")
+    log.write_bytes(b"5\n")
     with make([log], positions=saved, start_position="end") as tailer:
-        assert texts(tailer.poll()) == [b"3"]  # the new file is read from its start
-    assert "while lograven was stopped" in caplog.text
+        assert texts(tailer.poll()) == [b"5"]
+    assert "while lograven was stopped" in caplog.text and "after byte 2 were not read" in caplog.text
+
+
+def _rotate_while_draining(tmp_path: Path) -> tuple[Path, Path, dict, list[RawLine]]:
+    """The reviewer's case: 5000 lines, 1000 read, renamed to messages.1 (a new messages created),
+    1000 more read and acknowledged, then stopped: returns (log, rotated, checkpoint, lines read)."""
+    log, rotated = tmp_path / "messages", tmp_path / "messages.1"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"".join(b"old %04d\n" % i for i in range(5000)))
+        read = tailer.poll(max_lines=1000)
+        ack_all(tailer, read)
+        os.rename(log, rotated)
+        log.write_bytes(b"new 0\nnew 1\n")
+        more = tailer.poll(max_lines=1000)  # a backlog: the rotated file is still being read
+        assert {line.read_from for line in more} == {str(rotated)}
+        ack_all(tailer, more)
+        saved = json.loads(json.dumps(tailer.positions()))
+    return log, rotated, saved, read + more
+
+
+@pytest.mark.parametrize("moved", [None, "messages.2", "messages-20261206"])
+def test_restart_while_draining_a_rotated_file_reads_the_rest_of_it(tmp_path: Path, moved: str | None) -> None:
+    log, rotated, saved, before = _rotate_while_draining(tmp_path)
+    entry = saved[str(log)]
+    if moved is not None:  # rotated once more while stopped: found by identity, not by name
+        os.rename(rotated, tmp_path / moved)
+        rotated = tmp_path / moved
+    (tmp_path / "other.1").write_bytes(rotated.read_bytes())  # a copy elsewhere is not it
+    with make([log], positions=saved) as tailer:
+        after = tailer.poll()
+    old = [line for line in before + after if line.data.startswith(b"old")]
+    assert texts(old) == [b"old %04d" % i for i in range(5000)]  # none lost, none twice, in order
+    assert texts(after[-2:]) == [b"new 0", b"new 1"]  # the new file after the rest of the old one
+    resumed = after[:-2]
+    assert {line.path for line in resumed} == {str(log)}
+    assert {line.read_from for line in resumed} == {str(rotated)}
+    assert all(rotated.read_bytes()[x.offset : x.end] == x.data + b"\n" for x in resumed[:3] + resumed[-3:])
+    assert after[-1].read_from is None
+    assert entry["offset"] == 0  # the new file at the path: nothing of it read yet
+    rotated_entries = [(x["read_from"], x["offset"]) for x in entry.get("rotated", [])]
+    assert rotated_entries == [(str(tmp_path / "messages.1"), before[-1].end)]
+
+
+def test_rotated_files_awaiting_acknowledgement_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(tailer_module, "MAX_RETIRED", 1)
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        for generation in (1, 2):
+            append(log, b"line\n")
+            os.rename(log, tmp_path / f"app.log.{generation}")
+            log.write_bytes(b"")
+            tailer.poll()  # never acknowledged
+        rotated = tailer.positions()[str(log)]["rotated"]
+        assert [x["read_from"] for x in rotated] == [str(tmp_path / "app.log.2")]
+    assert "forgetting the position" in caplog.text and str(tmp_path / "app.log.1") in caplog.text
+
+
+def test_rotated_file_of_a_path_no_longer_configured_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log, rotated, saved, _ = _rotate_while_draining(tmp_path)
+    (tmp_path / "other.log").write_bytes(b"")
+    with make([tmp_path / "other.log"], positions=saved) as tailer:
+        assert tailer.poll() == [] and tailer._draining == []
+    assert "no longer under the configured paths" in caplog.text and str(rotated) in caplog.text
+
+
+def test_restart_rereads_unacknowledged_lines_of_a_closed_rotated_file(tmp_path: Path) -> None:
+    log, rotated = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"a\nb\nc\n")
+        os.rename(log, rotated)
+        log.write_bytes(b"d\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"a", b"b", b"c", b"d"]
+        assert tailer._draining == []  # drained and closed (rotate_wait=0)...
+        ack_all(tailer, [lines[0], lines[3]])  # ...but b and c are still being processed
+        saved = json.loads(json.dumps(tailer.positions()))
+    with make([log], positions=saved) as tailer:
+        again = tailer.poll()
+        assert texts(again) == [b"b", b"c"]  # at-least-once: they come again, from the rotated file
+        assert {line.read_from for line in again} == {str(rotated)}
+        ack_all(tailer, again)
+        assert "rotated" not in tailer.positions()[str(log)]
+
+
+def test_rotated_file_deleted_while_stopped_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log, rotated, saved, before = _rotate_while_draining(tmp_path)
+    size = rotated.stat().st_size
+    rotated.unlink()  # logrotate compressed it (messages.1.gz) or deleted it
+    (tmp_path / "messages.1.gz").write_bytes(b"\x1f\x8b not the file")  # may well get the same inode
+    with caplog.at_level(logging.WARNING, logger="lograven.tailer"), make([log], positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"new 0", b"new 1"]
+        assert tailer._draining == []
+    unread = size - before[-1].end
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warning = [text for text in warning if str(rotated) in text]
+    assert len(warning) == 1
+    assert f"{unread} bytes" in warning[0] and str(log) in warning[0]
+
+
+def test_old_format_positions_still_restore(tmp_path: Path) -> None:
+    """Checkpoints written before rotated files were saved (and before fingerprint_len) still load."""
+    long = tmp_path / "long.log"
+    long.write_bytes(b"x" * 300 + b"\n")
+    with make([long]) as tailer:
+        saved = tailer.positions()
+    append(long, b"after\n")
+    oldest = {str(long): {"file_id": saved[str(long)]["file_id"], "offset": 301}}  # no fingerprint_len
+    with make([long], positions=oldest) as tailer:
+        assert texts(tailer.poll()) == [b"after"]
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"one\ntwo\n")
+        ack_all(tailer, tailer.poll())
+        entry = tailer.positions()[str(log)]
+    append(log, b"three\n")
+    assert set(entry) == {"file_id", "offset", "fingerprint_len"}  # a live file's entry is unchanged
+    with make([log], positions={str(log): entry}) as tailer:
+        lines = tailer.poll()
+        assert texts(lines) == [b"three"]
+        ack_all(tailer, lines)
+        assert list(tailer.positions()) == [str(log)] and tailer.positions()[str(log)]["offset"] == 14
 
 
 def test_new_file_under_a_checkpointed_glob_is_read_from_the_start(tmp_path: Path) -> None:
@@ -645,6 +800,8 @@ def test_malformed_positions_are_ignored(tmp_path: Path, caplog: pytest.LogCaptu
         "/other": {"offset": 1},
         "/third": {"file_id": "a:b:c", "offset": 1},
         "/fourth": {"file_id": "1:2:00ff", "offset": -5},
+        "/fifth": {"rotated": "x"},
+        "/sixth": {"rotated": [{"offset": 1}, "y"]},
     }
     with make([log], positions=bad, start_position="beginning") as tailer:
         assert texts(tailer.poll()) == [b"x"]
@@ -780,6 +937,7 @@ class ModelFile:
     deleted: bool = False
     seen: bool = False  # the running tailer has opened it
     open_in_tailer: bool = False  # left the patterns while open; drained by the next poll
+    known_rotated: bool = False  # a poll saw it leave the patterns while open: checkpointed until read
     last_seq: int = -1  # the last line read from it, for the order check
 
 
@@ -790,7 +948,7 @@ class TailerModel(RuleBasedStateMachine):
     twice, out of order, invented, or cut from a partial write. A line must be read
     exactly once unless an event legitimately loses it: a copytruncate before it was
     read, or its file leaving the patterns before the tailer ever opened it (or while
-    the tailer was stopped).
+    the tailer was stopped, or before a poll noticed it), or being deleted.
     """
 
     def __init__(self) -> None:
@@ -985,6 +1143,7 @@ class TailerModel(RuleBasedStateMachine):
             self._check_line(raw)
         self.unacked.extend(lines)
         for mfile in self.files:
+            mfile.known_rotated = mfile.known_rotated or mfile.open_in_tailer
             mfile.open_in_tailer = False  # drained, or at least no longer guaranteed open
         self._mark_seen()
         if limit is None:
@@ -1025,9 +1184,13 @@ class TailerModel(RuleBasedStateMachine):
         for mfile in self.files:
             mfile.last_seq = max((line.seq for line in mfile.lines if line.received), default=-1)
             mfile.seen = False
-            if not self._in_patterns(mfile):  # unreachable after a restart
+            if not self._in_patterns(mfile):
                 mfile.open_in_tailer = False
-                self._may_lose(mfile)
+                if mfile.deleted or not mfile.known_rotated:  # unreachable after a restart
+                    self._may_lose(mfile)
+                else:  # checkpointed as rotated: the restarted tailer finds it and reads what it owes
+                    for line in mfile.lines:
+                        line.required = line.required and not line.received
 
     @precondition(lambda self: self.tailer is None)
     @rule()

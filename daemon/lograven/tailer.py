@@ -13,6 +13,8 @@ The parts are named after the concepts they own (as in Vector's file source):
 
 Delivery is at-least-once: ``positions()`` reports, per file, the byte offset up to
 which the caller has *acknowledged* lines, and a restarted ``Tailer`` resumes there.
+That includes a rotated file not yet read and acknowledged to its end: a restarted
+``Tailer`` finds it again (by identity, next to its old name) and reads the rest of it.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
 #: Stats of paths that have not been seen for this long are forgotten (bounds label cardinality).
 STATS_RETENTION_SECONDS = 3600.0
+#: Closed rotated files whose lines still await acknowledgement: at most this many are remembered.
+MAX_RETIRED = 64
 
 START_POSITIONS = ("end", "beginning")
 _GLOB_MAGIC = frozenset("*?[")
@@ -237,6 +241,11 @@ class _SavedPosition:
     fingerprint: str  # hex prefix, as in file_id
     fingerprint_len: int
     offset: int
+    # set for an old (rotated) file not read and acknowledged to its end: the path it was followed
+    # as (RawLine.path, = path), its name then (RawLine.read_from), and its size then
+    rotated_from: str | None = None
+    read_from: str | None = None
+    size: int | None = None
 
 
 class FileWatcher:
@@ -556,16 +565,20 @@ class Tailer:
 
         self._live: list[FileWatcher] = []  # in reading order (rotated for fairness)
         self._draining: list[FileWatcher] = []  # gone from the patterns: read to the end, then close
+        # drained and closed, but lines handed out from them are not all acknowledged yet
+        self._retired: list[FileWatcher] = []
         self._by_devino: dict[tuple[int, int], FileWatcher] = {}
         self._stats: dict[str, FileStats] = {}
         self._last_seen: dict[str, float] = {}
         self._unreadable: set[str] = set()
         self._deleted: set[str] = set()  # named (not globbed) paths whose file was deleted, not rotated
 
-        self._pending_saved: list[_SavedPosition] = self._parse_positions(positions)
+        saved = self._parse_positions(positions)
+        self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
+        checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
         self._checkpointed_patterns = [
-            p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in self._saved_paths)
+            p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
         ]
 
         self._waker: DirectoryWaker | None = None
@@ -577,6 +590,8 @@ class Tailer:
         # Paths present at this start that are not yet open; they get the start rules.
         self._initial: set[str] = set(matched) | set(denied)
         with self._lock:
+            self._resume_rotated([s for s in saved if s.rotated_from is not None], matched)
+            self._claim_renamed(matched)
             self._discover(matched, denied)
             self._forget_unmatched_saved(matched)
 
@@ -632,10 +647,14 @@ class Tailer:
             raise ValueError(f"not a file id: {file_id!r}")
         with self._lock:
             watcher = self._by_devino.get(parsed[:2])
-            if watcher is None or file_id not in watcher.ids or end_offset > watcher.offset:
+            if watcher is None or file_id not in watcher.ids:
+                watcher = next((w for w in self._retired if file_id in w.ids), None)
+            if watcher is None or end_offset > watcher.offset:
                 log.debug("ignoring acknowledgement for %s (%s) at %d: file closed or restarted", path, file_id, end_offset)
                 return
             watcher.acknowledge(end_offset)
+            if watcher in self._retired and watcher.acked >= watcher.last_emitted_end:
+                self._retired.remove(watcher)
 
     def acknowledge_lines(self, lines: Iterable[RawLine]) -> None:
         """Acknowledge a batch of handed-out lines (only the furthest end per file matters)."""
@@ -649,12 +668,22 @@ class Tailer:
                 self.acknowledge(line.path, line.file_id, line.end)
 
     def positions(self) -> dict[str, dict[str, Any]]:
-        """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable."""
+        """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable.
+
+        A path's old files, rotated (renamed away or deleted) but not yet read and acknowledged to
+        their end, are listed under its "rotated" key, oldest first, each as {"file_id", "offset",
+        "fingerprint_len", "read_from", "size"}: "read_from" is the file's name then (RawLine.read_from:
+        `messages.1`, "(deleted)", or null) and "size" its size then. A restarted Tailer finds them
+        again and reads their rest. The entry of a path with no file there now has only "rotated".
+        """
         with self._lock:
-            return {
+            result: dict[str, dict[str, Any]] = {
                 w.path: {"file_id": w.file_id, "offset": w.acked, "fingerprint_len": w.fp_len}
                 for w in self._live
             }
+            for watcher in self._retired + self._draining:
+                result.setdefault(watcher.path, {}).setdefault("rotated", []).append(self._rotated_entry(watcher))
+            return result
 
     def stats(self) -> dict[str, FileStats]:
         """A copy of the per-path counters, with offset and size of the file there now."""
@@ -681,6 +710,7 @@ class Tailer:
                 watcher.close()
             self._live.clear()
             self._draining.clear()
+            self._retired.clear()
             self._by_devino.clear()
         self._wake.set()
 
@@ -790,6 +820,14 @@ class Tailer:
         watcher.close()
         self._draining.remove(watcher)
         del self._by_devino[watcher.devino]
+        if watcher.acked < watcher.last_emitted_end:  # its position stays in positions() until acknowledged
+            watcher.size = max(watcher.size, watcher.scan_pos)
+            self._retired.append(watcher)
+            if len(self._retired) > MAX_RETIRED:
+                oldest = self._retired.pop(0)
+                log.warning("more than %d rotated files have lines not acknowledged: forgetting the position "
+                            "of the old file of %s (%s); after a restart, its lines after byte %d are not "
+                            "read again", MAX_RETIRED, oldest.path, oldest.read_from or "rotated", oldest.acked)
 
     def _note_unreadable(self, path: str, exc: OSError) -> None:
         stats = self._stat(path)
@@ -893,19 +931,185 @@ class Tailer:
     def _parse_positions(self, positions: Mapping[str, Mapping[str, Any]] | None) -> list[_SavedPosition]:
         result: list[_SavedPosition] = []
         for path, entry in (positions or {}).items():
-            try:
-                file_id = str(entry["file_id"])
-                offset = int(entry["offset"])
-                fp_len = int(entry.get("fingerprint_len", self._fingerprinter.size))
-                parsed = _parse_file_id(file_id)
-                if parsed is None or offset < 0 or fp_len < 0:
-                    raise ValueError(file_id)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                log.warning("ignoring a malformed checkpoint position for %s: %r", path, entry)
-                continue
-            dev, ino, fingerprint = parsed
-            result.append(_SavedPosition(os.path.abspath(path), file_id, dev, ino, fingerprint, fp_len, offset))
+            path = os.path.abspath(path)
+            rotated = entry.get("rotated") if isinstance(entry, Mapping) else None
+            if isinstance(rotated, list):  # old files of this path, still to be read (see positions())
+                for item in rotated:
+                    saved = self._parse_position(path, item, rotated=True)
+                    if saved is not None:
+                        result.append(saved)
+                if "file_id" not in entry and "offset" not in entry:  # no file at the path then
+                    continue
+            elif rotated is not None:
+                log.warning("ignoring malformed checkpoint positions of rotated files of %s: %r", path, rotated)
+            saved = self._parse_position(path, entry, rotated=False)
+            if saved is not None:
+                result.append(saved)
         return result
+
+    def _parse_position(self, path: str, entry: Any, rotated: bool) -> _SavedPosition | None:
+        """One checkpointed position: of the file at `path`, or of one of its old (rotated) files."""
+        try:
+            file_id = str(entry["file_id"])
+            offset = int(entry["offset"])
+            fp_len = int(entry.get("fingerprint_len", self._fingerprinter.size))
+            parsed = _parse_file_id(file_id)
+            if parsed is None or offset < 0 or fp_len < 0:
+                raise ValueError(file_id)
+            read_from = size = None
+            if rotated:
+                read_from = entry.get("read_from")
+                read_from = read_from if isinstance(read_from, str) and read_from else None
+                size = None if entry.get("size") is None else int(entry["size"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            what = "an old (rotated) file of " if rotated else ""
+            log.warning("ignoring a malformed checkpoint position for %s%s: %r", what, path, entry)
+            return None
+        dev, ino, fingerprint = parsed
+        return _SavedPosition(path, file_id, dev, ino, fingerprint, fp_len, offset,
+                              path if rotated else None, read_from, size)
+
+    # ----------------------------------------------------------------- rotated files across restarts
+
+    def _rotated_entry(self, watcher: FileWatcher) -> dict[str, Any]:
+        """The positions() entry of a draining or retired file, listed under its path's "rotated"."""
+        name, size = watcher.read_from, watcher.size
+        if watcher in self._draining:  # still open: its name and size now (renamed again to messages.2?)
+            name = _current_name(watcher.fd, watcher.path) or name
+            try:
+                size = os.fstat(watcher.fd).st_size
+            except OSError:
+                pass
+        return {
+            "file_id": watcher.file_id,
+            "offset": watcher.acked,
+            "fingerprint_len": watcher.fp_len,
+            "read_from": name,
+            "size": max(size, watcher.scan_pos),
+        }
+
+    def _resume_rotated(self, rotated: list[_SavedPosition], matched: dict[str, os.stat_result]) -> None:
+        """At start: go on reading the rotated files of the checkpoint, where they are now."""
+        matched_ids = {(st.st_dev, st.st_ino) for st in matched.values()}
+        for saved in rotated:
+            assert saved.rotated_from is not None
+            if (saved.dev, saved.ino) in matched_ids:  # under the patterns (a glob): opened as any file
+                self._pending_saved.append(saved)
+                continue
+            if not self._paths.matches(saved.rotated_from):
+                log.warning("the old file of %s (%s), not read to its end when lograven stopped, is no "
+                            "longer under the configured paths: %s of it were not read",
+                            saved.rotated_from, self._describe_name(saved), self._unread(saved))
+                continue
+            found = self._find_rotated(saved, set(matched))
+            if found is None:
+                how = log.warning
+                if saved.size is not None and saved.size <= saved.offset:
+                    how = log.info  # nothing was left in it that we know of
+                how("the old file of %s (%s), not read to its end when lograven stopped, is gone (deleted "
+                    "or compressed while lograven was stopped): %s of it were not read",
+                    saved.rotated_from, self._describe_name(saved), self._unread(saved))
+                continue
+            self._open_rotated(saved, *found)
+
+    def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
+        """At start: a checkpointed file that is no longer at its path (rotated while lograven was
+        stopped, e.g. by a nightly logrotate during an upgrade) is looked for next to that path, as
+        the rotated files of the checkpoint are, and read to its end before the new file."""
+        here = {(st.st_dev, st.st_ino) for st in matched.values()}
+        for saved in list(self._pending_saved):
+            if (saved.dev, saved.ino) in here or not self._paths.matches(saved.path):
+                continue
+            as_rotated = replace(saved, rotated_from=saved.path)
+            found = self._find_rotated(as_rotated, set(matched))
+            if found is not None:  # else _forget_unmatched_saved says what was not read
+                self._pending_saved.remove(saved)
+                self._open_rotated(as_rotated, *found)
+
+    def _open_rotated(self, saved: _SavedPosition, name: str, fd: int, st: os.stat_result) -> None:
+        """Read the rest of a rotated file found again at `name` (an open `fd`), as a draining file."""
+        assert saved.rotated_from is not None
+        offset = saved.offset
+        if offset > st.st_size:
+            log.warning("the rotated %s (now %s) is shorter (%d bytes) than its saved position (%d): "
+                        "truncated while lograven was stopped; reading it from the start",
+                        saved.rotated_from, name, st.st_size, offset)
+            self._stat(saved.rotated_from).truncations += 1
+            offset = 0
+        try:
+            fingerprint = self._fingerprinter.fingerprint(fd)
+        except OSError as exc:
+            os.close(fd)
+            log.warning("cannot read the rotated %s (now %s): %s; %s were not read",
+                        saved.rotated_from, name, exc, self._unread(saved))
+            return
+        log.info("%s was rotated to %s before lograven stopped; reading the rest of it from byte %d",
+                 saved.rotated_from, name, offset)
+        watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
+        watcher.draining_since = self._clock()
+        watcher.read_from = name
+        self._draining.append(watcher)
+        self._by_devino[watcher.devino] = watcher
+
+    def _find_rotated(self, saved: _SavedPosition, exclude: set[str]) -> tuple[str, int, os.stat_result] | None:
+        """The file of a rotated position: its last name, or a name next to the path it was followed
+        as (or to its last name) that starts with that path's file name (messages.1, messages-20261206),
+        with the same device, inode and first bytes. (name, open descriptor, stat) or None."""
+        assert saved.rotated_from is not None
+        candidates: list[str] = []
+        directories = [os.path.dirname(saved.rotated_from)]
+        if saved.read_from is not None and os.path.isabs(saved.read_from):  # not "(deleted)"
+            candidates.append(saved.read_from)
+            directories.append(os.path.dirname(saved.read_from))  # an olddir
+        prefix = os.path.basename(saved.rotated_from)
+        for directory in dict.fromkeys(directories):
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            candidates += [os.path.join(directory, n) for n in names if n.startswith(prefix)]
+        for name in dict.fromkeys(candidates):
+            if name in exclude:
+                continue
+            try:
+                st = os.stat(name)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) != (saved.dev, saved.ino) or not stat.S_ISREG(st.st_mode):
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError as exc:
+                log.warning("cannot open the rotated %s (now %s): %s", saved.rotated_from, name, exc)
+                return None
+            try:
+                st = os.fstat(fd)
+                digest = Fingerprinter.prefix(fd, saved.fingerprint_len)
+            except OSError:
+                digest = None
+            if (st.st_dev, st.st_ino) == (saved.dev, saved.ino) and digest is not None \
+                    and digest.startswith(saved.fingerprint):
+                return name, fd, st
+            os.close(fd)
+            log.info("%s has the inode of the old file of %s but not its content", name, saved.rotated_from)
+            return None
+        return None
+
+    @staticmethod
+    def _describe_name(saved: _SavedPosition) -> str:
+        """How a rotated file was last seen, for log messages."""
+        if saved.read_from == "(deleted)":
+            return "deleted while lograven read it"
+        if saved.read_from is None:
+            return "rotated"
+        return f"rotated to {saved.read_from}"
+
+    @staticmethod
+    def _unread(saved: _SavedPosition) -> str:
+        """What a lost rotated file held beyond its acknowledged offset, for log messages."""
+        if saved.size is None:
+            return f"the lines after byte {saved.offset}"
+        return f"{max(0, saved.size - saved.offset)} bytes (from byte {saved.offset} to {saved.size})"
 
     # ----------------------------------------------------------------- reading
 
