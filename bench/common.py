@@ -613,7 +613,7 @@ class AlertWatcher(threading.Thread):
                 *complete, buf = buf.split(b"\n")
                 self.alerts += len(complete)
                 for line in complete:
-                    j = line.find(MARKER)
+                    j = line.rfind(MARKER)  # in "line", the last key (an unknown line's "pattern" has it too, masked)
                     if j >= 0:
                         i = int(line[j + len(MARKER) + 1 : j + len(MARKER) + 10])
                         self.seen.setdefault(i, now)

@@ -14,6 +14,7 @@ Layout:
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -83,14 +84,21 @@ def save_bundle(
     keras_files: bool = True,
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write a bundle to `out` atomically (temp dir in the same parent, then rename)."""
+    """Write a bundle to `out` atomically (temp dir in the same parent, then rename).
+
+    On a write error (full disk, quota, permissions, read-only file system) the temp dir is
+    removed, a bundle already at `out` is left as it was, and LogravenError says what failed
+    and what to do: nothing half-written is ever left under the bundle's name."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the daemon's user must be able to read a bundle root trained
+    existed = False
+    tmp: Path | None = None
     try:
+        existed = out.is_dir() and (out / MANIFEST).exists()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the daemon's user must be able to read a bundle root trained
         (tmp / "msgtypes.json").write_text(types.dumps(), encoding="utf-8")
         files = ["msgtypes.json", *autoencoder.save(tmp), *sequence.save(tmp)]
         if keras_files:
@@ -121,12 +129,80 @@ def save_bundle(
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         for name in [*files, MANIFEST]:
-            _fsync(tmp / name)
+            _fsync(tmp / name, strict=True)  # a delayed ENOSPC/EIO must fail here, not go unnoticed
         _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            kept = "the bundle already there is unchanged" if existed else "no partial bundle was left behind"
+            # before the temp dir existed, creating a missing parent failed: name the directory refusing it
+            where = Path(e.filename).parent if tmp is None and isinstance(e.filename, str) else out.parent
+            raise bundle_write_error(out, e, where, kept=kept) from e
         raise
     return out
+
+
+def bundle_write_error(out: Path, e: OSError, where: Path, *, option: str = "--out", kept: str = "",
+                       named: bool = False) -> LogravenError:  # fmt: skip
+    """A write failure at bundle location `out` (in directory `where`) as one line: what, why, the fix
+    (`named`: the message starts with the option that gave `out`)."""
+    why = e.strerror or str(e) or type(e).__name__
+    code = e.errno
+    if code == errno.ENOSPC:
+        fix = f"free space on that file system (`df -h {where}`) or choose another {option}"
+    elif code == errno.EDQUOT:
+        fix = f"free space within your disk quota or choose another {option}"
+    elif code == errno.EROFS:
+        fix = f"choose another {option} on a writable file system"
+    elif code in (errno.EACCES, errno.EPERM):
+        fix = f"choose another {option}, or run as a user that may write to {where}"
+    else:
+        fix = f"choose another {option}"
+    head = f"{option} {out}" if named else str(out)
+    return LogravenError(f"{head}: cannot write the model bundle ({where}: {why}); {fix}" + (f"; {kept}" if kept else ""))
+
+
+def check_bundle_target(out: str | Path, option: str = "--out", *, named: bool = True) -> None:
+    """Refuse, before any training, a bundle location `save_bundle` would fail to write: a file or a
+    non-bundle directory in the way, a directory this user cannot write to, a read-only or full file
+    system. Creates nothing that stays (a temporary directory is made and removed again).
+    `named`: the user gave `out` as `option` (the messages start with it)."""
+    out = Path(out)
+    head = f"{option} {out}" if named else str(out)
+    where = out.parent
+    try:
+        if out.is_symlink() or (out.exists() and not out.is_dir()):
+            raise LogravenError(f"{head}: exists and is not a bundle directory; choose another {option}")
+        if out.is_dir() and not (out / MANIFEST).exists() and any(out.iterdir()):
+            raise LogravenError(f"{head}: exists, is not empty and holds no bundle; choose another {option}")
+        while not where.exists() and where.parent != where:  # save_bundle creates the missing parents
+            where = where.parent
+        if not where.is_dir():
+            raise LogravenError(f"{head}: {where} is not a directory; choose another {option}")
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=where)
+        os.rmdir(probe)
+        free = _free_bytes(where)
+        if free is not None and free < MIN_FREE_BYTES:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: {free // 1024} KiB free, a bundle takes a MiB or more")
+    except OSError as e:
+        raise bundle_write_error(out, e, where, option=option, named=named) from e
+
+
+#: `check_bundle_target` refuses a file system with less free space than this (the default model's bundle: 1.4 MiB)
+MIN_FREE_BYTES = 1 << 20
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Bytes this user may still write on the file system of `path` (None: not known)."""
+    try:
+        st = os.statvfs(path)
+    except (OSError, AttributeError):
+        return None
+    if st.f_blocks == 0:  # some network and FUSE file systems report no sizes
+        return None
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserved blocks
+    return blocks * st.f_frsize
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
@@ -137,22 +213,34 @@ def _replace_dir(tmp: Path, out: Path) -> None:
             raise LogravenError(f"{out}: exists, is not empty and holds no bundle; choose another --out")
         old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
         os.rename(out, old)
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            os.rename(old, out)  # put the previous bundle back
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out)
     _fsync(out.parent)
 
 
-def _fsync(path: Path) -> None:
+#: fsync errors that only say the file system cannot sync (not that data was lost)
+_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def _fsync(path: Path, strict: bool = False) -> None:
+    """fsync a file or directory; `strict`: raise what says the data may not be on disk (ENOSPC, EIO...)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
+        if strict:
+            raise
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as e:
+        if strict and e.errno not in _FSYNC_UNSUPPORTED:
+            raise
     finally:
         os.close(fd)
 

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ty = _add(sub, "types", "list the message types of a bundle",
               "examples:\n  lograven types /tmp/m\n  lograven types --json /tmp/m | jq '.[0]'")
-    ty.add_argument("model", metavar="MODEL")
+    ty.add_argument("model", metavar="MODEL", help="bundle directory, or a model directory (numbered versions + current)")
     ty.add_argument("--json", action="store_true", help="JSON array instead of a table")
     ty.add_argument("--examples", action="store_true", help="show example lines")
 
@@ -204,6 +204,9 @@ def cmd_train(args) -> int:
     from lograven.parsing import Parser, StreamKey
 
     Parser(fmt), StreamKey(stream)  # fail fast on a bad --format / --stream-key
+    from lograven.bundle import check_bundle_target
+
+    check_bundle_target(args.out, "--out")  # an unwritable or full --out fails now, not after the training
     max_lines = args.max_lines or cfg.learn.max_lines
     bar = ProgressBar(enabled=not args.quiet)
     bar("reading", 0.0)
@@ -250,13 +253,16 @@ def cmd_train(args) -> int:
 
 def cmd_types(args) -> int:
     from lograven.bundle import load_bundle
+    from lograven.modelstore import resolve_model_path
 
-    b = load_bundle(args.model)
+    path = resolve_model_path(args.model)  # a bundle, or a model directory (its current version), as `score` takes
+    b = load_bundle(path)
     types = b.types.types_
     if args.json:
         print(json.dumps([{"id": t.id, "count": t.count, "template": t.template, "regex": t.regex, "examples": t.examples} for t in types], indent=1, ensure_ascii=False))
         return 0
-    print(f"{len(types)} message types in {args.model} (model {b.version})")
+    where = args.model if path == Path(args.model) else f"{args.model}, current version {path.name}"
+    print(f"{len(types)} message types in {where} (model {b.version})")
     print(f"{'id':>5} {'count':>8}  template / regex")
     for t in types:
         print(f"{t.id:>5} {t.count:>8}  {t.template}")
@@ -268,14 +274,14 @@ def cmd_types(args) -> int:
 
 
 def iter_input_lines(files: Sequence[str], max_line_bytes: int) -> Iterator[tuple[str, int, str]]:
-    """(file, 1-based line number, decoded text) for files or '-' (stdin)."""
-    from lograven.parsing import decode_line
-    from lograven.training import iter_file_lines
+    """(file, 1-based line number, decoded text) for files or '-' (stdin). Lines longer than
+    `max_line_bytes` are cut to it without ever being held whole (training.iter_binary_lines)."""
+    from lograven.training import iter_binary_lines, iter_file_lines
 
     for f in files:
         if f == "-":
-            for i, raw in enumerate(sys.stdin.buffer, 1):
-                yield "-", i, decode_line(raw.rstrip(b"\n")[:max_line_bytes], max_line_bytes)[0]
+            for i, (text, _) in enumerate(iter_binary_lines(sys.stdin.buffer, max_line_bytes), 1):
+                yield "-", i, text
         else:
             for i, (text, _) in enumerate(iter_file_lines(f, max_line_bytes), 1):
                 yield f, i, text
@@ -507,6 +513,7 @@ def cmd_learn(args) -> int:
     fmt, stream = _fmt(args, cfg), _stream_spec(args, cfg)
     if bool(args.from_alerts) == bool(args.logfiles):
         raise LogravenError("give either --from-alerts ALERTS.jsonl or LOGFILE... (new normal data), not both or neither")
+    _check_learn_target(args)
     if args.from_alerts:
         corpus = corpus_from_alerts(args.from_alerts, fmt=fmt, stream=stream, ids=set(args.alert) or None,
                                     max_line_bytes=cfg.runtime.max_line_bytes)
@@ -526,6 +533,23 @@ def cmd_learn(args) -> int:
     print(f"  new types {len(s['new_types'])} (ids {s['new_types'][:10]}{'...' if len(s['new_types']) > 10 else ''}); existing ids unchanged")
     print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}; {s['seconds']:.1f} s")
     return 0
+
+
+def _check_learn_target(args) -> None:
+    """Where `learn` will write (--out, or the model directory's next version): writable, before the work."""
+    from lograven.bundle import check_bundle_target
+    from lograven.modelstore import ModelStore
+
+    if args.out:
+        check_bundle_target(args.out, "--out")
+        return
+    try:
+        is_store = (Path(args.model) / "current").is_symlink()
+    except OSError:
+        return  # `learn` says what is wrong with --model
+    if is_store:
+        store = ModelStore(args.model)
+        check_bundle_target(store.root / store.next_name(), "--out", named=False)
 
 
 def cmd_allow(args) -> int:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -67,11 +68,36 @@ def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]
     except IsADirectoryError:
         raise LogravenError(f"{path}: is a directory; give log files (a shell glob like {path}/*.log works)") from None
     with f:
-        for raw in f:
-            if len(raw) > max_line_bytes:
-                yield decode_line(raw[:max_line_bytes], max_line_bytes)[0], True
-            else:
-                yield decode_line(raw.rstrip(b"\n"), max_line_bytes)
+        yield from iter_binary_lines(f, max_line_bytes)
+
+
+#: Bytes read at a time while skipping the rest of an over-long line.
+SKIP_CHUNK_BYTES = 1 << 16
+
+
+def iter_binary_lines(f: BinaryIO, max_line_bytes: int) -> Iterator[tuple[str, bool]]:
+    """Decoded lines of a binary stream (a file, standard input) as ``(text, truncated)``.
+
+    A line longer than `max_line_bytes` yields its first `max_line_bytes` bytes with
+    truncated=True; the rest of it, up to its newline, is read in small chunks and dropped,
+    so one enormous line (or a file without newlines) never sits in memory whole, as the
+    daemon's tailer does. Every input line yields exactly one item, in order.
+    """
+    limit = max(max_line_bytes, 0) + 1  # one byte more than is kept: tells a long line from one that fits
+    readline = f.readline
+    while True:
+        raw = readline(limit)
+        if not raw:
+            return
+        if len(raw) > max_line_bytes:
+            if raw[-1:] != b"\n":  # skip the rest of the line, keeping none of it
+                while True:
+                    rest = readline(SKIP_CHUNK_BYTES)
+                    if not rest or rest[-1:] == b"\n":
+                        break
+            yield decode_line(raw[:max_line_bytes], max_line_bytes)[0], True
+        else:
+            yield decode_line(raw.rstrip(b"\n"), max_line_bytes)
 
 
 def read_corpus(
