@@ -1,7 +1,9 @@
 """The corrective action of seed 003, end to end through the CLI; allowlisting; model versions."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -190,6 +192,9 @@ def test_allow_cli_by_alert_id_list_remove(tmp_path):
     assert r.returncode == 0 and "transition 3 -> 4" in r.stdout
     r = _lograven("allow", "nope", "--alerts", str(alerts), "--allowlist", str(allow))
     assert r.returncode == 1 and "no alert with id" in r.stderr
+    r = _lograven("allow", "abc123", "--alerts", str(alerts), "--allowlist", str(allow), "--expires", "0s")
+    assert r.returncode == 1 and "must be longer than 0" in r.stderr  # not a rule that never expires
+    assert len(json.loads(allow.read_text())["rules"]) == 2
     r = _lograven("allow", "--remove", rules[0]["id"], "--allowlist", str(allow))
     assert r.returncode == 0
     assert len(json.loads(allow.read_text())["rules"]) == 1
@@ -228,6 +233,25 @@ def test_model_store_versions_and_rollback(tmp_path):
     assert r.returncode == 0 and store.current_name() == "v0003"
     r = _lograven("models", "list", "--dir", str(tmp_path / "modles"))  # a typo is not an empty store
     assert r.returncode == 1 and "modles: no such directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_switching_current_on_a_full_disk_says_so_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """`lograven learn` and `models rollback` end by pointing `current` at a version: a full disk or a
+    read-only store there is a one-line error that says which version is still current and what to run."""
+    store = ModelStore(tmp_path / "models")
+    for _ in range(2):
+        p = store.new_version_path()
+        shutil.copytree(DEFAULT_MODEL, p)
+    store.set_current("v0001")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "symlink", full)
+    with pytest.raises(LogravenError, match=r"current: cannot point it at v0002 \(No space left on device\); it still "
+                                            r"points at v0001\. .*models rollback --dir .* --to v0002"):
+        store.set_current("v0002")
+    assert store.current_name() == "v0001" and not list((tmp_path / "models").glob(".current.tmp-*"))
 
 
 @pytest.mark.slow

@@ -575,6 +575,9 @@ def cmd_allow(args) -> int:
             expires = parse_duration(args.expires)
         except ValueError as e:
             raise LogravenError(f"--expires {args.expires!r}: {e} (e.g. 30m, 12h, 7d)") from None
+        if expires <= 0:  # a rule that is over before it starts; leave --expires out for one that never ends
+            raise LogravenError(f"--expires {args.expires!r}: must be longer than 0 (e.g. 30m, 12h, 7d); "
+                                "leave it out for a rule that never expires")
     if args.alert_id:
         alert = find_alert(Path(args.alerts or cfg.alerts.jsonl.path), args.alert_id)
         rule = rule_from_alert(alert, any_file=args.any_file, expires_in=expires, comment=args.comment)

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -76,15 +77,25 @@ class ModelStore:
         target = self.root / name
         read_manifest(target)  # refuses corrupt or partial bundles
         tmp = self.root / f".current.tmp-{os.getpid()}"
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(name, tmp)
-        os.replace(tmp, self.root / "current")
-        fd = os.open(self.root, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            os.symlink(name, tmp)
+            os.replace(tmp, self.root / "current")
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            now = self.current_name()
+            raise LogravenError(
+                f"{self.root}/current: cannot point it at {name} ({e.strerror or e}); it still points at "
+                f"{now or 'nothing'}. Free space or fix the permissions of {self.root}, then run "
+                f"`lograven models rollback --dir {self.root} --to {name}`"
+            ) from None
         log.info("model store %s: current -> %s", self.root, name)
 
     def list(self) -> list[VersionInfo]:
