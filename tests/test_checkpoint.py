@@ -61,9 +61,13 @@ def test_missing_file_is_a_first_start(tmp_path: Path) -> None:
         json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": {"positions": "x"}}).encode(),
         json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": {"positions": {"0": "x"}}}).encode(),
         json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": {"streams": [1]}}).encode(),
+        # numbers no checkpoint holds: int() of them raised OverflowError at every start
+        b'{"format": "lograven-checkpoint", "version": 1, "state": {"streams": {"s": {"h": {}, "seen": 1e999}}}}',
+        b'{"format": "lograven-checkpoint", "version": 1, "state": {"positions": {"0": {"/a": {"offset": NaN}}}}}',
+        b'{"format": "lograven-checkpoint", "version": 1, "state": {"positions": {"0": {"/a": {"offset": -Infinity}}}}}',
     ],
     ids=["partial", "binary", "array", "newer-version", "foreign", "state-not-object", "positions-string",
-         "source-positions-string", "streams-array"],
+         "source-positions-string", "streams-array", "huge-number", "nan", "infinity"],
 )
 def test_unusable_file_is_set_aside_counted_and_ignored(
     tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture

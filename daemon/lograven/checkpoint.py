@@ -90,7 +90,7 @@ class Checkpointer:
                         "Check its permissions (state_dir)", self.path, exc)
             return None
         try:
-            document = json.loads(raw.decode("utf-8"))
+            document = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
             problem = _schema_problem(document)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             problem = f"not valid JSON ({exc})"
@@ -128,6 +128,19 @@ class Checkpointer:
                 log.debug("removed the unfinished checkpoint %s", leftover)
             except OSError:
                 pass
+
+
+def _no_constant(name: str) -> float:
+    """json.loads hook: NaN and Infinity are not JSON, and no checkpoint field may hold them."""
+    raise ValueError(f"{name} is not a number a checkpoint holds")
+
+
+def _finite_float(text: str) -> float:
+    """json.loads hook: a number too large for a float (1e999) is a damaged file, not infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
 
 
 def _schema_problem(document: Any) -> str | None:

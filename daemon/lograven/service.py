@@ -483,7 +483,7 @@ class Service:
             return
         try:
             decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0))) for k, v in streams.items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             log.warning("checkpoint: GRU states unreadable (%s); streams start fresh", e)
             self.metrics.checkpoint_corrupt.inc()
             return
