@@ -256,6 +256,42 @@ def test_switching_current_on_a_full_disk_says_so_and_keeps_the_old_one(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
+def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
+    """`current` pointed at a damaged version: the daemon refuses it once, keeps its model, and does not
+    re-verify it every 2 seconds (an ERROR, a bundle hash and a RELOADING/READY each time); repaired,
+    it is switched to."""
+    from test_daemon_e2e import Daemon
+
+    models = tmp_path / "models"
+    store = ModelStore(models)
+    shutil.copytree(DEFAULT_MODEL, store.new_version_path())
+    store.set_current("v0001")
+    d = Daemon(tmp_path, models)
+    write_log(d.logs / "messages", [])
+    d.start()
+    p2 = store.new_version_path()
+    shutil.copytree(DEFAULT_MODEL, p2)
+    victim = p2 / "sequence.npz"
+    good = victim.read_bytes()
+    damaged = bytearray(good)
+    damaged[100] ^= 0xFF
+    victim.write_bytes(bytes(damaged))
+    os.symlink("v0002", models / ".cur")  # as a hand-made switch would: set_current refuses a damaged version
+    os.replace(models / ".cur", models / "current")
+    assert "lograven_config_reload_failures_total 1.0" in d.wait_metric("lograven_config_reload_failures_total 1.0")
+    time.sleep(5)  # two and more checks of `current` later
+    text = d.metrics()
+    assert "lograven_config_reload_failures_total 1.0" in text and "lograven_config_last_reload_successful 0.0" in text
+    victim.write_bytes(good)  # repaired
+    text = d.wait_metric("lograven_config_last_reload_successful 1.0")
+    assert "lograven_config_last_reload_successful 1.0" in text and "lograven_config_reload_failures_total 1.0" in text
+    assert d.stop() == 0
+    err = (tmp_path / "daemon.err").read_text()
+    assert err.count("reload rejected") == 1 and "tries it again when `current` or that version changes" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
 def test_daemon_switches_version_without_losing_lines(tmp_path):
     """A running daemon picks up a new `current` version (here via SIGHUP) with no line lost."""
     from test_daemon_e2e import Daemon, _append, _marker_lines

@@ -244,3 +244,14 @@ def test_plugin_mode_refuses_messages_while_the_alerts_file_fails(tmp_path, bund
     got = out.read_text()
     assert "marker-0" in got and "marker-4" in got and "marker-5" in got  # marker-0's alert was kept for retry
     assert "marker-1" not in got  # refused unscored: rsyslog sends it again
+
+
+def test_a_reload_uses_the_new_configurations_allowlist(tmp_path) -> None:
+    """`alerts.allowlist` changed by a reload takes effect with that reload, not the next one."""
+    from lograven.service import Service
+
+    old = parse_config({"state_dir": str(tmp_path), "alerts": {"allowlist": str(tmp_path / "a.json")}})
+    new = parse_config({"state_dir": str(tmp_path), "alerts": {"allowlist": str(tmp_path / "b.json")}})
+    svc = Service(old)
+    assert svc._allowlist().__self__.path == tmp_path / "a.json"
+    assert svc._allowlist(new).__self__.path == tmp_path / "b.json"

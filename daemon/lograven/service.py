@@ -314,6 +314,7 @@ class Service:
         self._last_ckpt = time.monotonic()
         self._last_stats = 0.0
         self._last_model_check = time.monotonic()
+        self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
@@ -506,12 +507,11 @@ class Service:
                 if log_time == log_time:
                     self._stream_log_time[k] = log_time
 
-    def _allowlist(self):
-        try:
-            from lograven.allowlist import Allowlist
-        except ImportError:
-            return None
-        return Allowlist(self.cfg.allowlist_path()).matches
+    def _allowlist(self, cfg: Config | None = None):
+        """The allowlist of `cfg` (a reload's new configuration), else the running one's."""
+        from lograven.allowlist import Allowlist
+
+        return Allowlist((cfg or self.cfg).allowlist_path()).matches
 
     def _open_sources(self, cfg: Config, positions: dict) -> None:
         skip = own_alert_predicate(cfg.alerts.syslog.tag)
@@ -786,8 +786,16 @@ class Service:
             except LogravenError:
                 cur = None
             if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
-                log.info("the model directory's current version is now %s: reloading the model", cur)
-                self._do_reload()
+                seen = _version_key(cur)
+                if seen != self._rejected_model:  # a version refused once is tried again only once it changes
+                    log.info("the model directory's current version is now %s: reloading the model", cur)
+                    if self._do_reload():
+                        self._rejected_model = None
+                    else:
+                        self._rejected_model = seen
+                        log.error("model %s was refused (above); the running model stays. lograven tries it again "
+                                  "when `current` or that version changes: fix it (`lograven models list`) or roll "
+                                  "back (`lograven models rollback`)", cur)
 
     def _export_file_stats(self) -> None:
         m = self.metrics
@@ -830,8 +838,9 @@ class Service:
             log.error("checkpoint not written: %s", e)
 
     # ------------------------------------------------------------ reload
-    def _do_reload(self) -> None:
-        """SIGHUP: re-read config and model; a bad one is rejected and the old one keeps running."""
+    def _do_reload(self) -> bool:
+        """SIGHUP: re-read config and model; a bad one is rejected and the old one keeps running.
+        Returns whether the reload took effect."""
         self.notifier.reloading("reloading configuration and model")
         try:
             cfg = load_config(self.config_path) if self.config_path else self.cfg
@@ -839,12 +848,12 @@ class Service:
             bundle = self.bundle
             if path is not None and (path.resolve() != self._model_path.resolve() or _manifest_changed(path, self.bundle)):
                 bundle = load_bundle(path)
-            router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
+            router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist(cfg))
         except LogravenError as e:
             self.metrics.reload_failed()
             log.error("reload rejected, keeping the running configuration and model: %s", e)
             self.notifier.ready(f"reload failed: {str(e)[:200]}")
-            return
+            return False
         sources_changed = cfg.sources != self.cfg.sources or cfg.runtime != self.cfg.runtime
         self.router.flush(force=True)
         router.take_over(self.router)  # what a failing sink still holds is not lost by the reload
@@ -868,6 +877,7 @@ class Service:
         self.metrics.reload_succeeded()
         self.notifier.ready(f"reloaded; model {self.bundle.version}")
         log.info("reloaded: model %s", self.bundle.version)
+        return True
 
     def _drain_queue_into_detector(self) -> None:
         """Process whatever the reader queued (after the reader stopped)."""
@@ -1012,6 +1022,16 @@ def _same_vocabulary(a: Bundle, b: Bundle) -> bool:
         return False
     new = {t.id: t.tokens for t in b.types.types_}
     return all(new.get(t.id) == t.tokens for t in a.types.types_)
+
+
+def _version_key(path: Path) -> tuple:
+    """What identifies the state of a model version on disk: where it is and its files' times."""
+    try:
+        resolved = path.resolve()
+        stamps = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in resolved.iterdir()))
+    except OSError:
+        return (str(path), None)
+    return (str(resolved), stamps)
 
 
 def _manifest_changed(path: Path, bundle: Bundle | None) -> bool:
