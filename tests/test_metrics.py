@@ -33,7 +33,7 @@ def test_counters_are_exposed_with_total_suffix() -> None:
     f = "/var/log/messages"
     m.lines_read.labels(file=f).inc(3)
     m.bytes_read.labels(file=f).inc(300)
-    m.lines_dropped.labels(file=f, reason="decode_error").inc()
+    m.lines_dropped.labels(file=f, reason="own_alert").inc()
     m.anomalies.labels(file=f, detector="sequence").inc(2)
     m.alerts_emitted.labels(sink="jsonl").inc()
     m.alerts_suppressed.labels(reason="dedup").inc()
@@ -44,7 +44,7 @@ def test_counters_are_exposed_with_total_suffix() -> None:
     for line in (
         'lograven_lines_read_total{file="/var/log/messages"} 3.0',
         'lograven_read_bytes_total{file="/var/log/messages"} 300.0',
-        'lograven_lines_dropped_total{file="/var/log/messages",reason="decode_error"} 1.0',
+        'lograven_lines_dropped_total{file="/var/log/messages",reason="own_alert"} 1.0',
         'lograven_anomalies_total{detector="sequence",file="/var/log/messages"} 2.0',
         'lograven_alerts_emitted_total{sink="jsonl"} 1.0',
         'lograven_alerts_suppressed_total{reason="dedup"} 1.0',
@@ -90,9 +90,9 @@ def test_advance_to_total_follows_cumulative_counts() -> None:
     assert value(m, "lograven_lines_read_total", file=f) == 25
     m.advance_to_total(m.lines_read, 4, file=f)  # the source restarted from zero
     assert value(m, "lograven_lines_read_total", file=f) == 29
-    m.advance_to_total(m.lines_dropped, 3, file=f, reason="skipped")
+    m.advance_to_total(m.lines_dropped, 3, file=f, reason="blank")
     m.advance_to_total(m.checkpoint_corrupt, 1)
-    assert value(m, "lograven_lines_dropped_total", file=f, reason="skipped") == 3
+    assert value(m, "lograven_lines_dropped_total", file=f, reason="blank") == 3
     assert value(m, "lograven_checkpoint_corrupt_total") == 1
     m.remove_file(f)  # a file tailed again later starts from a clean slate
     m.advance_to_total(m.lines_read, 2, file=f)

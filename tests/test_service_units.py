@@ -255,3 +255,42 @@ def test_a_reload_uses_the_new_configurations_allowlist(tmp_path) -> None:
     svc = Service(old)
     assert svc._allowlist().__self__.path == tmp_path / "a.json"
     assert svc._allowlist(new).__self__.path == tmp_path / "b.json"
+
+
+def test_series_of_files_no_longer_followed_are_removed(tmp_path) -> None:
+    """Per-file series go with their file (forgotten an hour after it went, or dropped by a reload):
+    globs over dated files do not pile up series, and a stale `file_readable 0` fires no alert."""
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from lograven.service import Service
+    from lograven.tailer import FileStats
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    files = {"/var/log/app-1.log": FileStats(lines=3, offset=30, size=30), "/var/log/app-2.log": FileStats(lines=1)}
+    svc._sources = [SimpleNamespace(tailer=SimpleNamespace(stats=lambda: dict(files)))]
+    svc._export_file_stats()
+    text = generate_latest(svc.metrics.registry).decode()
+    assert 'lograven_lines_read_total{file="/var/log/app-1.log"} 3.0' in text and "app-2.log" in text
+    del files["/var/log/app-1.log"]
+    files["/var/log/app-2.log"].lines = 4
+    svc._export_file_stats()
+    text = generate_latest(svc.metrics.registry).decode()
+    assert "app-1.log" not in text
+    assert 'lograven_lines_read_total{file="/var/log/app-2.log"} 4.0' in text
+
+
+def test_blank_lines_count_as_dropped_not_as_unknown_types(tmp_path) -> None:
+    """The detector does not judge a blank line (type 0, no detector): it is counted in
+    lines_dropped{reason="blank"}, not in unknown_type_lines, which would suggest a new message."""
+    from lograven.service import Service
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    rec = Parser("syslog").parse("")
+    none = Verdict(type_id=0, template=None, anomaly=False, detectors=[])
+    svc._account([none, none, none], [("/f", 0, "/f", "", rec, None), ("/f", 1, "/f", "   ", rec, None),
+                                      ("/f", 5, "/f", "Jun  9 06:06:20 web01 zz: never seen", rec, None)])  # fmt: skip
+    m = svc.metrics
+    assert m.registry.get_sample_value("lograven_lines_dropped_total", {"file": "/f", "reason": "blank"}) == 2
+    assert m.registry.get_sample_value("lograven_unknown_type_lines_total", {"file": "/f"}) == 1

@@ -315,6 +315,7 @@ class Service:
         self._last_stats = 0.0
         self._last_model_check = time.monotonic()
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
+        self._exported_files: set[str] = set()  # files with per-file series on /metrics
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
@@ -531,6 +532,7 @@ class Service:
         for s in self._sources:
             for p in s.tailer.stats():
                 self.metrics.file_readable.labels(file=p).set(1)
+                self._exported_files.add(p)
 
     # ------------------------------------------------------------ reader
     def _start_reader(self) -> None:
@@ -655,11 +657,15 @@ class Service:
         """Metrics per line and alerts for the anomalous ones."""
         m = self.metrics
         unknown: Counter[str] = Counter()
+        blank: Counter[str] = Counter()
         anomalies: Counter[tuple[str, str]] = Counter()
         alerts = []
         for v, (path, offset, stream, text, rec, read_from) in zip(verdicts, meta):
             if v.type_id == 0:
-                unknown[path] += 1
+                if text.strip():
+                    unknown[path] += 1
+                else:  # a blank line is not judged (the detector skips it, as training does)
+                    blank[path] += 1
             if v.sequence_p is not None:
                 m.sequence_probability.observe(v.sequence_p)
             if v.ae_error is not None and v.ae_threshold:
@@ -675,6 +681,8 @@ class Service:
                 )  # fmt: skip
         for path, n in unknown.items():
             m.unknown_type_lines.labels(file=path).inc(n)
+        for path, n in blank.items():
+            m.lines_dropped.labels(file=path, reason="blank").inc(n)
         for (path, d), n in anomalies.items():
             m.anomalies.labels(file=path, detector=d).inc(n)
         return alerts
@@ -799,8 +807,10 @@ class Service:
 
     def _export_file_stats(self) -> None:
         m = self.metrics
+        now: set[str] = set()
         for s in self._sources:
             for path, st in s.tailer.stats().items():
+                now.add(path)
                 m.advance_to_total(m.lines_read, st.lines, file=path)
                 m.advance_to_total(m.bytes_read, st.bytes, file=path)
                 m.advance_to_total(m.lines_truncated, st.truncated_lines, file=path)
@@ -810,6 +820,11 @@ class Service:
                 m.advance_to_total(m.read_errors, st.read_errors, file=path)
                 m.file_readable.labels(file=path).set(1 if st.readable else 0)
                 m.set_file_position(path, st.offset, st.size)
+        # A file no source follows any more (an hour after it went, or dropped by a reload) loses its
+        # series: label cardinality stays bounded, and a stale `file_readable 0` fires no alert.
+        for path in self._exported_files - now:
+            m.remove_file(path)
+        self._exported_files = now
         m.queue_lines.set(self._queue.qsize())
 
     # -------------------------------------------------------- checkpoint
