@@ -285,3 +285,12 @@ def test_train_without_tensorflow_says_how_to_install_it(capsys, logfile, tmp_pa
     rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(logfile))
     assert rc == 0, err
     assert "tensorflow" not in sys.modules or sys.modules["tensorflow"] is None
+
+
+def test_options_are_never_abbreviated() -> None:
+    """argparse would read `--alert ID` as `--alerts ID` (a file) and fail with an unrelated message."""
+    from lograven.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["allow", "--alert", "abc"])
+    assert build_parser().parse_args(["allow", "abc"]).alert_id == "abc"

@@ -33,7 +33,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _add(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter)
+    # allow_abbrev=False: `--alert ID` must not quietly mean `--alerts FILE`
+    return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter, allow_abbrev=False)
 
 
 def _format_args(p: argparse.ArgumentParser) -> None:
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="lograven learns what a host's logs normally look like and says when something unusual happens.",
         epilog=EPILOG_MAIN,
         formatter_class=_Formatter,
+        allow_abbrev=False,
     )
     p.add_argument("--version", action="version", version=f"lograven {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeat for debug)")

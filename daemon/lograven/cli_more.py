@@ -76,7 +76,7 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
                         "sessions that stopped early)")
     p.add_argument("--feedback", choices=["none", "allow", "learn"], default="none",
                    help="'allow': also report the combined detector when a simulated operator allowlists every "
-                        "false alarm as it comes, as `lograven allow --alert ID` would (a '+ allowlist' row: "
+                        "false alarm as it comes, as `lograven allow ALERT_ID` would (a '+ allowlist' row: "
                         "what an admin is left with, and how many rules it took); 'learn' (--labels): the operator "
                         "runs `lograven learn` on the false alarms of every --feedback-every lines (a '+ learn' row)")
     p.add_argument("--feedback-every", type=int, default=100, metavar="N",

@@ -456,7 +456,7 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
 @dataclass
 class Operator:
     """A simulated operator who reads every alert as it comes. A false one (its line or session is
-    labelled normal) is allowlisted as `lograven allow --alert ID` allowlists it (`rule_from_alert`:
+    labelled normal) is allowlisted as `lograven allow ALERT_ID` allowlists it (`rule_from_alert`:
     the narrowest rule for its pattern); a true one is kept. A later alert that a rule matches is
     suppressed, as the daemon's router suppresses it, whatever its label."""
 
@@ -606,7 +606,7 @@ class DetectionEvaluation:
             if fb["mode"] == "allow":
                 kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in fb["rules_by_kind"].items()) or "none"
                 out.append(
-                    f"  + allowlist: combined, with each false alarm allowlisted as it comes (`lograven allow --alert`): "
+                    f"  + allowlist: combined, with each false alarm allowlisted as it comes (`lograven allow ALERT_ID`): "
                     f"{fb['rules']} rule{'s' if fb['rules'] != 1 else ''} ({kinds}); {hidden} anomalous {units} hidden by a rule"
                 )
             else:
