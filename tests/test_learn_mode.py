@@ -134,6 +134,7 @@ def test_periodic_relearning_makes_a_new_current_version(tmp_path):
     import shutil
 
     from lograven.config import parse_config
+    from lograven.parsing import Parser
     from lograven.service import Service
 
     default = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -157,8 +158,9 @@ def test_periodic_relearning_makes_a_new_current_version(tmp_path):
     svc._prepare_state_dir()
     svc._setup_relearning()
     assert svc._relearn_buffer is not None
+    parser = Parser("syslog")  # each buffered line keeps its source's parser and its stream
     for line in LogGenerator(seed=9, skipped_transition=None).lines(800):
-        svc._relearn_buffer.append((str(tmp_path / "logs" / "a.log"), line))
+        svc._relearn_buffer.append((parser, str(tmp_path / "logs" / "a.log"), line, str(tmp_path / "logs" / "a.log")))
     svc._start_relearning()
     svc._relearn_thread.join(timeout=240)
     assert store.current_name() == "v0002"

@@ -319,7 +319,7 @@ class Service:
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
-        self._relearn_buffer: deque[tuple[str, str]] | None = None
+        self._relearn_buffer: deque[tuple[Parser, str, str, str]] | None = None  # (parser, path, line, stream)
         # stream -> its last typed line (monotonic time, path, offset, text, host, type), oldest first;
         # kept only while stream ends are judged (detectors.sequence.stream_end_after)
         self._stream_last: OrderedDict[str, _LastLine] = OrderedDict()
@@ -642,9 +642,9 @@ class Service:
         alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2], m[0].raw.read_from)
                                           for m in meta])  # fmt: skip
         if self._relearn_buffer is not None:
-            for (it, text, _, _), v in zip(meta, verdicts):
-                if not v.anomaly:
-                    self._relearn_buffer.append((it.raw.path, text))
+            for (it, text, _, stream), v in zip(meta, verdicts):
+                if not v.anomaly:  # with its source's parser and its stream: sources differ in format and key
+                    self._relearn_buffer.append((self._sources[it.source].parser, it.raw.path, text, stream))
         for it, *_ in meta:
             self._pending.add(it.source, it.raw)
         self._dirty = True
@@ -1003,12 +1003,9 @@ class Service:
             from lograven.childproc import run_training_child
             from lograven.training import Corpus
 
-            src = self.cfg.sources[0]
-            parser, key = Parser(src.format), StreamKey(src.stream)
             corpus = Corpus()
-            for path, text in lines:
-                rec = parser.parse(text)
-                corpus.add(path, rec, key.key(path, rec, text))
+            for parser, path, text, stream in lines:
+                corpus.add(path, parser.parse(text), stream)
             try:
                 # in a child process: TensorFlow never enters the serving process
                 summary = run_training_child(
