@@ -294,3 +294,44 @@ def test_blank_lines_count_as_dropped_not_as_unknown_types(tmp_path) -> None:
     m = svc.metrics
     assert m.registry.get_sample_value("lograven_lines_dropped_total", {"file": "/f", "reason": "blank"}) == 2
     assert m.registry.get_sample_value("lograven_unknown_type_lines_total", {"file": "/f"}) == 1
+
+
+def test_a_reload_applies_learn_schedule_and_names_restart_only_keys(tmp_path, bundle_dir, caplog) -> None:
+    """A reload that turns `learn.schedule` on starts periodic relearning; one that also changes sources
+    and `runtime.threads` still says that the threads wait for a restart."""
+    import shutil
+
+    import yaml
+
+    from lograven.bundle import load_bundle
+    from lograven.modelstore import ModelStore
+    from lograven.service import Service
+
+    store = ModelStore(tmp_path / "state" / "models")
+    shutil.copytree(bundle_dir, store.new_version_path())
+    store.set_current("v0001")
+    base = {"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+            "sources": [{"paths": [str(tmp_path / "a.log")]}],
+            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}}}  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base))
+    svc = Service(parse_config(base), str(path))
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(store.current_path()), store.current_path(), svc.cfg)
+    svc.router = build_router(svc.cfg, svc.metrics, suppress=svc._allowlist())
+    svc._open_sources(svc.cfg, {})
+    assert svc._relearn_buffer is None
+    changed = {**base, "learn": {"schedule": "1h"}, "runtime": {"threads": 2},
+               "sources": [{"paths": [str(tmp_path / "a.log")]}, {"paths": [str(tmp_path / "b.log")]}]}  # fmt: skip
+    path.write_text(yaml.safe_dump(changed))
+    with caplog.at_level("INFO"):
+        assert svc._do_reload() is True
+    assert svc._relearn_buffer is not None and svc._next_relearn < float("inf")
+    assert "runtime.threads changed, which takes effect only at a restart" in caplog.text
+    path.write_text(yaml.safe_dump(base))
+    assert svc._do_reload() is True and svc._relearn_buffer is None  # turned off again
+    svc._stop_reader()
+    for s in svc._sources:
+        s.tailer.close()
+    svc.router.close()
+    svc._release_lock()

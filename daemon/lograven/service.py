@@ -870,6 +870,8 @@ class Service:
             self.notifier.ready(f"reload failed: {str(e)[:200]}")
             return False
         sources_changed = cfg.sources != self.cfg.sources or cfg.runtime != self.cfg.runtime
+        learn_changed = cfg.learn != self.cfg.learn or cfg.model != self.cfg.model
+        pending = restart_only_changes(self.cfg, cfg)
         self.router.flush(force=True)
         router.take_over(self.router)  # what a failing sink still holds is not lost by the reload
         old_router, self.router = self.router, router
@@ -884,11 +886,12 @@ class Service:
             self.cfg = cfg
             self._open_sources(cfg, positions)
             self._start_reader()
-        pending = restart_only_changes(self.cfg, cfg)
         if pending:
             log.warning("reload: %s changed, which takes effect only at a restart (systemctl restart lograven); "
                         "until then the old value stays in force", ", ".join(pending))
         self.cfg = cfg
+        if learn_changed and not self.stdin_mode:
+            self._setup_relearning()
         self.metrics.reload_succeeded()
         self.notifier.ready(f"reloaded; model {self.bundle.version}")
         log.info("reloaded: model %s", self.bundle.version)
@@ -976,6 +979,8 @@ class Service:
     RELEARN_BUFFER_MAX = 100_000
 
     def _setup_relearning(self) -> None:
+        """Periodic relearning as `learn.schedule` says (at start, and again when a reload changes it)."""
+        self._relearn_buffer, self._next_relearn = None, float("inf")
         every = self.cfg.learn.schedule_seconds
         if every is None:
             return
