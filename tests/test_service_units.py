@@ -335,3 +335,31 @@ def test_a_reload_applies_learn_schedule_and_names_restart_only_keys(tmp_path, b
         s.tailer.close()
     svc.router.close()
     svc._release_lock()
+
+
+def test_a_slow_checkpoint_is_written_less_often(tmp_path, monkeypatch, caplog) -> None:
+    """With very many streams a checkpoint takes long: it is then written at most 5% of the time instead
+    of every checkpoint_interval_seconds, and the log says so once."""
+    from lograven.service import Service
+
+    svc = Service(parse_config({"state_dir": str(tmp_path), "runtime": {"checkpoint_interval_seconds": 10}}))
+    svc._prepare_state_dir()
+    clock = [1000.0]
+    monkeypatch.setattr("lograven.service.time.monotonic", lambda: clock[0])
+
+    def slow_save(state):
+        clock[0] += 2.0  # a 2 s write
+
+    monkeypatch.setattr(svc.checkpointer, "save", slow_save)
+    svc._dirty = True
+    svc._checkpoint()
+    assert "took 2.00 s: writing one every 40 s instead of every 10 s" in caplog.text
+    svc._dirty = True
+    assert not svc._checkpoint_due(clock[0] + 30) and svc._checkpoint_due(clock[0] + 39)
+    svc._checkpoint()
+    assert caplog.text.count("took 2.00 s") == 1  # said once
+    monkeypatch.setattr(svc.checkpointer, "save", lambda state: None)  # fast again
+    svc._checkpoint()
+    svc._dirty = True
+    assert svc._checkpoint_due(clock[0] + 10)
+    svc._release_lock()

@@ -485,7 +485,8 @@ class RuntimeConfig:
         help="Lines buffered between reading and scoring before reading pauses; at least "
              "`batch_size`.")
     checkpoint_interval_seconds: float = _opt(
-        10.0, gt=0, help="Seconds between checkpoints of file offsets and stream states.")
+        10.0, gt=0, help="Seconds between checkpoints of file offsets and stream states (longer when "
+                         "one takes over 5% of that time, as with very many streams; the log says so).")
     poll_interval_seconds: float = _opt(
         1.0, gt=0,
         help="Seconds between polls of the tailed files' status (file events wake the "

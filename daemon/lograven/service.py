@@ -312,6 +312,7 @@ class Service:
         self.router: AlertRouter | None = None
         self._model_path: Path | None = None
         self._last_ckpt = time.monotonic()
+        self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
         self._last_stats = 0.0
         self._last_model_check = time.monotonic()
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
@@ -780,7 +781,7 @@ class Service:
             self._last_stats = now
             self._export_file_stats()
             self._end_idle_streams(now)
-        if self._dirty and now - self._last_ckpt >= self.cfg.runtime.checkpoint_interval_seconds:
+        if self._checkpoint_due(now):
             self._checkpoint()
         if now >= self._next_relearn:
             self._start_relearning()
@@ -835,8 +836,16 @@ class Service:
             entry["line"] = [ll.path, ll.offset, ll.text, ll.host, self._stream_log_time.get(k)]
         return entry
 
+    #: A checkpoint may take at most this share of the daemon's time: with many streams (a `regex:` or
+    #: `program` key over 100k values, tens of MB of GRU states) it is written less often than
+    #: `runtime.checkpoint_interval_seconds` rather than stalling detection.
+    CHECKPOINT_TIME_SHARE = 0.05
+
+    def _checkpoint_due(self, now: float) -> bool:
+        return self._dirty and now - self._last_ckpt >= max(self.cfg.runtime.checkpoint_interval_seconds, self._ckpt_gap)
+
     def _checkpoint(self) -> None:
-        self._last_ckpt = time.monotonic()
+        t0 = self._last_ckpt = time.monotonic()
         self._dirty = False
         state = {
             "model": self.bundle.version if self.bundle else None,
@@ -851,6 +860,14 @@ class Service:
         except LogravenError as e:
             self.metrics.checkpoint_write_failures.inc()
             log.error("checkpoint not written: %s", e)
+        took = time.monotonic() - t0
+        gap = took / self.CHECKPOINT_TIME_SHARE
+        if gap > self.cfg.runtime.checkpoint_interval_seconds and self._ckpt_gap <= self.cfg.runtime.checkpoint_interval_seconds:
+            log.warning("a checkpoint (%d streams) took %.2f s: writing one every %.0f s instead of every %g s "
+                        "(runtime.checkpoint_interval_seconds), so that it takes at most %.0f%% of the time",
+                        len(state["streams"]), took, gap, self.cfg.runtime.checkpoint_interval_seconds,
+                        100 * self.CHECKPOINT_TIME_SHARE)
+        self._ckpt_gap = gap
 
     # ------------------------------------------------------------ reload
     def _do_reload(self) -> bool:
