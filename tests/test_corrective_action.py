@@ -425,3 +425,136 @@ def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog)
         corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
     assert corpus.messages == ["snapshot rotated vol-alpha"]
     assert "no longer holds the line of alert a1" in caplog.text
+
+
+def _write_rules(path: Path, rules) -> Path:
+    path.write_text(json.dumps({"version": 1, "rules": rules}))
+    return path
+
+
+def test_allowlist_expires_without_a_time_zone_is_read_as_utc(tmp_path):
+    """A hand-edited `expires` without a time zone no longer makes every check raise (naive against
+    aware datetimes), which disabled all the rules: it is read as UTC, and --list says so."""
+    path = _write_rules(tmp_path / "allow.json", [
+        {"id": "later", "created": "2026-01-01T00:00:00+00:00", "type_id": 5, "expires": "2999-01-01T00:00:00"},
+        {"id": "past", "created": "2026-01-01T00:00:00+00:00", "type_id": 6, "expires": "2000-01-01T00:00:00"},
+        {"id": "unknown", "created": "2026-01-01T00:00:00+00:00", "type_id": -1}])  # fmt: skip
+    al = Allowlist(path)
+    ae = [DetectorHit("autoencoder", 3.0, 2.0)]
+    assert al.matches(_alert(type_id=5, line="z", detectors=ae))  # not expired: suppresses
+    assert not al.matches(_alert(type_id=6, line="z", detectors=ae))  # expired
+    assert al.matches(_alert())  # the other rules keep working
+    assert all(r.valid for r in al.rules) and "(no time zone: read as UTC)" in al.rules[0].describe()
+
+
+def test_allowlist_invalid_rules_are_ignored_and_the_valid_ones_kept(tmp_path, caplog):
+    """Each bad rule of a hand-edited file is ignored, with an error naming the file, the rule and the fix;
+    every valid rule still suppresses, and matching never raises."""
+    path = _write_rules(tmp_path / "allow.json", [
+        {"id": "str-type", "created": "", "type_id": "33"},
+        {"id": "bad-det", "created": "", "type_id": 7, "detector": "autoencoderr"},
+        {"id": "bad-file", "created": "", "file": 5},
+        {"id": "typo", "created": "", "typeid": 8},  # ignoring the key would suppress every alert
+        {"id": "bad-exp", "created": "", "type_id": 9, "expires": "tomorrow"},
+        {"id": "float", "created": "", "type_id": 10.5, "from_type": True},
+        {"id": "everything", "created": ""},
+        ["not", "an", "object"],
+        "r-string",
+        {"created": "", "type_id": 11},  # no id
+        {"id": "good-seq", "created": "", "type_id": 33, "detector": "sequence"},
+        {"id": "good-unknown", "type_id": -1, "file": "/var/log/*", "comment": None}])  # created left out: fine
+    with caplog.at_level("ERROR", logger="lograven.allowlist"):
+        al = Allowlist(path)
+    assert [r.id for r in al.rules if r.valid] == ["good-seq", "good-unknown"]
+    assert len(al.invalid_rules) == 10
+    seq = [DetectorHit("sequence", 0.01, 0.1)]
+    assert al.matches(_alert(type_id=33, line="x", detectors=seq))
+    assert al.matches(_alert())
+    for type_id in (7, 8, 9, 10, 11):  # the invalid rules suppress nothing
+        assert not al.matches(_alert(type_id=type_id, line="x", detectors=seq, file="/srv/x"))
+    assert not al.matches(_alert(file="/srv/x"))
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 10 and all(str(path) in e for e in errors)
+    text = "\n".join(errors)
+    assert "rule 'str-type' (rules[0])" in text and "type_id: \"33\" is not a message type id (write 33, without quotes)" in text
+    assert 'detector: "autoencoderr" is not a detector; write one of unknown_type, sequence, autoencoder, stream_end' in text
+    assert "file: 5 is a number" in text and 'unknown field "typeid"' in text and 'expires: "tomorrow" is not a time' in text
+    assert "type_id: 10.5 is not a message type id" in text and "from_type: true is true/false" in text
+    assert "would suppress every alert" in text and "rules[7] (a rule without an id)" in text and "is a list" in text
+    assert "rules[9] (a rule without an id)" in text and "correct or delete it in" in text
+    assert f"`lograven allow --remove str-type --allowlist {path}`" in text and "The other 2 valid rule(s) are in force" in text
+    # a reload of the same file does not log them again; the CLI's strict reload keeps them too (not a bad file)
+    caplog.clear()
+    al.reload(strict=True)
+    assert len(al.invalid_rules) == 10 and not caplog.records
+    # saved back as written: adding or removing a rule does not lose the operator's hand edits
+    al.add(new_rule(type_id=44))
+    saved = json.loads(path.read_text())["rules"]
+    assert saved[0] == {"id": "str-type", "created": "", "type_id": "33"} and saved[7] == ["not", "an", "object"]
+    al.remove("bad-det")
+    al2 = Allowlist(path)
+    assert len(al2.rules) == 12 and len(al2.invalid_rules) == 9 and "bad-det" not in path.read_text()
+
+
+def test_allowlist_file_that_is_not_a_rules_list(tmp_path, caplog):
+    """`rules` not a list (or a file that is not an object) is a bad file: the CLI refuses it with what to
+    fix; the daemon logs it and keeps the rules it had."""
+    path = _write_rules(tmp_path / "allow.json", [{"id": "r1", "created": "", "type_id": -1}])
+    al = Allowlist(path)
+    assert al.matches(_alert())
+    for doc, why in (({"version": 1, "rules": {}}, '"rules" is an object, not a list'),
+                     ({"version": 1, "rules": {"id": "r2", "type_id": 3}}, '"rules" is an object, not a list'),
+                     ({"version": 1}, '"rules" is missing'),
+                     ([{"id": "r2"}], "the file is a list, not an object")):  # fmt: skip
+        path.write_text(json.dumps(doc))
+        with pytest.raises(LogravenError, match="allow.json: unreadable allowlist") as e:
+            Allowlist(tmp_path / "allow.json").reload(strict=True)
+        assert why in str(e.value)
+        with caplog.at_level("ERROR", logger="lograven.allowlist"):
+            al.reload(strict=False)
+        assert why in caplog.text and "keeping the previous rules (1 valid)" in caplog.text
+        assert al.matches(_alert())  # the rule it had still suppresses
+        caplog.clear()
+
+
+def test_allow_list_shows_invalid_rules_and_remove_fixes_them(tmp_path):
+    from lograven.allowlist import allowlist_problems
+
+    allow = _write_rules(tmp_path / "allow.json", [
+        {"id": "rbad", "created": "", "type_id": "33", "detector": "autoencoderr"},
+        {"id": "rgood", "created": "", "type_id": 33, "detector": "sequence", "comment": "known job"}])  # fmt: skip
+    r = _lograven("allow", "--list", "--allowlist", str(allow))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("rbad  INVALID, ignored: ") and 'type_id: "33"' in lines[0] and "detector:" in lines[0]
+    assert lines[1].startswith("rgood  type 33, detector sequence") and "known job" in lines[1]
+    assert "rule 'rbad' (rules[0]) is invalid and ignored" in r.stderr and "lograven allow --remove rbad" in r.stderr
+    # what `lograven check` reports (see cli.cmd_check)
+    problems = allowlist_problems(allow)
+    assert len(problems) == 1 and "rbad" in problems[0] and "detector" in problems[0]
+    assert allowlist_problems(tmp_path / "none.json") == []
+    r = _lograven("allow", "--transition", "3,4", "--allowlist", str(allow))  # adding keeps the bad entry
+    assert r.returncode == 0 and len(json.loads(allow.read_text())["rules"]) == 3
+    r = _lograven("allow", "--remove", "rbad", "--allowlist", str(allow))
+    assert r.returncode == 0, r.stderr
+    r = _lograven("allow", "--list", "--allowlist", str(allow))
+    assert r.returncode == 0 and "INVALID" not in r.stdout and not r.stderr and "rgood" in r.stdout
+    assert allowlist_problems(allow) == []
+    allow.write_text('{"version": 1, "rules": "r1"}')
+    r = _lograven("allow", "--list", "--allowlist", str(allow))
+    assert r.returncode == 1 and '"rules" is a string, not a list' in r.stderr
+    assert allowlist_problems(allow) == [f'{allow}: unreadable allowlist ("rules" is a string, not a list; it must be a list '
+                                         "of rules ([] for none)); correct the file, or delete it to allow nothing"]
+
+
+def test_check_reports_invalid_allowlist_rules(tmp_path):
+    """`lograven check` names an allowlist rule the daemon would ignore, with its fix."""
+    allow = tmp_path / "allow.json"
+    allow.write_text(json.dumps({"version": 1, "rules": [
+        {"id": "r1", "created": "2026-11-30T00:00:00+00:00", "type_id": 5},
+        {"id": "r2", "created": "2026-11-30T00:00:00+00:00", "type_id": "five"}]}))  # fmt: skip
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sources: [{{paths: [{tmp_path}/x.log]}}]\nstate_dir: {tmp_path}/state\nalerts: {{allowlist: {allow}}}\n")
+    r = _lograven("check", "--config", str(cfg))
+    assert "warning:" in r.stdout and "'r2'" in r.stdout and "lograven allow --remove r2" in r.stdout, r.stdout + r.stderr
+    assert "'r1'" not in r.stdout

@@ -4,6 +4,15 @@ Rules live in one JSON file (`alerts.allowlist`, default `<state_dir>/allowlist.
 written atomically by `lograven allow`; the daemon re-reads it when it changes. A
 suppressed alert is counted (`lograven_alerts_suppressed_total{reason="allowlist"}`),
 never silently lost.
+
+Every rule is validated when the file is loaded (`parse_rules`). A rule that is not valid (a
+field of the wrong type, an unknown detector or field, an `expires` that is not a time, an entry
+that is not an object) is kept in the file and in `Allowlist.rules` as an `InvalidRule`: it never
+matches, the daemon logs it as an error naming the file, the rule and the fix, `lograven allow
+--list` shows it with the reason, and every valid rule stays in force. An `expires` without a time
+zone is read as UTC. Only a file that cannot be read as a whole (not JSON, another version, no
+`rules` list) is refused: by the CLI (strict) with an error; by the daemon with an error log, keeping
+the rules it had.
 """
 from __future__ import annotations
 
@@ -15,9 +24,11 @@ import re
 import secrets
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, ClassVar
 
 from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
@@ -30,6 +41,15 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _DIGITS = re.compile(r"\d+")
 DETECTORS = ("unknown_type", "sequence", "autoencoder")
+RULE_DETECTORS = (*DETECTORS, STREAM_END)  # what a rule's `detector` may be
+MATCH_FIELDS = ("file", "type_id", "from_type", "detector", "pattern", "shape")  # a rule sets at least one
+
+
+@lru_cache(maxsize=1024)
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time, time-zone aware: one without a time zone is read as UTC. ValueError if it is none."""
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
 
 def line_shape(line: str) -> str:
@@ -54,8 +74,10 @@ class Rule:
     pattern: str | None = None  # the line as message types mask it (unknown messages; masking.line_pattern)
     source_alert: str | None = None
 
+    valid: ClassVar[bool] = True
+
     def expired(self, now: datetime) -> bool:
-        return self.expires is not None and datetime.fromisoformat(self.expires) <= now
+        return self.expires is not None and parse_time(self.expires) <= now
 
     def matches(self, a: Alert) -> bool:
         if self.file is not None and not fnmatch.fnmatchcase(a.file, self.file):
@@ -91,40 +113,252 @@ class Rule:
         if self.file:
             parts.append(f"file {self.file}")
         exp = f", expires {self.expires}" if self.expires else ""
+        if self.expires and datetime.fromisoformat(self.expires).tzinfo is None:
+            exp += " (no time zone: read as UTC)"
         note = f"  # {self.comment}" if self.comment else ""
         return f"{self.id}  {', '.join(parts) or 'everything'}{exp}{note}"
 
 
+RULE_FIELDS = tuple(f.name for f in fields(Rule))
+
+
+def _json_kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False) if isinstance(v, (str, int, float, list, dict, bool, type(None))) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _rule_problems(raw: dict) -> tuple[list[str], dict]:
+    """What is wrong with one rule of the file (each naming the field and what to write), and its
+    fields ready for Rule(**kw) when nothing is."""
+    problems: list[str] = []
+    kw: dict = {}
+    for k in raw:
+        if k not in RULE_FIELDS:
+            problems.append(f"unknown field {_short(k)} (a typo? the fields are {', '.join(RULE_FIELDS)})")
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not rid.strip():
+        problems.append(f"id: {'missing' if rid is None else _short(rid)}; give the rule an id, a string such as \"r1a2b3c4\"")
+    else:
+        kw["id"] = rid
+    for name in ("created", "comment"):  # informational; may be left out
+        v = raw.get(name)
+        if v is not None and not isinstance(v, str):
+            problems.append(f"{name}: {_short(v)} is {_json_kind(v)}; write a string or leave it out")
+        else:
+            kw[name] = v or ""
+    for name in ("file", "shape", "pattern", "source_alert"):
+        v = raw.get(name)
+        if v is not None and not isinstance(v, str):
+            problems.append(f"{name}: {_short(v)} is {_json_kind(v)}; write a string or null")
+        else:
+            kw[name] = v
+    for name in ("type_id", "from_type"):
+        v = raw.get(name)
+        if v is None:
+            kw[name] = None
+        elif isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            problems.append(f"{name}: {_short(v)} is {_json_kind(v)}; write a message type id, a whole number "
+                            "(-1 for unknown messages; `lograven types` lists them), or null")
+        elif isinstance(v, int) and v >= -1:
+            kw[name] = v
+        else:
+            hint = ""
+            try:
+                n = float(v)
+                if n.is_integer() and n >= -1:
+                    hint = f" (write {int(n)}{', without quotes' if isinstance(v, str) else ''})"
+            except (TypeError, ValueError, OverflowError):
+                pass
+            problems.append(f"{name}: {_short(v)} is not a message type id{hint}; write a whole number "
+                            "(-1 for unknown messages; `lograven types` lists them), or null")
+    v = raw.get("detector")
+    if v is not None and (not isinstance(v, str) or v not in RULE_DETECTORS):
+        problems.append(f"detector: {_short(v)} is not a detector; write one of {', '.join(RULE_DETECTORS)}, or null for any")
+    else:
+        kw["detector"] = v
+    v = raw.get("expires")
+    if v is not None:
+        try:
+            if not isinstance(v, str):
+                raise TypeError
+            parse_time(v)
+            kw["expires"] = v
+        except (TypeError, ValueError, OverflowError):
+            problems.append(f"expires: {_short(v)} is not a time; write an ISO 8601 time such as "
+                            "\"2030-01-01T00:00:00+00:00\" (without a time zone it is read as UTC), or null for never")
+    else:
+        kw["expires"] = None
+    if all(raw.get(name) is None for name in MATCH_FIELDS):
+        problems.append(f"sets none of {', '.join(MATCH_FIELDS)}: it would suppress every alert; "
+                        "set what to allow (as `lograven allow --type/--file/--detector` does)")
+    return problems, kw
+
+
+@dataclass
+class InvalidRule:
+    """An entry of the rules file that is not a valid rule: kept in the file as written, never matching."""
+
+    index: int  # its position in the file's `rules` list
+    raw: Any  # the entry as the file has it (saved back unchanged)
+    problems: list[str]
+
+    valid: ClassVar[bool] = False
+
+    @property
+    def id(self) -> str | None:
+        rid = self.raw.get("id") if isinstance(self.raw, dict) else None
+        return rid if isinstance(rid, str) and rid.strip() else None
+
+    def label(self) -> str:
+        return f"rule {self.id!r} (rules[{self.index}])" if self.id else f"rules[{self.index}] (a rule without an id)"
+
+    def fix(self, path: Path | str) -> str:
+        if self.id:
+            return f"correct it in {path}, or remove it: `lograven allow --remove {self.id} --allowlist {path}`"
+        return f"correct or delete it in {path}"
+
+    def reason(self) -> str:
+        return "; ".join(self.problems)
+
+    def expired(self, now: datetime) -> bool:
+        return True
+
+    def matches(self, a: Alert) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return f"{self.id or f'rules[{self.index}]'}  INVALID, ignored: {self.reason()}"
+
+
+def parse_rule(raw: Any, index: int) -> Rule | InvalidRule:
+    """One entry of the file's `rules` list, validated: a Rule that matching cannot fail on, or an InvalidRule."""
+    if not isinstance(raw, dict):
+        return InvalidRule(index, raw, [f"is {_json_kind(raw)} ({_short(raw)}), not a rule: an object such as "
+                                        '{"id": "r1", "type_id": 33, "detector": "sequence"}'])
+    try:
+        problems, kw = _rule_problems(raw)
+        if not problems:
+            rule = Rule(**kw)
+            rule.describe()  # what `allow --list` shows must not fail either
+            return rule
+    except Exception as e:  # noqa: BLE001 - whatever a hand-edited entry holds, it is one bad rule, not a bad file
+        problems = [f"cannot be read ({type(e).__name__}: {e})"]
+    return InvalidRule(index, raw, problems)
+
+
+def parse_rules(text: str) -> list[Rule | InvalidRule]:
+    """The rules of an allowlist file, each validated. ValueError for a file that is not an allowlist at all."""
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f'the file is {_json_kind(doc)}, not an object {{"version": {FORMAT_VERSION}, "rules": [...]}}')
+    if doc.get("version") != FORMAT_VERSION:
+        raise ValueError(f"version {doc.get('version')!r}; this lograven reads version {FORMAT_VERSION}")
+    rules = doc.get("rules")
+    if not isinstance(rules, list):
+        what = "missing" if "rules" not in doc else f"{_json_kind(rules)}, not a list"
+        raise ValueError(f'"rules" is {what}; it must be a list of rules ([] for none)')
+    return [parse_rule(r, i) for i, r in enumerate(rules)]
+
+
+def _file_error(path: Path, e: BaseException) -> str:
+    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return f"{path}: unreadable allowlist ({why}); correct the file, or delete it to allow nothing"
+
+
+def _invalid_error(path: Path, r: InvalidRule, n_valid: int) -> str:
+    return (f"{path}: allowlist {r.label()} is invalid and ignored: {r.reason()}. Fix: {r.fix(path)}. "
+            f"The other {n_valid} valid rule(s) are in force")
+
+
+def allowlist_problems(path: Path | str) -> list[str]:
+    """What is wrong with an allowlist file, one message each (none when it is fine or missing): for
+    `lograven check`. The daemon runs anyway: it ignores invalid rules, or an unreadable file."""
+    path = Path(path)
+    try:
+        rules = parse_rules(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as e:
+        return [_file_error(path, e)]
+    n_valid = sum(r.valid for r in rules)
+    return [_invalid_error(path, r, n_valid) for r in rules if isinstance(r, InvalidRule)]
+
+
 @dataclass
 class Allowlist:
-    """The rules file; `matches(alert)` is the AlertRouter's `suppress` hook."""
+    """The rules file; `matches(alert)` is the AlertRouter's `suppress` hook.
+
+    `rules` is the file's entries in order: `Rule`s, and `InvalidRule`s (`.valid` False) that never
+    match and are saved back as written, so `allow --list` shows them and `allow --remove ID` removes them."""
 
     path: Path
-    rules: list[Rule] = field(default_factory=list)
+    rules: list[Rule | InvalidRule] = field(default_factory=list)
     _mtime: float | None = None
     _checked: float = 0.0
+    _reported: tuple | None = None  # the file version whose invalid rules were logged
+    _failing: set = field(default_factory=set)  # ids of rules whose matching failed (logged once)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         self.reload(strict=False)
 
-    def reload(self, strict: bool = True) -> None:
+    @property
+    def valid_rules(self) -> list[Rule]:
+        return [r for r in self.rules if isinstance(r, Rule)]
+
+    @property
+    def invalid_rules(self) -> list[InvalidRule]:
+        return [r for r in self.rules if isinstance(r, InvalidRule)]
+
+    def reload(self, strict: bool = True) -> bool:
+        """Read the file. Invalid rules never make it fail: they are kept as InvalidRule and logged
+        (once per version of the file). A file that cannot be read as a whole raises LogravenError
+        when `strict` (the CLI); otherwise (the daemon) it is logged and the previous rules stay.
+        Whether the rules were (re)read: False for a file that could not be."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
             self.rules, self._mtime = [], None
-            return
+            return True
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            if doc.get("version") != FORMAT_VERSION:
-                raise ValueError(f"version {doc.get('version')!r}")
-            self.rules = [Rule(**r) for r in doc["rules"]]
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-            msg = f"{self.path}: unreadable allowlist ({e}); fix or delete it (`lograven allow --list` shows the rules)"
+            rules = parse_rules(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            msg = _file_error(self.path, e)
             if strict:
                 raise LogravenError(msg) from e
-            log.error("%s; keeping the previous rules", msg)
+            log.error("%s; keeping the previous rules (%d valid)", msg, len(self.valid_rules))
+            self._mtime = st.st_mtime
+            return False
+        else:
+            self.rules = rules
+            self._failing = set()
+            version = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if version != self._reported:
+                self._reported = version
+                n_valid = len(self.valid_rules)
+                for r in self.invalid_rules:
+                    log.error("%s", _invalid_error(self.path, r, n_valid))
         self._mtime = st.st_mtime
+        return True
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -135,22 +369,38 @@ class Allowlist:
             mtime = self.path.stat().st_mtime
         except FileNotFoundError:
             mtime = None
-        if mtime != self._mtime:
-            self.reload(strict=False)
-            log.info("allowlist %s reloaded: %d rule(s)", self.path, len(self.rules))
+        if mtime != self._mtime and self.reload(strict=False):
+            bad = len(self.invalid_rules)
+            log.info("allowlist %s reloaded: %d rule(s)%s", self.path, len(self.rules) - bad,
+                     f", {bad} invalid rule(s) ignored" if bad else "")
 
     def matches(self, alert: Alert) -> bool:
+        """Whether a rule in force suppresses the alert. Never raises for a rule of the file: loaded
+        rules are validated, and one that fails anyway is skipped (logged once), the others still apply."""
         self._refresh()
         if not self.rules:
             return False
         now = datetime.now(timezone.utc)
-        return any(not r.expired(now) and r.matches(alert) for r in self.rules)
+        for r in self.rules:
+            if not r.valid:
+                continue
+            try:
+                if not r.expired(now) and r.matches(alert):
+                    return True
+            except Exception:  # noqa: BLE001 - one rule must not disable the others
+                if r.id not in self._failing:
+                    self._failing.add(r.id)
+                    log.exception("%s: allowlist rule %r cannot be checked; ignoring it (correct it, or "
+                                  "`lograven allow --remove %s`)", self.path, r.id, r.id)
+        return False
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # `pattern` only where set: a file without pattern rules stays readable by earlier versions
+        # invalid rules are written back as they were: fixing them is the operator's (or `--remove`'s)
         doc = {"version": FORMAT_VERSION,
-               "rules": [{k: v for k, v in asdict(r).items() if k != "pattern" or v is not None} for r in self.rules]}  # fmt: skip
+               "rules": [{k: v for k, v in asdict(r).items() if k != "pattern" or v is not None} if isinstance(r, Rule)
+                         else r.raw for r in self.rules]}  # fmt: skip
         fd, tmp = tempfile.mkstemp(prefix=".allowlist.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

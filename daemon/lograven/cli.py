@@ -459,7 +459,9 @@ def cmd_check(args) -> int:
         print("model: null -> learn mode (learns from the configured files on first start)")
     from lograven.service import source_warnings
 
-    for warning in [*source_warnings(cfg), *_output_warnings(cfg)]:
+    from lograven.allowlist import allowlist_problems
+
+    for warning in [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]:
         print(f"warning: {warning}")
     return 0
 
