@@ -363,3 +363,16 @@ def test_a_slow_checkpoint_is_written_less_often(tmp_path, monkeypatch, caplog) 
     svc._dirty = True
     assert svc._checkpoint_due(clock[0] + 10)
     svc._release_lock()
+
+
+def test_the_daemon_lifts_its_open_files_limit_to_the_hard_one() -> None:
+    """systemd starts services with 1024 open files (soft); a glob over many files needs more."""
+    script = ("import resource\nfrom lograven.service import raise_open_files_limit\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))\n"
+              "print(raise_open_files_limit(), resource.getrlimit(resource.RLIMIT_NOFILE))\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["4096", "(4096,", "4096)"]

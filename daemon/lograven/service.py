@@ -180,6 +180,25 @@ def build_router(cfg: Config, metrics: Metrics | None, *, stdin_mode: bool = Fal
     )
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft limit on open files to the hard one (systemd gives services 1024 soft, 524288 hard):
+    a glob over many files must not run the tailer out of descriptors. Returns the soft limit now."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            log.debug("open files limit raised from %d to %d", soft, hard)
+            return hard
+        return soft
+    except (ImportError, ValueError, OSError) as e:  # not on this platform, or refused: keep what we have
+        log.debug("open files limit left as it is: %s", e)
+        return -1
+
+
 def restart_only_changes(old: Config, new: Config) -> list[str]:
     """Keys a reload cannot apply, changed from `old` to `new`: the metrics listener is bound, the state
     directory locked, the line queue sized and the inference threads set once, at start."""
@@ -404,6 +423,7 @@ class Service:
         from lograven.cli import limit_threads
 
         limit_threads(self.cfg.runtime.threads)
+        raise_open_files_limit()
         self._install_signals()
         self._prepare_state_dir()
         if not self.stdin_mode:
