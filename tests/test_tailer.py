@@ -7,10 +7,14 @@ model of the files, like Vector's file-source model tests.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import tempfile
 import threading
 import time
@@ -537,6 +541,224 @@ def test_chmod_000_file_is_retried(tmp_path: Path) -> None:
         assert texts(tailer.poll()) == [b"a"]
 
 
+# ----------------------------------------------------------------- out of file descriptors
+
+
+def _emfile(*args: object, **kwargs: object) -> object:
+    raise OSError(errno.EMFILE, "Too many open files")
+
+
+def _fd_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "too many open files" in r.getMessage()]
+
+
+@pytest.mark.parametrize("how", ["listing fails", "glob finds nothing"])
+def test_out_of_file_descriptors_followed_files_are_neither_dropped_nor_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """EMFILE: glob.glob() returns [] without a word. The files followed must not be taken for rotated,
+    closed and read again from the start once descriptors are free again (duplicate alerts)."""
+    logs = [tmp_path / f"f{i}.log" for i in range(5)]
+    for i, log in enumerate(logs):
+        log.write_bytes(b"old %d\n" % i)
+    clock = [0.0]
+    caplog.set_level(logging.INFO, logger="lograven.tailer")
+    with make([tmp_path / "*.log"], start_position="beginning") as tailer:
+        tailer._clock = lambda: clock[0]
+        first = tailer.poll()
+        assert sorted(texts(first)) == [b"old %d" % i for i in range(5)]
+        ack_all(tailer, first)
+        if how == "listing fails":  # as glob.glob and the tailer list directories, and open files
+            monkeypatch.setattr(tailer_module.os, "scandir", _emfile)
+        else:  # glob's own error, not seen by the tailer: only the followed files' paths can tell
+            monkeypatch.setattr(tailer_module.glob, "glob", lambda *args, **kwargs: [])
+        monkeypatch.setattr(tailer_module.os, "open", _emfile)
+        (tmp_path / "new.log").write_bytes(b"new 1\n")  # appears meanwhile: cannot be seen or opened
+        got: list[RawLine] = []
+        for step in range(4):
+            for i, log in enumerate(logs):
+                append(log, b"during %d.%d\n" % (i, step))
+            lines = tailer.poll()
+            ack_all(tailer, lines)
+            got += lines
+            clock[0] += 10.0  # well past rotate_wait
+        # the followed files are still read, from the descriptors they are open on
+        assert sorted(texts(got)) == sorted(b"during %d.%d" % (i, step) for i in range(5) for step in range(4))
+        assert len(tailer._live) == 5 and tailer._draining == []
+        if how == "listing fails":
+            (warning,) = _fd_warnings(caplog)  # once per minute at most, naming the error and the fix
+            assert "EMFILE" in warning and "LimitNOFILE" in warning and "ulimit -n" in warning
+        monkeypatch.undo()
+        for i, log in enumerate(logs):
+            append(log, b"after %d\n" % i)
+        after = tailer.poll()
+        assert sorted(texts(after)) == sorted([b"after %d" % i for i in range(5)] + [b"new 1"])
+        ack_all(tailer, after)
+        assert tailer.poll() == []
+        stats = tailer.stats()
+        assert all(stats[str(log)].rotations == 0 and stats[str(log)].truncations == 0 for log in logs)
+        assert all(stats[str(log)].lines == 6 for log in logs)  # old, 4 during, after: each once
+        positions = tailer.positions()
+        assert all(positions[str(log)]["offset"] == log.stat().st_size for log in logs)
+        assert "was rotated" not in caplog.text and "reading it from the start" in caplog.text  # new.log only
+        assert caplog.text.count("reading it from the start") == 1
+        if how == "listing fails":
+            assert "can open files again" in caplog.text
+
+
+def test_out_of_file_descriptors_new_files_wait_and_the_warning_is_rate_limited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    followed = tmp_path / "a.log"
+    followed.write_bytes(b"")
+    clock = [0.0]
+    caplog.set_level(logging.INFO, logger="lograven.tailer")
+    with make([tmp_path / "*.log"]) as tailer:
+        tailer._clock = lambda: clock[0]
+        opened: list[str] = []
+        real_open = os.open
+
+        def limited(path: str, flags: int, *args: int) -> int:  # the directory can be listed, no file opened
+            opened.append(os.fspath(path))
+            raise OSError(errno.EMFILE, "Too many open files", path)
+
+        monkeypatch.setattr(tailer_module.os, "open", limited)
+        for name in ("b.log", "c.log", "d.log"):
+            (tmp_path / name).write_bytes(b"first line of %s\n" % name.encode())
+        for _ in range(5):
+            append(followed, b"x\n")
+            assert texts(tailer.poll()) == [b"x"]
+            clock[0] += 5.0
+        assert len(opened) == 5  # one attempt per poll, not one per waiting file
+        (warning,) = _fd_warnings(caplog)
+        assert "3 more match the patterns but are not opened" in warning
+        stats = tailer.stats()
+        for name in ("b.log", "c.log", "d.log"):
+            assert stats[str(tmp_path / name)].readable is False
+            assert stats[str(tmp_path / name)].read_errors == 1
+        assert "cannot open" not in caplog.text  # no warning per file
+        clock[0] += tailer_module.WARN_INTERVAL_SECONDS
+        tailer.poll()
+        assert len(_fd_warnings(caplog)) == 2  # a minute later: said again
+        monkeypatch.setattr(tailer_module.os, "open", real_open)
+        lines = tailer.poll()
+        # appeared after the start: read from their beginning, once
+        assert sorted(texts(lines)) == [b"first line of b.log", b"first line of c.log", b"first line of d.log"]
+        assert tailer.poll() == []
+        assert all(s.readable for s in tailer.stats().values())
+        assert "can open files again" in caplog.text and "readable now" not in caplog.text
+
+
+def test_out_of_file_descriptors_files_present_at_start_keep_the_start_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that could not be opened at start (EMFILE) gets start_position "end" once it can be,
+    even when the expansions in between failed: its old lines are not read."""
+    (tmp_path / "a.log").write_bytes(b"old\n")
+    monkeypatch.setattr(tailer_module.os, "open", _emfile)
+    with make([tmp_path / "*.log"], start_position="end") as tailer:
+        assert tailer.poll() == []
+        monkeypatch.setattr(tailer_module.os, "scandir", _emfile)
+        assert tailer.poll() == []
+        monkeypatch.undo()
+        assert tailer.poll() == []
+        append(tmp_path / "a.log", b"new\n")
+        assert texts(tailer.poll()) == [b"new"]
+
+
+def test_out_of_file_descriptors_at_start_the_checkpoint_is_kept_until_the_files_can_be_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpointed, other = tmp_path / "a.log", tmp_path / "b.log"
+    checkpointed.write_bytes(b"")
+    other.write_bytes(b"")
+    with make([tmp_path / "*.log"]) as tailer:
+        append(checkpointed, b"read\n")
+        ack_all(tailer, tailer.poll())
+        saved = tailer.positions()
+    append(checkpointed, b"unread\n")
+    append(other, b"unread too\n")
+    monkeypatch.setattr(tailer_module.os, "scandir", _emfile)
+    with make([tmp_path / "*.log"], positions=saved) as tailer:
+        got = tailer.poll()
+        monkeypatch.undo()
+        got += tailer.poll() + tailer.poll()
+        assert sorted(texts(got)) == [b"unread", b"unread too"]  # resumed at the checkpoint, once
+        assert tailer.stats()[str(checkpointed)].rotations == 0
+    assert "is gone" not in caplog.text and "was rotated" not in caplog.text
+
+
+def test_out_of_file_descriptors_rotation_meanwhile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the patterns cannot be listed, a file renamed within them stays open (it is followed again,
+    not read again, afterwards) and a deleted one is closed (its descriptor is freed)."""
+    rotated, deleted = tmp_path / "app.log", tmp_path / "gone.log"
+    rotated.write_bytes(b"")
+    deleted.write_bytes(b"")
+    clock = [0.0]
+    with make([tmp_path / "*.log*"], rotate_wait=5.0) as tailer:
+        tailer._clock = lambda: clock[0]
+        append(rotated, b"1\n")
+        append(deleted, b"a\n")
+        ack_all(tailer, tailer.poll())
+        monkeypatch.setattr(tailer_module.os, "scandir", _emfile)
+        monkeypatch.setattr(tailer_module.os, "open", _emfile)
+        os.rename(rotated, tmp_path / "app.log.1")
+        append(tmp_path / "app.log.1", b"2\n")
+        deleted.unlink()
+        got = []
+        for _ in range(3):
+            got += tailer.poll()
+            clock[0] += 10.0
+        assert texts(got) == [b"2"]
+        assert [w.read_from for w in tailer._draining] == [str(tmp_path / "app.log.1")]  # kept open
+        monkeypatch.undo()
+        append(tmp_path / "app.log.1", b"3\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"3"]  # followed again under its new name, not read again from its start
+        assert lines[0].path == str(tmp_path / "app.log.1")
+
+
+def test_out_of_file_descriptors_for_real(tmp_path: Path) -> None:
+    """A real RLIMIT_NOFILE (in a child process): 100 files under a glob, 64 descriptors at most."""
+    script = textwrap.dedent(
+        """
+        import collections, logging, os, resource, sys
+        from lograven.tailer import Tailer
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        directory = sys.argv[1]
+        for i in range(100):
+            with open(os.path.join(directory, "f%03d.log" % i), "wb") as f:
+                f.write(b"line %d\\n" % i)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        seen = collections.Counter()
+        tailer = Tailer([os.path.join(directory, "*.log")], start_position="beginning",
+                        use_watchdog=False, rotate_wait=0.0)
+        for _ in range(5):
+            lines = tailer.poll()
+            tailer.acknowledge_lines(lines)
+            seen.update(line.data for line in lines)
+        opened = len(seen)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for _ in range(2):
+            seen.update(line.data for line in tailer.poll())
+        rotations = sum(s.rotations for s in tailer.stats().values())
+        tailer.close()
+        print(opened, len(seen), max(seen.values()), rotations)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    opened, total, most, rotations = map(int, result.stdout.split())
+    assert 30 < opened < 64  # as many as the limit allowed, the others waited
+    assert (total, most, rotations) == (100, 1, 0)  # then every file was read, each line once
+    assert "too many open files" in result.stderr and "LimitNOFILE" in result.stderr
+    assert result.stderr.count("too many open files") == 1
+
+
 # ----------------------------------------------------------------- positions and restarts
 
 
@@ -806,6 +1028,29 @@ def test_malformed_positions_are_ignored(tmp_path: Path, caplog: pytest.LogCaptu
     with make([log], positions=bad, start_position="beginning") as tailer:
         assert texts(tailer.poll()) == [b"x"]
     assert "malformed" in caplog.text
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), json.loads("1e999"), json.loads("-1e999"), 1e300])
+@pytest.mark.parametrize("field", ["offset", "fingerprint_len", "rotated offset", "rotated fingerprint_len",
+                                   "rotated size"])
+def test_non_finite_or_absurd_checkpoint_numbers_are_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, field: str, value: float
+) -> None:
+    """{"offset": 1e999} is inf for json: int() raised OverflowError, and the daemon crashed at every start."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"a\n")
+    with make([log], start_position="beginning") as tailer:
+        ack_all(tailer, tailer.poll())
+        entry = tailer.positions()[str(log)]
+    rotated = {**entry, "file_id": "1:2:00ff", "read_from": str(tmp_path / "app.log.1"), "size": 2}
+    saved = {str(log): {**entry, "rotated": [rotated]}}
+    target = rotated if field.startswith("rotated ") else saved[str(log)]
+    target[field.removeprefix("rotated ")] = value
+    append(log, b"b\n")
+    with make([log], positions=saved, start_position="beginning") as tailer:
+        got = texts(tailer.poll())
+    assert "malformed checkpoint position" in caplog.text
+    assert got == ([b"b"] if field.startswith("rotated ") else [b"a", b"b"])
 
 
 def test_acknowledgements_for_stale_generations_are_ignored(tmp_path: Path) -> None:

@@ -19,11 +19,13 @@ That includes a rotated file not yet read and acknowledged to its end: a restart
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import glob
 import hashlib
 import logging
+import math
 import os
 import stat
 import threading
@@ -58,8 +60,19 @@ STATS_RETENTION_SECONDS = 3600.0
 #: Closed rotated files whose lines still await acknowledgement: at most this many are remembered.
 MAX_RETIRED = 64
 
+#: "Too many open files" and other failures to look at a file or directory are logged at most this often.
+WARN_INTERVAL_SECONDS = 60.0
+#: Checkpointed offsets and sizes beyond this (off_t's maximum) are malformed, as are inf and nan.
+MAX_CHECKPOINT_OFFSET = 2**63 - 1
+#: Checkpointed fingerprint lengths beyond this (and the configured fingerprint size) are malformed.
+MAX_CHECKPOINT_FINGERPRINT = 1 << 20
+
 START_POSITIONS = ("end", "beginning")
 _GLOB_MAGIC = frozenset("*?[")
+# glob.glob() matches nothing in a directory that is missing or may not be read: not a failed expansion
+_NOTHING_TO_LIST = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM})
+# os.stat() of a followed path: the file is not there any more
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
 @dataclass(slots=True)
@@ -139,6 +152,23 @@ def _current_name(fd: int, path: str) -> str | None:
     return None if name == path else name
 
 
+def _list_error(directory: str) -> OSError | None:
+    """The error opening `directory` for listing, unless it is missing or may not be read."""
+    try:
+        with os.scandir(directory):
+            pass
+    except OSError as exc:
+        if exc.errno in _NOTHING_TO_LIST:
+            return None
+        return exc
+    return None
+
+
+def is_fd_limit(exc: BaseException) -> bool:
+    """Whether an error is "too many open files" (EMFILE: this process; ENFILE: the system)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
+
+
 class GlobPathProvider:
     """Expands glob patterns to the regular files they match, on every call."""
 
@@ -150,10 +180,29 @@ class GlobPathProvider:
 
         Directories, sockets and FIFOs are ignored; symlinks are followed.
         """
+        found, denied, _failed = self.expand_checked()
+        return found, denied
+
+    def expand_checked(
+        self,
+    ) -> tuple[dict[str, os.stat_result], dict[str, OSError], dict[str, OSError]]:
+        """As `expand`, plus the patterns whose directory could not be listed, with the error.
+
+        glob.glob() says nothing when it cannot list a directory: out of file descriptors
+        (EMFILE, ENFILE), it returns fewer files or none. The directory a glob starts from is
+        opened first to tell that case; a pattern whose directory fails so is not expanded,
+        and its files are missing from the result: the expansion is incomplete. A directory
+        that does not exist or may not be read is no error (glob matches nothing there).
+        """
         found: dict[str, os.stat_result] = {}
         denied: dict[str, OSError] = {}
+        failed: dict[str, OSError] = {}
         for pattern in self.patterns:
             if has_magic(pattern):
+                error = _list_error(self.glob_root(pattern)[0])
+                if error is not None:
+                    failed[pattern] = error
+                    continue
                 names = sorted(glob.glob(pattern, recursive="**" in pattern))
             else:
                 names = [pattern]
@@ -169,7 +218,7 @@ class GlobPathProvider:
                     continue
                 if stat.S_ISREG(st.st_mode):
                     found[name] = st
-        return found, denied
+        return found, denied, failed
 
     def matches(self, path: str) -> bool:
         """Whether `path` could match a pattern (a superset: fnmatch's * also crosses /)."""
@@ -179,17 +228,19 @@ class GlobPathProvider:
         """(directory, recursive) pairs covering every pattern: its longest fixed prefix."""
         roots: dict[str, bool] = {}
         for pattern in self.patterns:
-            parts = pattern.split(os.sep)
-            fixed: list[str] = []
-            recursive = False
-            for part in parts[:-1]:
-                if has_magic(part):
-                    recursive = True
-                    break
-                fixed.append(part)
-            root = os.sep.join(fixed) or os.sep
+            root, recursive = self.glob_root(pattern)
             roots[root] = roots.get(root, False) or recursive
         return sorted(roots.items())
+
+    @staticmethod
+    def glob_root(pattern: str) -> tuple[str, bool]:
+        """A pattern's longest fixed directory prefix, and whether a directory below it has magic."""
+        fixed: list[str] = []
+        for part in pattern.split(os.sep)[:-1]:
+            if has_magic(part):
+                return os.sep.join(fixed) or os.sep, True
+            fixed.append(part)
+        return os.sep.join(fixed) or os.sep, False
 
 
 class Fingerprinter:
@@ -228,6 +279,17 @@ def _parse_file_id(file_id: str) -> tuple[int, int, str] | None:
     except ValueError:
         return None
     return dev, ino, parts[2].lower()
+
+
+def _checkpoint_number(value: Any, limit: int) -> int:
+    """A byte count of a checkpoint, 0 to `limit`; ValueError for inf and nan (json reads 1e999 as inf),
+    negative or absurd numbers (a fingerprint length of 1e300 would be read from the file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(value)
+    number = int(value)
+    if not 0 <= number <= limit:
+        raise ValueError(value)
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +634,12 @@ class Tailer:
         self._last_seen: dict[str, float] = {}
         self._unreadable: set[str] = set()
         self._deleted: set[str] = set()  # named (not globbed) paths whose file was deleted, not rotated
+        # Out of file descriptors (EMFILE, ENFILE): paths not opened yet for that, the first such error
+        # of the current discovery (what was done, the error), and when each warning was last logged.
+        self._fd_waiting: set[str] = set()
+        self._fd_error: tuple[str, OSError] | None = None
+        self._fd_warned = False  # a warning is out: say so when descriptors are free again
+        self._warned_at: dict[str, float] = {}
 
         saved = self._parse_positions(positions)
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
@@ -586,14 +654,15 @@ class Tailer:
             self._waker = DirectoryWaker(self._paths, self._wake)
             self._waker.ensure()
 
-        matched, denied = self._paths.expand()
+        matched, denied, failed = self._paths.expand_checked()
         # Paths present at this start that are not yet open; they get the start rules.
         self._initial: set[str] = set(matched) | set(denied)
+        # The first complete expansion (this one, unless the patterns could not be listed: EMFILE)
+        # completes `_initial` and tells which checkpointed files were renamed, and which are gone.
+        self._first_look = True
         with self._lock:
             self._resume_rotated([s for s in saved if s.rotated_from is not None], matched)
-            self._claim_renamed(matched)
-            self._discover(matched, denied)
-            self._forget_unmatched_saved(matched)
+            self._discover(matched, denied, failed)
 
     # ----------------------------------------------------------------- public API
 
@@ -604,7 +673,7 @@ class Tailer:
                 raise RuntimeError("Tailer.poll() called after close()")
             if self._waker is not None:
                 self._waker.ensure()
-            self._discover(*self._paths.expand())
+            complete = self._discover(*self._paths.expand_checked())
             out: list[RawLine] = []
             now = self._clock()
             for watcher in list(self._draining):
@@ -613,7 +682,8 @@ class Tailer:
                 if not eof:
                     return out  # the file now at its path must wait for the rest
                 assert watcher.draining_since is not None
-                if now - watcher.draining_since >= self.rotate_wait:
+                # while the expansion is incomplete, a file renamed within the patterns is not let go
+                if now - watcher.draining_since >= self.rotate_wait and (complete or self._left_patterns(watcher)):
                     self._close_draining(watcher)
             order = self._live
             for index, watcher in enumerate(order):
@@ -728,15 +798,39 @@ class Tailer:
             stats = self._stats[path] = FileStats()
         return stats
 
-    def _discover(self, matched: dict[str, os.stat_result], denied: dict[str, OSError]) -> None:
-        """Match the files now at the patterns' paths with the files we follow."""
+    def _discover(
+        self,
+        matched: dict[str, os.stat_result],
+        denied: dict[str, OSError],
+        failed: Mapping[str, OSError] | None = None,
+    ) -> bool:
+        """Match the files now at the patterns' paths with the files we follow.
+
+        `failed`: patterns that could not be expanded (see GlobPathProvider.expand_checked). A file we
+        follow is never taken for rotated or deleted because the expansion missed it: that is checked
+        on its path first. Returns whether the expansion was complete.
+        """
+        complete = not failed
         now = self._clock()
+        self._fd_error = None
+        for pattern, exc in (failed or {}).items():
+            if is_fd_limit(exc):
+                self._fd_error = self._fd_error or (f"listing {exc.filename or pattern}", exc)
+            else:
+                self._warn_limited(f"list {pattern}", "cannot list %s for %s: %s; the files followed there "
+                                   "are still read, new ones are not seen until it can be listed; retrying on "
+                                   "every poll", exc.filename or pattern, pattern, exc)
         where: dict[tuple[int, int], str] = {}
         for path, st in matched.items():
             where.setdefault((st.st_dev, st.st_ino), path)
             self._last_seen[path] = now
         for path in denied:
             self._last_seen[path] = now
+        present = set(matched) | set(denied)
+        first_look = complete and self._first_look  # the first look at all the files since the start
+        if first_look:
+            self._initial |= present - {w.path for w in self._live + self._draining}
+            self._claim_renamed(matched)
         claimed: set[str] = set()
 
         for watcher in list(self._live):
@@ -744,6 +838,15 @@ class Tailer:
             if st is not None and (st.st_dev, st.st_ino) == watcher.devino:
                 claimed.add(watcher.path)
                 continue
+            if st is None:  # not matched: gone, or missed by the expansion (EMFILE)? Its path tells.
+                there = self._check_path(watcher)
+                if there in ("here", "unknown"):
+                    claimed.add(watcher.path)
+                    self._last_seen[watcher.path] = now
+                    continue
+                replaced = there == "replaced"
+            else:
+                replaced = True
             new_path = where.get(watcher.devino)
             if new_path is not None:
                 log.info("%s was renamed to %s; following it there", watcher.path, new_path)
@@ -751,7 +854,7 @@ class Tailer:
                 watcher.path = new_path
                 claimed.add(new_path)
             else:
-                self._start_draining(watcher, now, replaced=st is not None)
+                self._start_draining(watcher, now, replaced=replaced)
 
         for watcher in list(self._draining):
             back = where.get(watcher.devino)
@@ -766,19 +869,28 @@ class Tailer:
 
         for path, st in matched.items():
             if path not in claimed and (st.st_dev, st.st_ino) not in self._by_devino:
-                self._open(path)
+                if self._fd_error is None:
+                    self._open(path)
+                else:  # out of file descriptors: do not even try; retried on the next poll
+                    self._note_unreadable(path, self._fd_error[1])
 
         for path, exc in denied.items():
-            self._note_unreadable(path, exc)
+            if path not in claimed:  # else still followed, on the descriptor opened before
+                self._note_unreadable(path, exc)
 
         for watcher in self._draining + self._live:  # a rotated file may have been truncated first
             self._check_content(watcher)
 
-        present = set(matched) | set(denied)
-        self._initial &= present
-        for path in self._unreadable - present:  # gone: no longer an unreadable file
-            self._stat(path).readable = True
-        self._unreadable &= present
+        if first_look:
+            self._first_look = False
+            self._forget_unmatched_saved(matched)
+        if complete:  # else a path missing from `present` may still be there
+            self._initial &= present
+            for path in self._unreadable - present:  # gone: no longer an unreadable file
+                self._stat(path).readable = True
+            self._unreadable &= present
+            self._fd_waiting &= present
+        self._report_fd_limit(complete)
         # A file named in the config (not by a glob) that was deleted, not rotated, cannot be read: say so
         # (lograven_file_readable 0) until a file is there again, so that a deleted /var/log/secure is
         # noticed. A rotated file's successor may be created late (logrotate nocreate, an application
@@ -791,6 +903,62 @@ class Tailer:
             if path not in followed:
                 del self._last_seen[path]
                 self._stats.pop(path, None)
+        return complete
+
+    def _check_path(self, watcher: FileWatcher) -> str:
+        """Whether the file followed as `watcher.path` is still there, when the expansion did not match
+        it: "here", "gone", "replaced" (another file is there), or "unknown" when that cannot be told now
+        (EMFILE, I/O error): then the file is kept as it is, and its path checked again on the next poll."""
+        try:
+            st = os.stat(watcher.path)
+        except OSError as exc:
+            if exc.errno in _GONE:
+                return "gone"
+            if is_fd_limit(exc):
+                self._fd_error = self._fd_error or (f"checking {watcher.path}", exc)
+            else:
+                self._warn_limited(f"stat {watcher.path}", "cannot tell whether %s was rotated: %s; reading "
+                                   "the file opened there meanwhile; retrying on every poll", watcher.path, exc)
+            return "unknown"
+        return "here" if (st.st_dev, st.st_ino) == watcher.devino else "replaced"
+
+    def _left_patterns(self, watcher: FileWatcher) -> bool:
+        """Whether a draining file is surely not under the patterns any more: deleted, or renamed to a
+        name no pattern matches. While the expansion is incomplete, only such files are closed: one
+        renamed within the patterns (messages -> messages.1 with messages*) is to be followed again."""
+        name = _current_name(watcher.fd, watcher.path)
+        return name == "(deleted)" or (name is not None and not self._paths.matches(name))
+
+    def _warn_limited(self, key: str, message: str, *args: object) -> bool:
+        """log.warning, at most once per WARN_INTERVAL_SECONDS per `key`; whether it was logged."""
+        now = self._clock()
+        last = self._warned_at.get(key)
+        if last is not None and now - last < WARN_INTERVAL_SECONDS:
+            return False
+        self._warned_at[key] = now
+        log.warning(message, *args)
+        return True
+
+    def _report_fd_limit(self, complete: bool) -> None:
+        """Say (at most once a minute) that the descriptor limit was hit in this discovery, and what
+        that means; and say once when it is over."""
+        if self._fd_error is None:
+            if self._fd_warned and complete and not self._fd_waiting:
+                self._fd_warned = False
+                log.info("lograven can open files again: every matched file is followed")
+            return
+        what, exc = self._fd_error
+        if self._warn_limited(
+            "fd limit",
+            "too many open files (%s) when %s: lograven follows %d files; %d more match the patterns but are "
+            "not opened%s. The files followed are read on, none is dropped; retrying on every poll. Raise "
+            "the limit on open files (LimitNOFILE= in the systemd unit, `ulimit -n`%s), or narrow "
+            "sources[].paths so that fewer files match",
+            errno.errorcode.get(exc.errno or 0, exc), what, len(self._live) + len(self._draining),
+            len(self._fd_waiting), "" if complete else ", and new files are not seen: the patterns cannot be listed",
+            "; for ENFILE, the system's fs.file-max" if exc.errno == errno.ENFILE else "",
+        ):
+            self._fd_warned = True
 
     def _start_draining(self, watcher: FileWatcher, now: float, replaced: bool) -> None:
         try:
@@ -832,10 +1000,15 @@ class Tailer:
     def _note_unreadable(self, path: str, exc: OSError) -> None:
         stats = self._stat(path)
         stats.readable = False
+        if is_fd_limit(exc):  # said once for all files, by _report_fd_limit
+            self._fd_error = self._fd_error or (f"opening {path}", exc)
+            self._fd_waiting.add(path)
         if path in self._unreadable:
             return
         self._unreadable.add(path)
         stats.read_errors += 1
+        if is_fd_limit(exc):
+            return
         if isinstance(exc, PermissionError):
             log.warning(
                 "cannot read %s: permission denied. Add the lograven user to the file's group "
@@ -866,8 +1039,10 @@ class Tailer:
             self._note_unreadable(path, exc)
             return
         if path in self._unreadable:
-            log.info("%s is readable now", path)
+            if path not in self._fd_waiting:
+                log.info("%s is readable now", path)
             self._unreadable.discard(path)
+        self._fd_waiting.discard(path)
         self._stat(path).readable = True
         watcher = FileWatcher(path, fd, st, fingerprint, offset, self.max_line_bytes)
         watcher.mid_line = mid_line
@@ -951,17 +1126,19 @@ class Tailer:
         """One checkpointed position: of the file at `path`, or of one of its old (rotated) files."""
         try:
             file_id = str(entry["file_id"])
-            offset = int(entry["offset"])
-            fp_len = int(entry.get("fingerprint_len", self._fingerprinter.size))
+            offset = _checkpoint_number(entry["offset"], MAX_CHECKPOINT_OFFSET)
+            fp_len = _checkpoint_number(entry.get("fingerprint_len", self._fingerprinter.size),
+                                        max(MAX_CHECKPOINT_FINGERPRINT, self._fingerprinter.size))
             parsed = _parse_file_id(file_id)
-            if parsed is None or offset < 0 or fp_len < 0:
+            if parsed is None:
                 raise ValueError(file_id)
             read_from = size = None
             if rotated:
                 read_from = entry.get("read_from")
                 read_from = read_from if isinstance(read_from, str) and read_from else None
-                size = None if entry.get("size") is None else int(entry["size"])
-        except (KeyError, TypeError, ValueError, AttributeError):
+                size = entry.get("size")
+                size = None if size is None else _checkpoint_number(size, MAX_CHECKPOINT_OFFSET)
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             what = "an old (rotated) file of " if rotated else ""
             log.warning("ignoring a malformed checkpoint position for %s%s: %r", what, path, entry)
             return None
@@ -1013,7 +1190,7 @@ class Tailer:
             self._open_rotated(saved, *found)
 
     def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
-        """At start: a checkpointed file that is no longer at its path (rotated while lograven was
+        """At start (the first complete expansion): a checkpointed file that is no longer at its path (rotated while lograven was
         stopped, e.g. by a nightly logrotate during an upgrade) is looked for next to that path, as
         the rotated files of the checkpoint are, and read to its end before the new file."""
         here = {(st.st_dev, st.st_ino) for st in matched.values()}
