@@ -376,3 +376,14 @@ def test_the_daemon_lifts_its_open_files_limit_to_the_hard_one() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["4096", "(4096,", "4096)"]
+
+
+def test_plugin_mode_does_not_notify_the_shippers_service_manager(tmp_path, monkeypatch) -> None:
+    """`run --stdin` under rsyslog inherits rsyslog's NOTIFY_SOCKET: notifying it would only fill the
+    journal with 'reception only permitted for main PID'. The daemon proper still notifies."""
+    from lograven.service import Service
+
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    cfg = parse_config({"state_dir": str(tmp_path)})
+    assert not Service(cfg, stdin_mode=True).notifier.enabled
+    assert Service(cfg).notifier.enabled

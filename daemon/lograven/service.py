@@ -312,7 +312,9 @@ class Service:
         self.cfg = cfg
         self.config_path = config_path
         self.stdin_mode = stdin_mode
-        self.notifier = notifier or Notifier()
+        # Plugin mode runs as the log shipper's child: the NOTIFY_SOCKET it inherits is the shipper's
+        # service's, which refuses (and logs) every notification from a process that is not its main one.
+        self.notifier = notifier or (Notifier(env={}) if stdin_mode else Notifier())
         self.metrics = Metrics()
         self.stdin = stdin or sys.stdin.buffer
         self.stdout = stdout or sys.stdout
