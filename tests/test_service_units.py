@@ -387,3 +387,43 @@ def test_plugin_mode_does_not_notify_the_shippers_service_manager(tmp_path, monk
     cfg = parse_config({"state_dir": str(tmp_path)})
     assert not Service(cfg, stdin_mode=True).notifier.enabled
     assert Service(cfg).notifier.enabled
+
+
+def test_plugin_mode_follows_the_current_model_version(tmp_path, bundle_dir, monkeypatch) -> None:
+    """`run --stdin` with a model directory switches when `current` moves (`lograven learn`, rollback),
+    as the daemon does, without a restart by rsyslog."""
+    import io
+    import shutil
+
+    from lograven.bundle import _manifest_digest
+    from lograven.modelstore import ModelStore
+    from lograven.service import Service
+
+    store = ModelStore(tmp_path / "models")
+    shutil.copytree(bundle_dir, store.new_version_path())
+    p2 = store.new_version_path()
+    shutil.copytree(bundle_dir, p2)
+    m = json.loads((p2 / "manifest.json").read_text())
+    m["id"] += "-v2"
+    m["manifest_sha256"] = _manifest_digest(m)
+    (p2 / "manifest.json").write_text(json.dumps(m))
+    store.set_current("v0001")
+    out = tmp_path / "alerts.jsonl"
+    cfg = parse_config({"model": str(tmp_path / "models"), "state_dir": str(tmp_path / "state"),
+                        "metrics": {"enabled": False},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(out)}, "dedup_window_seconds": 0}})  # fmt: skip
+    unknown = "Jun  9 07:00:00 web01 kernel: /dev/sdz9 out of diskspace marker-{}\n"
+    svc: Service
+
+    class Input:
+        def __iter__(self):
+            yield unknown.format(0).encode()
+            store.set_current("v0002")
+            svc._last_model_check = -1e9  # the 2 s check is due
+            yield unknown.format(1).encode()
+            yield unknown.format(2).encode()
+
+    svc = Service(cfg, stdin_mode=True, stdin=Input(), stdout=io.StringIO())
+    assert svc.run() == 0
+    versions = [json.loads(ln)["model_version"] for ln in out.read_text().splitlines()]
+    assert len(versions) == 3 and not versions[0].endswith("-v2") and versions[2].endswith("-v2"), versions

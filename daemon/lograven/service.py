@@ -811,22 +811,27 @@ class Service:
             self._reload.clear()
             self._do_reload()
         elif now - self._last_model_check >= 2.0:
-            self._last_model_check = now
-            try:
-                cur = self._model_location(self.cfg)
-            except LogravenError:
-                cur = None
-            if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
-                seen = _version_key(cur)
-                if seen != self._rejected_model:  # a version refused once is tried again only once it changes
-                    log.info("the model directory's current version is now %s: reloading the model", cur)
-                    if self._do_reload():
-                        self._rejected_model = None
-                    else:
-                        self._rejected_model = seen
-                        log.error("model %s was refused (above); the running model stays. lograven tries it again "
-                                  "when `current` or that version changes: fix it (`lograven models list`) or roll "
-                                  "back (`lograven models rollback`)", cur)
+            self._follow_current_version(now)
+
+    def _follow_current_version(self, now: float) -> None:
+        """Every 2 s: switch models when the model directory's `current` points elsewhere (`lograven learn`,
+        `models rollback`, periodic relearning)."""
+        self._last_model_check = now
+        try:
+            cur = self._model_location(self.cfg)
+        except LogravenError:
+            cur = None
+        if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
+            seen = _version_key(cur)
+            if seen != self._rejected_model:  # a version refused once is tried again only once it changes
+                log.info("the model directory's current version is now %s: reloading the model", cur)
+                if self._do_reload():
+                    self._rejected_model = None
+                else:
+                    self._rejected_model = seen
+                    log.error("model %s was refused (above); the running model stays. lograven tries it again "
+                              "when `current` or that version changes: fix it (`lograven models list`) or roll "
+                              "back (`lograven models rollback`)", cur)
 
     def _export_file_stats(self) -> None:
         m = self.metrics
@@ -964,22 +969,26 @@ class Service:
             # are not held only in this process's memory. A refused message is not scored.
             if not self.router.flush():
                 out.write(self._refusal())
-                out.flush()
-                continue
-            text, _ = decode_line(raw, max_bytes)
-            rec = parser.parse(text)
-            stream = key.key("stdin", rec, text)
-            v = self.detector.detect([(stream, rec)])[0]
-            alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
-            n += 1
-            # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
-            out.write("OK\n" if self.router.submit(alerts) else self._refusal())
+            else:
+                text, _ = decode_line(raw, max_bytes)
+                rec = parser.parse(text)
+                stream = key.key("stdin", rec, text)
+                v = self.detector.detect([(stream, rec)])[0]
+                alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
+                n += 1
+                # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
+                out.write("OK\n" if self.router.submit(alerts) else self._refusal())
             out.flush()
             if self._stop.is_set():
                 break
             if self._reload.is_set():
                 self._reload.clear()
                 self._do_reload()
+            elif time.monotonic() - self._last_model_check >= 2.0:
+                self._follow_current_version(time.monotonic())
+            src = self.cfg.sources[0]  # a reload may have changed its format or stream
+            if (src.format, src.stream) != (parser.fmt, key.spec):
+                parser, key = Parser(src.format), StreamKey(src.stream)
             self.notifier.watchdog()
         self.router.flush(force=True)
         return 0
