@@ -667,3 +667,20 @@ def test_check_says_where_ends_are_judged(timed_bundle) -> None:
     b.sequence.validation_ = {**b.sequence.validation_, "end_steps": 50, "end_probability_low": [0.02 * b.sequence.end_frequency_]}
     low = _detectors_in_force(b, parse_config({"detectors": {"sequence": {"stream_end_after": 600}}}))
     assert ", an end flagged below 0.02 (calibrated on held-back ends)" in low
+
+
+def test_an_end_exactly_at_the_threshold_is_judged_as_evaluate_judges_it(session_bundle) -> None:
+    """The calibrated ends' threshold is one held-back end's own ratio, so a test end can sit on it.
+    Ends are compared in float64, as lines and evaluate's sweep are: a threshold one float64 step above
+    an end's ratio flags it, one at its ratio does not (float32 rounding flipped such ends)."""
+    lines, blocks = session_log(12, seed=5, stop={2: 3, 5: 2})
+    first = _detector(session_bundle)
+    _feed(first, lines)
+    ratios = {e.stream: e.ratio for e in first.end_streams(blocks)}
+    for at, fires in ((0.0, False), (np.inf, True)):
+        for b in (blocks[2], blocks[5], blocks[0]):
+            det = _detector(session_bundle)
+            det.end_relative_threshold = float(np.nextafter(ratios[b], at)) if at else ratios[b]
+            _feed(det, lines)
+            (end,) = [e for e in det.end_streams(blocks) if e.stream == b]
+            assert end.ratio == ratios[b] and end.anomaly is fires, (b, end.ratio, det.end_relative_threshold)

@@ -493,8 +493,10 @@ class Detector:
         seq = self.seq
         pick = predicting_state([s.seen for _, s in found], seq.params.window)
         probs = seq.probs(np.stack([s.h[i] for (_, s), i in zip(found, pick.tolist())]))
-        p_end = probs[:, END]
-        rank = (probs > p_end[:, None]).sum(axis=1) + 1
+        rank = (probs > probs[:, END][:, None]).sum(axis=1) + 1
+        # float64, as lines' ratios are: the calibrated threshold is one held-back end's own ratio, and
+        # a float32 comparison against it can flip an equal end (evaluate's sweep computes in float64)
+        p_end = probs[:, END].astype(np.float64)
         ratio = p_end / seq.end_frequency_
         st = self.settings
         # ends: at their own threshold in force (calibrated on the held-back streams' ends)
