@@ -110,6 +110,22 @@ def test_score_accepts_the_daemons_model_directory(capsys, logfile, tmp_path) ->
     assert len(out.splitlines()) == 300
 
 
+def test_score_checks_every_file_before_the_first_verdict(capsys, logfile, tmp_path, monkeypatch) -> None:
+    """A bad path after good ones is an error before any output (not 1,024 verdicts and then an error);
+    a file that fails while it is read keeps the verdicts of the lines read before."""
+    rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(logfile), str(tmp_path / "nope.log"))
+    assert_user_error(rc, err, "nope.log", "no such file")
+    assert out == ""
+
+    def failing(files, max_line_bytes):
+        yield from ((str(logfile), i, "Jun  9 06:06:20 web01 sshd[1]: Accepted password for alice") for i in range(1, 4))
+        raise training.LogravenError(f"{logfile}: Input/output error")
+
+    monkeypatch.setattr(cli, "iter_input_lines", failing)
+    rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(logfile))
+    assert rc != 0 and "Input/output error" in err and len(out.splitlines()) == 3
+
+
 def test_stream_key_example_from_the_help_works(capsys, tmp_path) -> None:
     """`--help` suggests --stream-key 'blk_-?\\d+' (no group): the whole match is the stream."""
     log = tmp_path / "hdfs.log"

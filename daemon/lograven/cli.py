@@ -383,18 +383,25 @@ def cmd_score(args) -> int:
             out.write("\n".join(lines) + "\n")
         batch.clear()
 
+    from lograven.training import iter_file_lines
+
+    for f in args.files:  # every file readable before the first verdict: a bad path is not found halfway
+        if f != "-":
+            next(iter_file_lines(f, 1), None)
     total = unparsed = 0
-    for f, n, text in iter_input_lines(args.files, cfg.runtime.max_line_bytes):
-        rec = parser.parse(text)
-        if text.strip():  # blank lines are not judged
-            total += 1
-            unparsed += not rec.parsed
-        batch.append((f, n, text, rec, key.key(f, rec, text)))
-        if len(batch) >= args.batch_size:
+    try:
+        for f, n, text in iter_input_lines(args.files, cfg.runtime.max_line_bytes):
+            rec = parser.parse(text)
+            if text.strip():  # blank lines are not judged
+                total += 1
+                unparsed += not rec.parsed
+            batch.append((f, n, text, rec, key.key(f, rec, text)))
+            if len(batch) >= args.batch_size:
+                flush()
+    finally:  # a read error later on (a file gone meanwhile): the lines read so far keep their verdicts
+        if batch:
             flush()
-    if batch:
-        flush()
-    out.flush()
+        out.flush()
     from lograven.parsing import mostly_unparsed
 
     if mostly_unparsed(unparsed, total):
