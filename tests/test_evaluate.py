@@ -518,3 +518,214 @@ def test_feedback_learn_teaches_new_normal_messages_part_by_part(tmp_path, capsy
     assert fb["results"]["fp"] == sum(p["false_alarms"] for p in fb["parts"]) < before["fp"] - 10
     with pytest.raises(LogravenError, match="--feedback learn applies to --labels"):
         ev.evaluate_sessions(log, tmp_path / "x.csv", r"blk_\d+", setup=ev.Setup(feedback="learn"))
+
+
+# ------------------------------------------- command-line checks and input files
+def _tiny_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_CONFIG)
+    return cfg
+
+
+def test_cli_detector_overrides_are_validated_like_the_config(tmp_path, capsys) -> None:
+    """--ae-margin, --top-k, --threshold, --relative-threshold obey the limits of the options they
+    override, with the config's wording, before anything is read or trained."""
+    from lograven.config import ConfigError, parse_config
+
+    log = tmp_path / "x.log"
+    log.write_text("- a line\n- another line\n- a third line\n")
+    argv = ["evaluate", "--labels", "bgl", "--config", str(_tiny_config(tmp_path)), "--ae-margin", "-1",
+            "--sequence-rule", "top_k", "--top-k", "0", "--threshold", "1.5", "--relative-threshold", "nan", str(log)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--ae-margin: must be a number > 0, got -1.0" in err, err
+    assert "--top-k: must be an integer >= 1, got 0" in err, err
+    assert "--threshold: must be a number in (0, 1), got 1.5" in err, err
+    assert "--relative-threshold: must be a finite number, got nan" in err, err
+    assert "detectors.autoencoder.margin" in err and "drop --ae-margin" in err, err  # what it overrides, and the fix
+    # the same words as the config's for the same value
+    with pytest.raises(ConfigError) as e:
+        parse_config({"detectors": {"autoencoder": {"margin": -1.0}}})
+    assert "must be a number > 0, got -1.0" in str(e.value)
+    # the library function checks its overrides too; valid ones pass
+    with pytest.raises(LogravenError, match=r"--top-k: must be an integer >= 1, got 0"):
+        ev.detector_settings(None, sequence_top_k=0)
+    s = ev.detector_settings(None, sequence_rule="top_k", sequence_top_k=3, autoencoder_margin=1.5)
+    assert (s.sequence_rule, s.sequence_top_k, s.autoencoder_margin) == ("top_k", 3, 1.5)
+
+
+def test_cli_evaluate_options_are_refused_outside_their_modes(tmp_path, capsys) -> None:
+    """An option the chosen mode does not use is refused, naming it and the mode, never silently ignored."""
+    cfg = str(_tiny_config(tmp_path))
+    log = tmp_path / "x.log"
+    log.write_text("- a line\n- another line\n- a third line\n")
+    csv_ = tmp_path / "x_structured.csv"
+    csv_.write_text("LineId,Content,EventId\n1,a b,E1\n2,a c,E1\n")
+    labels = tmp_path / "l.csv"
+    labels.write_text("BlockId,Label\nblk_1,Normal\nblk_2,Anomaly\n")
+    for opts, mode, named in [
+        (["--stream-end"], "--labels", "--stream-end: for --sessions"),
+        (["--no-stream-end"], "--labels", "--stream-end: for --sessions"),
+        (["--session-split", "normal"], "--labels", "--session-split: for --sessions"),
+        (["--sequence-rule", "top_k"], "--structured", "--sequence-rule: for --labels and --sessions"),
+        (["--ae-margin", "2"], "--structured", "--ae-margin: for --labels and --sessions"),
+        (["--threshold", "0.1"], "--structured", "--threshold: for --labels and --sessions"),
+        (["--top-k", "3"], "--structured", "--top-k: for --labels and --sessions"),
+        (["--batch-size", "64"], "--structured", "--batch-size: for --labels and --sessions"),
+        (["--feedback-every", "10"], "--structured", "--feedback-every: for --labels"),
+        (["--feedback", "none"], "--structured", "--feedback: for --labels and --sessions"),
+        (["--stream", "program"], "--sessions", "--stream: for --labels"),
+        (["--feedback-every", "10"], "--sessions", "--feedback-every: for --labels"),
+    ]:
+        if mode == "--structured":
+            argv = ["evaluate", "--structured", str(csv_), *opts]
+        elif mode == "--labels":
+            argv = ["evaluate", "--labels", "bgl", "--config", cfg, *opts, str(log)]
+        else:
+            key = [] if "--stream" in opts else ["--stream-key", r"blk_\d+"]  # the two exclude each other
+            argv = ["evaluate", "--sessions", str(labels), *key, "--config", cfg, *opts, str(log)]
+        assert cli.main(argv) == 1, opts
+        err = capsys.readouterr().err
+        assert named in err and f"not for {mode}" in err, (opts, err)
+    # several at once: all named, grouped by the modes they are for
+    assert cli.main(["evaluate", "--structured", str(csv_), "--top-k", "3", "--stream-end", "--format", "raw"]) == 1
+    err = capsys.readouterr().err
+    assert "--format, --top-k: for --labels and --sessions; --stream-end: for --sessions; not for --structured" in err, err
+    # --feedback-every only means something with --feedback learn
+    assert cli.main(["evaluate", "--labels", "bgl", "--config", cfg, "--feedback-every", "10", str(log)]) == 1
+    assert "--feedback-every: for --feedback learn" in capsys.readouterr().err
+
+
+def test_evaluate_mode_table_covers_every_option() -> None:
+    """Every option of `lograven evaluate` is in the table of the modes it applies to, so a new one
+    cannot be ignored silently by a mode that does not use it."""
+    from lograven import cli_more
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    p = sub.choices["evaluate"]
+    options = {s for a in p._actions for s in a.option_strings if s.startswith("--") and not s.startswith("--no-")}
+    mode_flags = {"--structured", "--labels", "--sessions", "--help"}
+    assert options - mode_flags == set(cli_more.EVALUATE_OPTION_MODES)
+    for modes in cli_more.EVALUATE_OPTION_MODES.values():
+        assert modes and set(modes) <= {"structured", "labels", "sessions"}
+
+
+def test_byte_order_marks_are_stripped(tmp_path) -> None:
+    """Files saved by Windows tools start with a UTF-8 BOM: it is not part of the first id, header or label."""
+    bom = "\ufeff"
+    p = tmp_path / "labels.csv"
+    p.write_text(bom + "blk_1,Anomaly\nblk_2,Normal\n", encoding="utf-8")
+    assert read_session_labels(p) == {"blk_1": True, "blk_2": False}
+    p.write_text(bom + "Label,BlockId\nAnomaly,blk_1\nNormal,blk_2\n", encoding="utf-8")
+    assert read_session_labels(p) == {"blk_1": True, "blk_2": False}
+    s = tmp_path / "x_structured.csv"
+    s.write_text(bom + "Content,EventId\nhello there,E1\n", encoding="utf-8")
+    assert read_structured(s)[:2] == (["hello there"], ["E1"])
+    log = tmp_path / "bgl.log"
+    log.write_text(bom + "- Jun  9 06:06:20 web01 a: x\nKERNDTLB Jun  9 06:06:21 web01 a: y\n", encoding="utf-8")
+    rows = ev.read_line_labels(log, "syslog")
+    assert [r.label for r in rows] == ["-", "KERNDTLB"] and not rows[0].anomalous
+    assert rows[0].record.parsed and rows[0].record.message == "x"
+    hdfs = tmp_path / "hdfs.log"
+    hdfs.write_text(bom + "Jun  9 06:06:20 web01 a: blk_1 x\nJun  9 06:06:21 web01 a: blk_2 y\n", encoding="utf-8")
+    p.write_text("BlockId,Label\nblk_1,Normal\nblk_2,Anomaly\n")
+    sl = ev.read_sessions(hdfs, p, r"blk_\d+", "syslog")
+    assert sl.names == ["blk_1", "blk_2"] and not sl.texts[0].startswith(bom) and sl.records[0].parsed
+
+
+def test_conflicting_duplicate_session_labels_are_refused(tmp_path) -> None:
+    p = tmp_path / "labels.csv"
+    p.write_text("BlockId,Label\nblk_1,Normal\nblk_2,Anomaly\nblk_1,Normal\n")  # the same twice: fine
+    assert read_session_labels(p) == {"blk_1": False, "blk_2": True}
+    p.write_text("BlockId,Label\nblk_1,Normal\nblk_2,Anomaly\nblk_1,Anomaly\n")
+    with pytest.raises(LogravenError) as e:
+        read_session_labels(p)
+    msg = str(e.value)
+    assert "labels.csv:4:" in msg and "line 2" in msg and "'blk_1'" in msg and "one label per BlockId" in msg, msg
+
+
+def _grouping_error(i: int) -> ev.GroupingError:
+    return ev.GroupingError(f"E{i}", "t", 100 - i, True, False,
+                            [{"type": i, "template": "t", "lines_of_event": 1, "lines": 1, "other_events": {}}], "x")
+
+
+@pytest.mark.parametrize(("errors", "examples", "rows", "note"), [
+    (30, 100, 12, "... 18 more in the JSON output"),
+    (30, 20, 12, "... 18 more; the JSON output keeps 20 of the 30 (--examples 30 keeps them all)"),
+    (30, 5, 5, "... 25 more; the JSON output keeps 5 of the 30 (--examples 30 keeps them all)"),
+    (30, 0, 0, "... 30 more; the JSON output keeps none of them (--examples 30 keeps them all)"),
+    (5, 20, 5, None),
+])
+def test_structured_table_says_what_the_json_holds(errors, examples, rows, note) -> None:
+    r = ev.TypesEvaluation(file="f.csv", lines=1000, grouping_accuracy=0.5, types=3, groups=3, templates=40,
+                           unknown_lines=0, correct_templates=10, seconds=1.0, settings={},
+                           errors=[_grouping_error(i) for i in range(errors)], max_errors=examples)  # fmt: skip
+    table = r.table()
+    assert sum(1 for line in table.splitlines() if re.match(r"    E\d+ ", line)) == rows, table
+    assert len(r.to_json()["errors"]) == min(errors, examples)
+    if note:
+        assert note in table, table
+    else:
+        assert "more" not in table, table
+
+
+def _detection_result(**split) -> ev.DetectionEvaluation:
+    """A minimal session result, to check the table without training."""
+    settings = {"sequence_rule": "relative", "relative_threshold": 0.1, "threshold": 0.02, "top_k": 9,
+                "sequence_threshold_in_force": 0.0123456789, "probability_floor": 0.0, "stream_end": False,
+                "autoencoder_threshold": 3.8, "autoencoder_margin": 1.0, "training_seconds": 1.0, "types": 12}
+    sp = {"train_fraction": 0.8, "session_split": "pool", "sessions": 1031, "train_pool_sessions": 824,
+          "training_sessions": 800, "training_lines": 9000, "test_sessions": 207, "test_anomalies": 7,
+          "test_lines": 2000, "lines_without_key": 0, "unlabelled_sessions": 0, "unlabelled_lines": 0,
+          "labelled_sessions_not_in_log": 0, "unparsed_test_lines": 0, **split}
+    c = Counts(1, 2, 3, 4)
+    return ev.DetectionEvaluation(
+        mode="sessions", file="hdfs.log", labels="l.csv", unit="sessions", setup=ev.Setup(fmt="raw"), stream="regex:x",
+        split=sp, settings=settings, training={}, results={"sequence": c, COMBINED: c}, categories={}, sweep=[],
+        auc={}, missed=[], false_alarms=[], seconds={}, bundle=None,
+    )  # fmt: skip
+
+
+def test_table_names_labelled_sessions_missing_from_the_log() -> None:
+    r = _detection_result(labelled_sessions_not_in_log=1908)
+    table = r.table()
+    assert "1908 of 2939 labelled sessions never appear in the log" in table, table
+    assert "never appear" not in _detection_result().table()
+
+
+def test_settings_and_sweep_values_are_rounded_and_the_sweep_stays_aligned() -> None:
+    from types import SimpleNamespace
+
+    n = 4
+    evd = ev.Evidence(
+        type_id=np.array([1, 2, 3, 4]), seq_p=np.array([0.5, 0.2, 0.0001, 0.3]), seq_rank=np.array([1, 2, 3, 1]),
+        seq_ratio=np.array([2.0, 0.05, 0.001, 1.0]), ae_error=np.zeros(n), fired={d: np.zeros(n, dtype=bool) for d in ev.DETECTORS},
+        expected=[[] for _ in range(n)],
+    )  # fmt: skip
+    truth = np.array([False, True, True, False])
+    used = 0.0123456789
+    rows = ev._sweep(evd, ev.DetectorSettings(), used, ev._per_line, truth)
+    (row,) = [r for r in rows if r["used"]]
+    assert row["value"] == 0.0123457 and row["rule"] == "relative"
+    assert all(float(f"{r['value']:.6g}") == r["value"] for r in rows)
+    det = SimpleNamespace(
+        judges_stream_ends=True, probability_floor=1.234567891e-7, rare_type=np.zeros(3, dtype=bool),
+        sequence_rule_value=used, end_rule_value=0.00987654321, ae=SimpleNamespace(threshold_=3.8), ae_threshold=3.8,
+        types=SimpleNamespace(types_=[1, 2]), seq=SimpleNamespace(params=SimpleNamespace(units=8, window=8), members_=[1]),
+    )  # fmt: skip
+    s = ev._settings_json(det, ev.DetectorSettings(), 1.0, {"lines": 10})
+    assert s["sequence_threshold_in_force"] == 0.0123457
+    assert s["end_threshold_in_force"] == 0.00987654
+    assert s["probability_floor"] == 1.23457e-7  # significant digits: a tiny floor does not become 0 (no floor)
+    r = _detection_result()
+    r.sweep = rows + [dict(row, value=0.000123456, used=False)]
+    lines = r.table().splitlines()
+    start = next(i for i, line in enumerate(lines) if "sequence rule sweep" in line) + 1
+    table_rows = lines[start:]
+    assert len(table_rows) == len(r.sweep) + 1
+    # every row's right-aligned columns (all but the rule) end where the header's do
+    header_ends = [m.end() for m in re.finditer(r"\S+", table_rows[0])][1:]
+    for line in table_rows[1:]:
+        ends = [m.end() for m in re.finditer(r"\S+", line.replace("  <- used", ""))][1:]
+        assert ends == header_ends, (table_rows[0], line)

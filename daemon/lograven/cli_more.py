@@ -52,6 +52,54 @@ JSON on stdout and the table on stderr). Definitions and the JSON schema: docs/e
 """
 
 
+# Which modes use each option of `lograven evaluate` (the options beside the mode itself): an option given
+# to a mode that does not use it is refused, never ignored. Every option must be here (a test checks).
+# Options that a mode refuses have the default None, so that "given" is "not None".
+_ALL, _DETECTION = ("structured", "labels", "sessions"), ("labels", "sessions")
+EVALUATE_OPTION_MODES: dict[str, tuple[str, ...]] = {
+    "--config": _ALL,
+    "--examples": _ALL,
+    "--json": _ALL,
+    "--train-fraction": _DETECTION,
+    "--format": _DETECTION,
+    "--stream-key": _DETECTION,  # --sessions: required, the session; --labels: optional, the stream
+    "--stream": ("labels",),  # --sessions: the sessions are the streams
+    "--session-split": ("sessions",),
+    "--stream-end": ("sessions",),
+    "--feedback": _DETECTION,
+    "--feedback-every": ("labels",),  # with --feedback learn
+    "--model-dir": _DETECTION,
+    "--sequence-rule": _DETECTION,
+    "--relative-threshold": _DETECTION,
+    "--threshold": _DETECTION,
+    "--top-k": _DETECTION,
+    "--ae-margin": _DETECTION,
+    "--batch-size": _DETECTION,
+}
+_DEST = {"--format": "fmt"}  # an option's attribute in the parsed arguments, where it is not its name
+
+
+def _given(args, option: str) -> bool:
+    return getattr(args, _DEST.get(option, option[2:].replace("-", "_"))) is not None
+
+
+def _refuse_options_of_other_modes(args, mode: str) -> None:
+    """Refuse every option given that `mode` does not use (EVALUATE_OPTION_MODES), naming them, the
+    modes they are for, and the mode; also --feedback-every without --feedback learn."""
+    given = [o for o, modes in EVALUATE_OPTION_MODES.items() if mode not in modes and _given(args, o)]
+    if given:
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for o in given:
+            groups.setdefault(EVALUATE_OPTION_MODES[o], []).append(o)
+        said = "; ".join(f"{', '.join(opts)}: for {' and '.join('--' + m for m in modes)}"
+                         for modes, opts in groups.items())  # fmt: skip
+        why = ": --structured learns types from the CSV's Content column alone" if mode == "structured" else ""
+        raise LogravenError(f"{said}; not for --{mode}{why} (drop {'it' if len(given) == 1 else 'them'})")
+    if mode == "labels" and args.feedback_every is not None and args.feedback != "learn":
+        raise LogravenError("--feedback-every: for --feedback learn (the lines between two learn runs); add "
+                            "--feedback learn, or drop --feedback-every")  # fmt: skip
+
+
 def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     p = add(sub, "evaluate", "measure message types and detectors on labelled logs (GA, precision/recall/F1)",
             _EVALUATE_EPILOG)  # fmt: skip
@@ -74,12 +122,13 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
                         "that stop early are found (default: training.sequence.stream_end of --config, off "
                         "without one, as in the daemon: sessions still open when the log stops look like "
                         "sessions that stopped early)")
-    p.add_argument("--feedback", choices=["none", "allow", "learn"], default="none",
+    p.add_argument("--feedback", choices=["none", "allow", "learn"], default=None,
                    help="'allow': also report the combined detector when a simulated operator allowlists every "
                         "false alarm as it comes, as `lograven allow ALERT_ID` would (a '+ allowlist' row: "
                         "what an admin is left with, and how many rules it took); 'learn' (--labels): the operator "
-                        "runs `lograven learn` on the false alarms of every --feedback-every lines (a '+ learn' row)")
-    p.add_argument("--feedback-every", type=int, default=100, metavar="N",
+                        "runs `lograven learn` on the false alarms of every --feedback-every lines (a '+ learn' row); "
+                        "default none")
+    p.add_argument("--feedback-every", type=int, default=None, metavar="N",
                    help="--feedback learn: test lines between two learn runs (default 100)")
     p.add_argument("--model-dir", metavar="DIR", help="keep the trained bundle in DIR (default: a temporary directory)")
     p.add_argument("--sequence-rule", choices=["relative", "probability", "top_k"],
@@ -88,7 +137,7 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     p.add_argument("--threshold", type=float, metavar="P", help="override detectors.sequence.threshold (rule probability)")
     p.add_argument("--top-k", type=int, metavar="K", help="override detectors.sequence.top_k")
     p.add_argument("--ae-margin", type=float, metavar="M", help="override detectors.autoencoder.margin")
-    p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="lines per detector batch (default 1024)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="lines per detector batch (default 1024)")
     p.add_argument("--examples", type=int, default=20, metavar="N", help="missed anomalies / false alarms kept in the JSON (default 20)")
     p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-': standard output)")
     p.set_defaults(handler=cmd_evaluate)
@@ -112,19 +161,11 @@ def cmd_evaluate(args) -> int:
             raise LogravenError(f"--json {args.json}: cannot write there ({out_dir} is not a writable directory)")
         if target.exists() and not os.access(target, os.W_OK):
             raise LogravenError(f"--json {args.json}: the file is not writable")
+    mode = "structured" if args.structured else "labels" if args.labels else "sessions"
+    _refuse_options_of_other_modes(args, mode)
     if args.structured:
         if args.logfile:
             raise LogravenError("--structured reads the CSV only; drop the LOGFILE argument")
-        detection_only = {
-            "--feedback": args.feedback != "none", "--train-fraction": args.train_fraction is not None,
-            "--session-split": args.session_split is not None, "--stream-end": args.stream_end is not None,
-            "--model-dir": bool(args.model_dir), "--stream-key": bool(args.stream_key), "--stream": bool(args.stream),
-            "--format": bool(args.fmt),
-        }  # fmt: skip
-        given = [k for k, v in detection_only.items() if v]
-        if given:
-            raise LogravenError(f"{', '.join(given)}: for --labels and --sessions; --structured learns types from the "
-                                "CSV's Content column alone (drop them)")  # fmt: skip
         result = ev.evaluate_types(args.structured, config=cfg, max_errors=args.examples)
     else:
         if not args.logfile:
@@ -137,9 +178,10 @@ def cmd_evaluate(args) -> int:
         setup = ev.Setup(
             fmt=fmt, train_fraction=0.8 if args.train_fraction is None else args.train_fraction,
             model_dir=Path(args.model_dir) if args.model_dir else None,
-            batch_size=args.batch_size, max_examples=args.examples, max_line_bytes=cfg.runtime.max_line_bytes,
-            stream_end=args.stream_end, session_split=args.session_split or "pool", feedback=args.feedback,
-            feedback_every=args.feedback_every,
+            batch_size=1024 if args.batch_size is None else args.batch_size, max_examples=args.examples,
+            max_line_bytes=cfg.runtime.max_line_bytes, stream_end=args.stream_end,
+            session_split=args.session_split or "pool", feedback=args.feedback or "none",
+            feedback_every=100 if args.feedback_every is None else args.feedback_every,
         )  # fmt: skip
         bar = ProgressBar(enabled=not args.quiet)
         try:

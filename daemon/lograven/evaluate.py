@@ -258,8 +258,10 @@ class TypesEvaluation:
             f"({self.correct_templates} of {self.templates} templates grouped exactly)",
         ]
         if self.errors:
-            out.append(f"  mis-grouped templates ({len(self.errors)}), largest first:")
-            for e in self.errors[:max_rows]:
+            n = len(self.errors)
+            shown = min(max_rows, self.max_errors)
+            out.append(f"  mis-grouped templates ({n}), largest first:")
+            for e in self.errors[:shown]:
                 where = ", ".join(
                     f"type {g['type']} ({g['lines_of_event']}/{g['lines']}"
                     + (f", with {', '.join(g['other_events'])}" if g["other_events"] else "") + ")"
@@ -267,8 +269,13 @@ class TypesEvaluation:
                 )  # fmt: skip
                 out.append(f"    {e.event:<6} {e.lines:>5} lines  {e.kind:<12} {_clip(e.template, 60)}")
                 out.append(f"    {'':<6} {'':>11}  -> {where}")
-            if len(self.errors) > max_rows:
-                out.append(f"    ... {len(self.errors) - max_rows} more in the JSON output")
+            if n > shown:
+                kept = min(n, self.max_errors)  # what to_json keeps
+                if kept == n:
+                    out.append(f"    ... {n - shown} more in the JSON output")
+                else:
+                    out.append(f"    ... {n - shown} more; the JSON output keeps {kept or 'none'} of "
+                               f"{'the ' + str(n) if kept else 'them'} (--examples {n} keeps them all)")
         return "\n".join(out)
 
 
@@ -276,7 +283,7 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
     """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV."""
     path = Path(path)
     try:
-        f = open(path, newline="", encoding="utf-8", errors="replace")
+        f = open(path, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
     except FileNotFoundError:
         raise LogravenError(f"{path}: no such file; give a Loghub *_structured.csv") from None
     except OSError as e:
@@ -636,7 +643,7 @@ class DetectionEvaluation:
                 a, b = (Counts(**{k: row[x][k] for k in ("tp", "fp", "fn")}) for x in ("sequence", COMBINED))
                 mark = "  <- used" if row.get("used") else ""
                 out.append(
-                    f"  {row['rule']:<12}{row['value']:>7g}   {a.precision:>6.3f} {a.recall:>6.3f} {a.f1:>6.3f} "
+                    f"  {row['rule']:<12}{_fit(row['value'], 7)}   {a.precision:>6.3f} {a.recall:>6.3f} {a.f1:>6.3f} "
                     f"{a.fp:>5}   {b.precision:>6.3f} {b.recall:>6.3f} {b.f1:>6.3f}{mark}"
                 )
         return "\n".join(out)
@@ -651,7 +658,8 @@ def _unparsed(r: DetectionEvaluation) -> tuple[int, int, int, int]:
 
 def _input_notes(r: DetectionEvaluation) -> list[str]:
     """Table lines about input the run could not use as intended: lines the format did not match
-    (a wrong --format), lines without a session key or label, a stream key that matched no line."""
+    (a wrong --format), lines without a session key or label, a stream key that matched no line,
+    labelled sessions the log never mentions (a labels CSV of another log)."""
     sp, notes = r.split, []
     bad_train, n_train, bad_test, n_test = _unparsed(r)
     if bad_test or bad_train:
@@ -667,6 +675,11 @@ def _input_notes(r: DetectionEvaluation) -> list[str]:
         notes.append(f"  input     {sp.get('lines_without_key', 0)} lines without a session key, "
                      f"{sp.get('unlabelled_lines', 0)} lines of {sp.get('unlabelled_sessions', 0)} sessions without a label: "
                      "not used")  # fmt: skip
+    missing = sp.get("labelled_sessions_not_in_log")
+    if missing:
+        labelled = missing + sp.get("sessions", 0)
+        notes.append(f"  input     {missing} of {labelled} labelled sessions never appear in the log (no line has their "
+                     "--stream-key); check that the labels CSV belongs to this log")  # fmt: skip
     return notes
 
 
@@ -701,7 +714,23 @@ def _clip(text: str, n: int) -> str:
 
 
 def _f(x: float) -> float | None:
-    return None if x is None or x != x else round(float(x), 6)
+    """A float for the JSON: 6 significant digits (a tiny probability stays itself); None for NaN."""
+    return None if x is None or x != x else _sig(x)
+
+
+def _sig(x: float, digits: int = 6) -> float:
+    """`x` rounded to `digits` significant digits (infinities stay)."""
+    x = float(x)
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else x
+
+
+def _fit(x: float, width: int) -> str:
+    """`x` in at most `width` characters (if it can be): 3 significant digits, fewer when too wide."""
+    for digits in (3, 2, 1):
+        text = f"{x:.{digits}g}"
+        if len(text) <= width:
+            break
+    return f"{text:>{width}}"
 
 
 class _Trained:
@@ -754,15 +783,15 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "calibrate": settings.sequence_calibrate,
         "stream_end": det.judges_stream_ends,
         "stream_end_after": summary.get("stream_end_after", 0.0) if det.judges_stream_ends else 0.0,
-        "probability_floor": det.probability_floor,
+        "probability_floor": _sig(det.probability_floor),
         "rare_count": settings.sequence_rare_count,
         "rare_types": int(det.rare_type.sum()),
-        "sequence_threshold_in_force": det.sequence_rule_value,
-        "end_threshold_in_force": det.end_rule_value if det.judges_stream_ends else None,
+        "sequence_threshold_in_force": _sig(det.sequence_rule_value),
+        "end_threshold_in_force": _sig(det.end_rule_value) if det.judges_stream_ends else None,
         "top_k": settings.sequence_top_k,
-        "autoencoder_threshold": round(float(det.ae.threshold_), 6),
+        "autoencoder_threshold": _sig(det.ae.threshold_),
         "autoencoder_margin": settings.autoencoder_margin,
-        "autoencoder_effective_threshold": round(float(det.ae_threshold), 6),
+        "autoencoder_effective_threshold": _sig(det.ae_threshold),
         "types": len(det.types.types_),
         "sequence_units": det.seq.params.units,
         "sequence_members": len(det.seq.members_),
@@ -797,7 +826,8 @@ def _sweep(ev: Evidence, settings: DetectorSettings, used: float, agg: Callable[
             if extra is not None:
                 seq = seq | extra(rule, v)
             rows.append({
-                "rule": rule, "value": v, "used": rule == used_rule and v == used_value,
+                "rule": rule, "value": v if isinstance(v, int) else _sig(v),  # the grid's ints stay ints
+                "used": rule == used_rule and v == used_value,
                 "sequence": Counts.from_flags(seq, truth).to_json(),
                 COMBINED: Counts.from_flags(seq | base, truth).to_json(),
             })  # fmt: skip
@@ -851,12 +881,19 @@ def read_line_labels(path: str | Path, fmt: str, max_line_bytes: int = 65536) ->
     the label is stripped before parsing and blank lines are skipped."""
     parser = Parser(fmt)
     out = []
-    for no, (text, _) in enumerate(iter_file_lines(str(path), max_line_bytes), 1):
+    for no, text in _labelled_log_lines(path, max_line_bytes):
         if not text.strip():
             continue
         label, _, rest = text.lstrip().partition(" ")
         out.append(LabelledLine(no, label, rest, parser.parse(rest)))
     return out
+
+
+def _labelled_log_lines(path: str | Path, max_line_bytes: int) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of a labelled log, without the UTF-8 byte-order mark an editor may have
+    put before its first line (it would be part of the first label or line)."""
+    for no, (text, _) in enumerate(iter_file_lines(str(path), max_line_bytes), 1):
+        yield no, text[1:] if no == 1 and text.startswith("\ufeff") else text
 
 
 def chronological_split(n: int, train_fraction: float, what: str = "lines") -> int:
@@ -1052,12 +1089,13 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
     """session id -> anomalous, from a CSV `BlockId,Label` (Label Normal/Anomaly; 0/1 also accepted)."""
     path = Path(path)
     try:
-        f = open(path, newline="", encoding="utf-8", errors="replace")
+        f = open(path, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
     except FileNotFoundError:
         raise LogravenError(f"{path}: no such file; give a CSV of BlockId,Label") from None
     except OSError as e:
         raise LogravenError(f"{path}: cannot read ({e.strerror})") from None
     out: dict[str, bool] = {}
+    first_at: dict[str, int] = {}  # session id -> the line that labelled it
     with f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -1084,11 +1122,19 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
             except IndexError:
                 raise LogravenError(f"{path}:{no}: expected two columns BlockId,Label, got {row!r}") from None
             if lab in _ANOMALY_WORDS:
-                out[sid] = True
+                anomalous = True
             elif lab in _NORMAL_WORDS:
-                out[sid] = False
+                anomalous = False
             else:
                 raise LogravenError(f"{path}:{no}: label {row[lab_col]!r} is neither Normal nor Anomaly")
+            if sid in out and out[sid] != anomalous:
+                said = ("Anomaly", "Normal") if anomalous else ("Normal", "Anomaly")
+                raise LogravenError(
+                    f"{path}:{no}: BlockId {sid!r} is labelled {said[0]} here and {said[1]} on line {first_at[sid]}; "
+                    "keep one label per BlockId (delete or correct one of the two lines)"
+                )
+            first_at.setdefault(sid, no)
+            out[sid] = anomalous
     if not out:
         raise LogravenError(f"{path}: no labelled sessions")
     return out
@@ -1119,7 +1165,7 @@ def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt
     order: dict[str, int] = {}
     out = SessionLines([], np.zeros(0, dtype=bool), [], [], [], [])
     unlabelled: set[str] = set()
-    for no, (text, _) in enumerate(iter_file_lines(str(path), max_line_bytes), 1):
+    for no, text in _labelled_log_lines(path, max_line_bytes):
         if not text.strip():
             continue
         k = key(text)
@@ -1376,10 +1422,48 @@ def _session_example(
     }
 
 
+# detector_settings' overrides: DetectorSettings field -> (command-line option, the config option it overrides)
+OVERRIDES: dict[str, tuple[str, str]] = {
+    "sequence_rule": ("--sequence-rule", "detectors.sequence.rule"),
+    "sequence_relative_threshold": ("--relative-threshold", "detectors.sequence.relative_threshold"),
+    "sequence_threshold": ("--threshold", "detectors.sequence.threshold"),
+    "sequence_top_k": ("--top-k", "detectors.sequence.top_k"),
+    "autoencoder_margin": ("--ae-margin", "detectors.autoencoder.margin"),
+}
+
+
+def check_overrides(base: DetectorSettings, override: dict[str, object]) -> None:
+    """Refuse command-line overrides (OVERRIDES) that the config would refuse for the options they override:
+    the same checks (config.parse_config, from the options' metadata) and words, naming the command-line option."""
+    from lograven.config import ConfigError, parse_config
+
+    data: dict[str, dict[str, object]] = {}
+    for name, value in override.items():
+        if name not in OVERRIDES:
+            continue  # other DetectorSettings fields: not command-line options
+        _, section, key = OVERRIDES[name][1].split(".")
+        data.setdefault(section, {})[key] = value
+    try:
+        parse_config({"detectors": data}, source="command line")
+    except ConfigError as e:
+        by_key = {key: (name, option) for name, (option, key) in OVERRIDES.items()}
+        lines = []
+        for key, problem in e.problems:
+            if key not in by_key:  # not one option's (none so far)
+                lines.append(f"{key}: {problem}")
+                continue
+            name, option = by_key[key]
+            lines.append(f"{option}: {problem}; fix the value, or drop {option} to use {key} as configured "
+                         f"({getattr(base, name)!r})")  # fmt: skip
+        raise LogravenError("\n".join(lines)) from None
+
+
 def detector_settings(config: object | None, **override) -> DetectorSettings:
-    """DetectorSettings from a config's detectors section, with command-line overrides (None = keep)."""
+    """DetectorSettings from a config's detectors section, with command-line overrides (None = keep),
+    checked as the config checks the options they override (OVERRIDES)."""
     base = DetectorSettings.from_config(config.detectors) if config is not None else DetectorSettings()  # type: ignore[attr-defined]
     kw = {k: v for k, v in override.items() if v is not None}
+    check_overrides(base, kw)
     s = replace(base, **kw)
     if s.sequence_rule not in SWEEP:
         raise LogravenError(f"unknown sequence rule {s.sequence_rule!r}: use relative, probability or top_k")
@@ -1401,8 +1485,8 @@ def _json_default(o):
 
 
 __all__ = [
-    "COMBINED", "Counts", "DetectionEvaluation", "Evidence", "FEEDBACK", "GroupingError", "Operator", "LabelledLine", "SWEEP",
-    "SessionLines", "Setup", "TypesEvaluation", "best_f1", "chronological_split", "detector_settings", "dumps",
+    "COMBINED", "OVERRIDES", "Counts", "DetectionEvaluation", "Evidence", "FEEDBACK", "GroupingError", "Operator", "LabelledLine", "SWEEP",
+    "SessionLines", "Setup", "TypesEvaluation", "best_f1", "check_overrides", "chronological_split", "detector_settings", "dumps",
     "evaluate_line_labels", "evaluate_sessions", "evaluate_types", "grouping_accuracy", "grouping_errors",
     "message_types_for", "prf", "read_line_labels", "read_session_labels", "read_sessions", "read_structured",
     "regex_stream_spec", "roc_auc", "score", "sequence_flags", "session_key", "warn_unparsed", "with_feedback",
