@@ -188,6 +188,33 @@ def test_http_server_serves_the_registry_on_loopback() -> None:
         _scrape(server.url)  # stopped: the port is closed
 
 
+def test_stalled_clients_neither_pile_up_threads_nor_block_scrapes(monkeypatch) -> None:
+    """Local clients that open connections and never finish a request are dropped after a timeout,
+    and at most MAX_CONNECTIONS are served at once: threads and descriptors stay bounded, and a real
+    scrape gets through once the stalled ones time out."""
+    import threading
+    import time
+
+    from lograven import metrics as metrics_mod
+
+    monkeypatch.setattr(metrics_mod._QuietHandler, "timeout", 0.5)
+    before = threading.active_count()
+    server = start_http_server("127.0.0.1:0", Metrics())
+    stalled = []
+    try:
+        for _ in range(40):
+            c = socket.create_connection((server.host, server.port))
+            c.sendall(b"GET /metr")  # half a request, never finished
+            stalled.append(c)
+        time.sleep(0.3)
+        assert threading.active_count() - before <= metrics_mod.MAX_CONNECTIONS + 2
+        assert "lograven_build_info" in _scrape(server.url)  # served once stalled ones are dropped
+    finally:
+        for c in stalled:
+            c.close()
+        server.stop()
+
+
 def test_http_server_ipv6_loopback() -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 support in this Python")

@@ -279,13 +279,42 @@ def parse_listen(listen: str) -> ListenAddress:
     return ListenAddress(host, int(port_s))
 
 
+#: Seconds a client may take to send its request or read the answer (a scrape takes milliseconds).
+CLIENT_TIMEOUT_SECONDS = 10.0
+#: Connections served at once; more wait in the listen backlog. A client that opens many and never
+#: finishes a request then holds neither unbounded threads nor the descriptors the tailer needs.
+MAX_CONNECTIONS = 8
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = CLIENT_TIMEOUT_SECONDS  # socket timeout: a stalled client is dropped, not kept forever
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         """Scrapes are not worth a log line each."""
 
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001 - socketserver's signature
+        """A thread per connection, at most MAX_CONNECTIONS at once (the accept loop waits for a slot)."""
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of the address (slow or blocked in the sandbox)."""
