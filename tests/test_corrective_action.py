@@ -427,6 +427,31 @@ def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog)
     assert "no longer holds the line of alert a1" in caplog.text
 
 
+def test_learning_from_alerts_reads_no_file_on_an_alerts_word_alone(tmp_path):
+    """An alerts file is data an attacker may partly write (a logged line becomes an alert). A line
+    holding U+2028 must not break the file for every other alert; and an alert with an empty line,
+    or an offset at the end of a file, must not make `learn --from-alerts` read that file's last lines
+    (with the rights of whoever runs it) into a model."""
+    from lograven.learning import corpus_from_alerts
+
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$abc$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    size = secret.stat().st_size
+    log = tmp_path / "messages"
+    alerted = "Jun  9 07:00:10 web01 backupd[7]: snapshot rotated vol-alpha"
+    log.write_text(alerted + "\n")
+    good = _alert(id="a1", file=str(log), offset=0, line=alerted)
+    tricky = _alert(id="a2", file=str(log), offset=0, line="Jun  9 07:00:11 web01 x: a\u2028b\u0085c")
+    for probe in (dict(offset=size, line=""), dict(offset=size, line=" "), dict(offset=0, line="")):
+        alerts = tmp_path / "alerts.jsonl"
+        evil = _alert(id="e", file=str(secret), **probe)
+        alerts.write_text("\n".join([tricky.to_json(), good.to_json(), evil.to_json(), "not json"]) + "\n")
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+        assert not any("SECRET" in m or "daemon:*" in m for m in corpus.messages), corpus.messages
+        assert "snapshot rotated vol-alpha" in corpus.messages
+    assert len(corpus_from_alerts(alerts, fmt="syslog", stream="file", ids={"a1"})) == 1
+
+
 def _write_rules(path: Path, rules) -> Path:
     path.write_text(json.dumps({"version": 1, "rules": rules}))
     return path

@@ -53,11 +53,29 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     """The alerted lines with their context, read back from the original files at the alerts' offsets."""
     path = Path(alerts_path)
     try:
-        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         raise LogravenError(f"{path}: no such alerts file; give the JSON-lines alert file (alerts.jsonl.path in the config)") from None
-    except ValueError as e:
-        raise LogravenError(f"{path}: not a JSON-lines alert file ({e})") from e
+    except OSError as e:
+        raise LogravenError(f"{path}: cannot be read ({e.strerror or e}); check the path and its permissions") from None
+    rows, bad = [], []
+    # records end with "\n" only: a logged line may hold U+2028 or U+0085, which str.splitlines splits on
+    for i, x in enumerate(text.split("\n"), 1):
+        if not x.strip():
+            continue
+        try:
+            row = json.loads(x)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(i)
+    if bad and not rows:
+        raise LogravenError(f"{path}: not a JSON-lines alert file (line {bad[0]} is not a JSON object); "
+                            "give the file of alerts.jsonl.path")
+    if bad:
+        log.warning("%s: %d line(s) are not alerts and were skipped (first: line %d)", path, len(bad), bad[0])
     if ids:
         rows = [r for r in rows if r.get("id") in ids]
         missing = ids - {r.get("id") for r in rows}
@@ -91,8 +109,8 @@ ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its fir
 def _context(file: str, offset: int, max_line_bytes: int, line: str | None = None) -> list[str] | None:
     """The lines around `offset` in `file` ([] when it cannot be read); None when the line starting at
     `offset` is not `line` (the file was rotated, truncated or rewritten since the alert)."""
-    if offset < 0:
-        return []
+    if offset < 0 or (line is not None and not line.strip()):
+        return []  # nothing to check the file against: never read a file on an alert's word alone
     try:
         with open(file, "rb") as f:
             start = max(0, offset - CONTEXT_BEFORE * 400)
@@ -107,7 +125,7 @@ def _context(file: str, offset: int, max_line_bytes: int, line: str | None = Non
     post = after.split(b"\n")[: CONTEXT_AFTER + 1]
     if line is not None:
         here = decode_line(post[0], max_line_bytes)[0] if post else ""
-        if here[:ALERT_LINE_CHARS] != line[:ALERT_LINE_CHARS]:
+        if not here.strip() or here[:ALERT_LINE_CHARS] != line[:ALERT_LINE_CHARS]:
             return None
     return [decode_line(b, max_line_bytes)[0] for b in pre + post if b]
 
