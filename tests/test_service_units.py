@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lograven.alerts import Alert
 from lograven.config import parse_config
 from lograven.detector import DetectorSettings, Verdict
@@ -427,3 +429,21 @@ def test_plugin_mode_follows_the_current_model_version(tmp_path, bundle_dir, mon
     assert svc.run() == 0
     versions = [json.loads(ln)["model_version"] for ln in out.read_text().splitlines()]
     assert len(versions) == 3 and not versions[0].endswith("-v2") and versions[2].endswith("-v2"), versions
+
+
+def test_state_dir_symlinks_are_not_followed(tmp_path) -> None:
+    """A user who can write state_dir must not make lograven truncate or overwrite another file through
+    a symlink planted at `lock` or at the write probe."""
+    from lograven.errors import LogravenError
+    from lograven.service import Service
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / ".write-test").symlink_to(victim)
+    (state / "lock").symlink_to(victim)
+    svc = Service(parse_config({"state_dir": str(state)}))
+    with pytest.raises(LogravenError, match="lock.*remove it"):
+        svc._prepare_state_dir()
+    assert victim.read_text() == "precious\n"

@@ -8,6 +8,7 @@ their alerts, checkpoints, pings the systemd watchdog and handles signals.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
 import math
@@ -16,7 +17,9 @@ import queue
 import re
 import signal
 import socket
+import stat
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -357,9 +360,10 @@ class Service:
     def _prepare_state_dir(self) -> None:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.state_dir / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # a new file of our own (never a planted symlink's target), removed at once
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.state_dir)
+            os.close(fd)
+            os.unlink(probe)
         except OSError as e:
             raise LogravenError(
                 f"state_dir {self.state_dir}: not writable ({e.strerror}); set state_dir in the config to a directory "
@@ -377,9 +381,14 @@ class Service:
 
         path = self.state_dir / "lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # O_NOFOLLOW: a symlink planted at `lock` must not make lograven truncate another file
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file")
         except OSError as e:
-            raise LogravenError(f"{path}: cannot open the state directory's lock ({e.strerror})") from e
+            hint = "; remove it (it is recreated)" if e.errno in (errno.ELOOP, errno.EINVAL) else ""
+            raise LogravenError(f"{path}: cannot open the state directory's lock ({e.strerror}){hint}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
