@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -450,6 +451,22 @@ def test_learning_from_alerts_reads_no_file_on_an_alerts_word_alone(tmp_path):
         assert not any("SECRET" in m or "daemon:*" in m for m in corpus.messages), corpus.messages
         assert "snapshot rotated vol-alpha" in corpus.messages
     assert len(corpus_from_alerts(alerts, fmt="syslog", stream="file", ids={"a1"})) == 1
+
+
+def test_allowlist_keeps_its_mode_when_saved(tmp_path):
+    """`lograven allow` (often run as root) rewrites the file atomically: it keeps the old file's mode
+    (mkstemp's 0600 would lock the daemon's user out of it), and a first file is 0644 less the umask."""
+    path = tmp_path / "allow.json"
+    al = Allowlist(path)
+    old = os.umask(0o022)
+    try:
+        al.add(new_rule(type_id=3))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        os.chmod(path, 0o640)
+        al.add(new_rule(type_id=4))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640 and len(Allowlist(path).rules) == 2
+    finally:
+        os.umask(old)
 
 
 def _write_rules(path: Path, rules) -> Path:

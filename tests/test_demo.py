@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,41 @@ def test_demo_catches_every_injected_kind() -> None:
     # what the user watches: each injection announced, alerts printed in the human format
     assert r.stdout.count(">>> injecting") >= len(KINDS)
     assert "ALERT" in r.stdout
+
+
+def test_demo_leaves_nothing_behind_when_the_daemon_fails(monkeypatch, tmp_path) -> None:
+    """An error inside the demo (here the daemon refusing its state_dir) still removes its temp files."""
+    import tempfile
+
+    from lograven import demo, service
+    from lograven.errors import LogravenError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def refuse(self):
+        raise LogravenError("state_dir: not writable")
+
+    monkeypatch.setattr(service.Service, "run", refuse)
+    with pytest.raises(LogravenError):
+        demo.run_demo(duration=1, out=open("/dev/null", "w"))
+    assert not list(tmp_path.glob("lograven-demo-*"))
+
+
+def test_types_never_print_terminal_escapes(tmp_path, capsys, monkeypatch) -> None:
+    """`lograven types --examples` prints training lines: an escape sequence logged by anyone must not
+    reach the admin's terminal as one."""
+    from types import SimpleNamespace
+
+    from lograven import bundle as bundle_mod
+    from lograven import cli
+
+    t = SimpleNamespace(id=1, count=3, template="x \x1b]0;PWNED\x07 <*>", regex="x .*", examples=["x \x1b[2J\x1b[31m y"])
+    fake = SimpleNamespace(types=SimpleNamespace(types_=[t]), version="v")
+    from lograven import modelstore
+
+    monkeypatch.setattr(bundle_mod, "load_bundle", lambda path: fake)
+    monkeypatch.setattr(modelstore, "resolve_model_path", lambda path: Path(path))
+    (tmp_path / "m").mkdir()
+    assert cli.main(["types", "--examples", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "PWNED" in out

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -289,6 +290,23 @@ def _invalid_error(path: Path, r: InvalidRule, n_valid: int) -> str:
             f"The other {n_valid} valid rule(s) are in force")
 
 
+def _keep_access(fd: int, path: Path) -> None:
+    """Give the new allowlist file the old one's mode and owner (mkstemp makes it 0600, the caller's): run
+    as root, `lograven allow` must not leave a file the daemon's user can no longer read. A first file
+    gets 0644 less the umask, and its directory's group."""
+    try:
+        st = os.stat(path)
+        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        parent = os.stat(path.parent)
+        mode, uid, gid = 0o644 & ~umask, -1, parent.st_gid
+    os.fchmod(fd, mode)
+    if os.geteuid() == 0:
+        os.fchown(fd, uid, gid)
+
+
 def allowlist_problems(path: Path | str) -> list[str]:
     """What is wrong with an allowlist file, one message each (none when it is fine or missing): for
     `lograven check`. The daemon runs anyway: it ignores invalid rules, or an unreadable file."""
@@ -403,6 +421,7 @@ class Allowlist:
                          else r.raw for r in self.rules]}  # fmt: skip
         fd, tmp = tempfile.mkstemp(prefix=".allowlist.", dir=self.path.parent)
         try:
+            _keep_access(fd, self.path)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(doc, f, indent=1)
                 f.flush()

@@ -266,12 +266,14 @@ def cmd_types(args) -> int:
     where = args.model if path == Path(args.model) else f"{args.model}, current version {path.name}"
     print(f"{len(types)} message types in {where} (model {b.version})")
     print(f"{'id':>5} {'count':>8}  template / regex")
+    from lograven.alerts import _printable  # examples are log lines: no terminal escape reaches the screen
+
     for t in types:
-        print(f"{t.id:>5} {t.count:>8}  {t.template}")
-        print(f"{'':>15}{t.regex}")
+        print(f"{t.id:>5} {t.count:>8}  {_printable(t.template)}")
+        print(f"{'':>15}{_printable(t.regex)}")
         if args.examples:
             for e in t.examples:
-                print(f"{'':>15}e.g. {e}")
+                print(f"{'':>15}e.g. {_printable(e)}")
     return 0
 
 

@@ -181,19 +181,21 @@ def run_demo(
         timer.start()
     t0 = time.monotonic()
     try:
-        svc.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        writer.stop_event.set()
-        if timer:
-            timer.cancel()
-    summary = _summary(tmp / "alerts.jsonl", writer, time.monotonic() - t0)
-    out.write("\n" + _format_summary(summary) + "\n")
-    if not keep:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        out.write(f"files kept in {tmp}\n")
+        try:
+            svc.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            writer.stop_event.set()
+            if timer:
+                timer.cancel()
+        summary = _summary(tmp / "alerts.jsonl", writer, time.monotonic() - t0)
+        out.write("\n" + _format_summary(summary) + "\n")
+    finally:  # an error above too: the demo leaves nothing in /tmp unless asked to keep it
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            out.write(f"files kept in {tmp}\n")
     return summary
 
 
