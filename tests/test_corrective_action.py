@@ -453,6 +453,24 @@ def test_learning_from_alerts_reads_no_file_on_an_alerts_word_alone(tmp_path):
     assert len(corpus_from_alerts(alerts, fmt="syslog", stream="file", ids={"a1"})) == 1
 
 
+def test_learning_from_alerts_parses_each_alert_as_its_source(tmp_path):
+    """Alerts from a second source (an `iso` file) are learned with that source's format, as the daemon
+    classified them, not with the first source's."""
+    from lograven.learning import corpus_from_alerts
+
+    sys_log, app_log = tmp_path / "messages", tmp_path / "app.log"
+    sys_line = "Jun  9 07:00:10 web01 backupd[7]: snapshot rotated vol-alpha"
+    app_line = "2026-12-06T07:00:10Z payment service started worker 7"
+    sys_log.write_text(sys_line + "\n")
+    app_log.write_text(app_line + "\n")
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text("\n".join(_alert(id=f"a{i}", file=str(f), offset=0, line=ln).to_json()
+                                for i, (f, ln) in enumerate([(sys_log, sys_line), (app_log, app_line)])) + "\n")  # fmt: skip
+    sources = [([str(sys_log)], "syslog", "file"), ([str(tmp_path / "*.log")], "iso", "file")]
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file", sources=sources)
+    assert sorted(corpus.messages) == ["payment service started worker 7", "snapshot rotated vol-alpha"]
+
+
 def test_allowlist_keeps_its_mode_when_saved(tmp_path):
     """`lograven allow` (often run as root) rewrites the file atomically: it keeps the old file's mode
     (mkstemp's 0600 would lock the daemon's user out of it), and a first file is 0644 less the umask."""

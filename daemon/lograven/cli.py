@@ -528,8 +528,11 @@ def cmd_learn(args) -> int:
         raise LogravenError("give either --from-alerts ALERTS.jsonl or LOGFILE... (new normal data), not both or neither")
     _check_learn_target(args)
     if args.from_alerts:
+        explicit = bool(args.fmt or getattr(args, "stream_key", None) or getattr(args, "stream", None))
+        # without --format/--stream, each alert is parsed as its source in the config parsed it
+        sources = [] if explicit else [(src.paths, src.format, src.stream) for src in cfg.sources]
         corpus = corpus_from_alerts(args.from_alerts, fmt=fmt, stream=stream, ids=set(args.alert) or None,
-                                    max_line_bytes=cfg.runtime.max_line_bytes)
+                                    max_line_bytes=cfg.runtime.max_line_bytes, sources=sources)
         source = f"alerts {args.from_alerts}" + (f" ({', '.join(args.alert)})" if args.alert else "")
     else:
         corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=args.max_lines or cfg.learn.max_lines,

@@ -13,8 +13,10 @@ A flagged-but-legitimate pattern is learned without starting over:
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -49,8 +51,13 @@ CONTEXT_BEFORE = 64  # lines of context read before an alerted line (the GRU nee
 CONTEXT_AFTER = 8
 
 
-def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: set[str] | None = None, max_line_bytes: int = 65536) -> Corpus:
-    """The alerted lines with their context, read back from the original files at the alerts' offsets."""
+def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: set[str] | None = None, max_line_bytes: int = 65536,
+                       sources: Sequence[tuple[Sequence[str], str, str]] = ()) -> Corpus:  # fmt: skip
+    """The alerted lines with their context, read back from the original files at the alerts' offsets.
+
+    Each alert's lines are parsed as the daemon parsed them: with the format and stream of the first of
+    `sources` ((path patterns, format, stream), the config's) whose patterns match the alert's file,
+    else with `fmt` and `stream`."""
     path = Path(alerts_path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -81,10 +88,20 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         missing = ids - {r.get("id") for r in rows}
         if missing:
             raise LogravenError(f"{path}: no alert with id {', '.join(sorted(missing))}")
-    parser, key = Parser(fmt), StreamKey(stream)
+    default = (Parser(fmt), StreamKey(stream))
+    by_source = [(patterns, (Parser(f), StreamKey(k))) for patterns, f, k in sources]
+
+    def reader(file: str) -> tuple[Parser, StreamKey]:
+        target = os.path.abspath(file)
+        for patterns, pk in by_source:
+            if any(fnmatch.fnmatchcase(target, os.path.abspath(p)) for p in patterns):
+                return pk
+        return default
+
     corpus = Corpus()
     for n, r in enumerate(rows):
         line = r.get("line", "")
+        parser, key = reader(str(r.get("file", "")))
         # a line read after its file was rotated: its offset is in the rotated file (the alert's read_from)
         where = r.get("read_from") if r.get("read_from") not in (None, "(deleted)") else r.get("file", "")
         lines = _context(where, int(r.get("offset", -1)), max_line_bytes, line)
