@@ -447,3 +447,25 @@ def test_state_dir_symlinks_are_not_followed(tmp_path) -> None:
     with pytest.raises(LogravenError, match="lock.*remove it"):
         svc._prepare_state_dir()
     assert victim.read_text() == "precious\n"
+
+
+def test_a_file_matched_by_two_sources_is_read_by_the_first_only(tmp_path) -> None:
+    """Sources `a.log` and `*.log`: a.log is the first source's. The second does not follow it (it would
+    score every line twice, and learn mode would learn it twice), and `check` says so."""
+    from lograven.service import source_warnings
+    from lograven.tailer import GlobPathProvider, Tailer
+
+    (tmp_path / "a.log").write_text("x\n")
+    (tmp_path / "b.log").write_text("y\n")
+    cfg = parse_config({"state_dir": str(tmp_path), "sources": [{"paths": [str(tmp_path / "a.log")]},
+                                                                  {"paths": [str(tmp_path / "*.log")]}]})  # fmt: skip
+    t = Tailer([str(tmp_path / "*.log")], start_position="beginning", exclude_paths=[str(tmp_path / "a.log")],
+               use_watchdog=False)  # fmt: skip
+    try:
+        assert [ln.path for ln in t.poll()] == [str(tmp_path / "b.log")]
+        assert set(t.stats()) == {str(tmp_path / "b.log")}
+    finally:
+        t.close()
+    assert set(GlobPathProvider([str(tmp_path / "*.log")], [str(tmp_path / "a.log")]).expand()[0]) == {str(tmp_path / "b.log")}
+    (w,) = [w for w in source_warnings(cfg) if w.startswith("sources[1]")]
+    assert "a.log also match an earlier source" in w

@@ -53,7 +53,9 @@ def learn_initial_model(svc: Service) -> dict:
     svc._set_status("learn mode: reading existing log content")
     files_per_source = []
     for i, src in enumerate(cfg.sources):
-        files = sorted(GlobPathProvider(list(src.paths)).expand()[0])
+        # a file matched by two sources is its first source's, as the tailers follow it (learned once)
+        earlier = [p for e in cfg.sources[:i] for p in e.paths]
+        files = sorted(GlobPathProvider(list(src.paths), earlier).expand()[0])
         files_per_source.append(files)
     n_files = max(1, sum(len(f) for f in files_per_source))
     for i, (src, files) in enumerate(zip(cfg.sources, files_per_source)):

@@ -243,7 +243,16 @@ def source_warnings(cfg: Config) -> list[str]:
     """Sources that match no file, said at start rather than found out days later (a typo, no rsyslog)."""
     out = []
     for i, src in enumerate(cfg.sources):
+        earlier = [p for e in cfg.sources[:i] for p in e.paths]
         found, denied = GlobPathProvider(list(src.paths)).expand()
+        if earlier:
+            shared = sorted(set(found) & set(GlobPathProvider(earlier).expand()[0]))
+            if shared:
+                out.append(
+                    f"sources[{i}].paths: {', '.join(shared[:3])}{' …' if len(shared) > 3 else ''} also match an earlier "
+                    "source, which reads them (a file is read by its first source only); narrow the patterns if that "
+                    "is not the source meant for them"
+                )
         if denied and not found:
             out.append(
                 f"sources[{i}].paths: cannot look at {', '.join(sorted(denied))} (permission denied on a directory); "
@@ -559,6 +568,7 @@ class Service:
                 poll_interval=cfg.runtime.poll_interval_seconds,
                 positions=per_source[i],
                 skip_predicate=skip,
+                exclude_paths=[p for earlier in cfg.sources[:i] for p in earlier.paths],  # a file is its first source's
             )
             self._sources.append(s)
         for s in self._sources:

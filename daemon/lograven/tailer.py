@@ -172,8 +172,11 @@ def is_fd_limit(exc: BaseException) -> bool:
 class GlobPathProvider:
     """Expands glob patterns to the regular files they match, on every call."""
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    def __init__(self, patterns: Iterable[str], exclude: Iterable[str] = ()) -> None:
+        """`exclude`: the patterns of earlier sources. A file they match is theirs, not this one's
+        (two sources over one file would learn it twice and score every line twice)."""
         self.patterns = [os.path.abspath(os.path.expanduser(p)) for p in patterns]
+        self._exclude = GlobPathProvider(exclude) if exclude else None
 
     def expand(self) -> tuple[dict[str, os.stat_result], dict[str, OSError]]:
         """Matched regular files with their stat, and paths that could not be stat'ed.
@@ -197,6 +200,11 @@ class GlobPathProvider:
         found: dict[str, os.stat_result] = {}
         denied: dict[str, OSError] = {}
         failed: dict[str, OSError] = {}
+        taken: set[str] = set()
+        if self._exclude is not None:
+            theirs, their_denied, their_failed = self._exclude.expand_checked()
+            taken = set(theirs) | set(their_denied)
+            failed.update(their_failed)  # not knowing theirs, this expansion is not complete either
         for pattern in self.patterns:
             if has_magic(pattern):
                 error = _list_error(self.glob_root(pattern)[0])
@@ -207,7 +215,7 @@ class GlobPathProvider:
             else:
                 names = [pattern]
             for name in names:
-                if name in found:
+                if name in found or name in taken:
                     continue
                 try:
                     st = os.stat(name)
@@ -594,11 +602,13 @@ class Tailer:
         skip_predicate: Callable[[bytes], bool] | None = None,
         use_watchdog: bool = True,
         rotate_wait: float = 5.0,
+        exclude_paths: Iterable[str] = (),
     ) -> None:
         """Open the files matched now: resume saved positions, else apply `start_position`.
 
         `rotate_wait`: seconds a file renamed out of the patterns or deleted stays
         open after it was drained, for writers that have not reopened their log yet.
+        `exclude_paths`: earlier sources' patterns; the files they match are not followed here.
         """
         if isinstance(patterns, str) or not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise LogravenError(f"sources[].paths must be a non-empty list of paths or globs, got {patterns!r}")
@@ -619,7 +629,7 @@ class Tailer:
         self.poll_interval = poll_interval
         self.rotate_wait = rotate_wait
         self._skip = skip_predicate
-        self._paths = GlobPathProvider(patterns)
+        self._paths = GlobPathProvider(patterns, exclude_paths)
         self._fingerprinter = Fingerprinter(fingerprint_bytes)
         self._lock = threading.RLock()
         self._wake = threading.Event()
