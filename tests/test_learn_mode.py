@@ -96,6 +96,12 @@ def test_learns_from_existing_content_then_detects(tmp_path):
         assert store.current_name() == "v0001"
         manifest = json.loads((store.current_path() / "manifest.json").read_text())
         assert manifest["training"]["lines"] == 3000  # both files, all of their existing content
+        # where learning stopped is checkpointed at once, before any new line: a crash now resumes there
+        time.sleep(1.0)
+        ck = json.loads((tmp_path / "state" / "checkpoint.json").read_text())
+        offsets = {p: e["offset"] for group in ck["state"]["positions"].values() for p, e in group.items()}
+        logs = [tmp_path / "logs" / "a.log", tmp_path / "logs" / "b.log"]
+        assert offsets == {str(f): f.stat().st_size for f in logs}
         # what was learned is not alerted on; what comes after is detected
         with open(tmp_path / "logs" / "a.log", "a") as f:
             f.write("Jun  9 07:00:00 web01 kernel: /dev/learnx1 out of diskspace marker-learn\n")

@@ -380,3 +380,13 @@ def test_rule_expressions_select_what_they_should(tmp_path: Path) -> None:
     result = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {alert for alert, *_ in RULE_CASES} == set(exprs), "every rule needs a case"
+
+
+def test_a_listener_beyond_loopback_is_warned_about() -> None:
+    """127.0.0.1 is the default; an address other hosts can reach is allowed, with a warning."""
+    from lograven.metrics import exposure_warning
+
+    for quiet in ("127.0.0.1:9077", "[::1]:9077", "9077", "localhost:9077", "127.0.0.2:1"):
+        assert exposure_warning(quiet) is None, quiet
+    for loud in ("0.0.0.0:9077", "[::]:9077", "192.0.2.10:9077", "prom.example:9077"):
+        assert "without authentication" in (exposure_warning(loud) or ""), loud

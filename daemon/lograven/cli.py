@@ -505,6 +505,10 @@ def _output_warnings(cfg) -> list[str]:
         out.append(f"state_dir {state}: {why} for {_user()}; `run` needs to write there")
     if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path), directory=False)) is not None:
         out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {_user()}; alerts would wait in memory")
+    from lograven.metrics import exposure_warning
+
+    if cfg.metrics.enabled and (warning := exposure_warning(cfg.metrics.listen)):
+        out.append(warning)
     return out
 
 

@@ -346,6 +346,23 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
+def exposure_warning(listen: str) -> str | None:
+    """A warning when `metrics.listen` is reachable from other hosts (the endpoint has no authentication)."""
+    try:
+        host = parse_listen(listen).host
+    except LogravenError:
+        return None  # the config check says what is wrong with it
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: whatever it resolves to may be reachable
+    return (f"metrics.listen {listen}: /metrics is served beyond this host, without authentication (file names, "
+            "model version, alert counts); allow only the Prometheus server (firewall, or IPAddressAllow= in the unit)")
+
+
 def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
     """Serve `metrics` at http://<listen>/metrics from a daemon thread, bound to that address only."""
     addr = parse_listen(listen)

@@ -37,7 +37,7 @@ from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import DEFAULT_SOURCE_PATHS, Config, load_config
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError
-from lograven.metrics import Metrics, start_http_server
+from lograven.metrics import Metrics, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.notify import Notifier
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, posix_seconds
@@ -457,6 +457,8 @@ class Service:
                 self._release_lock()
                 raise
             log.info("metrics on %s", self._http.url)
+            if (warning := exposure_warning(self.cfg.metrics.listen)) is not None:
+                log.warning("%s", warning)
         try:
             state = self.checkpointer.load()
             if self.checkpointer.corrupt_count:
@@ -464,6 +466,7 @@ class Service:
             state = state or {}
             path = self._model_location(self.cfg)
             positions = state.get("positions", {})
+            learned = False
             if path is None:
                 if self.stdin_mode:
                     raise LogravenError(
@@ -479,6 +482,7 @@ class Service:
                     return 0
                 path = self._model_location(self.cfg)
                 state = {"positions": positions}
+                learned = True
             assert path is not None
             self._activate(load_bundle(path), path, self.cfg)
             self._restore_streams(state)
@@ -486,6 +490,8 @@ class Service:
             if self.stdin_mode:
                 return self._run_stdin()
             self._open_sources(self.cfg, positions)
+            if learned:  # where learning stopped, on disk at once: a crash now must not skip to the files' ends
+                self._checkpoint()
             self._start_reader()
             self.notifier.ready(f"watching {self._file_count()} file(s) with model {self.bundle.version}")
             self._set_status(f"watching {self._file_count()} file(s), model {self.bundle.version}")
