@@ -217,7 +217,7 @@ def test_model_store_versions_and_rollback(tmp_path):
     store = ModelStore(tmp_path / "models")
     for _ in range(3):
         p = store.new_version_path()
-        shutil.copytree(DEFAULT_MODEL, p)
+        shutil.copytree(DEFAULT_MODEL, p, dirs_exist_ok=True)
         store.set_current(p.name)
     assert store.versions() == ["v0001", "v0002", "v0003"] and store.current_name() == "v0003"
     # a corrupt version is refused and skipped by rollback
@@ -242,7 +242,7 @@ def test_switching_current_on_a_full_disk_says_so_and_keeps_the_old_one(tmp_path
     store = ModelStore(tmp_path / "models")
     for _ in range(2):
         p = store.new_version_path()
-        shutil.copytree(DEFAULT_MODEL, p)
+        shutil.copytree(DEFAULT_MODEL, p, dirs_exist_ok=True)
     store.set_current("v0001")
 
     def full(*args, **kwargs):
@@ -265,13 +265,13 @@ def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
 
     models = tmp_path / "models"
     store = ModelStore(models)
-    shutil.copytree(DEFAULT_MODEL, store.new_version_path())
+    shutil.copytree(DEFAULT_MODEL, store.new_version_path(), dirs_exist_ok=True)
     store.set_current("v0001")
     d = Daemon(tmp_path, models)
     write_log(d.logs / "messages", [])
     d.start()
     p2 = store.new_version_path()
-    shutil.copytree(DEFAULT_MODEL, p2)
+    shutil.copytree(DEFAULT_MODEL, p2, dirs_exist_ok=True)
     victim = p2 / "sequence.npz"
     good = victim.read_bytes()
     damaged = bytearray(good)
@@ -299,7 +299,7 @@ def test_daemon_switches_version_without_losing_lines(tmp_path):
 
     models = tmp_path / "models"
     store = ModelStore(models)
-    shutil.copytree(DEFAULT_MODEL, store.new_version_path())
+    shutil.copytree(DEFAULT_MODEL, store.new_version_path(), dirs_exist_ok=True)
     store.set_current("v0001")
     d = Daemon(tmp_path, models)
     write_log(d.logs / "messages", [])
@@ -310,7 +310,7 @@ def test_daemon_switches_version_without_losing_lines(tmp_path):
     v1 = alerts[-1]["model_version"]
     # a new version: a copy with a different manifest id (what `lograven learn` produces, minus the training time)
     p2 = store.new_version_path()
-    shutil.copytree(DEFAULT_MODEL, p2)
+    shutil.copytree(DEFAULT_MODEL, p2, dirs_exist_ok=True)
     m = json.loads((p2 / "manifest.json").read_text())
     m["id"] = m["id"] + "-v2"
     from lograven.bundle import _manifest_digest
@@ -618,3 +618,18 @@ def test_check_reports_invalid_allowlist_rules(tmp_path):
     r = _lograven("check", "--config", str(cfg))
     assert "warning:" in r.stdout and "'r2'" in r.stdout and "lograven allow --remove r2" in r.stdout, r.stdout + r.stderr
     assert "'r1'" not in r.stdout
+
+
+def test_new_versions_reserve_their_name(tmp_path):
+    """Periodic relearning and a `lograven learn` saving at the same moment get two versions: a new
+    version's directory is created at once, so the next writer picks the next number; one that stays
+    empty (a failed save) is given back, and a saved one never is."""
+    store = ModelStore(tmp_path / "models")
+    a, b = store.new_version_path(), store.new_version_path()
+    assert (a.name, b.name) == ("v0001", "v0002") and a.is_dir() and b.is_dir()
+    store.release(a)
+    assert not a.exists()
+    shutil.copytree(DEFAULT_MODEL, b, dirs_exist_ok=True)
+    store.release(b)
+    assert (b / "manifest.json").exists() and store.versions() == ["v0002"]
+    assert store.new_version_path().name == "v0003"

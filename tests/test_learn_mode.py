@@ -147,7 +147,7 @@ def test_periodic_relearning_makes_a_new_current_version(tmp_path):
     if not (default / "manifest.json").exists():
         pytest.skip("models/default is missing")
     store = ModelStore(tmp_path / "state" / "models")
-    shutil.copytree(default, store.new_version_path())
+    shutil.copytree(default, store.new_version_path(), dirs_exist_ok=True)
     store.set_current("v0001")
     (tmp_path / "logs").mkdir()
     cfg = parse_config(

@@ -310,7 +310,7 @@ def test_a_reload_applies_learn_schedule_and_names_restart_only_keys(tmp_path, b
     from lograven.service import Service
 
     store = ModelStore(tmp_path / "state" / "models")
-    shutil.copytree(bundle_dir, store.new_version_path())
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
     store.set_current("v0001")
     base = {"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
             "sources": [{"paths": [str(tmp_path / "a.log")]}],
@@ -402,9 +402,9 @@ def test_plugin_mode_follows_the_current_model_version(tmp_path, bundle_dir, mon
     from lograven.service import Service
 
     store = ModelStore(tmp_path / "models")
-    shutil.copytree(bundle_dir, store.new_version_path())
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
     p2 = store.new_version_path()
-    shutil.copytree(bundle_dir, p2)
+    shutil.copytree(bundle_dir, p2, dirs_exist_ok=True)
     m = json.loads((p2 / "manifest.json").read_text())
     m["id"] += "-v2"
     m["manifest_sha256"] = _manifest_digest(m)

@@ -236,7 +236,12 @@ def learn(
     )
     target = Path(out) if out is not None else store.new_version_path()  # type: ignore[union-attr]
     all_seqs = list(replay_seqs) + new_seqs
-    save_bundle(target, types, seq, ae, training=summary, extra_files=replay_files(all_seqs, replay_texts + new_texts, seed))
+    try:
+        save_bundle(target, types, seq, ae, training=summary, extra_files=replay_files(all_seqs, replay_texts + new_texts, seed))
+    except BaseException:
+        if store is not None and out is None:
+            store.release(target)  # the reserved version name, left empty
+        raise
     summary["seconds"] = round(time.monotonic() - t0, 2)
     if store is not None and out is None:
         store.set_current(target.name)

@@ -79,12 +79,17 @@ def learn_initial_model(svc: Service) -> dict:
             return positions
     svc._set_status(f"learn mode: training on {len(corpus)} lines")
     out = svc.store.new_version_path()
-    summary = run_training_child(
-        "train", corpus, cfg=cfg.to_dict(), out=str(out),
-        on_status=lambda text: svc._set_status(f"learn mode: {text}"),
-        tick=svc.notifier.watchdog, should_stop=svc._stop.is_set,
-    )  # fmt: skip
+    try:
+        summary = run_training_child(
+            "train", corpus, cfg=cfg.to_dict(), out=str(out),
+            on_status=lambda text: svc._set_status(f"learn mode: {text}"),
+            tick=svc.notifier.watchdog, should_stop=svc._stop.is_set,
+        )  # fmt: skip
+    except BaseException:
+        svc.store.release(out)  # the reserved version name, left empty
+        raise
     if summary is None:
+        svc.store.release(out)
         log.warning("stopped during learning: the model is not saved; learning restarts next time")
         return positions
     svc.store.set_current(out.name)

@@ -67,8 +67,24 @@ class ModelStore:
         return f"v{n:04d}"
 
     def new_version_path(self) -> Path:
+        """The next version's directory, created empty, which reserves its name: periodic relearning and a
+        `lograven learn` at the same moment get two versions, never one replacing the other. A reserved
+        directory nothing was saved in is removed with `release`."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return self.root / self.next_name()
+        # after every version name in use, reserved ones (no manifest yet) included
+        n = max((int(c.name[1:]) for c in self.root.iterdir() if _VERSION.match(c.name)), default=0) + 1
+        while True:
+            path = self.root / f"v{n:04d}"
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                n += 1  # taken meanwhile: the next number
+
+    def release(self, path: Path) -> None:
+        """Give back a version directory from `new_version_path` that stayed empty (a failed or stopped save)."""
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only when empty: a saved bundle is never removed here
 
     def set_current(self, name: str) -> None:
         """Point `current` at version `name` (verified first), atomically."""
