@@ -23,6 +23,7 @@ from lograven.generator import LogGenerator, write_log
 from lograven.parsing import decode_line
 
 from conftest import TINY_AUTOENCODER, TINY_SEQUENCE
+from test_cli_errors import run_cli
 
 DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
 TINY_YAML = f"training: {{seed: 42, sequence: {json.dumps(TINY_SEQUENCE)}, autoencoder: {json.dumps(TINY_AUTOENCODER)}}}\n"
@@ -44,12 +45,6 @@ def _permissions_bind() -> bool:
 
 
 NO_ROOT = pytest.mark.skipif(not _permissions_bind(), reason="root writes anywhere")
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def assert_one_line_error(rc: int, err: str, *needles: str) -> None:

@@ -255,12 +255,8 @@ def test_switching_current_on_a_full_disk_says_so_and_keeps_the_old_one(tmp_path
     assert store.current_name() == "v0001" and not list((tmp_path / "models").glob(".current.tmp-*"))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
-def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
-    """`current` pointed at a damaged version: the daemon refuses it once, keeps its model, and does not
-    re-verify it every 2 seconds (an ERROR, a bundle hash and a RELOADING/READY each time); repaired,
-    it is switched to."""
+def _daemon_on_a_store(tmp_path):
+    """A started daemon whose model is a store holding the default model as v0001: (store, its root, daemon)."""
     from test_daemon_e2e import Daemon
 
     models = tmp_path / "models"
@@ -270,6 +266,16 @@ def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
     d = Daemon(tmp_path, models)
     write_log(d.logs / "messages", [])
     d.start()
+    return store, models, d
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
+def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
+    """`current` pointed at a damaged version: the daemon refuses it once, keeps its model, and does not
+    re-verify it every 2 seconds (an ERROR, a bundle hash and a RELOADING/READY each time); repaired,
+    it is switched to."""
+    store, models, d = _daemon_on_a_store(tmp_path)
     p2 = store.new_version_path()
     shutil.copytree(DEFAULT_MODEL, p2, dirs_exist_ok=True)
     victim = p2 / "sequence.npz"
@@ -295,15 +301,9 @@ def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
 def test_daemon_switches_version_without_losing_lines(tmp_path):
     """A running daemon picks up a new `current` version (here via SIGHUP) with no line lost."""
-    from test_daemon_e2e import Daemon, _append, _marker_lines
+    from test_daemon_e2e import _append, _marker_lines
 
-    models = tmp_path / "models"
-    store = ModelStore(models)
-    shutil.copytree(DEFAULT_MODEL, store.new_version_path(), dirs_exist_ok=True)
-    store.set_current("v0001")
-    d = Daemon(tmp_path, models)
-    write_log(d.logs / "messages", [])
-    d.start()
+    store, models, d = _daemon_on_a_store(tmp_path)
     gen = LogGenerator(seed=8)
     _append(d.logs / "messages", gen.lines(100) + _marker_lines("h", 3))
     alerts = d.wait_for_alerts({"marker-h-0", "marker-h-1", "marker-h-2"})

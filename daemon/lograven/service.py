@@ -1118,7 +1118,7 @@ def _version_key(path: Path) -> tuple:
     """What identifies the state of a model version on disk: where it is and its files' times."""
     try:
         resolved = path.resolve()
-        stamps = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in resolved.iterdir()))
+        stamps = tuple(sorted((p.name, (st := p.stat()).st_mtime_ns, st.st_size) for p in resolved.iterdir()))
     except OSError:
         return (str(path), None)
     return (str(resolved), stamps)
