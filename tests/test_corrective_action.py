@@ -236,6 +236,46 @@ def test_model_store_versions_and_rollback(tmp_path):
     assert r.returncode == 1 and "modles: no such directory" in r.stderr and "Traceback" not in r.stderr
 
 
+def _store_of(tmp_path, n: int) -> ModelStore:
+    """A model store with `n` small versions (a manifest-only stand-in is enough for pruning)."""
+    store = ModelStore(tmp_path / "models")
+    for i in range(n):
+        p = store.new_version_path()
+        (p / "manifest.json").write_text(json.dumps({"id": f"m{i}"}))
+    return store
+
+
+def test_prune_keeps_the_newest_current_and_protected_versions(tmp_path, monkeypatch):
+    """Old versions go, oldest first; `current`, a protected version (the one a daemon runs) and a
+    reserved directory being saved into stay; a half-finished earlier prune is cleaned up."""
+    store = _store_of(tmp_path, 6)
+    monkeypatch.setattr(store, "current_name", lambda: "v0002")  # an admin rolled back to v0002
+    reserved = store.new_version_path()  # v0007: a save in progress, no manifest yet
+    (tmp_path / "models" / ".deleting-v0000-1").mkdir()  # left by a prune that stopped half-way
+    assert store.prune(2, protect=("v0003",)) == ["v0001", "v0004"]
+    assert store.versions() == ["v0002", "v0003", "v0005", "v0006"] and reserved.is_dir()
+    assert not list((tmp_path / "models").glob(".deleting-*"))
+    assert store.prune(10) == [] and store.new_version_path().name == "v0008"  # numbers are never reused
+
+
+def test_models_prune_command(tmp_path):
+    store = _store_of(tmp_path, 4)
+    os.symlink("v0001", tmp_path / "models" / "current")
+    r = _lograven("models", "prune", "--dir", str(tmp_path / "models"), "--keep", "2")
+    assert r.returncode == 0 and "deleted v0002" in r.stdout, r.stdout + r.stderr
+    assert store.versions() == ["v0001", "v0003", "v0004"]  # current is kept beyond the 2
+    r = _lograven("models", "prune", "--dir", str(tmp_path / "models"), "--keep", "0")
+    assert r.returncode == 1 and "--keep 0: keep at least 1 version" in r.stderr
+    r = _lograven("models", "list", "--dir", str(tmp_path / "models"), "--keep", "2")
+    assert r.returncode == 1 and "--keep is for `lograven models prune`" in r.stderr
+    (store.new_version_path() / "manifest.json").write_text("{}")  # v0005
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"state_dir: {tmp_path}\nlearn: {{keep_versions: 2}}\n")
+    r = _lograven("models", "prune", "--config", str(cfg))
+    assert r.returncode == 0 and "deleted v0003" in r.stdout, r.stdout + r.stderr
+    assert store.versions() == ["v0001", "v0004", "v0005"]
+
+
 def test_switching_current_on_a_full_disk_says_so_and_keeps_the_old_one(tmp_path, monkeypatch):
     """`lograven learn` and `models rollback` end by pointing `current` at a version: a full disk or a
     read-only store there is a one-line error that says which version is still current and what to run."""

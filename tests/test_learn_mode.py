@@ -147,8 +147,9 @@ def test_periodic_relearning_makes_a_new_current_version(tmp_path):
     if not (default / "manifest.json").exists():
         pytest.skip("models/default is missing")
     store = ModelStore(tmp_path / "state" / "models")
-    shutil.copytree(default, store.new_version_path(), dirs_exist_ok=True)
-    store.set_current("v0001")
+    for _ in range(3):
+        shutil.copytree(default, store.new_version_path(), dirs_exist_ok=True)
+    store.set_current("v0003")
     (tmp_path / "logs").mkdir()
     cfg = parse_config(
         {
@@ -156,7 +157,7 @@ def test_periodic_relearning_makes_a_new_current_version(tmp_path):
             "state_dir": str(tmp_path / "state"),
             "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}},
             "metrics": {"enabled": False},
-            "learn": {"schedule": "10m", "min_lines": 500},
+            "learn": {"schedule": "10m", "min_lines": 500, "keep_versions": 2},
             "training": {"sequence": {"epochs": 1}, "autoencoder": {"epochs": 1}},
         }
     )
@@ -167,8 +168,13 @@ def test_periodic_relearning_makes_a_new_current_version(tmp_path):
     parser = Parser("syslog")  # each buffered line keeps its source's parser and its stream
     for line in LogGenerator(seed=9, skipped_transition=None).lines(800):
         svc._relearn_buffer.append((parser, str(tmp_path / "logs" / "a.log"), line, str(tmp_path / "logs" / "a.log")))
+    from types import SimpleNamespace
+
+    svc.bundle = SimpleNamespace(path=store.root / "v0001")  # the version the daemon still runs
     svc._start_relearning()
     svc._relearn_thread.join(timeout=240)
-    assert store.current_name() == "v0002"
+    assert store.current_name() == "v0004"
+    # learn.keep_versions: 2 keeps the newest two, and the version the daemon runs is not deleted
+    assert store.versions() == ["v0001", "v0003", "v0004"]
     m = json.loads((store.current_path() / "manifest.json").read_text())
     assert "periodic relearning" in m["training"]["learned_from"] and m["training"]["learned_lines"] == 800

@@ -103,15 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML config (default: built-in defaults, i.e. /var/log/messages and /var/log/syslog)")
     r.add_argument("--stdin", action="store_true", help="plugin mode: read lines on stdin, print OK per line (omprog confirmMessages)")
 
-    m = _add(sub, "models", "list the numbered model versions of a model directory, or roll back",
+    m = _add(sub, "models", "list the numbered model versions of a model directory, roll back, or delete old ones",
              "examples:\n  lograven models list --dir /var/lib/lograven/models\n"
              "  lograven models rollback --dir /var/lib/lograven/models           # to the previous version\n"
              "  lograven models rollback --dir /var/lib/lograven/models --to v0002\n"
-             "The daemon notices the switch of `current` within seconds (or send SIGHUP).")
-    m.add_argument("action", choices=["list", "rollback"])
+             "  lograven models prune --dir /var/lib/lograven/models --keep 5     # delete all but the newest 5\n"
+             "The daemon notices the switch of `current` within seconds (or send SIGHUP).\n"
+             "Periodic relearning prunes by itself, to learn.keep_versions; `current` is never deleted.")
+    m.add_argument("action", choices=["list", "rollback", "prune"])
     m.add_argument("--dir", help="model directory (default: <state_dir>/models of --config)")
     m.add_argument("--config", help="YAML config, for its state_dir")
     m.add_argument("--to", help="version to switch to (rollback)")
+    m.add_argument("--keep", type=int, help="versions to keep (prune; default: learn.keep_versions of --config, 10)")
     m.add_argument("--json", action="store_true")
     le = _add(sub, "learn", "the corrective action: learn new normal data into an existing model, keeping type ids",
               "examples:\n  lograven learn --model /var/lib/lograven/models /var/log/messages.1   # new version, made current\n"
@@ -658,6 +661,10 @@ def _models_dir(args) -> Path:
 def cmd_models(args) -> int:
     from lograven.modelstore import ModelStore, describe, dump
 
+    if args.keep is not None and args.action != "prune":
+        raise LogravenError(f"--keep is for `lograven models prune`, not `{args.action}`")
+    if args.to is not None and args.action != "rollback":
+        raise LogravenError(f"--to is for `lograven models rollback`, not `{args.action}`")
     store = ModelStore(_models_dir(args))
     if not store.root.is_dir():
         raise LogravenError(
@@ -673,6 +680,13 @@ def cmd_models(args) -> int:
         else:
             for i in infos:
                 print(describe(i))
+        return 0
+    if args.action == "prune":
+        keep = args.keep if args.keep is not None else _load_config(args.config).learn.keep_versions
+        if keep < 1:
+            raise LogravenError(f"--keep {keep}: keep at least 1 version (the current one is never deleted)")
+        removed = store.prune(keep)
+        print(f"{store.root}: deleted {', '.join(removed)}" if removed else f"{store.root}: nothing to delete ({len(store.versions())} versions, keeping {keep})")
         return 0
     name = store.rollback(args.to)
     print(f"{store.root}: current -> {name}; a running daemon switches within seconds (or send SIGHUP)")

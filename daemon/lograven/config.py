@@ -454,6 +454,10 @@ class LearnConfig:
              "combinable as `1h30m`); null never relearns.")
     min_lines: int = _opt(
         1000, min=1, help="Lines needed before learning starts; at most `max_lines`.")
+    keep_versions: int = _opt(
+        10, min=2,
+        help="Model versions kept in the model directory after periodic relearning: older ones are "
+             "deleted (never `current` or the version running). `lograven models prune` does it by hand.")
 
     @property
     def schedule_seconds(self) -> float | None:

@@ -143,15 +143,32 @@ class ModelStore:
                 log.warning("skipping %s: %s", name, e)
         raise LogravenError(f"{self.root}: no older valid version than {cur}")
 
-    def prune(self, keep: int = 5) -> list[str]:
-        """Delete the oldest versions beyond `keep`, never the current one."""
-        cur = self.current_name()
+    def prune(self, keep: int, protect: tuple[str, ...] = ()) -> list[str]:
+        """Delete the oldest versions beyond the newest `keep`, never the current one nor those in
+        `protect` (e.g. the version a daemon runs). Reserved directories (no manifest yet) are not
+        versions and are left alone. Returns the names deleted."""
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        for left in self.root.glob(".deleting-v*"):  # an earlier prune that stopped half-way
+            shutil.rmtree(left, ignore_errors=True)
+        spare = {self.current_name(), *protect}
         vs = self.versions()
         removed = []
         for name in vs[: max(0, len(vs) - keep)]:
-            if name != cur:
-                shutil.rmtree(self.root / name, ignore_errors=True)
-                removed.append(name)
+            if name in spare:
+                continue
+            path = self.root / name
+            try:
+                # renamed away first: a half-deleted version never looks like a version
+                doomed = self.root / f".deleting-{name}-{os.getpid()}"
+                os.rename(path, doomed)
+            except OSError as e:
+                log.warning("model store %s: cannot delete %s (%s)", self.root, name, e.strerror or e)
+                continue
+            shutil.rmtree(doomed, ignore_errors=True)
+            removed.append(name)
+        if removed:
+            log.info("model store %s: deleted old versions %s (keeping %d)", self.root, ", ".join(removed), keep)
         return removed
 
 

@@ -1092,11 +1092,21 @@ class Service:
                 )  # fmt: skip
                 if summary:
                     log.info("periodic relearning: new model version %s (%d new types)", summary["path"], len(summary["new_types"]))
+                    self._prune_versions(target)
             except Exception:  # relearning must never take the daemon down
                 log.exception("periodic relearning failed; the current model keeps running")
 
         self._relearn_thread = threading.Thread(target=work, name="lograven-relearn", daemon=True)
         self._relearn_thread.start()
+
+    def _prune_versions(self, root: Path) -> None:
+        """Keep `learn.keep_versions` versions after relearning: a schedule of hours would fill the disk."""
+        store = ModelStore(root)
+        running = self.bundle.path.resolve().name if self.bundle is not None else None
+        try:
+            store.prune(self.cfg.learn.keep_versions, protect=(running,) if running else ())
+        except OSError as e:
+            log.warning("model store %s: old versions not deleted (%s)", root, e.strerror or e)
 
     # ------------------------------------------------------------- learn
     def _learn_mode(self) -> dict:
