@@ -94,6 +94,24 @@ def test_cache_is_bounded_and_still_correct(train_texts: list[str]) -> None:
     assert len(tok._cache) <= 8
 
 
+def test_cache_is_bounded_in_bytes_for_long_unique_words(train_texts: list[str]) -> None:
+    """Unique long words (a session token in a URL) are hundreds of ids each: the cache empties at its
+    byte budget, long before its entry cap, and encodes as the library does."""
+    import base64
+    import random
+
+    tok = BpeTokenizer.train(train_texts[:300], 128)
+    tok._cache_bytes_max = 200_000
+    rnd = random.Random(5)
+    words = [base64.urlsafe_b64encode(rnd.randbytes(600)).decode() for _ in range(60)]
+    peak = 0
+    for w in words:
+        assert tok.encode(f"GET /api?s={w} ok") == tok.encode_direct(f"GET /api?s={w} ok")
+        peak = max(peak, tok._cache_bytes)
+        assert tok._cache_bytes <= 200_000
+    assert len(tok._cache) < 60 and peak > 100_000  # it did fill and empty
+
+
 def test_to_str_from_str_roundtrip(tokenizer: BpeTokenizer, test_texts: list[str]) -> None:
     again = BpeTokenizer.from_str(tokenizer.to_str())
     assert again.vocab_size == tokenizer.vocab_size

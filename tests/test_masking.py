@@ -109,6 +109,20 @@ def test_cache_bounded_and_consistent() -> None:
     assert [m.mask_token(t) for t in tokens] == first
 
 
+def test_cache_is_bounded_in_bytes_for_long_unique_tokens() -> None:
+    """Long unique tokens fill the cache's byte budget long before its entry cap; it empties, and
+    masking stays right."""
+    import random
+
+    m = Masker(cache_bytes=100_000)
+    rnd = random.Random(3)
+    for _ in range(200):
+        tok = "sess=" + "".join(rnd.choice("abcdefghijklmnop") for _ in range(1000)) + "42"
+        assert m.mask_token(tok) == tok[:-2] + "<N>"
+        assert m._cache_bytes <= 100_000
+    assert len(m._cache) < 60
+
+
 @pytest.mark.parametrize("placeholder", ["<UUID>", "<MAC>", "<IP>", "<HEX>", "<N>"])
 def test_placeholder_regex_matches_what_was_masked(masker: Masker, placeholder: str) -> None:
     """The regex each placeholder stands for in a type's regex accepts the original text."""

@@ -125,6 +125,20 @@ def test_autoencoder_score_cache_returns_identical_values(bundle, texts) -> None
     assert dup[0] == dup[2]
 
 
+def test_autoencoder_score_cache_is_bounded_in_bytes(bundle, texts, monkeypatch) -> None:
+    """Long unique texts empty the cache at its byte budget; values are the same as computed afresh."""
+    ae = bundle.autoencoder
+    monkeypatch.setattr(type(ae), "CACHE_BYTES", 40_000)
+    ae._cache.clear()
+    ae._cache_bytes = 0
+    long = [f"{t} " + "x" * 2000 + f" {i}" for i, t in enumerate(texts["train"][:40])]
+    got = np.concatenate([ae.score(long[i : i + 4]) for i in range(0, 40, 4)])
+    assert ae._cache_bytes <= 40_000 and len(ae._cache) < 40
+    ae._cache.clear()
+    ae._cache_bytes = 0
+    assert np.allclose(got, ae.score(long), rtol=1e-6, atol=1e-6)
+
+
 # ---------------------------------------------------------------- sequence model
 
 

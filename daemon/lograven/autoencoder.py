@@ -80,7 +80,11 @@ class Autoencoder:
         self.threshold_: float = math.inf
         self.history_: dict[str, list[float]] = {}
         self.calibration_: dict[str, float] = {}
-        self._cache: dict[str, float] = {}
+        self._cache: dict[str, float] = {}  # per masked text; bounded by entries and by bytes
+        self._cache_bytes = 0
+
+    CACHE_ENTRIES = 200_000
+    CACHE_BYTES = 16 * 2**20  # about: the texts (keys) with dict and float overhead
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -128,6 +132,7 @@ class Autoencoder:
             x, lens, w, self.tokenizer_.vocab_size, self.length_, p, seed, init_weights, progress
         )
         self._cache.clear()
+        self._cache_bytes = 0
         # Calibrate on texts the model never saw; fall back to the training texts.
         calib = hold if hold else train
         errs = self.score(calib)
@@ -161,12 +166,15 @@ class Autoencoder:
         if todo:
             keys = list(todo)
             errs = self._forward_errors(keys)
-            if len(cache) + len(keys) > 200_000:
+            cost = sum(len(k) for k in keys) + 150 * len(keys)
+            if len(cache) + len(keys) > self.CACHE_ENTRIES or self._cache_bytes + cost > self.CACHE_BYTES:
                 cache.clear()
+                self._cache_bytes = 0
             for k, e in zip(keys, errs):
                 cache[k] = float(e)
                 for i in todo[k]:
                     out[i] = e
+            self._cache_bytes += cost
         return out
 
     def _forward_errors(self, texts: Sequence[str], chunk: int = 512) -> np.ndarray:

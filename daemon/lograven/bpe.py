@@ -21,10 +21,15 @@ PAD, UNK = "[PAD]", "[UNK]"
 class BpeTokenizer:
     """Trains and applies a byte-pair-encoding vocabulary over masked log text."""
 
-    def __init__(self, tokenizer: object, cache_size: int = 200_000):
+    CACHE_BYTES = 16 * 2**20  # about: words and their id lists, with object overhead
+
+    def __init__(self, tokenizer: object, cache_size: int = 200_000, cache_bytes: int = CACHE_BYTES):
         self._tok = tokenizer
+        # bounded by entries and by bytes: a long unique word is hundreds of ids (36 bytes each)
         self._cache: dict[str, list[int]] = {}
         self._cache_size = cache_size
+        self._cache_bytes_max = cache_bytes
+        self._cache_bytes = 0
         self.vocab_size = int(tokenizer.get_vocab_size())  # type: ignore[attr-defined]
         self.unk_id = int(tokenizer.token_to_id(UNK))  # type: ignore[attr-defined]
 
@@ -99,9 +104,12 @@ class BpeTokenizer:
             ids = cache.get(word)
             if ids is None:
                 ids = self._tok.encode(word).ids  # type: ignore[attr-defined]
-                if len(cache) >= self._cache_size:
+                cost = 200 + len(word) + 36 * len(ids)
+                if len(cache) >= self._cache_size or self._cache_bytes + cost > self._cache_bytes_max:
                     cache.clear()
+                    self._cache_bytes = 0
                 cache[word] = ids
+                self._cache_bytes += cost
             out.extend(ids)
         return out
 

@@ -52,7 +52,9 @@ class ExtraMask:
 class Masker:
     """Replaces variable substrings with placeholders; caches per token."""
 
-    def __init__(self, extra: Iterable[ExtraMask] = (), cache_size: int = 200_000):
+    CACHE_BYTES = 8 * 2**20  # about: keys and values of the token cache, with dict overhead
+
+    def __init__(self, extra: Iterable[ExtraMask] = (), cache_size: int = 200_000, cache_bytes: int = CACHE_BYTES):
         parts = []
         self._names: list[str] = []
         for em in extra:
@@ -65,8 +67,12 @@ class Masker:
         # the more specific built-ins (UUID before HEX before N) take precedence.
         self._regex = re.compile("|".join(f"({p})" for p in parts))
         self.placeholders = tuple(dict.fromkeys(self._names))
+        # bounded by entries and by bytes: unique long tokens (session ids, tokens in URLs) must not
+        # fill hundreds of MB before the entry cap empties it
         self._cache: dict[str, str] = {}
         self._cache_size = cache_size
+        self._cache_bytes_max = cache_bytes
+        self._cache_bytes = 0
 
     def _sub(self, m: re.Match[str]) -> str:
         return self._names[m.lastindex - 1]  # type: ignore[operator]
@@ -84,9 +90,12 @@ class Masker:
         if hit is not None:
             return hit
         masked = self._regex.sub(self._sub, token)
-        if len(self._cache) >= self._cache_size:
+        cost = 200 + len(token) + len(masked)
+        if len(self._cache) >= self._cache_size or self._cache_bytes + cost > self._cache_bytes_max:
             self._cache.clear()
+            self._cache_bytes = 0
         self._cache[token] = masked
+        self._cache_bytes += cost
         return masked
 
     def mask_tokens(self, tokens: list[str]) -> list[str]:
