@@ -112,6 +112,26 @@ def test_cache_is_bounded_in_bytes_for_long_unique_words(train_texts: list[str])
     assert len(tok._cache) < 60 and peak > 100_000  # it did fill and empty
 
 
+def test_relearning_grows_the_vocabulary_up_to_its_cap(train_texts: list[str]) -> None:
+    """Each relearn may add up to 256 whole words, but the vocabulary stops at VOCABULARY_GROWTH times
+    its trained size (the output layer is the cost of every uncached line); words past the cap still
+    encode, in pieces."""
+    import random
+
+    from lograven.learning import VOCABULARY_GROWTH, grow_vocabulary
+
+    tok = BpeTokenizer.train(train_texts[:300], 128)
+    rnd = random.Random(8)
+    cap = VOCABULARY_GROWTH * 128
+    added = []
+    for _ in range(4):  # four relearns, each with 400 new pod names seen 3 times
+        pods = ["web-" + "".join(rnd.choice("bcdfghjklmnpqrstvwxz") for _ in range(10)) for _ in range(400)]
+        added.append(len(grow_vocabulary(tok, [f"pod {p} ready" for p in pods * 3], train_texts[:300], 128)))
+    assert added[0] == 256 and tok.vocab_size == cap and added[-1] == 0
+    word = "web-" + "q" * 12
+    assert tok.encode(f"pod {word} ready") == tok.encode_direct(f"pod {word} ready")
+
+
 def test_to_str_from_str_roundtrip(tokenizer: BpeTokenizer, test_texts: list[str]) -> None:
     again = BpeTokenizer.from_str(tokenizer.to_str())
     assert again.vocab_size == tokenizer.vocab_size

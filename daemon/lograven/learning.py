@@ -218,7 +218,7 @@ def learn(
     ae.length_ = base.autoencoder.length_
     tokenizer = base.autoencoder.tokenizer_
     assert tokenizer is not None
-    new_words = tokenizer.grow(new_texts, known=replay_texts)  # the autoencoder's vocabulary grows too
+    new_words = grow_vocabulary(tokenizer, new_texts, replay_texts, base.autoencoder.params.vocab_size)
     ae.fit(new_texts + replay_texts, seed=seed, tokenizer=tokenizer, init_weights=base.autoencoder.weights_, progress=progress)
 
     summary = dict(base.manifest.get("training", {}))
@@ -246,6 +246,21 @@ def learn(
     if store is not None and out is None:
         store.set_current(target.name)
     return target, summary
+
+
+VOCABULARY_GROWTH = 4  # the autoencoder's vocabulary grows to at most this many times its trained size
+
+
+def grow_vocabulary(tokenizer, new_texts: list[str], known: list[str], trained_size: int) -> list[str]:
+    """The autoencoder's vocabulary grows by frequent new words, up to VOCABULARY_GROWTH times its
+    trained size: every relearn could add 256 words (masked pod names, say), and the output layer, the
+    cost of every line not in the cache, grows with the vocabulary. Past the cap new words are encoded
+    in BPE pieces, as in training."""
+    room = VOCABULARY_GROWTH * max(trained_size, 1) - tokenizer.vocab_size
+    if room <= 0:
+        log.info("the autoencoder's vocabulary is at its cap (%d tokens): no new words added", tokenizer.vocab_size)
+        return []
+    return tokenizer.grow(new_texts, known=known, max_new=min(256, room))
 
 
 TAIL_REFERENCE_RATE = DetectorSettings.sequence_false_alarm_rate  # the default rate: where two fitted tails are compared
