@@ -469,3 +469,29 @@ def test_a_file_matched_by_two_sources_is_read_by_the_first_only(tmp_path) -> No
     assert set(GlobPathProvider([str(tmp_path / "*.log")], [str(tmp_path / "a.log")]).expand()[0]) == {str(tmp_path / "b.log")}
     (w,) = [w for w in source_warnings(cfg) if w.startswith("sources[1]")]
     assert "a.log also match an earlier source" in w
+
+
+def test_stream_states_past_max_streams_are_counted_and_warned_about(tmp_path, bundle_dir, training_log, caplog) -> None:
+    """runtime.max_streams caps the GRU states kept; the ones forgotten are counted on /metrics and
+    warned about (at most hourly), so an admin learns why sessions start afresh."""
+    import logging
+
+    from lograven.bundle import load_bundle
+    from lograven.service import Service
+
+    cfg = parse_config({"state_dir": str(tmp_path), "runtime": {"max_streams": 3}})
+    svc = Service(cfg)
+    svc._sources = []
+    svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
+    parser = Parser("syslog")
+    rec = parser.parse(training_log.read_text().splitlines()[0])  # a known type: it advances a GRU state
+    svc.detector.detect([(f"blk_{i}", rec) for i in range(5)])
+    with caplog.at_level(logging.WARNING, logger="lograven.service"):
+        svc._export_file_stats()
+        svc.detector.detect([("blk_9", rec)])
+        svc._export_file_stats()  # within the hour: counted, not warned again
+    reg = svc.metrics.registry
+    assert reg.get_sample_value("lograven_streams") == 3
+    assert reg.get_sample_value("lograven_streams_evicted_total") == 3
+    warned = [r.getMessage() for r in caplog.records if "runtime.max_streams (3)" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("2 stream state(s) forgotten"), warned

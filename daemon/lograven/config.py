@@ -495,6 +495,11 @@ class RuntimeConfig:
         1.0, gt=0,
         help="Seconds between polls of the tailed files' status (file events wake the "
              "reader sooner).")
+    max_streams: int = _opt(
+        100000, min=1, max=10_000_000,
+        help="Most streams whose GRU state is kept (about 1 KB of memory and 1.3 KB of checkpoint "
+             "each); past it the least recently seen stream is forgotten and starts afresh. Matters "
+             "with a `stream:` key per session, e.g. HDFS block ids.")
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         if self.queue_size < self.batch_size:

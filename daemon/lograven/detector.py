@@ -167,6 +167,7 @@ class Detector:
         self._masker = Masker(extra)
         self.ae_threshold = self.ae.threshold_ * self.settings.autoencoder_margin
         self.states: OrderedDict[str, StreamState] = OrderedDict()
+        self.streams_evicted = 0  # states forgotten past settings.max_streams (least recently seen first)
         self._templates = {t.id: t.template for t in self.types.types_}
         counts = np.zeros(self.seq.n_types_ + 1)
         learned = np.zeros(len(counts), dtype=bool)
@@ -397,6 +398,7 @@ class Detector:
             s.last = last
         while len(self.states) > self.settings.max_streams:
             self.states.popitem(last=False)
+            self.streams_evicted += 1
         H = np.stack([s.h for s in states])  # (S, 2, U)
         seen = np.array([s.seen for s in states], dtype=np.int64)
         lines = [by_stream[k] for k in names]

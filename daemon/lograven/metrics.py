@@ -84,6 +84,14 @@ class Metrics:
             "lograven_file_readable", "1 while the file can be opened and read, 0 while it cannot.", file_, registry=r
         )
         self.queue_lines = Gauge("lograven_queue_lines", "Lines read and waiting for inference.", registry=r)
+        self.streams = Gauge(
+            "lograven_streams", "Streams whose sequence-model state is kept (at most runtime.max_streams).", registry=r
+        )
+        self.streams_evicted = Counter(
+            "lograven_streams_evicted",
+            "Stream states forgotten because more than runtime.max_streams streams were open.",
+            registry=r,
+        )
 
         # Detection
         self.unknown_type_lines = Counter(

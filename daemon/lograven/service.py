@@ -350,6 +350,8 @@ class Service:
         self._last_model_check = time.monotonic()
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
         self._exported_files: set[str] = set()  # files with per-file series on /metrics
+        self._evictions_logged, self._evictions_log_at = 0, 0.0  # forgotten stream states: warned hourly
+        self._evictions_det: Detector | None = None
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
@@ -507,7 +509,7 @@ class Service:
 
     def _activate(self, bundle: Bundle, path: Path, cfg: Config) -> None:
         old = self.detector
-        det = Detector(bundle, DetectorSettings.from_config(cfg.detectors))
+        det = Detector(bundle, DetectorSettings.from_config(cfg.detectors, max_streams=cfg.runtime.max_streams))
         if old is not None and _same_vocabulary(old.bundle, bundle):
             n = det.import_states(old.export_states())
             log.info("kept GRU state of %d stream(s) across the model switch", n)
@@ -879,6 +881,20 @@ class Service:
             m.remove_file(path)
         self._exported_files = now
         m.queue_lines.set(self._queue.qsize())
+        det = self.detector
+        if det is not None:
+            m.streams.set(len(det.states))
+            m.advance_to_total(m.streams_evicted, det.streams_evicted)
+            if self._evictions_det is not det:  # a reload: a new detector counts from 0
+                self._evictions_det, self._evictions_logged = det, 0
+            if det.streams_evicted > self._evictions_logged and time.monotonic() >= self._evictions_log_at:
+                log.warning(
+                    "%d stream state(s) forgotten since the model loaded: more than runtime.max_streams (%d) streams "
+                    "are open, so the least recently seen start afresh (their next lines may alert). Raise "
+                    "runtime.max_streams, or set detectors.sequence.stream_end_after so that finished sessions end",
+                    det.streams_evicted, det.settings.max_streams,
+                )  # fmt: skip
+                self._evictions_logged, self._evictions_log_at = det.streams_evicted, time.monotonic() + 3600
 
     # -------------------------------------------------------- checkpoint
     def _stream_entry(self, k: str, h, seen: int, last: int) -> dict:
