@@ -28,8 +28,10 @@ _BUILTIN: list[tuple[str, str]] = [
     ("<UUID>", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
     ("<MAC>", r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{2}:){5,}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:])"),
     ("<IP>", r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\d.])"),
-    # IPv6, also compressed (`fe80::1`); at least two hex digits somewhere so `::` alone stays
-    ("<IP>", r"(?<![0-9A-Za-z:])(?=[0-9A-Fa-f:]*[0-9A-Fa-f]{2})(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{1,4}(?![0-9A-Za-z:])"),
+    # IPv6, also compressed (`fe80::1`); at least two hex digits somewhere so `::` alone stays;
+    # never a MAC (which the masker tries first anyway): a template's `<IP>` must not match one
+    ("<IP>", r"(?<![0-9A-Za-z:])(?!(?:[0-9A-Fa-f]{2}:){5,}[0-9A-Fa-f]{2}(?![0-9A-Fa-f:]))"
+             r"(?=[0-9A-Fa-f:]*[0-9A-Fa-f]{2})(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{1,4}(?![0-9A-Za-z:])"),
     ("<HEX>", r"\b0[xX][0-9a-fA-F]+\b"),
     # long hex ids (hashes, addresses) with at least one digit and one letter;
     # all-digit runs stay numbers
