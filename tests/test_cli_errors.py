@@ -310,3 +310,49 @@ def test_options_are_never_abbreviated() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["allow", "--alert", "abc"])
     assert build_parser().parse_args(["allow", "abc"]).alert_id == "abc"
+
+
+def test_compressed_logs_are_read_as_zcat_would(tmp_path, capsys, bundle_dir, training_log) -> None:
+    """Rotated logs come compressed (messages.1.gz): train and score read gzip, bzip2 and xz
+    transparently, from files and from standard input; a damaged archive and zstd are errors that
+    name the file and the fix, never compressed bytes learned or scored as text."""
+    import bz2
+    import gzip
+    import io
+    import lzma
+
+    text = "".join(training_log.read_text().splitlines(keepends=True)[:200]).encode()
+    plain = tmp_path / "messages.1"
+    plain.write_bytes(text)
+    packed = {"gz": gzip.compress(text), "bz2": bz2.compress(text), "xz": lzma.compress(text)}
+    ref = training.read_corpus([str(plain)])
+    for ext, data in packed.items():
+        p = tmp_path / f"messages.1.{ext}"
+        p.write_bytes(data)
+        c = training.read_corpus([str(p)])
+        assert c.messages == ref.messages and c.unparsed == 0, ext
+    rc, want, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(plain))
+    assert rc == 0, err
+    rc, got, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(tmp_path / "messages.1.gz"))
+    assert rc == 0 and "do not match" not in err, err
+    strip = lambda out: [{k: v for k, v in json.loads(ln).items() if k not in ("file", "stream")} for ln in out.splitlines()]  # noqa: E731
+    assert len(got.splitlines()) == 200 and strip(got) == strip(want)
+
+    class _Stdin:
+        buffer = io.BufferedReader(io.BytesIO(packed["xz"]))
+
+    old, sys.stdin = sys.stdin, _Stdin()
+    try:
+        rc, got, err = run_cli(capsys, "score", "--model", str(bundle_dir), "-")
+    finally:
+        sys.stdin = old
+    assert rc == 0 and strip(got) == strip(want), err
+
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(packed["gz"][: len(packed["gz"]) // 2])
+    rc, _, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(cut))
+    assert_user_error(rc, err, f"{cut}: gzip-compressed but cannot be decompressed", f"gzip -t {cut}")
+    zst = tmp_path / "messages.1.zst"
+    zst.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 20)
+    rc, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "m"), str(zst))
+    assert_user_error(rc, err, f"{zst}: zstd-compressed; decompress it first")

@@ -57,12 +57,32 @@ def test_train_says_when_data_is_too_small(tmp_path, tiny_cfg):
     r = _lograven("train", "--config", str(tiny_cfg), "--out", str(tmp_path / "m"), str(log))
     assert r.returncode == 0, r.stderr
     assert "warning: only 200 lines" in r.stderr, r.stderr
+    assert "mostly wildcards" not in r.stderr and "do not match" not in r.stderr, r.stderr
     assert "not calibrated: " in r.stdout and "calibration and the floor need 1000" in r.stdout, r.stdout
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model: {tmp_path / 'm'}\nsources: [{{paths: [{log}]}}]\n")
     r = _lograven("check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "(not calibrated: the model held back" in r.stdout, r.stdout
+
+
+def test_train_warns_about_a_wrong_format_and_catch_all_types(tmp_path, tiny_cfg):
+    """A model that would look fine but miss new messages: lines not in --format (their timestamps learned
+    as text) and lines so varied that the types are mostly wildcards. `train` says both, and why."""
+    import random
+
+    rnd = random.Random(6)
+    words = ["".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(3, 9))) for _ in range(3000)]
+    log = tmp_path / "noise.log"
+    log.write_text("".join(f"Jun  9 06:{i // 60 % 60:02d}:{i % 60:02d} web01 app[7]: {' '.join(rnd.sample(words, rnd.randint(3, 6)))}\n"
+                           for i in range(600)))  # fmt: skip
+    r = _lograven("train", "--config", str(tiny_cfg), "--format", "iso", "--out", str(tmp_path / "m"), str(log))
+    assert r.returncode == 0, r.stderr
+    assert f"600 of 600 lines of {log} do not match --format iso" in r.stderr, r.stderr
+    m = re.search(r"warning: (\d+) message type\(s\) are mostly wildcards .* and cover (\d+)% of the lines", r.stderr)
+    assert m and int(m.group(2)) >= 20, r.stderr
+    summary = json.loads((tmp_path / "m" / "manifest.json").read_text())["training"]
+    assert len(summary["catch_all_types"]) == int(m.group(1)) and summary["catch_all_lines"] >= 120
 
 
 def test_train_rejects_bad_input(tmp_path, tiny_cfg):

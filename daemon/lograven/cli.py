@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -217,6 +218,7 @@ def cmd_train(args) -> int:
     bar("reading", 0.0)
     corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=max_lines, max_line_bytes=cfg.runtime.max_line_bytes)
     bar("reading", 1.0)
+    _warn_unparsed(corpus, fmt)
     result = train(
         corpus, Path(args.out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
         fmt=fmt, stream=stream, plots=args.plots, progress=bar, end_gap=cfg.detectors.sequence.stream_end_after,
@@ -232,7 +234,9 @@ def cmd_train(args) -> int:
     print(f"  types       {s['types']} message types ({s['clusters']} clusters); `lograven types {result.path}` lists them")
     fp = v.get("fp_rate_relative<0.1")
     fp_text = f", {fp:.2%} of held-back normal steps would alert (relative rule at 0.1)" if fp is not None else ""
-    print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {v.get('top1_accuracy', float('nan')):.3f}{fp_text}")
+    top1 = v.get("top1_accuracy")
+    top1_text = f"{top1:.3f}" if isinstance(top1, (int, float)) and math.isfinite(top1) else "n/a (too few lines held back)"
+    print(f"  sequence    {s['sequence_epochs']} epochs; held-back top-1 accuracy {top1_text}{fp_text}")
     if v.get("cross_fitted"):
         print(f"              an ensemble of {v['cross_fitted']} GRUs, cross-fitted: every training session held back "
               f"once ({v.get('steps', 0)} steps), by the member that did not train on it")  # fmt: skip
@@ -249,11 +253,33 @@ def cmd_train(args) -> int:
         print(f"  ends        streams cut at {s['stream_end_after']:g} s of silence "
               f"(detectors.sequence.stream_end_after): {s['stream_segments']} segments, {s['segments_ended']} taught as ended")
     print(f"  autoencoder {s['autoencoder_epochs']} epochs; length {s['autoencoder_length']}, threshold {s['autoencoder_threshold']:.3f} nats/token")
+    if s.get("truncated_lines"):
+        print(f"  truncated   {s['truncated_lines']} line(s) longer than runtime.max_line_bytes ({cfg.runtime.max_line_bytes}), cut to it")
+    if s["lines"] and s.get("catch_all_lines", 0) >= CATCH_ALL_WARN_SHARE * s["lines"]:
+        print(f"warning: {len(s['catch_all_types'])} message type(s) are mostly wildcards (`lograven types {result.path}`: "
+              f"`<*> <*> <*> ...`) and cover {s['catch_all_lines'] / s['lines']:.0%} of the lines: any message of "
+              "those lengths counts as known, so new messages go unnoticed. The log has too many distinct messages "
+              "for its size, or the wrong --format: train on more lines of the same host, check --format, or add "
+              "training.msgtypes.extra_masks for the variable parts", file=sys.stderr)  # fmt: skip
     sec = s["seconds"]
     print(f"  seconds     {sec['total']:.1f} (types {sec['msgtypes']:.1f}, sequence {sec['sequence']:.1f}, autoencoder {sec['autoencoder']:.1f})")
     if args.plots:
         print(f"  plots       {result.path}/plots/*.png")
     return 0
+
+
+CATCH_ALL_WARN_SHARE = 0.2  # of the training lines in mostly-wildcard types (0 on the Loghub 2k sets, 0.86+ on noise)
+
+
+def _warn_unparsed(corpus, fmt: str) -> None:
+    """Before minutes of training: most lines not in the format means the wrong --format."""
+    from lograven.parsing import mostly_unparsed
+
+    if mostly_unparsed(corpus.unparsed, len(corpus)):
+        files = sorted(set(corpus.files))
+        log.warning("%d of %d lines of %s do not match --format %s: their timestamps and hosts would be learned as "
+                    "message text. Give the files' --format (syslog, iso, raw or regex:...; docs/configuration.md)",
+                    corpus.unparsed, len(corpus), ", ".join(files[:3]) + (" ..." if len(files) > 3 else ""), fmt)  # fmt: skip
 
 
 def cmd_types(args) -> int:
@@ -283,11 +309,11 @@ def cmd_types(args) -> int:
 def iter_input_lines(files: Sequence[str], max_line_bytes: int) -> Iterator[tuple[str, int, str]]:
     """(file, 1-based line number, decoded text) for files or '-' (stdin). Lines longer than
     `max_line_bytes` are cut to it without ever being held whole (training.iter_binary_lines)."""
-    from lograven.training import iter_binary_lines, iter_file_lines
+    from lograven.training import iter_file_lines, iter_maybe_compressed
 
     for f in files:
         if f == "-":
-            for i, (text, _) in enumerate(iter_binary_lines(sys.stdin.buffer, max_line_bytes), 1):
+            for i, (text, _) in enumerate(iter_maybe_compressed(sys.stdin.buffer, "-", max_line_bytes), 1):
                 yield "-", i, text
         else:
             for i, (text, _) in enumerate(iter_file_lines(f, max_line_bytes), 1):
@@ -545,6 +571,7 @@ def cmd_learn(args) -> int:
         corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=args.max_lines or cfg.learn.max_lines,
                              max_line_bytes=cfg.runtime.max_line_bytes)
         source = ", ".join(args.logfiles)
+        _warn_unparsed(corpus, fmt)
     bar = ProgressBar(enabled=not args.quiet)
     path, s = learn(args.model, corpus, out=args.out, training=cfg.training, progress=bar, source=source)
     bar.close()

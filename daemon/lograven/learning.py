@@ -227,6 +227,7 @@ def learn(
             "parent": base.version,
             "learned_from": source or f"{len(corpus)} lines",
             "learned_lines": len(corpus),
+            "learned_unparsed_lines": corpus.unparsed,
             "new_types": new_ids,
             "new_tokens": new_words,
             "types": len(types.types_),

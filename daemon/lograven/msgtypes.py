@@ -62,6 +62,13 @@ class MessageType:
     learned: bool = False  # lines of this type were given to `lograven learn` as normal (never a rare type)
 
     @property
+    def catch_all(self) -> bool:
+        """Mostly wildcards (2 or more, and at least 2/3 of the tokens): `<*> <*> <*> code=<*>`. Such a
+        type matches almost any line of its length, so those lines are never an unknown type."""
+        wild = sum(kind == WILD for kind, _ in self.tokens)
+        return wild >= 2 and 3 * wild >= 2 * len(self.tokens)
+
+    @property
     def template(self) -> str:
         out = []
         for kind, value in self.tokens:

@@ -68,7 +68,33 @@ def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]
     except IsADirectoryError:
         raise LogravenError(f"{path}: is a directory; give log files (a shell glob like {path}/*.log works)") from None
     with f:
+        yield from iter_maybe_compressed(f, path, max_line_bytes)
+
+
+def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]]:
+    """`iter_binary_lines` of a buffered stream, decompressed first when it is gzip, bzip2 or xz
+    (rotated logs such as messages.1.gz are read as zcat would); zstd is refused with the fix."""
+    head = f.peek(6)[:6]  # type: ignore[attr-defined]  # not consumed: works on pipes too (`<(zcat …)`, stdin)
+    kind = next((k for magic, k in _COMPRESSED if head.startswith(magic)), None)
+    if kind is None:
         yield from iter_binary_lines(f, max_line_bytes)
+        return
+    if kind == "zstd":
+        raise LogravenError(f"{path}: zstd-compressed; decompress it first (`zstd -dc {path} > FILE`, "
+                            "or `zstd -dc FILE | lograven score -`)")
+    import importlib
+
+    mod = importlib.import_module({"gzip": "gzip", "bzip2": "bz2", "xz": "lzma"}[kind])
+    try:
+        with mod.open(f, "rb") as z:
+            yield from iter_binary_lines(z, max_line_bytes)
+    except (OSError, EOFError, ValueError) as e:  # BadGzipFile, lzma.LZMAError and truncated archives
+        raise LogravenError(f"{path}: {kind}-compressed but cannot be decompressed ({e}); "
+                            f"check it with `{kind} -t {path}`") from None
+
+
+#: Magic numbers of the compressed formats rotated logs come in: read transparently, except zstd.
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 
 
 #: Bytes read at a time while skipping the rest of an over-long line.
@@ -320,6 +346,8 @@ def train(
         "types": len(types.types_),
         "clusters": types.n_clusters_,
         "unknown_training_lines": int((type_ids == 0).sum()),
+        "catch_all_types": [t.id for t in types.types_ if t.catch_all],
+        "catch_all_lines": sum(t.count for t in types.types_ if t.catch_all),
         **({"stream_end_after": gap, "stream_segments": len(sequences), "segments_ended": int(sum(ended or ()))}
            if gap else {}),
         "sequence_validation": seq.validation_,
