@@ -201,6 +201,14 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile" / "state"), str(tmp_path / "afile")))
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert f"warning: state_dir {tmp_path / 'afile'}: is a file, not a directory" in out, out
+    # an alerts file `run` cannot open: check says that `run` would refuse to start, and it does
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile"), str(tmp_path / "state"))
+                   .replace(str(tmp_path / "alerts.jsonl"), str(tmp_path / "afile" / "alerts.jsonl")))  # fmt: skip
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and f"warning: alerts.jsonl.path {tmp_path / 'afile' / 'alerts.jsonl'}: " in out, out
+    assert "`run` as this user would refuse to start" in out and "sudo -u lograven lograven check" in out, out
+    r = subprocess.run([sys.executable, "-m", "lograven", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "alerts.jsonl.path" in r.stderr, r.stderr[-2000:]
 
 
 def test_check_shows_default_model_thresholds_and_unlearned_stream_ends(capsys, tmp_path) -> None:

@@ -348,15 +348,19 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
 
 # --- state directory ---
 
-def test_state_directory_env_overrides_state_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_directory_env_overrides_state_dir(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     c = parse_config({"state_dir": "/srv/lograven"})
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     assert c.effective_state_dir() == Path("/srv/lograven")
     assert c.allowlist_path() == Path("/srv/lograven/allowlist.json")
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/lograven-a:/var/lib/lograven-b")
-    assert c.effective_state_dir() == Path("/var/lib/lograven-a")
-    assert c.models_dir() == Path("/var/lib/lograven-a/models")
-    assert c.allowlist_path() == Path("/var/lib/lograven-a/allowlist.json")
+    with caplog.at_level("WARNING", logger="lograven.config"):
+        assert c.effective_state_dir() == Path("/var/lib/lograven-a")
+        assert c.models_dir() == Path("/var/lib/lograven-a/models")
+        assert c.allowlist_path() == Path("/var/lib/lograven-a/allowlist.json")
+    # the CLI tools (no unit environment) would use /srv/lograven: said once, with the fix
+    [warned] = [r.getMessage() for r in caplog.records if "StateDirectory=" in r.getMessage()]
+    assert "state_dir is /srv/lograven, but systemd's StateDirectory= gives /var/lib/lograven-a" in warned
     assert c.effective_state_dir({"STATE_DIRECTORY": ""}) == Path("/srv/lograven")
     explicit = parse_config({"alerts": {"allowlist": "/etc/lograven/allow.json"}})
     assert explicit.allowlist_path() == Path("/etc/lograven/allow.json")

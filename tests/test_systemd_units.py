@@ -188,7 +188,9 @@ def test_rsyslog_dropin_keeps_alerts_out_of_tailed_files() -> None:
     block = re.search(r'if \$programname == "lograven" then \{(.*)\n\}', text, re.S)
     assert block, "the lograven rule block is missing"
     body = block.group(1)
-    assert 'file="/var/log/lograven/alerts.log"' in body
+    assert 'file="/var/log/lograven-alerts.log"' in body
+    # never into the lograven user's own directory: rsyslog (root) would follow a symlink planted there
+    assert "/var/log/lograven/" not in body
     assert re.search(r"^\s*stop\s*$", body, re.M), "without stop, alerts also land in /var/log/messages"
 
 
@@ -218,7 +220,7 @@ def test_rsyslog_routes_alerts_out_of_the_general_log(tmp_path: Path) -> None:
     from lograven.alerts import Alert, DetectorHit, SyslogSink
 
     dropin = (SYSTEMD / "rsyslog-lograven.conf").read_text(encoding="utf-8")
-    (tmp_path / "dropin.conf").write_text(dropin.replace("/var/log/lograven/", f"{tmp_path}/"), encoding="utf-8")
+    (tmp_path / "dropin.conf").write_text(dropin.replace("/var/log/lograven-", f"{tmp_path}/"), encoding="utf-8")
     sock = tmp_path / "dev-log"
     (tmp_path / "main.conf").write_text(
         f'global(workDirectory="{tmp_path}")\n'
@@ -254,3 +256,30 @@ def test_rsyslog_routes_alerts_out_of_the_general_log(tmp_path: Path) -> None:
     doc = json.loads(line.split("@cee: ", 1)[1])
     assert doc["id"] == "a1" and doc["truncated"] is True
     assert "model loaded" in (tmp_path / "daemon.log").read_text(encoding="utf-8")
+
+
+def test_logrotate_file_rotates_what_it_names(tmp_path: Path) -> None:
+    """The shipped logrotate file parses and rotates alerts.jsonl (as the file's own user, `su`) and the
+    rsyslog copies; paths and users are moved into tmp_path and onto the user running the test."""
+    import grp
+    import pwd
+
+    logrotate = shutil.which("logrotate") or ("/usr/sbin/logrotate" if os.path.exists("/usr/sbin/logrotate") else None)
+    if logrotate is None:
+        pytest.skip("logrotate is not installed")
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    conf = (SYSTEMD / "lograven.logrotate").read_text(encoding="utf-8")
+    assert "su lograven lograven" in conf and "/var/log/lograven-alerts.log" in conf
+    (tmp_path / "lograven").mkdir(mode=0o750)
+    conf = (conf.replace("/var/log/lograven/", f"{tmp_path}/lograven/").replace("/var/log/lograven-", f"{tmp_path}/lograven-")
+            .replace("lograven lograven", f"{user} {group}").replace("/usr/lib/rsyslog/rsyslog-rotate", "/bin/true")
+            .replace("systemctl kill -s HUP rsyslog.service", "true"))  # fmt: skip
+    (tmp_path / "lograven.conf").write_text(conf, encoding="utf-8")
+    for p in ("lograven/alerts.jsonl", "lograven-alerts.log", "lograven-daemon.log"):
+        (tmp_path / p).write_text("x\n")
+    r = subprocess.run([logrotate, "-f", "-s", str(tmp_path / "state"), str(tmp_path / "lograven.conf")],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for p in ("lograven/alerts.jsonl", "lograven-alerts.log", "lograven-daemon.log"):
+        assert (tmp_path / f"{p}.1").exists(), p  # delaycompress: the newest rotation stays plain
+    assert (tmp_path / "lograven/alerts.jsonl").stat().st_mode & 0o777 == 0o640  # `create`

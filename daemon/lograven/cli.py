@@ -533,7 +533,8 @@ def _output_warnings(cfg) -> list[str]:
     if (why := _unwritable(state, directory=True)) is not None:
         out.append(f"state_dir {state}: {why} for {_user()}; `run` needs to write there")
     if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path), directory=False)) is not None:
-        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {_user()}; alerts would wait in memory")
+        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {_user()}; `run` as this user would refuse "
+                   "to start (check as the service's user: `sudo -u lograven lograven check --config FILE`)")
     from lograven.metrics import exposure_warning
 
     if cfg.metrics.enabled and (warning := exposure_warning(cfg.metrics.listen)):

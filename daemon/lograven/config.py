@@ -52,6 +52,9 @@ SYSLOG_SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info
 MIN_SCHEDULE_SECONDS = 600.0
 
 
+_WARNED_STATE_DIRS: set[tuple[str, str]] = set()
+
+
 class ConfigError(LogravenError):
     """An unusable configuration; `problems` holds every (dotted key, message) found."""
 
@@ -640,9 +643,13 @@ class Config:
         env = os.environ if environ is None else environ
         first = env.get(STATE_DIRECTORY_ENV, "").split(":")[0]
         if first:
-            if first != self.state_dir:
-                log.debug("$%s overrides state_dir %s with %s", STATE_DIRECTORY_ENV,
-                          self.state_dir, first)
+            if os.path.normpath(first) != os.path.normpath(self.state_dir) and (first, self.state_dir) not in _WARNED_STATE_DIRS:
+                # the daemon then keeps its models, checkpoint and allowlist where the CLI tools,
+                # run without the unit's environment, do not look
+                _WARNED_STATE_DIRS.add((first, self.state_dir))
+                log.warning("state_dir is %s, but systemd's StateDirectory= gives %s, which wins under the unit: "
+                            "set StateDirectory= instead (`systemctl edit lograven`), or remove state_dir from the "
+                            "config", self.state_dir, first)  # fmt: skip
             return Path(first)
         return Path(self.state_dir)
 
