@@ -495,3 +495,42 @@ def test_stream_states_past_max_streams_are_counted_and_warned_about(tmp_path, b
     assert reg.get_sample_value("lograven_streams_evicted_total") == 3
     warned = [r.getMessage() for r in caplog.records if "runtime.max_streams (3)" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("2 stream state(s) forgotten"), warned
+
+
+def test_a_stream_end_anomaly_series_goes_with_its_file(tmp_path) -> None:
+    """A stream end is counted under its last line's file; a file no longer followed (a stream restored
+    from the checkpoint after its file went) loses that series at the next export, like every other."""
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from lograven.detector import StreamEnd
+    from lograven.service import Service, _LastLine
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    svc._sources = []
+    svc.detector = SimpleNamespace(end_streams=lambda keys: [StreamEnd(k, True, 1e-5, 9, 0.01, 3, 4) for k in keys],
+                                   states={}, streams_evicted=0, settings=DetectorSettings())  # fmt: skip
+    svc._end_alert = lambda e, last: None
+    svc.router = SimpleNamespace(submit=lambda alerts: True)
+    svc._stream_last["blk_1"] = _LastLine(0.0, "/var/log/gone.log", 10, "x", None, 3)
+    svc._end_streams(["blk_1"], "idle")
+    reg = svc.metrics.registry
+    assert reg.get_sample_value("lograven_anomalies_total", {"file": "/var/log/gone.log", "detector": "sequence"}) == 1
+    svc._export_file_stats()
+    assert "gone.log" not in generate_latest(reg).decode()
+
+
+def test_quiet_lines_for_relearning_are_bounded_in_lines_and_bytes() -> None:
+    from lograven.service import QuietLines
+
+    parser = Parser("syslog")
+    q = QuietLines(max_lines=5, max_bytes=10_000)
+    for i in range(8):
+        q.append((parser, "/f", f"line {i}", "/f"))
+    assert len(q) == 5 and [e[2] for e in q.take()] == [f"line {i}" for i in range(3, 8)] and len(q) == 0
+    for i in range(10):  # 64 KiB lines: the byte budget keeps the newest that fit
+        q.append((parser, "/f", f"{i}" + "x" * 4000, "/f"))
+    assert len(q) == 2 and q.bytes <= 10_000 and [e[2][0] for e in q.take()] == ["8", "9"]
+    q.append((parser, "/f", "y" * 50_000, "/f"))  # one line over the budget is still kept alone
+    assert len(q) == 1

@@ -355,7 +355,7 @@ class Service:
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
-        self._relearn_buffer: deque[tuple[Parser, str, str, str]] | None = None  # (parser, path, line, stream)
+        self._relearn_buffer: QuietLines | None = None  # (parser, path, line, stream) of lines that raised no alert
         # stream -> its last typed line (monotonic time, path, offset, text, host, type), oldest first;
         # kept only while stream ends are judged (detectors.sequence.stream_end_after)
         self._stream_last: OrderedDict[str, _LastLine] = OrderedDict()
@@ -803,6 +803,9 @@ class Service:
             if e.anomaly and last is not None:
                 alerts.append(self._end_alert(e, last))
                 self.metrics.anomalies.labels(file=last.path, detector="sequence").inc()
+                # its series goes with its file like the others (a stream of a file no longer followed,
+                # e.g. restored from the checkpoint, would otherwise keep it for good)
+                self._exported_files.add(last.path)
         if ends:
             log.debug("%d stream(s) ended (%s), %d improbably", len(ends), why, len(alerts))
             self._dirty = True
@@ -1066,6 +1069,7 @@ class Service:
 
     # ------------------------------------------------------- relearning
     RELEARN_BUFFER_MAX = 100_000
+    RELEARN_BUFFER_BYTES = 256 * 2**20  # 100k lines of 64 KiB would be 6.5 GB
 
     def _setup_relearning(self) -> None:
         """Periodic relearning as `learn.schedule` says (at start, and again when a reload changes it)."""
@@ -1076,7 +1080,7 @@ class Service:
         if self.cfg.model and not (Path(self.cfg.model) / "current").is_symlink():
             log.warning("learn.schedule needs `model: null` or a model directory with versions; periodic relearning is off")
             return
-        self._relearn_buffer = deque(maxlen=min(self.cfg.learn.max_lines, self.RELEARN_BUFFER_MAX))
+        self._relearn_buffer = QuietLines(min(self.cfg.learn.max_lines, self.RELEARN_BUFFER_MAX), self.RELEARN_BUFFER_BYTES)
         self._next_relearn = time.monotonic() + every
         log.info("periodic relearning every %.0f s from lines that raised no alert", every)
 
@@ -1089,8 +1093,7 @@ class Service:
         if len(buf) < self.cfg.learn.min_lines:
             log.info("periodic relearning skipped: %d quiet lines, learn.min_lines is %d", len(buf), self.cfg.learn.min_lines)
             return
-        lines = list(buf)
-        buf.clear()
+        lines = buf.take()
         target = Path(self.cfg.model) if self.cfg.model else self.store.root
 
         def work() -> None:
@@ -1130,6 +1133,33 @@ class Service:
         from lograven.learnmode import learn_initial_model
 
         return learn_initial_model(self)
+
+
+class QuietLines:
+    """The newest lines that raised no alert, for periodic relearning: at most `max_lines` of them and
+    about `max_bytes` of text (the oldest go first)."""
+
+    def __init__(self, max_lines: int, max_bytes: int) -> None:
+        self.max_lines, self.max_bytes = max_lines, max_bytes
+        self._items: deque[tuple[tuple[Parser, str, str, str], int]] = deque()
+        self.bytes = 0
+
+    def append(self, entry: tuple[Parser, str, str, str]) -> None:
+        cost = 120 + len(entry[1]) + len(entry[2]) + len(entry[3])  # the strings and the tuple, about
+        self._items.append((entry, cost))
+        self.bytes += cost
+        while len(self._items) > self.max_lines or (self.bytes > self.max_bytes and len(self._items) > 1):
+            self.bytes -= self._items.popleft()[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def take(self) -> list[tuple[Parser, str, str, str]]:
+        """Every line, oldest first; the buffer is empty afterwards."""
+        out = [e for e, _ in self._items]
+        self._items.clear()
+        self.bytes = 0
+        return out
 
 
 def _same_vocabulary(a: Bundle, b: Bundle) -> bool:
