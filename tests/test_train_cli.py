@@ -90,6 +90,10 @@ def test_train_rejects_bad_input(tmp_path, tiny_cfg):
     assert r.returncode == 1 and "missing.log: no such file" in r.stderr and "Traceback" not in r.stderr
     r = _lograven("train", "--format", "regex:(?P<msg>.*)", "--out", str(tmp_path / "m"), str(tmp_path / "x.log"))
     assert r.returncode == 1 and "message" in r.stderr
+    blank = tmp_path / "blank.log"
+    blank.write_text("\n  \n\n")
+    r = _lograven("train", "--out", str(tmp_path / "m"), str(blank))
+    assert r.returncode == 1 and f"{blank}: only 0 usable lines (blank lines do not count)" in r.stderr, r.stderr
     # invalid UTF-8, NUL bytes and an enormous line train fine
     log = tmp_path / "odd.log"
     lines = [x.encode() for x in LogGenerator(seed=3).lines(600)]

@@ -218,6 +218,11 @@ def cmd_train(args) -> int:
     bar("reading", 0.0)
     corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=max_lines, max_line_bytes=cfg.runtime.max_line_bytes)
     bar("reading", 1.0)
+    if len(corpus) < 2:
+        bar.close()
+        n = len(corpus)
+        raise LogravenError(f"{', '.join(args.logfiles)}: only {n} usable line{'' if n == 1 else 's'} (blank lines do not "
+                            "count); lograven needs at least a few hundred normal lines: give more or longer log files")
     _warn_unparsed(corpus, fmt)
     result = train(
         corpus, Path(args.out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,

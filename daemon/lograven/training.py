@@ -292,7 +292,11 @@ def train(
     """
     t0 = time.monotonic()
     if len(corpus) < 2:
-        raise LogravenError(f"only {len(corpus)} usable lines to learn from; lograven needs at least a few hundred normal lines")
+        files = sorted(set(corpus.files))
+        where = f" in {', '.join(files)}" if files else ""
+        n = len(corpus)
+        raise LogravenError(f"only {n} usable line{'' if n == 1 else 's'}{where} (blank lines do not count); lograven "
+                            "needs at least a few hundred normal lines: give more or longer log files")
     if len(corpus) < 500:
         log.warning("only %d lines to learn from: expect many false alerts; a few thousand normal lines or more work well", len(corpus))
     require_tensorflow()  # before minutes of clustering, not after
