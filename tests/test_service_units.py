@@ -431,6 +431,52 @@ def test_plugin_mode_follows_the_current_model_version(tmp_path, bundle_dir, mon
     assert len(versions) == 3 and not versions[0].endswith("-v2") and versions[2].endswith("-v2"), versions
 
 
+def test_following_current_does_not_reread_a_half_edited_config(tmp_path, bundle_dir, caplog) -> None:
+    """A move of `current` switches the model only: the config file, which the admin may be editing,
+    is read at their SIGHUP (before, a half-edited file made the new model 'refused' until `current`
+    moved again, and a valid unfinished edit was applied without a SIGHUP)."""
+    import io
+    import shutil
+
+    from lograven.bundle import _manifest_digest
+    from lograven.config import load_config
+    from lograven.modelstore import ModelStore
+    from lograven.service import Service
+
+    store = ModelStore(tmp_path / "models")
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    p2 = store.new_version_path()
+    shutil.copytree(bundle_dir, p2, dirs_exist_ok=True)
+    m = json.loads((p2 / "manifest.json").read_text())
+    m["id"] += "-v2"
+    m["manifest_sha256"] = _manifest_digest(m)
+    (p2 / "manifest.json").write_text(json.dumps(m))
+    store.set_current("v0001")
+    out = tmp_path / "alerts.jsonl"
+    good = json.dumps({"model": str(tmp_path / "models"), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                       "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(out)}, "dedup_window_seconds": 0}})  # fmt: skip
+    cfgp = tmp_path / "config.yaml"
+    cfgp.write_text(good)
+    unknown = "Jun  9 07:00:00 web01 kernel: /dev/sdz9 out of diskspace marker-{}\n"
+    svc: Service
+
+    class Input:
+        def __iter__(self):
+            yield unknown.format(0).encode()
+            cfgp.write_text(good[:-5] + "\n  # still editing\n")  # invalid YAML, not reloaded by anyone
+            store.set_current("v0002")
+            svc._last_model_check = -1e9  # the 2 s check is due
+            yield unknown.format(1).encode()
+            yield unknown.format(2).encode()
+
+    svc = Service(load_config(cfgp), str(cfgp), stdin_mode=True, stdin=Input(), stdout=io.StringIO())
+    with caplog.at_level("INFO", logger="lograven.service"):
+        assert svc.run() == 0
+    versions = [json.loads(ln)["model_version"] for ln in out.read_text().splitlines()]
+    assert len(versions) == 3 and not versions[0].endswith("-v2") and versions[2].endswith("-v2"), versions
+    assert not [r for r in caplog.records if "rejected" in r.getMessage() or "refused" in r.getMessage()]
+
+
 def test_state_dir_symlinks_are_not_followed(tmp_path) -> None:
     """A user who can write state_dir must not make lograven truncate or overwrite another file through
     a symlink planted at `lock` or at the write probe."""

@@ -855,7 +855,7 @@ class Service:
             seen = _version_key(cur)
             if seen != self._rejected_model:  # a version refused once is tried again only once it changes
                 log.info("the model directory's current version is now %s: reloading the model", cur)
-                if self._do_reload():
+                if self._do_reload(reread_config=False):  # the model only: a config half-edited waits for SIGHUP
                     self._rejected_model = None
                 else:
                     self._rejected_model = seen
@@ -941,22 +941,31 @@ class Service:
         self._ckpt_gap = gap
 
     # ------------------------------------------------------------ reload
-    def _do_reload(self) -> bool:
+    def _do_reload(self, *, reread_config: bool = True) -> bool:
         """SIGHUP: re-read config and model; a bad one is rejected and the old one keeps running.
-        Returns whether the reload took effect."""
-        self.notifier.reloading("reloading configuration and model")
+        With reread_config=False (the model directory's `current` moved), the model only: the config
+        file is the admin's, and a half-edited one must wait for their SIGHUP. Returns whether the
+        reload took effect."""
+        self.notifier.reloading("reloading configuration and model" if reread_config else "switching the model")
         try:
-            cfg = load_config(self.config_path) if self.config_path else self.cfg
+            cfg = load_config(self.config_path) if self.config_path and reread_config else self.cfg
             path = self._model_location(cfg) or self._model_path
             bundle = self.bundle
             if path is not None and (path.resolve() != self._model_path.resolve() or _manifest_changed(path, self.bundle)):
                 bundle = load_bundle(path)
-            router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist(cfg))
-        except LogravenError as e:
+            router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist(cfg)) if reread_config else None
+        except (LogravenError, OSError, ValueError) as e:  # OSError: a version deleted or changed while loading
             self.metrics.reload_failed()
-            log.error("reload rejected, keeping the running configuration and model: %s", e)
+            what = "configuration and model" if reread_config else "model"
+            log.error("reload rejected, keeping the running %s: %s", what, e)
             self.notifier.ready(f"reload failed: {str(e)[:200]}")
             return False
+        if router is None:
+            self._activate(bundle, path, cfg)
+            self.metrics.reload_succeeded()
+            self.notifier.ready(f"switched to model {self.bundle.version}")
+            log.info("switched to model %s", self.bundle.version)
+            return True
         sources_changed = cfg.sources != self.cfg.sources or cfg.runtime != self.cfg.runtime
         learn_changed = cfg.learn != self.cfg.learn or cfg.model != self.cfg.model
         pending = restart_only_changes(self.cfg, cfg)
