@@ -673,3 +673,35 @@ def test_new_versions_reserve_their_name(tmp_path):
     store.release(b)
     assert (b / "manifest.json").exists() and store.versions() == ["v0002"]
     assert store.new_version_path().name == "v0003"
+
+
+@pytest.mark.slow
+def test_periodic_relearning_never_undoes_a_newer_current(tmp_path, bundle_dir, training_log) -> None:
+    """Relearning learns from the version current when it starts. When an admin's `lograven learn` or
+    rollback moves `current` meanwhile, the relearned version is saved but `current` stays theirs;
+    without keep_newer_current (an admin's own `lograven learn`), the new version is made current."""
+    from conftest import tiny_training_config
+
+    from lograven.learning import learn
+    from lograven.training import read_corpus
+
+    store = ModelStore(tmp_path / "models")
+    for _ in range(2):
+        shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    store.set_current("v0001")
+    log = tmp_path / "new.log"
+    log.write_text("\n".join(training_log.read_text().splitlines()[:300]) + "\n")
+    corpus = read_corpus([str(log)])
+    moved = []
+
+    def admin_rolls_forward(stage: str, fraction: float) -> None:
+        if not moved and stage == "autoencoder":  # while the relearning trains
+            store.set_current("v0002")
+            moved.append(stage)
+
+    path, summary = learn(store.root, corpus, training=tiny_training_config(), progress=admin_rolls_forward,
+                          source="periodic relearning", keep_newer_current=True)  # fmt: skip
+    assert moved and path.name == "v0003" and (path / "manifest.json").exists()
+    assert summary["made_current"] is False and store.current_name() == "v0002"
+    path, summary = learn(store.root, corpus, training=tiny_training_config(), source="admin")
+    assert summary["made_current"] is True and store.current_name() == path.name == "v0004"

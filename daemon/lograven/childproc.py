@@ -63,7 +63,9 @@ def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, 
         else:
             from lograven.learning import learn
 
-            path, summary = learn(model, corpus, training=config.training, progress=progress, source=out)
+            # the daemon's periodic relearning: an admin's newer `current` wins over this version
+            path, summary = learn(model, corpus, training=config.training, progress=progress, source=out,
+                                  keep_newer_current=True)
             summary["path"] = str(path)
             q.put(("done", summary))
     except LogravenError as e:

@@ -155,8 +155,13 @@ def learn(
     training: object | None = None,
     progress: Callable[[str, float], None] | None = None,
     source: str = "",
+    keep_newer_current: bool = False,
 ) -> tuple[Path, dict]:
-    """Fine-tune `model` (a bundle, or a model directory's current version) on `corpus`; returns (new path, summary)."""
+    """Fine-tune `model` (a bundle, or a model directory's current version) on `corpus`; returns (new path, summary).
+
+    keep_newer_current (periodic relearning): when `current` moved away from the base while learning
+    (an admin's `lograven learn` or rollback), the new version is saved but not made current, so an
+    admin's correction is never undone by a background job. `summary["made_current"]` says which."""
     t0 = time.monotonic()
     require_tensorflow()
     model = Path(model)
@@ -245,7 +250,15 @@ def learn(
         raise
     summary["seconds"] = round(time.monotonic() - t0, 2)
     if store is not None and out is None:
-        store.set_current(target.name)
+        now = store.current_name()
+        if keep_newer_current and now != base_path.name:
+            summary["made_current"] = False
+            log.warning("%s: current moved from %s to %s while learning; %s is saved but not made current "
+                        "(`lograven models rollback --to %s` switches to it)", store.root, base_path.name, now,
+                        target.name, target.name)  # fmt: skip
+        else:
+            store.set_current(target.name)
+            summary["made_current"] = True
     return target, summary
 
 

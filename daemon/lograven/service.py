@@ -1119,7 +1119,11 @@ class Service:
                     out=f"periodic relearning ({len(lines)} quiet lines)", should_stop=self._stop.is_set,
                 )  # fmt: skip
                 if summary:
-                    log.info("periodic relearning: new model version %s (%d new types)", summary["path"], len(summary["new_types"]))
+                    if summary.get("made_current", True):
+                        log.info("periodic relearning: new model version %s (%d new types)", summary["path"], len(summary["new_types"]))
+                    else:
+                        log.warning("periodic relearning: new model version %s saved but not made current: `current` "
+                                    "was moved (lograven learn or rollback) while it learned", summary["path"])
                     self._prune_versions(target)
             except Exception:  # relearning must never take the daemon down
                 log.exception("periodic relearning failed; the current model keeps running")
