@@ -349,7 +349,7 @@ def test_a_slow_checkpoint_is_written_less_often(tmp_path, monkeypatch, caplog) 
     clock = [1000.0]
     monkeypatch.setattr("lograven.service.time.monotonic", lambda: clock[0])
 
-    def slow_save(state):
+    def slow_save(state, tick=None):
         clock[0] += 2.0  # a 2 s write
 
     monkeypatch.setattr(svc.checkpointer, "save", slow_save)
@@ -360,11 +360,39 @@ def test_a_slow_checkpoint_is_written_less_often(tmp_path, monkeypatch, caplog) 
     assert not svc._checkpoint_due(clock[0] + 30) and svc._checkpoint_due(clock[0] + 39)
     svc._checkpoint()
     assert caplog.text.count("took 2.00 s") == 1  # said once
-    monkeypatch.setattr(svc.checkpointer, "save", lambda state: None)  # fast again
+    monkeypatch.setattr(svc.checkpointer, "save", lambda state, tick=None: None)  # fast again
     svc._checkpoint()
     svc._dirty = True
     assert svc._checkpoint_due(clock[0] + 10)
     svc._release_lock()
+
+
+def test_a_checkpoint_pings_the_watchdog_between_its_steps(tmp_path) -> None:
+    """Building, serialising and writing the state of many streams takes seconds each: the watchdog is
+    pinged between the steps, so systemd does not kill the daemon in the middle of a checkpoint."""
+    from lograven.service import Service
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    svc._prepare_state_dir()
+    pings = []
+    steps = []
+    svc.notifier.watchdog = lambda force=False: pings.append(force)
+    real_dumps = __import__("json").dumps
+
+    def dumps(*a, **k):
+        steps.append(("serialise", len(pings)))
+        return real_dumps(*a, **k)
+
+    import lograven.checkpoint as ck
+
+    old, ck.json.dumps = ck.json.dumps, dumps
+    try:
+        svc._checkpoint()
+    finally:
+        ck.json.dumps = old
+        svc._release_lock()
+    assert steps == [("serialise", 1)] and pings == [True, True]  # before serialising and after it
+    assert (tmp_path / "checkpoint.json").exists()
 
 
 def test_the_daemon_lifts_its_open_files_limit_to_the_hard_one() -> None:

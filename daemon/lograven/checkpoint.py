@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,13 @@ class Checkpointer:
         self.path = Path(path)
         self.corrupt_count = 0
 
-    def save(self, state: dict[str, Any]) -> None:
-        """Write `state` (JSON-serialisable) atomically; raise LogravenError if the disk is full or unwritable."""
+    def save(self, state: dict[str, Any], tick: Callable[[], None] = lambda: None) -> None:
+        """Write `state` (JSON-serialisable) atomically; raise LogravenError if the disk is full or unwritable.
+        `tick` is called between the steps (the systemd watchdog: a checkpoint of many streams takes seconds)."""
         document = {"format": FORMAT, "version": FORMAT_VERSION, "saved_at": time.time(), "state": state}
         # Serialise before touching the disk: a bug in the state must not cost the old checkpoint.
         payload = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        tick()
         directory = self.path.parent
         tmp: Path | None = None
         try:

@@ -499,10 +499,11 @@ class RuntimeConfig:
         help="Seconds between polls of the tailed files' status (file events wake the "
              "reader sooner).")
     max_streams: int = _opt(
-        100000, min=1, max=10_000_000,
+        100000, min=1, max=1_000_000,
         help="Most streams whose GRU state is kept (about 1 KB of memory and 1.3 KB of checkpoint "
-             "each); past it the least recently seen stream is forgotten and starts afresh. Matters "
-             "with a `stream:` key per session, e.g. HDFS block ids.")
+             "each, 3 times that for a session model's three GRUs); past it the least recently seen "
+             "stream is forgotten and starts afresh. Matters with a `stream:` key per session, e.g. "
+             "HDFS block ids: set `detectors.sequence.stream_end_after` so that finished sessions end.")
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         if self.queue_size < self.batch_size:

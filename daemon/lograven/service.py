@@ -926,8 +926,9 @@ class Service:
                 for k, (h, seen, last) in (self.detector.export_states().items() if self.detector else [])
             },
         }
+        self.notifier.watchdog(force=True)  # each step of a checkpoint of many streams takes seconds
         try:
-            self.checkpointer.save(state)
+            self.checkpointer.save(state, tick=lambda: self.notifier.watchdog(force=True))
         except LogravenError as e:
             self.metrics.checkpoint_write_failures.inc()
             log.error("checkpoint not written: %s", e)
