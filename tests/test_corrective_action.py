@@ -256,6 +256,15 @@ def test_prune_keeps_the_newest_current_and_protected_versions(tmp_path, monkeyp
     assert store.versions() == ["v0002", "v0003", "v0005", "v0006"] and reserved.is_dir()
     assert not list((tmp_path / "models").glob(".deleting-*"))
     assert store.prune(10) == [] and store.new_version_path().name == "v0008"  # numbers are never reused
+    # what a killed save left, a day later: an empty reserved version and a bundle's temporary directory
+    old = time.time() - 2 * 86400
+    (tmp_path / "models" / ".v0009.tmp-abc").mkdir()
+    (tmp_path / "models" / ".v0009.tmp-abc" / "sequence.npz").write_bytes(b"x")
+    for p in (tmp_path / "models" / ".v0009.tmp-abc", tmp_path / "models" / "v0008"):
+        os.utime(p, (old, old))
+    store.prune(10)
+    assert not (tmp_path / "models" / ".v0009.tmp-abc").exists() and not (tmp_path / "models" / "v0008").exists()
+    assert reserved.is_dir()  # v0007: reserved an instant ago, a save may be under way
 
 
 def test_models_prune_command(tmp_path):

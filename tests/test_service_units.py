@@ -608,3 +608,23 @@ def test_quiet_lines_for_relearning_are_bounded_in_lines_and_bytes() -> None:
     assert len(q) == 2 and q.bytes <= 10_000 and [e[2][0] for e in q.take()] == ["8", "9"]
     q.append((parser, "/f", "y" * 50_000, "/f"))  # one line over the budget is still kept alone
     assert len(q) == 1
+
+
+def test_a_relearning_run_still_going_at_the_next_schedule_is_said(tmp_path, caplog) -> None:
+    import threading
+
+    from lograven.service import Service
+
+    svc = Service(parse_config({"state_dir": str(tmp_path), "learn": {"schedule": "10m", "min_lines": 1}}))
+    svc._setup_relearning()
+    hold = threading.Event()
+    svc._relearn_thread = threading.Thread(target=hold.wait)
+    svc._relearn_thread.start()
+    svc._relearn_buffer.append((Parser("syslog"), "/f", "x", "/f"))
+    try:
+        with caplog.at_level("WARNING", logger="lograven.service"):
+            svc._start_relearning()
+    finally:
+        hold.set()
+    assert "the run started" in caplog.text and "is still going; this one is skipped" in caplog.text
+    assert len(svc._relearn_buffer) == 1  # the quiet lines wait for the next run

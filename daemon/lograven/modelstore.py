@@ -151,6 +151,7 @@ class ModelStore:
             raise ValueError("keep must be at least 1")
         for left in self.root.glob(".deleting-v*"):  # an earlier prune that stopped half-way
             shutil.rmtree(left, ignore_errors=True)
+        self._remove_abandoned()
         spare = {self.current_name(), *protect}
         vs = self.versions()
         removed = []
@@ -170,6 +171,28 @@ class ModelStore:
         if removed:
             log.info("model store %s: deleted old versions %s (keeping %d)", self.root, ", ".join(removed), keep)
         return removed
+
+
+    ABANDONED_AFTER = 24 * 3600.0  # seconds: no save (learn mode's training included) takes that long
+
+    def _remove_abandoned(self) -> None:
+        """What a save killed mid-way left (SIGKILL, power loss): an empty reserved version directory,
+        or a bundle's `.vNNNN.tmp-*` directory, untouched for a day."""
+        import time
+
+        now = time.time()
+        for c in self.root.iterdir():
+            reserved = _VERSION.match(c.name) and not (c / MANIFEST).exists()
+            partial = c.name.startswith(".v") and ".tmp-" in c.name
+            try:
+                if not (reserved or partial) or not c.is_dir() or c.is_symlink() or now - c.stat().st_mtime < self.ABANDONED_AFTER:
+                    continue
+                if reserved and any(c.iterdir()):
+                    continue  # not empty and no manifest: a broken version for `models list` to show, not ours to delete
+            except OSError:
+                continue
+            shutil.rmtree(c, ignore_errors=True)
+            log.info("model store %s: removed %s, left by a save that did not finish", self.root, c.name)
 
 
 def resolve_model_path(path: str | Path) -> Path:

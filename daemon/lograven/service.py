@@ -355,6 +355,7 @@ class Service:
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
+        self._relearn_started = 0.0
         self._relearn_buffer: QuietLines | None = None  # (parser, path, line, stream) of lines that raised no alert
         # stream -> its last typed line (monotonic time, path, offset, text, host, type), oldest first;
         # kept only while stream ends are judged (detectors.sequence.stream_end_after)
@@ -1098,7 +1099,12 @@ class Service:
         every = self.cfg.learn.schedule_seconds or float("inf")
         self._next_relearn = time.monotonic() + every
         buf = self._relearn_buffer
-        if buf is None or (self._relearn_thread is not None and self._relearn_thread.is_alive()):
+        if buf is None:
+            return
+        if self._relearn_thread is not None and self._relearn_thread.is_alive():
+            log.warning("periodic relearning: the run started %.0f min ago is still going; this one is skipped (a run "
+                        "that never ends: see the journal for its child, or restart lograven)",
+                        (time.monotonic() - self._relearn_started) / 60)  # fmt: skip
             return
         if len(buf) < self.cfg.learn.min_lines:
             log.info("periodic relearning skipped: %d quiet lines, learn.min_lines is %d", len(buf), self.cfg.learn.min_lines)
@@ -1130,6 +1136,7 @@ class Service:
                 log.exception("periodic relearning failed; the current model keeps running")
 
         self._relearn_thread = threading.Thread(target=work, name="lograven-relearn", daemon=True)
+        self._relearn_started = time.monotonic()
         self._relearn_thread.start()
 
     def _prune_versions(self, root: Path) -> None:
