@@ -628,3 +628,30 @@ def test_a_relearning_run_still_going_at_the_next_schedule_is_said(tmp_path, cap
         hold.set()
     assert "the run started" in caplog.text and "is still going; this one is skipped" in caplog.text
     assert len(svc._relearn_buffer) == 1  # the quiet lines wait for the next run
+
+
+def test_a_stop_just_after_learn_mode_saved_its_model_keeps_where_learning_stopped(tmp_path, bundle_dir, monkeypatch) -> None:
+    """SIGTERM right after learn mode saved the model: the positions where learning stopped are
+    checkpointed, so the next start (now with a model) goes on from there, not from the files' ends."""
+    import shutil
+
+    from lograven.checkpoint import Checkpointer
+    from lograven.service import Service
+
+    (tmp_path / "logs").mkdir()
+    cfg = parse_config({"sources": [{"paths": [f"{tmp_path}/logs/*.log"]}], "state_dir": str(tmp_path / "state"),
+                        "metrics": {"enabled": False}, "alerts": {"syslog": {"enabled": False},
+                        "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    svc = Service(cfg)
+    where = {"0": {f"{tmp_path}/logs/a.log": {"offset": 4096}}}
+
+    def learned_then_stopped():
+        shutil.copytree(bundle_dir, svc.store.new_version_path(), dirs_exist_ok=True)
+        svc.store.set_current("v0001")
+        svc._stop.set()  # the SIGTERM arrives now
+        return where
+
+    monkeypatch.setattr(svc, "_learn_mode", learned_then_stopped)
+    assert svc.run() == 0
+    state = Checkpointer(tmp_path / "state" / "checkpoint.json").load()
+    assert state["positions"] == where

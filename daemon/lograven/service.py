@@ -482,6 +482,13 @@ class Service:
                 self.notifier.ready("learn mode: no model yet, learning this host's normal messages first")
                 positions = self._learn_mode()
                 if self._stop.is_set():
+                    if positions and self._model_location(self.cfg) is not None:
+                        # stopped just after the model was saved: where learning stopped must survive,
+                        # or the next start skips to the files' ends (start_position: end)
+                        try:
+                            self.checkpointer.save({"model": None, "positions": positions, "streams": {}})
+                        except LogravenError as e:
+                            log.error("checkpoint not written: %s", e)
                     return 0
                 path = self._model_location(self.cfg)
                 state = {"positions": positions}
