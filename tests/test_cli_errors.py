@@ -352,9 +352,12 @@ def test_compressed_logs_are_read_as_zcat_would(tmp_path, capsys, bundle_dir, tr
     old, sys.stdin = sys.stdin, _Stdin()
     try:
         rc, got, err = run_cli(capsys, "score", "--model", str(bundle_dir), "-")
+        _Stdin.buffer = io.BufferedReader(io.BytesIO(packed["gz"]))
+        from_stdin = training.read_corpus(["-"])  # `zcat ... | lograven train -`, or the archive itself
     finally:
         sys.stdin = old
     assert rc == 0 and strip(got) == strip(want), err
+    assert from_stdin.messages == ref.messages and from_stdin.files == ["-"] * 200
 
     cut = tmp_path / "cut.gz"
     cut.write_bytes(packed["gz"][: len(packed["gz"]) // 2])

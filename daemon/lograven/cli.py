@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-lines", type=int, default=None, help="use at most this many lines (default: learn.max_lines)")
     t.add_argument("--plots", action="store_true", help="write PNG plots into DIR/plots/ (needs matplotlib)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
-    t.add_argument("logfiles", nargs="+", metavar="LOGFILE")
+    t.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="log files; - reads standard input (e.g. zcat ... | lograven train -)")
 
     ty = _add(sub, "types", "list the message types of a bundle",
               "examples:\n  lograven types /tmp/m\n  lograven types --json /tmp/m | jq '.[0]'")

@@ -54,7 +54,13 @@ class Corpus:
 
 
 def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]]:
-    """Decoded lines of a file (never raises on content; names the file on I/O errors)."""
+    """Decoded lines of a file, or of standard input for `-` (never raises on content; names the file on
+    I/O errors). Compressed files are read decompressed (see iter_maybe_compressed)."""
+    if path == "-":
+        import sys
+
+        yield from iter_maybe_compressed(sys.stdin.buffer, "-", max_line_bytes)
+        return
     try:
         f = open(path, "rb")
     except FileNotFoundError:
