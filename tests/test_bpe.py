@@ -128,6 +128,7 @@ def test_relearning_grows_the_vocabulary_up_to_its_cap(train_texts: list[str]) -
         pods = ["web-" + "".join(rnd.choice("bcdfghjklmnpqrstvwxz") for _ in range(10)) for _ in range(400)]
         added.append(len(grow_vocabulary(tok, [f"pod {p} ready" for p in pods * 3], train_texts[:300], 128)))
     assert added[0] == 256 and tok.vocab_size == cap and added[-1] == 0
+    assert tok._cache_bytes == sum(200 + len(w) + 36 * len(ids) for w, ids in tok._cache.items())  # counter reset with the cache
     word = "web-" + "q" * 12
     assert tok.encode(f"pod {word} ready") == tok.encode_direct(f"pod {word} ready")
 

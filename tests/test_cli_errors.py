@@ -363,6 +363,24 @@ def test_compressed_logs_are_read_as_zcat_would(tmp_path, capsys, bundle_dir, tr
     cut.write_bytes(packed["gz"][: len(packed["gz"]) // 2])
     rc, _, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(cut))
     assert_user_error(rc, err, f"{cut}: gzip-compressed but cannot be decompressed", f"gzip -t {cut}")
+    for ext, at in (("gz", 30), ("xz", 40), ("bz2", 30)):  # a damaged byte: zlib.error / LZMAError / OSError
+        bad = tmp_path / f"bad.{ext}"
+        data = bytearray(packed[ext])
+        data[at] ^= 0xFF
+        bad.write_bytes(bytes(data))
+        rc, _, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(bad))
+        assert_user_error(rc, err, f"{bad}: ")
+    # a plain log that happens to start like bzip2's magic is text
+    looks = tmp_path / "BZh.log"
+    looks.write_text("BZh9 is a model name\n" + text.decode()[:2000])
+    assert training.read_corpus([str(looks)]).messages[0] == "BZh9 is a model name"
+    # a pipe that delivers the magic in pieces is still recognised
+    (tmp_path / "x.xz").write_bytes(packed["xz"])
+    writer = ("import sys, time; d = open(sys.argv[1], 'rb').read(); o = sys.stdout.buffer; "
+              "o.write(d[:2]); o.flush(); time.sleep(0.2); o.write(d[2:]); o.flush()")
+    with subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "x.xz")], stdout=subprocess.PIPE) as proc:
+        got_lines = [t for t, _ in training.iter_maybe_compressed(proc.stdout, "<pipe>", 65536)]
+    assert got_lines == text.decode().splitlines()
     zst = tmp_path / "messages.1.zst"
     zst.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 20)
     rc, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "m"), str(zst))

@@ -91,6 +91,7 @@ class BpeTokenizer:
             self._tok.add_tokens([AddedToken(w, single_word=True, normalized=False) for w in candidates])  # type: ignore[attr-defined]
             self.vocab_size = int(self._tok.get_vocab_size())  # type: ignore[attr-defined]
             self._cache.clear()
+            self._cache_bytes = 0
         return candidates
 
     def to_str(self) -> str:

@@ -32,6 +32,16 @@ FORMAT_VERSION = 1
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+_CHUNK_CHARS = 1 << 20
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 class Checkpointer:
     """Saves and loads one checkpoint file; `corrupt_count` counts files set aside."""
 
@@ -41,11 +51,16 @@ class Checkpointer:
 
     def save(self, state: dict[str, Any], tick: Callable[[], None] = lambda: None) -> None:
         """Write `state` (JSON-serialisable) atomically; raise LogravenError if the disk is full or unwritable.
-        `tick` is called between the steps (the systemd watchdog: a checkpoint of many streams takes seconds)."""
-        document = {"format": FORMAT, "version": FORMAT_VERSION, "saved_at": time.time(), "state": state}
-        # Serialise before touching the disk: a bug in the state must not cost the old checkpoint.
-        payload = json.dumps(document, separators=(",", ":")).encode("utf-8")
-        tick()
+
+        `state["streams"]` may be a dict or an iterable of (key, entry) pairs: it is serialised entry by
+        entry and written in chunks of about 1 MB, with `tick` (the systemd watchdog) called after each,
+        so a checkpoint of very many streams neither blocks for long nor holds the whole document in
+        memory. An entry that cannot be serialised raises before the old checkpoint is replaced."""
+        streams = state.get("streams")
+        rest = {k: v for k, v in state.items() if k != "streams"}
+        head = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "saved_at": time.time()}, separators=(",", ":"))
+        body = json.dumps(rest, separators=(",", ":"))
+        pairs = streams.items() if isinstance(streams, dict) else (streams or ())
         directory = self.path.parent
         tmp: Path | None = None
         try:
@@ -53,22 +68,38 @@ class Checkpointer:
             tmp = directory / f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                view = memoryview(payload)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                if "streams" in state:
+                    chunk: list[str] = [head[:-1], ',"state":', body[:-1], "," if rest else "", '"streams":{']
+                else:
+                    chunk, pairs = [head[:-1], ',"state":', body, "}"], ()
+                size, first = 0, True
+                for key, entry in pairs:
+                    piece = ("" if first else ",") + json.dumps(key) + ":" + json.dumps(entry, separators=(",", ":"))
+                    first = False
+                    chunk.append(piece)
+                    size += len(piece)
+                    if size >= _CHUNK_CHARS:
+                        _write_all(fd, "".join(chunk).encode("utf-8"))
+                        chunk, size = [], 0
+                        tick()
+                if "streams" in state:
+                    chunk.append("}}}")
+                _write_all(fd, "".join(chunk).encode("utf-8"))
+                tick()
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
             tmp = None
             _fsync_directory(directory)
-        except OSError as exc:
+        except BaseException as exc:
             if tmp is not None:
                 try:
                     tmp.unlink()
                 except OSError:
                     pass
+            if not isinstance(exc, OSError):
+                raise  # an entry that cannot be serialised: a bug, not the disk; the old checkpoint stays
             if exc.errno in _DISK_FULL:
                 raise LogravenError(
                     f"cannot save the checkpoint {self.path}: the disk holding {directory} is full "

@@ -648,9 +648,10 @@ class Config:
                 # the daemon then keeps its models, checkpoint and allowlist where the CLI tools,
                 # run without the unit's environment, do not look
                 _WARNED_STATE_DIRS.add((first, self.state_dir))
-                log.warning("state_dir is %s, but systemd's StateDirectory= gives %s, which wins under the unit: "
-                            "set StateDirectory= instead (`systemctl edit lograven`), or remove state_dir from the "
-                            "config", self.state_dir, first)  # fmt: skip
+                log.warning("state_dir is %s, but systemd's StateDirectory= gives %s, which wins under the unit, "
+                            "while the CLI tools (allow, models), run outside it, use %s: make them the same (set "
+                            "state_dir: %s, or change StateDirectory= with `systemctl edit lograven`)",
+                            self.state_dir, first, self.state_dir, first)  # fmt: skip
             return Path(first)
         return Path(self.state_dir)
 

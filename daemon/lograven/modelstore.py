@@ -156,7 +156,7 @@ class ModelStore:
         vs = self.versions()
         removed = []
         for name in vs[: max(0, len(vs) - keep)]:
-            if name in spare:
+            if name in spare or name == self.current_name():  # again: a rollback may have just picked it
                 continue
             path = self.root / name
             try:

@@ -926,17 +926,21 @@ class Service:
     def _checkpoint(self) -> None:
         t0 = self._last_ckpt = time.monotonic()
         self._dirty = False
+        states = self.detector.states if self.detector else {}
+        n_streams = len(states)
+
+        def entries():  # built while written, in chunks: a checkpoint of many streams is never one block
+            for k, s in list(states.items()):
+                yield k, self._stream_entry(k, s.h, s.seen, s.last)
+
         state = {
             "model": self.bundle.version if self.bundle else None,
             "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer},
-            "streams": {
-                k: self._stream_entry(k, h, seen, last)
-                for k, (h, seen, last) in (self.detector.export_states().items() if self.detector else [])
-            },
+            "streams": entries(),
         }
-        self.notifier.watchdog(force=True)  # each step of a checkpoint of many streams takes seconds
         try:
-            self.checkpointer.save(state, tick=lambda: self.notifier.watchdog(force=True))
+            # the watchdog as due (every WatchdogSec/2) between chunks of about 1 MB
+            self.checkpointer.save(state, tick=self.notifier.watchdog)
         except LogravenError as e:
             self.metrics.checkpoint_write_failures.inc()
             log.error("checkpoint not written: %s", e)
@@ -945,7 +949,7 @@ class Service:
         if gap > self.cfg.runtime.checkpoint_interval_seconds and self._ckpt_gap <= self.cfg.runtime.checkpoint_interval_seconds:
             log.warning("a checkpoint (%d streams) took %.2f s: writing one every %.0f s instead of every %g s "
                         "(runtime.checkpoint_interval_seconds), so that it takes at most %.0f%% of the time",
-                        len(state["streams"]), took, gap, self.cfg.runtime.checkpoint_interval_seconds,
+                        n_streams, took, gap, self.cfg.runtime.checkpoint_interval_seconds,
                         100 * self.CHECKPOINT_TIME_SHARE)
         self._ckpt_gap = gap
 

@@ -1,6 +1,7 @@
 """`lograven train`: log files -> message types, sequence GRU, autoencoder -> one bundle."""
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -78,10 +79,11 @@ def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]
 
 
 def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]]:
-    """`iter_binary_lines` of a buffered stream, decompressed first when it is gzip, bzip2 or xz
+    """`iter_binary_lines` of a binary stream, decompressed first when it is gzip, bzip2 or xz
     (rotated logs such as messages.1.gz are read as zcat would); zstd is refused with the fix."""
-    head = f.peek(6)[:6]  # type: ignore[attr-defined]  # not consumed: works on pipes too (`<(zcat …)`, stdin)
-    kind = next((k for magic, k in _COMPRESSED if head.startswith(magic)), None)
+    head = f.read(_MAGIC_BYTES)  # a buffered read(n) waits for n bytes or the end, on pipes too
+    f = _with_head(head, f)
+    kind = _compression(head)
     if kind is None:
         yield from iter_binary_lines(f, max_line_bytes)
         return
@@ -89,18 +91,64 @@ def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterat
         raise LogravenError(f"{path}: zstd-compressed; decompress it first (`zstd -dc {path} > FILE`, "
                             "or `zstd -dc FILE | lograven score -`)")
     import importlib
+    import lzma
+    import zlib
 
     mod = importlib.import_module({"gzip": "gzip", "bzip2": "bz2", "xz": "lzma"}[kind])
     try:
         with mod.open(f, "rb") as z:
             yield from iter_binary_lines(z, max_line_bytes)
-    except (OSError, EOFError, ValueError) as e:  # BadGzipFile, lzma.LZMAError and truncated archives
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated archives
         raise LogravenError(f"{path}: {kind}-compressed but cannot be decompressed ({e}); "
                             f"check it with `{kind} -t {path}`") from None
 
 
-#: Magic numbers of the compressed formats rotated logs come in: read transparently, except zstd.
-_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+_MAGIC_BYTES = 10
+
+
+def _compression(head: bytes) -> str | None:
+    """The compressed format rotated logs come in that `head` starts with, if any."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    # bzip2: "BZh", the block size 1-9, then a block's or the end's magic (a log line may start "BZh")
+    if len(head) >= 10 and head[:3] == b"BZh" and 0x31 <= head[3] <= 0x39 and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        return "bzip2"
+    return None
+
+
+class _Prepended(io.RawIOBase):
+    """`head` (already read from `rest`), then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read1(len(b)) if hasattr(self._rest, "read1") else self._rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _with_head(head: bytes, f: BinaryIO) -> BinaryIO:
+    """The stream from its start again: rewound when it can seek, else with `head` put back in front."""
+    try:
+        if f.seekable():
+            f.seek(-len(head), io.SEEK_CUR)
+            return f
+    except (OSError, ValueError):
+        pass
+    return io.BufferedReader(_Prepended(head, f), buffer_size=1 << 16)  # type: ignore[return-value]
 
 
 #: Bytes read at a time while skipping the rest of an over-long line.
