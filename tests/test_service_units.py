@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -662,3 +663,40 @@ def test_a_stop_just_after_learn_mode_saved_its_model_keeps_where_learning_stopp
     assert svc.run() == 0
     state = Checkpointer(tmp_path / "state" / "checkpoint.json").load()
     assert state["positions"] == where
+
+
+def test_a_reader_that_did_not_stop_in_time_never_reads_beside_its_successor(tmp_path, monkeypatch, caplog) -> None:
+    """A read hung past the stop timeout (a dead NFS mount): the old reader must not go on queueing lines
+    next to the new one (out of order, twice) once its read returns."""
+    import threading
+    from types import SimpleNamespace
+
+    from lograven.service import Service
+    from lograven.tailer import RawLine
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    monkeypatch.setattr(Service, "READER_JOIN_SECONDS", 0.2)
+    hung, release = threading.Event(), threading.Event()
+    calls = []
+
+    def poll(n):
+        calls.append(threading.current_thread().ident)
+        if len(calls) == 1:
+            hung.set()
+            release.wait(10)  # the first read hangs
+            return [RawLine("/f", "id", 0, 6, b"stale", False)]
+        time.sleep(0.01)
+        return []
+
+    tailer = SimpleNamespace(poll=poll, wake=lambda: None, wait=lambda t: time.sleep(0.01))
+    svc._sources = [SimpleNamespace(index=0, tailer=tailer)]
+    svc._start_reader()
+    assert hung.wait(5)
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        svc._stop_reader()  # times out
+    assert "did not stop within" in caplog.text
+    svc._start_reader()  # the successor
+    release.set()
+    time.sleep(0.3)
+    svc._stop_reader()
+    assert svc._queue.qsize() == 0  # the stale read was not queued

@@ -593,9 +593,13 @@ class Service:
                 self._exported_files.add(p)
 
     # ------------------------------------------------------------ reader
+    READER_JOIN_SECONDS = 10.0
+
     def _start_reader(self) -> None:
-        self._reader_stop.clear()
-        self._reader = threading.Thread(target=self._read_loop, name="lograven-reader", daemon=True)
+        # each reader has its own stop flag: one that did not stop in time (a read hung on a dead NFS
+        # mount) stops as soon as it wakes, and never reads alongside its successor
+        self._reader_stop = stop = threading.Event()
+        self._reader = threading.Thread(target=self._read_loop, args=(stop,), name="lograven-reader", daemon=True)
         self._reader.start()
 
     def _stop_reader(self) -> None:
@@ -604,12 +608,16 @@ class Service:
             if s.tailer:
                 s.tailer.wake()
         if self._reader is not None:
-            self._reader.join(timeout=10)
+            self._reader.join(timeout=self.READER_JOIN_SECONDS)
+            if self._reader.is_alive():
+                log.warning("the reader thread did not stop within 10 s (a read blocked, e.g. on a hung network "
+                            "file system); it stops when the read returns, and what it read is read again")
             self._reader = None
 
-    def _read_loop(self) -> None:
+    def _read_loop(self, stop: threading.Event | None = None) -> None:
+        stop = stop or self._reader_stop
         chunk = max(1, self.cfg.runtime.batch_size)
-        while not self._reader_stop.is_set():
+        while not stop.is_set():
             got = 0
             for s in self._sources:
                 room = self._queue.maxsize - self._queue.qsize()
@@ -621,7 +629,7 @@ class Service:
                     log.exception("reading %s failed; retrying", s.index)
                     lines = []
                 for raw in lines:
-                    while not self._reader_stop.is_set():
+                    while not stop.is_set():
                         try:
                             self._queue.put(_Item(s.index, raw), timeout=0.5)  # backpressure: wait, never drop
                             break
