@@ -700,3 +700,36 @@ def test_a_reader_that_did_not_stop_in_time_never_reads_beside_its_successor(tmp
     time.sleep(0.3)
     svc._stop_reader()
     assert svc._queue.qsize() == 0  # the stale read was not queued
+
+
+def test_failed_alerts_of_an_optional_sink_are_retried_on_a_quiet_host(tmp_path) -> None:
+    """The syslog sink (not required) fails for a burst; with no new alert afterwards the queued ones
+    are still delivered once their back-off has passed (before, only a new alert triggered the retry)."""
+    from lograven.alerts import Alert, AlertRouter, DetectorHit, SinkError
+    from lograven.service import Service
+
+    clock = [100.0]
+
+    class Flaky:
+        name, required = "syslog", False
+
+        def __init__(self):
+            self.fail, self.got = True, []
+
+        def emit(self, alerts):
+            if self.fail:
+                raise SinkError("Resource temporarily unavailable")
+            self.got.extend(alerts)
+
+    sink = Flaky()
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    svc._sources = []
+    svc.router = AlertRouter([sink], clock=lambda: clock[0], dedup_window_seconds=0)
+    alert = Alert("a1", "2026-11-03T12:00:00.000Z", "web1", "/f", 10, "/f", "x", -1, None,
+                  [DetectorHit("unknown_type", 1.0, 0.0)], [], "m1")  # fmt: skip
+    svc.router.submit([alert])
+    assert svc.router.pending() == 1 and not sink.got
+    sink.fail = False
+    clock[0] += 60  # the back-off has passed; no new alert comes
+    svc._housekeeping()
+    assert [a.id for a in sink.got] == ["a1"] and svc.router.pending() == 0

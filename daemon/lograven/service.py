@@ -843,7 +843,9 @@ class Service:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         self.notifier.watchdog()
-        if self._pending.acks and self.router.flush():
+        # retries are due by the clock, not only when new alerts come: a quiet host would keep a failed
+        # (not required) sink's alerts queued until the next anomaly
+        if (self._pending.acks or self.router.pending()) and self.router.flush() and self._pending.acks:
             self._ack_pending()
         if now - self._last_stats >= 1.0:
             self._last_stats = now
