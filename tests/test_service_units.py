@@ -733,3 +733,30 @@ def test_failed_alerts_of_an_optional_sink_are_retried_on_a_quiet_host(tmp_path)
     clock[0] += 60  # the back-off has passed; no new alert comes
     svc._housekeeping()
     assert [a.id for a in sink.got] == ["a1"] and svc.router.pending() == 0
+
+
+def test_a_wrong_source_format_is_said_by_check_and_by_the_running_daemon(tmp_path, bundle_dir, training_log, caplog) -> None:
+    """syslog lines under `format: iso`: every line would be an unknown type with its header as text.
+    check (and the daemon's start) say so from the files' last lines; the daemon (here plugin mode, whose
+    input check cannot see) says so once from the first lines it reads."""
+    import io
+
+    from lograven.service import FORMAT_SAMPLE_LINES, Service, source_warnings
+
+    log = tmp_path / "messages"
+    log.write_text(training_log.read_text())
+    right = parse_config({"sources": [{"paths": [str(log)]}]})
+    wrong = parse_config({"sources": [{"paths": [str(log)], "format": "iso"}]})
+    assert not [w for w in source_warnings(right) if "format" in w]
+    [said] = [w for w in source_warnings(wrong) if w.startswith("sources[0].format: ")]
+    assert f"100 of the last 100 lines of {log} do not match format 'iso'" in said
+
+    lines = training_log.read_text().splitlines(keepends=True)[: FORMAT_SAMPLE_LINES + 20]
+    cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "sources": [{"paths": ["/dev/null"], "format": "iso"}],
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        assert svc.run() == 0
+    said = [r.getMessage() for r in caplog.records if "do not match format 'iso'" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("sources[0].format: 100 of the first 100 lines read (standard input)")

@@ -52,6 +52,8 @@ class _Source:
     parser: Parser
     key: StreamKey
     tailer: Tailer | None = None
+    sampled: int = 0  # of the first FORMAT_SAMPLE_LINES non-blank lines read: how many, and how many
+    unparsed: int = 0  # did not match the source's format (a wrong `format:` is said once)
 
 
 @dataclass
@@ -278,7 +280,35 @@ def source_warnings(cfg: Config) -> list[str]:
                     f"sources[{i}].paths: {', '.join(missing)} does not exist (yet); lograven reads it once it appears. "
                     "Check the path for a typo"
                 )
+        if found and (bad := _format_mismatch(sorted(found)[:3], src.format)) is not None:
+            out.append(f"sources[{i}].format: {bad}")
     return out
+
+
+FORMAT_SAMPLE_LINES = 100  # the last lines of a file, or the first lines of a source, checked against its format
+
+
+def _format_mismatch(paths: list[str], fmt: str) -> str | None:
+    """What to say when most of the last lines of these files do not match `fmt` (a wrong `format:`
+    makes every line an unknown type, timestamp included), or None."""
+    from lograven.parsing import mostly_unparsed
+
+    parser = Parser(fmt)
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                start = max(0, os.fstat(f.fileno()).st_size - 64 * 1024)
+                f.seek(start)
+                lines = f.read().split(b"\n")[1 if start else 0 :]  # after a seek, the first line is a piece
+            lines = [ln for ln in lines if ln.strip()][-FORMAT_SAMPLE_LINES:]
+        except OSError:
+            continue  # unreadable: said elsewhere
+        unparsed = sum(not parser.parse(decode_line(ln, 65536)[0]).parsed for ln in lines)
+        if mostly_unparsed(unparsed, len(lines)):
+            return (f"{unparsed} of the last {len(lines)} lines of {path} do not match format {fmt!r}; every such line "
+                    "is learned and scored with its header as text (a flood of unknown_type alerts). Set the format "
+                    "the file has (syslog, iso, raw or regex:...; docs/configuration.md)")
+    return None
 
 
 def _missing(path: str) -> bool | None:
@@ -671,6 +701,19 @@ class Service:
                     break
         return batch
 
+    def _sample_format(self, src: _Source, parsed: bool, path: str) -> None:
+        """The first lines of a source (files that appear later, plugin mode's input): a wrong `format:`
+        is said once, instead of being found out from a flood of unknown_type alerts."""
+        from lograven.parsing import mostly_unparsed
+
+        src.sampled += 1
+        src.unparsed += not parsed
+        if src.sampled == FORMAT_SAMPLE_LINES and mostly_unparsed(src.unparsed, src.sampled):
+            fmt = self.cfg.sources[src.index].format if src.index < len(self.cfg.sources) else src.parser.fmt
+            log.warning("sources[%d].format: %d of the first %d lines read (%s) do not match format %r; every such "
+                        "line is scored with its header as text (unknown_type alerts). Set the format the input has "
+                        "(syslog, iso, raw or regex:...) and reload", src.index, src.unparsed, src.sampled, path, fmt)  # fmt: skip
+
     def _process(self, batch: list[_Item]) -> None:
         assert self.detector is not None and self.router is not None
         max_bytes = self.cfg.runtime.max_line_bytes
@@ -679,6 +722,8 @@ class Service:
             src = self._sources[it.source]
             text, _ = decode_line(it.raw.data, max_bytes)
             rec = src.parser.parse(text)
+            if src.sampled < FORMAT_SAMPLE_LINES and text.strip():
+                self._sample_format(src, rec.parsed, it.raw.path)
             stream = src.key.key(it.raw.path, rec, text)
             items.append((stream, rec))
             meta.append((it, text, rec, stream))
@@ -1033,6 +1078,7 @@ class Service:
         """rsyslog omprog protocol with confirmMessages: OK when ready and after each message."""
         src = self.cfg.sources[0]
         parser, key = Parser(src.format), StreamKey(src.stream)
+        sample = _Source(0, parser, key)
         out = self.stdout
         self.notifier.ready("reading standard input")
         out.write("OK\n")
@@ -1048,6 +1094,8 @@ class Service:
             else:
                 text, _ = decode_line(raw, max_bytes)
                 rec = parser.parse(text)
+                if sample.sampled < FORMAT_SAMPLE_LINES and text.strip():
+                    self._sample_format(sample, rec.parsed, "standard input")
                 stream = key.key("stdin", rec, text)
                 v = self.detector.detect([(stream, rec)])[0]
                 alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
