@@ -714,3 +714,25 @@ def test_periodic_relearning_never_undoes_a_newer_current(tmp_path, bundle_dir, 
     assert summary["made_current"] is False and store.current_name() == "v0002"
     path, summary = learn(store.root, corpus, training=tiny_training_config(), source="admin")
     assert summary["made_current"] is True and store.current_name() == path.name == "v0004"
+
+
+def test_allow_and_models_use_the_installed_config_by_default(tmp_path, monkeypatch, capsys):
+    """A bare `lograven allow ID` (as the README shows it) uses the daemon's config when it is installed:
+    its alerts file and its state_dir's allowlist, not the built-in defaults. ALERT_ID with options that
+    would be ignored is refused."""
+    from lograven import cli
+
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(json.dumps(_alert(id="abc123").to_dict()) + "\n")
+    installed = tmp_path / "config.yaml"
+    installed.write_text(f"state_dir: {tmp_path / 'state'}\nalerts:\n  jsonl: {{path: {alerts}}}\n")
+    (tmp_path / "state").mkdir()
+    monkeypatch.setattr(cli, "INSTALLED_CONFIG", str(installed))
+    assert cli.main(["allow", "abc123"]) == 0
+    out, err = capsys.readouterr()
+    assert f"(using {installed}; give --config to choose another)" in err
+    assert len(json.loads((tmp_path / "state" / "allowlist.json").read_text())["rules"]) == 1
+    assert cli.main(["models", "list"]) == 1  # the installed state_dir's models/, which does not exist yet
+    assert f"{tmp_path / 'state' / 'models'}: no such directory" in capsys.readouterr().err
+    assert cli.main(["allow", "abc123", "--type", "3"]) == 1
+    assert "give ALERT_ID or --type, not both" in capsys.readouterr().err

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Periodic relearning prunes by itself, to learn.keep_versions; `current` is never deleted.")
     m.add_argument("action", choices=["list", "rollback", "prune"])
     m.add_argument("--dir", help="model directory (default: <state_dir>/models of --config)")
-    m.add_argument("--config", help="YAML config, for its state_dir")
+    m.add_argument("--config", help=f"YAML config, for its state_dir (default: {INSTALLED_CONFIG} when it exists)")
     m.add_argument("--to", help="version to switch to (rollback)")
     m.add_argument("--keep", type=int, help="versions to keep (prune; default: learn.keep_versions of --config, 10)")
     m.add_argument("--json", action="store_true")
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
               "Suppressed alerts are counted in lograven_alerts_suppressed_total{reason=\"allowlist\"}.\n"
               "A running daemon applies changes within a second.")
     al.add_argument("alert_id", nargs="?", help="id of an alert in the JSON-lines alert file")
-    al.add_argument("--config", help="YAML config (for the allowlist and alerts file paths)")
+    al.add_argument("--config", help=f"YAML config (for the allowlist and alerts file paths; default: {INSTALLED_CONFIG} when it exists)")
     al.add_argument("--allowlist", help="allowlist file (default: alerts.allowlist, else <state_dir>/allowlist.json)")
     al.add_argument("--alerts", help="alerts file to look the id up in (default: alerts.jsonl.path)")
     al.add_argument("--any-file", action="store_true", help="with ALERT_ID: match in every file, not only the alert's")
@@ -182,6 +182,18 @@ def _load_config(path: str | None):
     from lograven.config import Config, load_config
 
     return load_config(path) if path else Config()
+
+
+INSTALLED_CONFIG = "/etc/lograven/config.yaml"  # where the unit's ExecStart reads it
+
+
+def _daemon_config(args):
+    """For commands that act on the installed daemon's files (`allow`, `models`): --config, else the
+    installed config when there is one, so that a bare `lograven allow ID` uses the daemon's paths."""
+    if args.config is None and os.path.isfile(INSTALLED_CONFIG):
+        args.config = INSTALLED_CONFIG
+        print(f"(using {INSTALLED_CONFIG}; give --config to choose another)", file=sys.stderr)
+    return _load_config(args.config)
 
 
 def _stream_spec(args, cfg) -> str:
@@ -612,7 +624,7 @@ def cmd_allow(args) -> int:
     from lograven.allowlist import Allowlist, find_alert, new_rule, rule_from_alert
     from lograven.config import parse_duration
 
-    cfg = _load_config(args.config)
+    cfg = _daemon_config(args)
     al = Allowlist(Path(args.allowlist) if args.allowlist else cfg.allowlist_path())
     al.reload(strict=True)
     if args.list:
@@ -635,6 +647,11 @@ def cmd_allow(args) -> int:
             raise LogravenError(f"--expires {args.expires!r}: must be longer than 0 (e.g. 30m, 12h, 7d); "
                                 "leave it out for a rule that never expires")
     if args.alert_id:
+        given = [o for o, v in (("--type", args.type), ("--transition", args.transition), ("--file", args.file),
+                                ("--detector", args.detector)) if v is not None]  # fmt: skip
+        if given:  # they would be ignored: the rule is the alert's own pattern
+            raise LogravenError(f"give ALERT_ID or {', '.join(given)}, not both: ALERT_ID allows that alert's pattern "
+                                "(its type, detector, file and transition); --any-file widens it to every file")
         alert = find_alert(Path(args.alerts or cfg.alerts.jsonl.path), args.alert_id)
         rule = rule_from_alert(alert, any_file=args.any_file, expires_in=expires, comment=args.comment)
     else:
@@ -688,7 +705,7 @@ def cmd_run(args) -> int:
 def _models_dir(args) -> Path:
     if args.dir:
         return Path(args.dir)
-    return _load_config(args.config).models_dir()
+    return _daemon_config(args).models_dir()
 
 
 def cmd_models(args) -> int:
@@ -715,7 +732,7 @@ def cmd_models(args) -> int:
                 print(describe(i))
         return 0
     if args.action == "prune":
-        keep = args.keep if args.keep is not None else _load_config(args.config).learn.keep_versions
+        keep = args.keep if args.keep is not None else _daemon_config(args).learn.keep_versions
         if keep < 1:
             raise LogravenError(f"--keep {keep}: keep at least 1 version (the current one is never deleted)")
         removed = store.prune(keep)
