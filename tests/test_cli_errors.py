@@ -385,3 +385,24 @@ def test_compressed_logs_are_read_as_zcat_would(tmp_path, capsys, bundle_dir, tr
     zst.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 20)
     rc, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "m"), str(zst))
     assert_user_error(rc, err, f"{zst}: zstd-compressed; decompress it first")
+
+
+def test_check_verifies_the_model_learn_mode_saved(capsys, tmp_path, bundle_dir, logfile) -> None:
+    """With `model: null` after learn mode, the daemon runs <state_dir>/models/current: check verifies that
+    version and shows its thresholds instead of announcing learn mode again."""
+    import shutil
+
+    from lograven.modelstore import ModelStore
+
+    cfg = _daemon_config(tmp_path, logfile, listen="127.0.0.1:9077", model=None)
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and "learn mode (learns from the configured files on first start)" in out, out + err
+    store = ModelStore(tmp_path / "state" / "models")
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    store.set_current("v0001")
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and "the learned model" in out and "= v0001: model bundle OK" in out, out + err
+    assert "detectors in force: " in out and "learn mode (learns" not in out
+    (tmp_path / "state" / "models" / "v0001" / "sequence.npz").write_bytes(b"damaged")
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert_user_error(rc, err, "sequence.npz")

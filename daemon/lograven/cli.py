@@ -511,7 +511,19 @@ def cmd_check(args) -> int:
         print(f"{cfg.model}: model bundle OK ({b.version}, {len(b.types.types_)} message types)")
         print(f"  detectors in force: {_detectors_in_force(b, cfg)}")
     else:
-        print("model: null -> learn mode (learns from the configured files on first start)")
+        from lograven.modelstore import ModelStore
+
+        store = ModelStore(cfg.models_dir())
+        current = store.current_path()
+        if current is None:
+            print("model: null -> learn mode (learns from the configured files on first start)")
+        else:  # learned already: the daemon runs the model directory's current version
+            from lograven.bundle import load_bundle
+
+            b = load_bundle(current)
+            print(f"model: null -> the learned model {store.root}/current = {current.name}: model bundle OK "
+                  f"({b.version}, {len(b.types.types_)} message types)")
+            print(f"  detectors in force: {_detectors_in_force(b, cfg)}")
     from lograven.service import source_warnings
 
     from lograven.allowlist import allowlist_problems
