@@ -271,7 +271,7 @@ def test_series_of_files_no_longer_followed_are_removed(tmp_path) -> None:
     from lograven.tailer import FileStats
 
     svc = Service(parse_config({"state_dir": str(tmp_path)}))
-    files = {"/var/log/app-1.log": FileStats(lines=3, offset=30, size=30), "/var/log/app-2.log": FileStats(lines=1)}
+    files = {"/var/log/app-1.log": FileStats(lines=3, offset=30, size=30), "/var/log/app-2.log": FileStats(lines=1, skipped_lines=1)}
     svc._sources = [SimpleNamespace(tailer=SimpleNamespace(stats=lambda: dict(files)))]
     svc._export_file_stats()
     text = generate_latest(svc.metrics.registry).decode()
@@ -281,7 +281,8 @@ def test_series_of_files_no_longer_followed_are_removed(tmp_path) -> None:
     svc._export_file_stats()
     text = generate_latest(svc.metrics.registry).decode()
     assert "app-1.log" not in text
-    assert 'lograven_lines_read_total{file="/var/log/app-2.log"} 4.0' in text
+    # lines read include the ones dropped unscored (own alerts), as lines_dropped_total's meaning says
+    assert 'lograven_lines_read_total{file="/var/log/app-2.log"} 5.0' in text
 
 
 def test_blank_lines_count_as_dropped_not_as_unknown_types(tmp_path) -> None:

@@ -932,7 +932,8 @@ class Service:
         for s in self._sources:
             for path, st in s.tailer.stats().items():
                 now.add(path)
-                m.advance_to_total(m.lines_read, st.lines, file=path)
+                # read = scored + dropped: lines_dropped counts both reasons out of lines_read
+                m.advance_to_total(m.lines_read, st.lines + st.skipped_lines, file=path)
                 m.advance_to_total(m.bytes_read, st.bytes, file=path)
                 m.advance_to_total(m.lines_truncated, st.truncated_lines, file=path)
                 m.advance_to_total(m.lines_dropped, st.skipped_lines, file=path, reason="own_alert")
