@@ -174,3 +174,19 @@ def test_score_md_documents_every_output_key(tmp_path, capsys) -> None:
     top = {k for k in keys if "." not in k}
     assert top <= table_keys, f"score.md does not document {sorted(top - table_keys)}"
     assert "`{type, p, template}`" in doc and {"expected.type", "expected.p", "expected.template"} == {k for k in keys if "." in k}
+
+
+def test_alerts_md_example_has_exactly_the_keys_of_a_real_alert() -> None:
+    """The example alert in docs/alerts.md and its key table follow `Alert.to_dict()`: no key missing,
+    none invented (the example once lacked read_from and pattern)."""
+    from lograven.alerts import Alert, DetectorHit
+
+    text = (ROOT / "docs" / "alerts.md").read_text(encoding="utf-8")
+    example = json.loads(next(body for lang, body in _FENCE.findall(text) if lang == "json"))
+    real = Alert("x1", "t", "h", "/f", 0, "s", "line", 3, "tpl", [DetectorHit("sequence", 0.1, 0.2, "p/p_train<0.1")],
+                 [], "m1").to_dict()  # fmt: skip
+    assert set(example) == set(real)
+    assert set(example["detectors"][0]) == set(real["detectors"][0])
+    table = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)? \|", text, re.M))
+    documented = {k for pair in table for k in pair if k}
+    assert set(real) <= documented, set(real) - documented
