@@ -550,7 +550,7 @@ def test_a_file_matched_by_two_sources_is_read_by_the_first_only(tmp_path) -> No
     finally:
         t.close()
     assert set(GlobPathProvider([str(tmp_path / "*.log")], [str(tmp_path / "a.log")]).expand()[0]) == {str(tmp_path / "b.log")}
-    (w,) = [w for w in source_warnings(cfg) if w.startswith("sources[1]")]
+    (w,) = [w for w in source_warnings(cfg) if w.startswith("sources[1].paths")]
     assert "a.log also match an earlier source" in w
 
 

@@ -304,7 +304,7 @@ def _format_mismatch(paths: list[str], fmt: str) -> str | None:
         except OSError:
             continue  # unreadable: said elsewhere
         unparsed = sum(not parser.parse(decode_line(ln, 65536)[0]).parsed for ln in lines)
-        if mostly_unparsed(unparsed, len(lines)):
+        if len(lines) >= 3 and mostly_unparsed(unparsed, len(lines)):
             return (f"{unparsed} of the last {len(lines)} lines of {path} do not match format {fmt!r}; every such line "
                     "is learned and scored with its header as text (a flood of unknown_type alerts). Set the format "
                     "the file has (syslog, iso, raw or regex:...; docs/configuration.md)")
@@ -489,7 +489,6 @@ class Service:
             except BaseException:
                 self._release_lock()
                 raise
-            log.info("metrics on %s", self._http.url)
             if (warning := exposure_warning(self.cfg.metrics.listen)) is not None:
                 log.warning("%s", warning)
         try:
@@ -1133,6 +1132,10 @@ class Service:
                     self._ack_pending()
             if self.detector is not None and hasattr(self, "checkpointer"):
                 self._checkpoint()
+                pending = self.router.pending() if self.router is not None else 0
+                log.info("stopped: checkpoint written (%d stream(s))%s", len(self.detector.states),
+                         f"; {pending} alert delivery(ies) still queued for a failing sink are dropped (for a required "
+                         "sink their lines were not checkpointed, and are scored again at the next start)" if pending else "")
         finally:
             for s in self._sources:
                 if s.tailer:
