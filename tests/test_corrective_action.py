@@ -271,7 +271,7 @@ def test_models_prune_command(tmp_path):
     store = _store_of(tmp_path, 4)
     os.symlink("v0001", tmp_path / "models" / "current")
     r = _lograven("models", "prune", "--dir", str(tmp_path / "models"), "--keep", "2")
-    assert r.returncode == 0 and "deleted v0002" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "deleted v0002; keeping the newest 2 and current (v0001)" in r.stdout, r.stdout + r.stderr
     assert store.versions() == ["v0001", "v0003", "v0004"]  # current is kept beyond the 2
     r = _lograven("models", "prune", "--dir", str(tmp_path / "models"), "--keep", "0")
     assert r.returncode == 1 and "--keep 0: keep at least 1 version" in r.stderr

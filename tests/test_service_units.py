@@ -761,3 +761,22 @@ def test_a_wrong_source_format_is_said_by_check_and_by_the_running_daemon(tmp_pa
         assert svc.run() == 0
     said = [r.getMessage() for r in caplog.records if "do not match format 'iso'" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("sources[0].format: 100 of the first 100 lines read (standard input)")
+
+
+def test_a_switch_to_a_model_with_other_types_says_the_streams_start_afresh(tmp_path, bundle_dir, training_log, caplog) -> None:
+    from pathlib import Path
+
+    from lograven.bundle import load_bundle
+    from lograven.service import Service
+
+    default = Path(__file__).resolve().parents[1] / "models" / "default"
+    if not (default / "manifest.json").exists():
+        pytest.skip("models/default is missing")
+    cfg = parse_config({"state_dir": str(tmp_path)})
+    svc = Service(cfg)
+    svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
+    rec = Parser("syslog").parse(training_log.read_text().splitlines()[0])
+    svc.detector.detect([("a", rec), ("b", rec)])
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc._activate(load_bundle(default), default, cfg)  # e.g. a rollback to a model trained elsewhere
+    assert "the GRU state of 2 stream(s) starts afresh" in caplog.text

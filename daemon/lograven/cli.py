@@ -608,8 +608,12 @@ def cmd_learn(args) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    print(f"new model version written to {path} (from {s['parent']})")
-    print(f"  learned   {s['learned_lines']} lines from {source}")
+    made = s.get("made_current")
+    print(f"new model version written to {path} (from {s['parent']})" + ("; it is now current: a running daemon switches "
+          "within seconds" if made else ""))
+    limit = args.max_lines or cfg.learn.max_lines
+    print(f"  learned   {s['learned_lines']} lines from {source}" + (f" (the first {limit}: --max-lines / learn.max_lines)"
+          if not args.from_alerts and s['learned_lines'] >= limit else ""))
     print(f"  new types {len(s['new_types'])} (ids {s['new_types'][:10]}{'...' if len(s['new_types']) > 10 else ''}); existing ids unchanged")
     print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}; {s['seconds']:.1f} s")
     return 0
@@ -748,7 +752,10 @@ def cmd_models(args) -> int:
         if keep < 1:
             raise LogravenError(f"--keep {keep}: keep at least 1 version (the current one is never deleted)")
         removed = store.prune(keep)
-        print(f"{store.root}: deleted {', '.join(removed)}" if removed else f"{store.root}: nothing to delete ({len(store.versions())} versions, keeping {keep})")
+        cur = store.current_name()
+        kept = f"keeping the newest {keep}" + (f" and current ({cur})" if cur and cur not in store.versions()[-keep:] else "")
+        print(f"{store.root}: deleted {', '.join(removed)}; {kept}" if removed
+              else f"{store.root}: nothing to delete ({len(store.versions())} versions, {kept})")
         return 0
     name = store.rollback(args.to)
     print(f"{store.root}: current -> {name}; a running daemon switches within seconds (or send SIGHUP)")

@@ -550,6 +550,10 @@ class Service:
         if old is not None and _same_vocabulary(old.bundle, bundle):
             n = det.import_states(old.export_states())
             log.info("kept GRU state of %d stream(s) across the model switch", n)
+        elif old is not None and old.states:
+            log.info("model %s has other message types than %s (a rollback, or another training): the GRU state "
+                     "of %d stream(s) starts afresh, so their next lines are judged without history",
+                     bundle.version, old.bundle.version, len(old.states))  # fmt: skip
         self.detector, self.bundle, self._model_path = det, bundle, path
         if cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
             log.warning("detectors.sequence.stream_end_after is set but model %s did not learn stream ends "
