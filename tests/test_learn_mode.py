@@ -178,3 +178,25 @@ def test_periodic_relearning_makes_a_new_current_version(tmp_path):
     assert store.versions() == ["v0001", "v0003", "v0004"]
     m = json.loads((store.current_path() / "manifest.json").read_text())
     assert "periodic relearning" in m["training"]["learned_from"] and m["training"]["learned_lines"] == 800
+
+
+def test_a_training_child_killed_by_the_kernel_says_what_probably_happened(tmp_path):
+    """The out-of-memory killer SIGKILLs the training child: the error names the likely cause and the fix
+    (learn.max_lines, MemoryMax=), not just an exit code."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    from lograven.childproc import run_training_child
+    from lograven.config import Config
+    from lograven.errors import LogravenError
+    from lograven.training import Corpus
+
+    def kill_it():
+        for child in mp.active_children():
+            if child.name.startswith("lograven-") and child.pid:
+                os.kill(child.pid, signal.SIGKILL)
+
+    with pytest.raises(LogravenError, match=r"train child process died \(killed by SIGKILL: most often the kernel's "
+                                            r"out-of-memory killer .*learn\.max_lines.*MemoryMax="):
+        run_training_child("train", Corpus(), cfg=Config().to_dict(), out=str(tmp_path / "m"), tick=kill_it)

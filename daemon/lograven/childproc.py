@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing as mp
 import queue
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -110,7 +111,14 @@ def run_training_child(
                     msg, payload = q.get(timeout=1.0)
                 except queue.Empty:
                     if not p.is_alive():
-                        raise LogravenError(f"{kind} child process died (exit code {p.exitcode}); see the log above")
+                        code = p.exitcode
+                        if code is not None and code < 0 and -code in (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS):
+                            why = (f"killed by {signal.Signals(-code).name}: most often the kernel's out-of-memory "
+                                   "killer (`journalctl -k | grep -i oom`). Learn from fewer lines (learn.max_lines) "
+                                   "or give the service more memory (MemoryMax=)")
+                        else:
+                            why = f"exit code {code}; see the log above"
+                        raise LogravenError(f"{kind} child process died ({why})")
                     continue
                 if msg == "status":
                     on_status(payload)
