@@ -129,6 +129,12 @@ def reference_p(seq, types: np.ndarray, n: int) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
+def _no_installed_config(monkeypatch):
+    """`allow` and `models` default to the installed daemon's config: never the host's, in tests."""
+    monkeypatch.setenv("LOGRAVEN_CONFIG", "/nonexistent/lograven-tests/config.yaml")
+
+
+@pytest.fixture(autouse=True)
 def _no_daemon_left_behind():
     """A failing end-to-end test must not leave `lograven run` processes behind."""
     yield

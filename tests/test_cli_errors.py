@@ -387,7 +387,7 @@ def test_compressed_logs_are_read_as_zcat_would(tmp_path, capsys, bundle_dir, tr
     assert_user_error(rc, err, f"{zst}: zstd-compressed; decompress it first")
 
 
-def test_check_verifies_the_model_learn_mode_saved(capsys, tmp_path, bundle_dir, logfile) -> None:
+def test_check_verifies_the_model_learn_mode_saved(capsys, tmp_path, bundle_dir, logfile, monkeypatch) -> None:
     """With `model: null` after learn mode, the daemon runs <state_dir>/models/current: check verifies that
     version and shows its thresholds instead of announcing learn mode again."""
     import shutil
@@ -406,3 +406,10 @@ def test_check_verifies_the_model_learn_mode_saved(capsys, tmp_path, bundle_dir,
     (tmp_path / "state" / "models" / "v0001" / "sequence.npz").write_bytes(b"damaged")
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert_user_error(rc, err, "sequence.npz")
+    # a plain user and the service's 0750 state directory: said, no traceback, the other checks still run
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self.root / "current"))
+
+    monkeypatch.setattr(ModelStore, "current_path", denied)
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and "cannot look in" in out and "sudo -u lograven lograven check" in out, out + err

@@ -727,7 +727,7 @@ def test_allow_and_models_use_the_installed_config_by_default(tmp_path, monkeypa
     installed = tmp_path / "config.yaml"
     installed.write_text(f"state_dir: {tmp_path / 'state'}\nalerts:\n  jsonl: {{path: {alerts}}}\n")
     (tmp_path / "state").mkdir()
-    monkeypatch.setattr(cli, "INSTALLED_CONFIG", str(installed))
+    monkeypatch.setenv("LOGRAVEN_CONFIG", str(installed))
     assert cli.main(["allow", "abc123"]) == 0
     out, err = capsys.readouterr()
     assert f"(using {installed}; give --config to choose another)" in err
@@ -736,3 +736,6 @@ def test_allow_and_models_use_the_installed_config_by_default(tmp_path, monkeypa
     assert f"{tmp_path / 'state' / 'models'}: no such directory" in capsys.readouterr().err
     assert cli.main(["allow", "abc123", "--type", "3"]) == 1
     assert "give ALERT_ID or --type, not both" in capsys.readouterr().err
+    # every path given: the installed config is not read (it may be unreadable, or another host's)
+    assert cli.main(["allow", "--list", "--allowlist", str(tmp_path / "x.json")]) == 0
+    assert "using" not in capsys.readouterr().err

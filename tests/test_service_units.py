@@ -748,9 +748,12 @@ def test_a_wrong_source_format_is_said_by_check_and_by_the_running_daemon(tmp_pa
     log.write_text(training_log.read_text())
     right = parse_config({"sources": [{"paths": [str(log)]}]})
     wrong = parse_config({"sources": [{"paths": [str(log)], "format": "iso"}]})
-    assert not [w for w in source_warnings(right) if "format" in w]
+    assert not [w for w in source_warnings(right) if ".format:" in w]
     [said] = [w for w in source_warnings(wrong) if w.startswith("sources[0].format: ")]
     assert f"100 of the last 100 lines of {log} do not match format 'iso'" in said
+    # a file an earlier source reads is judged by that source's format only
+    first = parse_config({"sources": [{"paths": [str(log)]}, {"paths": [str(tmp_path / "*")], "format": "iso"}]})
+    assert not [w for w in source_warnings(first) if ".format:" in w]
 
     lines = training_log.read_text().splitlines(keepends=True)[: FORMAT_SAMPLE_LINES + 20]
     cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
@@ -780,3 +783,29 @@ def test_a_switch_to_a_model_with_other_types_says_the_streams_start_afresh(tmp_
     with caplog.at_level("INFO", logger="lograven.service"):
         svc._activate(load_bundle(default), default, cfg)  # e.g. a rollback to a model trained elsewhere
     assert "the GRU state of 2 stream(s) starts afresh" in caplog.text
+
+
+def test_stopping_says_checkpoint_written_only_when_it_was(tmp_path, monkeypatch, caplog) -> None:
+    from types import SimpleNamespace
+
+    from lograven.errors import LogravenError
+    from lograven.service import Service
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    svc._prepare_state_dir()
+    svc.detector = SimpleNamespace(states={})
+
+    def full(state, tick=None):
+        raise LogravenError("cannot save the checkpoint: the disk is full")
+
+    monkeypatch.setattr(svc.checkpointer, "save", full)
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc._shutdown()
+    assert "checkpoint not written" in caplog.text and "checkpoint written" not in caplog.text.replace("not written", "")
+    svc2 = Service(parse_config({"state_dir": str(tmp_path / "b")}))
+    svc2._prepare_state_dir()
+    svc2.detector = SimpleNamespace(states={})
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc2._shutdown()
+    assert "stopping: checkpoint written (0 stream(s))" in caplog.text

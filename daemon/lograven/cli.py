@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Periodic relearning prunes by itself, to learn.keep_versions; `current` is never deleted.")
     m.add_argument("action", choices=["list", "rollback", "prune"])
     m.add_argument("--dir", help="model directory (default: <state_dir>/models of --config)")
-    m.add_argument("--config", help=f"YAML config, for its state_dir (default: {INSTALLED_CONFIG} when it exists)")
+    m.add_argument("--config", help=f"YAML config, for its state_dir (default: $LOGRAVEN_CONFIG or {INSTALLED_CONFIG} when it exists)")
     m.add_argument("--to", help="version to switch to (rollback)")
     m.add_argument("--keep", type=int, help="versions to keep (prune; default: learn.keep_versions of --config, 10)")
     m.add_argument("--json", action="store_true")
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
               "Suppressed alerts are counted in lograven_alerts_suppressed_total{reason=\"allowlist\"}.\n"
               "A running daemon applies changes within a second.")
     al.add_argument("alert_id", nargs="?", help="id of an alert in the JSON-lines alert file")
-    al.add_argument("--config", help=f"YAML config (for the allowlist and alerts file paths; default: {INSTALLED_CONFIG} when it exists)")
+    al.add_argument("--config", help=f"YAML config (for the allowlist and alerts file paths; default: $LOGRAVEN_CONFIG or {INSTALLED_CONFIG} when it exists)")
     al.add_argument("--allowlist", help="allowlist file (default: alerts.allowlist, else <state_dir>/allowlist.json)")
     al.add_argument("--alerts", help="alerts file to look the id up in (default: alerts.jsonl.path)")
     al.add_argument("--any-file", action="store_true", help="with ALERT_ID: match in every file, not only the alert's")
@@ -187,12 +187,14 @@ def _load_config(path: str | None):
 INSTALLED_CONFIG = "/etc/lograven/config.yaml"  # where the unit's ExecStart reads it
 
 
-def _daemon_config(args):
+def _daemon_config(args, defaulted: bool = True):
     """For commands that act on the installed daemon's files (`allow`, `models`): --config, else the
-    installed config when there is one, so that a bare `lograven allow ID` uses the daemon's paths."""
-    if args.config is None and os.path.isfile(INSTALLED_CONFIG):
-        args.config = INSTALLED_CONFIG
-        print(f"(using {INSTALLED_CONFIG}; give --config to choose another)", file=sys.stderr)
+    installed config when there is one and a path is left to it (`defaulted`), so that a bare
+    `lograven allow ID` uses the daemon's paths."""
+    installed = os.environ.get("LOGRAVEN_CONFIG") or INSTALLED_CONFIG  # the daemon's config elsewhere
+    if args.config is None and defaulted and os.path.isfile(installed):
+        args.config = installed
+        print(f"(using {installed}; give --config to choose another)", file=sys.stderr)
     return _load_config(args.config)
 
 
@@ -514,8 +516,14 @@ def cmd_check(args) -> int:
         from lograven.modelstore import ModelStore
 
         store = ModelStore(cfg.models_dir())
-        current = store.current_path()
-        if current is None:
+        try:
+            current, denied = store.current_path(), False
+        except PermissionError:  # /var/lib/lograven is 0750 lograven: a plain user cannot look
+            current, denied = None, True
+        if denied:
+            print(f"model: null -> cannot look in {store.root} (permission denied): run check as root or as the "
+                  "service's user (`sudo -u lograven lograven check --config FILE`) to verify the learned model")
+        elif current is None:
             print("model: null -> learn mode (learns from the configured files on first start)")
         else:  # learned already: the daemon runs the model directory's current version
             from lograven.bundle import load_bundle
@@ -640,7 +648,7 @@ def cmd_allow(args) -> int:
     from lograven.allowlist import Allowlist, find_alert, new_rule, rule_from_alert
     from lograven.config import parse_duration
 
-    cfg = _daemon_config(args)
+    cfg = _daemon_config(args, defaulted=args.allowlist is None or bool(args.alert_id and args.alerts is None))
     al = Allowlist(Path(args.allowlist) if args.allowlist else cfg.allowlist_path())
     al.reload(strict=True)
     if args.list:
@@ -748,7 +756,7 @@ def cmd_models(args) -> int:
                 print(describe(i))
         return 0
     if args.action == "prune":
-        keep = args.keep if args.keep is not None else _daemon_config(args).learn.keep_versions
+        keep = args.keep if args.keep is not None else _daemon_config(args, defaulted=not args.dir).learn.keep_versions
         if keep < 1:
             raise LogravenError(f"--keep {keep}: keep at least 1 version (the current one is never deleted)")
         removed = store.prune(keep)

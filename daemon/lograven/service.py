@@ -280,7 +280,8 @@ def source_warnings(cfg: Config) -> list[str]:
                     f"sources[{i}].paths: {', '.join(missing)} does not exist (yet); lograven reads it once it appears. "
                     "Check the path for a typo"
                 )
-        if found and (bad := _format_mismatch(sorted(found)[:3], src.format)) is not None:
+        own = sorted(GlobPathProvider(list(src.paths), earlier).expand()[0]) if earlier else sorted(found)
+        if own and (bad := _format_mismatch(own[:3], src.format)) is not None:  # the files it reads
             out.append(f"sources[{i}].format: {bad}")
     return out
 
@@ -307,7 +308,8 @@ def _format_mismatch(paths: list[str], fmt: str) -> str | None:
         if len(lines) >= 3 and mostly_unparsed(unparsed, len(lines)):
             return (f"{unparsed} of the last {len(lines)} lines of {path} do not match format {fmt!r}; every such line "
                     "is learned and scored with its header as text (a flood of unknown_type alerts). Set the format "
-                    "the file has (syslog, iso, raw or regex:...; docs/configuration.md)")
+                    "the file has (syslog, iso, raw or regex:...; docs/configuration.md), unless these are the "
+                    "continuation lines of multi-line entries (a stack trace)")
     return None
 
 
@@ -643,8 +645,9 @@ class Service:
         if self._reader is not None:
             self._reader.join(timeout=self.READER_JOIN_SECONDS)
             if self._reader.is_alive():
-                log.warning("the reader thread did not stop within 10 s (a read blocked, e.g. on a hung network "
-                            "file system); it stops when the read returns, and what it read is read again")
+                log.warning("the reader thread did not stop within %.0f s (a read blocked, e.g. on a hung network "
+                            "file system); it stops when the read returns, and what it read is read again",
+                            self.READER_JOIN_SECONDS)
             self._reader = None
 
     def _read_loop(self, stop: threading.Event | None = None) -> None:
@@ -659,6 +662,8 @@ class Service:
                 try:
                     lines = s.tailer.poll(min(room, chunk * 4))
                 except Exception:  # never let one bad file kill the reader
+                    if stop.is_set():  # a stale reader waking after a reload: its tailer was closed
+                        return
                     log.exception("reading %s failed; retrying", s.index)
                     lines = []
                 for raw in lines:
@@ -982,7 +987,8 @@ class Service:
     def _checkpoint_due(self, now: float) -> bool:
         return self._dirty and now - self._last_ckpt >= max(self.cfg.runtime.checkpoint_interval_seconds, self._ckpt_gap)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> bool:
+        """Write the checkpoint; returns whether it was written (a failure is logged and counted)."""
         t0 = self._last_ckpt = time.monotonic()
         self._dirty = False
         states = self.detector.states if self.detector else {}
@@ -997,10 +1003,12 @@ class Service:
             "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer},
             "streams": entries(),
         }
+        written = True
         try:
             # the watchdog as due (every WatchdogSec/2) between chunks of about 1 MB
             self.checkpointer.save(state, tick=self.notifier.watchdog)
         except LogravenError as e:
+            written = False
             self.metrics.checkpoint_write_failures.inc()
             log.error("checkpoint not written: %s", e)
         took = time.monotonic() - t0
@@ -1011,6 +1019,7 @@ class Service:
                         n_streams, took, gap, self.cfg.runtime.checkpoint_interval_seconds,
                         100 * self.CHECKPOINT_TIME_SHARE)
         self._ckpt_gap = gap
+        return written
 
     # ------------------------------------------------------------ reload
     def _do_reload(self, *, reread_config: bool = True) -> bool:
@@ -1135,17 +1144,14 @@ class Service:
                 if self.router.flush(force=True):
                     self._ack_pending()
             if self.detector is not None and hasattr(self, "checkpointer"):
-                self._checkpoint()
-                pending = self.router.pending() if self.router is not None else 0
-                log.info("stopped: checkpoint written (%d stream(s))%s", len(self.detector.states),
-                         f"; {pending} alert delivery(ies) still queued for a failing sink are dropped (for a required "
-                         "sink their lines were not checkpointed, and are scored again at the next start)" if pending else "")
+                if self._checkpoint():
+                    log.info("stopping: checkpoint written (%d stream(s))", len(self.detector.states))
         finally:
             for s in self._sources:
                 if s.tailer:
                     s.tailer.close()
             if self.router is not None:
-                self.router.close()
+                self.router.close()  # says what a failing sink did not take
             if self._http is not None:
                 self._http.stop()
             self._release_lock()
