@@ -200,3 +200,43 @@ def test_a_training_child_killed_by_the_kernel_says_what_probably_happened(tmp_p
     with pytest.raises(LogravenError, match=r"train child process died \(killed by SIGKILL: most often the kernel's "
                                             r"out-of-memory killer .*learn\.max_lines.*MemoryMax="):
         run_training_child("train", Corpus(), cfg=Config().to_dict(), out=str(tmp_path / "m"), tick=kill_it)
+
+
+def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, caplog):
+    """A training killed again and again (the OOM killer; systemd restarts the daemon at once) is not
+    retried every few seconds: each failure is recorded in state_dir, and the next start waits 1, 2, 4 ...
+    60 min first (stoppable, with the watchdog pinged). A success clears the record."""
+    import time
+
+    from lograven import learnmode
+    from lograven.config import parse_config
+    from lograven.errors import LogravenError
+    from lograven.service import Service
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_text("\n".join(LogGenerator(seed=3).lines(50)) + "\n")
+    cfg = parse_config({"sources": [{"paths": [f"{tmp_path}/logs/*.log"]}], "state_dir": str(tmp_path / "state"),
+                        "learn": {"min_lines": 10}})  # fmt: skip
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+
+    def oom(*a, **k):
+        raise LogravenError("train child process died (killed by SIGKILL: ...)")
+
+    monkeypatch.setattr(learnmode, "run_training_child", oom)
+    with pytest.raises(LogravenError):
+        learnmode.learn_initial_model(svc)
+    assert learnmode._failures(svc)[0] == 1
+    waits = []
+    monkeypatch.setattr(svc._stop, "wait", lambda t: (waits.append(t), svc._stop.set())[1] or True)
+    with caplog.at_level("WARNING", logger="lograven.learnmode"):
+        learnmode.learn_initial_model(svc)  # the next start: waits (and is stopped while waiting)
+    assert "training failed 1 time(s) before; waiting" in caplog.text and waits
+    assert learnmode._failures(svc)[0] == 1  # a stop is no attempt
+    svc._stop.clear()
+    monkeypatch.setattr(learnmode, "BACKOFF_FIRST", 0.0)
+    monkeypatch.setattr(learnmode, "run_training_child", lambda *a, **k: {"seconds": {"total": 1.0}})
+    monkeypatch.setattr(svc.store, "set_current", lambda name: None)
+    learnmode.learn_initial_model(svc)
+    assert learnmode._failures(svc) == (0, 0.0) and not (tmp_path / "state" / learnmode._FAILURES).exists()
+    svc._release_lock()

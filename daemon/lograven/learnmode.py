@@ -44,6 +44,59 @@ def _tail_lines(path: str, budget_lines: int, max_line_bytes: int, fp_bytes: int
         os.close(fd)
 
 
+_FAILURES = "learn-failures.json"  # in state_dir: learn mode's failed trainings, for the back-off after a restart
+BACKOFF_FIRST, BACKOFF_MAX = 60.0, 3600.0
+
+
+def _failures(svc: Service) -> tuple[int, float]:
+    import json
+
+    try:
+        d = json.loads((svc.state_dir / _FAILURES).read_text(encoding="utf-8"))
+        return int(d["failures"]), float(d["last"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, 0.0
+
+
+def _record_failure(svc: Service) -> None:
+    import json
+
+    n, _ = _failures(svc)
+    try:
+        (svc.state_dir / _FAILURES).write_text(json.dumps({"failures": n + 1, "last": time.time()}), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def _clear_failures(svc: Service) -> None:
+    try:
+        (svc.state_dir / _FAILURES).unlink()
+    except OSError:
+        pass
+
+
+def _back_off_after_failures(svc: Service) -> bool:
+    """After failed trainings (the OOM killer, typically; systemd restarts the daemon at once), wait
+    1, 2, 4 ... 60 min before the next attempt instead of training again every few seconds. Returns
+    False when stopped while waiting."""
+    n, last = _failures(svc)
+    if n == 0:
+        return True
+    wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (n - 1)) - (time.time() - last)
+    if wait <= 0:
+        return True
+    log.warning("learn mode: training failed %d time(s) before; waiting %.0f s before the next attempt (lower "
+                "learn.max_lines, or give the service more memory; remove %s to retry at once)",
+                n, wait, svc.state_dir / _FAILURES)  # fmt: skip
+    svc._set_status(f"learn mode: waiting {wait:.0f} s after {n} failed training(s)")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        svc.notifier.watchdog()
+        if svc._stop.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+            return False
+    return True
+
+
 def learn_initial_model(svc: Service) -> dict:
     """Learn from existing content (then from new lines until learn.min_lines); returns tailer positions."""
     cfg = svc.cfg
@@ -77,6 +130,8 @@ def learn_initial_model(svc: Service) -> dict:
         positions = _collect_more(svc, corpus, positions, min_lines)
         if svc._stop.is_set():
             return positions
+    if not _back_off_after_failures(svc):
+        return positions  # stopped while waiting
     svc._set_status(f"learn mode: training on {len(corpus)} lines")
     out = svc.store.new_version_path()
     try:
@@ -85,14 +140,17 @@ def learn_initial_model(svc: Service) -> dict:
             on_status=lambda text: svc._set_status(f"learn mode: {text}"),
             tick=svc.notifier.watchdog, should_stop=svc._stop.is_set,
         )  # fmt: skip
-    except BaseException:
+    except BaseException as e:
         svc.store.release(out)  # the reserved version name, left empty
+        if not isinstance(e, (KeyboardInterrupt, SystemExit)):
+            _record_failure(svc)
         raise
     if summary is None:
         svc.store.release(out)
         log.warning("stopped during learning: the model is not saved; learning restarts next time")
         return positions
     svc.store.set_current(out.name)
+    _clear_failures(svc)
     log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, summary["seconds"]["total"])
     return positions
 
