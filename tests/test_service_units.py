@@ -428,15 +428,12 @@ def test_plugin_mode_does_not_notify_the_shippers_service_manager(tmp_path, monk
     assert Service(cfg).notifier.enabled
 
 
-def test_plugin_mode_follows_the_current_model_version(tmp_path, bundle_dir, monkeypatch) -> None:
-    """`run --stdin` with a model directory switches when `current` moves (`lograven learn`, rollback),
-    as the daemon does, without a restart by rsyslog."""
-    import io
+def _two_version_store(tmp_path, bundle_dir):
+    """A model store holding the tiny bundle twice, v0001 (current) and v0002 (its id ending in -v2)."""
     import shutil
 
     from lograven.bundle import _manifest_digest
     from lograven.modelstore import ModelStore
-    from lograven.service import Service
 
     store = ModelStore(tmp_path / "models")
     shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
@@ -447,6 +444,17 @@ def test_plugin_mode_follows_the_current_model_version(tmp_path, bundle_dir, mon
     m["manifest_sha256"] = _manifest_digest(m)
     (p2 / "manifest.json").write_text(json.dumps(m))
     store.set_current("v0001")
+    return store
+
+
+def test_plugin_mode_follows_the_current_model_version(tmp_path, bundle_dir, monkeypatch) -> None:
+    """`run --stdin` with a model directory switches when `current` moves (`lograven learn`, rollback),
+    as the daemon does, without a restart by rsyslog."""
+    import io
+
+    from lograven.service import Service
+
+    store = _two_version_store(tmp_path, bundle_dir)
     out = tmp_path / "alerts.jsonl"
     cfg = parse_config({"model": str(tmp_path / "models"), "state_dir": str(tmp_path / "state"),
                         "metrics": {"enabled": False},
@@ -473,22 +481,11 @@ def test_following_current_does_not_reread_a_half_edited_config(tmp_path, bundle
     is read at their SIGHUP (before, a half-edited file made the new model 'refused' until `current`
     moved again, and a valid unfinished edit was applied without a SIGHUP)."""
     import io
-    import shutil
 
-    from lograven.bundle import _manifest_digest
     from lograven.config import load_config
-    from lograven.modelstore import ModelStore
     from lograven.service import Service
 
-    store = ModelStore(tmp_path / "models")
-    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
-    p2 = store.new_version_path()
-    shutil.copytree(bundle_dir, p2, dirs_exist_ok=True)
-    m = json.loads((p2 / "manifest.json").read_text())
-    m["id"] += "-v2"
-    m["manifest_sha256"] = _manifest_digest(m)
-    (p2 / "manifest.json").write_text(json.dumps(m))
-    store.set_current("v0001")
+    store = _two_version_store(tmp_path, bundle_dir)
     out = tmp_path / "alerts.jsonl"
     good = json.dumps({"model": str(tmp_path / "models"), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(out)}, "dedup_window_seconds": 0}})  # fmt: skip

@@ -61,6 +61,10 @@ class Checkpointer:
         head = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "saved_at": time.time()}, separators=(",", ":"))
         body = json.dumps(rest, separators=(",", ":"))
         pairs = streams.items() if isinstance(streams, dict) else (streams or ())
+        if "streams" in state:  # the document up to the streams' first entry, and what closes it
+            opening, closing = [head[:-1], ',"state":', body[:-1], "," if rest else "", '"streams":{'], "}}}"
+        else:
+            opening, closing, pairs = [head[:-1], ',"state":', body, "}"], "", ()
         directory = self.path.parent
         tmp: Path | None = None
         try:
@@ -68,11 +72,7 @@ class Checkpointer:
             tmp = directory / f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                if "streams" in state:
-                    chunk: list[str] = [head[:-1], ',"state":', body[:-1], "," if rest else "", '"streams":{']
-                else:
-                    chunk, pairs = [head[:-1], ',"state":', body, "}"], ()
-                size, first = 0, True
+                chunk, size, first = opening, 0, True
                 for key, entry in pairs:
                     piece = ("" if first else ",") + json.dumps(key) + ":" + json.dumps(entry, separators=(",", ":"))
                     first = False
@@ -82,8 +82,7 @@ class Checkpointer:
                         _write_all(fd, "".join(chunk).encode("utf-8"))
                         chunk, size = [], 0
                         tick()
-                if "streams" in state:
-                    chunk.append("}}}")
+                chunk.append(closing)
                 _write_all(fd, "".join(chunk).encode("utf-8"))
                 tick()
                 os.fsync(fd)

@@ -232,11 +232,6 @@ def cmd_train(args) -> int:
     bar("reading", 0.0)
     corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=max_lines, max_line_bytes=cfg.runtime.max_line_bytes)
     bar("reading", 1.0)
-    if len(corpus) < 2:
-        bar.close()
-        n = len(corpus)
-        raise LogravenError(f"{', '.join(args.logfiles)}: only {n} usable line{'' if n == 1 else 's'} (blank lines do not "
-                            "count); lograven needs at least a few hundred normal lines: give more or longer log files")
     _warn_unparsed(corpus, fmt)
     result = train(
         corpus, Path(args.out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
@@ -726,12 +721,6 @@ def cmd_run(args) -> int:
     return run_service(args.config, stdin_mode=args.stdin)
 
 
-def _models_dir(args) -> Path:
-    if args.dir:
-        return Path(args.dir)
-    return _daemon_config(args).models_dir()
-
-
 def cmd_models(args) -> int:
     from lograven.modelstore import ModelStore, describe, dump
 
@@ -739,7 +728,8 @@ def cmd_models(args) -> int:
         raise LogravenError(f"--keep is for `lograven models prune`, not `{args.action}`")
     if args.to is not None and args.action != "rollback":
         raise LogravenError(f"--to is for `lograven models rollback`, not `{args.action}`")
-    store = ModelStore(_models_dir(args))
+    cfg = _daemon_config(args, defaulted=not args.dir)  # --config, or the installed one when --dir is not given
+    store = ModelStore(Path(args.dir) if args.dir else cfg.models_dir())
     if not store.root.is_dir():
         raise LogravenError(
             f"{store.root}: no such directory: a typo in --dir (it is <state_dir>/models; --config finds it), "
@@ -756,7 +746,7 @@ def cmd_models(args) -> int:
                 print(describe(i))
         return 0
     if args.action == "prune":
-        keep = args.keep if args.keep is not None else _daemon_config(args, defaulted=not args.dir).learn.keep_versions
+        keep = args.keep if args.keep is not None else cfg.learn.keep_versions
         if keep < 1:
             raise LogravenError(f"--keep {keep}: keep at least 1 version (the current one is never deleted)")
         removed = store.prune(keep)

@@ -267,9 +267,9 @@ VOCABULARY_GROWTH = 4  # the autoencoder's vocabulary grows to at most this many
 
 def grow_vocabulary(tokenizer, new_texts: list[str], known: list[str], trained_size: int) -> list[str]:
     """The autoencoder's vocabulary grows by frequent new words, up to VOCABULARY_GROWTH times the
-    configured `vocab_size` it was trained with: every relearn could add 256 words (masked pod names, say), and the output layer, the
-    cost of every line not in the cache, grows with the vocabulary. Past the cap new words are encoded
-    in BPE pieces, as in training."""
+    configured `vocab_size` it was trained with: every relearn could add 256 words (masked pod names,
+    say), and the output layer, the cost of every line not in the cache, grows with the vocabulary.
+    Past the cap new words are encoded in BPE pieces, as in training."""
     room = VOCABULARY_GROWTH * max(trained_size, 1) - tokenizer.vocab_size
     if room <= 0:
         log.info("the autoencoder's vocabulary is at its cap (%d tokens): no new words added", tokenizer.vocab_size)

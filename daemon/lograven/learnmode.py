@@ -1,6 +1,7 @@
 """Learn mode: a daemon started without a model learns one from the host's own logs first."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -49,8 +50,6 @@ BACKOFF_FIRST, BACKOFF_MAX = 60.0, 3600.0
 
 
 def _failures(svc: Service) -> tuple[int, float]:
-    import json
-
     try:
         d = json.loads((svc.state_dir / _FAILURES).read_text(encoding="utf-8"))
         return int(d["failures"]), float(d["last"])
@@ -59,8 +58,6 @@ def _failures(svc: Service) -> tuple[int, float]:
 
 
 def _record_failure(svc: Service) -> None:
-    import json
-
     n, _ = _failures(svc)
     try:
         (svc.state_dir / _FAILURES).write_text(json.dumps({"failures": n + 1, "last": time.time()}), encoding="utf-8")

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,11 +153,10 @@ class ModelStore:
         for left in self.root.glob(".deleting-v*"):  # an earlier prune that stopped half-way
             shutil.rmtree(left, ignore_errors=True)
         self._remove_abandoned()
-        spare = {self.current_name(), *protect}
         vs = self.versions()
         removed = []
         for name in vs[: max(0, len(vs) - keep)]:
-            if name in spare or name == self.current_name():  # again: a rollback may have just picked it
+            if name in protect or name == self.current_name():  # read each time: a rollback may have just picked it
                 continue
             path = self.root / name
             try:
@@ -172,14 +172,11 @@ class ModelStore:
             log.info("model store %s: deleted old versions %s (keeping %d)", self.root, ", ".join(removed), keep)
         return removed
 
-
     ABANDONED_AFTER = 24 * 3600.0  # seconds: no save (learn mode's training included) takes that long
 
     def _remove_abandoned(self) -> None:
         """What a save killed mid-way left (SIGKILL, power loss): an empty reserved version directory,
         or a bundle's `.vNNNN.tmp-*` directory, untouched for a day."""
-        import time
-
         now = time.time()
         for c in self.root.iterdir():
             reserved = _VERSION.match(c.name) and not (c / MANIFEST).exists()

@@ -40,7 +40,7 @@ from lograven.errors import LogravenError
 from lograven.metrics import Metrics, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.notify import Notifier
-from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, posix_seconds
+from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
 log = logging.getLogger(__name__)
@@ -247,14 +247,14 @@ def source_warnings(cfg: Config) -> list[str]:
     for i, src in enumerate(cfg.sources):
         earlier = [p for e in cfg.sources[:i] for p in e.paths]
         found, denied = GlobPathProvider(list(src.paths)).expand()
-        if earlier:
-            shared = sorted(set(found) & set(GlobPathProvider(earlier).expand()[0]))
-            if shared:
-                out.append(
-                    f"sources[{i}].paths: {', '.join(shared[:3])}{' …' if len(shared) > 3 else ''} also match an earlier "
-                    "source, which reads them (a file is read by its first source only); narrow the patterns if that "
-                    "is not the source meant for them"
-                )
+        taken = set(GlobPathProvider(earlier).expand()[0]) if earlier else set()  # an earlier source reads these
+        shared = sorted(set(found) & taken)
+        if shared:
+            out.append(
+                f"sources[{i}].paths: {', '.join(shared[:3])}{' …' if len(shared) > 3 else ''} also match an earlier "
+                "source, which reads them (a file is read by its first source only); narrow the patterns if that "
+                "is not the source meant for them"
+            )
         if denied and not found:
             out.append(
                 f"sources[{i}].paths: cannot look at {', '.join(sorted(denied))} (permission denied on a directory); "
@@ -280,7 +280,7 @@ def source_warnings(cfg: Config) -> list[str]:
                     f"sources[{i}].paths: {', '.join(missing)} does not exist (yet); lograven reads it once it appears. "
                     "Check the path for a typo"
                 )
-        own = sorted(GlobPathProvider(list(src.paths), earlier).expand()[0]) if earlier else sorted(found)
+        own = sorted(set(found) - taken)
         if own and (bad := _format_mismatch(own[:3], src.format)) is not None:  # the files it reads
             out.append(f"sources[{i}].format: {bad}")
     return out
@@ -292,8 +292,6 @@ FORMAT_SAMPLE_LINES = 100  # the last lines of a file, or the first lines of a s
 def _format_mismatch(paths: list[str], fmt: str) -> str | None:
     """What to say when most of the last lines of these files do not match `fmt` (a wrong `format:`
     makes every line an unknown type, timestamp included), or None."""
-    from lograven.parsing import mostly_unparsed
-
     parser = Parser(fmt)
     for path in paths:
         try:
@@ -650,8 +648,7 @@ class Service:
                             self.READER_JOIN_SECONDS)
             self._reader = None
 
-    def _read_loop(self, stop: threading.Event | None = None) -> None:
-        stop = stop or self._reader_stop
+    def _read_loop(self, stop: threading.Event) -> None:
         chunk = max(1, self.cfg.runtime.batch_size)
         while not stop.is_set():
             got = 0
@@ -712,8 +709,6 @@ class Service:
     def _sample_format(self, src: _Source, parsed: bool, path: str) -> None:
         """The first lines of a source (files that appear later, plugin mode's input): a wrong `format:`
         is said once, instead of being found out from a flood of unknown_type alerts."""
-        from lograven.parsing import mostly_unparsed
-
         src.sampled += 1
         src.unparsed += not parsed
         if src.sampled == FORMAT_SAMPLE_LINES and mostly_unparsed(src.unparsed, src.sampled):

@@ -36,6 +36,7 @@ class Corpus:
     times: list[float] = field(default_factory=list)  # the line's timestamp (POSIX seconds), NaN without one
     unparsed: int = 0
     truncated: int = 0
+    inputs: list[str] = field(default_factory=list)  # the files read (read_corpus), for messages about them
     _last_ts: tuple = field(default=(None, math.nan), repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -90,13 +91,14 @@ def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterat
     if kind == "zstd":
         raise LogravenError(f"{path}: zstd-compressed; decompress it first (`zstd -dc {path} > FILE`, "
                             "or `zstd -dc FILE | lograven score -`)")
-    import importlib
+    import bz2
+    import gzip
     import lzma
     import zlib
 
-    mod = importlib.import_module({"gzip": "gzip", "bzip2": "bz2", "xz": "lzma"}[kind])
+    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
     try:
-        with mod.open(f, "rb") as z:
+        with opener(f, "rb") as z:
             yield from iter_binary_lines(z, max_line_bytes)
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated archives
         raise LogravenError(f"{path}: {kind}-compressed but cannot be decompressed ({e}); "
@@ -192,7 +194,7 @@ def read_corpus(
     """Parse log files into a corpus: their lines in order, at most `max_lines` in all (the first ones)."""
     parser = Parser(fmt)
     key = StreamKey(stream)
-    corpus = Corpus()
+    corpus = Corpus(inputs=list(paths))
     for path in paths:
         for text, truncated in iter_file_lines(path, max_line_bytes):
             if line_filter is not None and not line_filter(text):
@@ -346,11 +348,10 @@ def train(
     """
     t0 = time.monotonic()
     if len(corpus) < 2:
-        files = sorted(set(corpus.files))
-        where = f" in {', '.join(files)}" if files else ""
+        where = ", ".join(corpus.inputs or sorted(set(corpus.files)))
         n = len(corpus)
-        raise LogravenError(f"only {n} usable line{'' if n == 1 else 's'}{where} (blank lines do not count); lograven "
-                            "needs at least a few hundred normal lines: give more or longer log files")
+        raise LogravenError(f"{where + ': ' if where else ''}only {n} usable line{'' if n == 1 else 's'} (blank lines do "
+                            "not count); lograven needs at least a few hundred normal lines: give more or longer log files")
     if len(corpus) < 500:
         log.warning("only %d lines to learn from: expect many false alerts; a few thousand normal lines or more work well", len(corpus))
     require_tensorflow()  # before minutes of clustering, not after
