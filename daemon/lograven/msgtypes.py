@@ -119,7 +119,13 @@ _extra_regex: dict[str, str] = {}
 
 
 def _placeholder_regex(name: str) -> str:
-    return PLACEHOLDER_REGEX.get(name) or _extra_regex.get(name) or r"\S+?"
+    """What a placeholder of a shape matches: what the masker replaces by it, and the placeholder
+    itself. A message may contain `<N>` literally (`usage: seq <N>`); masking leaves it as it is, so
+    the classifier takes it for the shape, and the type's regex must match it too."""
+    pattern = PLACEHOLDER_REGEX.get(name) or _extra_regex.get(name)
+    if pattern is None:
+        return r"\S+?"
+    return f"(?:{re.escape(name)}|{pattern})"
 
 
 class _Node:
