@@ -238,10 +238,11 @@ class TypesEvaluation:
     settings: dict
     errors: list[GroupingError]
     max_errors: int = 20
+    unlabelled_lines: int = 0  # rows with a blank EventId: types learned from them, not in `lines` or GA
 
     def to_json(self) -> dict:
         return {
-            "mode": "types", "file": self.file, "lines": self.lines,
+            "mode": "types", "file": self.file, "lines": self.lines, "unlabelled_lines": self.unlabelled_lines,
             "grouping_accuracy": round(self.grouping_accuracy, 4),
             "types": self.types, "groups": self.groups, "templates": self.templates,
             "correct_templates": self.correct_templates, "unknown_lines": self.unknown_lines,
@@ -257,6 +258,9 @@ class TypesEvaluation:
             f"  grouping accuracy (GA)  {self.grouping_accuracy:.4f}   "
             f"({self.correct_templates} of {self.templates} templates grouped exactly)",
         ]
+        if self.unlabelled_lines:
+            out.insert(2, f"  input     {self.unlabelled_lines} more rows have a blank EventId: types were learned from "
+                          "them too, GA leaves them out (as Loghub's evaluator does)")
         if self.errors:
             n = len(self.errors)
             shown = min(max_rows, self.max_errors)
@@ -280,30 +284,57 @@ class TypesEvaluation:
 
 
 def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, str]]:
-    """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV."""
+    """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV. Column names are
+    matched without case or surrounding spaces; a blank EventId is returned as "" (not a label)."""
     path = Path(path)
     try:
+        with open(path, "rb") as fb:
+            head = fb.read(4)
         f = open(path, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
     except FileNotFoundError:
         raise LogravenError(f"{path}: no such file; give a Loghub *_structured.csv") from None
+    except IsADirectoryError:
+        raise LogravenError(f"{path}: is a directory; give a Loghub *_structured.csv") from None
     except OSError as e:
         raise LogravenError(f"{path}: cannot read ({e.strerror})") from None
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        f.close()
+        raise LogravenError(f"{path}: is UTF-16; convert it to UTF-8 first: iconv -f UTF-16 -t UTF-8 {path} > converted.csv")
     with f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        if "Content" not in cols or "EventId" not in cols:
+        reader = csv.reader(f)
+        header = next(reader, None) or []
+        index = {}
+        for i, name in enumerate(header):
+            index.setdefault(name.strip().lower(), i)
+        if "content" not in index or "eventid" not in index:
+            found = ", ".join(repr(c) for c in header) or "none"
+            hint = ""
+            if len(header) == 1 and any(d in header[0] for d in ";\t|"):
+                hint = " (the header is one column: is the file separated by something other than commas?)"
             raise LogravenError(
-                f"{path}: needs columns Content and EventId (found {', '.join(cols) or 'none'}); "
-                "give a Loghub *_structured.csv"
+                f"{path}: needs columns Content and EventId (found {found}){hint}; "
+                "give a Loghub *_structured.csv (comma-separated, UTF-8, a header line)"
             )
+        ci, ei, ti = index["content"], index["eventid"], index.get("eventtemplate")
+        need = max(ci, ei) + 1
         contents, events, templates = [], [], {}
         for row in reader:
-            contents.append(row["Content"] or "")
-            events.append(row["EventId"] or "")
-            if row.get("EventTemplate") is not None:
-                templates.setdefault(row["EventId"] or "", row["EventTemplate"])
+            if not row:
+                continue  # a blank line
+            if len(row) < need:
+                raise LogravenError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields, but Content and EventId are columns "
+                    f"{ci + 1} and {ei + 1}; repair the row (an unquoted line break or comma?) or remove it"
+                )
+            event = row[ei].strip()
+            contents.append(row[ci])
+            events.append(event)
+            if ti is not None and ti < len(row) and event:
+                templates.setdefault(event, row[ti])
     if not contents:
         raise LogravenError(f"{path}: no rows; give a Loghub *_structured.csv with lines")
+    if not any(events):
+        raise LogravenError(f"{path}: every EventId is blank; give a structured CSV whose EventId column is filled")
     return contents, events, templates
 
 
@@ -329,14 +360,23 @@ def evaluate_types(path: str | Path, *, config: object | None = None, max_errors
     seconds = time.monotonic() - t0
     # A line with no type belongs to no group: it is right only if its event has that one line.
     predicted: list[Hashable] = [int(t) if t != UNKNOWN else ("unknown", i) for i, t in enumerate(ids)]
+    # Types are learned from every line; GA is over the lines with an EventId, as Loghub's evaluator
+    # drops rows without a ground-truth event (blank ones would otherwise be one huge "event").
+    keep = [i for i, e in enumerate(events) if e]
+    examples: Sequence[str] = contents
+    if len(keep) < len(events):
+        predicted = [predicted[i] for i in keep]
+        examples = [contents[i] for i in keep]
+        events = [events[i] for i in keep]
     learned = {t.id: t.template for t in types.types_}
     ga = grouping_accuracy(predicted, events)
-    errors = grouping_errors(predicted, events, templates=templates, learned=learned, examples=contents)
+    errors = grouping_errors(predicted, events, templates=templates, learned=learned, examples=examples)
     wrong = {e.event for e in errors}
     return TypesEvaluation(
-        file=str(path), lines=len(contents), grouping_accuracy=ga, types=len(types.types_),
-        groups=len(set(predicted)), templates=len(set(events)), unknown_lines=int((ids == UNKNOWN).sum()),
+        file=str(path), lines=len(events), grouping_accuracy=ga, types=len(types.types_),
+        groups=len(set(predicted)), templates=len(set(events)), unknown_lines=int((ids[keep] == UNKNOWN).sum()),
         correct_templates=len(set(events)) - len(wrong), seconds=seconds,
+        unlabelled_lines=len(contents) - len(keep),
         settings={"svd_variance": types.svd_variance, "max_clusters": types.max_clusters,
                   "variable_min_distinct": types.variable_min_distinct,
                   "extra_masks": [{"name": m.name, "pattern": m.pattern} for m in types.extra_masks],
