@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -759,3 +760,67 @@ def test_settings_and_sweep_values_are_rounded_and_the_sweep_stays_aligned() -> 
     for line in table_rows[1:]:
         ends = [m.end() for m in re.finditer(r"\S+", line.replace("  <- used", ""))][1:]
         assert ends == header_ends, (table_rows[0], line)
+
+
+# ------------------------------------------------- labelled input a researcher gets slightly wrong
+def test_line_labels_tab_separated_and_data_like_labels(tmp_path, caplog) -> None:
+    log = tmp_path / "bgl.log"
+    log.write_text("-\tJun  9 06:06:20 web01 a: x\nKERNDTLB\tJun  9 06:06:21 web01 a: y\n"
+                   "1131064150 Jun  9 06:06:22 web01 a: z\n")  # fmt: skip
+    rows = ev.read_line_labels(log, "syslog")
+    assert [(r.label, r.record.message) for r in rows] == [("-", "x"), ("KERNDTLB", "y"), ("1131064150", "z")]
+    with caplog.at_level("WARNING", logger="lograven.evaluate"):
+        ev._check_line_labels(str(log), rows, Counter(r.label for r in rows))
+    assert "1 line(s) have a number or a time as their label (first: line 3, label '1131064150')" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lograven.evaluate"):
+        ev._check_line_labels(str(log), rows[:2], Counter(r.label for r in rows[:2]))
+    assert caplog.text == ""  # categories are words
+
+
+def test_line_labels_without_normal_lines_name_the_labels_found(tmp_path) -> None:
+    log = tmp_path / "words.log"
+    log.write_text("".join(f"{'normal' if i % 9 else 'anomaly'} Jun  9 06:06:{i % 60:02d} web01 a: x {i}\n" for i in range(50)))
+    with pytest.raises(LogravenError, match=r"no normal \('-'\) lines in the first 80%; .* labels .* are 'normal' \(44\), "
+                                            r"'anomaly' \(6\): --labels bgl needs '-'"):  # fmt: skip
+        ev.evaluate_line_labels(log, setup=ev.Setup(fmt="syslog"))
+
+
+def test_chronological_split_is_exact_and_fractions_print_as_given() -> None:
+    assert ev.chronological_split(100, 0.29) == 29 and ev.chronological_split(100, 0.57) == 57  # floats said 28, 56
+    assert ev.chronological_split(7, 0.5) == 3
+    assert (ev._pct(0.8), ev._pct(0.999), ev._pct(0.29), ev._pct(1 / 3)) == ("80%", "99.9%", "29%", "33.3333%")
+
+
+def test_undefined_ratios_are_null_and_na_not_zero() -> None:
+    none_to_find = ev.Counts(tp=0, fp=4, fn=0, tn=10)
+    js = none_to_find.to_json()
+    assert (js["precision"], js["recall"], js["f1"]) == (0.0, None, None)
+    assert none_to_find.ratios_text().split() == ["0.000", "n/a", "n/a"]
+    no_flags = ev.Counts(tp=0, fp=0, fn=3).to_json()
+    assert (no_flags["precision"], no_flags["recall"], no_flags["f1"]) == (None, 0.0, 0.0)
+    assert ev.Counts(tp=2, fp=2, fn=2).ratios_text().split() == ["0.500", "0.500", "0.500"]
+    from types import SimpleNamespace
+
+    r = SimpleNamespace(split={"test_anomalies": 0, "training_lines": 5, "test_lines": 4}, unit="lines", training={},
+                        setup=ev.Setup())  # fmt: skip
+    (note,) = ev._input_notes(r)
+    assert "WARNING: no anomalous lines in the test part: recall and F1 are undefined (n/a)" in note
+    r.split["test_anomalies"] = 1
+    assert ev._input_notes(r) == []
+
+
+def test_session_labels_id_column_is_never_guessed_and_misses_show_both_keys(tmp_path) -> None:
+    p = tmp_path / "labels.csv"
+    p.write_text("Line,Session,Label\n1,blk_1,Normal\n")
+    with pytest.raises(LogravenError, match=r"labels.csv:1: no BlockId column among 'Line', 'Session', 'Label'"):
+        read_session_labels(p)
+    p.write_text("Session,Label\n1,Normal\n2,Anomaly\n")  # two columns: the other one is the id
+    assert read_session_labels(p) == {"1": False, "2": True}
+    log = tmp_path / "x.log"
+    log.write_text("a blk_1 b\na blk_2 c\n")
+    with pytest.raises(LogravenError, match=r"0 labelled sessions found with --stream-key '[^']+': the log's first "
+                                            r"key is 'blk_1', the labels CSV's first id is '1'"):  # fmt: skip
+        ev.read_sessions(log, p, r"blk_-?\d+", "raw")
+    with pytest.raises(LogravenError, match=r"the key matched no line \(2 lines\)"):
+        ev.read_sessions(log, p, r"job_\d+", "raw")

@@ -30,6 +30,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +101,21 @@ class Counts:
         return prf(self.tp, self.fp, self.fn)[2]
 
     def to_json(self) -> dict:
+        """The counts and ratios; a ratio with nothing to divide by is null (precision without a flag;
+        recall and F1 without an anomaly), not a 0.0 that reads as a result."""
         p, r, f = prf(self.tp, self.fp, self.fn)
+        flagged, positive = self.tp + self.fp, self.tp + self.fn
         return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn,
-                "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}  # fmt: skip
+                "precision": round(p, 4) if flagged else None, "recall": round(r, 4) if positive else None,
+                "f1": round(f, 4) if positive else None}  # fmt: skip
+
+    def ratios_text(self, widths: tuple[int, int, int] = (9, 7, 7)) -> str:
+        """Precision, recall and F1 for a table, `n/a` where to_json has null."""
+        js = self.to_json()
+        return "  ".join(
+            f"{js[k]:>{w}.3f}" if js[k] is not None else f"{'n/a':>{w}}"
+            for k, w in zip(("precision", "recall", "f1"), widths)
+        )
 
 
 def roc_auc(scores: Sequence[float] | np.ndarray, truth: Sequence[bool] | np.ndarray) -> float | None:
@@ -606,19 +619,19 @@ class DetectionEvaluation:
         out = [f"lograven evaluate: {title}, {self.file}"]
         if self.mode == "lines":
             out.append(
-                f"  split     first {sp['train_fraction']:.0%} of lines ({sp['first_part_lines']}) -> "
+                f"  split     first {_pct(sp['train_fraction'])} of lines ({sp['first_part_lines']}) -> "
                 f"trained on its {sp['training_lines']} normal lines; tested on the other "
                 f"{sp['test_lines']} lines ({sp['test_anomalies']} anomalous)"
             )
         elif sp.get("session_split") == "normal":
             out.append(
-                f"  split     first {sp['train_fraction']:.0%} of the normal sessions -> trained on "
+                f"  split     first {_pct(sp['train_fraction'])} of the normal sessions -> trained on "
                 f"{sp['training_sessions']} normal sessions ({sp['training_lines']} lines); tested on every other "
                 f"session: {sp['test_sessions']} ({sp['test_anomalies']} anomalous, {sp['test_lines']} lines)"
             )
         else:
             out.append(
-                f"  split     first {sp['train_fraction']:.0%} of sessions ({sp['train_pool_sessions']}) -> "
+                f"  split     first {_pct(sp['train_fraction'])} of sessions ({sp['train_pool_sessions']}) -> "
                 f"trained on its {sp['training_sessions']} normal sessions ({sp['training_lines']} lines); "
                 f"tested on the other {sp['test_sessions']} sessions ({sp['test_anomalies']} anomalous, "
                 f"{sp['test_lines']} lines)"
@@ -643,11 +656,11 @@ class DetectionEvaluation:
         out.append("")
         out.append(f"  {'detector':<14}{'TP':>7}{'FP':>7}{'FN':>7}  {'precision':>9}  {'recall':>7}  {'F1':>7}")
         for d, c in self.results.items():
-            out.append(f"  {d:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
+            out.append(f"  {d:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.ratios_text()}")
         if self.feedback:
             fb, c = self.feedback, Counts(**{k: self.feedback["results"][k] for k in ("tp", "fp", "fn")})
             name = "+ allowlist" if fb["mode"] == "allow" else "+ learn"
-            out.append(f"  {name:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.precision:>9.3f}  {c.recall:>7.3f}  {c.f1:>7.3f}")
+            out.append(f"  {name:<14}{c.tp:>7}{c.fp:>7}{c.fn:>7}  {c.ratios_text()}")
             hidden = fb["anomalies_hidden"]
             units = self.unit if hidden != 1 else self.unit[:-1]
             if fb["mode"] == "allow":
@@ -701,6 +714,9 @@ def _input_notes(r: DetectionEvaluation) -> list[str]:
     (a wrong --format), lines without a session key or label, a stream key that matched no line,
     labelled sessions the log never mentions (a labels CSV of another log)."""
     sp, notes = r.split, []
+    if sp.get("test_anomalies") == 0:
+        notes.append(f"  input     WARNING: no anomalous {r.unit} in the test part: recall and F1 are undefined (n/a), "
+                     "and every flag is a false alarm; give a --train-fraction that leaves anomalies to test")  # fmt: skip
     bad_train, n_train, bad_test, n_test = _unparsed(r)
     if bad_test or bad_train:
         text = (f"{bad_train} of {n_train} training and {bad_test} of {n_test} test lines do not match --format "
@@ -718,8 +734,9 @@ def _input_notes(r: DetectionEvaluation) -> list[str]:
     missing = sp.get("labelled_sessions_not_in_log")
     if missing:
         labelled = missing + sp.get("sessions", 0)
-        notes.append(f"  input     {missing} of {labelled} labelled sessions never appear in the log (no line has their "
-                     "--stream-key); check that the labels CSV belongs to this log")  # fmt: skip
+        warn = "WARNING: " if 2 * missing > labelled else ""
+        notes.append(f"  input     {warn}{missing} of {labelled} labelled sessions never appear in the log (no line has "
+                     "their --stream-key); check that the labels CSV belongs to this log")  # fmt: skip
     return notes
 
 
@@ -747,6 +764,11 @@ def _rule_text(s: dict) -> str:
         cal = f", calibrated to {used:.3g}" if used is not None and used < s["threshold"] else ""
         return f"probability (p < {s['threshold']:g}{cal}{fl})"
     return f"top_k (not in top {s['top_k']}{fl})"
+
+
+def _pct(fraction: float) -> str:
+    """A fraction as given, in percent: 0.8 is 80%, 0.999 is 99.9% (not a rounded 100%)."""
+    return f"{fraction * 100:.6g}%"
 
 
 def _clip(text: str, n: int) -> str:
@@ -924,8 +946,9 @@ def read_line_labels(path: str | Path, fmt: str, max_line_bytes: int = 65536) ->
     for no, text in _labelled_log_lines(path, max_line_bytes):
         if not text.strip():
             continue
-        label, _, rest = text.lstrip().partition(" ")
-        out.append(LabelledLine(no, label, rest, parser.parse(rest)))
+        label, *rest = text.split(None, 1)  # a tab after the label is a separator too
+        body = rest[0] if rest else ""
+        out.append(LabelledLine(no, label, body, parser.parse(body)))
     return out
 
 
@@ -936,9 +959,28 @@ def _labelled_log_lines(path: str | Path, max_line_bytes: int) -> Iterator[tuple
         yield no, text[1:] if no == 1 and text.startswith("\ufeff") else text
 
 
+_DATA_LIKE_LABEL = re.compile(r"[\d.:/T+-]*\d[\d.:/T+-]*")  # a number, a date or a time: not a category
+
+
+def _check_line_labels(path: str, rows: Sequence[LabelledLine], counts: Counter) -> None:
+    """Warn when labels look like the line's own data: lines that lost their '-' label are read as
+    anomalies labelled with their first field (a timestamp), and the fields after it shift by one."""
+    data_like = [lab for lab in counts if lab != NORMAL_LABEL and _DATA_LIKE_LABEL.fullmatch(lab)]
+    n = sum(counts[lab] for lab in data_like)
+    if n == 0:
+        return
+    first = next(r for r in rows if r.label in set(data_like))
+    log.warning(
+        "%s: %d line(s) have a number or a time as their label (first: line %d, label %r), in %d distinct labels; "
+        "a line without its label is read as an anomaly labelled with its first field: give every normal line "
+        "its '-' first", path, n, first.line_no, first.label, len(data_like),
+    )  # fmt: skip
+
+
 def chronological_split(n: int, train_fraction: float, what: str = "lines") -> int:
     """How many of n items (in order) form the first part; raises when either part would be empty."""
-    n_first = int(n * train_fraction)
+    # exactly, in decimal: 100 x 0.29 is 28.999999999999996 in floating point
+    n_first = math.floor(Fraction(str(train_fraction)) * n)
     if n_first < 1 or n_first >= n:
         raise LogravenError(f"--train-fraction {train_fraction} of {n} {what} leaves nothing to train on or to test")
     return n_first
@@ -964,6 +1006,8 @@ def evaluate_line_labels(
     rows = read_line_labels(path, setup.fmt, setup.max_line_bytes)
     if len(rows) < 2:
         raise LogravenError(f"{path}: {len(rows)} labelled lines; need a labelled log (first token '-' or a category)")
+    label_counts = Counter(r.label for r in rows)
+    _check_line_labels(path, rows, label_counts)
     n_first = chronological_split(len(rows), setup.train_fraction)
     streams = [key.key(path, r.record, r.text) for r in rows]
     # a regex key falls back to the file's stream where it does not match: say so, and refuse a key
@@ -979,7 +1023,11 @@ def evaluate_line_labels(
         if not r.anomalous:
             corpus.add(path, r.record, st)
     if len(corpus) == 0:
-        raise LogravenError(f"{path}: no normal ('-') lines in the first {setup.train_fraction:.0%}; nothing to train on")
+        common = ", ".join(f"{lab!r} ({n})" for lab, n in label_counts.most_common(5))
+        raise LogravenError(
+            f"{path}: no normal ('-') lines in the first {_pct(setup.train_fraction)}; nothing to train on. The most "
+            f"common labels (first tokens) are {common}: --labels bgl needs '-' as the first token of each normal line"
+        )
     settings = settings or DetectorSettings()
     with _Trained(corpus, config, setup, setup.stream, progress) as tr:
         det = Detector(tr.bundle, settings)
@@ -1144,7 +1192,12 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
         low = [h.strip().lower() for h in header]
         if "label" in low:
             lab_col = low.index("label")
-            id_col = low.index("blockid") if "blockid" in low else (1 - lab_col if len(low) == 2 else 0)
+            if "blockid" not in low and len(low) > 2:
+                raise LogravenError(
+                    f"{path}:1: no BlockId column among {', '.join(repr(h) for h in header)}; name the session id "
+                    "column BlockId (with two columns, the one that is not Label is taken)"
+                )
+            id_col = low.index("blockid") if "blockid" in low else 1 - lab_col
             rows, first = reader, 2
         elif len(low) >= 2 and low[1] in _ANOMALY_WORDS | _NORMAL_WORDS:  # no header: the first row is data
             id_col, lab_col = 0, 1
@@ -1205,6 +1258,7 @@ def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt
     order: dict[str, int] = {}
     out = SessionLines([], np.zeros(0, dtype=bool), [], [], [], [])
     unlabelled: set[str] = set()
+    first_unlabelled: str | None = None
     for no, text in _labelled_log_lines(path, max_line_bytes):
         if not text.strip():
             continue
@@ -1213,6 +1267,8 @@ def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt
             out.lines_without_key += 1
             continue
         if k not in labels:
+            if first_unlabelled is None:
+                first_unlabelled = k
             unlabelled.add(k)
             out.unlabelled_lines += 1
             continue
@@ -1225,8 +1281,11 @@ def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt
     out.unlabelled_sessions = len(unlabelled)
     out.labelled_not_in_log = len(set(labels) - set(order))
     if len(out.names) < 2:
+        seen = (f"the key matched no line ({out.lines_without_key} lines)" if first_unlabelled is None and not order
+                else f"the log's first key is {first_unlabelled or next(iter(order))!r}")  # fmt: skip
         raise LogravenError(
-            f"{path}: {len(out.names)} labelled sessions found with --stream-key {stream_key!r}; check the key and the labels"
+            f"{path}: {len(out.names)} labelled sessions found with --stream-key {stream_key!r}: {seen}, the labels "
+            f"CSV's first id is {next(iter(labels))!r} ({labels_csv}); make the key take what the CSV names"
         )
     return out
 
@@ -1276,6 +1335,9 @@ def evaluate_sessions(
     path = str(path)
     t_start = time.monotonic()
     sl = read_sessions(path, labels_csv, stream_key, setup.fmt, setup.max_line_bytes)
+    if 2 * sl.labelled_not_in_log > sl.labelled_not_in_log + len(sl.names):
+        log.warning("%s: %d of %d labelled sessions of %s never appear in the log; check that the labels CSV belongs "
+                    "to this log", path, sl.labelled_not_in_log, sl.labelled_not_in_log + len(sl.names), labels_csv)
     names, line_sess, recs, texts, line_nos = sl.names, sl.session, sl.records, sl.texts, sl.line_nos
     S = len(names)
     anomalous = sl.anomalous
@@ -1292,7 +1354,7 @@ def evaluate_sessions(
         elif test_of[s] >= 0:
             test_idx.append(i)
     if len(corpus) == 0:
-        raise LogravenError(f"{path}: no normal sessions in the first {setup.train_fraction:.0%}; nothing to train on")
+        raise LogravenError(f"{path}: no normal sessions in the first {_pct(setup.train_fraction)}; nothing to train on")
     settings = settings or DetectorSettings()
     stream_spec = regex_stream_spec(stream_key)
     gap = float(getattr(getattr(getattr(config, "detectors", None), "sequence", None), "stream_end_after", 0.0) or 0.0)
