@@ -384,6 +384,7 @@ def test_paths_expand_the_home_directory(monkeypatch: pytest.MonkeyPatch) -> Non
     ("[fe80::1]:80", ("fe80::1", 80)),
     ("localhost:9077", ("localhost", 9077)),
     ("metrics.example.com:9077", ("metrics.example.com", 9077)),
+    ("9123", ("127.0.0.1", 9123)),  # a bare port: loopback, as docs/metrics.md says (the config refused it)
 ])
 def test_metrics_listen_valid(listen: str, address: tuple[str, int]) -> None:
     assert cfg.parse_listen(listen) == address

@@ -160,7 +160,10 @@ _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` (IPv6 host in brackets) -> (host, port); ValueError says what is wrong."""
+    """``host:port`` (IPv6 host in brackets) -> (host, port); a bare port means 127.0.0.1. ValueError
+    says what is wrong."""
+    if re.fullmatch(r"[0-9]{1,5}", value):
+        value = "127.0.0.1:" + value
     if value.startswith("["):
         host, bracket, rest = value[1:].partition("]")
         if not bracket:
@@ -436,9 +439,9 @@ class MetricsConfig:
 
     enabled: bool = _opt(True, help="Serve Prometheus metrics.")
     listen: str = _opt(
-        "127.0.0.1:9077", check=_check_listen, valid="`host:port`, port 1-65535",
+        "127.0.0.1:9077", check=_check_listen, valid="`host:port` or a port, port 1-65535",
         help="Address of the metrics endpoint; IPv6 hosts in brackets (`[::1]:9077`); "
-             "`0.0.0.0:9077` listens on all IPv4 interfaces.")
+             "`0.0.0.0:9077` listens on all IPv4 interfaces; a bare port (`\"9077\"`) means 127.0.0.1.")
 
     @property
     def address(self) -> tuple[str, int]:
