@@ -413,3 +413,81 @@ def test_check_verifies_the_model_learn_mode_saved(capsys, tmp_path, bundle_dir,
     monkeypatch.setattr(ModelStore, "current_path", denied)
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 0 and "cannot look in" in out and "sudo -u lograven lograven check" in out, out + err
+
+
+def test_unreadable_bundle_file_and_model_directory_are_said(capsys, tmp_path, bundle_dir, logfile, monkeypatch) -> None:
+    """A plain user pointing --model at the service's files (a 0640 weights file, the 0750 models
+    directory) got a PermissionError traceback."""
+    import shutil
+
+    from lograven import bundle
+
+    m = tmp_path / "m"
+    shutil.copytree(bundle_dir, m)
+    real = bundle.sha256_file
+
+    def unreadable_weights(path):
+        if Path(path).name == "sequence.npz":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(bundle, "sha256_file", unreadable_weights)
+        rc, out, err = run_cli(capsys, "score", "--model", str(m), str(logfile))
+    assert_user_error(rc, err, f"{m / 'sequence.npz'}: cannot read (Permission denied); run as a user who can read")
+    assert out == ""
+    real_exists = Path.exists
+
+    def search_denied(self, *a, **k):
+        if str(self).startswith(str(tmp_path / "models")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *a, **k)
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr(Path, "exists", search_denied)
+    rc, out, err = run_cli(capsys, "score", "--model", str(tmp_path / "models"), str(logfile))
+    assert_user_error(rc, err, f"{tmp_path / 'models'}: cannot look inside (Permission denied)", "sudo -u lograven")
+
+
+def test_a_broken_current_pointer_says_how_to_repair_it(capsys, tmp_path, bundle_dir, logfile) -> None:
+    import shutil
+
+    from lograven.modelstore import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    store.set_current("v0001")
+    (store.root / "current").unlink()
+    (store.root / "current").symlink_to("v0042")  # a typo'd manual switch, or a version deleted by hand
+    rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
+    assert_user_error(rc, err, "current: points to v0042, which is not there", "models rollback --dir")
+    rc, out, err = run_cli(capsys, "models", "list", "--dir", str(store.root))
+    assert rc == 0 and "v0001" in out and "warning: current points to v0042, which is not a version here" in err
+    (store.root / "current").unlink()
+    (store.root / "current").write_text("v0001\n")  # a file instead of the link
+    rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
+    assert_user_error(rc, err, "current: is not a symbolic link to a version", "--to vNNNN")
+
+
+def test_run_on_a_full_state_dir_says_so(capsys, tmp_path, logfile, monkeypatch) -> None:
+    """A fresh lock file takes no data block, so the write check passed on a full disk and writing the
+    pid into it was an ENOSPC traceback."""
+    from lograven import service
+
+    def full(fd, data, offset):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(service.os, "pwrite", full)
+    cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{_free_port()}")
+    rc, _, err = run_cli(capsys, "run", "--config", str(cfg))
+    assert_user_error(rc, err, f"state_dir {tmp_path / 'state'}: cannot write the lock file (No space left on device)",
+                      "df -h")  # fmt: skip
+
+
+def test_learn_mode_with_a_dangling_current_says_how_to_repair_it(capsys, tmp_path, logfile) -> None:
+    models = tmp_path / "state" / "models"
+    models.mkdir(parents=True)
+    (models / "current").symlink_to("v0042")
+    cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{_free_port()}", model=None)
+    rc, _, err = run_cli(capsys, "run", "--config", str(cfg))
+    assert_user_error(rc, err, "current: points to v0042, which is not there", "lograven models rollback")

@@ -288,7 +288,8 @@ def read_manifest(path: Path) -> dict:
     except FileNotFoundError:
         raise LogravenError(f"{mpath}: missing; {path} is not a complete bundle (retrain or restore it)") from None
     except OSError as e:
-        raise LogravenError(f"{mpath}: cannot read ({e.strerror})") from e
+        raise LogravenError(f"{mpath}: cannot read ({e.strerror}); run as a user who can read the bundle "
+                            "(the service's: lograven) or fix its permissions") from e
     try:
         manifest = json.loads(raw.decode("utf-8"))
         if not isinstance(manifest, dict):
@@ -315,7 +316,12 @@ def read_manifest(path: Path) -> dict:
             raise LogravenError(f"{mpath}: bad file name {name!r}")
         if not fp.is_file():
             raise LogravenError(f"{fp}: missing from the bundle; retrain or restore it")
-        if sha256_file(fp) != digest:
+        try:
+            actual = sha256_file(fp)
+        except OSError as e:
+            raise LogravenError(f"{fp}: cannot read ({e.strerror}); run as a user who can read the bundle "
+                                "(the service's: lograven) or fix its permissions") from None  # fmt: skip
+        if actual != digest:
             raise LogravenError(f"{fp}: checksum mismatch (file corrupt or modified); retrain or restore the bundle")
     manifest["_sha256"] = hashlib.sha256(raw).hexdigest()
     return manifest

@@ -744,6 +744,10 @@ def cmd_models(args) -> int:
         else:
             for i in infos:
                 print(describe(i))
+        cur = store.current_name()
+        if not args.json and cur is not None and not any(i.current for i in infos):
+            print(f"warning: current points to {cur}, which is not a version here: make one current with "
+                  f"`lograven models rollback --dir {store.root} --to vNNNN`", file=sys.stderr)  # fmt: skip
         return 0
     if args.action == "prune":
         keep = args.keep if args.keep is not None else cfg.learn.keep_versions

@@ -195,10 +195,28 @@ class ModelStore:
 def resolve_model_path(path: str | Path) -> Path:
     """A bundle directory, or a model store (its `current` version)."""
     p = Path(path)
-    if (p / MANIFEST).exists():
-        return p
-    if (p / "current").is_symlink():
-        return (p / "current").resolve()
+    try:
+        if (p / MANIFEST).exists():
+            return p
+        current = p / "current"
+        if current.is_symlink():
+            target = current.resolve()
+            if not target.is_dir():
+                raise LogravenError(
+                    f"{current}: points to {os.readlink(current)}, which is not there; make an existing version "
+                    f"current: `lograven models list --dir {p}`, then `lograven models rollback --dir {p} --to vNNNN`"
+                )
+            return target
+        if current.exists():
+            raise LogravenError(
+                f"{current}: is not a symbolic link to a version; remove it and make a version current with "
+                f"`lograven models rollback --dir {p} --to vNNNN`"
+            )
+    except PermissionError as e:
+        raise LogravenError(
+            f"{p}: cannot look inside ({e.strerror}); run as a user who can read it (the service's models "
+            "are the lograven user's: `sudo -u lograven lograven ...`) or copy the bundle"
+        ) from None
     raise LogravenError(
         f"{p}: neither a model bundle nor a model directory with a `current` version; "
         f"train one with `lograven train --out {p} LOGFILE...`"

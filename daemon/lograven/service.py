@@ -442,14 +442,23 @@ class Service:
                 f"state_dir {self.state_dir} is in use by another lograven (pid {other}); stop it "
                 "(`systemctl stop lograven`), or give this one its own state_dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:  # creating the lock file takes no data block; writing the pid does
+            os.close(fd)
+            raise LogravenError(
+                f"state_dir {self.state_dir}: cannot write the lock file ({e.strerror}); free space on its file "
+                "system (`df -h` it) or choose another state_dir"
+            ) from None
         self._lock_fd = fd
 
     def _model_location(self, cfg: Config) -> Path | None:
         if cfg.model:
             return resolve_model_path(cfg.model)
-        return self.store.current_path()
+        if self.store.current_path() is None:
+            return None  # nothing learned yet: learn mode
+        return resolve_model_path(self.store.root)  # says what is wrong with a dangling `current`
 
     def _set_status(self, text: str) -> None:
         if text != self._status:
