@@ -806,3 +806,40 @@ def test_stopping_says_checkpoint_written_only_when_it_was(tmp_path, monkeypatch
     with caplog.at_level("INFO", logger="lograven.service"):
         svc2._shutdown()
     assert "stopping: checkpoint written (0 stream(s))" in caplog.text
+
+
+def test_a_reload_finds_the_running_model_damaged_on_disk(tmp_path, bundle_dir, caplog) -> None:
+    """SIGHUP re-verifies an unchanged bundle: damage done since it was loaded was reported as a
+    successful reload ("model ... loaded"), and only the next restart failed."""
+    import shutil
+
+    import yaml
+
+    from lograven.bundle import load_bundle
+    from lograven.service import Service
+
+    model = tmp_path / "model"
+    shutil.copytree(bundle_dir, model)
+    base = {"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "model": str(model),
+            "sources": [{"paths": [str(tmp_path / "a.log")]}],
+            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}}}  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base))
+    svc = Service(parse_config(base), str(path))
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(model), model, svc.cfg)
+    svc.router = build_router(svc.cfg, svc.metrics, suppress=svc._allowlist())
+    running = svc.bundle
+    with caplog.at_level("INFO"):
+        assert svc._do_reload() is True  # intact: reloaded, the same model, not "loaded" again
+    assert svc.bundle is running and "reloaded: model" in caplog.text and "loaded from" not in caplog.text
+    data = bytearray((model / "sequence.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model / "sequence.npz").write_bytes(bytes(data))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert svc._do_reload() is False
+    assert "reload rejected" in caplog.text and "the model on disk is damaged since it was loaded" in caplog.text
+    assert "sequence.npz: checksum mismatch" in caplog.text and svc.bundle is running
+    assert svc.metrics.registry.get_sample_value("lograven_config_last_reload_successful") == 0
+    svc.router.close()

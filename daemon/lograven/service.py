@@ -32,7 +32,7 @@ from lograven import __version__
 from lograven.alerts import (
     END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id,
 )
-from lograven.bundle import Bundle, load_bundle
+from lograven.bundle import Bundle, load_bundle, read_manifest
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import DEFAULT_SOURCE_PATHS, Config, load_config
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
@@ -576,7 +576,8 @@ class Service:
                         "%gs: ends are judged at another silence than they were learned at; set it to %g or retrain",
                         bundle.version, trained_gap, cfg.detectors.sequence.stream_end_after, trained_gap)
         self.metrics.set_model(bundle.version, bundle.sha256)
-        log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
+        if bundle is not (old.bundle if old is not None else None):
+            log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
 
     def _restore_streams(self, state: dict) -> None:
         streams = state.get("streams")
@@ -1038,6 +1039,14 @@ class Service:
             bundle = self.bundle
             if path is not None and (path.resolve() != self._model_path.resolve() or _manifest_changed(path, self.bundle)):
                 bundle = load_bundle(path)
+            elif path is not None and reread_config:
+                # the same bundle: the copy in memory runs on, but a file damaged on disk since it was
+                # loaded would only show at the next restart, which would then fail
+                try:
+                    read_manifest(path)
+                except LogravenError as e:
+                    raise LogravenError(f"the model on disk is damaged since it was loaded ({e}); the loaded copy "
+                                        "keeps running, but a restart would fail: restore or retrain it") from None
             router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist(cfg)) if reread_config else None
         except (LogravenError, OSError, ValueError) as e:  # OSError: a version deleted or changed while loading
             self.metrics.reload_failed()
