@@ -491,3 +491,14 @@ def test_learn_mode_with_a_dangling_current_says_how_to_repair_it(capsys, tmp_pa
     cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{_free_port()}", model=None)
     rc, _, err = run_cli(capsys, "run", "--config", str(cfg))
     assert_user_error(rc, err, "current: points to v0042, which is not there", "lograven models rollback")
+
+
+@pytest.mark.parametrize("command", ["train", "learn"])
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_max_lines_below_one_is_refused(capsys, tmp_path, logfile, command, value) -> None:
+    """`--max-lines 0` silently meant the default, and -5 a single line ("only 1 usable line")."""
+    where = ["--out", str(tmp_path / "m")] if command == "train" else ["--model", str(DEFAULT)]
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, *where, "--max-lines", value, str(logfile)])
+    assert e.value.code == 2
+    assert f"argument --max-lines: {value}: give at least 1" in capsys.readouterr().err

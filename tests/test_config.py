@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -334,7 +335,7 @@ def test_directory_unreadable_and_binary_files(tmp_path: Path, monkeypatch: pyte
     def denied(self: Path, *args: object, **kwargs: object) -> str:
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(cfg, "read_limited", denied)
     with pytest.raises(LogravenError, match=r"permission denied; make the file readable"):
         load_config(tmp_path / "config.yaml")
 
@@ -488,3 +489,15 @@ def test_check_accepts_exactly_the_syslog_settings_run_accepts() -> None:
         except LogravenError:
             sink_ok = False
         assert (config._check_tag(tag) is None) == sink_ok, tag
+
+
+def test_a_device_or_huge_file_as_config_is_refused_without_reading_it_all(tmp_path, monkeypatch) -> None:
+    """`--config /dev/zero` was a MemoryError traceback (it reads forever)."""
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(cfg.ConfigError, match=r"/dev/zero: is larger than 4 MiB, not a configuration"):
+            cfg.load_config("/dev/zero")
+    monkeypatch.setattr(cfg, "CONFIG_MAX_BYTES", 100)
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * 200 + "\n")
+    with pytest.raises(cfg.ConfigError, match=r"big.yaml: is larger than 0 MiB"):
+        cfg.load_config(big)

@@ -739,3 +739,25 @@ def test_allow_and_models_use_the_installed_config_by_default(tmp_path, monkeypa
     # every path given: the installed config is not read (it may be unreadable, or another host's)
     assert cli.main(["allow", "--list", "--allowlist", str(tmp_path / "x.json")]) == 0
     assert "using" not in capsys.readouterr().err
+
+
+def test_allow_reads_a_damaged_alerts_file_and_refuses_a_path_the_daemon_never_reads(tmp_path, monkeypatch):
+    """A line damaged by a crash (invalid UTF-8) was a UnicodeDecodeError traceback; a rules file in a
+    directory that does not exist was created there, where no daemon reads it; a device given as
+    the allowlist was read until the OOM killer came."""
+    from lograven import allowlist as al_mod
+    from lograven.allowlist import find_alert
+
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_bytes(b'{"id": "dmg", "line": "\xff\xfe broken\n' + json.dumps(_alert(id="abc123").to_dict()).encode() + b"\n")
+    assert find_alert(alerts, "abc123")["id"] == "abc123"
+    with pytest.raises(LogravenError, match="is a directory|cannot read the alerts"):
+        find_alert(tmp_path, "abc123")
+    r = _lograven("allow", "abc123", "--alerts", str(alerts), "--allowlist", str(tmp_path / "nope" / "allow.json"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "its directory" in r.stderr and "does not exist" in r.stderr and not (tmp_path / "nope").exists()
+    big = tmp_path / "big.json"
+    big.write_text("[" + " " * 2000 + "]")
+    monkeypatch.setattr(al_mod, "ALLOWLIST_MAX_BYTES", 1000)
+    with pytest.raises(LogravenError, match=r"big.json: unreadable allowlist \(larger than 0 MiB\)"):
+        Allowlist(big).reload(strict=True)

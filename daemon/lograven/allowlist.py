@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
-from lograven.errors import LogravenError
+from lograven.errors import LogravenError, read_limited
 from lograven.masking import line_pattern
 
 log = logging.getLogger(__name__)
@@ -307,12 +307,15 @@ def _keep_access(fd: int, path: Path) -> None:
         os.fchown(fd, uid, gid)
 
 
+ALLOWLIST_MAX_BYTES = 64 * 2**20  # about 200,000 rules
+
+
 def allowlist_problems(path: Path | str) -> list[str]:
     """What is wrong with an allowlist file, one message each (none when it is fine or missing): for
     `lograven check`. The daemon runs anyway: it ignores invalid rules, or an unreadable file."""
     path = Path(path)
     try:
-        rules = parse_rules(path.read_text(encoding="utf-8"))
+        rules = parse_rules(read_limited(path, ALLOWLIST_MAX_BYTES))
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as e:
@@ -358,7 +361,7 @@ class Allowlist:
             self.rules, self._mtime = [], None
             return True
         try:
-            rules = parse_rules(self.path.read_text(encoding="utf-8"))
+            rules = parse_rules(read_limited(self.path, ALLOWLIST_MAX_BYTES))
         except (OSError, ValueError) as e:
             msg = _file_error(self.path, e)
             if strict:
@@ -413,7 +416,11 @@ class Allowlist:
         return False
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():  # a typo'd path: rules the daemon would never read
+            raise LogravenError(
+                f"{self.path}: its directory {self.path.parent} does not exist; give the allowlist the daemon reads "
+                "(alerts.allowlist in the config, by default <state_dir>/allowlist.json) or create the directory"
+            )
         # `pattern` only where set: a file without pattern rules stays readable by earlier versions
         # invalid rules are written back as they were: fixing them is the operator's (or `--remove`'s)
         doc = {"version": FORMAT_VERSION,
@@ -476,7 +483,8 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
 
 def find_alert(alerts_path: Path, alert_id: str) -> dict:
     try:
-        with open(alerts_path, encoding="utf-8") as f:
+        # errors="replace": a line damaged by a crash must not hide the others
+        with open(alerts_path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if alert_id in line:
                     try:
@@ -487,4 +495,7 @@ def find_alert(alerts_path: Path, alert_id: str) -> dict:
                         return a
     except FileNotFoundError:
         raise LogravenError(f"{alerts_path}: no alerts file; give --alerts FILE (alerts.jsonl.path in the config)") from None
+    except OSError as e:
+        raise LogravenError(f"{alerts_path}: cannot read the alerts ({e.strerror}); run as root or as the lograven "
+                            "user, or give --alerts FILE") from None  # fmt: skip
     raise LogravenError(f"{alerts_path}: no alert with id {alert_id!r}")

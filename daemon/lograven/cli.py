@@ -33,6 +33,17 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (`--max-lines 0` meant the default, -5 one line)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: give at least 1")
+    return n
+
+
 def _add(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
     # allow_abbrev=False: `--alert ID` must not quietly mean `--alerts FILE`
     return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter, allow_abbrev=False)
@@ -71,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML config (training.* and detectors.* options); defaults if omitted")
     t.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
     _format_args(t)
-    t.add_argument("--max-lines", type=int, default=None, help="use at most this many lines (default: learn.max_lines)")
+    t.add_argument("--max-lines", type=_at_least_one, default=None, help="use at most this many lines (default: learn.max_lines)")
     t.add_argument("--plots", action="store_true", help="write PNG plots into DIR/plots/ (needs matplotlib)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
     t.add_argument("logfiles", nargs="+", metavar="LOGFILE", help="log files; - reads standard input (e.g. zcat ... | lograven train -)")
@@ -128,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _format_args(le)
     le.add_argument("--from-alerts", metavar="ALERTS.jsonl", help="learn the alerted lines (with their context, read back from the files)")
     le.add_argument("--alert", action="append", default=[], metavar="ID", help="with --from-alerts: only these alert ids (repeatable)")
-    le.add_argument("--max-lines", type=int, default=None, help="use at most this many lines")
+    le.add_argument("--max-lines", type=_at_least_one, default=None, help="use at most this many lines")
     le.add_argument("--json", action="store_true", help="print the summary as JSON")
     le.add_argument("logfiles", nargs="*", metavar="LOGFILE")
 

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import yaml
 
-from lograven.errors import LogravenError
+from lograven.errors import LogravenError, TooLarge, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -948,12 +948,15 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}invalid YAML: {problem}; {fix}"
 
 
+CONFIG_MAX_BYTES = 4 * 2**20  # a configuration is a few KB
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file; an empty file means all defaults."""
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, CONFIG_MAX_BYTES)
     except FileNotFoundError:
         problem = ("no such file; create it (config.example.yaml lists every option) "
                    "or pass the right path with --config")
@@ -963,6 +966,8 @@ def load_config(path: str | Path) -> Config:
         problem = "permission denied; make the file readable by the user lograven runs as"
     except UnicodeDecodeError as exc:
         problem = f"is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+    except TooLarge as exc:
+        problem = f"is {exc.strerror}, not a configuration (a device, or the wrong path?); pass the YAML file itself"
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror}); check the path and permissions"
     else:
