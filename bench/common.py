@@ -728,7 +728,7 @@ class Context:
             self.shared["default_model_source"] = str(DEFAULT_MODEL)
         else:
             self.log(f"    models/default does not load ({why}); building it as models/build.sh does")
-            n = self.lines(100_000, 5_000)  # the same run as the training benchmark's (one training, not two)
+            n = self.lines(100_000, 2_000)  # the same run as the training benchmark's (one training, not two)
             info = self.train(f"train-{n}", [self.generated(n, seed=1)],
                               config={"training": {"sequence": {"epochs": 1}, "autoencoder": {"epochs": 1}}} if self.smoke else None)
             path = Path(info["path"])

@@ -53,7 +53,7 @@ def run(ctx: Context) -> dict:
                             note=f"peak (VmHWM) {st.get('VmHWM', 0):.0f} MB; at READY {idle.get('VmRSS', 0):.0f} MB; "
                                  f"{w.written:,} lines written; {st.get('Threads')} threads"))  # fmt: skip
     tr = ctx.shared.get("train_100k")
-    n = ctx.lines(100_000, 5_000)
+    n = ctx.lines(100_000, 2_000)  # smoke: the training section's run
     if tr is None:
         cfg = {"training": {"sequence": {"epochs": 1}, "autoencoder": {"epochs": 1}}} if ctx.smoke else None
         tr = ctx.train(f"train-{n}", [ctx.generated(n, seed=1)], config=cfg)
