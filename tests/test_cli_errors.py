@@ -502,3 +502,19 @@ def test_max_lines_below_one_is_refused(capsys, tmp_path, logfile, command, valu
         cli.main([command, *where, "--max-lines", value, str(logfile)])
     assert e.value.code == 2
     assert f"argument --max-lines: {value}: give at least 1" in capsys.readouterr().err
+
+
+def test_check_fails_on_a_metrics_host_run_would_refuse(capsys, tmp_path, logfile) -> None:
+    """`check` said OK (and only warned about exposure) for a host that `run` cannot bind: not resolvable,
+    or not an address of this machine. It must not take the port: the daemon may hold it."""
+    for listen, said in (("nosuchhost.invalid:19190", "cannot resolve host 'nosuchhost.invalid'"),
+                         ("192.0.2.1:19190", "192.0.2.1 is not an address of this host")):  # TEST-NET-1
+        cfg = _daemon_config(tmp_path, logfile, listen=listen)
+        rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+        assert_user_error(rc, err, said, "`run` would refuse to start")
+    with socket.socket() as busy:  # the running daemon's port: still fine for check
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{busy.getsockname()[1]}")
+        rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, out + err

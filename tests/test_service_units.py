@@ -843,3 +843,34 @@ def test_a_reload_finds_the_running_model_damaged_on_disk(tmp_path, bundle_dir, 
     assert "sequence.npz: checksum mismatch" in caplog.text and svc.bundle is running
     assert svc.metrics.registry.get_sample_value("lograven_config_last_reload_successful") == 0
     svc.router.close()
+
+
+def test_source_warnings_name_directories_special_files_and_unreadable_files(tmp_path, monkeypatch) -> None:
+    """`check` passed a source that is a directory ("no file matches ... yet", or nothing at all beside
+    another file), /dev/null ("Debian 12 without rsyslog"), and a file the daemon cannot read."""
+    from lograven import service
+    from lograven.service import source_warnings
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "a.log").write_text("Jun  9 06:06:20 web01 a: x\n")
+    (tmp_path / "secret.log").write_text("Jun  9 06:06:20 web01 a: x\n")
+    paths = [str(tmp_path / "logs"), str(tmp_path / "a.log")]
+    cfg = parse_config({"state_dir": str(tmp_path), "sources": [{"paths": paths}, {"paths": [str(tmp_path / "logs")]},
+                                                                  {"paths": ["/dev/null"]},
+                                                                  {"paths": [str(tmp_path / "secret.log")]}]})  # fmt: skip
+    real_open = open
+
+    def deny(path, *a, **k):  # what a 0600 root file does to the lograven user
+        if str(path).endswith("secret.log"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(service, "open", deny, raising=False)
+    warnings = source_warnings(cfg)
+    by_source = {i: [w for w in warnings if w.startswith(f"sources[{i}].")] for i in range(4)}
+    assert by_source[0] == [f"sources[0].paths: {tmp_path / 'logs'} is a directory: lograven reads files; give the files "
+                            f"in it, e.g. {tmp_path / 'logs'}/*.log"]  # fmt: skip
+    assert len(by_source[1]) == 1 and "is a directory" in by_source[1][0]  # not also "no file matches ... yet"
+    assert len(by_source[2]) == 1 and "/dev/null is not a regular file" in by_source[2][0], by_source[2]
+    assert len(by_source[3]) == 1 and "cannot read" in by_source[3][0] and "secret.log" in by_source[3][0]
+    assert "setfacl" in by_source[3][0]

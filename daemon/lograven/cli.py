@@ -544,6 +544,10 @@ def cmd_check(args) -> int:
 
     for warning in [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]:
         print(f"warning: {warning}")
+    from lograven.metrics import listen_problem
+
+    if cfg.metrics.enabled and (problem := listen_problem(cfg.metrics.listen)):
+        raise LogravenError(f"{args.config or 'the configuration'}: {problem}")
     return 0
 
 

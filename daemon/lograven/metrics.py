@@ -371,6 +371,27 @@ def exposure_warning(listen: str) -> str | None:
             "model version, alert counts); allow only the Prometheus server (firewall, or IPAddressAllow= in the unit)")
 
 
+def listen_problem(listen: str) -> str | None:
+    """What `run` would say about the metrics address's host (it does not resolve, or is not an address
+    of this host), found without taking the port: `check` runs beside the daemon that holds it."""
+    try:
+        addr = parse_listen(listen)
+        infos = socket.getaddrinfo(addr.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except LogravenError:
+        return None  # the config check says what is wrong with it
+    except socket.gaierror as e:
+        return f"metrics.listen: cannot resolve host {addr.host!r} in {listen!r} ({e.strerror}); `run` would refuse to start"
+    family, _, _, _, sockaddr = infos[0]
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((sockaddr[0], 0, *sockaddr[2:]))
+    except OSError as e:
+        if e.errno == errno.EADDRNOTAVAIL:
+            return (f"metrics.listen: {addr.host} is not an address of this host; `run` would refuse to start: use "
+                    "127.0.0.1 or one of its addresses")
+    return None
+
+
 def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
     """Serve `metrics` at http://<listen>/metrics from a daemon thread, bound to that address only."""
     addr = parse_listen(listen)

@@ -255,12 +255,23 @@ def source_warnings(cfg: Config) -> list[str]:
                 "source, which reads them (a file is read by its first source only); narrow the patterns if that "
                 "is not the source meant for them"
             )
+        plain = [os.path.expanduser(p) for p in src.paths if not has_magic(p)]
+        dirs = [p for p in plain if os.path.isdir(p)]
+        special = [p for p in plain if os.path.exists(p) and not os.path.isdir(p) and not os.path.isfile(p)]
+        if dirs:
+            out.append(
+                f"sources[{i}].paths: {', '.join(dirs)} {'is a directory' if len(dirs) == 1 else 'are directories'}: "
+                f"lograven reads files; give the files in it, e.g. {dirs[0].rstrip('/')}/*.log"
+            )
+        if special:
+            out.append(f"sources[{i}].paths: {', '.join(special)} is not a regular file (a device, socket or pipe): "
+                       "lograven tails files; `run --stdin` reads a stream")  # fmt: skip
         if denied and not found:
             out.append(
                 f"sources[{i}].paths: cannot look at {', '.join(sorted(denied))} (permission denied on a directory); "
                 "give lograven's user search (x) permission on the directories in the path"
             )
-        elif not found:
+        elif not found and len(dirs) + len(special) < len(src.paths):
             out.append(
                 f"sources[{i}].paths: no file matches {', '.join(src.paths)} yet; lograven reads it once it appears "
                 "(`run --stdin` reads no files). Check the path; Debian 12 without rsyslog has no /var/log/syslog "
@@ -281,9 +292,30 @@ def source_warnings(cfg: Config) -> list[str]:
                     "Check the path for a typo"
                 )
         own = sorted(set(found) - taken)
-        if own and (bad := _format_mismatch(own[:3], src.format)) is not None:  # the files it reads
+        unreadable = [p for p in own if not _readable(p)]
+        if unreadable:
+            out.append(
+                f"sources[{i}].paths: cannot read {', '.join(unreadable[:3])}{' …' if len(unreadable) > 3 else ''} "
+                "(permission denied); lograven retries, but reads nothing until its user may: group adm on "
+                "Debian/Ubuntu, or `setfacl -m u:lograven:r FILE` (docs/operations.md)"
+            )
+        readable = [p for p in own if p not in unreadable]
+        if readable and (bad := _format_mismatch(readable[:3], src.format)) is not None:  # the files it reads
             out.append(f"sources[{i}].format: {bad}")
     return out
+
+
+def _readable(path: str) -> bool:
+    """Whether this process may open the file for reading (a FIFO or a device is not opened)."""
+    try:
+        if not os.path.isfile(path):
+            return True  # not a regular file: not this check's business
+        with open(path, "rb"):
+            return True
+    except PermissionError:
+        return False
+    except OSError:
+        return True  # gone meanwhile, or another error the tailer reports
 
 
 FORMAT_SAMPLE_LINES = 100  # the last lines of a file, or the first lines of a source, checked against its format
