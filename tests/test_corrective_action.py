@@ -475,6 +475,13 @@ def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog)
         corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
     assert corpus.messages == ["snapshot rotated vol-alpha"]
     assert "no longer holds the line of alert a1" in caplog.text
+    # the file is gone (or unreadable): the line alone, and said (the order it teaches is lost)
+    log.unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lograven.learning"):
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert corpus.messages == ["snapshot rotated vol-alpha"]
+    assert f"{log}: cannot read it for the lines around alert a1 (No such file or directory)" in caplog.text
 
 
 def test_learning_from_alerts_reads_no_file_on_an_alerts_word_alone(tmp_path):

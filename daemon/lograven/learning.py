@@ -104,7 +104,15 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         parser, key = reader(str(r.get("file", "")))
         # a line read after its file was rotated: its offset is in the rotated file (the alert's read_from)
         where = r.get("read_from") if r.get("read_from") not in (None, "(deleted)") else r.get("file", "")
-        lines = _context(where, int(r.get("offset", -1)), max_line_bytes, line)
+        try:
+            lines = _context(where, int(r.get("offset", -1)), max_line_bytes, line)
+        except OSError as e:
+            log.warning(
+                "%s: cannot read it for the lines around alert %s (%s); learning the alert's own line without its "
+                "context, which teaches its message type but not the order (a sequence alert may come back): run "
+                "as a user who can read it, or while the file is still there", where, r.get("id"), e.strerror or e,
+            )  # fmt: skip
+            lines = []
         if lines is None:
             log.warning(
                 "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since); "
@@ -124,18 +132,15 @@ ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its fir
 
 
 def _context(file: str, offset: int, max_line_bytes: int, line: str | None = None) -> list[str] | None:
-    """The lines around `offset` in `file` ([] when it cannot be read); None when the line starting at
-    `offset` is not `line` (the file was rotated, truncated or rewritten since the alert)."""
+    """The lines around `offset` in `file`; None when the line starting at `offset` is not `line` (the
+    file was rotated, truncated or rewritten since the alert). OSError when it cannot be read."""
     if offset < 0 or (line is not None and not line.strip()):
         return []  # nothing to check the file against: never read a file on an alert's word alone
-    try:
-        with open(file, "rb") as f:
-            start = max(0, offset - CONTEXT_BEFORE * 400)
-            f.seek(start)
-            before = f.read(offset - start)
-            after = f.read(CONTEXT_AFTER * 400 + max_line_bytes)
-    except OSError:
-        return []
+    with open(file, "rb") as f:
+        start = max(0, offset - CONTEXT_BEFORE * 400)
+        f.seek(start)
+        before = f.read(offset - start)
+        after = f.read(CONTEXT_AFTER * 400 + max_line_bytes)
     pre = before.split(b"\n")
     pre = pre[1:] if start > 0 else pre  # the first piece may be cut
     pre = [p for p in pre if p][-CONTEXT_BEFORE:]
