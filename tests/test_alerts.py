@@ -681,3 +681,14 @@ def test_router_settings_are_validated(kwargs, key) -> None:
 def test_duplicate_sink_names_are_rejected() -> None:
     with pytest.raises(ValueError):
         AlertRouter([RecordingSink("a"), RecordingSink("a")])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_jsonl_on_a_device_fails_the_batch_without_truncate_noise(caplog) -> None:
+    """alerts.jsonl.path /dev/full: each retry logged "could not cut partial batch off /dev/full" besides
+    the write error; a device keeps nothing to cut back."""
+    sink = JsonlSink("/dev/full", fsync=False)
+    with caplog.at_level("WARNING"), pytest.raises(alerts_mod.SinkError, match="No space left on device"):
+        sink.emit([make_alert()])
+    assert "could not cut" not in caplog.text
+    sink.close()

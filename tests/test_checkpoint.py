@@ -128,7 +128,7 @@ def test_full_disk_raises_and_keeps_the_previous_checkpoint(
     with pytest.raises(LogravenError) as info:
         ckpt.save({"n": 2})
     message = str(info.value)
-    assert str(tmp_path) in message and "full" in message
+    assert str(tmp_path) in message and "full" in message and "The previous checkpoint is kept" in message
     monkeypatch.undo()
     assert ckpt.path.read_bytes() == before
     assert _siblings(ckpt.path) == []  # the temp file is gone
@@ -142,6 +142,18 @@ def test_unwritable_directory_raises_a_user_error(tmp_path: Path, monkeypatch: p
         ckpt.save({"n": 1})
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_in_the_checkpoints_place_is_named(tmp_path: Path) -> None:
+    """It said "check that the directory exists and is writable ... The previous checkpoint is kept":
+    neither was the problem, and there was no previous checkpoint."""
+    ckpt = Checkpointer(tmp_path / "checkpoint.json")
+    ckpt.path.mkdir()
+    with pytest.raises(LogravenError) as info:
+        ckpt.save({"n": 1})
+    assert "a directory is in its place; move it away" in str(info.value)
+    assert "previous checkpoint" not in str(info.value)
+    assert ckpt.path.is_dir() and [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
 
 
 def test_unserialisable_state_does_not_touch_the_previous_checkpoint(tmp_path: Path) -> None:

@@ -185,6 +185,15 @@ def test_save_bundle_write_error_leaves_nothing_half_written(default_bundle, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no bundle, no temporary directory
 
 
+def test_learn_mode_bundle_write_error_names_state_dir_not_out(default_bundle, tmp_path, monkeypatch) -> None:
+    """The daemon has no --out: its trainings say state_dir."""
+    b = default_bundle
+    _fail_after_some_bytes(errno.ENOSPC, monkeypatch)
+    with pytest.raises(LogravenError) as ei:
+        save_bundle(tmp_path / "m", b.types, b.sequence, b.autoencoder, training={}, keras_files=False, option="state_dir")
+    assert "choose another state_dir" in str(ei.value) and "--out" not in str(ei.value)
+
+
 def test_save_bundle_failing_over_an_existing_bundle_keeps_it(default_bundle, tmp_path, monkeypatch) -> None:
     b = default_bundle
     out = save_bundle(tmp_path / "m", b.types, b.sequence, b.autoencoder, training={"n": 1}, keras_files=False)

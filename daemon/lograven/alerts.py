@@ -23,6 +23,7 @@ import math
 import os
 import re
 import socket
+import stat
 import sys
 import threading
 import time
@@ -582,6 +583,8 @@ class JsonlSink:
         if self._fd is None or size is None:
             return
         try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                return  # a device or a pipe (/dev/full, a FIFO): nothing was kept to cut
             os.ftruncate(self._fd, size)
         except OSError as e:  # pragma: no cover - shrinking a file we own should not fail
             log.warning("could not cut partial batch off %s: %s", self.path, e)

@@ -83,6 +83,7 @@ def save_bundle(
     training: dict,
     keras_files: bool = True,
     extra_files: dict[str, bytes] | None = None,
+    option: str = "--out",
 ) -> Path:
     """Write a bundle to `out` atomically (temp dir in the same parent, then rename).
 
@@ -138,7 +139,7 @@ def save_bundle(
             kept = "the bundle already there is unchanged" if existed else "no partial bundle was left behind"
             # before the temp dir existed, creating a missing parent failed: name the directory refusing it
             where = Path(e.filename).parent if tmp is None and isinstance(e.filename, str) else out.parent
-            raise bundle_write_error(out, e, where, kept=kept) from e
+            raise bundle_write_error(out, e, where, option=option, kept=kept) from e
         raise
     return out
 

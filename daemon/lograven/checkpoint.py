@@ -99,16 +99,18 @@ class Checkpointer:
                     pass
             if not isinstance(exc, OSError):
                 raise  # an entry that cannot be serialised: a bug, not the disk; the old checkpoint stays
+            kept = " The previous checkpoint is kept." if self.path.is_file() else ""
             if exc.errno in _DISK_FULL:
                 raise LogravenError(
                     f"cannot save the checkpoint {self.path}: the disk holding {directory} is full "
-                    f"({exc.strerror}); free space there or point state_dir at another filesystem. "
-                    "The previous checkpoint is kept."
+                    f"({exc.strerror}); free space there or point state_dir at another filesystem.{kept}"
                 ) from exc
+            if self.path.is_dir():
+                raise LogravenError(f"cannot save the checkpoint {self.path}: a directory is in its place; "
+                                    "move it away (lograven writes a file there)") from exc  # fmt: skip
             raise LogravenError(
                 f"cannot save the checkpoint {self.path} in {directory}: {exc.strerror or exc}; "
-                "check that the directory exists and is writable by the lograven user (state_dir). "
-                "The previous checkpoint is kept."
+                f"check that the directory exists and is writable by the lograven user (state_dir).{kept}"
             ) from exc
 
     def load(self) -> dict[str, Any] | None:

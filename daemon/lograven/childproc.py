@@ -59,14 +59,14 @@ def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, 
             src = config.sources[0]
             r = train(corpus, Path(out), training=config.training, quantile=config.detectors.autoencoder.quantile,
                       fmt=src.format, stream=src.stream, progress=progress,
-                      end_gap=config.detectors.sequence.stream_end_after)  # fmt: skip
+                      end_gap=config.detectors.sequence.stream_end_after, out_option="state_dir")  # fmt: skip
             q.put(("done", r.summary))
         else:
             from lograven.learning import learn
 
             # the daemon's periodic relearning: an admin's newer `current` wins over this version
             path, summary = learn(model, corpus, training=config.training, progress=progress, source=out,
-                                  keep_newer_current=True)
+                                  keep_newer_current=True, out_option="state_dir")
             summary["path"] = str(path)
             q.put(("done", summary))
     except LogravenError as e:

@@ -161,6 +161,7 @@ def learn(
     progress: Callable[[str, float], None] | None = None,
     source: str = "",
     keep_newer_current: bool = False,
+    out_option: str = "--out",
 ) -> tuple[Path, dict]:
     """Fine-tune `model` (a bundle, or a model directory's current version) on `corpus`; returns (new path, summary).
 
@@ -248,7 +249,8 @@ def learn(
     target = Path(out) if out is not None else store.new_version_path()  # type: ignore[union-attr]
     all_seqs = list(replay_seqs) + new_seqs
     try:
-        save_bundle(target, types, seq, ae, training=summary, extra_files=replay_files(all_seqs, replay_texts + new_texts, seed))
+        save_bundle(target, types, seq, ae, training=summary, extra_files=replay_files(all_seqs, replay_texts + new_texts, seed),
+                    option=out_option)
     except BaseException:
         if store is not None and out is None:
             store.release(target)  # the reserved version name, left empty

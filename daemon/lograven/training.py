@@ -337,6 +337,7 @@ def train(
     progress: Progress | None = None,
     streams_complete: bool = False,
     end_gap: float = 0.0,
+    out_option: str = "--out",
 ) -> TrainResult:
     """Learn the three models from a corpus and write the bundle to `out`.
 
@@ -421,7 +422,7 @@ def train(
     if plots:
         extra_files.update(_plots(types, seq, ae))
     stage("saving", 0.0)
-    save_bundle(out, types, seq, ae, training=summary, extra_files=extra_files)
+    save_bundle(out, types, seq, ae, training=summary, extra_files=extra_files, option=out_option)
     summary["seconds"]["total"] = round(time.monotonic() - t0, 2)
     stage("saving", 1.0)
     return TrainResult(Path(out), summary)
