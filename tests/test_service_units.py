@@ -874,3 +874,26 @@ def test_source_warnings_name_directories_special_files_and_unreadable_files(tmp
     assert len(by_source[2]) == 1 and "/dev/null is not a regular file" in by_source[2][0], by_source[2]
     assert len(by_source[3]) == 1 and "cannot read" in by_source[3][0] and "secret.log" in by_source[3][0]
     assert "setfacl" in by_source[3][0]
+
+
+def test_a_model_of_mostly_rare_types_is_warned_about_once(tmp_path, bundle_dir, caplog) -> None:
+    """Learn mode on a small history: most types were seen a few times, and their lines alert as rare
+    types. The log said nothing; an admin saw a stream of `rare type` alerts. (The tiny test model,
+    3,000 generated lines, is such a model; models/default, 100,000 lines, has no rare type.)"""
+    from lograven.bundle import load_bundle
+    from lograven.service import Service
+
+    b = load_bundle(bundle_dir)
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        svc._activate(b, bundle_dir, svc.cfg)
+        svc._activate(b, bundle_dir, svc.cfg)  # the same model again (a reload): said once
+    n_rare = int(svc.detector.rare_type.sum())
+    assert n_rare >= len(b.types.types_) / 2
+    said = f"saw {n_rare} of its {len(b.types.types_)} message types fewer than 5 times in training"
+    assert caplog.text.count(said) == 1, caplog.text
+    caplog.clear()
+    off = Service(parse_config({"state_dir": str(tmp_path), "detectors": {"sequence": {"rare_count": 0}}}))
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        off._activate(b, bundle_dir, off.cfg)
+    assert "fewer than" not in caplog.text  # the rule is off: nothing alerts as rare

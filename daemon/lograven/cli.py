@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
              "examples:\n  lograven score --model /tmp/m /var/log/messages\n"
              "  tail -n 1000 /var/log/messages | lograven score --model /tmp/m -\n"
              "  lograven score --model /tmp/m --anomalies-only app.log | jq .")
-    s.add_argument("--model", required=True, help="bundle directory")
+    s.add_argument("--model", required=True, help="a bundle, or a model directory (its current version)")
     s.add_argument("--config", help="YAML config (detectors.* options)")
     _format_args(s)
     s.add_argument("--batch-size", type=int, default=1024, help="lines per inference batch (default 1024)")
@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     d.add_argument("--rate", type=float, default=20.0, help="normal lines per second (default 20)")
     d.add_argument("--every", type=float, default=6.0, help="seconds between injected anomalies (default 6)")
-    d.add_argument("--model", help="bundle to use (default: models/default)")
+    d.add_argument("--model", help="bundle to use (default: $LOGRAVEN_DEFAULT_MODEL, else models/default of the "
+                                    "source tree, which an installed wheel does not carry)")
     d.add_argument("--seed", type=int, default=None, help="generator seed")
     d.add_argument("--keep", action="store_true", help="keep the temporary log, state and alerts")
     d.add_argument("--json", action="store_true", help="print the summary as JSON at the end")

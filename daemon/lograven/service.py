@@ -610,6 +610,7 @@ class Service:
         self.metrics.set_model(bundle.version, bundle.sha256)
         if bundle is not (old.bundle if old is not None else None):
             log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
+            _warn_rare_types(det, bundle)
 
     def _restore_streams(self, state: dict) -> None:
         streams = state.get("streams")
@@ -1327,6 +1328,22 @@ def _version_key(path: Path) -> tuple:
     except OSError:
         return (str(path), None)
     return (str(resolved), stamps)
+
+
+RARE_TYPES_WARN_SHARE = 0.5  # of a model's message types: warn that their lines will alert as rare types
+
+
+def _warn_rare_types(det: Detector, bundle: Bundle) -> None:
+    """A model learned from few lines has seen most of its types only a few times; each of their lines
+    alerts (`rare_type`) where it is not the most expected. Say so once per model, with the fix."""
+    n_types = len(bundle.types.types_)
+    n_rare = int(det.rare_type.sum())
+    if det.settings.sequence and n_rare >= 10 and n_rare >= RARE_TYPES_WARN_SHARE * n_types:
+        log.warning("model %s saw %d of its %d message types fewer than %d times in training: their lines alert as "
+                    "rare types (sequence, rare_type) unless expected most. Learn from more lines (learn.max_lines, "
+                    "or `lograven train` on more history), or teach the normal ones as they come (`lograven learn`); "
+                    "detectors.sequence.rare_count: 0 turns the rule off", bundle.version, n_rare, n_types,
+                    det.settings.sequence_rare_count)  # fmt: skip
 
 
 def _manifest_changed(path: Path, bundle: Bundle | None) -> bool:
