@@ -692,3 +692,26 @@ def test_jsonl_on_a_device_fails_the_batch_without_truncate_noise(caplog) -> Non
         sink.emit([make_alert()])
     assert "could not cut" not in caplog.text
     sink.close()
+
+
+def test_closing_with_an_optional_sinks_alerts_undelivered_is_a_warning_when_kept_elsewhere(caplog) -> None:
+    """No /dev/log (a container): the default syslog sink cannot deliver, and the stop logged an ERROR
+    for alerts that alerts.jsonl holds. Only alerts that no required sink holds are an error."""
+    clock = FakeClock()
+    jsonl, syslog = RecordingSink("jsonl", required=True), RecordingSink("syslog")
+    syslog.fail_with = SinkError("[Errno 2] No such file or directory: '/dev/log'")
+    router = AlertRouter([jsonl, syslog], clock=clock)
+    router.submit([make_alert()])
+    with caplog.at_level("WARNING"):
+        router.close()
+    rec = [r for r in caplog.records if "closed with 1 undelivered" in r.getMessage()]
+    assert len(rec) == 1 and rec[0].levelname == "WARNING" and "alerts.syslog.enabled: false" in rec[0].getMessage()
+    caplog.clear()
+    alone = RecordingSink("syslog")
+    alone.fail_with = SinkError("down")
+    router = AlertRouter([alone], clock=clock)
+    router.submit([make_alert()])
+    with caplog.at_level("WARNING"):
+        router.close()
+    (rec,) = [r for r in caplog.records if "closed with 1 undelivered" in r.getMessage()]
+    assert rec.levelname == "ERROR"  # nowhere else: lost

@@ -781,11 +781,18 @@ class AlertRouter:
         """Try once more to deliver what is queued, then close every sink."""
         with self._lock:
             self._deliver(force=True)
+            kept = any(o.sink.required and not o.queue for o in self._sinks)  # a durable copy of every alert
             for st in self._sinks:
-                if st.queue:
+                if st.queue and (st.sink.required or not kept):
                     log.error(
                         "alert sink %s closed with %d undelivered alert(s): %s",
                         st.sink.name, len(st.queue), st.last_error,
+                    )
+                elif st.queue:  # optional: the required sinks (alerts.jsonl) have them
+                    log.warning(
+                        "alert sink %s closed with %d undelivered alert(s) (%s); they are in the required sinks. "
+                        "Turn it off (alerts.%s.enabled: false) if it is not wanted here",
+                        st.sink.name, len(st.queue), st.last_error, st.sink.name,
                     )
                 try:
                     st.sink.close()
