@@ -89,6 +89,8 @@ def test_learns_from_existing_content_then_detects(tmp_path):
     try:
         statuses = _wait_ready(sock)
         assert any("learn mode" in s for s in statuses), statuses
+        assert "STATUS=learn mode: message types" in statuses, statuses  # a stage starts without "0%"
+        assert not [s for s in statuses if s.endswith((" 0%", " 100%"))], statuses
         # training ran in a child process: TensorFlow never entered the serving daemon
         rss_kb = int(next(x for x in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if x.startswith("VmRSS")).split()[1])
         assert rss_kb < 300_000, f"daemon RSS {rss_kb} kB after learn mode"

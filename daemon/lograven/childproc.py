@@ -51,7 +51,10 @@ def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, 
         corpus = read_corpus_file(Path(corpus_path))
 
         def progress(stage: str, fraction: float) -> None:
-            q.put(("status", f"{stage} {int(fraction * 100)}%"))
+            # "message types", then "sequence model 40%"...: a stage's start has no "0%", its end no
+            # "100%" (the next stage says it)
+            if fraction < 1.0:
+                q.put(("status", f"{stage} {int(fraction * 100)}%" if fraction > 0 else stage))
 
         if kind == "train":
             from lograven.training import train

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
               "examples:\n  lograven types /tmp/m\n  lograven types --json /tmp/m | jq '.[0]'")
     ty.add_argument("model", metavar="MODEL", help="bundle directory, or a model directory (numbered versions + current)")
     ty.add_argument("--json", action="store_true", help="JSON array instead of a table")
-    ty.add_argument("--examples", action="store_true", help="show example lines")
+    ty.add_argument("--examples", action="store_true", help="show example lines in the table (the JSON always has them)")
 
     s = _add(sub, "score", "score log lines with a bundle: one JSON verdict per input line (schema: docs/score.md)",
              "examples:\n  lograven score --model /tmp/m /var/log/messages\n"
