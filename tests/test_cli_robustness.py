@@ -362,3 +362,31 @@ def test_types_accepts_the_daemons_model_directory(capsys, tmp_path) -> None:
     assert_one_line_error(rc, err, str(empty), "neither a model bundle nor a model directory", "lograven train")
     assert "not a complete bundle" not in err
     assert (store / "v0001" / MANIFEST).exists()
+
+
+def test_root_never_writes_a_bundle_where_another_user_could_redirect_it(tmp_path, monkeypatch, default_bundle, capsys) -> None:
+    """Root running `lograven learn --model /var/lib/lograven/models` wrote the bundle's files by name into
+    a temporary directory that the lograven user could swap for a symbolic link mid-training: any file
+    of the system overwritten with log text (a security review reproduced root code execution through
+    a .bashrc). Root now refuses such a directory, before training, and names the user to run as."""
+    from lograven import bundle as bundle_mod
+    from lograven.bundle import check_bundle_target
+
+    monkeypatch.setattr(bundle_mod.os, "geteuid", lambda: 0)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # writable by others, no sticky bit
+    with pytest.raises(LogravenError, match=r"may be written by other users: as root, a bundle written there could be redirected"):
+        check_bundle_target(shared / "m", "--out")
+    b = default_bundle
+    with pytest.raises(LogravenError, match="may be written by other users"):
+        save_bundle(shared / "m", b.types, b.sequence, b.autoencoder, training={}, keras_files=False)
+    assert list(shared.iterdir()) == []
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot rename root's directory
+    check_bundle_target(shared / "m", "--out")
+    if os.getuid() == 0:  # a directory another user owns (the service's state_dir)
+        owned = tmp_path / "state"
+        (owned / "models").mkdir(parents=True)
+        os.chown(owned, 4242, 4242)
+        with pytest.raises(LogravenError, match=r"state belongs to (uid 4242|\S+): .* \(`sudo -u (\S+|'#4242') lograven \.\.\.`\)"):
+            check_bundle_target(owned / "models" / "v0001", "--out", named=False)

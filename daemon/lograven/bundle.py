@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ def save_bundle(
     try:
         existed = out.is_dir() and (out / MANIFEST).exists()
         out.parent.mkdir(parents=True, exist_ok=True)
+        if (unsafe := unsafe_for_root(out.parent)) is not None:
+            raise LogravenError(f"{out}: {unsafe}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         umask = os.umask(0)
         os.umask(umask)
@@ -181,6 +184,8 @@ def check_bundle_target(out: str | Path, option: str = "--out", *, named: bool =
             where = where.parent
         if not where.is_dir():
             raise LogravenError(f"{head}: {where} is not a directory; choose another {option}")
+        if (unsafe := unsafe_for_root(where)) is not None:
+            raise LogravenError(f"{head}: {unsafe}")
         probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=where)
         os.rmdir(probe)
         free = _free_bytes(where)
@@ -192,6 +197,35 @@ def check_bundle_target(out: str | Path, option: str = "--out", *, named: bool =
 
 #: `check_bundle_target` refuses a file system with less free space than this (the default model's bundle: 1.4 MiB)
 MIN_FREE_BYTES = 1 << 20
+
+
+def unsafe_for_root(directory: Path) -> str | None:
+    """Why root must not write a bundle under `directory`, or None. Root writes a bundle's files by
+    name into a temporary directory there; if another user owns (or may write to) that directory or
+    one above it, that user can swap the temporary directory for a symbolic link while the training
+    runs, and root's writes land in any file of the system. Only root is at risk: another user's
+    writes are limited to what that user may write anyway."""
+    if os.geteuid() != 0:
+        return None
+    d = Path(os.path.realpath(directory))
+    for p in (d, *d.parents):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if st.st_uid != 0:
+            try:
+                import pwd
+
+                owner = sudo_as = pwd.getpwuid(st.st_uid).pw_name
+            except (ImportError, KeyError):
+                owner, sudo_as = f"uid {st.st_uid}", f"'#{st.st_uid}'"
+            return (f"{p} belongs to {owner}: as root, a bundle written there could be redirected by that user "
+                    f"to overwrite any file; run as {owner} (`sudo -u {sudo_as} lograven ...`)")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return (f"{p} may be written by other users: as root, a bundle written there could be redirected "
+                    "to overwrite any file; choose a directory only root may write to")
+    return None
 
 
 def _free_bytes(path: Path) -> int | None:
