@@ -107,8 +107,12 @@ def test_learn_from_alerts_and_new_types(tmp_path):
                     "detectors": [{"name": "unknown_type"}]}) + "\n"
     )  # fmt: skip
     out = tmp_path / "m2"
-    r = _lograven("learn", "--json", "--model", str(DEFAULT_MODEL), "--out", str(out), "--from-alerts", str(alerts), "--alert", "a1")
+    cfg = tmp_path / "config.yaml"  # the daemon's: context is read only from its sources' files
+    cfg.write_text(f"sources: [{{paths: ['{tmp_path}/mess*']}}]\n")
+    r = _lograven("learn", "--json", "--config", str(cfg), "--model", str(DEFAULT_MODEL), "--out", str(out),
+                  "--from-alerts", str(alerts), "--alert", "a1")  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "outside the sources" not in r.stderr, r.stderr
     s = json.loads(r.stdout)
     assert s["new_types"], s
     score = _score(out, tmp_path / "messages")
@@ -768,3 +772,40 @@ def test_allow_reads_a_damaged_alerts_file_and_refuses_a_path_the_daemon_never_r
     monkeypatch.setattr(al_mod, "ALLOWLIST_MAX_BYTES", 1000)
     with pytest.raises(LogravenError, match=r"big.json: unreadable allowlist \(larger than 0 MiB\)"):
         Allowlist(big).reload(strict=True)
+
+
+def test_learning_from_alerts_reads_context_only_from_the_sources_files(tmp_path, caplog):
+    """`learn --from-alerts` may run as root on an alerts file others can write (the daemon's user; a
+    logged line becomes an alert): a forged alert naming a root-only file whose first line is public
+    (`-----BEGIN OPENSSH PRIVATE KEY-----`) put that file into the model. Context now comes only from
+    the configured sources' files (and their rotated names beside them), never through a link; plugin
+    alerts (file "stdin") have no context and are not warned about."""
+    from lograven.learning import corpus_from_alerts
+
+    logs = tmp_path / "log"
+    logs.mkdir()
+    messages = logs / "messages"
+    lines = [f"Jun  9 07:00:{i:02d} web01 app[1]: routine work item {i}" for i in range(10)]
+    messages.write_text("\n".join(lines) + "\n")
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n")
+    link = logs / "messages.2"
+    link.symlink_to(secret)
+    rotated = logs / "messages.1"
+    rotated.write_text("\n".join(lines) + "\n")
+    off = len(lines[0]) + 1
+    forged = [_alert(id="s1", file=str(secret), offset=0, line="-----BEGIN OPENSSH PRIVATE KEY-----"),
+              _alert(id="s2", file=str(messages), offset=0, line="-----BEGIN OPENSSH PRIVATE KEY-----"),
+              _alert(id="ok", file=str(messages), offset=off, line=lines[1]),
+              _alert(id="rot", file=str(messages), offset=off, line=lines[1], read_from=str(rotated)),
+              _alert(id="plug", file="stdin", offset=3, line=lines[2])]  # fmt: skip
+    forged[1].read_from = str(link)  # "read after a rotation" from a link to the key
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text("".join(a.to_json() + "\n" for a in forged))
+    with caplog.at_level("WARNING", logger="lograven.learning"):
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file", context_from=[str(logs / "messages")])
+    assert not [m for m in corpus.messages if "b3BlbnNzaC1rZXkt" in m]
+    assert "alert s1 names a file outside the sources" in caplog.text
+    assert "cannot read it for the lines around alert s2" in caplog.text  # the link is not followed
+    assert corpus.messages.count("routine work item 3") == 2  # "ok" and "rot" have their context
+    assert "plug" not in caplog.text and "stdin" not in caplog.text

@@ -614,7 +614,8 @@ def cmd_learn(args) -> int:
         # without --format/--stream, each alert is parsed as its source in the config parsed it
         sources = [] if explicit else [(src.paths, src.format, src.stream) for src in cfg.sources]
         corpus = corpus_from_alerts(args.from_alerts, fmt=fmt, stream=stream, ids=set(args.alert) or None,
-                                    max_line_bytes=cfg.runtime.max_line_bytes, sources=sources)
+                                    max_line_bytes=cfg.runtime.max_line_bytes, sources=sources,
+                                    context_from=[p for src in cfg.sources for p in src.paths])
         source = f"alerts {args.from_alerts}" + (f" ({', '.join(args.alert)})" if args.alert else "")
     else:
         corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=args.max_lines or cfg.learn.max_lines,

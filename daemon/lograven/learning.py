@@ -13,10 +13,12 @@ A flagged-but-legitimate pattern is learned without starting over:
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -27,7 +29,7 @@ import numpy as np
 from lograven.autoencoder import Autoencoder
 from lograven.bundle import load_bundle, save_bundle
 from lograven.detector import DetectorSettings
-from lograven.errors import LogravenError
+from lograven.errors import LogravenError, read_limited
 from lograven.masking import Masker
 from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
@@ -52,15 +54,22 @@ CONTEXT_AFTER = 8
 
 
 def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: set[str] | None = None, max_line_bytes: int = 65536,
-                       sources: Sequence[tuple[Sequence[str], str, str]] = ()) -> Corpus:  # fmt: skip
+                       sources: Sequence[tuple[Sequence[str], str, str]] = (),
+                       context_from: Sequence[str] | None = None) -> Corpus:  # fmt: skip
     """The alerted lines with their context, read back from the original files at the alerts' offsets.
 
     Each alert's lines are parsed as the daemon parsed them: with the format and stream of the first of
     `sources` ((path patterns, format, stream), the config's) whose patterns match the alert's file,
-    else with `fmt` and `stream`."""
+    else with `fmt` and `stream`.
+
+    `context_from`: path patterns (the config's sources) of the files whose lines may be read for
+    context, and their rotated names beside them (`messages.1`, `messages-20261206`); None reads any.
+    An alerts file is partly attacker-written data (the daemon's user writes it, a logged line
+    becomes an alert), and `learn` may run as root: a forged alert must not make it read, and put
+    into a model, a file the forger cannot read. Links are not followed to the file either."""
     path = Path(alerts_path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_limited(path, ALERTS_MAX_BYTES, errors="replace")
     except FileNotFoundError:
         raise LogravenError(f"{path}: no such alerts file; give the JSON-lines alert file (alerts.jsonl.path in the config)") from None
     except OSError as e:
@@ -105,7 +114,14 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         # a line read after its file was rotated: its offset is in the rotated file (the alert's read_from)
         where = r.get("read_from") if r.get("read_from") not in (None, "(deleted)") else r.get("file", "")
         try:
-            lines = _context(where, int(r.get("offset", -1)), max_line_bytes, line)
+            if r.get("file") == "stdin" and not r.get("read_from"):
+                lines = []  # plugin mode (`run --stdin`): no file to read the lines around it from
+            elif context_from is not None and not _may_read_for_context(str(r.get("file", "")), where, context_from):
+                log.warning("%s: alert %s names a file outside the sources of the configuration (--config); learning its own line without "
+                            "the lines around it", where, r.get("id"))  # fmt: skip
+                lines = []
+            else:
+                lines = _context(where, int(r.get("offset", -1)), max_line_bytes, line)
         except OSError as e:
             log.warning(
                 "%s: cannot read it for the lines around alert %s (%s); learning the alert's own line without its "
@@ -131,12 +147,31 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
 ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its first 512 characters (a stream end keeps 512)
 
 
+ALERTS_MAX_BYTES = 2**30  # an alerts file larger than 1 GiB is not read whole (a link to /dev/zero is not read forever)
+
+
+def _may_read_for_context(file: str, where: str, patterns: Sequence[str]) -> bool:
+    """Whether `where` (the alert's file, or where it was read from after a rotation) is a file of the
+    configured sources, or a rotated name of one in the same directory."""
+    target = os.path.abspath(file)
+    if not any(fnmatch.fnmatchcase(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
+        return False
+    real = os.path.abspath(where)
+    if real == target:
+        return True
+    return os.path.dirname(real) == os.path.dirname(target) and os.path.basename(real).startswith(os.path.basename(target))
+
+
 def _context(file: str, offset: int, max_line_bytes: int, line: str | None = None) -> list[str] | None:
     """The lines around `offset` in `file`; None when the line starting at `offset` is not `line` (the
     file was rotated, truncated or rewritten since the alert). OSError when it cannot be read."""
     if offset < 0 or (line is not None and not line.strip()):
         return []  # nothing to check the file against: never read a file on an alert's word alone
-    with open(file, "rb") as f:
+    fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # no link, no FIFO that blocks
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", file)
+    with os.fdopen(fd, "rb") as f:
         start = max(0, offset - CONTEXT_BEFORE * 400)
         f.seek(start)
         before = f.read(offset - start)
