@@ -212,3 +212,18 @@ def test_other_dtypes_are_stored_as_float32() -> None:
 def test_malformed_encoded_arrays_raise_value_error(encoded: object) -> None:
     with pytest.raises(ValueError):
         decode_array(encoded)  # type: ignore[arg-type]
+
+
+def test_an_unsearchable_state_dir_is_a_user_error_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a directory that cannot be searched, Path.is_file raises PermissionError: checked inside the
+    error handler, it escaped it and stopped the daemon instead of "checkpoint not written"."""
+    ckpt = Checkpointer(tmp_path / "checkpoint.json")
+
+    def denied(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(checkpoint.os, "open", denied)
+    monkeypatch.setattr(Path, "is_file", denied)
+    monkeypatch.setattr(Path, "is_dir", denied)
+    with pytest.raises(LogravenError, match="Permission denied; check that the directory exists and is writable"):
+        ckpt.save({"n": 1})

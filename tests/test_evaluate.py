@@ -800,6 +800,7 @@ def test_undefined_ratios_are_null_and_na_not_zero() -> None:
     no_flags = ev.Counts(tp=0, fp=0, fn=3).to_json()
     assert (no_flags["precision"], no_flags["recall"], no_flags["f1"]) == (None, 0.0, 0.0)
     assert ev.Counts(tp=2, fp=2, fn=2).ratios_text().split() == ["0.500", "0.500", "0.500"]
+    assert none_to_find.ratios_text((6, 6, 6), " ") == " 0.000    n/a    n/a"  # the sweep's columns
     from types import SimpleNamespace
 
     r = SimpleNamespace(split={"test_anomalies": 0, "training_lines": 5, "test_lines": 4}, unit="lines", training={},

@@ -265,7 +265,7 @@ def _fit_and_check_every_message_typed_exactly_once(messages: list[str]) -> Mess
 
 
 _TOKENS = ["a", "b", "c", "d", "e", "1", "22", "x=3", "0xff", "10.0.0.1", "port=-5", "fe80::1", "x-86",
-           "aa:bb:cc:dd:ee:ff", "<foo>", "<*>", "<N>", "x<IP>", "a1", "a-1", "ab2", "dcbf...3", "icbi...-4"]  # fmt: skip
+           "aa:bb:cc:dd:ee:ff", "<foo>", "<*>", "<N>", "x<IP>", "<FOO>", "a1", "a-1", "ab2", "dcbf...3", "icbi...-4"]  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)
@@ -284,6 +284,7 @@ def test_fit_property_every_message_typed_exactly_once(messages: list[str]) -> N
         ["from <IP> port <N>", "from 10.0.0.1 port 22"],
         ["id=<HEX> x<N>y", "id=0xff x7y"],
         ["at <DATE> done", "at Sat Jul  9 22:53:19 2005 done"],
+        ["usage: cmd <FILE>"] * 3,  # not a mask's placeholder: it matches only itself (it matched any token)
     ],
 )
 def test_literal_placeholder_in_message_matches_own_regex(messages: list[str]) -> None:
@@ -291,6 +292,9 @@ def test_literal_placeholder_in_message_matches_own_regex(messages: list[str]) -
     regex says the same (it did not: `usage: seq <N>`'s own regex rejected it)."""
     mt = _fit_and_check_every_message_typed_exactly_once(messages)
     assert len({mt.classify(m) for m in messages}) == 1
+    if "<FILE>" in messages[0]:
+        t = mt.get(mt.classify(messages[0]))
+        assert mt.classify("usage: cmd x") == UNKNOWN and not re.match(t.regex, "usage: cmd x")
 
 
 def test_wildcard_over_date_matches_own_regex() -> None:

@@ -897,3 +897,36 @@ def test_a_model_of_mostly_rare_types_is_warned_about_once(tmp_path, bundle_dir,
     with caplog.at_level("WARNING", logger="lograven.service"):
         off._activate(b, bundle_dir, off.cfg)
     assert "fewer than" not in caplog.text  # the rule is off: nothing alerts as rare
+
+
+def test_a_broken_current_is_said_once_while_the_model_runs_on(tmp_path, bundle_dir, caplog) -> None:
+    """`current` pointed at a missing version while the daemon followed it: said (error, reload gauge 0,
+    which fires LogravenReloadFailed) once, not every 2 s; repaired, the gauge is 1 again."""
+    import shutil
+
+    from lograven.bundle import load_bundle
+    from lograven.modelstore import ModelStore
+    from lograven.service import Service
+
+    store = ModelStore(tmp_path / "state" / "models")
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    store.set_current("v0001")
+    svc = Service(parse_config({"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}}))
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(store.current_path()), store.current_path(), svc.cfg)
+    gauge = "lograven_config_last_reload_successful"
+    (store.root / "current").unlink()
+    (store.root / "current").symlink_to("v0042")
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc._follow_current_version(1.0)
+        svc._follow_current_version(3.0)
+    assert caplog.text.count("current version cannot be used") == 1 and "points to v0042" in caplog.text
+    assert svc.metrics.registry.get_sample_value(gauge) == 0
+    running = svc.bundle
+    (store.root / "current").unlink()
+    (store.root / "current").symlink_to("v0001")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc._follow_current_version(5.0)
+    assert svc.metrics.registry.get_sample_value(gauge) == 1 and svc.bundle is running
+    assert "current version is v0001 again" in caplog.text

@@ -495,6 +495,8 @@ def find_alert(alerts_path: Path, alert_id: str) -> dict:
                         return a
     except FileNotFoundError:
         raise LogravenError(f"{alerts_path}: no alerts file; give --alerts FILE (alerts.jsonl.path in the config)") from None
+    except IsADirectoryError:
+        raise LogravenError(f"{alerts_path}: is a directory; give --alerts the alerts file (alerts.jsonl.path)") from None
     except OSError as e:
         raise LogravenError(f"{alerts_path}: cannot read the alerts ({e.strerror}); run as root or as the lograven "
                             "user, or give --alerts FILE") from None  # fmt: skip

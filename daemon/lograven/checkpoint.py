@@ -99,13 +99,13 @@ class Checkpointer:
                     pass
             if not isinstance(exc, OSError):
                 raise  # an entry that cannot be serialised: a bug, not the disk; the old checkpoint stays
-            kept = " The previous checkpoint is kept." if self.path.is_file() else ""
+            kept = " The previous checkpoint is kept." if os.path.isfile(self.path) else ""  # never raises
             if exc.errno in _DISK_FULL:
                 raise LogravenError(
                     f"cannot save the checkpoint {self.path}: the disk holding {directory} is full "
                     f"({exc.strerror}); free space there or point state_dir at another filesystem.{kept}"
                 ) from exc
-            if self.path.is_dir():
+            if os.path.isdir(self.path):
                 raise LogravenError(f"cannot save the checkpoint {self.path}: a directory is in its place; "
                                     "move it away (lograven writes a file there)") from exc  # fmt: skip
             raise LogravenError(

@@ -109,10 +109,10 @@ class Counts:
                 "precision": round(p, 4) if flagged else None, "recall": round(r, 4) if positive else None,
                 "f1": round(f, 4) if positive else None}  # fmt: skip
 
-    def ratios_text(self, widths: tuple[int, int, int] = (9, 7, 7)) -> str:
+    def ratios_text(self, widths: tuple[int, int, int] = (9, 7, 7), sep: str = "  ") -> str:
         """Precision, recall and F1 for a table, `n/a` where to_json has null."""
         js = self.to_json()
-        return "  ".join(
+        return sep.join(
             f"{js[k]:>{w}.3f}" if js[k] is not None else f"{'n/a':>{w}}"
             for k, w in zip(("precision", "recall", "f1"), widths)
         )
@@ -695,9 +695,10 @@ class DetectionEvaluation:
                 # from the counts, not the rounded JSON values: the row in force prints as the rows above
                 a, b = (Counts(**{k: row[x][k] for k in ("tp", "fp", "fn")}) for x in ("sequence", COMBINED))
                 mark = "  <- used" if row.get("used") else ""
+                w = (6, 6, 6)
                 out.append(
-                    f"  {row['rule']:<12}{_fit(row['value'], 7)}   {a.precision:>6.3f} {a.recall:>6.3f} {a.f1:>6.3f} "
-                    f"{a.fp:>5}   {b.precision:>6.3f} {b.recall:>6.3f} {b.f1:>6.3f}{mark}"
+                    f"  {row['rule']:<12}{_fit(row['value'], 7)}   {a.ratios_text(w, ' ')} "
+                    f"{a.fp:>5}   {b.ratios_text(w, ' ')}{mark}"
                 )
         return "\n".join(out)
 

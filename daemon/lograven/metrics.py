@@ -385,10 +385,11 @@ def listen_problem(listen: str) -> str | None:
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.bind((sockaddr[0], 0, *sockaddr[2:]))
-    except OSError as e:
+    except OSError as e:  # port 0 is never taken: any error here is the address's
         if e.errno == errno.EADDRNOTAVAIL:
             return (f"metrics.listen: {addr.host} is not an address of this host; `run` would refuse to start: use "
                     "127.0.0.1 or one of its addresses")
+        return f"metrics.listen: cannot listen on {addr.host} ({e.strerror or e}); `run` would refuse to start"
     return None
 
 

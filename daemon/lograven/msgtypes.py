@@ -124,7 +124,7 @@ def _placeholder_regex(name: str) -> str:
     the classifier takes it for the shape, and the type's regex must match it too."""
     pattern = PLACEHOLDER_REGEX.get(name) or _extra_regex.get(name)
     if pattern is None:
-        return r"\S+?"
+        return re.escape(name)  # not a mask's (`<FILE>` written in a message): only itself, as the classifier
     return f"(?:{re.escape(name)}|{pattern})"
 
 

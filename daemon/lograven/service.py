@@ -295,14 +295,24 @@ def source_warnings(cfg: Config) -> list[str]:
         unreadable = [p for p in own if not _readable(p)]
         if unreadable:
             out.append(
-                f"sources[{i}].paths: cannot read {', '.join(unreadable[:3])}{' …' if len(unreadable) > 3 else ''} "
-                "(permission denied); lograven retries, but reads nothing until its user may: group adm on "
-                "Debian/Ubuntu, or `setfacl -m u:lograven:r FILE` (docs/operations.md)"
+                f"sources[{i}].paths: {_whoami()} cannot read {', '.join(unreadable[:3])}"
+                f"{' …' if len(unreadable) > 3 else ''} (permission denied); lograven retries, but reads nothing until "
+                "the user it runs as may: group adm on Debian/Ubuntu, or `setfacl -m u:lograven:r FILE` "
+                "(docs/operations.md; check as that user: `sudo -u lograven lograven check`)"
             )
         readable = [p for p in own if p not in unreadable]
         if readable and (bad := _format_mismatch(readable[:3], src.format)) is not None:  # the files it reads
             out.append(f"sources[{i}].format: {bad}")
     return out
+
+
+def _whoami() -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
+    except (ImportError, KeyError):
+        return f"uid {os.geteuid()}"
 
 
 def _readable(path: str) -> bool:
@@ -958,8 +968,18 @@ class Service:
         self._last_model_check = now
         try:
             cur = self._model_location(self.cfg)
-        except LogravenError:
+        except LogravenError as e:  # `current` broken (dangling, not a link, unreadable): said once per state
             cur = None
+            seen = ("broken", str(e))
+            if seen != self._rejected_model:
+                self._rejected_model = seen
+                self.metrics.reload_failed()
+                log.error("the model directory's current version cannot be used: %s; the running model stays", e)
+        if cur is not None and self._rejected_model is not None and self._rejected_model[0] == "broken":
+            self._rejected_model = None  # `current` was repaired
+            if self._model_path is not None and cur.resolve() == self._model_path.resolve():
+                self.metrics.reload_succeeded()
+                log.info("the model directory's current version is %s again, the running model", cur.name)
         if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
             seen = _version_key(cur)
             if seen != self._rejected_model:  # a version refused once is tried again only once it changes
@@ -1052,7 +1072,7 @@ class Service:
         took = time.monotonic() - t0
         gap = took / self.CHECKPOINT_TIME_SHARE
         if gap > self.cfg.runtime.checkpoint_interval_seconds and self._ckpt_gap <= self.cfg.runtime.checkpoint_interval_seconds:
-            log.warning("a checkpoint (%d streams) took %.2f s: writing one every %.3g s instead of every %g s "
+            log.warning("a checkpoint (%d streams) took %.2f s: writing one every %.1f s instead of every %g s "
                         "(runtime.checkpoint_interval_seconds), so that it takes at most %.0f%% of the time",
                         n_streams, took, gap, self.cfg.runtime.checkpoint_interval_seconds,
                         100 * self.CHECKPOINT_TIME_SHARE)
