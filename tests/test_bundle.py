@@ -237,3 +237,29 @@ def test_read_manifest_records_its_own_hash(bundle_dir: Path) -> None:
 
     m = read_manifest(bundle_dir)
     assert m["_sha256"] == hashlib.sha256((bundle_dir / MANIFEST).read_bytes()).hexdigest()
+
+
+def test_a_bundle_is_readable_by_owner_and_group_only(bundle, tmp_path: Path) -> None:
+    """A bundle holds log lines (type examples, replay texts) of logs only root and adm may read: a
+    root `train --out /tmp/m` with umask 022 made it world-readable."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = save_bundle(tmp_path / "m", bundle.types, bundle.sequence, bundle.autoencoder, training={}, keras_files=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    for p in out.rglob("*"):
+        assert stat.S_IMODE(p.stat().st_mode) == (0o750 if p.is_dir() else 0o640), p
+    load_bundle(out)
+
+
+def test_a_listed_file_that_is_a_link_is_refused(bundle_copy: Path, tmp_path: Path) -> None:
+    """Hashing a listed file through a link to /proc/kmsg blocked `check` forever; a bundle never holds links."""
+    real = tmp_path / "elsewhere.npz"
+    (bundle_copy / "sequence.npz").rename(real)
+    (bundle_copy / "sequence.npz").symlink_to(real)
+    with pytest.raises(LogravenError, match=r"sequence\.npz: not a regular file \(a link or a device\)"):
+        load_bundle(bundle_copy)

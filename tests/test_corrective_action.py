@@ -809,3 +809,23 @@ def test_learning_from_alerts_reads_context_only_from_the_sources_files(tmp_path
     assert "cannot read it for the lines around alert s2" in caplog.text  # the link is not followed
     assert corpus.messages.count("routine work item 3") == 2  # "ok" and "rot" have their context
     assert "plug" not in caplog.text and "stdin" not in caplog.text
+
+
+def test_allow_list_and_models_list_print_no_terminal_escapes(tmp_path, capsys):
+    """allowlist.json and the manifests are the daemon user's files (and a rule's `file` comes from a log
+    file's name): an admin's `allow --list` or `models list` must not pass escape sequences to the terminal."""
+    from lograven import cli
+
+    allow = tmp_path / "allow.json"
+    al = Allowlist(allow)
+    al.add(new_rule(type_id=5, comment="\x1b]0;owned\x07\x1b[2J", file="/var/log/\x1b[31mx.log"))
+    assert cli.main(["allow", "--list", "--allowlist", str(allow)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b" in out
+    store = ModelStore(tmp_path / "models")
+    v = store.new_version_path()
+    v.mkdir(exist_ok=True)
+    (v / "manifest.json").write_text('{"format_version": "\\u001b[2J"}')
+    assert cli.main(["models", "list", "--dir", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "v0001" in out and "\x1b" not in out

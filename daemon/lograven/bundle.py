@@ -102,7 +102,10 @@ def save_bundle(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the daemon's user must be able to read a bundle root trained
+        # A bundle holds log lines (type examples, the replay texts) from logs only root and group adm
+        # may read: owner and group only (mkdtemp makes 0700; the group is the daemon's when trained as
+        # its user, as the docs say: `sudo -u lograven lograven train ...`)
+        os.chmod(tmp, 0o750 & ~umask)
         (tmp / "msgtypes.json").write_text(types.dumps(), encoding="utf-8")
         files = ["msgtypes.json", *autoencoder.save(tmp), *sequence.save(tmp)]
         if keras_files:
@@ -132,6 +135,11 @@ def save_bundle(
         }
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        for root, dirs, names in os.walk(tmp):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o750 & ~umask)
+            for n in names:
+                os.chmod(os.path.join(root, n), 0o640 & ~umask)
         for name in [*files, MANIFEST]:
             _fsync(tmp / name, strict=True)  # a delayed ENOSPC/EIO must fail here, not go unnoticed
         _replace_dir(tmp, out)
@@ -349,8 +357,15 @@ def read_manifest(path: Path) -> dict:
         fp = path / name
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise LogravenError(f"{mpath}: bad file name {name!r}")
-        if not fp.is_file():
-            raise LogravenError(f"{fp}: missing from the bundle; retrain or restore it")
+        try:
+            st = os.lstat(fp)
+        except FileNotFoundError:
+            raise LogravenError(f"{fp}: missing from the bundle; retrain or restore it") from None
+        except OSError as e:
+            raise LogravenError(f"{fp}: cannot read ({e.strerror}); run as a user who can read the bundle "
+                                "(the service's: lograven) or fix its permissions") from None  # fmt: skip
+        if not stat.S_ISREG(st.st_mode):  # a link (to /proc/kmsg, which would block) or a device: never ours
+            raise LogravenError(f"{fp}: not a regular file (a link or a device); retrain or restore the bundle")
         try:
             actual = sha256_file(fp)
         except OSError as e:

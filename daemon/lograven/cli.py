@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lograven import __version__
+from lograven.alerts import _printable
 from lograven.errors import LogravenError
 
 log = logging.getLogger("lograven")
@@ -321,7 +322,6 @@ def cmd_types(args) -> int:
     where = args.model if path == Path(args.model) else f"{args.model}, current version {path.name}"
     print(f"{len(types)} message types in {where} (model {b.version})")
     print(f"{'id':>5} {'count':>8}  template / regex")
-    from lograven.alerts import _printable  # examples are log lines: no terminal escape reaches the screen
 
     for t in types:
         print(f"{t.id:>5} {t.count:>8}  {_printable(t.template)}")
@@ -667,7 +667,7 @@ def cmd_allow(args) -> int:
         if not al.rules:
             print(f"{al.path}: no rules")
         for r in al.rules:
-            print(r.describe())
+            print(_printable(r.describe()))  # the file is the daemon user's to write: no terminal escapes
         return 0
     if args.remove:
         al.remove(args.remove)
@@ -703,7 +703,7 @@ def cmd_allow(args) -> int:
         _check_type_ids(cfg, [t for t in (match["type_id"], match.get("from_type")) if t not in (None, -1)])
         rule = new_rule(expires_in=expires, comment=args.comment, **match)
     al.add(rule)
-    print(f"added to {al.path}: {rule.describe()}")
+    print(_printable(f"added to {al.path}: {rule.describe()}"))
     return 0
 
 
@@ -760,7 +760,7 @@ def cmd_models(args) -> int:
             print(f"{store.root}: no model versions yet (the daemon creates them in learn mode; `lograven learn` adds them)")
         else:
             for i in infos:
-                print(describe(i))
+                print(_printable(describe(i)))  # manifests are the daemon user's files too
         cur = store.current_name()
         if not args.json and cur is not None and not any(i.current for i in infos):
             print(f"warning: current points to {cur}, which is not a version here: make one current with "
