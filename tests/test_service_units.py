@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -930,3 +931,46 @@ def test_a_broken_current_is_said_once_while_the_model_runs_on(tmp_path, bundle_
         svc._follow_current_version(5.0)
     assert svc.metrics.registry.get_sample_value(gauge) == 1 and svc.bundle is running
     assert "current version is v0001 again" in caplog.text
+
+
+def test_a_quiet_plugin_stops_and_checkpoints_without_waiting_for_a_line(tmp_path, bundle_dir) -> None:
+    """`run --stdin` read its input in the main loop: on a quiet input, SIGTERM waited for the next line
+    (a shipper that stops its plugin with a signal waited, then killed it), and the streams' GRU states
+    were written only at exit. Now a stop is taken within a second, and the checkpoint is periodic."""
+    import io
+    import threading
+
+    from lograven.service import Service
+
+    cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "runtime": {"checkpoint_interval_seconds": 1},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}}})  # fmt: skip
+    r, w = os.pipe()
+    stdin = os.fdopen(r, "rb")
+    from conftest import TRAIN_SEED
+
+    from lograven.generator import LogGenerator
+
+    known = LogGenerator(seed=TRAIN_SEED).lines(2)  # lines of known types: they advance the stream's GRU
+    os.write(w, "".join(ln + "\n" for ln in known).encode())  # then nothing: the pipe stays open
+    answers = io.StringIO()
+    svc = Service(cfg, stdin_mode=True, stdin=stdin, stdout=answers)
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(svc.run()))
+    t.start()
+    try:
+        ckpt = tmp_path / "state" / "checkpoint.json"
+        deadline = time.monotonic() + 30
+        while not ckpt.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ckpt.exists(), "no periodic checkpoint while the input was quiet"
+        assert answers.getvalue().splitlines() == ["OK", "OK", "OK"]
+        assert json.loads(ckpt.read_text())["state"]["streams"], "the stream's GRU state is in the checkpoint"
+        t0 = time.monotonic()
+        svc._stop.set()  # what SIGTERM does
+        t.join(timeout=10)
+        assert not t.is_alive() and result == [0] and time.monotonic() - t0 < 5
+    finally:
+        svc._stop.set()
+        os.close(w)
+        t.join(timeout=10)

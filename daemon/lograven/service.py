@@ -1153,42 +1153,75 @@ class Service:
             self._process(rest[i : i + self.cfg.runtime.batch_size])
 
     # ------------------------------------------------------------- stdin
+    STDIN_IDLE_SECONDS = 1.0  # how often a quiet plugin still checks stop, reload, `current` and the checkpoint
+
     def _run_stdin(self) -> int:
-        """rsyslog omprog protocol with confirmMessages: OK when ready and after each message."""
+        """rsyslog omprog protocol with confirmMessages: OK when ready and after each message.
+
+        Lines are read by a thread, so a quiet input does not hold back a stop (SIGTERM), a reload, a
+        switch of `current` or the periodic checkpoint of the streams' GRU states."""
         src = self.cfg.sources[0]
         parser, key = Parser(src.format), StreamKey(src.stream)
         sample = _Source(0, parser, key)
         out = self.stdout
+        lines: queue.Queue = queue.Queue()
+        taken = threading.Semaphore(0)  # in lockstep, as omprog sends a message only after the last one's OK
+        end = object()
+
+        def read() -> None:
+            try:
+                for raw in self.stdin:
+                    lines.put(raw)
+                    taken.acquire()
+            except (OSError, ValueError) as e:  # a closed or broken pipe: the end of input
+                log.warning("standard input: %s; stopping", e)
+            finally:
+                lines.put(end)
+
+        threading.Thread(target=read, name="lograven-stdin", daemon=True).start()
         self.notifier.ready("reading standard input")
         out.write("OK\n")
         out.flush()
         max_bytes = self.cfg.runtime.max_line_bytes
         n = 0
-        for raw in self.stdin:
-            # While a required alert sink (the jsonl file) fails, a message is refused rather than taken:
-            # rsyslog keeps it in its queue and sends it again after action.resumeInterval, so alerts
-            # are not held only in this process's memory. A refused message is not scored.
-            if not self.router.flush():
-                out.write(self._refusal())
-            else:
-                text, _ = decode_line(raw, max_bytes)
-                rec = parser.parse(text)
-                if sample.sampled < FORMAT_SAMPLE_LINES and text.strip():
-                    self._sample_format(sample, rec.parsed, "standard input")
-                stream = key.key("stdin", rec, text)
-                v = self.detector.detect([(stream, rec)])[0]
-                alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
-                n += 1
-                # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
-                out.write("OK\n" if self.router.submit(alerts) else self._refusal())
-            out.flush()
-            if self._stop.is_set():
+        while not self._stop.is_set():
+            try:
+                raw = lines.get(timeout=self.STDIN_IDLE_SECONDS)
+            except queue.Empty:
+                raw = None
+            if raw is end:
                 break
+            if raw is not None:
+                # While a required alert sink (the jsonl file) fails, a message is refused rather than taken:
+                # rsyslog keeps it in its queue and sends it again after action.resumeInterval, so alerts
+                # are not held only in this process's memory. A refused message is not scored.
+                if not self.router.flush():
+                    out.write(self._refusal())
+                else:
+                    text, _ = decode_line(raw, max_bytes)
+                    rec = parser.parse(text)
+                    if sample.sampled < FORMAT_SAMPLE_LINES and text.strip():
+                        self._sample_format(sample, rec.parsed, "standard input")
+                    stream = key.key("stdin", rec, text)
+                    v = self.detector.detect([(stream, rec)])[0]
+                    alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
+                    n += 1
+                    # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
+                    delivered = self.router.submit(alerts)
+                    out.write("OK\n" if delivered else self._refusal())
+                    self._dirty = self._dirty or delivered
+                out.flush()
+                taken.release()
+            else:
+                self.router.flush()  # retries of a failed optional sink are due by the clock too
+            now = time.monotonic()
             if self._reload.is_set():
                 self._reload.clear()
                 self._do_reload()
-            elif time.monotonic() - self._last_model_check >= 2.0:
-                self._follow_current_version(time.monotonic())
+            elif now - self._last_model_check >= 2.0:
+                self._follow_current_version(now)
+            if self._checkpoint_due(now):
+                self._checkpoint()  # the streams' GRU states: rsyslog may kill a plugin that is slow to stop
             src = self.cfg.sources[0]  # a reload may have changed its format or stream
             if (src.format, src.stream) != (parser.fmt, key.spec):
                 parser, key = Parser(src.format), StreamKey(src.stream)
