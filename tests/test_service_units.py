@@ -368,6 +368,18 @@ def test_a_slow_checkpoint_is_written_less_often(tmp_path, monkeypatch, caplog) 
     svc._dirty = True
     assert svc._checkpoint_due(clock[0] + 10)
     svc._release_lock()
+    # a fraction is said as one (it said "every 1 s instead of every 1 s" for 1.4 s)
+    short = Service(parse_config({"state_dir": str(tmp_path / "b"), "runtime": {"checkpoint_interval_seconds": 1}}))
+    short._prepare_state_dir()
+
+    def save_70ms(state, tick=None):
+        clock[0] += 0.07
+
+    monkeypatch.setattr(short.checkpointer, "save", save_70ms)
+    short._dirty = True
+    short._checkpoint()
+    assert "took 0.07 s: writing one every 1.4 s instead of every 1 s" in caplog.text
+    short._release_lock()
 
 
 def test_a_checkpoint_of_many_streams_is_written_in_chunks_with_the_watchdog_pinged(tmp_path) -> None:

@@ -1072,9 +1072,9 @@ class Service:
         took = time.monotonic() - t0
         gap = took / self.CHECKPOINT_TIME_SHARE
         if gap > self.cfg.runtime.checkpoint_interval_seconds and self._ckpt_gap <= self.cfg.runtime.checkpoint_interval_seconds:
-            log.warning("a checkpoint (%d streams) took %.2f s: writing one every %.1f s instead of every %g s "
+            log.warning("a checkpoint (%d streams) took %.2f s: writing one every %g s instead of every %g s "
                         "(runtime.checkpoint_interval_seconds), so that it takes at most %.0f%% of the time",
-                        n_streams, took, gap, self.cfg.runtime.checkpoint_interval_seconds,
+                        n_streams, took, round(gap, 1), self.cfg.runtime.checkpoint_interval_seconds,
                         100 * self.CHECKPOINT_TIME_SHARE)
         self._ckpt_gap = gap
         return written
