@@ -262,3 +262,34 @@ def test_stdin_plugin_mode(tmp_path, tiny_model):
     assert out == ["OK"] * (len(lines) + 1)  # once ready, then one per message
     got = alerts.read_text()
     assert "marker-s-0" in got and "marker-s-1" in got
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stdin_plugin_mode_stops_on_a_signal_while_its_input_is_quiet(tmp_path, tiny_model, sig):
+    """A stop while the input is open and quiet (a shipper stopping its plugin, Ctrl-C at a terminal):
+    it waited for the next line; then, with a reader thread inside the buffered stdin, the interpreter
+    aborted at exit ("could not acquire lock for <stdin>", SIGABRT)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"model: {tiny_model}\nstate_dir: {tmp_path}/state\nalerts:\n  syslog: {{enabled: false}}\n"
+        f"  jsonl: {{path: {tmp_path}/alerts.jsonl}}\nmetrics: {{enabled: false}}\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "lograven", "-q", "run", "--stdin", "--config", str(cfg)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == b"OK\n"  # ready
+        proc.stdin.write("".join(ln + "\n" for ln in LogGenerator(seed=5).lines(3)).encode())
+        proc.stdin.flush()
+        assert [proc.stdout.readline() for _ in range(3)] == [b"OK\n"] * 3
+        t0 = time.monotonic()
+        proc.send_signal(sig)  # the input stays open
+        rc = proc.wait(timeout=30)
+        err = proc.stderr.read().decode(errors="replace")
+        assert rc == 0 and time.monotonic() - t0 < 10, (rc, err)
+        assert "Fatal Python error" not in err and "Traceback" not in err, err
+        assert (tmp_path / "state" / "checkpoint.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()

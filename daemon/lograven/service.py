@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1170,7 +1170,7 @@ class Service:
 
         def read() -> None:
             try:
-                for raw in self.stdin:
+                for raw in _input_lines(self.stdin, self.cfg.runtime.max_line_bytes):
                     lines.put(raw)
                     taken.acquire()
             except (OSError, ValueError) as e:  # a closed or broken pipe: the end of input
@@ -1381,6 +1381,40 @@ def _version_key(path: Path) -> tuple:
     except OSError:
         return (str(path), None)
     return (str(resolved), stamps)
+
+
+def _input_lines(stdin, max_bytes: int) -> Iterator[bytes]:
+    """The lines of the plugin's input. A real file descriptor is read with os.read, not through the
+    buffered reader: a reader thread blocked inside it holds the buffer's lock, and the interpreter
+    aborts at exit ("could not acquire lock for <stdin>") when the plugin stops on a signal. A line
+    longer than `max_bytes` keeps its first `max_bytes` + 1 bytes (decode_line cuts and counts it)."""
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # an iterable of lines (tests, a wrapped stream)
+        yield from stdin
+        return
+    buf = b""
+    skipping = False  # the rest of an enormous line, after its kept part was handed over
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            if buf and not skipping:
+                yield buf
+            return
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            line, buf = buf[: nl + 1], buf[nl + 1 :]
+            if not skipping:
+                yield line
+            skipping = False
+        if len(buf) > max_bytes and not skipping:
+            yield buf[: max_bytes + 1]
+            buf, skipping = b"", True
+        elif skipping:
+            buf = b""
 
 
 RARE_TYPES_WARN_SHARE = 0.5  # of a model's message types: warn that their lines will alert as rare types
