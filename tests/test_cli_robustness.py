@@ -390,3 +390,26 @@ def test_root_never_writes_a_bundle_where_another_user_could_redirect_it(tmp_pat
         os.chown(owned, 4242, 4242)
         with pytest.raises(LogravenError, match=r"state belongs to (uid 4242|\S+): .* \(`sudo -u (\S+|'#4242') lograven \.\.\.`\)"):
             check_bundle_target(owned / "models" / "v0001", "--out", named=False)
+
+
+def test_root_writes_a_bundle_through_the_resolved_path(tmp_path, monkeypatch, default_bundle) -> None:
+    """A link on the way to --out that another user controls could be re-pointed while root trains: root
+    now checks the resolved path and writes there, and a group-writable directory of group root is fine."""
+    from lograven import bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod.os, "geteuid", lambda: 0)
+    target = tmp_path / "safe"
+    target.mkdir()
+    target.chmod(0o775)  # group write, group root (or this user's group when not run as root)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "link").symlink_to(target)
+    b = default_bundle
+    if os.getgid() == 0:
+        out = save_bundle(shared / "link" / "m", b.types, b.sequence, b.autoencoder, training={}, keras_files=False)
+        assert out == target / "m" and (target / "m" / MANIFEST).exists()
+        assert (shared / "link").is_symlink() and sorted(p.name for p in shared.iterdir()) == ["link"]
+    else:  # the group is not root's: group write is another user's write
+        with pytest.raises(LogravenError, match="may be written by other users"):
+            save_bundle(shared / "link" / "m", b.types, b.sequence, b.autoencoder, training={}, keras_files=False)

@@ -829,3 +829,28 @@ def test_allow_list_and_models_list_print_no_terminal_escapes(tmp_path, capsys):
     assert cli.main(["models", "list", "--dir", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert "v0001" in out and "\x1b" not in out
+
+
+def test_context_is_never_read_through_a_linked_directory_or_a_deeper_path(tmp_path):
+    """Review of the restriction: fnmatch's `*` also matched `/` (`log/*.log` took `log/own/x/secret.log`),
+    and O_NOFOLLOW checks only the last component, so a directory link owned by the daemon's user led
+    to a root-only file. A rotated file named by its resolved path (as the tailer names it) still counts."""
+    from lograven.learning import _may_read_for_context
+
+    logs = tmp_path / "log"
+    (logs / "own").mkdir(parents=True)
+    secret_dir = tmp_path / "root-only"
+    secret_dir.mkdir()
+    (logs / "own" / "x").symlink_to(secret_dir)
+    real_logs = tmp_path / "data"
+    real_logs.mkdir()
+    (tmp_path / "linked").symlink_to(real_logs)
+    pats = [str(logs / "*.log"), str(logs / "*" / "*" / "*.log"), str(tmp_path / "linked" / "messages")]
+    assert _may_read_for_context(str(logs / "a.log"), str(logs / "a.log"), pats)
+    assert _may_read_for_context(str(logs / "a.log"), str(logs / "a.log.1"), pats)  # rotated beside it
+    assert not _may_read_for_context(str(logs / "own" / "b.log"), str(logs / "own" / "b.log"), [pats[0]])  # deeper
+    assert not _may_read_for_context(str(logs / "own" / "x" / "s.log"), str(logs / "own" / "x" / "s.log"), pats)  # a link
+    assert not _may_read_for_context(str(logs / "a.log"), str(tmp_path / "a.log.1"), pats)  # elsewhere
+    linked = str(tmp_path / "linked" / "messages")
+    assert not _may_read_for_context(linked, linked, pats)  # a source under a linked directory: no context
+    assert _may_read_for_context(linked, str(real_logs / "messages.1"), pats)  # its rotated file, resolved

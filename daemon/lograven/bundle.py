@@ -92,6 +92,15 @@ def save_bundle(
     removed, a bundle already at `out` is left as it was, and LogravenError says what failed
     and what to do: nothing half-written is ever left under the bundle's name."""
     out = Path(out)
+    if os.geteuid() == 0:
+        # root writes through the resolved path, checked before anything is created: a link on the way
+        # that another user controls could be re-pointed during the training
+        out = Path(os.path.realpath(out))
+        existing = out.parent
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if (unsafe := unsafe_for_root(existing)) is not None:
+            raise LogravenError(f"{out}: {unsafe}")
     existed = False
     tmp: Path | None = None
     try:
@@ -230,7 +239,8 @@ def unsafe_for_root(directory: Path) -> str | None:
                 owner, sudo_as = f"uid {st.st_uid}", f"'#{st.st_uid}'"
             return (f"{p} belongs to {owner}: as root, a bundle written there could be redirected by that user "
                     f"to overwrite any file; run as {owner} (`sudo -u {sudo_as} lograven ...`)")
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        # group write is others' unless the group is root's; a sticky directory keeps entries to their owners
+        if (st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != 0)) and not st.st_mode & stat.S_ISVTX:
             return (f"{p} may be written by other users: as root, a bundle written there could be redirected "
                     "to overwrite any file; choose a directory only root may write to")
     return None

@@ -320,7 +320,7 @@ def cmd_types(args) -> int:
         print(json.dumps([{"id": t.id, "count": t.count, "template": t.template, "regex": t.regex, "examples": t.examples} for t in types], indent=1, ensure_ascii=False))
         return 0
     where = args.model if path == Path(args.model) else f"{args.model}, current version {path.name}"
-    print(f"{len(types)} message types in {where} (model {b.version})")
+    print(_printable(f"{len(types)} message types in {where} (model {b.version})"))
     print(f"{'id':>5} {'count':>8}  template / regex")
 
     for t in types:
@@ -763,8 +763,8 @@ def cmd_models(args) -> int:
                 print(_printable(describe(i)))  # manifests are the daemon user's files too
         cur = store.current_name()
         if not args.json and cur is not None and not any(i.current for i in infos):
-            print(f"warning: current points to {cur}, which is not a version here: make one current with "
-                  f"`lograven models rollback --dir {store.root} --to vNNNN`", file=sys.stderr)  # fmt: skip
+            print(_printable(f"warning: current points to {cur}, which is not a version here: make one current with "
+                             f"`lograven models rollback --dir {store.root} --to vNNNN`"), file=sys.stderr)  # fmt: skip
         return 0
     if args.action == "prune":
         keep = args.keep if args.keep is not None else cfg.learn.keep_versions

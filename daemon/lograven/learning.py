@@ -150,16 +150,28 @@ ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its fir
 ALERTS_MAX_BYTES = 2**30  # an alerts file larger than 1 GiB is not read whole (a link to /dev/zero is not read forever)
 
 
+def _glob_match(path: str, pattern: str) -> bool:
+    """`path` matches `pattern` as glob matches it: component by component (fnmatch's `*` alone would
+    also match `/`, so `/var/log/*.log` would take `/var/log/lograven/x/secret.log`)."""
+    a, b = path.split(os.sep), pattern.split(os.sep)
+    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
+
+
 def _may_read_for_context(file: str, where: str, patterns: Sequence[str]) -> bool:
     """Whether `where` (the alert's file, or where it was read from after a rotation) is a file of the
-    configured sources, or a rotated name of one in the same directory."""
+    configured sources, or a rotated name of one in the same directory, with no link on the way (a
+    link in a directory another user owns could lead anywhere)."""
     target = os.path.abspath(file)
-    if not any(fnmatch.fnmatchcase(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
+    if not any(_glob_match(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
         return False
     real = os.path.abspath(where)
-    if real == target:
-        return True
-    return os.path.dirname(real) == os.path.dirname(target) and os.path.basename(real).startswith(os.path.basename(target))
+    folder = os.path.dirname(real)
+    if os.path.realpath(folder) != folder:  # a link on the way: a source under a linked directory gets no context
+        return False
+    # beside the source's file; the tailer names a rotated file by its resolved path
+    if folder not in (os.path.dirname(target), os.path.realpath(os.path.dirname(target))):
+        return False
+    return real == target or os.path.basename(real).startswith(os.path.basename(target))
 
 
 def _context(file: str, offset: int, max_line_bytes: int, line: str | None = None) -> list[str] | None:
