@@ -986,3 +986,39 @@ def test_a_quiet_plugin_stops_and_checkpoints_without_waiting_for_a_line(tmp_pat
         svc._stop.set()
         os.close(w)
         t.join(timeout=10)
+
+
+def test_a_refused_plugin_message_leaves_its_stream_as_before(tmp_path, bundle_dir, monkeypatch) -> None:
+    """A message whose alert could not be delivered is answered with an error and sent again by rsyslog:
+    its first scoring had already advanced the stream's GRU, so the resent message was judged after
+    itself (a repeat the model may find improbable), and a periodic checkpoint could keep that state."""
+    import io
+
+    import numpy as np
+    from conftest import TRAIN_SEED
+
+    from lograven import alerts as alerts_mod
+    from lograven.generator import LogGenerator
+    from lograven.service import Service
+
+    lines = [ln + "\n" for ln in LogGenerator(seed=TRAIN_SEED).lines(3)]
+    cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    real_submit = alerts_mod.AlertRouter.submit
+    calls = []
+
+    def submit(self, alerts):
+        calls.append(1)
+        return False if len(calls) == 2 else real_submit(self, alerts)  # the second message: not delivered
+
+    monkeypatch.setattr(alerts_mod.AlertRouter, "submit", submit)
+    resent = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in (lines[0], lines[1], lines[1], lines[2])],
+                     stdout=io.StringIO())  # fmt: skip
+    assert resent.run() == 0
+    assert resent.stdout.getvalue().splitlines()[1:] == ["OK", resent._refusal().strip(), "OK", "OK"]
+    monkeypatch.setattr(alerts_mod.AlertRouter, "submit", real_submit)
+    once = Service(parse_config({**cfg.to_dict(), "state_dir": str(tmp_path / "state2")}), stdin_mode=True,
+                   stdin=[ln.encode() for ln in lines], stdout=io.StringIO())  # fmt: skip
+    assert once.run() == 0
+    a, b = resent.detector.states["stdin"], once.detector.states["stdin"]
+    assert (a.seen, a.last) == (b.seen, b.last) and np.allclose(a.h, b.h)

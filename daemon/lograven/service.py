@@ -1203,11 +1203,18 @@ class Service:
                     if sample.sampled < FORMAT_SAMPLE_LINES and text.strip():
                         self._sample_format(sample, rec.parsed, "standard input")
                     stream = key.key("stdin", rec, text)
+                    before = self.detector.states.get(stream)
+                    kept = (before.h.copy(), before.seen, before.last) if before is not None else None
                     v = self.detector.detect([(stream, rec)])[0]
                     alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
                     n += 1
                     # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
                     delivered = self.router.submit(alerts)
+                    if not delivered:  # and its stream as before it: the message comes again
+                        if kept is None:
+                            self.detector.states.pop(stream, None)
+                        else:
+                            self.detector.import_states({stream: kept})
                     out.write("OK\n" if delivered else self._refusal())
                     self._dirty = self._dirty or delivered
                 out.flush()
