@@ -1022,3 +1022,55 @@ def test_a_refused_plugin_message_leaves_its_stream_as_before(tmp_path, bundle_d
     assert once.run() == 0
     a, b = resent.detector.states["stdin"], once.detector.states["stdin"]
     assert (a.seen, a.last) == (b.seen, b.last) and np.allclose(a.h, b.h)
+
+
+def test_an_alert_for_a_line_cut_at_max_line_bytes_says_so(tmp_path, bundle_dir) -> None:
+    """A line longer than runtime.max_line_bytes is scored on its start; its alert showed that start as if
+    it were the line. Now `line_truncated` (and `truncated` in the syslog form) say it is not whole."""
+    import io
+
+    from lograven.alerts import Alert
+    from lograven.service import Service
+
+    cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "runtime": {"max_line_bytes": 1024}, "alerts": {"syslog": {"enabled": False}, "dedup_window_seconds": 0,
+                                                                         "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    long = "Jun  9 07:00:00 web01 kernel: never seen " + "x" * 3000 + "\n"
+    short = "Jun  9 07:00:01 web01 kernel: /dev/sdz9 out of diskspace\n"
+    svc = Service(cfg, stdin_mode=True, stdin=[long.encode(), short.encode()], stdout=io.StringIO())
+    assert svc.run() == 0
+    got = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [(a["offset"], a["line_truncated"], len(a["line"].encode()) <= 1024) for a in got] == [(0, True, True), (1, False, True)]
+    assert json.loads(Alert.from_dict(got[0]).to_compact_json().split(" ", 0)[0])["truncated"] is True
+    assert "truncated" not in json.loads(Alert.from_dict(got[1]).to_compact_json())
+
+
+def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle_dir) -> None:
+    """The tailer keeps the first max_line_bytes of a longer line and flags it: that flag reaches the alert."""
+    from lograven.bundle import load_bundle
+    from lograven.service import Service, _Item
+    from lograven.tailer import RawLine
+
+    log = tmp_path / "a.log"
+    log.write_text("")
+    cfg = parse_config({"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "sources": [{"paths": [str(log)]}],
+                        "runtime": {"max_line_bytes": 1024}, "alerts": {"syslog": {"enabled": False}, "dedup_window_seconds": 0,
+                                                                         "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
+    svc.router = build_router(cfg, svc.metrics)
+    svc._open_sources(cfg, {})
+    try:
+        kept = ("Jun  9 07:00:00 web01 kernel: never seen " + "x" * 2000).encode()[:1024]
+        other = b"Jun  9 07:00:01 web01 kernel: /dev/sdz9 out of diskspace"
+        svc._process([_Item(0, RawLine(str(log), "1:2:ab", 0, 5001, kept, True)),
+                      _Item(0, RawLine(str(log), "1:2:ab", 5001, 5001 + len(other) + 1, other, False))])  # fmt: skip
+        svc.router.flush(force=True)
+        got = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+        assert [(a["offset"], a["line_truncated"]) for a in got] == [(0, True), (5001, False)]
+    finally:
+        for s in svc._sources:
+            s.tailer.close()
+        svc.router.close()
+        svc._release_lock()

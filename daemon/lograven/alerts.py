@@ -161,6 +161,7 @@ class Alert:
     previous_type_id: int | None = None  # the stream's previous message type (a sequence alert's transition)
     read_from: str | None = None  # the file's name now, when the line was read after it was rotated (RawLine)
     pattern: str | None = None  # an unknown line's masked form, by the model's masks (line_pattern)
+    line_truncated: bool = False  # the log line was longer than runtime.max_line_bytes: `line` is its start
 
     def dedup_key(self) -> tuple:
         """Same file + type + detectors. Unknown lines have no type: their masked line (line_pattern)
@@ -209,6 +210,7 @@ class Alert:
             "previous_type_id": self.previous_type_id,
             "read_from": None if self.read_from is None else _text(self.read_from),
             "pattern": None if self.pattern is None else _text(self.pattern),
+            "line_truncated": bool(self.line_truncated),
             "line": _text(self.line),
         }
 
@@ -282,6 +284,8 @@ class Alert:
             doc["previous_type_id"] = int(self.previous_type_id)
         if self.read_from is not None:
             doc["read_from"] = c(self.read_from)
+        if self.line_truncated:
+            doc["truncated"] = True  # the line is not whole (cut at runtime.max_line_bytes already)
         if n_expected and self.expected:
             doc["expected"] = [
                 {"type_id": int(e.type_id), "template": c(e.template), "p": _round(e.p)}
@@ -311,6 +315,7 @@ class Alert:
             previous_type_id=d.get("previous_type_id"),
             read_from=d.get("read_from"),
             pattern=d.get("pattern"),
+            line_truncated=bool(d.get("line_truncated", False)),
         )
 
 

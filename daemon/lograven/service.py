@@ -774,9 +774,12 @@ class Service:
         assert self.detector is not None and self.router is not None
         max_bytes = self.cfg.runtime.max_line_bytes
         items, meta = [], []
+        cut: set[tuple[str, int]] = set()  # lines longer than max_line_bytes: their alerts say so
         for it in batch:
             src = self._sources[it.source]
-            text, _ = decode_line(it.raw.data, max_bytes)
+            text, truncated = decode_line(it.raw.data, max_bytes)
+            if truncated or it.raw.truncated:  # the tailer keeps max_line_bytes of a longer line
+                cut.add((it.raw.path, it.raw.offset))
             rec = src.parser.parse(text)
             if src.sampled < FORMAT_SAMPLE_LINES and text.strip():
                 self._sample_format(src, rec.parsed, it.raw.path)
@@ -808,6 +811,9 @@ class Service:
                     last.popitem(last=False)
         alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2], m[0].raw.read_from)
                                           for m in meta])  # fmt: skip
+        if cut:
+            for a in alerts:
+                a.line_truncated = (a.file, a.offset) in cut
         if self._relearn_buffer is not None:
             for (it, text, _, stream), v in zip(meta, verdicts):
                 if not v.anomaly:  # with its source's parser and its stream: sources differ in format and key
@@ -1198,7 +1204,7 @@ class Service:
                 if not self.router.flush():
                     out.write(self._refusal())
                 else:
-                    text, _ = decode_line(raw, max_bytes)
+                    text, truncated = decode_line(raw, max_bytes)
                     rec = parser.parse(text)
                     if sample.sampled < FORMAT_SAMPLE_LINES and text.strip():
                         self._sample_format(sample, rec.parsed, "standard input")
@@ -1207,6 +1213,8 @@ class Service:
                     kept = (before.h.copy(), before.seen, before.last) if before is not None else None
                     v = self.detector.detect([(stream, rec)])[0]
                     alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
+                    for a in alerts:
+                        a.line_truncated = truncated
                     n += 1
                     # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
                     delivered = self.router.submit(alerts)
