@@ -239,6 +239,9 @@ def test_human_format_explains_each_detector() -> None:
     assert "type: UNKNOWN" in text and "unknown_type: no learned message type matches" in text
     topk = make_alert(detectors=[DetectorHit("sequence", 12, 9, "rank>9")], expected=[])
     assert "sequence: rank 12 > 9" in format_human(topk)
+    assert "max_line_bytes" not in format_human(topk)
+    topk.line_truncated = True  # a line longer than runtime.max_line_bytes: the screen says so too
+    assert "[longer than runtime.max_line_bytes: its start]" in format_human(topk).splitlines()[1]
 
 
 # --------------------------------------------------------------------------- syslog

@@ -341,7 +341,8 @@ def format_human(alert: Alert, max_line_chars: int = 400) -> str:
         head += f"  host={_printable(alert.host)}"
     if alert.stream and alert.stream != alert.file:
         head += f"  stream={_printable(alert.stream)}"
-    lines = [head, f"  line: {_printable(_clip(alert.line, max_line_chars))}"]
+    cut = "  [longer than runtime.max_line_bytes: its start]" if alert.line_truncated else ""
+    lines = [head, f"  line: {_printable(_clip(alert.line, max_line_chars))}{cut}"]
     if alert.type_id == UNKNOWN_TYPE_ID or alert.template is None:
         lines.append("  type: UNKNOWN")
     else:
