@@ -491,6 +491,8 @@ def test_learn_mode_with_a_dangling_current_says_how_to_repair_it(capsys, tmp_pa
     cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{_free_port()}", model=None)
     rc, _, err = run_cli(capsys, "run", "--config", str(cfg))
     assert_user_error(rc, err, "current: points to v0042, which is not there", "lograven models rollback")
+    rc, _, err = run_cli(capsys, "check", "--config", str(cfg))  # check finds it as run does
+    assert_user_error(rc, err, "current: points to v0042, which is not there", "lograven models rollback")
 
 
 @pytest.mark.parametrize("command", ["train", "learn"])

@@ -301,6 +301,26 @@ def test_blank_lines_count_as_dropped_not_as_unknown_types(tmp_path) -> None:
     assert m.registry.get_sample_value("lograven_unknown_type_lines_total", {"file": "/f"}) == 1
 
 
+def _reloadable_service(tmp_path, model_path, **extra):
+    """A Service with its config in a file (so `_do_reload` re-reads it), `model_path` activated and its
+    router built: the state a SIGHUP finds. Returns (service, the config's dict, the config file)."""
+    import yaml
+
+    from lograven.bundle import load_bundle
+    from lograven.service import Service
+
+    base = {"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+            "sources": [{"paths": [str(tmp_path / "a.log")]}],
+            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}}, **extra}  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base))
+    svc = Service(parse_config(base), str(path))
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(model_path), model_path, svc.cfg)
+    svc.router = build_router(svc.cfg, svc.metrics, suppress=svc._allowlist())
+    return svc, base, path
+
+
 def test_a_reload_applies_learn_schedule_and_names_restart_only_keys(tmp_path, bundle_dir, caplog) -> None:
     """A reload that turns `learn.schedule` on starts periodic relearning; one that also changes sources
     and `runtime.threads` still says that the threads wait for a restart."""
@@ -308,22 +328,12 @@ def test_a_reload_applies_learn_schedule_and_names_restart_only_keys(tmp_path, b
 
     import yaml
 
-    from lograven.bundle import load_bundle
     from lograven.modelstore import ModelStore
-    from lograven.service import Service
 
     store = ModelStore(tmp_path / "state" / "models")
     shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
     store.set_current("v0001")
-    base = {"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
-            "sources": [{"paths": [str(tmp_path / "a.log")]}],
-            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}}}  # fmt: skip
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(base))
-    svc = Service(parse_config(base), str(path))
-    svc._prepare_state_dir()
-    svc._activate(load_bundle(store.current_path()), store.current_path(), svc.cfg)
-    svc.router = build_router(svc.cfg, svc.metrics, suppress=svc._allowlist())
+    svc, base, path = _reloadable_service(tmp_path, store.current_path())
     svc._open_sources(svc.cfg, {})
     assert svc._relearn_buffer is None
     changed = {**base, "learn": {"schedule": "1h"}, "runtime": {"threads": 2},
@@ -826,22 +836,9 @@ def test_a_reload_finds_the_running_model_damaged_on_disk(tmp_path, bundle_dir, 
     successful reload ("model ... loaded"), and only the next restart failed."""
     import shutil
 
-    import yaml
-
-    from lograven.bundle import load_bundle
-    from lograven.service import Service
-
     model = tmp_path / "model"
     shutil.copytree(bundle_dir, model)
-    base = {"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "model": str(model),
-            "sources": [{"paths": [str(tmp_path / "a.log")]}],
-            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}}}  # fmt: skip
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(base))
-    svc = Service(parse_config(base), str(path))
-    svc._prepare_state_dir()
-    svc._activate(load_bundle(model), model, svc.cfg)
-    svc.router = build_router(svc.cfg, svc.metrics, suppress=svc._allowlist())
+    svc, _, _ = _reloadable_service(tmp_path, model, model=str(model))
     running = svc.bundle
     with caplog.at_level("INFO"):
         assert svc._do_reload() is True  # intact: reloaded, the same model, not "loaded" again

@@ -34,8 +34,9 @@ from typing import Any, ClassVar
 from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
-from lograven.errors import LogravenError, read_limited
+from lograven.errors import LogravenError
 from lograven.masking import line_pattern
+from lograven.osutil import read_limited
 
 log = logging.getLogger(__name__)
 

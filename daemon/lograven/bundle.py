@@ -31,6 +31,7 @@ from lograven import __version__
 from lograven.autoencoder import Autoencoder
 from lograven.errors import LogravenError
 from lograven.msgtypes import MessageTypes
+from lograven.osutil import user_name
 from lograven.sequence import SequenceModel
 
 log = logging.getLogger(__name__)
@@ -231,12 +232,8 @@ def unsafe_for_root(directory: Path) -> str | None:
         except OSError:
             continue
         if st.st_uid != 0:
-            try:
-                import pwd
-
-                owner = sudo_as = pwd.getpwuid(st.st_uid).pw_name
-            except (ImportError, KeyError):
-                owner, sudo_as = f"uid {st.st_uid}", f"'#{st.st_uid}'"
+            name = user_name(st.st_uid)
+            owner, sudo_as = (name, name) if name else (f"uid {st.st_uid}", f"'#{st.st_uid}'")
             return (f"{p} belongs to {owner}: as root, a bundle written there could be redirected by that user "
                     f"to overwrite any file; run as {owner} (`sudo -u {sudo_as} lograven ...`)")
         # group write is others' unless the group is root's; a sticky directory keeps entries to their owners
@@ -330,6 +327,11 @@ def _manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
+def _unreadable(file: Path, e: OSError) -> LogravenError:
+    return LogravenError(f"{file}: cannot read ({e.strerror}); run as a user who can read the bundle "
+                         "(the service's: lograven) or fix its permissions")
+
+
 def read_manifest(path: Path) -> dict:
     """Read and verify a bundle's manifest and file hashes (no model parsing)."""
     path = Path(path)
@@ -341,8 +343,7 @@ def read_manifest(path: Path) -> dict:
     except FileNotFoundError:
         raise LogravenError(f"{mpath}: missing; {path} is not a complete bundle (retrain or restore it)") from None
     except OSError as e:
-        raise LogravenError(f"{mpath}: cannot read ({e.strerror}); run as a user who can read the bundle "
-                            "(the service's: lograven) or fix its permissions") from e
+        raise _unreadable(mpath, e) from e
     try:
         manifest = json.loads(raw.decode("utf-8"))
         if not isinstance(manifest, dict):
@@ -372,15 +373,13 @@ def read_manifest(path: Path) -> dict:
         except FileNotFoundError:
             raise LogravenError(f"{fp}: missing from the bundle; retrain or restore it") from None
         except OSError as e:
-            raise LogravenError(f"{fp}: cannot read ({e.strerror}); run as a user who can read the bundle "
-                                "(the service's: lograven) or fix its permissions") from None  # fmt: skip
+            raise _unreadable(fp, e) from None
         if not stat.S_ISREG(st.st_mode):  # a link (to /proc/kmsg, which would block) or a device: never ours
             raise LogravenError(f"{fp}: not a regular file (a link or a device); retrain or restore the bundle")
         try:
             actual = sha256_file(fp)
         except OSError as e:
-            raise LogravenError(f"{fp}: cannot read ({e.strerror}); run as a user who can read the bundle "
-                                "(the service's: lograven) or fix its permissions") from None  # fmt: skip
+            raise _unreadable(fp, e) from None
         if actual != digest:
             raise LogravenError(f"{fp}: checksum mismatch (file corrupt or modified); retrain or restore the bundle")
     manifest["_sha256"] = hashlib.sha256(raw).hexdigest()

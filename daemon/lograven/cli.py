@@ -13,6 +13,7 @@ from pathlib import Path
 from lograven import __version__
 from lograven.alerts import _printable
 from lograven.errors import LogravenError
+from lograven.osutil import whoami
 
 log = logging.getLogger("lograven")
 
@@ -520,7 +521,7 @@ def cmd_check(args) -> int:
         print(f"{cfg.model}: model bundle OK ({b.version}, {len(b.types.types_)} message types)")
         print(f"  detectors in force: {_detectors_in_force(b, cfg)}")
     else:
-        from lograven.modelstore import ModelStore
+        from lograven.modelstore import ModelStore, resolve_model_path
 
         store = ModelStore(cfg.models_dir())
         try:
@@ -535,7 +536,7 @@ def cmd_check(args) -> int:
         else:  # learned already: the daemon runs the model directory's current version
             from lograven.bundle import load_bundle
 
-            b = load_bundle(current)
+            b = load_bundle(resolve_model_path(store.root))  # as `run` finds it: a dangling `current` says how to repair it
             print(f"model: null -> the learned model {store.root}/current = {current.name}: model bundle OK "
                   f"({b.version}, {len(b.types.types_)} message types)")
             print(f"  detectors in force: {_detectors_in_force(b, cfg)}")
@@ -579,24 +580,15 @@ def _output_warnings(cfg) -> list[str]:
     out = []
     state = cfg.effective_state_dir()
     if (why := _unwritable(state, directory=True)) is not None:
-        out.append(f"state_dir {state}: {why} for {_user()}; `run` needs to write there")
+        out.append(f"state_dir {state}: {why} for {whoami()}; `run` needs to write there")
     if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path), directory=False)) is not None:
-        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {_user()}; `run` as this user would refuse "
+        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {whoami()}; `run` as this user would refuse "
                    "to start (check as the service's user: `sudo -u lograven lograven check --config FILE`)")
     from lograven.metrics import exposure_warning
 
     if cfg.metrics.enabled and (warning := exposure_warning(cfg.metrics.listen)):
         out.append(warning)
     return out
-
-
-def _user() -> str:
-    try:
-        import pwd
-
-        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
-    except (ImportError, KeyError):
-        return f"uid {os.geteuid()}"
 
 
 def cmd_learn(args) -> int:

@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import yaml
 
-from lograven.errors import LogravenError, TooLarge, read_limited
+from lograven.errors import LogravenError
+from lograven.osutil import TooLarge, read_limited
 
 log = logging.getLogger(__name__)
 

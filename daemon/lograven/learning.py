@@ -29,10 +29,11 @@ import numpy as np
 from lograven.autoencoder import Autoencoder
 from lograven.bundle import load_bundle, save_bundle
 from lograven.detector import DetectorSettings
-from lograven.errors import LogravenError, read_limited
+from lograven.errors import LogravenError
 from lograven.masking import Masker
 from lograven.modelstore import ModelStore
 from lograven.msgtypes import MessageTypes
+from lograven.osutil import read_limited
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel, kept_count, tail_quantile
 from lograven.training import (
@@ -103,7 +104,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     def reader(file: str) -> tuple[Parser, StreamKey]:
         target = os.path.abspath(file)
         for patterns, pk in by_source:
-            if any(fnmatch.fnmatchcase(target, os.path.abspath(p)) for p in patterns):
+            if any(_glob_match(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
                 return pk
         return default
 

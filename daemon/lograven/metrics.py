@@ -376,31 +376,39 @@ def listen_problem(listen: str) -> str | None:
     of this host), found without taking the port: `check` runs beside the daemon that holds it."""
     try:
         addr = parse_listen(listen)
-        infos = socket.getaddrinfo(addr.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except LogravenError:
         return None  # the config check says what is wrong with it
-    except socket.gaierror as e:
-        return f"metrics.listen: cannot resolve host {addr.host!r} in {listen!r} ({e.strerror}); `run` would refuse to start"
-    family, _, _, _, sockaddr = infos[0]
     try:
+        family, sockaddr = _resolve(addr, listen, 0)
         with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((sockaddr[0], 0, *sockaddr[2:]))
+            probe.bind(sockaddr)
+    except LogravenError as e:
+        return f"{e}; `run` would refuse to start"
     except OSError as e:  # port 0 is never taken: any error here is the address's
         if e.errno == errno.EADDRNOTAVAIL:
-            return (f"metrics.listen: {addr.host} is not an address of this host; `run` would refuse to start: use "
-                    "127.0.0.1 or one of its addresses")
+            return f"{_not_local(addr.host)}; `run` would refuse to start"
         return f"metrics.listen: cannot listen on {addr.host} ({e.strerror or e}); `run` would refuse to start"
     return None
+
+
+def _resolve(addr: ListenAddress, listen: str, port: int) -> tuple[int, tuple]:
+    """(address family, socket address) to bind `addr`'s host at `port`; LogravenError when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(addr.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise LogravenError(f"metrics.listen: cannot resolve host {addr.host!r} in {listen!r} ({e.strerror})") from e
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def _not_local(host: str) -> str:
+    return f"metrics.listen: {host} is not an address of this host; use 127.0.0.1 or one of its addresses"
 
 
 def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
     """Serve `metrics` at http://<listen>/metrics from a daemon thread, bound to that address only."""
     addr = parse_listen(listen)
-    try:
-        infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise LogravenError(f"metrics.listen: cannot resolve host {addr.host!r} in {listen!r} ({e.strerror})") from e
-    family, _, _, _, sockaddr = infos[0]
+    family, sockaddr = _resolve(addr, listen, addr.port)
 
     class Server(_Server):
         address_family = family
@@ -420,9 +428,7 @@ def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
                 f"metrics.listen: not allowed to bind {listen} (ports below 1024 need privileges); use a port above 1024"
             ) from e
         if e.errno == errno.EADDRNOTAVAIL:
-            raise LogravenError(
-                f"metrics.listen: {addr.host} is not an address of this host; use 127.0.0.1 or one of its addresses"
-            ) from e
+            raise LogravenError(_not_local(addr.host)) from e
         raise LogravenError(f"metrics.listen: cannot listen on {listen}: {e.strerror or e}") from e
     thread = threading.Thread(target=server.serve_forever, name="lograven-metrics", daemon=True)
     thread.start()

@@ -40,6 +40,7 @@ from lograven.errors import LogravenError
 from lograven.metrics import Metrics, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.notify import Notifier
+from lograven.osutil import whoami
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
@@ -295,7 +296,7 @@ def source_warnings(cfg: Config) -> list[str]:
         unreadable = [p for p in own if not _readable(p)]
         if unreadable:
             out.append(
-                f"sources[{i}].paths: {_whoami()} cannot read {', '.join(unreadable[:3])}"
+                f"sources[{i}].paths: {whoami()} cannot read {', '.join(unreadable[:3])}"
                 f"{' …' if len(unreadable) > 3 else ''} (permission denied); lograven retries, but reads nothing until "
                 "the user it runs as may: group adm on Debian/Ubuntu, or `setfacl -m u:lograven:r FILE` "
                 "(docs/operations.md; check as that user: `sudo -u lograven lograven check`)"
@@ -304,15 +305,6 @@ def source_warnings(cfg: Config) -> list[str]:
         if readable and (bad := _format_mismatch(readable[:3], src.format)) is not None:  # the files it reads
             out.append(f"sources[{i}].format: {bad}")
     return out
-
-
-def _whoami() -> str:
-    try:
-        import pwd
-
-        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
-    except (ImportError, KeyError):
-        return f"uid {os.geteuid()}"
 
 
 def _readable(path: str) -> bool:
