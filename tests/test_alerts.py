@@ -706,7 +706,7 @@ def test_closing_with_an_optional_sinks_alerts_undelivered_is_a_warning_when_kep
     router = AlertRouter([jsonl, syslog], clock=clock)
     router.submit([make_alert()])
     with caplog.at_level("WARNING"):
-        router.close()
+        assert router.close() == 0  # nothing lost: `run` exits 0
     rec = [r for r in caplog.records if "closed with 1 undelivered" in r.getMessage()]
     assert len(rec) == 1 and rec[0].levelname == "WARNING" and "alerts.syslog.enabled: false" in rec[0].getMessage()
     caplog.clear()
@@ -715,6 +715,6 @@ def test_closing_with_an_optional_sinks_alerts_undelivered_is_a_warning_when_kep
     router = AlertRouter([alone], clock=clock)
     router.submit([make_alert()])
     with caplog.at_level("WARNING"):
-        router.close()
+        assert router.close() == 1  # `run` exits 1
     (rec,) = [r for r in caplog.records if "closed with 1 undelivered" in r.getMessage()]
     assert rec.levelname == "ERROR"  # nowhere else: lost

@@ -1,6 +1,7 @@
 """Unit tests of the daemon's wiring: own-alert skipping, verdict -> alert, sinks from config."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -829,6 +830,34 @@ def test_stopping_says_checkpoint_written_only_when_it_was(tmp_path, monkeypatch
     with caplog.at_level("INFO", logger="lograven.service"):
         svc2._shutdown()
     assert "stopping: checkpoint written (0 stream(s))" in caplog.text
+    assert svc._stop_problems and not svc2._stop_problems
+
+
+def test_run_exits_1_when_its_last_checkpoint_is_not_written(tmp_path, bundle_dir, monkeypatch, caplog) -> None:
+    """A stop whose checkpoint failed (a full disk) exited 0: systemd showed a clean stop, and the next
+    start re-read and re-alerted what the lost checkpoint covered. Now `run` exits 1 and says why."""
+    from lograven import checkpoint
+    from lograven.errors import LogravenError
+    from lograven.service import Service
+
+    cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    lines = [b"Jun  9 07:00:00 web01 kernel: something new happened\n"] * 3
+
+    def run(fail: bool) -> int:
+        svc = Service(cfg, stdin_mode=True, stdin=iter(lines), stdout=io.StringIO())
+        if fail:
+            def full(self, state, tick=None):
+                raise LogravenError("cannot save the checkpoint: the disk is full")
+
+            monkeypatch.setattr(checkpoint.Checkpointer, "save", full)
+        return svc.run()
+
+    with caplog.at_level("INFO", logger="lograven.service"):
+        assert run(fail=False) == 0
+        assert "stopped with errors" not in caplog.text
+        assert run(fail=True) == 1
+    assert "stopped with errors: the last checkpoint was not written" in caplog.text
 
 
 def test_a_reload_finds_the_running_model_damaged_on_disk(tmp_path, bundle_dir, caplog) -> None:

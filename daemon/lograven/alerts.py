@@ -783,13 +783,17 @@ class AlertRouter:
             log.info("%d undelivered alert(s) carried over to the reloaded alert sinks", moved)
         return moved
 
-    def close(self) -> None:
-        """Try once more to deliver what is queued, then close every sink."""
+    def close(self) -> int:
+        """Try once more to deliver what is queued, then close every sink. Returns how many alerts are
+        left undelivered where it matters: in a required sink, or in any sink when no required sink
+        took them all."""
+        lost = 0
         with self._lock:
             self._deliver(force=True)
             kept = any(o.sink.required and not o.queue for o in self._sinks)  # a durable copy of every alert
             for st in self._sinks:
                 if st.queue and (st.sink.required or not kept):
+                    lost = max(lost, len(st.queue))
                     log.error(
                         "alert sink %s closed with %d undelivered alert(s): %s",
                         st.sink.name, len(st.queue), st.last_error,
@@ -804,6 +808,7 @@ class AlertRouter:
                     st.sink.close()
                 except Exception:  # noqa: BLE001 - closing must not stop the others
                     log.exception("closing alert sink %s failed", st.sink.name)
+        return lost
 
     # -- filtering
 

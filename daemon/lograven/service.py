@@ -418,6 +418,7 @@ class Service:
         self._evictions_det: Detector | None = None
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
+        self._stop_problems: list[str] = []  # what the stop could not save: `run` then exits 1
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
         self._relearn_started = 0.0
         self._relearn_buffer: QuietLines | None = None  # (parser, path, line, stream) of lines that raised no alert
@@ -516,6 +517,16 @@ class Service:
 
     # --------------------------------------------------------------- run
     def run(self) -> int:
+        """Run until stopped. Exit status 0, or 1 when the stop could not save everything: the last
+        checkpoint was not written (the next start re-reads from the one before) or alerts were left
+        undelivered with no durable copy. systemd then shows the unit as failed, and the journal says why."""
+        code = self._run()
+        if self._stop_problems:
+            log.error("stopped with errors: %s", "; ".join(self._stop_problems))
+            return 1
+        return code
+
+    def _run(self) -> int:
         from lograven.cli import limit_threads
 
         limit_threads(self.cfg.runtime.threads)
@@ -1252,12 +1263,17 @@ class Service:
             if self.detector is not None and hasattr(self, "checkpointer"):
                 if self._checkpoint():
                     log.info("stopping: checkpoint written (%d stream(s))", len(self.detector.states))
+                else:
+                    self._stop_problems.append(
+                        f"the last checkpoint was not written ({self.checkpointer.path}): the next start "
+                        "re-reads the lines since the one before, and may alert on them again")
         finally:
             for s in self._sources:
                 if s.tailer:
                     s.tailer.close()
             if self.router is not None:
-                self.router.close()  # says what a failing sink did not take
+                if lost := self.router.close():  # says what a failing sink did not take
+                    self._stop_problems.append(f"{lost} alert(s) undelivered")
             if self._http is not None:
                 self._http.stop()
             self._release_lock()
