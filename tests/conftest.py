@@ -135,6 +135,14 @@ def _no_installed_config(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _no_service_user(monkeypatch):
+    """`check` run as root also checks as the service's user when it exists: not a host's, in tests."""
+    from lograven import cli
+
+    monkeypatch.setattr(cli, "SERVICE_USER", "lograven-tests-no-such-user")
+
+
+@pytest.fixture(autouse=True)
 def _no_daemon_left_behind():
     """A failing end-to-end test must not leave `lograven run` processes behind."""
     yield

@@ -520,3 +520,85 @@ def test_check_fails_on_a_metrics_host_run_would_refuse(capsys, tmp_path, logfil
         cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{busy.getsockname()[1]}")
         rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 0, out + err
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory other users may look into (tmp_path's parents are root's alone)."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="lograven-user-check-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_check_as_root_also_checks_as_the_service_user(capsys, shared_dir, monkeypatch) -> None:
+    """`sudo lograven check` read every file as root and passed, while the service's user could read
+    neither /var/log/secure (no ACL) nor a model root trained in a 0700 directory: the daemon then read
+    nothing, or failed to start. Now root's check also looks as that user (a forked child with its uid
+    and groups) and says what it cannot read."""
+    import pwd
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("checking as another user needs root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user `nobody` on this machine")
+    line = "Jun  9 07:00:00 web01 sshd[1]: Accepted publickey for alice from 10.0.0.1 port 22 ssh2\n"
+    secret, public = shared_dir / "secure", shared_dir / "messages"
+    secret.write_text(line)
+    public.write_text(line)
+    secret.chmod(0o600)
+    public.chmod(0o644)
+    model = shared_dir / "model"
+    shutil.copytree(DEFAULT, model)
+    model.chmod(0o700)  # trained by root in a private directory
+    cfg = shared_dir / "config.yaml"
+    cfg.write_text(f"model: {model}\nstate_dir: {shared_dir / 'state'}\nmetrics: {{enabled: false}}\n"
+                   f"sources:\n  - paths: [{secret}, {public}]\n")  # fmt: skip
+    monkeypatch.setattr(cli, "SERVICE_USER", "nobody")
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, err
+    assert "also as user nobody (the user lograven.service runs as" in out
+    warnings = [ln for ln in out.splitlines() if ln.startswith("warning: ")]
+    assert any(f"user nobody cannot read {secret} " in w for w in warnings), out
+    assert not any(str(public) in w for w in warnings), out
+    assert any(w.startswith(f"warning: model: user nobody cannot read {model} (permission denied)") for w in warnings), out
+    model.chmod(0o755)
+    (model / "manifest.json").chmod(0o600)
+    rc, out, _ = run_cli(capsys, "check", "--config", str(cfg))
+    assert f"user nobody cannot read {model / 'manifest.json'} " in out
+    (model / "manifest.json").chmod(0o644)
+    secret.chmod(0o644)
+    rc, out, _ = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and "also as user nobody" in out and "warning:" not in out, out
+    secret.chmod(0o600)
+    rc, out, _ = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")  # root's view only
+    assert rc == 0 and "also as user" not in out and "warning:" not in out, out
+    rc, _, err = run_cli(capsys, "check", "--config", str(cfg), "--user", "no-such-user-here")
+    assert_user_error(rc, err, "--user no-such-user-here: no such user")
+
+
+def test_as_user_runs_in_a_child_with_that_users_ids_and_reports_its_failure() -> None:
+    import grp
+    import pwd
+
+    from lograven.osutil import as_user
+
+    if os.geteuid() != 0:
+        pytest.skip("checking as another user needs root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user `nobody` on this machine")
+    extra = grp.getgrgid(0).gr_name  # a group `nobody` is not in
+    uid, gid, groups = as_user("nobody", lambda: [os.geteuid(), os.getegid(), os.getgroups()], (extra, "no-such-group"))
+    assert (uid, gid) == (pw.pw_uid, pw.pw_gid) and 0 in groups and os.geteuid() == 0  # the parent stays root
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        as_user("nobody", lambda: 1 / 0)
+    with pytest.raises(RuntimeError, match="not JSON serializable"):
+        as_user("nobody", lambda: object())

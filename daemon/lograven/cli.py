@@ -13,7 +13,7 @@ from pathlib import Path
 from lograven import __version__
 from lograven.alerts import _printable
 from lograven.errors import LogravenError
-from lograven.osutil import whoami
+from lograven.osutil import as_user, whoami
 
 log = logging.getLogger("lograven")
 
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = _add(sub, "check", "validate a config file (and its model bundle, if one is configured)",
              "examples:\n  lograven check --config /etc/lograven/config.yaml\n  lograven check --config config.example.yaml")
     c.add_argument("--config", required=True)
+    c.add_argument("--user", metavar="NAME",
+                   help="as root, also check that user NAME may read the sources and the model, as the service "
+                        f"will (default: {SERVICE_USER}, when that user exists; `--user root` checks as root only)")
     r = _add(sub, "run", "run the daemon: tail the configured files, detect, alert to syslog/JSON lines, serve metrics",
              "examples:\n  lograven run --config /etc/lograven/config.yaml\n"
              "  lograven run --config config.yaml --stdin      # plugin mode behind rsyslog omprog (docs/operations.md)\n"
@@ -544,13 +547,99 @@ def cmd_check(args) -> int:
 
     from lograven.allowlist import allowlist_problems
 
-    for warning in [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]:
+    warnings = [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]
+    warnings += [w for w in _service_user_warnings(cfg, args.user) if w not in warnings]
+    for warning in warnings:
         print(f"warning: {warning}")
     from lograven.metrics import listen_problem
 
     if cfg.metrics.enabled and (problem := listen_problem(cfg.metrics.listen)):
         raise LogravenError(f"{args.config or 'the configuration'}: {problem}")
     return 0
+
+
+#: The user lograven.service runs as (systemd/lograven.service: User=, with SupplementaryGroups=adm).
+SERVICE_USER = "lograven"
+SERVICE_GROUPS = ("adm",)
+
+
+def _service_user_warnings(cfg, user: str | None) -> list[str]:
+    """As root, what the service's user could not read: the sources' files and the model. Root reads
+    everything, so `sudo lograven check` passed while the daemon read nothing (no group adm, no ACL on
+    /var/log/secure) or failed to load a model trained by root in a 0700 directory."""
+    import pwd
+
+    if user in ("root", ""):
+        return []
+    name = user or SERVICE_USER
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        if user is None:
+            return []  # no service installed here: nothing to check as
+        raise LogravenError(f"--user {name}: no such user") from None
+    if os.geteuid() != 0:
+        if user is not None and pw.pw_uid != os.geteuid():
+            raise LogravenError(f"--user {name}: only root can check as another user (`sudo lograven check ...`)")
+        return []  # this user's own view is what the checks above saw
+    from lograven.service import source_warnings
+
+    model = _model_entries(cfg)
+
+    def work() -> list[str]:
+        out = source_warnings(cfg)
+        unreadable: list[str] = []
+        for path, is_dir in model:
+            if any(path.startswith(u + os.sep) for u in unreadable):
+                continue  # inside a directory already named
+            if is_dir:
+                if not os.access(path, os.R_OK | os.X_OK):
+                    unreadable.append(path)
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except PermissionError:
+                unreadable.append(path)
+            except OSError:
+                pass  # gone meanwhile, or a problem root's own check reports
+        if unreadable:
+            out.append(f"model: user {name} cannot read {', '.join(unreadable[:3])}{' …' if len(unreadable) > 3 else ''} "
+                       f"(permission denied): `run` as that user would fail to load the model; give it to that user "
+                       f"(`chown -R {name}: DIR`) or its group read access (`chmod -R g+rX DIR`)")  # fmt: skip
+        return out
+
+    try:
+        found = as_user(name, work, SERVICE_GROUPS if user is None else ())
+    except (OSError, RuntimeError) as e:
+        return [f"could not check as user {name}: {e}"]
+    print(f"checked the sources{' and the model' if model else ''} also as user {name}"
+          f"{'' if user else ' (the user lograven.service runs as; --user NAME for another)'}")  # fmt: skip
+    return list(found)
+
+
+def _model_entries(cfg) -> list[tuple[str, bool]]:
+    """The directories and files of the model `run` would load, parents first, each with whether it
+    is a directory (empty when there is no model, or it cannot be resolved: root's check says so)."""
+    from lograven.modelstore import resolve_model_path
+
+    try:
+        root = resolve_model_path(cfg.model) if cfg.model else resolve_model_path(cfg.models_dir())
+    except (LogravenError, OSError):
+        return []
+    out, dirs = [(str(root), True)], [str(root)]
+    while dirs:
+        d = dirs.pop(0)
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            is_dir = e.is_dir(follow_symlinks=False)
+            out.append((e.path, is_dir))
+            if is_dir:
+                dirs.append(e.path)
+    return out
 
 
 def _unwritable(path: Path, directory: bool) -> str | None:

@@ -33,3 +33,54 @@ def whoami() -> str:
     """This process's effective user, for messages: `user NAME`, else `uid N`."""
     name = user_name(os.geteuid())
     return f"user {name}" if name else f"uid {os.geteuid()}"
+
+
+def as_user(name: str, fn, extra_groups: tuple[str, ...] = ()) -> object:
+    """`fn()`'s result (JSON-able), computed in a child process running as user `name` with that user's
+    groups and `extra_groups` (those that exist): what that user may read is what the kernel says, ACLs
+    and all. Only root can do this; raises PermissionError otherwise, KeyError for an unknown user,
+    and RuntimeError when the child fails."""
+    import grp
+    import json
+    import pwd
+
+    pw = pwd.getpwnam(name)
+    groups = set(os.getgrouplist(name, pw.pw_gid))
+    for g in extra_groups:
+        try:
+            groups.add(grp.getgrnam(g).gr_gid)
+        except KeyError:
+            pass
+    if os.geteuid() != 0:
+        raise PermissionError(f"only root can check as user {name}")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to the user, compute, report, and never return into the caller
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups(sorted(groups))
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            data = json.dumps({"ok": fn()})
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            data, code = json.dumps({"error": f"{type(e).__name__}: {e}"}), 1
+        try:
+            view = memoryview(data.encode())
+            while view:
+                view = view[os.write(w, view):]
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    with os.fdopen(r, "rb") as f:
+        while chunk := f.read(65536):
+            chunks.append(chunk)
+    os.waitpid(pid, 0)
+    try:
+        reply = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        reply = {}
+    if "ok" not in reply:
+        raise RuntimeError(reply.get("error", "the child process gave no answer"))
+    return reply["ok"]

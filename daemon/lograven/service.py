@@ -299,7 +299,7 @@ def source_warnings(cfg: Config) -> list[str]:
                 f"sources[{i}].paths: {whoami()} cannot read {', '.join(unreadable[:3])}"
                 f"{' …' if len(unreadable) > 3 else ''} (permission denied); lograven retries, but reads nothing until "
                 "the user it runs as may: group adm on Debian/Ubuntu, or `setfacl -m u:lograven:r FILE` "
-                "(docs/operations.md; check as that user: `sudo -u lograven lograven check`)"
+                "(docs/operations.md; `sudo lograven check --config FILE` checks as user lograven too)"
             )
         readable = [p for p in own if p not in unreadable]
         if readable and (bad := _format_mismatch(readable[:3], src.format)) is not None:  # the files it reads
