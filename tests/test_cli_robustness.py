@@ -364,6 +364,7 @@ def test_types_accepts_the_daemons_model_directory(capsys, tmp_path) -> None:
     assert (store / "v0001" / MANIFEST).exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the test's directories must be root's (as a plain user they belong to another user than root, refused first for that)")
 def test_root_never_writes_a_bundle_where_another_user_could_redirect_it(tmp_path, monkeypatch, default_bundle, capsys) -> None:
     """Root running `lograven learn --model /var/lib/lograven/models` wrote the bundle's files by name into
     a temporary directory that the lograven user could swap for a symbolic link mid-training: any file
@@ -384,14 +385,14 @@ def test_root_never_writes_a_bundle_where_another_user_could_redirect_it(tmp_pat
     assert list(shared.iterdir()) == []
     shared.chmod(0o1777)  # sticky, like /tmp: others cannot rename root's directory
     check_bundle_target(shared / "m", "--out")
-    if os.getuid() == 0:  # a directory another user owns (the service's state_dir)
-        owned = tmp_path / "state"
-        (owned / "models").mkdir(parents=True)
-        os.chown(owned, 4242, 4242)
-        with pytest.raises(LogravenError, match=r"state belongs to (uid 4242|\S+): .* \(`sudo -u (\S+|'#4242') lograven \.\.\.`\)"):
-            check_bundle_target(owned / "models" / "v0001", "--out", named=False)
+    owned = tmp_path / "state"  # a directory another user owns (the service's state_dir)
+    (owned / "models").mkdir(parents=True)
+    os.chown(owned, 4242, 4242)
+    with pytest.raises(LogravenError, match=r"state belongs to (uid 4242|\S+): .* \(`sudo -u (\S+|'#4242') lograven \.\.\.`\)"):
+        check_bundle_target(owned / "models" / "v0001", "--out", named=False)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the test's directories must be root's (as a plain user they belong to another user than root, refused first for that)")
 def test_root_writes_a_bundle_through_the_resolved_path(tmp_path, monkeypatch, default_bundle) -> None:
     """A link on the way to --out that another user controls could be re-pointed while root trains: root
     now checks the resolved path and writes there, and a group-writable directory of group root is fine."""
@@ -406,7 +407,7 @@ def test_root_writes_a_bundle_through_the_resolved_path(tmp_path, monkeypatch, d
     shared.chmod(0o777)
     (shared / "link").symlink_to(target)
     b = default_bundle
-    if os.getgid() == 0:
+    if os.getgid() == 0:  # always, as root (the test is skipped otherwise)
         out = save_bundle(shared / "link" / "m", b.types, b.sequence, b.autoencoder, training={}, keras_files=False)
         assert out == target / "m" and (target / "m" / MANIFEST).exists()
         assert (shared / "link").is_symlink() and sorted(p.name for p in shared.iterdir()) == ["link"]
