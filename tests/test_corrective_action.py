@@ -547,6 +547,29 @@ def test_allowlist_keeps_its_mode_when_saved(tmp_path):
         os.umask(old)
 
 
+@pytest.mark.parametrize("err", [errno.EPERM, errno.EROFS, errno.EACCES])
+def test_allowlist_in_a_directory_it_cannot_write_says_so(tmp_path, monkeypatch, capsys, err):
+    """An immutable (EPERM) or read-only (EROFS) state directory, or another user's (EACCES): `lograven
+    allow` ended in a traceback, because the temporary file was created outside the error handling."""
+    import tempfile
+
+    from lograven import cli
+    from lograven.errors import LogravenError
+
+    def refuse(*a, **kw):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    path = tmp_path / "allow.json"
+    with pytest.raises(LogravenError, match=rf"{path}: cannot write the allowlist: cannot create a file in {tmp_path} \({os.strerror(err)}\)"):
+        Allowlist(path).add(new_rule(type_id=3))
+    rc = cli.main(["allow", "--allowlist", str(path), "--type", "3"])
+    err_text = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err_text and "cannot write the allowlist" in err_text, err_text
+    assert ("sudo -u lograven" in err_text) == (err in (errno.EPERM, errno.EACCES))
+    assert not path.exists()
+
+
 def _write_rules(path: Path, rules) -> Path:
     path.write_text(json.dumps({"version": 1, "rules": rules}))
     return path

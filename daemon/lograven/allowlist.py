@@ -427,7 +427,13 @@ class Allowlist:
         doc = {"version": FORMAT_VERSION,
                "rules": [{k: v for k, v in asdict(r).items() if k != "pattern" or v is not None} if isinstance(r, Rule)
                          else r.raw for r in self.rules]}  # fmt: skip
-        fd, tmp = tempfile.mkstemp(prefix=".allowlist.", dir=self.path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".allowlist.", dir=self.path.parent)
+        except OSError as e:  # a read-only or immutable directory, or another user's
+            fix = ("run as the daemon's user (`sudo -u lograven lograven allow ...`) or as root"
+                   if isinstance(e, PermissionError) else "make it writable")
+            raise LogravenError(f"{self.path}: cannot write the allowlist: cannot create a file in "
+                                f"{self.path.parent} ({e.strerror or e}); {fix}") from e
         try:
             _keep_access(fd, self.path)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
