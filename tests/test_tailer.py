@@ -777,6 +777,29 @@ def test_restart_resumes_at_the_acknowledged_offset(tmp_path: Path) -> None:
         assert texts(tailer.poll()) == [b"3", b"4"]
 
 
+def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A file resumed from the checkpoint stayed among the files found at start: its first rotation
+    after the restart warned that the new file "is not the file recorded in the checkpoint ... while
+    lograven was stopped", and counted two rotations (found by a week-one soak)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"1\n")
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    with make([log], positions=saved) as tailer:
+        append(log, b"2\n")
+        got = texts(tailer.poll())
+        os.rename(log, tmp_path / "app.log.1")
+        log.write_bytes(b"3\n")
+        with caplog.at_level("INFO", logger="lograven.tailer"):
+            for _ in range(3):
+                got += texts(tailer.poll())
+        assert got == [b"2", b"3"]
+        assert sum(s.rotations for s in tailer.stats().values()) == 1
+    assert "not the file recorded in the checkpoint" not in caplog.text
+
+
 def test_acknowledge_lines_takes_the_furthest_line_of_each_file(tmp_path: Path) -> None:
     a, b = tmp_path / "a.log", tmp_path / "b.log"
     a.write_bytes(b"")

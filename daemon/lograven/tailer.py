@@ -1063,6 +1063,7 @@ class Tailer:
         """Where to start reading a file we did not follow yet, and whether that is mid-line."""
         saved = self._take_saved(path, fd, st)
         if saved is not None:
+            self._initial.discard(path)  # resumed: its path's next file is a rotation, not one found at start
             if saved.path != path:
                 log.info("%s was rotated to %s while lograven was stopped; resuming there at byte %d",
                          saved.path, path, saved.offset)
