@@ -324,10 +324,12 @@ def _daemon_on_a_store(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")
-def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
+@pytest.mark.parametrize("fix", ["repair", "rollback"])
+def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path, fix):
     """`current` pointed at a damaged version: the daemon refuses it once, keeps its model, and does not
     re-verify it every 2 seconds (an ERROR, a bundle hash and a RELOADING/READY each time); repaired,
-    it is switched to."""
+    it is switched to. Pointed back at the running version, the reload gauge is 1 again: it stayed 0
+    (LogravenReloadFailed firing) until some other version came."""
     store, models, d = _daemon_on_a_store(tmp_path)
     p2 = store.new_version_path()
     shutil.copytree(DEFAULT_MODEL, p2, dirs_exist_ok=True)
@@ -342,12 +344,17 @@ def test_a_refused_current_version_is_not_retried_until_it_changes(tmp_path):
     time.sleep(5)  # two and more checks of `current` later
     text = d.metrics()
     assert "lograven_config_reload_failures_total 1.0" in text and "lograven_config_last_reload_successful 0.0" in text
-    victim.write_bytes(good)  # repaired
+    if fix == "repair":
+        victim.write_bytes(good)
+    else:  # back to the version that runs
+        os.symlink("v0001", models / ".cur")
+        os.replace(models / ".cur", models / "current")
     text = d.wait_metric("lograven_config_last_reload_successful 1.0")
     assert "lograven_config_last_reload_successful 1.0" in text and "lograven_config_reload_failures_total 1.0" in text
     assert d.stop() == 0
     err = (tmp_path / "daemon.err").read_text()
     assert err.count("reload rejected") == 1 and "tries it again when `current` or that version changes" in err
+    assert ("current version is v0001 again, the running model" in err) == (fix == "rollback")
 
 
 @pytest.mark.slow

@@ -984,11 +984,13 @@ class Service:
                 self._rejected_model = seen
                 self.metrics.reload_failed()
                 log.error("the model directory's current version cannot be used: %s; the running model stays", e)
-        if cur is not None and self._rejected_model is not None and self._rejected_model[0] == "broken":
-            self._rejected_model = None  # `current` was repaired
-            if self._model_path is not None and cur.resolve() == self._model_path.resolve():
-                self.metrics.reload_succeeded()
-                log.info("the model directory's current version is %s again, the running model", cur.name)
+        if cur is not None and self._rejected_model is not None:
+            running = self._model_path is not None and cur.resolve() == self._model_path.resolve()
+            if running or self._rejected_model[0] == "broken":
+                self._rejected_model = None  # `current` was repaired, or points back at the running model
+                if running:
+                    self.metrics.reload_succeeded()
+                    log.info("the model directory's current version is %s again, the running model", cur.name)
         if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
             seen = _version_key(cur)
             if seen != self._rejected_model:  # a version refused once is tried again only once it changes
