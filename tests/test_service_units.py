@@ -1100,3 +1100,96 @@ def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle
             s.tailer.close()
         svc.router.close()
         svc._release_lock()
+
+
+def test_a_reload_keeps_restart_only_values_in_force_for_everything(tmp_path, bundle_dir, caplog) -> None:
+    """A reload that changed state_dir said the old one stays in force, but the allowlist was then read
+    from the new one (allowlisted alerts came back); and setting it back warned again."""
+    import yaml
+
+    svc, base, path = _reloadable_service(tmp_path, bundle_dir, model=str(bundle_dir))
+    old_allowlist = svc.cfg.allowlist_path()
+    path.write_text(yaml.safe_dump({**base, "state_dir": str(tmp_path / "elsewhere"), "runtime": {"threads": 2}}))
+    with caplog.at_level("WARNING"):
+        assert svc._do_reload() is True
+    assert "state_dir, runtime.threads changed, which takes effect only at a restart" in caplog.text
+    assert svc.cfg.allowlist_path() == old_allowlist and svc.cfg.effective_state_dir() == tmp_path / "state"
+    assert svc.cfg.runtime.threads == 1
+    caplog.clear()
+    path.write_text(yaml.safe_dump(base))  # back to the values in force: nothing waits for a restart
+    with caplog.at_level("WARNING"):
+        assert svc._do_reload() is True
+    assert "only at a restart" not in caplog.text
+    svc.router.close()
+    svc._release_lock()
+
+
+def test_a_reload_that_reopens_the_files_reads_no_line_twice_and_loses_no_count(tmp_path, bundle_dir, monkeypatch) -> None:
+    """A reload changing `runtime` reopens the files. They were reopened at the acknowledged positions:
+    with alerts.jsonl failing (a full disk), those stay behind, so every reload read and scored the
+    lines since again (an anomaly alerted 4 times after 3 reloads, GRU states advanced twice). And
+    lograven_lines_read_total lost what the closed tailers had counted since the last export."""
+    import yaml
+
+    from lograven import alerts as alerts_mod
+    from lograven.alerts import SinkError
+    from lograven.service import Service
+
+    failing = {"on": True}
+    real_emit = alerts_mod.JsonlSink.emit
+
+    def emit(self, batch):
+        if failing["on"]:
+            raise SinkError("No space left on device")
+        real_emit(self, batch)
+
+    monkeypatch.setattr(alerts_mod.JsonlSink, "emit", emit)
+    log = tmp_path / "a.log"
+    normal = (bundle_dir.parent / "messages").read_text().splitlines()[:100]
+    log.write_text("\n".join(normal + ["Jun  9 07:00:00 web01 kernel: marker never seen before 0x1f"]) + "\n")
+    svc, base, path = _reloadable_service(tmp_path, bundle_dir, model=str(bundle_dir))
+    scored = []
+    real_process = Service._process
+    monkeypatch.setattr(Service, "_process", lambda self, batch: (scored.extend(batch), real_process(self, batch))[1])
+    svc.cfg = replace_start(svc.cfg)
+    svc._open_sources(svc.cfg, {})
+    svc._start_reader()
+
+    def work(until: int, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while len(scored) < until and time.monotonic() < deadline:
+            if batch := svc._take_batch(256, 0.05, timeout=0.2):
+                svc._process(batch)
+
+    work(101)
+    for ms in (30, 40, 50):  # three reloads that reopen the files, while the sink fails
+        path.write_text(yaml.safe_dump({**base, "runtime": {"max_wait_ms": ms}, "sources": [{"paths": [str(log)], "start_position": "beginning"}]}))
+        assert svc._do_reload() is True
+        work(102, seconds=1.5)  # time to read again what it would
+    assert len(scored) == 101, len(scored)  # every line once
+    with log.open("a") as f:
+        f.write("\n".join(normal[:20]) + "\n")
+    work(121)
+    failing["on"] = False
+    assert svc.router.flush(force=True)
+    svc._ack_pending()
+    svc._export_file_stats()
+    assert len(scored) == 121
+    read = svc.metrics.registry.get_sample_value("lograven_lines_read_total", {"file": str(log)})
+    assert read == 121, read
+    got = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert sum("marker never seen before" in a["line"] for a in got) == 1
+    positions = svc._sources[0].tailer.positions()
+    assert positions[str(log)]["offset"] == log.stat().st_size  # acknowledged to the end, once delivered
+    svc._stop_reader()
+    for s in svc._sources:
+        s.tailer.close()
+    svc.router.close()
+    svc._release_lock()
+
+
+def replace_start(cfg):
+    """The config with its sources read from the start of the files (they exist before it opens them)."""
+    from dataclasses import replace
+
+    return replace(cfg, sources=tuple(replace(s, start_position="beginning") for s in cfg.sources))

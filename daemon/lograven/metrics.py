@@ -185,6 +185,13 @@ class Metrics:
         if delta > 0:
             child.inc(delta)
 
+    def restart_totals(self, *counters: Counter) -> None:
+        """The sources of these counters' totals start counting from 0 again (a reload's new tailers):
+        their next totals are all new, even when not lower than the last ones."""
+        ids = {id(c) for c in counters}
+        for key in [k for k in self._totals if k[0] in ids]:
+            del self._totals[key]
+
     def set_file_position(self, file: str, offset: int, size: int) -> None:
         """Record how far `file` has been read; sets offset, size and lag together."""
         self.file_offset.labels(file=file).set(offset)

@@ -25,7 +25,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import Any
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lograven import __version__
@@ -216,6 +216,23 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
         ("runtime.threads", old.runtime.threads, new.runtime.threads),
     )
     return [key for key, a, b in pairs if a != b]
+
+
+def keep_in_force(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """A reloaded config with the restart-only keys at the values in force, and the keys whose new
+    values wait for a restart. Without this the allowlist followed a new `state_dir` at once (read from
+    a directory the daemon does not use, so allowlisted alerts came back), and setting a key back to
+    the value in force warned again that it waits for a restart."""
+    pending = restart_only_changes(old, new)
+    if not pending:
+        return new, []
+    kept = replace(
+        new,
+        state_dir=old.state_dir,
+        metrics=replace(new.metrics, enabled=old.metrics.enabled, listen=old.metrics.listen),
+        runtime=replace(new.runtime, queue_size=old.runtime.queue_size, threads=old.runtime.threads),
+    )
+    return kept, pending
 
 
 def positions_by_source(cfg: Config, positions: dict | None) -> list[dict]:
@@ -1099,6 +1116,7 @@ class Service:
         self.notifier.reloading("reloading configuration and model" if reread_config else "switching the model")
         try:
             cfg = load_config(self.config_path) if self.config_path and reread_config else self.cfg
+            cfg, pending = keep_in_force(self.cfg, cfg)
             path = self._model_location(cfg) or self._model_path
             bundle = self.bundle
             if path is not None and (path.resolve() != self._model_path.resolve() or _manifest_changed(path, self.bundle)):
@@ -1126,7 +1144,6 @@ class Service:
             return True
         sources_changed = cfg.sources != self.cfg.sources or cfg.runtime != self.cfg.runtime
         learn_changed = cfg.learn != self.cfg.learn or cfg.model != self.cfg.model
-        pending = restart_only_changes(self.cfg, cfg)
         self.router.flush(force=True)
         router.take_over(self.router)  # what a failing sink still holds is not lost by the reload
         old_router, self.router = self.router, router
@@ -1135,9 +1152,15 @@ class Service:
         if sources_changed and not self.stdin_mode:
             self._stop_reader()
             self._drain_queue_into_detector()
-            positions = {str(s.index): s.tailer.positions() for s in self._sources}
+            # reopened where they were read, not where acknowledged: lines whose alerts a failing sink
+            # holds are acknowledged later (self._pending), never read and scored twice
+            positions = {str(s.index): s.tailer.positions(read=True) for s in self._sources}
+            self._export_file_stats()  # the old tailers' last counts, before the new ones count from 0
             for s in self._sources:
                 s.tailer.close()
+            m = self.metrics
+            m.restart_totals(m.lines_read, m.bytes_read, m.lines_truncated, m.lines_dropped, m.rotations,
+                             m.truncations, m.read_errors)  # fmt: skip
             self.cfg = cfg
             self._open_sources(cfg, positions)
             self._start_reader()

@@ -316,6 +316,9 @@ class _SavedPosition:
     rotated_from: str | None = None
     read_from: str | None = None
     size: int | None = None
+    # a reload's reopening (positions(read=True)): how far the file was read; reading resumes there and
+    # `offset` stays the acknowledged position, so lines whose alerts a failing sink holds are not read twice
+    read: int | None = None
 
 
 class FileWatcher:
@@ -653,6 +656,7 @@ class Tailer:
 
         saved = self._parse_positions(positions)
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
+        self._resume_acked: dict[str, int] = {}  # path -> acknowledged offset of a file resumed further on
         self._saved_paths = {s.path for s in self._pending_saved}
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
         self._checkpointed_patterns = [
@@ -747,7 +751,7 @@ class Tailer:
             for line in furthest.values():
                 self.acknowledge(line.path, line.file_id, line.end)
 
-    def positions(self) -> dict[str, dict[str, Any]]:
+    def positions(self, read: bool = False) -> dict[str, dict[str, Any]]:
         """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable.
 
         A path's old files, rotated (renamed away or deleted) but not yet read and acknowledged to
@@ -755,6 +759,10 @@ class Tailer:
         "fingerprint_len", "read_from", "size"}: "read_from" is the file's name then (RawLine.read_from:
         `messages.1`, "(deleted)", or null) and "size" its size then. A restarted Tailer finds them
         again and reads their rest. The entry of a path with no file there now has only "rotated".
+
+        With `read` (a reload reopening the files, never a checkpoint), each entry also has "read", how
+        far the file was read: a Tailer given these positions resumes reading there, while its
+        acknowledged offsets stay "offset" until the lines in between are acknowledged to it.
         """
         with self._lock:
             result: dict[str, dict[str, Any]] = {
@@ -762,7 +770,13 @@ class Tailer:
                 for w in self._live
             }
             for watcher in self._retired + self._draining:
-                result.setdefault(watcher.path, {}).setdefault("rotated", []).append(self._rotated_entry(watcher))
+                entry = self._rotated_entry(watcher)
+                if read:
+                    entry["read"] = watcher.offset
+                result.setdefault(watcher.path, {}).setdefault("rotated", []).append(entry)
+            if read:
+                for w in self._live:
+                    result[w.path]["read"] = w.offset
             return result
 
     def stats(self) -> dict[str, FileStats]:
@@ -1056,6 +1070,8 @@ class Tailer:
         self._stat(path).readable = True
         watcher = FileWatcher(path, fd, st, fingerprint, offset, self.max_line_bytes)
         watcher.mid_line = mid_line
+        if (acked := self._resume_acked.pop(path, None)) is not None:
+            watcher.acked = acked  # read further than acknowledged (a reload): the rest is acknowledged later
         self._live.append(watcher)
         self._by_devino[devino] = watcher
 
@@ -1072,6 +1088,9 @@ class Tailer:
                             "lograven was stopped; reading it from the start", path, st.st_size, saved.offset)
                 self._stat(path).truncations += 1
                 return 0, False
+            if saved.read is not None and saved.read <= st.st_size:  # reopened by a reload
+                self._resume_acked[path] = saved.offset
+                return saved.read, False
             return saved.offset, False
         if path in self._initial:
             self._initial.discard(path)
@@ -1144,6 +1163,10 @@ class Tailer:
             if parsed is None:
                 raise ValueError(file_id)
             read_from = size = None
+            read = entry.get("read") if isinstance(entry, Mapping) else None
+            read = None if read is None else _checkpoint_number(read, MAX_CHECKPOINT_OFFSET)
+            if read is not None and read < offset:
+                read = None
             if rotated:
                 read_from = entry.get("read_from")
                 read_from = read_from if isinstance(read_from, str) and read_from else None
@@ -1155,7 +1178,7 @@ class Tailer:
             return None
         dev, ino, fingerprint = parsed
         return _SavedPosition(path, file_id, dev, ino, fingerprint, fp_len, offset,
-                              path if rotated else None, read_from, size)
+                              path if rotated else None, read_from, size, read)
 
     # ----------------------------------------------------------------- rotated files across restarts
 
@@ -1218,6 +1241,9 @@ class Tailer:
         """Read the rest of a rotated file found again at `name` (an open `fd`), as a draining file."""
         assert saved.rotated_from is not None
         offset = saved.offset
+        resumed = saved.read is not None and offset <= saved.read <= st.st_size  # reopened by a reload
+        if resumed:
+            offset = saved.read  # type: ignore[assignment]
         if offset > st.st_size:
             log.warning("the rotated %s (now %s) is shorter (%d bytes) than its saved position (%d): "
                         "truncated while lograven was stopped; reading it from the start",
@@ -1234,6 +1260,8 @@ class Tailer:
         log.info("%s was rotated to %s before lograven stopped; reading the rest of it from byte %d",
                  saved.rotated_from, name, offset)
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
+        if resumed:
+            watcher.acked = saved.offset
         watcher.draining_since = self._clock()
         watcher.read_from = name
         self._draining.append(watcher)
