@@ -298,6 +298,42 @@ def test_copytruncate_restarts_at_zero(tmp_path: Path, rewrite: bytes, caplog: p
         assert "truncated" in caplog.text and str(log) in caplog.text
 
 
+@pytest.mark.parametrize("copy", ["app.log.1", "app.log-20261206", None])
+def test_copytruncate_while_behind_reads_the_rest_from_the_copy(tmp_path: Path, copy: str | None,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """logrotate copied and truncated the file while lograven was behind: the unread part was lost
+    silently (a soak lost 89,000 of 100,000 lines), with only a warning about the truncation. It is now
+    read from the copy beside the file, before the file's new content; with no copy (compressed at
+    once) the loss is said in bytes and counted."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    lines = [f"line {i}".encode() for i in range(10)]
+    with make([log]) as tailer:
+        append(log, b"".join(x + b"\n" for x in lines))
+        got = texts(tailer.poll(max_lines=3))  # behind: 7 lines not read yet
+        (tmp_path / "app.log.2").write_bytes(b"an older generation\n")  # another name, other content
+        if copy is not None:
+            shutil.copyfile(log, tmp_path / copy)
+        os.truncate(log, 0)
+        append(log, b"new 1\n")
+        with caplog.at_level("WARNING"):
+            for _ in range(4):
+                got += texts(tailer.poll(max_lines=3))
+            append(log, b"new 2\n")
+            got += texts(tailer.poll())
+        stats = tailer.stats()[str(log)]
+        assert stats.truncations == 1
+        if copy is not None:
+            assert got == lines + [b"new 1", b"new 2"]  # every line once, in order
+            assert f"reading the rest of its copy {tmp_path / copy} from byte 21" in caplog.text
+            assert stats.unread_bytes == 0
+        else:
+            assert got == lines[:3] + [b"new 1", b"new 2"]
+            size = sum(len(x) + 1 for x in lines)
+            assert f"bytes 21 to {size} (at least {size - 21} bytes) were not read" in caplog.text
+            assert stats.unread_bytes == size - 21
+
+
 def test_truncation_is_seen_when_the_first_bytes_come_back_the_same(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")

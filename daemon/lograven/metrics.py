@@ -76,6 +76,9 @@ class Metrics:
         self.file_lag = Gauge(
             "lograven_file_lag_bytes", "Bytes written to the file but not yet read (size - offset).", file_, registry=r
         )
+        self.unread_bytes = Counter(
+            "lograven_unread_bytes", "Bytes of a file lost unread: truncated in place (copytruncate) before "
+            "they were read, with no copy of them beside it.", file_, registry=r)
         self.read_errors = Counter(
             "lograven_file_read_errors", "Failures to open or read a file (permission denied, I/O errors).", file_,
             registry=r,
@@ -234,7 +237,7 @@ class Metrics:
     def _file_metrics(self) -> Iterable[Counter | Gauge]:
         return (
             self.lines_read, self.bytes_read, self.lines_dropped, self.lines_truncated, self.rotations,
-            self.truncations, self.file_offset, self.file_size, self.file_lag, self.read_errors,
+            self.truncations, self.unread_bytes, self.file_offset, self.file_size, self.file_lag, self.read_errors,
             self.file_readable, self.unknown_type_lines, self.anomalies,
         )  # fmt: skip
 

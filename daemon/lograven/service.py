@@ -1033,6 +1033,7 @@ class Service:
                 m.advance_to_total(m.lines_dropped, st.skipped_lines, file=path, reason="own_alert")
                 m.advance_to_total(m.rotations, st.rotations, file=path)
                 m.advance_to_total(m.truncations, st.truncations, file=path)
+                m.advance_to_total(m.unread_bytes, st.unread_bytes, file=path)
                 m.advance_to_total(m.read_errors, st.read_errors, file=path)
                 m.file_readable.labels(file=path).set(1 if st.readable else 0)
                 m.set_file_position(path, st.offset, st.size)
@@ -1160,7 +1161,7 @@ class Service:
                 s.tailer.close()
             m = self.metrics
             m.restart_totals(m.lines_read, m.bytes_read, m.lines_truncated, m.lines_dropped, m.rotations,
-                             m.truncations, m.read_errors)  # fmt: skip
+                             m.truncations, m.unread_bytes, m.read_errors)  # fmt: skip
             self.cfg = cfg
             self._open_sources(cfg, positions)
             self._start_reader()

@@ -100,6 +100,7 @@ class FileStats:
     skipped_lines: int = 0  # lines dropped by the skip predicate
     rotations: int = 0  # the file at this path was renamed away or replaced
     truncations: int = 0  # the file shrank or was rewritten in place (copytruncate)
+    unread_bytes: int = 0  # lost to a truncation before they were read, with no copy beside the file
     read_errors: int = 0  # failures to open or read (permission denied, I/O errors)
     offset: int = 0  # bytes of the current file handed out
     size: int = 0  # size of the current file at the last poll
@@ -1341,9 +1342,8 @@ class Tailer:
                 head = _pread_full(watcher.fd, max(want, watcher.fp_len), 0)
                 changed = hashlib.sha256(head[: watcher.fp_len]).hexdigest() != watcher.fp_hex
             if changed:
-                log.warning("%s was truncated or rewritten in place (size %d, read up to byte %d; "
-                            "copytruncate?); reading it again from the start", watcher.path, size, watcher.scan_pos)
                 stats.truncations += 1
+                self._read_rest_from_copy(watcher, size)
                 watcher.restart(self._fingerprinter.fingerprint(watcher.fd), 0)
             elif want > watcher.fp_len:
                 watcher.set_fingerprint(hashlib.sha256(head[:want]).hexdigest(), want)
@@ -1351,6 +1351,62 @@ class Tailer:
             self._note_read_error(watcher, exc)
             return
         watcher.size = size
+
+    def _read_rest_from_copy(self, watcher: FileWatcher, size: int) -> None:
+        """A followed file was truncated (logrotate's copytruncate) or rewritten. If lograven had not
+        read all of it, the rest is in the copy logrotate made beside it (messages.1, messages-20261206):
+        found by its first bytes, it is read from where reading stopped, before the file's new content,
+        as a rotated file is. Otherwise the loss is said, in bytes."""
+        unread = max(watcher.size, watcher.scan_pos) - watcher.offset
+        if unread <= 0:
+            log.warning("%s was truncated or rewritten in place (size %d, read up to byte %d; copytruncate?); "
+                        "reading it again from the start", watcher.path, size, watcher.offset)
+            return
+        found = self._find_copy(watcher)
+        if found is None:
+            log.warning("%s was truncated or rewritten in place (copytruncate?) before lograven had read it all: "
+                        "bytes %d to %d (at least %d bytes) were not read, and no copy of it with those bytes is "
+                        "beside it (compressed at once?: use logrotate's delaycompress). Reading it again from "
+                        "the start", watcher.path, watcher.offset, watcher.offset + unread, unread)  # fmt: skip
+            self._stat(watcher.path).unread_bytes += unread
+            return
+        name, fd, st = found
+        log.warning("%s was truncated (copytruncate?) before lograven had read it all: reading the rest of its "
+                    "copy %s from byte %d, then the file again from the start", watcher.path, name, watcher.offset)
+        copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
+        copy.draining_since = self._clock()
+        copy.read_from = name
+        self._draining.append(copy)
+        self._by_devino[copy.devino] = copy
+
+    def _find_copy(self, watcher: FileWatcher) -> tuple[str, int, os.stat_result] | None:
+        """A copy of a truncated file beside it: a name starting with its name, a regular file not
+        followed already, at least as long as what was read, and with the same first bytes. The most
+        recently modified such file; (name, open descriptor, stat) or None."""
+        directory, base = os.path.split(watcher.path)
+        try:
+            names = [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base) and n != base]
+        except OSError:
+            return None
+        best: tuple[float, str, int, os.stat_result] | None = None
+        for name in names:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                ok = (stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in self._by_devino
+                      and st.st_size >= watcher.offset and Fingerprinter.prefix(fd, watcher.fp_len) == watcher.fp_hex)
+            except OSError:
+                ok = False
+            if ok and (best is None or st.st_mtime > best[0]):
+                if best is not None:
+                    os.close(best[2])
+                best = (st.st_mtime, name, fd, st)
+            else:
+                os.close(fd)
+        return None if best is None else best[1:]
 
     def _read(self, watcher: FileWatcher, out: list[RawLine], limit: int | None) -> bool:
         try:
