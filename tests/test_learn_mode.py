@@ -242,3 +242,30 @@ def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, capl
     learnmode.learn_initial_model(svc)
     assert learnmode._failures(svc) == (0, 0.0) and not (tmp_path / "state" / learnmode._FAILURES).exists()
     svc._release_lock()
+
+
+def test_existing_lines_use_the_whole_budget_whatever_the_files_and_line_lengths(tmp_path):
+    """learn.max_lines was split evenly per file, and a short file's unused share was lost (25,000 of
+    40,000 lines learned from a 40,000-line and a 5,000-line file); and a file's last lines were found
+    with a guess of 160 bytes per line (7,565 of 20,000 lines of 420 bytes). Both now give the budget."""
+    from lograven.config import parse_config
+    from lograven.learnmode import _tail_lines, existing_lines
+
+    long_lines = tmp_path / "long.log"
+    long_lines.write_text("".join(f"Jun  9 07:00:00 web01 app[1]: {i:06d} " + "x" * 400 + "\n" for i in range(3000)))
+    got, pos = _tail_lines(str(long_lines), 2000, 65536, 256)
+    assert len(got) == 2000 and got[0].split()[5] == b"001000" and got[-1].split()[5] == b"002999"
+    assert pos["offset"] == long_lines.stat().st_size
+    assert len(_tail_lines(str(long_lines), 5000, 65536, 256)[0]) == 3000  # fewer lines than asked: all of them
+
+    big, small = tmp_path / "big.log", tmp_path / "small.log"
+    big.write_text("".join(f"Jun  9 07:00:00 web01 app[1]: big line {i}\n" for i in range(4000)))
+    small.write_text("".join(f"Jun  9 07:00:00 web01 app[1]: small line {i}\n" for i in range(500)))
+    cfg = parse_config({"sources": [{"paths": [str(big)]}, {"paths": [str(small)]}],
+                        "learn": {"max_lines": 4000}})  # fmt: skip
+    corpus, positions, n_read = existing_lines(cfg, [[str(big)], [str(small)]])
+    assert n_read == 2 and len(corpus) == 4000  # 500 from the small file, 3,500 from the big one
+    assert sum(m.startswith("small") for m in corpus.messages) == 500
+    assert positions["0"][str(big)]["offset"] == big.stat().st_size and str(small) in positions["1"]
+    corpus, _, n_read = existing_lines(cfg, [[str(tmp_path / "missing.log")], []])
+    assert n_read == 0 and len(corpus) == 0

@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AVG_LINE_BYTES = 160  # to find where the last learn.max_lines lines of a file start
+AVG_LINE_BYTES = 160  # a first guess at where the last learn.max_lines lines of a file start
 
 
 def _tail_lines(path: str, budget_lines: int, max_line_bytes: int, fp_bytes: int) -> tuple[list[bytes], dict] | None:
-    """The last ~budget_lines complete lines of a file, and the tailer position after them."""
+    """The last `budget_lines` complete lines of a file (all of them when it has fewer), and the tailer
+    position after them. Reads back from the end, growing the window by the lines' measured length
+    (a first guess of 160 bytes per line gave 7,565 of 20,000 lines of 420 bytes)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -31,18 +33,33 @@ def _tail_lines(path: str, budget_lines: int, max_line_bytes: int, fp_bytes: int
         st = os.fstat(fd)
         fp_hex, fp_len = Fingerprinter(fp_bytes).fingerprint(fd)
         size = st.st_size
-        start = max(0, size - budget_lines * AVG_LINE_BYTES)
-        data = os.pread(fd, size - start, start)
+        window = budget_lines * AVG_LINE_BYTES
+        limit = budget_lines * (max_line_bytes + 1)  # no more can be needed
+        while True:
+            start = max(0, size - min(window, limit))
+            data = os.pread(fd, size - start, start)
+            count = data.count(b"\n")
+            if start == 0 or count > budget_lines or window >= limit:
+                break
+            # the lines' measured mean length, with a margin; at least twice the window
+            window = max(2 * window, int((size - start) / max(count, 1) * (budget_lines + 1) * 1.2))
         end = start + data.rfind(b"\n") + 1  # complete lines only; a partial last line waits for the tailer
         data = data[: end - start]
         lines = data.split(b"\n")[:-1] if data else []
         if start > 0 and lines:
             lines = lines[1:]  # the first one may be cut
-        lines = lines[-budget_lines:]
+        lines = lines[-budget_lines:] if budget_lines > 0 else []
         pos = {"file_id": make_file_id(st.st_dev, st.st_ino, fp_hex), "offset": end, "fingerprint_len": fp_len}
         return [ln[:max_line_bytes] for ln in lines], pos
     finally:
         os.close(fd)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 _FAILURES = "learn-failures.json"  # in state_dir: learn mode's failed trainings, for the back-off after a restart
@@ -94,12 +111,37 @@ def _back_off_after_failures(svc: Service) -> bool:
     return True
 
 
+def existing_lines(cfg, files_per_source: list[list[str]]) -> tuple[Corpus, dict[str, dict], int]:
+    """The last lines of the sources' files, learn.max_lines in total, shared evenly with the smallest
+    files first, so that what a short file does not use goes to the larger ones (an even share per
+    file learned 25,000 of 40,000 lines from a 40,000-line and a 5,000-line file). Returns the corpus,
+    the tailer positions after them per source, and how many files were read."""
+    corpus = Corpus()
+    positions: dict[str, dict] = {str(i): {} for i in range(len(cfg.sources))}
+    todo = sorted(((_size(path), i, path) for i, files in enumerate(files_per_source) for path in files))
+    budget, n_read = cfg.learn.max_lines, 0
+    for k, (_, i, path) in enumerate(todo):
+        src = cfg.sources[i]
+        parser, key = Parser(src.format), StreamKey(src.stream)
+        got = _tail_lines(path, budget // (len(todo) - k), cfg.runtime.max_line_bytes, 256)
+        if got is None:
+            continue
+        lines, pos = got
+        n_read += 1
+        budget -= len(lines)
+        positions[str(i)][path] = pos
+        for raw in lines:
+            text, _ = decode_line(raw, cfg.runtime.max_line_bytes)
+            if text.strip():
+                rec = parser.parse(text)
+                corpus.add(path, rec, key.key(path, rec, text))
+    return corpus, positions, n_read
+
+
 def learn_initial_model(svc: Service) -> dict:
     """Learn from existing content (then from new lines until learn.min_lines); returns tailer positions."""
     cfg = svc.cfg
-    max_lines, min_lines = cfg.learn.max_lines, cfg.learn.min_lines
-    corpus = Corpus()
-    positions: dict[str, dict] = {}
+    min_lines = cfg.learn.min_lines
     svc._set_status("learn mode: reading existing log content")
     files_per_source = []
     for i, src in enumerate(cfg.sources):
@@ -107,22 +149,8 @@ def learn_initial_model(svc: Service) -> dict:
         earlier = [p for e in cfg.sources[:i] for p in e.paths]
         files = sorted(GlobPathProvider(list(src.paths), earlier).expand()[0])
         files_per_source.append(files)
-    n_files = max(1, sum(len(f) for f in files_per_source))
-    for i, (src, files) in enumerate(zip(cfg.sources, files_per_source)):
-        parser, key = Parser(src.format), StreamKey(src.stream)
-        positions[str(i)] = {}
-        for path in files:
-            got = _tail_lines(path, max_lines // n_files, cfg.runtime.max_line_bytes, 256)
-            if got is None:
-                continue
-            lines, pos = got
-            positions[str(i)][path] = pos
-            for raw in lines:
-                text, _ = decode_line(raw, cfg.runtime.max_line_bytes)
-                if text.strip():
-                    rec = parser.parse(text)
-                    corpus.add(path, rec, key.key(path, rec, text))
-    log.info("learn mode: %d existing lines from %d file(s)", len(corpus), n_files)
+    corpus, positions, n_read = existing_lines(cfg, files_per_source)
+    log.info("learn mode: %d existing lines from %d file(s)", len(corpus), n_read)
     if len(corpus) < min_lines:
         positions = _collect_more(svc, corpus, positions, min_lines)
         if svc._stop.is_set():
