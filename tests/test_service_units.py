@@ -1120,6 +1120,10 @@ def test_a_reload_keeps_restart_only_values_in_force_for_everything(tmp_path, bu
     with caplog.at_level("WARNING"):
         assert svc._do_reload() is True
     assert "only at a restart" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert svc._do_reload() is True  # a plain SIGHUP: the same model
+    assert "reloaded: model" in caplog.text and "across the model switch" not in caplog.text
     svc.router.close()
     svc._release_lock()
 
@@ -1193,3 +1197,57 @@ def replace_start(cfg):
     from dataclasses import replace
 
     return replace(cfg, sources=tuple(replace(s, start_position="beginning") for s in cfg.sources))
+
+
+def test_a_failing_checkpoint_is_said_at_once_then_every_10_minutes(tmp_path, monkeypatch, caplog) -> None:
+    """A full disk logged "checkpoint not written" at ERROR every 10 seconds, for as long as it lasted."""
+    from types import SimpleNamespace
+
+    from lograven.errors import LogravenError
+    from lograven.service import Service
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    svc._prepare_state_dir()
+    svc.detector = SimpleNamespace(states={})
+    clock = [1000.0]
+    monkeypatch.setattr("lograven.service.time.monotonic", lambda: clock[0])
+    real_save, full = svc.checkpointer.save, {"on": True}
+
+    def save(state, tick=None):
+        if full["on"]:
+            raise LogravenError("cannot save the checkpoint: the disk is full")
+        return real_save(state, tick=tick)
+
+    monkeypatch.setattr(svc.checkpointer, "save", save)
+    with caplog.at_level("INFO", logger="lograven.service"):
+        for _ in range(30):  # 5 minutes of a checkpoint every 10 s
+            assert svc._checkpoint() is False
+            clock[0] += 10
+        assert [r.levelname for r in caplog.records if "checkpoint not written" in r.getMessage()] == ["ERROR"]
+        clock[0] += 300
+        svc._checkpoint()
+        again = [r.getMessage() for r in caplog.records if "checkpoint not written" in r.getMessage()]
+        assert len(again) == 2 and "31 failures in a row" in again[1]
+        full["on"] = False
+        assert svc._checkpoint() is True
+    assert "checkpoint written again, after 31 failure(s)" in caplog.text
+    assert svc.metrics.registry.get_sample_value("lograven_checkpoint_write_failures_total") == 31
+    svc._release_lock()
+
+
+def test_a_glob_over_compressed_rotated_logs_is_said_as_such(tmp_path, training_log) -> None:
+    """`/var/log/app/*` also matches app.log.2.gz: check said its lines "do not match format", as if the
+    format were wrong; it is a compressed file, which lograven reads as text."""
+    import bz2
+    import gzip
+
+    from lograven.service import source_warnings
+
+    (tmp_path / "app.log").write_text(training_log.read_text())
+    (tmp_path / "app.log.2.gz").write_bytes(gzip.compress(training_log.read_bytes()))
+    (tmp_path / "app.log.3.bz2").write_bytes(bz2.compress(training_log.read_bytes()))
+    warnings = source_warnings(parse_config({"sources": [{"paths": [str(tmp_path / "*")]}]}))
+    [said] = [w for w in warnings if "compressed" in w]
+    assert said.startswith(f"sources[0].paths: {tmp_path / 'app.log.2.gz'}, {tmp_path / 'app.log.3.bz2'} are compressed files")
+    assert not [w for w in warnings if ".format:" in w]  # the text file has the right format
+    assert not source_warnings(parse_config({"sources": [{"paths": [str(tmp_path / "*.log")]}]}))

@@ -457,8 +457,9 @@ class LearnConfig:
     max_lines: int = _opt(500000, min=100, help="Most lines used to learn one model.")
     schedule: str | None = _opt(
         None, check=_check_schedule, valid="duration >= 10m, or null",
-        help="Relearn this often from recent lines, e.g. `24h` or `7d` (units s, m, h, d, w; "
-             "combinable as `1h30m`); null never relearns.")
+        help="Relearn this often from recent lines that raised no alert, e.g. `24h` or `7d` (units s, "
+             "m, h, d, w; combinable as `1h30m`), counted from the daemon's start (a restart starts "
+             "again); null never relearns.")
     min_lines: int = _opt(
         1000, min=1, help="Lines needed before learning starts; at most `max_lines`.")
     keep_versions: int = _opt(

@@ -319,9 +319,32 @@ def source_warnings(cfg: Config) -> list[str]:
                 "(docs/operations.md; `sudo lograven check --config FILE` checks as user lograven too)"
             )
         readable = [p for p in own if p not in unreadable]
-        if readable and (bad := _format_mismatch(readable[:3], src.format)) is not None:  # the files it reads
+        packed = [p for p in readable if _compressed(p)]
+        if packed:
+            out.append(
+                f"sources[{i}].paths: {', '.join(packed[:3])}{' …' if len(packed) > 3 else ''} "
+                f"{'is a compressed file' if len(packed) == 1 else 'are compressed files'} (rotated logs): lograven "
+                "reads them as text, which gives nonsense lines; narrow the pattern to the uncompressed files "
+                "(e.g. /var/log/app/*.log, not /var/log/app/*)"
+            )
+        plain_text = [p for p in readable if p not in packed]
+        if plain_text and (bad := _format_mismatch(plain_text[:3], src.format)) is not None:  # the files it reads
             out.append(f"sources[{i}].format: {bad}")
     return out
+
+
+#: The first bytes of the compressed formats logrotate writes: gzip, bzip2, xz, zstd.
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+
+
+def _compressed(path: str) -> bool:
+    """Whether a file starts like a compressed one (a rotated log a glob matched)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return False
+    return head.startswith(_COMPRESSED_MAGIC)
 
 
 def _readable(path: str) -> bool:
@@ -427,6 +450,7 @@ class Service:
         self._model_path: Path | None = None
         self._last_ckpt = time.monotonic()
         self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
+        self._ckpt_failures, self._ckpt_error_at = 0, 0.0  # checkpoints not written in a row; when to say it again
         self._last_stats = 0.0
         self._last_model_check = time.monotonic()
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
@@ -620,7 +644,8 @@ class Service:
         det = Detector(bundle, DetectorSettings.from_config(cfg.detectors, max_streams=cfg.runtime.max_streams))
         if old is not None and _same_vocabulary(old.bundle, bundle):
             n = det.import_states(old.export_states())
-            log.info("kept GRU state of %d stream(s) across the model switch", n)
+            if bundle is not old.bundle:  # a reload of the same model switches nothing
+                log.info("kept GRU state of %d stream(s) across the model switch", n)
         elif old is not None and old.states:
             log.info("model %s has other message types than %s (a rollback, or another training): the GRU state "
                      "of %d stream(s) starts afresh, so their next lines are judged without history",
@@ -1097,7 +1122,15 @@ class Service:
         except LogravenError as e:
             written = False
             self.metrics.checkpoint_write_failures.inc()
-            log.error("checkpoint not written: %s", e)
+            self._ckpt_failures += 1
+            # said at once, then at most every 10 minutes while it goes on (a full disk: every 10 s)
+            if self._ckpt_failures == 1 or t0 >= self._ckpt_error_at:
+                more = f" ({self._ckpt_failures} failures in a row; said again in 10 min if it goes on)" if self._ckpt_failures > 1 else ""
+                log.error("checkpoint not written: %s%s", e, more)
+                self._ckpt_error_at = t0 + 600
+        if written and self._ckpt_failures:
+            log.info("checkpoint written again, after %d failure(s)", self._ckpt_failures)
+            self._ckpt_failures = 0
         took = time.monotonic() - t0
         gap = took / self.CHECKPOINT_TIME_SHARE
         if gap > self.cfg.runtime.checkpoint_interval_seconds and self._ckpt_gap <= self.cfg.runtime.checkpoint_interval_seconds:
