@@ -269,3 +269,8 @@ def test_existing_lines_use_the_whole_budget_whatever_the_files_and_line_lengths
     assert positions["0"][str(big)]["offset"] == big.stat().st_size and str(small) in positions["1"]
     corpus, _, n_read = existing_lines(cfg, [[str(tmp_path / "missing.log")], []])
     assert n_read == 0 and len(corpus) == 0
+    sparse = tmp_path / "wtmp"  # a binary file a glob matched: no newline anywhere
+    with sparse.open("wb") as f:
+        f.truncate(300 * 2**20)
+    got, pos = _tail_lines(str(sparse), 1000, 65536, 256)  # reads one window, not 65 GB of growing ones
+    assert got == [] and pos["offset"] == sparse.stat().st_size

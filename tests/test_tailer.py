@@ -334,6 +334,59 @@ def test_copytruncate_while_behind_reads_the_rest_from_the_copy(tmp_path: Path, 
             assert stats.unread_bytes == size - 21
 
 
+def test_copytruncate_copy_is_found_for_lines_after_the_last_look_and_only_a_safe_one(tmp_path: Path,
+                                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Lines written after the tailer's last look, then copied and truncated, are read from the copy
+    (the size known then said nothing was unread). A link beside the file, however named, is never
+    read (it could point at any file lograven may read); lines in flight at the truncation are
+    acknowledged to the copy, so a checkpoint does not skip them; a copy the patterns match is read
+    as its own file, with no loss counted."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"a1\na2\n")
+        in_flight = tailer.poll()
+        assert texts(in_flight) == [b"a1", b"a2"]
+        append(log, b"b1\nb2\n")  # not looked at yet
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, b"c1\n")
+        got = texts(tailer.poll()) + texts(tailer.poll())
+        assert got == [b"b1", b"b2", b"c1"] and tailer.stats()[str(log)].unread_bytes == 0
+        (entry,) = tailer.positions()[str(log)]["rotated"]
+        assert entry["offset"] == 0  # a1, a2 not acknowledged yet: a restart reads them again
+        ack_all(tailer, in_flight)
+        (entry,) = tailer.positions()[str(log)]["rotated"]
+        assert entry["offset"] == 6
+    other = tmp_path / "other"
+    other.mkdir()
+    log2 = other / "app.log"
+    log2.write_bytes(b"")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s\nroot:secret line\n")  # starts with the log's first bytes
+    with make([log2]) as tailer:
+        append(log2, b"s\n")
+        assert texts(tailer.poll()) == [b"s"]
+        append(log2, b"t\n")
+        tailer.poll(max_lines=0)  # looks (size 4), reads nothing
+        (other / "app.log.1").symlink_to(secret)
+        os.truncate(log2, 0)
+        assert texts(tailer.poll()) == []
+        assert tailer.stats()[str(log2)].unread_bytes == 2  # said and counted, never read through the link
+    glob_dir = tmp_path / "glob"
+    glob_dir.mkdir()
+    log3 = glob_dir / "app.log"
+    log3.write_bytes(b"")
+    with make([f"{log3}*"]) as tailer, caplog.at_level("WARNING"):
+        append(log3, b"x1\nx2\n")
+        assert texts(tailer.poll(max_lines=1)) == [b"x1"]
+        shutil.copyfile(log3, glob_dir / "app.log.1")
+        os.truncate(log3, 0)
+        got = texts(tailer.poll()) + texts(tailer.poll())
+        assert sorted(got) == [b"x1", b"x2"]  # the copy, read as a new file of the pattern
+        assert tailer.stats()[str(log3)].unread_bytes == 0 and "is followed as a file of its own" in caplog.text
+
+
 def test_truncation_is_seen_when_the_first_bytes_come_back_the_same(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
@@ -834,6 +887,31 @@ def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: P
         assert got == [b"2", b"3"]
         assert sum(s.rotations for s in tailer.stats().values()) == 1
     assert "not the file recorded in the checkpoint" not in caplog.text
+
+
+def test_reopening_resumes_after_the_processed_lines_and_rereads_the_rest(tmp_path: Path) -> None:
+    """A reload reopens the files: at the acknowledged offsets, lines held back by a failing alert sink
+    were read and scored twice; at the read offsets, lines a stopping reader had in hand but never
+    queued were lost. positions(read=...) resumes after the lines the caller processed, and keeps the
+    acknowledged offset, to which the old lines are acknowledged later."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"1\n2\n3\n4\n5\n")
+        lines = tailer.poll()
+        processed = lines[:3]  # 4 and 5 were handed out, and dropped by a stopping reader
+        done = {processed[-1].file_id: processed[-1].end}
+        reopen = json.loads(json.dumps(tailer.positions(read=done)))
+        assert reopen[str(log)]["offset"] == 0 and reopen[str(log)]["read"] == processed[-1].end
+        assert "read" not in tailer.positions(read={})[str(log)]  # nothing processed: from the acknowledged offset
+    with make([log], positions=reopen) as tailer:
+        assert texts(tailer.poll()) == [b"4", b"5"]  # 1-3 are not read again, 4-5 are
+        assert tailer.positions()[str(log)]["offset"] == 0  # 1-3 still wait for their acknowledgement
+        ack_all(tailer, processed)
+        assert tailer.positions()[str(log)]["offset"] == processed[-1].end
+    del reopen[str(log)]["read"]  # a checkpoint never has "read": no line is skipped
+    with make([log], positions=reopen) as tailer:
+        assert texts(tailer.poll()) == [b"1", b"2", b"3", b"4", b"5"]
 
 
 def test_acknowledge_lines_takes_the_furthest_line_of_each_file(tmp_path: Path) -> None:

@@ -430,8 +430,10 @@ class Allowlist:
         try:
             fd, tmp = tempfile.mkstemp(prefix=".allowlist.", dir=self.path.parent)
         except OSError as e:  # a read-only or immutable directory, or another user's
-            fix = ("run as the daemon's user (`sudo -u lograven lograven allow ...`) or as root"
-                   if isinstance(e, PermissionError) else "make it writable")
+            if isinstance(e, PermissionError) and os.geteuid() != 0:
+                fix = "run as the daemon's user (`sudo -u lograven lograven allow ...`) or as root"
+            else:  # read-only, or immutable (root gets EPERM from `chattr +i`)
+                fix = "make it writable (a read-only mount? `lsattr -d` shows an immutable directory)"
             raise LogravenError(f"{self.path}: cannot write the allowlist: cannot create a file in "
                                 f"{self.path.parent} ({e.strerror or e}); {fix}") from e
         try:

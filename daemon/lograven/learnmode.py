@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AVG_LINE_BYTES = 160  # a first guess at where the last learn.max_lines lines of a file start
+MAX_TAIL_BYTES = 256 * 2**20  # the most read back from one file (unless max_lines x 160 bytes is more)
 
 
 def _tail_lines(path: str, budget_lines: int, max_line_bytes: int, fp_bytes: int) -> tuple[list[bytes], dict] | None:
@@ -34,15 +35,19 @@ def _tail_lines(path: str, budget_lines: int, max_line_bytes: int, fp_bytes: int
         fp_hex, fp_len = Fingerprinter(fp_bytes).fingerprint(fd)
         size = st.st_size
         window = budget_lines * AVG_LINE_BYTES
-        limit = budget_lines * (max_line_bytes + 1)  # no more can be needed
+        # no more can be needed, and never more than MAX_TAIL_BYTES (a sparse wtmp matched by a glob)
+        limit = min(budget_lines * (max_line_bytes + 1), max(MAX_TAIL_BYTES, window))
         while True:
             start = max(0, size - min(window, limit))
             data = os.pread(fd, size - start, start)
             count = data.count(b"\n")
-            if start == 0 or count > budget_lines or window >= limit:
-                break
+            if start == 0 or count > budget_lines or window >= limit or count == 0:
+                break  # (no newline at all: not a text log, or one enormous line; growing will not help)
             # the lines' measured mean length, with a margin; at least twice the window
             window = max(2 * window, int((size - start) / max(count, 1) * (budget_lines + 1) * 1.2))
+        if count == 0 and start > 0:  # no line start known: nothing to learn, follow from the end
+            pos = {"file_id": make_file_id(st.st_dev, st.st_ino, fp_hex), "offset": size, "fingerprint_len": fp_len}
+            return [], pos
         end = start + data.rfind(b"\n") + 1  # complete lines only; a partial last line waits for the tailer
         data = data[: end - start]
         lines = data.split(b"\n")[:-1] if data else []

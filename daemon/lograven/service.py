@@ -459,6 +459,7 @@ class Service:
         self._evictions_det: Detector | None = None
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
+        self._processed_ends: dict[str, int] = {}  # file_id -> end of the last line processed (for a reload)
         self._stop_problems: list[str] = []  # what the stop could not save: `run` then exits 1
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
         self._relearn_started = 0.0
@@ -613,6 +614,7 @@ class Service:
                             self.checkpointer.save({"model": None, "positions": positions, "streams": {}})
                         except LogravenError as e:
                             log.error("checkpoint not written: %s", e)
+                            self._stop_problems.append(f"the checkpoint after learn mode was not written ({e})")
                     return 0
                 path = self._model_location(self.cfg)
                 state = {"positions": positions}
@@ -820,8 +822,13 @@ class Service:
         max_bytes = self.cfg.runtime.max_line_bytes
         items, meta = [], []
         cut: set[tuple[str, int]] = set()  # lines longer than max_line_bytes: their alerts say so
+        done = self._processed_ends
+        if len(done) > 10_000:  # one entry per file generation: bounded (a reload then reads some lines again)
+            done.clear()
         for it in batch:
             src = self._sources[it.source]
+            if it.raw.end > done.get(it.raw.file_id, -1):
+                done[it.raw.file_id] = it.raw.end
             text, truncated = decode_line(it.raw.data, max_bytes)
             if truncated or it.raw.truncated:  # the tailer keeps max_line_bytes of a longer line
                 cut.add((it.raw.path, it.raw.offset))
@@ -1188,7 +1195,7 @@ class Service:
             self._drain_queue_into_detector()
             # reopened where they were read, not where acknowledged: lines whose alerts a failing sink
             # holds are acknowledged later (self._pending), never read and scored twice
-            positions = {str(s.index): s.tailer.positions(read=True) for s in self._sources}
+            positions = {str(s.index): s.tailer.positions(read=self._processed_ends) for s in self._sources}
             self._export_file_stats()  # the old tailers' last counts, before the new ones count from 0
             for s in self._sources:
                 s.tailer.close()

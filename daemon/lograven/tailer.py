@@ -272,6 +272,15 @@ class Fingerprinter:
         return hashlib.sha256(head).hexdigest()
 
 
+def _processed_end(watcher: FileWatcher, processed: Mapping[str, int]) -> int | None:
+    """How far the caller processed this file's current generation, when past its acknowledged offset."""
+    ends = [processed[i] for i in watcher.ids if i in processed]
+    if not ends:
+        return None
+    end = min(max(ends), watcher.offset)
+    return end if end > watcher.acked else None
+
+
 def make_file_id(dev: int, ino: int, fingerprint_hex: str) -> str:
     """The file_id string carried by RawLine and positions: device, inode, fingerprint."""
     return f"{dev}:{ino}:{fingerprint_hex[:16]}"
@@ -733,7 +742,7 @@ class Tailer:
         with self._lock:
             watcher = self._by_devino.get(parsed[:2])
             if watcher is None or file_id not in watcher.ids:
-                watcher = next((w for w in self._retired if file_id in w.ids), None)
+                watcher = next((w for w in self._retired + self._draining if file_id in w.ids), None)
             if watcher is None or end_offset > watcher.offset:
                 log.debug("ignoring acknowledgement for %s (%s) at %d: file closed or restarted", path, file_id, end_offset)
                 return
@@ -752,7 +761,7 @@ class Tailer:
             for line in furthest.values():
                 self.acknowledge(line.path, line.file_id, line.end)
 
-    def positions(self, read: bool = False) -> dict[str, dict[str, Any]]:
+    def positions(self, read: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
         """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable.
 
         A path's old files, rotated (renamed away or deleted) but not yet read and acknowledged to
@@ -761,9 +770,11 @@ class Tailer:
         `messages.1`, "(deleted)", or null) and "size" its size then. A restarted Tailer finds them
         again and reads their rest. The entry of a path with no file there now has only "rotated".
 
-        With `read` (a reload reopening the files, never a checkpoint), each entry also has "read", how
-        far the file was read: a Tailer given these positions resumes reading there, while its
-        acknowledged offsets stay "offset" until the lines in between are acknowledged to it.
+        With `read` ({file_id: end of the last line the caller processed}; a reload reopening the
+        files, never a checkpoint), an entry whose file has processed lines past its acknowledged
+        offset also has "read", that end: a Tailer given these positions resumes reading there, while
+        its acknowledged offset stays "offset" until the lines in between are acknowledged to it. Lines
+        handed out but never processed (a reader stopped with them in hand) are read again.
         """
         with self._lock:
             result: dict[str, dict[str, Any]] = {
@@ -772,12 +783,13 @@ class Tailer:
             }
             for watcher in self._retired + self._draining:
                 entry = self._rotated_entry(watcher)
-                if read:
-                    entry["read"] = watcher.offset
+                if read is not None and (done := _processed_end(watcher, read)) is not None:
+                    entry["read"] = done
                 result.setdefault(watcher.path, {}).setdefault("rotated", []).append(entry)
-            if read:
+            if read is not None:
                 for w in self._live:
-                    result[w.path]["read"] = w.offset
+                    if (done := _processed_end(w, read)) is not None:
+                        result[w.path]["read"] = done
             return result
 
     def stats(self) -> dict[str, FileStats]:
@@ -1353,53 +1365,74 @@ class Tailer:
         watcher.size = size
 
     def _read_rest_from_copy(self, watcher: FileWatcher, size: int) -> None:
-        """A followed file was truncated (logrotate's copytruncate) or rewritten. If lograven had not
-        read all of it, the rest is in the copy logrotate made beside it (messages.1, messages-20261206):
-        found by its first bytes, it is read from where reading stopped, before the file's new content,
-        as a rotated file is. Otherwise the loss is said, in bytes."""
-        unread = max(watcher.size, watcher.scan_pos) - watcher.offset
+        """A followed file was truncated (logrotate's copytruncate) or rewritten. What lograven had not
+        read of it (it was behind, or lines came after its last read) is in the copy logrotate made
+        beside it (messages.1, messages-20261206): found by its owner and first bytes, the copy is read
+        from where reading stopped, before the file's new content, as a rotated file is. With no copy,
+        a loss that the last known size shows is said, in bytes, and counted."""
+        unread = max(watcher.size, watcher.scan_pos) - watcher.offset  # by the size at the last look
+        found = self._find_copy(watcher)
+        if isinstance(found, str):  # the sources' patterns match the copy: it is read as a file of its own
+            log.warning("%s was truncated or rewritten in place (copytruncate?); its copy %s is followed as a "
+                        "file of its own (the patterns match it), so its lines are read (again) there. Name "
+                        "the live file only in `sources`. Reading %s again from the start", watcher.path, found, watcher.path)
+            return
+        if found is not None and found[2].st_size > watcher.offset:
+            name, fd, st = found
+            log.warning("%s was truncated (copytruncate?) before lograven had read it all: reading the rest of "
+                        "its copy %s from byte %d, then the file again from the start", watcher.path, name, watcher.offset)
+            copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
+            copy.acked = watcher.acked  # lines in flight are acknowledged to the copy (their old ids)
+            copy.ids |= watcher.ids
+            copy.draining_since = self._clock()
+            copy.read_from = name
+            self._draining.append(copy)
+            self._by_devino[copy.devino] = copy
+            return
+        if found is not None:
+            os.close(found[1])
         if unread <= 0:
             log.warning("%s was truncated or rewritten in place (size %d, read up to byte %d; copytruncate?); "
                         "reading it again from the start", watcher.path, size, watcher.offset)
             return
-        found = self._find_copy(watcher)
-        if found is None:
-            log.warning("%s was truncated or rewritten in place (copytruncate?) before lograven had read it all: "
-                        "bytes %d to %d (at least %d bytes) were not read, and no copy of it with those bytes is "
-                        "beside it (compressed at once?: use logrotate's delaycompress). Reading it again from "
-                        "the start", watcher.path, watcher.offset, watcher.offset + unread, unread)  # fmt: skip
-            self._stat(watcher.path).unread_bytes += unread
-            return
-        name, fd, st = found
-        log.warning("%s was truncated (copytruncate?) before lograven had read it all: reading the rest of its "
-                    "copy %s from byte %d, then the file again from the start", watcher.path, name, watcher.offset)
-        copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
-        copy.draining_since = self._clock()
-        copy.read_from = name
-        self._draining.append(copy)
-        self._by_devino[copy.devino] = copy
+        log.warning("%s was truncated or rewritten in place (copytruncate?) before lograven had read it all: "
+                    "bytes %d to %d (at least %d bytes) were not read, and no copy of it with those bytes is "
+                    "beside it (compressed at once?: use logrotate's delaycompress). Reading it again from "
+                    "the start", watcher.path, watcher.offset, watcher.offset + unread, unread)  # fmt: skip
+        self._stat(watcher.path).unread_bytes += unread
 
-    def _find_copy(self, watcher: FileWatcher) -> tuple[str, int, os.stat_result] | None:
-        """A copy of a truncated file beside it: a name starting with its name, a regular file not
-        followed already, at least as long as what was read, and with the same first bytes. The most
-        recently modified such file; (name, open descriptor, stat) or None."""
+    def _find_copy(self, watcher: FileWatcher) -> tuple[str, int, os.stat_result] | str | None:
+        """The copy of a truncated file beside it: a name starting with its name, a regular file (not a
+        link: it could point anywhere) with the same owner and first bytes, not modified in the
+        future; the most recently modified. (name, open descriptor, stat); the name alone when the
+        copy is followed already (the patterns match it); or None."""
         directory, base = os.path.split(watcher.path)
         try:
-            names = [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base) and n != base]
+            owner = os.fstat(watcher.fd).st_uid
+            names = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base) and n != base)
         except OSError:
             return None
+        now = time.time()
         best: tuple[float, str, int, os.stat_result] | None = None
         for name in names:
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                lst = os.lstat(name)
+                if not stat.S_ISREG(lst.st_mode) or lst.st_uid != owner or lst.st_mtime > now + 60:
+                    continue
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
             except OSError:
                 continue
             try:
                 st = os.fstat(fd)
-                ok = (stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in self._by_devino
-                      and st.st_size >= watcher.offset and Fingerprinter.prefix(fd, watcher.fp_len) == watcher.fp_hex)
+                ok = ((st.st_dev, st.st_ino) == (lst.st_dev, lst.st_ino)
+                      and Fingerprinter.prefix(fd, watcher.fp_len) == watcher.fp_hex)
             except OSError:
                 ok = False
+            if ok and (st.st_dev, st.st_ino) in self._by_devino:
+                os.close(fd)
+                if best is not None:
+                    os.close(best[2])
+                return name
             if ok and (best is None or st.st_mtime > best[0]):
                 if best is not None:
                     os.close(best[2])
