@@ -1270,8 +1270,11 @@ class Tailer:
             log.warning("cannot read the rotated %s (now %s): %s; %s were not read",
                         saved.rotated_from, name, exc, self._unread(saved))
             return
-        log.info("%s was rotated to %s before lograven stopped; reading the rest of it from byte %d",
-                 saved.rotated_from, name, offset)
+        if resumed:
+            log.info("resuming the rotated %s (now %s) at byte %d", saved.rotated_from, name, offset)
+        else:
+            log.info("%s was rotated to %s before lograven stopped; reading the rest of it from byte %d",
+                     saved.rotated_from, name, offset)
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
             watcher.acked = saved.offset
