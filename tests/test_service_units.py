@@ -204,15 +204,10 @@ def test_a_reload_names_the_changes_it_cannot_apply(tmp_path) -> None:
     assert restart_only_changes(old, new) == ["metrics.listen", "runtime.threads"]
 
 
-def test_plugin_mode_refuses_messages_while_the_alerts_file_fails(tmp_path, bundle_dir, monkeypatch) -> None:
-    """`run --stdin` (rsyslog omprog with confirmMessages): while the jsonl sink cannot write, a message
-    whose alert it could not take, and every message after it, is answered with an error instead of OK,
-    so rsyslog keeps them queued and sends them again; once the file works, OK again and nothing lost."""
-    import io
-
+def _failing_jsonl(monkeypatch) -> dict:
+    """alerts.jsonl fails to write (a full disk) while the returned switch's "on" is true."""
     from lograven import alerts as alerts_mod
     from lograven.alerts import SinkError
-    from lograven.service import Service
 
     real_emit = alerts_mod.JsonlSink.emit
     failing = {"on": True}
@@ -223,6 +218,19 @@ def test_plugin_mode_refuses_messages_while_the_alerts_file_fails(tmp_path, bund
         real_emit(self, batch)
 
     monkeypatch.setattr(alerts_mod.JsonlSink, "emit", emit)
+    return failing
+
+
+def test_plugin_mode_refuses_messages_while_the_alerts_file_fails(tmp_path, bundle_dir, monkeypatch) -> None:
+    """`run --stdin` (rsyslog omprog with confirmMessages): while the jsonl sink cannot write, a message
+    whose alert it could not take, and every message after it, is answered with an error instead of OK,
+    so rsyslog keeps them queued and sends them again; once the file works, OK again and nothing lost."""
+    import io
+
+    from lograven import alerts as alerts_mod
+    from lograven.service import Service
+
+    failing = _failing_jsonl(monkeypatch)
     out = tmp_path / "alerts.jsonl"
     cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
                         "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(out)}, "dedup_window_seconds": 0}})  # fmt: skip
@@ -1135,19 +1143,9 @@ def test_a_reload_that_reopens_the_files_reads_no_line_twice_and_loses_no_count(
     lograven_lines_read_total lost what the closed tailers had counted since the last export."""
     import yaml
 
-    from lograven import alerts as alerts_mod
-    from lograven.alerts import SinkError
     from lograven.service import Service
 
-    failing = {"on": True}
-    real_emit = alerts_mod.JsonlSink.emit
-
-    def emit(self, batch):
-        if failing["on"]:
-            raise SinkError("No space left on device")
-        real_emit(self, batch)
-
-    monkeypatch.setattr(alerts_mod.JsonlSink, "emit", emit)
+    failing = _failing_jsonl(monkeypatch)
     log = tmp_path / "a.log"
     normal = (bundle_dir.parent / "messages").read_text().splitlines()[:100]
     log.write_text("\n".join(normal + ["Jun  9 07:00:00 web01 kernel: marker never seen before 0x1f"]) + "\n")

@@ -624,7 +624,7 @@ def _model_entries(cfg) -> list[tuple[str, bool]]:
     from lograven.modelstore import resolve_model_path
 
     try:
-        root = resolve_model_path(cfg.model) if cfg.model else resolve_model_path(cfg.models_dir())
+        root = resolve_model_path(cfg.model or cfg.models_dir())
     except (LogravenError, OSError):
         return []
     out, dirs = [(str(root), True)], [str(root)]

@@ -188,10 +188,10 @@ class Metrics:
         if delta > 0:
             child.inc(delta)
 
-    def restart_totals(self, *counters: Counter) -> None:
-        """The sources of these counters' totals start counting from 0 again (a reload's new tailers):
-        their next totals are all new, even when not lower than the last ones."""
-        ids = {id(c) for c in counters}
+    def restart_file_totals(self) -> None:
+        """The per-file totals start counting from 0 again (a reload's new tailers): their next totals
+        are all new, even when not lower than the last ones."""
+        ids = {id(c) for c in self._file_metrics()}
         for key in [k for k in self._totals if k[0] in ids]:
             del self._totals[key]
 

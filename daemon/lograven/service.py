@@ -1199,9 +1199,7 @@ class Service:
             self._export_file_stats()  # the old tailers' last counts, before the new ones count from 0
             for s in self._sources:
                 s.tailer.close()
-            m = self.metrics
-            m.restart_totals(m.lines_read, m.bytes_read, m.lines_truncated, m.lines_dropped, m.rotations,
-                             m.truncations, m.unread_bytes, m.read_errors)  # fmt: skip
+            self.metrics.restart_file_totals()
             self.cfg = cfg
             self._open_sources(cfg, positions)
             self._start_reader()

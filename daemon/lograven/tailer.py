@@ -326,8 +326,9 @@ class _SavedPosition:
     rotated_from: str | None = None
     read_from: str | None = None
     size: int | None = None
-    # a reload's reopening (positions(read=True)): how far the file was read; reading resumes there and
-    # `offset` stays the acknowledged position, so lines whose alerts a failing sink holds are not read twice
+    # a reload's reopening (positions(read=...)): how far the caller processed the file; reading resumes
+    # there and `offset` stays the acknowledged position, so lines whose alerts a failing sink holds are
+    # not read twice
     read: int | None = None
 
 
@@ -666,7 +667,6 @@ class Tailer:
 
         saved = self._parse_positions(positions)
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
-        self._resume_acked: dict[str, int] = {}  # path -> acknowledged offset of a file resumed further on
         self._saved_paths = {s.path for s in self._pending_saved}
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
         self._checkpointed_patterns = [
@@ -1070,7 +1070,7 @@ class Tailer:
                 os.close(fd)
                 return
             fingerprint = self._fingerprinter.fingerprint(fd)
-            offset, mid_line = self._start_offset(path, fd, st)
+            offset, mid_line, acked = self._start_offset(path, fd, st)
         except OSError as exc:
             os.close(fd)
             self._note_unreadable(path, exc)
@@ -1083,13 +1083,14 @@ class Tailer:
         self._stat(path).readable = True
         watcher = FileWatcher(path, fd, st, fingerprint, offset, self.max_line_bytes)
         watcher.mid_line = mid_line
-        if (acked := self._resume_acked.pop(path, None)) is not None:
+        if acked is not None:
             watcher.acked = acked  # read further than acknowledged (a reload): the rest is acknowledged later
         self._live.append(watcher)
         self._by_devino[devino] = watcher
 
-    def _start_offset(self, path: str, fd: int, st: os.stat_result) -> tuple[int, bool]:
-        """Where to start reading a file we did not follow yet, and whether that is mid-line."""
+    def _start_offset(self, path: str, fd: int, st: os.stat_result) -> tuple[int, bool, int | None]:
+        """Where to start reading a file we did not follow yet, whether that is mid-line, and its
+        acknowledged offset when that is behind the start (a file a reload reopened), else None."""
         saved = self._take_saved(path, fd, st)
         if saved is not None:
             self._initial.discard(path)  # resumed: its path's next file is a rotation, not one found at start
@@ -1100,26 +1101,25 @@ class Tailer:
                 log.warning("%s is shorter (%d bytes) than its saved position (%d): truncated while "
                             "lograven was stopped; reading it from the start", path, st.st_size, saved.offset)
                 self._stat(path).truncations += 1
-                return 0, False
+                return 0, False, None
             if saved.read is not None and saved.read <= st.st_size:  # reopened by a reload
-                self._resume_acked[path] = saved.offset
-                return saved.read, False
-            return saved.offset, False
+                return saved.read, False, saved.offset
+            return saved.offset, False, None
         if path in self._initial:
             self._initial.discard(path)
             if path in self._saved_paths:
                 log.warning("%s is not the file recorded in the checkpoint: it was rotated or replaced "
                             "while lograven was stopped; reading it from the start", path)
                 self._stat(path).rotations += 1
-                return 0, False
+                return 0, False, None
             if any(fnmatch.fnmatchcase(path, p) for p in self._checkpointed_patterns):
                 log.info("%s appeared while lograven was stopped; reading it from the start", path)
-                return 0, False
+                return 0, False, None
             if self.start_position == "beginning":
-                return 0, False
-            return _line_start_before(fd, st.st_size)
+                return 0, False, None
+            return (*_line_start_before(fd, st.st_size), None)
         log.info("new file %s; reading it from the start", path)
-        return 0, False
+        return 0, False, None
 
     def _take_saved(self, path: str, fd: int, st: os.stat_result) -> _SavedPosition | None:
         """The saved position of this very file (same device, inode and first bytes), if any."""
