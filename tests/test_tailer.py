@@ -866,6 +866,59 @@ def test_restart_resumes_at_the_acknowledged_offset(tmp_path: Path) -> None:
         assert texts(tailer.poll()) == [b"3", b"4"]
 
 
+@pytest.mark.parametrize("case", ["copy", "dateext copy", "no copy", "copy read to its end", "patterns match the copy"])
+def test_copytruncate_while_stopped_reads_the_rest_from_the_copy(tmp_path: Path, case: str,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """logrotate's copytruncate ran while lograven was stopped (a nightly rotation during an upgrade).
+    The checkpointed file is still at its path, with its inode, but holds new content: lograven read
+    it from the start and said it was "rotated or replaced", and what was written after the checkpoint
+    was lost without a word of it. The rest is now read from the copy beside it first; with no copy,
+    the loss is said."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    old = [f"old line {i}".encode() for i in range(6)]
+    with make([log] if case != "patterns match the copy" else [f"{log}*"]) as tailer:
+        append(log, b"".join(x + b"\n" for x in old[:4]))
+        lines = tailer.poll()
+        # processed 2 lines, 2 more in flight when it stopped (or all 4 processed)
+        ack_all(tailer, lines if case == "copy read to its end" else lines[:2])
+        saved = json.loads(json.dumps(tailer.positions()))
+    offset = saved[str(log)]["offset"]
+    if case != "copy read to its end":
+        append(log, b"".join(x + b"\n" for x in old[4:]))  # written while lograven was stopped
+    (tmp_path / "app.log.2").write_bytes(b"an older generation\n")  # another copy, other first bytes
+    copy = tmp_path / ("app.log-20261206" if case == "dateext copy" else "app.log.1")
+    if case != "no copy":
+        shutil.copyfile(log, copy)
+    os.truncate(log, 0)
+    append(log, b"new 1\n")
+    patterns = [log] if case != "patterns match the copy" else [tmp_path / "app.log", copy]
+    with caplog.at_level("INFO", logger="lograven.tailer"), make(patterns, positions=saved) as tailer:
+        got = texts(tailer.poll()) + texts(tailer.poll())
+        append(log, b"new 2\n")
+        got += texts(tailer.poll())
+        stats = tailer.stats()[str(log)]
+        assert (stats.truncations, stats.rotations) == (1, 0)
+        if case in ("copy", "dateext copy", "patterns match the copy"):
+            assert sorted(got) == sorted(old[2:] + [b"new 1", b"new 2"])  # every line not acknowledged, once
+            if case == "patterns match the copy":
+                assert f"its copy {copy} is followed as a file of its own" in caplog.text
+                assert f"resuming it at byte {offset}" in caplog.text
+            else:
+                assert got == old[2:] + [b"new 1", b"new 2"]  # and the copy first
+                assert f"reading the rest of its copy {copy} from byte {offset}" in caplog.text
+                positions = tailer.positions()
+                (entry,) = positions[str(log)]["rotated"]  # a restart before the acknowledgement reads it again
+                assert (entry["read_from"], entry["offset"]) == (str(copy), offset)
+        elif case == "copy read to its end":
+            assert got == [b"new 1", b"new 2"]
+            assert "after lograven had read all of it" in caplog.text
+        else:
+            assert got == [b"new 1", b"new 2"]
+            assert f"the lines written to it after byte {offset} were not read, and no copy" in caplog.text
+        assert "not the file recorded in the checkpoint" not in caplog.text
+
+
 def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A file resumed from the checkpoint stayed among the files found at start: its first rotation
     after the restart warned that the new file "is not the file recorded in the checkpoint ... while

@@ -668,6 +668,7 @@ class Tailer:
         saved = self._parse_positions(positions)
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
+        self._truncated_at_start: set[str] = set()  # checkpointed files truncated while lograven was stopped
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
         self._checkpointed_patterns = [
             p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
@@ -686,6 +687,7 @@ class Tailer:
         self._first_look = True
         with self._lock:
             self._resume_rotated([s for s in saved if s.rotated_from is not None], matched)
+            self._resume_truncated(matched)
             self._discover(matched, denied, failed)
 
     # ----------------------------------------------------------------- public API
@@ -1105,6 +1107,10 @@ class Tailer:
             if saved.read is not None and saved.read <= st.st_size:  # reopened by a reload
                 return saved.read, False, saved.offset
             return saved.offset, False, None
+        if path in self._truncated_at_start:  # truncated while lograven was stopped: _resume_truncated
+            self._truncated_at_start.discard(path)
+            self._initial.discard(path)
+            return 0, False, None
         if path in self._initial:
             self._initial.discard(path)
             if path in self._saved_paths:
@@ -1235,6 +1241,73 @@ class Tailer:
                     saved.rotated_from, self._describe_name(saved), self._unread(saved))
                 continue
             self._open_rotated(saved, *found)
+
+    def _resume_truncated(self, matched: dict[str, os.stat_result]) -> None:
+        """At start: a checkpointed file still under the patterns (the same device and inode) whose first
+        bytes changed was truncated (logrotate's copytruncate) or rewritten while lograven was stopped.
+        What lograven had not read of it is in the copy beside it, found as for a truncation while
+        running (_find_copy): read from the checkpointed offset, before the file's new content. A copy
+        the patterns match resumes at that offset as a file of its own."""
+        where = {(st.st_dev, st.st_ino): path for path, st in matched.items()}
+        for saved in list(self._pending_saved):
+            path = where.get((saved.dev, saved.ino))
+            if path is None:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:
+                continue  # _open says why
+            try:
+                st = os.fstat(fd)
+                digest = Fingerprinter.prefix(fd, saved.fingerprint_len)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            if (st.st_dev, st.st_ino) != (saved.dev, saved.ino) or (
+                    digest is not None and digest.startswith(saved.fingerprint)):
+                continue  # the checkpointed file (or another one now): _take_saved decides
+            self._pending_saved.remove(saved)
+            self._truncated_at_start.add(path)
+            self._stat(path).truncations += 1
+            found = self._find_copy(path, st.st_uid, saved.fingerprint, saved.fingerprint_len,
+                                    lambda devino: devino in where)
+            if isinstance(found, str):
+                copy = matched[found]
+                self._pending_saved.append(replace(
+                    saved, path=found, dev=copy.st_dev, ino=copy.st_ino,
+                    file_id=make_file_id(copy.st_dev, copy.st_ino, saved.fingerprint), read=None))
+                log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped; "
+                            "its copy %s is followed as a file of its own (the patterns match it): resuming it at "
+                            "byte %d, and reading %s from the start. Name the live file only in `sources`",
+                            path, found, saved.offset, path)
+                continue
+            if found is not None and found[2].st_size > saved.offset:
+                name, fd, cst = found
+                try:
+                    fingerprint = self._fingerprinter.fingerprint(fd)
+                except OSError as exc:
+                    os.close(fd)
+                    log.warning("%s was truncated (copytruncate?) while lograven was stopped, and its copy %s "
+                                "cannot be read: %s; the lines after byte %d were not read", path, name, exc, saved.offset)
+                    continue
+                log.warning("%s was truncated (copytruncate?) while lograven was stopped: reading the rest of its "
+                            "copy %s from byte %d, then the file from the start", path, name, saved.offset)
+                watcher = FileWatcher(path, fd, cst, fingerprint, saved.offset, self.max_line_bytes)
+                watcher.draining_since = self._clock()
+                watcher.read_from = name
+                self._draining.append(watcher)
+                self._by_devino[watcher.devino] = watcher
+                continue
+            if found is not None:
+                os.close(found[1])
+                log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped, "
+                            "after lograven had read all of it; reading it from the start", path)
+                continue
+            log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped: the "
+                        "lines written to it after byte %d were not read, and no copy of it is beside it "
+                        "(compressed at once?: use logrotate's delaycompress). Reading it from the start",
+                        path, saved.offset)
 
     def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
         """At start (the first complete expansion): a checkpointed file that is no longer at its path (rotated while lograven was
@@ -1374,7 +1447,12 @@ class Tailer:
         from where reading stopped, before the file's new content, as a rotated file is. With no copy,
         a loss that the last known size shows is said, in bytes, and counted."""
         unread = max(watcher.size, watcher.scan_pos) - watcher.offset  # by the size at the last look
-        found = self._find_copy(watcher)
+        try:
+            owner = os.fstat(watcher.fd).st_uid
+        except OSError:
+            owner = -1  # no copy can match
+        found = self._find_copy(watcher.path, owner, watcher.fp_hex, watcher.fp_len,
+                                lambda devino: devino in self._by_devino)
         if isinstance(found, str):  # the sources' patterns match the copy: it is read as a file of its own
             log.warning("%s was truncated or rewritten in place (copytruncate?); its copy %s is followed as a "
                         "file of its own (the patterns match it), so its lines are read (again) there. Name "
@@ -1404,14 +1482,15 @@ class Tailer:
                     "the start", watcher.path, watcher.offset, watcher.offset + unread, unread)  # fmt: skip
         self._stat(watcher.path).unread_bytes += unread
 
-    def _find_copy(self, watcher: FileWatcher) -> tuple[str, int, os.stat_result] | str | None:
+    def _find_copy(self, path: str, owner: int, fingerprint: str, fp_len: int,
+                   followed: Callable[[tuple[int, int]], bool]) -> tuple[str, int, os.stat_result] | str | None:
         """The copy of a truncated file beside it: a name starting with its name, a regular file (not a
-        link: it could point anywhere) with the same owner and first bytes, not modified in the
-        future; the most recently modified. (name, open descriptor, stat); the name alone when the
-        copy is followed already (the patterns match it); or None."""
-        directory, base = os.path.split(watcher.path)
+        link: it could point anywhere) with the same owner and first bytes (the hash of its first
+        `fp_len` bytes starts with `fingerprint`), not modified in the future; the most recently
+        modified. (name, open descriptor, stat); the name alone when the copy is `followed` already (the
+        patterns match it); or None."""
+        directory, base = os.path.split(path)
         try:
-            owner = os.fstat(watcher.fd).st_uid
             names = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base) and n != base)
         except OSError:
             return None
@@ -1427,11 +1506,12 @@ class Tailer:
                 continue
             try:
                 st = os.fstat(fd)
+                digest = Fingerprinter.prefix(fd, fp_len)
                 ok = ((st.st_dev, st.st_ino) == (lst.st_dev, lst.st_ino)
-                      and Fingerprinter.prefix(fd, watcher.fp_len) == watcher.fp_hex)
+                      and digest is not None and digest.startswith(fingerprint))
             except OSError:
                 ok = False
-            if ok and (st.st_dev, st.st_ino) in self._by_devino:
+            if ok and followed((st.st_dev, st.st_ino)):
                 os.close(fd)
                 if best is not None:
                     os.close(best[2])
