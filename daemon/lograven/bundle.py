@@ -352,9 +352,12 @@ def read_manifest(path: Path) -> dict:
         raise LogravenError(f"{mpath}: corrupt manifest ({e}); retrain or restore the bundle") from e
     fv = manifest.get("format_version")
     if fv != FORMAT_VERSION:
+        newer = isinstance(fv, int) and not isinstance(fv, bool) and fv > FORMAT_VERSION
+        fix = ("it was written by a newer lograven: upgrade lograven (or train a model with this one)" if newer
+               else "retrain with `lograven train`")
         raise LogravenError(
             f"{mpath}: bundle format {fv!r} is not supported by lograven {__version__} "
-            f"(reads format {FORMAT_VERSION}); retrain with `lograven train`"
+            f"(reads format {FORMAT_VERSION}); {fix}"
         )
     if manifest.get("manifest_sha256") != _manifest_digest(manifest):
         raise LogravenError(f"{mpath}: checksum mismatch (manifest corrupt or modified); retrain or restore the bundle")

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="a bundle, or a model directory (its current version)")
     s.add_argument("--config", help="YAML config (detectors.* options)")
     _format_args(s)
-    s.add_argument("--batch-size", type=int, default=1024, help="lines per inference batch (default 1024)")
+    s.add_argument("--batch-size", type=_at_least_one, default=1024, help="lines per inference batch (default 1024)")
     s.add_argument("--anomalies-only", action="store_true", help="print only anomalous lines")
     s.add_argument("files", nargs="+", metavar="FILE", help="log files, or - for standard input")
 
@@ -250,6 +251,7 @@ def cmd_train(args) -> int:
     corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=max_lines, max_line_bytes=cfg.runtime.max_line_bytes)
     bar("reading", 1.0)
     _warn_unparsed(corpus, fmt)
+    _warn_line_budget(corpus, args.logfiles, max_lines)
     result = train(
         corpus, Path(args.out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
         fmt=fmt, stream=stream, plots=args.plots, progress=bar, end_gap=cfg.detectors.sequence.stream_end_after,
@@ -418,6 +420,15 @@ def _num(x) -> str:
     return repr(x) if isinstance(x, float) else str(int(x))
 
 
+def _is_stream(path: str) -> bool:
+    """A pipe, FIFO, socket or character device (`<(zcat x.gz)`, /dev/stdin): what is read from it is gone."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # opening it says why
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
 def cmd_score(args) -> int:
     from lograven.bundle import load_bundle
     from lograven.detector import Detector, DetectorSettings
@@ -447,11 +458,18 @@ def cmd_score(args) -> int:
     from lograven.training import iter_file_lines
 
     for f in args.files:  # every file readable before the first verdict: a bad path is not found halfway
-        if f != "-":
+        if f != "-" and not _is_stream(f):  # a pipe or FIFO is not read twice: its first lines would be lost
             next(iter_file_lines(f, 1), None)
     total = unparsed = 0
     try:
+        started: set[str] = set()
         for f, n, text in iter_input_lines(args.files, cfg.runtime.max_line_bytes):
+            if n == 1:
+                if f in started:  # the same file again: its streams start fresh, as in its first reading
+                    flush()
+                    for name in [k for k in det.states if k == f or k.startswith(f + ":")]:
+                        del det.states[name]
+                started.add(f)
             rec = parser.parse(text)
             if text.strip():  # blank lines are not judged
                 total += 1
@@ -680,6 +698,19 @@ def _output_warnings(cfg) -> list[str]:
     return out
 
 
+def _warn_line_budget(corpus, files: Sequence[str], max_lines: int | None) -> None:
+    """Say when --max-lines (learn.max_lines) stopped the reading before the last file: the files after
+    it were not read at all, which the summary's file count alone does not show."""
+    if not max_lines or len(corpus) < max_lines or not corpus.files:
+        return
+    last = corpus.files[-1]
+    unread = list(files[files.index(last) + 1:]) if last in files else []
+    if unread:
+        shown = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+        log.warning("the line limit (%d, --max-lines or learn.max_lines) was reached in %s: %s not read; "
+                    "raise --max-lines to learn from them, or give the files to learn first", max_lines, last, shown)
+
+
 def cmd_learn(args) -> int:
     from lograven.learning import corpus_from_alerts, learn
     from lograven.progress import ProgressBar
@@ -689,6 +720,9 @@ def cmd_learn(args) -> int:
     fmt, stream = _fmt(args, cfg), _stream_spec(args, cfg)
     if bool(args.from_alerts) == bool(args.logfiles):
         raise LogravenError("give either --from-alerts ALERTS.jsonl or LOGFILE... (new normal data), not both or neither")
+    if args.alert and not args.from_alerts:
+        raise LogravenError("--alert ID picks alerts of --from-alerts ALERTS.jsonl; give --from-alerts, or drop "
+                            "--alert to learn the whole LOGFILE...")
     _check_learn_target(args)
     if args.from_alerts:
         explicit = bool(args.fmt or getattr(args, "stream_key", None) or getattr(args, "stream", None))
@@ -701,6 +735,7 @@ def cmd_learn(args) -> int:
     else:
         corpus = read_corpus(args.logfiles, fmt=fmt, stream=stream, max_lines=args.max_lines or cfg.learn.max_lines,
                              max_line_bytes=cfg.runtime.max_line_bytes)
+        _warn_line_budget(corpus, args.logfiles, args.max_lines or cfg.learn.max_lines)
         source = ", ".join(args.logfiles)
         _warn_unparsed(corpus, fmt)
     bar = ProgressBar(enabled=not args.quiet)

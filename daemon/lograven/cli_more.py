@@ -206,10 +206,12 @@ def cmd_evaluate(args) -> int:
         print(text)
         print(table, file=sys.stderr)
         return 0
+    print(table)  # first: a --json that cannot be written now (a full disk) does not lose the run's table
     if args.json:
         try:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
         except OSError as e:
-            raise LogravenError(f"{args.json}: cannot write the JSON result ({e.strerror})") from None
-    print(table)
+            sys.stdout.flush()
+            raise LogravenError(f"{args.json}: cannot write the JSON result ({e.strerror or e}); the table above "
+                                "is the run's result; give another --json path, or --json - for standard output") from None
     return 0

@@ -21,6 +21,7 @@ sweep are all computed from that record, so they describe the same run.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -301,9 +302,8 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
     matched without case or surrounding spaces; a blank EventId is returned as "" (not a label)."""
     path = Path(path)
     try:
-        with open(path, "rb") as fb:
-            head = fb.read(4)
-        f = open(path, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
+        fb = open(path, "rb")  # opened once: a pipe (`<(zcat x.csv.gz)`) cannot be read twice
+        head = fb.peek(10)[:10]  # what is buffered already: the BOM, or a compressed file's magic
     except FileNotFoundError:
         raise LogravenError(f"{path}: no such file; give a Loghub *_structured.csv") from None
     except IsADirectoryError:
@@ -311,39 +311,55 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
     except OSError as e:
         raise LogravenError(f"{path}: cannot read ({e.strerror})") from None
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        f.close()
+        fb.close()
         raise LogravenError(f"{path}: is UTF-16; convert it to UTF-8 first: iconv -f UTF-16 -t UTF-8 {path} > converted.csv")
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, None) or []
-        index = {}
-        for i, name in enumerate(header):
-            index.setdefault(name.strip().lower(), i)
-        if "content" not in index or "eventid" not in index:
-            found = ", ".join(repr(c) for c in header) or "none"
-            hint = ""
-            if len(header) == 1 and any(d in header[0] for d in ";\t|"):
-                hint = " (the header is one column: is the file separated by something other than commas?)"
+    from .training import _compression
+
+    kind = _compression(head)
+    if kind is not None:
+        fb.close()
+        tool = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat", "zstd": "zstdcat"}[kind]
+        raise LogravenError(f"{path}: is {kind}-compressed; give it decompressed: "
+                            f"--structured <({tool} {path}), or `{tool} {path} > FILE.csv`")
+    f = io.TextIOWrapper(fb, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
+    try:
+        with f:
+            return _read_structured_rows(path, f)
+    except OSError as e:
+        raise LogravenError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _read_structured_rows(path: Path, f: io.TextIOWrapper) -> tuple[list[str], list[str], dict[str, str]]:
+    reader = csv.reader(f)
+    header = next(reader, None) or []
+    index = {}
+    for i, name in enumerate(header):
+        index.setdefault(name.strip().lower(), i)
+    if "content" not in index or "eventid" not in index:
+        found = ", ".join(repr(c) for c in header) or "none"
+        hint = ""
+        if len(header) == 1 and any(d in header[0] for d in ";\t|"):
+            hint = " (the header is one column: is the file separated by something other than commas?)"
+        raise LogravenError(
+            f"{path}: needs columns Content and EventId (found {found}){hint}; "
+            "give a Loghub *_structured.csv (comma-separated, UTF-8, a header line)"
+        )
+    ci, ei, ti = index["content"], index["eventid"], index.get("eventtemplate")
+    need = max(ci, ei) + 1
+    contents, events, templates = [], [], {}
+    for row in reader:
+        if not row:
+            continue  # a blank line
+        if len(row) < need:
             raise LogravenError(
-                f"{path}: needs columns Content and EventId (found {found}){hint}; "
-                "give a Loghub *_structured.csv (comma-separated, UTF-8, a header line)"
+                f"{path}, line {reader.line_num}: {len(row)} fields, but Content and EventId are columns "
+                f"{ci + 1} and {ei + 1}; repair the row (an unquoted line break or comma?) or remove it"
             )
-        ci, ei, ti = index["content"], index["eventid"], index.get("eventtemplate")
-        need = max(ci, ei) + 1
-        contents, events, templates = [], [], {}
-        for row in reader:
-            if not row:
-                continue  # a blank line
-            if len(row) < need:
-                raise LogravenError(
-                    f"{path}, line {reader.line_num}: {len(row)} fields, but Content and EventId are columns "
-                    f"{ci + 1} and {ei + 1}; repair the row (an unquoted line break or comma?) or remove it"
-                )
-            event = row[ei].strip()
-            contents.append(row[ci])
-            events.append(event)
-            if ti is not None and ti < len(row) and event:
-                templates.setdefault(event, row[ti])
+        event = row[ei].strip()
+        contents.append(row[ci])
+        events.append(event)
+        if ti is not None and ti < len(row) and event:
+            templates.setdefault(event, row[ti])
     if not contents:
         raise LogravenError(f"{path}: no rows; give a Loghub *_structured.csv with lines")
     if not any(events):

@@ -92,6 +92,9 @@ class ModelStore:
         if not _VERSION.match(name):
             raise LogravenError(f"{name!r} is not a version name (like v0003); see `lograven models list`")
         target = self.root / name
+        if not target.is_dir():
+            raise LogravenError(f"{target}: there is no version {name} in {self.root}; `lograven models list --dir "
+                                f"{self.root}` lists the versions")
         read_manifest(target)  # refuses corrupt or partial bundles
         tmp = self.root / f".current.tmp-{os.getpid()}"
         try:
@@ -217,6 +220,12 @@ def resolve_model_path(path: str | Path) -> Path:
             f"{p}: cannot look inside ({e.strerror}); run as a user who can read it (the service's models "
             "are the lograven user's: `sudo -u lograven lograven ...`) or copy the bundle"
         ) from None
+    if not p.exists():
+        raise LogravenError(f"{p}: no such directory; give a model bundle (`lograven train --out DIR LOGFILE...` "
+                            "makes one) or a model directory such as /var/lib/lograven/models")
+    if not p.is_dir():
+        raise LogravenError(f"{p}: is a file, not a model; give a model bundle directory (`lograven train --out DIR "
+                            "LOGFILE...` makes one) or a model directory such as /var/lib/lograven/models")
     raise LogravenError(
         f"{p}: neither a model bundle nor a model directory with a `current` version; "
         f"train one with `lograven train --out {p} LOGFILE...`"

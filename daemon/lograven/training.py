@@ -81,13 +81,17 @@ def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]
 
 def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]]:
     """`iter_binary_lines` of a binary stream, decompressed first when it is gzip, bzip2 or xz
-    (rotated logs such as messages.1.gz are read as zcat would); zstd is refused with the fix."""
-    head = f.read(_MAGIC_BYTES)  # a buffered read(n) waits for n bytes or the end, on pipes too
-    f = _with_head(head, f)
-    kind = _compression(head)
-    if kind is None:
-        yield from iter_binary_lines(f, max_line_bytes)
-        return
+    (rotated logs such as messages.1.gz are read as zcat would); zstd is refused with the fix. A read
+    error (EIO, a file on a lost NFS mount) ends the lines with an error that names the file."""
+    try:
+        head = f.read(_MAGIC_BYTES)  # a buffered read(n) waits for n bytes or the end, on pipes too
+        f = _with_head(head, f)
+        kind = _compression(head)
+        if kind is None:
+            yield from iter_binary_lines(f, max_line_bytes)
+            return
+    except OSError as e:
+        raise LogravenError(f"{path}: cannot read it: {e.strerror or e}; the lines before the error were read") from None
     if kind == "zstd":
         raise LogravenError(f"{path}: zstd-compressed; decompress it first (`zstd -dc {path} > FILE`, "
                             "or `zstd -dc FILE | lograven score -`)")
