@@ -8,6 +8,8 @@ import math
 import os
 import re
 import socket
+import time
+import threading
 import stat
 from pathlib import Path
 
@@ -392,6 +394,41 @@ def test_syslog_full_receiver_fails_instead_of_blocking(syslog_server) -> None:
     with pytest.raises(SinkError) as err:
         sink.emit(batch)  # nobody reads: the queue fills and the non-blocking send gives up
     assert 0 < err.value.delivered < len(batch)
+
+
+def test_syslog_slow_reader_gets_every_alert_without_long_back_off(syslog_server) -> None:
+    """A syslog daemon that reads slower than alerts come (here 200 datagrams a second, with the socket
+    queue of net.unix.max_dgram_qlen, 10 on many hosts) filled the non-blocking socket at once, and
+    every partly delivered retry doubled the wait up to 30 s: 81 of 500 alerts in 41 s, the rest
+    dropped at the stop. A send now waits for room within a budget, and progress is retried soon."""
+    path, srv = syslog_server
+    router = AlertRouter([SyslogSink(path)], dedup_window_seconds=0, max_per_minute=None)  # the real clock
+    got: list[str] = []
+    stop = threading.Event()
+
+    def slow_reader() -> None:
+        srv.settimeout(0.5)
+        while not stop.is_set() and len(got) < 500:
+            try:
+                got.append(json.loads(srv.recv(65536).split(b"@cee: ", 1)[1])["id"])
+            except socket.timeout:
+                continue
+            time.sleep(0.005)
+
+    reader = threading.Thread(target=slow_reader, daemon=True)
+    reader.start()
+    alerts = [make_alert(f"line {i}", type_id=i % 50) for i in range(500)]
+    try:
+        router.submit(alerts)
+        deadline = time.monotonic() + 30
+        while router.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            router.flush()
+        reader.join(timeout=10)
+    finally:
+        stop.set()
+    assert router.pending() == 0
+    assert got == [a.id for a in alerts]  # every alert, once, in order
 
 
 # --------------------------------------------------------------------------- jsonl

@@ -403,6 +403,8 @@ SYSLOG_SEVERITIES: dict[str, int] = {
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 STREAM_SEND_TIMEOUT = 1.0  # seconds a stream-type syslog socket may block one send before the sink fails
+SEND_BUDGET = 1.0  # seconds one emit may wait for room in a full syslog datagram socket
+PROGRESS_RETRY_SECONDS = 0.2  # a sink that delivered part of its queue is retried this soon
 # The old connection is dead but a new one to the same path may work (journald restarted).
 _RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ENOENT, errno.EBADF, errno.EDESTADDRREQ}
 
@@ -457,31 +459,53 @@ class SyslogSink:
         return (head + alert.to_compact_json(self.max_bytes)).encode("utf-8")
 
     def emit(self, alerts: list[Alert]) -> None:
-        """Send one datagram per alert; reconnect once if the socket went away."""
+        """Send one datagram per alert; reconnect once if the socket went away.
+
+        A syslog daemon that reads more slowly than alerts come fills the socket's small queue
+        (net.unix.max_dgram_qlen, often 10 to 512 datagrams): a send then waits for room, as glibc's
+        syslog(3) does, but for SEND_BUDGET seconds per call at most, so detection is never held long;
+        what is left stays queued and is retried soon (the router retries at once after progress)."""
+        deadline = time.monotonic() + SEND_BUDGET
         for i, alert in enumerate(alerts):
             data = self.format(alert)
             try:
-                self._send(data)
+                self._send(data, deadline)
+            except TimeoutError as busy:
+                raise SinkError(f"syslog {self.socket_path}: the syslog daemon is not reading fast enough "
+                                f"(its socket is full); {len(alerts) - i} alert(s) wait", delivered=i) from busy
             except OSError as first:
                 if first.errno not in _RECONNECT_ERRNOS:
                     self.close()
                     raise SinkError(f"syslog {self.socket_path}: {first.strerror or first}", delivered=i) from first
                 self.close()
                 try:
-                    self._send(data)
+                    self._send(data, deadline)
                 except OSError as second:
                     self.close()
                     raise SinkError(f"syslog {self.socket_path}: {second.strerror or second}", delivered=i) from second
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, deadline: float) -> None:
         if self._sock is None:
             self._sock = self._connect()
         if self._sock.type == socket.SOCK_STREAM:
             # As glibc's syslog(3) on a stream socket: each message ends with a NUL byte. A short
             # timeout instead of non-blocking sends, so a message is never cut in half silently.
             self._sock.sendall(data + b"\0")
-        else:
-            self._sock.send(data)
+            return
+        try:
+            self._sock.send(data)  # non-blocking: a free queue takes it at once
+        except BlockingIOError:  # the queue is full: wait for room until the deadline
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("syslog socket full") from None
+            self._sock.settimeout(left)
+            try:
+                self._sock.send(data)
+            except (TimeoutError, BlockingIOError):
+                raise TimeoutError("syslog socket full") from None
+            finally:
+                if self._sock is not None:
+                    self._sock.setblocking(False)
 
     def _connect(self) -> socket.socket:
         """A datagram socket, as journald and rsyslog listen; a stream socket where the syslog daemon
@@ -894,9 +918,13 @@ class AlertRouter:
             delivered = min(max(delivered, 0), len(batch))
             for _ in range(delivered):
                 st.queue.popleft()
-            st.failures += 1
             st.failed_since_log += 1
-            st.retry_at = now + min(self.max_backoff, 2.0 ** (st.failures - 1))
+            if delivered:  # progress (a slow reader, not a dead one): retry soon, no longer back-off
+                st.failures = 1
+                st.retry_at = now + PROGRESS_RETRY_SECONDS
+            else:
+                st.failures += 1
+                st.retry_at = now + min(self.max_backoff, 2.0 ** (st.failures - 1))
             st.last_error = str(e) or type(e).__name__
             if self._metrics is not None:
                 self._metrics.alerts_failed.labels(sink=name).inc()
