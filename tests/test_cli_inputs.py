@@ -184,3 +184,79 @@ def test_the_line_limit_says_which_files_were_not_read(tmp_path, caplog, log_lin
     corpus = read_corpus(files, max_lines=10_000)
     cli._warn_line_budget(corpus, files, 10_000)
     assert caplog.text == ""
+
+
+# ----------------------------------------------------------------- `check --stdin` (an audit of plugin mode)
+
+
+def _plugin_yaml(tmp_path: Path, model: str | None, **extra: str) -> Path:
+    cfg = tmp_path / "omprog.yaml"
+    lines = ["sources:", "  - paths: [/dev/null]", f"model: {model or 'null'}", f"state_dir: {tmp_path / 'state'}",
+             "alerts:", "  syslog: {enabled: false}", f"  jsonl: {{path: {tmp_path / 'alerts' / 'alerts.jsonl'}}}"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def test_check_stdin_refuses_what_run_stdin_refuses_and_names_what_does_not_apply(capsys, tmp_path) -> None:
+    """`check` passed a plugin config that `run --stdin` refuses (model: null: "configuration OK ... learn
+    mode"), and said nothing of learn.schedule, which a plugin never applies."""
+    cfg = _plugin_yaml(tmp_path, None)
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--stdin")
+    assert_user_error(rc, err, "plugin mode (--stdin) needs a trained model")
+    assert "learn mode" not in out
+    cfg = _plugin_yaml(tmp_path, str(DEFAULT), learn="{schedule: 1h}")
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--stdin", "--user", "root")
+    assert rc == 0, err
+    assert "plugin mode: lines come on standard input, parsed as format syslog, stream file" in out
+    assert "warning: learn.schedule is not applied in plugin mode" in out
+    assert "/dev/null" not in out  # the paths are not read: no warning that /dev/null is not a file
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--stdin")
+    assert "add --user NAME" in out  # the shipper's user is not lograven.service's
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checking as another user needs root")
+def test_check_stdin_as_the_shippers_user_checks_what_it_writes(capsys, tmp_path, monkeypatch) -> None:
+    """`check --user nobody` passed a plugin config whose state_dir and alerts directory only root could
+    write: it checked the sources, which a plugin does not read."""
+    import pwd
+
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="lograven-check-", dir="/tmp"))  # pytest's tmp_path is under a 0700 directory
+    try:
+        _check_as_nobody(capsys, base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _check_as_nobody(capsys, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    for d in ("state", "alerts"):
+        (tmp_path / d).mkdir(mode=0o750)
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT, model)
+    for p in [model, *model.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    cfg = _plugin_yaml(tmp_path, str(model))
+    cfg.chmod(0o644)
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--stdin", "--user", "nobody")
+    assert rc == 0, err
+    assert "checked state_dir and the alerts file and the model also as user nobody" in out
+    assert f"warning: state_dir {tmp_path / 'state'}: not writable for user nobody" in out
+    assert f"warning: alerts.jsonl.path {tmp_path / 'alerts' / 'alerts.jsonl'}: " in out
+    assert "for user nobody; the plugin as this user would refuse to start" in out
+    assert "cannot read" not in out  # the model is readable
+
+
+def test_a_model_directory_without_current_says_to_roll_back(capsys, tmp_path, log_lines) -> None:
+    path, _ = log_lines
+    store = tmp_path / "models"
+    shutil.copytree(DEFAULT, store / "v0001")
+    rc, _, err = run_cli(capsys, "score", "--model", str(store), str(path))
+    assert_user_error(rc, err, "versions (v0001) but no `current` one",
+                      f"lograven models rollback --dir {store} --to v0001")

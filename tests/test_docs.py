@@ -190,3 +190,19 @@ def test_alerts_md_example_has_exactly_the_keys_of_a_real_alert() -> None:
     table = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)? \|", text, re.M))
     documented = {k for pair in table for k in pair if k}
     assert set(real) <= documented, set(real) - documented
+
+
+def test_the_documented_omprog_action_is_the_one_the_end_to_end_test_runs() -> None:
+    """operations.md's rsyslog action (a queue with one worker, retries for ever, stderr captured) is what
+    tests/test_omprog_e2e.py gives a real rsyslogd: each of its parameters is there, with its value
+    (the binary, the output path and the timeout aside, which the test points at its own files)."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    block = next(b for _, b in _FENCE.findall(text) if 'action(type="omprog"' in b)
+    params = dict(re.findall(r'([\w.]+)="([^"]*)"', block.split('action(type="omprog"', 1)[1]))
+    assert {"queue.workerThreads", "action.resumeRetryCount", "output", "confirmMessages"} <= set(params)
+    e2e = (ROOT / "tests" / "test_omprog_e2e.py").read_text(encoding="utf-8")
+    for key, value in params.items():
+        if key in ("binary", "output", "confirmTimeout"):
+            assert f"{key}=" in e2e, key
+        else:
+            assert f'{key}="{value}"' in e2e, f'{key}="{value}" is documented but not tested'

@@ -127,7 +127,10 @@ metrics: {{enabled: false}}
         '    action(type="omprog" name="lograven"\n'
         f'           binary="{binary}"\n'
         '           confirmMessages="on" confirmTimeout="60000" signalOnClose="on"\n'
-        f'           template="RSYSLOG_TraditionalFileFormat" output="{stderr_log}")\n'
+        f'           template="RSYSLOG_TraditionalFileFormat" output="{stderr_log}"\n'
+        # as docs/operations.md has it: retried for ever, its own queue with one worker, kept on a restart
+        '           action.resumeRetryCount="-1" queue.type="LinkedList" queue.workerThreads="1"\n'
+        '           queue.size="100000" queue.filename="lograven-omprog" queue.saveOnShutdown="on")\n'
         '}\n',
         encoding="utf-8",
     )

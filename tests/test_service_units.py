@@ -13,7 +13,8 @@ from lograven.config import parse_config
 from lograven.detector import DetectorSettings, Verdict
 from lograven.masking import line_pattern
 from lograven.parsing import Parser
-from lograven.service import alert_from_verdict, build_router, own_alert_predicate
+from lograven.errors import LogravenError
+from lograven.service import Service, alert_from_verdict, build_router, own_alert_predicate
 
 
 class _Det:
@@ -1249,3 +1250,80 @@ def test_a_glob_over_compressed_rotated_logs_is_said_as_such(tmp_path, training_
     assert said.startswith(f"sources[0].paths: {tmp_path / 'app.log.2.gz'}, {tmp_path / 'app.log.3.bz2'} are compressed files")
     assert not [w for w in warnings if ".format:" in w]  # the text file has the right format
     assert not source_warnings(parse_config({"sources": [{"paths": [str(tmp_path / "*.log")]}]}))
+
+
+def _plugin_cfg(tmp_path, bundle_dir, **extra):
+    base = {"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+            "sources": [{"paths": ["/dev/null"]}],
+            "alerts": {"syslog": {"enabled": False, "tag": "lograven-omprog"}, "jsonl": {"path": str(tmp_path / "a.jsonl")},
+                       "dedup_window_seconds": 0}}  # fmt: skip
+    base.update(extra)
+    return parse_config(base)
+
+
+def test_plugin_skips_its_own_alerts_fed_back_by_the_shipper(tmp_path, bundle_dir, training_log, caplog) -> None:
+    """Behind rsyslog with a changed alerts.syslog.tag, the documented guard (`$programname != "lograven"`)
+    let the plugin's own alerts back in: each alert alerted again (60 in 20 s, up to the rate limit,
+    which then held back real alerts). The daemon skipped them; the plugin now does too, with a warning
+    that names the fix, and still answers OK for each."""
+    cfg = _plugin_cfg(tmp_path, bundle_dir)
+    normal = training_log.read_text().splitlines()[:5]
+    own = 'Dec  6 15:00:00 web01 lograven-omprog[4242]: @cee: {"id": "1m95zw28x1s", "line": "Dec  6 kernel: disk full"}'
+    lines = [*normal, own, own, normal[0]]
+    svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        assert svc.run() == 0
+    assert svc.stdout.getvalue().splitlines() == ["OK"] * (len(lines) + 1)
+    alerted = [json.loads(x)["line"] for x in (tmp_path / "a.jsonl").read_text().splitlines()] if (tmp_path / "a.jsonl").exists() else []
+    assert not [x for x in alerted if "@cee:" in x]
+    said = [r.getMessage() for r in caplog.records if "own alerts" in r.getMessage()]
+    assert len(said) == 1 and "lograven-omprog" in said[0]
+    assert svc.detector.states["stdin"].seen == len(normal) + 1  # the alerts never advanced the stream
+
+
+def test_a_second_plugin_on_one_state_dir_is_told_why(tmp_path, bundle_dir, training_log, caplog) -> None:
+    """rsyslog ran two plugin instances on one stream (a second worker of the main queue): each saw part of
+    the stream, with hundreds of false sequence alerts and one checkpoint overwriting the other, without a
+    word. The second one now says why and how to give the action one worker; it is not refused (rsyslog
+    would restart a refused plugin for ever)."""
+    import fcntl
+
+    cfg = _plugin_cfg(tmp_path, bundle_dir)
+    state = tmp_path / "state"
+    state.mkdir()
+    holder = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        os.write(holder, b"4242\n")
+        lines = training_log.read_text().splitlines()[:3]
+        svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+        with caplog.at_level("WARNING", logger="lograven.service"):
+            assert svc.run() == 0
+        assert svc.stdout.getvalue().splitlines() == ["OK"] * 4
+        said = [r.getMessage() for r in caplog.records if "in use by another lograven (pid 4242)" in r.getMessage()]
+        assert len(said) == 1 and 'queue.workerThreads=\"1\"' in said[0]
+    finally:
+        os.close(holder)
+    # alone, it takes the lock, so that a second instance is told
+    svc = Service(cfg, stdin_mode=True, stdin=iter([]), stdout=io.StringIO())
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        assert svc.run() == 0
+    assert "in use by another" not in caplog.text
+
+
+def test_plugin_says_learn_schedule_does_not_apply_and_a_failed_checkpoint_reads_nothing_again(
+        tmp_path, bundle_dir, training_log, caplog, monkeypatch) -> None:
+    cfg = _plugin_cfg(tmp_path, bundle_dir, learn={"schedule": "1h"})
+    svc = Service(cfg, stdin_mode=True, stdin=[training_log.read_text().splitlines()[0].encode()], stdout=io.StringIO())
+    from lograven import checkpoint as checkpoint_mod
+
+    def full(self, state, **kwargs):
+        raise LogravenError(f"{self.path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(checkpoint_mod.Checkpointer, "save", full)
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        assert svc.run() == 1
+    assert "learn.schedule is not applied in plugin mode" in caplog.text
+    assert any("nothing is read again in plugin mode" in p for p in svc._stop_problems), svc._stop_problems
+    assert not any("re-reads the lines" in p for p in svc._stop_problems)

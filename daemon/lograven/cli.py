@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--user", metavar="NAME",
                    help="as root, also check that user NAME may read the sources and the model, as the service "
                         f"will (default: {SERVICE_USER}, when that user exists; `--user root` checks as root only)")
+    c.add_argument("--stdin", action="store_true",
+                   help="check the config for plugin mode (`run --stdin`): a model is required, the sources' paths are "
+                        "not read; with --user, that user (the shipper's) must write state_dir and the alerts file")
     r = _add(sub, "run", "run the daemon: tail the configured files, detect, alert to syslog/JSON lines, serve metrics",
              "examples:\n  lograven run --config /etc/lograven/config.yaml\n"
              "  lograven run --config config.yaml --stdin      # plugin mode behind rsyslog omprog (docs/operations.md)\n"
@@ -534,6 +537,18 @@ def _detectors_in_force(bundle, cfg) -> str:
 def cmd_check(args) -> int:
     cfg = _load_config(args.config)
     print(f"{args.config}: configuration OK")
+    stdin = getattr(args, "stdin", False)
+    if stdin and not cfg.model:
+        from lograven.modelstore import ModelStore
+
+        try:
+            learned = ModelStore(cfg.models_dir()).current_path() is not None
+        except PermissionError:
+            learned = True  # cannot look: root's or the user's check below says so
+        if not learned:
+            raise LogravenError(f"{args.config}: model: null, and {cfg.models_dir()} has no current version: plugin "
+                                "mode (--stdin) needs a trained model; set `model:` to a bundle or model directory "
+                                "(`lograven train --out DIR LOGFILE...`)")
     if cfg.model:
         from lograven.bundle import load_bundle
         from lograven.modelstore import resolve_model_path
@@ -565,13 +580,28 @@ def cmd_check(args) -> int:
 
     from lograven.allowlist import allowlist_problems
 
-    warnings = [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]
-    warnings += [w for w in _service_user_warnings(cfg, args.user) if w not in warnings]
+    if stdin:
+        src = cfg.sources[0]
+        print(f"plugin mode: lines come on standard input, parsed as format {src.format}, stream {src.stream} "
+              "(the first source's; its paths are not read)")
+        warnings = _output_warnings(cfg, plugin=True)
+        if cfg.learn.schedule_seconds:
+            warnings.append("learn.schedule is not applied in plugin mode: run `lograven learn` on new normal data, "
+                            "and the plugin follows the model directory's `current` version")
+        warnings += allowlist_problems(cfg.allowlist_path())
+        if args.user is None:
+            print("the plugin runs as the shipper's user: add --user NAME to check that user can write state_dir and "
+                  "the alerts file and read the model (Ubuntu's rsyslog: syslog; RHEL's: root)")
+        else:
+            warnings += [w for w in _service_user_warnings(cfg, args.user, plugin=True) if w not in warnings]
+    else:
+        warnings = [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]
+        warnings += [w for w in _service_user_warnings(cfg, args.user) if w not in warnings]
     for warning in warnings:
         print(f"warning: {warning}")
     from lograven.metrics import listen_problem
 
-    if cfg.metrics.enabled and (problem := listen_problem(cfg.metrics.listen)):
+    if cfg.metrics.enabled and not stdin and (problem := listen_problem(cfg.metrics.listen)):
         raise LogravenError(f"{args.config or 'the configuration'}: {problem}")
     return 0
 
@@ -581,10 +611,11 @@ SERVICE_USER = "lograven"
 SERVICE_GROUPS = ("adm",)
 
 
-def _service_user_warnings(cfg, user: str | None) -> list[str]:
+def _service_user_warnings(cfg, user: str | None, plugin: bool = False) -> list[str]:
     """As root, what the service's user could not read: the sources' files and the model. Root reads
     everything, so `sudo lograven check` passed while the daemon read nothing (no group adm, no ACL on
-    /var/log/secure) or failed to load a model trained by root in a 0700 directory."""
+    /var/log/secure) or failed to load a model trained by root in a 0700 directory. For a plugin
+    (`plugin`), the shipper's user: instead of the sources, the state_dir and alerts file it writes."""
     import pwd
 
     if user in ("root", ""):
@@ -605,7 +636,7 @@ def _service_user_warnings(cfg, user: str | None) -> list[str]:
     model = _model_entries(cfg)
 
     def work() -> list[str]:
-        out = source_warnings(cfg)
+        out = _output_warnings(cfg, plugin=True) if plugin else source_warnings(cfg)
         unreadable: list[str] = []
         for path, is_dir in model:
             if any(path.startswith(u + os.sep) for u in unreadable):
@@ -631,7 +662,8 @@ def _service_user_warnings(cfg, user: str | None) -> list[str]:
         found = as_user(name, work, SERVICE_GROUPS if user is None else ())
     except (OSError, RuntimeError) as e:
         return [f"could not check as user {name}: {e}"]
-    print(f"checked the sources{' and the model' if model else ''} also as user {name}"
+    what = "state_dir and the alerts file" if plugin else "the sources"
+    print(f"checked {what}{' and the model' if model else ''} also as user {name}"
           f"{'' if user else ' (the user lograven.service runs as; --user NAME for another)'}")  # fmt: skip
     return list(found)
 
@@ -681,7 +713,7 @@ def _unwritable(path: Path, directory: bool) -> str | None:
     return None
 
 
-def _output_warnings(cfg) -> list[str]:
+def _output_warnings(cfg, plugin: bool = False) -> list[str]:
     """What `run` would refuse or fail to write, said by `check` (as this user; under systemd,
     StateDirectory= provides the state directory)."""
     out = []
@@ -689,12 +721,13 @@ def _output_warnings(cfg) -> list[str]:
     if (why := _unwritable(state, directory=True)) is not None:
         out.append(f"state_dir {state}: {why} for {whoami()}; `run` needs to write there")
     if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path), directory=False)) is not None:
-        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {whoami()}; `run` as this user would refuse "
-                   "to start (check as the service's user: `sudo -u lograven lograven check --config FILE`)")
+        hint = ("the plugin as this user would refuse to start" if plugin else "`run` as this user would refuse to start "
+                "(check as the service's user: `sudo -u lograven lograven check --config FILE`)")
+        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {whoami()}; {hint}")
     from lograven.metrics import exposure_warning
 
-    if cfg.metrics.enabled and (warning := exposure_warning(cfg.metrics.listen)):
-        out.append(warning)
+    if cfg.metrics.enabled and not plugin and (warning := exposure_warning(cfg.metrics.listen)):
+        out.append(warning)  # a plugin serves no metrics
     return out
 
 

@@ -226,6 +226,16 @@ def resolve_model_path(path: str | Path) -> Path:
     if not p.is_dir():
         raise LogravenError(f"{p}: is a file, not a model; give a model bundle directory (`lograven train --out DIR "
                             "LOGFILE...` makes one) or a model directory such as /var/lib/lograven/models")
+    try:
+        versions = sorted(c.name for c in p.iterdir() if _VERSION.match(c.name) and (c / MANIFEST).exists())
+    except OSError:
+        versions = []
+    if versions:
+        raise LogravenError(
+            f"{p}: a model directory with versions ({', '.join(versions[-3:])}) but no `current` one; make one "
+            f"current: `lograven models rollback --dir {p} --to {versions[-1]}` (`lograven models list --dir {p}` "
+            "lists them)"
+        )
     raise LogravenError(
         f"{p}: neither a model bundle nor a model directory with a `current` version; "
         f"train one with `lograven train --out {p} LOGFILE...`"

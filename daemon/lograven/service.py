@@ -490,12 +490,14 @@ class Service:
             ) from e
         self.checkpointer = Checkpointer(self.state_dir / "checkpoint.json")
         self.store = ModelStore(self.state_dir / "models")
-        if not self.stdin_mode:
-            self._lock_state_dir()
+        self._lock_state_dir()
 
     def _lock_state_dir(self) -> None:
         """One daemon per state_dir: a second one would overwrite the first's checkpoint and send every
-        alert twice. The lock (flock on `<state_dir>/lock`) goes with the process, however it ends."""
+        alert twice. The lock (flock on `<state_dir>/lock`) goes with the process, however it ends.
+
+        A plugin (--stdin) is not refused: a shipper that starts a second instance would restart a
+        refused one for ever, holding its messages. It is told, once, why two share the directory."""
         import fcntl
 
         path = self.state_dir / "lock"
@@ -515,6 +517,14 @@ class Service:
                 other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             finally:
                 os.close(fd)
+            if self.stdin_mode:
+                log.warning(
+                    "state_dir %s is in use by another lograven (pid %s): the shipper runs the plugin more than "
+                    "once (rsyslog: one per worker of the action's queue), so each instance sees part of the "
+                    "stream and they overwrite each other's checkpoint. Give the action its own queue with one "
+                    "worker (rsyslog: queue.type=\"LinkedList\" queue.workerThreads=\"1\"); see docs/operations.md, "
+                    "Plugin mode", self.state_dir, other)
+                return
             raise LogravenError(
                 f"state_dir {self.state_dir} is in use by another lograven (pid {other}); stop it "
                 "(`systemctl stop lograven`), or give this one its own state_dir"
@@ -1236,6 +1246,12 @@ class Service:
         src = self.cfg.sources[0]
         parser, key = Parser(src.format), StreamKey(src.stream)
         sample = _Source(0, parser, key)
+        if self.cfg.learn.schedule_seconds:
+            log.warning("learn.schedule is not applied in plugin mode (--stdin): run `lograven learn` on new normal "
+                        "data instead, and the plugin follows the model directory's `current` version")
+        tag = self.cfg.alerts.syslog.tag
+        own_alert = own_alert_predicate(tag)
+        own_alerts = 0
         out = self.stdout
         lines: queue.Queue = queue.Queue()
         taken = threading.Semaphore(0)  # in lockstep, as omprog sends a message only after the last one's OK
@@ -1270,6 +1286,17 @@ class Service:
                 # are not held only in this process's memory. A refused message is not scored.
                 if not self.router.flush():
                     out.write(self._refusal())
+                elif own_alert(raw):
+                    # lograven's own alert, fed back by the shipper (its guard does not match the tag):
+                    # taken, never scored, or each alert would alert again
+                    own_alerts += 1
+                    n += 1
+                    self.metrics.lines_dropped.labels(file="stdin", reason="own_alert").inc()
+                    if own_alerts == 1:
+                        log.warning("standard input carries lograven's own alerts (tag %s): they are skipped. Stop "
+                                    "them before the plugin, e.g. rsyslog's `if $programname != \"%s\" then { "
+                                    "action(type=\"omprog\" ...) }`", tag, tag)
+                    out.write("OK\n")
                 else:
                     text, truncated = decode_line(raw, max_bytes)
                     rec = parser.parse(text)
@@ -1304,9 +1331,12 @@ class Service:
                 self._follow_current_version(now)
             if self._checkpoint_due(now):
                 self._checkpoint()  # the streams' GRU states: rsyslog may kill a plugin that is slow to stop
-            src = self.cfg.sources[0]  # a reload may have changed its format or stream
+            src = self.cfg.sources[0]  # a reload may have changed its format or stream, or the tag
             if (src.format, src.stream) != (parser.fmt, key.spec):
                 parser, key = Parser(src.format), StreamKey(src.stream)
+            if self.cfg.alerts.syslog.tag != tag:
+                tag = self.cfg.alerts.syslog.tag
+                own_alert = own_alert_predicate(tag)
             self.notifier.watchdog()
         self.router.flush(force=True)
         return 0
@@ -1327,6 +1357,10 @@ class Service:
             if self.detector is not None and hasattr(self, "checkpointer"):
                 if self._checkpoint():
                     log.info("stopping: checkpoint written (%d stream(s))", len(self.detector.states))
+                elif self.stdin_mode:
+                    self._stop_problems.append(
+                        f"the last checkpoint was not written ({self.checkpointer.path}): the next start "
+                        "takes the streams' GRU states of the one before (nothing is read again in plugin mode)")
                 else:
                     self._stop_problems.append(
                         f"the last checkpoint was not written ({self.checkpointer.path}): the next start "
