@@ -240,6 +240,25 @@ def test_positions_follow_their_file_when_sources_are_inserted(tmp_path, tiny_mo
     assert "is gone" not in (tmp_path / "daemon.err").read_text()
 
 
+def test_a_crash_before_the_first_periodic_checkpoint_loses_nothing(tmp_path, tiny_model):
+    """On a first start, no checkpoint was written until the first interval passed with something to say: a
+    crash before it (kill -9 on a quiet host) made the next start a first start again, beginning at the
+    files' new ends, and what was written meanwhile was never read. The first start now writes its
+    checkpoint (the files' ends) before it says READY."""
+    d = Daemon(tmp_path, tiny_model)
+    d.cfg.write_text(d.cfg.read_text().replace("checkpoint_interval_seconds: 0.2", "checkpoint_interval_seconds: 3600"))
+    write_log(d.logs / "messages", LogGenerator(seed=5).lines(50))  # there before the start: not read
+    d.start()
+    assert (d.state / "checkpoint.json").exists()
+    d.stop(signal.SIGKILL)
+    _append(d.logs / "messages", _marker_lines("k", 2))  # written while it was down
+    d.start()
+    alerts = d.wait_for_alerts({"marker-k-0", "marker-k-1"})
+    assert d.stop() == 0
+    lines = [a["line"] for a in alerts]
+    assert sum("marker-k" in ln for ln in lines) == 2, lines
+
+
 def test_bad_config_is_rejected_with_key_and_file(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("detectors:\n  sequence:\n    threshhold: 0.5\n")

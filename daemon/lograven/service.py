@@ -636,7 +636,10 @@ class Service:
             if self.stdin_mode:
                 return self._run_stdin()
             self._open_sources(self.cfg, positions)
-            if learned:  # where learning stopped, on disk at once: a crash now must not skip to the files' ends
+            # On disk at once where learning stopped, or where a first start began (the files' ends): a crash
+            # before the first periodic checkpoint must not start again at the files' new ends, skipping
+            # what came meanwhile.
+            if learned or not state:
                 self._checkpoint()
             self._start_reader()
             self.notifier.ready(f"watching {self._file_count()} file(s) with model {self.bundle.version}")
