@@ -783,6 +783,42 @@ def test_allow_and_models_use_the_installed_config_by_default(tmp_path, monkeypa
     assert "using" not in capsys.readouterr().err
 
 
+def test_learn_from_alerts_uses_the_installed_config_by_default(tmp_path, monkeypatch, capsys):
+    """faq.md's `lograven learn --model /var/lib/lograven/models --from-alerts ...` has no --config, and
+    `learn` used the built-in defaults: the alert's file was "outside the sources of the configuration",
+    so each alert was learned alone (1 line), without the lines around it (73 with the config). It now
+    takes the installed config, as `allow` and `models` do."""
+    from lograven import cli
+    from lograven import learning as learning_mod
+
+    logs = tmp_path / "log"
+    logs.mkdir()
+    messages = logs / "messages"
+    lines = [f"Jun  9 07:00:{i:02d} web01 app[1]: routine work item {i}" for i in range(20)]
+    messages.write_text("\n".join(lines) + "\n")
+    alerts = tmp_path / "alerts.jsonl"
+    offset = sum(len(x) + 1 for x in lines[:10])
+    alerts.write_text(_alert(id="a1", file=str(messages), offset=offset, line=lines[10]).to_json() + "\n")
+    installed = tmp_path / "config.yaml"
+    installed.write_text(f"sources:\n  - paths: [{messages}]\nstate_dir: {tmp_path / 'state'}\n")
+    monkeypatch.setenv("LOGRAVEN_CONFIG", str(installed))
+    store = tmp_path / "models"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "default", store / "v0001")
+    (store / "current").symlink_to("v0001")
+    seen = {}
+
+    def fake_learn(model, corpus, **kw):
+        seen["messages"] = list(corpus.messages)
+        return store / "v0002", {"lines": len(corpus)}
+
+    monkeypatch.setattr(learning_mod, "learn", fake_learn)
+    assert cli.main(["learn", "--model", str(store), "--from-alerts", str(alerts), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert f"(using {installed}; give --config to choose another)" in err
+    assert "outside the sources" not in err
+    assert len(seen["messages"]) > 1 and "routine work item 9" in seen["messages"]  # with the lines around it
+
+
 def test_allow_reads_a_damaged_alerts_file_and_refuses_a_path_the_daemon_never_reads(tmp_path, monkeypatch):
     """A line damaged by a crash (invalid UTF-8) was a UnicodeDecodeError traceback; a rules file in a
     directory that does not exist was created there, where no daemon reads it; a device given as

@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
               "A running daemon picks up the new current version within seconds (or on SIGHUP).")
     le.add_argument("--model", required=True, help="model directory (numbered versions + current) or a single bundle")
     le.add_argument("--out", help="where to write the new bundle (required for a single bundle)")
-    le.add_argument("--config", help="YAML config (training.* options, alerts.jsonl.path)")
+    le.add_argument("--config", help="YAML config (training.* options, the sources the alerts' lines come from; with "
+                                     f"--from-alerts, default: $LOGRAVEN_CONFIG or {INSTALLED_CONFIG} when it exists)")
     _format_args(le)
     le.add_argument("--from-alerts", metavar="ALERTS.jsonl", help="learn the alerted lines (with their context, read back from the files)")
     le.add_argument("--alert", action="append", default=[], metavar="ID", help="with --from-alerts: only these alert ids (repeatable)")
@@ -749,7 +750,8 @@ def cmd_learn(args) -> int:
     from lograven.progress import ProgressBar
     from lograven.training import read_corpus
 
-    cfg = _load_config(args.config)
+    # the daemon's alerts are read back with its sources' formats and the lines around them: its config
+    cfg = _daemon_config(args, defaulted=bool(args.from_alerts))
     fmt, stream = _fmt(args, cfg), _stream_spec(args, cfg)
     if bool(args.from_alerts) == bool(args.logfiles):
         raise LogravenError("give either --from-alerts ALERTS.jsonl or LOGFILE... (new normal data), not both or neither")
