@@ -1057,7 +1057,9 @@ default; copy only the options you change.
 - Validation is strict: an unknown key (with a suggestion for the closest valid
   one), a value of the wrong type (`1` is not `true`, `"256"` is not `256`) or
   out of range is an error. All problems are reported at once, one per line, as
-  `FILE: dotted.key: what is wrong and how to fix it`.
+  `FILE: dotted.key: what is wrong and how to fix it`. A check between two keys of
+  a section (`learn.min_lines` at most `learn.max_lines`, `runtime.queue_size` at
+  least `runtime.batch_size`) is made once that section's keys are valid each.
 - Paths are used as written; relative paths are relative to the daemon's working
   directory (`/` under systemd), so prefer absolute paths.
 - Under systemd, `$STATE_DIRECTORY` (set by `StateDirectory=`; the first of
