@@ -431,6 +431,49 @@ def test_syslog_slow_reader_gets_every_alert_without_long_back_off(syslog_server
     assert got == [a.id for a in alerts]  # every alert, once, in order
 
 
+def test_a_sink_that_waited_is_retried_a_pause_after_its_attempt_ends() -> None:
+    """The retry time was taken from the clock before the attempt: an emit that waited for room in a
+    full syslog socket set a retry time already past, so every flush waited again, back to back, and
+    detection (and a plugin's answers) got almost no time while the backlog drained."""
+    from lograven import alerts as alerts_mod
+
+    clock = FakeClock()
+
+    class Slow:
+        name, required = "syslog", False
+
+        def emit(self, alerts):
+            clock.advance(alerts_mod.SEND_BUDGET)  # waited for room, delivered one
+            raise SinkError("syslog: the syslog daemon is not reading fast enough", delivered=1)
+
+        def close(self):
+            pass
+
+    router = AlertRouter([Slow()], dedup_window_seconds=0, max_per_minute=None, clock=clock)
+    router.submit([make_alert(f"line {i}", type_id=i) for i in range(5)])
+    assert router.pending() == 4
+    router.flush()  # not due: the pause runs from the end of the attempt
+    assert router.pending() == 4
+    clock.advance(alerts_mod.PROGRESS_RETRY_SECONDS)
+    router.flush()
+    assert router.pending() == 3
+    assert alerts_mod.SEND_BUDGET <= alerts_mod.PROGRESS_RETRY_SECONDS  # detection keeps at least half the time
+
+
+def test_syslog_emit_waits_for_room_within_its_budget(syslog_server) -> None:
+    """A stopped syslog reader (SIGSTOP): one emit of many alerts waits SEND_BUDGET in all, not per alert."""
+    from lograven import alerts as alerts_mod
+
+    path, srv = syslog_server
+    sink = SyslogSink(path)
+    t0 = time.monotonic()
+    with pytest.raises(SinkError) as err:
+        sink.emit([make_alert(f"line {i}") for i in range(200)])
+    took = time.monotonic() - t0
+    assert 0 < err.value.delivered < 200 and "not reading fast enough" in str(err.value)
+    assert alerts_mod.SEND_BUDGET * 0.9 <= took < alerts_mod.SEND_BUDGET + 1.0
+
+
 # --------------------------------------------------------------------------- jsonl
 
 

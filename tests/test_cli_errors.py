@@ -254,7 +254,7 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused(tmp_path, logfile) -> 
         proc = subprocess.Popen([sys.executable, "-m", "lograven", "-q", "run", "--config", str(first)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         deadline = time.monotonic() + 60
-        while not (lock.exists() and lock.read_text().strip() == str(proc.pid)):
+        while not (lock.exists() and lock.read_text().split()[:1] == [str(proc.pid)]):
             assert proc.poll() is None and time.monotonic() < deadline, "the daemon did not start"
             time.sleep(0.1)
         return proc

@@ -101,6 +101,21 @@ def test_evaluate_structured_reads_a_pipe_and_refuses_a_compressed_csv(capsys, t
     assert "grouping accuracy (GA)  1.0000" in out and "lines 80: 2 templates" in out
     packed = tmp_path / "s.csv.gz"
     packed.write_bytes(gzip.compress(data))
+    # a pipe whose writer sends the first byte alone: the magic is still seen
+    slow = tmp_path / "slow"
+    os.mkfifo(slow)
+
+    def trickle() -> None:
+        import time
+
+        with open(slow, "wb", buffering=0) as w:
+            w.write(packed.read_bytes()[:1])
+            time.sleep(0.3)
+            w.write(packed.read_bytes()[1:])
+
+    threading.Thread(target=trickle, daemon=True).start()
+    rc, out, err = run_cli(capsys, "evaluate", "--structured", str(slow))
+    assert_user_error(rc, err, "is gzip-compressed")
     rc, out, err = run_cli(capsys, "evaluate", "--structured", str(packed))
     assert_user_error(rc, err, "is gzip-compressed", f"<(zcat {packed})")
     assert len(err) < 400
@@ -181,6 +196,10 @@ def test_the_line_limit_says_which_files_were_not_read(tmp_path, caplog, log_lin
         cli._warn_line_budget(corpus, files, 100)
     assert f"was reached in {path}: {later[0]}, {later[1]}, {later[2]} and 1 more not read" in caplog.text
     caplog.clear()
+    twice = [str(later[0]), str(path), str(later[0])]  # the limit comes in the second reading of later0
+    corpus = read_corpus(twice, max_lines=10 + 300 + 5)
+    cli._warn_line_budget(corpus, twice, 10 + 300 + 5)
+    assert caplog.text == ""  # it did not say "messages, later0 not read"
     corpus = read_corpus(files, max_lines=10_000)
     cli._warn_line_budget(corpus, files, 10_000)
     assert caplog.text == ""

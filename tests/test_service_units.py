@@ -1285,31 +1285,60 @@ def test_a_second_plugin_on_one_state_dir_is_told_why(tmp_path, bundle_dir, trai
     """rsyslog ran two plugin instances on one stream (a second worker of the main queue): each saw part of
     the stream, with hundreds of false sequence alerts and one checkpoint overwriting the other, without a
     word. The second one now says why and how to give the action one worker; it is not refused (rsyslog
-    would restart a refused plugin for ever)."""
+    would restart a refused plugin for ever). Which lograven holds the directory (plugin or daemon) is
+    said, and a lock file the plugin cannot open (left by root) does not stop it."""
     import fcntl
 
     cfg = _plugin_cfg(tmp_path, bundle_dir)
     state = tmp_path / "state"
     state.mkdir()
-    holder = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(holder, fcntl.LOCK_EX)
-        os.write(holder, b"4242\n")
-        lines = training_log.read_text().splitlines()[:3]
-        svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
-        with caplog.at_level("WARNING", logger="lograven.service"):
-            assert svc.run() == 0
-        assert svc.stdout.getvalue().splitlines() == ["OK"] * 4
-        said = [r.getMessage() for r in caplog.records if "in use by another lograven (pid 4242)" in r.getMessage()]
-        assert len(said) == 1 and 'queue.workerThreads=\"1\"' in said[0]
-    finally:
-        os.close(holder)
-    # alone, it takes the lock, so that a second instance is told
-    svc = Service(cfg, stdin_mode=True, stdin=iter([]), stdout=io.StringIO())
+    lines = training_log.read_text().splitlines()[:3]
+    for kind, needle in (("plugin", "in use by another lograven plugin (pid 4242)"),
+                         ("daemon", "in use by the lograven daemon (pid 4242)")):
+        holder = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            os.ftruncate(holder, 0)
+            os.pwrite(holder, f"4242 {kind}\n".encode(), 0)
+            svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="lograven.service"):
+                assert svc.run() == 0
+            assert svc.stdout.getvalue().splitlines() == ["OK"] * 4
+            said = [r.getMessage() for r in caplog.records if needle in r.getMessage()]
+            assert len(said) == 1, caplog.text
+            assert ('queue.workerThreads=\"1\"' in said[0]) == (kind == "plugin")
+        finally:
+            os.close(holder)
+    # alone, it holds the lock while it runs, so that a second instance is told
+    held = []
+
+    def input_lines():
+        probe = os.open(state / "lock", os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(probe)
+        yield lines[0].encode()
+
+    svc = Service(cfg, stdin_mode=True, stdin=input_lines(), stdout=io.StringIO())
     caplog.clear()
     with caplog.at_level("WARNING", logger="lograven.service"):
         assert svc.run() == 0
-    assert "in use by another" not in caplog.text
+    assert held == [True] and "in use by" not in caplog.text
+    assert (state / "lock").read_text().split()[1:] == ["plugin"]
+    # a daemon refused by a plugin's lock says so
+    holder = os.open(state / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        daemon = Service(parse_config({**cfg.to_dict(), "sources": [{"paths": [str(tmp_path / "x.log")]}]}))
+        with pytest.raises(LogravenError, match=r"in use by a lograven plugin \(pid \d+\) that a log shipper runs"):
+            daemon._prepare_state_dir()
+    finally:
+        os.close(holder)
 
 
 def test_plugin_says_learn_schedule_does_not_apply_and_a_failed_checkpoint_reads_nothing_again(

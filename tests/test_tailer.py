@@ -919,6 +919,51 @@ def test_copytruncate_while_stopped_reads_the_rest_from_the_copy(tmp_path: Path,
         assert "not the file recorded in the checkpoint" not in caplog.text
 
 
+def test_copytruncate_while_stopped_edge_cases(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """From a review of the recovery: a copy the patterns reach through a link crashed every start with a
+    KeyError; a reload's reopening read the copy from the acknowledged offset, scoring processed lines
+    twice; another name that got the checkpointed file's inode (reused after a deletion) was taken for
+    a truncation of it."""
+    from lograven.tailer import make_file_id
+
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"a1\na2\na3\n")
+        lines = tailer.poll()
+        ack_all(tailer, lines[:1])
+        saved = json.loads(json.dumps(tailer.positions()))
+        reopened = json.loads(json.dumps(tailer.positions(read={lines[0].file_id: lines[1].end})))
+    append(log, b"a4\n")
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    os.truncate(log, 0)
+    append(log, b"n1\n")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "copy.log").symlink_to(tmp_path / "app.log.1")  # the sources reach the copy by a link
+    with make([log, links / "*.log"], positions=saved) as tailer:
+        got = texts(tailer.poll()) + texts(tailer.poll())
+    assert sorted(got) == [b"a2", b"a3", b"a4", b"n1"]
+    with make([log], positions=reopened) as tailer:  # a reload: a2 was processed, its alert held back
+        got = texts(tailer.poll()) + texts(tailer.poll())
+        assert got == [b"a3", b"a4", b"n1"]
+        (entry,) = tailer.positions()[str(log)]["rotated"]
+        assert entry["offset"] == lines[0].end  # a2 still to be acknowledged
+    other = tmp_path / "other"
+    other.mkdir()
+    b = other / "b.log"
+    b.write_bytes(b"b's own first line\n")
+    st = os.stat(b)
+    gone = {str(other / "a.log"): {"file_id": make_file_id(st.st_dev, st.st_ino, "0" * 16), "offset": 5,
+                                   "fingerprint_len": 10}}  # a.log's inode, now b.log's
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.tailer"), make([other / "*.log"], positions=gone) as tailer:
+        tailer.poll()
+        assert tailer.stats()[str(b)].truncations == 0
+    assert "truncated" not in caplog.text
+    assert f"{b} has the inode of the checkpointed file {other / 'a.log'} but not its content" in caplog.text
+
+
 def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A file resumed from the checkpoint stayed among the files found at start: its first rotation
     after the restart warned that the new file "is not the file recorded in the checkpoint ... while

@@ -403,8 +403,11 @@ SYSLOG_SEVERITIES: dict[str, int] = {
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 STREAM_SEND_TIMEOUT = 1.0  # seconds a stream-type syslog socket may block one send before the sink fails
-SEND_BUDGET = 1.0  # seconds one emit may wait for room in a full syslog datagram socket
-PROGRESS_RETRY_SECONDS = 0.2  # a sink that delivered part of its queue is retried this soon
+# A syslog daemon reading slowly: one emit waits at most SEND_BUDGET seconds for room in the full socket,
+# and the router pauses PROGRESS_RETRY_SECONDS after such a partial delivery, so detection keeps at least
+# half of its time while the backlog drains (at the reader's pace, the socket's queue filled in the pauses).
+SEND_BUDGET = 0.2
+PROGRESS_RETRY_SECONDS = 0.2
 # The old connection is dead but a new one to the same path may work (journald restarted).
 _RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ENOENT, errno.EBADF, errno.EDESTADDRREQ}
 
@@ -919,6 +922,7 @@ class AlertRouter:
             for _ in range(delivered):
                 st.queue.popleft()
             st.failed_since_log += 1
+            now = self._clock()  # after the attempt, which may have waited (SEND_BUDGET): the pause is from its end
             if delivered:  # progress (a slow reader, not a dead one): retry soon, no longer back-off
                 st.failures = 1
                 st.retry_at = now + PROGRESS_RETRY_SECONDS

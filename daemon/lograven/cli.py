@@ -737,8 +737,8 @@ def _warn_line_budget(corpus, files: Sequence[str], max_lines: int | None) -> No
     it were not read at all, which the summary's file count alone does not show."""
     if not max_lines or len(corpus) < max_lines or not corpus.files:
         return
-    last = corpus.files[-1]
-    unread = list(files[files.index(last) + 1:]) if last in files else []
+    last = corpus.files[-1]  # the file being read when the limit came: its last naming, if named twice
+    unread = list(files[len(files) - list(reversed(files)).index(last):]) if last in files else []
     if unread:
         shown = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
         log.warning("the line limit (%d, --max-lines or learn.max_lines) was reached in %s: %s not read; "

@@ -301,20 +301,24 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
     """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV. Column names are
     matched without case or surrounding spaces; a blank EventId is returned as "" (not a label)."""
     path = Path(path)
+    from .training import _compression, _with_head
+
+    fb = None
     try:
         fb = open(path, "rb")  # opened once: a pipe (`<(zcat x.csv.gz)`) cannot be read twice
-        head = fb.peek(10)[:10]  # what is buffered already: the BOM, or a compressed file's magic
+        head = fb.read(10)  # the BOM, or a compressed file's magic (a buffered read waits for 10 bytes or the end)
+        fb = _with_head(head, fb)
     except FileNotFoundError:
         raise LogravenError(f"{path}: no such file; give a Loghub *_structured.csv") from None
     except IsADirectoryError:
         raise LogravenError(f"{path}: is a directory; give a Loghub *_structured.csv") from None
     except OSError as e:
+        if fb is not None:
+            fb.close()
         raise LogravenError(f"{path}: cannot read ({e.strerror})") from None
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         fb.close()
         raise LogravenError(f"{path}: is UTF-16; convert it to UTF-8 first: iconv -f UTF-16 -t UTF-8 {path} > converted.csv")
-    from .training import _compression
-
     kind = _compression(head)
     if kind is not None:
         fb.close()

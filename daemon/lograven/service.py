@@ -509,30 +509,48 @@ class Service:
                 raise OSError(errno.EINVAL, "not a regular file")
         except OSError as e:
             hint = "; remove it (it is recreated)" if e.errno in (errno.ELOOP, errno.EINVAL) else ""
+            if e.errno in (errno.EACCES, errno.EPERM):
+                hint = f"; remove it, or give it to the user lograven runs as ({whoami()})"
+            if self.stdin_mode:  # a plugin ran without the lock before: a shipper must not restart it for ever
+                log.warning("%s: cannot open the state directory's lock (%s)%s; running without it", path, e.strerror, hint)
+                return
             raise LogravenError(f"{path}: cannot open the state directory's lock ({e.strerror}){hint}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             try:
-                other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").split()
             finally:
                 os.close(fd)
-            if self.stdin_mode:
+            other, kind = (holder + ["?", "daemon"])[:2] if holder else ("?", "daemon")
+            if self.stdin_mode and kind == "plugin":
                 log.warning(
-                    "state_dir %s is in use by another lograven (pid %s): the shipper runs the plugin more than "
-                    "once (rsyslog: one per worker of the action's queue), so each instance sees part of the "
+                    "state_dir %s is in use by another lograven plugin (pid %s): the shipper runs the plugin more "
+                    "than once (rsyslog: one per worker of the action's queue), so each instance sees part of the "
                     "stream and they overwrite each other's checkpoint. Give the action its own queue with one "
                     "worker (rsyslog: queue.type=\"LinkedList\" queue.workerThreads=\"1\"); see docs/operations.md, "
                     "Plugin mode", self.state_dir, other)
                 return
+            if self.stdin_mode:
+                log.warning("state_dir %s is in use by the lograven daemon (pid %s): the plugin and the daemon overwrite "
+                            "each other's checkpoint; give the plugin its own state_dir", self.state_dir, other)
+                return
+            if kind == "plugin":
+                raise LogravenError(
+                    f"state_dir {self.state_dir} is in use by a lograven plugin (pid {other}) that a log shipper runs "
+                    "(`run --stdin`); give the daemon or the plugin its own state_dir"
+                ) from None
             raise LogravenError(
                 f"state_dir {self.state_dir} is in use by another lograven (pid {other}); stop it "
                 "(`systemctl stop lograven`), or give this one its own state_dir"
             ) from None
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {'plugin' if self.stdin_mode else 'daemon'}\n".encode(), 0)
         except OSError as e:  # creating the lock file takes no data block; writing the pid does
+            if self.stdin_mode:  # the lock is held all the same; a full disk is said by the checkpoints
+                self._lock_fd = fd
+                return
             os.close(fd)
             raise LogravenError(
                 f"state_dir {self.state_dir}: cannot write the lock file ({e.strerror}); free space on its file "

@@ -1267,21 +1267,30 @@ class Tailer:
             if (st.st_dev, st.st_ino) != (saved.dev, saved.ino) or (
                     digest is not None and digest.startswith(saved.fingerprint)):
                 continue  # the checkpointed file (or another one now): _take_saved decides
+            if path != saved.path:
+                continue  # another name now has that inode (reused after a deletion): not a truncation
             self._pending_saved.remove(saved)
             self._truncated_at_start.add(path)
             self._stat(path).truncations += 1
             found = self._find_copy(path, st.st_uid, saved.fingerprint, saved.fingerprint_len,
                                     lambda devino: devino in where)
             if isinstance(found, str):
-                copy = matched[found]
-                self._pending_saved.append(replace(
-                    saved, path=found, dev=copy.st_dev, ino=copy.st_ino,
-                    file_id=make_file_id(copy.st_dev, copy.st_ino, saved.fingerprint), read=None))
-                log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped; "
-                            "its copy %s is followed as a file of its own (the patterns match it): resuming it at "
-                            "byte %d, and reading %s from the start. Name the live file only in `sources`",
-                            path, found, saved.offset, path)
-                continue
+                try:
+                    lst = os.lstat(found)
+                    followed_as = where.get((lst.st_dev, lst.st_ino))  # matched maybe by another name (a link)
+                except OSError:
+                    followed_as = None
+                if followed_as is not None:
+                    copy = matched[followed_as]
+                    self._pending_saved.append(replace(
+                        saved, path=followed_as, dev=copy.st_dev, ino=copy.st_ino,
+                        file_id=make_file_id(copy.st_dev, copy.st_ino, saved.fingerprint)))
+                    log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped; "
+                                "its copy %s is followed as a file of its own (the patterns match it): resuming it at "
+                                "byte %d, and reading %s from the start. Name the live file only in `sources`",
+                                path, followed_as, saved.offset, path)
+                    continue
+                found = None  # gone meanwhile
             if found is not None and found[2].st_size > saved.offset:
                 name, fd, cst = found
                 try:
@@ -1291,9 +1300,12 @@ class Tailer:
                     log.warning("%s was truncated (copytruncate?) while lograven was stopped, and its copy %s "
                                 "cannot be read: %s; the lines after byte %d were not read", path, name, exc, saved.offset)
                     continue
+                # a reload's reopening: resumed after the lines processed, acknowledged where they were
+                start = saved.read if saved.read is not None and saved.offset <= saved.read <= cst.st_size else saved.offset
                 log.warning("%s was truncated (copytruncate?) while lograven was stopped: reading the rest of its "
-                            "copy %s from byte %d, then the file from the start", path, name, saved.offset)
-                watcher = FileWatcher(path, fd, cst, fingerprint, saved.offset, self.max_line_bytes)
+                            "copy %s from byte %d, then the file from the start", path, name, start)
+                watcher = FileWatcher(path, fd, cst, fingerprint, start, self.max_line_bytes)
+                watcher.acked = saved.offset
                 watcher.draining_since = self._clock()
                 watcher.read_from = name
                 self._draining.append(watcher)
@@ -1304,9 +1316,9 @@ class Tailer:
                 log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped, "
                             "after lograven had read all of it; reading it from the start", path)
                 continue
-            log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped: the "
-                        "lines written to it after byte %d were not read, and no copy of it is beside it "
-                        "(compressed at once?: use logrotate's delaycompress). Reading it from the start",
+            log.warning("%s was truncated in place (copytruncate?), or deleted and created again, while lograven "
+                        "was stopped: the lines written to it after byte %d were not read, and no copy of it is "
+                        "beside it (compressed at once?: use logrotate's delaycompress). Reading it from the start",
                         path, saved.offset)
 
     def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
