@@ -964,6 +964,40 @@ def test_copytruncate_while_stopped_edge_cases(tmp_path: Path, caplog: pytest.Lo
     assert f"{b} has the inode of the checkpointed file {other / 'a.log'} but not its content" in caplog.text
 
 
+@pytest.mark.parametrize("how", ["copytruncate", "rename"])
+def test_two_rotations_while_stopped_say_the_generation_between(tmp_path: Path, how: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Rotated twice while lograven was stopped: the first generation is read from the checkpoint on and the
+    live file from its start, but the generation between them, beside the file, is not: that is now said."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"g0 a\n")
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    append(log, b"g0 b\n")
+
+    def rotate() -> None:
+        if (tmp_path / "app.log.1").exists():
+            os.rename(tmp_path / "app.log.1", tmp_path / "app.log.2")
+        if how == "copytruncate":
+            shutil.copyfile(log, tmp_path / "app.log.1")
+            os.truncate(log, 0)
+        else:
+            os.rename(log, tmp_path / "app.log.1")
+            log.write_bytes(b"")
+
+    rotate()
+    os.utime(tmp_path / "app.log.1", (time.time() - 60, time.time() - 60))
+    append(log, b"g1 a\n")
+    rotate()
+    append(log, b"g2 a\n")
+    with caplog.at_level("INFO", logger="lograven.tailer"), make([log], positions=saved) as tailer:
+        got = texts(tailer.poll()) + texts(tailer.poll())
+    assert got == [b"g0 b", b"g2 a"]
+    assert f"{tmp_path / 'app.log.1'} beside {log} changed after {tmp_path / 'app.log.2'}" in caplog.text
+
+
 def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A file resumed from the checkpoint stayed among the files found at start: its first rotation
     after the restart warned that the new file "is not the file recorded in the checkpoint ... while

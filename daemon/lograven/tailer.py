@@ -1304,6 +1304,7 @@ class Tailer:
                 start = saved.read if saved.read is not None and saved.offset <= saved.read <= cst.st_size else saved.offset
                 log.warning("%s was truncated (copytruncate?) while lograven was stopped: reading the rest of its "
                             "copy %s from byte %d, then the file from the start", path, name, start)
+                self._warn_later_generations(path, name, cst)
                 watcher = FileWatcher(path, fd, cst, fingerprint, start, self.max_line_bytes)
                 watcher.acked = saved.offset
                 watcher.draining_since = self._clock()
@@ -1320,6 +1321,31 @@ class Tailer:
                         "was stopped: the lines written to it after byte %d were not read, and no copy of it is "
                         "beside it (compressed at once?: use logrotate's delaycompress). Reading it from the start",
                         path, saved.offset)
+
+    def _warn_later_generations(self, path: str, resumed: str, st: os.stat_result) -> None:
+        """After a restart, lograven reads the old file it was reading (`resumed`), then the file now at
+        `path`. Had the file been rotated more than once while lograven was stopped, a generation between
+        the two lies beside them, unread: said, not guessed at (files beside a log are not all its own)."""
+        directory, base = os.path.split(path)
+        later = []
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            return
+        for n in names:
+            full = os.path.join(directory, n)
+            if not n.startswith(base) or full in (path, resumed) or self._paths.matches(full):
+                continue
+            try:
+                other = os.lstat(full)
+            except OSError:
+                continue
+            if stat.S_ISREG(other.st_mode) and other.st_mtime > st.st_mtime and (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
+                later.append(full)
+        if later:
+            log.warning("%s beside %s changed after %s, which lograven reads the rest of now: rotated more than "
+                        "once while lograven was stopped? Their lines are not read (`lograven score` them if they "
+                        "matter)", ", ".join(later[:3]) + (" …" if len(later) > 3 else ""), path, resumed)
 
     def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
         """At start (the first complete expansion): a checkpointed file that is no longer at its path (rotated while lograven was
@@ -1360,6 +1386,7 @@ class Tailer:
         else:
             log.info("%s was rotated to %s before lograven stopped; reading the rest of it from byte %d",
                      saved.rotated_from, name, offset)
+            self._warn_later_generations(saved.rotated_from, name, st)
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
             watcher.acked = saved.offset
