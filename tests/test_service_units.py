@@ -1356,3 +1356,28 @@ def test_plugin_says_learn_schedule_does_not_apply_and_a_failed_checkpoint_reads
     assert "learn.schedule is not applied in plugin mode" in caplog.text
     assert any("nothing is read again in plugin mode" in p for p in svc._stop_problems), svc._stop_problems
     assert not any("re-reads the lines" in p for p in svc._stop_problems)
+
+
+def test_a_plugin_runs_when_it_cannot_open_the_lock(tmp_path, bundle_dir, training_log, caplog, monkeypatch) -> None:
+    """A lock file left by root (a hand test with `sudo lograven run --stdin`) stopped the plugin at every
+    start once plugin mode took the lock: under rsyslog, a restart loop. It runs without the lock, and says
+    how to fix it; the daemon still refuses, naming the fix."""
+    from lograven import service as service_mod
+
+    real_open = os.open
+
+    def denied(path, *args, **kwargs):
+        if str(path).endswith("/lock"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(service_mod.os, "open", denied)
+    cfg = _plugin_cfg(tmp_path, bundle_dir)
+    svc = Service(cfg, stdin_mode=True, stdin=[training_log.read_text().splitlines()[0].encode()], stdout=io.StringIO())
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        assert svc.run() == 0
+    assert "cannot open the state directory's lock (Permission denied); remove it, or give it to the user" in caplog.text
+    assert "running without it" in caplog.text
+    daemon = Service(parse_config({**cfg.to_dict(), "sources": [{"paths": [str(tmp_path / "x.log")]}]}))
+    with pytest.raises(LogravenError, match="cannot open the state directory's lock .Permission denied.; remove it"):
+        daemon._prepare_state_dir()
