@@ -279,3 +279,32 @@ def test_a_model_directory_without_current_says_to_roll_back(capsys, tmp_path, l
     rc, _, err = run_cli(capsys, "score", "--model", str(store), str(path))
     assert_user_error(rc, err, "versions (v0001) but no `current` one",
                       f"lograven models rollback --dir {store} --to v0001")
+
+
+def test_a_source_that_differs_from_the_models_training_is_said(capsys, tmp_path) -> None:
+    """A model trained one stream per file, served one stream per program: 67 sequence alerts per 1,000
+    normal lines instead of 0.7 (an audit), and neither `check` nor `run` said a word. The manifest's
+    format and stream are now compared with each source's; learn mode over sources that differ records
+    "mixed", which is not judged."""
+    from lograven.bundle import load_bundle
+    from lograven.config import parse_config
+    from lograven.service import trained_with_warnings
+
+    bundle = load_bundle(DEFAULT)  # trained with format syslog, stream file
+    ok = parse_config({"sources": [{"paths": ["/var/log/messages"]}]})
+    assert trained_with_warnings(bundle, ok) == []
+    off = parse_config({"sources": [{"paths": ["/var/log/messages"]}, {"paths": ["/var/log/app.log"], "stream": "program",
+                                                                        "format": "iso"}]})
+    said = trained_with_warnings(bundle, off)
+    assert len(said) == 2 and said[0].startswith("sources[1].stream is 'program', but model ")
+    assert "trained with stream 'file'" in said[0] and "set stream: file" in said[0]
+    assert said[1].startswith("sources[1].format is 'iso'")
+    assert trained_with_warnings(bundle, off, stdin_mode=True) == []  # a plugin uses the first source only
+    bundle.manifest["training"] = {**bundle.manifest["training"], "stream": "mixed", "format": "mixed"}
+    assert trained_with_warnings(bundle, off) == []
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sources:\n  - paths: [{tmp_path / 'x.log'}]\n    stream: program\nmodel: {DEFAULT}\n"
+                   f"state_dir: {tmp_path / 'state'}\n")
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")
+    assert rc == 0, err
+    assert "warning: sources[0].stream is 'program', but model 20261123T192828Z-36a22461 was trained with stream 'file'" in out

@@ -684,3 +684,30 @@ def test_an_end_exactly_at_the_threshold_is_judged_as_evaluate_judges_it(session
             _feed(det, lines)
             (end,) = [e for e in det.end_streams(blocks) if e.stream == b]
             assert end.ratio == ratios[b] and end.anomaly is fires, (b, end.ratio, det.end_relative_threshold)
+
+
+def test_a_model_trained_for_ends_that_saw_no_silence_says_why_ends_are_not_judged(tmp_path, caplog) -> None:
+    """Trained with stream_end: true on 52 minutes of lines with stream_end_after 120 s, no stream fell silent
+    that long, so no end was taught: training said nothing, and the daemon said the model was not trained
+    with stream_end (it was). Training now says no end was learned, and the daemon names that cause."""
+    from lograven.config import parse_config
+    from lograven.generator import LogGenerator, write_log
+    from lograven.service import Service
+    from lograven.training import read_corpus, train
+
+    log = tmp_path / "train.log"
+    write_log(log, LogGenerator(seed=3).lines(600))  # a few lines a second: never silent for a day
+    training = tiny_training_config()
+    training = replace(training, sequence=replace(training.sequence, stream_end=True))
+    with caplog.at_level("WARNING"):
+        r = train(read_corpus([str(log)]), tmp_path / "m", training=training, end_gap=86400.0)
+    assert r.summary["segments_ended"] == 0
+    assert "no stream of the training lines falls silent for 86400s" in caplog.text
+    cfg = parse_config({"model": str(r.path), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "sources": [{"paths": [str(log)]}], "detectors": {"sequence": {"stream_end_after": 86400}},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        Service(cfg)._activate(load_bundle(r.path), r.path, cfg)
+    assert "was trained for stream ends at 86400s of silence, but no stream of its training lines was silent" in caplog.text
+    assert "did not learn stream ends (train it with" not in caplog.text

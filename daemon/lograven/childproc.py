@@ -59,9 +59,13 @@ def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, 
         if kind == "train":
             from lograven.training import train
 
-            src = config.sources[0]
+            # what the lines were parsed and keyed with (each by its own source): recorded in the manifest,
+            # "mixed" when the sources differ, so a later change of a source's settings can be said
+            formats = {src.format for src in config.sources}
+            streams = {src.stream for src in config.sources}
             r = train(corpus, Path(out), training=config.training, quantile=config.detectors.autoencoder.quantile,
-                      fmt=src.format, stream=src.stream, progress=progress,
+                      fmt=formats.pop() if len(formats) == 1 else "mixed",
+                      stream=streams.pop() if len(streams) == 1 else "mixed", progress=progress,
                       end_gap=config.detectors.sequence.stream_end_after, out_option="state_dir")  # fmt: skip
             q.put(("done", r.summary))
         else:

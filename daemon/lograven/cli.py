@@ -550,6 +550,7 @@ def cmd_check(args) -> int:
             raise LogravenError(f"{args.config}: model: null, and {cfg.models_dir()} has no current version: plugin "
                                 "mode (--stdin) needs a trained model; set `model:` to a bundle or model directory "
                                 "(`lograven train --out DIR LOGFILE...`)")
+    b = None  # the model `run` would load, if any
     if cfg.model:
         from lograven.bundle import load_bundle
         from lograven.modelstore import resolve_model_path
@@ -598,6 +599,10 @@ def cmd_check(args) -> int:
     else:
         warnings = [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]
         warnings += [w for w in _service_user_warnings(cfg, args.user) if w not in warnings]
+    if b is not None:
+        from lograven.service import trained_with_warnings
+
+        warnings += trained_with_warnings(b, cfg, stdin)
     for warning in warnings:
         print(f"warning: {warning}")
     from lograven.metrics import listen_problem

@@ -386,6 +386,10 @@ def train(
         gap = 0.0
     if gap:
         sequences, ended = stream_segments(corpus.streams, corpus.times, type_ids, gap)
+        if not any(ended):
+            log.warning("no stream of the training lines falls silent for %gs (detectors.sequence.stream_end_after) "
+                        "before more lines: no stream end is learned, and the model will not judge ends; train on a "
+                        "longer stretch of the logs, or lower stream_end_after", gap)
     else:
         sequences = type_sequences(corpus.streams, type_ids)
         ended = None if streams_complete else streams_ended(corpus.streams)
