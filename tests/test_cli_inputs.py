@@ -298,7 +298,7 @@ def test_a_source_that_differs_from_the_models_training_is_said(capsys, tmp_path
     said = trained_with_warnings(bundle, off)
     assert len(said) == 2 and said[0].startswith("sources[1].stream is 'program', but model ")
     assert "trained with stream 'file'" in said[0] and "set stream: file" in said[0]
-    assert said[1].startswith("sources[1].format is 'iso'")
+    assert said[1].startswith("sources[1].format is 'iso'") and "learn mode (`model: null`) reads each source" in said[1]
     assert trained_with_warnings(bundle, off, stdin_mode=True) == []  # a plugin uses the first source only
     bundle.manifest["training"] = {**bundle.manifest["training"], "stream": "mixed", "format": "mixed"}
     assert trained_with_warnings(bundle, off) == []
@@ -308,3 +308,21 @@ def test_a_source_that_differs_from_the_models_training_is_said(capsys, tmp_path
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")
     assert rc == 0, err
     assert "warning: sources[0].stream is 'program', but model 20261123T192828Z-36a22461 was trained with stream 'file'" in out
+
+
+def test_learn_records_the_format_and_stream_it_read_with(capsys, tmp_path, log_lines, monkeypatch) -> None:
+    """`learn --format/--stream` fine-tuned on lines read otherwise than the parent, but the new version kept
+    the parent's format and stream in its manifest, so the warnings of a source that differs judged it wrong."""
+    from lograven import learning as learning_mod
+
+    path, _ = log_lines
+    seen = []
+
+    def fake_learn(model, corpus, **kw):
+        seen.append(kw.get("read_as"))
+        return tmp_path / "out", {"lines": len(corpus)}
+
+    monkeypatch.setattr(learning_mod, "learn", fake_learn)
+    for extra in ([], ["--stream", "program"], ["--format", "raw", "--stream-key", r"sshd\[(\d+)\]"]):
+        assert cli.main(["learn", "--model", str(DEFAULT), "--out", str(tmp_path / "m"), "--json", *extra, str(path)]) == 0
+    assert seen == [{}, {"stream": "program"}, {"format": "raw", "stream": r"regex:sshd\[(\d+)\]"}]

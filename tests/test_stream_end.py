@@ -711,3 +711,17 @@ def test_a_model_trained_for_ends_that_saw_no_silence_says_why_ends_are_not_judg
         Service(cfg)._activate(load_bundle(r.path), r.path, cfg)
     assert "was trained for stream ends at 86400s of silence, but no stream of its training lines was silent" in caplog.text
     assert "did not learn stream ends (train it with" not in caplog.text
+
+
+def test_no_stream_end_warning_while_the_sequence_detector_is_off(tmp_path, caplog) -> None:
+    from lograven.config import parse_config
+    from lograven.service import Service
+
+    model = Path(__file__).resolve().parents[1] / "models" / "default"
+    cfg = parse_config({"model": str(model), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "sources": [{"paths": [str(tmp_path / "x.log")]}],
+                        "detectors": {"sequence": {"enabled": False, "stream_end_after": 60}},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        Service(cfg)._activate(load_bundle(model), model, cfg)
+    assert "stream ends" not in caplog.text

@@ -779,7 +779,11 @@ def cmd_learn(args) -> int:
         source = ", ".join(args.logfiles)
         _warn_unparsed(corpus, fmt)
     bar = ProgressBar(enabled=not args.quiet)
-    path, s = learn(args.model, corpus, out=args.out, training=cfg.training, progress=bar, source=source)
+    # lines read with an explicit --format / --stream: the new version records those, else the parent's stay
+    read_as = {k: v for k, v, given in (("format", fmt, args.fmt), ("stream", stream, getattr(args, "stream_key", None)
+                                                                    or getattr(args, "stream", None))) if given}
+    path, s = learn(args.model, corpus, out=args.out, training=cfg.training, progress=bar, source=source,
+                    read_as=read_as)
     bar.close()
     if args.json:
         print(json.dumps(s, indent=2))

@@ -210,12 +210,14 @@ def learn(
     source: str = "",
     keep_newer_current: bool = False,
     out_option: str = "--out",
+    read_as: dict[str, str] | None = None,
 ) -> tuple[Path, dict]:
     """Fine-tune `model` (a bundle, or a model directory's current version) on `corpus`; returns (new path, summary).
 
     keep_newer_current (periodic relearning): when `current` moved away from the base while learning
     (an admin's `lograven learn` or rollback), the new version is saved but not made current, so an
-    admin's correction is never undone by a background job. `summary["made_current"]` says which."""
+    admin's correction is never undone by a background job. `summary["made_current"]` says which.
+    read_as: the format and stream the corpus was read with, when not the parent's (`learn --format`)."""
     t0 = time.monotonic()
     require_tensorflow()
     model = Path(model)
@@ -282,6 +284,7 @@ def learn(
     keep_parent_threshold(ae, base.autoencoder)
 
     summary = dict(base.manifest.get("training", {}))
+    summary.update(read_as or {})
     summary.update(
         {
             "parent": base.version,

@@ -244,12 +244,17 @@ def trained_with_warnings(bundle: Bundle, cfg: Config, stdin_mode: bool = False)
     out = []
     sources = cfg.sources[:1] if stdin_mode else cfg.sources
     for i, src in enumerate(sources):
-        for key, value in (("stream", src.stream), ("format", src.format)):
-            was = trained.get(key)
-            if isinstance(was, str) and was not in ("mixed", value):
-                out.append(f"sources[{i}].{key} is {value!r}, but model {bundle.version} was trained with {key} "
-                           f"{was!r}: its sequences look unusual to the model (a flood of alerts); set {key}: {was} "
-                           f"or train a model with {key}: {value}")
+        was = trained.get("stream")
+        if isinstance(was, str) and was not in ("mixed", src.stream):
+            out.append(f"sources[{i}].stream is {src.stream!r}, but model {bundle.version} was trained with stream "
+                       f"{was!r}: its sequences look unusual to the model (a flood of alerts); set stream: {was} "
+                       f"or train a model with stream: {src.stream}")
+        was = trained.get("format")
+        if isinstance(was, str) and was not in ("mixed", src.format):
+            out.append(f"sources[{i}].format is {src.format!r}, but model {bundle.version} was trained on lines read "
+                       f"as format {was!r}: this source's lines are parsed otherwise than its training lines. If the "
+                       "files differ in format, learn mode (`model: null`) reads each source with its own format; "
+                       "else set the format the model was trained with")
     return out
 
 
@@ -540,7 +545,8 @@ class Service:
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").split()
             finally:
                 os.close(fd)
-            other, kind = (holder + ["?", "daemon"])[:2] if holder else ("?", "daemon")
+            other = holder[0] if holder else "?"
+            kind = holder[1] if len(holder) > 1 else "daemon"  # a pid alone: a daemon of an earlier version
             if self.stdin_mode and kind == "plugin":
                 log.warning(
                     "state_dir %s is in use by another lograven plugin (pid %s): the shipper runs the plugin more "
@@ -703,7 +709,7 @@ class Service:
                      bundle.version, old.bundle.version, len(old.states))  # fmt: skip
         self.detector, self.bundle, self._model_path = det, bundle, path
         trained_gap = bundle.stream_end_after
-        if cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
+        if cfg.detectors.sequence.enabled and cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
             if trained_gap:  # trained for ends, but no stream of its lines ever went silent that long
                 log.warning("detectors.sequence.stream_end_after is set, and model %s was trained for stream ends at "
                             "%gs of silence, but no stream of its training lines was silent that long, so it learned "
