@@ -136,6 +136,15 @@ def test_learn_from_alerts_and_new_types(tmp_path):
     assert new.tokenizer_.encode(text) == old.tokenizer_.encode(text)
 
 
+def _routine_log(tmp_path: Path, n: int) -> tuple[Path, list[str]]:
+    """`<tmp_path>/log/messages` with `n` ordinary lines, and the lines."""
+    (tmp_path / "log").mkdir()
+    messages = tmp_path / "log" / "messages"
+    lines = [f"Jun  9 07:00:{i:02d} web01 app[1]: routine work item {i}" for i in range(n)]
+    messages.write_text("\n".join(lines) + "\n")
+    return messages, lines
+
+
 def _alert(**kw) -> Alert:
     base = dict(id="x1", time="t", host="h", file="/var/log/messages", offset=0, stream="s",
                 line="Jun  9 07:00:00 web01 kernel: /dev/sda1 out of diskspace", type_id=-1, template=None,
@@ -791,11 +800,7 @@ def test_learn_from_alerts_uses_the_installed_config_by_default(tmp_path, monkey
     from lograven import cli
     from lograven import learning as learning_mod
 
-    logs = tmp_path / "log"
-    logs.mkdir()
-    messages = logs / "messages"
-    lines = [f"Jun  9 07:00:{i:02d} web01 app[1]: routine work item {i}" for i in range(20)]
-    messages.write_text("\n".join(lines) + "\n")
+    messages, lines = _routine_log(tmp_path, 20)
     alerts = tmp_path / "alerts.jsonl"
     offset = sum(len(x) + 1 for x in lines[:10])
     alerts.write_text(_alert(id="a1", file=str(messages), offset=offset, line=lines[10]).to_json() + "\n")
@@ -849,11 +854,8 @@ def test_learning_from_alerts_reads_context_only_from_the_sources_files(tmp_path
     alerts (file "stdin") have no context and are not warned about."""
     from lograven.learning import corpus_from_alerts
 
-    logs = tmp_path / "log"
-    logs.mkdir()
-    messages = logs / "messages"
-    lines = [f"Jun  9 07:00:{i:02d} web01 app[1]: routine work item {i}" for i in range(10)]
-    messages.write_text("\n".join(lines) + "\n")
+    messages, lines = _routine_log(tmp_path, 10)
+    logs = messages.parent
     secret = tmp_path / "id_ed25519"
     secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n")
     link = logs / "messages.2"

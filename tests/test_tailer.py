@@ -51,6 +51,15 @@ def ack_all(tailer: Tailer, lines: list[RawLine]) -> None:
         tailer.acknowledge(line.path, line.file_id, line.end)
 
 
+def checkpoint_after(log: Path, data: bytes) -> dict:
+    """The positions a checkpoint saves after `data`, written to a new file `log`, was read and processed."""
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, data)
+        ack_all(tailer, tailer.poll())
+        return json.loads(json.dumps(tailer.positions()))
+
+
 # ----------------------------------------------------------------- lines and offsets
 
 
@@ -970,11 +979,7 @@ def test_two_rotations_while_stopped_say_the_generation_between(tmp_path: Path, 
     """Rotated twice while lograven was stopped: the first generation is read from the checkpoint on and the
     live file from its start, but the generation between them, beside the file, is not: that is now said."""
     log = tmp_path / "app.log"
-    log.write_bytes(b"")
-    with make([log]) as tailer:
-        append(log, b"g0 a\n")
-        ack_all(tailer, tailer.poll())
-        saved = json.loads(json.dumps(tailer.positions()))
+    saved = checkpoint_after(log, b"g0 a\n")
     append(log, b"g0 b\n")
 
     def rotate() -> None:
@@ -1003,11 +1008,7 @@ def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: P
     after the restart warned that the new file "is not the file recorded in the checkpoint ... while
     lograven was stopped", and counted two rotations (found by a week-one soak)."""
     log = tmp_path / "app.log"
-    log.write_bytes(b"")
-    with make([log]) as tailer:
-        append(log, b"1\n")
-        ack_all(tailer, tailer.poll())
-        saved = json.loads(json.dumps(tailer.positions()))
+    saved = checkpoint_after(log, b"1\n")
     with make([log], positions=saved) as tailer:
         append(log, b"2\n")
         got = texts(tailer.poll())

@@ -1307,10 +1307,7 @@ class Tailer:
                 self._warn_later_generations(path, name, cst)
                 watcher = FileWatcher(path, fd, cst, fingerprint, start, self.max_line_bytes)
                 watcher.acked = saved.offset
-                watcher.draining_since = self._clock()
-                watcher.read_from = name
-                self._draining.append(watcher)
-                self._by_devino[watcher.devino] = watcher
+                self._drain(watcher, name)
                 continue
             if found is not None:
                 os.close(found[1])
@@ -1390,6 +1387,11 @@ class Tailer:
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
             watcher.acked = saved.offset
+        self._drain(watcher, name)
+
+    def _drain(self, watcher: FileWatcher, name: str) -> None:
+        """Read an old file of `watcher.path` (rotated, or a copytruncate's copy, now at `name`) to its end
+        before the file at the path, then let it go."""
         watcher.draining_since = self._clock()
         watcher.read_from = name
         self._draining.append(watcher)
@@ -1504,10 +1506,7 @@ class Tailer:
             copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
             copy.acked = watcher.acked  # lines in flight are acknowledged to the copy (their old ids)
             copy.ids |= watcher.ids
-            copy.draining_since = self._clock()
-            copy.read_from = name
-            self._draining.append(copy)
-            self._by_devino[copy.devino] = copy
+            self._drain(copy, name)
             return
         if found is not None:
             os.close(found[1])
