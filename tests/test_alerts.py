@@ -231,7 +231,13 @@ def test_human_format_explains_each_detector() -> None:
         DetectorHit("autoencoder", 5.2134, 3.1),
     ]
     text = format_human(a)
-    assert "/var/log/messages:4096" in text
+    # the byte offset says it is one: `file:N` reads as a line number
+    assert "  /var/log/messages byte 4096  " in text and "messages:4096" not in text
+    a.read_from = "/var/log/messages.1"
+    assert "  /var/log/messages (read from /var/log/messages.1) byte 4096  " in format_human(a)
+    a.read_from, a.file, a.offset = None, "stdin", 7
+    assert "  stdin message 7  " in format_human(a)
+    a.file, a.offset = "/var/log/messages", 4096
     assert "sequence: p=0.0003 < 0.02; expected: #0 type 0 (0.50), #1 type 1 (0.40), #2 type 2 (0.30), …" in text
     assert "autoencoder: error 5.21 > threshold 3.10" in text
     assert "\x1b" not in text and "\\x1b[2J" in text  # a log line must not drive the terminal

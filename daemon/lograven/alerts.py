@@ -335,7 +335,13 @@ def iso_utc(ts: float | None = None) -> str:
 
 def format_human(alert: Alert, max_line_chars: int = 400) -> str:
     """A readable multi-line summary: when, where, the line, and why each detector fired."""
-    where = f"{alert.file}:{alert.offset}"
+    # a byte offset, said so: `file:N` reads as a line number (grep -n), which it is not
+    if alert.file == "stdin":
+        where = f"stdin message {alert.offset}"
+    elif alert.read_from:
+        where = f"{alert.file} (read from {alert.read_from}) byte {alert.offset}"
+    else:
+        where = f"{alert.file} byte {alert.offset}"
     head = f"{alert.time}  ALERT {alert.id}  {_printable(where)}"
     if alert.host:
         head += f"  host={_printable(alert.host)}"
