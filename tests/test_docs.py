@@ -206,3 +206,68 @@ def test_the_documented_omprog_action_is_the_one_the_end_to_end_test_runs() -> N
             assert f"{key}=" in e2e, key
         else:
             assert f'{key}="{value}"' in e2e, f'{key}="{value}" is documented but not tested'
+
+
+def _alerts_for_recipes() -> list:
+    from lograven.alerts import Alert, DetectorHit, Expected, iso_utc, new_alert_id
+
+    def alert(line, type_id, template, program, detectors, expected=(), prev=None):
+        return Alert(id=new_alert_id(), time=iso_utc(), host="web1", file="/var/log/syslog", offset=120,
+                     stream="/var/log/syslog", line=line, type_id=type_id, template=template, detectors=detectors,
+                     expected=list(expected), model_version="v1", previous_type_id=prev, program=program)  # fmt: skip
+
+    unknown = [DetectorHit("unknown_type", 1.0, 0.0, "no learned message type matches")]
+    return [
+        alert("Dec  6 10:00:00 web1 myapp[9]: @cee: {\"event\":\"login\",\"user\":\"bob\"}", -1, None, "myapp", unknown),
+        alert("Dec  6 10:00:01 web1 evil[3]: \x1b[31mred\x1b[0m del\x7f cr\rend", -1, None, "evil", unknown),
+        alert("2026-12-06T10:00:02+00:00 web1 sshd[12]: strange", -1, None, "sshd", unknown),
+        alert("Dec  6 10:00:03 web1 cron[5]: \x1b]0;title\x07 ran", 4, "ran <*>", "cron",
+              [DetectorHit("sequence", 0.001, 0.1, "p/p_train<0.1")], [Expected(3, "x", 0.5)], prev=3),
+    ]
+
+
+def test_operations_alert_recipes_run_on_real_alerts(tmp_path) -> None:
+    """The shell recipes of "Reading alerts" give what they say on real alerts: a line that quotes an
+    `@cee:` payload does not break the syslog one, control characters never reach the terminal, and
+    unknown messages are counted per program whatever the line's header."""
+    import shutil
+    import subprocess
+
+    from lograven.alerts import SyslogSink
+
+    if not shutil.which("jq"):
+        pytest.skip("jq is not installed (the recipes need it)")
+    alerts = _alerts_for_recipes()
+    a = tmp_path / "alerts.jsonl"
+    a.write_text("".join(x.to_json() + "\n" for x in alerts), encoding="utf-8")
+    sink = SyslogSink(str(tmp_path / "none"))
+    syslog = tmp_path / "lograven-alerts.log"  # as rsyslog's RSYSLOG_FileFormat writes the datagrams
+    syslog.write_bytes(b"".join(b"2026-12-06T10:00:05.000000+00:00 web1 " + sink.format(x).split(b"> ", 1)[-1]
+                                .split(b" ", 3)[-1] + b"\n" for x in alerts))  # fmt: skip
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text[text.index("## Reading alerts"):text.index("## Metrics and Prometheus")]
+    commands = [c for block in _FENCE.findall(section) if block[0] == "sh" for c in block[1].splitlines()
+                if c.strip() and not c.startswith("#") and not c.startswith("A=")]  # fmt: skip
+    joined, pending = [], ""
+    for c in commands:  # a command continued on the next line (an open quote)
+        pending = f"{pending}\n{c}" if pending else c
+        if pending.count("'") % 2 == 0:
+            joined.append(pending)
+            pending = ""
+    assert len(joined) >= 8, joined
+    outputs = {}
+    for cmd in joined:
+        if cmd.startswith("journalctl"):
+            continue
+        run = cmd.replace("tail -F $A", "cat $A").replace("/var/log/lograven-alerts.log", str(syslog))
+        p = subprocess.run(["bash", "-c", run], env={"A": str(a), "PATH": "/usr/bin:/bin"}, capture_output=True,
+                           text=True, timeout=30)  # fmt: skip
+        assert p.returncode == 0 and not p.stderr, (cmd, p.stderr)
+        outputs[cmd] = p.stdout
+    follow = next(o for c, o in outputs.items() if c.startswith("tail -F"))
+    assert len(follow.splitlines()) == 4 and "byte 120" in follow
+    assert not any(ord(ch) < 32 and ch not in "\n\t" or ord(ch) == 127 for o in outputs.values() for ch in o)
+    from_syslog = next(o for c, o in outputs.items() if c.startswith("sed"))
+    assert len(from_syslog.splitlines()) == 4  # all four, the one quoting `@cee:` too
+    per_program = next(o for c, o in outputs.items() if ".program" in c)
+    assert sorted(per_program.split()) == sorted(["1", "myapp", "1", "evil", "1", "sshd"])

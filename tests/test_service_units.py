@@ -45,6 +45,16 @@ def test_own_alerts_are_skipped_but_other_lograven_lines_are_not():
     assert not skip(b"Nov 23 14:42:13 web01 lograven[812]: started, watching 2 files")
     assert not skip(b'Nov 23 14:42:13 web01 sshd[1]: user typed @cee: {"v":1} lograven[')
     assert own_alert_predicate("myids")(b"Nov 23 14:42:13 web01 myids: @cee: {}")
+    # whatever header the file has: RFC 5424 (rsyslog's RSYSLOG_SyslogProtocol23Format, two spaces before
+    # the message), no host name (glibc's form on the socket), ISO time stamps, an extra space
+    assert skip(b'<12>1 2026-12-06T17:40:00.123+00:00 vm lograven 17584 - -  @cee: {"v":1,"id":"x"}')
+    assert skip(b'Dec  6 17:40:00 lograven[1]: @cee: {"v":1,"id":"x"}')
+    assert skip(b'<12>Dec  6 17:40:00 lograven[4711]: @cee: {"v":1,"id":"x"}')
+    assert skip(b'2026-12-06T17:40:00.123+00:00 vm lograven[1]:  @cee: {"v":1,"id":"x"}')
+    assert own_alert_predicate("lr.alert-1")(b'<12>1 2026-12-06T17:40:00Z vm lr.alert-1 9 - - @cee: {"v":1}')
+    # another program's message that starts with the cookie, or quotes an alert, is scored
+    assert not skip(b'<12>1 2026-12-06T17:40:00Z vm myapp 9 - - @cee: {"v":1,"id":"x"}')
+    assert not skip(b'Dec  6 17:40:00 vm myapp[9]: got lograven[1]: @cee: {"v":1}')
 
 
 def test_alert_from_sequence_verdict_explains_and_names_expected():

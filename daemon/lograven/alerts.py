@@ -50,7 +50,15 @@ ALERT_FORMAT_VERSION = 1
 """Value of the `v` key in every alert JSON object; bumped on incompatible changes."""
 
 COMPACT_MAX_BYTES = 2048
-"""Default size bound of one compact (syslog) alert: fits rsyslog's default 8 KiB and old 2 KiB relays."""
+"""Default size bound of one compact alert (`Alert.to_compact_json`)."""
+
+SYSLOG_MAX_BYTES = 2048
+"""Default size bound of one whole syslog message (header, tag and JSON; SyslogSink): RFC 5424's
+2048 octets, which relays that keep the old 2 KiB limit (rsyslog's `maxMessageSize="2k"`) accept."""
+
+RELAY_ROOM = 128
+"""Bytes of SYSLOG_MAX_BYTES left for what a relay adds to the message: the host name, or an RFC 5424
+header (`1 2026-12-06T17:40:00.123456+00:00 host lograven 4711 - - ` instead of the RFC 3164 one)."""
 
 MIN_COMPACT_BYTES = 512
 """Smallest `max_bytes` `Alert.to_compact_json` accepts; below it not even the skeleton fits."""
@@ -162,6 +170,7 @@ class Alert:
     read_from: str | None = None  # the file's name now, when the line was read after it was rotated (RawLine)
     pattern: str | None = None  # an unknown line's masked form, by the model's masks (line_pattern)
     line_truncated: bool = False  # the log line was longer than runtime.max_line_bytes: `line` is its start
+    program: str | None = None  # the line's program (its syslog tag without the pid), when its format gives one
 
     def dedup_key(self) -> tuple:
         """Same file + type + detectors. Unknown lines have no type: their masked line (line_pattern)
@@ -194,6 +203,7 @@ class Alert:
             "id": _text(self.id),
             "time": _text(self.time),
             "host": _text(self.host),
+            "program": None if self.program is None else _text(self.program),
             "file": _text(self.file),
             "offset": int(self.offset),
             "stream": _text(self.stream),
@@ -272,6 +282,7 @@ class Alert:
             "id": c(self.id),
             "time": c(self.time),
             "host": c(self.host),
+            **({} if self.program is None else {"program": c(self.program)}),
             "file": c(self.file),
             "offset": int(self.offset),
             "stream": c(self.stream),
@@ -316,6 +327,7 @@ class Alert:
             read_from=d.get("read_from"),
             pattern=d.get("pattern"),
             line_truncated=bool(d.get("line_truncated", False)),
+            program=d.get("program"),
         )
 
 
@@ -418,6 +430,15 @@ PROGRESS_RETRY_SECONDS = 0.2
 _RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ENOENT, errno.EBADF, errno.EDESTADDRREQ}
 
 
+def _not_a_socket(path: str) -> str:
+    """Why connecting failed when something other than a socket is at `path` (ECONNREFUSED says little)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    return "" if stat.S_ISSOCK(mode) else " (it is not a socket: is the syslog daemon running and listening there?)"
+
+
 class SyslogSink:
     """RFC 3164 datagrams to the local syslog socket, message `@cee: {compact JSON}`.
 
@@ -434,7 +455,7 @@ class SyslogSink:
         severity: str = "warning",
         tag: str = "lograven",
         *,
-        max_bytes: int = COMPACT_MAX_BYTES,
+        max_bytes: int = SYSLOG_MAX_BYTES,
         required: bool = False,
         name: str = "syslog",
         clock: Callable[[], float] = time.time,
@@ -464,8 +485,11 @@ class SyslogSink:
         """The datagram for one alert."""
         t = time.localtime(self._clock())
         stamp = f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-        head = f"<{self.pri}>{stamp} {self.tag}[{os.getpid()}]: @cee: "
-        return (head + alert.to_compact_json(self.max_bytes)).encode("utf-8")
+        head = f"<{self.pri}>{stamp} {self.tag}[{os.getpid()}]: @cee: ".encode()
+        # the whole message within max_bytes, with room for what a relay adds: a relay that cuts it
+        # leaves invalid JSON (mmjsonparse fails)
+        budget = max(MIN_COMPACT_BYTES, self.max_bytes - RELAY_ROOM - len(head))
+        return head + alert.to_compact_json(budget).encode("utf-8")
 
     def emit(self, alerts: list[Alert]) -> None:
         """Send one datagram per alert; reconnect once if the socket went away.
@@ -491,7 +515,8 @@ class SyslogSink:
                     self._send(data, deadline)
                 except OSError as second:
                     self.close()
-                    raise SinkError(f"syslog {self.socket_path}: {second.strerror or second}", delivered=i) from second
+                    raise SinkError(f"syslog {self.socket_path}: {second.strerror or second}{_not_a_socket(self.socket_path)}",
+                                    delivered=i) from second
 
     def _send(self, data: bytes, deadline: float) -> None:
         if self._sock is None:

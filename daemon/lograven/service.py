@@ -142,6 +142,7 @@ def alert_from_verdict(
         previous_type_id=v.previous_type,
         read_from=read_from,
         pattern=detector.line_pattern(line) if not v.type_id else None,
+        program=record.program,
     )
 
 
@@ -420,17 +421,17 @@ def _missing(path: str) -> bool | None:
 
 
 def own_alert_predicate(tag: str) -> Callable[[bytes], bool]:
-    """Lines that are lograven's own syslog alerts: header, then `tag[pid]: @cee:` (never ingest them)."""
-    import re
-
-    rx = re.compile(
-        rb"^(?:<\d+>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ "
-        + re.escape(tag.encode())
-        + rb"(?:\[\d+\])?: @cee:"
-    )
+    """Lines that are lograven's own syslog alerts (never ingest them): a message of program `tag` that
+    starts with `@cee:`, whatever the header: RFC 3164 with or without a host name, RFC 5424 (`tag PROCID
+    MSGID SD`), ISO time stamps, extra spaces. The message must start with the cookie: a line of another
+    program, or one that only quotes an alert, is scored."""
+    parse = Parser("syslog").parse
 
     def skip(data: bytes) -> bool:
-        return b"@cee:" in data and rx.match(data) is not None
+        if b"@cee:" not in data:
+            return False
+        rec = parse(data[:4096].decode("utf-8", "replace"))
+        return rec.parsed and rec.program == tag and rec.message.lstrip().startswith("@cee:")
 
     return skip
 
