@@ -1096,6 +1096,11 @@ def test_restart_after_rotation_out_of_the_patterns(tmp_path: Path, caplog: pyte
         ack_all(tailer, lines)
         saved = tailer.positions()
     assert "was rotated to" in caplog.text and "not read" not in caplog.text
+    # said as it happened, and with no warning: the old file was found (an audit read "before lograven
+    # stopped", then "not the file recorded in the checkpoint")
+    assert f"{log} was rotated to {tmp_path / 'app.log.1'} while lograven was stopped" in caplog.text
+    assert f"{log} is a new file since that rotation" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     append(log, b"lost\n")
     os.rename(log, tmp_path / "app.log.1")
     os.unlink(tmp_path / "app.log.1")

@@ -669,6 +669,7 @@ class Tailer:
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
         self._truncated_at_start: set[str] = set()  # checkpointed files truncated while lograven was stopped
+        self._renamed_at_start: set[str] = set()  # checkpointed files found renamed (rotated while stopped)
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
         self._checkpointed_patterns = [
             p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
@@ -1113,6 +1114,10 @@ class Tailer:
             return 0, False, None
         if path in self._initial:
             self._initial.discard(path)
+            if path in self._renamed_at_start:  # its old file was found: nothing is amiss
+                log.info("%s is a new file since that rotation; reading it from the start", path)
+                self._stat(path).rotations += 1
+                return 0, False, None
             if path in self._saved_paths:
                 log.warning("%s is not the file recorded in the checkpoint: it was rotated or replaced "
                             "while lograven was stopped; reading it from the start", path)
@@ -1240,7 +1245,7 @@ class Tailer:
                     "or compressed while lograven was stopped): %s of it were not read",
                     saved.rotated_from, self._describe_name(saved), self._unread(saved))
                 continue
-            self._open_rotated(saved, *found)
+            self._open_rotated(saved, *found, while_stopped=False)
 
     def _resume_truncated(self, matched: dict[str, os.stat_result]) -> None:
         """At start: a checkpointed file still under the patterns (the same device and inode) whose first
@@ -1356,10 +1361,12 @@ class Tailer:
             found = self._find_rotated(as_rotated, set(matched))
             if found is not None:  # else _forget_unmatched_saved says what was not read
                 self._pending_saved.remove(saved)
-                self._open_rotated(as_rotated, *found)
+                self._renamed_at_start.add(saved.path)
+                self._open_rotated(as_rotated, *found, while_stopped=True)
 
-    def _open_rotated(self, saved: _SavedPosition, name: str, fd: int, st: os.stat_result) -> None:
-        """Read the rest of a rotated file found again at `name` (an open `fd`), as a draining file."""
+    def _open_rotated(self, saved: _SavedPosition, name: str, fd: int, st: os.stat_result, *, while_stopped: bool) -> None:
+        """Read the rest of a rotated file found again at `name` (an open `fd`), as a draining file:
+        rotated `while_stopped`, or before lograven stopped (the checkpoint's old files)."""
         assert saved.rotated_from is not None
         offset = saved.offset
         resumed = saved.read is not None and offset <= saved.read <= st.st_size  # reopened by a reload
@@ -1381,8 +1388,8 @@ class Tailer:
         if resumed:
             log.info("resuming the rotated %s (now %s) at byte %d", saved.rotated_from, name, offset)
         else:
-            log.info("%s was rotated to %s before lograven stopped; reading the rest of it from byte %d",
-                     saved.rotated_from, name, offset)
+            log.info("%s was rotated to %s %s; reading the rest of it from byte %d", saved.rotated_from, name,
+                     "while lograven was stopped" if while_stopped else "before lograven stopped", offset)
             self._warn_later_generations(saved.rotated_from, name, st)
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
