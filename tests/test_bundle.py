@@ -158,7 +158,7 @@ def test_manifest_file_name_escaping_the_bundle(bundle_copy: Path) -> None:
         load_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("version", [3, 1, 0, None, "2"])
+@pytest.mark.parametrize("version", [4, 1, 0, None, "2", True])
 def test_wrong_format_version(bundle_copy: Path, version) -> None:
     m = manifest_of(bundle_copy)
     m["format_version"] = version

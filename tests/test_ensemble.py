@@ -80,8 +80,10 @@ def test_bundle_with_an_ensemble_saves_loads_and_detects_statefully(bundle_dir, 
     b = load_bundle(bundle_dir)
     out = save_bundle(tmp_path / "ens", b.types, ensemble, b.autoencoder, training={"lines": 1})
     assert (out / "sequence.keras").is_file() and (out / "sequence_m1.keras").is_file()
-    meta = json.loads((out / "manifest.json").read_text())["sequence"]
-    assert meta["params"]["members"] == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sequence"]["params"]["members"] == 2
+    # format 3: a version without ensembles says the bundle is from a newer lograven, not "metadata incomplete"
+    assert manifest["format_version"] == 3
     loaded = load_bundle(out)
     for W0, W1 in zip(ensemble.members_, loaded.sequence.members_):
         assert all(np.array_equal(W0[k], W1[k]) for k in W0)
@@ -108,6 +110,10 @@ def test_bundle_with_an_ensemble_saves_loads_and_detects_statefully(bundle_dir, 
 def test_single_gru_bundle_format_is_unchanged(bundle_dir) -> None:
     meta = json.loads((bundle_dir / "manifest.json").read_text())["sequence"]
     assert "members" not in meta["params"]  # readable by versions without ensembles
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["format_version"] == 2
+    # and a bundle trained now says its format and stream hold for every source (trained_with_warnings)
+    assert manifest["training"]["read_as_recorded"] is True
     assert load_bundle(bundle_dir).sequence.width == meta["params"]["units"]
 
 

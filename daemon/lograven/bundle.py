@@ -37,6 +37,9 @@ from lograven.sequence import SequenceModel
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: the manifest carries its own sha256
+FORMAT_WITH_ENSEMBLE = 3  # 3: format 2 with an ensemble of sequence GRUs, which versions before it cannot load:
+# they then say the bundle is from a newer lograven (not "metadata incomplete"); one GRU's bundle stays format 2
+READABLE_FORMATS = (FORMAT_VERSION, FORMAT_WITH_ENSEMBLE)
 MANIFEST = "manifest.json"
 REQUIRED = ("msgtypes.json", "tokenizer.json", "sequence.npz", "autoencoder.npz")
 
@@ -128,7 +131,7 @@ def save_bundle(
         digests = {name: sha256_file(tmp / name) for name in sorted(files)}
         ident = created.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha256(json.dumps(digests).encode()).hexdigest()[:8]
         manifest = {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_WITH_ENSEMBLE if len(sequence.members_) > 1 else FORMAT_VERSION,
             "id": ident,
             "created": created.isoformat(timespec="seconds"),
             "lograven_version": __version__,
@@ -351,13 +354,13 @@ def read_manifest(path: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as e:
         raise LogravenError(f"{mpath}: corrupt manifest ({e}); retrain or restore the bundle") from e
     fv = manifest.get("format_version")
-    if fv != FORMAT_VERSION:
-        newer = isinstance(fv, int) and not isinstance(fv, bool) and fv > FORMAT_VERSION
+    if fv not in READABLE_FORMATS or isinstance(fv, bool):
+        newer = isinstance(fv, int) and not isinstance(fv, bool) and fv > max(READABLE_FORMATS)
         fix = ("it was written by a newer lograven: upgrade lograven (or train a model with this one)" if newer
                else "retrain with `lograven train`")
         raise LogravenError(
             f"{mpath}: bundle format {fv!r} is not supported by lograven {__version__} "
-            f"(reads format {FORMAT_VERSION}); {fix}"
+            f"(reads formats {', '.join(map(str, READABLE_FORMATS))}); {fix}"
         )
     if manifest.get("manifest_sha256") != _manifest_digest(manifest):
         raise LogravenError(f"{mpath}: checksum mismatch (manifest corrupt or modified); retrain or restore the bundle")

@@ -240,10 +240,13 @@ def trained_with_warnings(bundle: Bundle, cfg: Config, stdin_mode: bool = False)
     """Sources whose `format` or `stream` differ from what the model was trained with (its manifest). A
     model trained on one stream per file and served one stream per program (or per session) sees
     sequences it never learned: an alert flood (67 sequence alerts per 1,000 normal lines against 0.7
-    in an audit), which nothing else says. "mixed" (learn mode over sources that differ) is not judged."""
+    in an audit), which nothing else says. "mixed" (learn mode over sources that differ) is not judged.
+    A model trained before lograven recorded that (no `read_as_recorded`) is judged on the first source
+    only: learn mode then wrote the first source's settings, whatever the others' (an upgrade audit got
+    a false "flood of alerts" warning, whose advice would have made one)."""
     trained = bundle.manifest.get("training") or {}
     out = []
-    sources = cfg.sources[:1] if stdin_mode else cfg.sources
+    sources = cfg.sources[:1] if stdin_mode or trained.get("read_as_recorded") is not True else cfg.sources
     for i, src in enumerate(sources):
         was = trained.get("stream")
         if isinstance(was, str) and was not in ("mixed", src.stream):

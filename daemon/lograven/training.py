@@ -409,6 +409,7 @@ def train(
         "streams": len(set(corpus.streams)),
         "format": fmt,
         "stream": stream,
+        "read_as_recorded": True,  # format and stream hold for every source (learn mode: "mixed" where they differ)
         "unparsed_lines": corpus.unparsed,
         "truncated_lines": corpus.truncated,
         "types": len(types.types_),
