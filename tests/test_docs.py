@@ -271,3 +271,15 @@ def test_operations_alert_recipes_run_on_real_alerts(tmp_path) -> None:
     assert len(from_syslog.splitlines()) == 4  # all four, the one quoting `@cee:` too
     per_program = next(o for c, o in outputs.items() if ".program" in c)
     assert sorted(per_program.split()) == sorted(["1", "myapp", "1", "evil", "1", "sshd"])
+
+
+def test_the_changelog_has_the_version_the_package_says() -> None:
+    """An upgrade starts from CHANGELOG.md (operations.md): the running version must have its entry, and
+    the package metadata and `lograven --version` must agree (every build said 0.1.0 for two weeks)."""
+    import tomllib
+
+    from lograven import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["version"] == __version__
+    assert re.search(rf"^## {re.escape(__version__)} — \d{{4}}-\d\d-\d\d$", (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), re.M)
