@@ -784,6 +784,7 @@ class Service:
                 start_position=src.start_position,
                 max_line_bytes=cfg.runtime.max_line_bytes,
                 poll_interval=cfg.runtime.poll_interval_seconds,
+                rescan_interval=cfg.runtime.poll_interval_seconds,  # not on every poll while lines keep coming
                 positions=per_source[i],
                 skip_predicate=skip,
                 exclude_paths=[p for earlier in cfg.sources[:i] for p in earlier.paths],  # a file is its first source's
