@@ -482,6 +482,7 @@ class Service:
         self._last_model_check = time.monotonic()
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
         self._exported_files: set[str] = set()  # files with per-file series on /metrics
+        self._exported_stats: dict[str, Any] = {}  # the FileStats last exported per file: unchanged ones are skipped
         self._evictions_logged, self._evictions_log_at = 0, 0.0  # forgotten stream states: warned hourly
         self._evictions_det: Detector | None = None
         self._status = ""
@@ -790,6 +791,7 @@ class Service:
                 exclude_paths=[p for earlier in cfg.sources[:i] for p in earlier.paths],  # a file is its first source's
             )
             self._sources.append(s)
+        self._exported_stats.clear()  # the new tailers' counts are all exported, file_readable set below too
         for s in self._sources:
             for p in s.tailer.stats():
                 self.metrics.file_readable.labels(file=p).set(1)
@@ -1128,6 +1130,9 @@ class Service:
         for s in self._sources:
             for path, st in s.tailer.stats().items():
                 now.add(path)
+                if self._exported_stats.get(path) == st:
+                    continue  # nothing changed: with hundreds of idle files this was most of the idle CPU
+                self._exported_stats[path] = replace(st)
                 # read = scored + dropped: lines_dropped counts both reasons out of lines_read
                 m.advance_to_total(m.lines_read, st.lines + st.skipped_lines, file=path)
                 m.advance_to_total(m.bytes_read, st.bytes, file=path)
@@ -1143,6 +1148,7 @@ class Service:
         # series: label cardinality stays bounded, and a stale `file_readable 0` fires no alert.
         for path in self._exported_files - now:
             m.remove_file(path)
+            self._exported_stats.pop(path, None)
         self._exported_files = now
         m.queue_lines.set(self._queue.qsize())
         det = self.detector
