@@ -1404,3 +1404,27 @@ def test_a_plugin_runs_when_it_cannot_open_the_lock(tmp_path, bundle_dir, traini
     daemon = Service(parse_config({**cfg.to_dict(), "sources": [{"paths": [str(tmp_path / "x.log")]}]}))
     with pytest.raises(LogravenError, match="cannot open the state directory's lock .Permission denied.; remove it"):
         daemon._prepare_state_dir()
+
+
+def test_streams_of_files_no_longer_followed_are_forgotten(tmp_path) -> None:
+    """A glob over dated or per-container files kept one GRU state per file that ever existed until
+    runtime.max_streams pushed them out (an audit: 169 of 540 states were of deleted files; at
+    100,000 states the checkpoint is 77 MB). They now go with the file's series; a session's does not."""
+    from collections import OrderedDict
+    from types import SimpleNamespace
+
+    from lograven.service import Service
+    from lograven.tailer import FileStats
+
+    svc = Service(parse_config({"state_dir": str(tmp_path)}))
+    files = {"/var/log/a.log": FileStats(lines=3), "/var/log/b.log": FileStats(lines=1)}
+    svc._sources = [SimpleNamespace(tailer=SimpleNamespace(stats=lambda: dict(files)))]
+    keys = ["/var/log/a.log", "/var/log/a.log:sshd", "/var/log/a.log:my:prog", "/var/log/b.log",
+            "/var/log/b.log:cron", "/var/log/a.logx", "blk_42"]
+    svc.detector = SimpleNamespace(states=OrderedDict((k, object()) for k in keys), streams_evicted=0)
+    svc._export_file_stats()
+    assert list(svc.detector.states) == keys
+    del files["/var/log/a.log"]
+    svc._export_file_stats()
+    assert list(svc.detector.states) == ["/var/log/b.log", "/var/log/b.log:cron", "/var/log/a.logx", "blk_42"]
+    assert svc._dirty  # the next checkpoint leaves them out
