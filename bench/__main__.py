@@ -37,6 +37,7 @@ BENCHMARKS = {
     "startup": "startup",
     "memory": "memory",
     "idle": "idle",
+    "restart_memory": "restart_memory",
     "latency": "latency",
 }
 

@@ -84,3 +84,19 @@ def as_user(name: str, fn, extra_groups: tuple[str, ...] = ()) -> object:
     if "ok" not in reply:
         raise RuntimeError(reply.get("error", "the child process gave no answer"))
     return reply["ok"]
+
+
+def release_free_memory() -> bool:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim). Parsing a large JSON
+    document (a checkpoint of 100,000 streams is 77 MB) frees many small blocks that glibc keeps:
+    the daemon's RSS stayed 150 MB higher for good after a restart. False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl, macOS: nothing to do
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
