@@ -1777,3 +1777,24 @@ def test_a_file_event_rescans_at_once(tmp_path: Path) -> None:
             got = texts(tailer.poll())
             time.sleep(0.05)
         assert got == [b"x"]
+
+
+def test_between_rescans_a_file_truncated_and_written_past_its_offset_is_read_from_its_start(tmp_path: Path) -> None:
+    """copytruncate, then more lines than lograven had read, all between two rescans: reading on from
+    the old offset would hand out the middle of the new content (a line cut in two, earlier lines
+    lost). A file whose size changed has its first bytes checked before it is read."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    clock = [0.0]
+    with make([log], rescan_interval=3600.0) as tailer:
+        tailer._clock = lambda: clock[0]
+        tailer.poll()
+        append(log, b"old 1\nold 2\n")
+        assert texts(tailer.poll()) == [b"old 1", b"old 2"]
+        append(log, b"old 3\n")
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, b"a much longer new first line\nnew 2\n")
+        clock[0] = 1.0
+        got = texts(tailer.poll()) + texts(tailer.poll())
+        assert got == [b"old 3", b"a much longer new first line", b"new 2"]

@@ -728,6 +728,18 @@ class Tailer:
                 self._scan_complete = self._discover(*self._paths.expand_checked())
                 self._scanned_at = now
                 now = self._clock()  # a file the pass set draining was set so after `now` above
+            else:
+                # Between passes, a file whose size changed has its first bytes checked before it is
+                # read (one fstat for a file that did not): truncated and written again past the
+                # offset (copytruncate, a rewrite), it would be read from that offset, mid-content.
+                # All before any read, so that a copy found now is read before the file's new lines.
+                for watcher in self._draining + self._live:
+                    try:
+                        size = os.fstat(watcher.fd).st_size
+                    except OSError:
+                        continue  # said when it is read
+                    if size != watcher.size:
+                        self._check_content(watcher)
             complete = self._scan_complete
             out: list[RawLine] = []
             for watcher in list(self._draining):
