@@ -82,7 +82,7 @@ def test_bundle_with_an_ensemble_saves_loads_and_detects_statefully(bundle_dir, 
     assert (out / "sequence.keras").is_file() and (out / "sequence_m1.keras").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sequence"]["params"]["members"] == 2
-    # format 3: a version without ensembles says the bundle is from a newer lograven, not "metadata incomplete"
+    # format 3: a version without ensembles refuses it by its format, not as "metadata incomplete"
     assert manifest["format_version"] == 3
     loaded = load_bundle(out)
     for W0, W1 in zip(ensemble.members_, loaded.sequence.members_):

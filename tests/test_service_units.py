@@ -52,6 +52,9 @@ def test_own_alerts_are_skipped_but_other_lograven_lines_are_not():
     assert skip(b'<12>Dec  6 17:40:00 lograven[4711]: @cee: {"v":1,"id":"x"}')
     assert skip(b'2026-12-06T17:40:00.123+00:00 vm lograven[1]:  @cee: {"v":1,"id":"x"}')
     assert own_alert_predicate("lr.alert-1")(b'<12>1 2026-12-06T17:40:00Z vm lr.alert-1 9 - - @cee: {"v":1}')
+    # only in syslog-format sources: in an application's own log an attacker may start a line so
+    assert not own_alert_predicate("lograven", "iso")(b'2026-12-06T10:00:00Z lograven: @cee: {"v":1,"id":"x"}')
+    assert not own_alert_predicate("lograven", "raw")(b'Dec  6 17:40:00 lograven[1]: @cee: {"v":1,"id":"x"}')
     # another program's message that starts with the cookie, or quotes an alert, is scored
     assert not skip(b'<12>1 2026-12-06T17:40:00Z vm myapp 9 - - @cee: {"v":1,"id":"x"}')
     assert not skip(b'Dec  6 17:40:00 vm myapp[9]: got lograven[1]: @cee: {"v":1}')
@@ -1419,15 +1422,26 @@ def test_streams_of_files_no_longer_followed_are_forgotten(tmp_path) -> None:
     svc = Service(parse_config({"state_dir": str(tmp_path)}))
     files = {"/var/log/a.log": FileStats(lines=3), "/var/log/b.log": FileStats(lines=1)}
     svc._sources = [SimpleNamespace(tailer=SimpleNamespace(stats=lambda: dict(files)))]
-    keys = ["/var/log/a.log", "/var/log/a.log:sshd", "/var/log/a.log:my:prog", "/var/log/b.log",
-            "/var/log/b.log:cron", "/var/log/a.logx", "blk_42"]
+    files["/var/log/a.log:8080.log"] = FileStats(lines=2)  # a followed file whose name extends a.log's
+    keys = ["/var/log/a.log", "/var/log/a.log:sshd", "/var/log/b.log", "/var/log/b.log:cron", "/var/log/a.logx",
+            "blk_42", "/var/log/a.log:8080.log", "/var/log/a.log:8080.log:sshd"]
     svc.detector = SimpleNamespace(states=OrderedDict((k, object()) for k in keys), streams_evicted=0)
+    svc._stream_last["/var/log/a.log"] = object()
     svc._export_file_stats()
     assert list(svc.detector.states) == keys
     del files["/var/log/a.log"]
     svc._export_file_stats()
-    assert list(svc.detector.states) == ["/var/log/b.log", "/var/log/b.log:cron", "/var/log/a.logx", "blk_42"]
-    assert svc._dirty  # the next checkpoint leaves them out
+    assert list(svc.detector.states) == ["/var/log/b.log", "/var/log/b.log:cron", "/var/log/a.logx", "blk_42",
+                                         "/var/log/a.log:8080.log", "/var/log/a.log:8080.log:sshd"]
+    assert svc._dirty and not svc._stream_last  # the next checkpoint leaves them out
+    # restored at a start for files not followed then (deleted while lograven was stopped): they go at
+    # the first export; a session key stays, and so do the streams of followed files
+    svc.cfg = parse_config({"state_dir": str(tmp_path), "sources": [{"paths": ["/var/log/*.log"], "stream": "program"}]})
+    svc.detector.states.update((k, object()) for k in ["/var/log/old.log", "/var/log/old.log:sshd", "/run/x"])
+    svc._note_restored_files()
+    svc._export_file_stats()
+    assert list(svc.detector.states) == ["/var/log/b.log", "/var/log/b.log:cron", "blk_42", "/var/log/a.log:8080.log",
+                                         "/var/log/a.log:8080.log:sshd"]
 
 
 def test_the_checkpoints_streams_are_not_kept_after_they_are_restored(tmp_path, bundle_dir, training_log,
@@ -1453,12 +1467,12 @@ def test_the_checkpoints_streams_are_not_kept_after_they_are_restored(tmp_path, 
 
 
 def test_release_free_memory_trims_glibcs_heap() -> None:
-    import ctypes.util
+    import ctypes
 
     from lograven.osutil import release_free_memory
 
-    if "musl" in (ctypes.util.find_library("c") or ""):
-        pytest.skip("no glibc malloc_trim here")
+    if getattr(ctypes.CDLL(None), "malloc_trim", None) is None:
+        pytest.skip("no glibc malloc_trim here (musl, macOS)")
     blocks = [bytearray(300) for _ in range(200_000)]  # 60 MB of small blocks, freed: glibc keeps them
     del blocks
     assert release_free_memory() is True  # malloc_trim: 1 when it gave memory back

@@ -1798,3 +1798,31 @@ def test_between_rescans_a_file_truncated_and_written_past_its_offset_is_read_fr
         clock[0] = 1.0
         got = texts(tailer.poll()) + texts(tailer.poll())
         assert got == [b"old 3", b"a much longer new first line", b"new 2"]
+
+
+def test_a_draining_file_renamed_back_between_rescans_is_not_read_again(tmp_path: Path) -> None:
+    """A file renamed out of the glob drains; renamed back under it between two passes, a poll without a
+    pass let it go on the last pass's word, and the next pass opened it as a new file: every line
+    read twice (a review). A draining file is let go only just after a pass."""
+    log = tmp_path / "a.log"
+    log.write_bytes(b"")
+    clock = [0.0]
+    with make([tmp_path / "*.log"], rotate_wait=5.0, rescan_interval=1.0) as tailer:
+        tailer._clock = lambda: clock[0]
+        got = []
+
+        def poll(at: float) -> None:
+            clock[0] = at
+            got.extend(texts(tailer.poll()))
+
+        poll(0.0)
+        log.write_bytes(b"one\ntwo\n")
+        poll(0.5)
+        os.rename(log, tmp_path / "a.log.hold")  # out of the glob: draining
+        poll(1.0)
+        poll(4.2)
+        poll(5.5)
+        os.rename(tmp_path / "a.log.hold", tmp_path / "b.log")  # back under it
+        for at in (6.1, 6.6, 7.0, 8.0):
+            poll(at)
+        assert got == [b"one", b"two"]

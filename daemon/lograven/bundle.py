@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: the manifest carries its own sha256
 FORMAT_WITH_ENSEMBLE = 3  # 3: format 2 with an ensemble of sequence GRUs, which versions before it cannot load:
-# they then say the bundle is from a newer lograven (not "metadata incomplete"); one GRU's bundle stays format 2
+# they refuse it by its format (0.1.0: "bundle format 3 is not supported"), not as "metadata incomplete";
+# one GRU's bundle stays format 2, which they load
 READABLE_FORMATS = (FORMAT_VERSION, FORMAT_WITH_ENSEMBLE)
 MANIFEST = "manifest.json"
 REQUIRED = ("msgtypes.json", "tokenizer.json", "sequence.npz", "autoencoder.npz")

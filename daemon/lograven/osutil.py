@@ -91,12 +91,12 @@ def release_free_memory() -> bool:
     document (a checkpoint of 100,000 streams is 77 MB) frees many small blocks that glibc keeps:
     the daemon's RSS stayed 150 MB higher for good after a restart. False where there is no glibc."""
     import ctypes
-    import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # musl, macOS: nothing to do
+    try:  # the symbols already loaded into this process (no ctypes.util.find_library: it runs ldconfig)
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return False
+    if trim is None:  # musl, macOS: nothing to do
         return False
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return bool(trim(0))

@@ -423,11 +423,15 @@ def _missing(path: str) -> bool | None:
         return True
 
 
-def own_alert_predicate(tag: str) -> Callable[[bytes], bool]:
+def own_alert_predicate(tag: str, fmt: str = "syslog") -> Callable[[bytes], bool]:
     """Lines that are lograven's own syslog alerts (never ingest them): a message of program `tag` that
     starts with `@cee:`, whatever the header: RFC 3164 with or without a host name, RFC 5424 (`tag PROCID
     MSGID SD`), ISO time stamps, extra spaces. The message must start with the cookie: a line of another
-    program, or one that only quotes an alert, is scored."""
+    program, or one that only quotes an alert, is scored. Only in a source of `format: syslog`, the
+    files syslog writes alerts to: in an application's own log, whose lines an attacker may start,
+    such a line is scored."""
+    if fmt != "syslog":
+        return lambda data: False
     parse = Parser("syslog").parse
 
     def skip(data: bytes) -> bool:
@@ -687,6 +691,7 @@ class Service:
             if self.stdin_mode:
                 return self._run_stdin()
             self._open_sources(self.cfg, positions)
+            self._note_restored_files()
             # On disk at once where learning stopped, or where a first start began (the files' ends): a crash
             # before the first periodic checkpoint must not start again at the files' new ends, skipping
             # what came meanwhile.
@@ -772,6 +777,20 @@ class Service:
                 if log_time == log_time:
                     self._stream_log_time[k] = log_time
 
+    def _note_restored_files(self) -> None:
+        """Streams restored for files that are not followed now (deleted while lograven was stopped, or
+        within the hour before it stopped) go at the next metrics export, as those of files that go
+        while it runs (_forget_streams_of). Only absolute paths, and only where a source keys streams
+        by file or program: a session key (`regex:`) is not a file."""
+        if self.detector is None or not any(src.stream in ("file", "program") for src in self.cfg.sources):
+            return
+        followed = {p for s in self._sources for p in s.tailer.stats()}
+        for k in self.detector.states:
+            parts = (k, k.rpartition(":")[0])
+            if any(p in followed for p in parts):
+                continue  # a followed file's stream
+            self._exported_files.update(p for p in parts if p.startswith("/"))
+
     def _allowlist(self, cfg: Config | None = None):
         """The allowlist of `cfg` (a reload's new configuration), else the running one's."""
         from lograven.allowlist import Allowlist
@@ -779,10 +798,10 @@ class Service:
         return Allowlist((cfg or self.cfg).allowlist_path()).matches
 
     def _open_sources(self, cfg: Config, positions: dict) -> None:
-        skip = own_alert_predicate(cfg.alerts.syslog.tag)
         per_source = positions_by_source(cfg, positions)
         self._sources = []
         for i, src in enumerate(cfg.sources):
+            skip = own_alert_predicate(cfg.alerts.syslog.tag, src.format)
             s = _Source(i, Parser(src.format), StreamKey(src.stream))
             s.tailer = Tailer(
                 list(src.paths),
@@ -1155,7 +1174,7 @@ class Service:
             m.remove_file(path)
             self._exported_stats.pop(path, None)
         if gone and self.detector is not None:
-            self._forget_streams_of(gone)
+            self._forget_streams_of(gone, now)
         self._exported_files = now
         m.queue_lines.set(self._queue.qsize())
         det = self.detector
@@ -1173,16 +1192,18 @@ class Service:
                 )  # fmt: skip
                 self._evictions_logged, self._evictions_log_at = det.streams_evicted, time.monotonic() + 3600
 
-    def _forget_streams_of(self, paths: set[str]) -> None:
-        """The GRU states of files no longer followed (`stream: file`, and `program`'s `FILE:PROGRAM`):
-        a glob over dated or per-container files left one state per file that ever existed, until
-        runtime.max_streams pushed them out (an audit: 169 of 540 states were of deleted files; at
-        100,000 the checkpoint is 77 MB and takes 1.6 s). Session keys (`regex:`) are not the file's."""
+    def _forget_streams_of(self, paths: set[str], followed: set[str]) -> None:
+        """The GRU states of files no longer followed (`stream: file`, and `program`'s `FILE:PROGRAM`;
+        a syslog program name has no colon): a glob over dated or per-container files left one state
+        per file that ever existed, until runtime.max_streams pushed them out (an audit: 169 of 540
+        states were of deleted files; at 100,000 the checkpoint is 77 MB and takes 1.6 s). A followed
+        file's own key is kept (`/x/app:8080.log` when `/x/app` went). Session keys are not files'."""
         states = self.detector.states
-        prefixes = tuple(p + ":" for p in paths)
-        drop = [k for k in states if k in paths or k.startswith(prefixes)]
+        drop = [k for k in states if k in paths or (k not in followed and k.rpartition(":")[0] in paths)]
         for k in drop:
             del states[k]
+            self._stream_last.pop(k, None)
+            self._stream_log_time.pop(k, None)
         if drop:
             self._dirty = True
             log.debug("forgot the sequence state of %d stream(s) of %d file(s) no longer followed", len(drop), len(paths))
@@ -1337,7 +1358,7 @@ class Service:
             log.warning("learn.schedule is not applied in plugin mode (--stdin): run `lograven learn` on new normal "
                         "data instead, and the plugin follows the model directory's `current` version")
         tag = self.cfg.alerts.syslog.tag
-        own_alert = own_alert_predicate(tag)
+        own_alert = own_alert_predicate(tag, src.format)
         own_alerts = 0
         out = self.stdout
         lines: queue.Queue = queue.Queue()
@@ -1419,11 +1440,10 @@ class Service:
             if self._checkpoint_due(now):
                 self._checkpoint()  # the streams' GRU states: rsyslog may kill a plugin that is slow to stop
             src = self.cfg.sources[0]  # a reload may have changed its format or stream, or the tag
-            if (src.format, src.stream) != (parser.fmt, key.spec):
+            if (src.format, src.stream) != (parser.fmt, key.spec) or self.cfg.alerts.syslog.tag != tag:
                 parser, key = Parser(src.format), StreamKey(src.stream)
-            if self.cfg.alerts.syslog.tag != tag:
                 tag = self.cfg.alerts.syslog.tag
-                own_alert = own_alert_predicate(tag)
+                own_alert = own_alert_predicate(tag, src.format)
             self.notifier.watchdog()
         self.router.flush(force=True)
         return 0

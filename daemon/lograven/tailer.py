@@ -720,8 +720,9 @@ class Tailer:
             if self._closed:
                 raise RuntimeError("Tailer.poll() called after close()")
             now = self._clock()
-            if (self.rescan_interval <= 0 or now - self._scanned_at >= self.rescan_interval
-                    or self._structure.is_set()):  # fmt: skip
+            rescanned = (self.rescan_interval <= 0 or now - self._scanned_at >= self.rescan_interval
+                         or self._structure.is_set())  # fmt: skip
+            if rescanned:
                 self._structure.clear()
                 if self._waker is not None:
                     self._waker.ensure()
@@ -748,8 +749,10 @@ class Tailer:
                 if not eof:
                     return out  # the file now at its path must wait for the rest
                 assert watcher.draining_since is not None
-                # while the expansion is incomplete, a file renamed within the patterns is not let go
-                if now - watcher.draining_since >= self.rotate_wait and (complete or self._left_patterns(watcher)):
+                # while the expansion is incomplete, a file renamed within the patterns is not let go; and
+                # only just after a pass, which would have seen it come back under the patterns
+                if (rescanned and now - watcher.draining_since >= self.rotate_wait
+                        and (complete or self._left_patterns(watcher))):  # fmt: skip
                     self._close_draining(watcher)
             order = self._live
             for index, watcher in enumerate(order):
