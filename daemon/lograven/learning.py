@@ -285,6 +285,8 @@ def learn(
 
     summary = dict(base.manifest.get("training", {}))
     summary.update(read_as or {})
+    if read_as and {"format", "stream"} <= set(read_as):
+        summary["read_as_recorded"] = True  # both known now, whatever the (older) parent recorded
     summary.update(
         {
             "parent": base.version,
