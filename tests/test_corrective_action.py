@@ -951,3 +951,23 @@ def test_learning_normal_lines_never_lowers_the_autoencoder_threshold(bundle_dir
         return sum("autoencoder" in v.detectors for v in Detector(load_bundle(path)).detect(fresh))
 
     assert ae_alarms(out) <= ae_alarms(bundle_dir) + 3  # not stricter on normal lines than before learning
+
+
+def test_learn_with_format_and_stream_records_them_for_every_source(bundle_dir, tmp_path) -> None:
+    """A parent from before `read_as_recorded` (0.1.0) is judged on its first source only; `learn
+    --format F --stream S` knows both for the new version, so it records them as holding everywhere."""
+    import shutil
+
+    from lograven.learning import learn
+    from lograven.training import read_corpus
+    from test_bundle import manifest_of, write_manifest
+
+    parent = tmp_path / "parent"
+    shutil.copytree(bundle_dir, parent)
+    m = manifest_of(parent)
+    m["training"].pop("read_as_recorded", None)
+    write_manifest(parent, m)
+    write_log(tmp_path / "new.log", LogGenerator(seed=5).lines(200))
+    corpus = read_corpus([str(tmp_path / "new.log")])
+    _, summary = learn(parent, corpus, out=tmp_path / "m", read_as={"format": "syslog", "stream": "program"})
+    assert summary["read_as_recorded"] is True and summary["stream"] == "program"
