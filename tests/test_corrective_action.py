@@ -115,6 +115,9 @@ def test_learn_from_alerts_and_new_types(tmp_path):
     assert "outside the sources" not in r.stderr, r.stderr
     s = json.loads(r.stdout)
     assert s["new_types"], s
+    # what now counts as normal is shown, and the threshold it replaces
+    assert any("backupd" in t["template"] or "nightly backup" in t["template"] for t in s["new_type_templates"]), s
+    assert [t["id"] for t in s["new_type_templates"]] == s["new_types"] and s["parent_autoencoder_threshold"] > 0
     score = _score(out, tmp_path / "messages")
     assert score[-1]["type"] in s["new_types"] and "unknown_type" not in score[-1]["detectors"]
     # a type learned from a few lines is vouched for by the operator: not a rare type for the sequence detector
@@ -817,7 +820,7 @@ def test_learn_from_alerts_uses_the_installed_config_by_default(tmp_path, monkey
         return store / "v0002", {"lines": len(corpus)}
 
     monkeypatch.setattr(learning_mod, "learn", fake_learn)
-    assert cli.main(["learn", "--model", str(store), "--from-alerts", str(alerts), "--json"]) == 0
+    assert cli.main(["learn", "--model", str(store), "--from-alerts", str(alerts), "--all-alerts", "--json"]) == 0
     err = capsys.readouterr().err
     assert f"(using {installed}; give --config to choose another)" in err
     assert "outside the sources" not in err
@@ -971,3 +974,53 @@ def test_learn_with_format_and_stream_records_them_for_every_source(bundle_dir, 
     corpus = read_corpus([str(tmp_path / "new.log")])
     _, summary = learn(parent, corpus, out=tmp_path / "m", read_as={"format": "syslog", "stream": "program"})
     assert summary["read_as_recorded"] is True and summary["stream"] == "program"
+
+
+def test_learning_every_alert_of_a_file_must_be_asked_for(tmp_path, monkeypatch, capsys):
+    """`learn --from-alerts FILE` without --alert learned every alert of the file: an audit learned a day's
+    alerts, and six of seven real attacks in it became normal, without a word. It now takes --alert IDs,
+    or --all-alerts for a file the admin reviewed. The summary shows the new types and how to undo."""
+    from lograven import cli
+    from lograven import learning as learning_mod
+
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(json.dumps({"id": "a1", "file": "/x", "offset": 0, "line": "l", "type_id": -1}) + "\n")
+    store = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODEL, store / "v0001")
+    (store / "current").symlink_to("v0001")
+    rc = cli.main(["learn", "--model", str(store), "--from-alerts", str(alerts)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "would learn every alert in it as normal" in err and "--all-alerts" in err
+    assert cli.main(["learn", "--model", str(store), "--from-alerts", str(alerts), "--all-alerts", "--alert", "a1"]) == 1
+    capsys.readouterr()
+
+    def fake_learn(model, corpus, **kw):
+        return store / "v0002", {"parent": "p", "made_current": True, "learned_lines": 9, "new_types": [104],
+                                 "new_type_templates": [{"id": 104, "template": "<*> Link DOWN"}],
+                                 "autoencoder_threshold": 5.1, "parent_autoencoder_threshold": 4.4,
+                                 "parent_version": "v0001", "seconds": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(learning_mod, "learn", fake_learn)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"sources:\n  - paths: [{tmp_path}/x]\nstate_dir: {tmp_path / 'state'}\n")
+    assert cli.main(["learn", "--model", str(store), "--from-alerts", str(alerts), "--alert", "a1", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "#104   <*> Link DOWN" in out
+    assert "autoencoder threshold 5.100 (parent 4.400)" in out
+    assert f"lograven models rollback --dir {store} --to v0001" in out
+
+
+def test_allow_refuses_a_rule_that_silences_a_whole_detector_everywhere(tmp_path, capsys):
+    """`allow --type -1` allowlisted every unknown message in every file: an audit's EXT4 error, OOM kill
+    and root shell then raised nothing. Such a rule needs --file; a detector alone is turned off in the config."""
+    from lograven import cli
+
+    path = tmp_path / "allow.json"
+    for argv in (["--type", "-1"], ["--detector", "unknown_type"], ["--detector", "sequence"],
+                 ["--type", "-1", "--detector", "autoencoder"]):  # fmt: skip
+        assert cli.main(["allow", "--allowlist", str(path), *argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert "in every file, real anomalies included" in err and "--file GLOB" in err, err
+    assert not path.exists()
+    assert cli.main(["allow", "--allowlist", str(path), "--type", "-1", "--file", "/var/log/app/*.log"]) == 0
+    assert cli.main(["allow", "--allowlist", str(path), "--type", "3", "--detector", "sequence"]) == 0

@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     _format_args(le)
     le.add_argument("--from-alerts", metavar="ALERTS.jsonl", help="learn the alerted lines (with their context, read back from the files)")
     le.add_argument("--alert", action="append", default=[], metavar="ID", help="with --from-alerts: only these alert ids (repeatable)")
+    le.add_argument("--all-alerts", action="store_true",
+                    help="with --from-alerts and no --alert: learn every alert of the file (one you reviewed, e.g. "
+                         "filtered with jq); real anomalies among them become normal")
     le.add_argument("--max-lines", type=_at_least_one, default=None, help="use at most this many lines")
     le.add_argument("--json", action="store_true", help="print the summary as JSON")
     le.add_argument("logfiles", nargs="*", metavar="LOGFILE")
@@ -763,6 +766,14 @@ def cmd_learn(args) -> int:
     if args.alert and not args.from_alerts:
         raise LogravenError("--alert ID picks alerts of --from-alerts ALERTS.jsonl; give --from-alerts, or drop "
                             "--alert to learn the whole LOGFILE...")
+    if args.all_alerts and (args.alert or not args.from_alerts):
+        raise LogravenError("--all-alerts learns every alert of --from-alerts ALERTS.jsonl; it goes without --alert")
+    if args.from_alerts and not args.alert and not args.all_alerts:
+        # an audit learned a day's alerts file whole: six of seven real attacks in it became normal
+        raise LogravenError(f"--from-alerts {args.from_alerts} without --alert would learn every alert in it as normal, "
+                            "real anomalies included: name the false alarms with --alert ID (repeatable; "
+                            "docs/operations.md shows how to list ids), or give --all-alerts for a file you reviewed "
+                            "(e.g. filtered with jq)")
     _check_learn_target(args)
     if args.from_alerts:
         explicit = bool(args.fmt or getattr(args, "stream_key", None) or getattr(args, "stream", None))
@@ -794,8 +805,17 @@ def cmd_learn(args) -> int:
     limit = args.max_lines or cfg.learn.max_lines
     print(f"  learned   {s['learned_lines']} lines from {source}" + (f" (the first {limit}: --max-lines / learn.max_lines)"
           if not args.from_alerts and s['learned_lines'] >= limit else ""))
-    print(f"  new types {len(s['new_types'])} (ids {s['new_types'][:10]}{'...' if len(s['new_types']) > 10 else ''}); existing ids unchanged")
-    print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}; {s['seconds']:.1f} s")
+    print(f"  new types {len(s['new_types'])}; existing ids unchanged" + (":" if s["new_types"] else ""))
+    for t in s.get("new_type_templates", [])[:20]:  # what now counts as normal: review it, roll back if too broad
+        print(f"    #{t['id']:<5} {_printable(t['template'][:150])}")
+    if len(s["new_types"]) > 20:
+        print(f"    ... {len(s['new_types']) - 20} more: lograven types {path}")
+    parent_thr = s.get("parent_autoencoder_threshold")
+    was = f" (parent {parent_thr:.3f})" if isinstance(parent_thr, (int, float)) and parent_thr != s["autoencoder_threshold"] else ""
+    print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}{was}; {s['seconds']:.1f} s")
+    if made and s.get("parent_version"):
+        print(f"  these lines (and lines like them) no longer alert; to undo: "
+              f"lograven models rollback --dir {Path(path).parent} --to {s['parent_version']}")
     return 0
 
 
@@ -860,6 +880,13 @@ def cmd_allow(args) -> int:
             match.update(from_type=a, type_id=b)
         if all(v is None for v in match.values()):
             raise LogravenError("say what to allow: ALERT_ID, --type, --transition, --file or --detector (see --help)")
+        if args.file is None and not args.transition and (args.type == -1 or (args.type is None and args.detector)):
+            # an audit's `allow --type -1` silenced an EXT4 error, an OOM kill and a root shell with the false alarm
+            what = "every unknown message" if args.type == -1 else f"every {args.detector} alert"
+            raise LogravenError(f"this rule would allow {what} in every file, real anomalies included: allow one "
+                                "unknown message by its alert (ALERT_ID, its masked pattern), add --file GLOB for a "
+                                "log whose such lines are all expected, or turn a detector off in the config "
+                                "(detectors.<name>.enabled: false)")
         _check_type_ids(cfg, [t for t in (match["type_id"], match.get("from_type")) if t not in (None, -1)])
         rule = new_rule(expires_in=expires, comment=args.comment, **match)
     al.add(rule)

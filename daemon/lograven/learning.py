@@ -310,6 +310,10 @@ def learn(
             store.release(target)  # the reserved version name, left empty
         raise
     summary["seconds"] = round(time.monotonic() - t0, 2)
+    # for the one who runs it (not in the manifest): what now counts as normal, and what it replaces
+    summary["new_type_templates"] = [{"id": i, "template": types.get(i).template} for i in new_ids]
+    summary["parent_autoencoder_threshold"] = float(base.autoencoder.threshold_)
+    summary["parent_version"] = base_path.name if store is not None else None
     if store is not None and out is None:
         now = store.current_name()
         if keep_newer_current and now != base_path.name:
