@@ -1476,3 +1476,33 @@ def test_release_free_memory_trims_glibcs_heap() -> None:
     blocks = [bytearray(300) for _ in range(200_000)]  # 60 MB of small blocks, freed: glibc keeps them
     del blocks
     assert release_free_memory() is True  # malloc_trim: 1 when it gave memory back
+
+
+def test_an_unknown_messages_pattern_leaves_the_host_out(tmp_path) -> None:
+    """An allow rule for an unknown message held the host name (`web<N>`): after a host rename, or on a
+    central log host, the same message from another host alerted again (an audit: suppressed from web01,
+    alerted from app-prod-eu1). The header's host is now <HOST>; the message itself is kept whole, and a
+    rule made before (with the host) still matches."""
+    from lograven.allowlist import new_rule, rule_from_alert
+    from lograven.masking import without_host
+
+    parse = Parser("syslog").parse
+    unknown = Verdict(type_id=0, template=None, anomaly=True, detectors=["unknown_type"])
+
+    def alert(line):
+        return alert_from_verdict(unknown, path="/var/log/syslog", offset=0, stream="s", line=line, record=parse(line),
+                                  detector=_Det(), host="local", version="v1")  # fmt: skip
+
+    a = alert("Dec  6 10:00:00 web01 apt-daily[77]: apt-daily.service: Consumed 2.1s CPU time, memory peak 80M")
+    b = alert("Dec  7 11:00:00 app-prod-eu1 apt-daily[12]: apt-daily.service: Consumed 9.3s CPU time, memory peak 60M")
+    other = alert("Dec  7 11:00:01 app-prod-eu1 kernel: EXT4-fs error (device sda1): htree_dirblock_to_tree")
+    assert a.pattern == b.pattern and a.pattern.startswith("<DATE> <HOST> apt-daily")
+    rule = rule_from_alert(a.to_dict())
+    assert rule.matches(b) and not rule.matches(other)
+    assert a.dedup_key() == b.dedup_key()  # one message from many hosts is one alert within the window
+    # the host is masked in the header only
+    assert without_host("Dec  6 10:00:00 web01 sshd[1]: reverse map for web01 failed", "web01",
+                        "reverse map for web01 failed") == "Dec  6 10:00:00 <HOST> sshd[1]: reverse map for web01 failed"
+    # a rule from before 0.2.0 kept the host masked as a word: it still allows its own host's lines
+    legacy = new_rule(type_id=-1, pattern=line_pattern(a.line))
+    assert "web<N>" in legacy.pattern and legacy.matches(a) and not legacy.matches(other)

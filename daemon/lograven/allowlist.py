@@ -35,7 +35,7 @@ from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
-from lograven.masking import line_pattern
+from lograven.masking import HOST, line_pattern
 from lograven.osutil import read_limited
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,14 @@ class Rule:
                 return False
         if self.shape is not None and line_shape(a.line) != self.shape:
             return False
-        if self.pattern is not None and a.line_pattern() != self.pattern:
+        if self.pattern is not None and a.line_pattern() != self.pattern and not self._legacy_pattern_matches(a):
             return False
         return True
+
+    def _legacy_pattern_matches(self, a) -> bool:
+        """A rule made before patterns masked the header's host name (0.2.0) holds it masked as a word
+        (`web<N>`): it is compared with the alert's whole line masked so, as it was then."""
+        return HOST not in self.pattern and line_pattern(getattr(a, "line", "")) == self.pattern
 
     def describe(self) -> str:
         parts = []

@@ -126,6 +126,20 @@ def line_pattern(line: str, masker: Masker | None = None) -> str:
     return masker.mask_text(line[:LINE_PATTERN_CHARS])
 
 
+HOST = "<HOST>"
+
+
+def without_host(line: str, host: str | None, message: str) -> str:
+    """`line` with its header's host name replaced by <HOST>: one unknown message from many hosts (a
+    central log host), or from a renamed host, is one pattern to allowlist and de-duplicate. The host
+    is looked for in the header only (before `message`), so a message that names it keeps it."""
+    if not host:
+        return line
+    head = len(line) - len(message) if message and line.endswith(message) else len(line)
+    i = line.find(host, 0, head)
+    return line if i < 0 else line[:i] + HOST + line[i + len(host):]
+
+
 def is_fully_variable(masked_token: str, placeholders: tuple[str, ...] = PLACEHOLDERS) -> bool:
     """True when nothing but placeholders and punctuation is left (e.g. `<IP>`, `(<N>)`)."""
     if masked_token == "" or "<" not in masked_token:

@@ -39,6 +39,7 @@ from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError
 from lograven.metrics import Metrics, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
+from lograven.masking import without_host
 from lograven.notify import Notifier
 from lograven.osutil import release_free_memory, whoami
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, mostly_unparsed, posix_seconds
@@ -141,7 +142,7 @@ def alert_from_verdict(
         model_version=version,
         previous_type_id=v.previous_type,
         read_from=read_from,
-        pattern=detector.line_pattern(line) if not v.type_id else None,
+        pattern=detector.line_pattern(without_host(line, record.host, record.message)) if not v.type_id else None,
         program=record.program,
     )
 
