@@ -1024,3 +1024,16 @@ def test_allow_refuses_a_rule_that_silences_a_whole_detector_everywhere(tmp_path
     assert not path.exists()
     assert cli.main(["allow", "--allowlist", str(path), "--type", "-1", "--file", "/var/log/app/*.log"]) == 0
     assert cli.main(["allow", "--allowlist", str(path), "--type", "3", "--detector", "sequence"]) == 0
+
+
+def test_models_list_says_what_each_version_learned():
+    """A learned version inherits its parent's training summary: `models list` showed "30000 lines" on
+    every version, whatever each had learned (an audit). It now says what each learned, and on what."""
+    from lograven.modelstore import VersionInfo, describe
+
+    trained = {"id": "a", "created": "c", "training": {"lines": 30000, "types": 100}}
+    learned = {"id": "b", "created": "c", "training": {"lines": 30000, "types": 103, "learned_lines": 219,
+                                                       "learned_from": "alerts a.jsonl (x1)", "parent": "a"}}  # fmt: skip
+    assert "trained on 30000 lines, 100 types" in describe(VersionInfo("v0001", Path("/m/v0001"), False, trained, None))
+    text = describe(VersionInfo("v0002", Path("/m/v0002"), True, learned, None))
+    assert text.startswith("* v0002") and "learned 219 lines from alerts a.jsonl (x1) on a" in text and "30000" not in text

@@ -248,9 +248,12 @@ def describe(info: VersionInfo) -> str:
     star = "*" if info.current else " "
     if info.problem:
         return f"{star} {info.name}  BROKEN: {info.problem}"
-    return f"{star} {info.name}  {m.get('id', '?')}  created {m.get('created', '?')}  {t.get('lines', '?')} lines, {t.get('types', '?')} types" + (
-        f"  (learned from {t['learned_from']})" if t.get("learned_from") else ""
-    )
+    # a learned version inherits its parent's training summary: its own lines are `learned_lines` (an audit
+    # saw "30000 lines" on every version, whatever each had learned)
+    what = (f"{t.get('types', '?')} types; learned {t.get('learned_lines', '?')} lines from {t['learned_from']} "
+            f"on {t.get('parent', '?')}" if t.get("learned_from") else
+            f"trained on {t.get('lines', '?')} lines, {t.get('types', '?')} types")  # fmt: skip
+    return f"{star} {info.name}  {m.get('id', '?')}  created {m.get('created', '?')}  {what}"
 
 
 def dump(infos: list[VersionInfo]) -> str:
