@@ -1017,13 +1017,23 @@ def test_allow_refuses_a_rule_that_silences_a_whole_detector_everywhere(tmp_path
 
     path = tmp_path / "allow.json"
     for argv in (["--type", "-1"], ["--detector", "unknown_type"], ["--detector", "sequence"],
-                 ["--type", "-1", "--detector", "autoencoder"]):  # fmt: skip
+                 ["--type", "-1", "--detector", "autoencoder"], ["--transition", "3,-1"],
+                 ["--detector", "stream_end"]):  # fmt: skip
         assert cli.main(["allow", "--allowlist", str(path), *argv]) == 1, argv
         err = capsys.readouterr().err
         assert "in every file, real anomalies included" in err and "--file GLOB" in err, err
+    assert "stream_end_after: 0" in err  # the last one: stream ends have no `enabled`
     assert not path.exists()
     assert cli.main(["allow", "--allowlist", str(path), "--type", "-1", "--file", "/var/log/app/*.log"]) == 0
     assert cli.main(["allow", "--allowlist", str(path), "--type", "3", "--detector", "sequence"]) == 0
+    # such a rule made before (or by hand) is pointed out in the list
+    doc = json.loads(path.read_text())
+    doc["rules"].append({**doc["rules"][0], "id": "rbroad01", "file": None})
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert cli.main(["allow", "--allowlist", str(path), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning: allows every") == 1 and "lograven allow --remove rbroad01" in out
 
 
 def test_models_list_says_what_each_version_learned():

@@ -1503,6 +1503,23 @@ def test_an_unknown_messages_pattern_leaves_the_host_out(tmp_path) -> None:
     # the host is masked in the header only
     assert without_host("Dec  6 10:00:00 web01 sshd[1]: reverse map for web01 failed", "web01",
                         "reverse map for web01 failed") == "Dec  6 10:00:00 <HOST> sshd[1]: reverse map for web01 failed"
-    # a rule from before 0.2.0 kept the host masked as a word: it still allows its own host's lines
+    # a rule from before kept the host masked as a word: it still allows its own host's lines
     legacy = new_rule(type_id=-1, pattern=line_pattern(a.line))
-    assert "web<N>" in legacy.pattern and legacy.matches(a) and not legacy.matches(other)
+    assert "web<N>" in legacy.pattern and legacy.matches(a) and not legacy.matches(other) and not legacy.matches(b)
+    # ... also where the model has extra masks (the rule was masked by them too)
+    from lograven.masking import ExtraMask, Masker
+
+    masker = Masker([ExtraMask("USER", r"(?<=user=)\w+")])
+    line = "Dec  6 10:00:00 web01 app[7]: login user=alice ok"
+    rec = parse(line)
+    old = new_rule(type_id=-1, pattern=masker.mask_text(line))
+    c = alert(line)
+    c.pattern = masker.mask_text(without_host(line, rec.host, rec.message))
+    assert "<USER>" in old.pattern and "<HOST>" in c.pattern and old.matches(c)
+    # the host as a whole word only: not out of the time stamp or the month
+    for host, stamped in (("10", "Dec  6 10:00:00 10 cron[1]: x"), ("a", "Mar  6 09:00:00 a cron[1]: x"),
+                          ("06", "2026-12-06T10:00:00Z 06 cron[1]: x")):  # fmt: skip
+        r = parse(stamped)
+        assert r.host == host and without_host(stamped, r.host, r.message).count("<HOST>") == 1
+        assert without_host(stamped, r.host, r.message).replace("<HOST>", host) == stamped
+        assert f" <HOST> cron" in without_host(stamped, r.host, r.message)

@@ -78,6 +78,14 @@ class Rule:
 
     valid: ClassVar[bool] = True
 
+    @property
+    def too_broad(self) -> bool:
+        """Every unknown message, or every alert of a detector, in every file: real anomalies included
+        (`lograven allow` refuses to make such a rule; one may be in the file from before)."""
+        if self.file is not None or self.shape is not None or self.pattern is not None:
+            return False
+        return self.type_id == -1 or (self.type_id is None and self.from_type is None and self.detector is not None)
+
     def expired(self, now: datetime) -> bool:
         return self.expires is not None and parse_time(self.expires) <= now
 
@@ -101,9 +109,13 @@ class Rule:
         return True
 
     def _legacy_pattern_matches(self, a) -> bool:
-        """A rule made before patterns masked the header's host name (0.2.0) holds it masked as a word
-        (`web<N>`): it is compared with the alert's whole line masked so, as it was then."""
-        return HOST not in self.pattern and line_pattern(getattr(a, "line", "")) == self.pattern
+        """A rule made before patterns masked the header's host name holds the host masked as a word
+        (`web<N>`): the alert's pattern with its host put back so is compared (the rest of it is masked
+        by the model's own masks, as the rule's was). Nothing to compare without <HOST> in it."""
+        pattern = getattr(a, "pattern", None)
+        if HOST in self.pattern or not pattern or HOST not in pattern or not getattr(a, "host", None):
+            return False
+        return pattern.replace(HOST, line_pattern(a.host), 1) == self.pattern
 
     def describe(self) -> str:
         parts = []

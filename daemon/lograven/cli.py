@@ -147,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--config", help="YAML config (training.* options, the sources the alerts' lines come from; with "
                                      f"--from-alerts, default: $LOGRAVEN_CONFIG or {INSTALLED_CONFIG} when it exists)")
     _format_args(le)
-    le.add_argument("--from-alerts", metavar="ALERTS.jsonl", help="learn the alerted lines (with their context, read back from the files)")
-    le.add_argument("--alert", action="append", default=[], metavar="ID", help="with --from-alerts: only these alert ids (repeatable)")
+    le.add_argument("--from-alerts", metavar="ALERTS.jsonl",
+                    help="learn alerted lines (with their context, read back from the files): name them with "
+                         "--alert ID, or give --all-alerts")
+    le.add_argument("--alert", action="append", default=[], metavar="ID",
+                    help="with --from-alerts: the alert to learn, a false alarm (repeatable)")
     le.add_argument("--all-alerts", action="store_true",
                     help="with --from-alerts and no --alert: learn every alert of the file (one you reviewed, e.g. "
                          "filtered with jq); real anomalies among them become normal")
@@ -169,11 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--allowlist", help="allowlist file (default: alerts.allowlist, else <state_dir>/allowlist.json)")
     al.add_argument("--alerts", help="alerts file to look the id up in (default: alerts.jsonl.path)")
     al.add_argument("--any-file", action="store_true", help="with ALERT_ID: match in every file, not only the alert's")
-    al.add_argument("--type", type=int, help="message type id (-1 = unknown messages)")
+    al.add_argument("--type", type=int, help="message type id (-1 = unknown messages: with --file only)")
     al.add_argument("--transition", metavar="FROM,TO", help="type FROM directly followed by type TO in a stream")
     al.add_argument("--file", metavar="GLOB", help="only alerts of files matching GLOB")
     al.add_argument("--detector", choices=["unknown_type", "sequence", "autoencoder", "stream_end"],
-                    help="only alerts this detector raised (stream_end: alerts on streams that ended early)")
+                    help="only alerts this detector raised (stream_end: alerts on streams that ended early); "
+                         "alone, with --file only")
     al.add_argument("--expires", metavar="DURATION", help="e.g. 30m, 12h, 7d (default: never)")
     al.add_argument("--comment", default="", help="why (shown by --list)")
     al.add_argument("--list", action="store_true", help="list the rules")
@@ -814,7 +818,7 @@ def cmd_learn(args) -> int:
     was = f" (parent {parent_thr:.3f})" if isinstance(parent_thr, (int, float)) and parent_thr != s["autoencoder_threshold"] else ""
     print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}{was}; {s['seconds']:.1f} s")
     if made and s.get("parent_version"):
-        print(f"  these lines (and lines like them) no longer alert; to undo: "
+        print(f"  their messages are known types now; to undo: "
               f"lograven models rollback --dir {Path(path).parent} --to {s['parent_version']}")
     return 0
 
@@ -848,6 +852,10 @@ def cmd_allow(args) -> int:
             print(f"{al.path}: no rules")
         for r in al.rules:
             print(_printable(r.describe()))  # the file is the daemon user's to write: no terminal escapes
+            if getattr(r, "too_broad", False):
+                print(f"  warning: allows every {'unknown message' if r.type_id == -1 else (r.detector or '') + ' alert'} "
+                      f"in every file, real anomalies included; remove it (lograven allow --remove {r.id}) unless "
+                      "that is meant")
         return 0
     if args.remove:
         al.remove(args.remove)
@@ -880,13 +888,15 @@ def cmd_allow(args) -> int:
             match.update(from_type=a, type_id=b)
         if all(v is None for v in match.values()):
             raise LogravenError("say what to allow: ALERT_ID, --type, --transition, --file or --detector (see --help)")
-        if args.file is None and not args.transition and (args.type == -1 or (args.type is None and args.detector)):
+        unknown = match.get("type_id") == -1  # --type -1, or --transition N,-1 (unknown lines after type N)
+        if args.file is None and (unknown or (args.type is None and not args.transition and args.detector)):
             # an audit's `allow --type -1` silenced an EXT4 error, an OOM kill and a root shell with the false alarm
-            what = "every unknown message" if args.type == -1 else f"every {args.detector} alert"
+            what = "every unknown message" if unknown else f"every {args.detector} alert"
+            off = ("detectors.sequence.stream_end_after: 0" if args.detector == "stream_end"
+                   else "detectors.<name>.enabled: false")  # fmt: skip
             raise LogravenError(f"this rule would allow {what} in every file, real anomalies included: allow one "
                                 "unknown message by its alert (ALERT_ID, its masked pattern), add --file GLOB for a "
-                                "log whose such lines are all expected, or turn a detector off in the config "
-                                "(detectors.<name>.enabled: false)")
+                                f"log whose such lines are all expected, or turn a detector off in the config ({off})")
         _check_type_ids(cfg, [t for t in (match["type_id"], match.get("from_type")) if t not in (None, -1)])
         rule = new_rule(expires_in=expires, comment=args.comment, **match)
     al.add(rule)

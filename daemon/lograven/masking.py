@@ -136,8 +136,9 @@ def without_host(line: str, host: str | None, message: str) -> str:
     if not host:
         return line
     head = len(line) - len(message) if message and line.endswith(message) else len(line)
-    i = line.find(host, 0, head)
-    return line if i < 0 else line[:i] + HOST + line[i + len(host):]
+    # as a whole word: host `10` or `a` must not be taken out of `Dec  6 10:00:00` or `Mar`
+    m = re.compile(r"(?<!\S)" + re.escape(host) + r"(?!\S)").search(line, 0, head)
+    return line if m is None else line[: m.start()] + HOST + line[m.end():]
 
 
 def is_fully_variable(masked_token: str, placeholders: tuple[str, ...] = PLACEHOLDERS) -> bool:
