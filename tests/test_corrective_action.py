@@ -1071,3 +1071,21 @@ def test_alerts_close_together_are_learned_as_one_stretch_of_their_file(tmp_path
     assert len(set(corpus.streams[: len(stretch)])) == 1
     assert learned[len(stretch):] == [str(i) for i in range(300 - 64, 300 + 9)]
     assert corpus.streams[len(stretch)] != corpus.streams[0]
+
+
+def test_alert_context_never_learns_a_line_cut_by_the_read(tmp_path):
+    """The context read ahead stops after a fixed number of bytes: its last piece was learned as a line,
+    and with overlapping alerts merged, the cut piece was the only copy of that line learned."""
+    from lograven.learning import corpus_from_alerts
+
+    log = tmp_path / "messages"
+    lines = [f"Jun  9 07:00:{i % 60:02d} web01 app[7]: item {i} " + "x" * 880 for i in range(40)]
+    log.write_text("".join(x + "\n" for x in lines) + "Jun  9 07:01:00 web01 app[7]: still being writ")
+    offsets = [sum(len(x) + 1 for x in lines[:i]) for i in range(40)]
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text("".join(_alert(id=f"a{i}", file=str(log), offset=offsets[i], line=lines[i]).to_json() + "\n"
+                              for i in (10, 16, 39)))  # fmt: skip
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file", max_line_bytes=1000)
+    whole = {ln.split(": ", 1)[1] for ln in lines}
+    assert corpus.messages and all(m in whole for m in corpus.messages), [m[:40] for m in corpus.messages if m not in whole]
+    assert len(corpus.messages) == len(set(corpus.messages))

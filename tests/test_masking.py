@@ -164,3 +164,26 @@ def test_models_trained_now_mask_ssh_key_fingerprints(bundle_dir) -> None:
     keys = ["uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s", "Zz9+Qb1x/0wLkT3mNc7pR2sV8yH4jE6gA5uD1iK0oXq"]
     v1, v2 = (d.detect([("s", Parser("syslog").parse(line.format(k)))])[0] for k in keys)
     assert v1.ae_error == v2.ae_error and v1.type_id == v2.type_id
+
+
+def test_without_host_takes_the_host_field_not_an_earlier_word() -> None:
+    """The host is the last whole word of the header that equals it: not the day (`6`), and found next to
+    punctuation in `regex:` formats (`[web1] app:`, `host=web1`)."""
+    from lograven.masking import without_host
+
+    assert without_host("Dec  6 10:00:00 6 cron[1]: x", "6", "x") == "Dec  6 10:00:00 <HOST> cron[1]: x"
+    assert without_host("Dec  6 10:00:00 cron cron[1]: x", "cron", "x") == "Dec  6 10:00:00 <HOST> cron[1]: x"
+    assert without_host("[web1] app: hi", "web1", "hi") == "[<HOST>] app: hi"
+    assert without_host("t=1 host=web1 app: hi", "web1", "hi") == "t=1 host=<HOST> app: hi"
+    assert without_host("Dec  6 10:00:00 web1 sshd[1]: web1 here", "web1", "web1 here") == \
+        "Dec  6 10:00:00 <HOST> sshd[1]: web1 here"
+
+
+def test_a_users_mask_of_the_same_name_replaces_a_trained_mask() -> None:
+    from types import SimpleNamespace
+
+    from lograven.training import training_masks
+
+    assert [m.name for m in training_masks(None)] == ["FINGERPRINT"]
+    mine = SimpleNamespace(extra_masks=[SimpleNamespace(name="fingerprint", pattern="fp:[0-9a-f]+")])
+    assert [(m.name, m.pattern) for m in training_masks(mine)] == [("fingerprint", "fp:[0-9a-f]+")]

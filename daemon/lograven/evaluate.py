@@ -38,10 +38,9 @@ import numpy as np
 
 from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, Verdict, rule_fires
 from lograven.errors import LogravenError
-from lograven.masking import ExtraMask
 from lograven.msgtypes import UNKNOWN, MessageTypes
 from lograven.parsing import LogRecord, Parser, StreamKey, mostly_unparsed, posix_seconds, regex_stream_spec
-from lograven.training import Corpus, iter_file_lines, silence_ends, train
+from lograven.training import Corpus, iter_file_lines, silence_ends, train, training_masks
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +378,7 @@ def message_types_for(config: object | None) -> MessageTypes:
         svd_variance=getattr(mt, "svd_variance", 0.95),
         max_clusters=getattr(mt, "max_clusters", 2000),
         variable_min_distinct=getattr(mt, "variable_min_distinct", 6),
-        extra_masks=[ExtraMask(m.name, m.pattern) for m in getattr(mt, "extra_masks", ())],
+        extra_masks=training_masks(mt),
         seed=int(getattr(training, "seed", 42)),
     )
 

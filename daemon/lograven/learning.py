@@ -219,7 +219,11 @@ def _context(file: str, offset: int, max_line_bytes: int, line: str | None = Non
     pre = pieces[1:] if start > 0 else pieces  # the first piece may be cut
     pre = [(o, p) for o, p in pre if p and o < offset][-CONTEXT_BEFORE:]
     post, at = [], offset
-    for p in after.split(b"\n")[: CONTEXT_AFTER + 1]:
+    # the last piece has no newline: cut by the read, or still being written (the daemon would not have
+    # read it yet); not a line to learn. The alert's own line, the first, is checked below either way.
+    ahead = after.split(b"\n")
+    ahead = ahead[:-1] if len(ahead) > 1 else ahead
+    for p in ahead[: CONTEXT_AFTER + 1]:
         post.append((at, p))
         at += len(p) + 1
     if line is not None:

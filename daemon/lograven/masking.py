@@ -136,9 +136,16 @@ def without_host(line: str, host: str | None, message: str) -> str:
     if not host:
         return line
     head = len(line) - len(message) if message and line.endswith(message) else len(line)
-    # as a whole word: host `10` or `a` must not be taken out of `Dec  6 10:00:00` or `Mar`
-    m = re.compile(r"(?<!\S)" + re.escape(host) + r"(?!\S)").search(line, 0, head)
-    return line if m is None else line[: m.start()] + HOST + line[m.end():]
+    # As a whole word, the last in the header (the host field comes after the time stamp): host `10`,
+    # `6` or `a` must not be taken out of `Dec  6 10:00:00` or `Mar`. Between spaces first; then between
+    # other punctuation (`[web1] app:`, `host=web1` in a `regex:` format).
+    h = re.escape(host)
+    for rx in (r"(?<!\S)" + h + r"(?!\S)", r"(?<![\w.-])" + h + r"(?![\w.-])"):
+        found = list(re.finditer(rx, line[:head]))
+        if found:
+            m = found[-1]
+            return line[: m.start()] + HOST + line[m.end():]
+    return line
 
 
 def is_fully_variable(masked_token: str, placeholders: tuple[str, ...] = PLACEHOLDERS) -> bool:

@@ -338,6 +338,14 @@ TRAINED_MASKS = (
 )
 
 
+def training_masks(msgtypes_cfg: object | None) -> list[ExtraMask]:
+    """The extra masks a model trained now gets: the config's `training.msgtypes.extra_masks`, then
+    TRAINED_MASKS whose name the config does not use (in any case: `fingerprint` replaces FINGERPRINT)."""
+    extra = [ExtraMask(m.name, m.pattern) for m in getattr(msgtypes_cfg, "extra_masks", ())]
+    taken = {e.name.upper() for e in extra}
+    return extra + [m for m in TRAINED_MASKS if m.name.upper() not in taken]
+
+
 def train(
     corpus: Corpus,
     out: Path,
@@ -372,8 +380,7 @@ def train(
     seed = int(getattr(training, "seed", 42))
     val_frac = float(getattr(training, "validation_fraction", 0.1))
     mt_cfg = getattr(training, "msgtypes", None)
-    extra = [ExtraMask(m.name, m.pattern) for m in getattr(mt_cfg, "extra_masks", ())]
-    extra += [m for m in TRAINED_MASKS if m.name not in {e.name for e in extra}]
+    extra = training_masks(mt_cfg)
     types = MessageTypes(
         svd_variance=getattr(mt_cfg, "svd_variance", 0.95),
         max_clusters=getattr(mt_cfg, "max_clusters", 2000),
