@@ -40,7 +40,7 @@ from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, 
 from lograven.errors import LogravenError
 from lograven.msgtypes import UNKNOWN, MessageTypes
 from lograven.parsing import LogRecord, Parser, StreamKey, mostly_unparsed, posix_seconds, regex_stream_spec
-from lograven.training import Corpus, iter_file_lines, silence_ends, train, training_masks
+from lograven.training import Corpus, iter_file_lines, silence_ends, train, untrained_message_types
 
 log = logging.getLogger(__name__)
 
@@ -372,15 +372,7 @@ def _read_structured_rows(path: Path, f: io.TextIOWrapper) -> tuple[list[str], l
 
 def message_types_for(config: object | None) -> MessageTypes:
     """An unfitted MessageTypes with the config's training.msgtypes settings (as `train` builds it)."""
-    training = getattr(config, "training", None)
-    mt = getattr(training, "msgtypes", None)
-    return MessageTypes(
-        svd_variance=getattr(mt, "svd_variance", 0.95),
-        max_clusters=getattr(mt, "max_clusters", 2000),
-        variable_min_distinct=getattr(mt, "variable_min_distinct", 6),
-        extra_masks=training_masks(mt),
-        seed=int(getattr(training, "seed", 42)),
-    )
+    return untrained_message_types(getattr(config, "training", None))
 
 
 def evaluate_types(path: str | Path, *, config: object | None = None, max_errors: int = 20) -> TypesEvaluation:

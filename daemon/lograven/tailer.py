@@ -740,7 +740,7 @@ class Tailer:
                     except OSError:
                         continue  # said when it is read
                     if size != watcher.size:
-                        self._check_content(watcher)
+                        self._check_content(watcher, size)
             complete = self._scan_complete
             out: list[RawLine] = []
             for watcher in list(self._draining):
@@ -1508,11 +1508,13 @@ class Tailer:
 
     # ----------------------------------------------------------------- reading
 
-    def _check_content(self, watcher: FileWatcher) -> None:
-        """Detect truncation or in-place rewrites; extend a short file's fingerprint as it grows."""
+    def _check_content(self, watcher: FileWatcher, size: int | None = None) -> None:
+        """Detect truncation or in-place rewrites; extend a short file's fingerprint as it grows. `size`:
+        the file's, when the caller has just fstat'ed it."""
         stats = self._stat(watcher.path)
         try:
-            size = os.fstat(watcher.fd).st_size
+            if size is None:
+                size = os.fstat(watcher.fd).st_size
             changed = size < watcher.scan_pos or size < watcher.fp_len
             want = min(self._fingerprinter.size, size)
             head = b""

@@ -346,6 +346,19 @@ def training_masks(msgtypes_cfg: object | None) -> list[ExtraMask]:
     return extra + [m for m in TRAINED_MASKS if m.name.upper() not in taken]
 
 
+def untrained_message_types(training: object | None) -> MessageTypes:
+    """An unfitted MessageTypes with the `training` section's msgtypes settings, seed and masks: what
+    `train` fits, and what `evaluate` measures grouping accuracy with."""
+    mt_cfg = getattr(training, "msgtypes", None)
+    return MessageTypes(
+        svd_variance=getattr(mt_cfg, "svd_variance", 0.95),
+        max_clusters=getattr(mt_cfg, "max_clusters", 2000),
+        variable_min_distinct=getattr(mt_cfg, "variable_min_distinct", 6),
+        extra_masks=training_masks(mt_cfg),
+        seed=int(getattr(training, "seed", 42)),
+    )
+
+
 def train(
     corpus: Corpus,
     out: Path,
@@ -379,15 +392,7 @@ def train(
     require_tensorflow()  # before minutes of clustering, not after
     seed = int(getattr(training, "seed", 42))
     val_frac = float(getattr(training, "validation_fraction", 0.1))
-    mt_cfg = getattr(training, "msgtypes", None)
-    extra = training_masks(mt_cfg)
-    types = MessageTypes(
-        svd_variance=getattr(mt_cfg, "svd_variance", 0.95),
-        max_clusters=getattr(mt_cfg, "max_clusters", 2000),
-        variable_min_distinct=getattr(mt_cfg, "variable_min_distinct", 6),
-        extra_masks=extra,
-        seed=seed,
-    )
+    types = untrained_message_types(training)
     stage = progress or (lambda name, fraction: None)
     stage("message types", 0.0)
     types.fit(corpus.messages)
@@ -414,7 +419,7 @@ def train(
             type_freq=type_frequencies_of(types), ended=ended)  # fmt: skip
     t_seq = time.monotonic() - t0 - t_types
 
-    masker = Masker(extra)
+    masker = Masker(types.extra_masks)  # as served: the masks the model stores
     texts = [ae_text(masker, p, m) for p, m in zip(corpus.programs, corpus.messages)]
     ae = Autoencoder(params_from(AutoencoderParams, getattr(training, "autoencoder", None), quantile=quantile))
     ae.fit(texts, seed=seed, validation_fraction=val_frac, progress=stage)
