@@ -129,6 +129,14 @@ def test_learn_from_alerts_and_new_types(tmp_path):
     assert score[-1]["type_count"] < 5 and learned.types.get(new_type).learned
     assert not Detector(learned).rare_type[new_type]
     assert "sequence" not in score[-1]["detectors"], score[-3:]
+    # nor does it alert for coming elsewhere later: the GRU saw it in one place (before, these lines alerted)
+    later = LogGenerator(seed=11).lines(1200)
+    for i in range(100, 1200, 100):
+        later.insert(i, f"Jun 10 07:0{i // 200}:00 web01 backupd[{i}]: nightly backup of /srv finished in {i + 3000} seconds")
+    write_log(tmp_path / "later.log", later)
+    rows = [(r, x) for r, x in zip(_score(out, tmp_path / "later.log"), later) if "backupd" in x]
+    assert len(rows) == 11 and all(r["type"] in s["new_types"] and r["sequence_p"] is not None for r, _ in rows)
+    assert not [r for r, _ in rows if r["detectors"]], rows
     # the autoencoder's vocabulary grew by the new words, keeping the old ids and weights' shapes consistent
     from lograven.bundle import load_bundle
 

@@ -477,6 +477,34 @@ def test_rare_type_rule(constructed) -> None:
         b.types.get(ids[2]).learned = False
 
 
+def test_learned_types_from_few_lines_are_not_judged_where_they_appear(constructed) -> None:
+    """A type learned (`lograven learn`) from fewer than LEARNED_FEW lines is predicted but not judged by
+    the sequence detector: the GRU saw it in too few places (a message learned from one alert's context
+    alerted at every later line). From LEARNED_FEW lines on, and for types not learned, it is judged."""
+    from lograven import evaluate as ev
+    from lograven.detector import LEARNED_FEW
+
+    b, q, lines = constructed
+    t = b.types.get(b.types.classify(lines[-1][1].message))
+    saved = (t.count, t.learned)
+    strict = dict(sequence_rule="probability", sequence_threshold=0.5, sequence_floor=False)
+    try:
+        t.count = 1
+        assert [v.detectors for v in run_rule(b, lines, **strict)][-1] == ["sequence"]  # not learned: judged
+        t.learned = True
+        det = Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0, **strict))
+        vs = det.detect(lines)
+        assert vs[-1].detectors == [] and vs[-1].sequence_part is None
+        assert vs[-1].sequence_p is not None  # still predicted and shown
+        assert vs[0].detectors == ["sequence"] or vs[0].sequence_p >= 0.5  # other types judged as before
+        e = ev.score(Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0, **strict)), lines)
+        assert np.isnan(e.seq_p[-1]) and not ev.sequence_flags(e, "probability", 0.5)[-1]  # the sweep agrees
+        t.count = LEARNED_FEW
+        assert run_rule(b, lines, **strict)[-1].detectors == ["sequence"]
+    finally:
+        t.count, t.learned = saved
+
+
 def test_rank_is_among_types_not_the_stream_end(constructed) -> None:
     """Class 0 (a stream's end, in models that learn ends) is not a type: a type is ranked among the
     types only, as `expected` lists them, so the most expected type has rank 1 even when ending is likelier."""

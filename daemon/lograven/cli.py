@@ -502,7 +502,7 @@ def cmd_score(args) -> int:
 
 def _detectors_in_force(bundle, cfg) -> str:
     """One line: the thresholds the daemon would use with this model and config (after calibration)."""
-    from lograven.detector import Detector, DetectorSettings
+    from lograven.detector import LEARNED_FEW, Detector, DetectorSettings
 
     det = Detector(bundle, DetectorSettings.from_config(cfg.detectors))
     st = det.settings
@@ -522,6 +522,10 @@ def _detectors_in_force(bundle, cfg) -> str:
         if det.rare_type.any():
             rule += (f", or one of {int(det.rare_type.sum())} types seen < {st.sequence_rare_count} times in training "
                      "where it is not the most expected (rare type)")
+        if det.unjudged_type.any():
+            k = int(det.unjudged_type.sum())
+            rule += (f"; {k} type{'s' if k > 1 else ''} learned from fewer than {LEARNED_FEW} lines "
+                     f"{'are' if k > 1 else 'is'} not judged by where {'they appear' if k > 1 else 'it appears'}")
         ends = cfg.detectors.sequence.stream_end_after
         trained = bundle.stream_end_after
         if det.judges_stream_ends and ends > 0:

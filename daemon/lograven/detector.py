@@ -152,6 +152,7 @@ def _stat(validation: dict, key: str) -> float:
 
 
 MIN_STREAM_STARTS = 100  # training streams (starts) needed before a stream's first line is judged
+LEARNED_FEW = 20  # a learned type with fewer lines is not judged by where it appears (Detector.unjudged_type)
 
 
 class Detector:
@@ -183,6 +184,13 @@ class Detector:
         # (and the relative rule ignores types that are rare everywhere by design). Types whose lines
         # were given to `lograven learn` are vouched for by the operator and never rare.
         self.rare_type = (self._count > 0) & (self._count < self.settings.sequence_rare_count) & ~learned
+        # Types learned from fewer than LEARNED_FEW lines: the operator vouched for the message, but the
+        # GRU has seen it in too few places to say where it belongs. A message learned from one alert's
+        # context (a nightly job's line) was flagged as improbable wherever it came next (50 of 50 later
+        # lines, by the rule or the floor). Their own lines are predicted but not judged by `sequence`,
+        # until the model has learned from LEARNED_FEW of them (periodic relearning, or `learn` again);
+        # the line after one is judged as usual.
+        self.unjudged_type = (self._count > 0) & (self._count < LEARNED_FEW) & learned
         # A stream's first line is predicted from "begin of stream" alone, which the GRU learned from one
         # example per training stream. A model trained on a few log files has seen one or two starts, so
         # its first-line predictions are not evidence: the daemon joining a file in the middle would flag
@@ -269,6 +277,12 @@ class Detector:
         """How many training lines had this type (0: unknown to the sequence model)."""
         return int(self._count[type_id]) if 0 < type_id < len(self._count) else 0
 
+    def unjudged(self, type_ids):
+        """Which of `type_ids` are learned types too few to be judged by where they appear (unjudged_type)."""
+        t = np.asarray(type_ids)
+        inside = (t > 0) & (t < len(self.unjudged_type))
+        return inside & self.unjudged_type[np.where(inside, t, 0)]
+
     def rare_fires(self, type_ids, rank, end_more_likely=False):
         """The rare-type rule on (arrays of) type id and rank: the type was seen in training, fewer
         than `sequence_rare_count` times, and it was not what the GRU expected most here (another
@@ -334,6 +348,8 @@ class Detector:
         if ok.any() and self.rare_type.any():
             by_rare = self.rare_fires(np.asarray(type_ids), seq_rank, end_first) & ok
         seq_fire = by_rule | by_floor | by_rare
+        if self.unjudged_type.any():
+            seq_fire &= ~self.unjudged(np.asarray(type_ids))
         for i in range(n):
             t = type_ids[i]
             fired = []

@@ -520,6 +520,8 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
         if progress:
             progress("scoring", e / max(n, 1))
         s = e
+    unjudged = detector.unjudged(type_id)  # learned from too few lines: predicted, not judged
+    seq_p[unjudged], seq_ratio[unjudged], seq_rank[unjudged] = np.nan, np.nan, 0
     seq_rare = ~np.isnan(seq_p) & detector.rare_fires(type_id, seq_rank, end_first)
     return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected, seq_rare)
 
