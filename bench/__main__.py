@@ -38,6 +38,7 @@ BENCHMARKS = {
     "memory": "memory",
     "idle": "idle",
     "restart_memory": "restart_memory",
+    "plugin": "plugin",
     "latency": "latency",
 }
 

@@ -80,6 +80,36 @@ def test_batch_equals_line_by_line(bundle_dir, records) -> None:
     assert sum(v.sequence_p is not None for v in got) > 200
 
 
+@pytest.mark.parametrize("case", ["default", "first lines not judged", "stream ends", "few streams kept"])
+def test_one_line_path_equals_the_general_path(bundle_dir, records, case) -> None:
+    """A batch of one line (plugin mode) takes Detector._sequence_one; it must give exactly what the general
+    path gives: verdicts, expected types and states, across window restarts, streams and evictions."""
+    rng = random.Random(11)
+    items = [(rng.choice(["a", "b", "c"]), r) for r in records * 2]  # past the window: both states restart
+    dets = []
+    for fast in (True, False):
+        d = fresh(bundle_dir, max_streams=2 if case == "few streams kept" else 10_000)
+        if case == "first lines not judged":
+            d.judges_first_lines = False
+        if case == "stream ends":
+            d.seq.params = replace(d.seq.params, stream_end=True)
+            d.seq.weights_["out_b"][0] += 6.0  # ending often more probable than the line: end_more_likely varies
+        d.single_line_path = fast
+        dets.append(d)
+    assert 2 * dets[0].seq.params.window < len(items) / 3
+    for i, it in enumerate(items):
+        a, b = (d.detect([it])[0] for d in dets)
+        assert_same(a, b, i)
+        assert (a.sequence_p, a.sequence_rank, a.expected, a.end_more_likely) == (b.sequence_p, b.sequence_rank, b.expected, b.end_more_likely), i
+    assert_states_equal(dets[0].export_states(), dets[1].export_states())
+    assert dets[0].streams_evicted == dets[1].streams_evicted == (0 if case != "few streams kept" else dets[0].streams_evicted)
+    if case == "few streams kept":
+        assert dets[0].streams_evicted > 100
+    if case == "stream ends":
+        ends = [v.end_more_likely for v in dets[0].detect(items[:50]) if v.sequence_p is not None]
+        assert any(ends) and not all(ends)
+
+
 @pytest.mark.parametrize("size", [7, 64])
 def test_batch_size_does_not_matter(bundle_dir, records, size: int) -> None:
     items = [("messages", r) for r in records]

@@ -98,6 +98,14 @@ def test_bundle_with_an_ensemble_saves_loads_and_detects_statefully(bundle_dir, 
     for n, v in enumerate(vs[1:], 1):
         assert v.sequence_p is not None and math.isfinite(v.sequence_p)
         assert abs(v.sequence_p - reference_p(d.seq, types, n)[types[n]]) <= 1e-5, n
+    # and one line at a time (plugin mode's path) gives the same
+    d1 = Detector(load_bundle(out), DetectorSettings())
+    ones = [v for r in known for v in d1.detect([("s", r)])]
+    for n, (a, b) in enumerate(zip(vs, ones)):
+        assert (a.sequence_p is None) == (b.sequence_p is None), n
+        if a.sequence_p is not None:
+            assert abs(a.sequence_p - b.sequence_p) <= 1e-6 and a.sequence_rank == b.sequence_rank, n
+            assert [t for t, _ in a.expected] == [t for t, _ in b.expected], n
     # a checkpointed state carries every member's part; a single GRU's state does not fit
     states = d.export_states()
     assert states["s"][0].shape == (2, 2 * d.seq.params.units)
