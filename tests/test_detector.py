@@ -508,20 +508,24 @@ def test_rare_type_rule(constructed) -> None:
 
 
 def test_learned_types_from_few_lines_are_not_judged_where_they_appear(constructed) -> None:
-    """A type learned (`lograven learn`) from fewer than LEARNED_FEW lines is predicted but not judged by
-    the sequence detector: the GRU saw it in too few places (a message learned from one alert's context
-    alerted at every later line). From LEARNED_FEW lines on, and for types not learned, it is judged."""
+    """A type `lograven learn` made from fewer than LEARNED_FEW lines is predicted but not judged by the
+    sequence detector: the GRU saw it in too few places (a message learned from one alert's context
+    alerted at every later line). From LEARNED_FEW lines on, for types not learned, and for types of the
+    training data that a relearn marked learned, it is judged."""
     from lograven import evaluate as ev
     from lograven.detector import LEARNED_FEW
 
     b, q, lines = constructed
     t = b.types.get(b.types.classify(lines[-1][1].message))
-    saved = (t.count, t.learned)
+    saved = (t.count, t.learned, t.generation)
     strict = dict(sequence_rule="probability", sequence_threshold=0.5, sequence_floor=False)
     try:
         t.count = 1
         assert [v.detectors for v in run_rule(b, lines, **strict)][-1] == ["sequence"]  # not learned: judged
         t.learned = True
+        # a type of the training data that relearning marked learned: still judged
+        assert [v.detectors for v in run_rule(b, lines, **strict)][-1] == ["sequence"]
+        t.generation = 1  # made by `learn`
         det = Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0, **strict))
         vs = det.detect(lines)
         assert vs[-1].detectors == [] and vs[-1].sequence_part is None
@@ -532,7 +536,7 @@ def test_learned_types_from_few_lines_are_not_judged_where_they_appear(construct
         t.count = LEARNED_FEW
         assert run_rule(b, lines, **strict)[-1].detectors == ["sequence"]
     finally:
-        t.count, t.learned = saved
+        t.count, t.learned, t.generation = saved
 
 
 def test_rank_is_among_types_not_the_stream_end(constructed) -> None:

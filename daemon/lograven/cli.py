@@ -524,7 +524,7 @@ def _detectors_in_force(bundle, cfg) -> str:
                      "where it is not the most expected (rare type)")
         if det.unjudged_type.any():
             k = int(det.unjudged_type.sum())
-            rule += (f"; {k} type{'s' if k > 1 else ''} learned from fewer than {LEARNED_FEW} lines "
+            rule += (f"; {k} type{'s' if k > 1 else ''} made by learn from fewer than {LEARNED_FEW} lines "
                      f"{'are' if k > 1 else 'is'} not judged by where {'they appear' if k > 1 else 'it appears'}")
         ends = cfg.detectors.sequence.stream_end_after
         trained = bundle.stream_end_after

@@ -172,10 +172,12 @@ class Detector:
         self._templates = {t.id: t.template for t in self.types.types_}
         counts = np.zeros(self.seq.n_types_ + 1)
         learned = np.zeros(len(counts), dtype=bool)
+        added = np.zeros(len(counts), dtype=bool)  # made by `learn` (not by the training of the model)
         for t in self.types.types_:
             if t.id <= self.seq.n_types_:
                 counts[t.id] = t.count
                 learned[t.id] = t.learned
+                added[t.id] = t.generation > 0
         # training frequency of each type (add-one smoothed), for the relative rule
         self._freq = type_frequencies(counts)
         self._count = counts.astype(np.int64)
@@ -184,13 +186,14 @@ class Detector:
         # (and the relative rule ignores types that are rare everywhere by design). Types whose lines
         # were given to `lograven learn` are vouched for by the operator and never rare.
         self.rare_type = (self._count > 0) & (self._count < self.settings.sequence_rare_count) & ~learned
-        # Types learned from fewer than LEARNED_FEW lines: the operator vouched for the message, but the
-        # GRU has seen it in too few places to say where it belongs. A message learned from one alert's
-        # context (a nightly job's line) was flagged as improbable wherever it came next (50 of 50 later
-        # lines, by the rule or the floor). Their own lines are predicted but not judged by `sequence`,
-        # until the model has learned from LEARNED_FEW of them (periodic relearning, or `learn` again);
-        # the line after one is judged as usual.
-        self.unjudged_type = (self._count > 0) & (self._count < LEARNED_FEW) & learned
+        # Types `learn` made from fewer than LEARNED_FEW lines: the operator vouched for a new message,
+        # but the GRU has seen it in too few places to say where it belongs. A message learned from one
+        # alert's context (a nightly job's line) was flagged as improbable wherever it came next (50 of
+        # 50 later lines, by the rule or the floor). Their own lines are predicted but not judged by
+        # `sequence` until the model has learned from LEARNED_FEW of them (periodic relearning, or
+        # `learn` again); the line after one is judged as usual. A rare type of the training data that
+        # periodic relearning marked learned keeps the rule and the floor.
+        self.unjudged_type = (self._count > 0) & (self._count < LEARNED_FEW) & learned & added
         # A stream's first line is predicted from "begin of stream" alone, which the GRU learned from one
         # example per training stream. A model trained on a few log files has seen one or two starts, so
         # its first-line predictions are not evidence: the daemon joining a file in the middle would flag
