@@ -40,10 +40,9 @@ def detect_alone(bundle: str, data: str, lines: int, warmup: int) -> dict:
             recs.append(parser.parse(decode_line(raw)[0]))
             if len(recs) >= warmup + lines:
                 break
-    b = load_bundle(bundle)
     out = {}
     for name, size in (("one_line_us", 1), ("batch_256_us", 256)):
-        det = Detector(b)
+        det = Detector(load_bundle(bundle))  # its own bundle: no autoencoder cache from the other pass
         for i in range(0, warmup, size):  # the autoencoder cache as warm as a running plugin's
             det.detect([("stdin", r) for r in recs[i : min(i + size, warmup)]])
         todo = recs[warmup:]

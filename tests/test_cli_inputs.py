@@ -325,6 +325,7 @@ def test_learn_records_the_format_and_stream_it_read_with(capsys, tmp_path, log_
 
     def fake_learn(model, corpus, **kw):
         seen.append(kw.get("read_as"))
+        assert corpus.vouch_all  # logs given to learn are named normal as a whole (their new types: Detector.unjudged)
         return tmp_path / "out", {"lines": len(corpus)}
 
     monkeypatch.setattr(learning_mod, "learn", fake_learn)

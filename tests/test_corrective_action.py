@@ -99,6 +99,8 @@ def test_learn_from_alerts_and_new_types(tmp_path):
     log = tmp_path / "messages"
     lines = LogGenerator(seed=4).lines(300)
     odd = "Jun  9 07:00:00 web01 backupd[42]: nightly backup of /srv finished in 3512 seconds"
+    # anyone's line in the context read around the alert: learned as a type, but not vouched for
+    lines[-20] = "Jun  9 06:59:40 web01 mallory: cache sync pushed 4211 records to 10.9.8.7"
     write_log(log, lines + [odd] * 3)
     alerts = tmp_path / "alerts.jsonl"
     offset = sum(len(x.encode()) + 1 for x in lines)
@@ -128,6 +130,11 @@ def test_learn_from_alerts_and_new_types(tmp_path):
     new_type = score[-1]["type"]
     assert score[-1]["type_count"] < 5 and learned.types.get(new_type).learned
     assert not Detector(learned).rare_type[new_type]
+    # the alert's own message is vouched for, a line merely near it is not: it stays judged by where it comes
+    other = learned.types.classify("cache sync pushed 4211 records to 10.9.8.7")
+    assert other in s["new_types"] and other != new_type
+    assert learned.types.get(new_type).vouched and not learned.types.get(other).vouched
+    assert Detector(learned).unjudged_type[new_type] and not Detector(learned).unjudged_type[other]
     assert "sequence" not in score[-1]["detectors"], score[-3:]
     # nor does it alert for coming elsewhere later: the GRU saw it in one place (before, these lines alerted)
     later = LogGenerator(seed=11).lines(1200)

@@ -517,7 +517,7 @@ def test_learned_types_from_few_lines_are_not_judged_where_they_appear(construct
 
     b, q, lines = constructed
     t = b.types.get(b.types.classify(lines[-1][1].message))
-    saved = (t.count, t.learned, t.generation)
+    saved = (t.count, t.learned, t.generation, t.vouched)
     strict = dict(sequence_rule="probability", sequence_threshold=0.5, sequence_floor=False)
     try:
         t.count = 1
@@ -525,18 +525,25 @@ def test_learned_types_from_few_lines_are_not_judged_where_they_appear(construct
         t.learned = True
         # a type of the training data that relearning marked learned: still judged
         assert [v.detectors for v in run_rule(b, lines, **strict)][-1] == ["sequence"]
-        t.generation = 1  # made by `learn`
+        t.generation = 1  # made by `learn`, from lines read around an alert: judged
+        assert [v.detectors for v in run_rule(b, lines, **strict)][-1] == ["sequence"]
+        t.vouched = True  # from lines the operator named as normal
         det = Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0, **strict))
         vs = det.detect(lines)
         assert vs[-1].detectors == [] and vs[-1].sequence_part is None
         assert vs[-1].sequence_p is not None  # still predicted and shown
         assert vs[0].detectors == ["sequence"] or vs[0].sequence_p >= 0.5  # other types judged as before
         e = ev.score(Detector(b, DetectorSettings(autoencoder=False, sequence_rare_count=0, **strict)), lines)
-        assert np.isnan(e.seq_p[-1]) and not ev.sequence_flags(e, "probability", 0.5)[-1]  # the sweep agrees
+        assert e.unjudged.tolist() == [False, False, True] and not np.isnan(e.seq_p[-1])
+        assert not ev.sequence_flags(e, "probability", 0.5)[-1]  # the sweep agrees
+        assert np.isnan(ev._surprise(e)[-1]) and not np.isnan(ev._surprise(e)[0])
+        # a batch of blank lines only (nothing to classify) with such a type in the model
+        blank = ("s", replace(lines[0][1], message="", timestamp=None, host=None, program=None))
+        assert [v.detectors for v in det.detect([blank])] == [[]] and det.detect([]) == []  # an IndexError once
         t.count = LEARNED_FEW
         assert run_rule(b, lines, **strict)[-1].detectors == ["sequence"]
     finally:
-        t.count, t.learned, t.generation = saved
+        t.count, t.learned, t.generation, t.vouched = saved
 
 
 def test_rank_is_among_types_not_the_stream_end(constructed) -> None:

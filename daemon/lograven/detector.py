@@ -172,12 +172,12 @@ class Detector:
         self._templates = {t.id: t.template for t in self.types.types_}
         counts = np.zeros(self.seq.n_types_ + 1)
         learned = np.zeros(len(counts), dtype=bool)
-        added = np.zeros(len(counts), dtype=bool)  # made by `learn` (not by the training of the model)
+        vouched = np.zeros(len(counts), dtype=bool)  # made by `learn` (not by training) from lines the operator named
         for t in self.types.types_:
             if t.id <= self.seq.n_types_:
                 counts[t.id] = t.count
                 learned[t.id] = t.learned
-                added[t.id] = t.generation > 0
+                vouched[t.id] = t.vouched and t.generation > 0
         # training frequency of each type (add-one smoothed), for the relative rule
         self._freq = type_frequencies(counts)
         self._count = counts.astype(np.int64)
@@ -186,14 +186,15 @@ class Detector:
         # (and the relative rule ignores types that are rare everywhere by design). Types whose lines
         # were given to `lograven learn` are vouched for by the operator and never rare.
         self.rare_type = (self._count > 0) & (self._count < self.settings.sequence_rare_count) & ~learned
-        # Types `learn` made from fewer than LEARNED_FEW lines: the operator vouched for a new message,
-        # but the GRU has seen it in too few places to say where it belongs. A message learned from one
-        # alert's context (a nightly job's line) was flagged as improbable wherever it came next (50 of
-        # 50 later lines, by the rule or the floor). Their own lines are predicted but not judged by
-        # `sequence` until the model has learned from LEARNED_FEW of them (periodic relearning, or
-        # `learn` again); the line after one is judged as usual. A rare type of the training data that
-        # periodic relearning marked learned keeps the rule and the floor.
-        self.unjudged_type = (self._count > 0) & (self._count < LEARNED_FEW) & learned & added
+        # Types `learn` made from fewer than LEARNED_FEW lines that the operator named as normal (an
+        # alert's own line, or a log given to `learn`): the GRU has seen the message in too few places to
+        # say where it belongs. A message learned from one alert's context (a nightly job's line) was
+        # flagged as improbable wherever it came next (50 of 50 later lines, by the rule or the floor).
+        # Their own lines are predicted but not judged by `sequence` until the model has learned from
+        # LEARNED_FEW of them; the line after one is judged as usual. Not exempt: the types of the lines
+        # read around an alert (anyone's line near a false alarm), and rare types of the training data
+        # that a relearn marked learned; they keep the rule and the floor.
+        self.unjudged_type = (self._count > 0) & (self._count < LEARNED_FEW) & vouched
         # A stream's first line is predicted from "begin of stream" alone, which the GRU learned from one
         # example per training stream. A model trained on a few log files has seen one or two starts, so
         # its first-line predictions are not evidence: the daemon joining a file in the middle would flag
@@ -282,7 +283,7 @@ class Detector:
 
     def unjudged(self, type_ids):
         """Which of `type_ids` are learned types too few to be judged by where they appear (unjudged_type)."""
-        t = np.asarray(type_ids)
+        t = np.asarray(type_ids, dtype=np.int64)  # [] (a batch of blank lines) is an int array too
         inside = (t > 0) & (t < len(self.unjudged_type))
         return inside & self.unjudged_type[np.where(inside, t, 0)]
 

@@ -459,6 +459,7 @@ class Evidence:
     fired: dict[str, np.ndarray]  # detector -> bool, as the Detector reported it
     expected: list[list[int]]  # the types the GRU expected instead (most likely first)
     seq_rare: np.ndarray | None = None  # bool: the rare-type rule fired (Detector.rare_fires); None: never
+    unjudged: np.ndarray | None = None  # bool: predicted, but of a type not judged by where it comes (Detector.unjudged)
 
 
 def sequence_part_flags(ev: Evidence, rule: str, value: float, floor: float = 0.0) -> dict[str, np.ndarray]:
@@ -467,6 +468,8 @@ def sequence_part_flags(ev: Evidence, rule: str, value: float, floor: float = 0.
     if rule not in SWEEP:
         raise ValueError(f"unknown sequence rule {rule!r}")
     judged = ~np.isnan(ev.seq_p)
+    if ev.unjudged is not None:
+        judged &= ~ev.unjudged
     with np.errstate(invalid="ignore"):
         parts = {"rule": judged & rule_fires(rule, value, ev.seq_ratio, ev.seq_p, ev.seq_rank)}
         if floor > 0:
@@ -520,10 +523,9 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
         if progress:
             progress("scoring", e / max(n, 1))
         s = e
-    unjudged = detector.unjudged(type_id)  # learned from too few lines: predicted, not judged
-    seq_p[unjudged], seq_ratio[unjudged], seq_rank[unjudged] = np.nan, np.nan, 0
-    seq_rare = ~np.isnan(seq_p) & detector.rare_fires(type_id, seq_rank, end_first)
-    return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected, seq_rare)
+    unjudged = detector.unjudged(type_id)  # vouched for, from too few lines: predicted, not judged
+    seq_rare = ~np.isnan(seq_p) & ~unjudged & detector.rare_fires(type_id, seq_rank, end_first)
+    return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected, seq_rare, unjudged)
 
 
 @dataclass
@@ -1166,7 +1168,10 @@ def _per_line(flags: np.ndarray) -> np.ndarray:
 def _surprise(ev: Evidence) -> np.ndarray:
     """-log(p / p_train) per line; NaN where the sequence model did not judge it."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.log(ev.seq_ratio)
+        out = -np.log(ev.seq_ratio)
+    if ev.unjudged is not None and ev.unjudged.any():
+        out = np.where(ev.unjudged, np.nan, out)
+    return out
 
 
 # ------------------------------------------------------------ sessions

@@ -149,6 +149,9 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                 "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since); "
                 "learning the alert's own line without its context", r.get("file"), r.get("offset"), r.get("id"),
             )  # fmt: skip
+        own = parser.parse(line) if isinstance(line, str) and line.strip() else None
+        if own is not None:
+            corpus.vouched.append(own.message)
         group = n
         if lines:
             if where in last and lines[0][0] <= last[where][1]:  # overlaps the stretch before: continue it
@@ -278,6 +281,13 @@ def learn(
     # detector (detectors.sequence.rare_count), however few lines of them there are.
     for t in set(type_ids.tolist()) - {0}:
         types.get(int(t)).learned = True
+    # and the types of the lines the operator named as normal are vouched for: while a type `learn`
+    # made has few lines, where it appears is not judged (Detector.unjudged_type). Not the types of
+    # an alert's context: an unknown line near a false alarm (anyone's `logger` line) is learned as a
+    # type, but stays judged by where it comes.
+    named = type_ids.tolist() if corpus.vouch_all else types.predict(corpus.vouched).tolist() if corpus.vouched else []
+    for t in set(named) - {0}:
+        types.get(int(t)).vouched = True
     if progress:
         progress("message types", 1.0)
 

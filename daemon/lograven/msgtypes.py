@@ -60,6 +60,7 @@ class MessageType:
     beaten_by: list[str] = field(default_factory=list, repr=False)  # bodies of types preferred on overlap
     generation: int = 0  # 0: learned by `train`; n: added by the n-th `update` (older generations win)
     learned: bool = False  # lines of this type were given to `lograven learn` as normal (never a rare type)
+    vouched: bool = False  # the operator named lines of this type as normal (an alert's line, a log given to learn)
 
     @property
     def catch_all(self) -> bool:
@@ -502,6 +503,7 @@ class MessageTypes:
                     "tokens": [[k, v] for k, v in t.tokens],
                     "generation": t.generation,
                     **({"learned": True} if t.learned else {}),
+                    **({"vouched": True} if t.vouched else {}),
                 }
                 for t in self.types_
             ],
@@ -532,7 +534,8 @@ class MessageTypes:
                     raise ValueError(f"bad token kind in type {t.get('id')}")
                 obj.types_.append(
                     MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3],
-                                generation=int(t.get("generation", 0)), learned=bool(t.get("learned", False)))
+                                generation=int(t.get("generation", 0)), learned=bool(t.get("learned", False)),
+                                vouched=bool(t.get("vouched", False)))
                 )  # fmt: skip
         except LogravenError:
             raise

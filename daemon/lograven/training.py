@@ -37,6 +37,11 @@ class Corpus:
     unparsed: int = 0
     truncated: int = 0
     inputs: list[str] = field(default_factory=list)  # the files read (read_corpus), for messages about them
+    # What the operator named as normal (lograven learn): every line (`vouch_all`, log files given to it),
+    # or these messages (`--from-alerts`: the alerts' own lines, not the context read around them).
+    # Periodic relearning and evaluate vouch for nothing.
+    vouch_all: bool = False
+    vouched: list[str] = field(default_factory=list)
     _last_ts: tuple = field(default=(None, math.nan), repr=False, compare=False)
 
     def __len__(self) -> int:
