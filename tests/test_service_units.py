@@ -1137,6 +1137,43 @@ def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle
         svc._release_lock()
 
 
+def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
+    """Periodic relearning learns the lines that raised no alert; a blank line is one, and teaches nothing
+    (a soak's relearn learned a message type with an empty template from them)."""
+    from conftest import TRAIN_SEED
+    from lograven.bundle import load_bundle
+    from lograven.generator import LogGenerator
+    from lograven.service import Service, _Item
+    from lograven.tailer import RawLine
+
+    log = tmp_path / "a.log"
+    log.write_text("")
+    cfg = parse_config({"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "sources": [{"paths": [str(log)]}],
+                        "learn": {"schedule": "1h"},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
+    svc.router = build_router(cfg, svc.metrics)
+    svc._setup_relearning()
+    svc._open_sources(cfg, {})
+    try:
+        known = [x.encode() for x in LogGenerator(seed=TRAIN_SEED).lines(30)]
+        lines = [b"", *known[:15], b"   ", *known[15:], b"\t"]
+        off, batch = 0, []
+        for data in lines:
+            batch.append(_Item(0, RawLine(str(log), "1:2:ab", off, off + len(data) + 1, data, False)))
+            off += len(data) + 1
+        svc._process(batch)
+        kept = [text for _, _, text, _ in svc._relearn_buffer.take()]
+        assert len(kept) >= 20 and all(text.strip() for text in kept)  # (the rest: lines that alerted)
+    finally:
+        for s in svc._sources:
+            s.tailer.close()
+        svc.router.close()
+        svc._release_lock()
+
+
 def test_a_reload_keeps_restart_only_values_in_force_for_everything(tmp_path, bundle_dir, caplog) -> None:
     """A reload that changed state_dir said the old one stays in force, but the allowlist was then read
     from the new one (allowlisted alerts came back); and setting it back warned again."""

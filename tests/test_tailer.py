@@ -168,6 +168,42 @@ def test_file_created_after_start_is_read_from_the_beginning(tmp_path: Path) -> 
         assert {line.path for line in lines} == {str(tmp_path / "new.log")}
 
 
+def test_compressed_files_a_pattern_matches_are_not_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`messages*` also matches the rotated, compressed generations: read as text, each new .gz made a
+    thousand garbage lines (and alerts). A compressed file is let go, said once, and not opened again
+    while unchanged; one created empty and written later (logrotate's compress) is caught at its first
+    bytes; a text file that merely starts like bzip2's "BZh" is read."""
+    import bz2
+    import gzip
+
+    log = tmp_path / "messages"
+    log.write_bytes(b"")
+    caplog.set_level(logging.INFO, logger="lograven.tailer")
+    with make([tmp_path / "messages*"], start_position="end") as tailer:
+        assert tailer.poll() == []
+        append(log, b"one\n")
+        (tmp_path / "messages.2.gz").write_bytes(gzip.compress(b"old line\n" * 500))
+        gz = tmp_path / "messages.1.gz"
+        gz.write_bytes(b"")  # created empty, compressed into later
+        assert texts(tailer.poll()) == [b"one"]
+        gz.write_bytes(gzip.compress(b"older line\n" * 500))
+        (tmp_path / "messages.3.bz2").write_bytes(bz2.compress(b"x\n" * 100)[:6])  # bzip2 needs 10 bytes to tell
+        assert tailer.poll() == []
+        append(tmp_path / "messages.3.bz2", bz2.compress(b"x\n" * 100)[6:])
+        (tmp_path / "messages.txt").write_bytes(b"BZh9 is how this text starts\n")
+        append(log, b"two\n")
+        assert sorted(texts(tailer.poll())) == [b"BZh9 is how this text starts", b"two"]
+        for _ in range(3):
+            assert tailer.poll() == []
+        said = [r.getMessage() for r in caplog.records if "compressed file" in r.getMessage()]
+        assert len(said) == 3 and {m.split(" is a ")[0] for m in said} == {
+            str(tmp_path / n) for n in ("messages.1.gz", "messages.2.gz", "messages.3.bz2")}
+        assert "gzip-compressed" in said[0] and any("bzip2-compressed" in m for m in said)
+        opened = [r for r in caplog.records if r.getMessage().startswith("new file")]
+        assert len(opened) == 4, [r.getMessage() for r in opened]  # each new file opened once, the 3 compressed too
+        assert str(tmp_path / "messages.2.gz") not in json.dumps(tailer.positions())
+
+
 def test_directories_and_missing_paths_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "dir.log").mkdir()
     (tmp_path / "dir.log" / "inner").write_bytes(b"not me\n")

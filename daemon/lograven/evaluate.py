@@ -300,7 +300,8 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
     """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV. Column names are
     matched without case or surrounding spaces; a blank EventId is returned as "" (not a label)."""
     path = Path(path)
-    from .training import _compression, _with_head
+    from .osutil import compression_of
+    from .training import _with_head
 
     fb = None
     try:
@@ -318,7 +319,7 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         fb.close()
         raise LogravenError(f"{path}: is UTF-16; convert it to UTF-8 first: iconv -f UTF-16 -t UTF-8 {path} > converted.csv")
-    kind = _compression(head)
+    kind = compression_of(head)
     if kind is not None:
         fb.close()
         tool = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat", "zstd": "zstdcat"}[kind]

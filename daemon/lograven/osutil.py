@@ -100,3 +100,20 @@ def release_free_memory() -> bool:
         return False
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return bool(trim(0))
+
+
+COMPRESSION_MAGIC_BYTES = 10  # enough to tell every format compression_of knows
+
+
+def compression_of(head: bytes) -> str | None:
+    """The compressed format rotated logs come in that `head` (a file's first bytes) starts with, if any."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    # bzip2: "BZh", the block size 1-9, then a block's or the end's magic (a log line may start "BZh")
+    if len(head) >= 10 and head[:3] == b"BZh" and 0x31 <= head[3] <= 0x39 and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        return "bzip2"
+    return None

@@ -41,7 +41,7 @@ from lograven.metrics import Metrics, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
-from lograven.osutil import release_free_memory, whoami
+from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, release_free_memory, whoami
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
@@ -361,18 +361,14 @@ def source_warnings(cfg: Config) -> list[str]:
     return out
 
 
-#: The first bytes of the compressed formats logrotate writes: gzip, bzip2, xz, zstd.
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-
-
 def _compressed(path: str) -> bool:
     """Whether a file starts like a compressed one (a rotated log a glob matched)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(6)
+            head = f.read(COMPRESSION_MAGIC_BYTES)
     except OSError:
         return False
-    return head.startswith(_COMPRESSED_MAGIC)
+    return compression_of(head) is not None
 
 
 def _readable(path: str) -> bool:
@@ -964,7 +960,9 @@ class Service:
                 a.line_truncated = (a.file, a.offset) in cut
         if self._relearn_buffer is not None:
             for (it, text, _, stream), v in zip(meta, verdicts):
-                if not v.anomaly:  # with its source's parser and its stream: sources differ in format and key
+                # with its source's parser and its stream (sources differ in format and key); a blank line
+                # teaches nothing (relearning learned a type with an empty template from them)
+                if not v.anomaly and text.strip():
                     self._relearn_buffer.append((self._sources[it.source].parser, it.raw.path, text, stream))
         for it, *_ in meta:
             self._pending.add(it.source, it.raw)

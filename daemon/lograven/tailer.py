@@ -50,6 +50,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .errors import LogravenError
+from .osutil import COMPRESSION_MAGIC_BYTES, compression_of
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +358,7 @@ class FileWatcher:
         self.read_from: str | None = None  # set while draining: the file's name now (see RawLine)
         self.failing = False  # an I/O error was logged; log again only after recovery
         self.mid_line = False  # started inside a line: drop up to its newline
+        self.text_checked = False  # read from its first byte: its head was checked not to be compressed
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
@@ -691,6 +693,11 @@ class Tailer:
         self._saved_paths = {s.path for s in self._pending_saved}
         self._truncated_at_start: set[str] = set()  # checkpointed files truncated while lograven was stopped
         self._renamed_at_start: set[str] = set()  # checkpointed files found renamed (rotated while stopped)
+        # compressed files a pattern matches (messages* over messages.2.gz): (dev, ino) -> (size, mtime_ns)
+        # when found so; not opened again while unchanged. And the paths already warned about.
+        self._not_text: dict[tuple[int, int], tuple[int, int]] = {}
+        self._not_text_said: set[str] = set()
+        self._dropped: list[FileWatcher] = []
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
         self._checkpointed_patterns = [
             p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
@@ -719,49 +726,56 @@ class Tailer:
         with self._lock:
             if self._closed:
                 raise RuntimeError("Tailer.poll() called after close()")
-            now = self._clock()
-            rescanned = (self.rescan_interval <= 0 or now - self._scanned_at >= self.rescan_interval
-                         or self._structure.is_set())  # fmt: skip
-            if rescanned:
-                self._structure.clear()
-                if self._waker is not None:
-                    self._waker.ensure()
-                self._scan_complete = self._discover(*self._paths.expand_checked())
-                self._scanned_at = now
-                now = self._clock()  # a file the pass set draining was set so after `now` above
-            else:
-                # Between passes, a file whose size changed has its first bytes checked before it is
-                # read (one fstat for a file that did not): truncated and written again past the
-                # offset (copytruncate, a rewrite), it would be read from that offset, mid-content.
-                # All before any read, so that a copy found now is read before the file's new lines.
-                for watcher in self._draining + self._live:
-                    try:
-                        size = os.fstat(watcher.fd).st_size
-                    except OSError:
-                        continue  # said when it is read
-                    if size != watcher.size:
-                        self._check_content(watcher, size)
-            complete = self._scan_complete
-            out: list[RawLine] = []
-            for watcher in list(self._draining):
-                remaining = None if max_lines is None else max_lines - len(out)
-                eof = self._read(watcher, out, remaining)
-                if not eof:
-                    return out  # the file now at its path must wait for the rest
-                assert watcher.draining_since is not None
-                # while the expansion is incomplete, a file renamed within the patterns is not let go; and
-                # only just after a pass, which would have seen it come back under the patterns
-                if (rescanned and now - watcher.draining_since >= self.rotate_wait
-                        and (complete or self._left_patterns(watcher))):  # fmt: skip
-                    self._close_draining(watcher)
-            order = self._live
-            for index, watcher in enumerate(order):
-                remaining = None if max_lines is None else max_lines - len(out)
-                if remaining == 0 or not self._read(watcher, out, remaining):
-                    # Out of budget: the files after this one go first next time.
-                    self._live = order[index + 1 :] + order[: index + 1]
-                    break
-            return out
+            try:
+                return self._poll(max_lines)
+            finally:
+                self._let_go_not_text()
+
+    def _poll(self, max_lines: int | None) -> list[RawLine]:
+        """poll(), under its lock."""
+        now = self._clock()
+        rescanned = (self.rescan_interval <= 0 or now - self._scanned_at >= self.rescan_interval
+                     or self._structure.is_set())  # fmt: skip
+        if rescanned:
+            self._structure.clear()
+            if self._waker is not None:
+                self._waker.ensure()
+            self._scan_complete = self._discover(*self._paths.expand_checked())
+            self._scanned_at = now
+            now = self._clock()  # a file the pass set draining was set so after `now` above
+        else:
+            # Between passes, a file whose size changed has its first bytes checked before it is
+            # read (one fstat for a file that did not): truncated and written again past the
+            # offset (copytruncate, a rewrite), it would be read from that offset, mid-content.
+            # All before any read, so that a copy found now is read before the file's new lines.
+            for watcher in self._draining + self._live:
+                try:
+                    size = os.fstat(watcher.fd).st_size
+                except OSError:
+                    continue  # said when it is read
+                if size != watcher.size:
+                    self._check_content(watcher, size)
+        complete = self._scan_complete
+        out: list[RawLine] = []
+        for watcher in list(self._draining):
+            remaining = None if max_lines is None else max_lines - len(out)
+            eof = self._read(watcher, out, remaining)
+            if not eof:
+                return out  # the file now at its path must wait for the rest
+            assert watcher.draining_since is not None
+            # while the expansion is incomplete, a file renamed within the patterns is not let go; and
+            # only just after a pass, which would have seen it come back under the patterns
+            if (rescanned and now - watcher.draining_since >= self.rotate_wait
+                    and (complete or self._left_patterns(watcher))):  # fmt: skip
+                self._close_draining(watcher)
+        order = self._live
+        for index, watcher in enumerate(order):
+            remaining = None if max_lines is None else max_lines - len(out)
+            if remaining == 0 or not self._read(watcher, out, remaining):
+                # Out of budget: the files after this one go first next time.
+                self._live = order[index + 1 :] + order[: index + 1]
+                break
+        return out
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until a watched directory changes, `wake()` is called, or `timeout` (default poll_interval)."""
@@ -949,8 +963,13 @@ class Tailer:
                 self._live.append(watcher)
                 claimed.add(back)
 
+        if complete:  # compressed files no longer matched are forgotten
+            self._not_text = {k: v for k, v in self._not_text.items() if k in where}
+            self._not_text_said &= set(matched)
         for path, st in matched.items():
             if path not in claimed and (st.st_dev, st.st_ino) not in self._by_devino:
+                if self._not_text.get((st.st_dev, st.st_ino)) == (st.st_size, st.st_mtime_ns):
+                    continue  # found compressed, and unchanged since
                 if self._fd_error is None:
                     self._open(path)
                 else:  # out of file descriptors: do not even try; retried on the next poll
@@ -1615,12 +1634,46 @@ class Tailer:
 
     def _read(self, watcher: FileWatcher, out: list[RawLine], limit: int | None) -> bool:
         try:
+            if watcher.scan_pos == 0 and not watcher.text_checked and not self._text_so_far(watcher):
+                return True  # compressed (let go after this poll), or too few bytes yet to tell
             eof = watcher.read(out, limit, self._skip, self._stat(watcher.path))
         except OSError as exc:
             self._note_read_error(watcher, exc)
             return True
         watcher.failing = False
         return eof
+
+    def _text_so_far(self, watcher: FileWatcher) -> bool:
+        """Before a file is read from its first byte: whether it is not a compressed file. A pattern such
+        as `messages*` or `*.log*` also matches the rotated, compressed generations (messages.2.gz): read
+        as text, each new one made a thousand lines of garbage, and as many alerts. logrotate creates the
+        .gz file empty and then writes it, so the check waits for the first bytes."""
+        head = os.pread(watcher.fd, COMPRESSION_MAGIC_BYTES, 0)
+        kind = compression_of(head)
+        if kind is None:
+            if len(head) < COMPRESSION_MAGIC_BYTES and b"\n" not in head:
+                return False  # too few bytes to tell (bzip2 needs 10): wait for more
+            watcher.text_checked = True
+            return True
+        st = os.fstat(watcher.fd)
+        self._not_text[watcher.devino] = (st.st_size, st.st_mtime_ns)
+        if watcher.path not in self._not_text_said:
+            self._not_text_said.add(watcher.path)
+            log.warning("%s is a %s-compressed file (a rotated log the pattern matches?): not read. Give "
+                        "patterns that match the logs only (messages, not messages*)", watcher.path, kind)
+        self._dropped.append(watcher)
+        return False
+
+    def _let_go_not_text(self) -> None:
+        """Stop following the compressed files the last poll found (see _text_so_far)."""
+        for watcher in self._dropped:
+            for followed in (self._live, self._draining):
+                if watcher in followed:
+                    followed.remove(watcher)
+            if self._by_devino.get(watcher.devino) is watcher:
+                del self._by_devino[watcher.devino]
+            watcher.close()
+        self._dropped.clear()
 
     def _note_read_error(self, watcher: FileWatcher, exc: OSError) -> None:
         if not watcher.failing:

@@ -17,6 +17,7 @@ from lograven.bundle import save_bundle
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask, Masker
 from lograven.msgtypes import MessageTypes
+from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, posix_seconds
 from lograven.sequence import SequenceModel, SequenceParams, type_frequencies
 
@@ -89,9 +90,9 @@ def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterat
     (rotated logs such as messages.1.gz are read as zcat would); zstd is refused with the fix. A read
     error (EIO, a file on a lost NFS mount) ends the lines with an error that names the file."""
     try:
-        head = f.read(_MAGIC_BYTES)  # a buffered read(n) waits for n bytes or the end, on pipes too
+        head = f.read(COMPRESSION_MAGIC_BYTES)  # a buffered read(n) waits for n bytes or the end, on pipes too
         f = _with_head(head, f)
-        kind = _compression(head)
+        kind = compression_of(head)
         if kind is None:
             yield from iter_binary_lines(f, max_line_bytes)
             return
@@ -112,23 +113,6 @@ def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterat
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated archives
         raise LogravenError(f"{path}: {kind}-compressed but cannot be decompressed ({e}); "
                             f"check it with `{kind} -t {path}`") from None
-
-
-_MAGIC_BYTES = 10
-
-
-def _compression(head: bytes) -> str | None:
-    """The compressed format rotated logs come in that `head` starts with, if any."""
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd"
-    # bzip2: "BZh", the block size 1-9, then a block's or the end's magic (a log line may start "BZh")
-    if len(head) >= 10 and head[:3] == b"BZh" and 0x31 <= head[3] <= 0x39 and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
-        return "bzip2"
-    return None
 
 
 class _Prepended(io.RawIOBase):
