@@ -211,15 +211,16 @@ def test_the_documented_omprog_action_is_the_one_the_end_to_end_test_runs() -> N
 def _alerts_for_recipes() -> list:
     from lograven.alerts import Alert, DetectorHit, Expected, iso_utc, new_alert_id
 
-    def alert(line, type_id, template, program, detectors, expected=(), prev=None):
-        return Alert(id=new_alert_id(), time=iso_utc(), host="web1", file="/var/log/syslog", offset=120,
+    def alert(line, type_id, template, program, detectors, expected=(), prev=None, file="/var/log/syslog"):
+        return Alert(id=new_alert_id(), time=iso_utc(), host="web1", file=file, offset=120,
                      stream="/var/log/syslog", line=line, type_id=type_id, template=template, detectors=detectors,
                      expected=list(expected), model_version="v1", previous_type_id=prev, program=program)  # fmt: skip
 
     unknown = [DetectorHit("unknown_type", 1.0, 0.0, "no learned message type matches")]
     return [
         alert("Dec  6 10:00:00 web1 myapp[9]: @cee: {\"event\":\"login\",\"user\":\"bob\"}", -1, None, "myapp", unknown),
-        alert("Dec  6 10:00:01 web1 evil[3]: \x1b[31mred\x1b[0m del\x7f cr\rend", -1, None, "evil", unknown),
+        alert("Dec  6 10:00:01 web1 ev\x1bcil\u009b2J[3]: \x1b[31mred\x1b[0m del\x7f cr\rend \u009b2J \u2028", -1, None,
+              "ev\x1bcil\u009b2J", unknown, file="/var/log/\u009b2J\x1bc.log"),
         alert("2026-12-06T10:00:02+00:00 web1 sshd[12]: strange", -1, None, "sshd", unknown),
         alert("Dec  6 10:00:03 web1 cron[5]: \x1b]0;title\x07 ran", 4, "ran <*>", "cron",
               [DetectorHit("sequence", 0.001, 0.1, "p/p_train<0.1")], [Expected(3, "x", 0.5)], prev=3),
@@ -265,12 +266,15 @@ def test_operations_alert_recipes_run_on_real_alerts(tmp_path) -> None:
         assert p.returncode == 0 and not p.stderr, (cmd, p.stderr)
         outputs[cmd] = p.stdout
     follow = next(o for c, o in outputs.items() if c.startswith("tail -F"))
-    assert len(follow.splitlines()) == 4 and "byte 120" in follow
-    assert not any(ord(ch) < 32 and ch not in "\n\t" or ord(ch) == 127 for o in outputs.values() for ch in o)
+    assert len(follow.rstrip("\n").split("\n")) == 4 and "byte 120" in follow  # (U+2028 is no line end to a terminal)
+    assert not any(ord(ch) < 32 and ch not in "\n\t" or 127 <= ord(ch) <= 159 for o in outputs.values() for ch in o)
     from_syslog = next(o for c, o in outputs.items() if c.startswith("sed"))
     assert len(from_syslog.splitlines()) == 4  # all four, the one quoting `@cee:` too
     per_program = next(o for c, o in outputs.items() if ".program" in c)
-    assert sorted(per_program.split()) == sorted(["1", "myapp", "1", "evil", "1", "sshd"])
+    assert sorted(per_program.split()) == sorted(["1", "myapp", "1", "ev?cil?2J", "1", "sshd"])
+    # and the alerts themselves carry DEL, C1 controls and line separators escaped, not raw
+    raw = a.read_text(encoding="utf-8") + syslog.read_text(encoding="utf-8", errors="replace")
+    assert not any(127 <= ord(ch) <= 159 or ch in "\u2028\u2029" for ch in raw) and "\\u009b2J" in raw
 
 
 def test_the_changelog_has_the_version_the_package_says() -> None:

@@ -1031,8 +1031,15 @@ def _clip(s: str, n: int) -> str:
     return s if len(s) <= n else s[: max(n - 1, 0)] + ELLIPSIS
 
 
+# Characters json.dumps leaves raw with ensure_ascii=False that a terminal or a JavaScript reader acts
+# on: DEL, the C1 controls (U+009B is CSI: a logged line could clear the screen of whoever reads the
+# alert with cat or journalctl), and the line and paragraph separators.
+_RAW_CONTROLS = re.compile("[\u007f-\u009f\u2028\u2029]")
+
+
 def _dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _utf8_len(text: str) -> int:
