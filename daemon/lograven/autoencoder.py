@@ -181,7 +181,7 @@ class Autoencoder:
         assert self.tokenizer_ is not None
         res = []
         for s in range(0, len(texts), chunk):
-            ids = [self.tokenizer_.encode(t) for t in texts[s : s + chunk]]
+            ids = [self.tokenizer_.encode(t, self.length_ or None) for t in texts[s : s + chunk]]
             x, lens = tile_batch(ids, self.length_)
             res.append(self.errors_from_ids(x, lens))
         return np.concatenate(res) if res else np.zeros(0)

@@ -97,11 +97,14 @@ class BpeTokenizer:
     def to_str(self) -> str:
         return self._tok.to_str()  # type: ignore[attr-defined]
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of one (masked) text, cached per word."""
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """Token ids of one (masked) text, cached per word; with `limit`, those of its first words that
+        give at least `limit` ids (the autoencoder reads its first `length_`)."""
         out: list[int] = []
         cache = self._cache
         for word in text.split():
+            if limit is not None and len(out) >= limit:
+                break
             ids = cache.get(word)
             if ids is None:
                 ids = self._tok.encode(word).ids  # type: ignore[attr-defined]

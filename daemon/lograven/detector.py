@@ -318,10 +318,13 @@ class Detector:
 
         ae_err: np.ndarray | None = None
         if st.autoencoder:
-            # the autoencoder's input (training.ae_text), from the tokens already split for typing
+            # the autoencoder's input (training.ae_text), from the tokens already split for typing; its
+            # first `length_` words only: each gives one BPE id at least, and the autoencoder reads the
+            # first `length_` ids (a 64 KiB line of words cost 60 ms in masking alone)
             mask = self._masker.mask_token
+            L = self.ae.length_ or None
             texts = [
-                " ".join([mask(r.program), *map(mask, tok)]) if r.program else " ".join(map(mask, tok))
+                " ".join([mask(r.program), *map(mask, tok[:L])]) if r.program else " ".join(map(mask, tok[:L]))
                 for (_, r), tok in zip(items, tokens)
             ]
             ae_err = self.ae.score(texts)
