@@ -193,6 +193,28 @@ def test_long_lines_score_as_their_whole_text_would(bundle_dir) -> None:
     assert len(recs[2].message.split()) < ae.length_  # a short one too: tiled as before
 
 
+def test_streams_idle_past_a_time_are_forgotten(bundle_dir, records) -> None:
+    """Each stream remembers when its last line came (wall clock); forget_idle drops the ones quiet since
+    before a time, whatever their order, and a restored state keeps its time (or gets now, never later)."""
+    d = fresh(bundle_dir)
+    clock = [1000.0]
+    d.clock = lambda: clock[0]
+    known = [r for r in records if d.types.classify(r.message) != UNKNOWN][:6]
+    d.detect([("a", known[0]), ("b", known[1])])
+    clock[0] = 2000.0
+    d.detect([("c", known[2])])
+    clock[0] = 3000.0
+    d.detect([("a", known[3])])  # a batch of one line: the scalar path keeps the time too
+    assert {k: s.at for k, s in d.states.items()} == {"a": 3000.0, "b": 1000.0, "c": 2000.0}
+    assert d.forget_idle(2500.0) == ["b", "c"] and list(d.states) == ["a"]
+    e = fresh(bundle_dir)
+    e.clock = lambda: 5000.0
+    h, seen, last = d.export_states()["a"]
+    assert e.import_states({"x": (h, seen, last, 3000.0), "y": (h, seen, last), "z": (h, seen, last, 9e9),
+                            "w": (h, seen, last, float("nan"))}) == 4
+    assert {k: s.at for k, s in e.states.items()} == {"x": 3000.0, "y": 5000.0, "z": 5000.0, "w": 5000.0}
+
+
 def test_export_import_continues_identically(bundle_dir, records) -> None:
     items = [("s1" if i % 3 else "s2", r) for i, r in enumerate(records)]
     half = len(items) // 2

@@ -463,6 +463,43 @@ def test_a_checkpoint_of_many_streams_is_written_in_chunks_with_the_watchdog_pin
     assert len(state["streams"]) == 3000 and state["streams"]["blk_7"]["seen"] == 7
 
 
+def test_streams_without_a_line_for_stream_idle_seconds_are_forgotten(tmp_path, bundle_dir, caplog) -> None:
+    """A stream per program (a container's tag) or per session that never comes back kept its GRU state in
+    memory and in every checkpoint until max_streams (a soak: 2,471 streams and a 2 MB checkpoint rewritten
+    every 10 s after 22 minutes). The checkpoint keeps when each stream's last line came, a restart
+    restores it, and a stream quiet for runtime.stream_idle_seconds is forgotten."""
+    from conftest import TRAIN_SEED, parse
+    from lograven.checkpoint import Checkpointer
+    from lograven.generator import LogGenerator
+
+    svc, base, _ = _reloadable_service(tmp_path, bundle_dir, runtime={"stream_idle_seconds": 3600})
+    det = svc.detector
+    det.clock = lambda: 10_000.0
+    recs = [parse(x) for x in LogGenerator(seed=TRAIN_SEED).lines(40)]
+    recs = [r for r in recs if det.types.classify(r.message)][:3]
+    det.detect([("old", recs[0])])
+    det.clock = lambda: 20_000.0
+    det.detect([("new", recs[1]), ("new", recs[2])])
+    svc._dirty = True
+    assert svc._checkpoint()
+    state = Checkpointer(tmp_path / "state" / "checkpoint.json").load()
+    assert {k: v["at"] for k, v in state["streams"].items()} == {"old": 10_000.0, "new": 20_000.0}
+    svc._release_lock()
+    again, _, _ = _reloadable_service(tmp_path, bundle_dir, runtime={"stream_idle_seconds": 3600})
+    again.detector.clock = lambda: 13_700.0
+    again._restore_streams(state)
+    assert {k: s.at for k, s in again.detector.states.items()} == {"old": 10_000.0, "new": 13_700.0}  # never later than now
+    with caplog.at_level("INFO"):
+        again._forget_idle_streams(0.0)
+    assert list(again.detector.states) == ["new"] and again._dirty
+    assert "forgot the GRU state of 1 stream(s) without a line for 3600 s" in caplog.text
+    again.cfg = parse_config({**base, "runtime": {"stream_idle_seconds": 0}})  # 0 keeps them
+    again.detector.clock = lambda: 1e9
+    again._forget_idle_streams(0.0)
+    assert list(again.detector.states) == ["new"]
+    again._release_lock()
+
+
 def test_the_daemon_lifts_its_open_files_limit_to_the_hard_one() -> None:
     """systemd starts services with 1024 open files (soft); a glob over many files needs more."""
     script = ("import resource\nfrom lograven.service import raise_open_files_limit\n"

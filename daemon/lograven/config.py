@@ -510,6 +510,14 @@ class RuntimeConfig:
              "stream is forgotten and starts afresh. Matters with a `stream:` key per session, e.g. "
              "HDFS block ids: set `detectors.sequence.stream_end_after` so that finished sessions end.")
 
+    stream_idle_seconds: float = _opt(
+        604800.0, min=0,
+        help="A stream without a line for this long (default a week) has its GRU state forgotten; its "
+             "next line starts it afresh. Streams per program or per session key come and go (a "
+             "container's tag per container) and would otherwise stay in memory and in every "
+             "checkpoint until `max_streams`. Never less than twice "
+             "`detectors.sequence.stream_end_after`; 0 keeps them.")
+
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         if self.queue_size < self.batch_size:
             yield "queue_size", (f"must be >= runtime.batch_size ({self.batch_size}), got "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ class Detector:
         self._masker = Masker(extra)
         self.ae_threshold = self.ae.threshold_ * self.settings.autoencoder_margin
         self.states: OrderedDict[str, StreamState] = OrderedDict()
+        self.clock = time.time  # when a stream's last line came (StreamState.at)
         self.streams_evicted = 0  # states forgotten past settings.max_streams (least recently seen first)
         self._templates = {t.id: t.template for t in self.types.types_}
         counts = np.zeros(self.seq.n_types_ + 1)
@@ -256,18 +258,30 @@ class Detector:
         return {k: (s.h.copy(), s.seen, s.last) for k, s in self.states.items()}
 
     def import_states(self, states: dict[str, tuple]) -> int:
-        """Restore states saved by export_states ((h, seen) without the last type is accepted too);
-        states of the wrong shape are skipped. Returns how many."""
+        """Restore states saved by export_states ((h, seen) without the last type is accepted too, and a
+        fourth item, the wall-clock time of the stream's last line, when known: else now); states of the
+        wrong shape are skipped. Returns how many."""
         shape = (2, self.seq.width)
         n = 0
+        now = self.clock()
         for k, st in states.items():
             h, seen = st[0], st[1]
             last = int(st[2]) if len(st) > 2 and st[2] is not None else 0
+            at = float(st[3]) if len(st) > 3 and isinstance(st[3], (int, float)) and math.isfinite(st[3]) else now
             h = np.asarray(h, dtype=np.float32)
             if h.shape == shape and np.all(np.isfinite(h)):
-                self.states[k] = StreamState(h.copy(), int(seen), last if 0 < last <= self.seq.n_types_ else 0)
+                self.states[k] = StreamState(h.copy(), int(seen), last if 0 < last <= self.seq.n_types_ else 0, min(at, now))
                 n += 1
         return n
+
+    def forget_idle(self, before: float) -> list[str]:
+        """Forget the streams whose last line came before wall-clock time `before`; returns their names.
+        A stream per program or per session key that never comes back (a container's tag) would otherwise
+        keep its state, in memory and in every checkpoint, until runtime.max_streams pushed it out."""
+        gone = [k for k, s in self.states.items() if s.at < before]
+        for k in gone:
+            del self.states[k]
+        return gone
 
     def template(self, type_id: int) -> str | None:
         return self._templates.get(type_id)
@@ -419,6 +433,7 @@ class Detector:
             for k, s in zip(fresh, new):
                 self.states[k] = s
         states = [self.states[k] for k in names]
+        now = self.clock()
         for k, s in zip(names, states):
             self.states.move_to_end(k)
             last = s.last
@@ -426,6 +441,7 @@ class Detector:
                 prev[i] = last
                 last = type_ids[i]
             s.last = last
+            s.at = now
         while len(self.states) > self.settings.max_streams:
             self.states.popitem(last=False)
             self.streams_evicted += 1
@@ -510,6 +526,7 @@ class Detector:
         t = type_ids[i]
         prev[i] = s.last
         s.last = t
+        s.at = self.clock()
         n = s.seen
         half = W // 2  # predicting_state, on one int
         hist0 = (n - 1) % W + 1 if n > W else n + 1

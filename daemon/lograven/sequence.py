@@ -66,6 +66,7 @@ class StreamState:
     h: np.ndarray  # (2, members * units) float32
     seen: int = 0
     last: int = 0  # the last type fed (0: none yet)
+    at: float = 0.0  # wall-clock time of its last line (Detector.forget_idle)
 
 
 class SequenceModel:

@@ -480,6 +480,7 @@ class Service:
         self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
         self._ckpt_failures, self._ckpt_error_at = 0, 0.0  # checkpoints not written in a row; when to say it again
         self._last_stats = 0.0
+        self._last_idle_check = time.monotonic()  # streams idle past runtime.stream_idle_seconds: looked for a minute in
         self._last_model_check = time.monotonic()
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
         self._exported_files: set[str] = set()  # files with per-file series on /metrics
@@ -711,7 +712,7 @@ class Service:
         old = self.detector
         det = Detector(bundle, DetectorSettings.from_config(cfg.detectors, max_streams=cfg.runtime.max_streams))
         if old is not None and _same_vocabulary(old.bundle, bundle):
-            n = det.import_states(old.export_states())
+            n = det.import_states({k: (s.h, s.seen, s.last, s.at) for k, s in old.states.items()})
             if bundle is not old.bundle:  # a reload of the same model switches nothing
                 log.info("kept GRU state of %d stream(s) across the model switch", n)
         elif old is not None and old.states:
@@ -750,7 +751,7 @@ class Service:
         if not streams or state.get("model") != self.bundle.version:
             return
         try:
-            decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0))) for k, v in streams.items()}
+            decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0)), v.get("at")) for k, v in streams.items()}
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             log.warning("checkpoint: GRU states unreadable (%s); streams start fresh", e)
             self.metrics.checkpoint_corrupt.inc()
@@ -1104,6 +1105,8 @@ class Service:
             self._last_stats = now
             self._export_file_stats()
             self._end_idle_streams(now)
+        if now - self._last_idle_check >= self.IDLE_CHECK_SECONDS:
+            self._forget_idle_streams(now)
         if self._checkpoint_due(now):
             self._checkpoint()
         if now >= self._next_relearn:
@@ -1113,6 +1116,25 @@ class Service:
             self._do_reload()
         elif now - self._last_model_check >= 2.0:
             self._follow_current_version(now)
+
+    IDLE_CHECK_SECONDS = 60.0  # how often streams idle past runtime.stream_idle_seconds are looked for
+
+    def _forget_idle_streams(self, now: float) -> None:
+        """Forget the GRU states of streams without a line for runtime.stream_idle_seconds (never before
+        twice detectors.sequence.stream_end_after, so that a session's end is judged first)."""
+        self._last_idle_check = now
+        idle = self.cfg.runtime.stream_idle_seconds
+        if not idle or self.detector is None:
+            return
+        idle = max(idle, 2 * self.cfg.detectors.sequence.stream_end_after)
+        gone = self.detector.forget_idle(self.detector.clock() - idle)  # the clock its streams were stamped with
+        for k in gone:
+            self._stream_last.pop(k, None)
+            self._stream_log_time.pop(k, None)
+        if gone:
+            self._dirty = True
+            log.info("forgot the GRU state of %d stream(s) without a line for %g s (runtime.stream_idle_seconds); "
+                     "%d kept", len(gone), idle, len(self.detector.states))
 
     def _follow_current_version(self, now: float) -> None:
         """Every 2 s: switch models when the model directory's `current` points elsewhere (`lograven learn`,
@@ -1208,8 +1230,10 @@ class Service:
             log.debug("forgot the sequence state of %d stream(s) of %d file(s) no longer followed", len(drop), len(paths))
 
     # -------------------------------------------------------- checkpoint
-    def _stream_entry(self, k: str, h, seen: int, last: int) -> dict:
+    def _stream_entry(self, k: str, h, seen: int, last: int, at: float = 0.0) -> dict:
         entry = {"h": encode_array(h), "seen": seen, "last": last}
+        if at > 0:
+            entry["at"] = round(at, 1)  # when its last line came (runtime.stream_idle_seconds)
         ll = self._stream_last.get(k)
         if ll is not None:  # its last line, so an end judged after a restart can still be explained
             entry["line"] = [ll.path, ll.offset, ll.text, ll.host, self._stream_log_time.get(k)]
@@ -1232,7 +1256,7 @@ class Service:
 
         def entries():  # built while written, in chunks: a checkpoint of many streams is never one block
             for k, s in list(states.items()):
-                yield k, self._stream_entry(k, s.h, s.seen, s.last)
+                yield k, self._stream_entry(k, s.h, s.seen, s.last, s.at)
 
         state = {
             "model": self.bundle.version if self.bundle else None,
@@ -1436,6 +1460,8 @@ class Service:
                 self._do_reload()
             elif now - self._last_model_check >= 2.0:
                 self._follow_current_version(now)
+            if now - self._last_idle_check >= self.IDLE_CHECK_SECONDS:
+                self._forget_idle_streams(now)
             if self._checkpoint_due(now):
                 self._checkpoint()  # the streams' GRU states: rsyslog may kill a plugin that is slow to stop
             src = self.cfg.sources[0]  # a reload may have changed its format or stream, or the tag
