@@ -635,6 +635,35 @@ def test_rate_limited_alert_is_not_remembered_for_dedup() -> None:
     assert [a.type_id for a in sink.delivered] == [1, 2]
 
 
+def test_the_record_keeps_what_dedup_and_the_rate_limit_hold_back(tmp_path) -> None:
+    """A burst of junk lines used up the rate limit, and one decoy line of a message type de-duplicated the
+    real one after it: both real alerts were flagged but left no trace beyond a counter. Now alerts.jsonl
+    (the record) keeps them, marked `suppressed`, while syslog and stdout still get only what is sent;
+    allowlisted alerts are not kept; and the record's share is bounded per minute."""
+    clock, sent = FakeClock(), RecordingSink()
+    record = JsonlSink(tmp_path / "alerts.jsonl", fsync=False)
+    router = AlertRouter([sent, record], clock=clock, max_per_minute=3, dedup_window_seconds=300,
+                         suppress=lambda a: a.type_id == 99)
+    junk = [make_alert(type_id=100 + i) for i in range(3)]
+    decoy, real = make_alert(type_id=5, line="decoy"), make_alert(type_id=5, line="real", offset=1)
+    late = make_alert(type_id=50, line="attack")
+    assert router.submit([*junk, make_alert(type_id=99), late])
+    clock.advance(30)
+    router.submit([decoy, real])
+    got = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert [a.line for a in sent.delivered] == [a.line for a in junk] + ["decoy"]
+    assert [(g["type_id"], g.get("suppressed")) for g in got] == [(100, None), (101, None), (102, None),
+                                                                  (50, "rate_limit"), (5, None), (5, "dedup")]
+    assert Alert.from_dict(got[-1]).suppressed == "dedup" and Alert.from_dict(got[0]).suppressed is None
+    # bounded: a storm of one message keeps RECORD_HELD_PER_MINUTE held alerts a minute in the record
+    clock.advance(3600)
+    n = AlertRouter.RECORD_HELD_PER_MINUTE
+    router.submit([make_alert(type_id=7, offset=i) for i in range(n + 50)])
+    held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got):]
+    assert len(held) == n + 1 and sum(h.get("suppressed") == "dedup" for h in held) == n
+    router.close()
+
+
 def test_allowlist_suppression_is_counted() -> None:
     metrics, sink = Metrics(), RecordingSink()
     router = AlertRouter([sink], clock=FakeClock(), metrics=metrics, suppress=lambda a: a.type_id == 7)

@@ -342,6 +342,9 @@ RULE_CASES = [
     ("LogravenLinesUnread", {f'lograven_unread_bytes_total{{{_I},file="/m"}}': "0x30"}, "25m", False),
     ("LogravenCheckpointWriteFailing", {f"lograven_checkpoint_write_failures_total{{{_I}}}": "0 0 1 1 1"}, "4m", True),
     ("LogravenCheckpointWriteFailing", {f"lograven_checkpoint_write_failures_total{{{_I}}}": "0x30"}, "25m", False),
+    ("LogravenAlertsRateLimited", {f'lograven_alerts_suppressed_total{{{_I},reason="rate_limit"}}': "0 0 22 22 22"}, "4m", True),
+    ("LogravenAlertsRateLimited", {f'lograven_alerts_suppressed_total{{{_I},reason="dedup"}}': "0 0 22 22 22",
+                                   f'lograven_alerts_suppressed_total{{{_I},reason="rate_limit"}}': "0x30"}, "25m", False),
     (
         "LogravenAnomalyStorm",
         {f'lograven_anomalies_total{{{_I},file="/m",detector="sequence"}}': "0+90x20",

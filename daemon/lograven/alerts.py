@@ -170,6 +170,8 @@ class Alert:
     read_from: str | None = None  # the file's name now, when the line was read after it was rotated (RawLine)
     pattern: str | None = None  # an unknown line's masked form, by the model's masks (line_pattern)
     line_truncated: bool = False  # the log line was longer than runtime.max_line_bytes: `line` is its start
+    # "dedup" or "rate_limit": not sent (syslog, stdout), only kept in the record (alerts.jsonl); see AlertRouter
+    suppressed: str | None = None
     program: str | None = None  # the line's program (its syslog tag without the pid), when its format gives one
 
     def dedup_key(self) -> tuple:
@@ -221,6 +223,7 @@ class Alert:
             "read_from": None if self.read_from is None else _text(self.read_from),
             "pattern": None if self.pattern is None else _text(self.pattern),
             "line_truncated": bool(self.line_truncated),
+            **({"suppressed": self.suppressed} if self.suppressed else {}),
             "line": _text(self.line),
         }
 
@@ -328,6 +331,7 @@ class Alert:
             pattern=d.get("pattern"),
             line_truncated=bool(d.get("line_truncated", False)),
             program=d.get("program"),
+            suppressed=d.get("suppressed") if isinstance(d.get("suppressed"), str) else None,
         )
 
 
@@ -580,6 +584,8 @@ class JsonlSink:
     copytruncate).
     """
 
+    record = True  # keeps the alerts de-duplication and the rate limit held back from the others (AlertRouter)
+
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, required: bool = True, name: str = "jsonl") -> None:
         self.name = name
         self.required = required
@@ -764,6 +770,7 @@ class AlertRouter:
         self._next_prune = clock() + self.dedup_window
         self._tokens = self.max_per_minute or 0.0
         self._tokens_at = clock()
+        self._held_budget, self._held_at = float(self.RECORD_HELD_PER_MINUTE), clock()
         if metrics is not None:
             for reason in SUPPRESS_REASONS:
                 metrics.alerts_suppressed.labels(reason=reason)
@@ -785,11 +792,38 @@ class AlertRouter:
         submitted so far, i.e. the lines behind these alerts may be checkpointed.
         """
         with self._lock:
-            accepted = [a for a in alerts if self._admit(a)]
+            # What de-duplication or the rate limit holds back is not sent, but the record (alerts.jsonl)
+            # keeps it, marked `suppressed`, within RECORD_HELD_PER_MINUTE: a burst of junk lines made
+            # the rate limit swallow a real attack's alerts, and one decoy line of a message type
+            # suppressed the real one after it for 5 minutes, both leaving no trace but a counter.
+            admitted, kept = [], []
+            for a in alerts:
+                reason = self._admit(a)
+                if reason is None:
+                    admitted.append(a)
+                    kept.append(a)
+                elif reason != "allowlist" and self._hold(a, reason):
+                    kept.append(a)
             for st in self._sinks:
-                self._enqueue(st, accepted)
+                self._enqueue(st, kept if getattr(st.sink, "record", False) else admitted)
             self._deliver(force=False)
             return self._durable()
+
+    #: At most this many alerts held back from sending are written to the record per minute (a storm of
+    #: one message would otherwise write every repeat); beyond it they are only counted, as before.
+    RECORD_HELD_PER_MINUTE = 600
+
+    def _hold(self, alert: Alert, reason: str) -> bool:
+        """Whether an alert held back for `reason` still goes to the record sinks (marked suppressed)."""
+        now = self._clock()
+        self._held_budget = min(self.RECORD_HELD_PER_MINUTE,
+                                self._held_budget + max(0.0, now - self._held_at) * self.RECORD_HELD_PER_MINUTE / 60.0)
+        self._held_at = now
+        if self._held_budget < 1.0:
+            return False
+        self._held_budget -= 1.0
+        alert.suppressed = reason
+        return True
 
     def flush(self, force: bool = False) -> bool:
         """Retry queued alerts whose back-off has passed (all of them if `force`); returns durability."""
@@ -870,7 +904,8 @@ class AlertRouter:
 
     # -- filtering
 
-    def _admit(self, alert: Alert) -> bool:
+    def _admit(self, alert: Alert) -> str | None:
+        """None when the alert is to be sent, else why not: allowlist, dedup or rate_limit."""
         if self._suppress is not None:
             try:
                 allowed = self._suppress(alert)
@@ -880,7 +915,7 @@ class AlertRouter:
                     log.exception("allowlist check failed; delivering the alert anyway")
             if allowed:
                 self._count_suppressed("allowlist")
-                return False
+                return "allowlist"
         now = self._clock()
         key = alert.dedup_key()
         if self.dedup_window > 0:
@@ -889,18 +924,19 @@ class AlertRouter:
             last = self._seen.get(key)
             if last is not None and now - last < self.dedup_window:
                 self._count_suppressed("dedup")
-                return False
+                return "dedup"
         if self.max_per_minute is not None:
             self._refill(now)
             if self._tokens < 1.0:
                 self._count_suppressed("rate_limit")
                 if self._logs.allow("rate-limit"):
-                    log.warning("alert rate limit of %g per minute reached; suppressing alerts", self.max_per_minute)
-                return False
+                    log.warning("alert rate limit of %g per minute reached; suppressing alerts (alerts.jsonl keeps "
+                                "them, marked suppressed)", self.max_per_minute)
+                return "rate_limit"
             self._tokens -= 1.0
         if self.dedup_window > 0:
             self._seen[key] = now
-        return True
+        return None
 
     def _refill(self, now: float) -> None:
         assert self.max_per_minute is not None
