@@ -227,16 +227,47 @@ def test_check_shows_default_model_thresholds_and_unlearned_stream_ends(capsys, 
 
 
 # ------------------------------------------------------------------- daemon
-def test_run_with_the_metrics_port_in_use(tmp_path, logfile) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        listen = f"127.0.0.1:{busy.getsockname()[1]}"
-        cfg = _daemon_config(tmp_path, logfile, listen=listen)
-        r = _lograven("run", "--config", str(cfg))
-    assert r.returncode == 1, r.stderr
-    assert "Traceback" not in r.stderr, r.stderr
-    assert "metrics.listen" in r.stderr and listen in r.stderr and "already in use" in r.stderr, r.stderr
+@pytest.mark.slow
+def test_run_with_the_metrics_port_in_use_detects_and_serves_once_it_is_free(tmp_path, logfile) -> None:
+    """Any local user may hold the metrics port before lograven starts. Refusing to start made that a way
+    to stop all detection (and answer Prometheus in lograven's name): the daemon now says so, detects and
+    alerts without /metrics, and serves them once the port is free."""
+    import signal
+    import time
+    import urllib.request
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    listen = f"127.0.0.1:{busy.getsockname()[1]}"
+    cfg = _daemon_config(tmp_path, logfile, listen=listen)
+    err = tmp_path / "stderr"
+    with open(err, "wb") as e:
+        p = subprocess.Popen([sys.executable, "-m", "lograven", "run", "--config", str(cfg)], stderr=e)
+    try:
+        alerts = tmp_path / "alerts.jsonl"
+        deadline = time.monotonic() + 90
+        while not (alerts.exists() and "kernel panic" in alerts.read_text()) and time.monotonic() < deadline:
+            assert p.poll() is None, err.read_text()
+            with open(logfile, "a") as f:
+                f.write("Jun  9 07:00:00 web01 kernel: kernel panic, never seen before: fatal exception 0x1f\n")
+            time.sleep(1)
+        text = err.read_text()
+        assert "kernel panic" in alerts.read_text(), text  # detecting and alerting
+        assert "metrics.listen" in text and listen in text and "already in use" in text and "Traceback" not in text
+        busy.close()
+        deadline, body = time.monotonic() + 40, None
+        while body is None and time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://{listen}/metrics", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None and "lograven_lines_read_total" in body, err.read_text()
+        assert "was free again: serving /metrics now" in err.read_text()
+    finally:
+        busy.close()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0, err.read_text()
 
 
 def _free_port() -> int:

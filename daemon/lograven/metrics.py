@@ -421,6 +421,10 @@ def _not_local(host: str) -> str:
     return f"metrics.listen: {host} is not an address of this host; use 127.0.0.1 or one of its addresses"
 
 
+class PortInUse(LogravenError):
+    """metrics.listen's port is held by another process (start_http_server)."""
+
+
 def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
     """Serve `metrics` at http://<listen>/metrics from a daemon thread, bound to that address only."""
     addr = parse_listen(listen)
@@ -435,7 +439,7 @@ def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             alt = addr.port + 1 if 0 < addr.port < 65535 else 9078
-            raise LogravenError(
+            raise PortInUse(
                 f"metrics.listen: {listen} is already in use by another process; "
                 f"set metrics.listen to a free port, e.g. \"{_join(addr.host, alt)}\""
             ) from e

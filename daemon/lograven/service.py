@@ -37,7 +37,7 @@ from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import DEFAULT_SOURCE_PATHS, Config, load_config
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError
-from lograven.metrics import Metrics, exposure_warning, start_http_server
+from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
@@ -481,6 +481,7 @@ class Service:
         self._ckpt_failures, self._ckpt_error_at = 0, 0.0  # checkpoints not written in a row; when to say it again
         self._last_stats = 0.0
         self._last_idle_check = time.monotonic()  # streams idle past runtime.stream_idle_seconds: looked for a minute in
+        self._metrics_retry_at = float("inf")  # when to try metrics.listen again (its port was held at start)
         self._last_model_check = time.monotonic()
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
         self._exported_files: set[str] = set()  # files with per-file series on /metrics
@@ -641,6 +642,14 @@ class Service:
         if self.cfg.metrics.enabled and not self.stdin_mode:
             try:
                 self._http = start_http_server(self.cfg.metrics.listen, self.metrics)
+            except PortInUse as e:
+                # Detection goes on without /metrics, and the port is tried again: any local user may
+                # take a port before lograven starts, and refusing to start made that a way to stop
+                # all detection (after every reboot or upgrade) while serving Prometheus fake figures.
+                self._metrics_retry_at = time.monotonic() + self.METRICS_RETRY_SECONDS
+                log.error("%s. Detecting and alerting without /metrics; trying the port again every %g s. If "
+                          "another user's process holds it, it may be answering Prometheus in lograven's name",
+                          e, self.METRICS_RETRY_SECONDS)
             except BaseException:
                 self._release_lock()
                 raise
@@ -1107,6 +1116,8 @@ class Service:
             self._end_idle_streams(now)
         if now - self._last_idle_check >= self.IDLE_CHECK_SECONDS:
             self._forget_idle_streams(now)
+        if now >= self._metrics_retry_at:
+            self._retry_metrics(now)
         if self._checkpoint_due(now):
             self._checkpoint()
         if now >= self._next_relearn:
@@ -1118,6 +1129,20 @@ class Service:
             self._follow_current_version(now)
 
     IDLE_CHECK_SECONDS = 60.0  # how often streams idle past runtime.stream_idle_seconds are looked for
+    METRICS_RETRY_SECONDS = 10.0  # how often a metrics port held by another process is tried again
+
+    def _retry_metrics(self, now: float) -> None:
+        """Try again to serve /metrics on a port another process held at start."""
+        self._metrics_retry_at = now + self.METRICS_RETRY_SECONDS
+        try:
+            self._http = start_http_server(self.cfg.metrics.listen, self.metrics)
+        except PortInUse:
+            return  # said at start; the port is tried again
+        except LogravenError as e:
+            log.error("%s; not trying again", e)
+        else:
+            log.warning("metrics.listen %s was free again: serving /metrics now", self.cfg.metrics.listen)
+        self._metrics_retry_at = float("inf")
 
     def _forget_idle_streams(self, now: float) -> None:
         """Forget the GRU states of streams without a line for runtime.stream_idle_seconds (never before
