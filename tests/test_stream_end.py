@@ -482,6 +482,9 @@ def test_score_pauses_at_the_cuts() -> None:
         def rare_fires(self, type_ids, rank, end_more_likely=False):
             return np.zeros(len(type_ids), dtype=bool)
 
+        def unjudged(self, type_ids):
+            return np.zeros(len(type_ids), dtype=bool)
+
     seen: list[int] = []
     score(Stub(), [("s", None)] * 10, batch_size=4, after_batch=seen.append, cuts=[3, 4, 9, 12])  # type: ignore[arg-type]
     assert seen == [3, 4, 8, 9, 10]
