@@ -208,11 +208,55 @@ def test_stalled_clients_neither_pile_up_threads_nor_block_scrapes(monkeypatch) 
             c.sendall(b"GET /metr")  # half a request, never finished
             stalled.append(c)
         time.sleep(0.3)
-        assert threading.active_count() - before <= metrics_mod.MAX_CONNECTIONS + 2
+        assert threading.active_count() - before <= 2 * metrics_mod.MAX_CONNECTIONS + 2  # a deadline timer each
         assert "lograven_build_info" in _scrape(server.url)  # served once stalled ones are dropped
     finally:
         for c in stalled:
             c.close()
+        server.stop()
+
+
+def test_trickling_clients_are_cut_at_the_request_deadline(monkeypatch) -> None:
+    """A client sending a byte just before each read times out reset the timeout for ever: 8 of them kept
+    Prometheus out (an audit: 3 scrapes in a row timed out). The whole exchange now has a deadline."""
+    import threading
+    import time
+
+    from lograven import metrics as metrics_mod
+
+    monkeypatch.setattr(metrics_mod._QuietHandler, "timeout", 1.0)
+    monkeypatch.setattr(metrics_mod, "REQUEST_DEADLINE_SECONDS", 1.5)
+    server = start_http_server("127.0.0.1:0", Metrics())
+    stop = threading.Event()
+    cut = []
+
+    def trickle() -> None:
+        c = socket.create_connection((server.host, server.port))
+        try:
+            for ch in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
+                if stop.is_set():
+                    break
+                c.sendall(bytes([ch]))
+                time.sleep(0.3)  # under the per-read timeout
+        except OSError:
+            cut.append(1)
+        finally:
+            c.close()
+
+    clients = [threading.Thread(target=trickle, daemon=True) for _ in range(metrics_mod.MAX_CONNECTIONS)]
+    try:
+        for t in clients:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert "lograven_build_info" in _scrape(server.url)  # waits for a slot: one deadline, not for ever
+        assert time.monotonic() - t0 < 4.0
+        time.sleep(1.0)
+        assert len(cut) >= metrics_mod.MAX_CONNECTIONS - 1  # the tricklers were cut
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(5)
         server.stop()
 
 

@@ -305,6 +305,10 @@ def parse_listen(listen: str) -> ListenAddress:
 
 #: Seconds a client may take to send its request or read the answer (a scrape takes milliseconds).
 CLIENT_TIMEOUT_SECONDS = 10.0
+#: Seconds a whole exchange (request in, answer out) may take: the per-read timeout above is reset by
+#: every byte, so a client trickling one byte every 5 s held a slot for ever (8 such connections kept
+#: Prometheus from scraping).
+REQUEST_DEADLINE_SECONDS = 5.0
 #: Connections served at once; more wait in the listen backlog. A client that opens many and never
 #: finishes a request then holds neither unbounded threads nor the descriptors the tailer needs.
 MAX_CONNECTIONS = 8
@@ -312,6 +316,26 @@ MAX_CONNECTIONS = 8
 
 class _QuietHandler(WSGIRequestHandler):
     timeout = CLIENT_TIMEOUT_SECONDS  # socket timeout: a stalled client is dropped, not kept forever
+
+    def setup(self) -> None:
+        super().setup()
+        self._deadline = threading.Timer(REQUEST_DEADLINE_SECONDS, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut(self) -> None:
+        """The exchange took longer than REQUEST_DEADLINE_SECONDS: end the connection (its reads fail)."""
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        try:
+            super().finish()
+        except OSError:
+            pass  # cut by the deadline
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         """Scrapes are not worth a log line each."""
