@@ -1569,13 +1569,14 @@ class Service:
         if len(buf) < self.cfg.learn.min_lines:
             log.info("periodic relearning skipped: %d quiet lines, learn.min_lines is %d", len(buf), self.cfg.learn.min_lines)
             return
-        lines = buf.take()
+        held = [buf.take()]  # handed over, so that the lines can be let go when the run ends
         target = Path(self.cfg.model) if self.cfg.model else self.store.root
 
         def work() -> None:
             from lograven.childproc import run_training_child
             from lograven.training import Corpus
 
+            lines = held.pop()
             corpus = Corpus()
             for parser, path, text, stream in lines:
                 corpus.add(path, parser.parse(text), stream)
@@ -1594,6 +1595,10 @@ class Service:
                     self._prune_versions(target)
             except Exception:  # relearning must never take the daemon down
                 log.exception("periodic relearning failed; the current model keeps running")
+            finally:
+                # up to 100,000 lines and their parsed corpus: given back to the system, not kept by malloc
+                del lines, corpus
+                release_free_memory()
 
         self._relearn_thread = threading.Thread(target=work, name="lograven-relearn", daemon=True)
         self._relearn_started = time.monotonic()
