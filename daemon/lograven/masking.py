@@ -113,17 +113,33 @@ _LINE_MASKER: Masker | None = None
 LINE_PATTERN_CHARS = 512  # of a line, for its pattern (allowlist rules, de-duplication)
 
 
+REST = " <REST:"  # a long line's pattern: its first 512 characters masked, then this fingerprint of the rest
+_NUMBERISH = re.compile(r"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
+
+
 def line_pattern(line: str, masker: Masker | None = None) -> str:
     """A line as the message types mask it (numbers, hex values, addresses, ids and dates replaced,
-    whitespace normalised), cut to its first 512 characters: the identity of an unknown message for
-    allowlisting and de-duplication. `0x7f3a…` and `0x5521…` give the same pattern. `masker` is the
-    model's (with its `extra_masks`); without one, the built-in masks only."""
+    whitespace normalised): the identity of an unknown message for allowlisting and de-duplication.
+    `0x7f3a…` and `0x5521…` give the same pattern. `masker` is the model's (with its `extra_masks`);
+    without one, the built-in masks only.
+
+    Its first 512 characters are masked; of a longer line, the rest is fingerprinted with every run of
+    digits and hex digits as one value (cheap: an attacker's 64 KiB lines must not cost a full masking
+    each). Cut at 512 alone, a payload after the 512th character rode on an allowlist rule, or a
+    de-duplicated alert, made for the same start."""
     global _LINE_MASKER
     if masker is None:
         if _LINE_MASKER is None:
             _LINE_MASKER = Masker(cache_size=20_000)
         masker = _LINE_MASKER
-    return masker.mask_text(line[:LINE_PATTERN_CHARS])
+    head = masker.mask_text(line[:LINE_PATTERN_CHARS])
+    rest = line[LINE_PATTERN_CHARS:]
+    if not rest.strip():
+        return head
+    import hashlib
+
+    digest = hashlib.blake2b(" ".join(_NUMBERISH.sub("0", rest).split()).encode("utf-8", "replace"), digest_size=8)
+    return f"{head}{REST}{digest.hexdigest()}>"
 
 
 HOST = "<HOST>"
