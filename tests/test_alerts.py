@@ -655,12 +655,32 @@ def test_the_record_keeps_what_dedup_and_the_rate_limit_hold_back(tmp_path) -> N
     assert [(g["type_id"], g.get("suppressed")) for g in got] == [(100, None), (101, None), (102, None),
                                                                   (50, "rate_limit"), (5, None), (5, "dedup")]
     assert Alert.from_dict(got[-1]).suppressed == "dedup" and Alert.from_dict(got[0]).suppressed is None
-    # bounded: a storm of one message keeps RECORD_HELD_PER_MINUTE held alerts a minute in the record
+    # bounded: a storm of one message keeps one held alert a minute in the record, and distinct ones at most
+    # RECORD_HELD_PER_MINUTE a minute
+    clock.advance(3600)
+    router.submit([make_alert(type_id=7, offset=i) for i in range(500)])
+    held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got):]
+    assert [h.get("suppressed") for h in held] == [None, "dedup"]
     clock.advance(3600)
     n = AlertRouter.RECORD_HELD_PER_MINUTE
-    router.submit([make_alert(type_id=7, offset=i) for i in range(n + 50)])
-    held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got):]
-    assert len(held) == n + 1 and sum(h.get("suppressed") == "dedup" for h in held) == n
+    router.submit([make_alert(type_id=1000 + i) for i in range(n + 50)])
+    held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got) + 2:]
+    assert len(held) == n + 3 and sum(h.get("suppressed") == "rate_limit" for h in held) == n
+    router.close()
+
+
+def test_a_full_retry_queue_drops_held_back_alerts_first(tmp_path) -> None:
+    """While the record's sink fails, its queue holds sent and held-back alerts; when it overflows, the
+    held-back ones go first, so that the alerts that were sent are the last to be lost."""
+    clock, record = FakeClock(), RecordingSink(name="jsonl", required=True)
+    record.record = True
+    record.fail_with = SinkError("disk full")
+    router = AlertRouter([record], clock=clock, max_per_minute=2, dedup_window_seconds=0, retry_limit=5)
+    router.submit([make_alert(type_id=i) for i in range(2)])  # sent
+    router.submit([make_alert(type_id=10 + i) for i in range(6)])  # held back (rate limit)
+    queued = list(router._sinks[0].queue)
+    assert len(queued) == 5 and [a.type_id for a in queued][:2] == [0, 1]
+    assert [a.suppressed for a in queued] == [None, None, "rate_limit", "rate_limit", "rate_limit"]
     router.close()
 
 

@@ -472,23 +472,29 @@ def test_streams_without_a_line_for_stream_idle_seconds_are_forgotten(tmp_path, 
     from lograven.checkpoint import Checkpointer
     from lograven.generator import LogGenerator
 
+    import time
+
     svc, base, _ = _reloadable_service(tmp_path, bundle_dir, runtime={"stream_idle_seconds": 3600})
     det = svc.detector
-    det.clock = lambda: 10_000.0
+    now = round(time.time())
+    det.clock = lambda: now - 7200.0
     recs = [parse(x) for x in LogGenerator(seed=TRAIN_SEED).lines(40)]
     recs = [r for r in recs if det.types.classify(r.message)][:3]
     det.detect([("old", recs[0])])
-    det.clock = lambda: 20_000.0
+    det.clock = lambda: now - 60.0
     det.detect([("new", recs[1]), ("new", recs[2])])
     svc._dirty = True
     assert svc._checkpoint()
     state = Checkpointer(tmp_path / "state" / "checkpoint.json").load()
-    assert {k: v["at"] for k, v in state["streams"].items()} == {"old": 10_000.0, "new": 20_000.0}
+    assert {k: v["at"] for k, v in state["streams"].items()} == {"old": now - 7200.0, "new": now - 60.0}
     svc._release_lock()
+    # restarted a day later: the day stopped is not idleness (each stream keeps the idle time it had)
     again, _, _ = _reloadable_service(tmp_path, bundle_dir, runtime={"stream_idle_seconds": 3600})
-    again.detector.clock = lambda: 13_700.0
+    again.detector.clock = lambda: now + 86_400.0
+    state = again.checkpointer.load()
     again._restore_streams(state)
-    assert {k: s.at for k, s in again.detector.states.items()} == {"old": 10_000.0, "new": 13_700.0}  # never later than now
+    at = {k: s.at for k, s in again.detector.states.items()}
+    assert at["old"] == pytest.approx(now + 86_400 - 7200, abs=5) and at["new"] == pytest.approx(now + 86_400 - 60, abs=5)
     with caplog.at_level("INFO"):
         again._forget_idle_streams(0.0)
     assert list(again.detector.states) == ["new"] and again._dirty

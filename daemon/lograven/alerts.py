@@ -771,6 +771,7 @@ class AlertRouter:
         self._tokens = self.max_per_minute or 0.0
         self._tokens_at = clock()
         self._held_budget, self._held_at = float(self.RECORD_HELD_PER_MINUTE), clock()
+        self._held_keys: dict[tuple, float] = {}  # dedup key -> when one held back was last recorded
         if metrics is not None:
             for reason in SUPPRESS_REASONS:
                 metrics.alerts_suppressed.labels(reason=reason)
@@ -809,19 +810,28 @@ class AlertRouter:
             self._deliver(force=False)
             return self._durable()
 
-    #: At most this many alerts held back from sending are written to the record per minute (a storm of
-    #: one message would otherwise write every repeat); beyond it they are only counted, as before.
+    #: At most this many alerts held back from sending are written to the record per minute, and one per
+    #: de-duplication key and minute (a storm of one message would otherwise write every repeat, 600 MB
+    #: a day); beyond that they are only counted, as before. A flood of more distinct alerts than that
+    #: still hides what follows from the record: LogravenAlertsRateLimited says so.
     RECORD_HELD_PER_MINUTE = 600
+    HELD_PER_KEY_SECONDS = 60.0
 
     def _hold(self, alert: Alert, reason: str) -> bool:
         """Whether an alert held back for `reason` still goes to the record sinks (marked suppressed)."""
         now = self._clock()
+        key = alert.dedup_key()
+        if now - self._held_keys.get(key, -math.inf) < self.HELD_PER_KEY_SECONDS:
+            return False
+        if len(self._held_keys) > 20_000:
+            self._held_keys = {k: t for k, t in self._held_keys.items() if now - t < self.HELD_PER_KEY_SECONDS}
         self._held_budget = min(self.RECORD_HELD_PER_MINUTE,
                                 self._held_budget + max(0.0, now - self._held_at) * self.RECORD_HELD_PER_MINUTE / 60.0)
         self._held_at = now
         if self._held_budget < 1.0:
             return False
         self._held_budget -= 1.0
+        self._held_keys[key] = now
         alert.suppressed = reason
         return True
 
@@ -958,7 +968,18 @@ class AlertRouter:
         st.queue.extend(alerts)
         excess = len(st.queue) - self.retry_limit
         if excess > 0:
-            for _ in range(excess):
+            # the alerts held back from sending go first (oldest first), then the oldest sent ones
+            held = sum(1 for a in st.queue if a.suppressed)
+            if held:
+                cut = min(held, excess)
+                kept: deque[Alert] = deque()
+                for a in st.queue:
+                    if a.suppressed and cut:
+                        cut -= 1
+                    else:
+                        kept.append(a)
+                st.queue = kept
+            for _ in range(len(st.queue) - self.retry_limit):
                 st.queue.popleft()
             st.dropped_since_log += excess
             if self._metrics is not None:

@@ -48,6 +48,7 @@ class Checkpointer:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.corrupt_count = 0
+        self.saved_at: float | None = None  # wall-clock time the loaded checkpoint was written (load)
 
     def save(self, state: dict[str, Any], tick: Callable[[], None] = lambda: None) -> None:
         """Write `state` (JSON-serialisable) atomically; raise LogravenError if the disk is full or unwritable.
@@ -130,6 +131,9 @@ class Checkpointer:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             problem = f"not valid JSON ({exc})"
         if problem is None:
+            saved = document.get("saved_at")
+            self.saved_at = float(saved) if isinstance(saved, (int, float)) and not isinstance(saved, bool) \
+                and 0 < saved < 1e11 else None  # fmt: skip
             return document["state"]
         self._set_aside(problem)
         return None

@@ -267,7 +267,12 @@ class Detector:
         for k, st in states.items():
             h, seen = st[0], st[1]
             last = int(st[2]) if len(st) > 2 and st[2] is not None else 0
-            at = float(st[3]) if len(st) > 3 and isinstance(st[3], (int, float)) and math.isfinite(st[3]) else now
+            at = now
+            if len(st) > 3 and isinstance(st[3], (int, float)) and not isinstance(st[3], bool):
+                try:
+                    at = float(st[3]) if math.isfinite(float(st[3])) else now
+                except OverflowError:  # a 400-digit integer in a damaged checkpoint
+                    pass
             h = np.asarray(h, dtype=np.float32)
             if h.shape == shape and np.all(np.isfinite(h)):
                 self.states[k] = StreamState(h.copy(), int(seen), last if 0 < last <= self.seq.n_types_ else 0, min(at, now))

@@ -352,8 +352,8 @@ def source_warnings(cfg: Config) -> list[str]:
             out.append(
                 f"sources[{i}].paths: {', '.join(packed[:3])}{' …' if len(packed) > 3 else ''} "
                 f"{'is a compressed file' if len(packed) == 1 else 'are compressed files'} (rotated logs): lograven "
-                "reads them as text, which gives nonsense lines; narrow the pattern to the uncompressed files "
-                "(e.g. /var/log/app/*.log, not /var/log/app/*)"
+                "does not read them (nor the next ones the pattern will match); narrow the pattern to the "
+                "uncompressed files (e.g. /var/log/app/*.log, not /var/log/app/*)"
             )
         plain_text = [p for p in readable if p not in packed]
         if plain_text and (bad := _format_mismatch(plain_text[:3], src.format)) is not None:  # the files it reads
@@ -760,7 +760,8 @@ class Service:
         if not streams or state.get("model") != self.bundle.version:
             return
         try:
-            decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0)), v.get("at")) for k, v in streams.items()}
+            decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0)), self._restored_at(v.get("at")))
+                       for k, v in streams.items()}
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             log.warning("checkpoint: GRU states unreadable (%s); streams start fresh", e)
             self.metrics.checkpoint_corrupt.inc()
@@ -783,6 +784,18 @@ class Service:
                                                  self.detector.states[k].last)  # fmt: skip
                 if log_time == log_time:
                     self._stream_log_time[k] = log_time
+
+    def _restored_at(self, at: object) -> float | None:
+        """A stream's last-line time from the checkpoint, moved on by the time lograven was stopped: the
+        stop is not idleness (runtime.stream_idle_seconds), as stream ends count from the restart."""
+        saved = self.checkpointer.saved_at
+        if saved is None or not isinstance(at, (int, float)) or isinstance(at, bool):
+            return None  # now
+        try:
+            idle_before = max(0.0, saved - float(at))
+        except OverflowError:
+            return None
+        return self.detector.clock() - idle_before if math.isfinite(idle_before) else None
 
     def _note_restored_files(self) -> None:
         """Streams restored for files that are not followed now (deleted while lograven was stopped, or

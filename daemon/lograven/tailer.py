@@ -451,9 +451,12 @@ class FileWatcher:
             self.acked = max(self.acked, end)
 
     def close(self) -> None:
-        """Release the file descriptor."""
+        """Release the file descriptor (once: a number closed twice may be another file's by then)."""
+        if self.fd < 0:
+            return
+        fd, self.fd = self.fd, -1
         try:
-            os.close(self.fd)
+            os.close(fd)
         except OSError:
             pass
 
@@ -1133,6 +1136,12 @@ class Tailer:
             if not stat.S_ISREG(st.st_mode) or devino in self._by_devino:
                 os.close(fd)
                 return
+            kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)) if st.st_size else None
+            if kind is not None:  # found compressed at once (at start, or complete): not followed
+                os.close(fd)
+                self._not_text[devino] = (st.st_size, st.st_mtime_ns)
+                self._say_not_text(path, kind)
+                return
             fingerprint = self._fingerprinter.fingerprint(fd)
             offset, mid_line, acked = self._start_offset(path, fd, st)
         except OSError as exc:
@@ -1657,12 +1666,15 @@ class Tailer:
             return True
         st = os.fstat(watcher.fd)
         self._not_text[watcher.devino] = (st.st_size, st.st_mtime_ns)
-        if watcher.path not in self._not_text_said:
-            self._not_text_said.add(watcher.path)
-            log.warning("%s is a %s-compressed file (a rotated log the pattern matches?): not read. Give "
-                        "patterns that match the logs only (messages, not messages*)", watcher.path, kind)
+        self._say_not_text(watcher.path, kind)
         self._dropped.append(watcher)
         return False
+
+    def _say_not_text(self, path: str, kind: str) -> None:
+        if path not in self._not_text_said:
+            self._not_text_said.add(path)
+            log.warning("%s is a %s-compressed file (a rotated log the pattern matches?): not read. Give "
+                        "patterns that match the logs only (messages, not messages*)", path, kind)
 
     def _let_go_not_text(self) -> None:
         """Stop following the compressed files the last poll found (see _text_so_far)."""
@@ -1672,7 +1684,7 @@ class Tailer:
                     followed.remove(watcher)
             if self._by_devino.get(watcher.devino) is watcher:
                 del self._by_devino[watcher.devino]
-            watcher.close()
+            watcher.close()  # at most once (a draining one may have been closed in this poll)
         self._dropped.clear()
 
     def _note_read_error(self, watcher: FileWatcher, exc: OSError) -> None:
