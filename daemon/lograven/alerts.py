@@ -820,7 +820,9 @@ class AlertRouter:
     def _hold(self, alert: Alert, reason: str) -> bool:
         """Whether an alert held back for `reason` still goes to the record sinks (marked suppressed)."""
         now = self._clock()
-        key = alert.dedup_key()
+        # per message: the dedup key of a known type is its file, type and detectors, and two decoy lines
+        # of the type would otherwise use its minute up before the real line came
+        key = (*alert.dedup_key(), alert.line_pattern())
         if now - self._held_keys.get(key, -math.inf) < self.HELD_PER_KEY_SECONDS:
             return False
         if len(self._held_keys) > 20_000:
@@ -986,7 +988,8 @@ class AlertRouter:
                 self._metrics.alerts_dropped.labels(sink=st.sink.name).inc(excess)
             if self._logs.allow(f"drop:{st.sink.name}"):
                 log.error(
-                    "alert sink %s has been failing (%s); its retry queue is full (%d), dropped %d oldest alert(s)",
+                    "alert sink %s has been failing (%s); its retry queue is full (%d), dropped %d alert(s) "
+                    "(those held back from sending first, then the oldest)",
                     st.sink.name, st.last_error, self.retry_limit, st.dropped_since_log,
                 )
                 st.dropped_since_log = 0

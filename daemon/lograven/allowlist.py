@@ -35,7 +35,7 @@ from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
-from lograven.masking import HOST, REST, line_pattern
+from lograven.masking import HOST, line_pattern
 from lograven.osutil import read_limited
 
 log = logging.getLogger(__name__)
@@ -108,23 +108,14 @@ class Rule:
             return False
         return True
 
-    def _before_rest(self, pattern: str) -> str:
-        """A rule made before long lines' patterns had a fingerprint of their rest (REST) holds their first
-        512 characters only: an alert's pattern is compared without its fingerprint then."""
-        if REST in self.pattern or REST not in pattern:
-            return pattern
-        return pattern[: pattern.rindex(REST)]
-
     def _legacy_pattern_matches(self, a) -> bool:
         """A rule made before patterns masked the header's host name holds the host masked as a word
         (`web<N>`): the alert's pattern with its host put back so is compared (the rest of it is masked
         by the model's own masks, as the rule's was). Nothing to compare without <HOST> in it."""
-        if self._before_rest(a.line_pattern()) == self.pattern:
-            return True  # made before the fingerprint: its first 512 characters
         pattern = getattr(a, "pattern", None)
         if HOST in self.pattern or not pattern or HOST not in pattern or not getattr(a, "host", None):
             return False
-        return self._before_rest(pattern).replace(HOST, line_pattern(a.host), 1) == self.pattern
+        return pattern.replace(HOST, line_pattern(a.host), 1) == self.pattern
 
     def describe(self) -> str:
         parts = []

@@ -113,6 +113,7 @@ _LINE_MASKER: Masker | None = None
 LINE_PATTERN_CHARS = 512  # of a line, for its pattern (allowlist rules, de-duplication)
 
 
+REST_MASKED_CHARS = 4096  # of a long line, masked for its fingerprint (the rest: digits and hex collapsed)
 REST = " <REST:"  # a long line's pattern: its first 512 characters masked, then this fingerprint of the rest
 _NUMBERISH = re.compile(r"[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*")
 
@@ -123,10 +124,11 @@ def line_pattern(line: str, masker: Masker | None = None) -> str:
     `0x7f3a…` and `0x5521…` give the same pattern. `masker` is the model's (with its `extra_masks`);
     without one, the built-in masks only.
 
-    Its first 512 characters are masked; of a longer line, the rest is fingerprinted with every run of
-    digits and hex digits as one value (cheap: an attacker's 64 KiB lines must not cost a full masking
-    each). Cut at 512 alone, a payload after the 512th character rode on an allowlist rule, or a
-    de-duplicated alert, made for the same start."""
+    Its first 512 characters are masked; of a longer line, the rest is fingerprinted: masked as well up
+    to the 4,096th character, and beyond that with every run of digits and hex digits as one value
+    (cheap: an attacker's 64 KiB lines must not cost a full masking each). Cut at 512 alone, a payload
+    after the 512th character rode on an allowlist rule, or a de-duplicated alert, made for the same
+    start."""
     global _LINE_MASKER
     if masker is None:
         if _LINE_MASKER is None:
@@ -138,7 +140,9 @@ def line_pattern(line: str, masker: Masker | None = None) -> str:
         return head
     import hashlib
 
-    digest = hashlib.blake2b(" ".join(_NUMBERISH.sub("0", rest).split()).encode("utf-8", "replace"), digest_size=8)
+    near, far = rest[: REST_MASKED_CHARS - LINE_PATTERN_CHARS], rest[REST_MASKED_CHARS - LINE_PATTERN_CHARS :]
+    text = masker.mask_text(near) + " " + " ".join(_NUMBERISH.sub("0", far).split())
+    digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8)
     return f"{head}{REST}{digest.hexdigest()}>"
 
 

@@ -1141,6 +1141,11 @@ class Tailer:
                 os.close(fd)
                 self._not_text[devino] = (st.st_size, st.st_mtime_ns)
                 self._say_not_text(path, kind)
+                # readable, and not a file found at start: a text file later at this path is read whole
+                self._initial.discard(path)
+                self._unreadable.discard(path)
+                self._fd_waiting.discard(path)
+                self._stat(path).readable = True
                 return
             fingerprint = self._fingerprinter.fingerprint(fd)
             offset, mid_line, acked = self._start_offset(path, fd, st)
