@@ -1182,7 +1182,8 @@ def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle
 
 def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
     """Periodic relearning learns the lines that raised no alert; a blank line is one, and teaches nothing
-    (a soak's relearn learned a message type with an empty template from them)."""
+    (a soak's relearn learned a message type with an empty template from them). And a batch of very long
+    lines gives the memory it took back to the system."""
     from conftest import TRAIN_SEED
     from lograven.bundle import load_bundle
     from lograven.generator import LogGenerator
@@ -1207,9 +1208,23 @@ def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
         for data in lines:
             batch.append(_Item(0, RawLine(str(log), "1:2:ab", off, off + len(data) + 1, data, False)))
             off += len(data) + 1
-        svc._process(batch)
-        kept = [text for _, _, text, _ in svc._relearn_buffer.take()]
-        assert len(kept) >= 20 and all(text.strip() for text in kept)  # (the rest: lines that alerted)
+        trims = []
+        import lograven.service as service_mod
+
+        real_trim = service_mod.release_free_memory
+        service_mod.release_free_memory = lambda: trims.append(1) or True
+        try:
+            svc._process(batch)
+            kept = [text for _, _, text, _ in svc._relearn_buffer.take()]
+            assert len(kept) >= 20 and all(text.strip() for text in kept)  # (the rest: lines that alerted)
+            assert trims == []  # an ordinary batch keeps its memory
+            # a batch of very long lines gives the heap it grew back (it stayed 250 MB above idle)
+            long = (" ".join(f"w{i % 977}x" for i in range(12_000))).encode()[:65_000]
+            svc._process([_Item(0, RawLine(str(log), "1:2:ab", off + i * 70_000, off + (i + 1) * 70_000, long, True))
+                          for i in range(70)])  # fmt: skip
+            assert trims == [1]
+        finally:
+            service_mod.release_free_memory = real_trim
     finally:
         for s in svc._sources:
             s.tailer.close()
