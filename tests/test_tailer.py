@@ -206,6 +206,7 @@ def test_compressed_files_a_pattern_matches_are_not_read(tmp_path: Path, caplog:
         # messages.2.gz was compressed when opened and never followed
         assert len(opened) == 3, [r.getMessage() for r in opened]
         assert str(tmp_path / "messages.2.gz") not in json.dumps(tailer.positions())
+        assert not any(p.endswith((".gz", ".bz2")) for p in tailer.stats())  # no series for them on /metrics
         # a text file later at the path of one compressed at start is read whole (not from its end)
         (tmp_path / "messages.4.gz").unlink()
         (tmp_path / "messages.4.gz").write_bytes(b"fresh line\n")

@@ -1145,7 +1145,7 @@ class Tailer:
                 self._initial.discard(path)
                 self._unreadable.discard(path)
                 self._fd_waiting.discard(path)
-                self._stat(path).readable = True
+                self._stats.pop(path, None)  # not a followed file: no series on /metrics
                 return
             fingerprint = self._fingerprinter.fingerprint(fd)
             offset, mid_line, acked = self._start_offset(path, fd, st)
@@ -1690,6 +1690,8 @@ class Tailer:
             if self._by_devino.get(watcher.devino) is watcher:
                 del self._by_devino[watcher.devino]
             watcher.close()  # at most once (a draining one may have been closed in this poll)
+            if not any(w.path == watcher.path for w in self._live + self._draining):
+                self._stats.pop(watcher.path, None)  # not a followed file: no series on /metrics
         self._dropped.clear()
 
     def _note_read_error(self, watcher: FileWatcher, exc: OSError) -> None:
