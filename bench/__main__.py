@@ -39,6 +39,7 @@ BENCHMARKS = {
     "idle": "idle",
     "restart_memory": "restart_memory",
     "plugin": "plugin",
+    "long_lines": "long_lines",
     "latency": "latency",
 }
 
