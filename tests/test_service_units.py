@@ -1357,7 +1357,7 @@ def test_a_failing_checkpoint_is_said_at_once_then_every_10_minutes(tmp_path, mo
 
 def test_a_glob_over_compressed_rotated_logs_is_said_as_such(tmp_path, training_log) -> None:
     """`/var/log/app/*` also matches app.log.2.gz: check said its lines "do not match format", as if the
-    format were wrong; it is a compressed file, which lograven reads as text."""
+    format were wrong; it is a compressed file, which lograven does not read."""
     import bz2
     import gzip
 
@@ -1369,6 +1369,7 @@ def test_a_glob_over_compressed_rotated_logs_is_said_as_such(tmp_path, training_
     warnings = source_warnings(parse_config({"sources": [{"paths": [str(tmp_path / "*")]}]}))
     [said] = [w for w in warnings if "compressed" in w]
     assert said.startswith(f"sources[0].paths: {tmp_path / 'app.log.2.gz'}, {tmp_path / 'app.log.3.bz2'} are compressed files")
+    assert "does not read them" in said
     assert not [w for w in warnings if ".format:" in w]  # the text file has the right format
     assert not source_warnings(parse_config({"sources": [{"paths": [str(tmp_path / "*.log")]}]}))
 

@@ -352,8 +352,9 @@ def source_warnings(cfg: Config) -> list[str]:
             out.append(
                 f"sources[{i}].paths: {', '.join(packed[:3])}{' …' if len(packed) > 3 else ''} "
                 f"{'is a compressed file' if len(packed) == 1 else 'are compressed files'} (rotated logs): lograven "
-                "does not read them (nor the next ones the pattern will match); narrow the pattern to the "
-                "uncompressed files (e.g. /var/log/app/*.log, not /var/log/app/*)"
+                f"does not read {'it' if len(packed) == 1 else 'them'} (nor the compressed ones the pattern will "
+                "match later); narrow the pattern to the uncompressed files (e.g. /var/log/app/*.log, not "
+                "/var/log/app/*)"
             )
         plain_text = [p for p in readable if p not in packed]
         if plain_text and (bad := _format_mismatch(plain_text[:3], src.format)) is not None:  # the files it reads
