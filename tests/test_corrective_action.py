@@ -473,6 +473,8 @@ def test_a_long_unknown_line_is_identified_by_all_of_it(tmp_path):
     al.add(rule_from_alert(benign.to_dict()))
     al._checked = 0
     assert al.matches(again) and not al.matches(evil)
+    shown = al.rules[0].describe()  # `allow --list`: the start and the fingerprint, so long-line rules differ
+    assert REST in shown and shown.count("static/") < 10 and ">'" in shown
     uuid = _alert(line=start + "request 123e4567-e89b-42d3-a456-426614174000 done")
     assert line_pattern(uuid.line) == line_pattern(uuid.line.replace("123e4567-e89b-42d3-a456-426614174000",
                                                                      "9f0c2b1a-dcba-4e21-bfed-0a1b2c3d4e5f"))

@@ -35,7 +35,7 @@ from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
-from lograven.masking import HOST, line_pattern
+from lograven.masking import HOST, REST, line_pattern
 from lograven.osutil import read_limited
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,10 @@ class Rule:
         elif self.type_id is not None:
             parts.append("unknown messages" if self.type_id == -1 else f"type {self.type_id}")
         if self.pattern is not None or self.shape is not None:
-            parts.append(f"like {(self.pattern or self.shape or '')[:60]!r}")
+            like = self.pattern or self.shape or ""
+            if self.pattern and REST in self.pattern:  # a long line: its start, and the fingerprint of the rest
+                like = like[:48] + " …" + like[like.rindex(REST):]
+            parts.append(f"like {like[:90]!r}")
         if self.detector == STREAM_END:
             parts.append("stream ended after it")
         elif self.detector:
