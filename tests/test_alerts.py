@@ -655,22 +655,28 @@ def test_the_record_keeps_what_dedup_and_the_rate_limit_hold_back(tmp_path) -> N
     assert [(g["type_id"], g.get("suppressed")) for g in got] == [(100, None), (101, None), (102, None),
                                                                   (50, "rate_limit"), (5, None), (5, "dedup")]
     assert Alert.from_dict(got[-1]).suppressed == "dedup" and Alert.from_dict(got[0]).suppressed is None
-    # bounded: a storm of one message keeps one held alert a minute in the record, and distinct ones at most
-    # RECORD_HELD_PER_MINUTE a minute
+    # bounded: a storm of one message keeps HELD_PER_MESSAGE held alerts a minute in the record, and distinct
+    # ones at most RECORD_HELD_PER_MINUTE a minute
+    k = AlertRouter.HELD_PER_MESSAGE
     clock.advance(3600)
     router.submit([make_alert(type_id=7, offset=i) for i in range(500)])
     held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got):]
-    assert [h.get("suppressed") for h in held] == [None, "dedup"]
-    # two decoy lines of a type within the minute do not hide a third, other line of it from the record
+    assert [h.get("suppressed") for h in held] == [None] + ["dedup"] * k
+    clock.advance(61)
+    router.submit([make_alert(type_id=7, offset=i) for i in range(5)])  # a new minute
+    got += [None] * (k + 1 + 5)
+    # decoy lines that mask like the real one (another address) do not keep it out of the record
     clock.advance(3600)
-    router.submit([make_alert(type_id=8, line=f"decoy {i}") for i in range(3)] + [make_alert(type_id=8, line="REAL root")])
-    lines = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got) + 2:]
-    assert [x["line"] for x in lines] == ["decoy 0", "decoy 1", "REAL root"]  # decoy 2 is decoy 1's message again
-    got += [None] * 3
+    decoys = [make_alert(type_id=8, line=f"Accepted password for root from 10.9.9.{i}") for i in range(3)]
+    router.submit([*decoys, make_alert(type_id=8, line="Accepted password for root from 203.0.113.66")])
+    lines = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got):]
+    assert [x["line"].rsplit(" ", 1)[1] for x in lines] == ["10.9.9.0", "10.9.9.1", "10.9.9.2", "203.0.113.66"]
+    assert [x.get("suppressed") for x in lines] == [None, "dedup", "dedup", "dedup"]
+    got += [None] * 4
     clock.advance(3600)
     n = AlertRouter.RECORD_HELD_PER_MINUTE
     router.submit([make_alert(type_id=1000 + i) for i in range(n + 50)])
-    held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got) + 2:]
+    held = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()][len(got):]
     assert len(held) == n + 3 and sum(h.get("suppressed") == "rate_limit" for h in held) == n
     router.close()
 

@@ -771,7 +771,7 @@ class AlertRouter:
         self._tokens = self.max_per_minute or 0.0
         self._tokens_at = clock()
         self._held_budget, self._held_at = float(self.RECORD_HELD_PER_MINUTE), clock()
-        self._held_keys: dict[tuple, float] = {}  # dedup key -> when one held back was last recorded
+        self._held_keys: dict[tuple, list] = {}  # message -> [start of its minute, held alerts recorded in it]
         if metrics is not None:
             for reason in SUPPRESS_REASONS:
                 metrics.alerts_suppressed.labels(reason=reason)
@@ -810,11 +810,13 @@ class AlertRouter:
             self._deliver(force=False)
             return self._durable()
 
-    #: At most this many alerts held back from sending are written to the record per minute, and one per
-    #: de-duplication key and minute (a storm of one message would otherwise write every repeat, 600 MB
-    #: a day); beyond that they are only counted, as before. A flood of more distinct alerts than that
-    #: still hides what follows from the record: LogravenAlertsRateLimited says so.
+    #: At most this many alerts held back from sending are written to the record per minute, and
+    #: HELD_PER_MESSAGE of one message (its masked line) a minute: a storm of one message would otherwise
+    #: write every repeat (600 MB a day), while with one a minute two decoy lines that mask like the real
+    #: one (another source address) kept it out. Beyond that they are only counted, as before. A flood
+    #: of more distinct alerts still hides what follows from the record: LogravenAlertsRateLimited says so.
     RECORD_HELD_PER_MINUTE = 600
+    HELD_PER_MESSAGE = 20
     HELD_PER_KEY_SECONDS = 60.0
 
     def _hold(self, alert: Alert, reason: str) -> bool:
@@ -823,17 +825,21 @@ class AlertRouter:
         # per message: the dedup key of a known type is its file, type and detectors, and two decoy lines
         # of the type would otherwise use its minute up before the real line came
         key = (*alert.dedup_key(), alert.line_pattern())
-        if now - self._held_keys.get(key, -math.inf) < self.HELD_PER_KEY_SECONDS:
+        minute = self._held_keys.get(key)
+        if minute is not None and now - minute[0] < self.HELD_PER_KEY_SECONDS and minute[1] >= self.HELD_PER_MESSAGE:
             return False
         if len(self._held_keys) > 20_000:
-            self._held_keys = {k: t for k, t in self._held_keys.items() if now - t < self.HELD_PER_KEY_SECONDS}
+            self._held_keys = {k: m for k, m in self._held_keys.items() if now - m[0] < self.HELD_PER_KEY_SECONDS}
         self._held_budget = min(self.RECORD_HELD_PER_MINUTE,
                                 self._held_budget + max(0.0, now - self._held_at) * self.RECORD_HELD_PER_MINUTE / 60.0)
         self._held_at = now
         if self._held_budget < 1.0:
             return False
         self._held_budget -= 1.0
-        self._held_keys[key] = now
+        if minute is None or now - minute[0] >= self.HELD_PER_KEY_SECONDS:
+            self._held_keys[key] = [now, 1]
+        else:
+            minute[1] += 1
         alert.suppressed = reason
         return True
 
