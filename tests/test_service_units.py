@@ -495,13 +495,15 @@ def test_streams_without_a_line_for_stream_idle_seconds_are_forgotten(tmp_path, 
     again._restore_streams(state)
     at = {k: s.at for k, s in again.detector.states.items()}
     assert at["old"] == pytest.approx(now + 86_400 - 7200, abs=5) and at["new"] == pytest.approx(now + 86_400 - 60, abs=5)
+    again._forget_idle_streams(again._last_idle_check + 1)  # not yet a minute since the last check
+    assert set(again.detector.states) == {"old", "new"}
     with caplog.at_level("INFO"):
-        again._forget_idle_streams(0.0)
+        again._forget_idle_streams(again._last_idle_check + again.IDLE_CHECK_SECONDS)  # a check is due
     assert list(again.detector.states) == ["new"] and again._dirty
     assert "forgot the GRU state of 1 stream(s) without a line for 3600 s" in caplog.text
     again.cfg = parse_config({**base, "runtime": {"stream_idle_seconds": 0}})  # 0 keeps them
     again.detector.clock = lambda: 1e9
-    again._forget_idle_streams(0.0)
+    again._forget_idle_streams(again._last_idle_check + again.IDLE_CHECK_SECONDS)
     assert list(again.detector.states) == ["new"]
     again._release_lock()
 

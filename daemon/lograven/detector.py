@@ -77,6 +77,14 @@ def predicting_state(seen, window: int):
     return (hist1 > hist0).astype(np.int64)
 
 
+def predicting_state_one(seen: int, window: int) -> int:
+    """predicting_state for one int, without numpy (a line alone: Detector._sequence_one)."""
+    half = window // 2
+    hist0 = (seen - 1) % window + 1 if seen > window else seen + 1
+    hist1 = seen if seen <= half else (seen - 1 - half) % window + 1
+    return int(hist1 > hist0)
+
+
 @dataclass(slots=True)
 class StreamEnd:
     """What the sequence detector says about a stream that ended (see Detector.end_streams)."""
@@ -447,9 +455,7 @@ class Detector:
                 last = type_ids[i]
             s.last = last
             s.at = now
-        while len(self.states) > self.settings.max_streams:
-            self.states.popitem(last=False)
-            self.streams_evicted += 1
+        self._evict_streams()
         H = np.stack([s.h for s in states])  # (S, 2, U)
         seen = np.array([s.seen for s in states], dtype=np.int64)
         lines = [by_stream[k] for k in names]
@@ -525,18 +531,13 @@ class Detector:
             self.states[k] = s
         else:
             self.states.move_to_end(k)
-        while len(self.states) > self.settings.max_streams:
-            self.states.popitem(last=False)
-            self.streams_evicted += 1
+        self._evict_streams()
         t = type_ids[i]
         prev[i] = s.last
         s.last = t
         s.at = self.clock()
         n = s.seen
-        half = W // 2  # predicting_state, on one int
-        hist0 = (n - 1) % W + 1 if n > W else n + 1
-        hist1 = n if n <= half else (n - 1 - half) % W + 1
-        pick = int(hist1 > hist0)
+        pick = predicting_state_one(n, W)
         h = s.h.copy()
         row_h = h[pick].copy()
         if n > 0 and n % W == 0:
@@ -553,11 +554,14 @@ class Detector:
         seq_rank[i] = int((probs[0, 1:] > p).sum()) + 1
         if seq.params.stream_end:
             end_first[i] = bool(probs[0, END] > p)
-        k = min(self.settings.expected, probs.shape[1] - 1)
-        if k > 0:
-            types = probs[0, 1:]
-            top = np.argpartition(-types, k - 1)[:k].tolist()
-            expected[i] = sorted(((j + 1, float(types[j])) for j in top), key=lambda x: (-x[1], x[0]))
+        if self.settings.expected > 0:
+            expected[i] = self._top_types(probs)[0]
+
+    def _evict_streams(self) -> None:
+        """Past settings.max_streams, forget the least recently seen streams."""
+        while len(self.states) > self.settings.max_streams:
+            self.states.popitem(last=False)
+            self.streams_evicted += 1
 
     def _top_types(self, probs: np.ndarray) -> list[list[tuple[int, float]]]:
         """The most probable next types (class 0, a stream's end, is not a type), most likely first."""
@@ -565,9 +569,12 @@ class Detector:
         k = min(self.settings.expected, types.shape[1])
         if k <= 0:
             return [[] for _ in range(len(probs))]
+        if len(probs) == 1:  # a line alone (plugin mode): the row functions below cost more than the selection
+            top1 = np.argpartition(-types[0], k - 1)[:k].tolist()
+            return [sorted(((j + 1, float(types[0, j])) for j in top1), key=lambda x: (-x[1], x[0]))]
         top = np.argpartition(-types, k - 1, axis=1)[:, :k]
         topp = np.take_along_axis(types, top, axis=1)
-        o = np.lexsort((top, -topp), axis=1)  # most probable first; equal ones by type id (as _sequence_one)
+        o = np.lexsort((top, -topp), axis=1)  # most probable first; equal ones by type id (as one row above)
         top = np.take_along_axis(top, o, axis=1) + 1
         topp = np.take_along_axis(topp, o, axis=1)
         return [list(zip(t, p)) for t, p in zip(top.tolist(), topp.tolist())]

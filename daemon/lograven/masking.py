@@ -6,6 +6,7 @@ digits are noise a model cannot predict.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -138,8 +139,6 @@ def line_pattern(line: str, masker: Masker | None = None) -> str:
     rest = line[LINE_PATTERN_CHARS:]
     if not rest.strip():
         return head
-    import hashlib
-
     near, far = rest[: REST_MASKED_CHARS - LINE_PATTERN_CHARS], rest[REST_MASKED_CHARS - LINE_PATTERN_CHARS :]
     text = masker.mask_text(near) + " " + " ".join(_NUMBERISH.sub("0", far).split())
     digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8)

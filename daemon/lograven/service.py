@@ -1134,8 +1134,7 @@ class Service:
             self._last_stats = now
             self._export_file_stats()
             self._end_idle_streams(now)
-        if now - self._last_idle_check >= self.IDLE_CHECK_SECONDS:
-            self._forget_idle_streams(now)
+        self._forget_idle_streams(now)
         if now >= self._metrics_retry_at:
             self._retry_metrics(now)
         if self._checkpoint_due(now):
@@ -1165,19 +1164,19 @@ class Service:
         self._metrics_retry_at = float("inf")
 
     def _forget_idle_streams(self, now: float) -> None:
-        """Forget the GRU states of streams without a line for runtime.stream_idle_seconds (never before
-        twice detectors.sequence.stream_end_after, so that a session's end is judged first)."""
+        """Every IDLE_CHECK_SECONDS: forget the GRU states of streams without a line for
+        runtime.stream_idle_seconds (never before twice detectors.sequence.stream_end_after, so that a
+        session's end is judged first)."""
+        if now - self._last_idle_check < self.IDLE_CHECK_SECONDS:
+            return
         self._last_idle_check = now
         idle = self.cfg.runtime.stream_idle_seconds
         if not idle or self.detector is None:
             return
         idle = max(idle, 2 * self.cfg.detectors.sequence.stream_end_after)
         gone = self.detector.forget_idle(self.detector.clock() - idle)  # the clock its streams were stamped with
-        for k in gone:
-            self._stream_last.pop(k, None)
-            self._stream_log_time.pop(k, None)
+        self._forgot_streams(gone)
         if gone:
-            self._dirty = True
             log.info("forgot the GRU state of %d stream(s) without a line for %g s (runtime.stream_idle_seconds); "
                      "%d kept", len(gone), idle, len(self.detector.states))
 
@@ -1268,11 +1267,17 @@ class Service:
         drop = [k for k in states if k in paths or (k not in followed and k.rpartition(":")[0] in paths)]
         for k in drop:
             del states[k]
+        self._forgot_streams(drop)
+        if drop:
+            log.debug("forgot the sequence state of %d stream(s) of %d file(s) no longer followed", len(drop), len(paths))
+
+    def _forgot_streams(self, keys: list[str]) -> None:
+        """What the service keeps per stream beside its GRU state goes with it; the checkpoint is due."""
+        for k in keys:
             self._stream_last.pop(k, None)
             self._stream_log_time.pop(k, None)
-        if drop:
+        if keys:
             self._dirty = True
-            log.debug("forgot the sequence state of %d stream(s) of %d file(s) no longer followed", len(drop), len(paths))
 
     # -------------------------------------------------------- checkpoint
     def _stream_entry(self, k: str, h, seen: int, last: int, at: float = 0.0) -> dict:
@@ -1505,8 +1510,7 @@ class Service:
                 self._do_reload()
             elif now - self._last_model_check >= 2.0:
                 self._follow_current_version(now)
-            if now - self._last_idle_check >= self.IDLE_CHECK_SECONDS:
-                self._forget_idle_streams(now)
+            self._forget_idle_streams(now)
             if self._checkpoint_due(now):
                 self._checkpoint()  # the streams' GRU states: rsyslog may kill a plugin that is slow to stop
             src = self.cfg.sources[0]  # a reload may have changed its format or stream, or the tag

@@ -273,6 +273,12 @@ class Fingerprinter:
         return hashlib.sha256(head).hexdigest()
 
 
+def _tells_text(head: bytes) -> bool:
+    """Whether a file's first bytes, not those of a compressed file (compression_of), are enough to say
+    it is not one: COMPRESSION_MAGIC_BYTES of them, or a whole first line."""
+    return len(head) >= COMPRESSION_MAGIC_BYTES or b"\n" in head
+
+
 def _processed_end(watcher: FileWatcher, processed: Mapping[str, int]) -> int | None:
     """How far the caller processed this file's current generation, when past its acknowledged offset."""
     ends = [processed[i] for i in watcher.ids if i in processed]
@@ -1136,11 +1142,11 @@ class Tailer:
             if not stat.S_ISREG(st.st_mode) or devino in self._by_devino:
                 os.close(fd)
                 return
-            kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)) if st.st_size else None
+            head = os.pread(fd, COMPRESSION_MAGIC_BYTES, 0) if st.st_size else b""
+            kind = compression_of(head)
             if kind is not None:  # found compressed at once (at start, or complete): not followed
                 os.close(fd)
-                self._not_text[devino] = (st.st_size, st.st_mtime_ns)
-                self._say_not_text(path, kind)
+                self._not_text_found(path, st, kind)
                 # readable, and not a file found at start: a text file later at this path is read whole
                 self._initial.discard(path)
                 self._unreadable.discard(path)
@@ -1160,6 +1166,7 @@ class Tailer:
         self._fd_waiting.discard(path)
         self._stat(path).readable = True
         watcher = FileWatcher(path, fd, st, fingerprint, offset, self.max_line_bytes)
+        watcher.text_checked = _tells_text(head)  # its first read needs no second look at its head
         watcher.mid_line = mid_line
         if acked is not None:
             watcher.acked = acked  # read further than acknowledged (a reload): the rest is acknowledged later
@@ -1665,17 +1672,15 @@ class Tailer:
         head = os.pread(watcher.fd, COMPRESSION_MAGIC_BYTES, 0)
         kind = compression_of(head)
         if kind is None:
-            if len(head) < COMPRESSION_MAGIC_BYTES and b"\n" not in head:
-                return False  # too few bytes to tell (bzip2 needs 10): wait for more
-            watcher.text_checked = True
-            return True
-        st = os.fstat(watcher.fd)
-        self._not_text[watcher.devino] = (st.st_size, st.st_mtime_ns)
-        self._say_not_text(watcher.path, kind)
+            watcher.text_checked = _tells_text(head)
+            return watcher.text_checked  # else too few bytes to tell (bzip2 needs 10): wait for more
+        self._not_text_found(watcher.path, os.fstat(watcher.fd), kind)
         self._dropped.append(watcher)
         return False
 
-    def _say_not_text(self, path: str, kind: str) -> None:
+    def _not_text_found(self, path: str, st: os.stat_result, kind: str) -> None:
+        """A compressed file at `path`: not opened again while unchanged, and said once per path."""
+        self._not_text[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns)
         if path not in self._not_text_said:
             self._not_text_said.add(path)
             log.warning("%s is a %s-compressed file (a rotated log the pattern matches?): not read. Give "
