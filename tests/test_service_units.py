@@ -1182,6 +1182,39 @@ def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle
         svc._release_lock()
 
 
+def test_an_unterminated_line_is_scored_after_runtime_unterminated_line_seconds_and_counted(tmp_path, bundle_dir) -> None:
+    from lograven.bundle import load_bundle
+
+    log = tmp_path / "a.log"
+    log.write_text("")
+    cfg = parse_config({"state_dir": str(tmp_path / "state"), "sources": [{"paths": [str(log)]}],
+                        "metrics": {"enabled": False}, "runtime": {"unterminated_line_seconds": 2},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
+    svc.router = build_router(cfg, svc.metrics)
+    svc._open_sources(cfg, {})
+    try:
+        tailer = svc._sources[0].tailer
+        assert tailer.unterminated_after == 2
+        clock = [100.0]
+        tailer._clock = lambda: clock[0]
+        with open(log, "ab") as f:
+            f.write(b"Jun  9 07:00:00 web01 kernel: /dev/sdz9 out of diskspace")
+        assert tailer.poll() == []
+        clock[0] += 2
+        (line,) = tailer.poll()
+        assert line.data.endswith(b"out of diskspace")
+        svc._export_file_stats()
+        assert f'lograven_lines_unterminated_total{{file="{log}"}} 1.0' in svc.metrics.exposition().decode()
+    finally:
+        for s in svc._sources:
+            s.tailer.close()
+        svc.router.close()
+        svc._release_lock()
+
+
 def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
     """Periodic relearning learns the lines that raised no alert; a blank line is one, and teaches nothing
     (a soak's relearn learned a message type with an empty template from them). And a batch of very long

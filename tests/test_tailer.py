@@ -80,6 +80,78 @@ def test_partial_line_is_held_back_until_its_newline(tmp_path: Path) -> None:
         assert tailer.stats()[str(log)].offset == 14
 
 
+def test_an_idle_unterminated_line_is_handed_out_and_does_not_swallow_the_next_writers_line(tmp_path: Path) -> None:
+    """A line left without its newline (a writer that died mid-line, or one with write access leaving it open
+    on purpose) was joined to the next writer's line, hiding that line inside a garbled one. After
+    `unterminated_after` seconds without a new byte it is handed out as it is."""
+    log = tmp_path / "messages"
+    log.write_bytes(b"")
+    clock = [100.0]
+    with make([log], unterminated_after=5.0) as tailer:
+        tailer._clock = lambda: clock[0]
+        append(log, b"one\nlure")
+        assert texts(tailer.poll()) == [b"one"]
+        clock[0] += 4.9
+        assert tailer.poll() == []  # not idle long enough
+        append(log, b"-more")  # it grows: the wait starts again
+        assert tailer.poll() == []
+        clock[0] += 4.9
+        assert tailer.poll() == []
+        clock[0] += 0.1
+        (held,) = tailer.poll()
+        assert (held.data, held.offset, held.end, held.truncated) == (b"lure-more", 4, 13, False)
+        assert tailer.poll() == []  # once
+        append(log, b"Jun  9 07:00:00 web01 sshd[1]: Accepted password for root\n")
+        (real,) = tailer.poll()
+        assert real.data.startswith(b"Jun  9") and real.offset == 13  # a line of its own
+        stats = tailer.stats()[str(log)]
+        assert (stats.lines, stats.unterminated_lines, stats.offset) == (3, 1, log.stat().st_size)
+        ack_all(tailer, [held, real])
+        assert tailer.positions()[str(log)]["offset"] == log.stat().st_size
+
+
+def test_an_unterminated_line_is_not_handed_out_without_the_option_or_past_max_lines(tmp_path: Path) -> None:
+    log = tmp_path / "messages"
+    log.write_bytes(b"")
+    clock = [100.0]
+    with make([log]) as waits, make([log], unterminated_after=1.0) as flushes:
+        waits._clock = flushes._clock = lambda: clock[0]
+        append(log, b"a\nb\npart")
+        assert texts(waits.poll()) == [b"a", b"b"]
+        assert texts(flushes.poll(max_lines=1)) == [b"a"]
+        clock[0] += 1000
+        assert waits.poll() == []  # 0: waits for the newline however long it takes
+        assert texts(flushes.poll(max_lines=1)) == [b"b"]  # the budget goes to complete lines first
+        assert texts(flushes.poll(max_lines=0)) == []
+        assert flushes.poll(max_lines=1) == []  # "part" is read only now: idle from now on
+        clock[0] += 1
+        assert texts(flushes.poll(max_lines=1)) == [b"part"]
+        append(log, b"ial\n")
+        assert texts(waits.poll()) == [b"partial"]
+        assert texts(flushes.poll()) == [b"ial"]  # what came after the cut is a line of its own
+
+
+def test_an_unterminated_line_past_max_line_bytes_is_cut_and_skipped_lines_stay_skipped(tmp_path: Path) -> None:
+    log = tmp_path / "messages"
+    log.write_bytes(b"")
+    clock = [100.0]
+    with make([log], unterminated_after=1.0, max_line_bytes=300,
+              skip_predicate=lambda data: data.startswith(b"own")) as tailer:
+        tailer._clock = lambda: clock[0]
+        append(log, b"x" * 1000)
+        assert tailer.poll() == []
+        clock[0] += 1
+        (cut,) = tailer.poll()
+        assert (len(cut.data), cut.truncated, cut.end) == (300, True, 1000)
+        append(log, b"own alert, unterminated")
+        assert tailer.poll() == []
+        clock[0] += 1
+        assert tailer.poll() == []
+        stats = tailer.stats()[str(log)]
+        assert (stats.lines, stats.skipped_lines, stats.unterminated_lines, stats.truncated_lines) == (1, 1, 1, 1)
+        assert stats.offset == log.stat().st_size
+
+
 def test_long_line_is_truncated_streamed_and_the_next_lines_are_intact(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
@@ -260,18 +332,19 @@ def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
         writer.write(b"2\n")
         os.rename(log, tmp_path / "app.log.1")
         writer.write(b"3\n")  # after the rename, before the tailer notices
-        writer.write(b"4-partial")  # never completed: not a line
+        writer.write(b"4-partial")  # never completed: the rotated file's last line, handed out when let go
         writer.close()
         log.write_bytes(b"5\n")
         lines = tailer.poll()
-        assert texts(lines) == [b"2", b"3", b"5"]
+        assert texts(lines) == [b"2", b"3", b"4-partial", b"5"]
         assert {line.path for line in lines} == {str(log)}
-        assert lines[0].file_id != lines[2].file_id
+        assert lines[0].file_id != lines[3].file_id
         # the rotated file's lines say where they are now, so that file:offset can be followed
-        assert [line.read_from for line in lines] == [str(tmp_path / "app.log.1")] * 2 + [None]
+        assert [line.read_from for line in lines] == [str(tmp_path / "app.log.1")] * 3 + [None]
         assert (tmp_path / "app.log.1").read_bytes()[lines[1].offset : lines[1].end] == b"3\n"
+        assert (lines[2].offset, lines[2].end) == (6, 15)  # to the end of the file: no newline
         stats = tailer.stats()[str(log)]
-        assert stats.rotations == 1 and stats.lines == 4
+        assert stats.rotations == 1 and stats.lines == 5 and stats.unterminated_lines == 1
         assert tailer._draining == []  # rotate_wait=0: closed once drained
         # but checkpointed until its lines are acknowledged, so that a restart reads them again
         (rotated,) = tailer.positions()[str(log)]["rotated"]
@@ -279,7 +352,7 @@ def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
         assert rotated["read_from"] == str(tmp_path / "app.log.1")
         ack_all(tailer, lines)
         assert tailer.positions() == {
-            str(log): {"file_id": lines[2].file_id, "offset": 2, "fingerprint_len": 2}
+            str(log): {"file_id": lines[3].file_id, "offset": 2, "fingerprint_len": 2}
         }
 
 
@@ -1729,7 +1802,26 @@ class TailerModel(RuleBasedStateMachine):
             missing = [n for n, line in self.by_seq.items() if line.complete and line.required and not line.received]
             assert not missing, f"lines never read: {missing}"
 
+    def _unterminated(self, raw: RawLine) -> bool:
+        """Whether `raw` is the line being written in a file the tailer let go (rotated out of the patterns
+        or deleted), handed out as far as it was written: a file it lets go has no later bytes read."""
+        dev, ino, _ = raw.file_id.split(":")
+        for mfile in self.files:
+            if mfile.devino != (int(dev), int(ino)) or mfile.partial is None:
+                continue
+            written = mfile.partial.data[: mfile.partial_written]
+            if raw.end - raw.offset != len(written) or raw.data != written[:MAX_LINE]:
+                return False
+            assert not self._in_patterns(mfile), f"unterminated line of a followed file handed out: {raw!r}"
+            assert raw.path in mfile.names and raw.truncated == (len(written) > MAX_LINE)
+            assert mfile.partial.seq > mfile.last_seq, f"out of order in {mfile.name}: {raw!r}"
+            mfile.partial.required = False  # its rest, if ever written, is in a file no longer read
+            return True
+        return False
+
     def _check_line(self, raw: RawLine) -> None:
+        if self._unterminated(raw):
+            return
         assert raw.data[:1] == b"L" and raw.data[7:8] == b"-", f"not a line start: {raw!r}"
         line = self.by_seq.get(int(raw.data[1:7]))
         assert line is not None, f"invented line: {raw!r}"
@@ -1755,7 +1847,8 @@ class TailerModel(RuleBasedStateMachine):
         count = int(len(self.unacked) * ack_fraction)
         self.tailer.acknowledge_lines(self.unacked[:count])
         for raw in self.unacked[count:]:
-            self.by_seq[int(raw.data[1:7])].received = False
+            if raw.end - raw.offset == len(raw.data) + 1 or raw.truncated:  # not an unterminated line
+                self.by_seq[int(raw.data[1:7])].received = False
         self.unacked.clear()
         self.saved = json.loads(json.dumps(self.tailer.positions()))
         self.tailer.close()

@@ -492,6 +492,14 @@ class RuntimeConfig:
     max_line_bytes: int = _opt(
         65536, min=256, max=16 * 1024 * 1024,
         help="Longer lines are truncated to this many bytes and counted (max 16 MiB).")
+    unterminated_line_seconds: float = _opt(
+        5.0, min=0,
+        help="A line still without its newline after this many seconds without a new byte in its file "
+             "is scored as it is; what the writer adds later is a line of its own. Writers such as "
+             "rsyslog write whole lines, so this only acts on a writer that died mid-line, or one "
+             "that leaves a line open on purpose: waiting for its newline would join the next "
+             "writer's line to it and hide that line. 0 waits for the newline (a program that "
+             "writes a line in pieces, seconds apart).")
     queue_size: int = _opt(
         10000, min=1,
         help="Lines buffered between reading and scoring before reading pauses; at least "

@@ -71,6 +71,10 @@ class Metrics:
         self.lines_truncated = Counter(
             "lograven_lines_truncated", "Lines longer than runtime.max_line_bytes, cut to that length.", file_, registry=r
         )
+        self.lines_unterminated = Counter(
+            "lograven_lines_unterminated", "Lines scored without their newline: no byte came for "
+            "runtime.unterminated_line_seconds, or the last line of a rotated file.", file_, registry=r
+        )
         self.rotations = Counter("lograven_file_rotations", "Rotations by rename detected on a file.", file_, registry=r)
         self.truncations = Counter(
             "lograven_file_truncations", "Truncations in place (copytruncate) detected on a file.", file_, registry=r
@@ -242,7 +246,8 @@ class Metrics:
 
     def _file_metrics(self) -> Iterable[Counter | Gauge]:
         return (
-            self.lines_read, self.bytes_read, self.lines_dropped, self.lines_truncated, self.rotations,
+            self.lines_read, self.bytes_read, self.lines_dropped, self.lines_truncated, self.lines_unterminated,
+            self.rotations,
             self.truncations, self.unread_bytes, self.file_offset, self.file_size, self.file_lag, self.read_errors,
             self.file_readable, self.unknown_type_lines, self.anomalies,
         )  # fmt: skip

@@ -830,6 +830,7 @@ class Service:
                 max_line_bytes=cfg.runtime.max_line_bytes,
                 poll_interval=cfg.runtime.poll_interval_seconds,
                 rescan_interval=cfg.runtime.poll_interval_seconds,  # not on every poll while lines keep coming
+                unterminated_after=cfg.runtime.unterminated_line_seconds,
                 positions=per_source[i],
                 skip_predicate=skip,
                 exclude_paths=[p for earlier in cfg.sources[:i] for p in earlier.paths],  # a file is its first source's
@@ -1225,6 +1226,7 @@ class Service:
                 m.advance_to_total(m.lines_read, st.lines + st.skipped_lines, file=path)
                 m.advance_to_total(m.bytes_read, st.bytes, file=path)
                 m.advance_to_total(m.lines_truncated, st.truncated_lines, file=path)
+                m.advance_to_total(m.lines_unterminated, st.unterminated_lines, file=path)
                 m.advance_to_total(m.lines_dropped, st.skipped_lines, file=path, reason="own_alert")
                 m.advance_to_total(m.rotations, st.rotations, file=path)
                 m.advance_to_total(m.truncations, st.truncations, file=path)

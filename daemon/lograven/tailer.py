@@ -98,6 +98,7 @@ class FileStats:
     lines: int = 0  # lines handed out
     bytes: int = 0  # bytes consumed, newlines and skipped lines included
     truncated_lines: int = 0  # lines longer than max_line_bytes
+    unterminated_lines: int = 0  # lines handed out without their newline (idle too long, or a rotated file's last)
     skipped_lines: int = 0  # lines dropped by the skip predicate
     rotations: int = 0  # the file at this path was renamed away or replaced
     truncations: int = 0  # the file shrank or was rewritten in place (copytruncate)
@@ -365,6 +366,7 @@ class FileWatcher:
         self.failing = False  # an I/O error was logged; log again only after recovery
         self.mid_line = False  # started inside a line: drop up to its newline
         self.text_checked = False  # read from its first byte: its head was checked not to be compressed
+        self.grew_at: float | None = None  # when reading last found new bytes (Tailer's clock); None: not yet read
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
@@ -428,25 +430,47 @@ class FileWatcher:
                 truncated = end - 1 - line_start > max_len
                 self.offset = self.scan_pos = end
                 start = newline + 1
-                stats.bytes += end - line_start
-                if self.mid_line or (skip is not None and skip(data)):
-                    if self.mid_line:
-                        self.mid_line = False
-                    else:
-                        stats.skipped_lines += 1
-                    if self.acked == line_start:  # nothing outstanding: no need to re-read it
-                        self.acked = end
-                    continue
-                out.append(RawLine(self.path, self.file_id, line_start, end, data, truncated, self.read_from))
-                self.last_emitted_end = end
-                emitted += 1
-                stats.lines += 1
-                if truncated:
-                    stats.truncated_lines += 1
+                if self._hand_out(out, line_start, end, data, truncated, skip, stats):
+                    emitted += 1
                 if limit is not None and emitted >= limit:
                     return False
             if len(chunk) < CHUNK_BYTES:
                 return True
+
+    def _hand_out(self, out: list[RawLine], line_start: int, end: int, data: bytes, truncated: bool,
+                  skip: Callable[[bytes], bool] | None, stats: FileStats) -> bool:
+        """Append the line [line_start, end) unless it is the rest of a line started before lograven
+        (mid_line) or skipped; True if appended. `offset` is already `end`."""
+        stats.bytes += end - line_start
+        if self.mid_line or (skip is not None and skip(data)):
+            if self.mid_line:
+                self.mid_line = False
+            else:
+                stats.skipped_lines += 1
+            if self.acked == line_start:  # nothing outstanding: no need to re-read it
+                self.acked = end
+            return False
+        out.append(RawLine(self.path, self.file_id, line_start, end, data, truncated, self.read_from))
+        self.last_emitted_end = end
+        stats.lines += 1
+        if truncated:
+            stats.truncated_lines += 1
+        return True
+
+    def hand_out_unterminated(self, out: list[RawLine], skip: Callable[[bytes], bool] | None,
+                              stats: FileStats) -> bool:
+        """Hand out the bytes after the last newline read as a line of their own, without waiting for its
+        newline (see Tailer's `unterminated_after`); True if a line was appended."""
+        line_start, end = self.offset, self.scan_pos
+        if end <= line_start:
+            return False
+        data = bytes(self.pending)
+        self.pending.clear()
+        self.offset = end
+        if not self._hand_out(out, line_start, end, data, end - line_start > self.max_line_bytes, skip, stats):
+            return False
+        stats.unterminated_lines += 1
+        return True
 
     def acknowledge(self, end: int) -> None:
         """The caller durably processed every line of this file ending at or before `end`."""
@@ -640,6 +664,7 @@ class Tailer:
         rotate_wait: float = 5.0,
         exclude_paths: Iterable[str] = (),
         rescan_interval: float = 0.0,
+        unterminated_after: float = 0.0,
     ) -> None:
         """Open the files matched now: resume saved positions, else apply `start_position`.
 
@@ -651,6 +676,11 @@ class Tailer:
         the head of every followed file: on every poll, with 330 files under load, it took two thirds
         of the reader's time (the daemon passes its poll interval).
         `exclude_paths`: earlier sources' patterns; the files they match are not followed here.
+        `unterminated_after`: seconds after which the bytes after a file's last newline, when no byte
+        came since, are handed out as a line; 0 waits for the newline. Without it, a line left
+        unterminated (by a writer that died, or on purpose by one that can write the file) is joined
+        to the next writer's line, which it hides. A rotated file's unterminated last line is handed
+        out when the file is let go, whatever this is.
         """
         if isinstance(patterns, str) or not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise LogravenError(f"sources[].paths must be a non-empty list of paths or globs, got {patterns!r}")
@@ -662,14 +692,16 @@ class Tailer:
             raise LogravenError(f"runtime.max_line_bytes must be at least 1, got {max_line_bytes}")
         if fingerprint_bytes < 1:
             raise LogravenError(f"fingerprint_bytes must be at least 1, got {fingerprint_bytes}")
-        if poll_interval <= 0 or rotate_wait < 0:
+        if poll_interval <= 0 or rotate_wait < 0 or unterminated_after < 0:
             raise LogravenError(
-                f"poll_interval must be > 0 and rotate_wait >= 0, got {poll_interval} and {rotate_wait}"
+                f"poll_interval must be > 0, rotate_wait and unterminated_after >= 0, got {poll_interval}, "
+                f"{rotate_wait} and {unterminated_after}"
             )
         self.start_position = start_position
         self.max_line_bytes = max_line_bytes
         self.poll_interval = poll_interval
         self.rotate_wait = rotate_wait
+        self.unterminated_after = float(unterminated_after)
         self._skip = skip_predicate
         self._paths = GlobPathProvider(patterns, exclude_paths)
         self._fingerprinter = Fingerprinter(fingerprint_bytes)
@@ -776,6 +808,10 @@ class Tailer:
             # only just after a pass, which would have seen it come back under the patterns
             if (rescanned and now - watcher.draining_since >= self.rotate_wait
                     and (complete or self._left_patterns(watcher))):  # fmt: skip
+                if watcher.scan_pos > watcher.offset:  # its last line has no newline, and never will
+                    if max_lines is not None and len(out) >= max_lines:
+                        return out  # no room for it: let go at the next poll
+                    watcher.hand_out_unterminated(out, self._skip, self._stat(watcher.path))
                 self._close_draining(watcher)
         order = self._live
         for index, watcher in enumerate(order):
@@ -1088,13 +1124,6 @@ class Tailer:
         self._draining.append(watcher)
 
     def _close_draining(self, watcher: FileWatcher) -> None:
-        unfinished = watcher.scan_pos - watcher.offset
-        if unfinished:
-            log.info(
-                "closing the rotated or deleted %s with an unterminated last line of %d bytes; it is dropped",
-                watcher.path,
-                unfinished,
-            )
         watcher.close()
         self._draining.remove(watcher)
         del self._by_devino[watcher.devino]
@@ -1657,11 +1686,19 @@ class Tailer:
         try:
             if watcher.scan_pos == 0 and not watcher.text_checked and not self._text_so_far(watcher):
                 return True  # compressed (let go after this poll), or too few bytes yet to tell
-            eof = watcher.read(out, limit, self._skip, self._stat(watcher.path))
+            before = watcher.scan_pos
+            stats = self._stat(watcher.path)
+            eof = watcher.read(out, limit, self._skip, stats)
         except OSError as exc:
             self._note_read_error(watcher, exc)
             return True
         watcher.failing = False
+        if watcher.scan_pos != before or watcher.grew_at is None:
+            watcher.grew_at = self._clock()
+        elif (eof and self.unterminated_after > 0 and watcher.scan_pos > watcher.offset
+              and self._clock() - watcher.grew_at >= self.unterminated_after
+              and (limit is None or limit > 0)):  # fmt: skip
+            watcher.hand_out_unterminated(out, self._skip, stats)
         return eof
 
     def _text_so_far(self, watcher: FileWatcher) -> bool:
