@@ -1106,12 +1106,13 @@ def test_copytruncate_while_stopped_edge_cases(tmp_path: Path, caplog: pytest.Lo
 
 
 @pytest.mark.parametrize("how", ["copytruncate", "rename"])
-def test_two_rotations_while_stopped_say_the_generation_between(tmp_path: Path, how: str,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
-    """Rotated twice while lograven was stopped: the first generation is read from the checkpoint on and the
-    live file from its start, but the generation between them, beside the file, is not: that is now said."""
+def test_two_rotations_while_stopped_read_the_generation_between(tmp_path: Path, how: str,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Rotated twice while lograven was stopped: the first generation is read from the checkpoint on, then
+    the generation between them in full (it was only named in a warning before), then the live file."""
     log = tmp_path / "app.log"
     saved = checkpoint_after(log, b"g0 a\n")
+    stopped_at = time.time() - 30
     append(log, b"g0 b\n")
 
     def rotate() -> None:
@@ -1124,15 +1125,55 @@ def test_two_rotations_while_stopped_say_the_generation_between(tmp_path: Path, 
             os.rename(log, tmp_path / "app.log.1")
             log.write_bytes(b"")
 
+    (tmp_path / "app.log.7").write_bytes(b"old generation\n")  # rotated before the stop: already read
+    os.utime(tmp_path / "app.log.7", (stopped_at - 3600, stopped_at - 3600))
+    (tmp_path / "app.log.bak").write_bytes(b"not a rotated name\n")
+    (tmp_path / "app.log-notes").write_bytes(b"another file\n")
     rotate()
-    os.utime(tmp_path / "app.log.1", (time.time() - 60, time.time() - 60))
+    os.utime(tmp_path / "app.log.1", (stopped_at + 1, stopped_at + 1))
     append(log, b"g1 a\n")
     rotate()
     append(log, b"g2 a\n")
-    with caplog.at_level("INFO", logger="lograven.tailer"), make([log], positions=saved) as tailer:
-        got = texts(tailer.poll()) + texts(tailer.poll())
-    assert got == [b"g0 b", b"g2 a"]
-    assert f"{tmp_path / 'app.log.1'} beside {log} changed after {tmp_path / 'app.log.2'}" in caplog.text
+    with caplog.at_level("INFO", logger="lograven.tailer"), \
+            make([log], positions=saved, stopped_at=stopped_at) as tailer:
+        lines = tailer.poll() + tailer.poll()
+        assert texts(lines) == [b"g0 b", b"g1 a", b"g2 a"]
+        assert [x.read_from for x in lines] == [str(tmp_path / "app.log.2"), str(tmp_path / "app.log.1"), None]
+        # checkpointed while reading the generation between: a restart resumes it where it was
+        between = json.loads(json.dumps(tailer.positions()))
+        assert [r["read_from"] for r in between[str(log)]["rotated"]] == [str(tmp_path / "app.log.2"),
+                                                                         str(tmp_path / "app.log.1")]
+    assert f"{log} was rotated more than once while lograven was stopped: reading {tmp_path / 'app.log.1'}" in caplog.text
+    with make([log], positions=between, stopped_at=time.time()) as tailer:
+        assert texts(tailer.poll() + tailer.poll()) == [b"g0 b", b"g1 a", b"g2 a"]  # not acknowledged: again
+    # a reload (no stop), or a checkpoint without its time: the generation between is not looked for
+    with make([log], positions=saved) as tailer:
+        assert texts(tailer.poll() + tailer.poll()) == [b"g0 b", b"g2 a"]
+
+
+def test_delaycompress_after_two_rotations_while_stopped_reads_the_uncompressed_generation(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """logrotate with delaycompress, twice while lograven was stopped: the checkpointed file is now
+    messages.2.gz (lost: compressed) and the generation after it is messages.1, read in full."""
+    import gzip
+
+    log = tmp_path / "messages"
+    saved = checkpoint_after(log, b"g0 a\n")
+    stopped_at = time.time() - 30
+    append(log, b"g0 b\n")
+    os.rename(log, tmp_path / "messages.1")
+    log.write_bytes(b"g1 a\ng1 b\n")
+    with gzip.open(tmp_path / "messages.2.gz", "wb") as gz:
+        gz.write((tmp_path / "messages.1").read_bytes())
+    os.unlink(tmp_path / "messages.1")
+    os.rename(log, tmp_path / "messages.1")
+    log.write_bytes(b"g2 a\n")
+    with caplog.at_level("INFO", logger="lograven.tailer"), \
+            make([log], positions=saved, stopped_at=stopped_at) as tailer:
+        assert texts(tailer.poll() + tailer.poll()) == [b"g1 a", b"g1 b", b"g2 a"]
+    assert "lines written to it after byte 5 were not read" in caplog.text  # the compressed one: said
+    assert f"reading {tmp_path / 'messages.1'}, written since, from the start" in caplog.text
+    assert f"({tmp_path / 'messages.2.gz'} compressed: not read)" in caplog.text
 
 
 def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -1806,9 +1847,11 @@ class TailerModel(RuleBasedStateMachine):
         """Whether `raw` is the line being written in a file the tailer let go (rotated out of the patterns
         or deleted), handed out as far as it was written: a file it lets go has no later bytes read."""
         dev, ino, _ = raw.file_id.split(":")
-        for mfile in self.files:
-            if mfile.devino != (int(dev), int(ino)) or mfile.partial is None:
+        for mfile in reversed(self.files):  # the newest file of that inode (a deleted one's inode is reused)
+            if mfile.devino != (int(dev), int(ino)):
                 continue
+            if mfile.partial is None:
+                return False
             written = mfile.partial.data[: mfile.partial_written]
             if raw.end - raw.offset != len(written) or raw.data != written[:MAX_LINE]:
                 return False

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import stat
 import threading
 import time
@@ -69,6 +70,9 @@ MAX_CHECKPOINT_OFFSET = 2**63 - 1
 MAX_CHECKPOINT_FINGERPRINT = 1 << 20
 
 START_POSITIONS = ("end", "beginning")
+# What logrotate appends to a rotated file's name: a number (messages.1) or a date (messages-20261206,
+# auth.log-2026-12-06-13), and maybe a compression suffix.
+ROTATED_SUFFIX = re.compile(r"[.\-_]\d[\d.\-_]*(\.(gz|bz2|xz|zst|lz4|lzma|Z))?")
 _GLOB_MAGIC = frozenset("*?[")
 # glob.glob() matches nothing in a directory that is missing or may not be read: not a failed expansion
 _NOTHING_TO_LIST = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM})
@@ -665,6 +669,7 @@ class Tailer:
         exclude_paths: Iterable[str] = (),
         rescan_interval: float = 0.0,
         unterminated_after: float = 0.0,
+        stopped_at: float | None = None,
     ) -> None:
         """Open the files matched now: resume saved positions, else apply `start_position`.
 
@@ -681,6 +686,9 @@ class Tailer:
         unterminated (by a writer that died, or on purpose by one that can write the file) is joined
         to the next writer's line, which it hides. A rotated file's unterminated last line is handed
         out when the file is let go, whatever this is.
+        `stopped_at`: when the `positions` were saved (wall clock), at a start after a stop. A file
+        rotated more than once meanwhile has generations between the checkpointed one and the file now at
+        its path; those written since then (messages.1 beside messages.2.gz) are read in full, in order.
         """
         if isinstance(patterns, str) or not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise LogravenError(f"sources[].paths must be a non-empty list of paths or globs, got {patterns!r}")
@@ -740,6 +748,9 @@ class Tailer:
         self._not_text_said: set[str] = set()
         self._dropped: list[FileWatcher] = []
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
+        self._stopped_at = stopped_at
+        self._checkpointed_paths = sorted(checkpointed)
+        self._checkpointed_files = {(s.dev, s.ino) for s in saved}
         self._checkpointed_patterns = [
             p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
         ]
@@ -1030,6 +1041,7 @@ class Tailer:
         if first_look:
             self._first_look = False
             self._forget_unmatched_saved(matched)
+            self._read_generations_between()
         if complete:  # else a path missing from `present` may still be there
             self._initial &= present
             for path in self._unreadable - present:  # gone: no longer an unreadable file
@@ -1420,7 +1432,6 @@ class Tailer:
                 start = saved.read if saved.read is not None and saved.offset <= saved.read <= cst.st_size else saved.offset
                 log.warning("%s was truncated (copytruncate?) while lograven was stopped: reading the rest of its "
                             "copy %s from byte %d, then the file from the start", path, name, start)
-                self._warn_later_generations(path, name, cst)
                 watcher = FileWatcher(path, fd, cst, fingerprint, start, self.max_line_bytes)
                 watcher.acked = saved.offset
                 self._drain(watcher, name)
@@ -1435,30 +1446,72 @@ class Tailer:
                         "beside it (compressed at once?: use logrotate's delaycompress). Reading it from the start",
                         path, saved.offset)
 
-    def _warn_later_generations(self, path: str, resumed: str, st: os.stat_result) -> None:
-        """After a restart, lograven reads the old file it was reading (`resumed`), then the file now at
-        `path`. Had the file been rotated more than once while lograven was stopped, a generation between
-        the two lies beside them, unread: said, not guessed at (files beside a log are not all its own)."""
-        directory, base = os.path.split(path)
-        later = []
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError:
+    def _read_generations_between(self) -> None:
+        """At start, after the checkpointed files were found again (_resume_rotated, _resume_truncated,
+        _claim_renamed): a file rotated more than once while lograven was stopped has generations between
+        the checkpointed one and the file now at its path (messages.1 when the checkpointed one is
+        messages.2, or was compressed to messages.2.gz). Files beside a checkpointed path, named as
+        logrotate names its old files, written since the checkpoint was saved and neither checkpointed
+        nor followed, are those: they are read in full, oldest first, after the checkpointed file and
+        before the file at the path. Compressed ones cannot be read, and are named."""
+        if self._stopped_at is None:
             return
-        for n in names:
-            full = os.path.join(directory, n)
-            if not n.startswith(base) or full in (path, resumed) or self._paths.matches(full):
+        for path in self._checkpointed_paths:
+            if not self._paths.matches(path):
                 continue
+            directory, base = os.path.split(path)
             try:
-                other = os.lstat(full)
+                names = os.listdir(directory)
             except OSError:
                 continue
-            if stat.S_ISREG(other.st_mode) and other.st_mtime > st.st_mtime and (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
-                later.append(full)
-        if later:
-            log.warning("%s beside %s changed after %s, which lograven reads the rest of now: rotated more than "
-                        "once while lograven was stopped? Their lines are not read (`lograven score` them if they "
-                        "matter)", ", ".join(later[:3]) + (" …" if len(later) > 3 else ""), path, resumed)
+            found: list[tuple[float, str, os.stat_result]] = []
+            for name in names:
+                full = os.path.join(directory, name)
+                if not (name.startswith(base) and ROTATED_SUFFIX.fullmatch(name, len(base))) or self._paths.matches(full):
+                    continue
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                devino = (st.st_dev, st.st_ino)
+                if (stat.S_ISREG(st.st_mode) and st.st_mtime > self._stopped_at
+                        and devino not in self._checkpointed_files and devino not in self._by_devino):  # fmt: skip
+                    found.append((st.st_mtime, full, st))
+            read: list[str] = []
+            compressed: list[str] = []
+            for _, full, st in sorted(found):
+                try:
+                    fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+                except OSError as exc:
+                    log.warning("cannot open %s, an old file of %s written while lograven was stopped: %s; "
+                                "its lines are not read", full, path, exc)
+                    continue
+                try:
+                    fst = os.fstat(fd)
+                    kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
+                    fingerprint = self._fingerprinter.fingerprint(fd) if kind is None else None
+                except OSError as exc:
+                    os.close(fd)
+                    log.warning("cannot read %s, an old file of %s written while lograven was stopped: %s; "
+                                "its lines are not read", full, path, exc)
+                    continue
+                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or fingerprint is None:
+                    os.close(fd)
+                    if fingerprint is None and kind is not None:
+                        compressed.append(full)
+                    continue
+                watcher = FileWatcher(path, fd, fst, fingerprint, 0, self.max_line_bytes)
+                watcher.text_checked = True
+                self._drain(watcher, full)
+                read.append(full)
+            if read:
+                log.warning("%s was rotated more than once while lograven was stopped: reading %s, written "
+                            "since, from the start, before the file at its path%s", path, ", ".join(read),
+                            f" ({', '.join(compressed)} compressed: not read)" if compressed else "")
+            elif compressed:
+                log.warning("%s was rotated more than once while lograven was stopped: %s, written since, %s "
+                            "compressed and not read (logrotate's delaycompress keeps the newest old file "
+                            "uncompressed)", path, ", ".join(compressed), "is" if len(compressed) == 1 else "are")
 
     def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
         """At start (the first complete expansion): a checkpointed file that is no longer at its path (rotated while lograven was
@@ -1501,7 +1554,6 @@ class Tailer:
         else:
             log.info("%s was rotated to %s %s; reading the rest of it from byte %d", saved.rotated_from, name,
                      "while lograven was stopped" if while_stopped else "before lograven stopped", offset)
-            self._warn_later_generations(saved.rotated_from, name, st)
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
             watcher.acked = saved.offset
