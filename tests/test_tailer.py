@@ -351,9 +351,11 @@ def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
         assert (rotated["file_id"], rotated["offset"]) == (lines[0].file_id, 0)
         assert rotated["read_from"] == str(tmp_path / "app.log.1")
         ack_all(tailer, lines)
-        assert tailer.positions() == {
-            str(log): {"file_id": lines[3].file_id, "offset": 2, "fingerprint_len": 2}
-        }
+        (old,) = tailer.positions()[str(log)]["siblings"]  # app.log.1, for a next start after a stop
+        st = os.stat(tmp_path / "app.log.1")
+        assert (old[0], old[1], old[3]) == (st.st_dev, st.st_ino, st.st_size)
+        assert {k: v for k, v in tailer.positions()[str(log)].items() if k != "siblings"} == {
+            "file_id": lines[3].file_id, "offset": 2, "fingerprint_len": 2}
 
 
 def test_rotated_file_stays_open_for_rotate_wait(tmp_path: Path) -> None:
@@ -561,6 +563,7 @@ def test_short_file_grows_its_fingerprint_and_old_ids_stay_acknowledgeable(tmp_p
             "file_id": second.file_id,
             "offset": second.end,
             "fingerprint_len": 32,
+            "siblings": [],  # no old file beside it
         }
 
 
@@ -1176,6 +1179,83 @@ def test_delaycompress_after_two_rotations_while_stopped_reads_the_uncompressed_
     assert f"({tmp_path / 'messages.2.gz'} compressed: not read)" in caplog.text
 
 
+def _stopped_checkpoint(log: Path, data: bytes) -> tuple[dict, float]:
+    """Positions after `data` was read from a new `log` and acknowledged, and a stop time just after."""
+    saved = checkpoint_after(log, data)
+    return saved, time.time() - 30
+
+
+def _restart(log: Path, saved: dict, stopped_at: float) -> list[tuple[bytes, str | None]]:
+    with make([log], positions=saved, stopped_at=stopped_at) as tailer:
+        lines = tailer.poll() + tailer.poll()
+    return [(x.data, x.read_from and os.path.basename(x.read_from)) for x in lines]
+
+
+def test_files_beside_the_path_that_are_not_generations_between_are_not_read(tmp_path: Path) -> None:
+    """A review found old files read in full again at a start: a copytruncate copy of what lograven had
+    read, a `copy` of a followed file, an old file (or another program's log named like one) written
+    after the stop, a .gz still being written. None of them came while lograven was stopped."""
+    log = tmp_path / "app.log"
+    # copytruncate while stopped, nothing written since the checkpoint: the copy holds only read lines
+    saved, stopped_at = _stopped_checkpoint(log, b"a1\na2\n")
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    os.truncate(log, 0)
+    append(log, b"b1\n")
+    assert _restart(log, saved, stopped_at) == [(b"b1", None)]
+    # logrotate's `copy`: the followed file stays, a copy of it appears
+    for p in tmp_path.iterdir():
+        p.unlink()
+    saved, stopped_at = _stopped_checkpoint(log, b"c1\nc2\n")
+    shutil.copyfile(log, tmp_path / "app.log-20261206")
+    append(log, b"c3\n")
+    assert _restart(log, saved, stopped_at) == [(b"c3", None)]
+    # old files that were there at the stop, written after it (a late writer, another program's log)
+    for p in tmp_path.iterdir():
+        p.unlink()
+    (tmp_path / "app.log.1").write_bytes(b"old 1\n")
+    (tmp_path / "app.log-2").write_bytes(b"other 1\n")
+    saved, stopped_at = _stopped_checkpoint(log, b"d1\n")
+    assert len(saved[str(log)]["siblings"]) == 2
+    append(tmp_path / "app.log.1", b"old 2, late\n")
+    append(tmp_path / "app.log-2", b"other 2\n")
+    append(log, b"d2\n")
+    for _ in range(2):  # and at every later start
+        assert _restart(log, saved, stopped_at) == [(b"d2", None)]
+    # a .gz created empty, compressed into after the start
+    (tmp_path / "app.log.2.gz").write_bytes(b"")
+    assert _restart(log, saved, stopped_at) == [(b"d2", None)]
+
+
+def test_generations_between_are_told_by_first_bytes_ordered_and_their_last_line_comes_first(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "app.log"
+    (tmp_path / "app.log.9").write_bytes(b"x\n")
+    saved, stopped_at = _stopped_checkpoint(log, b"g0 a\n")
+    append(log, b"g0 b, unterminated")
+    os.rename(log, tmp_path / "app.log.3")
+    (tmp_path / "app.log.2").write_bytes(b"g1 a\n")
+    (tmp_path / "app.log.1").write_bytes(b"g2 a\ng2 b, unterminated")
+    log.write_bytes(b"g3 a\n")
+    same = time.time()
+    for name in ("app.log.2", "app.log.1"):  # equal times (a coarse clock): .2 is the older one
+        os.utime(tmp_path / name, (same, same))
+    # the inode of the old app.log.9 reused by app.log.2: the checkpoint's entry has other first bytes
+    (entry,) = saved[str(log)]["siblings"]
+    st = os.stat(tmp_path / "app.log.2")
+    saved[str(log)]["siblings"].append([st.st_dev, st.st_ino, entry[2], entry[3]])
+    with caplog.at_level("INFO", logger="lograven.tailer"):
+        got = _restart(log, saved, stopped_at)
+    assert got == [(b"g0 b, unterminated", "app.log.3"), (b"g1 a", "app.log.2"), (b"g2 a", "app.log.1"),
+                   (b"g2 b, unterminated", "app.log.1"), (b"g3 a", None)]
+    # a checkpoint of 0.3.0 has no list of old files: those are named, not read
+    del saved[str(log)]["siblings"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.tailer"):
+        assert _restart(log, saved, stopped_at) == [(b"g0 b, unterminated", "app.log.3"), (b"g3 a", None)]
+    assert "changed while lograven was stopped: rotated more than once?" in caplog.text
+    assert str(tmp_path / "app.log.2") in caplog.text
+
+
 def test_the_first_rotation_after_a_restart_is_one_ordinary_rotation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A file resumed from the checkpoint stayed among the files found at start: its first rotation
     after the restart warned that the new file "is not the file recorded in the checkpoint ... while
@@ -1403,7 +1483,7 @@ def test_old_format_positions_still_restore(tmp_path: Path) -> None:
         ack_all(tailer, tailer.poll())
         entry = tailer.positions()[str(log)]
     append(log, b"three\n")
-    assert set(entry) == {"file_id", "offset", "fingerprint_len"}  # a live file's entry is unchanged
+    assert set(entry) == {"file_id", "offset", "fingerprint_len", "siblings"}  # 0.3.0 ignores "siblings"
     with make([log], positions={str(log): entry}) as tailer:
         lines = tailer.poll()
         assert texts(lines) == [b"three"]

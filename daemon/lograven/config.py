@@ -493,13 +493,14 @@ class RuntimeConfig:
         65536, min=256, max=16 * 1024 * 1024,
         help="Longer lines are truncated to this many bytes and counted (max 16 MiB).")
     unterminated_line_seconds: float = _opt(
-        5.0, min=0,
+        0.0, min=0,
         help="A line still without its newline after this many seconds without a new byte in its file "
-             "is scored as it is; what the writer adds later is a line of its own. Writers such as "
-             "rsyslog write whole lines, so this only acts on a writer that died mid-line, or one "
-             "that leaves a line open on purpose: waiting for its newline would join the next "
-             "writer's line to it and hide that line. 0 waits for the newline (a program that "
-             "writes a line in pieces, seconds apart).")
+             "is scored as it is, and what the writer adds later is a line of its own; 0 (the "
+             "default) waits for the newline. rsyslog writes whole lines. Set it (e.g. 5) for files "
+             "that several users or programs write, where a line left open (by a writer that died "
+             "mid-line, or on purpose) joins the next writer's line to it and hides that line. Not "
+             "for programs whose output is block-buffered (stdout redirected to the file): they cut "
+             "lines wherever their buffer fills, and finish them at the next flush.")
     queue_size: int = _opt(
         10000, min=1,
         help="Lines buffered between reading and scoring before reading pauses; at least "

@@ -72,7 +72,7 @@ MAX_CHECKPOINT_FINGERPRINT = 1 << 20
 START_POSITIONS = ("end", "beginning")
 # What logrotate appends to a rotated file's name: a number (messages.1) or a date (messages-20261206,
 # auth.log-2026-12-06-13), and maybe a compression suffix.
-ROTATED_SUFFIX = re.compile(r"[.\-_]\d[\d.\-_]*(\.(gz|bz2|xz|zst|lz4|lzma|Z))?")
+ROTATED_SUFFIX = re.compile(r"[.\-_](\d[\d.\-_]*?)(\.(gz|bz2|xz|zst|lz4|lzma|Z))?")
 _GLOB_MAGIC = frozenset("*?[")
 # glob.glob() matches nothing in a directory that is missing or may not be read: not a failed expansion
 _NOTHING_TO_LIST = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM})
@@ -239,6 +239,10 @@ class GlobPathProvider:
         """Whether `path` could match a pattern (a superset: fnmatch's * also crosses /)."""
         return any(fnmatch.fnmatchcase(path, p) for p in self.patterns)
 
+    def claimed(self, path: str) -> bool:
+        """Whether `path` could be followed by this source or an earlier one (its `exclude`)."""
+        return self.matches(path) or (self._exclude is not None and self._exclude.matches(path))
+
     def watch_roots(self) -> list[tuple[str, bool]]:
         """(directory, recursive) pairs covering every pattern: its longest fixed prefix."""
         roots: dict[str, bool] = {}
@@ -371,6 +375,7 @@ class FileWatcher:
         self.mid_line = False  # started inside a line: drop up to its newline
         self.text_checked = False  # read from its first byte: its head was checked not to be compressed
         self.grew_at: float | None = None  # when reading last found new bytes (Tailer's clock); None: not yet read
+        self.final = False  # no writer will add to it (an old file read at start, a copy): its last line is whole
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
@@ -737,6 +742,9 @@ class Tailer:
         self._fd_warned = False  # a warning is out: say so when descriptors are free again
         self._warned_at: dict[str, float] = {}
 
+        # the old files beside each path when the positions were saved: path -> [(dev, ino, fp hex, fp len)]
+        self._saved_siblings: dict[str, list[tuple[int, int, str, int]]] = {}
+        self._sibling_cache: dict[str, tuple[int, list[list[Any]]]] = {}  # path -> (its directory's mtime_ns, siblings)
         saved = self._parse_positions(positions)
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -750,7 +758,7 @@ class Tailer:
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
         self._stopped_at = stopped_at
         self._checkpointed_paths = sorted(checkpointed)
-        self._checkpointed_files = {(s.dev, s.ino) for s in saved}
+        self._checkpointed_prints = [(s.fingerprint, s.fingerprint_len) for s in saved if s.fingerprint_len > 0]
         self._checkpointed_patterns = [
             p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
         ]
@@ -879,6 +887,11 @@ class Tailer:
     def positions(self, read: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
         """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable.
 
+        "siblings" (a checkpoint only): the old files beside the path, named as
+        logrotate names them, each [device, inode, fingerprint hex, fingerprint length]. A Tailer started
+        on these positions after a stop tells from them which files beside the path came while lograven
+        was stopped.
+
         A path's old files, rotated (renamed away or deleted) but not yet read and acknowledged to
         their end, are listed under its "rotated" key, oldest first, each as {"file_id", "offset",
         "fingerprint_len", "read_from", "size"}: "read_from" is the file's name then (RawLine.read_from:
@@ -896,6 +909,9 @@ class Tailer:
                 w.path: {"file_id": w.file_id, "offset": w.acked, "fingerprint_len": w.fp_len}
                 for w in self._live
             }
+            if read is None:  # a checkpoint: the old files beside each path now (see _read_generations_between)
+                for path, entry in result.items():
+                    entry["siblings"] = self._siblings(path)
             for watcher in self._retired + self._draining:
                 entry = self._rotated_entry(watcher)
                 if read is not None and (done := _processed_end(watcher, read)) is not None:
@@ -1297,6 +1313,13 @@ class Tailer:
             saved = self._parse_position(path, entry, rotated=False)
             if saved is not None:
                 result.append(saved)
+            siblings = entry.get("siblings") if isinstance(entry, Mapping) else None
+            if isinstance(siblings, list):
+                self._saved_siblings[path] = [
+                    (s[0], s[1], s[2], s[3]) for s in siblings
+                    if isinstance(s, list) and len(s) == 4 and all(type(v) is int and v >= 0 for v in (s[0], s[1], s[3]))
+                    and isinstance(s[2], str)
+                ]
         return result
 
     def _parse_position(self, path: str, entry: Any, rotated: bool) -> _SavedPosition | None:
@@ -1446,72 +1469,129 @@ class Tailer:
                         "beside it (compressed at once?: use logrotate's delaycompress). Reading it from the start",
                         path, saved.offset)
 
+    def _rotated_names(self, path: str) -> list[str]:
+        """The names beside `path` that logrotate gives its old files (messages.1, messages-20261206.gz)."""
+        directory, base = os.path.split(path)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return []
+        return [os.path.join(directory, n) for n in sorted(names)
+                if n.startswith(base) and ROTATED_SUFFIX.fullmatch(n, len(base))]
+
+    def _siblings(self, path: str) -> list[list[Any]]:
+        """The old files beside `path` now, [dev, ino, fingerprint hex, fingerprint length] each; listed
+        again only when the directory changed (its mtime)."""
+        try:
+            version = os.stat(os.path.dirname(path)).st_mtime_ns
+        except OSError:
+            return []
+        cached = self._sibling_cache.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        found: list[list[Any]] = []
+        for full in self._rotated_names(path):
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    found.append([st.st_dev, st.st_ino, *self._fingerprinter.fingerprint(fd)])
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        self._sibling_cache[path] = (version, found)
+        return found
+
+    @staticmethod
+    def _starts_as(fd: int, fingerprint: str, length: int) -> bool:
+        """Whether the file's first `length` bytes hash to `fingerprint` (a hex digest, or its start)."""
+        digest = Fingerprinter.prefix(fd, length)
+        return digest is not None and digest.startswith(fingerprint)
+
     def _read_generations_between(self) -> None:
         """At start, after the checkpointed files were found again (_resume_rotated, _resume_truncated,
         _claim_renamed): a file rotated more than once while lograven was stopped has generations between
         the checkpointed one and the file now at its path (messages.1 when the checkpointed one is
-        messages.2, or was compressed to messages.2.gz). Files beside a checkpointed path, named as
-        logrotate names its old files, written since the checkpoint was saved and neither checkpointed
-        nor followed, are those: they are read in full, oldest first, after the checkpointed file and
-        before the file at the path. Compressed ones cannot be read, and are named."""
+        messages.2, or was compressed to messages.2.gz). Those are the files beside a checkpointed path,
+        named as logrotate names its old files, written since the checkpoint was saved, that were not
+        beside it then (the checkpoint lists those, with their first bytes: an inode freed and reused
+        meanwhile is another file), and are no copy of a checkpointed or followed file (copytruncate's,
+        logrotate's `copy`), nor followed by a source. They are read in full, oldest first, after the
+        checkpointed file and before the file at the path. Compressed ones cannot be read, and are named."""
         if self._stopped_at is None:
             return
+        prints = self._checkpointed_prints + [(w.fp_hex, w.fp_len) for w in self._live + self._draining if w.fp_len > 0]
         for path in self._checkpointed_paths:
             if not self._paths.matches(path):
                 continue
-            directory, base = os.path.split(path)
-            try:
-                names = os.listdir(directory)
-            except OSError:
-                continue
-            found: list[tuple[float, str, os.stat_result]] = []
-            for name in names:
-                full = os.path.join(directory, name)
-                if not (name.startswith(base) and ROTATED_SUFFIX.fullmatch(name, len(base))) or self._paths.matches(full):
+            known = self._saved_siblings.get(path)
+            found: list[tuple[float, int, str, int]] = []
+            for full in self._rotated_names(path):
+                if self._paths.claimed(full):
                     continue
                 try:
                     st = os.lstat(full)
                 except OSError:
                     continue
-                devino = (st.st_dev, st.st_ino)
-                if (stat.S_ISREG(st.st_mode) and st.st_mtime > self._stopped_at
-                        and devino not in self._checkpointed_files and devino not in self._by_devino):  # fmt: skip
-                    found.append((st.st_mtime, full, st))
+                if stat.S_ISREG(st.st_mode) and st.st_mtime > self._stopped_at \
+                        and (st.st_dev, st.st_ino) not in self._by_devino:
+                    match = ROTATED_SUFFIX.fullmatch(os.path.basename(full), len(os.path.basename(path)))
+                    number = match.group(1) if match is not None else ""
+                    # equal times (coarse clocks): messages.2 is older than messages.1, dates go up
+                    found.append((st.st_mtime, -int(number) if number.isdigit() else 0, full, st.st_ino))
             read: list[str] = []
             compressed: list[str] = []
-            for _, full, st in sorted(found):
+            unread: list[str] = []
+            for _, _, full, ino in sorted(found):
                 try:
                     fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
                 except OSError as exc:
                     log.warning("cannot open %s, an old file of %s written while lograven was stopped: %s; "
                                 "its lines are not read", full, path, exc)
                     continue
+                keep = False
                 try:
-                    fst = os.fstat(fd)
-                    kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
-                    fingerprint = self._fingerprinter.fingerprint(fd) if kind is None else None
+                    st = os.fstat(fd)
+                    if st.st_ino != ino:
+                        continue  # replaced meanwhile
+                    if any(st.st_dev == d and st.st_ino == i and self._starts_as(fd, h, n) for d, i, h, n in known or ()):
+                        continue  # beside the path when lograven stopped: not one written since
+                    if any(self._starts_as(fd, h, n) for h, n in prints):
+                        continue  # a copy of a checkpointed or followed file (or that file, renamed)
+                    suffix = ROTATED_SUFFIX.fullmatch(os.path.basename(full), len(os.path.basename(path)))
+                    if compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)) is not None or (
+                            suffix is not None and suffix.group(2)):
+                        compressed.append(full)  # or being compressed (created empty, written after)
+                        continue
+                    if known is None:  # a checkpoint without the list (0.3.0's): not told apart
+                        unread.append(full)
+                        continue
+                    watcher = FileWatcher(path, fd, st, self._fingerprinter.fingerprint(fd), 0, self.max_line_bytes)
+                    self._drain(watcher, full)
+                    keep = True
+                    read.append(full)
                 except OSError as exc:
-                    os.close(fd)
                     log.warning("cannot read %s, an old file of %s written while lograven was stopped: %s; "
                                 "its lines are not read", full, path, exc)
-                    continue
-                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or fingerprint is None:
-                    os.close(fd)
-                    if fingerprint is None and kind is not None:
-                        compressed.append(full)
-                    continue
-                watcher = FileWatcher(path, fd, fst, fingerprint, 0, self.max_line_bytes)
-                watcher.text_checked = True
-                self._drain(watcher, full)
-                read.append(full)
+                finally:
+                    if not keep:
+                        os.close(fd)
+            lost = f"{', '.join(compressed)} compressed: not read" if compressed else ""
             if read:
                 log.warning("%s was rotated more than once while lograven was stopped: reading %s, written "
                             "since, from the start, before the file at its path%s", path, ", ".join(read),
-                            f" ({', '.join(compressed)} compressed: not read)" if compressed else "")
+                            f" ({lost})" if lost else "")
             elif compressed:
                 log.warning("%s was rotated more than once while lograven was stopped: %s, written since, %s "
                             "compressed and not read (logrotate's delaycompress keeps the newest old file "
                             "uncompressed)", path, ", ".join(compressed), "is" if len(compressed) == 1 else "are")
+            if unread:
+                log.warning("%s beside %s changed while lograven was stopped: rotated more than once? Their lines "
+                            "are not read (`lograven score` them if they matter)", ", ".join(unread), path)
 
     def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
         """At start (the first complete expansion): a checkpointed file that is no longer at its path (rotated while lograven was
@@ -1564,6 +1644,7 @@ class Tailer:
         before the file at the path, then let it go."""
         watcher.draining_since = self._clock()
         watcher.read_from = name
+        watcher.final = True
         self._draining.append(watcher)
         self._by_devino[watcher.devino] = watcher
 
@@ -1738,14 +1819,16 @@ class Tailer:
         try:
             if watcher.scan_pos == 0 and not watcher.text_checked and not self._text_so_far(watcher):
                 return True  # compressed (let go after this poll), or too few bytes yet to tell
-            before = watcher.scan_pos
+            before, count = watcher.scan_pos, len(out)
             stats = self._stat(watcher.path)
             eof = watcher.read(out, limit, self._skip, stats)
         except OSError as exc:
             self._note_read_error(watcher, exc)
             return True
         watcher.failing = False
-        if watcher.scan_pos != before or watcher.grew_at is None:
+        if eof and watcher.final and watcher.scan_pos > watcher.offset and (limit is None or limit > len(out) - count):
+            watcher.hand_out_unterminated(out, self._skip, stats)  # before the lines of newer files
+        elif watcher.scan_pos != before or watcher.grew_at is None:
             watcher.grew_at = self._clock()
         elif (eof and self.unterminated_after > 0 and watcher.scan_pos > watcher.offset
               and self._clock() - watcher.grew_at >= self.unterminated_after
