@@ -131,6 +131,20 @@ def test_an_unterminated_line_is_not_handed_out_without_the_option_or_past_max_l
         assert texts(flushes.poll()) == [b"ial"]  # what came after the cut is a line of its own
 
 
+def test_a_rotated_files_short_unterminated_last_line_is_not_dropped(tmp_path: Path) -> None:
+    """Under 10 bytes a file cannot be told from a compressed one yet, so it was not read; let go, its only
+    (unterminated) line was dropped."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"panic")
+        assert tailer.poll() == []
+        os.rename(log, tmp_path / "app.log.1")
+        log.write_bytes(b"next\n")
+        assert texts(tailer.poll()) == [b"panic", b"next"]
+        assert tailer._draining == []
+
+
 def test_an_unterminated_line_past_max_line_bytes_is_cut_and_skipped_lines_stay_skipped(tmp_path: Path) -> None:
     log = tmp_path / "messages"
     log.write_bytes(b"")

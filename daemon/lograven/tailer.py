@@ -827,10 +827,14 @@ class Tailer:
             # only just after a pass, which would have seen it come back under the patterns
             if (rescanned and now - watcher.draining_since >= self.rotate_wait
                     and (complete or self._left_patterns(watcher))):  # fmt: skip
-                if watcher.scan_pos > watcher.offset:  # its last line has no newline, and never will
+                if watcher.scan_pos > watcher.offset or (watcher.scan_pos == 0 and not watcher.text_checked):
+                    # its last line has no newline, and never will (or, shorter than a compressed file's
+                    # magic, it was not read at all)
                     if max_lines is not None and len(out) >= max_lines:
                         return out  # no room for it: let go at the next poll
-                    watcher.hand_out_unterminated(out, self._skip, self._stat(watcher.path))
+                    watcher.final = True  # read to its end once more, its last line included
+                    if not self._read(watcher, out, None if max_lines is None else max_lines - len(out)):
+                        return out  # more than the budget: let go at the next poll
                 self._close_draining(watcher)
         order = self._live
         for index, watcher in enumerate(order):
@@ -1844,8 +1848,9 @@ class Tailer:
         head = os.pread(watcher.fd, COMPRESSION_MAGIC_BYTES, 0)
         kind = compression_of(head)
         if kind is None:
-            watcher.text_checked = _tells_text(head)
-            return watcher.text_checked  # else too few bytes to tell (bzip2 needs 10): wait for more
+            # too few bytes to tell (bzip2 needs 10): wait for more, unless none will come
+            watcher.text_checked = _tells_text(head) or watcher.final
+            return watcher.text_checked
         self._not_text_found(watcher.path, os.fstat(watcher.fd), kind)
         self._dropped.append(watcher)
         return False
