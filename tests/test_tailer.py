@@ -394,6 +394,33 @@ def test_rotated_file_stays_open_for_rotate_wait(tmp_path: Path) -> None:
         writer.close()
 
 
+def test_a_rotated_files_unfinished_last_line_comes_before_the_new_files_lines(tmp_path: Path) -> None:
+    """The rest of a rotated file is read before the new file, but its unterminated last line came only
+    when the file was let go, after the new file's lines. While it may still be finished (rotate_wait),
+    the new file's lines wait for it."""
+    for finished in (True, False):
+        log = tmp_path / f"app{finished}.log"
+        log.write_bytes(b"")
+        clock = [100.0]
+        with make([log], rotate_wait=5.0) as tailer:
+            tailer._clock = lambda: clock[0]
+            writer = open(log, "ab", buffering=0)
+            writer.write(b"a\npart")
+            assert texts(tailer.poll()) == [b"a"]
+            os.rename(log, f"{log}.1")
+            log.write_bytes(b"new\n")
+            assert tailer.poll() == []  # the old file's last line may still be finished
+            clock[0] += 2
+            if finished:
+                writer.write(b"ial\n")
+                assert texts(tailer.poll()) == [b"partial", b"new"]
+            else:
+                assert tailer.poll() == []
+                clock[0] += 3
+                assert texts(tailer.poll()) == [b"part", b"new"]  # let go: its last line as it is
+            writer.close()
+
+
 def test_rotation_inside_the_glob_follows_the_renamed_file(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")

@@ -836,6 +836,8 @@ class Tailer:
                     if not self._read(watcher, out, None if max_lines is None else max_lines - len(out)):
                         return out  # more than the budget: let go at the next poll
                 self._close_draining(watcher)
+            elif watcher.scan_pos > watcher.offset and now - watcher.draining_since < self.rotate_wait:
+                return out  # its last line is not finished: the newer files' lines wait for it (rotate_wait at most)
         order = self._live
         for index, watcher in enumerate(order):
             remaining = None if max_lines is None else max_lines - len(out)
