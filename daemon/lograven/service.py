@@ -698,8 +698,7 @@ class Service:
             self.router = build_router(self.cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
             if self.stdin_mode:
                 return self._run_stdin()
-            # after a stop, old files written meanwhile (rotated more than once) are read too
-            self._open_sources(self.cfg, positions, stopped_at=None if learned else self.checkpointer.saved_at)
+            self._open_sources(self.cfg, positions)
             self._note_restored_files()
             # On disk at once where learning stopped, or where a first start began (the files' ends): a crash
             # before the first periodic checkpoint must not start again at the files' new ends, skipping
@@ -819,7 +818,7 @@ class Service:
 
         return Allowlist((cfg or self.cfg).allowlist_path()).matches
 
-    def _open_sources(self, cfg: Config, positions: dict, stopped_at: float | None = None) -> None:
+    def _open_sources(self, cfg: Config, positions: dict) -> None:
         per_source = positions_by_source(cfg, positions)
         self._sources = []
         for i, src in enumerate(cfg.sources):
@@ -832,7 +831,6 @@ class Service:
                 poll_interval=cfg.runtime.poll_interval_seconds,
                 rescan_interval=cfg.runtime.poll_interval_seconds,  # not on every poll while lines keep coming
                 unterminated_after=cfg.runtime.unterminated_line_seconds,
-                stopped_at=stopped_at,
                 positions=per_source[i],
                 skip_predicate=skip,
                 exclude_paths=[p for earlier in cfg.sources[:i] for p in earlier.paths],  # a file is its first source's

@@ -27,7 +27,6 @@ import hashlib
 import logging
 import math
 import os
-import re
 import stat
 import threading
 import time
@@ -70,9 +69,6 @@ MAX_CHECKPOINT_OFFSET = 2**63 - 1
 MAX_CHECKPOINT_FINGERPRINT = 1 << 20
 
 START_POSITIONS = ("end", "beginning")
-# What logrotate appends to a rotated file's name: a number (messages.1) or a date (messages-20261206,
-# auth.log-2026-12-06-13), and maybe a compression suffix.
-ROTATED_SUFFIX = re.compile(r"[.\-_](\d[\d.\-_]*?)(\.(gz|bz2|xz|zst|lz4|lzma|Z))?")
 _GLOB_MAGIC = frozenset("*?[")
 # glob.glob() matches nothing in a directory that is missing or may not be read: not a failed expansion
 _NOTHING_TO_LIST = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM})
@@ -239,10 +235,6 @@ class GlobPathProvider:
         """Whether `path` could match a pattern (a superset: fnmatch's * also crosses /)."""
         return any(fnmatch.fnmatchcase(path, p) for p in self.patterns)
 
-    def claimed(self, path: str) -> bool:
-        """Whether `path` could be followed by this source or an earlier one (its `exclude`)."""
-        return self.matches(path) or (self._exclude is not None and self._exclude.matches(path))
-
     def watch_roots(self) -> list[tuple[str, bool]]:
         """(directory, recursive) pairs covering every pattern: its longest fixed prefix."""
         roots: dict[str, bool] = {}
@@ -375,7 +367,7 @@ class FileWatcher:
         self.mid_line = False  # started inside a line: drop up to its newline
         self.text_checked = False  # read from its first byte: its head was checked not to be compressed
         self.grew_at: float | None = None  # when reading last found new bytes (Tailer's clock); None: not yet read
-        self.final = False  # no writer will add to it (an old file read at start, a copy): its last line is whole
+        self.final = False  # no writer will add to it (a copy, a file let go): its last line is whole
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
@@ -674,7 +666,6 @@ class Tailer:
         exclude_paths: Iterable[str] = (),
         rescan_interval: float = 0.0,
         unterminated_after: float = 0.0,
-        stopped_at: float | None = None,
     ) -> None:
         """Open the files matched now: resume saved positions, else apply `start_position`.
 
@@ -691,9 +682,6 @@ class Tailer:
         unterminated (by a writer that died, or on purpose by one that can write the file) is joined
         to the next writer's line, which it hides. A rotated file's unterminated last line is handed
         out when the file is let go, whatever this is.
-        `stopped_at`: when the `positions` were saved (wall clock), at a start after a stop. A file
-        rotated more than once meanwhile has generations between the checkpointed one and the file now at
-        its path; those written since then (messages.1 beside messages.2.gz) are read in full, in order.
         """
         if isinstance(patterns, str) or not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise LogravenError(f"sources[].paths must be a non-empty list of paths or globs, got {patterns!r}")
@@ -742,9 +730,6 @@ class Tailer:
         self._fd_warned = False  # a warning is out: say so when descriptors are free again
         self._warned_at: dict[str, float] = {}
 
-        # the old files beside each path when the positions were saved: path -> [(dev, ino, fp hex, fp len)]
-        self._saved_siblings: dict[str, list[tuple[int, int, str, int]]] = {}
-        self._sibling_cache: dict[str, tuple[int, list[list[Any]]]] = {}  # path -> (its directory's mtime_ns, siblings)
         saved = self._parse_positions(positions)
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -756,9 +741,6 @@ class Tailer:
         self._not_text_said: set[str] = set()
         self._dropped: list[FileWatcher] = []
         checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
-        self._stopped_at = stopped_at
-        self._checkpointed_paths = sorted(checkpointed)
-        self._checkpointed_prints = [(s.fingerprint, s.fingerprint_len) for s in saved if s.fingerprint_len > 0]
         self._checkpointed_patterns = [
             p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
         ]
@@ -817,8 +799,11 @@ class Tailer:
                     self._check_content(watcher, size)
         complete = self._scan_complete
         out: list[RawLine] = []
+        waiting: set[str] = set()  # paths whose rotated file's last line may still be finished
         for watcher in list(self._draining):
             remaining = None if max_lines is None else max_lines - len(out)
+            if watcher.path in waiting:
+                continue  # after the older file of its path
             eof = self._read(watcher, out, remaining)
             if not eof:
                 return out  # the file now at its path must wait for the rest
@@ -837,10 +822,12 @@ class Tailer:
                         return out  # more than the budget: let go at the next poll
                 self._close_draining(watcher)
             elif watcher.scan_pos > watcher.offset and now - watcher.draining_since < self.rotate_wait:
-                return out  # its last line is not finished: the newer files' lines wait for it (rotate_wait at most)
+                waiting.add(watcher.path)  # its last line is not finished: its path's newer lines wait (rotate_wait at most)
         order = self._live
         for index, watcher in enumerate(order):
             remaining = None if max_lines is None else max_lines - len(out)
+            if watcher.path in waiting:
+                continue
             if remaining == 0 or not self._read(watcher, out, remaining):
                 # Out of budget: the files after this one go first next time.
                 self._live = order[index + 1 :] + order[: index + 1]
@@ -893,11 +880,6 @@ class Tailer:
     def positions(self, read: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
         """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable.
 
-        "siblings" (a checkpoint only): the old files beside the path, named as
-        logrotate names them, each [device, inode, fingerprint hex, fingerprint length]. A Tailer started
-        on these positions after a stop tells from them which files beside the path came while lograven
-        was stopped.
-
         A path's old files, rotated (renamed away or deleted) but not yet read and acknowledged to
         their end, are listed under its "rotated" key, oldest first, each as {"file_id", "offset",
         "fingerprint_len", "read_from", "size"}: "read_from" is the file's name then (RawLine.read_from:
@@ -915,9 +897,6 @@ class Tailer:
                 w.path: {"file_id": w.file_id, "offset": w.acked, "fingerprint_len": w.fp_len}
                 for w in self._live
             }
-            if read is None:  # a checkpoint: the old files beside each path now (see _read_generations_between)
-                for path, entry in result.items():
-                    entry["siblings"] = self._siblings(path)
             for watcher in self._retired + self._draining:
                 entry = self._rotated_entry(watcher)
                 if read is not None and (done := _processed_end(watcher, read)) is not None:
@@ -1037,6 +1016,7 @@ class Tailer:
                 watcher.path = back
                 watcher.draining_since = None
                 watcher.read_from = None
+                watcher.final = False
                 self._draining.remove(watcher)
                 self._live.append(watcher)
                 claimed.add(back)
@@ -1063,7 +1043,6 @@ class Tailer:
         if first_look:
             self._first_look = False
             self._forget_unmatched_saved(matched)
-            self._read_generations_between()
         if complete:  # else a path missing from `present` may still be there
             self._initial &= present
             for path in self._unreadable - present:  # gone: no longer an unreadable file
@@ -1319,13 +1298,6 @@ class Tailer:
             saved = self._parse_position(path, entry, rotated=False)
             if saved is not None:
                 result.append(saved)
-            siblings = entry.get("siblings") if isinstance(entry, Mapping) else None
-            if isinstance(siblings, list):
-                self._saved_siblings[path] = [
-                    (s[0], s[1], s[2], s[3]) for s in siblings
-                    if isinstance(s, list) and len(s) == 4 and all(type(v) is int and v >= 0 for v in (s[0], s[1], s[3]))
-                    and isinstance(s[2], str)
-                ]
         return result
 
     def _parse_position(self, path: str, entry: Any, rotated: bool) -> _SavedPosition | None:
@@ -1461,9 +1433,10 @@ class Tailer:
                 start = saved.read if saved.read is not None and saved.offset <= saved.read <= cst.st_size else saved.offset
                 log.warning("%s was truncated (copytruncate?) while lograven was stopped: reading the rest of its "
                             "copy %s from byte %d, then the file from the start", path, name, start)
+                self._warn_later_generations(path, name, cst)
                 watcher = FileWatcher(path, fd, cst, fingerprint, start, self.max_line_bytes)
                 watcher.acked = saved.offset
-                self._drain(watcher, name)
+                self._drain(watcher, name, final=True)
                 continue
             if found is not None:
                 os.close(found[1])
@@ -1475,129 +1448,30 @@ class Tailer:
                         "beside it (compressed at once?: use logrotate's delaycompress). Reading it from the start",
                         path, saved.offset)
 
-    def _rotated_names(self, path: str) -> list[str]:
-        """The names beside `path` that logrotate gives its old files (messages.1, messages-20261206.gz)."""
+    def _warn_later_generations(self, path: str, resumed: str, st: os.stat_result) -> None:
+        """After a restart, lograven reads the old file it was reading (`resumed`), then the file now at
+        `path`. Had the file been rotated more than once while lograven was stopped, a generation between
+        the two lies beside them, unread: said, not guessed at (files beside a log are not all its own)."""
         directory, base = os.path.split(path)
+        later = []
         try:
-            names = os.listdir(directory)
+            names = sorted(os.listdir(directory))
         except OSError:
-            return []
-        return [os.path.join(directory, n) for n in sorted(names)
-                if n.startswith(base) and ROTATED_SUFFIX.fullmatch(n, len(base))]
-
-    def _siblings(self, path: str) -> list[list[Any]]:
-        """The old files beside `path` now, [dev, ino, fingerprint hex, fingerprint length] each; listed
-        again only when the directory changed (its mtime)."""
-        try:
-            version = os.stat(os.path.dirname(path)).st_mtime_ns
-        except OSError:
-            return []
-        cached = self._sibling_cache.get(path)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        found: list[list[Any]] = []
-        for full in self._rotated_names(path):
-            try:
-                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
-            except OSError:
-                continue
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode):
-                    found.append([st.st_dev, st.st_ino, *self._fingerprinter.fingerprint(fd)])
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        self._sibling_cache[path] = (version, found)
-        return found
-
-    @staticmethod
-    def _starts_as(fd: int, fingerprint: str, length: int) -> bool:
-        """Whether the file's first `length` bytes hash to `fingerprint` (a hex digest, or its start)."""
-        digest = Fingerprinter.prefix(fd, length)
-        return digest is not None and digest.startswith(fingerprint)
-
-    def _read_generations_between(self) -> None:
-        """At start, after the checkpointed files were found again (_resume_rotated, _resume_truncated,
-        _claim_renamed): a file rotated more than once while lograven was stopped has generations between
-        the checkpointed one and the file now at its path (messages.1 when the checkpointed one is
-        messages.2, or was compressed to messages.2.gz). Those are the files beside a checkpointed path,
-        named as logrotate names its old files, written since the checkpoint was saved, that were not
-        beside it then (the checkpoint lists those, with their first bytes: an inode freed and reused
-        meanwhile is another file), and are no copy of a checkpointed or followed file (copytruncate's,
-        logrotate's `copy`), nor followed by a source. They are read in full, oldest first, after the
-        checkpointed file and before the file at the path. Compressed ones cannot be read, and are named."""
-        if self._stopped_at is None:
             return
-        prints = self._checkpointed_prints + [(w.fp_hex, w.fp_len) for w in self._live + self._draining if w.fp_len > 0]
-        for path in self._checkpointed_paths:
-            if not self._paths.matches(path):
+        for n in names:
+            full = os.path.join(directory, n)
+            if not n.startswith(base) or full in (path, resumed) or self._paths.matches(full):
                 continue
-            known = self._saved_siblings.get(path)
-            found: list[tuple[float, int, str, int]] = []
-            for full in self._rotated_names(path):
-                if self._paths.claimed(full):
-                    continue
-                try:
-                    st = os.lstat(full)
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode) and st.st_mtime > self._stopped_at \
-                        and (st.st_dev, st.st_ino) not in self._by_devino:
-                    match = ROTATED_SUFFIX.fullmatch(os.path.basename(full), len(os.path.basename(path)))
-                    number = match.group(1) if match is not None else ""
-                    # equal times (coarse clocks): messages.2 is older than messages.1, dates go up
-                    found.append((st.st_mtime, -int(number) if number.isdigit() else 0, full, st.st_ino))
-            read: list[str] = []
-            compressed: list[str] = []
-            unread: list[str] = []
-            for _, _, full, ino in sorted(found):
-                try:
-                    fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
-                except OSError as exc:
-                    log.warning("cannot open %s, an old file of %s written while lograven was stopped: %s; "
-                                "its lines are not read", full, path, exc)
-                    continue
-                keep = False
-                try:
-                    st = os.fstat(fd)
-                    if st.st_ino != ino:
-                        continue  # replaced meanwhile
-                    if any(st.st_dev == d and st.st_ino == i and self._starts_as(fd, h, n) for d, i, h, n in known or ()):
-                        continue  # beside the path when lograven stopped: not one written since
-                    if any(self._starts_as(fd, h, n) for h, n in prints):
-                        continue  # a copy of a checkpointed or followed file (or that file, renamed)
-                    suffix = ROTATED_SUFFIX.fullmatch(os.path.basename(full), len(os.path.basename(path)))
-                    if compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)) is not None or (
-                            suffix is not None and suffix.group(2)):
-                        compressed.append(full)  # or being compressed (created empty, written after)
-                        continue
-                    if known is None:  # a checkpoint without the list (0.3.0's): not told apart
-                        unread.append(full)
-                        continue
-                    watcher = FileWatcher(path, fd, st, self._fingerprinter.fingerprint(fd), 0, self.max_line_bytes)
-                    self._drain(watcher, full)
-                    keep = True
-                    read.append(full)
-                except OSError as exc:
-                    log.warning("cannot read %s, an old file of %s written while lograven was stopped: %s; "
-                                "its lines are not read", full, path, exc)
-                finally:
-                    if not keep:
-                        os.close(fd)
-            lost = f"{', '.join(compressed)} compressed: not read" if compressed else ""
-            if read:
-                log.warning("%s was rotated more than once while lograven was stopped: reading %s, written "
-                            "since, from the start, before the file at its path%s", path, ", ".join(read),
-                            f" ({lost})" if lost else "")
-            elif compressed:
-                log.warning("%s was rotated more than once while lograven was stopped: %s, written since, %s "
-                            "compressed and not read (logrotate's delaycompress keeps the newest old file "
-                            "uncompressed)", path, ", ".join(compressed), "is" if len(compressed) == 1 else "are")
-            if unread:
-                log.warning("%s beside %s changed while lograven was stopped: rotated more than once? Their lines "
-                            "are not read (`lograven score` them if they matter)", ", ".join(unread), path)
+            try:
+                other = os.lstat(full)
+            except OSError:
+                continue
+            if stat.S_ISREG(other.st_mode) and other.st_mtime > st.st_mtime and (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
+                later.append(full)
+        if later:
+            log.warning("%s beside %s changed after %s, which lograven reads the rest of now: rotated more than "
+                        "once while lograven was stopped? Their lines are not read (`lograven score` them if they "
+                        "matter)", ", ".join(later[:3]) + (" …" if len(later) > 3 else ""), path, resumed)
 
     def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
         """At start (the first complete expansion): a checkpointed file that is no longer at its path (rotated while lograven was
@@ -1640,17 +1514,18 @@ class Tailer:
         else:
             log.info("%s was rotated to %s %s; reading the rest of it from byte %d", saved.rotated_from, name,
                      "while lograven was stopped" if while_stopped else "before lograven stopped", offset)
+            self._warn_later_generations(saved.rotated_from, name, st)
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
             watcher.acked = saved.offset
         self._drain(watcher, name)
 
-    def _drain(self, watcher: FileWatcher, name: str) -> None:
+    def _drain(self, watcher: FileWatcher, name: str, final: bool = False) -> None:
         """Read an old file of `watcher.path` (rotated, or a copytruncate's copy, now at `name`) to its end
         before the file at the path, then let it go."""
         watcher.draining_since = self._clock()
         watcher.read_from = name
-        watcher.final = True
+        watcher.final = final  # a copy: no writer adds to it (a rotated file's writer may not have reopened yet)
         self._draining.append(watcher)
         self._by_devino[watcher.devino] = watcher
 
@@ -1765,7 +1640,7 @@ class Tailer:
             copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
             copy.acked = watcher.acked  # lines in flight are acknowledged to the copy (their old ids)
             copy.ids |= watcher.ids
-            self._drain(copy, name)
+            self._drain(copy, name, final=True)
             return
         if found is not None:
             os.close(found[1])
