@@ -446,6 +446,57 @@ def test_a_rotated_file_resumed_at_a_restart_keeps_its_writers_unfinished_line_w
     writer.close()
 
 
+def test_a_rotated_files_last_line_comes_first_also_when_short_or_between_rescans(tmp_path: Path) -> None:
+    """From a review: a rotated file of under 10 bytes (not read until let go) did not hold back its path's
+    new file; and between rotate_wait and the next rescan (which lets the file go) the new file's lines
+    went first. Once rotate_wait is over, the last line is handed out at once."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    clock = [100.0]
+    with make([log], rotate_wait=5.0, rescan_interval=1.0) as tailer:
+        tailer._clock = lambda: clock[0]
+        append(log, b"panic")
+        assert tailer.poll() == []
+        os.rename(log, tmp_path / "app.log.1")
+        log.write_bytes(b"new 1\n")
+        clock[0] += 1
+        assert tailer.poll() == []  # the rotation is seen; the short old file holds its path back
+        clock[0] += 4.5
+        append(log, b"new 2\n")
+        assert tailer.poll() == []  # rescanned at 101: rotate_wait is over at 106
+        clock[0] += 0.6
+        assert texts(tailer.poll()) == [b"panic", b"new 1", b"new 2"]  # before the next rescan
+        clock[0] += 1
+        tailer.poll()
+        assert tailer._draining == []
+
+
+def test_idle_unterminated_line_shorter_than_a_compressed_files_magic_is_handed_out(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    clock = [100.0]
+    with make([log], unterminated_after=5.0) as tailer:
+        tailer._clock = lambda: clock[0]
+        append(log, b"x: ok ")  # 6 bytes: too few to tell from a compressed file's head
+        assert tailer.poll() == []
+        clock[0] += 5
+        assert texts(tailer.poll()) == [b"x: ok "]
+        append(log, b"Jun  9 07:00:00 web01 sshd[1]: Accepted password for root\n")
+        assert texts(tailer.poll()) == [b"Jun  9 07:00:00 web01 sshd[1]: Accepted password for root"]
+
+
+def test_a_copy_read_from_inside_a_line_begun_before_the_start_drops_that_lines_rest(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"old\n" + b"L" * 70000)  # start_position end inside a long unfinished line
+    with make([log]) as tailer:
+        append(log, b"-more-of-that-line")
+        assert tailer.poll() == []
+        shutil.copyfile(log, tmp_path / "app.log.1")  # copytruncate
+        os.truncate(log, 0)
+        append(log, b"fresh\n")
+        assert texts(tailer.poll() + tailer.poll()) == [b"fresh"]
+
+
 def test_rotation_inside_the_glob_follows_the_renamed_file(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")

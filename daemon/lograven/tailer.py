@@ -368,6 +368,8 @@ class FileWatcher:
         self.text_checked = False  # read from its first byte: its head was checked not to be compressed
         self.grew_at: float | None = None  # when reading last found new bytes (Tailer's clock); None: not yet read
         self.final = False  # no writer will add to it (a copy, a file let go): its last line is whole
+        self.head_seen = -1  # bytes of a head too short to tell from a compressed file's, at grew_at
+        self.cut_idle = False  # such a head was idle for unterminated_after: hand it out as a line
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
@@ -808,21 +810,21 @@ class Tailer:
             if not eof:
                 return out  # the file now at its path must wait for the rest
             assert watcher.draining_since is not None
-            # while the expansion is incomplete, a file renamed within the patterns is not let go; and
-            # only just after a pass, which would have seen it come back under the patterns
-            if (rescanned and now - watcher.draining_since >= self.rotate_wait
-                    and (complete or self._left_patterns(watcher))):  # fmt: skip
-                if watcher.scan_pos > watcher.offset or (watcher.scan_pos == 0 and not watcher.text_checked):
-                    # its last line has no newline, and never will (or, shorter than a compressed file's
-                    # magic, it was not read at all)
+            if now - watcher.draining_since >= self.rotate_wait:
+                if not watcher.final and self._unfinished(watcher):
+                    # its writer had rotate_wait to finish its last line: that line is whole as it is (or,
+                    # shorter than a compressed file's magic, the file was not read at all)
                     if max_lines is not None and len(out) >= max_lines:
-                        return out  # no room for it: let go at the next poll
-                    watcher.final = True  # read to its end once more, its last line included
+                        return out  # no room for it: at the next poll
+                    watcher.final = True
                     if not self._read(watcher, out, None if max_lines is None else max_lines - len(out)):
-                        return out  # more than the budget: let go at the next poll
-                self._close_draining(watcher)
-            elif watcher.scan_pos > watcher.offset and now - watcher.draining_since < self.rotate_wait:
-                waiting.add(watcher.path)  # its last line is not finished: its path's newer lines wait (rotate_wait at most)
+                        return out  # more than the budget: the rest at the next poll
+                # while the expansion is incomplete, a file renamed within the patterns is not let go; and
+                # only just after a pass, which would have seen it come back under the patterns
+                if rescanned and (complete or self._left_patterns(watcher)):
+                    self._close_draining(watcher)
+            elif self._unfinished(watcher):
+                waiting.add(watcher.path)  # its last line may still be finished: its path's newer lines wait
         order = self._live
         for index, watcher in enumerate(order):
             remaining = None if max_lines is None else max_lines - len(out)
@@ -1640,6 +1642,7 @@ class Tailer:
             copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
             copy.acked = watcher.acked  # lines in flight are acknowledged to the copy (their old ids)
             copy.ids |= watcher.ids
+            copy.mid_line = watcher.mid_line  # still inside a line begun before lograven started
             self._drain(copy, name, final=True)
             return
         if found is not None:
@@ -1707,7 +1710,9 @@ class Tailer:
             self._note_read_error(watcher, exc)
             return True
         watcher.failing = False
-        if eof and watcher.final and watcher.scan_pos > watcher.offset and (limit is None or limit > len(out) - count):
+        if eof and (watcher.final or watcher.cut_idle) and watcher.scan_pos > watcher.offset \
+                and (limit is None or limit > len(out) - count):
+            watcher.cut_idle = False
             watcher.hand_out_unterminated(out, self._skip, stats)  # before the lines of newer files
         elif watcher.scan_pos != before or watcher.grew_at is None:
             watcher.grew_at = self._clock()
@@ -1717,6 +1722,19 @@ class Tailer:
             watcher.hand_out_unterminated(out, self._skip, stats)
         return eof
 
+    @staticmethod
+    def _unfinished(watcher: FileWatcher) -> bool:
+        """Whether the file has bytes after its last newline not yet handed out (or, not yet told from a
+        compressed file, some bytes not read at all)."""
+        if watcher.scan_pos > watcher.offset:
+            return True
+        if watcher.scan_pos or watcher.text_checked:
+            return False
+        try:
+            return os.fstat(watcher.fd).st_size > 0
+        except OSError:
+            return False
+
     def _text_so_far(self, watcher: FileWatcher) -> bool:
         """Before a file is read from its first byte: whether it is not a compressed file. A pattern such
         as `messages*` or `*.log*` also matches the rotated, compressed generations (messages.2.gz): read
@@ -1725,8 +1743,15 @@ class Tailer:
         head = os.pread(watcher.fd, COMPRESSION_MAGIC_BYTES, 0)
         kind = compression_of(head)
         if kind is None:
-            # too few bytes to tell (bzip2 needs 10): wait for more, unless none will come
+            # too few bytes to tell (bzip2 needs 10): wait for more, unless none will come, or none came for
+            # unterminated_after (then it is an unterminated line, handed out by _read)
             watcher.text_checked = _tells_text(head) or watcher.final
+            if not watcher.text_checked and head and self.unterminated_after > 0:
+                now = self._clock()
+                if watcher.grew_at is None or len(head) != watcher.head_seen:
+                    watcher.grew_at, watcher.head_seen = now, len(head)
+                elif now - watcher.grew_at >= self.unterminated_after:
+                    watcher.text_checked = watcher.cut_idle = True
             return watcher.text_checked
         self._not_text_found(watcher.path, os.fstat(watcher.fd), kind)
         self._dropped.append(watcher)
