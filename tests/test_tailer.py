@@ -7,6 +7,7 @@ model of the files, like Vector's file-source model tests.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -18,6 +19,7 @@ import textwrap
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,16 @@ def make(patterns: list[Path | str], **kwargs: object) -> Tailer:
 def ack_all(tailer: Tailer, lines: list[RawLine]) -> None:
     for line in lines:
         tailer.acknowledge(line.path, line.file_id, line.end)
+
+
+@contextlib.contextmanager
+def clocked(log: Path, **kwargs: object) -> Iterator[tuple[Tailer, list[float]]]:
+    """A tailer of a new empty `log` whose clock is the returned list's number (advance it by hand)."""
+    log.write_bytes(b"")
+    clock = [100.0]
+    with make([log], **kwargs) as tailer:
+        tailer._clock = lambda: clock[0]
+        yield tailer, clock
 
 
 def checkpoint_after(log: Path, data: bytes) -> dict:
@@ -451,10 +463,7 @@ def test_a_rotated_files_last_line_comes_first_also_when_short_or_between_rescan
     new file; and between rotate_wait and the next rescan (which lets the file go) the new file's lines
     went first. Once rotate_wait is over, the last line is handed out at once."""
     log = tmp_path / "app.log"
-    log.write_bytes(b"")
-    clock = [100.0]
-    with make([log], rotate_wait=5.0, rescan_interval=1.0) as tailer:
-        tailer._clock = lambda: clock[0]
+    with clocked(log, rotate_wait=5.0, rescan_interval=1.0) as (tailer, clock):
         append(log, b"panic")
         assert tailer.poll() == []
         os.rename(log, tmp_path / "app.log.1")
@@ -473,10 +482,7 @@ def test_a_rotated_files_last_line_comes_first_also_when_short_or_between_rescan
 
 def test_idle_unterminated_line_shorter_than_a_compressed_files_magic_is_handed_out(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.write_bytes(b"")
-    clock = [100.0]
-    with make([log], unterminated_after=5.0) as tailer:
-        tailer._clock = lambda: clock[0]
+    with clocked(log, unterminated_after=5.0) as (tailer, clock):
         append(log, b"x: ok ")  # 6 bytes: too few to tell from a compressed file's head
         assert tailer.poll() == []
         clock[0] += 5
