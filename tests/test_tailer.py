@@ -461,7 +461,7 @@ def test_a_rotated_file_resumed_at_a_restart_keeps_its_writers_unfinished_line_w
 def test_a_rotated_files_last_line_comes_first_also_when_short_or_between_rescans(tmp_path: Path) -> None:
     """From a review: a rotated file of under 10 bytes (not read until let go) did not hold back its path's
     new file; and between rotate_wait and the next rescan (which lets the file go) the new file's lines
-    went first. Once rotate_wait is over, the last line is handed out at once."""
+    went first. The path waits until the file is let go (rotate_wait and one rescan interval at most)."""
     log = tmp_path / "app.log"
     with clocked(log, rotate_wait=5.0, rescan_interval=1.0) as (tailer, clock):
         append(log, b"panic")
@@ -474,9 +474,9 @@ def test_a_rotated_files_last_line_comes_first_also_when_short_or_between_rescan
         append(log, b"new 2\n")
         assert tailer.poll() == []  # rescanned at 101: rotate_wait is over at 106
         clock[0] += 0.6
-        assert texts(tailer.poll()) == [b"panic", b"new 1", b"new 2"]  # before the next rescan
+        assert tailer.poll() == []  # rotate_wait is over, but the file is let go at the next rescan: wait
         clock[0] += 1
-        tailer.poll()
+        assert texts(tailer.poll()) == [b"panic", b"new 1", b"new 2"]
         assert tailer._draining == []
 
 
@@ -489,6 +489,91 @@ def test_idle_unterminated_line_shorter_than_a_compressed_files_magic_is_handed_
         assert texts(tailer.poll()) == [b"x: ok "]
         append(log, b"Jun  9 07:00:00 web01 sshd[1]: Accepted password for root\n")
         assert texts(tailer.poll()) == [b"Jun  9 07:00:00 web01 sshd[1]: Accepted password for root"]
+
+
+def test_a_rotated_file_kept_open_while_the_patterns_cannot_be_listed_keeps_its_line_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renamed within the patterns while they cannot be listed (EMFILE), a file is kept open: it may come back.
+    Its unfinished line was cut once rotate_wait was over (a review); it is cut only when the file is let go."""
+    log = tmp_path / "app.log"
+    with clocked(tmp_path / "app.log", rotate_wait=5.0) as (tailer, clock):
+        tailer._paths.patterns = [f"{log}*"]
+        writer = open(log, "ab", buffering=0)
+        writer.write(b"one\npart")
+        got = tailer.poll()
+
+        def emfile(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        monkeypatch.setattr(os, "scandir", emfile)
+        os.rename(log, tmp_path / "app.log.1")
+        for _ in range(5):
+            got += tailer.poll()
+            clock[0] += 2
+        writer.write(b"ial\n")
+        got += tailer.poll()
+        monkeypatch.undo()
+        for _ in range(2):
+            clock[0] += 1
+            got += tailer.poll()
+        writer.close()
+    assert texts(got) == [b"one", b"partial"]
+
+
+def test_an_idle_short_head_cut_once_does_not_cut_the_files_later_lines(tmp_path: Path) -> None:
+    """poll(max_lines=1): one rotated file's last line fills the budget, and the next rotated file, its short
+    head idle, is reached with no room left. The mark that its head may be cut stayed set, and that file's
+    later lines were cut into the pieces their writer wrote (a review)."""
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(b"")
+    with clocked(b, rotate_wait=10.0, unterminated_after=2.0) as (tailer, clock):
+        tailer._paths.patterns = [str(a), str(b)]
+        tailer.poll()
+        wa, wb = open(a, "ab", buffering=0), open(b, "ab", buffering=0)
+        wa.write(b"a1\napart")
+        got = tailer.poll()
+        os.rename(a, f"{a}.1")
+        a.write_bytes(b"")
+        got += tailer.poll(max_lines=1)
+        clock[0] = 101
+        os.rename(b, f"{b}.1")
+        b.write_bytes(b"")
+        wb.write(b"y: ok")
+        got += tailer.poll(max_lines=1)
+        clock[0] = 110
+        got += tailer.poll(max_lines=1)  # a's last line fills the budget
+        wb.write(b" done\n")
+        got += tailer.poll(max_lines=1)
+        clock[0] += 0.1
+        wb.write(b"Jun  9 07:00:00 web01 sshd[1]: Accepted ")
+        got += tailer.poll(max_lines=5)
+        clock[0] += 0.1
+        wb.write(b"password for root\n")
+        got += tailer.poll(max_lines=5)
+        wa.close()
+        wb.close()
+    assert texts(got) == [b"a1", b"apart", b"y: ok done", b"Jun  9 07:00:00 web01 sshd[1]: Accepted password for root"]
+
+
+def test_an_idle_head_that_may_still_become_a_compressed_files_is_not_cut(tmp_path: Path) -> None:
+    import gzip
+
+    from lograven.osutil import may_become_compressed
+
+    assert may_become_compressed(b"\x1f") and may_become_compressed(b"BZ") and not may_become_compressed(b"x: ok")
+    log = tmp_path / "app.log"
+    with clocked(log, unterminated_after=5.0) as (tailer, clock):
+        tailer._paths.patterns = [f"{log}*"]
+        gz = tmp_path / "app.log.1.gz"
+        data = gzip.compress(b"".join(b"line %d\n" % i for i in range(20)))
+        gz.write_bytes(data[:1])  # a compressor that stalls after one byte
+        got = tailer.poll()
+        clock[0] += 5
+        got += tailer.poll()
+        append(gz, data[1:])
+        clock[0] += 1
+        got += tailer.poll()
+    assert got == []
 
 
 def test_a_copy_read_from_inside_a_line_begun_before_the_start_drops_that_lines_rest(tmp_path: Path) -> None:

@@ -105,6 +105,14 @@ def release_free_memory() -> bool:
 COMPRESSION_MAGIC_BYTES = 10  # enough to tell every format compression_of knows
 
 
+_MAGICS = (b"\x1f\x8b", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"BZh")
+
+
+def may_become_compressed(head: bytes) -> bool:
+    """Whether a head too short for compression_of to tell could still be a compressed file's start."""
+    return any(magic.startswith(head[: len(magic)]) for magic in _MAGICS)
+
+
 def compression_of(head: bytes) -> str | None:
     """The compressed format rotated logs come in that `head` (a file's first bytes) starts with, if any."""
     if head.startswith(b"\x1f\x8b"):

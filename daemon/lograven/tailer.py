@@ -50,7 +50,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .errors import LogravenError
-from .osutil import COMPRESSION_MAGIC_BYTES, compression_of
+from .osutil import COMPRESSION_MAGIC_BYTES, compression_of, may_become_compressed
 
 log = logging.getLogger(__name__)
 
@@ -810,21 +810,23 @@ class Tailer:
             if not eof:
                 return out  # the file now at its path must wait for the rest
             assert watcher.draining_since is not None
-            if now - watcher.draining_since >= self.rotate_wait:
-                if not watcher.final and self._unfinished(watcher):
+            waited = now - watcher.draining_since
+            # while the expansion is incomplete, a file renamed within the patterns is not let go; and
+            # only just after a pass, which would have seen it come back under the patterns
+            if waited >= self.rotate_wait and rescanned and (complete or self._left_patterns(watcher)):
+                if self._unfinished(watcher):
                     # its writer had rotate_wait to finish its last line: that line is whole as it is (or,
                     # shorter than a compressed file's magic, the file was not read at all)
                     if max_lines is not None and len(out) >= max_lines:
-                        return out  # no room for it: at the next poll
+                        return out  # no room for it: let go at the next poll
                     watcher.final = True
                     if not self._read(watcher, out, None if max_lines is None else max_lines - len(out)):
-                        return out  # more than the budget: the rest at the next poll
-                # while the expansion is incomplete, a file renamed within the patterns is not let go; and
-                # only just after a pass, which would have seen it come back under the patterns
-                if rescanned and (complete or self._left_patterns(watcher)):
-                    self._close_draining(watcher)
-            elif self._unfinished(watcher):
-                waiting.add(watcher.path)  # its last line may still be finished: its path's newer lines wait
+                        return out  # more than the budget: let go at the next poll
+                self._close_draining(watcher)
+            elif waited < self.rotate_wait + max(self.rescan_interval, self.poll_interval) and self._unfinished(watcher):
+                # its last line may still be finished: its path's newer lines wait until it is let go (not
+                # longer: a file kept open while the patterns cannot be listed is not let go)
+                waiting.add(watcher.path)
         order = self._live
         for index, watcher in enumerate(order):
             remaining = None if max_lines is None else max_lines - len(out)
@@ -1710,9 +1712,9 @@ class Tailer:
             self._note_read_error(watcher, exc)
             return True
         watcher.failing = False
-        if eof and (watcher.final or watcher.cut_idle) and watcher.scan_pos > watcher.offset \
+        cut_idle, watcher.cut_idle = watcher.cut_idle, False
+        if eof and (watcher.final or cut_idle) and watcher.scan_pos > watcher.offset \
                 and (limit is None or limit > len(out) - count):
-            watcher.cut_idle = False
             watcher.hand_out_unterminated(out, self._skip, stats)  # before the lines of newer files
         elif watcher.scan_pos != before or watcher.grew_at is None:
             watcher.grew_at = self._clock()
@@ -1746,7 +1748,7 @@ class Tailer:
             # too few bytes to tell (bzip2 needs 10): wait for more, unless none will come, or none came for
             # unterminated_after (then it is an unterminated line, handed out by _read)
             watcher.text_checked = _tells_text(head) or watcher.final
-            if not watcher.text_checked and head and self.unterminated_after > 0:
+            if not watcher.text_checked and head and self.unterminated_after > 0 and not may_become_compressed(head):
                 now = self._clock()
                 if watcher.grew_at is None or len(head) != watcher.head_seen:
                     watcher.grew_at, watcher.head_seen = now, len(head)
