@@ -480,6 +480,37 @@ def test_a_rotated_files_last_line_comes_first_also_when_short_or_between_rescan
         assert tailer._draining == []
 
 
+def test_a_let_go_put_off_by_the_poll_budget_keeps_the_paths_order(tmp_path: Path) -> None:
+    """From a review: the pass that lets a rotated file go found the budget spent on another rotated file's
+    late lines; the next pass was a rescan interval later, past the path's wait, and the new file's line
+    came before the old file's unfinished last line."""
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    b.write_bytes(b"")
+    with clocked(a, rotate_wait=5.0, rescan_interval=1.0) as (tailer, clock):  # a.log first, then b.log
+        tailer._paths.patterns = [str(a), str(b)]
+        tailer.poll()
+        wa, wb = open(a, "ab", buffering=0), open(b, "ab", buffering=0)
+        wb.write(b"b old\nb part")
+        got = tailer.poll()
+        os.rename(a, f"{a}.1")
+        a.write_bytes(b"")
+        os.rename(b, f"{b}.1")
+        b.write_bytes(b"b new 1\n")
+        clock[0] = 100.5
+        tailer._structure.set()
+        for now in (100.5, 101.6, 102.7, 103.8, 104.9):
+            clock[0] = now
+            got += tailer.poll(max_lines=3)
+        wa.write(b"a late 1\na late 2\na late 3\na late 4\n")
+        for now in (105.95, 106.0, 106.6, 106.96, 107.0):
+            clock[0] = now
+            got += tailer.poll(max_lines=3)
+        wa.close()
+        wb.close()
+    assert [x.data for x in got if x.data.startswith(b"b ")] == [b"b old", b"b part", b"b new 1"]
+    assert len(got) == 7
+
+
 def test_idle_unterminated_line_shorter_than_a_compressed_files_magic_is_handed_out(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     with clocked(log, unterminated_after=5.0) as (tailer, clock):
@@ -560,7 +591,8 @@ def test_an_idle_head_that_may_still_become_a_compressed_files_is_not_cut(tmp_pa
 
     from lograven.osutil import may_become_compressed
 
-    assert may_become_compressed(b"\x1f") and may_become_compressed(b"BZ") and not may_become_compressed(b"x: ok")
+    assert may_become_compressed(b"\x1f") and may_become_compressed(b"BZh9") and not may_become_compressed(b"x: ok")
+    assert not may_become_compressed(b"BZhello")  # a bzip2 head has a block size digit there
     log = tmp_path / "app.log"
     with clocked(log, unterminated_after=5.0) as (tailer, clock):
         tailer._paths.patterns = [f"{log}*"]

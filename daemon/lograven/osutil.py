@@ -105,7 +105,8 @@ def release_free_memory() -> bool:
 COMPRESSION_MAGIC_BYTES = 10  # enough to tell every format compression_of knows
 
 
-_MAGICS = (b"\x1f\x8b", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"BZh")
+_MAGICS = (b"\x1f\x8b", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd") + tuple(
+    b"BZh" + bytes([level]) + block for level in range(0x31, 0x3A) for block in (b"1AY&SY", b"\x17rE8P\x90"))
 
 
 def may_become_compressed(head: bytes) -> bool:

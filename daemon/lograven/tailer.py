@@ -369,6 +369,7 @@ class FileWatcher:
         self.grew_at: float | None = None  # when reading last found new bytes (Tailer's clock); None: not yet read
         self.final = False  # no writer will add to it (a copy, a file let go): its last line is whole
         self.head_seen = -1  # bytes of a head too short to tell from a compressed file's, at grew_at
+        self.letting_go = False  # draining: done with (rotate_wait over, seen at a pass); closed once read
         self.cut_idle = False  # such a head was idle for unterminated_after: hand it out as a line
         self.fp_hex = ""
         self.fp_len = 0
@@ -785,8 +786,8 @@ class Tailer:
             if self._waker is not None:
                 self._waker.ensure()
             self._scan_complete = self._discover(*self._paths.expand_checked())
-            self._scanned_at = now
             now = self._clock()  # a file the pass set draining was set so after `now` above
+            self._scanned_at = now
         else:
             # Between passes, a file whose size changed has its first bytes checked before it is
             # read (one fstat for a file that did not): truncated and written again past the
@@ -812,8 +813,12 @@ class Tailer:
             assert watcher.draining_since is not None
             waited = now - watcher.draining_since
             # while the expansion is incomplete, a file renamed within the patterns is not let go; and
-            # only just after a pass, which would have seen it come back under the patterns
-            if waited >= self.rotate_wait and rescanned and (complete or self._left_patterns(watcher)):
+            # only after a pass made rotate_wait after it was seen rotated (which would have seen it come
+            # back under the patterns), at this poll or, the budget spent, a later one
+            if not watcher.letting_go and self._scanned_at - watcher.draining_since >= self.rotate_wait \
+                    and (complete or self._left_patterns(watcher)):
+                watcher.letting_go = True
+            if watcher.letting_go:
                 if self._unfinished(watcher):
                     # its writer had rotate_wait to finish its last line: that line is whole as it is (or,
                     # shorter than a compressed file's magic, the file was not read at all)
@@ -1020,7 +1025,7 @@ class Tailer:
                 watcher.path = back
                 watcher.draining_since = None
                 watcher.read_from = None
-                watcher.final = False
+                watcher.final = watcher.letting_go = False
                 self._draining.remove(watcher)
                 self._live.append(watcher)
                 claimed.add(back)
