@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,19 @@ def clocked(log: Path, **kwargs: object) -> Iterator[tuple[Tailer, list[float]]]
     with make([log], **kwargs) as tailer:
         tailer._clock = lambda: clock[0]
         yield tailer, clock
+
+
+@contextlib.contextmanager
+def two_logs(tmp_path: Path, first: str, **kwargs: object) -> Iterator[tuple[Tailer, list[float], Path, Path, Any, Any]]:
+    """clocked() over a.log and b.log (`first` of them opened first), and a writer of each, kept open."""
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    other = b if first == "a" else a
+    other.write_bytes(b"")
+    with clocked(tmp_path / f"{first}.log", **kwargs) as (tailer, clock):
+        tailer._paths.patterns = [str(a), str(b)]
+        tailer.poll()
+        with open(a, "ab", buffering=0) as wa, open(b, "ab", buffering=0) as wb:
+            yield tailer, clock, a, b, wa, wb
 
 
 def checkpoint_after(log: Path, data: bytes) -> dict:
@@ -484,12 +498,7 @@ def test_a_let_go_put_off_by_the_poll_budget_keeps_the_paths_order(tmp_path: Pat
     """From a review: the pass that lets a rotated file go found the budget spent on another rotated file's
     late lines; the next pass was a rescan interval later, past the path's wait, and the new file's line
     came before the old file's unfinished last line."""
-    a, b = tmp_path / "a.log", tmp_path / "b.log"
-    b.write_bytes(b"")
-    with clocked(a, rotate_wait=5.0, rescan_interval=1.0) as (tailer, clock):  # a.log first, then b.log
-        tailer._paths.patterns = [str(a), str(b)]
-        tailer.poll()
-        wa, wb = open(a, "ab", buffering=0), open(b, "ab", buffering=0)
+    with two_logs(tmp_path, "a", rotate_wait=5.0, rescan_interval=1.0) as (tailer, clock, a, b, wa, wb):
         wb.write(b"b old\nb part")
         got = tailer.poll()
         os.rename(a, f"{a}.1")
@@ -505,8 +514,6 @@ def test_a_let_go_put_off_by_the_poll_budget_keeps_the_paths_order(tmp_path: Pat
         for now in (105.95, 106.0, 106.6, 106.96, 107.0):
             clock[0] = now
             got += tailer.poll(max_lines=3)
-        wa.close()
-        wb.close()
     assert [x.data for x in got if x.data.startswith(b"b ")] == [b"b old", b"b part", b"b new 1"]
     assert len(got) == 7
 
@@ -555,12 +562,7 @@ def test_an_idle_short_head_cut_once_does_not_cut_the_files_later_lines(tmp_path
     """poll(max_lines=1): one rotated file's last line fills the budget, and the next rotated file, its short
     head idle, is reached with no room left. The mark that its head may be cut stayed set, and that file's
     later lines were cut into the pieces their writer wrote (a review)."""
-    a, b = tmp_path / "a.log", tmp_path / "b.log"
-    a.write_bytes(b"")
-    with clocked(b, rotate_wait=10.0, unterminated_after=2.0) as (tailer, clock):
-        tailer._paths.patterns = [str(a), str(b)]
-        tailer.poll()
-        wa, wb = open(a, "ab", buffering=0), open(b, "ab", buffering=0)
+    with two_logs(tmp_path, "b", rotate_wait=10.0, unterminated_after=2.0) as (tailer, clock, a, b, wa, wb):
         wa.write(b"a1\napart")
         got = tailer.poll()
         os.rename(a, f"{a}.1")
@@ -581,8 +583,6 @@ def test_an_idle_short_head_cut_once_does_not_cut_the_files_later_lines(tmp_path
         clock[0] += 0.1
         wb.write(b"password for root\n")
         got += tailer.poll(max_lines=5)
-        wa.close()
-        wb.close()
     assert texts(got) == [b"a1", b"apart", b"y: ok done", b"Jun  9 07:00:00 web01 sshd[1]: Accepted password for root"]
 
 
