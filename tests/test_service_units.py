@@ -1,6 +1,7 @@
 """Unit tests of the daemon's wiring: own-alert skipping, verdict -> alert, sinks from config."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -1151,30 +1152,21 @@ def test_an_alert_for_a_line_cut_at_max_line_bytes_says_so(tmp_path, bundle_dir)
     assert "truncated" not in json.loads(Alert.from_dict(got[1]).to_compact_json())
 
 
-def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle_dir) -> None:
-    """The tailer keeps the first max_line_bytes of a longer line and flags it: that flag reaches the alert."""
+@contextlib.contextmanager
+def _serving(cfg, bundle_dir, relearning: bool = False):
+    """A Service on `cfg` with the model at `bundle_dir`, its alert router and its sources open (not its
+    reader thread); closed afterwards."""
     from lograven.bundle import load_bundle
-    from lograven.service import Service, _Item
-    from lograven.tailer import RawLine
 
-    log = tmp_path / "a.log"
-    log.write_text("")
-    cfg = parse_config({"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "sources": [{"paths": [str(log)]}],
-                        "runtime": {"max_line_bytes": 1024}, "alerts": {"syslog": {"enabled": False}, "dedup_window_seconds": 0,
-                                                                         "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
     svc = Service(cfg)
     svc._prepare_state_dir()
     svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
     svc.router = build_router(cfg, svc.metrics)
+    if relearning:
+        svc._setup_relearning()
     svc._open_sources(cfg, {})
     try:
-        kept = ("Jun  9 07:00:00 web01 kernel: never seen " + "x" * 2000).encode()[:1024]
-        other = b"Jun  9 07:00:01 web01 kernel: /dev/sdz9 out of diskspace"
-        svc._process([_Item(0, RawLine(str(log), "1:2:ab", 0, 5001, kept, True)),
-                      _Item(0, RawLine(str(log), "1:2:ab", 5001, 5001 + len(other) + 1, other, False))])  # fmt: skip
-        svc.router.flush(force=True)
-        got = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
-        assert [(a["offset"], a["line_truncated"]) for a in got] == [(0, True), (5001, False)]
+        yield svc
     finally:
         for s in svc._sources:
             s.tailer.close()
@@ -1182,20 +1174,33 @@ def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle
         svc._release_lock()
 
 
-def test_an_unterminated_line_is_scored_after_runtime_unterminated_line_seconds_and_counted(tmp_path, bundle_dir) -> None:
-    from lograven.bundle import load_bundle
+def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle_dir) -> None:
+    """The tailer keeps the first max_line_bytes of a longer line and flags it: that flag reaches the alert."""
+    from lograven.service import _Item
+    from lograven.tailer import RawLine
 
+    log = tmp_path / "a.log"
+    log.write_text("")
+    cfg = parse_config({"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "sources": [{"paths": [str(log)]}],
+                        "runtime": {"max_line_bytes": 1024}, "alerts": {"syslog": {"enabled": False}, "dedup_window_seconds": 0,
+                                                                         "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    with _serving(cfg, bundle_dir) as svc:
+        kept = ("Jun  9 07:00:00 web01 kernel: never seen " + "x" * 2000).encode()[:1024]
+        other = b"Jun  9 07:00:01 web01 kernel: /dev/sdz9 out of diskspace"
+        svc._process([_Item(0, RawLine(str(log), "1:2:ab", 0, 5001, kept, True)),
+                      _Item(0, RawLine(str(log), "1:2:ab", 5001, 5001 + len(other) + 1, other, False))])  # fmt: skip
+        svc.router.flush(force=True)
+        got = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+        assert [(a["offset"], a["line_truncated"]) for a in got] == [(0, True), (5001, False)]
+
+
+def test_an_unterminated_line_is_scored_after_runtime_unterminated_line_seconds_and_counted(tmp_path, bundle_dir) -> None:
     log = tmp_path / "a.log"
     log.write_text("")
     cfg = parse_config({"state_dir": str(tmp_path / "state"), "sources": [{"paths": [str(log)]}],
                         "metrics": {"enabled": False}, "runtime": {"unterminated_line_seconds": 2},
                         "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
-    svc = Service(cfg)
-    svc._prepare_state_dir()
-    svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
-    svc.router = build_router(cfg, svc.metrics)
-    svc._open_sources(cfg, {})
-    try:
+    with _serving(cfg, bundle_dir) as svc:
         tailer = svc._sources[0].tailer
         assert tailer.unterminated_after == 2
         clock = [100.0]
@@ -1208,11 +1213,6 @@ def test_an_unterminated_line_is_scored_after_runtime_unterminated_line_seconds_
         assert line.data.endswith(b"out of diskspace")
         svc._export_file_stats()
         assert f'lograven_lines_unterminated_total{{file="{log}"}} 1.0' in svc.metrics.exposition().decode()
-    finally:
-        for s in svc._sources:
-            s.tailer.close()
-        svc.router.close()
-        svc._release_lock()
 
 
 def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
@@ -1220,9 +1220,8 @@ def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
     (a soak's relearn learned a message type with an empty template from them). And a batch of very long
     lines gives the memory it took back to the system."""
     from conftest import TRAIN_SEED
-    from lograven.bundle import load_bundle
     from lograven.generator import LogGenerator
-    from lograven.service import Service, _Item
+    from lograven.service import _Item
     from lograven.tailer import RawLine
 
     log = tmp_path / "a.log"
@@ -1230,13 +1229,7 @@ def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
     cfg = parse_config({"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "sources": [{"paths": [str(log)]}],
                         "learn": {"schedule": "1h"},
                         "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
-    svc = Service(cfg)
-    svc._prepare_state_dir()
-    svc._activate(load_bundle(bundle_dir), bundle_dir, cfg)
-    svc.router = build_router(cfg, svc.metrics)
-    svc._setup_relearning()
-    svc._open_sources(cfg, {})
-    try:
+    with _serving(cfg, bundle_dir, relearning=True) as svc:
         known = [x.encode() for x in LogGenerator(seed=TRAIN_SEED).lines(30)]
         lines = [b"", *known[:15], b"   ", *known[15:], b"\t"]
         off, batch = 0, []
@@ -1260,11 +1253,6 @@ def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
             assert trims == [1]
         finally:
             service_mod.release_free_memory = real_trim
-    finally:
-        for s in svc._sources:
-            s.tailer.close()
-        svc.router.close()
-        svc._release_lock()
 
 
 def test_a_reload_keeps_restart_only_values_in_force_for_everything(tmp_path, bundle_dir, caplog) -> None:

@@ -370,7 +370,6 @@ class FileWatcher:
         self.final = False  # no writer will add to it (a copy, a file let go): its last line is whole
         self.head_seen = -1  # bytes of a head too short to tell from a compressed file's, at grew_at
         self.letting_go = False  # draining: done with (rotate_wait over, seen at a pass); closed once read
-        self.cut_idle = False  # such a head was idle for unterminated_after: hand it out as a line
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
@@ -1708,24 +1707,25 @@ class Tailer:
 
     def _read(self, watcher: FileWatcher, out: list[RawLine], limit: int | None) -> bool:
         try:
-            if watcher.scan_pos == 0 and not watcher.text_checked and not self._text_so_far(watcher):
-                return True  # compressed (let go after this poll), or too few bytes yet to tell
-            before, count = watcher.scan_pos, len(out)
+            cut_idle = False
+            if watcher.scan_pos == 0 and not watcher.text_checked:
+                told, cut_idle = self._text_so_far(watcher)
+                if not told:
+                    return True  # compressed (let go after this poll), or too few bytes yet to tell
+            before = watcher.scan_pos
             stats = self._stat(watcher.path)
             eof = watcher.read(out, limit, self._skip, stats)
         except OSError as exc:
             self._note_read_error(watcher, exc)
             return True
         watcher.failing = False
-        cut_idle, watcher.cut_idle = watcher.cut_idle, False
-        if eof and (watcher.final or cut_idle) and watcher.scan_pos > watcher.offset \
-                and (limit is None or limit > len(out) - count):
+        # (at the end of the file, `limit` has room left: read stops before the end when it has none)
+        if eof and (watcher.final or cut_idle) and watcher.scan_pos > watcher.offset:
             watcher.hand_out_unterminated(out, self._skip, stats)  # before the lines of newer files
         elif watcher.scan_pos != before or watcher.grew_at is None:
             watcher.grew_at = self._clock()
         elif (eof and self.unterminated_after > 0 and watcher.scan_pos > watcher.offset
-              and self._clock() - watcher.grew_at >= self.unterminated_after
-              and (limit is None or limit > 0)):  # fmt: skip
+              and self._clock() - watcher.grew_at >= self.unterminated_after):  # fmt: skip
             watcher.hand_out_unterminated(out, self._skip, stats)
         return eof
 
@@ -1742,8 +1742,10 @@ class Tailer:
         except OSError:
             return False
 
-    def _text_so_far(self, watcher: FileWatcher) -> bool:
-        """Before a file is read from its first byte: whether it is not a compressed file. A pattern such
+    def _text_so_far(self, watcher: FileWatcher) -> tuple[bool, bool]:
+        """Before a file is read from its first byte: whether it is not a compressed file, and whether it is
+        a head too short to tell that stayed the same for unterminated_after (an unterminated line, which
+        _read then hands out). A pattern such
         as `messages*` or `*.log*` also matches the rotated, compressed generations (messages.2.gz): read
         as text, each new one made a thousand lines of garbage, and as many alerts. logrotate creates the
         .gz file empty and then writes it, so the check waits for the first bytes."""
@@ -1758,11 +1760,12 @@ class Tailer:
                 if watcher.grew_at is None or len(head) != watcher.head_seen:
                     watcher.grew_at, watcher.head_seen = now, len(head)
                 elif now - watcher.grew_at >= self.unterminated_after:
-                    watcher.text_checked = watcher.cut_idle = True
-            return watcher.text_checked
+                    watcher.text_checked = True
+                    return True, True
+            return watcher.text_checked, False
         self._not_text_found(watcher.path, os.fstat(watcher.fd), kind)
         self._dropped.append(watcher)
-        return False
+        return False, False
 
     def _not_text_found(self, path: str, st: os.stat_result, kind: str) -> None:
         """A compressed file at `path`: not opened again while unchanged, and said once per path."""
