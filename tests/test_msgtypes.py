@@ -534,3 +534,33 @@ def test_two_lists_are_never_neighbours() -> None:
     line = "vals 1 2 3 10.0.0.1 10.0.0.2 0xab 0xcd 0xef done"
     assert mt.classify(line) == t.id and re.match(t.regex, line)
     assert mt.classify("vals 1 10.0.0.1 10.0.0.2 10.0.0.3 0xab done") == UNKNOWN  # three addresses: not this type
+
+
+def test_a_type_always_keeps_a_constant_so_a_new_word_is_unknown() -> None:
+    """Android (Loghub): one-word messages (`cancelAutohide`, `schedulePeek`, ...) were one type `<*>`, which
+    matched every one-word line, so a word never seen (`panic`) was a known type. A template that would keep
+    no constant token is split by value instead: each word is its own type, a new word is unknown, and a
+    one-token message with variable parts keeps its shape. The same holds for two tokens that both vary."""
+    rng = random.Random(5)
+    words = ["cancelAutohide", "schedulePeek", "onExpandingStarted", "getRingtonePlayer", "resumeSuspendedAutohide",
+             "querySoundEffectsEnabled", "setDisabled", "onPanelRevealed"]  # fmt: skip
+    msgs = [w for w in words for _ in range(rng.randint(1, 4))]
+    msgs += [f"ready=true,policy={rng.randint(1, 3)},wakefulness={rng.randint(0, 2)},manual={rng.randint(1, 99)}"
+             for _ in range(20)]  # fmt: skip
+    pairs = [f"{a} {b}" for a, b in zip(["red", "green", "blue", "cyan", "pink", "gray", "teal"],
+                                        ["apple", "pear", "plum", "fig", "kiwi", "lime", "date"])]  # fmt: skip
+    msgs += pairs
+    msgs += [f"Accepted password for user{rng.randint(1, 50)} from 10.0.0.{rng.randint(1, 250)}" for _ in range(30)]
+    rng.shuffle(msgs)
+    mt = MessageTypes().fit(msgs)
+    for t in mt.types_:
+        assert any(kind != WILD for kind, _ in t.tokens), t.template
+    ids = {m: mt.classify(m) for m in msgs}
+    assert UNKNOWN not in ids.values()
+    assert len({ids[w] for w in words}) == len(words)
+    assert len({ids[m] for m in msgs if m.startswith("ready=")}) == 1
+    assert len({ids[p] for p in pairs}) == len(pairs)
+    for new in ("panic", "Oops", "orange mango"):
+        assert mt.classify(new) == UNKNOWN, new
+    assert mt.classify("ready=true,policy=2,wakefulness=1,manual=7") == ids[msgs[[m.startswith("ready=") for m in msgs].index(True)]]
+    assert len({ids[m] for m in msgs if m.startswith("Accepted")}) == 1

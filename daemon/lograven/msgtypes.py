@@ -310,6 +310,13 @@ class MessageTypes:
                     spec.append((WILD, ""))
                     if split_pos < 0 or d < split_d:
                         split_pos, split_d = p, d
+            if split_pos < 0 and len(idx) > 1 and all(k == WILD for k, _ in spec):
+                # Nothing constant would be left: `<*>` (or `<*> <*>`) matches every line of its length, so
+                # a word never seen (`panic` among Android's one-word method names) would be a known type.
+                # Such a group is split by value on its least varied position instead, however many values.
+                split_pos, split_d = min(
+                    ((p, d) for p in range(n_tok) if (d := len({sigs[i][p] for i in idx})) > 1), key=lambda pd: pd[1]
+                )
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)
                 for i in idx:
@@ -681,6 +688,8 @@ def _merge_siblings(specs: list[tuple[Spec, int]], min_first: int = 6) -> list[t
                 need = min_first if p == 0 else SIBLINGS_FOR_VARIABLE
                 if len(members) < need and merged not in items:
                     continue
+                if all(k == WILD for k, _ in merged):
+                    continue  # never a template without a constant (see `_refine`)
                 total = sum(items.pop(m) for m in members)
                 items[merged] = items.get(merged, 0) + total
                 changed = True
