@@ -313,10 +313,17 @@ class MessageTypes:
             if split_pos < 0 and len(idx) > 1 and all(k == WILD for k, _ in spec):
                 # Nothing constant would be left: `<*>` (or `<*> <*>`) matches every line of its length, so
                 # a word never seen (`panic` among Android's one-word method names) would be a known type.
-                # Such a group is split by value on its least varied position instead, however many values.
-                split_pos, split_d = min(
-                    ((p, d) for p in range(n_tok) if (d := len({sigs[i][p] for i in idx})) > 1), key=lambda pd: pd[1]
-                )
+                # Such a group is split by value on its least varied position instead, however many values,
+                # unless most of its lines carry a value seen only once (random ids, one per line): the
+                # next line's value is then likely new too (Good-Turing), and a type per value would make
+                # every line an unknown type and the model as large as the data.
+                distinct = {p: len({sigs[i][p] for i in idx}) for p in range(n_tok)}
+                pos = min((p for p in distinct if distinct[p] > 1), key=distinct.__getitem__)
+                lines_of: Counter[str] = Counter()
+                for i in idx:
+                    lines_of[sigs[i][pos]] += counts[i]
+                if 2 * sum(1 for c in lines_of.values() if c == 1) <= sum(lines_of.values()):
+                    split_pos = pos
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)
                 for i in idx:
