@@ -318,11 +318,11 @@ class MessageTypes:
                 # next line's value is then likely new too (Good-Turing), and a type per value would make
                 # every line an unknown type and the model as large as the data.
                 distinct = {p: len({sigs[i][p] for i in idx}) for p in range(n_tok)}
-                pos = min((p for p in distinct if distinct[p] > 1), key=distinct.__getitem__)
+                pos = min((p for p in distinct if distinct[p] > 1), key=distinct.__getitem__, default=-1)
                 lines_of: Counter[str] = Counter()
                 for i in idx:
                     lines_of[sigs[i][pos]] += counts[i]
-                if 2 * sum(1 for c in lines_of.values() if c == 1) <= sum(lines_of.values()):
+                if pos >= 0 and 2 * sum(1 for c in lines_of.values() if c == 1) <= sum(lines_of.values()):
                     split_pos = pos
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)
