@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lograven.alerts import Alert, DetectorHit
@@ -1145,3 +1146,58 @@ def test_alert_context_never_learns_a_line_cut_by_the_read(tmp_path):
     whole = {ln.split(": ", 1)[1] for ln in lines}
     assert corpus.messages and all(m in whole for m in corpus.messages), [m[:40] for m in corpus.messages if m not in whole]
     assert len(corpus.messages) == len(set(corpus.messages))
+
+
+def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path, monkeypatch, bundle_dir):
+    """A model of sessions (training.sequence.stream_end) learns where streams end. The lines around an
+    alert are a stretch cut out of the log: the sessions in it go on before and after, so their last line
+    there is no end, and learning a false alarm must not teach that sessions may stop anywhere. A
+    stream-end alert is the exception: its stream did end at its line, and the operator says that end is
+    normal. (Before, every stream of the stretch was taught as ended at its last line there.)"""
+    from lograven import learning
+    from lograven.learning import corpus_from_alerts
+    from lograven.training import streams_ended, type_sequences, with_final_ends
+
+    log = tmp_path / "blocks.log"
+    lines = []
+    for i in range(40):  # blocks 1..4 interleaved; block 9 ends at line 30
+        lines.append(f"Jun  9 07:00:{i % 60:02d} dn1 dfs[1]: Receiving block blk_{1 + i % 4} part {i}")
+        if i == 30:
+            lines.append("Jun  9 07:00:30 dn1 dfs[1]: Deleting block blk_9 file /data/blk_9")
+    log.write_text("\n".join(lines) + "\n")
+    data = log.read_bytes()
+    mid = lines[20]
+    end = "Jun  9 07:00:30 dn1 dfs[1]: Deleting block blk_9 file /data/blk_9"
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text("\n".join([
+        _alert(id="a1", file=str(log), offset=data.index(mid.encode()), line=mid, stream="blk_1",
+               detectors=[DetectorHit("sequence", 0.001, 0.1, "p/p_train<0.1")]).to_json(),
+        _alert(id="a2", file=str(log), offset=data.index(end.encode()), line=end, stream="blk_9",
+               detectors=[DetectorHit("sequence", 0.001, 0.1, "stream end p/p_train<0.1")]).to_json(),
+    ]) + "\n")  # fmt: skip
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream=r"regex:(blk_\d+)")
+    assert len(corpus) >= 35 and len({s.split(":", 1)[0] for s in corpus.streams}) == 1  # overlapping: one stretch
+    ends = {s.split(":", 1)[1]: e for s, e in corpus.final_ends.items()}
+    assert ends == {"blk_1": False, "blk_2": False, "blk_3": False, "blk_4": False, "blk_9": True}
+    # the streams' order of first appearance, as learn's sequences come
+    ended = with_final_ends(corpus.streams, streams_ended(corpus.streams), corpus.final_ends)
+    order = list(dict.fromkeys(corpus.streams))
+    assert len(type_sequences(corpus.streams, np.ones(len(corpus), dtype=np.int64))) == len(order) == len(ended)
+    assert {s.split(":", 1)[1]: e for s, e in zip(order, ended)} == ends
+    # without the fix, the blocks that stop early in the stretch would have been taught as ended
+    assert any(streams_ended(corpus.streams)[k] for k, s in enumerate(order) if not s.endswith("blk_9"))
+
+    # learn gives the sequence model exactly those ends
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, seqs, n_types, **kw):
+        seen["ended"] = list(kw["ended"])
+        raise Stop
+
+    monkeypatch.setattr(learning.SequenceModel, "fit", fit)
+    with pytest.raises(Stop):
+        learning.learn(bundle_dir, corpus, out=tmp_path / "v2")
+    assert seen["ended"][-len(order):] == ended

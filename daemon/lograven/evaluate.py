@@ -1134,6 +1134,7 @@ def _learn_as_you_go(tr: _Trained, settings: DetectorSettings, config: object | 
                 for k in [*context[-CONTEXT_BEFORE:], i]:
                     if not rows[k].anomalous:  # the operator knows those lines are not normal
                         corpus.add(path, rows[k].record, f"feedback{rounds}.{n}:{streams[k]}")
+            corpus.final_ends = dict.fromkeys(corpus.streams, False)  # excerpts: cut, not ended, at their last line
             t0 = time.monotonic()
             out = Path(work) / f"v{rounds + 1}"
             _, summary = learn(model, corpus, out=out, training=training)

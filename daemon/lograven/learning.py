@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lograven.alerts import END_RULE_PREFIX
 from lograven.autoencoder import Autoencoder
 from lograven.bundle import load_bundle, save_bundle
 from lograven.detector import DetectorSettings
@@ -44,6 +45,7 @@ from lograven.training import (
     require_tensorflow,
     stream_segments,
     streams_ended,
+    with_final_ends,
     type_frequencies_of,
     type_sequences,
 )
@@ -119,6 +121,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
             return -1
 
     corpus = Corpus()
+    end_lines: set[int] = set()  # the lines of stream-end alerts: there their streams did end
     # Alerts close together in one file (a burst) have overlapping contexts: that stretch of the file is
     # learned once, as one stream, not once per alert (an audit's 961 alerts made 70,153 lines of a
     # 45,461-line file). By file and offset, so that overlaps meet.
@@ -153,20 +156,32 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         if own is not None:
             corpus.vouched.append(own.message)
         group = n
+        hits = r.get("detectors")
+        is_end = isinstance(hits, list) and any(
+            isinstance(h, dict) and str(h.get("rule", "")).startswith(END_RULE_PREFIX) for h in hits
+        )
         if lines:
             if where in last and lines[0][0] <= last[where][1]:  # overlaps the stretch before: continue it
                 group, seen = last[where]
                 lines = [(o, t) for o, t in lines if o > seen]
             if lines:
                 last[where] = (group, lines[-1][0])
-            texts = [t for _, t in lines]
+            texts = lines
         else:
-            texts = [line]  # the file is gone or changed: the line alone still teaches types and the autoencoder
-        for text in texts:
+            texts = [(offset_of(r), line)]  # the file is gone or changed: the line alone still teaches types and the autoencoder
+        for at, text in texts:
             if text.strip():
                 rec = parser.parse(text)
+                if is_end and at == offset_of(r):
+                    end_lines.add(len(corpus))
                 # each stretch of context is its own little stream
                 corpus.add(r.get("file", "alerts"), rec, f"alert{group}:{key.key(r.get('file', ''), rec, text)}")
+    # A stretch of context stops where it was cut, not where its streams stopped: no stream ends there,
+    # but a stream-end alert's stream, whose last line the operator says is a normal end.
+    final: dict[str, int] = {}
+    for i, s in enumerate(corpus.streams):
+        final[s] = i
+    corpus.final_ends = {s: i in end_lines for s, i in final.items()}
     return corpus
 
 
@@ -302,6 +317,8 @@ def learn(
         new_seqs, ended = stream_segments(corpus.streams, corpus.times, type_ids, gap)
     else:
         new_seqs, ended = type_sequences(corpus.streams, type_ids), streams_ended(corpus.streams)
+    if corpus.final_ends:
+        ended = with_final_ends(corpus.streams, ended, corpus.final_ends)
     n_new = sum(len(s) for s in new_seqs)
     replay_seqs = _budget(replay_seqs, max(2 * n_new, 10_000))
     sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))

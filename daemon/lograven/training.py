@@ -43,6 +43,11 @@ class Corpus:
     # Periodic relearning and evaluate vouch for nothing.
     vouch_all: bool = False
     vouched: list[str] = field(default_factory=list)
+    # Streams whose last line here is cut out of a longer log (`--from-alerts`: the lines around an alert;
+    # evaluate's feedback): whether that last line is where the stream really ended. Without it, the end
+    # of each stream in the data is taught as an end (training.sequence.stream_end), and a session cut
+    # off by the excerpt would teach that sessions may stop anywhere.
+    final_ends: dict[str, bool] = field(default_factory=dict)
     _last_ts: tuple = field(default=(None, math.nan), repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -303,6 +308,19 @@ def stream_segments(streams: Sequence[str], times: Sequence[float], type_ids: np
         segments.append(np.array(ids, dtype=np.int32))
         ended.append(ends[at[s]])
     return segments, ended
+
+
+def with_final_ends(streams: Sequence[str], ended: Sequence[bool], final_ends: dict[str, bool]) -> list[bool]:
+    """`ended` (from streams_ended or stream_segments, whose last len(streams' set) entries are each
+    stream's final segment, in order of first appearance) with the final segments of the streams in
+    `final_ends` set to its value."""
+    order = list(dict.fromkeys(streams))
+    out = list(ended)
+    base = len(out) - len(order)
+    for k, s in enumerate(order):
+        if s in final_ends:
+            out[base + k] = final_ends[s]
+    return out
 
 
 def type_sequences(streams: Sequence[str], type_ids: np.ndarray) -> list[np.ndarray]:
