@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -598,8 +599,54 @@ def test_feedback_learn_teaches_new_normal_messages_part_by_part(tmp_path, capsy
     later_new = sum(len(new_lines & set(p["false_alarm_lines"])) for p in later)
     assert later_new <= 8, fb["parts"]
     assert fb["results"]["fp"] == sum(p["false_alarms"] for p in fb["parts"]) < before["fp"] - 10
-    with pytest.raises(LogravenError, match="--feedback learn applies to --labels"):
-        ev.evaluate_sessions(log, tmp_path / "x.csv", r"blk_\d+", setup=ev.Setup(feedback="learn"))
+
+
+@pytest.mark.slow
+def test_feedback_learn_with_sessions(tmp_path, capsys):
+    """--feedback learn with --sessions: a new normal message in many test sessions makes each a false
+    alarm; after the first part its sessions are learned (`learn --from-alerts` on their alerts), and the
+    later sessions with it stop alerting, while the anomalous sessions are still found. Stream ends are
+    judged, and learned, part by part as in the first scoring."""
+    gen = LogGenerator(seed=12)
+    per, n_sessions = 10, 300
+    stream = gen.generate(per * n_sessions, anomaly_rate=0.01, kinds=("unseen_type",))
+    sessions = [stream[i * per : (i + 1) * per] for i in range(n_sessions)]
+    new = "Jun  9 07:00:00 web01 backupd[77]: nightly snapshot rotated volume vol-{}"
+    labels, out_lines, with_new = {}, [], set()
+    for s, sess in enumerate(sessions):
+        sid = f"blk_{10_000_000 + s * 7919}"
+        labels[sid] = any(g.kind != "normal" for g in sess)
+        texts = [g.text for g in sess]
+        if s >= n_sessions // 2 and s % 3 == 0 and not labels[sid]:  # test sessions only: a new normal message
+            texts.insert(3, new.format("alpha" if s % 2 else "beta"))
+            with_new.add(sid)
+        out_lines += [t.replace(" web01 ", f" {sid} ", 1) for t in texts]
+    log = tmp_path / "sessions.log"
+    log.write_text("\n".join(out_lines) + "\n")
+    lab = tmp_path / "labels.csv"
+    lab.write_text("BlockId,Label\n" + "".join(f"{k},{'Anomaly' if v else 'Normal'}\n" for k, v in labels.items()))
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_CONFIG)
+    out = tmp_path / "r.json"
+    rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
+                   "--train-fraction", "0.5", "--session-split", "pool", "--stream-end", "--examples", "500",
+                   "--feedback", "learn", "--feedback-every", "400", "--json", str(out), str(log)])  # fmt: skip
+    assert rc == 0
+    assert "+ learn" in capsys.readouterr().out
+    js = json.loads(out.read_text())
+    fb, before = js["feedback"], {r["detector"]: r for r in js["results"]}[COMBINED]
+    assert fb["mode"] == "learn" and fb["every"] == 400 and sum(p["lines"] for p in fb["parts"]) == js["split"]["test_lines"]
+    assert fb["rounds"] >= 1 and fb["new_types"] >= 1
+    falsely = {f["session"] for f in js["false_alarms"]}
+    assert len(with_new) >= 30 and len(with_new & falsely) >= len(with_new) - 2  # without feedback: they alert
+    # with it: learned from the first part's, most later ones no longer alert; the anomalies are still found
+    assert fb["results"]["fp"] <= before["fp"] - len(with_new) // 2, (fb["results"], before)
+    assert fb["anomalies_hidden"] <= 1 and fb["results"]["tp"] >= before["tp"] - 1
+    first, *later = fb["parts"]
+    assert first["false_sessions"] >= 3 and sum(p["false_sessions"] for p in later) < first["false_sessions"] * len(later)
+    # refused without --feedback learn, in this mode too
+    assert cli.main(["evaluate", "--sessions", str(lab), "--stream-key", r"blk_\d+", "--feedback-every", "5", str(log)]) == 1
+    assert "--feedback-every: for --feedback learn" in capsys.readouterr().err
 
 
 # ------------------------------------------- command-line checks and input files

@@ -67,7 +67,7 @@ EVALUATE_OPTION_MODES: dict[str, tuple[str, ...]] = {
     "--session-split": ("sessions",),
     "--stream-end": ("sessions",),
     "--feedback": _DETECTION,
-    "--feedback-every": ("labels",),  # with --feedback learn
+    "--feedback-every": _DETECTION,  # with --feedback learn
     "--model-dir": _DETECTION,
     "--sequence-rule": _DETECTION,
     "--relative-threshold": _DETECTION,
@@ -95,7 +95,7 @@ def _refuse_options_of_other_modes(args, mode: str) -> None:
                          for modes, opts in groups.items())  # fmt: skip
         why = ": --structured learns types from the CSV's Content column alone" if mode == "structured" else ""
         raise LogravenError(f"{said}; not for --{mode}{why} (drop {'it' if len(given) == 1 else 'them'})")
-    if mode == "labels" and args.feedback_every is not None and args.feedback != "learn":
+    if mode in ("labels", "sessions") and args.feedback_every is not None and args.feedback != "learn":
         raise LogravenError("--feedback-every: for --feedback learn (the lines between two learn runs); add "
                             "--feedback learn, or drop --feedback-every")  # fmt: skip
 
@@ -125,8 +125,8 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     p.add_argument("--feedback", choices=["none", "allow", "learn"], default=None,
                    help="'allow': also report the combined detector when a simulated operator allowlists every "
                         "false alarm as it comes, as `lograven allow ALERT_ID` would (a '+ allowlist' row: "
-                        "what an admin is left with, and how many rules it took); 'learn' (--labels): the operator "
-                        "runs `lograven learn` on the false alarms of every --feedback-every lines (a '+ learn' row); "
+                        "what an admin is left with, and how many rules it took); 'learn': the operator runs "
+                        "`lograven learn` on the false alarms of every --feedback-every test lines (a '+ learn' row); "
                         "default none")
     p.add_argument("--feedback-every", type=int, default=None, metavar="N",
                    help="--feedback learn: test lines between two learn runs (default 100)")

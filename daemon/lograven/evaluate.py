@@ -1351,8 +1351,6 @@ def evaluate_sessions(
     session is flagged when any of its lines is."""
     setup = setup or Setup()
     setup.check()
-    if setup.feedback == "learn":
-        raise LogravenError("--feedback learn applies to --labels (line labels); use --feedback allow with --sessions")
     path = str(path)
     t_start = time.monotonic()
     sl = read_sessions(path, labels_csv, stream_key, setup.fmt, setup.max_line_bytes)
@@ -1467,6 +1465,11 @@ def evaluate_sessions(
                 version="")) for e, j in zip(ends, end_after) if e.anomaly]  # fmt: skip
             timeline.sort(key=lambda t: t[0])
             feedback = with_feedback([(u, a) for _, u, a in timeline], truth, flags[COMBINED])
+        elif setup.feedback == "learn":
+            feedback = _learn_sessions_as_you_go(
+                tr, settings, config, setup, path, recs, line_nos, [names[line_sess[i]] for i in test_idx], test_idx, sess_of,
+                truth, finishing, cuts, flags[COMBINED], progress,
+            )  # fmt: skip
         return DetectionEvaluation(
             mode="sessions", file=path, labels=str(labels_csv), unit="sessions", setup=setup, stream=stream_spec,
             split={"train_fraction": setup.train_fraction, "session_split": setup.session_split, "sessions": S,
@@ -1487,6 +1490,103 @@ def evaluate_sessions(
                      "total": round(time.monotonic() - t_start, 2)},
             bundle=tr.path,
         )  # fmt: skip
+
+
+def _learn_sessions_as_you_go(tr: _Trained, settings: DetectorSettings, config: object | None, setup: Setup, path: str,
+                              recs: list[LogRecord], line_nos: list[int], streams: list[str], test_idx: list[int],
+                              sess_of: np.ndarray,
+                              truth: np.ndarray, finishing: dict[int, list[str]], cuts: Sequence[int],
+                              flagged_before: np.ndarray, progress: Progress | None) -> dict:  # fmt: skip
+    """--feedback learn with sessions: score the test lines again in parts of `feedback_every` lines, judging
+    each session's end where the first scoring did. After each part, the operator runs `lograven learn
+    --from-alerts` on the part's false alarms (alerts in sessions labelled normal): each alerted line with
+    the lines of its session before it (at most CONTEXT_BEFORE), vouched for as `--from-alerts` vouches
+    for an alert's line. A session cut there has not ended, but one whose end alerted did, and that end is
+    learned as normal. Scoring goes on with the new version and the same GRU states."""
+    from lograven.bundle import load_bundle
+    from lograven.learning import CONTEXT_BEFORE, learn
+
+    training = getattr(config, "training", None)
+    det = Detector(tr.bundle, settings)
+    model = Path(tr.bundle.path)
+    T = len(truth)
+    index = {n: int(sess_of[j]) for j, n in enumerate(streams)}  # session name -> its row among the test sessions
+    lines_flagged = np.zeros(len(test_idx), dtype=bool)
+    end_flagged = np.zeros(T, dtype=bool)
+    rounds, learned, new_types, seconds = 0, 0, 0, 0.0
+    parts: list[dict] = []
+    items = [(streams[j], recs[i]) for j, i in enumerate(test_idx)]
+    before: dict[str, list[int]] = defaultdict(list)  # session -> its positions scored so far
+    every = setup.feedback_every
+    with tempfile.TemporaryDirectory(prefix="lograven-feedback-") as work:
+        for start in range(0, len(items), every):
+            end = min(start + every, len(items))
+            ended_here: list[tuple[str, int]] = []  # (session, position of its last line) for ends that alerted
+            done = [start]
+
+            def judge(n_local: int, start: int = start, done: list[int] = done,
+                      ended_here: list[tuple[str, int]] = ended_here) -> None:  # fmt: skip
+                for n in range(done[0] + 1, start + n_local + 1):
+                    for e in det.end_streams(finishing.get(n, [])) if n in finishing else ():
+                        if e.anomaly:
+                            end_flagged[index[e.stream]] = True
+                            ended_here.append((e.stream, n - 1))
+                done[0] = start + n_local
+
+            ev = score(det, items[start:end], setup.batch_size, after_batch=judge if det.judges_stream_ends else None,
+                       cuts=[c - start for c in cuts if start < c < end])  # fmt: skip
+            fired = np.logical_or.reduce([ev.fired[d] for d in DETECTORS])
+            lines_flagged[start:end] = fired
+            for j in range(start, end):
+                before[streams[j]].append(j)
+            false_lines = [j for j in range(start, end) if fired[j - start] and not truth[sess_of[j]]]
+            false_ends = [(n, j) for n, j in ended_here if not truth[index[n]]]
+            parts.append({"lines": end - start, "false_alarms": len(false_lines) + len(false_ends),
+                          "false_sessions": len({int(sess_of[j]) for j in false_lines} | {index[n] for n, _ in false_ends}),
+                          "anomalous_sessions_flagged": len({int(sess_of[j]) for j in range(start, end) if fired[j - start]
+                                                             and truth[sess_of[j]]}),
+                          "false_alarm_lines": [line_nos[test_idx[j]] for j in false_lines][: setup.max_examples]})  # fmt: skip
+            if (not false_lines and not false_ends) or end == len(items):
+                continue
+            corpus = Corpus()
+            alerts = [(j, False) for j in false_lines] + [(j, True) for _, j in false_ends]
+            latest: dict[str, tuple[int, bool]] = {}  # session -> its last alerted position here, an end?
+            for j, is_end in alerts:
+                corpus.vouched.append(recs[test_idx[j]].message)
+                s = streams[j]
+                latest[s] = max(latest.get(s, (j, is_end)), (j, is_end))
+            for s, (j, is_end) in latest.items():  # one stretch per session, as `--from-alerts` joins overlaps
+                for k in [k for k in before[s] if k <= j][-(CONTEXT_BEFORE + 1) :]:
+                    corpus.add(path, recs[test_idx[k]], f"feedback{rounds}:{s}")
+                corpus.final_ends[f"feedback{rounds}:{s}"] = is_end
+            t0 = time.monotonic()
+            out = Path(work) / f"v{rounds + 1}"
+            _, summary = learn(model, corpus, out=out, training=training)
+            seconds += time.monotonic() - t0
+            states = det.export_states()
+            det = Detector(load_bundle(out), settings)
+            det.import_states(states)  # type ids are stable across learn: the sessions go on
+            model = out
+            rounds += 1
+            learned += len(alerts)
+            new_types += len(summary.get("new_types", []))
+            if progress:
+                progress("feedback", end / len(items))
+    flags = np.zeros(T, dtype=bool)
+    np.logical_or.at(flags, sess_of, lines_flagged)
+    flags |= end_flagged
+    return {
+        "mode": "learn",
+        "results": Counts.from_flags(flags, truth).to_json(),
+        "every": every,
+        "rounds": rounds,
+        "false_alarms_learned": learned,
+        "new_types": new_types,
+        "learn_seconds": round(seconds, 2),
+        "parts": parts,  # per part of `every` lines, in order: lines, false alarms and sessions, anomalous sessions flagged
+        # anomalous sessions found without feedback that the learned versions no longer flag
+        "anomalies_hidden": int((flagged_before & truth & ~flags).sum()),
+    }
 
 
 def _segment_ends(streams: Sequence[str], times: Sequence[float], gap: float,
