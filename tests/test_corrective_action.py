@@ -1176,6 +1176,20 @@ def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path,
                detectors=[DetectorHit("sequence", 0.001, 0.1, "stream end p/p_train<0.1")]).to_json(),
     ]) + "\n")  # fmt: skip
     corpus = corpus_from_alerts(alerts, fmt="syslog", stream=r"regex:(blk_\d+)")
+    # the end alert's line in an earlier alert's stretch (a line alert on it, or just before it): still an end
+    near = lines[29]
+    for other in (end, near):
+        twice = tmp_path / "twice.jsonl"
+        twice.write_text("\n".join([
+            _alert(id="b1", file=str(log), offset=data.index(other.encode()), line=other, stream="blk_9").to_json(),
+            alerts.read_text().splitlines()[1],
+        ]) + "\n")  # fmt: skip
+        got = corpus_from_alerts(twice, fmt="syslog", stream=r"regex:(blk_\d+)")
+        assert {s.split(":", 1)[1]: e for s, e in got.final_ends.items()}["blk_9"] is True
+    # the file gone: the end alert's line alone teaches no end (a session of one line would end)
+    gone = tmp_path / "gone.jsonl"
+    gone.write_text(alerts.read_text().replace(str(log), str(tmp_path / "rotated-away")))
+    assert set(corpus_from_alerts(gone, fmt="syslog", stream=r"regex:(blk_\d+)").final_ends.values()) == {False}
     assert len(corpus) >= 35 and len({s.split(":", 1)[0] for s in corpus.streams}) == 1  # overlapping: one stretch
     ends = {s.split(":", 1)[1]: e for s, e in corpus.final_ends.items()}
     assert ends == {"blk_1": False, "blk_2": False, "blk_3": False, "blk_4": False, "blk_9": True}

@@ -475,7 +475,7 @@ def test_grouping_accuracy_reproduces_docs_accuracy(name, ga, exact) -> None:
 
 #: GA on the first 48,000 characters of the other 12 Loghub 2k sets (docs/accuracy.md, "The other twelve
 #: Loghub sets"); fetch them with `bench/loghub_ga.py --fetch DIR` and set LOGRAVEN_LOGHUB12=DIR to check
-LOGHUB12_GA = {"Android": 0.914, "Apache": 1.0, "HPC": 0.988, "Hadoop": 0.979, "HealthApp": 1.0, "Mac": 0.837,
+LOGHUB12_GA = {"Android": 0.742, "Apache": 1.0, "HPC": 0.988, "Hadoop": 0.979, "HealthApp": 1.0, "Mac": 0.837,
                "OpenStack": 0.933, "Proxifier": 0.515, "Spark": 0.875, "Thunderbird": 1.0, "Windows": 1.0,
                "Zookeeper": 1.0}  # fmt: skip
 
@@ -644,6 +644,16 @@ def test_feedback_learn_with_sessions(tmp_path, capsys):
     assert fb["anomalies_hidden"] <= 1 and fb["results"]["tp"] >= before["tp"] - 1
     first, *later = fb["parts"]
     assert first["false_sessions"] >= 3 and sum(p["false_sessions"] for p in later) < first["false_sessions"] * len(later)
+    # one part, nothing learned: the same sessions flagged as the first scoring, ends and all
+    rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
+                   "--train-fraction", "0.5", "--session-split", "pool", "--stream-end", "--feedback", "learn",
+                   "--feedback-every", "100000", "--json", str(out), str(log)])  # fmt: skip
+    assert rc == 0
+    js = json.loads(out.read_text())
+    once = {r["detector"]: r for r in js["results"]}[COMBINED]
+    assert js["feedback"]["rounds"] == 0 and len(js["feedback"]["parts"]) == 1
+    assert {k: js["feedback"]["results"][k] for k in ("tp", "fp", "fn")} == {k: once[k] for k in ("tp", "fp", "fn")}
+    assert once["fp"] == before["fp"] and once["tp"] == before["tp"]
     # refused without --feedback learn, in this mode too
     assert cli.main(["evaluate", "--sessions", str(lab), "--stream-key", r"blk_\d+", "--feedback-every", "5", str(log)]) == 1
     assert "--feedback-every: for --feedback learn" in capsys.readouterr().err
@@ -701,10 +711,9 @@ def test_cli_evaluate_options_are_refused_outside_their_modes(tmp_path, capsys) 
         (["--threshold", "0.1"], "--structured", "--threshold: for --labels and --sessions"),
         (["--top-k", "3"], "--structured", "--top-k: for --labels and --sessions"),
         (["--batch-size", "64"], "--structured", "--batch-size: for --labels and --sessions"),
-        (["--feedback-every", "10"], "--structured", "--feedback-every: for --labels"),
+        (["--feedback-every", "10"], "--structured", "--feedback-every: for --labels and --sessions"),
         (["--feedback", "none"], "--structured", "--feedback: for --labels and --sessions"),
         (["--stream", "program"], "--sessions", "--stream: for --labels"),
-        (["--feedback-every", "10"], "--sessions", "--feedback-every: for --labels"),
     ]:
         if mode == "--structured":
             argv = ["evaluate", "--structured", str(csv_), *opts]

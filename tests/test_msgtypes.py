@@ -541,17 +541,17 @@ def test_a_type_always_keeps_a_constant_so_a_new_word_is_unknown() -> None:
     matched every one-word line, so a word never seen (`panic`) was a known type. A template that would keep
     no constant token is split by value instead: each word is its own type, a new word is unknown, and a
     one-token message with variable parts keeps its shape. The same holds for two tokens that both vary.
-    But values seen once each (random ids, one per line) stay one variable: a type per value would make
-    the next line unknown and the model as large as the data."""
+    But values that look like ids (many seen once, or few lines per value) stay one variable: a type per
+    value would make the next line unknown and the model as large as the data."""
     rng = random.Random(5)
     words = ["cancelAutohide", "schedulePeek", "onExpandingStarted", "getRingtonePlayer", "resumeSuspendedAutohide",
              "querySoundEffectsEnabled", "setDisabled", "onPanelRevealed"]  # fmt: skip
-    msgs = [w for w in words for _ in range(rng.randint(1, 4))]
+    msgs = [w for w in words for _ in range(rng.randint(2, 5))]
     msgs += [f"ready=true,policy={rng.randint(1, 3)},wakefulness={rng.randint(0, 2)},manual={rng.randint(1, 99)}"
              for _ in range(20)]  # fmt: skip
     pairs = [f"{a} {b}" for a, b in zip(["red", "green", "blue", "cyan", "pink", "gray", "teal"],
                                         ["apple", "pear", "plum", "fig", "kiwi", "lime", "date"])]  # fmt: skip
-    msgs += pairs * 2
+    msgs += pairs * 4
     msgs += [f"Accepted password for user{rng.randint(1, 50)} from 10.0.0.{rng.randint(1, 250)}" for _ in range(30)]
     rng.shuffle(msgs)
     mt = MessageTypes().fit(msgs)
@@ -567,8 +567,14 @@ def test_a_type_always_keeps_a_constant_so_a_new_word_is_unknown() -> None:
     assert mt.classify("ready=true,policy=2,wakefulness=1,manual=7") == ids[msgs[[m.startswith("ready=") for m in msgs].index(True)]]
     assert len({ids[m] for m in msgs if m.startswith("Accepted")}) == 1
 
-    ids_once = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/") for _ in range(12))
-                for _ in range(300)]  # fmt: skip
-    mt = MessageTypes().fit(ids_once + words + msgs[-40:])
-    assert mt.n_types < 20
-    assert len({mt.classify(m) for m in ids_once}) == 1 and mt.classify("zzzNeverSeen") != UNKNOWN
+    def ids(n: int) -> list[str]:
+        return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/") for _ in range(12))
+                for _ in range(n)]  # fmt: skip
+
+    once, twice = ids(300), ids(200)
+    pair_ids = [f"{a} {b}" for a, b in zip(ids(150), ids(150))]
+    for data in (once + words, twice * 2 + words, ["heartbeat"] * 600 + once, pair_ids * 2):
+        mt = MessageTypes().fit(data + msgs[-40:])
+        assert mt.n_types < 20, (data[0], mt.n_types)
+        probe = "zzzNeverSeen" if " " not in data[-1] else "zzz NeverSeen"
+        assert mt.classify(probe) != UNKNOWN

@@ -7,6 +7,7 @@ interleaved in one file, the stream key is the block id.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import replace
@@ -431,6 +432,50 @@ def test_learn_keeps_stream_ends(tmp_path, session_bundle) -> None:
     _feed(det, test_lines)
     flagged = {blocks.index(e.stream) for e in det.end_streams(blocks) if e.anomaly}
     assert flagged == set(stop)
+
+
+def test_learning_an_excerpt_keeps_judging_stream_ends(tmp_path, session_bundle) -> None:
+    """`learn --from-alerts` gives lines cut out of the log: no stream ends in them. Fine-tuning on them
+    must go on seeing ends (the replay sample keeps where its streams ended), or the new version would
+    forget ends and stop judging them. A bundle that predates the replay's end flags takes its replay
+    streams as ended."""
+    import shutil
+
+    import numpy as np
+
+    from lograven.learning import learn
+    from lograven.training import load_replay, read_corpus
+
+    seqs, _, ended = load_replay(session_bundle)
+    assert ended is not None and len(ended) == len(seqs) and sum(ended) >= 0.9 * len(ended)
+    lines, _ = session_log(12, seed=31)
+    (tmp_path / "excerpt.log").write_text("\n".join(lines[5:40]) + "\n")
+    corpus = read_corpus([str(tmp_path / "excerpt.log")], stream=STREAM)
+    corpus.final_ends = dict.fromkeys(corpus.streams, False)  # as corpus_from_alerts marks a stretch
+    old = tmp_path / "old"
+    shutil.copytree(session_bundle, old)
+    with np.load(old / "replay.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "ended"}
+    np.savez(old / "replay.npz", **arrays)
+    from lograven.bundle import _manifest_digest, sha256_file
+
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["files"]["replay.npz"] = sha256_file(old / "replay.npz")
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert load_replay(old)[2] is None
+    stop = {4: 2, 9: 3}
+    test_lines, blocks = session_log(20, seed=77, stop=stop)
+    for base in (session_bundle, old):
+        out, _ = learn(base, corpus, out=tmp_path / f"learned-{base.name}", training=tiny_training_config())
+        b = load_bundle(out)
+        assert b.sequence.end_frequency_ > 0.5 * load_bundle(base).sequence.end_frequency_
+        assert load_replay(out)[2] is not None
+        det = Detector(b, DetectorSettings(autoencoder=False))
+        assert det.judges_stream_ends
+        _feed(det, test_lines)
+        flagged = {blocks.index(e.stream) for e in det.end_streams(blocks) if e.anomaly}
+        assert flagged == set(stop)
 
 
 # ---------------------------------------------------------- streams cut at silences (stream_end_after)

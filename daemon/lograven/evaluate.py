@@ -55,8 +55,8 @@ SWEEP: dict[str, tuple[float, ...]] = {
     "probability": (0.001, 0.005, 0.02, 0.05),
     "top_k": (2, 5, 9, 15),
 }
-# --feedback: "none"; "allow": a simulated operator allowlists every false alarm as it comes; "learn"
-# (line labels): every --feedback-every lines, the operator runs `lograven learn` on that part's false alarms
+# --feedback: "none"; "allow": a simulated operator allowlists every false alarm as it comes; "learn":
+# every --feedback-every test lines, the operator runs `lograven learn` on that part's false alarms
 FEEDBACK = ("none", "allow", "learn")
 _ANOMALY_WORDS = frozenset(("anomaly", "abnormal", "1", "true", "yes"))
 _NORMAL_WORDS = frozenset(("normal", "0", "false", "no"))
@@ -1544,7 +1544,8 @@ def _learn_sessions_as_you_go(tr: _Trained, settings: DetectorSettings, config: 
             parts.append({"lines": end - start, "false_alarms": len(false_lines) + len(false_ends),
                           "false_sessions": len({int(sess_of[j]) for j in false_lines} | {index[n] for n, _ in false_ends}),
                           "anomalous_sessions_flagged": len({int(sess_of[j]) for j in range(start, end) if fired[j - start]
-                                                             and truth[sess_of[j]]}),
+                                                             and truth[sess_of[j]]}
+                                                            | {index[n] for n, _ in ended_here if truth[index[n]]}),
                           "false_alarm_lines": [line_nos[test_idx[j]] for j in false_lines][: setup.max_examples]})  # fmt: skip
             if (not false_lines and not false_ends) or end == len(items):
                 continue

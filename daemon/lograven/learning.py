@@ -120,8 +120,17 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         except (TypeError, ValueError):
             return -1
 
+    def is_end(r: dict) -> bool:
+        hits = r.get("detectors")
+        return isinstance(hits, list) and any(
+            isinstance(h, dict) and str(h.get("rule", "")).startswith(END_RULE_PREFIX) for h in hits
+        )
+
     corpus = Corpus()
-    end_lines: set[int] = set()  # the lines of stream-end alerts: there their streams did end
+    # Where stream-end alerts' lines are: there their streams did end. By file and offset, since such a
+    # line may come in the stretch of an earlier alert (its context after, or a line alert on it).
+    end_at = {(where_of(r), offset_of(r)) for r in rows if is_end(r)}
+    end_lines: set[int] = set()
     # Alerts close together in one file (a burst) have overlapping contexts: that stretch of the file is
     # learned once, as one stream, not once per alert (an audit's 961 alerts made 70,153 lines of a
     # 45,461-line file). By file and offset, so that overlaps meet.
@@ -156,23 +165,19 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         if own is not None:
             corpus.vouched.append(own.message)
         group = n
-        hits = r.get("detectors")
-        is_end = isinstance(hits, list) and any(
-            isinstance(h, dict) and str(h.get("rule", "")).startswith(END_RULE_PREFIX) for h in hits
-        )
         if lines:
             if where in last and lines[0][0] <= last[where][1]:  # overlaps the stretch before: continue it
                 group, seen = last[where]
                 lines = [(o, t) for o, t in lines if o > seen]
             if lines:
                 last[where] = (group, lines[-1][0])
-            texts = lines
+            texts, alone = lines, False
         else:
-            texts = [(offset_of(r), line)]  # the file is gone or changed: the line alone still teaches types and the autoencoder
+            texts, alone = [(offset_of(r), line)], True  # the file is gone or changed: the line alone still teaches types and the autoencoder
         for at, text in texts:
             if text.strip():
                 rec = parser.parse(text)
-                if is_end and at == offset_of(r):
+                if not alone and (where, at) in end_at:  # (a line alone would teach that a session of one line ends)
                     end_lines.add(len(corpus))
                 # each stretch of context is its own little stream
                 corpus.add(r.get("file", "alerts"), rec, f"alert{group}:{key.key(r.get('file', ''), rec, text)}")
@@ -307,7 +312,7 @@ def learn(
         progress("message types", 1.0)
 
     # 2. sequence GRU: fine-tune on new + replay of old
-    replay_seqs, replay_texts = load_replay(base.path)
+    replay_seqs, replay_texts, replay_ended = load_replay(base.path)
     if not replay_seqs:
         log.warning("%s has no replay sample (older bundle): fine-tuning on the new data alone may forget old patterns", base.path)
     # a model that learned stream ends at silences (detectors.sequence.stream_end_after at training)
@@ -321,10 +326,18 @@ def learn(
         ended = with_final_ends(corpus.streams, ended, corpus.final_ends)
     n_new = sum(len(s) for s in new_seqs)
     replay_seqs = _budget(replay_seqs, max(2 * n_new, 10_000))
+    if base.sequence.params.stream_end:
+        # Where the replayed streams ended, so that fine-tuning keeps seeing ends: new lines cut out of a
+        # longer log (`--from-alerts`) hold none, and a model fine-tuned without any would forget them and
+        # stop judging ends. A bundle trained before the flags were kept: its replay is the tails of its
+        # longest training streams, taken as ended (most sessions end inside the data).
+        replay_ended = (replay_ended or [True] * len(replay_seqs))[: len(replay_seqs)]
+    else:
+        replay_ended = None
     sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))
     seq = SequenceModel(sp).fit(
         new_seqs, types.n_types, seed=seed, init_weights=base.sequence.members_, replay=replay_seqs, progress=progress,
-        type_freq=type_frequencies_of(types), ended=ended,
+        type_freq=type_frequencies_of(types), ended=ended, replay_ended=replay_ended,
     )
     seq.validation_ = keep_lowest_cuts(base.sequence.validation_, seq.validation_)
 
@@ -362,9 +375,10 @@ def learn(
     )
     target = Path(out) if out is not None else store.new_version_path()  # type: ignore[union-attr]
     all_seqs = list(replay_seqs) + new_seqs
+    all_ended = list(replay_ended) + list(ended) if replay_ended is not None else None
     try:
-        save_bundle(target, types, seq, ae, training=summary, extra_files=replay_files(all_seqs, replay_texts + new_texts, seed),
-                    option=out_option)
+        save_bundle(target, types, seq, ae, training=summary,
+                    extra_files=replay_files(all_seqs, replay_texts + new_texts, seed, ended=all_ended), option=out_option)
     except BaseException:
         if store is not None and out is None:
             store.release(target)  # the reserved version name, left empty

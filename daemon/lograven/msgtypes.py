@@ -314,15 +314,21 @@ class MessageTypes:
                 # Nothing constant would be left: `<*>` (or `<*> <*>`) matches every line of its length, so
                 # a word never seen (`panic` among Android's one-word method names) would be a known type.
                 # Such a group is split by value on its least varied position instead, however many values,
-                # unless most of its lines carry a value seen only once (random ids, one per line): the
-                # next line's value is then likely new too (Good-Turing), and a type per value would make
-                # every line an unknown type and the model as large as the data.
+                # when those values look like a closed vocabulary (a program's few fixed words): at most one
+                # line in twenty carries a value seen once (Good-Turing: the chance that the next line's
+                # value is new, i.e. an unknown-type alert for a normal line) and a value comes on four
+                # lines or more on average. Otherwise the values are open (ids, or names still being
+                # discovered), a type per value would alert on every new one and make the model as large
+                # as the data, and the group stays one `<*>` type: the autoencoder still scores its lines.
+                # With more training data an open-looking vocabulary can close, and is then split.
                 distinct = {p: len({sigs[i][p] for i in idx}) for p in range(n_tok)}
                 pos = min((p for p in distinct if distinct[p] > 1), key=distinct.__getitem__, default=-1)
                 lines_of: Counter[str] = Counter()
                 for i in idx:
                     lines_of[sigs[i][pos]] += counts[i]
-                if pos >= 0 and 2 * sum(1 for c in lines_of.values() if c == 1) <= sum(lines_of.values()):
+                n_lines = sum(lines_of.values())
+                once = sum(1 for c in lines_of.values() if c == 1)
+                if pos >= 0 and 20 * once <= n_lines and 4 * len(lines_of) <= n_lines:
                     split_pos = pos
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)

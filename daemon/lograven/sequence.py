@@ -110,13 +110,15 @@ class SequenceModel:
         replay: Sequence[np.ndarray] = (),
         type_freq: np.ndarray | None = None,
         ended: Sequence[bool] | None = None,
+        replay_ended: Sequence[bool] | None = None,
     ) -> SequenceModel:
         """Train on per-stream type-id sequences (UNKNOWN ids removed), holding back validation steps.
 
         `type_freq`: each type's training frequency as the detector computes it (type_frequencies of
         the message types' line counts), for the relative rule's figures on the held-back steps.
         `ended` (with `stream_end`): which of `sequences` really ended in the training data; a stream
-        still open when the data stops gets no end (default: all ended). Replay streams get none.
+        still open when the data stops gets no end (default: all ended). `replay_ended`: the same for
+        the replay streams (default: none ended).
         With `stream_end`, validation holds back whole streams only, so every trained stream keeps
         its end.
         """
@@ -128,7 +130,12 @@ class SequenceModel:
             ended = [True] * len(sequences)
         if len(ended) != len(sequences):
             raise ValueError("ended: one flag per sequence")
-        for seq, has_end in zip(sequences + list(replay), list(ended) + [False] * len(replay)):
+        replay = list(replay)
+        if replay_ended is None:
+            replay_ended = [False] * len(replay)
+        if len(replay_ended) != len(replay):
+            raise ValueError("replay_ended: one flag per replay sequence")
+        for seq, has_end in zip(sequences + replay, list(ended) + list(replay_ended)):
             seq = np.asarray(seq, dtype=np.int32)
             seq = seq[seq > 0]
             if len(seq) == 0:

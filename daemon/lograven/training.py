@@ -456,7 +456,10 @@ def train(
         "autoencoder_epochs": len(ae.history_.get("loss", [])),
         "seconds": {"msgtypes": round(t_types, 2), "sequence": round(t_seq, 2), "autoencoder": round(t_ae, 2)},
     }
-    extra_files = replay_files(type_sequences(corpus.streams, type_ids), texts, seed)
+    # whether each stream's last segment ended inside the data (replay keeps the streams' tails, ends and all)
+    order_ended = (None if not seq.params.stream_end else [True] * len(set(corpus.streams)) if ended is None
+                   else list(ended)[-len(set(corpus.streams)):])  # fmt: skip
+    extra_files = replay_files(type_sequences(corpus.streams, type_ids), texts, seed, ended=order_ended)
     if plots:
         extra_files.update(_plots(types, seq, ae))
     stage("saving", 0.0)
@@ -470,25 +473,32 @@ REPLAY_STEPS = 50_000
 REPLAY_TEXTS = 5_000
 
 
-def replay_files(sequences: Sequence[np.ndarray], texts: Sequence[str], seed: int) -> dict[str, bytes]:
+def replay_files(sequences: Sequence[np.ndarray], texts: Sequence[str], seed: int,
+                 ended: Sequence[bool] | None = None) -> dict[str, bytes]:  # fmt: skip
     """A sample of the training data kept in the bundle, so `lograven learn` can mix old with new
-    (fine-tuning on new data alone would forget the old). Type ids and masked texts only."""
+    (fine-tuning on new data alone would forget the old). Type ids and masked texts only; with
+    `ended` (a model of stream ends: whether each sequence ended inside the data), the kept tails'
+    flags too, so that fine-tuning goes on seeing where streams end."""
     import io
     import json
     from collections import Counter
 
     rng = np.random.default_rng(seed)
     budget = REPLAY_STEPS
-    kept = []
-    for seq in sorted(sequences, key=len, reverse=True):
+    kept, kept_ended = [], []
+    for k in sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True):
         if budget <= 0:
             break
-        part = seq[-budget:]
-        kept.append(part.astype(np.int32))
+        part = sequences[k][-budget:]  # the tail: where the stream ended, if it did
+        kept.append(np.asarray(part).astype(np.int32))
+        kept_ended.append(bool(ended[k]) if ended is not None else False)
         budget -= len(part)
     buf = io.BytesIO()
     lens = np.array([len(k) for k in kept], dtype=np.int32)
-    np.savez(buf, ids=np.concatenate(kept) if kept else np.zeros(0, np.int32), lens=lens)
+    arrays = {"ids": np.concatenate(kept) if kept else np.zeros(0, np.int32), "lens": lens}
+    if ended is not None:
+        arrays["ended"] = np.array(kept_ended, dtype=np.uint8)
+    np.savez(buf, **arrays)
     counts = Counter(texts)
     distinct = sorted(counts, key=lambda t: -counts[t])
     head, tail = distinct[: REPLAY_TEXTS // 2], distinct[REPLAY_TEXTS // 2 :]
@@ -498,25 +508,30 @@ def replay_files(sequences: Sequence[np.ndarray], texts: Sequence[str], seed: in
     return {"replay.npz": buf.getvalue(), "replay_texts.json": json.dumps(sample, ensure_ascii=False).encode("utf-8")}
 
 
-def load_replay(path: Path) -> tuple[list[np.ndarray], list[str]]:
-    """The replay sample of a bundle (empty when the bundle predates it)."""
+def load_replay(path: Path) -> tuple[list[np.ndarray], list[str], list[bool] | None]:
+    """The replay sample of a bundle (empty when the bundle predates it): sequences, texts, and per
+    sequence whether it ended (None when the bundle did not record it)."""
     import json
 
     from lograven.runtime import load_weights
 
     seqs: list[np.ndarray] = []
     texts: list[str] = []
+    ended: list[bool] | None = None
     if (path / "replay.npz").exists():
         z = load_weights(path / "replay.npz", ("ids", "lens"))
         ids, lens = z["ids"].astype(np.int32), z["lens"].astype(np.int64)
+        keep = [len(a) > 0 for a in np.split(ids, np.cumsum(lens)[:-1])] if len(lens) else []
         seqs = [a for a in np.split(ids, np.cumsum(lens)[:-1]) if len(a)] if len(lens) else []
+        if "ended" in z and len(z["ended"]) == len(lens):
+            ended = [bool(e) for e, k in zip(z["ended"].tolist(), keep) if k]
     if (path / "replay_texts.json").exists():
         try:
             for t, c in json.loads((path / "replay_texts.json").read_text(encoding="utf-8")):
                 texts.extend([str(t)] * min(int(c), 50))
         except (ValueError, TypeError) as e:
             raise LogravenError(f"{path / 'replay_texts.json'}: corrupt ({e}); retrain the bundle") from e
-    return seqs, texts
+    return seqs, texts, ended
 
 
 def _plots(types: MessageTypes, seq: SequenceModel, ae: Autoencoder) -> dict[str, bytes]:
