@@ -1186,6 +1186,25 @@ def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path,
         ]) + "\n")  # fmt: skip
         got = corpus_from_alerts(twice, fmt="syslog", stream=r"regex:(blk_\d+)")
         assert {s.split(":", 1)[1]: e for s, e in got.final_ends.items()}["blk_9"] is True
+    # rotated: a line alert read from the rotated file (read_from) holds the end alert's line, which names
+    # the file by its old name; a line at that offset in the new file, with other text, is no end
+    rotated = tmp_path / "blocks.log.1"
+    shutil.copy(log, rotated)
+    log.write_text("".join(ln.replace("blk_", "blk_9") + "\n" for ln in lines))  # other lines at the same offsets
+    other_line = log.read_text().splitlines()[25]
+    rot = tmp_path / "rotated.jsonl"
+    rot.write_text("\n".join([
+        _alert(id="r1", file=str(log), read_from=str(rotated), offset=data.index(lines[27].encode()), line=lines[27],
+               stream="blk_4").to_json(),
+        alerts.read_text().splitlines()[1],  # the end alert: file blocks.log, offset in what is now blocks.log.1
+        _alert(id="r2", file=str(log), offset=log.read_bytes().index(other_line.encode()), line=other_line,
+               stream="x").to_json(),
+    ]) + "\n")  # fmt: skip
+    got = corpus_from_alerts(rot, fmt="syslog", stream=r"regex:(blk_\d+)")
+    ended_streams = {s for s, e in got.final_ends.items() if e}
+    assert [s.split(":", 1)[1] for s in ended_streams] == ["blk_9"] and ended_streams <= {
+        s for s, f in zip(got.streams, got.files) if f == str(log)}  # fmt: skip
+    shutil.copy(rotated, log)
     # the file gone: the end alert's line alone teaches no end (a session of one line would end)
     gone = tmp_path / "gone.jsonl"
     gone.write_text(alerts.read_text().replace(str(log), str(tmp_path / "rotated-away")))

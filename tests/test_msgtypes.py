@@ -571,6 +571,13 @@ def test_a_type_always_keeps_a_constant_so_a_new_word_is_unknown() -> None:
         return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/") for _ in range(12))
                 for _ in range(n)]  # fmt: skip
 
+    # a few words, a few lines each, are words; and lines an operator names as normal (`learn`) come a few
+    # at a time: six new one-word messages seen once or twice are six types, and a seventh is unknown
+    assert set(words[:6]) <= {t.template for t in MessageTypes().fit(words[:6] * 3 + msgs[-40:]).types_}
+    mt = MessageTypes().fit(msgs)
+    added = mt.update(["frobnicate", "defrost", "unwedge", "reticulate", "splines", "rebalance"] * 2)
+    assert len(added) == 6 and mt.classify("panic") == UNKNOWN and mt.classify("defrost") in added
+
     once, twice = ids(300), ids(200)
     pair_ids = [f"{a} {b}" for a, b in zip(ids(150), ids(150))]
     for data in (once + words, twice * 2 + words, ["heartbeat"] * 600 + once, pair_ids * 2):

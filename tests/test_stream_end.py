@@ -773,3 +773,31 @@ def test_no_stream_end_warning_while_the_sequence_detector_is_off(tmp_path, capl
     with caplog.at_level("WARNING", logger="lograven.service"):
         Service(cfg)._activate(load_bundle(model), model, cfg)
     assert "stream ends" not in caplog.text
+
+
+def test_learning_an_excerpt_keeps_ends_at_rests(tmp_path, timed_bundle) -> None:
+    """With stream_end_after, training teaches an end after each segment between silences (an HDFS block
+    at rest). The replay sample keeps those segments and their ends: replayed as whole streams, they would
+    teach that a rest is followed by more lines, never by an end, and after learning an excerpt without
+    ends every normal resting block would alert."""
+    import random
+
+    from lograven.learning import learn
+    from lograven.training import load_replay, read_corpus
+
+    seqs, _, ended = load_replay(timed_bundle)
+    assert ended is not None and sum(ended) >= 0.8 * len(seqs)
+    rng = random.Random(3)
+    stop = {i: rng.randint(1, 4) for i in range(60) if rng.random() < 0.15}
+    test_lines, blocks = timed_session_log(60, seed=77, stop=stop, deleted=set())
+    new = timed_session_log(30, seed=31, stop={}, deleted=set())[0][40:80]
+    (tmp_path / "new.log").write_text("\n".join(new) + "\n")
+    corpus = read_corpus([str(tmp_path / "new.log")], stream=STREAM)
+    corpus.final_ends = dict.fromkeys(corpus.streams, False)  # a stretch around alerts: cut, not ended
+    out, _ = learn(timed_bundle, corpus, out=tmp_path / "learned", training=tiny_training_config())
+    for path in (timed_bundle, out):
+        det = Detector(load_bundle(path), DetectorSettings(autoencoder=False))
+        assert det.judges_stream_ends
+        _feed(det, test_lines)
+        flagged = {blocks.index(e.stream) for e in det.end_streams(blocks) if e.anomaly}
+        assert flagged >= set(stop) and len(flagged - set(stop)) <= 3, (path.name, sorted(flagged), sorted(stop))

@@ -127,9 +127,10 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         )
 
     corpus = Corpus()
-    # Where stream-end alerts' lines are: there their streams did end. By file and offset, since such a
-    # line may come in the stretch of an earlier alert (its context after, or a line alert on it).
-    end_at = {(where_of(r), offset_of(r)) for r in rows if is_end(r)}
+    # Where stream-end alerts' lines are: there their streams did end. By the alert's file, offset and
+    # line, since such a line may come in the stretch of an earlier alert (its context after, or a line
+    # alert on it), read from a rotated name; the text tells it from another line at that offset.
+    end_at = {(str(r.get("file", "")), offset_of(r)): str(r.get("line", ""))[:ALERT_LINE_CHARS] for r in rows if is_end(r)}
     end_lines: set[int] = set()
     # Alerts close together in one file (a burst) have overlapping contexts: that stretch of the file is
     # learned once, as one stream, not once per alert (an audit's 961 alerts made 70,153 lines of a
@@ -156,6 +157,9 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                 "as a user who can read it, or while the file is still there", where, r.get("id"), e.strerror or e,
             )  # fmt: skip
             lines = []
+        if not lines and is_end(r):
+            log.warning("alert %s is a stream end whose lines cannot be read back: learning its line alone does not teach "
+                        "that the stream may end there; allowlist it instead (lograven allow %s)", r.get("id"), r.get("id"))
         if lines is None:
             log.warning(
                 "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since); "
@@ -177,8 +181,8 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         for at, text in texts:
             if text.strip():
                 rec = parser.parse(text)
-                if not alone and (where, at) in end_at:  # (a line alone would teach that a session of one line ends)
-                    end_lines.add(len(corpus))
+                if not alone and end_at.get((str(r.get("file", "")), at)) == text[:ALERT_LINE_CHARS]:
+                    end_lines.add(len(corpus))  # (a line alone would teach that a session of one line ends)
                 # each stretch of context is its own little stream
                 corpus.add(r.get("file", "alerts"), rec, f"alert{group}:{key.key(r.get('file', ''), rec, text)}")
     # A stretch of context stops where it was cut, not where its streams stopped: no stream ends there,
@@ -326,13 +330,22 @@ def learn(
         ended = with_final_ends(corpus.streams, ended, corpus.final_ends)
     n_new = sum(len(s) for s in new_seqs)
     replay_seqs = _budget(replay_seqs, max(2 * n_new, 10_000))
-    if base.sequence.params.stream_end:
+    if base.sequence.params.stream_end and replay_ended is not None:
         # Where the replayed streams ended, so that fine-tuning keeps seeing ends: new lines cut out of a
         # longer log (`--from-alerts`) hold none, and a model fine-tuned without any would forget them and
-        # stop judging ends. A bundle trained before the flags were kept: its replay is the tails of its
-        # longest training streams, taken as ended (most sessions end inside the data).
-        replay_ended = (replay_ended or [True] * len(replay_seqs))[: len(replay_seqs)]
+        # stop judging ends.
+        replay_ended = replay_ended[: len(replay_seqs)]
+    elif base.sequence.params.stream_end and not gap:
+        # A bundle trained before the flags were kept: its replay is the tails of its longest training
+        # streams, taken as ended (most sessions end inside the data).
+        replay_ended = [True] * len(replay_seqs)
     else:
+        if base.sequence.params.stream_end and replay_seqs:
+            # ... but with stream_end_after its replay joined each stream's segments: ended there, they
+            # would teach that a rest is followed by more lines, never by an end, and every rest would alert
+            log.warning("%s was trained before lograven kept where its replayed streams end: if the new lines hold "
+                        "few stream ends, the new version may no longer judge ends; retrain it (lograven train) "
+                        "to keep them", base.path)  # fmt: skip
         replay_ended = None
     sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))
     seq = SequenceModel(sp).fit(

@@ -174,6 +174,7 @@ class MessageTypes:
         self.n_clusters_: int = 0
         self._roots: dict[int, _Node] = {}
         self._reps: list[tuple[int, list[tuple[str, str]]]] = []
+        self._named_lines = False  # fitting lines an operator named as normal (update): see _refine
 
     # ------------------------------------------------------------------ keys
     def _keys(self, tokens: list[str]) -> tuple[str, ...]:
@@ -316,11 +317,13 @@ class MessageTypes:
                 # Such a group is split by value on its least varied position instead, however many values,
                 # when those values look like a closed vocabulary (a program's few fixed words): at most one
                 # line in twenty carries a value seen once (Good-Turing: the chance that the next line's
-                # value is new, i.e. an unknown-type alert for a normal line) and a value comes on four
-                # lines or more on average. Otherwise the values are open (ids, or names still being
-                # discovered), a type per value would alert on every new one and make the model as large
-                # as the data, and the group stays one `<*>` type: the autoencoder still scores its lines.
-                # With more training data an open-looking vocabulary can close, and is then split.
+                # value is new, i.e. an unknown-type alert for a normal line), and there are a few dozen
+                # values at most or a value comes on four lines or more on average. Otherwise the values
+                # are open (ids, or names still being discovered), a type per value would alert on every
+                # new one and make the model as large as the data, and the group stays one `<*>` type: the
+                # autoencoder still scores its lines. With more training data an open-looking vocabulary
+                # can close, and is then split. Lines an operator names as normal (`update`, `learn`) come
+                # a few at a time, each value seen once or twice: for them only the size counts.
                 distinct = {p: len({sigs[i][p] for i in idx}) for p in range(n_tok)}
                 pos = min((p for p in distinct if distinct[p] > 1), key=distinct.__getitem__, default=-1)
                 lines_of: Counter[str] = Counter()
@@ -328,7 +331,8 @@ class MessageTypes:
                     lines_of[sigs[i][pos]] += counts[i]
                 n_lines = sum(lines_of.values())
                 once = sum(1 for c in lines_of.values() if c == 1)
-                if pos >= 0 and 20 * once <= n_lines and 4 * len(lines_of) <= n_lines:
+                few = len(lines_of) <= FEW_WORDS or 4 * len(lines_of) <= n_lines
+                if pos >= 0 and few and (self._named_lines or 20 * once <= n_lines):
                     split_pos = pos
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)
@@ -481,7 +485,9 @@ class MessageTypes:
             t.count += counts.get(t.id, 0)
         if not unknown:
             return []
-        sub = MessageTypes(**self._params()).fit(unknown)
+        sub = MessageTypes(**self._params())
+        sub._named_lines = True
+        sub.fit(unknown)
         base = self.n_types
         gen = max((t.generation for t in self.types_), default=0) + 1
         new_ids = []
@@ -572,6 +578,7 @@ class MessageTypes:
 
 Spec = tuple[tuple[str, str], ...]
 SIBLINGS_FOR_VARIABLE = 3
+FEW_WORDS = 32  # values a group without a constant may take and still be split into a type per value
 _PREF = {CONST: 0, SHAPE: 1, WILD: 2}  # the classifier's order of preference at a token
 
 

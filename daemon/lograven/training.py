@@ -456,10 +456,14 @@ def train(
         "autoencoder_epochs": len(ae.history_.get("loss", [])),
         "seconds": {"msgtypes": round(t_types, 2), "sequence": round(t_seq, 2), "autoencoder": round(t_ae, 2)},
     }
-    # whether each stream's last segment ended inside the data (replay keeps the streams' tails, ends and all)
-    order_ended = (None if not seq.params.stream_end else [True] * len(set(corpus.streams)) if ended is None
-                   else list(ended)[-len(set(corpus.streams)):])  # fmt: skip
-    extra_files = replay_files(type_sequences(corpus.streams, type_ids), texts, seed, ended=order_ended)
+    # The replay sample keeps the sequences as the model learned them, with where they ended: whole streams,
+    # or with stream_end_after the segments between silences (joined, they would teach that a rest is
+    # followed by more lines, never by an end, and every normal rest would alert after a learn).
+    if gap:
+        extra_files = replay_files(sequences, texts, seed, ended=ended)
+    else:
+        replayed_ended = None if not seq.params.stream_end else [True] * len(sequences) if ended is None else ended
+        extra_files = replay_files(sequences, texts, seed, ended=replayed_ended)
     if plots:
         extra_files.update(_plots(types, seq, ae))
     stage("saving", 0.0)
