@@ -1148,7 +1148,7 @@ def test_alert_context_never_learns_a_line_cut_by_the_read(tmp_path):
     assert len(corpus.messages) == len(set(corpus.messages))
 
 
-def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path, monkeypatch, bundle_dir):
+def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path, monkeypatch, bundle_dir, caplog):
     """A model of sessions (training.sequence.stream_end) learns where streams end. The lines around an
     alert are a stretch cut out of the log: the sessions in it go on before and after, so their last line
     there is no end, and learning a false alarm must not teach that sessions may stop anywhere. A
@@ -1200,7 +1200,9 @@ def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path,
         _alert(id="r2", file=str(log), offset=log.read_bytes().index(other_line.encode()), line=other_line,
                stream="x").to_json(),
     ]) + "\n")  # fmt: skip
-    got = corpus_from_alerts(rot, fmt="syslog", stream=r"regex:(blk_\d+)")
+    with caplog.at_level("WARNING", logger="lograven.learning"):
+        got = corpus_from_alerts(rot, fmt="syslog", stream=r"regex:(blk_\d+)")
+    assert "is a stream end whose line cannot be read back" not in caplog.text  # it was, in r1's stretch
     ended_streams = {s for s, e in got.final_ends.items() if e}
     assert [s.split(":", 1)[1] for s in ended_streams] == ["blk_9"] and ended_streams <= {
         s for s, f in zip(got.streams, got.files) if f == str(log)}  # fmt: skip
@@ -1208,7 +1210,10 @@ def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path,
     # the file gone: the end alert's line alone teaches no end (a session of one line would end)
     gone = tmp_path / "gone.jsonl"
     gone.write_text(alerts.read_text().replace(str(log), str(tmp_path / "rotated-away")))
-    assert set(corpus_from_alerts(gone, fmt="syslog", stream=r"regex:(blk_\d+)").final_ends.values()) == {False}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lograven.learning"):
+        assert set(corpus_from_alerts(gone, fmt="syslog", stream=r"regex:(blk_\d+)").final_ends.values()) == {False}
+    assert "alert a2 is a stream end whose line cannot be read back" in caplog.text and "lograven allow a2" in caplog.text
     assert len(corpus) >= 35 and len({s.split(":", 1)[0] for s in corpus.streams}) == 1  # overlapping: one stretch
     ends = {s.split(":", 1)[1]: e for s, e in corpus.final_ends.items()}
     assert ends == {"blk_1": False, "blk_2": False, "blk_3": False, "blk_4": False, "blk_9": True}

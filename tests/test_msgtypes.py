@@ -574,9 +574,17 @@ def test_a_type_always_keeps_a_constant_so_a_new_word_is_unknown() -> None:
     # a few words, a few lines each, are words; and lines an operator names as normal (`learn`) come a few
     # at a time: six new one-word messages seen once or twice are six types, and a seventh is unknown
     assert set(words[:6]) <= {t.template for t in MessageTypes().fit(words[:6] * 3 + msgs[-40:]).types_}
+    new_words = ["frobnicate", "defrost", "unwedge", "reticulate", "splines", "rebalance"]
     mt = MessageTypes().fit(msgs)
-    added = mt.update(["frobnicate", "defrost", "unwedge", "reticulate", "splines", "rebalance"] * 2)
+    added = mt.update(new_words * 2)
     assert len(added) == 6 and mt.classify("panic") == UNKNOWN and mt.classify("defrost") in added
+    # seen once each: named as normal (learn's own lines), six types; merely around an alert, one `<*>`
+    mt = MessageTypes().fit(msgs)
+    added = mt.update(new_words + ["Accepted password for user7 from 10.0.0.9"], named=new_words)
+    assert len(added) == 6 and mt.classify("panic") == UNKNOWN
+    mt = MessageTypes().fit(msgs)
+    added = mt.update(new_words, named=new_words[:5])
+    assert len(added) == 1 and mt.classify("panic") == added[0]
 
     once, twice = ids(300), ids(200)
     pair_ids = [f"{a} {b}" for a, b in zip(ids(150), ids(150))]

@@ -795,6 +795,35 @@ def test_learning_an_excerpt_keeps_ends_at_rests(tmp_path, timed_bundle) -> None
     corpus = read_corpus([str(tmp_path / "new.log")], stream=STREAM)
     corpus.final_ends = dict.fromkeys(corpus.streams, False)  # a stretch around alerts: cut, not ended
     out, _ = learn(timed_bundle, corpus, out=tmp_path / "learned", training=tiny_training_config())
+    # a bundle from before the flags: its replay joined the segments, so it is replayed without ends, with
+    # a warning (once: the new version keeps flags for what it replays)
+    import logging
+    import shutil
+
+    import numpy as np
+
+    from lograven.bundle import _manifest_digest, sha256_file
+
+    old = tmp_path / "old"
+    shutil.copytree(timed_bundle, old)
+    with np.load(old / "replay.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "ended"}
+    np.savez(old / "replay.npz", **arrays)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["files"]["replay.npz"] = sha256_file(old / "replay.npz")
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: records.append(rec.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("lograven.learning").addHandler(handler)
+    try:
+        out_old, _ = learn(old, corpus, out=tmp_path / "learned-old", training=tiny_training_config())
+    finally:
+        logging.getLogger("lograven.learning").removeHandler(handler)
+    assert any("trained before lograven kept where its replayed streams end" in m for m in records)
+    flags = load_replay(out_old)[2]
+    assert flags is not None and len(flags) == len(load_replay(out_old)[0])
     for path in (timed_bundle, out):
         det = Detector(load_bundle(path), DetectorSettings(autoencoder=False))
         assert det.judges_stream_ends

@@ -130,8 +130,12 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     # Where stream-end alerts' lines are: there their streams did end. By the alert's file, offset and
     # line, since such a line may come in the stretch of an earlier alert (its context after, or a line
     # alert on it), read from a rotated name; the text tells it from another line at that offset.
-    end_at = {(str(r.get("file", "")), offset_of(r)): str(r.get("line", ""))[:ALERT_LINE_CHARS] for r in rows if is_end(r)}
+    end_at: dict[tuple[str, int], set[str]] = {}
+    for r in rows:
+        if is_end(r):
+            end_at.setdefault((str(r.get("file", "")), offset_of(r)), set()).add(str(r.get("line", ""))[:ALERT_LINE_CHARS])
     end_lines: set[int] = set()
+    taught: set[tuple[str, int, str]] = set()  # the end alerts' lines found in a stretch
     # Alerts close together in one file (a burst) have overlapping contexts: that stretch of the file is
     # learned once, as one stream, not once per alert (an audit's 961 alerts made 70,153 lines of a
     # 45,461-line file). By file and offset, so that overlaps meet.
@@ -157,9 +161,6 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                 "as a user who can read it, or while the file is still there", where, r.get("id"), e.strerror or e,
             )  # fmt: skip
             lines = []
-        if not lines and is_end(r):
-            log.warning("alert %s is a stream end whose lines cannot be read back: learning its line alone does not teach "
-                        "that the stream may end there; allowlist it instead (lograven allow %s)", r.get("id"), r.get("id"))
         if lines is None:
             log.warning(
                 "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since); "
@@ -181,8 +182,10 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         for at, text in texts:
             if text.strip():
                 rec = parser.parse(text)
-                if not alone and end_at.get((str(r.get("file", "")), at)) == text[:ALERT_LINE_CHARS]:
+                here = (str(r.get("file", "")), at)
+                if not alone and text[:ALERT_LINE_CHARS] in end_at.get(here, ()):
                     end_lines.add(len(corpus))  # (a line alone would teach that a session of one line ends)
+                    taught.add((*here, text[:ALERT_LINE_CHARS]))
                 # each stretch of context is its own little stream
                 corpus.add(r.get("file", "alerts"), rec, f"alert{group}:{key.key(r.get('file', ''), rec, text)}")
     # A stretch of context stops where it was cut, not where its streams stopped: no stream ends there,
@@ -191,6 +194,11 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     for i, s in enumerate(corpus.streams):
         final[s] = i
     corpus.final_ends = {s: i in end_lines for s, i in final.items()}
+    for r in rows:
+        if is_end(r) and (str(r.get("file", "")), offset_of(r), str(r.get("line", ""))[:ALERT_LINE_CHARS]) not in taught:
+            log.warning("alert %s is a stream end whose line cannot be read back from %s: its line alone does not teach "
+                        "that the stream may end there; allowlist it instead (lograven allow %s, with --alerts %s "
+                        "unless that is the configured alerts file)", r.get("id"), r.get("file"), r.get("id"), path)  # fmt: skip
     return corpus
 
 
@@ -298,7 +306,7 @@ def learn(
     # 1. message types: stable ids, new types for what nothing matches
     types = MessageTypes.from_json(base.types.to_json())
     old_tokens = {t.id: list(t.tokens) for t in types.types_}
-    new_ids = types.update(corpus.messages)
+    new_ids = types.update(corpus.messages, named=corpus.messages if corpus.vouch_all else corpus.vouched)
     assert all(types.get(i).tokens == tok for i, tok in old_tokens.items())  # ids never move
     type_ids = types.predict(corpus.messages)
     # The operator vouched for these lines: their types are never rare types for the sequence
@@ -340,13 +348,14 @@ def learn(
         # streams, taken as ended (most sessions end inside the data).
         replay_ended = [True] * len(replay_seqs)
     else:
+        replay_ended = None
         if base.sequence.params.stream_end and replay_seqs:
             # ... but with stream_end_after its replay joined each stream's segments: ended there, they
             # would teach that a rest is followed by more lines, never by an end, and every rest would alert
-            log.warning("%s was trained before lograven kept where its replayed streams end: if the new lines hold "
-                        "few stream ends, the new version may no longer judge ends; retrain it (lograven train) "
+            log.warning("%s was trained before lograven kept where its replayed streams end: the new version may "
+                        "judge normal stream ends as improbable, or stop judging ends; retrain it (lograven train) "
                         "to keep them", base.path)  # fmt: skip
-        replay_ended = None
+            replay_ended = [False] * len(replay_seqs)  # as fit replays them: kept in the new version's replay
     sp = replace(base.sequence.params, epochs=min(base.sequence.params.epochs, 10))
     seq = SequenceModel(sp).fit(
         new_seqs, types.n_types, seed=seed, init_weights=base.sequence.members_, replay=replay_seqs, progress=progress,

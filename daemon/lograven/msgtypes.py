@@ -174,7 +174,7 @@ class MessageTypes:
         self.n_clusters_: int = 0
         self._roots: dict[int, _Node] = {}
         self._reps: list[tuple[int, list[tuple[str, str]]]] = []
-        self._named_lines = False  # fitting lines an operator named as normal (update): see _refine
+        self._named_sigs: set[tuple[str, ...]] = set()  # keys of lines an operator named as normal (update): see _refine
 
     # ------------------------------------------------------------------ keys
     def _keys(self, tokens: list[str]) -> tuple[str, ...]:
@@ -323,7 +323,8 @@ class MessageTypes:
                 # new one and make the model as large as the data, and the group stays one `<*>` type: the
                 # autoencoder still scores its lines. With more training data an open-looking vocabulary
                 # can close, and is then split. Lines an operator names as normal (`update`, `learn`) come
-                # a few at a time, each value seen once or twice: for them only the size counts.
+                # a few at a time, each value seen once or twice: for a group of only those, only the
+                # number of values counts (not for the lines around an alert, nor periodic relearning).
                 distinct = {p: len({sigs[i][p] for i in idx}) for p in range(n_tok)}
                 pos = min((p for p in distinct if distinct[p] > 1), key=distinct.__getitem__, default=-1)
                 lines_of: Counter[str] = Counter()
@@ -332,7 +333,8 @@ class MessageTypes:
                 n_lines = sum(lines_of.values())
                 once = sum(1 for c in lines_of.values() if c == 1)
                 few = len(lines_of) <= FEW_WORDS or 4 * len(lines_of) <= n_lines
-                if pos >= 0 and few and (self._named_lines or 20 * once <= n_lines):
+                named = bool(self._named_sigs) and all(sigs[i] in self._named_sigs for i in idx)
+                if pos >= 0 and few and (named or 20 * once <= n_lines):
                     split_pos = pos
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)
@@ -473,8 +475,10 @@ class MessageTypes:
         self._build_index()
 
     # ---------------------------------------------------------------- update
-    def update(self, messages: Sequence[str]) -> list[int]:
-        """Learn types for messages no existing type matches; existing ids never change.
+    def update(self, messages: Sequence[str], named: Iterable[str] = ()) -> list[int]:
+        """Learn types for messages no existing type matches; existing ids never change. `named`: the
+        messages an operator named as normal (`learn`'s log files, an alert's own line); a group of
+        them without a constant is split by value on its number of values alone (see _refine).
 
         Returns the ids of the new types.
         """
@@ -486,7 +490,7 @@ class MessageTypes:
         if not unknown:
             return []
         sub = MessageTypes(**self._params())
-        sub._named_lines = True
+        sub._named_sigs = {sub._keys(premask(m).split()) for m in named}
         sub.fit(unknown)
         base = self.n_types
         gen = max((t.generation for t in self.types_), default=0) + 1
