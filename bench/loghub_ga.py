@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "daemon"))
+sys.path[:0] = [str(ROOT / "daemon"), str(ROOT)]  # lograven, and bench.drain's masks
 
 COMMIT = "374038faa4ca122dd7ca0730372c0b78f76f8597"  # logpai/loghub, the version measured
 PREFIX_CHARS = 48_000
@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             a.dir = a.fetch
     if not a.dir:
         ap.error("give --dir DIR (the prefixes) or --fetch DIR")
-    sys.path.insert(0, str(ROOT))
     from lograven.evaluate import evaluate_types, read_structured
 
     files = [(n, Path(a.dir) / f"{n}_2k.log_structured.csv", "first 48,000 characters") for n in sorted(PREFIX_ROWS)]

@@ -360,6 +360,17 @@ def test_evaluate_bgl_style_line_labels(tmp_path, capsys):
     assert js["bundle"] is None  # trained into a temporary directory, removed afterwards
 
 
+def _write_sessions(tmp_path: Path, lines: list[str], labels: dict[str, bool]) -> tuple[Path, Path, Path]:
+    """The session log, its labels CSV and the tiny config, in tmp_path."""
+    log = tmp_path / "sessions.log"
+    log.write_text("\n".join(lines) + "\n")
+    lab = tmp_path / "labels.csv"
+    lab.write_text("BlockId,Label\n" + "".join(f"{k},{'Anomaly' if v else 'Normal'}\n" for k, v in labels.items()))
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_CONFIG)
+    return log, lab, cfg
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("split", ["pool", "normal"])
 def test_evaluate_sessions_with_block_ids(tmp_path, split):
@@ -378,12 +389,7 @@ def test_evaluate_sessions_with_block_ids(tmp_path, split):
             block[s] = [g.text.replace(" web01 ", f" {sid} ", 1) for g in sessions[s]]
         for a, b in zip(block[pair], block[pair + 1]):
             out_lines += [a, b]
-    log = tmp_path / "sessions.log"
-    log.write_text("\n".join(out_lines) + "\n")
-    lab = tmp_path / "labels.csv"
-    lab.write_text("BlockId,Label\n" + "".join(f"{k},{'Anomaly' if v else 'Normal'}\n" for k, v in labels.items()))
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY_CONFIG)
+    log, lab, cfg = _write_sessions(tmp_path, out_lines, labels)
     out = tmp_path / "r.json"
     model = tmp_path / "bundle"
     rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
@@ -621,17 +627,12 @@ def test_feedback_learn_with_sessions(tmp_path, capsys):
             texts.insert(3, new.format("alpha" if s % 2 else "beta"))
             with_new.add(sid)
         out_lines += [t.replace(" web01 ", f" {sid} ", 1) for t in texts]
-    log = tmp_path / "sessions.log"
-    log.write_text("\n".join(out_lines) + "\n")
-    lab = tmp_path / "labels.csv"
-    lab.write_text("BlockId,Label\n" + "".join(f"{k},{'Anomaly' if v else 'Normal'}\n" for k, v in labels.items()))
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY_CONFIG)
+    log, lab, cfg = _write_sessions(tmp_path, out_lines, labels)
     out = tmp_path / "r.json"
-    rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
-                   "--train-fraction", "0.5", "--session-split", "pool", "--stream-end", "--examples", "500",
-                   "--feedback", "learn", "--feedback-every", "400", "--json", str(out), str(log)])  # fmt: skip
-    assert rc == 0
+    argv = ["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
+            "--train-fraction", "0.5", "--session-split", "pool", "--stream-end", "--examples", "500",
+            "--feedback", "learn", "--json", str(out), str(log)]  # fmt: skip
+    assert cli.main([*argv, "--feedback-every", "400"]) == 0
     assert "+ learn" in capsys.readouterr().out
     js = json.loads(out.read_text())
     fb, before = js["feedback"], {r["detector"]: r for r in js["results"]}[COMBINED]
@@ -645,10 +646,7 @@ def test_feedback_learn_with_sessions(tmp_path, capsys):
     first, *later = fb["parts"]
     assert first["false_sessions"] >= 3 and sum(p["false_sessions"] for p in later) < first["false_sessions"] * len(later)
     # one part, nothing learned: the same sessions flagged as the first scoring, ends and all
-    rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_-?\d+", "--config", str(cfg),
-                   "--train-fraction", "0.5", "--session-split", "pool", "--stream-end", "--feedback", "learn",
-                   "--feedback-every", "100000", "--json", str(out), str(log)])  # fmt: skip
-    assert rc == 0
+    assert cli.main([*argv, "--feedback-every", "100000"]) == 0
     js = json.loads(out.read_text())
     once = {r["detector"]: r for r in js["results"]}[COMBINED]
     assert js["feedback"]["rounds"] == 0 and len(js["feedback"]["parts"]) == 1

@@ -434,15 +434,31 @@ def test_learn_keeps_stream_ends(tmp_path, session_bundle) -> None:
     assert flagged == set(stop)
 
 
+def _without_replay_ends(bundle: Path, dest: Path) -> Path:
+    """A copy of `bundle` as lograven before 2026-12-07 wrote it: replay.npz without its `ended` flags
+    (the manifest's checksums updated)."""
+    import shutil
+
+    import numpy as np
+
+    from lograven.bundle import _manifest_digest, sha256_file
+
+    shutil.copytree(bundle, dest)
+    with np.load(dest / "replay.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "ended"}
+    np.savez(dest / "replay.npz", **arrays)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["files"]["replay.npz"] = sha256_file(dest / "replay.npz")
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
 def test_learning_an_excerpt_keeps_judging_stream_ends(tmp_path, session_bundle) -> None:
     """`learn --from-alerts` gives lines cut out of the log: no stream ends in them. Fine-tuning on them
     must go on seeing ends (the replay sample keeps where its streams ended), or the new version would
     forget ends and stop judging them. A bundle that predates the replay's end flags takes its replay
     streams as ended."""
-    import shutil
-
-    import numpy as np
-
     from lograven.learning import learn
     from lograven.training import load_replay, read_corpus
 
@@ -452,17 +468,7 @@ def test_learning_an_excerpt_keeps_judging_stream_ends(tmp_path, session_bundle)
     (tmp_path / "excerpt.log").write_text("\n".join(lines[5:40]) + "\n")
     corpus = read_corpus([str(tmp_path / "excerpt.log")], stream=STREAM)
     corpus.final_ends = dict.fromkeys(corpus.streams, False)  # as corpus_from_alerts marks a stretch
-    old = tmp_path / "old"
-    shutil.copytree(session_bundle, old)
-    with np.load(old / "replay.npz") as z:
-        arrays = {k: z[k] for k in z.files if k != "ended"}
-    np.savez(old / "replay.npz", **arrays)
-    from lograven.bundle import _manifest_digest, sha256_file
-
-    manifest = json.loads((old / "manifest.json").read_text())
-    manifest["files"]["replay.npz"] = sha256_file(old / "replay.npz")
-    manifest["manifest_sha256"] = _manifest_digest(manifest)
-    (old / "manifest.json").write_text(json.dumps(manifest))
+    old = _without_replay_ends(session_bundle, tmp_path / "old")
     assert load_replay(old)[2] is None
     stop = {4: 2, 9: 3}
     test_lines, blocks = session_log(20, seed=77, stop=stop)
@@ -798,21 +804,8 @@ def test_learning_an_excerpt_keeps_ends_at_rests(tmp_path, timed_bundle) -> None
     # a bundle from before the flags: its replay joined the segments, so it is replayed without ends, with
     # a warning (once: the new version keeps flags for what it replays)
     import logging
-    import shutil
 
-    import numpy as np
-
-    from lograven.bundle import _manifest_digest, sha256_file
-
-    old = tmp_path / "old"
-    shutil.copytree(timed_bundle, old)
-    with np.load(old / "replay.npz") as z:
-        arrays = {k: z[k] for k in z.files if k != "ended"}
-    np.savez(old / "replay.npz", **arrays)
-    manifest = json.loads((old / "manifest.json").read_text())
-    manifest["files"]["replay.npz"] = sha256_file(old / "replay.npz")
-    manifest["manifest_sha256"] = _manifest_digest(manifest)
-    (old / "manifest.json").write_text(json.dumps(manifest))
+    old = _without_replay_ends(timed_bundle, tmp_path / "old")
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda rec: records.append(rec.getMessage())  # type: ignore[method-assign]

@@ -1097,6 +1097,49 @@ def evaluate_line_labels(
         )  # fmt: skip
 
 
+class _FeedbackLearner:
+    """The simulated operator's `lograven learn` runs of --feedback learn: each makes a new version from a
+    part's false alarms, and scoring goes on with it (`det`) and the same GRU states (type ids are stable
+    across `learn`: the streams go on). Counts what it took."""
+
+    def __init__(self, tr: _Trained, settings: DetectorSettings, config: object | None, work: str) -> None:
+        self.det = Detector(tr.bundle, settings)
+        self.settings, self.training, self.work = settings, getattr(config, "training", None), Path(work)
+        self.model = Path(tr.bundle.path)
+        self.rounds, self.learned, self.new_types, self.seconds = 0, 0, 0, 0.0
+
+    def learn(self, corpus: Corpus, alarms: int) -> None:
+        from lograven.bundle import load_bundle
+        from lograven.learning import learn
+
+        t0 = time.monotonic()
+        out = self.work / f"v{self.rounds + 1}"
+        _, summary = learn(self.model, corpus, out=out, training=self.training)
+        self.seconds += time.monotonic() - t0
+        states = self.det.export_states()
+        self.det = Detector(load_bundle(out), self.settings)
+        self.det.import_states(states)
+        self.model = out
+        self.rounds += 1
+        self.learned += alarms
+        self.new_types += len(summary.get("new_types", []))
+
+    def result(self, flags: np.ndarray, truth: np.ndarray, every: int, parts: list[dict],
+               flagged_before: np.ndarray) -> dict:  # fmt: skip
+        return {
+            "mode": "learn",
+            "results": Counts.from_flags(flags, truth).to_json(),
+            "every": every,
+            "rounds": self.rounds,
+            "false_alarms_learned": self.learned,
+            "new_types": self.new_types,
+            "learn_seconds": round(self.seconds, 2),
+            "parts": parts,  # per part of `every` lines, in order (see _learn_as_you_go, _learn_sessions_as_you_go)
+            # anomalous units found without feedback that the learned versions no longer flag
+            "anomalies_hidden": int((flagged_before & truth & ~flags).sum()),
+        }
+
+
 def _learn_as_you_go(tr: _Trained, settings: DetectorSettings, config: object | None, setup: Setup, path: str,
                      rows: list[LabelledLine], streams: list[str], test: list[int], truth: np.ndarray,
                      flagged_before: np.ndarray, progress: Progress | None) -> dict:  # fmt: skip
@@ -1104,21 +1147,17 @@ def _learn_as_you_go(tr: _Trained, settings: DetectorSettings, config: object | 
     operator runs `lograven learn` on its false alarms (each with the normal lines of its stream before it,
     as `learn --from-alerts` reads them back), and scoring goes on with the new version and the same GRU
     states. What is flagged then, and what it took."""
-    from lograven.bundle import load_bundle
-    from lograven.learning import CONTEXT_BEFORE, learn
+    from lograven.learning import CONTEXT_BEFORE
 
-    training = getattr(config, "training", None)
-    det = Detector(tr.bundle, settings)
-    model = Path(tr.bundle.path)
     flags = np.zeros(len(test), dtype=bool)
-    rounds, learned, new_types, seconds = 0, 0, 0, 0.0
-    parts: list[dict] = []
+    parts: list[dict] = []  # lines, false alarms, anomalies (flagged), false alarms' line numbers
     items = [(streams[i], rows[i].record) for i in test]
     every = setup.feedback_every
     with tempfile.TemporaryDirectory(prefix="lograven-feedback-") as work:
+        op = _FeedbackLearner(tr, settings, config, work)
         for start in range(0, len(test), every):
             end = min(start + every, len(test))
-            ev = score(det, items[start:end], setup.batch_size)
+            ev = score(op.det, items[start:end], setup.batch_size)
             flags[start:end] = np.logical_or.reduce([ev.fired[d] for d in DETECTORS])
             false = [j for j in range(start, end) if flags[j] and not truth[j]]
             parts.append({"lines": end - start, "false_alarms": len(false),
@@ -1133,33 +1172,12 @@ def _learn_as_you_go(tr: _Trained, settings: DetectorSettings, config: object | 
                 context = [k for k in range(max(0, i - 4 * CONTEXT_BEFORE), i) if streams[k] == streams[i]]
                 for k in [*context[-CONTEXT_BEFORE:], i]:
                     if not rows[k].anomalous:  # the operator knows those lines are not normal
-                        corpus.add(path, rows[k].record, f"feedback{rounds}.{n}:{streams[k]}")
+                        corpus.add(path, rows[k].record, f"feedback{op.rounds}.{n}:{streams[k]}")
             corpus.final_ends = dict.fromkeys(corpus.streams, False)  # excerpts: cut, not ended, at their last line
-            t0 = time.monotonic()
-            out = Path(work) / f"v{rounds + 1}"
-            _, summary = learn(model, corpus, out=out, training=training)
-            seconds += time.monotonic() - t0
-            states = det.export_states()
-            det = Detector(load_bundle(out), settings)
-            det.import_states(states)  # type ids are stable across learn: the streams go on
-            model = out
-            rounds += 1
-            learned += len(false)
-            new_types += len(summary.get("new_types", []))
+            op.learn(corpus, len(false))
             if progress:
                 progress("feedback", end / len(test))
-    return {
-        "mode": "learn",
-        "results": Counts.from_flags(flags, truth).to_json(),
-        "every": every,
-        "rounds": rounds,
-        "false_alarms_learned": learned,
-        "new_types": new_types,
-        "learn_seconds": round(seconds, 2),
-        "parts": parts,  # per part of `every` lines, in order: lines, false alarms, anomalies (flagged)
-        # anomalous lines found without feedback that the learned versions no longer flag
-        "anomalies_hidden": int((flagged_before & truth & ~flags).sum()),
-    }
+    return op.result(flags, truth, every, parts, flagged_before)
 
 
 def _per_line(flags: np.ndarray) -> np.ndarray:
@@ -1503,22 +1521,18 @@ def _learn_sessions_as_you_go(tr: _Trained, settings: DetectorSettings, config: 
     the lines of its session before it (at most CONTEXT_BEFORE), vouched for as `--from-alerts` vouches
     for an alert's line. A session cut there has not ended, but one whose end alerted did, and that end is
     learned as normal. Scoring goes on with the new version and the same GRU states."""
-    from lograven.bundle import load_bundle
-    from lograven.learning import CONTEXT_BEFORE, learn
+    from lograven.learning import CONTEXT_BEFORE
 
-    training = getattr(config, "training", None)
-    det = Detector(tr.bundle, settings)
-    model = Path(tr.bundle.path)
     T = len(truth)
     index = {n: int(sess_of[j]) for j, n in enumerate(streams)}  # session name -> its row among the test sessions
     lines_flagged = np.zeros(len(test_idx), dtype=bool)
     end_flagged = np.zeros(T, dtype=bool)
-    rounds, learned, new_types, seconds = 0, 0, 0, 0.0
-    parts: list[dict] = []
+    parts: list[dict] = []  # lines, false alarms and sessions, anomalous sessions flagged, false alarms' line numbers
     items = [(streams[j], recs[i]) for j, i in enumerate(test_idx)]
     before: dict[str, list[int]] = defaultdict(list)  # session -> its positions scored so far
     every = setup.feedback_every
     with tempfile.TemporaryDirectory(prefix="lograven-feedback-") as work:
+        op = _FeedbackLearner(tr, settings, config, work)
         for start in range(0, len(items), every):
             end = min(start + every, len(items))
             ended_here: list[tuple[str, int]] = []  # (session, position of its last line) for ends that alerted
@@ -1527,13 +1541,13 @@ def _learn_sessions_as_you_go(tr: _Trained, settings: DetectorSettings, config: 
             def judge(n_local: int, start: int = start, done: list[int] = done,
                       ended_here: list[tuple[str, int]] = ended_here) -> None:  # fmt: skip
                 for n in range(done[0] + 1, start + n_local + 1):
-                    for e in det.end_streams(finishing.get(n, [])) if n in finishing else ():
+                    for e in op.det.end_streams(finishing[n]) if n in finishing else ():
                         if e.anomaly:
                             end_flagged[index[e.stream]] = True
                             ended_here.append((e.stream, n - 1))
                 done[0] = start + n_local
 
-            ev = score(det, items[start:end], setup.batch_size, after_batch=judge if det.judges_stream_ends else None,
+            ev = score(op.det, items[start:end], setup.batch_size, after_batch=judge if op.det.judges_stream_ends else None,
                        cuts=[c - start for c in cuts if start < c < end])  # fmt: skip
             fired = np.logical_or.reduce([ev.fired[d] for d in DETECTORS])
             lines_flagged[start:end] = fired
@@ -1558,36 +1572,15 @@ def _learn_sessions_as_you_go(tr: _Trained, settings: DetectorSettings, config: 
                 latest[s] = max(latest.get(s, (j, is_end)), (j, is_end))
             for s, (j, is_end) in latest.items():  # one stretch per session, as `--from-alerts` joins overlaps
                 for k in [k for k in before[s] if k <= j][-(CONTEXT_BEFORE + 1) :]:
-                    corpus.add(path, recs[test_idx[k]], f"feedback{rounds}:{s}")
-                corpus.final_ends[f"feedback{rounds}:{s}"] = is_end
-            t0 = time.monotonic()
-            out = Path(work) / f"v{rounds + 1}"
-            _, summary = learn(model, corpus, out=out, training=training)
-            seconds += time.monotonic() - t0
-            states = det.export_states()
-            det = Detector(load_bundle(out), settings)
-            det.import_states(states)  # type ids are stable across learn: the sessions go on
-            model = out
-            rounds += 1
-            learned += len(alerts)
-            new_types += len(summary.get("new_types", []))
+                    corpus.add(path, recs[test_idx[k]], f"feedback{op.rounds}:{s}")
+                corpus.final_ends[f"feedback{op.rounds}:{s}"] = is_end
+            op.learn(corpus, len(alerts))
             if progress:
                 progress("feedback", end / len(items))
     flags = np.zeros(T, dtype=bool)
     np.logical_or.at(flags, sess_of, lines_flagged)
     flags |= end_flagged
-    return {
-        "mode": "learn",
-        "results": Counts.from_flags(flags, truth).to_json(),
-        "every": every,
-        "rounds": rounds,
-        "false_alarms_learned": learned,
-        "new_types": new_types,
-        "learn_seconds": round(seconds, 2),
-        "parts": parts,  # per part of `every` lines, in order: lines, false alarms and sessions, anomalous sessions flagged
-        # anomalous sessions found without feedback that the learned versions no longer flag
-        "anomalies_hidden": int((flagged_before & truth & ~flags).sum()),
-    }
+    return op.result(flags, truth, every, parts, flagged_before)
 
 
 def _segment_ends(streams: Sequence[str], times: Sequence[float], gap: float,

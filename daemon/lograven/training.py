@@ -459,11 +459,8 @@ def train(
     # The replay sample keeps the sequences as the model learned them, with where they ended: whole streams,
     # or with stream_end_after the segments between silences (joined, they would teach that a rest is
     # followed by more lines, never by an end, and every normal rest would alert after a learn).
-    if gap:
-        extra_files = replay_files(sequences, texts, seed, ended=ended)
-    else:
-        replayed_ended = None if not seq.params.stream_end else [True] * len(sequences) if ended is None else ended
-        extra_files = replay_files(sequences, texts, seed, ended=replayed_ended)
+    replayed_ended = None if not seq.params.stream_end else [True] * len(sequences) if ended is None else ended
+    extra_files = replay_files(sequences, texts, seed, ended=replayed_ended)
     if plots:
         extra_files.update(_plots(types, seq, ae))
     stage("saving", 0.0)
