@@ -633,3 +633,38 @@ def test_as_user_runs_in_a_child_with_that_users_ids_and_reports_its_failure() -
         as_user("nobody", lambda: 1 / 0)
     with pytest.raises(RuntimeError, match="not JSON serializable"):
         as_user("nobody", lambda: object())
+
+
+JOURNAL_SCRIPT = """
+import logging, os, sys
+f = open(sys.argv[1], "w")
+os.dup2(f.fileno(), 2)
+st = os.fstat(2)
+if sys.argv[2] == "journal":
+    os.environ["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+from lograven import cli
+rc = cli.main(["types", sys.argv[3]])
+logging.getLogger("lograven.tailer").warning("cannot read %s:\\nPermission denied", "/var/log/secure")
+logging.getLogger("lograven.service").error("reload rejected")
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_lines_to_the_journal_carry_their_priority(tmp_path, journal) -> None:
+    """Under systemd (stderr is JOURNAL_STREAM) each line starts with its syslog priority, so that
+    `journalctl -p warning` and rsyslog's severity filters see lograven's warnings and errors (they
+    all came in at "info"), and without the timestamp the journal adds; elsewhere, lines are as before."""
+    (tmp_path / "some.log").write_text("a line\n")
+    err = tmp_path / "stderr.txt"
+    r = subprocess.run([sys.executable, "-c", JOURNAL_SCRIPT, str(err), "journal" if journal else "no",
+                        str(tmp_path / "some.log")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    lines = err.read_text().splitlines()
+    if journal:
+        assert lines[0].startswith("<3>lograven types: error: ") and "is a file, not a model" in lines[0]
+        assert lines[1:] == ["<4>WARNING lograven.tailer: cannot read /var/log/secure:", "<4>Permission denied",
+                             "<3>ERROR lograven.service: reload rejected"]  # fmt: skip
+    else:
+        assert lines[0].startswith("lograven types: error: ")
+        assert len(lines) == 4 and " WARNING lograven.tailer: cannot read" in lines[1] and lines[1][:2] == "20"

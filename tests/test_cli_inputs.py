@@ -332,3 +332,37 @@ def test_learn_records_the_format_and_stream_it_read_with(capsys, tmp_path, log_
     for extra in ([], ["--stream", "program"], ["--format", "raw", "--stream-key", r"sshd\[(\d+)\]"]):
         assert cli.main(["learn", "--model", str(DEFAULT), "--out", str(tmp_path / "m"), "--json", *extra, str(path)]) == 0
     assert seen == [{}, {"stream": "program"}, {"format": "raw", "stream": r"regex:sshd\[(\d+)\]"}]
+
+
+def test_score_and_learn_read_lines_as_the_model_was_trained(tmp_path, capsys) -> None:
+    """A model trained one stream per program, scored without --stream, was fed one stream per file (and
+    `learn` learned so), unsaid: its sequences look unusual, a flood of alerts. Without --format, --stream
+    or --config, both read lines as the model's manifest records; an option that differs is warned about."""
+    from conftest import TINY_AUTOENCODER, TINY_SEQUENCE
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"training: {{seed: 42, sequence: {json.dumps(TINY_SEQUENCE)}, autoencoder: {json.dumps(TINY_AUTOENCODER)}}}\n")
+    log = tmp_path / "messages"
+    write_log(log, LogGenerator(seed=1).lines(1500))
+    model = tmp_path / "m"
+    assert cli.main(["-q", "train", "--config", str(cfg), "--stream", "program", "--out", str(model), str(log)]) == 0
+    capsys.readouterr()
+    assert cli.main(["score", "--model", str(model), str(log)]) == 0
+    out, err = capsys.readouterr()
+    streams = {json.loads(line)["stream"] for line in out.splitlines()}
+    assert str(log) not in streams and f"{log}:sshd" in streams and "warning" not in err, (sorted(streams)[:5], err)
+    assert cli.main(["score", "--model", str(model), "--stream", "file", str(log)]) == 0
+    out, err = capsys.readouterr()
+    assert {json.loads(line)["stream"] for line in out.splitlines()} == {str(log)}
+    assert "trained on lines read with stream 'program'" in err and "Give --stream program" in err
+    # learn: the new version reads, and records, what its parent did
+    new = tmp_path / "new.log"
+    write_log(new, LogGenerator(seed=5).lines(300))
+    assert cli.main(["-q", "learn", "--model", str(model), "--out", str(tmp_path / "m2"), str(new)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "m2" / "manifest.json").read_text())["training"]["stream"] == "program"
+    # a config given says how to read: its first source wins, and the difference is said
+    daemon_cfg = tmp_path / "daemon.yaml"
+    daemon_cfg.write_text(f"sources: [{{paths: ['{log}'], stream: file}}]\n")
+    assert cli.main(["score", "--config", str(daemon_cfg), "--model", str(model), str(log)]) == 0
+    assert "Give --stream program" in capsys.readouterr().err

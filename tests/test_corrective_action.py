@@ -1065,6 +1065,20 @@ def test_learning_every_alert_of_a_file_must_be_asked_for(tmp_path, monkeypatch,
     assert "#104   <*> Link DOWN" in out
     assert "autoencoder threshold 5.100 (parent 4.400)" in out
     assert f"lograven models rollback --dir {store} --to v0001" in out
+    assert "their messages are known types now" in out
+    # nothing new learned: no claim that anything is a known type now
+    monkeypatch.setattr(learning_mod, "learn", lambda model, corpus, **kw: (
+        store / "v0002", {**fake_learn(model, corpus)[1], "new_types": [], "new_type_templates": []}))
+    assert cli.main(["learn", "--model", str(store), "--from-alerts", str(alerts), "--alert", "a1", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "known types now" not in out and f"--to v0001" in out
+    # a single bundle written to --out: nothing serves it until the daemon's `model:` names it
+    monkeypatch.setattr(learning_mod, "learn", lambda model, corpus, **kw: (
+        tmp_path / "m2", {**fake_learn(model, corpus)[1], "made_current": False, "parent_version": None}))
+    assert cli.main(["learn", "--model", str(store), "--out", str(tmp_path / "m2"), "--from-alerts", str(alerts),
+                     "--alert", "a1", "--config", str(cfg)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"set `model: {tmp_path / 'm2'}`" in out and "rollback" not in out
 
 
 def test_allow_refuses_a_rule_that_silences_a_whole_detector_everywhere(tmp_path, capsys):

@@ -2128,6 +2128,31 @@ TailerModel.TestCase.settings = settings(
 test_tailer_model = TailerModel.TestCase
 
 
+@pytest.mark.parametrize("then", ["", "rotate", "write to the old file"])
+def test_a_file_truncated_with_a_few_bytes_does_not_take_the_rotated_file_for_its_copy(then: str) -> None:
+    """The model's failing cases (2026-12-07): main.log rotated to main.log.1 (read to its end), the new
+    main.log holds one byte of a line when it is truncated in place. Its fingerprint is that byte, which
+    main.log.1 also begins with: it was taken for the copy and its line read twice; also once renamed
+    again to main.log.2, or written to by a writer still holding it."""
+    state = TailerModel()
+    try:
+        state.setup(glob_mode=False, numbered=then == "rotate", start_end=False, initial=[], initial_partial=None)
+        state.stop(ack_fraction=1.0)
+        state.start()
+        state.write_lines(old=False, pads=[0])
+        state.rotate()
+        state.write_partial(more=1, old=False, pad=0)
+        state.poll(limit=None)
+        state.copytruncate()
+        if then == "rotate":
+            state.rotate()
+        elif then:
+            state.write_lines(old=True, pads=[0])
+        state.poll(limit=None)
+    finally:
+        state.teardown()
+
+
 def test_a_busy_poll_does_not_rescan_every_file(tmp_path: Path) -> None:
     """While lines keep coming, the reader polls again at once. Each poll expanded the patterns and
     stat'ed and hashed the head of every followed file: with 330 files at 2,000 lines/s that was two

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
               "examples:\n  lograven learn --model /var/lib/lograven/models /var/log/messages.1   # new version, made current\n"
               "  lograven learn --model /var/lib/lograven/models --from-alerts /var/log/lograven/alerts.jsonl --alert 1m84dq0jag9hmsnh\n"
               "  lograven learn --model /tmp/m --out /tmp/m2 new-normal.log\n"
-              "A running daemon picks up the new current version within seconds (or on SIGHUP).")
+              "Into a model directory, a running daemon picks up the new current version within seconds (or on\n"
+              "SIGHUP). With --out, point the daemon's `model:` at the new bundle and reload (systemctl reload lograven).")
     le.add_argument("--model", required=True, help="model directory (numbered versions + current) or a single bundle")
     le.add_argument("--out", help="where to write the new bundle (required for a single bundle)")
     le.add_argument("--config", help="YAML config (training.* options, the sources the alerts' lines come from; with "
@@ -227,7 +228,9 @@ def _daemon_config(args, defaulted: bool = True):
     return _load_config(args.config)
 
 
-def _stream_spec(args, cfg) -> str:
+def _stream_spec(args, cfg, recorded: dict | None = None) -> str:
+    """--stream-key / --stream; else the first source of a config given (or the installed one); else
+    how the model's lines were read (`recorded`, see `_model_read_as`); else one stream per file."""
     if getattr(args, "stream_key", None):
         from lograven.parsing import regex_stream_spec
 
@@ -235,13 +238,47 @@ def _stream_spec(args, cfg) -> str:
         return regex_stream_spec(args.stream_key)
     if getattr(args, "stream", None):
         return args.stream
+    if args.config is None and recorded and "stream" in recorded:
+        return recorded["stream"]
     return cfg.sources[0].stream if cfg.sources else "file"
 
 
-def _fmt(args, cfg) -> str:
+def _fmt(args, cfg, recorded: dict | None = None) -> str:
+    """--format; else the first source of a config given; else the model's (`recorded`); else syslog."""
     if args.fmt:
         return args.fmt
+    if args.config is None and recorded and "format" in recorded:
+        return recorded["format"]
     return cfg.sources[0].format if cfg.sources else "syslog"
+
+
+def _model_read_as(model: str) -> dict:
+    """The format and stream the lines of a model (a bundle or a model directory) were read with, as
+    its manifest records them ({} where unknown, or "mixed": learn mode over sources that differ).
+    Without --format / --stream / --config, `score` and `learn` read lines so: a model trained one
+    stream per program and scored one stream per file alerted on 2.4 times as many lines, unsaid."""
+    from lograven.bundle import read_manifest
+    from lograven.modelstore import resolve_model_path
+
+    try:
+        trained = read_manifest(resolve_model_path(model)).get("training") or {}
+    except (LogravenError, OSError):
+        return {}  # loading the model says what is wrong with it
+    return {k: v for k in ("format", "stream") if isinstance(v := trained.get(k), str) and v != "mixed"}
+
+
+def _warn_read_otherwise(fmt: str, stream: str, recorded: dict, command: str) -> None:
+    """Say where lines are read otherwise than the model's were (an explicit option, or the config)."""
+    import shlex
+
+    for what, now in (("format", fmt), ("stream", stream)):
+        was = recorded.get(what)
+        if was is not None and was != now:
+            option = "--format" if what == "format" else "--stream-key" if was.startswith("regex:") else "--stream"
+            value = was[len("regex:"):] if option == "--stream-key" else was
+            print(f"lograven {command}: warning: reading lines with {what} {now!r}, but the model was trained on "
+                  f"lines read with {what} {was!r}: they look unusual to it (many alerts). Give {option} "
+                  f"{shlex.quote(value)} to read them as the model did", file=sys.stderr)
 
 
 def cmd_train(args) -> int:
@@ -446,7 +483,10 @@ def cmd_score(args) -> int:
     from lograven.parsing import Parser, StreamKey
 
     cfg = _load_config(args.config)
-    parser, key = Parser(_fmt(args, cfg)), StreamKey(_stream_spec(args, cfg))
+    recorded = _model_read_as(args.model)
+    fmt, stream = _fmt(args, cfg, recorded), _stream_spec(args, cfg, recorded)
+    parser, key = Parser(fmt), StreamKey(stream)
+    _warn_read_otherwise(fmt, stream, recorded, "score")
     from lograven.modelstore import resolve_model_path
 
     # a bundle, or a model directory (<state_dir>/models: its current version)
@@ -496,7 +536,7 @@ def cmd_score(args) -> int:
 
     if mostly_unparsed(unparsed, total):
         log.warning("%d of %d lines do not match --format %s (parsed: false); give the files' --format",
-                    unparsed, total, _fmt(args, cfg))  # fmt: skip
+                    unparsed, total, fmt)  # fmt: skip
     return 0
 
 
@@ -768,7 +808,10 @@ def cmd_learn(args) -> int:
 
     # the daemon's alerts are read back with its sources' formats and the lines around them: its config
     cfg = _daemon_config(args, defaulted=bool(args.from_alerts))
-    fmt, stream = _fmt(args, cfg), _stream_spec(args, cfg)
+    recorded = {} if args.from_alerts else _model_read_as(args.model)  # alerts: read as their sources are
+    fmt, stream = _fmt(args, cfg, recorded), _stream_spec(args, cfg, recorded)
+    if not args.from_alerts:
+        _warn_read_otherwise(fmt, stream, recorded, "learn")
     if bool(args.from_alerts) == bool(args.logfiles):
         raise LogravenError("give either --from-alerts ALERTS.jsonl or LOGFILE... (new normal data), not both or neither")
     if args.alert and not args.from_alerts:
@@ -823,8 +866,10 @@ def cmd_learn(args) -> int:
     was = f" (parent {parent_thr:.3f})" if isinstance(parent_thr, (int, float)) and parent_thr != s["autoencoder_threshold"] else ""
     print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}{was}; {s['seconds']:.1f} s")
     if made and s.get("parent_version"):
-        print(f"  their messages are known types now; to undo: "
+        print(f"  {'their messages are known types now; ' if s['new_types'] else ''}to undo: "
               f"lograven models rollback --dir {Path(path).parent} --to {s['parent_version']}")
+    elif not made:  # a single bundle written to --out: nothing serves it until the daemon is pointed at it
+        print(f"  to use it: set `model: {path}` in the daemon's config and reload it (systemctl reload lograven)")
     return 0
 
 
@@ -1013,6 +1058,28 @@ MIN_TRAINING_LINES = 300  # `train` warns below this
 DAEMON_COMMANDS = frozenset({"run"})  # log at INFO by default (-q: warnings only)
 
 
+class JournalFormatter(logging.Formatter):
+    """For stderr connected to the journal (systemd's JOURNAL_STREAM): every line starts with its syslog
+    priority (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug), which journald takes as the entry's
+    priority, so `journalctl -u lograven -p warning` and rsyslog's severity filters see lograven's
+    warnings and errors; the journal stamps the time itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        n = record.levelno
+        prio = 2 if n >= logging.CRITICAL else 3 if n >= logging.ERROR else 4 if n >= logging.WARNING else 6 if n >= logging.INFO else 7
+        return "\n".join(f"<{prio}>{line}" for line in super().format(record).split("\n"))
+
+
+def _stderr_is_journal() -> bool:
+    """Whether stderr is the stream systemd connected to the journal (JOURNAL_STREAM is `device:inode`)."""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(want) and want == f"{st.st_dev}:{st.st_ino}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1021,7 +1088,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # commands print their results; the daemon has none, so it says what it does (start, model,
         # reloads, rotations, a sink that recovered) in the journal unless -q
         level = logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log_handler = logging.StreamHandler(sys.stderr)
+    if _stderr_is_journal():
+        log_handler.setFormatter(JournalFormatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[log_handler])
     if not args.command:
         parser.print_help()
         return 2
@@ -1033,7 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except LogravenError as e:
-        print(f"lograven {args.command}: error: {e}", file=sys.stderr)
+        print(f"{'<3>' if _stderr_is_journal() else ''}lograven {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

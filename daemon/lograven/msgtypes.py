@@ -29,6 +29,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -223,9 +224,19 @@ class MessageTypes:
         return self
 
     def _cluster(self, sigs: list[tuple[str, ...]]) -> np.ndarray:
-        """Seed 003's pipeline over the unique masked signatures; k chosen from the inertia curve."""
-        from sklearn.cluster import KMeans
+        """Seed 003's pipeline over the unique masked signatures; k chosen from the inertia curve.
+
+        Single-threaded: the SVD's and KMeans' floating-point sums, hence which signatures share a
+        cluster, depend on how BLAS and OpenMP split the work, so the same lines gave other types with
+        another number of threads (another machine, or a process that had called `limit_threads`)."""
+        from sklearn.cluster import KMeans  # imported (their thread pools loaded) before the limit
         from sklearn.decomposition import TruncatedSVD
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return self._cluster_one_thread(sigs, KMeans, TruncatedSVD)
+
+    def _cluster_one_thread(self, sigs: list[tuple[str, ...]], KMeans: Any, TruncatedSVD: Any) -> np.ndarray:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import Normalizer

@@ -720,6 +720,10 @@ class Tailer:
         self._draining: list[FileWatcher] = []  # gone from the patterns: read to the end, then close
         # drained and closed, but lines handed out from them are not all acknowledged yet
         self._retired: list[FileWatcher] = []
+        # old files read to their end and let go: (device, inode) -> their fingerprint (hash, length).
+        # Such a file (renamed, or written to, since) is never the copy of a truncated one (a copy is a
+        # new file), though its first bytes may match a short fingerprint
+        self._read_old: dict[tuple[int, int], tuple[str, int]] = {}
         self._by_devino: dict[tuple[int, int], FileWatcher] = {}
         self._stats: dict[str, FileStats] = {}
         self._last_seen: dict[str, float] = {}
@@ -1145,6 +1149,10 @@ class Tailer:
         self._draining.append(watcher)
 
     def _close_draining(self, watcher: FileWatcher) -> None:
+        if watcher.fp_len > 0:
+            self._read_old[watcher.devino] = (watcher.fp_hex, watcher.fp_len)
+            if len(self._read_old) > 4 * MAX_RETIRED:
+                del self._read_old[next(iter(self._read_old))]
         watcher.close()
         self._draining.remove(watcher)
         del self._by_devino[watcher.devino]
@@ -1635,7 +1643,7 @@ class Tailer:
         except OSError:
             owner = -1  # no copy can match
         found = self._find_copy(watcher.path, owner, watcher.fp_hex, watcher.fp_len,
-                                lambda devino: devino in self._by_devino)
+                                lambda devino: devino in self._by_devino, self._read_before)
         if isinstance(found, str):  # the sources' patterns match the copy: it is read as a file of its own
             log.warning("%s was truncated or rewritten in place (copytruncate?); its copy %s is followed as a "
                         "file of its own (the patterns match it), so its lines are read (again) there. Name "
@@ -1663,13 +1671,22 @@ class Tailer:
                     "the start", watcher.path, watcher.offset, watcher.offset + unread, unread)  # fmt: skip
         self._stat(watcher.path).unread_bytes += unread
 
+    def _read_before(self, fd: int, st: os.stat_result) -> bool:
+        """Whether this is an old file lograven read to its end and let go (the same inode and first
+        bytes; renamed or written to since, at most; a reused inode has other first bytes): with
+        a fingerprint of a few bytes (a file truncated when it held only part of a line), the rotated
+        `messages.1` read earlier matched as the truncated file's copy, and was read again."""
+        old = self._read_old.get((st.st_dev, st.st_ino))
+        return old is not None and Fingerprinter.prefix(fd, old[1]) == old[0]
+
     def _find_copy(self, path: str, owner: int, fingerprint: str, fp_len: int,
-                   followed: Callable[[tuple[int, int]], bool]) -> tuple[str, int, os.stat_result] | str | None:
+                   followed: Callable[[tuple[int, int]], bool],
+                   read_before: Callable[[int, os.stat_result], bool] | None = None) -> tuple[str, int, os.stat_result] | str | None:
         """The copy of a truncated file beside it: a name starting with its name, a regular file (not a
         link: it could point anywhere) with the same owner and first bytes (the hash of its first
-        `fp_len` bytes starts with `fingerprint`), not modified in the future; the most recently
-        modified. (name, open descriptor, stat); the name alone when the copy is `followed` already (the
-        patterns match it); or None."""
+        `fp_len` bytes starts with `fingerprint`), not modified in the future, and not an old file
+        already `read_before`; the most recently modified. (name, open descriptor, stat); the name
+        alone when the copy is `followed` already (the patterns match it); or None."""
         directory, base = os.path.split(path)
         try:
             names = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base) and n != base)
@@ -1689,7 +1706,8 @@ class Tailer:
                 st = os.fstat(fd)
                 digest = Fingerprinter.prefix(fd, fp_len)
                 ok = ((st.st_dev, st.st_ino) == (lst.st_dev, lst.st_ino)
-                      and digest is not None and digest.startswith(fingerprint))
+                      and digest is not None and digest.startswith(fingerprint)
+                      and not (read_before is not None and read_before(fd, st)))
             except OSError:
                 ok = False
             if ok and followed((st.st_dev, st.st_ino)):
