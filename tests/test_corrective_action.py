@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import dataclasses
 import json
 import os
 import shutil
@@ -242,6 +243,61 @@ def test_allow_cli_by_alert_id_list_remove(tmp_path):
         r = _lograven("allow", "--type", "2", "--config", str(cfg), "--allowlist", str(allow))
         assert r.returncode == 0, r.stderr
         assert len(json.loads(allow.read_text())["rules"]) == 2
+
+
+def test_allowlist_rules_keep_their_types_templates_across_a_retrain(tmp_path, caplog, monkeypatch, capsys):
+    """A rule names a type by its number, and a model trained again numbers its types anew: a rule made
+    for `Failed password ...` then silently suppressed alerts on an unrelated udev message. A rule keeps
+    the templates of its types and applies only where the alert's type still has them, says once when
+    an alert shows the rule is stale, and `allow ALERT_ID` says so at once for an alert of an older model."""
+    from lograven import cli
+
+    seq = _alert(type_id=21, template="Failed password for <*> from <*> port <*> ssh2", line="x",
+                 detectors=[DetectorHit("sequence", 0.01, 0.1)], previous_type_id=7, previous_template="Accepted <*>")
+    rule = rule_from_alert(Alert.from_dict(seq.to_dict()).to_dict())
+    assert (rule.type_id, rule.from_type, rule.template, rule.from_template) == (21, 7, seq.template, "Accepted <*>")
+    al = Allowlist(tmp_path / "allow.json")
+    al.add(rule)
+    al._checked = 0
+    assert al.matches(seq)
+    assert Allowlist(tmp_path / "allow.json").valid_rules[0].template == seq.template  # saved and read back
+    # after a retrain, type 21 is another message: not suppressed, and said once
+    udev = _alert(type_id=21, template="creating device node '/udev/vcsa<*>'", line="y", detectors=seq.detectors,
+                  previous_type_id=7, previous_template="Accepted <*>")
+    with caplog.at_level("WARNING", logger="lograven.allowlist"):
+        assert not al.matches(udev) and not al.matches(udev)
+    said = [r.getMessage() for r in caplog.records if "no longer applies" in r.getMessage()]
+    assert len(said) == 1 and rule.id in said[0] and "/udev/vcsa" in said[0] and "Failed password" in said[0], said
+    # the previous type renumbered: the transition is another one
+    assert not al.matches(dataclasses.replace(seq, previous_template="Stopped <*>"))
+    # a rule of an earlier version (no templates) matches by number as before
+    al2 = Allowlist(tmp_path / "old.json")
+    al2.add(new_rule(type_id=21, from_type=7, detector="sequence"))
+    al2._checked = 0
+    assert al2.matches(udev)
+    # the CLI: --type records the model's template; an alert of an older model is said to allow nothing now
+    if not (DEFAULT_MODEL / "msgtypes.json").exists():
+        pytest.skip("models/default is missing")
+    from lograven.bundle import load_types
+
+    templates = {t.id: t.template for t in load_types(DEFAULT_MODEL).types_}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {DEFAULT_MODEL}\nsources: [{{paths: [/var/log/messages]}}]\n")
+    allow = tmp_path / "cli.json"
+    assert cli.main(["allow", "--transition", "2,3", "--config", str(cfg), "--allowlist", str(allow)]) == 0
+    saved = json.loads(allow.read_text())["rules"][0]
+    assert saved["template"] == templates[3] and saved["from_template"] == templates[2]
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(json.dumps({**seq.to_dict(), "id": "old1", "type_id": 3, "previous_type_id": 2,
+                                  "model_version": "v0001"}) + "\n")  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(["allow", "old1", "--alerts", str(alerts), "--config", str(cfg), "--allowlist", str(allow)]) == 0
+    err = capsys.readouterr().err
+    assert "came from model v0001" in err and "it was trained again" in err and "Failed password" in err, err
+    alerts.write_text(json.dumps({**seq.to_dict(), "id": "new1", "type_id": 3, "template": templates[3],
+                                  "previous_type_id": 2, "previous_template": templates[2]}) + "\n")  # fmt: skip
+    assert cli.main(["allow", "new1", "--alerts", str(alerts), "--config", str(cfg), "--allowlist", str(allow)]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").exists(), reason="models/default is missing")

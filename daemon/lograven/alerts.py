@@ -167,6 +167,7 @@ class Alert:
     expected: list[Expected] = field(default_factory=list)
     model_version: str = ""
     previous_type_id: int | None = None  # the stream's previous message type (a sequence alert's transition)
+    previous_template: str | None = None  # its template (an allowlist rule for the transition records it)
     read_from: str | None = None  # the file's name now, when the line was read after it was rotated (RawLine)
     pattern: str | None = None  # an unknown line's masked form, by the model's masks (line_pattern)
     line_truncated: bool = False  # the log line was longer than runtime.max_line_bytes: `line` is its start
@@ -220,6 +221,7 @@ class Alert:
             ],
             "model_version": _text(self.model_version),
             "previous_type_id": self.previous_type_id,
+            "previous_template": None if self.previous_template is None else _text(self.previous_template),
             "read_from": None if self.read_from is None else _text(self.read_from),
             "pattern": None if self.pattern is None else _text(self.pattern),
             "line_truncated": bool(self.line_truncated),
@@ -327,6 +329,7 @@ class Alert:
             expected=[Expected(int(e["type_id"]), e["template"], _float(e["p"])) for e in d.get("expected", [])],
             model_version=d.get("model_version", ""),
             previous_type_id=d.get("previous_type_id"),
+            previous_template=d.get("previous_template") if isinstance(d.get("previous_template"), str) else None,
             read_from=d.get("read_from"),
             pattern=d.get("pattern"),
             line_truncated=bool(d.get("line_truncated", False)),

@@ -75,6 +75,11 @@ class Rule:
     shape: str | None = None  # digit-masked line (unknown messages; rules of earlier versions)
     pattern: str | None = None  # the line as message types mask it (unknown messages; masking.line_pattern)
     source_alert: str | None = None
+    # the templates of type_id and from_type in the model the rule was made with: a model trained again
+    # numbers its types otherwise, and the rule then applies only where the type still has that template
+    # (before, a rule made for one message silently suppressed the alerts of another after a retrain)
+    template: str | None = None
+    from_template: str | None = None
 
     valid: ClassVar[bool] = True
 
@@ -89,12 +94,27 @@ class Rule:
     def expired(self, now: datetime) -> bool:
         return self.expires is not None and parse_time(self.expires) <= now
 
+    def renumbered(self, a: Alert) -> tuple[int, str, str] | None:
+        """Where the alert's type (or previous type) has this rule's id but another template than when
+        the rule was made (the model was trained again since, and that id is another message now):
+        (type id, its template then, now); else None."""
+        if self.template is not None and self.type_id not in (None, -1) and a.type_id == self.type_id \
+                and a.template is not None and a.template != self.template:
+            return self.type_id, self.template, a.template
+        previous = getattr(a, "previous_template", None)
+        if (self.from_template is not None and self.from_type is not None and previous is not None
+                and getattr(a, "previous_type_id", None) == self.from_type and previous != self.from_template):
+            return self.from_type, self.from_template, previous
+        return None
+
     def matches(self, a: Alert) -> bool:
         if self.file is not None and not fnmatch.fnmatchcase(a.file, self.file):
             return False
         if self.type_id is not None and a.type_id != self.type_id:
             return False
         if self.from_type is not None and getattr(a, "previous_type_id", None) != self.from_type:
+            return False
+        if self.renumbered(a) is not None:
             return False
         if self.detector == STREAM_END:
             if not a.is_stream_end:
@@ -184,7 +204,7 @@ def _rule_problems(raw: dict) -> tuple[list[str], dict]:
             problems.append(f"{name}: {_short(v)} is {_json_kind(v)}; write a string or leave it out")
         else:
             kw[name] = v or ""
-    for name in ("file", "shape", "pattern", "source_alert"):
+    for name in ("file", "shape", "pattern", "source_alert", "template", "from_template"):
         v = raw.get(name)
         if v is not None and not isinstance(v, str):
             problems.append(f"{name}: {_short(v)} is {_json_kind(v)}; write a string or null")
@@ -358,6 +378,7 @@ class Allowlist:
     _checked: float = 0.0
     _reported: tuple | None = None  # the file version whose invalid rules were logged
     _failing: set = field(default_factory=set)  # ids of rules whose matching failed (logged once)
+    _renumbered: set = field(default_factory=set)  # ids of rules found naming a type renumbered since (logged once)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -393,6 +414,7 @@ class Allowlist:
         else:
             self.rules = rules
             self._failing = set()
+            self._renumbered = set()
             version = (st.st_mtime_ns, st.st_size, st.st_ino)
             if version != self._reported:
                 self._reported = version
@@ -427,8 +449,18 @@ class Allowlist:
             if not r.valid:
                 continue
             try:
-                if not r.expired(now) and r.matches(alert):
+                if r.expired(now):
+                    continue
+                if r.matches(alert):
                     return True
+                changed = r.renumbered(alert) if isinstance(r, Rule) and r.id not in self._renumbered else None
+                if changed is not None:
+                    self._renumbered.add(r.id)
+                    tid, then, now_ = changed
+                    log.warning("%s: allowlist rule %s was made for type %d as %r, but the model's type %d is %r now "
+                                "(it was trained again): the rule no longer applies. If this alert (%s) is a false "
+                                "alarm, allow it again (lograven allow ALERT_ID), and remove the rule (lograven "
+                                "allow --remove %s)", self.path, r.id, tid, then[:120], tid, now_[:120], alert.file, r.id)
             except Exception:  # noqa: BLE001 - one rule must not disable the others
                 if r.id not in self._failing:
                     self._failing.add(r.id)
@@ -503,10 +535,15 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
         match.update(type_id=type_id, detector="sequence")  # the type itself is the finding, wherever it comes
     elif "sequence" in dets and alert.get("previous_type_id") is not None:
         match.update(type_id=type_id, from_type=int(alert["previous_type_id"]), detector="sequence")
+        previous = alert.get("previous_template")
+        match["from_template"] = previous if isinstance(previous, str) else None
     elif "sequence" in dets:
         match.update(type_id=type_id, detector="sequence")
     else:
         match.update(type_id=type_id, detector=dets[0] if dets else None)
+    template = alert.get("template")
+    if match.get("type_id") not in (None, -1) and isinstance(template, str):
+        match["template"] = template
     return new_rule(**match, **kw)
 
 

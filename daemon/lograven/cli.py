@@ -928,6 +928,13 @@ def cmd_allow(args) -> int:
                                 "(its type, detector, file and transition); --any-file widens it to every file")
         alert = find_alert(Path(args.alerts or cfg.alerts.jsonl.path), args.alert_id)
         rule = rule_from_alert(alert, any_file=args.any_file, expires_in=expires, comment=args.comment)
+        path, current = _current_templates(cfg) if rule.template or rule.from_template else (None, {})
+        for tid, then in ((rule.type_id, rule.template), (rule.from_type, rule.from_template)):
+            if path is not None and then is not None and tid is not None and current.get(tid) != then:
+                print(_printable(f"warning: alert {args.alert_id} came from model {alert.get('model_version') or '?'}, "
+                                 f"whose type {tid} is {then[:100]!r}; in the model now ({path}) type {tid} is "
+                                 f"{(current.get(tid) or 'not there')[:100]!r} (it was trained again): the rule "
+                                 "applies only where the type is that message, which is nowhere now"), file=sys.stderr)
     else:
         match: dict = {"file": args.file, "detector": args.detector, "type_id": args.type}
         if args.transition:
@@ -947,36 +954,45 @@ def cmd_allow(args) -> int:
             raise LogravenError(f"this rule would allow {what} in every file, real anomalies included: allow one "
                                 "unknown message by its alert (ALERT_ID, its masked pattern), add --file GLOB for a "
                                 f"log whose such lines are all expected, or turn a detector off in the config ({off})")
-        _check_type_ids(cfg, [t for t in (match["type_id"], match.get("from_type")) if t not in (None, -1)])
+        templates = _check_type_ids(cfg, [t for t in (match["type_id"], match.get("from_type")) if t not in (None, -1)])
+        # the rule keeps the types' templates: after a retrain the ids are other messages (see Rule.renumbered)
+        match.update(template=templates.get(match["type_id"]), from_template=templates.get(match.get("from_type")))
         rule = new_rule(expires_in=expires, comment=args.comment, **match)
     al.add(rule)
     print(_printable(f"added to {al.path}: {rule.describe()}"))
     return 0
 
 
-def _check_type_ids(cfg, ids: list[int]) -> None:
-    """Refuse a rule naming a type the daemon's model does not have (a typo would allow nothing, silently).
-    Without a model to look at (learn mode before its first model), nothing can be checked."""
-    if not ids:
-        return
-    from lograven.modelstore import ModelStore, resolve_model_path
-
+def _current_templates(cfg) -> tuple[Path | None, dict[int, str]]:
+    """The daemon's model (its current version) and its types' templates; (None, {}) without one."""
     from lograven.bundle import load_types
+    from lograven.modelstore import ModelStore, resolve_model_path
 
     try:
         path = resolve_model_path(cfg.model) if cfg.model else ModelStore(cfg.models_dir()).current_path()
         if path is None:
-            return
-        types = load_types(path)
+            return None, {}
+        return path, {t.id: t.template for t in load_types(path).types_}
     except (OSError, LogravenError):
-        return
-    known = {t.id for t in types.types_}
+        return None, {}
+
+
+def _check_type_ids(cfg, ids: list[int]) -> dict[int, str]:
+    """Refuse a rule naming a type the daemon's model does not have (a typo would allow nothing, silently);
+    the templates of the types named. Without a model to look at (learn mode before its first model),
+    nothing can be checked: {}."""
+    if not ids:
+        return {}
+    path, known = _current_templates(cfg)
+    if path is None:
+        return {}
     bad = [t for t in ids if t not in known]
     if bad:
         raise LogravenError(
             f"type {', '.join(map(str, bad))} is not in the model {path} (its types are 1 to {max(known, default=0)}, "
             f"-1 for unknown messages); `lograven types {path}` lists them"
         )
+    return {t: known[t] for t in ids}
 
 
 def cmd_run(args) -> int:

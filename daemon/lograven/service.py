@@ -141,6 +141,7 @@ def alert_from_verdict(
         expected=expected,
         model_version=version,
         previous_type_id=v.previous_type,
+        previous_template=detector.template(v.previous_type) if v.previous_type else None,
         read_from=read_from,
         pattern=detector.line_pattern(without_host(line, record.host, record.message)) if not v.type_id else None,
         program=record.program,
