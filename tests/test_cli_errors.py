@@ -668,3 +668,24 @@ def test_lines_to_the_journal_carry_their_priority(tmp_path, journal) -> None:
     else:
         assert lines[0].startswith("lograven types: error: ")
         assert len(lines) == 4 and " WARNING lograven.tailer: cannot read" in lines[1] and lines[1][:2] == "20"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full") or not (DEFAULT / "manifest.json").exists(),
+                    reason="needs /dev/full and models/default")
+@pytest.mark.parametrize("argv", [["types", str(DEFAULT)], ["score", "--model", str(DEFAULT)], ["check", "--config"]])
+def test_a_standard_output_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path, logfile, argv) -> None:
+    """`score ... > verdicts.jsonl` on a full disk ended in a traceback (an OSError from a write), and with
+    standard output closed (`>&-`) `types` and `check` printed nothing and exited 0."""
+    if argv[0] == "score":
+        argv = [*argv, str(logfile)]
+    elif argv[0] == "check":
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"model: {DEFAULT}\nsources: [{{paths: ['{logfile}']}}]\nstate_dir: {tmp_path}\n")
+        argv = [*argv, str(cfg)]
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "lograven", *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot write to standard output: No space left on device" in r.stderr, r.stderr
+    closed = subprocess.run([sys.executable, "-m", "lograven", *argv], stderr=subprocess.PIPE, text=True, timeout=120,
+                            preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert closed.returncode == 1 and "standard output is closed" in closed.stderr, closed.stderr

@@ -126,17 +126,21 @@ def test_evaluate_keeps_its_table_when_the_json_cannot_be_written(capsys, tmp_pa
     result away: the error came before the table."""
     csv = tmp_path / "s.csv"
     csv.write_text("Content,EventId\n" + "".join(f"job {i} done,E1\n" for i in range(20)))
-    real = Path.write_text
+    result = tmp_path / "result.json"
+    result.write_text('{"an": "earlier result"}\n')
 
-    def full(self, *a, **k):
-        if self.name == "result.json":
-            raise OSError(28, "No space left on device")
-        return real(self, *a, **k)
+    def full(fd):
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", full)
-    rc, out, err = run_cli(capsys, "evaluate", "--structured", str(csv), "--json", str(tmp_path / "result.json"))
+    monkeypatch.setattr(os, "fsync", full)  # the disk fills up while the result is written
+    rc, out, err = run_cli(capsys, "evaluate", "--structured", str(csv), "--json", str(result))
     assert_user_error(rc, err, "cannot write the JSON result (No space left on device)", "the table above")
     assert "grouping accuracy (GA)" in out
+    # the earlier result is kept whole (it was truncated, then left cut off), and nothing else is left
+    assert result.read_text() == '{"an": "earlier result"}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["result.json", "s.csv"]
+    monkeypatch.undo()
+    assert run_cli(capsys, "evaluate", "--structured", str(csv), "--json", str(result))[0] == 0
+    assert json.loads(result.read_text())["mode"] == "types"
 
 
 def test_learn_refuses_alert_ids_without_an_alerts_file(capsys, tmp_path, log_lines) -> None:

@@ -1086,6 +1086,51 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{prio}>{line}" for line in super().format(record).split("\n"))
 
 
+class StdoutWriteError(LogravenError):
+    """Standard output could not be written (a full disk behind `> FILE`, an I/O error)."""
+
+
+class _GuardedStdout:
+    """sys.stdout for a command: a failed write or flush (other than a closed pipe, which `main` takes
+    as the reader having gone) becomes a StdoutWriteError that says what to do, not a traceback."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _failed(self, e: OSError) -> StdoutWriteError:
+        return StdoutWriteError(f"cannot write to standard output: {e.strerror or e}; free space where it goes, "
+                                "or redirect it elsewhere (> FILE)")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _drop_stdout() -> None:
+    """After a failed write: what is still buffered goes to /dev/null at exit, not into a second error."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.__stdout__.fileno() if sys.__stdout__ is not None else 1)
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
 def _stderr_is_journal() -> bool:
     """Whether stderr is the stream systemd connected to the journal (JOURNAL_STREAM is `device:inode`)."""
     want = os.environ.get("JOURNAL_STREAM", "")
@@ -1118,9 +1163,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before numpy is imported: OpenBLAS sizes its thread pool when it loads
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
+    guarded = args.command not in DAEMON_COMMANDS  # the daemon's stdout sink says itself what fails
+    if guarded and sys.stdout is None:  # started with standard output closed (`>&-`): print() writes nothing
+        print(f"lograven {args.command}: error: standard output is closed; redirect it (> FILE, or > /dev/null)",
+              file=sys.stderr)
+        return 1
+    real_stdout = sys.stdout
+    if guarded:
+        sys.stdout = _GuardedStdout(real_stdout)
     try:
         return int(handler(args) or 0)
     except LogravenError as e:
+        if isinstance(e, StdoutWriteError):
+            _drop_stdout()
         print(f"{'<3>' if _stderr_is_journal() else ''}lograven {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -1132,3 +1187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    finally:
+        if guarded and isinstance(sys.stdout, _GuardedStdout):
+            sys.stdout = real_stdout

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from lograven.errors import LogravenError
+from lograven.osutil import write_text_replacing
 
 AddParser = Callable[[object, str, str, str], argparse.ArgumentParser]
 FormatArgs = Callable[[argparse.ArgumentParser], None]
@@ -209,7 +210,7 @@ def cmd_evaluate(args) -> int:
     print(table)  # first: a --json that cannot be written now (a full disk) does not lose the run's table
     if args.json:
         try:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+            write_text_replacing(args.json, text + "\n")  # a full disk keeps the previous result whole
         except OSError as e:
             sys.stdout.flush()
             raise LogravenError(f"{args.json}: cannot write the JSON result ({e.strerror or e}); the table above "

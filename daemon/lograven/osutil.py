@@ -126,3 +126,46 @@ def compression_of(head: bytes) -> str | None:
     if len(head) >= 10 and head[:3] == b"BZh" and 0x31 <= head[3] <= 0x39 and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
         return "bzip2"
     return None
+
+
+def write_text_replacing(path: str | os.PathLike, text: str) -> None:
+    """Write a file whole or not at all: into a temporary file beside it, synced, then renamed over it.
+    A full disk leaves the previous file as it was (not a truncated one), and no temporary file."""
+    import tempfile
+
+    import stat
+
+    path = os.fspath(path)
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        special = False
+    if special:  # /dev/stdout, a FIFO: written to, never renamed over
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())  # as open() would have made it
+        except OSError:
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
