@@ -1,6 +1,7 @@
 """The model bundle: round trip, verification of every file, clear errors, no pickle."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -263,3 +264,28 @@ def test_a_listed_file_that_is_a_link_is_refused(bundle_copy: Path, tmp_path: Pa
     (bundle_copy / "sequence.npz").symlink_to(real)
     with pytest.raises(LogravenError, match=r"sequence\.npz: not a regular file \(a link or a device\)"):
         load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize(("name", "key", "damage", "said"), [
+    ("sequence.npz", "emb", lambda a: a[:5], "weights 'emb' have shape"),
+    ("sequence.npz", "out_k", lambda a: a[:, :-1], "weights 'out_k' have shape"),
+    ("sequence.npz", "emb", lambda a: np.full_like(a, np.nan), "not finite"),
+    ("autoencoder.npz", "out_k", lambda a: a[:, :100], "do not fit one another or the tokenizer"),
+    ("autoencoder.npz", "emb", lambda a: a[:100], "do not fit one another or the tokenizer"),
+    ("autoencoder.npz", "dec_b", lambda a: np.where(np.arange(a.size) == 0, np.inf, a).astype(a.dtype), "not finite"),
+])  # fmt: skip
+def test_weights_that_do_not_fit_the_model_are_refused_at_load(bundle_copy: Path, name, key, damage, said) -> None:
+    """Weights of the wrong shape, with the manifest's checksums made to agree, loaded (`check` said
+    "model bundle OK", a reload was accepted) and failed at the first line scored, an IndexError that
+    stopped the daemon; NaN weights loaded and turned the sequence detector off, silently. Both are
+    refused at load now, naming the file, so a reload keeps the running model."""
+    with np.load(bundle_copy / name, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays[key] = damage(arrays[key])
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    (bundle_copy / name).write_bytes(buf.getvalue())
+    rehash(bundle_copy, name)
+    with pytest.raises(LogravenError, match=name) as e:
+        load_bundle(bundle_copy)
+    assert said in str(e.value) and "retrain or restore" in str(e.value)

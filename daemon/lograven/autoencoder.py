@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from lograven.bpe import BpeTokenizer, tile_batch
+from lograven.errors import LogravenError
 from lograven.runtime import conv1d_same, load_weights, save_weights
 
 log = logging.getLogger(__name__)
@@ -231,8 +232,29 @@ class Autoencoder:
         obj.length_ = int(meta["length"])
         obj.threshold_ = float(meta["threshold"])
         obj.calibration_ = dict(meta.get("calibration", {}))
-        obj.weights_ = {k: v.astype(np.float32) for k, v in load_weights(d / "autoencoder.npz", WEIGHT_NAMES).items()}
+        W = obj.weights_ = {k: v.astype(np.float32) for k, v in load_weights(d / "autoencoder.npz", WEIGHT_NAMES).items()}
+        _check_chain(d / "autoencoder.npz", W, obj.tokenizer_.vocab_size)
         return obj
+
+
+def _check_chain(path: Path, W: dict[str, np.ndarray], vocab: int) -> None:
+    """The layers' weights fit one another and the tokenizer (every token id has an embedding row and an
+    output column): else scoring failed at the first line, after the bundle had loaded."""
+    try:
+        V, E = W["emb"].shape
+        k1, c1, f1 = W["enc1_k"].shape
+        k2, c2, f2 = W["enc2_k"].shape
+        lat_in, lat = W["lat_k"].shape
+        dec_in, dec = W["dec_k"].shape
+        out_in, out_v = W["out_k"].shape
+    except ValueError:
+        raise LogravenError(f"{path}: weights of the wrong rank; retrain or restore the bundle") from None
+    chain = [(c1, E), (W["enc1_b"].shape, (f1,)), (c2, f1), (W["enc2_b"].shape, (f2,)), (lat_in, f2),
+             (W["lat_b"].shape, (lat,)), (dec_in, lat), (W["dec_b"].shape, (dec,)), (out_in, dec), (out_v, V),
+             (W["out_b"].shape, (V,))]  # fmt: skip
+    if any(a != b for a, b in chain) or vocab > V:
+        raise LogravenError(f"{path}: the layers' weights do not fit one another or the tokenizer's {vocab} tokens "
+                            f"(embedding {W['emb'].shape}, output {W['out_k'].shape}); retrain or restore the bundle")
 
 
 def grow_weights(W: dict[str, np.ndarray], vocab: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -29,7 +29,21 @@ def load_weights(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]
     missing = [k for k in required if k not in arrays]
     if missing:
         raise LogravenError(f"{path}: missing weights {missing}; retrain or restore the bundle")
+    for k, a in arrays.items():
+        if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+            # NaN weights loaded and silently turned a detector off (every probability NaN, no alert)
+            raise LogravenError(f"{path}: weights {k!r} are {'not numbers' if not np.issubdtype(a.dtype, np.number) else 'not finite (NaN or inf)'}; "
+                                "retrain or restore the bundle")
     return arrays
+
+
+def check_shapes(path: Path, arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse weights whose shapes do not fit the model's parameters: loaded anyway, they failed at the
+    first line scored (an IndexError in the daemon, after `check` and a reload had accepted them)."""
+    for k, shape in expected.items():
+        if tuple(arrays[k].shape) != tuple(shape):
+            raise LogravenError(f"{path}: weights {k!r} have shape {tuple(arrays[k].shape)}, the model's parameters "
+                                f"need {tuple(shape)}; retrain or restore the bundle")
 
 
 def save_weights(path: Path, arrays: dict[str, np.ndarray]) -> None:

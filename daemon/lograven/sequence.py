@@ -27,7 +27,7 @@ from scipy.special import expit
 
 from lograven.config import MAX_FALSE_ALARM_RATE
 from lograven.errors import LogravenError
-from lograven.runtime import load_weights, save_weights
+from lograven.runtime import check_shapes, load_weights, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +389,10 @@ class SequenceModel:
         obj.members_ = [{k: arrays[k].astype(np.float32) for k in WEIGHT_NAMES}]
         for m in range(1, K):
             obj.members_.append({k: arrays[f"m{m}_{k}"].astype(np.float32) for k in WEIGHT_NAMES})
+        n, e, u = obj.n_types_ + 1, obj.params.embedding_dim, obj.params.units
+        shapes = {"emb": (n, e), "gru_k": (e, 3 * u), "gru_rk": (u, 3 * u), "gru_b": (2, 3 * u), "out_k": (u, n), "out_b": (n,)}
+        for W in obj.members_:
+            check_shapes(d / "sequence.npz", W, shapes)
         ref = {k: v.shape for k, v in obj.members_[0].items()}
         for W in obj.members_:
             if W["out_k"].shape[1] != obj.n_types_ + 1:
