@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lograven import cli, training
+from lograven.errors import LogravenError
 from lograven.generator import LogGenerator, write_log
 
 DEFAULT = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -191,11 +192,12 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 0, err
     assert "warning: sources[0].paths: /var/log/secrue does not exist" in out and ".lgo" not in out, out
-    # where `run` could not write: said by check, not found out at start
+    # where `run` could not write: said by check, not found out at start; a file where a directory must
+    # be fails for every user, so check fails (`check && systemctl reload` must not pass it)
     (tmp_path / "afile").write_text("x")
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "state"), str(tmp_path / "afile" / "state")))
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
-    assert rc == 0, err
+    assert rc == 1 and "choose another path" in err, err
     assert f"warning: state_dir {tmp_path / 'afile' / 'state'}: {tmp_path / 'afile'} is not a directory" in out, out
     assert "alerts.jsonl.path" not in out, out  # its directory is writable
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile" / "state"), str(tmp_path / "afile")))
@@ -205,7 +207,7 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile"), str(tmp_path / "state"))
                    .replace(str(tmp_path / "alerts.jsonl"), str(tmp_path / "afile" / "alerts.jsonl")))  # fmt: skip
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
-    assert rc == 0 and f"warning: alerts.jsonl.path {tmp_path / 'afile' / 'alerts.jsonl'}: " in out, out
+    assert rc == 1 and f"warning: alerts.jsonl.path {tmp_path / 'afile' / 'alerts.jsonl'}: " in out, out
     assert "`run` as this user would refuse to start" in out and "sudo -u lograven lograven check" in out, out
     r = subprocess.run([sys.executable, "-m", "lograven", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "alerts.jsonl.path" in r.stderr, r.stderr[-2000:]
@@ -551,6 +553,25 @@ def test_check_fails_on_a_metrics_host_run_would_refuse(capsys, tmp_path, logfil
         cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{busy.getsockname()[1]}")
         rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 0, out + err
+
+
+def test_check_fails_where_a_file_stands_where_run_needs_a_directory(capsys, tmp_path, logfile) -> None:
+    """An alerts file under a path component that is a file (or an alerts path that is a directory, or a
+    state_dir that is a file) fails `run` for every user, but `check` only warned and exited 0, so
+    `check && systemctl reload` passed it; and `run` said "File exists ... make its directory writable"."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    for alerts, said in ((tmp_path / "afile" / "alerts.jsonl", f"{tmp_path / 'afile'} is not a directory"),
+                         (tmp_path / "adir", "is a directory, not a file")):
+        cfg = _daemon_config(tmp_path, logfile, listen="127.0.0.1:19191")
+        cfg.write_text(cfg.read_text().replace(f"path: {tmp_path / 'alerts.jsonl'}", f"path: {alerts}"))
+        rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+        assert_user_error(rc, err, said, "choose another path")
+    from lograven.alerts import JsonlSink
+
+    with pytest.raises(LogravenError, match="a part of its path is a file, not a directory") as e:
+        JsonlSink(tmp_path / "afile" / "alerts.jsonl")
+    assert "writable" not in str(e.value)
 
 
 @pytest.fixture

@@ -597,6 +597,11 @@ class JsonlSink:
         self._fd: int | None = None
         try:
             self._open()
+        except (FileExistsError, NotADirectoryError) as e:  # os.makedirs or open met a file where a directory goes
+            raise LogravenError(
+                f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path is a file, not a "
+                f"directory ({e.filename or e}); choose another path"
+            ) from e
         except OSError as e:
             raise LogravenError(
                 f"alerts.jsonl.path: cannot open {self.path} for appending ({e.strerror or e}); "

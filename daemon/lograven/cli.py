@@ -656,6 +656,11 @@ def cmd_check(args) -> int:
         warnings += trained_with_warnings(b, cfg, stdin)
     for warning in warnings:
         print(f"warning: {warning}")
+    # a path that cannot exist (a file where a directory must be) fails `run` for every user: not only a
+    # warning, or `check && systemctl reload` passes a configuration the daemon then refuses
+    broken = [w for w in warnings if w.startswith(("state_dir ", "alerts.jsonl.path ")) and any(x in w for x in _STRUCTURAL)]
+    if broken:
+        raise LogravenError(f"{args.config or 'the configuration'}: {broken[0].split(' for ')[0]}; choose another path")
     from lograven.metrics import listen_problem
 
     if cfg.metrics.enabled and not stdin and (problem := listen_problem(cfg.metrics.listen)):
@@ -761,6 +766,8 @@ def _unwritable(path: Path, directory: bool) -> str | None:
             if directory:
                 return "is a file, not a directory"
             return None if os.access(path, os.W_OK) else "not writable"
+        if p == path and not directory:
+            return "is a directory, not a file"
         if not p.is_dir():
             return f"{p} is not a directory"
     except PermissionError:
@@ -768,6 +775,9 @@ def _unwritable(path: Path, directory: bool) -> str | None:
     if not os.access(p, os.W_OK | os.X_OK):
         return f"{p} is not writable" if p != path else "not writable"
     return None
+
+
+_STRUCTURAL = ("not a directory", "not a file")  # _unwritable's words for a path no user can write
 
 
 def _output_warnings(cfg, plugin: bool = False) -> list[str]:
