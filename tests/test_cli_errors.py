@@ -184,6 +184,7 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     assert rc == 0, err
     assert "model bundle OK" in out
     assert "warning: sources[0].paths: no file matches" in out
+    assert "apt install rsyslog" not in out  # Debian's missing /var/log/syslog is no hint for a path elsewhere
     # the thresholds the daemon would use with this model, after calibration
     assert "detectors in force: sequence p/p_train < " in out and "autoencoder error > " in out, out
     # one typo among several paths of an entry is said too (a glob that matches nothing yet is not)

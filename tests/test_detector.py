@@ -525,6 +525,8 @@ def test_rare_type_rule(constructed) -> None:
     hit = a.detectors[0]
     assert hit.rule == f"count<{counts[2] + 1} (rare type)" and hit.score == counts[2] and hit.threshold == counts[2] + 1
     assert "seen only" in hit.explain() and "in training" in hit.explain()
+    # it may be among the expected types, below the first: "not the type expected" contradicted the list
+    assert "not the most expected type here" in hit.explain()
     # every type rare: the most expected one (rank 1) is still accepted
     vs = run_rule(b, lines, sequence_rare_count=counts[0] + 1, **quiet)
     assert vs[0].sequence_rank == 1 and vs[0].detectors == []

@@ -117,7 +117,7 @@ class DetectorHit:
                 seen = "once" if self.score == 1 else f"{_fmt(self.score)} times"
                 return (
                     f"this message type was seen only {seen} in training (fewer than "
-                    f"{_fmt(self.threshold)}: too few to learn where it belongs), and it was not the type expected here"
+                    f"{_fmt(self.threshold)}: too few to learn where it belongs), and it was not the most expected type here"
                 )
             if self.rule and self.rule.startswith("rank"):
                 return f"rank {_fmt(self.score)} > {_fmt(self.threshold)} (observed type not in the top {_fmt(self.threshold)})"

@@ -321,8 +321,9 @@ def source_warnings(cfg: Config) -> list[str]:
         elif not found and len(dirs) + len(special) < len(src.paths):
             out.append(
                 f"sources[{i}].paths: no file matches {', '.join(src.paths)} yet; lograven reads it once it appears "
-                "(`run --stdin` reads no files). Check the path; Debian 12 without rsyslog has no /var/log/syslog "
-                "(`apt install rsyslog`)"
+                "(`run --stdin` reads no files). Check the path"
+                + ("; Debian 12 without rsyslog has no /var/log/syslog (`apt install rsyslog`)"
+                   if any(p.startswith("/var/log/") for p in src.paths) else "")
             )
         elif tuple(src.paths) != DEFAULT_SOURCE_PATHS:  # the default pair: one of the two exists per distribution
             state = {p: _missing(p) for p in src.paths if not has_magic(p)}
