@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tracemalloc
@@ -414,3 +415,27 @@ def test_root_writes_a_bundle_through_the_resolved_path(tmp_path, monkeypatch, d
     else:  # the group is not root's: group write is another user's write
         with pytest.raises(LogravenError, match="may be written by other users"):
             save_bundle(shared / "link" / "m", b.types, b.sequence, b.autoencoder, training={}, keras_files=False)
+
+
+SIGTERM_DURING_SAVE = """
+import os, signal, sys
+from lograven import bundle, cli
+real = bundle.sha256_file
+def hash_then_term(path):  # the bundle's files are written: the manifest's checksums come next
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(path)
+bundle.sha256_file = hash_then_term
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_a_bundle_is_written_leaves_nothing_half_written(tmp_path, logfile, tiny_yaml) -> None:
+    """SIGTERM (a timeout, systemd stopping a job) during `train --out` left a hidden `.NAME.tmp-*` beside
+    it with the bundle's files, log examples included, for ever: the default action kills the process
+    before any cleanup. SIGTERM now ends a command as an exception, and the bundle's cleanup runs."""
+    out = tmp_path / "m"
+    r = subprocess.run([sys.executable, "-c", SIGTERM_DURING_SAVE, "-q", "train", "--config", str(tiny_yaml),
+                        "--out", str(out), str(logfile)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m.tmp-")] == []

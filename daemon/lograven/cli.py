@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import stat
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -1096,6 +1097,18 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{prio}>{line}" for line in super().format(record).split("\n"))
 
 
+def _terminate_as_exit():
+    """Make SIGTERM raise SystemExit(143) in the main thread (cleanups run); the previous handler, or
+    None where no handler can be set (not the main thread)."""
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        return None
+
+
 class StdoutWriteError(LogravenError):
     """Standard output could not be written (a full disk behind `> FILE`, an I/O error)."""
 
@@ -1179,8 +1192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     real_stdout = sys.stdout
+    previous_term = None
     if guarded:
         sys.stdout = _GuardedStdout(real_stdout)
+        # SIGTERM (systemd, a timeout, kill) ends a command as an exception: a bundle being written is
+        # removed, as on Ctrl-C, instead of a hidden half-written `.NAME.tmp-*` left beside --out
+        previous_term = _terminate_as_exit()
     try:
         return int(handler(args) or 0)
     except LogravenError as e:
@@ -1197,6 +1214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except SystemExit as e:
+        if e.code == 128 + signal.SIGTERM:
+            print(f"lograven {args.command}: stopped by SIGTERM", file=sys.stderr)
+        raise
     finally:
         if guarded and isinstance(sys.stdout, _GuardedStdout):
             sys.stdout = real_stdout
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
