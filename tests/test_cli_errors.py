@@ -495,6 +495,8 @@ def test_a_broken_current_pointer_says_how_to_repair_it(capsys, tmp_path, bundle
     (store.root / "current").symlink_to("v0042")  # a typo'd manual switch, or a version deleted by hand
     rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
     assert_user_error(rc, err, "current: points to v0042, which is not there", "models rollback --dir")
+    rc, _, err = run_cli(capsys, "learn", "--model", str(store.root), str(logfile))  # said "train one", before
+    assert_user_error(rc, err, "current: points to v0042, which is not there", "models rollback --dir")
     rc, out, err = run_cli(capsys, "models", "list", "--dir", str(store.root))
     assert rc == 0 and "v0001" in out and "warning: current points to v0042, which is not a version here" in err
     (store.root / "current").unlink()

@@ -679,6 +679,22 @@ def test_allowlist_keeps_its_mode_when_saved(tmp_path):
         os.umask(old)
 
 
+def test_allowlist_on_a_full_disk_is_unchanged_and_says_what_to_do(tmp_path, monkeypatch):
+    path = tmp_path / "allow.json"
+    al = Allowlist(path)
+    al.add(new_rule(type_id=3))
+    before = path.read_text()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(LogravenError, match="No space left on device") as e:
+        al.add(new_rule(type_id=4))
+    assert "it is unchanged: free space on its file system, then run the command again" in str(e.value)
+    assert path.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["allow.json"]
+
+
 @pytest.mark.parametrize("err", [errno.EPERM, errno.EROFS, errno.EACCES])
 def test_allowlist_in_a_directory_it_cannot_write_says_so(tmp_path, monkeypatch, capsys, err):
     """An immutable (EPERM) or read-only (EROFS) state directory, or another user's (EACCES): `lograven

@@ -17,6 +17,7 @@ the rules it had.
 from __future__ import annotations
 
 import fnmatch
+import errno
 import json
 import logging
 import os
@@ -500,7 +501,10 @@ class Allowlist:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise LogravenError(f"{self.path}: cannot write the allowlist ({e.strerror})") from e
+            fix = ("free space on its file system" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                   else "check the file system (`dmesg` shows I/O errors)")
+            raise LogravenError(f"{self.path}: cannot write the allowlist ({e.strerror}); it is unchanged: {fix}, "
+                                "then run the command again") from e
 
     def add(self, rule: Rule) -> Rule:
         self.rules.append(rule)

@@ -32,7 +32,7 @@ from lograven.bundle import load_bundle, save_bundle
 from lograven.detector import DetectorSettings
 from lograven.errors import LogravenError
 from lograven.masking import Masker
-from lograven.modelstore import ModelStore
+from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.msgtypes import MessageTypes
 from lograven.osutil import read_limited
 from lograven.parsing import Parser, StreamKey, decode_line
@@ -290,6 +290,8 @@ def learn(
     require_tensorflow()
     model = Path(model)
     store = ModelStore(model) if (model / "current").is_symlink() else None
+    if store is not None:
+        resolve_model_path(model)  # a `current` pointing at no version: says to roll back, not to train
     base_path = store.current_path() if store else model
     if base_path is None:
         raise LogravenError(f"{model}: no current model version")
