@@ -570,6 +570,11 @@ def test_check_fails_where_a_file_stands_where_run_needs_a_directory(capsys, tmp
         cfg.write_text(cfg.read_text().replace(f"path: {tmp_path / 'alerts.jsonl'}", f"path: {alerts}"))
         rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
         assert_user_error(rc, err, said, "choose another path")
+    # a regular file where the syslog socket should be: said (run only warned once running)
+    cfg = _daemon_config(tmp_path, logfile, listen="127.0.0.1:19191")
+    cfg.write_text(cfg.read_text().replace("syslog: {enabled: false}", f"syslog: {{socket: {tmp_path / 'afile'}}}"))
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and f"warning: alerts.syslog.socket {tmp_path / 'afile'}: is not a socket" in out, out + err
     from lograven.alerts import JsonlSink
 
     with pytest.raises(LogravenError, match="a part of its path is a file, not a directory") as e:

@@ -792,6 +792,10 @@ def _output_warnings(cfg, plugin: bool = False) -> list[str]:
         hint = ("the plugin as this user would refuse to start" if plugin else "`run` as this user would refuse to start "
                 "(check as the service's user: `sudo -u lograven lograven check --config FILE`)")
         out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {whoami()}; {hint}")
+    sock = cfg.alerts.syslog.socket
+    if cfg.alerts.syslog.enabled and os.path.exists(sock) and not stat.S_ISSOCK(os.stat(sock).st_mode):
+        out.append(f"alerts.syslog.socket {sock}: is not a socket; alerts would not reach syslog (is the syslog "
+                   "daemon running and listening there? journald's is /dev/log or /run/systemd/journal/syslog)")
     from lograven.metrics import exposure_warning
 
     if cfg.metrics.enabled and not plugin and (warning := exposure_warning(cfg.metrics.listen)):
