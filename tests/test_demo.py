@@ -68,3 +68,24 @@ def test_types_never_print_terminal_escapes(tmp_path, capsys, monkeypatch) -> No
     assert cli.main(["types", "--examples", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "PWNED" in out
+
+
+def test_an_injection_the_daemon_had_not_read_at_the_stop_is_not_counted_as_missed(tmp_path) -> None:
+    """Ctrl-C right after an injection: the writer had written it, the daemon had not read it yet, and the
+    summary said `caught 2/3`, as if the detector had missed it. The checkpoint says how far it read."""
+    from types import SimpleNamespace
+
+    from lograven import demo
+
+    log = tmp_path / "messages"
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "checkpoint.json").write_text(json.dumps(
+        {"state": {"positions": {"0": {str(log): {"file_id": "x", "offset": 300, "fingerprint_len": 64}}}}}))
+    writer = SimpleNamespace(offsets=[0, 100, 200, 300, 400], written=5,
+                             injected=[("unseen_type", "a", 100), ("unseen_type", "b", 200), ("unseen_type", "c", 400)])
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(json.dumps({"offset": 100, "detectors": [{"name": "unknown_type"}]}) + "\n")
+    s = demo._summary(alerts, writer, 1.0, demo._read_to(tmp_path / "state", log))
+    assert s["injected_caught"]["unseen_type"] == {"caught": 1, "injected": 2} and s["injected_not_read"] == 1
+    assert "not read before the stop: 1" in demo._format_summary(s)
+    assert demo._read_to(tmp_path / "nothing", log) is None  # no checkpoint: everything counts, as before

@@ -189,7 +189,7 @@ def run_demo(
             writer.stop_event.set()
             if timer:
                 timer.cancel()
-        summary = _summary(tmp / "alerts.jsonl", writer, time.monotonic() - t0)
+        summary = _summary(tmp / "alerts.jsonl", writer, time.monotonic() - t0, _read_to(tmp / "state", logfile))
         out.write("\n" + _format_summary(summary) + "\n")
     finally:  # an error above too: the demo leaves nothing in /tmp unless asked to keep it
         if not keep:
@@ -199,7 +199,22 @@ def run_demo(
     return summary
 
 
-def _summary(alerts_path: Path, writer: _Writer, seconds: float) -> dict:
+def _read_to(state_dir: Path, logfile: Path) -> int | None:
+    """How far the daemon had read the log when it stopped (its checkpoint's acknowledged offset)."""
+    try:
+        doc = json.loads((state_dir / "checkpoint.json").read_text(encoding="utf-8"))
+        for group in doc["state"]["positions"].values():
+            entry = group.get(str(logfile))
+            if isinstance(entry, dict) and isinstance(entry.get("offset"), int):
+                return entry["offset"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _summary(alerts_path: Path, writer: _Writer, seconds: float, read_to: int | None = None) -> dict:
+    """What was injected and caught. An injection the daemon had not read when it stopped (written in
+    the moment of the Ctrl-C) is not counted as missed: it is counted apart, as not read."""
     alerts = []
     if alerts_path.exists():
         alerts = [json.loads(x) for x in alerts_path.read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -208,14 +223,19 @@ def _summary(alerts_path: Path, writer: _Writer, seconds: float) -> dict:
     alert_offsets = {a["offset"] for a in alerts}
     index = {off: i for i, off in enumerate(writer.offsets)}
     explained: set[int] = set()
+    unread = 0
     for kind, _line, offset in writer.injected:
-        c = caught.setdefault(kind, [0, 0])
-        c[1] += 1
         # a forbidden transition may be noticed on the first lines of the burst that breaks the rule
         i = index.get(offset, -1)
         window = writer.offsets[i : i + (4 if kind == "forbidden_transition" else 1)] if i >= 0 else [offset]
         explained.update(window)
-        c[0] += any(o in alert_offsets for o in window)
+        hit = any(o in alert_offsets for o in window)
+        if not hit and read_to is not None and window[-1] >= read_to:
+            unread += 1  # written after the daemon's last read: neither caught nor missed
+            continue
+        c = caught.setdefault(kind, [0, 0])
+        c[1] += 1
+        c[0] += hit
     other = [a for a in alerts if a["offset"] not in explained]
     return {
         "seconds": round(seconds, 1),
@@ -224,6 +244,7 @@ def _summary(alerts_path: Path, writer: _Writer, seconds: float) -> dict:
         "alerts_by_detector": dict(by_det),
         "injected_caught": {k: {"caught": v[0], "injected": v[1]} for k, v in caught.items()},
         "alerts_on_other_lines": len(other),
+        "injected_not_read": unread,
     }
 
 
@@ -233,4 +254,6 @@ def _format_summary(s: dict) -> str:
         lines.append(f"  {kind:<22} caught {v['caught']}/{v['injected']}")
     lines.append(f"  alerts by detector     {s['alerts_by_detector']}")
     lines.append(f"  alerts on other lines  {s['alerts_on_other_lines']} (false positives, or neighbours of a malformed line)")
+    if s.get("injected_not_read"):
+        lines.append(f"  not read before the stop: {s['injected_not_read']} injected (not counted above)")
     return "\n".join(lines)
