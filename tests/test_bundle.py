@@ -289,3 +289,38 @@ def test_weights_that_do_not_fit_the_model_are_refused_at_load(bundle_copy: Path
     with pytest.raises(LogravenError, match=name) as e:
         load_bundle(bundle_copy)
     assert said in str(e.value) and "retrain or restore" in str(e.value)
+
+
+def test_sigterm_while_a_bundle_replaces_another_waits_for_the_swap(bundle_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """`lograven` turns SIGTERM into an exception: arriving between the two renames that put a new bundle
+    in place of an old one, it left no bundle at --out (the old one hidden, the new one cleaned up). It
+    is held back until the swap is done, then ends the command."""
+    import os
+    import shutil
+    import signal
+
+    from lograven import bundle as bundle_mod
+
+    out = tmp_path / "out"
+    shutil.copytree(bundle_dir, out)
+    b = load_bundle(bundle_dir)
+    real_rename = os.rename
+    sent = []
+
+    def rename_then_term(src, dst):
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)  # while the first rename is being made
+        return real_rename(src, dst)
+
+    from lograven.osutil import terminate_as_exit
+
+    previous = signal.signal(signal.SIGTERM, terminate_as_exit)  # as `lograven` commands run
+    monkeypatch.setattr(bundle_mod.os, "rename", rename_then_term)
+    try:
+        with pytest.raises(SystemExit):
+            save_bundle(out, b.types, b.sequence, b.autoencoder, training={"note": "new"}, keras_files=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sent and manifest_of(out)["training"]["note"] == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing hidden left beside it

@@ -580,6 +580,9 @@ def test_check_fails_where_a_file_stands_where_run_needs_a_directory(capsys, tmp
     with pytest.raises(LogravenError, match="a part of its path is a file, not a directory") as e:
         JsonlSink(tmp_path / "afile" / "alerts.jsonl")
     assert "writable" not in str(e.value)
+    (tmp_path / "gone").symlink_to(tmp_path / "unmounted")  # a link whose target is not there
+    with pytest.raises(LogravenError, match=f"{tmp_path / 'gone'}, is a symbolic link to nothing"):
+        JsonlSink(tmp_path / "gone" / "lograven" / "alerts.jsonl")
 
 
 @pytest.fixture
@@ -675,6 +678,8 @@ from lograven import cli
 rc = cli.main(["types", sys.argv[3]])
 logging.getLogger("lograven.tailer").warning("cannot read %s:\\nPermission denied", "/var/log/secure")
 logging.getLogger("lograven.service").error("reload rejected")
+if rc == 1:
+    raise RuntimeError("boom")  # an uncaught error: its traceback goes to the journal at its priority too
 sys.exit(rc)
 """
 
@@ -692,11 +697,14 @@ def test_lines_to_the_journal_carry_their_priority(tmp_path, journal) -> None:
     lines = err.read_text().splitlines()
     if journal:
         assert lines[0].startswith("<3>lograven types: error: ") and "is a file, not a model" in lines[0]
-        assert lines[1:] == ["<4>WARNING lograven.tailer: cannot read /var/log/secure:", "<4>Permission denied",
-                             "<3>ERROR lograven.service: reload rejected"]  # fmt: skip
+        assert lines[1:4] == ["<4>WARNING lograven.tailer: cannot read /var/log/secure:", "<4>Permission denied",
+                              "<3>ERROR lograven.service: reload rejected"]  # fmt: skip
+        assert lines[4] == "<2>CRITICAL lograven: uncaught error, stopping" and lines[-1] == "<2>RuntimeError: boom"
+        assert all(line.startswith("<2>") for line in lines[4:]), lines
     else:
         assert lines[0].startswith("lograven types: error: ")
-        assert len(lines) == 4 and " WARNING lograven.tailer: cannot read" in lines[1] and lines[1][:2] == "20"
+        assert " WARNING lograven.tailer: cannot read" in lines[1] and lines[1][:2] == "20"
+        assert lines[4] == "Traceback (most recent call last):" and lines[-1] == "RuntimeError: boom"
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full") or not (DEFAULT / "manifest.json").exists(),

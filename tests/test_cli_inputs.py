@@ -370,3 +370,42 @@ def test_score_and_learn_read_lines_as_the_model_was_trained(tmp_path, capsys) -
     daemon_cfg.write_text(f"sources: [{{paths: ['{log}'], stream: file}}]\n")
     assert cli.main(["score", "--config", str(daemon_cfg), "--model", str(model), str(log)]) == 0
     assert "Give --stream program" in capsys.readouterr().err
+
+
+def test_a_json_result_through_a_link_is_written_through_it(tmp_path) -> None:
+    """--json /dev/stdout (a link to /proc/self/fd/1) was renamed over, which as root replaces the
+    system's /dev/stdout; a link to a result kept elsewhere lost its link. Links are written through."""
+    from lograven.osutil import write_text_replacing
+
+    kept = tmp_path / "results" / "r.json"
+    kept.parent.mkdir()
+    kept.write_text("old\n")
+    link = tmp_path / "r.json"
+    link.symlink_to(kept)
+    write_text_replacing(link, "new\n")
+    assert link.is_symlink() and kept.read_text() == "new\n"
+    r, w = os.pipe()  # a descriptor's link, as /dev/stdout is
+    fd_link = tmp_path / "stdout"
+    fd_link.symlink_to(f"/proc/self/fd/{w}")
+    write_text_replacing(fd_link, "through\n")
+    os.close(w)
+    assert fd_link.is_symlink() and os.read(r, 100) == b"through\n"
+    os.close(r)
+    plain = tmp_path / "plain.json"
+    write_text_replacing(plain, "a\n")
+    write_text_replacing(plain, "b\n")
+    assert plain.read_text() == "b\n" and sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "r.json", "results", "stdout"]
+
+
+def test_a_model_that_did_not_record_how_its_lines_were_read_sets_no_default(bundle_copy) -> None:
+    """Learn mode before 0.3.0 wrote the first source's format and stream whatever the other sources'
+    were (no `read_as_recorded`): taken as the default, a second source's lines were read the wrong way
+    and a correct --format drew the advice to give the wrong one."""
+    from test_bundle import manifest_of, write_manifest
+
+    assert cli._model_read_as(str(bundle_copy)) == {"format": "syslog", "stream": "file"}
+    m = manifest_of(bundle_copy)
+    m["training"] = {**m["training"], "stream": "program"}
+    m["training"].pop("read_as_recorded")
+    write_manifest(bundle_copy, m)
+    assert cli._model_read_as(str(bundle_copy)) == {}

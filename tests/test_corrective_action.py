@@ -265,6 +265,8 @@ def test_allowlist_rules_keep_their_types_templates_across_a_retrain(tmp_path, c
     udev = _alert(type_id=21, template="creating device node '/udev/vcsa<*>'", line="y", detectors=seq.detectors,
                   previous_type_id=7, previous_template="Accepted <*>")
     with caplog.at_level("WARNING", logger="lograven.allowlist"):
+        assert not al.matches(dataclasses.replace(udev, file="/var/log/other"))  # not the rule's file: nothing said
+        assert "no longer applies" not in caplog.text
         assert not al.matches(udev) and not al.matches(udev)
     said = [r.getMessage() for r in caplog.records if "no longer applies" in r.getMessage()]
     assert len(said) == 1 and rule.id in said[0] and "/udev/vcsa" in said[0] and "Failed password" in said[0], said
@@ -275,6 +277,8 @@ def test_allowlist_rules_keep_their_types_templates_across_a_retrain(tmp_path, c
     al2.add(new_rule(type_id=21, from_type=7, detector="sequence"))
     al2._checked = 0
     assert al2.matches(udev)
+    # and a rule without templates is saved without the fields, which 0.3.0 would refuse as unknown
+    assert not {"template", "from_template"} & set(json.loads((tmp_path / "old.json").read_text())["rules"][0])
     # the CLI: --type records the model's template; an alert of an older model is said to allow nothing now
     if not (DEFAULT_MODEL / "msgtypes.json").exists():
         pytest.skip("models/default is missing")

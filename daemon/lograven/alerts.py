@@ -437,6 +437,15 @@ PROGRESS_RETRY_SECONDS = 0.2
 _RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ENOENT, errno.EBADF, errno.EDESTADDRREQ}
 
 
+def _parents(path: str) -> list[str]:
+    """The directories above `path`, nearest first."""
+    out, p = [], os.path.dirname(os.path.abspath(path))
+    while p and p not in out:
+        out.append(p)
+        p = os.path.dirname(p)
+    return out
+
+
 def _not_a_socket(path: str) -> str:
     """Why connecting failed when something other than a socket is at `path` (ECONNREFUSED says little)."""
     try:
@@ -597,12 +606,15 @@ class JsonlSink:
         self._fd: int | None = None
         try:
             self._open()
-        except (FileExistsError, NotADirectoryError) as e:  # os.makedirs or open met a file where a directory goes
-            raise LogravenError(
-                f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path is a file, not a "
-                f"directory ({e.filename or e}); choose another path"
-            ) from e
         except OSError as e:
+            dangling = next((p for p in _parents(self.path) if os.path.islink(p) and not os.path.exists(p)), None)
+            if dangling is not None:
+                raise LogravenError(f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path, "
+                                    f"{dangling}, is a symbolic link to nothing (an unmounted file system?); mount "
+                                    "it, or choose another path") from e
+            if isinstance(e, (FileExistsError, NotADirectoryError)):  # a file where a directory goes
+                raise LogravenError(f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path "
+                                    f"is a file, not a directory ({e.filename or e}); choose another path") from e
             raise LogravenError(
                 f"alerts.jsonl.path: cannot open {self.path} for appending ({e.strerror or e}); "
                 "make its directory writable by the lograven user or choose another path"

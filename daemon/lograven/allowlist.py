@@ -109,13 +109,15 @@ class Rule:
         return None
 
     def matches(self, a: Alert) -> bool:
+        return self.covers(a) and self.renumbered(a) is None
+
+    def covers(self, a: Alert) -> bool:
+        """Whether every field of the rule matches the alert, the types' templates aside."""
         if self.file is not None and not fnmatch.fnmatchcase(a.file, self.file):
             return False
         if self.type_id is not None and a.type_id != self.type_id:
             return False
         if self.from_type is not None and getattr(a, "previous_type_id", None) != self.from_type:
-            return False
-        if self.renumbered(a) is not None:
             return False
         if self.detector == STREAM_END:
             if not a.is_stream_end:
@@ -163,6 +165,7 @@ class Rule:
 
 
 RULE_FIELDS = tuple(f.name for f in fields(Rule))
+_LATER_FIELDS = ("pattern", "template", "from_template")  # saved only where set (see Allowlist.save)
 
 
 def _json_kind(v: Any) -> str:
@@ -454,7 +457,8 @@ class Allowlist:
                     continue
                 if r.matches(alert):
                     return True
-                changed = r.renumbered(alert) if isinstance(r, Rule) and r.id not in self._renumbered else None
+                # said for an alert the rule would have suppressed but for its types' templates
+                changed = r.renumbered(alert) if isinstance(r, Rule) and r.id not in self._renumbered and r.covers(alert) else None
                 if changed is not None:
                     self._renumbered.add(r.id)
                     tid, then, now_ = changed
@@ -475,11 +479,12 @@ class Allowlist:
                 f"{self.path}: its directory {self.path.parent} does not exist; give the allowlist the daemon reads "
                 "(alerts.allowlist in the config, by default <state_dir>/allowlist.json) or create the directory"
             )
-        # `pattern` only where set: a file without pattern rules stays readable by earlier versions
+        # fields added by later versions only where set: a file without such rules stays readable by the
+        # versions before them (0.3.0 refuses a rule with a field it does not know, `template` included)
         # invalid rules are written back as they were: fixing them is the operator's (or `--remove`'s)
         doc = {"version": FORMAT_VERSION,
-               "rules": [{k: v for k, v in asdict(r).items() if k != "pattern" or v is not None} if isinstance(r, Rule)
-                         else r.raw for r in self.rules]}  # fmt: skip
+               "rules": [{k: v for k, v in asdict(r).items() if k not in _LATER_FIELDS or v is not None}
+                         if isinstance(r, Rule) else r.raw for r in self.rules]}  # fmt: skip
         try:
             fd, tmp = tempfile.mkstemp(prefix=".allowlist.", dir=self.path.parent)
         except OSError as e:  # a read-only or immutable directory, or another user's

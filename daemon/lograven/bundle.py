@@ -31,7 +31,7 @@ from lograven import __version__
 from lograven.autoencoder import Autoencoder
 from lograven.errors import LogravenError
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import user_name
+from lograven.osutil import uninterrupted, user_name
 from lograven.sequence import SequenceModel
 
 log = logging.getLogger(__name__)
@@ -266,13 +266,16 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         if not (out / MANIFEST).exists() and any(out.iterdir()):
             raise LogravenError(f"{out}: exists, is not empty and holds no bundle; choose another --out")
         old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            os.rename(old, out)  # put the previous bundle back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+        # no SIGTERM between the two renames (`lograven` turns it into an exception): it would leave no
+        # bundle at --out, the previous one hidden, and the new one removed by the caller's cleanup
+        with uninterrupted():
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except OSError:
+                os.rename(old, out)  # put the previous bundle back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out)
     _fsync(out.parent)

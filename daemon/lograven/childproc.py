@@ -42,8 +42,11 @@ def read_corpus_file(path: Path) -> Corpus:
     return c
 
 
-def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, q) -> None:
+def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, q, log_level: int = logging.INFO) -> None:
     """Runs in the spawned process."""
+    from lograven.cli import setup_logging
+
+    setup_logging(log_level)  # the daemon's stderr: the journal's priorities, as the parent's lines have
     try:
         from lograven.config import parse_config
 
@@ -103,7 +106,8 @@ def run_training_child(
     with tempfile.TemporaryDirectory(prefix="lograven-corpus-") as tmp:
         cpath = Path(tmp) / "corpus.jsonl"
         write_corpus(corpus, cpath)
-        p = ctx.Process(target=_child, args=(kind, str(cpath), out, cfg, model, q), name=f"lograven-{kind}", daemon=True)
+        p = ctx.Process(target=_child, args=(kind, str(cpath), out, cfg, model, q, logging.getLogger().getEffectiveLevel()),
+                        name=f"lograven-{kind}", daemon=True)
         p.start()
         result: dict | None = None
         try:

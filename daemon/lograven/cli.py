@@ -53,17 +53,20 @@ def _add(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter, allow_abbrev=False)
 
 
-def _format_args(p: argparse.ArgumentParser) -> None:
+def _format_args(p: argparse.ArgumentParser, model_default: bool = False) -> None:
+    """--format and --stream(-key); `model_default`: without them or --config, lines are read as the
+    model's were (score, learn)."""
+    whose = "--config's first source, else the model's, else" if model_default else "--config's first source, else"
     p.add_argument(
         "--format", dest="fmt", default=None,
         help="line format: syslog (RFC 3164/5424), iso, raw, or regex:<pattern> with a (?P<message>...) group "
-             "(default: the config's first source, else syslog)",
+             f"(default: {whose} syslog)",
     )  # fmt: skip
     g = p.add_mutually_exclusive_group()
     g.add_argument("--stream-key", default=None, metavar="REGEX",
                    help="stream = first capture group (or group 'stream') of REGEX searched in each line, e.g. 'blk_-?\\d+'")
     g.add_argument("--stream", default=None, choices=["file", "program"],
-                   help="stream = each file (default) or each program within a file")
+                   help=f"stream = each file or each program within a file (default: {whose} file)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  lograven score --model /tmp/m --anomalies-only app.log | jq .")
     s.add_argument("--model", required=True, help="a bundle, or a model directory (its current version)")
     s.add_argument("--config", help="YAML config (detectors.* options)")
-    _format_args(s)
+    _format_args(s, model_default=True)
     s.add_argument("--batch-size", type=_at_least_one, default=1024, help="lines per inference batch (default 1024)")
     s.add_argument("--anomalies-only", action="store_true", help="print only anomalous lines")
     s.add_argument("files", nargs="+", metavar="FILE", help="log files, or - for standard input")
@@ -148,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--out", help="where to write the new bundle (required for a single bundle)")
     le.add_argument("--config", help="YAML config (training.* options, the sources the alerts' lines come from; with "
                                      f"--from-alerts, default: $LOGRAVEN_CONFIG or {INSTALLED_CONFIG} when it exists)")
-    _format_args(le)
+    _format_args(le, model_default=True)
     le.add_argument("--from-alerts", metavar="ALERTS.jsonl",
                     help="learn alerted lines (with their context, read back from the files): name them with "
                          "--alert ID, or give --all-alerts")
@@ -230,8 +233,8 @@ def _daemon_config(args, defaulted: bool = True):
 
 
 def _stream_spec(args, cfg, recorded: dict | None = None) -> str:
-    """--stream-key / --stream; else the first source of a config given (or the installed one); else
-    how the model's lines were read (`recorded`, see `_model_read_as`); else one stream per file."""
+    """--stream-key / --stream; else the first source of --config; else how the model's lines were read
+    (`recorded`, see `_model_read_as`; `score` and `learn LOGFILE`); else one stream per file."""
     if getattr(args, "stream_key", None):
         from lograven.parsing import regex_stream_spec
 
@@ -265,6 +268,8 @@ def _model_read_as(model: str) -> dict:
         trained = read_manifest(resolve_model_path(model)).get("training") or {}
     except (LogravenError, OSError):
         return {}  # loading the model says what is wrong with it
+    if trained.get("read_as_recorded") is not True:
+        return {}  # learn mode before 0.3.0 recorded the first source's settings, whatever the others' were
     return {k: v for k in ("format", "stream") if isinstance(v := trained.get(k), str) and v != "mixed"}
 
 
@@ -659,9 +664,13 @@ def cmd_check(args) -> int:
         print(f"warning: {warning}")
     # a path that cannot exist (a file where a directory must be) fails `run` for every user: not only a
     # warning, or `check && systemctl reload` passes a configuration the daemon then refuses
-    broken = [w for w in warnings if w.startswith(("state_dir ", "alerts.jsonl.path ")) and any(x in w for x in _STRUCTURAL)]
-    if broken:
-        raise LogravenError(f"{args.config or 'the configuration'}: {broken[0].split(' for ')[0]}; choose another path")
+    for what, path, directory in (("state_dir", cfg.effective_state_dir(), True),
+                                  ("alerts.jsonl.path", Path(cfg.alerts.jsonl.path), False)):
+        if what == "alerts.jsonl.path" and not cfg.alerts.jsonl.enabled:
+            continue
+        why = _unwritable(path, directory=directory)
+        if why is not None and why.endswith(_STRUCTURAL):
+            raise LogravenError(f"{args.config or 'the configuration'}: {what} {path}: {why}; choose another path")
     from lograven.metrics import listen_problem
 
     if cfg.metrics.enabled and not stdin and (problem := listen_problem(cfg.metrics.listen)):
@@ -1102,13 +1111,12 @@ class JournalFormatter(logging.Formatter):
 
 
 def _terminate_as_exit():
-    """Make SIGTERM raise SystemExit(143) in the main thread (cleanups run); the previous handler, or
-    None where no handler can be set (not the main thread)."""
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
+    """Make SIGTERM raise SystemExit(143) in the main thread (cleanups run; osutil.terminate_as_exit);
+    the previous handler, or None where no handler can be set (not the main thread)."""
+    from lograven.osutil import terminate_as_exit
 
     try:
-        return signal.signal(signal.SIGTERM, terminate)
+        return signal.signal(signal.SIGTERM, terminate_as_exit)
     except ValueError:  # not the main thread
         return None
 
@@ -1158,6 +1166,23 @@ def _drop_stdout() -> None:
         pass
 
 
+def setup_logging(level: int) -> None:
+    """Log to stderr: with each line's syslog priority when that is the journal (JournalFormatter), and
+    there an uncaught error's traceback too (it came in as "info"); else with a timestamp. Also in the
+    learn-mode child (childproc), whose stderr is the daemon's."""
+    log_handler = logging.StreamHandler(sys.stderr)
+    if _stderr_is_journal():
+        log_handler.setFormatter(JournalFormatter("%(levelname)s %(name)s: %(message)s"))
+
+        def excepthook(kind, value, tb) -> None:
+            logging.getLogger("lograven").critical("uncaught error, stopping", exc_info=(kind, value, tb))
+
+        sys.excepthook = excepthook
+    else:
+        log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[log_handler])
+
+
 def _stderr_is_journal() -> bool:
     """Whether stderr is the stream systemd connected to the journal (JOURNAL_STREAM is `device:inode`)."""
     want = os.environ.get("JOURNAL_STREAM", "")
@@ -1176,12 +1201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # commands print their results; the daemon has none, so it says what it does (start, model,
         # reloads, rotations, a sink that recovered) in the journal unless -q
         level = logging.WARNING
-    log_handler = logging.StreamHandler(sys.stderr)
-    if _stderr_is_journal():
-        log_handler.setFormatter(JournalFormatter("%(levelname)s %(name)s: %(message)s"))
-    else:
-        log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[log_handler])
+    setup_logging(level)
     if not args.command:
         parser.print_help()
         return 2
@@ -1205,8 +1225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except LogravenError as e:
-        if isinstance(e, StdoutWriteError):
-            _drop_stdout()
+        if isinstance(e, StdoutWriteError) and real_stdout is sys.__stdout__:
+            _drop_stdout()  # the process's own fd 1 only (not a caller's redirect_stdout or capture)
         print(f"{'<3>' if _stderr_is_journal() else ''}lograven {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -1220,7 +1240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except SystemExit as e:
         if e.code == 128 + signal.SIGTERM:
-            print(f"lograven {args.command}: stopped by SIGTERM", file=sys.stderr)
+            print(f"{'<4>' if _stderr_is_journal() else ''}lograven {args.command}: stopped by SIGTERM", file=sys.stderr)
         raise
     finally:
         if guarded and isinstance(sys.stdout, _GuardedStdout):

@@ -1,6 +1,7 @@
 """Small operating-system helpers shared by the CLI and the daemon."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -130,17 +131,19 @@ def compression_of(head: bytes) -> str | None:
 
 def write_text_replacing(path: str | os.PathLike, text: str) -> None:
     """Write a file whole or not at all: into a temporary file beside it, synced, then renamed over it.
-    A full disk leaves the previous file as it was (not a truncated one), and no temporary file."""
-    import tempfile
-
+    A full disk leaves the previous file as it was (not a truncated one), and no temporary file.
+    Only a regular file itself (or a new one) is replaced so: a symbolic link (`/dev/stdout`, a link
+    to a result kept elsewhere), a device or a FIFO is written through, as open() does; renaming over
+    /dev/stdout as root would replace the system's link."""
     import stat
+    import tempfile
 
     path = os.fspath(path)
     try:
-        special = not stat.S_ISREG(os.stat(path).st_mode)
+        in_place = not stat.S_ISREG(os.lstat(path).st_mode)
     except FileNotFoundError:
-        special = False
-    if special:  # /dev/stdout, a FIFO: written to, never renamed over
+        in_place = False
+    if in_place:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return
@@ -168,4 +171,35 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# SIGTERM as an exception (see `terminate_as_exit`), held back inside `uninterrupted()` blocks
+_uninterrupted = 0
+_held_signal: int | None = None
+
+
+def terminate_as_exit(signum: int, frame: object) -> None:
+    """A SIGTERM handler: SystemExit(128 + signum), so cleanups run; inside `uninterrupted()`, when
+    the block ends. (Blocking the signal would not do: another thread of the process receives it, and
+    Python runs the handler in the main thread all the same.)"""
+    global _held_signal
+    if _uninterrupted:
+        _held_signal = signum
+        return
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Steps that must not be cut in the middle (two renames that swap a bundle): a SIGTERM handled by
+    `terminate_as_exit` meanwhile ends the command after them."""
+    global _uninterrupted, _held_signal
+    _uninterrupted += 1
+    try:
+        yield
+    finally:
+        _uninterrupted -= 1
+        if not _uninterrupted and _held_signal is not None:
+            signum, _held_signal = _held_signal, None
+            raise SystemExit(128 + signum)
 

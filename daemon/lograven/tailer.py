@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
 #: Stats of paths that have not been seen for this long are forgotten (bounds label cardinality).
 STATS_RETENTION_SECONDS = 3600.0
+#: Of an old file read to its end, this many first bytes tell it from a copy that reuses its inode.
+READ_OLD_BYTES = 4096
 #: Closed rotated files whose lines still await acknowledgement: at most this many are remembered.
 MAX_RETIRED = 64
 
@@ -720,7 +722,7 @@ class Tailer:
         self._draining: list[FileWatcher] = []  # gone from the patterns: read to the end, then close
         # drained and closed, but lines handed out from them are not all acknowledged yet
         self._retired: list[FileWatcher] = []
-        # old files read to their end and let go: (device, inode) -> their fingerprint (hash, length).
+        # old files read to their end and let go: (device, inode) -> the hash and length of their first bytes.
         # Such a file (renamed, or written to, since) is never the copy of a truncated one (a copy is a
         # new file), though its first bytes may match a short fingerprint
         self._read_old: dict[tuple[int, int], tuple[str, int]] = {}
@@ -1149,8 +1151,16 @@ class Tailer:
         self._draining.append(watcher)
 
     def _close_draining(self, watcher: FileWatcher) -> None:
-        if watcher.fp_len > 0:
-            self._read_old[watcher.devino] = (watcher.fp_hex, watcher.fp_len)
+        # the file's first bytes, as many as READ_OLD_BYTES (more than the fingerprint, which may be a few):
+        # a later file that reuses the inode is told apart by them (a log whose every file begins alike
+        # would need as many equal bytes)
+        try:
+            n = min(os.fstat(watcher.fd).st_size, READ_OLD_BYTES)
+            head = Fingerprinter.prefix(watcher.fd, n) if n > 0 else None
+        except OSError:
+            n, head = 0, None
+        if head is not None:
+            self._read_old[watcher.devino] = (head, n)
             if len(self._read_old) > 4 * MAX_RETIRED:
                 del self._read_old[next(iter(self._read_old))]
         watcher.close()
