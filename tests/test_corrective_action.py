@@ -291,6 +291,9 @@ def test_allowlist_rules_keep_their_types_templates_across_a_retrain(tmp_path, c
     assert cli.main(["allow", "--transition", "2,3", "--config", str(cfg), "--allowlist", str(allow)]) == 0
     saved = json.loads(allow.read_text())["rules"][0]
     assert saved["template"] == templates[3] and saved["from_template"] == templates[2]
+    capsys.readouterr()
+    assert cli.main(["allow", "--list", "--allowlist", str(allow)]) == 0
+    assert f"transition 2 -> 3 ('{templates[3][:40]}" in capsys.readouterr().out  # which message the rule is for
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text(json.dumps({**seq.to_dict(), "id": "old1", "type_id": 3, "previous_type_id": 2,
                                   "model_version": "v0001"}) + "\n")  # fmt: skip

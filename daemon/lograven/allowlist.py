@@ -146,6 +146,8 @@ class Rule:
             parts.append(f"transition {self.from_type} -> {self.type_id}")
         elif self.type_id is not None:
             parts.append("unknown messages" if self.type_id == -1 else f"type {self.type_id}")
+        if self.template is not None and self.type_id not in (None, -1):  # which message the number was
+            parts[-1] += f" ({self.template[:60] + ('…' if len(self.template) > 60 else '')!r})"
         if self.pattern is not None or self.shape is not None:
             like = self.pattern or self.shape or ""
             if self.pattern and REST in self.pattern:  # a long line: its start, and the fingerprint of the rest
