@@ -324,3 +324,31 @@ def test_sigterm_while_a_bundle_replaces_another_waits_for_the_swap(bundle_dir: 
         signal.signal(signal.SIGTERM, previous)
     assert sent and manifest_of(out)["training"]["note"] == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing hidden left beside it
+
+
+def test_ctrl_c_between_the_renames_of_a_swap_puts_the_previous_bundle_back(bundle_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C (KeyboardInterrupt, which uninterrupted() does not hold back) right after the old bundle was
+    moved aside left nothing at --out; the previous bundle is put back."""
+    import os
+    import shutil
+
+    from lograven import bundle as bundle_mod
+
+    out = tmp_path / "out"
+    shutil.copytree(bundle_dir, out)
+    before = manifest_of(out)
+    b = load_bundle(bundle_dir)
+    real_rename = os.rename
+    calls = []
+
+    def interrupted_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(bundle_mod.os, "rename", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        save_bundle(out, b.types, b.sequence, b.autoencoder, training={"note": "new"}, keras_files=False)
+    monkeypatch.undo()
+    assert manifest_of(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]

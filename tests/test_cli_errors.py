@@ -678,9 +678,10 @@ from lograven import cli
 rc = cli.main(["types", sys.argv[3]])
 logging.getLogger("lograven.tailer").warning("cannot read %s:\\nPermission denied", "/var/log/secure")
 logging.getLogger("lograven.service").error("reload rejected")
-if rc == 1:
-    raise RuntimeError("boom")  # an uncaught error: its traceback goes to the journal at its priority too
-sys.exit(rc)
+def boom(args):
+    raise RuntimeError("boom")  # an error nothing expected: its traceback goes to the journal at its priority too
+cli.COMMANDS["types"] = boom
+sys.exit(cli.main(["types", sys.argv[3]]))
 """
 
 

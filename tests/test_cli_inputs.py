@@ -398,7 +398,7 @@ def test_a_json_result_through_a_link_is_written_through_it(tmp_path) -> None:
 
 
 def test_a_model_that_did_not_record_how_its_lines_were_read_sets_no_default(bundle_copy) -> None:
-    """Learn mode before 0.3.0 wrote the first source's format and stream whatever the other sources'
+    """Learn mode before 0.2.0 wrote the first source's format and stream whatever the other sources'
     were (no `read_as_recorded`): taken as the default, a second source's lines were read the wrong way
     and a correct --format drew the advice to give the wrong one."""
     from test_bundle import manifest_of, write_manifest
@@ -409,3 +409,21 @@ def test_a_model_that_did_not_record_how_its_lines_were_read_sets_no_default(bun
     m["training"].pop("read_as_recorded")
     write_manifest(bundle_copy, m)
     assert cli._model_read_as(str(bundle_copy)) == {}
+
+
+def test_evaluate_json_to_the_file_standard_output_writes_is_as_json_dash(tmp_path) -> None:
+    """`evaluate --json /dev/stdout >> results.txt` reopened the file: what `>>` had kept was truncated,
+    and the table printed before came out over the JSON. It is taken as `--json -` now."""
+    import subprocess
+    import sys
+
+    csv = tmp_path / "s.csv"
+    csv.write_text("Content,EventId\n" + "".join(f"job {i} done,E1\n" for i in range(20)))
+    out = tmp_path / "results.txt"
+    out.write_text("kept\n")
+    with out.open("a") as f:
+        r = subprocess.run([sys.executable, "-m", "lograven", "evaluate", "--structured", str(csv), "--json", "/dev/stdout"],
+                           stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    kept, rest = out.read_text().split("\n", 1)
+    assert kept == "kept" and json.loads(rest)["mode"] == "types" and "grouping accuracy" in r.stderr

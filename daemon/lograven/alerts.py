@@ -437,6 +437,19 @@ PROGRESS_RETRY_SECONDS = 0.2
 _RECONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ENOENT, errno.EBADF, errno.EDESTADDRREQ}
 
 
+def _dangling(path: str) -> bool:
+    """A symbolic link whose target is not there (not one this user may not look through)."""
+    if not os.path.islink(path):
+        return False
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _parents(path: str) -> list[str]:
     """The directories above `path`, nearest first."""
     out, p = [], os.path.dirname(os.path.abspath(path))
@@ -607,7 +620,7 @@ class JsonlSink:
         try:
             self._open()
         except OSError as e:
-            dangling = next((p for p in _parents(self.path) if os.path.islink(p) and not os.path.exists(p)), None)
+            dangling = next((p for p in _parents(self.path) if _dangling(p)), None)
             if dangling is not None:
                 raise LogravenError(f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path, "
                                     f"{dangling}, is a symbolic link to nothing (an unmounted file system?); mount "

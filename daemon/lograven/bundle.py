@@ -269,11 +269,12 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         # no SIGTERM between the two renames (`lograven` turns it into an exception): it would leave no
         # bundle at --out, the previous one hidden, and the new one removed by the caller's cleanup
         with uninterrupted():
-            os.rename(out, old)
             try:
+                os.rename(out, old)
                 os.rename(tmp, out)
-            except OSError:
-                os.rename(old, out)  # put the previous bundle back
+            except BaseException:  # an error, or Ctrl-C (which uninterrupted() does not hold back)
+                if os.path.lexists(old) and not os.path.lexists(out):
+                    os.rename(old, out)  # put the previous bundle back
                 raise
             shutil.rmtree(old, ignore_errors=True)
     else:

@@ -44,9 +44,15 @@ def read_corpus_file(path: Path) -> Corpus:
 
 def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, q, log_level: int = logging.INFO) -> None:
     """Runs in the spawned process."""
+    import signal
+
     from lograven.cli import setup_logging
+    from lograven.osutil import terminate_as_exit
 
     setup_logging(log_level)  # the daemon's stderr: the journal's priorities, as the parent's lines have
+    # terminated (the daemon stopping, p.terminate()): cleanups run, and never between the renames that
+    # put a new version in place (osutil.uninterrupted)
+    signal.signal(signal.SIGTERM, terminate_as_exit)
     try:
         from lograven.config import parse_config
 

@@ -53,9 +53,10 @@ def _add(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter, allow_abbrev=False)
 
 
-def _format_args(p: argparse.ArgumentParser, model_default: bool = False) -> None:
+def _format_args(p: argparse.ArgumentParser, model_default: bool = False, config_stream: bool = True) -> None:
     """--format and --stream(-key); `model_default`: without them or --config, lines are read as the
-    model's were (score, learn)."""
+    model's were (score, learn); `config_stream`: --config's first source gives the default stream
+    (not for evaluate)."""
     whose = "--config's first source, else the model's, else" if model_default else "--config's first source, else"
     p.add_argument(
         "--format", dest="fmt", default=None,
@@ -66,7 +67,7 @@ def _format_args(p: argparse.ArgumentParser, model_default: bool = False) -> Non
     g.add_argument("--stream-key", default=None, metavar="REGEX",
                    help="stream = first capture group (or group 'stream') of REGEX searched in each line, e.g. 'blk_-?\\d+'")
     g.add_argument("--stream", default=None, choices=["file", "program"],
-                   help=f"stream = each file or each program within a file (default: {whose} file)")
+                   help=f"stream = each file or each program within a file (default: {whose if config_stream else ''} file)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,7 +270,7 @@ def _model_read_as(model: str) -> dict:
     except (LogravenError, OSError):
         return {}  # loading the model says what is wrong with it
     if trained.get("read_as_recorded") is not True:
-        return {}  # learn mode before 0.3.0 recorded the first source's settings, whatever the others' were
+        return {}  # learn mode before 0.2.0 recorded the first source's settings, whatever the others' were
     return {k: v for k in ("format", "stream") if isinstance(v := trained.get(k), str) and v != "mixed"}
 
 
@@ -1167,17 +1168,11 @@ def _drop_stdout() -> None:
 
 
 def setup_logging(level: int) -> None:
-    """Log to stderr: with each line's syslog priority when that is the journal (JournalFormatter), and
-    there an uncaught error's traceback too (it came in as "info"); else with a timestamp. Also in the
-    learn-mode child (childproc), whose stderr is the daemon's."""
+    """Log to stderr: with each line's syslog priority when that is the journal (JournalFormatter); else
+    with a timestamp. Also in the learn-mode child (childproc), whose stderr is the daemon's."""
     log_handler = logging.StreamHandler(sys.stderr)
     if _stderr_is_journal():
         log_handler.setFormatter(JournalFormatter("%(levelname)s %(name)s: %(message)s"))
-
-        def excepthook(kind, value, tb) -> None:
-            logging.getLogger("lograven").critical("uncaught error, stopping", exc_info=(kind, value, tb))
-
-        sys.excepthook = excepthook
     else:
         log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[log_handler])
@@ -1231,6 +1226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        if not _stderr_is_journal():
+            raise
+        # the traceback as lines of the journal at "critical" (printed by Python, it came in as "info")
+        logging.getLogger("lograven").critical("uncaught error, stopping", exc_info=True)
+        return 1
     except BrokenPipeError:
         # `lograven score ... | head`: the reader went away; not an error
         try:

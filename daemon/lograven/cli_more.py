@@ -16,10 +16,21 @@ from lograven.errors import LogravenError
 from lograven.osutil import write_text_replacing
 
 AddParser = Callable[[object, str, str, str], argparse.ArgumentParser]
-FormatArgs = Callable[[argparse.ArgumentParser], None]
+FormatArgs = Callable[..., None]  # cli._format_args
 
 BGL_FORMAT = r"regex:^\S+ \S+ (?P<host>\S+) (?P<timestamp>\S+) \S+ \S+ (?P<program>\S+) \S+ (?P<message>.*)$"
 HDFS_FORMAT = r"regex:^(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\S+) (?P<program>\S+): (?P<message>.*)$"
+
+
+def _is_standard_output(path: str) -> bool:
+    """Whether `path` is the file standard output already writes (/dev/stdout, /dev/fd/1, or the file
+    `> FILE` redirected it to): opened again for writing, it was truncated under the table printed
+    before, or it lost what `>>` had kept."""
+    try:
+        st, out = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino)
 
 
 def register(sub, add: AddParser, format_args: FormatArgs) -> None:
@@ -110,7 +121,7 @@ def _register_evaluate(sub, add: AddParser, format_args: FormatArgs) -> None:
     mode.add_argument("--sessions", metavar="CSV", help="session labels BlockId,Label (Normal/Anomaly); needs --stream-key")
     p.add_argument("logfile", nargs="?", metavar="LOGFILE", help="the labelled log (not with --structured)")
     p.add_argument("--config", metavar="YAML", help="YAML config (training.* and detectors.* options); defaults if omitted")
-    format_args(p)
+    format_args(p, config_stream=False)
     p.add_argument("--train-fraction", type=float, default=None, metavar="F",
                    help="share of the lines (--labels) or sessions (--sessions), in order, used for training (default 0.8)")
     p.add_argument("--session-split", choices=["pool", "normal"], default=None,
@@ -203,7 +214,7 @@ def cmd_evaluate(args) -> int:
         ev.warn_unparsed(result)
     text = ev.dumps(result)
     table = result.table()
-    if args.json == "-":
+    if args.json == "-" or (args.json and _is_standard_output(args.json)):  # --json /dev/stdout: as `-`, not a file reopened
         print(text)
         print(table, file=sys.stderr)
         return 0

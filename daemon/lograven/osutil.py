@@ -132,21 +132,23 @@ def compression_of(head: bytes) -> str | None:
 def write_text_replacing(path: str | os.PathLike, text: str) -> None:
     """Write a file whole or not at all: into a temporary file beside it, synced, then renamed over it.
     A full disk leaves the previous file as it was (not a truncated one), and no temporary file.
-    Only a regular file itself (or a new one) is replaced so: a symbolic link (`/dev/stdout`, a link
-    to a result kept elsewhere), a device or a FIFO is written through, as open() does; renaming over
-    /dev/stdout as root would replace the system's link."""
+    A symbolic link stays: the regular file it names is replaced so. A device, a FIFO, or a link to a
+    descriptor (`/dev/stdout`, `/dev/fd/N`) is written through, as open() does (renaming over
+    /dev/stdout as root would replace the system's link)."""
     import stat
     import tempfile
 
     path = os.fspath(path)
+    target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        in_place = not stat.S_ISREG(os.lstat(path).st_mode)
+        in_place = _names_a_descriptor(path) or not stat.S_ISREG(os.stat(target).st_mode)
     except FileNotFoundError:
         in_place = False
     if in_place:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return
+    path = target
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=directory)
     try:
@@ -165,6 +167,18 @@ def write_text_replacing(path: str | os.PathLike, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _names_a_descriptor(path: str) -> bool:
+    """Whether `path` is, or links (through any number of links) to, /proc/.../fd/N or /dev/fd/N."""
+    p = os.path.abspath(path)
+    for _ in range(40):
+        if p.startswith(("/proc/", "/dev/fd/")):
+            return True
+        if not os.path.islink(p):
+            return False
+        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+    return False
 
 
 def _umask() -> int:
@@ -198,8 +212,9 @@ def uninterrupted():
     try:
         yield
     finally:
-        _uninterrupted -= 1
-        if not _uninterrupted and _held_signal is not None:
-            signum, _held_signal = _held_signal, None
+        if _uninterrupted == 1 and _held_signal is not None:
+            signum, _held_signal = _held_signal, None  # taken before the block ends: a second one raises itself
+            _uninterrupted -= 1
             raise SystemExit(128 + signum)
+        _uninterrupted -= 1
 
