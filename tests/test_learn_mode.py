@@ -204,6 +204,34 @@ def test_a_training_child_killed_by_the_kernel_says_what_probably_happened(tmp_p
         run_training_child("train", Corpus(), cfg=Config().to_dict(), out=str(tmp_path / "m"), tick=kill_it)
 
 
+def test_a_training_child_stopped_by_sigterm_is_stopped_not_failed(tmp_path, caplog):
+    """systemd stopping the service sends SIGTERM to the learn-mode child too: it ends as an exception
+    (its cleanups run, and never between the renames of a new bundle), says so, and the daemon takes it
+    as stopped (None), not as a failed training (which would count toward the back-off)."""
+    import multiprocessing as mp
+
+    from lograven.childproc import run_training_child
+    from lograven.config import Config
+    from lograven.generator import LogGenerator, write_log
+    from lograven.training import read_corpus
+
+    log = tmp_path / "messages"
+    write_log(log, LogGenerator(seed=1).lines(3000))
+    sent = []
+
+    def term_once_working(status: str) -> None:  # the child reports progress: its handler is in place
+        for child in mp.active_children():
+            if child.name.startswith("lograven-") and child.pid and not sent:
+                sent.append(child.pid)
+                os.kill(child.pid, signal.SIGTERM)
+
+    with caplog.at_level("WARNING", logger="lograven.childproc"):
+        result = run_training_child("train", read_corpus([str(log)]), cfg=Config().to_dict(), out=str(tmp_path / "m"),
+                                    on_status=term_once_working)  # fmt: skip
+    assert sent and result is None and "child was stopped (SIGTERM)" in caplog.text
+    assert not (tmp_path / "m").exists() and [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
 def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, caplog):
     """A training killed again and again (the OOM killer; systemd restarts the daemon at once) is not
     retried every few seconds: each failure is recorded in state_dir, and the next start waits 1, 2, 4 ...

@@ -87,6 +87,9 @@ def _child(kind: str, corpus_path: str, out: str, cfg: dict, model: str | None, 
             q.put(("done", summary))
     except LogravenError as e:
         q.put(("error", str(e)))
+    except SystemExit as e:
+        # SIGTERM (terminate_as_exit): the daemon stopping it, or systemd stopping the whole service
+        q.put(("stopped", None) if e.code == 128 + signal.SIGTERM else ("error", f"SystemExit: {e.code}"))
     except BaseException as e:  # noqa: BLE001 - report everything to the parent
         q.put(("error", f"{type(e).__name__}: {e}"))
 
@@ -142,6 +145,9 @@ def run_training_child(
                 elif msg == "done":
                     result = payload
                     break
+                elif msg == "stopped":  # terminated from outside (systemd stopping the service): not a failure
+                    log.warning("the %s child was stopped (SIGTERM); it restarts next time", kind)
+                    return None
                 else:
                     raise LogravenError(f"{kind} failed: {payload}")
         finally:
