@@ -727,3 +727,18 @@ def test_a_standard_output_that_cannot_be_written_is_an_error_not_a_traceback(tm
     closed = subprocess.run([sys.executable, "-m", "lograven", *argv], stderr=subprocess.PIPE, text=True, timeout=120,
                             preexec_fn=lambda: os.close(1))  # fmt: skip
     assert closed.returncode == 1 and "standard output is closed" in closed.stderr, closed.stderr
+
+
+@pytest.mark.skipif(not (DEFAULT / "manifest.json").exists(), reason="needs models/default")
+def test_score_into_a_reader_that_goes_away_is_not_an_error(tmp_path) -> None:
+    """`lograven score ... | head -1`: the reader closes the pipe; exit 0 and no traceback. (A catch-all
+    for the journal, put before the BrokenPipeError clause, once turned this into a double traceback.)"""
+    log = tmp_path / "messages"
+    write_log(log, LogGenerator(seed=3).lines(20_000))
+    p = subprocess.Popen([sys.executable, "-m", "lograven", "score", "--model", str(DEFAULT), str(log)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()  # as `head -1` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0 and "Traceback" not in err, err[-2000:]

@@ -374,7 +374,9 @@ def test_score_and_learn_read_lines_as_the_model_was_trained(tmp_path, capsys) -
 
 def test_a_json_result_through_a_link_is_written_through_it(tmp_path) -> None:
     """--json /dev/stdout (a link to /proc/self/fd/1) was renamed over, which as root replaces the
-    system's /dev/stdout; a link to a result kept elsewhere lost its link. Links are written through."""
+    system's /dev/stdout; a link to a result kept elsewhere lost its link. Links are written through by
+    open(), so the kernel's protection of links in sticky directories still applies; a regular file is
+    replaced whole, keeping its mode."""
     from lograven.osutil import write_text_replacing
 
     kept = tmp_path / "results" / "r.json"
@@ -393,8 +395,10 @@ def test_a_json_result_through_a_link_is_written_through_it(tmp_path) -> None:
     os.close(r)
     plain = tmp_path / "plain.json"
     write_text_replacing(plain, "a\n")
-    write_text_replacing(plain, "b\n")
+    plain.chmod(0o640)
+    write_text_replacing(plain, "b\n")  # replaced, with the mode it had
     assert plain.read_text() == "b\n" and sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "r.json", "results", "stdout"]
+    assert (plain.stat().st_mode & 0o777) == 0o640
 
 
 def test_a_model_that_did_not_record_how_its_lines_were_read_sets_no_default(bundle_copy) -> None:

@@ -212,6 +212,7 @@ def test_a_training_child_stopped_by_sigterm_is_stopped_not_failed(tmp_path, cap
 
     from lograven.childproc import run_training_child
     from lograven.config import Config
+    from lograven.errors import LogravenError
     from lograven.generator import LogGenerator, write_log
     from lograven.training import read_corpus
 
@@ -225,11 +226,23 @@ def test_a_training_child_stopped_by_sigterm_is_stopped_not_failed(tmp_path, cap
                 sent.append(child.pid)
                 os.kill(child.pid, signal.SIGTERM)
 
+    asked = []
+
+    def stopping_once_asked_again() -> bool:  # the daemon's own SIGTERM, seen after the child's message came
+        if sent:
+            asked.append(1)
+        return len(asked) > 1
+
     with caplog.at_level("WARNING", logger="lograven.childproc"):
         result = run_training_child("train", read_corpus([str(log)]), cfg=Config().to_dict(), out=str(tmp_path / "m"),
-                                    on_status=term_once_working)  # fmt: skip
+                                    on_status=term_once_working, should_stop=stopping_once_asked_again)  # fmt: skip
     assert sent and result is None and "child was stopped (SIGTERM)" in caplog.text
     assert not (tmp_path / "m").exists() and [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    # the child alone stopped (an admin's kill), the daemon going on: a failed training, said
+    sent.clear()
+    with pytest.raises(LogravenError, match="stopped by a SIGTERM from outside lograven"):
+        run_training_child("train", read_corpus([str(log)]), cfg=Config().to_dict(), out=str(tmp_path / "m"),
+                           on_status=term_once_working)  # fmt: skip
 
 
 def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, caplog):

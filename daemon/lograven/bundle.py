@@ -275,6 +275,8 @@ def _replace_dir(tmp: Path, out: Path) -> None:
             except BaseException:  # an error, or Ctrl-C (which uninterrupted() does not hold back)
                 if os.path.lexists(old) and not os.path.lexists(out):
                     os.rename(old, out)  # put the previous bundle back
+                elif os.path.lexists(old):
+                    shutil.rmtree(old, ignore_errors=True)  # interrupted once the new one was in place
                 raise
             shutil.rmtree(old, ignore_errors=True)
     else:

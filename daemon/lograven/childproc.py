@@ -145,9 +145,11 @@ def run_training_child(
                 elif msg == "done":
                     result = payload
                     break
-                elif msg == "stopped":  # terminated from outside (systemd stopping the service): not a failure
-                    log.warning("the %s child was stopped (SIGTERM); it restarts next time", kind)
-                    return None
+                elif msg == "stopped":  # SIGTERM: systemd stopping the whole service, or someone the child alone
+                    if should_stop():
+                        log.warning("the %s child was stopped (SIGTERM); it restarts next time", kind)
+                        return None
+                    raise LogravenError(f"{kind} child process was stopped by a SIGTERM from outside lograven")
                 else:
                     raise LogravenError(f"{kind} failed: {payload}")
         finally:

@@ -1226,12 +1226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception:
-        if not _stderr_is_journal():
-            raise
-        # the traceback as lines of the journal at "critical" (printed by Python, it came in as "info")
-        logging.getLogger("lograven").critical("uncaught error, stopping", exc_info=True)
-        return 1
     except BrokenPipeError:
         # `lograven score ... | head`: the reader went away; not an error
         try:
@@ -1239,6 +1233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except Exception:  # after BrokenPipeError, an Exception too
+        if not _stderr_is_journal():
+            raise
+        # the traceback as lines of the journal at "critical" (printed by Python, it came in as "info")
+        logging.getLogger("lograven").critical("uncaught error, stopping", exc_info=True)
+        return 1
     except SystemExit as e:
         if e.code == 128 + signal.SIGTERM:
             print(f"{'<4>' if _stderr_is_journal() else ''}lograven {args.command}: stopped by SIGTERM", file=sys.stderr)

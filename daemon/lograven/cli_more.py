@@ -166,7 +166,10 @@ def cmd_evaluate(args) -> int:
     if args.json and args.json != "-":
         # said now, not after minutes of training
         target = Path(args.json)
-        out_dir = target.resolve().parent
+        try:
+            out_dir = target.resolve().parent
+        except (OSError, RuntimeError) as e:  # a loop of links (RuntimeError before Python 3.13)
+            raise LogravenError(f"--json {args.json}: cannot be resolved ({e}); give another path") from None
         if target.is_dir():
             raise LogravenError(f"--json {args.json}: is a directory; give a file name")
         if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):

@@ -130,36 +130,38 @@ def compression_of(head: bytes) -> str | None:
 
 
 def write_text_replacing(path: str | os.PathLike, text: str) -> None:
-    """Write a file whole or not at all: into a temporary file beside it, synced, then renamed over it.
-    A full disk leaves the previous file as it was (not a truncated one), and no temporary file.
-    A symbolic link stays: the regular file it names is replaced so. A device, a FIFO, or a link to a
-    descriptor (`/dev/stdout`, `/dev/fd/N`) is written through, as open() does (renaming over
-    /dev/stdout as root would replace the system's link)."""
+    """Write a file whole or not at all: into a temporary file beside it, synced, then renamed over it,
+    with the replaced file's mode (and, as root, its owner). A full disk leaves the previous file as it
+    was (not a truncated one), and no temporary file.
+    Only a regular file itself (or a new one) is replaced so. A symbolic link, a device or a FIFO is
+    written through by open(), as before: the kernel's checks on links apply (fs.protected_symlinks:
+    root never follows another user's link in /tmp), and /dev/stdout is not renamed over."""
     import stat
     import tempfile
 
     path = os.fspath(path)
-    target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        in_place = _names_a_descriptor(path) or not stat.S_ISREG(os.stat(target).st_mode)
+        old = os.lstat(path)
     except FileNotFoundError:
-        in_place = False
-    if in_place:
+        old = None
+    if old is not None and not stat.S_ISREG(old.st_mode):
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return
-    path = target
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            # by descriptor: a name in a directory others may write could be swapped for a link meanwhile
+            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~_umask())
+            if old is not None and os.geteuid() == 0:
+                try:
+                    os.fchown(f.fileno(), old.st_uid, old.st_gid)
+                except OSError:
+                    pass
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())  # as open() would have made it
-        except OSError:
-            pass
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -167,18 +169,6 @@ def write_text_replacing(path: str | os.PathLike, text: str) -> None:
         except OSError:
             pass
         raise
-
-
-def _names_a_descriptor(path: str) -> bool:
-    """Whether `path` is, or links (through any number of links) to, /proc/.../fd/N or /dev/fd/N."""
-    p = os.path.abspath(path)
-    for _ in range(40):
-        if p.startswith(("/proc/", "/dev/fd/")):
-            return True
-        if not os.path.islink(p):
-            return False
-        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
-    return False
 
 
 def _umask() -> int:
@@ -212,9 +202,9 @@ def uninterrupted():
     try:
         yield
     finally:
-        if _uninterrupted == 1 and _held_signal is not None:
-            signum, _held_signal = _held_signal, None  # taken before the block ends: a second one raises itself
-            _uninterrupted -= 1
-            raise SystemExit(128 + signum)
         _uninterrupted -= 1
+        if not _uninterrupted:
+            signum, _held_signal = _held_signal, None
+            if signum is not None:
+                raise SystemExit(128 + signum)
 
