@@ -814,6 +814,12 @@ def test_allowlist_file_that_is_not_a_rules_list(tmp_path, caplog):
         assert why in caplog.text and "keeping the previous rules (1 valid)" in caplog.text
         assert al.matches(_alert())  # the rule it had still suppresses
         caplog.clear()
+    # `lograven allow` says it once, as its error (it was logged as well)
+    from lograven import cli
+
+    with caplog.at_level("ERROR", logger="lograven.allowlist"):
+        assert cli.main(["allow", "--list", "--allowlist", str(path)]) == 1
+    assert "unreadable allowlist" not in caplog.text
 
 
 def test_allow_list_shows_invalid_rules_and_remove_fixes_them(tmp_path):

@@ -385,10 +385,12 @@ class Allowlist:
     _reported: tuple | None = None  # the file version whose invalid rules were logged
     _failing: set = field(default_factory=set)  # ids of rules whose matching failed (logged once)
     _renumbered: set = field(default_factory=set)  # ids of rules found naming a type renumbered since (logged once)
+    load: bool = True  # read the file now, as the daemon does (False: the CLI's strict reload() says what is wrong, once)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        self.reload(strict=False)
+        if self.load:
+            self.reload(strict=False)
 
     @property
     def valid_rules(self) -> list[Rule]:

@@ -920,8 +920,8 @@ def cmd_allow(args) -> int:
     from lograven.config import parse_duration
 
     cfg = _daemon_config(args, defaulted=args.allowlist is None or bool(args.alert_id and args.alerts is None))
-    al = Allowlist(Path(args.allowlist) if args.allowlist else cfg.allowlist_path())
-    al.reload(strict=True)
+    al = Allowlist(Path(args.allowlist) if args.allowlist else cfg.allowlist_path(), load=False)
+    al.reload(strict=True)  # a file that cannot be read is the command's error, said once
     if args.list:
         if not al.rules:
             print(f"{al.path}: no rules")
