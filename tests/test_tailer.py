@@ -2124,8 +2124,58 @@ TailerModel.TestCase.settings = settings(
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
+    # the same examples on every run (CI must not fail by the draw); LOGRAVEN_TAILER_RANDOM=1 explores
+    # new ones, as a soak does (with LOGRAVEN_TAILER_EXAMPLES=20000): its finds become tests below
+    derandomize=not os.environ.get("LOGRAVEN_TAILER_RANDOM"),
 )
 test_tailer_model = TailerModel.TestCase
+
+
+def _model_case_two_watchers_on_one_copy(s: TailerModel) -> None:
+    s.setup(glob_mode=False, numbered=True, start_end=False, initial=[], initial_partial=None)
+    s.write_partial(more=1, old=False, pad=0)
+    s.rotate()
+    s.rotate()
+    s.poll(limit=None)
+    s.stop(ack_fraction=0.5)
+    s.write_partial(more=1, old=False, pad=0)
+    s.rotate()
+    s.start()
+    s.poll(limit=None)
+
+
+def _model_case_four_rotations_while_stopped(s: TailerModel) -> None:
+    s.setup(glob_mode=False, numbered=True, start_end=False, initial=[], initial_partial=None)
+    s.stop(ack_fraction=1.0)
+    s.write_partial(more=1, old=False, pad=0)
+    s.rotate()
+    s.start()
+    s.rotate()
+    s.stop(ack_fraction=1.0)
+    s.rotate()
+    s.rotate()
+    s.write_lines(old=False, pads=[0, 0, 0])
+    s.rotate()
+    s.rotate()
+    s.start()
+    s.poll(limit=5)
+
+
+@pytest.mark.parametrize("case", [
+    _model_case_two_watchers_on_one_copy,
+    pytest.param(_model_case_four_rotations_while_stopped, marks=pytest.mark.xfail(strict=True, reason=(
+        "known, found by the model on 2026-12-07: rotated four times across two stops, a file that began "
+        "with one byte of a line is read again from its start (a line read twice); not fixed yet"))),
+])  # fmt: skip
+def test_tailer_model_cases_found_by_a_random_run(case) -> None:
+    """Cases the randomized model found (2026-12-07). The first stopped the reader with a KeyError: two
+    draining watchers held one inode (the checkpoint's rotated file, and the copy of a file truncated
+    while lograven was stopped), and closing the second found its entry gone."""
+    s = TailerModel()
+    try:
+        case(s)
+    finally:
+        s.teardown()
 
 
 @pytest.mark.parametrize("then", ["", "rotate", "write to the old file"])

@@ -1165,7 +1165,8 @@ class Tailer:
                 del self._read_old[next(iter(self._read_old))]
         watcher.close()
         self._draining.remove(watcher)
-        del self._by_devino[watcher.devino]
+        if self._by_devino.get(watcher.devino) is watcher:  # another watcher may hold the inode now
+            del self._by_devino[watcher.devino]
         if watcher.acked < watcher.last_emitted_end:  # its position stays in positions() until acknowledged
             watcher.size = max(watcher.size, watcher.scan_pos)
             self._retired.append(watcher)
