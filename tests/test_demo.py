@@ -78,14 +78,12 @@ def test_an_injection_the_daemon_had_not_read_at_the_stop_is_not_counted_as_miss
     from lograven import demo
 
     log = tmp_path / "messages"
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "checkpoint.json").write_text(json.dumps(
-        {"state": {"positions": {"0": {str(log): {"file_id": "x", "offset": 300, "fingerprint_len": 64}}}}}))
+    state = {"positions": {"0": {str(log): {"file_id": "x", "offset": 300, "fingerprint_len": 64}}}}  # Checkpointer.load
     writer = SimpleNamespace(offsets=[0, 100, 200, 300, 400], written=5,
                              injected=[("unseen_type", "a", 100), ("unseen_type", "b", 200), ("unseen_type", "c", 400)])
     alerts = tmp_path / "alerts.jsonl"
     alerts.write_text(json.dumps({"offset": 100, "detectors": [{"name": "unknown_type"}]}) + "\n")
-    s = demo._summary(alerts, writer, 1.0, demo._read_to(tmp_path / "state", log))
+    s = demo._summary(alerts, writer, 1.0, demo._read_to(state, log))
     assert s["injected_caught"]["unseen_type"] == {"caught": 1, "injected": 2} and s["injected_not_read"] == 1
     assert "not read before the stop: 1" in demo._format_summary(s)
-    assert demo._read_to(tmp_path / "nothing", log) is None  # no checkpoint: everything counts, as before
+    assert demo._read_to(None, log) is None  # no checkpoint: everything counts, as before

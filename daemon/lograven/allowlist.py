@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import secrets
-import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -37,7 +36,7 @@ from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
 from lograven.masking import HOST, REST, line_pattern
-from lograven.osutil import read_limited
+from lograven.osutil import keep_access, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -337,23 +336,6 @@ def _invalid_error(path: Path, r: InvalidRule, n_valid: int) -> str:
             f"The other {n_valid} valid rule(s) are in force")
 
 
-def _keep_access(fd: int, path: Path) -> None:
-    """Give the new allowlist file the old one's mode and owner (mkstemp makes it 0600, the caller's): run
-    as root, `lograven allow` must not leave a file the daemon's user can no longer read. A first file
-    gets 0644 less the umask, and its directory's group."""
-    try:
-        st = os.stat(path)
-        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        parent = os.stat(path.parent)
-        mode, uid, gid = 0o644 & ~umask, -1, parent.st_gid
-    os.fchmod(fd, mode)
-    if os.geteuid() == 0:
-        os.fchown(fd, uid, gid)
-
-
 ALLOWLIST_MAX_BYTES = 64 * 2**20  # about 200,000 rules
 
 
@@ -499,7 +481,7 @@ class Allowlist:
             raise LogravenError(f"{self.path}: cannot write the allowlist: cannot create a file in "
                                 f"{self.path.parent} ({e.strerror or e}); {fix}") from e
         try:
-            _keep_access(fd, self.path)
+            keep_access(fd, self.path, first_mode=0o644, group_of_directory=True)  # the daemon's user reads it
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(doc, f, indent=1)
                 f.flush()

@@ -640,11 +640,12 @@ def cmd_check(args) -> int:
 
     from lograven.allowlist import allowlist_problems
 
+    paths = _output_paths(cfg)  # where `run` could not write: warned about, and failed on when no user can
     if stdin:
         src = cfg.sources[0]
         print(f"plugin mode: lines come on standard input, parsed as format {src.format}, stream {src.stream} "
               "(the first source's; its paths are not read)")
-        warnings = _output_warnings(cfg, plugin=True)
+        warnings = _output_warnings(cfg, plugin=True, paths=paths)
         if cfg.learn.schedule_seconds:
             warnings.append("learn.schedule is not applied in plugin mode: run `lograven learn` on new normal data, "
                             "and the plugin follows the model directory's `current` version")
@@ -655,7 +656,7 @@ def cmd_check(args) -> int:
         else:
             warnings += [w for w in _service_user_warnings(cfg, args.user, plugin=True) if w not in warnings]
     else:
-        warnings = [*source_warnings(cfg), *_output_warnings(cfg), *allowlist_problems(cfg.allowlist_path())]
+        warnings = [*source_warnings(cfg), *_output_warnings(cfg, paths=paths), *allowlist_problems(cfg.allowlist_path())]
         warnings += [w for w in _service_user_warnings(cfg, args.user) if w not in warnings]
     if b is not None:
         from lograven.service import trained_with_warnings
@@ -665,12 +666,8 @@ def cmd_check(args) -> int:
         print(f"warning: {warning}")
     # a path that cannot exist (a file where a directory must be) fails `run` for every user: not only a
     # warning, or `check && systemctl reload` passes a configuration the daemon then refuses
-    for what, path, directory in (("state_dir", cfg.effective_state_dir(), True),
-                                  ("alerts.jsonl.path", Path(cfg.alerts.jsonl.path), False)):
-        if what == "alerts.jsonl.path" and not cfg.alerts.jsonl.enabled:
-            continue
-        why = _unwritable(path, directory=directory)
-        if why is not None and why.endswith(_STRUCTURAL):
+    for what, path, why in paths:
+        if why.endswith(_STRUCTURAL):
             raise LogravenError(f"{args.config or 'the configuration'}: {what} {path}: {why}; choose another path")
     from lograven.metrics import listen_problem
 
@@ -791,19 +788,35 @@ def _unwritable(path: Path, directory: bool) -> str | None:
 _STRUCTURAL = ("not a directory", "not a file")  # _unwritable's words for a path no user can write
 
 
-def _output_warnings(cfg, plugin: bool = False) -> list[str]:
-    """What `run` would refuse or fail to write, said by `check` (as this user; under systemd,
-    StateDirectory= provides the state directory)."""
+def _output_paths(cfg) -> list[tuple[str, Path, str]]:
+    """state_dir and the alerts file where this user could not write them: (key, path, why)."""
     out = []
     state = cfg.effective_state_dir()
     if (why := _unwritable(state, directory=True)) is not None:
-        out.append(f"state_dir {state}: {why} for {whoami()}; `run` needs to write there")
-    if cfg.alerts.jsonl.enabled and (why := _unwritable(Path(cfg.alerts.jsonl.path), directory=False)) is not None:
-        hint = ("the plugin as this user would refuse to start" if plugin else "`run` as this user would refuse to start "
-                "(check as the service's user: `sudo -u lograven lograven check --config FILE`)")
-        out.append(f"alerts.jsonl.path {cfg.alerts.jsonl.path}: {why} for {whoami()}; {hint}")
-    sock = cfg.alerts.syslog.socket
-    if cfg.alerts.syslog.enabled and os.path.exists(sock) and not stat.S_ISSOCK(os.stat(sock).st_mode):
+        out.append(("state_dir", state, why))
+    alerts = Path(cfg.alerts.jsonl.path)
+    if cfg.alerts.jsonl.enabled and (why := _unwritable(alerts, directory=False)) is not None:
+        out.append(("alerts.jsonl.path", alerts, why))
+    return out
+
+
+def _output_warnings(cfg, plugin: bool = False, paths: list[tuple[str, Path, str]] | None = None) -> list[str]:
+    """What `run` would refuse or fail to write, said by `check` (as this user; under systemd,
+    StateDirectory= provides the state directory). `paths`: _output_paths(cfg), when computed already."""
+    out = []
+    for what, path, why in _output_paths(cfg) if paths is None else paths:
+        if what == "state_dir":
+            out.append(f"state_dir {path}: {why} for {whoami()}; `run` needs to write there")
+        else:
+            hint = ("the plugin as this user would refuse to start" if plugin else "`run` as this user would refuse to "
+                    "start (check as the service's user: `sudo -u lograven lograven check --config FILE`)")
+            out.append(f"alerts.jsonl.path {path}: {why} for {whoami()}; {hint}")
+    try:
+        sock_mode = os.stat(cfg.alerts.syslog.socket).st_mode if cfg.alerts.syslog.enabled else None
+    except OSError:
+        sock_mode = None  # not there (yet): `run` retries
+    if sock_mode is not None and not stat.S_ISSOCK(sock_mode):
+        sock = cfg.alerts.syslog.socket
         out.append(f"alerts.syslog.socket {sock}: is not a socket; alerts would not reach syslog (is the syslog "
                    "daemon running and listening there? journald's is /dev/log or /run/systemd/journal/syslog)")
     from lograven.metrics import exposure_warning
@@ -1133,25 +1146,20 @@ class _GuardedStdout:
     def __init__(self, stream) -> None:
         self._stream = stream
 
-    def _failed(self, e: OSError) -> StdoutWriteError:
-        return StdoutWriteError(f"cannot write to standard output: {e.strerror or e}; free space where it goes, "
-                                "or redirect it elsewhere (> FILE)")
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutWriteError(f"cannot write to standard output: {e.strerror or e}; free space where it goes, "
+                                   "or redirect it elsewhere (> FILE)") from None
 
     def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise self._failed(e) from None
+        return self._call("write", text)
 
     def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise self._failed(e) from None
+        self._call("flush")
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)

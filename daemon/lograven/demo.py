@@ -189,7 +189,7 @@ def run_demo(
             writer.stop_event.set()
             if timer:
                 timer.cancel()
-        summary = _summary(tmp / "alerts.jsonl", writer, time.monotonic() - t0, _read_to(tmp / "state", logfile))
+        summary = _summary(tmp / "alerts.jsonl", writer, time.monotonic() - t0, _read_to(svc.checkpointer.load(), logfile))
         out.write("\n" + _format_summary(summary) + "\n")
     finally:  # an error above too: the demo leaves nothing in /tmp unless asked to keep it
         if not keep:
@@ -199,16 +199,13 @@ def run_demo(
     return summary
 
 
-def _read_to(state_dir: Path, logfile: Path) -> int | None:
-    """How far the daemon had read the log when it stopped (its checkpoint's acknowledged offset)."""
-    try:
-        doc = json.loads((state_dir / "checkpoint.json").read_text(encoding="utf-8"))
-        for group in doc["state"]["positions"].values():
-            entry = group.get(str(logfile))
-            if isinstance(entry, dict) and isinstance(entry.get("offset"), int):
-                return entry["offset"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
+def _read_to(state: dict | None, logfile: Path) -> int | None:
+    """How far the daemon had read the log when it stopped: the acknowledged offset in its checkpoint's
+    `state` (Checkpointer.load), None without one."""
+    for group in ((state or {}).get("positions") or {}).values():
+        entry = group.get(str(logfile)) if isinstance(group, dict) else None
+        if isinstance(entry, dict) and isinstance(entry.get("offset"), int):
+            return entry["offset"]
     return None
 
 

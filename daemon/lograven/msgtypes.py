@@ -29,7 +29,6 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -229,14 +228,16 @@ class MessageTypes:
         Single-threaded: the SVD's and KMeans' floating-point sums, hence which signatures share a
         cluster, depend on how BLAS and OpenMP split the work, so the same lines gave other types with
         another number of threads (another machine, or a process that had called `limit_threads`)."""
-        from sklearn.cluster import KMeans  # imported (their thread pools loaded) before the limit
-        from sklearn.decomposition import TruncatedSVD
+        import sklearn.cluster  # noqa: F401  (load the thread pools, so that the limit reaches them)
+        import sklearn.decomposition  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
-            return self._cluster_one_thread(sigs, KMeans, TruncatedSVD)
+            return self._cluster_one_thread(sigs)
 
-    def _cluster_one_thread(self, sigs: list[tuple[str, ...]], KMeans: Any, TruncatedSVD: Any) -> np.ndarray:
+    def _cluster_one_thread(self, sigs: list[tuple[str, ...]]) -> np.ndarray:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import TruncatedSVD
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import Normalizer

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 
 
 class TooLarge(OSError):
@@ -136,7 +137,6 @@ def write_text_replacing(path: str | os.PathLike, text: str) -> None:
     Only a regular file itself (or a new one) is replaced so. A symbolic link, a device or a FIFO is
     written through by open(), as before: the kernel's checks on links apply (fs.protected_symlinks:
     root never follows another user's link in /tmp), and /dev/stdout is not renamed over."""
-    import stat
     import tempfile
 
     path = os.fspath(path)
@@ -152,13 +152,7 @@ def write_text_replacing(path: str | os.PathLike, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".tmp-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # by descriptor: a name in a directory others may write could be swapped for a link meanwhile
-            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~_umask())
-            if old is not None and os.geteuid() == 0:
-                try:
-                    os.fchown(f.fileno(), old.st_uid, old.st_gid)
-                except OSError:
-                    pass
+            keep_access(f.fileno(), path)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -171,10 +165,22 @@ def write_text_replacing(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def keep_access(fd: int, path: str | os.PathLike, first_mode: int = 0o666, group_of_directory: bool = False) -> None:
+    """Give a new file about to replace `path` (mkstemp makes it 0600, the caller's) the old file's mode
+    and, run as root, its owner; by descriptor, as a name in a directory others may write could be
+    swapped for a link meanwhile. A first file gets `first_mode` less the umask, and with
+    `group_of_directory` its directory's group (a file the daemon's user must read, written by root)."""
+    try:
+        st = os.stat(path)
+        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode, uid = first_mode & ~umask, -1
+        gid = os.stat(os.path.dirname(os.path.abspath(path))).st_gid if group_of_directory else -1
+    os.fchmod(fd, mode)
+    if os.geteuid() == 0:
+        os.fchown(fd, uid, gid)
 
 
 # SIGTERM as an exception (see `terminate_as_exit`), held back inside `uninterrupted()` blocks

@@ -30,10 +30,10 @@ def load_weights(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]
     if missing:
         raise LogravenError(f"{path}: missing weights {missing}; retrain or restore the bundle")
     for k, a in arrays.items():
-        if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
-            # NaN weights loaded and silently turned a detector off (every probability NaN, no alert)
-            raise LogravenError(f"{path}: weights {k!r} are {'not numbers' if not np.issubdtype(a.dtype, np.number) else 'not finite (NaN or inf)'}; "
-                                "retrain or restore the bundle")
+        # NaN weights loaded and silently turned a detector off (every probability NaN, no alert)
+        what = "not numbers" if not np.issubdtype(a.dtype, np.number) else None if np.isfinite(a).all() else "not finite (NaN or inf)"
+        if what is not None:
+            raise LogravenError(f"{path}: weights {k!r} are {what}; retrain or restore the bundle")
     return arrays
 
 

@@ -1654,7 +1654,7 @@ class Tailer:
         except OSError:
             owner = -1  # no copy can match
         found = self._find_copy(watcher.path, owner, watcher.fp_hex, watcher.fp_len,
-                                lambda devino: devino in self._by_devino, self._read_before)
+                                lambda devino: devino in self._by_devino)
         if isinstance(found, str):  # the sources' patterns match the copy: it is read as a file of its own
             log.warning("%s was truncated or rewritten in place (copytruncate?); its copy %s is followed as a "
                         "file of its own (the patterns match it), so its lines are read (again) there. Name "
@@ -1691,12 +1691,11 @@ class Tailer:
         return old is not None and Fingerprinter.prefix(fd, old[1]) == old[0]
 
     def _find_copy(self, path: str, owner: int, fingerprint: str, fp_len: int,
-                   followed: Callable[[tuple[int, int]], bool],
-                   read_before: Callable[[int, os.stat_result], bool] | None = None) -> tuple[str, int, os.stat_result] | str | None:
+                   followed: Callable[[tuple[int, int]], bool]) -> tuple[str, int, os.stat_result] | str | None:
         """The copy of a truncated file beside it: a name starting with its name, a regular file (not a
         link: it could point anywhere) with the same owner and first bytes (the hash of its first
         `fp_len` bytes starts with `fingerprint`), not modified in the future, and not an old file
-        already `read_before`; the most recently modified. (name, open descriptor, stat); the name
+        already read to its end (`_read_before`); the most recently modified. (name, open descriptor, stat); the name
         alone when the copy is `followed` already (the patterns match it); or None."""
         directory, base = os.path.split(path)
         try:
@@ -1718,7 +1717,7 @@ class Tailer:
                 digest = Fingerprinter.prefix(fd, fp_len)
                 ok = ((st.st_dev, st.st_ino) == (lst.st_dev, lst.st_ino)
                       and digest is not None and digest.startswith(fingerprint)
-                      and not (read_before is not None and read_before(fd, st)))
+                      and not self._read_before(fd, st))
             except OSError:
                 ok = False
             if ok and followed((st.st_dev, st.st_ino)):
