@@ -2163,14 +2163,16 @@ def _model_case_four_rotations_while_stopped(s: TailerModel) -> None:
 
 @pytest.mark.parametrize("case", [
     _model_case_two_watchers_on_one_copy,
-    pytest.param(_model_case_four_rotations_while_stopped, marks=pytest.mark.xfail(strict=True, reason=(
-        "known, found by the model on 2026-12-07: rotated four times across two stops, a file that began "
-        "with one byte of a line is read again from its start (a line read twice); not fixed yet"))),
+    _model_case_four_rotations_while_stopped,
 ])  # fmt: skip
 def test_tailer_model_cases_found_by_a_random_run(case) -> None:
     """Cases the randomized model found (2026-12-07). The first stopped the reader with a KeyError: two
     draining watchers held one inode (the checkpoint's rotated file, and the copy of a file truncated
-    while lograven was stopped), and closing the second found its entry gone."""
+    while lograven was stopped), and closing the second found its entry gone. In the second, three
+    inodes took turns: the checkpoint's old file (one byte, `L`) had its inode reused by the new
+    main.log, which was taken for main.log truncated in place; its "copy", the first file beside it
+    starting with `L`, was the checkpointed main.log rotated to main.log.2, which was also resumed as
+    rotated while stopped: its lines were read twice."""
     s = TailerModel()
     try:
         case(s)

@@ -1292,8 +1292,9 @@ class Tailer:
             digest = Fingerprinter.prefix(fd, saved.fingerprint_len)
             if digest is not None and digest.startswith(saved.fingerprint):
                 return saved
-            log.warning("%s has the inode of the checkpointed file %s but not its content: "
-                        "that file is gone", path, saved.path)
+            what = "the old file of " if saved.rotated_from is not None else "the checkpointed file "
+            log.warning("%s has the inode of %s%s but not its content: that file is gone (its inode reused)",
+                        path, what, saved.path)
             return None
         return None
 
@@ -1423,8 +1424,12 @@ class Tailer:
             if (st.st_dev, st.st_ino) != (saved.dev, saved.ino) or (
                     digest is not None and digest.startswith(saved.fingerprint)):
                 continue  # the checkpointed file (or another one now): _take_saved decides
-            if path != saved.path:
-                continue  # another name now has that inode (reused after a deletion): not a truncation
+            if path != saved.path or saved.rotated_from is not None:
+                # another name now has that inode (reused after a deletion), or an old file of this path
+                # has its inode: renamed away, it never comes back as the live file. Not a truncation; its
+                # copy would be whatever file beside it starts with the same few bytes (the checkpointed
+                # live file, rotated while stopped and read as well: its lines twice)
+                continue
             self._pending_saved.remove(saved)
             self._truncated_at_start.add(path)
             self._stat(path).truncations += 1
