@@ -467,7 +467,7 @@ def test_split_sessions_pool_and_normal():
 LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 
 
-@pytest.mark.parametrize(("name", "ga", "exact"), [("Linux", 0.989, 107), ("OpenSSH", 1.0, 27), ("BGL", 0.989, 118), ("HDFS", 1.0, 14)])
+@pytest.mark.parametrize(("name", "ga", "exact"), [("Linux", 0.989, 107), ("OpenSSH", 1.0, 27), ("BGL", 0.987, 115), ("HDFS", 1.0, 14)])
 def test_grouping_accuracy_reproduces_docs_accuracy(name, ga, exact) -> None:
     """Issue acceptance: `lograven evaluate --structured` gives the GA figures of docs/accuracy.md."""
     from lograven.evaluate import evaluate_types

@@ -209,9 +209,17 @@ class MessageTypes:
             g = groups.setdefault((int(label), len(sig)), _Group([], []))
             g.sigs.append(sig)
             g.counts.append(count)
-        specs: dict[tuple[tuple[str, str], ...], int] = {}
-        for g in groups.values():
+        by_len: dict[int, dict[Spec, int]] = defaultdict(dict)
+        for (_, length), g in groups.items():
+            into = by_len[length]
             for spec, cnt in _merge_siblings(self._refine(g.sigs, g.counts), self.variable_min_distinct):
+                into[spec] = into.get(spec, 0) + cnt
+        # Siblings are siblings whichever cluster KMeans put them in: merged again across the clusters
+        # of each length, so that three users (or `x+`/`y+`/`z+`) become one variable, or not, by the
+        # rule and not by where a cluster boundary happened to fall for this seed (docs/accuracy.md).
+        specs: dict[Spec, int] = {}
+        for same_length in by_len.values():
+            for spec, cnt in _merge_siblings(list(same_length.items()), self.variable_min_distinct):
                 specs[spec] = specs.get(spec, 0) + cnt
         specs = _merge_into_runs(_merge_general(specs))
         ordered = sorted(specs.items(), key=lambda kv: (-kv[1], kv[0]))
