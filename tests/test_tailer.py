@@ -658,9 +658,37 @@ def test_deleted_file_is_drained_and_closed(tmp_path: Path) -> None:
         assert (entry["read_from"], entry["offset"], entry["size"]) == ("(deleted)", 0, 6)
         assert list(tailer.positions()[str(log)]) == ["rotated"]  # no file at the path now
         ack_all(tailer, lines)
-        assert tailer.positions() == {}
+        assert tailer.positions() == {str(log): {}}  # followed, no file there: see the test below
         assert tailer.stats()[str(log)].rotations == 0  # a deletion is not a rotation
         writer.close()
+
+
+@pytest.mark.parametrize("glob", [False, True])
+def test_a_file_created_while_stopped_where_the_checkpoint_had_none_is_read_from_its_start(
+        tmp_path: Path, glob: bool, caplog) -> None:
+    """logrotate `nocreate`, or a program that creates its log at its next write: the followed path has
+    no file when lograven stops, so the checkpoint had no entry for it, and a file created there while
+    lograven was stopped was read from its end (start_position `end`, as at a first start): its lines
+    were lost (review, 2026-12-07). The checkpoint now lists the path (or pattern) with an empty entry."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"old 1\n")
+    pattern = tmp_path / "*.log" if glob else log
+    with make([pattern], start_position="end") as tailer:
+        append(log, b"old 2\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"old 2"]
+        ack_all(tailer, lines)
+        log.rename(tmp_path / "app.log.1")  # nocreate: no app.log until the program writes again
+        assert tailer.poll() == []
+        saved = json.loads(json.dumps(tailer.positions()))
+    assert saved == {str(pattern): {}}
+    append(log, b"written while stopped 1\nwritten while stopped 2\n")
+    caplog.set_level(logging.INFO, logger="lograven.tailer")
+    with make([pattern], start_position="end", positions=saved) as tailer:
+        append(log, b"after the restart\n")
+        assert texts(tailer.poll()) == [b"written while stopped 1", b"written while stopped 2", b"after the restart"]
+    assert "appeared while lograven was stopped; reading it from the start" in caplog.text
+    assert "malformed" not in caplog.text
 
 
 @pytest.mark.parametrize("rewrite", [b"", b"c\n", b"a much longer first line than before\n"])

@@ -738,6 +738,7 @@ class Tailer:
         self._fd_warned = False  # a warning is out: say so when descriptors are free again
         self._warned_at: dict[str, float] = {}
 
+        self._known_absent: set[str] = set()  # paths and patterns the checkpoint followed, with no file then
         saved = self._parse_positions(positions)
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -748,7 +749,8 @@ class Tailer:
         self._not_text: dict[tuple[int, int], tuple[int, int]] = {}
         self._not_text_said: set[str] = set()
         self._dropped: list[FileWatcher] = []
-        checkpointed = self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
+        checkpointed = (self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
+                        | self._known_absent)
         self._checkpointed_patterns = [
             p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
         ]
@@ -920,6 +922,12 @@ class Tailer:
                 for w in self._live:
                     if (done := _processed_end(w, read)) is not None:
                         result[w.path]["read"] = done
+            for pattern in self._paths.patterns:
+                # followed, with no file now (rotated with `nocreate`, a log its program creates on its
+                # next write): an empty entry says so, so that a file appearing there while lograven is
+                # stopped is read from its start, not from its end as at a first start
+                if not any(fnmatch.fnmatchcase(path, pattern) for path in result):
+                    result[pattern] = {}
             return result
 
     def stats(self) -> dict[str, FileStats]:
@@ -1313,6 +1321,9 @@ class Tailer:
         result: list[_SavedPosition] = []
         for path, entry in (positions or {}).items():
             path = os.path.abspath(path)
+            if isinstance(entry, Mapping) and not entry:  # followed, no file there then (see positions())
+                self._known_absent.add(path)
+                continue
             rotated = entry.get("rotated") if isinstance(entry, Mapping) else None
             if isinstance(rotated, list):  # old files of this path, still to be read (see positions())
                 for item in rotated:
