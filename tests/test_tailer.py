@@ -1707,6 +1707,24 @@ def test_malformed_positions_are_ignored(tmp_path: Path, caplog: pytest.LogCaptu
     assert "malformed" in caplog.text
 
 
+def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A NUL in a path key or a rotated file's `read_from` (a damaged checkpoint that is still JSON) made
+    the Tailer raise ValueError at every start (review, 2026-12-07)."""
+    log = tmp_path / "app.log"
+    old = tmp_path / "app.log.1"
+    log.write_bytes(b"new\n")
+    old.write_bytes(b"read\nnot read\n")
+    st = old.stat()
+    with make([old], start_position="beginning") as tailer:  # the id of old with 5 bytes read
+        fid = tailer.poll()[0].file_id
+    rotated = {"file_id": fid, "offset": 5, "fingerprint_len": 14, "read_from": str(old) + "\0", "size": st.st_size}
+    saved = {str(log): {"rotated": [rotated]}, str(tmp_path / "x\0y"): {"file_id": fid, "offset": 1}}
+    with make([log], positions=saved, start_position="beginning") as tailer:
+        got = texts(tailer.poll())
+    assert "NUL byte in the path" in caplog.text
+    assert got == [b"not read", b"new"]  # the old file found beside its path, as without read_from
+
+
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), json.loads("1e999"), json.loads("-1e999"), 1e300])
 @pytest.mark.parametrize("field", ["offset", "fingerprint_len", "rotated offset", "rotated fingerprint_len",
                                    "rotated size"])

@@ -1320,6 +1320,9 @@ class Tailer:
     def _parse_positions(self, positions: Mapping[str, Mapping[str, Any]] | None) -> list[_SavedPosition]:
         result: list[_SavedPosition] = []
         for path, entry in (positions or {}).items():
+            if "\0" in path:  # no file name holds one: a damaged checkpoint (os calls would raise ValueError)
+                log.warning("ignoring a malformed checkpoint position for %r: a NUL byte in the path", path)
+                continue
             path = os.path.abspath(path)
             if isinstance(entry, Mapping) and not entry:  # followed, no file there then (see positions())
                 self._known_absent.add(path)
@@ -1356,7 +1359,7 @@ class Tailer:
                 read = None
             if rotated:
                 read_from = entry.get("read_from")
-                read_from = read_from if isinstance(read_from, str) and read_from else None
+                read_from = read_from if isinstance(read_from, str) and read_from and "\0" not in read_from else None
                 size = entry.get("size")
                 size = None if size is None else _checkpoint_number(size, MAX_CHECKPOINT_OFFSET)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
