@@ -219,7 +219,8 @@ def test_lines_longer_than_a_chunk_in_one_write(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
     with make([log], max_line_bytes=CHUNK_BYTES + 10) as tailer:
-        line = bytes(range(256)).replace(b"\n", b"") * 600  # > 2 chunks, binary content
+        # > 2 chunks, binary content (NUL bytes within the line; at a line's start they are skipped)
+        line = (bytes(range(1, 256)) + b"\0").replace(b"\n", b"") * 600
         append(log, line + b"\n" + line[: CHUNK_BYTES + 10] + b"\n")
         lines = tailer.poll()
         assert [(x.data, x.truncated) for x in lines] == [
@@ -1705,6 +1706,34 @@ def test_malformed_positions_are_ignored(tmp_path: Path, caplog: pytest.LogCaptu
     with make([log], positions=bad, start_position="beginning") as tailer:
         assert texts(tailer.poll()) == [b"x"]
     assert "malformed" in caplog.text
+
+
+@pytest.mark.parametrize("hole", [129, 3 * 64 * 1024 + 5])  # within one read, and across reads of 64 KiB
+def test_nul_bytes_of_a_copytruncate_under_a_writer_without_append_are_skipped(
+        tmp_path: Path, hole: int, caplog: pytest.LogCaptureFixture) -> None:
+    """copytruncate under `app > app.log` (no O_APPEND): the writer goes on at its old offset, so the file
+    starts with a hole of NULs. They were glued to the first line after it (a line that does not parse),
+    or with a hole past max_line_bytes, handed out instead of it: the line was lost (review, 2026-12-07)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], start_position="beginning", max_line_bytes=100) as tailer, open(log, "r+b", buffering=0) as w:
+        w.write(b"x" * (hole - 2) + b"\n")  # the writer's offset is now hole - 1
+        w.write(b"\n")
+        lines = tailer.poll()
+        assert [len(x.data) for x in lines] == [100, 0]
+        ack_all(tailer, lines)
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        w.write(b"first after the rotation\n")
+        w.write(b"in\0 a line\n\0\0\n")  # NULs within a line stay; a line of NULs is empty
+        lines = tailer.poll()
+        assert texts(lines) == [b"first after the rotation", b"in\0 a line", b""]
+        assert [x.offset for x in lines] == [hole, hole + 25, hole + 38]  # where they are in the file
+        assert f"{hole} NUL bytes before the line at byte {hole} were skipped" in caplog.text
+        ack_all(tailer, lines)
+        assert tailer.positions()[str(log)]["offset"] == log.stat().st_size
+        assert tailer.stats()[str(log)].bytes == 2 * hole + 25 + 11 + 3
+        assert caplog.text.count("NUL bytes before") == 1
 
 
 def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import stat
 import threading
 import time
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes read per system call; also the most a reader holds beyond max_line_bytes.
 CHUNK_BYTES = 64 * 1024
+#: The first byte that is not NUL: a line never starts with NUL bytes (see FileWatcher.read).
+_NOT_NUL = re.compile(rb"[^\x00]")
 #: Stats of paths that have not been seen for this long are forgotten (bounds label cardinality).
 STATS_RETENTION_SECONDS = 3600.0
 #: Of an old file read to its end, this many first bytes tell it from a copy that reuses its inode.
@@ -372,6 +375,8 @@ class FileWatcher:
         self.final = False  # no writer will add to it (a copy, a file let go): its last line is whole
         self.head_seen = -1  # bytes of a head too short to tell from a compressed file's, at grew_at
         self.letting_go = False  # draining: done with (rotate_wait over, seen at a pass); closed once read
+        self.nul_said = False  # NUL bytes before a line were skipped, and said
+        self.nul_from: int | None = None  # where the NUL bytes being skipped began
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
@@ -384,6 +389,7 @@ class FileWatcher:
         self.scan_pos = offset
         self.pending = bytearray()
         self.mid_line = False
+        self.nul_from = None
         self.acked = offset
         self.last_emitted_end = offset
         self.ids = set()
@@ -415,6 +421,12 @@ class FileWatcher:
                 return True
             start = 0
             while True:
+                if base + start == self.offset and chunk[start : start + 1] == b"\0":
+                    self._skip_nul(chunk, base, start, stats)
+                    start = self.offset - base
+                    if start == len(chunk):
+                        self.scan_pos = self.offset
+                        break
                 newline = chunk.find(b"\n", start)
                 if newline < 0:
                     room = max_len - len(self.pending)
@@ -441,6 +453,28 @@ class FileWatcher:
                     return False
             if len(chunk) < CHUNK_BYTES:
                 return True
+
+    def _skip_nul(self, chunk: bytes, base: int, start: int, stats: FileStats) -> None:
+        """NUL bytes where a line starts are skipped, not read as (part of) a line: a file truncated
+        in place (copytruncate) under a writer without O_APPEND (`app > app.log`) goes on at the
+        writer's old offset, so it begins with a hole of NULs as long as the file was. Glued to the
+        first line after it, they made a line that does not parse (an unknown-type alert at every
+        rotation), or, past max_line_bytes, a line of NULs instead of it. Counted as read bytes."""
+        if self.nul_from is None:
+            self.nul_from = base + start
+        found = _NOT_NUL.search(chunk, start)
+        stop = base + (found.start() if found else len(chunk))
+        if self.acked == self.offset:  # nothing outstanding
+            self.acked = stop
+        stats.bytes += stop - (base + start)
+        self.offset = stop
+        if found:
+            if not self.nul_said:
+                self.nul_said = True
+                log.warning("%s: %d NUL bytes before the line at byte %d were skipped (a file truncated in "
+                            "place under a writer that does not append? Use logrotate's `create`, or have "
+                            "the program open its log for appending)", self.path, stop - self.nul_from, stop)
+            self.nul_from = None
 
     def _hand_out(self, out: list[RawLine], line_start: int, end: int, data: bytes, truncated: bool,
                   skip: Callable[[bytes], bool] | None, stats: FileStats) -> bool:
