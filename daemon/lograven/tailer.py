@@ -421,7 +421,7 @@ class FileWatcher:
                 return True
             start = 0
             while True:
-                if base + start == self.offset and chunk[start : start + 1] == b"\0":
+                if chunk.startswith(b"\0", start) and base + start == self.offset:
                     self._skip_nul(chunk, base, start, stats)
                     start = self.offset - base
                     if start == len(chunk):
