@@ -1736,6 +1736,46 @@ def test_nul_bytes_of_a_copytruncate_under_a_writer_without_append_are_skipped(
         assert caplog.text.count("NUL bytes before") == 1
 
 
+def test_a_checkpointed_file_that_cannot_be_looked_at_keeps_its_position(tmp_path: Path, monkeypatch) -> None:
+    """The log's directory cannot be searched at a start (reset to 0700 by a package upgrade; simulated:
+    the tests run as root): its saved position was forgotten, so once the directory was fixed the file
+    was read again from its start (line 1 twice), or after another restart from its end (line 2 lost)
+    (review, 2026-12-07). The position now waits, in the checkpoint too, until the file can be opened."""
+    from lograven.tailer import GlobPathProvider
+
+    log = tmp_path / "app.log"
+    log.write_bytes(b"line 1\n")
+    with make([log], start_position="end") as tailer:
+        append(log, b"line 1b\n")
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    append(log, b"line 2\n")
+    denied = {"on": True}
+    real = GlobPathProvider.expand_checked
+
+    def expand_checked(self):
+        found, no, failed = real(self)
+        if denied["on"] and str(log) in found:
+            del found[str(log)]
+            no[str(log)] = PermissionError(errno.EACCES, "Permission denied")
+        return found, no, failed
+
+    monkeypatch.setattr(GlobPathProvider, "expand_checked", expand_checked)
+    with make([log], start_position="end", positions=saved) as tailer:
+        assert tailer.poll() == []
+        assert tailer.positions() == saved  # kept for the next start
+        denied["on"] = False  # fixed while running
+        assert texts(tailer.poll()) == [b"line 2"]
+    denied["on"] = True
+    with make([log], start_position="end", positions=saved) as tailer:
+        assert tailer.poll() == []
+        again = json.loads(json.dumps(tailer.positions()))
+    assert again == saved
+    denied["on"] = False  # fixed after another restart
+    with make([log], start_position="end", positions=again) as tailer:
+        assert texts(tailer.poll()) == [b"line 2"]
+
+
 def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A NUL in a path key or a rotated file's `read_from` (a damaged checkpoint that is still JSON) made
     the Tailer raise ValueError at every start (review, 2026-12-07)."""

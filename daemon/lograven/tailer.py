@@ -956,6 +956,10 @@ class Tailer:
                 for w in self._live:
                     if (done := _processed_end(w, read)) is not None:
                         result[w.path]["read"] = done
+            for saved in self._pending_saved:  # not opened yet (see _forget_unmatched_saved): kept as it was
+                if saved.path not in result or "file_id" not in result[saved.path]:
+                    entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len}
+                    result[saved.path] = {**result.get(saved.path, {}), **entry}
             for pattern in self._paths.patterns:
                 # followed, with no file now (rotated with `nocreate`, a log its program creates on its
                 # next write): an empty entry says so, so that a file appearing there while lograven is
@@ -1039,7 +1043,7 @@ class Tailer:
         first_look = complete and self._first_look  # the first look at all the files since the start
         if first_look:
             self._initial |= present - {w.path for w in self._live + self._draining}
-            self._claim_renamed(matched)
+            self._claim_renamed(matched, denied)
         claimed: set[str] = set()
 
         for watcher in list(self._live):
@@ -1098,7 +1102,7 @@ class Tailer:
 
         if first_look:
             self._first_look = False
-            self._forget_unmatched_saved(matched)
+            self._forget_unmatched_saved(matched, denied)
         if complete:  # else a path missing from `present` may still be there
             self._initial &= present
             for path in self._unreadable - present:  # gone: no longer an unreadable file
@@ -1340,11 +1344,13 @@ class Tailer:
             return None
         return None
 
-    def _forget_unmatched_saved(self, matched: dict[str, os.stat_result]) -> None:
-        """After the first discovery, keep only saved positions that may still be opened later."""
+    def _forget_unmatched_saved(self, matched: dict[str, os.stat_result], denied: Mapping[str, OSError]) -> None:
+        """After the first discovery, keep only saved positions that may still be opened later: of files
+        found and not opened yet, and of paths that could not be looked at (a directory lograven cannot
+        search at this start: its file is resumed once it can, and stays in the checkpoint meanwhile)."""
         waiting = {(st.st_dev, st.st_ino) for path, st in matched.items() if path in self._initial}
         for saved in list(self._pending_saved):
-            if (saved.dev, saved.ino) in waiting:
+            if (saved.dev, saved.ino) in waiting or saved.path in denied:
                 continue
             self._pending_saved.remove(saved)
             log.warning("the file followed as %s at the last checkpoint is gone (rotated out of the "
@@ -1553,14 +1559,14 @@ class Tailer:
                         "once while lograven was stopped? Their lines are not read (`lograven score` them if they "
                         "matter)", ", ".join(later[:3]) + (" …" if len(later) > 3 else ""), path, resumed)
 
-    def _claim_renamed(self, matched: dict[str, os.stat_result]) -> None:
+    def _claim_renamed(self, matched: dict[str, os.stat_result], denied: Mapping[str, OSError]) -> None:
         """At start (the first complete expansion): a checkpointed file that is no longer at its path (rotated while lograven was
         stopped, e.g. by a nightly logrotate during an upgrade) is looked for next to that path, as
         the rotated files of the checkpoint are, and read to its end before the new file."""
         here = {(st.st_dev, st.st_ino) for st in matched.values()}
         for saved in list(self._pending_saved):
-            if (saved.dev, saved.ino) in here or not self._paths.matches(saved.path):
-                continue
+            if (saved.dev, saved.ino) in here or not self._paths.matches(saved.path) or saved.path in denied:
+                continue  # at its path, or not followed now, or its path cannot be looked at: not known renamed
             as_rotated = replace(saved, rotated_from=saved.path)
             found = self._find_rotated(as_rotated, set(matched))
             if found is not None:  # else _forget_unmatched_saved says what was not read
