@@ -1776,6 +1776,31 @@ def test_a_checkpointed_file_that_cannot_be_looked_at_keeps_its_position(tmp_pat
         assert texts(tailer.poll()) == [b"line 2"]
 
 
+@pytest.mark.parametrize("limit", [None, 1])
+def test_a_glob_reads_the_rest_of_a_file_rotated_while_stopped_before_the_new_file(
+        tmp_path: Path, limit: int | None, caplog: pytest.LogCaptureFixture) -> None:
+    """Patterns matching the rotated names too (`app.log*`): app.log rotated to app.log.1 while lograven
+    was stopped. The new app.log's lines came before the rest of the old file (files were opened in name
+    order), with a warning that app.log was "not the file recorded in the checkpoint" (review, 2026-12-07)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([f"{log}*"]) as tailer:
+        append(log, b"old 1\n")
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    append(log, b"old 2\nold 3\n")
+    log.rename(tmp_path / "app.log.1")
+    append(log, b"new 1\nnew 2\n")
+    caplog.set_level(logging.INFO, logger="lograven.tailer")
+    with make([f"{log}*"], positions=saved) as tailer:
+        got = [line for _ in range(6) for line in tailer.poll(max_lines=limit)]
+        append(tmp_path / "app.log.1", b"old 4\n")  # its writer, late: read, after the new file's lines now
+        got += tailer.poll()
+    assert texts(got) == [b"old 2", b"old 3", b"new 1", b"new 2", b"old 4"]
+    assert "not the file recorded in the checkpoint" not in caplog.text
+    assert "is a new file since that rotation" in caplog.text
+
+
 def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A NUL in a path key or a rotated file's `read_from` (a damaged checkpoint that is still JSON) made
     the Tailer raise ValueError at every start (review, 2026-12-07)."""

@@ -778,6 +778,10 @@ class Tailer:
         self._saved_paths = {s.path for s in self._pending_saved}
         self._truncated_at_start: set[str] = set()  # checkpointed files truncated while lograven was stopped
         self._renamed_at_start: set[str] = set()  # checkpointed files found renamed (rotated while stopped)
+        # a path whose checkpointed file was renamed while lograven was stopped to a name the patterns
+        # match too (`app.log*`): path -> that name. The path's new file waits until the old one is read
+        # to its end, as it waits for a draining old file
+        self._ahead: dict[str, str] = {}
         # compressed files a pattern matches (messages* over messages.2.gz): (dev, ino) -> (size, mtime_ns)
         # when found so; not opened again while unchanged. And the paths already warned about.
         self._not_text: dict[tuple[int, int], tuple[int, int]] = {}
@@ -874,14 +878,20 @@ class Tailer:
                 # longer: a file kept open while the patterns cannot be listed is not let go)
                 waiting.add(watcher.path)
         order = self._live
+        if self._ahead:  # forget the old files read to their end (below), or no longer followed
+            live = {w.path for w in order}
+            self._ahead = {new: old for new, old in self._ahead.items() if old in live}
+        behind = {old: new for new, old in self._ahead.items()}
         for index, watcher in enumerate(order):
             remaining = None if max_lines is None else max_lines - len(out)
-            if watcher.path in waiting:
+            if watcher.path in waiting or watcher.path in self._ahead:
                 continue
             if remaining == 0 or not self._read(watcher, out, remaining):
                 # Out of budget: the files after this one go first next time.
                 self._live = order[index + 1 :] + order[: index + 1]
                 break
+            if watcher.path in behind:  # read to its end: its path's new file comes next
+                del self._ahead[behind[watcher.path]]
         return out
 
     def wait(self, timeout: float | None = None) -> None:
@@ -1084,7 +1094,10 @@ class Tailer:
         if complete:  # compressed files no longer matched are forgotten
             self._not_text = {k: v for k, v in self._not_text.items() if k in where}
             self._not_text_said &= set(matched)
-        for path, st in matched.items():
+        resuming = {(saved.dev, saved.ino) for saved in self._pending_saved}
+        # files that take a checkpointed position first, so that one renamed while lograven was stopped
+        # (to a name the patterns match) is known as such before its path's new file is opened
+        for path, st in sorted(matched.items(), key=lambda item: (item[1].st_dev, item[1].st_ino) not in resuming):
             if path not in claimed and (st.st_dev, st.st_ino) not in self._by_devino:
                 if self._not_text.get((st.st_dev, st.st_ino)) == (st.st_size, st.st_mtime_ns):
                     continue  # found compressed, and unchanged since
@@ -1297,6 +1310,8 @@ class Tailer:
             if saved.path != path:
                 log.info("%s was rotated to %s while lograven was stopped; resuming there at byte %d",
                          saved.path, path, saved.offset)
+                self._renamed_at_start.add(saved.path)
+                self._ahead[saved.path] = path
             if saved.offset > st.st_size:
                 log.warning("%s is shorter (%d bytes) than its saved position (%d): truncated while "
                             "lograven was stopped; reading it from the start", path, st.st_size, saved.offset)
