@@ -1801,6 +1801,36 @@ def test_a_glob_reads_the_rest_of_a_file_rotated_while_stopped_before_the_new_fi
     assert "is a new file since that rotation" in caplog.text
 
 
+def test_a_device_renumbered_at_a_reboot_keeps_the_checkpointed_positions(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """st_dev can change across a reboot (LVM device-mapper minors, btrfs subvolumes, a re-attached
+    volume); simulated by the checkpoint carrying another number. Every file was taken for a new one
+    and read again from its start, and an old file still being read was not found (review, 2026-12-07)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], start_position="beginning", rotate_wait=60.0) as tailer:
+        append(log, b"old 1\nold 2\n")
+        lines = tailer.poll()
+        tailer.acknowledge_lines(lines[:1])  # old 2 handed out, not processed
+        log.rename(tmp_path / "app.log.1")
+        append(log, b"line 1\n")
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    entry = saved[str(log)]
+    assert len(entry["rotated"]) == 1
+
+    def renumber(file_id: str) -> str:
+        dev, ino, fp = file_id.split(":")
+        return f"{int(dev) + 7}:{ino}:{fp}"
+
+    entry["file_id"] = renumber(entry["file_id"])
+    entry["rotated"][0]["file_id"] = renumber(entry["rotated"][0]["file_id"])
+    append(log, b"line 2\n")
+    with make([log], start_position="beginning", positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"old 2", b"line 2"]
+    assert "has another device number than at the checkpoint" in caplog.text
+
+
 def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A NUL in a path key or a rotated file's `read_from` (a damaged checkpoint that is still JSON) made
     the Tailer raise ValueError at every start (review, 2026-12-07)."""

@@ -773,7 +773,7 @@ class Tailer:
         self._warned_at: dict[str, float] = {}
 
         self._known_absent: set[str] = set()  # paths and patterns the checkpoint followed, with no file then
-        saved = self._parse_positions(positions)
+        saved = self._renumbered_devices(self._parse_positions(positions))
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
         self._truncated_at_start: set[str] = set()  # checkpointed files truncated while lograven was stopped
@@ -1371,6 +1371,41 @@ class Tailer:
             log.warning("the file followed as %s at the last checkpoint is gone (rotated out of the "
                         "patterns or deleted while lograven was stopped); lines written to it after "
                         "byte %d were not read", saved.path, saved.offset)
+
+    def _renumbered_devices(self, saved: list[_SavedPosition]) -> list[_SavedPosition]:
+        """A filesystem can come back from a reboot under another device number (LVM's device-mapper
+        minors, btrfs subvolumes, a re-attached cloud volume), and every file was then taken for a new
+        one and read again from its start. A checkpointed file still at its path with its inode and first
+        bytes, on a device number the checkpoint does not know, says that its device was renumbered: the
+        checkpoint's positions on the old number are taken as on the new one."""
+        known = {s.dev for s in saved}
+        moved: dict[int, int] = {}
+        for s in saved:
+            if s.rotated_from is not None or s.dev in moved or s.fingerprint_len == 0:
+                continue  # (an empty file at the checkpoint is read from its start anyway)
+            try:
+                fd = os.open(s.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if st.st_ino != s.ino or st.st_dev == s.dev or st.st_dev in known or not stat.S_ISREG(st.st_mode):
+                    continue
+                digest = Fingerprinter.prefix(fd, s.fingerprint_len)
+                if digest is not None and digest.startswith(s.fingerprint):
+                    moved[s.dev] = st.st_dev
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+        if not moved:
+            return saved
+        for old, new in moved.items():
+            log.warning("the filesystem of %s has another device number than at the checkpoint (%d, was %d: "
+                        "renumbered at a reboot?); its files are matched by inode and first bytes as before",
+                        ", ".join(sorted({s.path for s in saved if s.dev == old})[:3]), new, old)
+        return [replace(s, dev=moved[s.dev], file_id=make_file_id(moved[s.dev], s.ino, s.fingerprint))
+                if s.dev in moved else s for s in saved]
 
     def _parse_positions(self, positions: Mapping[str, Mapping[str, Any]] | None) -> list[_SavedPosition]:
         result: list[_SavedPosition] = []
