@@ -1831,6 +1831,34 @@ def test_a_device_renumbered_at_a_reboot_keeps_the_checkpointed_positions(
     assert "has another device number than at the checkpoint" in caplog.text
 
 
+def test_old_files_of_a_symlinked_log_are_found_beside_its_target(tmp_path: Path) -> None:
+    """sources name /var/log/app.log, a link to /opt/app/logs/application.log, which logrotate rotates
+    there: the copy of a copytruncate and a file rotated while lograven was stopped were looked for beside
+    the link only, and their unread lines lost (review, 2026-12-07)."""
+    real_dir = tmp_path / "opt"
+    real_dir.mkdir()
+    real = real_dir / "application.log"
+    real.write_bytes(b"")
+    link = tmp_path / "app.log"
+    link.symlink_to(real)
+    with make([link], start_position="beginning") as tailer:
+        append(real, b"line 1\n")
+        ack_all(tailer, tailer.poll())
+        append(real, b"line 2\n")
+        shutil.copyfile(real, real_dir / "application.log.1")  # copytruncate, beside the target
+        os.truncate(real, 0)
+        append(real, b"line 3\n")
+        lines = tailer.poll()
+        assert texts(lines) == [b"line 2", b"line 3"]
+        ack_all(tailer, lines)
+        append(real, b"line 4\n")
+        saved = json.loads(json.dumps(tailer.positions()))
+    real.rename(real_dir / "application.log.2")  # rotated while lograven was stopped
+    append(real, b"line 5\n")
+    with make([link], start_position="beginning", positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"line 4", b"line 5"]
+
+
 def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A NUL in a path key or a rotated file's `read_from` (a damaged checkpoint that is still JSON) made
     the Tailer raise ValueError at every start (review, 2026-12-07)."""

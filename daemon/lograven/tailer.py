@@ -294,6 +294,20 @@ def _processed_end(watcher: FileWatcher, processed: Mapping[str, int]) -> int | 
     return end if end > watcher.acked else None
 
 
+def _beside(path: str) -> list[tuple[str, str]]:
+    """Where the old files of `path` are looked for, as (directory, name prefix): beside the path, and
+    beside the file it names when it is a symbolic link (/var/log/app.log -> /opt/app/logs/app.log,
+    rotated there)."""
+    places = [os.path.split(path)]
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError):
+        return places
+    if real != path:
+        places.append(os.path.split(real))
+    return places
+
+
 def make_file_id(dev: int, ino: int, fingerprint_hex: str) -> str:
     """The file_id string carried by RawLine and positions: device, inode, fingerprint."""
     return f"{dev}:{ino}:{fingerprint_hex[:16]}"
@@ -1671,12 +1685,11 @@ class Tailer:
         with the same device, inode and first bytes. (name, open descriptor, stat) or None."""
         assert saved.rotated_from is not None
         candidates: list[str] = []
-        directories = [os.path.dirname(saved.rotated_from)]
+        places = _beside(saved.rotated_from)
         if saved.read_from is not None and os.path.isabs(saved.read_from):  # not "(deleted)"
             candidates.append(saved.read_from)
-            directories.append(os.path.dirname(saved.read_from))  # an olddir
-        prefix = os.path.basename(saved.rotated_from)
-        for directory in dict.fromkeys(directories):
+            places.append((os.path.dirname(saved.read_from), places[0][1]))  # an olddir
+        for directory, prefix in dict.fromkeys(places):
             try:
                 names = sorted(os.listdir(directory))
             except OSError:
@@ -1806,10 +1819,13 @@ class Tailer:
         `fp_len` bytes starts with `fingerprint`), not modified in the future, and not an old file
         already read to its end (`_read_before`); the most recently modified. (name, open descriptor, stat); the name
         alone when the copy is `followed` already (the patterns match it); or None."""
-        directory, base = os.path.split(path)
-        try:
-            names = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base) and n != base)
-        except OSError:
+        names = []
+        for directory, base in _beside(path):
+            try:
+                names += sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base) and n != base)
+            except OSError:
+                continue
+        if not names:
             return None
         now = time.time()
         best: tuple[float, str, int, os.stat_result] | None = None
