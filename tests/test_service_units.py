@@ -656,6 +656,23 @@ def test_a_file_matched_by_two_sources_is_read_by_the_first_only(tmp_path) -> No
     assert "a.log also match an earlier source" in w
 
 
+def test_a_later_glob_over_the_rotated_names_of_an_earlier_source_is_warned_about(tmp_path) -> None:
+    """Sources `syslog` and `*`: syslog.1, rotated, is no longer the first source's file by name, so the
+    second reads it from its start at every rotation (each line scored twice). Said by check and at start
+    (review, 2026-12-07); `*.log` next to `syslog` is fine."""
+    from lograven.service import source_warnings
+
+    (tmp_path / "syslog").write_text("x\n")
+    (tmp_path / "app.log").write_text("y\n")
+    bad = parse_config({"state_dir": str(tmp_path), "sources": [{"paths": [str(tmp_path / "syslog")]},
+                                                                  {"paths": [str(tmp_path / "*")]}]})  # fmt: skip
+    (w,) = [w for w in source_warnings(bad) if "logrotate gives the old files" in w]
+    assert w.startswith("sources[1].paths:") and str(tmp_path / "syslog") in w and "narrow the patterns" in w
+    good = parse_config({"state_dir": str(tmp_path), "sources": [{"paths": [str(tmp_path / "syslog")]},
+                                                                   {"paths": [str(tmp_path / "*.log")]}]})  # fmt: skip
+    assert not [w for w in source_warnings(good) if "logrotate gives the old files" in w]
+
+
 def test_stream_states_past_max_streams_are_counted_and_warned_about(tmp_path, bundle_dir, training_log, caplog) -> None:
     """runtime.max_streams caps the GRU states kept; the ones forgotten are counted on /metrics and
     warned about (at most hourly), so an admin learns why sessions start afresh."""

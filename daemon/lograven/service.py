@@ -288,6 +288,10 @@ def positions_by_source(cfg: Config, positions: dict | None) -> list[dict]:
     return result
 
 
+#: What logrotate appends to a log's name for its old files: numbered (`.1`, `.2.gz`) and dateext.
+_ROTATED_SUFFIXES = (".1", ".2.gz", "-20261207", "-20261207.gz")
+
+
 def source_warnings(cfg: Config) -> list[str]:
     """Sources that match no file, said at start rather than found out days later (a typo, no rsyslog)."""
     out = []
@@ -301,6 +305,18 @@ def source_warnings(cfg: Config) -> list[str]:
                 f"sources[{i}].paths: {', '.join(shared[:3])}{' …' if len(shared) > 3 else ''} also match an earlier "
                 "source, which reads them (a file is read by its first source only); narrow the patterns if that "
                 "is not the source meant for them"
+            )
+        rotated_of = sorted({
+            e for e in earlier if not has_magic(e) and any(
+                fnmatch.fnmatchcase(os.path.abspath(os.path.expanduser(e)) + suffix, os.path.abspath(os.path.expanduser(p)))
+                for p in src.paths for suffix in _ROTATED_SUFFIXES)
+        })
+        if rotated_of:
+            out.append(
+                f"sources[{i}].paths: {', '.join(src.paths)} also match{'es' if len(src.paths) == 1 else ''} the names "
+                f"logrotate gives the old files of {', '.join(rotated_of[:3])}, an earlier source's log: each rotated "
+                "file would be read again by this source from its start (every line scored twice); narrow the "
+                "patterns (e.g. `*.log` rather than `*`)"
             )
         plain = [os.path.expanduser(p) for p in src.paths if not has_magic(p)]
         dirs = [p for p in plain if os.path.isdir(p)]
