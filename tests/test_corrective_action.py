@@ -1025,6 +1025,32 @@ def test_learning_from_alerts_reads_context_only_from_the_sources_files(tmp_path
     assert "plug" not in caplog.text and "stdin" not in caplog.text
 
 
+def test_learning_named_alerts_leaves_the_other_alerts_lines_out_of_the_context(tmp_path, caplog):
+    """`learn --from-alerts F --alert ID` learned the 64 lines before and 8 after the named alert as
+    normal, other alerts among them: an attack's `Invalid user minecraft` line, alerted but not named,
+    was a learned type afterwards and never alerted again (review, 2026-12-07). The context now stops
+    before the lines of alerts that were not named; without --alert IDs every alert is learned."""
+    from lograven.learning import corpus_from_alerts
+
+    messages, lines = _routine_log(tmp_path, 12)
+    lines[4] = "Jun  9 07:00:04 web01 sshd[9]: Invalid user minecraft from 10.0.0.9 port 4242"
+    lines[6] = "Jun  9 07:00:06 web01 kernel: /dev/sda1 out of diskspace"
+    lines[9] = "Jun  9 07:00:09 web01 weird[1]: zzzz frobnicate"
+    messages.write_text("\n".join(lines) + "\n")
+    at = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))]
+    alerts = tmp_path / "alerts.jsonl"
+    rows = [_alert(id=f"a{i}", file=str(messages), offset=at[i], line=lines[i]) for i in (4, 6, 9)]
+    alerts.write_text("".join(a.to_json() + "\n" for a in rows))
+    with caplog.at_level("INFO", logger="lograven.learning"):
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file", ids={"a6"})
+    assert corpus.messages == [f"routine work item {i}" for i in (5,)] + ["/dev/sda1 out of diskspace"] + [
+        f"routine work item {i}" for i in (7, 8)]
+    assert "alert a6 hold 2 other alert(s) not named" in caplog.text
+    everything = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert "Invalid user minecraft from 10.0.0.9 port 4242" in everything.messages
+    assert "zzzz frobnicate" in everything.messages
+
+
 def test_allow_list_and_models_list_print_no_terminal_escapes(tmp_path, capsys):
     """allowlist.json and the manifests are the daemon user's files (and a rule's `file` comes from a log
     file's name): an admin's `allow --list` or `models list` must not pass escape sequences to the terminal."""

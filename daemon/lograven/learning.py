@@ -95,6 +95,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                             "give the file of alerts.jsonl.path")
     if bad:
         log.warning("%s: %d line(s) are not alerts and were skipped (first: line %d)", path, len(bad), bad[0])
+    everything = rows
     if ids:
         rows = [r for r in rows if r.get("id") in ids]
         missing = ids - {r.get("id") for r in rows}
@@ -126,6 +127,11 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
             isinstance(h, dict) and str(h.get("rule", "")).startswith(END_RULE_PREFIX) for h in hits
         )
 
+    # With named alerts (--alert ID), the other alerts' lines are not learned as context: the operator
+    # vouched for the named ones only, and a line learned as normal no longer alerts (nor, as a learned
+    # type, is it a rare type). A stretch of context stops before them.
+    named = {(where_of(r), offset_of(r)) for r in rows}
+    others = {(where_of(r), offset_of(r)) for r in everything if r.get("id") not in (ids or ())} - named if ids else set()
     corpus = Corpus()
     # Where stream-end alerts' lines are: there their streams did end. By the alert's file, offset and
     # line, since such a line may come in the stretch of an earlier alert (its context after, or a line
@@ -166,6 +172,15 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                 "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since); "
                 "learning the alert's own line without its context", r.get("file"), r.get("offset"), r.get("id"),
             )  # fmt: skip
+        elif lines and others:
+            at = offset_of(r)
+            alerted = [i for i, (o, _) in enumerate(lines) if (where, o) in others]
+            if alerted:
+                first = max((i for i in alerted if lines[i][0] < at), default=-1) + 1
+                stop = min((i for i in alerted if lines[i][0] > at), default=len(lines))
+                log.info("the lines around alert %s hold %d other alert(s) not named with --alert: the context "
+                         "learned stops before them", r.get("id"), len(alerted))
+                lines = lines[first:stop]
         own = parser.parse(line) if isinstance(line, str) and line.strip() else None
         if own is not None:
             corpus.vouched.append(own.message)
