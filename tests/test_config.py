@@ -501,3 +501,21 @@ def test_a_device_or_huge_file_as_config_is_refused_without_reading_it_all(tmp_p
     big.write_text("# " + "x" * 200 + "\n")
     with pytest.raises(cfg.ConfigError, match=r"big.yaml: is larger than 0 MiB"):
         cfg.load_config(big)
+
+
+@pytest.mark.parametrize(("pattern", "refused"), [
+    ("/srv/lr/*", True), ("/srv/lr/alerts.jsonl", True), ("/srv/*/*.jsonl*", True), ("/srv/lr/*.1", True),
+    ("/srv/lr/*.log", False), ("/srv/*", False),  # `*` does not span directories, as glob's
+])  # fmt: skip
+def test_a_source_over_lograven_s_own_alerts_file_is_refused(pattern: str, refused: bool) -> None:
+    """Tailing alerts.jsonl (or a glob over its directory) read every alert back as a line that alerted
+    again: 173 alerts in 8 s from one line, the syslog rate limit used up, and `check` said OK (review,
+    2026-12-07). Its rotated copies (alerts.jsonl.1) count too; with the file disabled, nothing is refused."""
+    data = {"sources": [{"paths": ["/var/log/messages"]}, {"paths": [pattern]}],
+            "alerts": {"jsonl": {"path": "/srv/lr/alerts.jsonl"}}}
+    if refused:
+        with pytest.raises(ConfigError, match=r"sources\[1\]\.paths: .*matches lograven's own alerts file /srv/lr/alerts.jsonl"):
+            parse_config(data)
+    else:
+        parse_config(data)
+    parse_config({**data, "alerts": {"jsonl": {"path": "/srv/lr/alerts.jsonl", "enabled": False}}})

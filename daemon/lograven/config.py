@@ -915,9 +915,42 @@ def parse_config(data: object, source: str = "<config>") -> Config:
             f"got {_describe(data)}; see config.example.yaml"))])
     problems: _Problems = []
     config = _build(Config, data, "", problems)
+    if not problems:
+        problems += _own_alerts_read_back(config)
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+#: What logrotate appends to a file's name for its old copies (numbered, dateext), to check patterns against.
+ROTATED_NAME_SUFFIXES = ("", ".1", ".2.gz", "-20261207", "-20261207.gz")
+
+
+def _glob_matches(path: str, pattern: str) -> bool:
+    """Whether glob would give `path` for `pattern`: component by component (fnmatch's `*` alone spans `/`)."""
+    import fnmatch
+
+    a, b = path.split(os.sep), pattern.split(os.sep)
+    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
+
+
+def _own_alerts_read_back(config: Config) -> _Problems:
+    """A source over lograven's own alerts file (`/var/log/lograven/*`, `/var/log/*/*.jsonl`) reads each alert
+    back as a log line, which alerts again: an endless storm that uses up the syslog rate limit."""
+    if not config.alerts.jsonl.enabled:
+        return []
+    own = os.path.abspath(os.path.expanduser(config.alerts.jsonl.path))
+    out: _Problems = []
+    for i, src in enumerate(config.sources):
+        for pattern in src.paths:
+            target = os.path.abspath(os.path.expanduser(pattern))
+            if any(_glob_matches(own + suffix, target) for suffix in ROTATED_NAME_SUFFIXES):
+                out.append((f"sources[{i}].paths", (
+                    f"{pattern!r} matches lograven's own alerts file {config.alerts.jsonl.path} (alerts.jsonl.path) "
+                    "or its rotated copies: each alert would be read back as a log line and alert again, without "
+                    "end; leave the alerts file out of the sources (narrow the pattern, or move alerts.jsonl.path)")))
+                break
+    return out
 
 
 class _Loader(yaml.SafeLoader):

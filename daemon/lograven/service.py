@@ -34,7 +34,7 @@ from lograven.alerts import (
 )
 from lograven.bundle import Bundle, load_bundle, read_manifest
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
-from lograven.config import DEFAULT_SOURCE_PATHS, Config, load_config
+from lograven.config import DEFAULT_SOURCE_PATHS, ROTATED_NAME_SUFFIXES, Config, load_config
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError
 from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_server
@@ -289,7 +289,7 @@ def positions_by_source(cfg: Config, positions: dict | None) -> list[dict]:
 
 
 #: What logrotate appends to a log's name for its old files: numbered (`.1`, `.2.gz`) and dateext.
-_ROTATED_SUFFIXES = (".1", ".2.gz", "-20261207", "-20261207.gz")
+_ROTATED_SUFFIXES = tuple(x for x in ROTATED_NAME_SUFFIXES if x)
 
 
 def source_warnings(cfg: Config) -> list[str]:
