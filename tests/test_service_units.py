@@ -1458,6 +1458,13 @@ def test_a_second_plugin_on_one_state_dir_is_told_why(tmp_path, bundle_dir, trai
     for kind, needle in (("plugin", "in use by another lograven plugin (pid 4242)"),
                          ("daemon", "in use by the lograven daemon (pid 4242)")):
         holder = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # the holder's checkpoint: a daemon's file positions were replaced by the plugin's empty ones, and
+        # the daemon, restarted, began at its files' ends (review, 2026-12-07)
+        from lograven.checkpoint import Checkpointer
+
+        Checkpointer(state / "checkpoint.json").save(
+            {"model": None, "positions": {"0": {"/var/log/x.log": {"file_id": "1:2:00", "offset": 7}}}, "streams": {}})
+        theirs = (state / "checkpoint.json").read_text()
         try:
             fcntl.flock(holder, fcntl.LOCK_EX)
             os.ftruncate(holder, 0)
@@ -1470,8 +1477,10 @@ def test_a_second_plugin_on_one_state_dir_is_told_why(tmp_path, bundle_dir, trai
             said = [r.getMessage() for r in caplog.records if needle in r.getMessage()]
             assert len(said) == 1, caplog.text
             assert ('queue.workerThreads=\"1\"' in said[0]) == (kind == "plugin")
+            assert ((state / "checkpoint.json").read_text() == theirs) == (kind == "daemon")
         finally:
             os.close(holder)
+    (state / "checkpoint.json").unlink()
     # alone, it holds the lock while it runs, so that a second instance is told
     held = []
 

@@ -524,6 +524,7 @@ class Service:
         self._relearn_thread: threading.Thread | None = None
         self._next_relearn = float("inf")
         self._lock_fd: int | None = None
+        self._checkpoint_off = False  # a plugin on the daemon's state_dir: the checkpoint is the daemon's
 
     # ------------------------------------------------------------ set-up
     def _prepare_state_dir(self) -> None:
@@ -583,8 +584,12 @@ class Service:
                     "Plugin mode", self.state_dir, other)
                 return
             if self.stdin_mode:
-                log.warning("state_dir %s is in use by the lograven daemon (pid %s): the plugin and the daemon overwrite "
-                            "each other's checkpoint; give the plugin its own state_dir", self.state_dir, other)
+                # not refused: a shipper would restart the plugin for ever. But its checkpoint would replace the
+                # daemon's, whose file positions would be gone at its next start (lines skipped)
+                log.warning("state_dir %s is in use by the lograven daemon (pid %s): the plugin runs without writing "
+                            "a checkpoint, which would replace the daemon's (its file positions); give the plugin its "
+                            "own state_dir", self.state_dir, other)
+                self._checkpoint_off = True
                 return
             if kind == "plugin":
                 raise LogravenError(
@@ -1321,6 +1326,8 @@ class Service:
         """Write the checkpoint; returns whether it was written (a failure is logged and counted)."""
         t0 = self._last_ckpt = time.monotonic()
         self._dirty = False
+        if self._checkpoint_off:
+            return True
         states = self.detector.states if self.detector else {}
         n_streams = len(states)
 
