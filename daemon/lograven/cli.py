@@ -595,8 +595,19 @@ def _detectors_in_force(bundle, cfg) -> str:
 
 def cmd_check(args) -> int:
     cfg = _load_config(args.config)
-    print(f"{args.config}: configuration OK")
     stdin = getattr(args, "stdin", False)
+    # what `run` refuses for every user, before "OK" (it was said after it: "configuration OK", then an error)
+    paths = _output_paths(cfg)  # where `run` could not write: warned about below, and failed on when no user can
+    # a path that cannot exist (a file where a directory must be) fails `run` for every user: not only a
+    # warning, or `check && systemctl reload` passes a configuration the daemon then refuses
+    for what, path, why in paths:
+        if why.endswith(_STRUCTURAL):
+            raise LogravenError(f"{args.config or 'the configuration'}: {what} {path}: {why}; choose another path")
+    from lograven.metrics import listen_problem
+
+    if cfg.metrics.enabled and not stdin and (problem := listen_problem(cfg.metrics.listen)):
+        raise LogravenError(f"{args.config or 'the configuration'}: {problem}")
+    print(f"{args.config}: configuration OK")
     if stdin and not cfg.model:
         from lograven.modelstore import ModelStore
 
@@ -640,7 +651,6 @@ def cmd_check(args) -> int:
 
     from lograven.allowlist import allowlist_problems
 
-    paths = _output_paths(cfg)  # where `run` could not write: warned about, and failed on when no user can
     if stdin:
         src = cfg.sources[0]
         print(f"plugin mode: lines come on standard input, parsed as format {src.format}, stream {src.stream} "
@@ -664,15 +674,6 @@ def cmd_check(args) -> int:
         warnings += trained_with_warnings(b, cfg, stdin)
     for warning in warnings:
         print(f"warning: {warning}")
-    # a path that cannot exist (a file where a directory must be) fails `run` for every user: not only a
-    # warning, or `check && systemctl reload` passes a configuration the daemon then refuses
-    for what, path, why in paths:
-        if why.endswith(_STRUCTURAL):
-            raise LogravenError(f"{args.config or 'the configuration'}: {what} {path}: {why}; choose another path")
-    from lograven.metrics import listen_problem
-
-    if cfg.metrics.enabled and not stdin and (problem := listen_problem(cfg.metrics.listen)):
-        raise LogravenError(f"{args.config or 'the configuration'}: {problem}")
     return 0
 
 
