@@ -245,6 +245,33 @@ def test_allow_cli_by_alert_id_list_remove(tmp_path):
         assert len(json.loads(allow.read_text())["rules"]) == 2
 
 
+def test_allow_finds_an_alert_in_the_rotated_alerts_file(tmp_path):
+    """The shipped logrotate rotates alerts.jsonl weekly: `allow ALERT_ID` for last week's alert said
+    "no alert with id" without a word about alerts.jsonl.1 (review, 2026-12-07). It looks in the plain
+    rotated copies beside the file, and names the compressed ones it cannot read."""
+    import gzip
+
+    from lograven.allowlist import find_alert
+
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text(json.dumps(_alert(id="new1").to_dict()) + "\n")
+    (tmp_path / "alerts.jsonl.1").write_text(json.dumps(_alert(id="week1").to_dict()) + "\n")
+    with gzip.open(tmp_path / "alerts.jsonl.2.gz", "wt") as f:
+        f.write(json.dumps(_alert(id="week2").to_dict()) + "\n")
+    (tmp_path / "alerts.jsonlx").write_text(json.dumps(_alert(id="other").to_dict()) + "\n")  # not a copy
+    assert find_alert(alerts, "new1")["id"] == "new1"
+    assert find_alert(alerts, "week1")["id"] == "week1"
+    with pytest.raises(LogravenError, match=r"no alert with id 'week2' \(nor in alerts.jsonl.1\); older alerts are in "
+                       r"alerts.jsonl.2.gz: decompress it and give --alerts FILE"):
+        find_alert(alerts, "week2")
+    with pytest.raises(LogravenError, match="no alert with id 'other'"):
+        find_alert(alerts, "other")
+    allow = tmp_path / "allow.json"
+    r = _lograven("allow", "week1", "--alerts", str(alerts), "--allowlist", str(allow))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(allow.read_text())["rules"][0]["source_alert"] == "week1"
+
+
 def test_allowlist_rules_keep_their_types_templates_across_a_retrain(tmp_path, caplog, monkeypatch, capsys):
     """A rule names a type by its number, and a model trained again numbers its types anew: a rule made
     for `Failed password ...` then silently suppressed alerts on an unrelated udev message. A rule keeps

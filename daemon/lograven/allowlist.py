@@ -542,18 +542,41 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
     return new_rule(**match, **kw)
 
 
-def find_alert(alerts_path: Path, alert_id: str) -> dict:
+def _alert_in(path: Path, alert_id: str) -> dict | None:
+    # errors="replace": a line damaged by a crash must not hide the others
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if alert_id in line:
+                try:
+                    a = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(a, dict) and a.get("id") == alert_id:
+                    return a
+    return None
+
+
+def _rotated_alert_files(alerts_path: Path) -> tuple[list[Path], list[Path]]:
+    """The alerts file's rotated copies beside it (`alerts.jsonl.1`, `alerts.jsonl-20261207`), newest first:
+    the plain ones, and the compressed ones (not read)."""
     try:
-        # errors="replace": a line damaged by a crash must not hide the others
-        with open(alerts_path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if alert_id in line:
-                    try:
-                        a = json.loads(line)
-                    except ValueError:
-                        continue
-                    if a.get("id") == alert_id:
-                        return a
+        names = [p for p in alerts_path.parent.iterdir()
+                 if p.name.startswith(alerts_path.name) and p.name[len(alerts_path.name):][:1] in (".", "-")]
+        by_age = sorted(((p.stat().st_mtime, p) for p in names if p.is_file()), reverse=True)
+    except OSError:
+        return [], []
+    plain = [p for _, p in by_age if not p.name.endswith(COMPRESSED_SUFFIXES)]
+    return plain, [p for _, p in by_age if p.name.endswith(COMPRESSED_SUFFIXES)]
+
+
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
+
+
+def find_alert(alerts_path: Path, alert_id: str) -> dict:
+    """The alert `alert_id` in the alerts file, else in its rotated copies beside it (logrotate's weekly
+    `alerts.jsonl.1`: an alert of last week is still in reach)."""
+    try:
+        found = _alert_in(alerts_path, alert_id)
     except FileNotFoundError:
         raise LogravenError(f"{alerts_path}: no alerts file; give --alerts FILE (alerts.jsonl.path in the config)") from None
     except IsADirectoryError:
@@ -561,4 +584,18 @@ def find_alert(alerts_path: Path, alert_id: str) -> dict:
     except OSError as e:
         raise LogravenError(f"{alerts_path}: cannot read the alerts ({e.strerror}); run as root or as the lograven "
                             "user, or give --alerts FILE") from None  # fmt: skip
-    raise LogravenError(f"{alerts_path}: no alert with id {alert_id!r}")
+    if found is not None:
+        return found
+    plain, compressed = _rotated_alert_files(alerts_path)
+    for older in plain:
+        try:
+            found = _alert_in(older, alert_id)
+        except OSError:
+            continue
+        if found is not None:
+            log.info("alert %s found in %s, a rotated copy of %s", alert_id, older, alerts_path)
+            return found
+    looked = f" (nor in {', '.join(p.name for p in plain[:3])}{' …' if len(plain) > 3 else ''})" if plain else ""
+    hint = (f"; older alerts are in {compressed[0].name}{' …' if len(compressed) > 1 else ''}: decompress it and give "
+            "--alerts FILE") if compressed else ""
+    raise LogravenError(f"{alerts_path}: no alert with id {alert_id!r}{looked}{hint}")
