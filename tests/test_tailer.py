@@ -1859,6 +1859,81 @@ def test_old_files_of_a_symlinked_log_are_found_beside_its_target(tmp_path: Path
         assert texts(tailer.poll()) == [b"line 4", b"line 5"]
 
 
+def test_an_unreadable_file_is_not_taken_for_one_created_while_stopped(tmp_path: Path, monkeypatch) -> None:
+    """The checkpoint's empty entry (a path with no file) was also written for a file there that could not
+    be opened (lograven not yet in group adm): after `usermod -aG adm lograven` and a restart, the whole
+    file was read from its start, with start_position `end` (review of the change, 2026-12-07)."""
+    log = tmp_path / "secure"
+    log.write_bytes(b"".join(b"history %d\n" % i for i in range(5)))
+    real_open = os.open
+    deny = {"on": True}
+
+    def fake_open(path, flags, *a, **k):  # EACCES on the file (the tests run as root)
+        if deny["on"] and str(path) == str(log):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    with make([log], start_position="end") as tailer:
+        assert tailer.poll() == []
+        saved = json.loads(json.dumps(tailer.positions()))
+    assert saved == {}
+    deny["on"] = False
+    with make([log], start_position="end", positions=saved) as tailer:
+        append(log, b"new after the restart\n")
+        assert texts(tailer.poll()) == [b"new after the restart"]
+
+
+def _numbered_rotation(directory: Path, keep: int = 3) -> None:
+    """logrotate `rotate N`, create, no compression: the oldest goes, the others shift, a new empty log."""
+    (directory / f"app.log.{keep}").unlink(missing_ok=True)
+    for k in range(keep - 1, 0, -1):
+        if (directory / f"app.log.{k}").exists():
+            os.rename(directory / f"app.log.{k}", directory / f"app.log.{k + 1}")
+    os.rename(directory / "app.log", directory / "app.log.1")
+    (directory / "app.log").write_bytes(b"")
+
+
+def test_a_glob_over_numbered_generations_is_read_at_once_after_a_rotation_while_stopped(tmp_path: Path) -> None:
+    """app.log* over app.log and app.log.1-3, rotated while stopped: each generation waited for the next
+    older one, released one per poll, so the new file's lines came polls later (review of the change,
+    2026-12-07)."""
+    for k in (3, 2, 1):
+        (tmp_path / f"app.log.{k}").write_bytes(b"old %d\n" % k)
+    (tmp_path / "app.log").write_bytes(b"live 1\n")
+    with make([f"{tmp_path}/app.log*"], start_position="beginning") as tailer:
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    _numbered_rotation(tmp_path, keep=4)
+    append(tmp_path / "app.log.1", b"live 2\n")
+    append(tmp_path / "app.log", b"new 1\n")
+    with make([f"{tmp_path}/app.log*"], start_position="beginning", positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"live 2", b"new 1"]
+
+
+def test_generations_of_empty_files_whose_inodes_come_round_are_still_read(tmp_path: Path) -> None:
+    """A quiet log (empty files) under app.log*, rotated while stopped, the new app.log taking the freed
+    inode of the deleted app.log.3 (ext4 reuses them; made certain here with a hard link): the checkpoint's
+    empty app.log.3 "was" the new app.log, the generations waited for one another in a circle, and no
+    line of the log was read again until a restart (review of the change, 2026-12-07)."""
+    for name in ("app.log.3", "app.log.2", "app.log.1", "app.log"):
+        (tmp_path / name).write_bytes(b"")
+    with make([f"{tmp_path}/app.log*"], start_position="beginning") as tailer:
+        tailer.poll()
+        saved = json.loads(json.dumps(tailer.positions()))
+    os.link(tmp_path / "app.log.3", tmp_path / "reused")
+    _numbered_rotation(tmp_path)
+    (tmp_path / "app.log").unlink()
+    os.rename(tmp_path / "reused", tmp_path / "app.log")
+    with make([f"{tmp_path}/app.log*"], start_position="beginning", positions=saved) as tailer:
+        append(tmp_path / "app.log", b"line 1\n")
+        append(tmp_path / "app.log.1", b"late line\n")
+        assert sorted(texts(tailer.poll())) == [b"late line", b"line 1"]
+        _numbered_rotation(tmp_path)
+        append(tmp_path / "app.log", b"after the next rotation\n")
+        assert texts(tailer.poll()) == [b"after the next rotation"]
+
+
 def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A NUL in a path key or a rotated file's `read_from` (a damaged checkpoint that is still JSON) made
     the Tailer raise ValueError at every start (review, 2026-12-07)."""

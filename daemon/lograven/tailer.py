@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
 #: The first byte that is not NUL: a line never starts with NUL bytes (see FileWatcher.read).
 _NOT_NUL = re.compile(rb"[^\x00]")
+_NUL_BLOCK = bytes(4096)
 #: Stats of paths that have not been seen for this long are forgotten (bounds label cardinality).
 STATS_RETENTION_SECONDS = 3600.0
 #: Of an old file read to its end, this many first bytes tell it from a copy that reuses its inode.
@@ -294,6 +295,12 @@ def _processed_end(watcher: FileWatcher, processed: Mapping[str, int]) -> int | 
     return end if end > watcher.acked else None
 
 
+def _glob_matches(path: str, pattern: str) -> bool:
+    """Whether glob would give `path` for `pattern`: component by component (fnmatch's `*` alone spans `/`)."""
+    a, b = path.split(os.sep), pattern.split(os.sep)
+    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
+
+
 def _beside(path: str) -> list[tuple[str, str]]:
     """Where the old files of `path` are looked for, as (directory, name prefix): beside the path, and
     beside the file it names when it is a symbolic link (/var/log/app.log -> /opt/app/logs/app.log,
@@ -438,7 +445,7 @@ class FileWatcher:
                 if chunk.startswith(b"\0", start) and base + start == self.offset:
                     self._skip_nul(chunk, base, start, stats)
                     start = self.offset - base
-                    if start == len(chunk):
+                    if start >= len(chunk):  # (past it: a sparse hole jumped over)
                         self.scan_pos = self.offset
                         break
                 newline = chunk.find(b"\n", start)
@@ -476,8 +483,19 @@ class FileWatcher:
         rotation), or, past max_line_bytes, a line of NULs instead of it. Counted as read bytes."""
         if self.nul_from is None:
             self.nul_from = base + start
-        found = _NOT_NUL.search(chunk, start)
+        pos = start
+        while chunk.startswith(_NUL_BLOCK, pos):  # memcmp speed: a hole can be gigabytes
+            pos += len(_NUL_BLOCK)
+        found = _NOT_NUL.search(chunk, pos, pos + len(_NUL_BLOCK))
+        while found is None and pos + len(_NUL_BLOCK) < len(chunk):  # NULs, then less than a block of them
+            pos += len(_NUL_BLOCK)
+            found = _NOT_NUL.search(chunk, pos, pos + len(_NUL_BLOCK))
         stop = base + (found.start() if found else len(chunk))
+        if found is None and len(chunk) == CHUNK_BYTES:
+            try:  # a sparse hole (a truncated file written at an old offset): to the data after it at once
+                stop = max(stop, os.lseek(self.fd, stop, os.SEEK_DATA))
+            except OSError:
+                pass  # no data after it yet (ENXIO), or no SEEK_DATA here: read on
         if self.acked == self.offset:  # nothing outstanding
             self.acked = stop
         stats.bytes += stop - (base + start)
@@ -787,6 +805,7 @@ class Tailer:
         self._warned_at: dict[str, float] = {}
 
         self._known_absent: set[str] = set()  # paths and patterns the checkpoint followed, with no file then
+        self._matching_nothing: set[str] = set()  # patterns no file matched at the last complete look
         saved = self._renumbered_devices(self._parse_positions(positions))
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -896,16 +915,31 @@ class Tailer:
             live = {w.path for w in order}
             self._ahead = {new: old for new, old in self._ahead.items() if old in live}
         behind = {old: new for new, old in self._ahead.items()}
+        held: list[FileWatcher] = []
         for index, watcher in enumerate(order):
             remaining = None if max_lines is None else max_lines - len(out)
-            if watcher.path in waiting or watcher.path in self._ahead:
+            if watcher.path in waiting:
+                continue
+            if watcher.path in self._ahead:
+                held.append(watcher)
                 continue
             if remaining == 0 or not self._read(watcher, out, remaining):
                 # Out of budget: the files after this one go first next time.
                 self._live = order[index + 1 :] + order[: index + 1]
-                break
+                return out
             if watcher.path in behind:  # read to its end: its path's new file comes next
-                del self._ahead[behind[watcher.path]]
+                del self._ahead[behind.pop(watcher.path)]
+        while held:  # the files held back whose old file was read to its end above, in this same poll
+            ready = [w for w in held if w.path not in self._ahead]
+            if not ready:
+                break
+            for watcher in ready:
+                held.remove(watcher)
+                remaining = None if max_lines is None else max_lines - len(out)
+                if remaining == 0 or not self._read(watcher, out, remaining):
+                    return out
+                if watcher.path in behind:
+                    del self._ahead[behind.pop(watcher.path)]
         return out
 
     def wait(self, timeout: float | None = None) -> None:
@@ -984,11 +1018,12 @@ class Tailer:
                 if saved.path not in result or "file_id" not in result[saved.path]:
                     entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len}
                     result[saved.path] = {**result.get(saved.path, {}), **entry}
-            for pattern in self._paths.patterns:
-                # followed, with no file now (rotated with `nocreate`, a log its program creates on its
-                # next write): an empty entry says so, so that a file appearing there while lograven is
-                # stopped is read from its start, not from its end as at a first start
-                if not any(fnmatch.fnmatchcase(path, pattern) for path in result):
+            for pattern in self._matching_nothing:
+                # followed, with no file at the last complete look (rotated with `nocreate`, a log its
+                # program creates on its next write): an empty entry says so, so that a file appearing there
+                # while lograven is stopped is read from its start, not from its end as at a first start.
+                # Not for a file there that could not be opened (unreadable): it is not new when it can be
+                if not any(_glob_matches(path, pattern) for path in result):
                     result[pattern] = {}
             return result
 
@@ -1048,6 +1083,9 @@ class Tailer:
         on its path first. Returns whether the expansion was complete.
         """
         complete = not failed
+        if complete:  # the patterns that match nothing at all (no file, not even one that cannot be looked at)
+            seen = [*matched, *denied]
+            self._matching_nothing = {p for p in self._paths.patterns if not any(_glob_matches(x, p) for x in seen)}
         now = self._clock()
         self._fd_error = None
         for pattern, exc in (failed or {}).items():
@@ -1325,7 +1363,13 @@ class Tailer:
                 log.info("%s was rotated to %s while lograven was stopped; resuming there at byte %d",
                          saved.path, path, saved.offset)
                 self._renamed_at_start.add(saved.path)
-                self._ahead[saved.path] = path
+                after = path
+                while after in self._ahead and after != saved.path:
+                    after = self._ahead[after]
+                # only with something left to read in it, known by its first bytes (an empty file's inode
+                # reused by another generation would chain the generations in a circle, none ever read)
+                if saved.fingerprint_len > 0 and saved.offset < st.st_size and after != saved.path:
+                    self._ahead[saved.path] = path
             if saved.offset > st.st_size:
                 log.warning("%s is shorter (%d bytes) than its saved position (%d): truncated while "
                             "lograven was stopped; reading it from the start", path, st.st_size, saved.offset)
