@@ -2434,9 +2434,21 @@ def _model_case_four_rotations_while_stopped(s: TailerModel) -> None:
     s.poll(limit=5)
 
 
+def _model_case_generations_released_one_per_poll(s: TailerModel) -> None:
+    s.setup(glob_mode=True, numbered=True, start_end=False, initial=[], initial_partial=None)
+    s.rotate()
+    s.poll(limit=None)
+    s.stop(ack_fraction=1.0)
+    s.write_lines(old=False, pads=[0])
+    s.rotate()
+    s.start()
+    s.poll(limit=None)
+
+
 @pytest.mark.parametrize("case", [
     _model_case_two_watchers_on_one_copy,
     _model_case_four_rotations_while_stopped,
+    _model_case_generations_released_one_per_poll,
 ])  # fmt: skip
 def test_tailer_model_cases_found_by_a_random_run(case) -> None:
     """Cases the randomized model found (2026-12-07). The first stopped the reader with a KeyError: two
