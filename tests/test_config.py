@@ -506,6 +506,8 @@ def test_a_device_or_huge_file_as_config_is_refused_without_reading_it_all(tmp_p
 @pytest.mark.parametrize(("pattern", "refused"), [
     ("/srv/lr/*", True), ("/srv/lr/alerts.jsonl", True), ("/srv/*/*.jsonl*", True), ("/srv/lr/*.1", True),
     ("/srv/lr/*.log", False), ("/srv/*", False),  # `*` does not span directories, as glob's
+    ("/srv/**", True), ("/srv/**/alerts.jsonl", True), ("/**/lr/*", True),  # but `**` does (recursive globs)
+    ("/srv/**/*.log", False),
 ])  # fmt: skip
 def test_a_source_over_lograven_s_own_alerts_file_is_refused(pattern: str, refused: bool) -> None:
     """Tailing alerts.jsonl (or a glob over its directory) read every alert back as a line that alerted

@@ -259,6 +259,7 @@ def test_allow_finds_an_alert_in_the_rotated_alerts_file(tmp_path):
     with gzip.open(tmp_path / "alerts.jsonl.2.gz", "wt") as f:
         f.write(json.dumps(_alert(id="week2").to_dict()) + "\n")
     (tmp_path / "alerts.jsonlx").write_text(json.dumps(_alert(id="other").to_dict()) + "\n")  # not a copy
+    (tmp_path / "alerts.jsonl.lock").write_text(json.dumps(_alert(id="other").to_dict()) + "\n")  # nor this
     assert find_alert(alerts, "new1")["id"] == "new1"
     assert find_alert(alerts, "week1")["id"] == "week1"
     with pytest.raises(LogravenError, match=r"no alert with id 'week2' \(nor in alerts.jsonl.1\); older alerts are in "
@@ -270,6 +271,24 @@ def test_allow_finds_an_alert_in_the_rotated_alerts_file(tmp_path):
     r = _lograven("allow", "week1", "--alerts", str(alerts), "--allowlist", str(allow))
     assert r.returncode == 0, r.stderr
     assert json.loads(allow.read_text())["rules"][0]["source_alert"] == "week1"
+    # a copy that cannot be read is said as such, not as searched (EACCES simulated: the tests run as root)
+    import lograven.allowlist as al
+
+    (tmp_path / "alerts.jsonl-20261130").write_text("")
+    real = al._alert_in
+
+    def alert_in(path, alert_id):
+        if path.name.endswith("-20261130"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(path, alert_id)
+
+    al._alert_in = alert_in
+    try:
+        with pytest.raises(LogravenError, match=r"\(nor in alerts.jsonl.1\); .*; cannot read alerts.jsonl-20261130 "
+                           r"\(Permission denied\)"):
+            find_alert(alerts, "week2")
+    finally:
+        al._alert_in = real
 
 
 def test_allowlist_rules_keep_their_types_templates_across_a_retrain(tmp_path, caplog, monkeypatch, capsys):
@@ -1076,6 +1095,23 @@ def test_learning_named_alerts_leaves_the_other_alerts_lines_out_of_the_context(
     everything = corpus_from_alerts(alerts, fmt="syslog", stream="file")
     assert "Invalid user minecraft from 10.0.0.9 port 4242" in everything.messages
     assert "zzzz frobnicate" in everything.messages
+    # the other alert read before the file was rotated (its old name), the named one after (read_from):
+    # one line all the same. An alert of an older generation at an offset where this file has another
+    # line does not cut the context there (review, 2026-12-07)
+    rotated = messages.with_name("messages.1")
+    messages.rename(rotated)
+    messages.write_text("")
+    rows = [_alert(id="u4", file=str(messages), offset=at[4], line=lines[4]),
+            _alert(id="old", file=str(messages), offset=at[2], line="Jun  2 03:00:00 web01 foo[1]: another week"),
+            _alert(id="n6", file=str(messages), read_from=str(rotated), offset=at[6], line=lines[6])]
+    alerts.write_text("".join(a.to_json() + "\n" for a in rows))
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file", ids={"n6"})
+    assert corpus.messages[0] == "routine work item 5" and "routine work item 2" not in corpus.messages
+    rows[0].offset = at[3]  # not the minecraft line's offset: not its line
+    alerts.write_text("".join(a.to_json() + "\n" for a in rows))
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file", ids={"n6"})
+    assert corpus.messages[:3] == ["routine work item 0", "routine work item 1", "routine work item 2"]
+    assert "Invalid user minecraft from 10.0.0.9 port 4242" in corpus.messages
 
 
 def test_allow_list_and_models_list_print_no_terminal_escapes(tmp_path, capsys):

@@ -561,7 +561,7 @@ def _rotated_alert_files(alerts_path: Path) -> tuple[list[Path], list[Path]]:
     the plain ones, and the compressed ones (not read)."""
     try:
         names = [p for p in alerts_path.parent.iterdir()
-                 if p.name.startswith(alerts_path.name) and p.name[len(alerts_path.name):][:1] in (".", "-")]
+                 if p.name.startswith(alerts_path.name) and _ROTATED_SUFFIX.fullmatch(p.name[len(alerts_path.name):])]
         by_age = sorted(((p.stat().st_mtime, p) for p in names if p.is_file()), reverse=True)
     except OSError:
         return [], []
@@ -570,6 +570,8 @@ def _rotated_alert_files(alerts_path: Path) -> tuple[list[Path], list[Path]]:
 
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
+#: logrotate's names for old copies: numbered (`.1`) or dated (dateext `-20261207`, `-2026-12-07`), maybe compressed
+_ROTATED_SUFFIX = re.compile(r"(\.\d+|-\d[\d_.-]*)(\.(gz|bz2|xz|zst|lz4|Z))?")
 
 
 def find_alert(alerts_path: Path, alert_id: str) -> dict:
@@ -587,15 +589,20 @@ def find_alert(alerts_path: Path, alert_id: str) -> dict:
     if found is not None:
         return found
     plain, compressed = _rotated_alert_files(alerts_path)
+    searched, unreadable = [], []
     for older in plain:
         try:
             found = _alert_in(older, alert_id)
-        except OSError:
+        except OSError as e:
+            unreadable.append(f"{older.name} ({e.strerror or e})")
             continue
+        searched.append(older.name)
         if found is not None:
             log.info("alert %s found in %s, a rotated copy of %s", alert_id, older, alerts_path)
             return found
-    looked = f" (nor in {', '.join(p.name for p in plain[:3])}{' …' if len(plain) > 3 else ''})" if plain else ""
+    looked = f" (nor in {', '.join(searched[:3])}{' …' if len(searched) > 3 else ''})" if searched else ""
     hint = (f"; older alerts are in {compressed[0].name}{' …' if len(compressed) > 1 else ''}: decompress it and give "
             "--alerts FILE") if compressed else ""
+    if unreadable:
+        hint += f"; cannot read {', '.join(unreadable[:3])}: run as root or as the lograven user"
     raise LogravenError(f"{alerts_path}: no alert with id {alert_id!r}{looked}{hint}")

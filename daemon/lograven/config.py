@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 import yaml
 
 from lograven.errors import LogravenError
-from lograven.osutil import TooLarge, read_limited
+from lograven.osutil import TooLarge, glob_matches, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -926,14 +926,6 @@ def parse_config(data: object, source: str = "<config>") -> Config:
 ROTATED_NAME_SUFFIXES = ("", ".1", ".2.gz", "-20261207", "-20261207.gz")
 
 
-def _glob_matches(path: str, pattern: str) -> bool:
-    """Whether glob would give `path` for `pattern`: component by component (fnmatch's `*` alone spans `/`)."""
-    import fnmatch
-
-    a, b = path.split(os.sep), pattern.split(os.sep)
-    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
-
-
 def _own_alerts_read_back(config: Config) -> _Problems:
     """A source over lograven's own alerts file (`/var/log/lograven/*`, `/var/log/*/*.jsonl`) reads each alert
     back as a log line, which alerts again: an endless storm that uses up the syslog rate limit."""
@@ -944,7 +936,7 @@ def _own_alerts_read_back(config: Config) -> _Problems:
     for i, src in enumerate(config.sources):
         for pattern in src.paths:
             target = os.path.abspath(os.path.expanduser(pattern))
-            if any(_glob_matches(own + suffix, target) for suffix in ROTATED_NAME_SUFFIXES):
+            if any(glob_matches(own + suffix, target) for suffix in ROTATED_NAME_SUFFIXES):
                 out.append((f"sources[{i}].paths", (
                     f"{pattern!r} matches lograven's own alerts file {config.alerts.jsonl.path} (alerts.jsonl.path) "
                     "or its rotated copies: each alert would be read back as a log line and alert again, without "

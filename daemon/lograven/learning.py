@@ -14,7 +14,6 @@ A flagged-but-legitimate pattern is learned without starting over:
 from __future__ import annotations
 
 import errno
-import fnmatch
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from lograven.errors import LogravenError
 from lograven.masking import Masker
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import read_limited
+from lograven.osutil import glob_matches, read_limited
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel, kept_count, tail_quantile
 from lograven.training import (
@@ -107,7 +106,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     def reader(file: str) -> tuple[Parser, StreamKey]:
         target = os.path.abspath(file)
         for patterns, pk in by_source:
-            if any(_glob_match(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
+            if any(glob_matches(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
                 return pk
         return default
 
@@ -130,8 +129,13 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     # With named alerts (--alert ID), the other alerts' lines are not learned as context: the operator
     # vouched for the named ones only, and a line learned as normal no longer alerts (nor, as a learned
     # type, is it a rare type). A stretch of context stops before them.
-    named = {(where_of(r), offset_of(r)) for r in rows}
-    others = {(where_of(r), offset_of(r)) for r in everything if r.get("id") not in (ids or ())} - named if ids else set()
+    # By offset and line: an alert read before its file was rotated names the file's old name, one read
+    # after it the rotated name, and an older generation of the file has other lines at those offsets.
+    def at_line(r: dict) -> tuple[int, str]:
+        return offset_of(r), str(r.get("line", ""))[:ALERT_LINE_CHARS]
+
+    named = {at_line(r) for r in rows}
+    others = {at_line(r) for r in everything if r.get("id") not in (ids or ())} - named if ids else set()
     corpus = Corpus()
     # Where stream-end alerts' lines are: there their streams did end. By the alert's file, offset and
     # line, since such a line may come in the stretch of an earlier alert (its context after, or a line
@@ -174,7 +178,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
             )  # fmt: skip
         elif lines and others:
             at = offset_of(r)
-            alerted = [i for i, (o, _) in enumerate(lines) if (where, o) in others]
+            alerted = [i for i, (o, t) in enumerate(lines) if (o, t[:ALERT_LINE_CHARS]) in others]
             if alerted:
                 first = max((i for i in alerted if lines[i][0] < at), default=-1) + 1
                 stop = min((i for i in alerted if lines[i][0] > at), default=len(lines))
@@ -223,19 +227,12 @@ ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its fir
 ALERTS_MAX_BYTES = 2**30  # an alerts file larger than 1 GiB is not read whole (a link to /dev/zero is not read forever)
 
 
-def _glob_match(path: str, pattern: str) -> bool:
-    """`path` matches `pattern` as glob matches it: component by component (fnmatch's `*` alone would
-    also match `/`, so `/var/log/*.log` would take `/var/log/lograven/x/secret.log`)."""
-    a, b = path.split(os.sep), pattern.split(os.sep)
-    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
-
-
 def _may_read_for_context(file: str, where: str, patterns: Sequence[str]) -> bool:
     """Whether `where` (the alert's file, or where it was read from after a rotation) is a file of the
     configured sources, or a rotated name of one in the same directory, with no link on the way (a
     link in a directory another user owns could lead anywhere)."""
     target = os.path.abspath(file)
-    if not any(_glob_match(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
+    if not any(glob_matches(target, os.path.abspath(os.path.expanduser(p))) for p in patterns):
         return False
     real = os.path.abspath(where)
     folder = os.path.dirname(real)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import stat
 
@@ -214,3 +215,21 @@ def uninterrupted():
             if signum is not None:
                 raise SystemExit(128 + signum)
 
+
+
+def glob_matches(path: str, pattern: str) -> bool:
+    """Whether glob.glob(pattern, recursive=True) can give `path`: component by component (fnmatch's `*`
+    alone would span `/`: `/var/log/*` over `/var/log/nginx/access.log.1`), a `**` component standing
+    for any number of directories, none included."""
+    a, b = path.split(os.sep), pattern.split(os.sep)
+
+    def match(i: int, j: int) -> bool:
+        while j < len(b):
+            if b[j] == "**":
+                return any(match(k, j + 1) for k in range(i, len(a) + 1))
+            if i >= len(a) or not fnmatch.fnmatchcase(a[i], b[j]):
+                return False
+            i, j = i + 1, j + 1
+        return i == len(a)
+
+    return match(0, 0)

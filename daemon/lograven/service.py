@@ -41,7 +41,7 @@ from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_se
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
-from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, release_free_memory, whoami
+from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, release_free_memory, whoami
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
@@ -308,7 +308,7 @@ def source_warnings(cfg: Config) -> list[str]:
             )
         rotated_of = sorted({
             e for e in earlier if not has_magic(e) and any(
-                fnmatch.fnmatchcase(os.path.abspath(os.path.expanduser(e)) + suffix, os.path.abspath(os.path.expanduser(p)))
+                glob_matches(os.path.abspath(os.path.expanduser(e)) + suffix, os.path.abspath(os.path.expanduser(p)))
                 for p in src.paths for suffix in _ROTATED_SUFFIXES)
         })
         if rotated_of:
@@ -680,7 +680,10 @@ class Service:
             if (warning := exposure_warning(self.cfg.metrics.listen)) is not None:
                 log.warning("%s", warning)
         try:
-            state = self.checkpointer.load()
+            # a plugin on a daemon's state_dir does not touch its checkpoint: not even load() (which removes
+            # unfinished temp files, the daemon's being written, and sets an unusable file aside), nor
+            # take the daemon's streams' states
+            state = None if self._checkpoint_off else self.checkpointer.load()
             if self.checkpointer.corrupt_count:
                 self.metrics.checkpoint_corrupt.inc(self.checkpointer.corrupt_count)
             state = state or {}
@@ -1563,7 +1566,9 @@ class Service:
                 if self.router.flush(force=True):
                     self._ack_pending()
             if self.detector is not None and hasattr(self, "checkpointer"):
-                if self._checkpoint():
+                if self._checkpoint_off:
+                    log.info("stopping: no checkpoint written (the state_dir is the daemon's)")
+                elif self._checkpoint():
                     log.info("stopping: checkpoint written (%d stream(s))", len(self.detector.states))
                 elif self.stdin_mode:
                     self._stop_problems.append(

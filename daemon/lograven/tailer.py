@@ -51,7 +51,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .errors import LogravenError
-from .osutil import COMPRESSION_MAGIC_BYTES, compression_of, may_become_compressed
+from .osutil import COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, may_become_compressed
 
 log = logging.getLogger(__name__)
 
@@ -293,12 +293,6 @@ def _processed_end(watcher: FileWatcher, processed: Mapping[str, int]) -> int | 
         return None
     end = min(max(ends), watcher.offset)
     return end if end > watcher.acked else None
-
-
-def _glob_matches(path: str, pattern: str) -> bool:
-    """Whether glob would give `path` for `pattern`: component by component (fnmatch's `*` alone spans `/`)."""
-    a, b = path.split(os.sep), pattern.split(os.sep)
-    return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
 
 
 def _beside(path: str) -> list[tuple[str, str]]:
@@ -1023,7 +1017,7 @@ class Tailer:
                 # program creates on its next write): an empty entry says so, so that a file appearing there
                 # while lograven is stopped is read from its start, not from its end as at a first start.
                 # Not for a file there that could not be opened (unreadable): it is not new when it can be
-                if not any(_glob_matches(path, pattern) for path in result):
+                if not any(glob_matches(path, pattern) for path in result):
                     result[pattern] = {}
             return result
 
@@ -1085,7 +1079,7 @@ class Tailer:
         complete = not failed
         if complete:  # the patterns that match nothing at all (no file, not even one that cannot be looked at)
             seen = [*matched, *denied]
-            self._matching_nothing = {p for p in self._paths.patterns if not any(_glob_matches(x, p) for x in seen)}
+            self._matching_nothing = {p for p in self._paths.patterns if not any(glob_matches(x, p) for x in seen)}
         now = self._clock()
         self._fd_error = None
         for pattern, exc in (failed or {}).items():
