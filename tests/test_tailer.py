@@ -1934,6 +1934,31 @@ def test_generations_of_empty_files_whose_inodes_come_round_are_still_read(tmp_p
         assert texts(tailer.poll()) == [b"after the next rotation"]
 
 
+def test_the_unread_rest_of_a_rotated_file_counts_in_its_path_s_backlog(tmp_path: Path) -> None:
+    """lograven_file_lag_bytes is size - offset of the file at the path: right after a rotation that was the
+    new file's few bytes, while 60 MB of the old one were still to read, so LogravenFallingBehind went quiet
+    at every rotation (review, 2026-12-07). Stats now carry the old files' unread bytes (`behind`)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log], start_position="beginning", rotate_wait=60.0) as tailer:
+        append(log, b"".join(b"old line %04d\n" % i for i in range(100)))  # 14 bytes a line
+        assert len(tailer.poll(max_lines=10)) == 10
+        log.rename(tmp_path / "app.log.1")
+        append(log, b"new 1\n")
+        tailer.poll(max_lines=10)  # the rotation seen; ten more lines of the old file read
+        st = tailer.stats()[str(log)]
+        assert (st.offset, st.size, st.behind) == (0, 6, 80 * 14)
+        from lograven.metrics import Metrics
+
+        m = Metrics()
+        m.set_file_position(str(log), st.offset, st.size, st.behind)
+        assert m.file_lag.labels(file=str(log))._value.get() == 6 + 80 * 14
+        while tailer.poll():
+            pass
+        st = tailer.stats()[str(log)]
+        assert (st.offset, st.size, st.behind) == (6, 6, 0)
+
+
 def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A NUL in a path key or a rotated file's `read_from` (a damaged checkpoint that is still JSON) made
     the Tailer raise ValueError at every start (review, 2026-12-07)."""

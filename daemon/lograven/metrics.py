@@ -205,11 +205,12 @@ class Metrics:
         for key in [k for k in self._totals if k[0] in ids]:
             del self._totals[key]
 
-    def set_file_position(self, file: str, offset: int, size: int) -> None:
-        """Record how far `file` has been read; sets offset, size and lag together."""
+    def set_file_position(self, file: str, offset: int, size: int, behind: int = 0) -> None:
+        """Record how far `file` has been read; sets offset, size and lag together. `behind`: bytes not yet
+        read of its old (rotated) files, still being read: part of the lag."""
         self.file_offset.labels(file=file).set(offset)
         self.file_size.labels(file=file).set(size)
-        self.file_lag.labels(file=file).set(max(size - offset, 0))
+        self.file_lag.labels(file=file).set(max(size - offset, 0) + behind)
 
     def set_model(self, version: str, sha256: str) -> None:
         """Publish the model bundle in use (`lograven_model_info`)."""

@@ -1259,7 +1259,7 @@ class Service:
                 m.advance_to_total(m.unread_bytes, st.unread_bytes, file=path)
                 m.advance_to_total(m.read_errors, st.read_errors, file=path)
                 m.file_readable.labels(file=path).set(1 if st.readable else 0)
-                m.set_file_position(path, st.offset, st.size)
+                m.set_file_position(path, st.offset, st.size, st.behind)
         # A file no source follows any more (an hour after it went, or dropped by a reload) loses its
         # series: label cardinality stays bounded, and a stale `file_readable 0` fires no alert.
         gone = self._exported_files - now
@@ -1351,6 +1351,7 @@ class Service:
             written = False
             self.metrics.checkpoint_write_failures.inc()
             self._ckpt_failures += 1
+            self._dirty = True  # tried again at the next interval, not only once a new line comes (a quiet host)
             # said at once, then at most every 10 minutes while it goes on (a full disk: every 10 s)
             if self._ckpt_failures == 1 or t0 >= self._ckpt_error_at:
                 more = f" ({self._ckpt_failures} failures in a row; said again in 10 min if it goes on)" if self._ckpt_failures > 1 else ""

@@ -112,6 +112,7 @@ class FileStats:
     read_errors: int = 0  # failures to open or read (permission denied, I/O errors)
     offset: int = 0  # bytes of the current file handed out
     size: int = 0  # size of the current file at the last poll
+    behind: int = 0  # bytes not yet read of the path's old (rotated) files still being read
     readable: bool = True  # False while the file cannot be opened
 
 
@@ -1024,8 +1025,16 @@ class Tailer:
     def stats(self) -> dict[str, FileStats]:
         """A copy of the per-path counters, with offset and size of the file there now."""
         with self._lock:
+            shown: dict[str, FileWatcher] = {}
             for watcher in self._draining + self._live:  # live ones win on a shared path
-                st = self._stat(watcher.path)
+                shown[watcher.path] = watcher
+            for st in self._stats.values():
+                st.behind = 0
+            for watcher in self._draining:  # the rest of a rotated file is part of its path's backlog
+                if shown[watcher.path] is not watcher:
+                    self._stat(watcher.path).behind += max(watcher.size - watcher.offset, 0)
+            for path, watcher in shown.items():
+                st = self._stat(path)
                 st.offset, st.size = watcher.offset, watcher.size
             return {path: replace(s) for path, s in self._stats.items()}
 
