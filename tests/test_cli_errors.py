@@ -744,3 +744,34 @@ def test_score_into_a_reader_that_goes_away_is_not_an_error(tmp_path) -> None:
     p.stdout.close()  # as `head -1` does
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0 and "Traceback" not in err, err[-2000:]
+
+
+def test_evaluate_writes_its_json_when_the_table_s_reader_is_gone(tmp_path) -> None:
+    """`lograven evaluate ... --json r.json | head -5`: the table was printed first, the closed pipe ended
+    the command (exit 0, as `| head` should), and r.json was never written: minutes of training lost
+    without a word (review, 2026-12-07). The JSON file is written all the same."""
+    csv = tmp_path / "x_structured.csv"
+    csv.write_text("LineId,Content,EventId\n" + "".join(f"{i},session opened for user u{i % 7},E1\n" for i in range(200)))
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write
+    try:
+        p = subprocess.run([sys.executable, "-m", "lograven", "evaluate", "--structured", str(csv),
+                            "--json", str(tmp_path / "r.json")], stdout=w, stderr=subprocess.PIPE, timeout=120)  # fmt: skip
+    finally:
+        os.close(w)
+    assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr[-2000:]
+    assert json.loads((tmp_path / "r.json").read_text())["grouping_accuracy"] == 1.0
+
+
+def test_evaluate_refuses_a_model_dir_it_cannot_write_before_training(tmp_path, capsys) -> None:
+    """`--model-dir` holding an unrelated file trained for minutes, then failed naming `--out`, an option
+    evaluate does not have (review, 2026-12-07): it is checked first, under its own name."""
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    log = tmp_path / "bgl.log"
+    log.write_text("- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO ok\n")
+    rc = cli.main(["evaluate", "--labels", "bgl", "--model-dir", str(busy), str(log)])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"--model-dir {busy}: exists, is not empty and holds no bundle; choose another --model-dir" in err, err
+    assert "training" not in err.lower() and (busy / "notes.txt").read_text() == "mine"

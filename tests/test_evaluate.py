@@ -289,6 +289,10 @@ def test_table_says_when_the_format_or_the_key_did_not_fit():
 
 # ------------------------------------------------------------------ end to end
 def _check_detection_json(js: dict) -> dict[str, dict]:
+    from lograven import __version__
+
+    # what tells runs apart (review, 2026-12-07: the files could be told apart only by their names)
+    assert isinstance(js["settings"]["seed"], int) and js["settings"]["lograven_version"] == __version__
     rows = {r["detector"]: r for r in js["results"]}
     assert list(rows) == ["unknown_type", "sequence", "autoencoder", COMBINED]
     for r in rows.values():
@@ -930,3 +934,25 @@ def test_session_labels_id_column_is_never_guessed_and_misses_show_both_keys(tmp
         ev.read_sessions(log, p, r"blk_-?\d+", "raw")
     with pytest.raises(LogravenError, match=r"the key matched no line \(2 lines\)"):
         ev.read_sessions(log, p, r"job_\d+", "raw")
+
+
+def test_session_labels_refuse_utf16_compressed_and_headerless_three_columns(tmp_path):
+    """A UTF-16 or gzip labels CSV was read as garbled text ("no Label column in the header (��B l o c k…)"),
+    and a headerless CSV of three columns was taken silently (review, 2026-12-07)."""
+    import gzip
+
+    from lograven.evaluate import read_session_labels
+
+    text = "BlockId,Label\nblk_1,Normal\nblk_2,Anomaly\n"
+    (tmp_path / "u16.csv").write_bytes(text.encode("utf-16"))
+    with pytest.raises(LogravenError, match="is UTF-16; convert it to UTF-8 first: iconv"):
+        read_session_labels(tmp_path / "u16.csv")
+    with gzip.open(tmp_path / "l.csv.gz", "wt") as f:
+        f.write(text)
+    with pytest.raises(LogravenError, match=r"is gzip-compressed; give it decompressed: --sessions <\(zcat"):
+        read_session_labels(tmp_path / "l.csv.gz")
+    (tmp_path / "three.csv").write_text("blk_1,Normal,x\nblk_2,Anomaly,y\n")
+    with pytest.raises(LogravenError, match="no Label column in the header"):
+        read_session_labels(tmp_path / "three.csv")
+    (tmp_path / "two.csv").write_text("blk_1,Normal\nblk_2,Anomaly\n")
+    assert read_session_labels(tmp_path / "two.csv") == {"blk_1": False, "blk_2": True}

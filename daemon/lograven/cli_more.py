@@ -178,6 +178,10 @@ def cmd_evaluate(args) -> int:
             raise LogravenError(f"--json {args.json}: the file is not writable")
     mode = "structured" if args.structured else "labels" if args.labels else "sessions"
     _refuse_options_of_other_modes(args, mode)
+    if getattr(args, "model_dir", None) and not args.structured:
+        from lograven.bundle import check_bundle_target
+
+        check_bundle_target(args.model_dir, "--model-dir")  # said now, not after the training
     if args.structured:
         if args.logfile:
             raise LogravenError("--structured reads the CSV only; drop the LOGFILE argument")
@@ -221,12 +225,20 @@ def cmd_evaluate(args) -> int:
         print(text)
         print(table, file=sys.stderr)
         return 0
-    print(table)  # first: a --json that cannot be written now (a full disk) does not lose the run's table
+    unprinted: BaseException | None = None
+    try:
+        print(table)  # first: a --json that cannot be written now (a full disk) does not lose the run's table
+        sys.stdout.flush()
+    except (BrokenPipeError, LogravenError) as e:  # `| head`, a full disk: the --json file is still written
+        unprinted = e
     if args.json:
         try:
             write_text_replacing(args.json, text + "\n")  # a full disk keeps the previous result whole
         except OSError as e:
-            sys.stdout.flush()
+            if unprinted is None:
+                sys.stdout.flush()
             raise LogravenError(f"{args.json}: cannot write the JSON result ({e.strerror or e}); the table above "
                                 "is the run's result; give another --json path, or --json - for standard output") from None
+    if unprinted is not None:
+        raise unprinted
     return 0

@@ -296,10 +296,10 @@ class TypesEvaluation:
         return "\n".join(out)
 
 
-def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, str]]:
-    """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV. Column names are
-    matched without case or surrounding spaces; a blank EventId is returned as "" (not a label)."""
-    path = Path(path)
+def _open_csv(path: Path, give: str, option: str) -> io.TextIOWrapper:
+    """A CSV opened as UTF-8 text (a leading BOM dropped, undecodable bytes replaced), refused with the fix
+    when it is UTF-16 or compressed (it was read as garbled text, and errors quoted binary). `give`: what
+    the option takes, for the messages; `option`: how to pass it (`--sessions`)."""
     from .osutil import compression_of
     from .training import _with_head
 
@@ -309,9 +309,9 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
         head = fb.read(10)  # the BOM, or a compressed file's magic (a buffered read waits for 10 bytes or the end)
         fb = _with_head(head, fb)
     except FileNotFoundError:
-        raise LogravenError(f"{path}: no such file; give a Loghub *_structured.csv") from None
+        raise LogravenError(f"{path}: no such file; give {give}") from None
     except IsADirectoryError:
-        raise LogravenError(f"{path}: is a directory; give a Loghub *_structured.csv") from None
+        raise LogravenError(f"{path}: is a directory; give {give}") from None
     except OSError as e:
         if fb is not None:
             fb.close()
@@ -324,8 +324,15 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
         fb.close()
         tool = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat", "zstd": "zstdcat"}[kind]
         raise LogravenError(f"{path}: is {kind}-compressed; give it decompressed: "
-                            f"--structured <({tool} {path}), or `{tool} {path} > FILE.csv`")
-    f = io.TextIOWrapper(fb, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
+                            f"{option} <({tool} {path}), or `{tool} {path} > FILE.csv`")
+    return io.TextIOWrapper(fb, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
+
+
+def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, str]]:
+    """(Content lines, EventIds, EventId -> EventTemplate) of a Loghub structured CSV. Column names are
+    matched without case or surrounding spaces; a blank EventId is returned as "" (not a label)."""
+    path = Path(path)
+    f = _open_csv(path, "a Loghub *_structured.csv", "--structured")
     try:
         with f:
             return _read_structured_rows(path, f)
@@ -854,8 +861,13 @@ class _Trained:
             self._tmp.cleanup()
 
 
-def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: float, summary: dict) -> dict:
+def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: float, summary: dict,
+                   config: object | None = None) -> dict:
+    from lograven import __version__
+
     return {
+        "seed": int(getattr(getattr(config, "training", None), "seed", 42)),  # what tells runs apart
+        "lograven_version": __version__,
         "sequence_rule": settings.sequence_rule,
         "relative_threshold": settings.sequence_relative_threshold,
         "threshold": settings.sequence_threshold,
@@ -1084,7 +1096,7 @@ def evaluate_line_labels(
                    "training_lines": len(corpus), "test_lines": len(test), "test_anomalies": int(truth.sum()),
                    "unparsed_test_lines": sum(1 for i in test if not rows[i].record.parsed),
                    "lines_without_stream_key": no_key},
-            settings=_settings_json(det, settings, tr.seconds, tr.summary),
+            settings=_settings_json(det, settings, tr.seconds, tr.summary, config),
             training=tr.summary, results=results, categories=cats,
             sweep=_sweep(ev, settings, det.sequence_rule_value, _per_line, truth, floor=det.probability_floor),
             sequence_parts=_sequence_parts(det, ev, _per_line, truth), feedback=feedback,
@@ -1215,12 +1227,7 @@ def session_key(pattern: str) -> Callable[[str], str | None]:
 def read_session_labels(path: str | Path) -> dict[str, bool]:
     """session id -> anomalous, from a CSV `BlockId,Label` (Label Normal/Anomaly; 0/1 also accepted)."""
     path = Path(path)
-    try:
-        f = open(path, newline="", encoding="utf-8-sig", errors="replace")  # -sig: without a leading BOM
-    except FileNotFoundError:
-        raise LogravenError(f"{path}: no such file; give a CSV of BlockId,Label") from None
-    except OSError as e:
-        raise LogravenError(f"{path}: cannot read ({e.strerror})") from None
+    f = _open_csv(path, "a CSV of BlockId,Label", "--sessions")
     out: dict[str, bool] = {}
     first_at: dict[str, int] = {}  # session id -> the line that labelled it
     with f:
@@ -1238,7 +1245,7 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
                 )
             id_col = low.index("blockid") if "blockid" in low else 1 - lab_col
             rows, first = reader, 2
-        elif len(low) >= 2 and low[1] in _ANOMALY_WORDS | _NORMAL_WORDS:  # no header: the first row is data
+        elif len(low) == 2 and low[1] in _ANOMALY_WORDS | _NORMAL_WORDS:  # no header: the first row is data
             id_col, lab_col = 0, 1
             rows, first = iter([header, *reader]), 1
         else:
@@ -1497,7 +1504,7 @@ def evaluate_sessions(
                    "lines_without_key": sl.lines_without_key, "unlabelled_sessions": sl.unlabelled_sessions,
                    "unlabelled_lines": sl.unlabelled_lines, "labelled_sessions_not_in_log": sl.labelled_not_in_log,
                    "unparsed_test_lines": sum(1 for i in test_idx if not recs[i].parsed)},
-            settings=_settings_json(det, settings, tr.seconds, tr.summary),
+            settings=_settings_json(det, settings, tr.seconds, tr.summary, config),
             training=tr.summary, results=results, categories=cats,
             sweep=_sweep(ev, settings, det.sequence_rule_value, agg, truth, extra=end_flags, floor=det.probability_floor),
             sequence_parts=_sequence_parts(det, ev, agg, truth, end_ev.fired["sequence"]), feedback=feedback,
