@@ -956,3 +956,21 @@ def test_session_labels_refuse_utf16_compressed_and_headerless_three_columns(tmp
         read_session_labels(tmp_path / "three.csv")
     (tmp_path / "two.csv").write_text("blk_1,Normal\nblk_2,Anomaly\n")
     assert read_session_labels(tmp_path / "two.csv") == {"blk_1": False, "blk_2": True}
+
+
+def test_a_wrong_format_is_said_before_training(tmp_path, monkeypatch, caplog):
+    """BGL lines under the default syslog format were reported as "98 of 98 lines do not match" only after
+    the training and scoring (review, 2026-12-07): it is said before the training starts."""
+    import lograven.evaluate as ev
+
+    log = tmp_path / "bgl.log"
+    log.write_text("".join(f"- 1117838570 2005.06.03 R02-M1-N0 2005-06-03-15.42.50.{i:06d} R02-M1-N0 RAS KERNEL INFO "
+                           f"instruction cache parity error corrected {i}\n" for i in range(50)))  # fmt: skip
+
+    def no_training(*a, **k):
+        raise RuntimeError("training started")
+
+    monkeypatch.setattr(ev, "train", no_training)
+    with caplog.at_level("WARNING", logger="lograven.evaluate"), pytest.raises(RuntimeError, match="training started"):
+        ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="syslog"))
+    assert "40 of 40 training lines do not match --format syslog: a wrong --format?" in caplog.text

@@ -831,6 +831,10 @@ class _Trained:
     def __enter__(self):
         from lograven.bundle import load_bundle
 
+        if mostly_unparsed(self.corpus.unparsed, len(self.corpus)):  # said now, not after minutes of training
+            log.warning("%d of %d training lines do not match --format %s: a wrong --format? (Ctrl-C, and give the "
+                        "log's --format; training goes on)", self.corpus.unparsed, len(self.corpus),
+                        _clip(self.setup.fmt, 60))  # fmt: skip
         if self.setup.model_dir is not None:
             out = Path(self.setup.model_dir)
         else:
