@@ -974,3 +974,18 @@ def test_a_wrong_format_is_said_before_training(tmp_path, monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="lograven.evaluate"), pytest.raises(RuntimeError, match="training started"):
         ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="syslog"))
     assert "40 of 40 training lines do not match --format syslog: a wrong --format?" in caplog.text
+
+
+def test_no_normal_line_in_the_first_part_blames_the_split_not_the_format(tmp_path):
+    """80 alert lines then 20 normal ones: the error blamed the labels' format ("needs '-' as the first
+    token") although the file has normal lines, all after the training part (review, 2026-12-07)."""
+    import lograven.evaluate as ev
+
+    log = tmp_path / "bgl.log"
+    log.write_text("".join(f"APPX 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS APP FATAL boom {i}\n"
+                           for i in range(80))
+                   + "".join(f"- 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS KERNEL INFO ok {i}\n"
+                             for i in range(20)))  # fmt: skip
+    with pytest.raises(LogravenError, match=r"no normal \('-'\) lines in the first 80% \(80 lines\).*the file's 20 "
+                       r"normal lines all come later: raise --train-fraction"):
+        ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw"))

@@ -1056,6 +1056,11 @@ def evaluate_line_labels(
         if not r.anomalous:
             corpus.add(path, r.record, st)
     if len(corpus) == 0:
+        if label_counts.get("-"):  # normal lines there are, only none in the first part
+            raise LogravenError(
+                f"{path}: no normal ('-') lines in the first {_pct(setup.train_fraction)} ({n_first} lines), nothing "
+                f"to train on; the file's {label_counts['-']} normal lines all come later: raise --train-fraction"
+            )
         common = ", ".join(f"{lab!r} ({n})" for lab, n in label_counts.most_common(5))
         raise LogravenError(
             f"{path}: no normal ('-') lines in the first {_pct(setup.train_fraction)}; nothing to train on. The most "
