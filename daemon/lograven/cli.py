@@ -607,7 +607,6 @@ def cmd_check(args) -> int:
 
     if cfg.metrics.enabled and not stdin and (problem := listen_problem(cfg.metrics.listen)):
         raise LogravenError(f"{args.config or 'the configuration'}: {problem}")
-    print(f"{args.config}: configuration OK")
     if stdin and not cfg.model:
         from lograven.modelstore import ModelStore
 
@@ -619,6 +618,7 @@ def cmd_check(args) -> int:
             raise LogravenError(f"{args.config}: model: null, and {cfg.models_dir()} has no current version: plugin "
                                 "mode (--stdin) needs a trained model; set `model:` to a bundle or model directory "
                                 "(`lograven train --out DIR LOGFILE...`)")
+    print(f"{args.config}: configuration OK")
     b = None  # the model `run` would load, if any
     if cfg.model:
         from lograven.bundle import load_bundle
