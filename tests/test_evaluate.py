@@ -989,3 +989,41 @@ def test_no_normal_line_in_the_first_part_blames_the_split_not_the_format(tmp_pa
     with pytest.raises(LogravenError, match=r"no normal \('-'\) lines in the first 80% \(80 lines\).*the file's 20 "
                        r"normal lines all come later: raise --train-fraction"):
         ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw"))
+
+
+def test_no_anomaly_left_to_test_is_said_before_training(tmp_path, monkeypatch, caplog):
+    """Every anomaly in the training part: "no anomalous lines in the test part" came in the table, after
+    the training and scoring (review, 2026-12-07); it is said before the training starts."""
+    import lograven.evaluate as ev
+
+    log = tmp_path / "bgl.log"
+    log.write_text("".join(f"APPX 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS APP FATAL boom {i}\n"
+                           for i in range(5))
+                   + "".join(f"- 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS KERNEL INFO ok {i}\n"
+                             for i in range(45)))  # fmt: skip
+
+    def no_training(*a, **k):
+        raise RuntimeError("training started")
+
+    monkeypatch.setattr(ev, "train", no_training)
+    with caplog.at_level("WARNING", logger="lograven.evaluate"), pytest.raises(RuntimeError, match="training started"):
+        ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw"))
+    assert "no anomalous line in the test part: recall and F1 will be undefined" in caplog.text
+
+
+def test_no_anomalous_session_left_to_test_is_said_before_training(tmp_path, monkeypatch, caplog):
+    import lograven.evaluate as ev
+
+    log = tmp_path / "s.log"
+    log.write_text("".join(f"081109 20{i:04d} 1 INFO dfs.DataNode: Receiving block blk_{i} src: /10.0.0.1\n"
+                           for i in range(10)))  # fmt: skip
+    labels = tmp_path / "labels.csv"
+    labels.write_text("BlockId,Label\n" + "".join(f"blk_{i},{'Anomaly' if i == 0 else 'Normal'}\n" for i in range(10)))
+
+    def no_training(*a, **k):
+        raise RuntimeError("training started")
+
+    monkeypatch.setattr(ev, "train", no_training)
+    with caplog.at_level("WARNING", logger="lograven.evaluate"), pytest.raises(RuntimeError, match="training started"):
+        ev.evaluate_sessions(log, labels, r"blk_\d+", setup=ev.Setup(fmt="raw", train_fraction=0.5))
+    assert "no anomalous session in the test part: recall and F1 will be undefined" in caplog.text

@@ -1066,6 +1066,9 @@ def evaluate_line_labels(
             f"{path}: no normal ('-') lines in the first {_pct(setup.train_fraction)}; nothing to train on. The most "
             f"common labels (first tokens) are {common}: --labels bgl needs '-' as the first token of each normal line"
         )
+    if not any(r.anomalous for r in rows[n_first:]):  # said now, not after minutes of training
+        log.warning("%s: no anomalous line in the test part: recall and F1 will be undefined (n/a); give a "
+                    "--train-fraction that leaves anomalies to test (Ctrl-C; training goes on)", path)
     settings = settings or DetectorSettings()
     with _Trained(corpus, config, setup, setup.stream, progress) as tr:
         det = Detector(tr.bundle, settings)
@@ -1408,6 +1411,9 @@ def evaluate_sessions(
             test_idx.append(i)
     if len(corpus) == 0:
         raise LogravenError(f"{path}: no normal sessions in the first {_pct(setup.train_fraction)}; nothing to train on")
+    if not anomalous[test_sessions].any():  # said now, not after minutes of training
+        log.warning("%s: no anomalous session in the test part: recall and F1 will be undefined (n/a); give a "
+                    "--train-fraction that leaves anomalies to test (Ctrl-C; training goes on)", path)
     settings = settings or DetectorSettings()
     stream_spec = regex_stream_spec(stream_key)
     gap = float(getattr(getattr(getattr(config, "detectors", None), "sequence", None), "stream_end_after", 0.0) or 0.0)
