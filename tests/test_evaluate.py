@@ -958,22 +958,37 @@ def test_session_labels_refuse_utf16_compressed_and_headerless_three_columns(tmp
     assert read_session_labels(tmp_path / "two.csv") == {"blk_1": False, "blk_2": True}
 
 
-def test_a_wrong_format_is_said_before_training(tmp_path, monkeypatch, caplog):
-    """BGL lines under the default syslog format were reported as "98 of 98 lines do not match" only after
-    the training and scoring (review, 2026-12-07): it is said before the training starts."""
+def _said_before_training(monkeypatch, caplog, run) -> str:
+    """What `run()` (an evaluate call) logs as a warning before the training starts (which is stopped)."""
     import lograven.evaluate as ev
-
-    log = tmp_path / "bgl.log"
-    log.write_text("".join(f"- 1117838570 2005.06.03 R02-M1-N0 2005-06-03-15.42.50.{i:06d} R02-M1-N0 RAS KERNEL INFO "
-                           f"instruction cache parity error corrected {i}\n" for i in range(50)))  # fmt: skip
 
     def no_training(*a, **k):
         raise RuntimeError("training started")
 
     monkeypatch.setattr(ev, "train", no_training)
     with caplog.at_level("WARNING", logger="lograven.evaluate"), pytest.raises(RuntimeError, match="training started"):
-        ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="syslog"))
-    assert "40 of 40 training lines do not match --format syslog: a wrong --format?" in caplog.text
+        run()
+    return caplog.text
+
+
+def _bgl_style_log(path, alerts: int, normals: int):
+    """`alerts` labelled lines (APPX), then `normals` normal ones (`-`), in BGL's layout."""
+    path.write_text("".join(f"APPX 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS APP FATAL boom {i}\n"
+                            for i in range(alerts))
+                    + "".join(f"- 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS KERNEL INFO ok {i}\n"
+                              for i in range(normals)))  # fmt: skip
+    return path
+
+
+def test_a_wrong_format_is_said_before_training(tmp_path, monkeypatch, caplog):
+    """BGL lines under the default syslog format were reported as "98 of 98 lines do not match" only after
+    the training and scoring (review, 2026-12-07): it is said before the training starts."""
+    import lograven.evaluate as ev
+
+    log = _bgl_style_log(tmp_path / "bgl.log", 0, 50)
+    said = _said_before_training(monkeypatch, caplog,
+                                 lambda: ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="syslog")))
+    assert "40 of 40 training lines do not match --format syslog: a wrong --format?" in said
 
 
 def test_no_normal_line_in_the_first_part_blames_the_split_not_the_format(tmp_path):
@@ -981,11 +996,7 @@ def test_no_normal_line_in_the_first_part_blames_the_split_not_the_format(tmp_pa
     token") although the file has normal lines, all after the training part (review, 2026-12-07)."""
     import lograven.evaluate as ev
 
-    log = tmp_path / "bgl.log"
-    log.write_text("".join(f"APPX 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS APP FATAL boom {i}\n"
-                           for i in range(80))
-                   + "".join(f"- 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS KERNEL INFO ok {i}\n"
-                             for i in range(20)))  # fmt: skip
+    log = _bgl_style_log(tmp_path / "bgl.log", 80, 20)
     with pytest.raises(LogravenError, match=r"no normal \('-'\) lines in the first 80% \(80 lines\).*the file's 20 "
                        r"normal lines all come later: raise --train-fraction"):
         ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw"))
@@ -996,19 +1007,10 @@ def test_no_anomaly_left_to_test_is_said_before_training(tmp_path, monkeypatch, 
     the training and scoring (review, 2026-12-07); it is said before the training starts."""
     import lograven.evaluate as ev
 
-    log = tmp_path / "bgl.log"
-    log.write_text("".join(f"APPX 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS APP FATAL boom {i}\n"
-                           for i in range(5))
-                   + "".join(f"- 1117838570 2005.06.03 R02 2005-06-03-15.42.50.{i:06d} R02 RAS KERNEL INFO ok {i}\n"
-                             for i in range(45)))  # fmt: skip
-
-    def no_training(*a, **k):
-        raise RuntimeError("training started")
-
-    monkeypatch.setattr(ev, "train", no_training)
-    with caplog.at_level("WARNING", logger="lograven.evaluate"), pytest.raises(RuntimeError, match="training started"):
-        ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw"))
-    assert "no anomalous line in the test part: recall and F1 will be undefined" in caplog.text
+    log = _bgl_style_log(tmp_path / "bgl.log", 5, 45)
+    said = _said_before_training(monkeypatch, caplog,
+                                 lambda: ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw")))
+    assert "no anomalous line in the test part: recall and F1 will be undefined" in said
 
 
 def test_no_anomalous_session_left_to_test_is_said_before_training(tmp_path, monkeypatch, caplog):
@@ -1019,11 +1021,6 @@ def test_no_anomalous_session_left_to_test_is_said_before_training(tmp_path, mon
                            for i in range(10)))  # fmt: skip
     labels = tmp_path / "labels.csv"
     labels.write_text("BlockId,Label\n" + "".join(f"blk_{i},{'Anomaly' if i == 0 else 'Normal'}\n" for i in range(10)))
-
-    def no_training(*a, **k):
-        raise RuntimeError("training started")
-
-    monkeypatch.setattr(ev, "train", no_training)
-    with caplog.at_level("WARNING", logger="lograven.evaluate"), pytest.raises(RuntimeError, match="training started"):
-        ev.evaluate_sessions(log, labels, r"blk_\d+", setup=ev.Setup(fmt="raw", train_fraction=0.5))
-    assert "no anomalous session in the test part: recall and F1 will be undefined" in caplog.text
+    said = _said_before_training(monkeypatch, caplog, lambda: ev.evaluate_sessions(
+        log, labels, r"blk_\d+", setup=ev.Setup(fmt="raw", train_fraction=0.5)))
+    assert "no anomalous session in the test part: recall and F1 will be undefined" in said

@@ -16,8 +16,8 @@ the rules it had.
 """
 from __future__ import annotations
 
-import fnmatch
 import errno
+import fnmatch
 import json
 import logging
 import os
@@ -571,7 +571,7 @@ def _rotated_alert_files(alerts_path: Path) -> tuple[list[Path], list[Path]]:
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
 #: logrotate's names for old copies: numbered (`.1`) or dated (dateext `-20261207`, `-2026-12-07`), maybe compressed
-_ROTATED_SUFFIX = re.compile(r"(\.\d+|-\d[\d_.-]*)(\.(gz|bz2|xz|zst|lz4|Z))?")
+_ROTATED_SUFFIX = re.compile(r"(\.\d+|-\d[\d_.-]*)(" + "|".join(map(re.escape, COMPRESSED_SUFFIXES)) + ")?")
 
 
 def find_alert(alerts_path: Path, alert_id: str) -> dict:

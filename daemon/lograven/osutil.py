@@ -216,7 +216,6 @@ def uninterrupted():
                 raise SystemExit(128 + signum)
 
 
-
 def glob_matches(path: str, pattern: str) -> bool:
     """Whether glob.glob(pattern, recursive=True) can give `path`: component by component (fnmatch's `*`
     alone would span `/`: `/var/log/*` over `/var/log/nginx/access.log.1`), a `**` component standing

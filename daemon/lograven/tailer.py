@@ -481,10 +481,7 @@ class FileWatcher:
         pos = start
         while chunk.startswith(_NUL_BLOCK, pos):  # memcmp speed: a hole can be gigabytes
             pos += len(_NUL_BLOCK)
-        found = _NOT_NUL.search(chunk, pos, pos + len(_NUL_BLOCK))
-        while found is None and pos + len(_NUL_BLOCK) < len(chunk):  # NULs, then less than a block of them
-            pos += len(_NUL_BLOCK)
-            found = _NOT_NUL.search(chunk, pos, pos + len(_NUL_BLOCK))
+        found = _NOT_NUL.search(chunk, pos)  # within the next block, or the chunk ends first
         stop = base + (found.start() if found else len(chunk))
         if found is None and len(chunk) == CHUNK_BYTES:
             try:  # a sparse hole (a truncated file written at an old offset): to the data after it at once
