@@ -142,6 +142,23 @@ def test_stream_key_example_from_the_help_works(capsys, tmp_path) -> None:
     assert_user_error(rc, err, "--stream-key", "blk_(", "not a valid regular expression")
 
 
+def test_score_warns_when_the_format_timestamp_group_holds_no_timestamp(capsys, caplog, tmp_path) -> None:
+    """A regex whose groups fall in the wrong places matches every line: only its timestamps tell it."""
+    log = tmp_path / "hdfs.log"
+    log.write_text("".join(f"081109 2035{i:02d} 143 INFO dfs.DataNode: Receiving block blk_-{i}\n" for i in range(5)))
+    shifted = r"regex:(?P<pid>\S+) (?P<timestamp>\S+) (?P<message>.*)"  # the date is taken for the pid
+    with caplog.at_level("WARNING"):
+        rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), "--format", shifted, str(log))
+    assert rc == 0 and len(out.splitlines()) == 5, err
+    assert "held no timestamp lograven reads in 5 of 5 lines (e.g. '203500')" in caplog.text, caplog.text
+    assert "give the files' --format" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), "--format",
+                               r"regex:(?P<timestamp>\S+ \S+) (?P<pid>\S+) (?P<message>.*)", str(log))
+    assert rc == 0 and "timestamp" not in caplog.text, caplog.text
+
+
 def test_score_warns_when_most_lines_do_not_match_the_format(capsys, caplog, tmp_path) -> None:
     log = tmp_path / "sys.log"
     log.write_text("Jun  9 06:06:20 web01 sshd[1]: Accepted password for alice\n\n" * 3)

@@ -991,6 +991,35 @@ def test_a_wrong_format_is_said_before_training(tmp_path, monkeypatch, caplog):
     assert "40 of 40 training lines do not match --format syslog: a wrong --format?" in said
 
 
+def test_a_regex_format_with_its_groups_in_the_wrong_places_is_said_before_training(tmp_path, monkeypatch, caplog):
+    """BGL's pattern on HDFS lines matches every line (nothing "does not match"), with 'INFO' taken as the
+    timestamp and the wrong words as the message; the run trained and reported on them without a word
+    (researcher review, 2026-12-07). It is said before training, naming the log; the right pattern is not."""
+    import lograven.evaluate as ev
+
+    bgl = r"regex:^\S+ \S+ (?P<host>\S+) (?P<timestamp>\S+) \S+ \S+ (?P<program>\S+) \S+ (?P<message>.*)$"
+    hdfs = r"regex:^(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\S+) (?P<program>\S+): (?P<message>.*)$"
+    lines = [f"081109 2035{i % 60:02d} 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-{i % 10} src: /10.0.0.1:5"
+             for i in range(40)]  # fmt: skip
+    log, lab, _ = _write_sessions(tmp_path, lines, {f"blk_-{i}": i == 3 for i in range(10)})
+
+    def run(fmt):
+        return lambda: ev.evaluate_sessions(log, lab, r"blk_-?\d+", setup=ev.Setup(fmt=fmt, train_fraction=0.5))
+
+    said = _said_before_training(monkeypatch, caplog, run(bgl))
+    assert f"{log}: the timestamp group of format" in said and "held no timestamp lograven reads in 40 of 40 lines " \
+        "(e.g. 'INFO')" in said and "give the log's --format" in said, said
+    assert "do not match" not in said
+    caplog.clear()
+    assert "timestamp group" not in _said_before_training(monkeypatch, caplog, run(hdfs))
+    # line labels too (BGL's layout, its pattern shifted by one field)
+    shifted = r"regex:^\S+ (?P<host>\S+) (?P<timestamp>\S+) \S+ \S+ (?P<program>\S+) \S+ (?P<message>.*)$"
+    caplog.clear()
+    said = _said_before_training(monkeypatch, caplog, lambda: ev.evaluate_line_labels(
+        _bgl_style_log(tmp_path / "bgl.log", 10, 50), labels="bgl", setup=ev.Setup(fmt=shifted)))
+    assert "held no timestamp lograven reads in 60 of 60 lines (e.g. 'R02')" in said, said
+
+
 def test_no_normal_line_in_the_first_part_blames_the_split_not_the_format(tmp_path):
     """80 alert lines then 20 normal ones: the error blamed the labels' format ("needs '-' as the first
     token") although the file has normal lines, all after the training part (review, 2026-12-07)."""

@@ -548,3 +548,38 @@ def test_syslog_headers_with_arbitrary_text_never_raise(header: str, tail: str) 
     rec = _PARSERS[0].parse(line)
     assert isinstance(rec.message, str)
     assert rec.parsed or rec.message == line
+
+
+BGL_REGEX = r"regex:^\S+ \S+ (?P<host>\S+) (?P<timestamp>\S+) \S+ \S+ (?P<program>\S+) \S+ (?P<message>.*)$"
+HDFS_REGEX = r"regex:^(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\S+) (?P<program>\S+): (?P<message>.*)$"
+HDFS_LINES = [f"081109 2035{i:02d} 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-{i} src: /10.0.0.1:5 "
+              "dest: /10.0.0.2:50010" for i in range(10)]  # fmt: skip
+
+
+def test_a_regex_whose_groups_fall_in_the_wrong_places_is_told_by_its_timestamps() -> None:
+    """BGL's documented pattern matches HDFS lines too (every line `parsed`), with 'INFO' as the timestamp
+    and the wrong words as the message: matching alone did not tell it (researcher review, 2026-12-07)."""
+    wrong = Parser(BGL_REGEX)
+    assert all(wrong.parse(line).parsed for line in HDFS_LINES)
+    said = parsing.misread_timestamps(wrong)
+    assert said is not None and "held no timestamp lograven reads in 10 of 10 lines (e.g. 'INFO')" in said, said
+    assert "groups are in the wrong places" in said and "leave the timestamp group out" in said
+    right = Parser(HDFS_REGEX)
+    for line in HDFS_LINES:
+        right.parse(line)
+    assert right.timestamps_read == 10 and parsing.misread_timestamps(right) is None
+    # an impossible date now and then is no wrong pattern; nor are two lines of three
+    some = Parser(HDFS_REGEX)
+    for line in HDFS_LINES[:7] + ["081399 203518 143 INFO dfs.X: bad month"] * 3:
+        some.parse(line)
+    assert some.timestamps_misread == 3 and parsing.misread_timestamps(some) is None
+    few = Parser(BGL_REGEX)
+    for line in HDFS_LINES[:2]:
+        few.parse(line)
+    assert parsing.misread_timestamps(few) is None
+    # the built-in formats, and a pattern without a timestamp group, never say it
+    for fmt in ("syslog", "iso", "raw", r"regex:(?P<message>.*)"):
+        p = Parser(fmt)
+        for line in HDFS_LINES:
+            p.parse(line)
+        assert parsing.misread_timestamps(p) is None, fmt

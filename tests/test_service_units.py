@@ -890,6 +890,40 @@ def test_a_wrong_source_format_is_said_by_check_and_by_the_running_daemon(tmp_pa
     assert len(said) == 1 and said[0].startswith("sources[0].format: 100 of the first 100 lines read (standard input)")
 
 
+def test_a_regex_format_with_its_groups_in_the_wrong_places_is_said_by_check_and_by_the_daemon(tmp_path, bundle_dir, caplog) -> None:
+    """Every line matches a pattern shifted by one field, so "do not match" never came; its timestamp group
+    holding no timestamp tells it, in check (the files' last lines) and in the daemon (its first lines)."""
+    import io
+
+    from lograven.service import FORMAT_SAMPLE_LINES, Service, source_warnings
+
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"2026-12-07T10:00:{i % 60:02d} worker-{i % 3} job {i} done\n" for i in range(150)))
+    shifted = r"regex:(?P<host>\S+) (?P<timestamp>\S+) (?P<message>.*)"
+    right = r"regex:(?P<timestamp>\S+) (?P<host>\S+) (?P<message>.*)"
+    [said] = [w for w in source_warnings(parse_config({"sources": [{"paths": [str(log)], "format": shifted}]}))
+              if w.startswith("sources[0].format: ")]  # fmt: skip
+    assert f"the last 100 lines of {log}: the timestamp group of format" in said, said
+    assert "in 100 of 100 lines (e.g. 'worker-" in said
+    assert not [w for w in source_warnings(parse_config({"sources": [{"paths": [str(log)], "format": right}]}))
+                if ".format:" in w]  # fmt: skip
+
+    lines = log.read_text().splitlines(keepends=True)[: FORMAT_SAMPLE_LINES + 20]
+    for fmt, expected in ((shifted, 1), (right, 0)):
+        cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                            "sources": [{"paths": ["/dev/null"], "format": fmt}],
+                            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+        svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="lograven.service"):
+            assert svc.run() == 0
+        said = [r.getMessage() for r in caplog.records if "timestamp group" in r.getMessage()]
+        assert len(said) == expected, said
+        if expected:
+            assert said[0].startswith("sources[0].format (standard input): the timestamp group") and \
+                "set the format the input has and reload" in said[0], said
+
+
 def test_a_switch_to_a_model_with_other_types_says_the_streams_start_afresh(tmp_path, bundle_dir, training_log, caplog) -> None:
     from pathlib import Path
 

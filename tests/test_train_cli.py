@@ -131,3 +131,20 @@ def test_loghub_train_types_score(tmp_path, tiny_cfg, name):
         msg = parser.parse(text).message
         hits = [i for i, rx in regexes.items() if rx.match(msg)]
         assert hits == [s["type"]], (text, hits, s["type"])
+
+
+def test_train_says_before_training_that_the_format_timestamp_group_holds_no_timestamp(tmp_path, caplog) -> None:
+    """read_corpus records what its parser's timestamp group held; train and learn say it before training."""
+    from lograven import cli
+    from lograven.training import read_corpus
+
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"2026-12-07T10:00:{i % 60:02d} worker-{i % 3} job {i} done\n" for i in range(30)))
+    shifted = r"regex:(?P<host>\S+) (?P<timestamp>\S+) (?P<message>.*)"
+    corpus = read_corpus([str(log)], fmt=shifted)
+    assert corpus.unparsed == 0 and "in 30 of 30 lines (e.g. 'worker-0')" in (corpus.misread or "")
+    assert read_corpus([str(log)], fmt=shifted, max_lines=5).misread is not None  # stopped early: said too
+    with caplog.at_level("WARNING"):
+        cli._warn_unparsed(corpus, shifted)
+    assert "the timestamp group of format" in caplog.text and caplog.text.rstrip().endswith("then retrain"), caplog.text
+    assert read_corpus([str(log)], fmt=r"regex:(?P<timestamp>\S+) (?P<host>\S+) (?P<message>.*)").misread is None

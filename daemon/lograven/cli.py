@@ -360,7 +360,8 @@ CATCH_ALL_WARN_SHARE = 0.2  # of the training lines in mostly-wildcard types (0 
 
 
 def _warn_unparsed(corpus, fmt: str) -> None:
-    """Before minutes of training: most lines not in the format means the wrong --format."""
+    """Before minutes of training: most lines not in the format means the wrong --format; so does a
+    timestamp group that holds no timestamp."""
     from lograven.parsing import mostly_unparsed
 
     if mostly_unparsed(corpus.unparsed, len(corpus)):
@@ -368,6 +369,8 @@ def _warn_unparsed(corpus, fmt: str) -> None:
         log.warning("%d of %d lines of %s do not match --format %s: their timestamps and hosts would be learned as "
                     "message text. Give the files' --format (syslog, iso, raw or regex:...; docs/configuration.md)",
                     corpus.unparsed, len(corpus), ", ".join(files[:3]) + (" ..." if len(files) > 3 else ""), fmt)  # fmt: skip
+    if corpus.misread:
+        log.warning("%s; then retrain", corpus.misread)
 
 
 def cmd_types(args) -> int:
@@ -539,11 +542,14 @@ def cmd_score(args) -> int:
         if batch:
             flush()
         out.flush()
-    from lograven.parsing import mostly_unparsed
+    from lograven.parsing import misread_timestamps, mostly_unparsed
 
     if mostly_unparsed(unparsed, total):
         log.warning("%d of %d lines do not match --format %s (parsed: false); give the files' --format",
                     unparsed, total, fmt)  # fmt: skip
+    said = misread_timestamps(parser)
+    if said:
+        log.warning("%s; give the files' --format (and the model's, if it was trained with this one)", said)
     return 0
 
 

@@ -39,7 +39,8 @@ import numpy as np
 from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, Verdict, rule_fires
 from lograven.errors import LogravenError
 from lograven.msgtypes import UNKNOWN, MessageTypes
-from lograven.parsing import LogRecord, Parser, StreamKey, mostly_unparsed, posix_seconds, regex_stream_spec
+from lograven.parsing import (LogRecord, Parser, StreamKey, misread_timestamps, mostly_unparsed, posix_seconds,
+                              regex_stream_spec)
 from lograven.training import Corpus, iter_file_lines, silence_ends, train, untrained_message_types
 
 log = logging.getLogger(__name__)
@@ -982,7 +983,15 @@ def read_line_labels(path: str | Path, fmt: str, max_line_bytes: int = 65536) ->
         label, *rest = text.split(None, 1)  # a tab after the label is a separator too
         body = rest[0] if rest else ""
         out.append(LabelledLine(no, label, body, parser.parse(body)))
+    _warn_misread(path, parser)
     return out
+
+
+def _warn_misread(path: str | Path, parser: Parser) -> None:
+    """Said before training: a regex --format whose groups fall in the wrong places still matches."""
+    said = misread_timestamps(parser)
+    if said:
+        log.warning("%s: %s; give the log's --format (docs/evaluation.md)", path, said)
 
 
 def _labelled_log_lines(path: str | Path, max_line_bytes: int) -> Iterator[tuple[int, str]]:
@@ -1345,6 +1354,7 @@ def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt
             f"{path}: {len(out.names)} labelled sessions found with --stream-key {stream_key!r}: {seen}, the labels "
             f"CSV's first id is {next(iter(labels))!r} ({labels_csv}); make the key take what the CSV names"
         )
+    _warn_misread(path, parser)
     return out
 
 

@@ -27,7 +27,8 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from lograven.errors import LogravenError
 
-__all__ = ["LogRecord", "Parser", "StreamKey", "decode_line", "mostly_unparsed", "regex_stream_spec"]
+__all__ = ["LogRecord", "Parser", "StreamKey", "decode_line", "misread_timestamps", "mostly_unparsed",
+           "regex_stream_spec"]
 
 
 @dataclass(slots=True)
@@ -296,6 +297,11 @@ class Parser:
         self._regex: re.Pattern[str] | None = None
         self._regex_fields: tuple[str, ...] = ()
         self._impl: Callable[[str], LogRecord]
+        # A regex format's timestamp group: how many lines gave it text, how many of those texts
+        # were no timestamp lograven reads, and the first such text (see `misread_timestamps`).
+        self.timestamps_read = 0
+        self.timestamps_misread = 0
+        self.misread_example: str | None = None
 
         if fmt == "syslog":
             self._impl = self._parse_syslog
@@ -419,6 +425,11 @@ class Parser:
                 continue
             if field == "timestamp":
                 ts = self.parse_timestamp(value)
+                self.timestamps_read += 1
+                if ts is None:
+                    self.timestamps_misread += 1
+                    if self.misread_example is None:
+                        self.misread_example = value[:40]
             elif field == "host":
                 host = value
             elif field == "program":
@@ -495,6 +506,25 @@ class Parser:
 def mostly_unparsed(unparsed: int, total: int) -> bool:
     """Whether so many lines did not match the format that the format is likely the wrong one."""
     return total > 0 and unparsed > total / 2
+
+
+def misread_timestamps(parser: Parser) -> str | None:
+    """What to say when a regex format's timestamp group held, on most lines it matched, text that is no
+    timestamp lograven reads, or None. Matching alone misses a pattern whose groups fall in the wrong
+    places (a BGL pattern matches HDFS lines, its timestamp group holding 'INFO' and its message group
+    the wrong words); a timestamp in a form lograven does not read says the same. The caller adds the fix."""
+    n, bad = parser.timestamps_read, parser.timestamps_misread
+    if n < 3 or not mostly_unparsed(bad, n):
+        return None
+    return (f"the timestamp group of format {_clip(parser.fmt, 60)!r} held no timestamp lograven reads in "
+            f"{bad} of {n} lines (e.g. {parser.misread_example!r}): either the pattern's groups are in the wrong "
+            "places (check it against a line: the message group then holds the wrong words), or the timestamps "
+            "are in a form lograven does not read (it reads ISO 8601, 'Jun  9 06:06:20', '081109 203518' and "
+            "'2005-06-03-15.42.50.675872'; otherwise leave the timestamp group out)")  # fmt: skip
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def regex_stream_spec(key: str) -> str:

@@ -42,7 +42,7 @@ from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
 from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, release_free_memory, whoami
-from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, mostly_unparsed, posix_seconds
+from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
 log = logging.getLogger(__name__)
@@ -408,8 +408,8 @@ FORMAT_SAMPLE_LINES = 100  # the last lines of a file, or the first lines of a s
 
 def _format_mismatch(paths: list[str], fmt: str) -> str | None:
     """What to say when most of the last lines of these files do not match `fmt` (a wrong `format:`
-    makes every line an unknown type, timestamp included), or None."""
-    parser = Parser(fmt)
+    makes every line an unknown type, timestamp included; a regex whose groups fall in the wrong places
+    holds no timestamp in its timestamp group), or None."""
     for path in paths:
         try:
             with open(path, "rb") as f:
@@ -419,12 +419,16 @@ def _format_mismatch(paths: list[str], fmt: str) -> str | None:
             lines = [ln for ln in lines if ln.strip()][-FORMAT_SAMPLE_LINES:]
         except OSError:
             continue  # unreadable: said elsewhere
+        parser = Parser(fmt)  # its timestamp counts are this file's
         unparsed = sum(not parser.parse(decode_line(ln, 65536)[0]).parsed for ln in lines)
         if len(lines) >= 3 and mostly_unparsed(unparsed, len(lines)):
             return (f"{unparsed} of the last {len(lines)} lines of {path} do not match format {fmt!r}; every such line "
                     "is learned and scored with its header as text (a flood of unknown_type alerts). Set the format "
                     "the file has (syslog, iso, raw or regex:...; docs/configuration.md), unless these are the "
                     "continuation lines of multi-line entries (a stack trace)")
+        said = misread_timestamps(parser)
+        if said:
+            return f"the last {len(lines)} lines of {path}: {said}"
     return None
 
 
@@ -959,6 +963,11 @@ class Service:
             log.warning("sources[%d].format: %d of the first %d lines read (%s) do not match format %r; every such "
                         "line is scored with its header as text (unknown_type alerts). Set the format the input has "
                         "(syslog, iso, raw or regex:...) and reload", src.index, src.unparsed, src.sampled, path, fmt)  # fmt: skip
+        if src.sampled == FORMAT_SAMPLE_LINES:
+            said = misread_timestamps(src.parser)
+            if said:
+                log.warning("sources[%d].format (%s): %s; set the format the input has and reload", src.index, path,
+                            said)  # fmt: skip
 
     def _process(self, batch: list[_Item]) -> None:
         assert self.detector is not None and self.router is not None

@@ -18,7 +18,7 @@ from lograven.errors import LogravenError
 from lograven.masking import ExtraMask, Masker
 from lograven.msgtypes import MessageTypes
 from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of
-from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, posix_seconds
+from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, posix_seconds
 from lograven.sequence import SequenceModel, SequenceParams, type_frequencies
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Corpus:
     # of each stream in the data is taught as an end (training.sequence.stream_end), and a session cut
     # off by the excerpt would teach that sessions may stop anywhere.
     final_ends: dict[str, bool] = field(default_factory=dict)
+    misread: str | None = None  # read_corpus: what `misread_timestamps` says of its format's timestamp group
     _last_ts: tuple = field(default=(None, math.nan), repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -203,7 +204,9 @@ def read_corpus(
             corpus.add(path, rec, key.key(path, rec, text))
             corpus.truncated += truncated
             if max_lines is not None and len(corpus) >= max_lines:
+                corpus.misread = misread_timestamps(parser)
                 return corpus
+    corpus.misread = misread_timestamps(parser)
     return corpus
 
 
