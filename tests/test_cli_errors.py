@@ -665,6 +665,57 @@ def test_check_as_root_also_checks_as_the_service_user(capsys, shared_dir, monke
     assert_user_error(rc, err, "--user no-such-user-here: no such user")
 
 
+def test_a_glob_in_a_directory_the_service_user_cannot_list_is_named_and_keeps_its_position(capsys, shared_dir,
+                                                                                              monkeypatch) -> None:
+    """/var/log/app/*.log with app/ 0700 root: glob sees nothing and says nothing, so check said "no file
+    matches ... yet; check the path" and the daemon forgot the file's saved position (the file read again
+    from its start once the directory was fixed). Checked for real, as user nobody: check names the
+    directory and the fix, and a tailer as nobody keeps the position in its checkpoint."""
+    import json
+    import pwd
+
+    from lograven.osutil import as_user
+    from lograven.tailer import Tailer
+
+    if os.geteuid() != 0:
+        pytest.skip("checking as another user needs root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user `nobody` on this machine")
+    app = shared_dir / "app"
+    app.mkdir()
+    log = app / "x.log"
+    log.write_text("Jun  9 07:00:00 web01 app[1]: started\n")
+    log.chmod(0o644)
+    pattern = str(app / "*.log")
+    cfg = shared_dir / "config.yaml"
+    cfg.write_text(f"state_dir: {shared_dir / 'state'}\nmetrics: {{enabled: false}}\nsources:\n  - paths: ['{pattern}']\n")
+    monkeypatch.setattr(cli, "SERVICE_USER", "nobody")
+    app.chmod(0o700)
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, err
+    warnings = [ln for ln in out.splitlines() if ln.startswith("warning: ")]
+    assert any(f"user nobody cannot list {app} (permission denied), where {pattern} looks for files" in w
+               and "setfacl -m u:lograven:rx" in w for w in warnings), out  # fmt: skip
+    assert not any("no file matches" in w for w in warnings), out
+    with Tailer([pattern], start_position="beginning") as tailer:  # root's run: one line read and acknowledged
+        got = tailer.poll()
+        tailer.acknowledge_lines(got)
+        saved = json.loads(json.dumps(tailer.positions()))
+    assert list(saved) == [str(log)] and saved[str(log)]["offset"] == log.stat().st_size
+
+    def nobody_starts():
+        with Tailer([pattern], start_position="beginning", positions=saved) as t:
+            return [len(t.poll()), t.positions()]
+
+    lines, kept = as_user("nobody", nobody_starts)
+    assert lines == 0 and kept == saved  # not forgotten, no empty entry for the pattern
+    app.chmod(0o755)
+    rc, out, _ = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and "warning:" not in out, out
+
+
 def test_as_user_runs_in_a_child_with_that_users_ids_and_reports_its_failure() -> None:
     import grp
     import pwd

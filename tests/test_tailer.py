@@ -2609,3 +2609,54 @@ def test_a_draining_file_renamed_back_between_rescans_is_not_read_again(tmp_path
         for at in (6.1, 6.6, 7.0, 8.0):
             poll(at)
         assert got == [b"one", b"two"]
+
+
+def test_a_glob_in_a_directory_that_cannot_be_listed_keeps_its_saved_positions(
+        tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture) -> None:
+    """`/var/log/app/*.log` with app/ made 0700 root at a start: glob matches nothing and says nothing, so
+    the pattern looked like one matching no file, its file's saved position was forgotten ("is gone") and
+    the checkpoint got an empty entry: once the directory was fixed, the file was read again from its start
+    (review, 2026-12-07). Now the directory is named, the position waits, in the checkpoint too.
+    (Simulated: the tests run as root; the real check as another user is in test_service_units.py.)"""
+    app = tmp_path / "app"
+    app.mkdir()
+    log = app / "x.log"
+    log.write_bytes(b"line 1\n")
+    pattern = str(app / "*.log")
+    with make([pattern], start_position="beginning") as tailer:
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    append(log, b"line 2\n")
+    denied = {"on": True}
+    real_scandir, real_stat = os.scandir, os.stat
+
+    def scandir(path="."):
+        if denied["on"] and os.fspath(path) == str(app):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    def stat_(path, *a, **k):
+        if denied["on"] and os.fspath(path).startswith(str(app) + os.sep):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat_)
+    caplog.set_level(logging.INFO, logger="lograven.tailer")
+    with make([pattern], start_position="beginning", positions=saved) as tailer:
+        assert tailer.poll() == []
+        assert tailer.positions() == saved  # kept for the next start, and no empty entry for the pattern
+        denied["on"] = False  # fixed while running
+        assert texts(tailer.poll()) == [b"line 2"]
+    said = caplog.text
+    assert f"cannot list {app}, the directory of {pattern}: permission denied" in said, said
+    assert said.count("cannot list") == 1 and "can be listed again" in said
+    assert "is gone" not in said
+    denied["on"] = True
+    with make([pattern], start_position="beginning", positions=saved) as tailer:
+        assert tailer.poll() == []
+        again = json.loads(json.dumps(tailer.positions()))
+    assert again == saved
+    denied["on"] = False  # fixed after another restart
+    with make([pattern], start_position="beginning", positions=again) as tailer:
+        assert texts(tailer.poll()) == [b"line 2"]

@@ -297,7 +297,8 @@ def source_warnings(cfg: Config) -> list[str]:
     out = []
     for i, src in enumerate(cfg.sources):
         earlier = [p for e in cfg.sources[:i] for p in e.paths]
-        found, denied = GlobPathProvider(list(src.paths)).expand()
+        provider = GlobPathProvider(list(src.paths))
+        found, denied = provider.expand()
         taken = set(GlobPathProvider(earlier).expand()[0]) if earlier else set()  # an earlier source reads these
         shared = sorted(set(found) & taken)
         if shared:
@@ -329,12 +330,20 @@ def source_warnings(cfg: Config) -> list[str]:
         if special:
             out.append(f"sources[{i}].paths: {', '.join(special)} is not a regular file (a device, socket or pipe): "
                        "lograven tails files; `run --stdin` reads a stream")  # fmt: skip
+        if provider.unlistable:
+            where = sorted({str(e.filename) for e in provider.unlistable.values()})
+            out.append(
+                f"sources[{i}].paths: {whoami()} cannot list {', '.join(where)} (permission denied), where "
+                f"{', '.join(provider.unlistable)} look{'s' if len(provider.unlistable) == 1 else ''} for files: they "
+                "are not seen until lograven's user may read and search the directory (r and x: e.g. "
+                f"`setfacl -m u:lograven:rx {where[0]}`, or a group with g+rx)"
+            )
         if denied and not found:
             out.append(
                 f"sources[{i}].paths: cannot look at {', '.join(sorted(denied))} (permission denied on a directory); "
                 "give lograven's user search (x) permission on the directories in the path"
             )
-        elif not found and len(dirs) + len(special) < len(src.paths):
+        elif not found and not provider.unlistable and len(dirs) + len(special) < len(src.paths):
             out.append(
                 f"sources[{i}].paths: no file matches {', '.join(src.paths)} yet; lograven reads it once it appears "
                 "(`run --stdin` reads no files). Check the path"

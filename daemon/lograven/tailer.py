@@ -76,8 +76,10 @@ MAX_CHECKPOINT_FINGERPRINT = 1 << 20
 
 START_POSITIONS = ("end", "beginning")
 _GLOB_MAGIC = frozenset("*?[")
-# glob.glob() matches nothing in a directory that is missing or may not be read: not a failed expansion
-_NOTHING_TO_LIST = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM})
+# glob.glob() matches nothing in a directory that is missing: not a failed expansion
+_NOTHING_TO_LIST = frozenset({errno.ENOENT, errno.ENOTDIR})
+# nor in one that may not be read; but then what it holds is not known (GlobPathProvider.unlistable)
+_NOT_ALLOWED = frozenset({errno.EACCES, errno.EPERM})
 # os.stat() of a followed path: the file is not there any more
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
@@ -163,7 +165,7 @@ def _current_name(fd: int, path: str) -> str | None:
 
 
 def _list_error(directory: str) -> OSError | None:
-    """The error opening `directory` for listing, unless it is missing or may not be read."""
+    """The error opening `directory` for listing, unless it is missing."""
     try:
         with os.scandir(directory):
             pass
@@ -187,6 +189,9 @@ class GlobPathProvider:
         (two sources over one file would learn it twice and score every line twice)."""
         self.patterns = [os.path.abspath(os.path.expanduser(p)) for p in patterns]
         self._exclude = GlobPathProvider(exclude) if exclude else None
+        # The patterns whose directory this process may not list, at the last expansion: pattern ->
+        # the error (its filename the directory). They match nothing, but their files may be there.
+        self.unlistable: dict[str, OSError] = {}
 
     def expand(self) -> tuple[dict[str, os.stat_result], dict[str, OSError]]:
         """Matched regular files with their stat, and paths that could not be stat'ed.
@@ -205,7 +210,8 @@ class GlobPathProvider:
         (EMFILE, ENFILE), it returns fewer files or none. The directory a glob starts from is
         opened first to tell that case; a pattern whose directory fails so is not expanded,
         and its files are missing from the result: the expansion is incomplete. A directory
-        that does not exist or may not be read is no error (glob matches nothing there).
+        that does not exist is no error (glob matches nothing there); one that may not be read
+        is none either, and its pattern is in `unlistable` (what it holds is not known).
         """
         found: dict[str, os.stat_result] = {}
         denied: dict[str, OSError] = {}
@@ -215,9 +221,15 @@ class GlobPathProvider:
             theirs, their_denied, their_failed = self._exclude.expand_checked()
             taken = set(theirs) | set(their_denied)
             failed.update(their_failed)  # not knowing theirs, this expansion is not complete either
+        self.unlistable = {}
         for pattern in self.patterns:
             if has_magic(pattern):
-                error = _list_error(self.glob_root(pattern)[0])
+                root = self.glob_root(pattern)[0]
+                error = _list_error(root)
+                if error is not None and error.errno in _NOT_ALLOWED:
+                    error.filename = error.filename or root
+                    self.unlistable[pattern] = error
+                    continue
                 if error is not None:
                     failed[pattern] = error
                     continue
@@ -798,6 +810,7 @@ class Tailer:
 
         self._known_absent: set[str] = set()  # paths and patterns the checkpoint followed, with no file then
         self._matching_nothing: set[str] = set()  # patterns no file matched at the last complete look
+        self._unlistable_said: set[str] = set()  # patterns whose directory may not be listed, said so
         saved = self._renumbered_devices(self._parse_positions(positions))
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -1083,9 +1096,13 @@ class Tailer:
         on its path first. Returns whether the expansion was complete.
         """
         complete = not failed
-        if complete:  # the patterns that match nothing at all (no file, not even one that cannot be looked at)
+        unlistable = self._paths.unlistable
+        if complete:  # the patterns that match nothing at all (no file, not even one that cannot be looked at,
+            # nor a directory that may not be listed: its files are not known)
             seen = [*matched, *denied]
-            self._matching_nothing = {p for p in self._paths.patterns if not any(glob_matches(x, p) for x in seen)}
+            self._matching_nothing = {p for p in self._paths.patterns
+                                      if p not in unlistable and not any(glob_matches(x, p) for x in seen)}
+        self._say_unlistable(unlistable)
         now = self._clock()
         self._fd_error = None
         for pattern, exc in (failed or {}).items():
@@ -1417,13 +1434,29 @@ class Tailer:
             return None
         return None
 
+    def _say_unlistable(self, unlistable: Mapping[str, OSError]) -> None:
+        """Say once that a pattern's directory may not be listed (its files are not seen: the pattern
+        would look like one matching nothing), and once that it can be again."""
+        for pattern, exc in unlistable.items():
+            if pattern not in self._unlistable_said:
+                log.warning("cannot list %s, the directory of %s: permission denied. Its files are not seen (one "
+                            "followed there at the last checkpoint keeps its position) until lograven's user may "
+                            "read and search it (r and x: e.g. setfacl -m u:lograven:rx %s, or a group with g+rx); "
+                            "retrying on every poll", exc.filename, pattern, exc.filename)  # fmt: skip
+        for pattern in sorted(self._unlistable_said - set(unlistable)):
+            log.info("the directory of %s can be listed again: its files are followed", pattern)
+        self._unlistable_said = set(unlistable)
+
     def _forget_unmatched_saved(self, matched: dict[str, os.stat_result], denied: Mapping[str, OSError]) -> None:
         """After the first discovery, keep only saved positions that may still be opened later: of files
         found and not opened yet, and of paths that could not be looked at (a directory lograven cannot
-        search at this start: its file is resumed once it can, and stays in the checkpoint meanwhile)."""
+        search or list at this start: its file is resumed once it can, and stays in the checkpoint
+        meanwhile)."""
         waiting = {(st.st_dev, st.st_ino) for path, st in matched.items() if path in self._initial}
+        unlistable = list(self._paths.unlistable)
         for saved in list(self._pending_saved):
-            if (saved.dev, saved.ino) in waiting or saved.path in denied:
+            if (saved.dev, saved.ino) in waiting or saved.path in denied \
+                    or any(glob_matches(saved.path, p) for p in unlistable):
                 continue
             self._pending_saved.remove(saved)
             log.warning("the file followed as %s at the last checkpoint is gone (rotated out of the "
