@@ -2646,8 +2646,10 @@ def test_a_glob_in_a_directory_that_cannot_be_listed_keeps_its_saved_positions(
     with make([pattern], start_position="beginning", positions=saved) as tailer:
         assert tailer.poll() == []
         assert tailer.positions() == saved  # kept for the next start, and no empty entry for the pattern
+        assert tailer.stats()[str(app)].readable is False  # lograven_file_readable{file=".../app"} 0
         denied["on"] = False  # fixed while running
         assert texts(tailer.poll()) == [b"line 2"]
+        assert tailer.stats()[str(app)].readable is True
     said = caplog.text
     assert f"cannot list {app}, the directory of {pattern}: permission denied" in said, said
     assert said.count("cannot list") == 1 and "can be listed again" in said

@@ -810,7 +810,7 @@ class Tailer:
 
         self._known_absent: set[str] = set()  # paths and patterns the checkpoint followed, with no file then
         self._matching_nothing: set[str] = set()  # patterns no file matched at the last complete look
-        self._unlistable_said: set[str] = set()  # patterns whose directory may not be listed, said so
+        self._unlistable_said: dict[str, str] = {}  # patterns whose directory may not be listed, said so: -> it
         saved = self._renumbered_devices(self._parse_positions(positions))
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -1436,16 +1436,22 @@ class Tailer:
 
     def _say_unlistable(self, unlistable: Mapping[str, OSError]) -> None:
         """Say once that a pattern's directory may not be listed (its files are not seen: the pattern
-        would look like one matching nothing), and once that it can be again."""
+        would look like one matching nothing), and once that it can be again. Meanwhile the directory
+        is an unreadable file on /metrics (lograven_file_readable 0, as for a file: the alert rule fires)."""
+        now = self._clock()
         for pattern, exc in unlistable.items():
+            where = str(exc.filename)
+            self._stat(where).readable = False
+            self._last_seen[where] = now
             if pattern not in self._unlistable_said:
                 log.warning("cannot list %s, the directory of %s: permission denied. Its files are not seen (one "
                             "followed there at the last checkpoint keeps its position) until lograven's user may "
                             "read and search it (r and x: e.g. setfacl -m u:lograven:rx %s, or a group with g+rx); "
                             "retrying on every poll", exc.filename, pattern, exc.filename)  # fmt: skip
-        for pattern in sorted(self._unlistable_said - set(unlistable)):
+        for pattern in sorted(set(self._unlistable_said) - set(unlistable)):
             log.info("the directory of %s can be listed again: its files are followed", pattern)
-        self._unlistable_said = set(unlistable)
+            self._stat(self._unlistable_said[pattern]).readable = True  # until its series is retired
+        self._unlistable_said = {pattern: str(exc.filename) for pattern, exc in unlistable.items()}
 
     def _forget_unmatched_saved(self, matched: dict[str, os.stat_result], denied: Mapping[str, OSError]) -> None:
         """After the first discovery, keep only saved positions that may still be opened later: of files
