@@ -800,6 +800,22 @@ def test_a_standard_output_that_cannot_be_written_is_an_error_not_a_traceback(tm
 
 
 @pytest.mark.skipif(not (DEFAULT / "manifest.json").exists(), reason="needs models/default")
+def test_a_closed_standard_input_is_an_error_not_a_traceback(tmp_path) -> None:
+    """`lograven score --model M - <&-` (and train, run --stdin): Python has no sys.stdin then, and the
+    commands ended in an AttributeError traceback (review, 2026-12-07)."""
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text(f"model: {DEFAULT}\nstate_dir: {tmp_path / 'state'}\nmetrics: {{enabled: false}}\n"
+                   f"alerts: {{syslog: {{enabled: false}}, jsonl: {{path: {tmp_path / 'a.jsonl'}}}}}\n")
+    for argv in (["score", "--model", str(DEFAULT), "-"], ["train", "--out", str(tmp_path / "m"), "-"],
+                 ["run", "--stdin", "--config", str(cfg)]):  # fmt: skip
+        r = subprocess.run([sys.executable, "-m", "lograven", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=120, preexec_fn=lambda: os.close(0))  # fmt: skip
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (argv, r.stderr)
+        assert f"lograven {argv[0]}: error: standard input is closed (started with <&-)" in r.stderr, r.stderr
+        assert "pipe them in" in r.stderr and r.stdout == ""
+
+
+@pytest.mark.skipif(not (DEFAULT / "manifest.json").exists(), reason="needs models/default")
 def test_score_into_a_reader_that_goes_away_is_not_an_error(tmp_path) -> None:
     """`lograven score ... | head -1`: the reader closes the pipe; exit 0 and no traceback. (A catch-all
     for the journal, put before the BrokenPipeError clause, once turned this into a double traceback.)"""

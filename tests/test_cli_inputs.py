@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -55,6 +56,24 @@ def test_score_reads_a_pipe_once_and_loses_no_line(capsys, tmp_path, log_lines) 
     assert [v["line"] for v in from_fifo] == list(range(1, len(lines) + 1))
     from_file = [v for v in got if v["file"] == str(path)]
     assert [v["type"] for v in from_fifo] == [v["type"] for v in from_file]  # the same lines, the same types
+
+
+def test_score_of_a_file_whose_name_is_not_utf8_writes_valid_json(tmp_path, log_lines) -> None:
+    """`bad\\xffname.log`: the name's surrogate escape reached the JSON raw, so under a strict UTF-8 locale
+    score ended in a UnicodeEncodeError traceback, and otherwise wrote a 0xFF byte that no JSON reader
+    takes (review, 2026-12-07). It is U+FFFD now, as an undecodable byte in a line is."""
+    import subprocess
+
+    path, lines = log_lines
+    odd = os.path.join(os.fsencode(tmp_path), b"bad\xffname.log")
+    with open(odd, "wb") as f:
+        f.write(path.read_bytes())
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"}
+    r = subprocess.run([sys.executable, "-m", "lograven", "score", "--model", str(DEFAULT), odd], capture_output=True,
+                       env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr.decode(errors="replace")
+    got = [json.loads(x) for x in r.stdout.decode("utf-8").splitlines()]  # strict UTF-8, valid JSON
+    assert len(got) == len(lines) and got[0]["file"] == str(tmp_path / "bad\ufffdname.log") == got[0]["stream"]
 
 
 def test_score_a_file_named_twice_starts_its_history_again(capsys, tmp_path, log_lines) -> None:
@@ -338,7 +357,7 @@ def test_learn_records_the_format_and_stream_it_read_with(capsys, tmp_path, log_
     assert seen == [{}, {"stream": "program"}, {"format": "raw", "stream": r"regex:sshd\[(\d+)\]"}]
 
 
-def test_score_and_learn_read_lines_as_the_model_was_trained(tmp_path, capsys) -> None:
+def test_score_and_learn_read_lines_as_the_model_was_trained(tmp_path, capsys, caplog) -> None:
     """A model trained one stream per program, scored without --stream, was fed one stream per file (and
     `learn` learned so), unsaid: its sequences look unusual, a flood of alerts. Without --format, --stream
     or --config, both read lines as the model's manifest records; an option that differs is warned about."""
@@ -370,6 +389,19 @@ def test_score_and_learn_read_lines_as_the_model_was_trained(tmp_path, capsys) -
     daemon_cfg.write_text(f"sources: [{{paths: ['{log}'], stream: file}}]\n")
     assert cli.main(["score", "--config", str(daemon_cfg), "--model", str(model), str(log)]) == 0
     assert "Give --stream program" in capsys.readouterr().err
+    # a config of detectors (or runtime) only names no source: the model's way is kept. It read the lines
+    # with the default source's syslog and file instead (an HDFS model: every line an alert; review)
+    only = tmp_path / "detectors.yaml"
+    only.write_text("detectors: {sequence: {rule: probability, threshold: 0.02}}\nruntime: {max_streams: 3}\n")
+    with caplog.at_level("WARNING"):
+        assert cli.main(["score", "--config", str(only), "--model", str(model), str(log)]) == 0
+    out, err = capsys.readouterr()
+    streams = {json.loads(line)["stream"] for line in out.splitlines()}
+    assert str(log) not in streams and f"{log}:sshd" in streams and "Give --stream" not in err, err
+    # ... and its runtime.max_streams holds in score too (3 of the log's programs at once), which says
+    # that states were forgotten (they were forgotten silently past the daemon's default 100,000)
+    assert len(streams) > 3
+    assert "stream state(s) were forgotten: more than runtime.max_streams (3) streams were open" in caplog.text
 
 
 def test_a_json_result_through_a_link_is_written_through_it(tmp_path) -> None:

@@ -1053,3 +1053,28 @@ def test_no_anomalous_session_left_to_test_is_said_before_training(tmp_path, mon
     said = _said_before_training(monkeypatch, caplog, lambda: ev.evaluate_sessions(
         log, labels, r"blk_\d+", setup=ev.Setup(fmt="raw", train_fraction=0.5)))
     assert "no anomalous session in the test part: recall and F1 will be undefined" in said
+
+
+def test_evaluate_keeps_runtime_max_streams_and_says_when_states_were_forgotten(bundle_dir, caplog) -> None:
+    """Past runtime.max_streams (100,000 by default) the least recently seen GRU states are forgotten;
+    evaluate did so silently, whatever --config said (a review of score found the same)."""
+    from lograven.bundle import load_bundle
+    from lograven.config import parse_config
+    from lograven.detector import Detector
+    from lograven.parsing import Parser
+
+    settings = ev.detector_settings(parse_config({"runtime": {"max_streams": 2}}))
+    assert settings.max_streams == 2 and ev.detector_settings(None).max_streams == 100_000
+    parse = Parser("syslog").parse
+    lines = [parse(t) for t in LogGenerator(seed=2).lines(40)]
+    det = Detector(load_bundle(bundle_dir), settings)
+    with caplog.at_level("WARNING", logger="lograven.evaluate"):
+        ev.score(det, [(f"s{i % 5}", rec) for i, rec in enumerate(lines)], batch_size=8)
+    assert det.streams_evicted > 0
+    assert f"{det.streams_evicted} stream state(s) were forgotten while scoring: more than runtime.max_streams (2)" \
+        in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lograven.evaluate"):
+        ev.score(Detector(load_bundle(bundle_dir), ev.detector_settings(None)), [(f"s{i % 5}", r) for i, r in
+                                                                                 enumerate(lines)], batch_size=8)
+    assert "forgotten" not in caplog.text

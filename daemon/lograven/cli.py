@@ -243,18 +243,28 @@ def _stream_spec(args, cfg, recorded: dict | None = None) -> str:
         return regex_stream_spec(args.stream_key)
     if getattr(args, "stream", None):
         return args.stream
-    if args.config is None and recorded and "stream" in recorded:
+    if not _own_sources(args, cfg) and recorded and "stream" in recorded:
         return recorded["stream"]
     return cfg.sources[0].stream if cfg.sources else "file"
 
 
 def _fmt(args, cfg, recorded: dict | None = None) -> str:
-    """--format; else the first source of a config given; else the model's (`recorded`); else syslog."""
+    """--format; else the first source of a config that names sources; else the model's (`recorded`);
+    else syslog."""
     if args.fmt:
         return args.fmt
-    if args.config is None and recorded and "format" in recorded:
+    if not _own_sources(args, cfg) and recorded and "format" in recorded:
         return recorded["format"]
     return cfg.sources[0].format if cfg.sources else "syslog"
+
+
+def _own_sources(args, cfg) -> bool:
+    """Whether --config names sources (their format and stream then read the lines), rather than only
+    giving `detectors` or `runtime`: its sources are then the defaults, which know nothing of the model
+    (a config of detectors only made score read an HDFS model's lines as syslog: every line an alert)."""
+    from lograven.config import Config
+
+    return args.config is not None and tuple(cfg.sources) != tuple(Config().sources)
 
 
 def _model_read_as(model: str) -> dict:
@@ -399,11 +409,12 @@ def cmd_types(args) -> int:
 def iter_input_lines(files: Sequence[str], max_line_bytes: int) -> Iterator[tuple[str, int, str]]:
     """(file, 1-based line number, decoded text) for files or '-' (stdin). Lines longer than
     `max_line_bytes` are cut to it without ever being held whole (training.iter_binary_lines)."""
+    from lograven.osutil import stdin_binary
     from lograven.training import iter_file_lines, iter_maybe_compressed
 
     for f in files:
         if f == "-":
-            for i, (text, _) in enumerate(iter_maybe_compressed(sys.stdin.buffer, "-", max_line_bytes), 1):
+            for i, (text, _) in enumerate(iter_maybe_compressed(stdin_binary(), "-", max_line_bytes), 1):
                 yield "-", i, text
         else:
             for i, (text, _) in enumerate(iter_file_lines(f, max_line_bytes), 1):
@@ -411,10 +422,12 @@ def iter_input_lines(files: Sequence[str], max_line_bytes: int) -> Iterator[tupl
 
 
 def verdict_json(file: str, line: int, stream: str, rec, v, detector) -> dict:
+    from lograven.alerts import _text as utf8_text
+
     return {
-        "file": file,
+        "file": utf8_text(file),  # a file name's undecodable bytes are U+FFFD, as a line's are
         "line": line,
-        "stream": stream,
+        "stream": utf8_text(stream),
         "parsed": rec.parsed,
         "type": v.type_id,
         "template": v.template,
@@ -442,7 +455,10 @@ class VerdictWriter:
     def _str(self, x) -> str:
         j = self._s.get(x)
         if j is None:
-            j = json.dumps(x, ensure_ascii=False)
+            from lograven.alerts import _text as utf8_text
+
+            # a file name's undecodable bytes (surrogate escapes) are U+FFFD, as a line's are
+            j = json.dumps(utf8_text(x) if isinstance(x, str) else x, ensure_ascii=False)
             if len(self._s) < 100_000:
                 self._s[x] = j
         return j
@@ -500,7 +516,8 @@ def cmd_score(args) -> int:
     from lograven.modelstore import resolve_model_path
 
     # a bundle, or a model directory (<state_dir>/models: its current version)
-    det = Detector(load_bundle(resolve_model_path(args.model)), DetectorSettings.from_config(cfg.detectors))
+    det = Detector(load_bundle(resolve_model_path(args.model)),
+                   DetectorSettings.from_config(cfg.detectors, max_streams=cfg.runtime.max_streams))
     out = sys.stdout
     batch: list[tuple[str, int, str, object, str]] = []
     writer = VerdictWriter(det)
@@ -550,6 +567,11 @@ def cmd_score(args) -> int:
     said = misread_timestamps(parser)
     if said:
         log.warning("%s; give the files' --format (and the model's, if it was trained with this one)", said)
+    if det.streams_evicted:
+        log.warning("%d stream state(s) were forgotten: more than runtime.max_streams (%d) streams were open at "
+                    "once (score never ends a stream), so the least recently seen started afresh and their next "
+                    "lines were judged without history; raise runtime.max_streams in --config (at most 1,000,000)",
+                    det.streams_evicted, det.settings.max_streams)  # fmt: skip
     return 0
 
 

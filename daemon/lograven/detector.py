@@ -261,9 +261,11 @@ class Detector:
                 "top_k": float(self.settings.sequence_top_k)}[self.settings.sequence_rule]  # fmt: skip
 
     # ------------------------------------------------------------- states
-    def export_states(self) -> dict[str, tuple[np.ndarray, int, int]]:
-        """GRU state per stream (for checkpoints): {stream: (h (2, members * units) float32, lines seen, last type)}."""
-        return {k: (s.h.copy(), s.seen, s.last) for k, s in self.states.items()}
+    def export_states(self) -> dict[str, tuple[np.ndarray, int, int, float]]:
+        """GRU state per stream (for checkpoints): {stream: (h (2, members * units) float32, lines seen, last type,
+        the wall-clock time of its last line)}. import_states takes them back as they were, time included, so
+        that forget_idle still forgets a restored idle stream."""
+        return {k: (s.h.copy(), s.seen, s.last, s.at) for k, s in self.states.items()}
 
     def import_states(self, states: dict[str, tuple]) -> int:
         """Restore states saved by export_states ((h, seen) without the last type is accepted too, and a

@@ -512,6 +512,7 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
     expected: list[list[int]] = [[] for _ in range(n)]
     bounds = sorted({min(n, b) for b in range(batch_size, n + batch_size, batch_size)} | {c for c in cuts if 0 < c < n})
     s = 0
+    evicted = detector.streams_evicted
     for e in bounds:
         for i, v in enumerate(detector.detect(items[s:e]), s):
             type_id[i] = v.type_id
@@ -532,6 +533,11 @@ def score(detector: Detector, items: Sequence[tuple[str, LogRecord]], batch_size
         if progress:
             progress("scoring", e / max(n, 1))
         s = e
+    if detector.streams_evicted > evicted:
+        log.warning("%d stream state(s) were forgotten while scoring: more than runtime.max_streams (%d) streams "
+                    "were open at once, so the least recently seen started afresh and their next lines were judged "
+                    "without history; raise runtime.max_streams in --config (at most 1,000,000)",
+                    detector.streams_evicted - evicted, detector.settings.max_streams)  # fmt: skip
     unjudged = detector.unjudged(type_id)  # vouched for, from too few lines: predicted, not judged
     seq_rare = ~np.isnan(seq_p) & ~unjudged & detector.rare_fires(type_id, seq_rank, end_first)
     return Evidence(type_id, seq_p, seq_rank, seq_ratio, ae_error, fired, expected, seq_rare, unjudged)
@@ -1710,7 +1716,11 @@ def check_overrides(base: DetectorSettings, override: dict[str, object]) -> None
 def detector_settings(config: object | None, **override) -> DetectorSettings:
     """DetectorSettings from a config's detectors section, with command-line overrides (None = keep),
     checked as the config checks the options they override (OVERRIDES)."""
-    base = DetectorSettings.from_config(config.detectors) if config is not None else DetectorSettings()  # type: ignore[attr-defined]
+    base = DetectorSettings()
+    if config is not None:
+        runtime = getattr(config, "runtime", None)
+        kw = {"max_streams": runtime.max_streams} if runtime is not None else {}
+        base = DetectorSettings.from_config(config.detectors, **kw)  # type: ignore[attr-defined]
     kw = {k: v for k, v in override.items() if v is not None}
     check_overrides(base, kw)
     s = replace(base, **kw)

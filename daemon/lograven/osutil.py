@@ -232,3 +232,16 @@ def glob_matches(path: str, pattern: str) -> bool:
         return i == len(a)
 
     return match(0, 0)
+
+
+def stdin_binary():
+    """Standard input's binary stream; a clear error when the process was started with it closed (`<&-`),
+    where Python has no sys.stdin at all."""
+    import sys
+
+    from lograven.errors import LogravenError
+
+    if sys.stdin is None:
+        raise LogravenError("standard input is closed (started with <&-), and the lines are to come from it: "
+                            "pipe them in (tail -F FILE | lograven ...), or give the files")  # fmt: skip
+    return sys.stdin.buffer

@@ -41,7 +41,8 @@ from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_se
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
-from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, release_free_memory, whoami
+from lograven.osutil import (COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, release_free_memory, stdin_binary,
+                             whoami)
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
@@ -492,7 +493,7 @@ class Service:
         # service's, which refuses (and logs) every notification from a process that is not its main one.
         self.notifier = notifier or (Notifier(env={}) if stdin_mode else Notifier())
         self.metrics = Metrics()
-        self.stdin = stdin or sys.stdin.buffer
+        self.stdin = stdin or (stdin_binary() if stdin_mode else None)
         self.stdout = stdout or sys.stdout
         self.state_dir = cfg.effective_state_dir()
         self.host = socket.gethostname()

@@ -17,7 +17,7 @@ from lograven.bundle import save_bundle
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask, Masker
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of
+from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, stdin_binary
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, posix_seconds
 from lograven.sequence import SequenceModel, SequenceParams, type_frequencies
 
@@ -71,9 +71,7 @@ def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]
     """Decoded lines of a file, or of standard input for `-` (never raises on content; names the file on
     I/O errors). Compressed files are read decompressed (see iter_maybe_compressed)."""
     if path == "-":
-        import sys
-
-        yield from iter_maybe_compressed(sys.stdin.buffer, "-", max_line_bytes)
+        yield from iter_maybe_compressed(stdin_binary(), "-", max_line_bytes)
         return
     try:
         f = open(path, "rb")
