@@ -859,3 +859,27 @@ def test_evaluate_refuses_a_model_dir_it_cannot_write_before_training(tmp_path, 
     err = capsys.readouterr().err
     assert rc == 1 and f"--model-dir {busy}: exists, is not empty and holds no bundle; choose another --model-dir" in err, err
     assert "training" not in err.lower() and (busy / "notes.txt").read_text() == "mine"
+
+
+def test_check_warns_about_relative_paths(capsys, tmp_path, monkeypatch) -> None:
+    """`paths: [logs/app.log]`, `state_dir: state`: check, run where they exist, said "configuration OK" and
+    nothing else, while the service (working directory /) would never find the log and could not write
+    /state (admin review, 2026-12-07). Each relative path is named with both readings."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "app.log").write_text("Jun  9 07:00:00 web01 app[1]: started\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {DEFAULT}\nstate_dir: state\nmetrics: {{enabled: false}}\n"
+                   "alerts: {syslog: {enabled: false}, jsonl: {path: alerts.jsonl}}\n"
+                   "sources:\n  - paths: [logs/app.log]\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")
+    assert rc == 0, err
+    warnings = [ln for ln in out.splitlines() if ln.startswith("warning: ")]
+    for key, path in (("state_dir", "state"), ("alerts.jsonl.path", "alerts.jsonl"), ("sources[0].paths", "logs/app.log")):
+        assert any(w.startswith(f"warning: {key}: {path} is a relative path: the service takes it from its working "
+                                f"directory, / under systemd (/{path}), not from here ({tmp_path / path})") for w in warnings), out  # fmt: skip
+    cfg.write_text(f"model: {DEFAULT}\nstate_dir: {tmp_path / 'state'}\nmetrics: {{enabled: false}}\n"
+                   f"alerts: {{syslog: {{enabled: false}}, jsonl: {{path: {tmp_path / 'alerts.jsonl'}}}}}\n"
+                   f"sources:\n  - paths: [{tmp_path / 'logs/app.log'}]\n")  # fmt: skip
+    rc, out, _ = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")
+    assert rc == 0 and "relative path" not in out, out

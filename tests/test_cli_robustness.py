@@ -360,7 +360,8 @@ def test_types_accepts_the_daemons_model_directory(capsys, tmp_path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     rc, _, err = run_cli(capsys, "types", str(empty))
-    assert_one_line_error(rc, err, str(empty), "neither a model bundle nor a model directory", "lograven train")
+    assert_one_line_error(rc, err, str(empty), "neither a model bundle nor a model directory", f"lograven train --out {empty}/v0001",
+                          f"lograven models rollback --dir {empty} --to v0001")
     assert "not a complete bundle" not in err
     assert (store / "v0001" / MANIFEST).exists()
 

@@ -164,7 +164,14 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
      'sources[0].paths: must be a list of strings, got \'/var/log/messages\' (a string); '
      'write a list, e.g. ["/var/log/messages"]'),
     ({"sources": [{"paths": ["/a", 3]}]}, "sources[0].paths[1]: must be a string, got 3 (an integer)"),
-    ({"sources": {"paths": ["/a"]}}, "sources: must be a list of mappings, got a mapping"),
+    # the fixes of the last four came with an admin review (2026-12-07): the messages gave none
+    ({"sources": {"paths": ["/a"]}}, "sources: must be a list of mappings, got a mapping; start each entry with '- '"),
+    ({"sources": None}, "sources: must be a list of mappings, got null (an empty value); give a value, or delete "
+                        "the line to use the default"),
+    ({"state_dir": None}, "state_dir: must be a string, got null (an empty value); give a value, or delete"),
+    ({"alerts": {"dedup_window_seconds": "5m"}}, "alerts.dedup_window_seconds: must be an integer, got '5m' (a "
+                                                 "string); write a number of seconds, without a unit: 300 for 5m"),
+    ({"learn": {"max_lines": "5m"}}, "learn.max_lines: must be an integer, got '5m' (a string)"),
     ({"alerts": {"syslog": {"tag": True}}}, "alerts.syslog.tag: must be a string, got true (a boolean)"),
     ({"model": 5}, "model: must be a string or null, got 5 (an integer); put it in quotes"),
     ({"detectors": {"sequence": {"top_k": 2.5}}}, "detectors.sequence.top_k: must be an integer"),
@@ -404,6 +411,9 @@ def test_metrics_listen_valid(listen: str, address: tuple[str, int]) -> None:
     ("127.0.0.1:http", "port 'http' is not a number"),
     ("300.1.1.1:9077", "'300.1.1.1' is not an IPv4 address"),
     ("bad_host:9077", "'bad_host' is not a valid host name"),
+    # pasted from metrics.md's http://<metrics.listen>/metrics (was "put an IPv6 address in brackets")
+    ("http://127.0.0.1:9077", "drop the 'http://' scheme and any path: write host:port, e.g. 127.0.0.1:9077"),
+    ("HTTPS://10.0.0.5:9077/metrics", "drop the 'HTTPS://' scheme and any path: write host:port, e.g. 10.0.0.5:9077"),
 ])
 def test_metrics_listen_invalid(listen: str, reason: str) -> None:
     with pytest.raises(ValueError, match=re.escape(reason)):

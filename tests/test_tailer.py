@@ -2662,3 +2662,31 @@ def test_a_glob_in_a_directory_that_cannot_be_listed_keeps_its_saved_positions(
     denied["on"] = False  # fixed after another restart
     with make([pattern], start_position="beginning", positions=again) as tailer:
         assert texts(tailer.poll()) == [b"line 2"]
+
+
+def test_the_permission_warning_gives_the_fix_that_works_for_the_files_mode(tmp_path: Path) -> None:
+    """`cannot read FILE: permission denied. Add the lograven user to the file's group (usermod -aG adm ...)`
+    was said of RHEL's root:root 0600 /var/log/secure too, where no group helps (admin review, 2026-12-07)."""
+    import grp
+
+    from lograven.tailer import _read_access_fix
+
+    f = tmp_path / "secure"
+    f.write_text("x\n")
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's group needs root")
+    os.chown(f, 0, 0)
+    f.chmod(0o600)
+    said = _read_access_fix(str(f))
+    assert said.startswith("No group may read it: give it an ACL (setfacl -m u:lograven:r ") and "usermod" not in said
+    f.chmod(0o640)  # group root: joining it is no fix to suggest
+    assert _read_access_fix(str(f)).startswith("No group may read it")
+    try:
+        adm = grp.getgrnam("adm").gr_gid
+    except KeyError:
+        pytest.skip("no group adm on this machine")
+    os.chown(f, 0, adm)
+    said = _read_access_fix(str(f))
+    assert said.startswith("Add the lograven user to its group (usermod -aG adm lograven, then restart)"), said
+    f.chmod(0o600)
+    assert _read_access_fix(str(f)).startswith("No group may read it")

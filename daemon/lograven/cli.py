@@ -621,6 +621,26 @@ def _detectors_in_force(bundle, cfg) -> str:
     return "; ".join(parts) or "none enabled"
 
 
+def _relative_paths(cfg, plugin: bool = False) -> list[str]:
+    """Paths written relative: the daemon takes them from its working directory, `/` under systemd, while
+    check (and a run by hand) takes them from the admin's: check passed what the service never found."""
+    keys: list[tuple[str, str | None]] = [("model", cfg.model), ("state_dir", cfg.state_dir),
+                                          ("alerts.allowlist", cfg.alerts.allowlist)]  # fmt: skip
+    if cfg.alerts.jsonl.enabled:
+        keys.append(("alerts.jsonl.path", cfg.alerts.jsonl.path))
+    if cfg.alerts.syslog.enabled and not plugin:
+        keys.append(("alerts.syslog.socket", cfg.alerts.syslog.socket))
+    if not plugin:
+        keys += [(f"sources[{i}].paths", p) for i, src in enumerate(cfg.sources) for p in src.paths]
+    out = []
+    for key, path in keys:
+        if path and not os.path.isabs(os.path.expanduser(path)):
+            out.append(f"{key}: {path} is a relative path: the service takes it from its working directory, / "
+                       f"under systemd ({os.path.join('/', path)}), not from here ({os.path.abspath(path)}); "
+                       "write the absolute path")  # fmt: skip
+    return out
+
+
 def cmd_check(args) -> int:
     cfg = _load_config(args.config)
     stdin = getattr(args, "stdin", False)
@@ -683,7 +703,7 @@ def cmd_check(args) -> int:
         src = cfg.sources[0]
         print(f"plugin mode: lines come on standard input, parsed as format {src.format}, stream {src.stream} "
               "(the first source's; its paths are not read)")
-        warnings = _output_warnings(cfg, plugin=True, paths=paths)
+        warnings = [*_relative_paths(cfg, plugin=True), *_output_warnings(cfg, plugin=True, paths=paths)]
         if cfg.learn.schedule_seconds:
             warnings.append("learn.schedule is not applied in plugin mode: run `lograven learn` on new normal data, "
                             "and the plugin follows the model directory's `current` version")
@@ -694,7 +714,8 @@ def cmd_check(args) -> int:
         else:
             warnings += [w for w in _service_user_warnings(cfg, args.user, plugin=True) if w not in warnings]
     else:
-        warnings = [*source_warnings(cfg), *_output_warnings(cfg, paths=paths), *allowlist_problems(cfg.allowlist_path())]
+        warnings = [*_relative_paths(cfg), *source_warnings(cfg), *_output_warnings(cfg, paths=paths),
+                    *allowlist_problems(cfg.allowlist_path())]
         warnings += [w for w in _service_user_warnings(cfg, args.user) if w not in warnings]
     if b is not None:
         from lograven.service import trained_with_warnings

@@ -165,6 +165,9 @@ def parse_listen(value: str) -> tuple[str, int]:
     says what is wrong."""
     if re.fullmatch(r"[0-9]{1,5}", value):
         value = "127.0.0.1:" + value
+    if m := re.match(r"(?i)[a-z][a-z0-9+.-]*://", value):  # pasted from a URL (metrics.md's http://HOST:PORT/metrics)
+        bare = value[m.end():].split("/", 1)[0]
+        raise ValueError(f"drop the {m.group()!r} scheme and any path: write host:port, e.g. {bare or '127.0.0.1:9077'}")
     if value.startswith("["):
         host, bracket, rest = value[1:].partition("]")
         if not bracket:
@@ -251,7 +254,10 @@ class SourceConfig:
         help="How a line's header is parsed: `syslog` (RFC 3164 or RFC 5424), `iso` (ISO 8601 "
              "timestamp prefix), `raw` (the whole line is the message), or `regex:<pattern>` "
              "matched at the start of the line, with named groups `message` (required) and "
-             "optionally `timestamp`, `host`, `program`, `pid`, `stream`.")
+             "optionally `timestamp`, `host`, `program`, `pid`, `stream`. A `timestamp` group must "
+             "hold ISO 8601, `Jun  9 06:06:20`, `081109 203518` or `2005-06-03-15.42.50.675872`; "
+             "`check` and the daemon warn when it mostly holds something else (a pattern whose "
+             "groups are in the wrong places).")
     stream: str = _opt(
         "file", check=_check_stream, valid="`file`, `program` or `regex:<pattern>` with a group",
         help="What one sequence history follows: `file` (each file), `program` (each program "
@@ -768,8 +774,15 @@ def _describe(value: Any) -> str:
     return f"{value} (a {type(value).__name__})"  # e.g. YAML dates
 
 
-def _fix_hint(value: Any, hint: Any) -> str:
+def _fix_hint(value: Any, hint: Any, key: str = "") -> str:
     """How to turn a value of the wrong type into the right one, when that is guessable."""
+    if value is None:  # `state_dir:` left empty, or a list whose entries are all commented out
+        return "; give a value, or delete the line to use the default"
+    if key.endswith(("_seconds", "_after")) and isinstance(value, str) and hint in (int, float) and (m := re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd])\s*", value)):
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return f"; write a number of seconds, without a unit: {seconds:g} for {value.strip()}"
+    if isinstance(value, dict) and typing.get_origin(hint) is tuple:  # `sources:` with its `- ` forgotten
+        return "; start each entry with '- ' (a list item), e.g. 'sources:' then '  - paths: [/var/log/messages]'"
     if isinstance(value, str) and hint in (int, float, bool):
         try:
             float(value)
@@ -815,7 +828,7 @@ def _convert(value: Any, hint: Any, key: str, problems: _Problems, expected: str
     if origin is None and isinstance(value, hint) and (hint is bool or not isinstance(value, bool)):
         return value  # bool is an int subclass, but `1` is not `true` and `true` is not `1`
     problems.append((key, f"must be {expected or _expected(hint)}, got {_describe(value)}"
-                          f"{_fix_hint(value, hint)}"))
+                          f"{_fix_hint(value, hint, key)}"))
     return _INVALID
 
 

@@ -222,7 +222,8 @@ def resolve_model_path(path: str | Path) -> Path:
         ) from None
     if not p.exists():
         raise LogravenError(f"{p}: no such directory; give a model bundle (`lograven train --out DIR LOGFILE...` "
-                            "makes one) or a model directory such as /var/lib/lograven/models")
+                            "makes one) or a model directory (`lograven train --out DIR/v0001 LOGFILE...`, then "
+                            "`lograven models rollback --dir DIR --to v0001` makes it current)")
     if not p.is_dir():
         raise LogravenError(f"{p}: is a file, not a model; give a model bundle directory (`lograven train --out DIR "
                             "LOGFILE...` makes one) or a model directory such as /var/lib/lograven/models")
@@ -237,8 +238,9 @@ def resolve_model_path(path: str | Path) -> Path:
             "lists them)"
         )
     raise LogravenError(
-        f"{p}: neither a model bundle nor a model directory with a `current` version; "
-        f"train one with `lograven train --out {p} LOGFILE...`"
+        f"{p}: neither a model bundle nor a model directory with a `current` version; train its first "
+        f"version with `lograven train --out {p}/v0001 LOGFILE...` and make it current with `lograven models "
+        f"rollback --dir {p} --to v0001` (a model directory, as `learn` and the daemon keep it), or give a bundle"
     )
 
 

@@ -181,6 +181,22 @@ def is_fd_limit(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
 
 
+def _read_access_fix(path: str) -> str:
+    """How to let lograven's user read `path`: its group, when the group may read it (Debian's root:adm
+    0640); else an ACL (RHEL's root:root 0600, where no group helps)."""
+    import grp
+
+    try:
+        st = os.stat(path)
+        group = grp.getgrgid(st.st_gid).gr_name if st.st_mode & stat.S_IRGRP and st.st_gid != 0 else None
+    except (OSError, KeyError):
+        group = None
+    acl = f"give it an ACL (setfacl -m u:lograven:r {path}, and a default ACL on its directory for the files rotation creates)"
+    if group is None:
+        return f"No group may read it: {acl}; see docs/operations.md, Permissions"
+    return f"Add the lograven user to its group (usermod -aG {group} lograven, then restart), or {acl}"
+
+
 class GlobPathProvider:
     """Expands glob patterns to the regular files they match, on every call."""
 
@@ -1317,11 +1333,7 @@ class Tailer:
         if is_fd_limit(exc):
             return
         if isinstance(exc, PermissionError):
-            log.warning(
-                "cannot read %s: permission denied. Add the lograven user to the file's group "
-                "(usually: usermod -aG adm lograven) or fix the file's permissions; retrying on every poll",
-                path,
-            )
+            log.warning("cannot read %s: permission denied. %s; retrying on every poll", path, _read_access_fix(path))
         else:
             log.warning("cannot open %s: %s; retrying on every poll", path, exc)
 
