@@ -315,3 +315,38 @@ def test_existing_lines_use_the_whole_budget_whatever_the_files_and_line_lengths
         f.truncate(300 * 2**20)
     got, pos = _tail_lines(str(sparse), 1000, 65536, 256)  # reads one window, not 65 GB of growing ones
     assert got == [] and pos["offset"] == sparse.stat().st_size
+
+
+def test_a_reload_in_learn_mode_takes_the_fixed_configuration(tmp_path):
+    """A first start with a mistyped source path waits in learn mode ("collecting lines (0/800)"); the
+    admin fixes the path and runs `systemctl reload`: SIGHUP was ignored until a restart (admin review,
+    2026-12-07). Now a bad config is rejected and learning goes on; the fixed one restarts learning
+    with its sources."""
+    (tmp_path / "logs").mkdir()
+    write_log(tmp_path / "logs" / "a.log", LogGenerator(seed=3).lines(1000))
+    cfg = _config(tmp_path, min_lines=800)
+    good = cfg.read_text()
+    cfg.write_text(good.replace(f"{tmp_path}/logs/*.log", f"{tmp_path}/log/*.log"))  # the typo
+    proc, sock = _start(cfg, tmp_path)
+    try:
+        err = tmp_path / "err.txt"
+        deadline = time.monotonic() + 60
+        while "collecting lines" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cfg.write_text("sources: [\n")  # half-edited: rejected, learning goes on
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "reload rejected" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "reload rejected, learn mode goes on with the running configuration" in err.read_text()
+        assert proc.poll() is None
+        cfg.write_text(good)
+        proc.send_signal(signal.SIGHUP)
+        _wait_ready(sock)
+        assert "reload: learn mode starts again with the new configuration" in err.read_text()
+        manifest = json.loads((ModelStore(tmp_path / "state" / "models").current_path() / "manifest.json").read_text())
+        assert manifest["training"]["lines"] == 1000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        sock.close()

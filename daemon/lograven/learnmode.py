@@ -94,6 +94,44 @@ def _clear_failures(svc: Service) -> None:
         pass
 
 
+class Reloaded(Exception):
+    """SIGHUP in learn mode, with a configuration that loads and differs: learning starts again with it."""
+
+
+def take_reload(svc: Service) -> None:
+    """SIGHUP while learn mode collects lines or waits: re-read the configuration (a source path fixed
+    at first start, the usual case, was ignored until a restart). A bad one is rejected and learning
+    goes on; a changed one raises Reloaded. A reload during a training is taken once it is over, by the
+    running daemon."""
+    if not svc._reload.is_set():
+        return
+    svc._reload.clear()
+    from lograven.config import load_config
+    from lograven.errors import LogravenError
+    from lograven.service import keep_in_force
+
+    svc.notifier.reloading("reloading configuration")
+    try:
+        cfg = load_config(svc.config_path) if svc.config_path else svc.cfg
+        cfg, pending = keep_in_force(svc.cfg, cfg)
+        svc._model_location(cfg)  # a `model:` now set must load: said here, not after learning stops
+    except (LogravenError, OSError, ValueError) as e:
+        svc.metrics.reload_failed()
+        log.error("reload rejected, learn mode goes on with the running configuration: %s", e)
+        svc.notifier.ready(f"reload failed: {str(e)[:200]}")
+        return
+    svc.metrics.reload_succeeded()
+    if pending:
+        log.warning("reload: %s changed, which takes effect only at a restart (systemctl restart lograven); "
+                    "until then the old value stays in force", ", ".join(pending))
+    svc.notifier.ready(svc._status or "learn mode")
+    if cfg == svc.cfg:
+        log.info("reload: configuration unchanged; learn mode goes on")
+        return
+    svc.cfg = cfg
+    raise Reloaded
+
+
 def _back_off_after_failures(svc: Service) -> bool:
     """After failed trainings (the OOM killer, typically; systemd restarts the daemon at once), wait
     1, 2, 4 ... 60 min before the next attempt instead of training again every few seconds. Returns
@@ -111,6 +149,7 @@ def _back_off_after_failures(svc: Service) -> bool:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         svc.notifier.watchdog()
+        take_reload(svc)
         if svc._stop.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
             return False
     return True
@@ -208,6 +247,7 @@ def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int)
                     t.acknowledge(raw.path, raw.file_id, raw.end)
                     got += 1
             svc.notifier.watchdog()
+            take_reload(svc)
             if time.monotonic() - last_log > 10:
                 last_log = time.monotonic()
                 svc._set_status(f"learn mode: collecting lines ({len(corpus)}/{min_lines})")

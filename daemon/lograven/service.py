@@ -1692,9 +1692,16 @@ class Service:
     # ------------------------------------------------------------- learn
     def _learn_mode(self) -> dict:
         """No model yet: learn from the configured files' existing content, then detect from there."""
-        from lograven.learnmode import learn_initial_model
+        from lograven.learnmode import Reloaded, learn_initial_model
 
-        return learn_initial_model(self)
+        while True:
+            try:
+                return learn_initial_model(self)
+            except Reloaded:
+                if self._model_location(self.cfg) is not None:
+                    log.info("reload: the configuration names a model (%s): learn mode ends", self.cfg.model)
+                    return {}  # its files are followed as at any start with a model (start_position)
+                log.info("reload: learn mode starts again with the new configuration")
 
 
 class QuietLines:
