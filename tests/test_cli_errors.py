@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -883,3 +884,14 @@ def test_check_warns_about_relative_paths(capsys, tmp_path, monkeypatch) -> None
                    f"sources:\n  - paths: [{tmp_path / 'logs/app.log'}]\n")  # fmt: skip
     rc, out, _ = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")
     assert rc == 0 and "relative path" not in out, out
+
+
+def test_the_training_child_without_tensorflow_names_this_environments_pip(monkeypatch) -> None:
+    """Learn mode's training (a child that imports Keras through tfsetup) said `pip install tensorflow-cpu`,
+    the system's pip, which does not install into /opt/lograven (admin review, 2026-12-07)."""
+    from lograven import tfsetup
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.setitem(sys.modules, "keras", None)
+    with pytest.raises(LogravenError, match=re.escape(f"`{sys.executable} -m pip install tensorflow-cpu`")):
+        tfsetup.keras_session()

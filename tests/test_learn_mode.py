@@ -274,8 +274,19 @@ def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, capl
     monkeypatch.setattr(svc._stop, "wait", lambda t: (waits.append(t), svc._stop.set())[1] or True)
     with caplog.at_level("WARNING", logger="lograven.learnmode"):
         learnmode.learn_initial_model(svc)  # the next start: waits (and is stopped while waiting)
-    assert "training failed 1 time(s) before; waiting" in caplog.text and waits
+    assert "training failed 1 time(s) before (last: train child process died (killed by SIGKILL: ...)); waiting" \
+        in caplog.text and waits
+    assert "if it was killed for memory: lower learn.max_lines" in caplog.text
     assert learnmode._failures(svc)[0] == 1  # a stop is no attempt
+    # a failure that is not the kernel's (TensorFlow missing) gets its own words, not the memory advice
+    # (admin review, 2026-12-07)
+    learnmode._record_failure(svc, "training needs TensorFlow, which is not installed in this environment")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lograven.learnmode"):
+        learnmode.learn_initial_model(svc)
+    assert "(last: training needs TensorFlow, which is not installed in this environment)" in caplog.text
+    assert "fix what it says" in caplog.text and "max_lines" not in caplog.text
+    assert learnmode._failures(svc)[0] == 2
     svc._stop.clear()
     monkeypatch.setattr(learnmode, "BACKOFF_FIRST", 0.0)
     monkeypatch.setattr(learnmode, "run_training_child", lambda *a, **k: {"seconds": {"total": 1.0}})

@@ -79,10 +79,20 @@ def _failures(svc: Service) -> tuple[int, float]:
         return 0, 0.0
 
 
-def _record_failure(svc: Service) -> None:
+def _last_failure(svc: Service) -> str:
+    """What the last failed training said (recorded since 2026-12-07), or ''."""
+    try:
+        why = json.loads((svc.state_dir / _FAILURES).read_text(encoding="utf-8")).get("why")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return why if isinstance(why, str) else ""
+
+
+def _record_failure(svc: Service, why: str = "") -> None:
     n, _ = _failures(svc)
     try:
-        (svc.state_dir / _FAILURES).write_text(json.dumps({"failures": n + 1, "last": time.time()}), encoding="utf-8")
+        (svc.state_dir / _FAILURES).write_text(json.dumps({"failures": n + 1, "last": time.time(), "why": why[:500]}),
+                                               encoding="utf-8")  # fmt: skip
     except OSError:
         pass
 
@@ -142,9 +152,12 @@ def _back_off_after_failures(svc: Service) -> bool:
     wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (n - 1)) - (time.time() - last)
     if wait <= 0:
         return True
-    log.warning("learn mode: training failed %d time(s) before; waiting %.0f s before the next attempt (lower "
-                "learn.max_lines, or give the service more memory; remove %s to retry at once)",
-                n, wait, svc.state_dir / _FAILURES)  # fmt: skip
+    why = _last_failure(svc)
+    advice = ("fix what it says" if why and "killed" not in why
+              else "if it was killed for memory: lower learn.max_lines, or give the service more memory")
+    log.warning("learn mode: training failed %d time(s) before%s; waiting %.0f s before the next attempt (%s; "
+                "remove %s to retry at once)", n, f" (last: {why})" if why else "", wait, advice,
+                svc.state_dir / _FAILURES)  # fmt: skip
     svc._set_status(f"learn mode: waiting {wait:.0f} s after {n} failed training(s)")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -212,7 +225,7 @@ def learn_initial_model(svc: Service) -> dict:
     except BaseException as e:
         svc.store.release(out)  # the reserved version name, left empty
         if not isinstance(e, (KeyboardInterrupt, SystemExit)):
-            _record_failure(svc)
+            _record_failure(svc, str(e))
         raise
     if summary is None:
         svc.store.release(out)
@@ -222,6 +235,24 @@ def learn_initial_model(svc: Service) -> dict:
     _clear_failures(svc)
     log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, summary["seconds"]["total"])
     return positions
+
+
+def _export_file_metrics(svc: Service, tailers: list) -> set[str]:
+    """The learn-mode tailers' per-file series (lines and bytes read, readable, position), as the
+    running daemon exports them: a file lograven may not read at its first start (the usual problem
+    then) shows as lograven_file_readable 0 and fires LogravenFileUnreadable, not only in the journal.
+    Returns the files exported."""
+    m = svc.metrics
+    files: set[str] = set()
+    for _, _, t in tailers:
+        for path, st in t.stats().items():
+            files.add(path)
+            m.advance_to_total(m.lines_read, st.lines + st.skipped_lines, file=path)
+            m.advance_to_total(m.bytes_read, st.bytes, file=path)
+            m.advance_to_total(m.read_errors, st.read_errors, file=path)
+            m.file_readable.labels(file=path).set(1 if st.readable else 0)
+            m.set_file_position(path, st.offset, st.size, st.behind)
+    return files
 
 
 def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int) -> dict:
@@ -234,6 +265,7 @@ def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int)
              Tailer(list(src.paths), start_position="beginning", max_line_bytes=cfg.runtime.max_line_bytes,
                     poll_interval=cfg.runtime.poll_interval_seconds, positions=positions.get(str(i)) or None))
         )  # fmt: skip
+    exported: set[str] = set()
     try:
         last_log = 0.0
         while len(corpus) < min_lines and not svc._stop.is_set():
@@ -247,6 +279,7 @@ def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int)
                     t.acknowledge(raw.path, raw.file_id, raw.end)
                     got += 1
             svc.notifier.watchdog()
+            exported |= _export_file_metrics(svc, tailers)
             take_reload(svc)
             if time.monotonic() - last_log > 10:
                 last_log = time.monotonic()
@@ -257,3 +290,5 @@ def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int)
     finally:
         for _, _, t in tailers:
             t.close()
+        for path in exported:  # the running daemon's tailers export their own series, counted afresh
+            svc.metrics.remove_file(path)

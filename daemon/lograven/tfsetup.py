@@ -21,9 +21,12 @@ def keras_session(seed: int = 42, threads: int | None = None):
         import keras
         import tensorflow as tf
     except ImportError as e:  # serving-only installs may lack TensorFlow
+        import sys
+
+        pip = f"{sys.executable} -m pip install"  # this environment's pip (/opt/lograven's, not the system's)
         raise LogravenError(
-            "training needs TensorFlow, which is not installed in this environment "
-            f"({e}); install it with `pip install tensorflow-cpu` (x86_64 Linux) or `pip install tensorflow`"
+            f"training needs TensorFlow, which is not installed in this environment ({sys.prefix}: {e}); install "
+            f"it with `{pip} tensorflow-cpu` (x86_64 Linux) or `{pip} tensorflow`"
         ) from e
     if not _done:
         n = threads or int(os.environ.get("LOGRAVEN_TRAIN_THREADS", "0")) or None
