@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import json
 from pathlib import Path
 
@@ -358,3 +359,136 @@ def test_ctrl_c_between_the_renames_of_a_swap_puts_the_previous_bundle_back(bund
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert manifest_of(out)["training"] == {"note": "new"} if after_second else manifest_of(out) == before
+
+
+# A bundle review (2026-12-07) found metadata that loaded (check said "model bundle OK") but killed the
+# daemon at its first line or reload, and files that hung it. Each is now one LogravenError at load.
+def _set(path: tuple, value):
+    def edit(m: dict) -> None:
+        d = m
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (_set(("autoencoder", "length"), 0), "autoencoder length 0 is not in 1.."),
+    (_set(("autoencoder", "length"), 10**12), "autoencoder length 1000000000000 is not in 1.."),
+    (_set(("autoencoder", "threshold"), float("nan")), "autoencoder threshold nan is not a finite number"),
+    (_set(("autoencoder", "threshold"), float("inf")), "autoencoder threshold inf is not a finite number"),
+    (lambda m: _set(("sequence", "params", "units"), float(m["sequence"]["params"]["units"]))(m),
+     "is not a positive integer"),  # the shapes still fit (16 == 16.0): it failed at the first line
+    (_set(("sequence", "n_types"), float("inf")), "model metadata invalid (OverflowError"),
+    (_set(("training",), [1]), "'training' is not an object"),
+], ids=["length-0", "length-huge", "threshold-nan", "threshold-inf", "units-float", "n-types-inf", "training-list"])
+def test_metadata_that_cannot_serve_is_refused_at_load(bundle_copy: Path, edit, said: str) -> None:
+    m = manifest_of(bundle_copy)
+    edit(m)
+    write_manifest(bundle_copy, m)
+    with pytest.raises(LogravenError, match=re.escape(said)) as e:
+        load_bundle(bundle_copy)
+    assert "retrain or restore the bundle" in str(e.value)
+
+
+def test_a_model_that_loads_but_cannot_score_is_refused_at_load(bundle_copy: Path) -> None:
+    """Weights that fit one another but give no finite score (a NaN bias would be refused by the loader;
+    huge ones overflow): the trial run at load says so, not the daemon's first line."""
+    with np.load(bundle_copy / "autoencoder.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["out_k"] = np.full_like(arrays["out_k"], 3e38)
+    np.savez(bundle_copy / "autoencoder.npz", **arrays)
+    rehash(bundle_copy, "autoencoder.npz")
+    with pytest.raises(LogravenError, match="the model cannot score a line"), np.errstate(all="ignore"):
+        load_bundle(bundle_copy)
+
+
+def test_a_bad_regex_or_deep_nesting_in_msgtypes_is_one_error(bundle_copy: Path) -> None:
+    doc = json.loads((bundle_copy / "msgtypes.json").read_text())
+    doc["extra_masks"] = [{"name": "x", "pattern": "("}] if "extra_masks" in doc else doc.get("extra_masks")
+    if doc["extra_masks"] is not None:
+        (bundle_copy / "msgtypes.json").write_text(json.dumps(doc))
+        rehash(bundle_copy, "msgtypes.json")
+        with pytest.raises(LogravenError, match=r"msgtypes\.json: corrupt"):
+            load_bundle(bundle_copy)
+    (bundle_copy / "msgtypes.json").write_text("[" * 100_000 + "]" * 100_000)
+    rehash(bundle_copy, "msgtypes.json")
+    with pytest.raises(LogravenError, match=r"msgtypes\.json: corrupt \(ValueError: nested too deeply\)"):
+        load_bundle(bundle_copy)
+
+
+def test_a_deeply_nested_manifest_is_one_error(bundle_copy: Path) -> None:
+    """100,000 `[`: a RecursionError escaped, a traceback in check, and a dead daemon at the reload."""
+    (bundle_copy / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LogravenError, match="manifest.json: corrupt manifest \\(nested too deeply\\)"):
+        load_bundle(bundle_copy)
+
+
+def test_a_manifest_that_is_not_a_regular_file_is_refused_without_blocking(bundle_copy: Path) -> None:
+    """manifest.json as a FIFO blocked check, score and a daemon's reload for ever (deaf to SIGTERM); as a
+    link to /dev/zero it filled the memory."""
+    import os
+    import threading
+
+    (bundle_copy / MANIFEST).unlink()
+    os.mkfifo(bundle_copy / MANIFEST)
+    got: list = []
+
+    def load() -> None:
+        try:
+            load_bundle(bundle_copy)
+        except LogravenError as e:
+            got.append(str(e))
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and got and "not a regular file" in got[0], got
+    (bundle_copy / MANIFEST).unlink()
+    (bundle_copy / MANIFEST).symlink_to("/dev/zero")
+    with pytest.raises(LogravenError, match="not a regular file"):
+        load_bundle(bundle_copy)
+
+
+def test_a_file_name_with_a_nul_byte_is_a_bad_name(bundle_copy: Path) -> None:
+    m = manifest_of(bundle_copy)
+    m["files"]["x\0y"] = "0" * 64
+    write_manifest(bundle_copy, m)
+    with pytest.raises(LogravenError, match="bad file name"):
+        load_bundle(bundle_copy)
+
+
+def test_rollback_refuses_a_version_that_does_not_load(bundle_dir: Path, tmp_path: Path) -> None:
+    """`models rollback --to v0002` checked checksums only, so a version whose metadata load_bundle refuses
+    became current: the running daemon refused it, and the next restart failed (bundle review)."""
+    import shutil
+
+    from lograven.modelstore import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    for _ in range(2):
+        shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    store.set_current("v0001")
+    m = manifest_of(store.root / "v0002")
+    m["autoencoder"]["threshold"] = float("nan")
+    write_manifest(store.root / "v0002", m)
+    with pytest.raises(LogravenError, match="autoencoder threshold nan"):
+        store.set_current("v0002")
+    assert store.current_name() == "v0001"
+
+
+@pytest.mark.parametrize(("ids", "lens", "said"), [
+    ([1, 2, 999], [3], "ids outside 0.."),
+    ([1, 2, 3], [5, -2], "lengths below 0"),
+    ([1, 2, 3], [2], "lengths that add up to 2, not its 3 ids"),
+])
+def test_learn_refuses_a_replay_sample_that_does_not_fit_the_model(bundle_copy: Path, ids, lens, said) -> None:
+    """`learn` on a bundle whose replay ids exceed its types died in TensorFlow (InvalidArgumentError
+    traceback); negative lengths were taken (bundle review, 2026-12-07)."""
+    from lograven.training import load_replay
+
+    b = load_bundle(bundle_copy)
+    np.savez(bundle_copy / "replay.npz", ids=np.array(ids, dtype=np.int32), lens=np.array(lens, dtype=np.int64))
+    rehash(bundle_copy, "replay.npz")
+    with pytest.raises(LogravenError, match=re.escape(said)):
+        load_replay(bundle_copy, b.sequence.n_types_)

@@ -548,6 +548,36 @@ def test_learn_mode_with_a_dangling_current_says_how_to_repair_it(capsys, tmp_pa
     assert_user_error(rc, err, "current: points to v0042, which is not there", "lograven models rollback")
 
 
+def test_a_current_that_is_a_directory_or_a_loop_is_an_error_not_learn_mode(capsys, tmp_path, bundle_dir,
+                                                                           logfile) -> None:
+    """A model directory copied with `cp -r` has `current` as a directory: the daemon took that for "no model
+    yet", learned afresh beside v0001 (detection off meanwhile), then could not make its version current; and
+    `current -> current` (a loop) was a traceback that killed a running daemon (bundle review, 2026-12-07)."""
+    import shutil
+
+    from lograven.modelstore import ModelStore
+
+    store = ModelStore(tmp_path / "state" / "models")
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    shutil.copytree(bundle_dir, store.root / "current")
+    cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{_free_port()}", model=None)
+    for argv in (["run", "--config", str(cfg)], ["check", "--config", str(cfg)]):
+        rc, out, err = run_cli(capsys, *argv)
+        assert_user_error(rc, err, f"{store.root / 'current'}: is a directory, not a symbolic link to a version",
+                          f"mv {store.root / 'current'} {store.root / 'current.old'}", "--to vNNNN")
+        assert "learn mode" not in out + err
+    with pytest.raises(LogravenError, match="is a directory, not a symbolic link"):  # rollback said "Is a directory"
+        store.set_current("v0001")
+    shutil.rmtree(store.root / "current")
+    (store.root / "current").symlink_to("current")
+    rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
+    assert_user_error(rc, err, f"{store.root / 'current'}: cannot be followed", "models rollback")
+    (store.root / "current").unlink()
+    store.set_current("v0001")
+    rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize("command", ["train", "learn"])
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_max_lines_below_one_is_refused(capsys, tmp_path, logfile, command, value) -> None:

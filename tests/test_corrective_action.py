@@ -1427,3 +1427,32 @@ def test_learning_from_alerts_teaches_no_end_where_the_context_was_cut(tmp_path,
     with pytest.raises(Stop):
         learning.learn(bundle_dir, corpus, out=tmp_path / "v2")
     assert seen["ended"][-len(order):] == ended
+
+
+def test_an_allowlist_nested_too_deeply_or_not_a_file_keeps_the_rules_and_never_blocks(tmp_path, caplog):
+    """100,000 `[` in allowlist.json: a RecursionError traceback at start (the daemon would not start), in
+    check and `allow --list`, and at every alert; a FIFO blocked them for ever (bundle review, 2026-12-07).
+    Both are an unreadable allowlist: named with the fix, the previous rules kept."""
+    import threading
+
+    from lograven.allowlist import allowlist_problems
+    from lograven.errors import LogravenError
+
+    path = tmp_path / "allow.json"
+    al = Allowlist(path)
+    al.add(new_rule(type_id=3))
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    [said] = allowlist_problems(path)
+    assert said.startswith(f"{path}: unreadable allowlist (not JSON: nested too deeply)") and "delete it" in said
+    with caplog.at_level("ERROR"):
+        assert al.reload(strict=False) is False
+    assert len(al.valid_rules) == 1 and "keeping the previous rules (1 valid)" in caplog.text
+    with pytest.raises(LogravenError, match="nested too deeply"):
+        Allowlist(path, load=False).reload(strict=True)
+    path.unlink()
+    os.mkfifo(path)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(allowlist_problems(path)), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and "not a regular file" in got[0][0], got

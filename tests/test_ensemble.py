@@ -111,7 +111,7 @@ def test_bundle_with_an_ensemble_saves_loads_and_detects_statefully(bundle_dir, 
     assert states["s"][0].shape == (2, 2 * d.seq.params.units)
     d2 = Detector(load_bundle(out), DetectorSettings())
     assert d2.import_states(states) == 1
-    h, seen, last = states["s"]
+    h, seen, last, _at = states["s"]
     assert d2.import_states({"t": (h[:, : d.seq.params.units], seen, last)}) == 0
 
 

@@ -36,7 +36,7 @@ from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
 from lograven.masking import HOST, REST, line_pattern
-from lograven.osutil import keep_access, read_limited
+from lograven.osutil import keep_access, loads_json, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ def parse_rule(raw: Any, index: int) -> Rule | InvalidRule:
 def parse_rules(text: str) -> list[Rule | InvalidRule]:
     """The rules of an allowlist file, each validated. ValueError for a file that is not an allowlist at all."""
     try:
-        doc = json.loads(text)
+        doc = loads_json(text)
     except ValueError as e:
         raise ValueError(f"not JSON: {e}") from None
     if not isinstance(doc, dict):
@@ -339,12 +339,17 @@ def _invalid_error(path: Path, r: InvalidRule, n_valid: int) -> str:
 ALLOWLIST_MAX_BYTES = 64 * 2**20  # about 200,000 rules
 
 
+def _read(path: Path) -> str:
+    """The allowlist's text: a regular file (a FIFO blocked the daemon; /dev/zero filled its memory)."""
+    return read_regular(path, ALLOWLIST_MAX_BYTES).decode("utf-8")
+
+
 def allowlist_problems(path: Path | str) -> list[str]:
     """What is wrong with an allowlist file, one message each (none when it is fine or missing): for
     `lograven check`. The daemon runs anyway: it ignores invalid rules, or an unreadable file."""
     path = Path(path)
     try:
-        rules = parse_rules(read_limited(path, ALLOWLIST_MAX_BYTES))
+        rules = parse_rules(_read(path))
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as e:
@@ -393,7 +398,7 @@ class Allowlist:
             self.rules, self._mtime = [], None
             return True
         try:
-            rules = parse_rules(read_limited(self.path, ALLOWLIST_MAX_BYTES))
+            rules = parse_rules(_read(self.path))
         except (OSError, ValueError) as e:
             msg = _file_error(self.path, e)
             if strict:

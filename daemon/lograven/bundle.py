@@ -18,6 +18,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -31,7 +32,7 @@ from lograven import __version__
 from lograven.autoencoder import Autoencoder
 from lograven.errors import LogravenError
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import uninterrupted, user_name
+from lograven.osutil import loads_json, read_regular, uninterrupted, user_name
 from lograven.sequence import SequenceModel
 
 log = logging.getLogger(__name__)
@@ -349,13 +350,15 @@ def read_manifest(path: Path) -> dict:
     if not path.is_dir():
         raise LogravenError(f"{path}: no model bundle here; train one with `lograven train --out {path} LOGFILE...`")
     try:
-        raw = mpath.read_bytes()
+        raw = read_regular(mpath, MANIFEST_MAX_BYTES)  # not a FIFO (a reload hung) nor /dev/zero
     except FileNotFoundError:
         raise LogravenError(f"{mpath}: missing; {path} is not a complete bundle (retrain or restore it)") from None
-    except OSError as e:
+    except PermissionError as e:
         raise _unreadable(mpath, e) from e
+    except OSError as e:
+        raise LogravenError(f"{mpath}: {e.strerror or e}; retrain or restore the bundle") from None
     try:
-        manifest = json.loads(raw.decode("utf-8"))
+        manifest = loads_json(raw.decode("utf-8"))
         if not isinstance(manifest, dict):
             raise ValueError("not an object")
     except (ValueError, UnicodeDecodeError) as e:
@@ -379,8 +382,8 @@ def read_manifest(path: Path) -> dict:
             raise LogravenError(f"{mpath}: does not list {name}; retrain or restore the bundle")
     for name, digest in files.items():
         fp = path / name
-        if ".." in Path(name).parts or Path(name).is_absolute():
-            raise LogravenError(f"{mpath}: bad file name {name!r}")
+        if not isinstance(name, str) or "\0" in name or ".." in Path(name).parts or Path(name).is_absolute():
+            raise LogravenError(f"{mpath}: bad file name {name!r}; retrain or restore the bundle")
         try:
             st = os.lstat(fp)
         except FileNotFoundError:
@@ -403,21 +406,60 @@ def load_types(path: str | Path) -> MessageTypes:
     """A bundle's message types alone (no checksums, no models: `load_bundle` verifies the bundle)."""
     file = Path(path) / "msgtypes.json"
     try:
-        return MessageTypes.from_json(json.loads(file.read_text(encoding="utf-8")), str(file))
-    except ValueError as e:
-        raise LogravenError(f"{file}: corrupt ({e})") from e
+        return MessageTypes.from_json(loads_json(read_regular(file).decode("utf-8")), str(file))
+    except LogravenError:
+        raise
+    except OSError as e:
+        raise LogravenError(f"{file}: cannot read ({e.strerror or e}); retrain or restore the bundle") from None
+    except Exception as e:  # noqa: BLE001 - a bad regex, a huge number: whatever it holds, the file is bad
+        raise LogravenError(f"{file}: corrupt ({type(e).__name__}: {e}); retrain or restore the bundle") from None
+
+
+MANIFEST_MAX_BYTES = 64 * 2**20
+MAX_AE_LENGTH = 2**20  # tokens per line: more than any max_line_bytes gives
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Load a bundle, verifying format version and every file's sha256 first."""
+    """Load a bundle, verifying format version and every file's sha256 first, then its metadata, and
+    scoring one line with it: a bundle that loads serves."""
     path = Path(path)
     manifest = read_manifest(path)
     types = load_types(path)
     try:
+        if not isinstance(manifest.get("training", {}), dict):
+            raise ValueError("'training' is not an object")
         seq = SequenceModel.load(path, manifest["sequence"])
         ae = Autoencoder.load(path, manifest["autoencoder"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise LogravenError(f"{path / MANIFEST}: model metadata incomplete ({e!r}); retrain the bundle") from e
+        if not 1 <= ae.length_ <= MAX_AE_LENGTH:
+            raise ValueError(f"autoencoder length {ae.length_} is not in 1..{MAX_AE_LENGTH}")
+        if not (math.isfinite(ae.threshold_) and ae.threshold_ >= 0):  # NaN turned the detector off, unsaid
+            raise ValueError(f"autoencoder threshold {ae.threshold_} is not a finite number >= 0")
+        if not isinstance(seq.params.units, int) or isinstance(seq.params.units, bool) or seq.params.units < 1:
+            raise ValueError(f"sequence units {seq.params.units!r} is not a positive integer")
+    except LogravenError:
+        raise
+    except Exception as e:  # noqa: BLE001 - metadata of any shape: one clear error, never a traceback
+        raise LogravenError(f"{path / MANIFEST}: model metadata invalid ({type(e).__name__}: {e}); retrain or restore "
+                            "the bundle") from None
     if seq.n_types_ < types.n_types:
         raise LogravenError(f"{path}: sequence model knows {seq.n_types_} types but msgtypes.json has {types.n_types}; retrain")
+    _trial_run(path, seq, ae)
     return Bundle(path, manifest, types, seq, ae)
+
+
+def _trial_run(path: Path, seq: SequenceModel, ae: Autoencoder) -> None:
+    """Score one line with the loaded models: metadata that loads but cannot serve (an autoencoder kernel
+    of width 0, weights that fit but give NaN) failed at the daemon's first line, after `check` said OK."""
+    import numpy as np
+
+    try:
+        err = ae.score(["lograven trial run 1"])
+        h = seq.step(np.zeros((1, seq.width), dtype=np.float32), np.zeros(1, dtype=np.int64))
+        p = seq.probs(h)
+        ok = err.shape == (1,) and bool(np.isfinite(err).all()) and p.shape == (1, seq.n_types_ + 1) \
+            and bool(np.isfinite(p).all())
+        why = "it gives no finite score"
+    except Exception as e:  # noqa: BLE001
+        ok, why = False, f"{type(e).__name__}: {e}"
+    if not ok:
+        raise LogravenError(f"{path}: the model cannot score a line ({why}); retrain or restore the bundle")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LogravenError
+from .osutil import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Checkpointer:
         """The saved state, or None when there is none usable (never raises)."""
         self._remove_stale_temp_files()
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular(self.path)  # a FIFO blocked the start, deaf to SIGTERM
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -131,6 +132,13 @@ class Checkpointer:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             problem = f"not valid JSON ({exc})"
         if problem is None:
+            state = document["state"]
+            if state.get("streams") is not None and not isinstance(state["streams"], dict):
+                # the GRU states only: the file positions stay (dropping them skipped, or re-read, every
+                # line written while lograven was stopped)
+                log.warning("the checkpoint %s: state.streams is not an object; its GRU states are dropped (streams "
+                            "start afresh), its file positions are kept", self.path)  # fmt: skip
+                state["streams"] = {}
             saved = document.get("saved_at")
             self.saved_at = float(saved) if isinstance(saved, (int, float)) and not isinstance(saved, bool) \
                 and 0 < saved < 1e11 else None  # fmt: skip
@@ -169,17 +177,17 @@ class Checkpointer:
                 pass
 
 
-def _no_constant(name: str) -> float:
-    """json.loads hook: NaN and Infinity are not JSON, and no checkpoint field may hold them."""
-    raise ValueError(f"{name} is not a number a checkpoint holds")
+def _no_constant(name: str) -> None:
+    """json.loads hook: NaN and Infinity are not JSON, and no checkpoint field may hold them. They are
+    read as null, which the field's own check refuses: one stream's bad time drops that stream (it set
+    the whole file aside, its file positions with it)."""
+    return None
 
 
-def _finite_float(text: str) -> float:
-    """json.loads hook: a number too large for a float (1e999) is a damaged file, not infinity."""
+def _finite_float(text: str) -> float | None:
+    """json.loads hook: a number too large for a float (1e999) is a damaged value, not infinity: null."""
     value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:40]} is out of range")
-    return value
+    return value if math.isfinite(value) else None
 
 
 def _schema_problem(document: Any) -> str | None:
@@ -198,8 +206,6 @@ def _schema_problem(document: Any) -> str | None:
         isinstance(positions, dict) and all(isinstance(v, dict) or v is None for v in positions.values())
     ):
         return "state.positions is not an object of objects (source -> file -> position)"
-    if state.get("streams") is not None and not isinstance(state["streams"], dict):
-        return "state.streams is not an object"
     return None
 
 

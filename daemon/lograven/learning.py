@@ -338,7 +338,7 @@ def learn(
         progress("message types", 1.0)
 
     # 2. sequence GRU: fine-tune on new + replay of old
-    replay_seqs, replay_texts, replay_ended = load_replay(base.path)
+    replay_seqs, replay_texts, replay_ended = load_replay(base.path, base.sequence.n_types_)
     if not replay_seqs:
         log.warning("%s has no replay sample (older bundle): fine-tuning on the new data alone may forget old patterns", base.path)
     # a model that learned stream ends at silences (detectors.sequence.stream_end_after at training)

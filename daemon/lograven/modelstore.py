@@ -59,7 +59,12 @@ class ModelStore:
         return Path(target).name
 
     def current_path(self) -> Path | None:
+        """The current version's directory; None when there is none yet (learn mode). A `current` that is
+        a directory or a file (a store copied with `cp -r`) is an error: taken for "none yet", the daemon
+        learned afresh beside the versions it had, then could not make its new one current."""
         name = self.current_name()
+        if name is None and os.path.lexists(self.root / "current"):
+            raise LogravenError(_not_a_link(self.root))
         return self.root / name if name else None
 
     def next_name(self) -> str:
@@ -95,7 +100,11 @@ class ModelStore:
         if not target.is_dir():
             raise LogravenError(f"{target}: there is no version {name} in {self.root}; `lograven models list --dir "
                                 f"{self.root}` lists the versions")
-        read_manifest(target)  # refuses corrupt or partial bundles
+        from lograven.bundle import load_bundle
+
+        load_bundle(target)  # refuses corrupt or partial bundles, and ones that load but cannot serve
+        if os.path.lexists(self.root / "current") and not (self.root / "current").is_symlink():
+            raise LogravenError(_not_a_link(self.root))
         tmp = self.root / f".current.tmp-{os.getpid()}"
         try:
             if tmp.is_symlink() or tmp.exists():
@@ -195,6 +204,13 @@ class ModelStore:
             log.info("model store %s: removed %s, left by a save that did not finish", self.root, c.name)
 
 
+def _not_a_link(root: Path) -> str:
+    kind = "a directory" if (root / "current").is_dir() else "a file"
+    return (f"{root / 'current'}: is {kind}, not a symbolic link to a version (a copy made by `cp -r`?); move it "
+            f"away (`mv {root / 'current'} {root / 'current.old'}`) and make a version current with `lograven models "
+            f"rollback --dir {root} --to vNNNN` (`lograven models list --dir {root}` lists them)")
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """A bundle directory, or a model store (its `current` version)."""
     p = Path(path)
@@ -203,7 +219,14 @@ def resolve_model_path(path: str | Path) -> Path:
             return p
         current = p / "current"
         if current.is_symlink():
-            target = current.resolve()
+            try:
+                target = current.resolve(strict=True)
+            except (RuntimeError, OSError) as e:  # a loop (current -> current): a traceback, a dead daemon
+                if isinstance(e, FileNotFoundError):
+                    target = current.resolve()
+                else:
+                    raise LogravenError(f"{current}: cannot be followed ({e}); make an existing version current: "
+                                        f"`lograven models rollback --dir {p} --to vNNNN`") from None
             if not target.is_dir():
                 raise LogravenError(
                     f"{current}: points to {os.readlink(current)}, which is not there; make an existing version "

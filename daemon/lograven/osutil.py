@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
+import json
 import os
 import stat
 
@@ -245,3 +247,41 @@ def stdin_binary():
         raise LogravenError("standard input is closed (started with <&-), and the lines are to come from it: "
                             "pipe them in (tail -F FILE | lograven ...), or give the files")  # fmt: skip
     return sys.stdin.buffer
+
+
+def read_regular(path, limit: int | None = None) -> bytes:
+    """A file's bytes, refusing anything but a regular file (links are followed): a FIFO blocked the
+    reader for ever (a daemon stuck in a reload, deaf to SIGTERM) and /dev/zero filled the memory. The
+    open does not block (O_NONBLOCK); the type is checked on the opened file. Raises OSError (ENOENT,
+    EACCES, ...; EINVAL for a file that is not regular, EFBIG beyond `limit`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+        if limit is not None and st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit // 2**20} MiB", str(path))
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read()  # a regular file, its size checked: read(limit + 1) would allocate the limit at once
+        if limit is not None and len(data) > limit:  # grew since the fstat
+            raise OSError(errno.EFBIG, f"larger than {limit // 2**20} MiB", str(path))
+        return data
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def loads_json(text: str | bytes, *, finite: bool = False):
+    """json.loads that raises ValueError for every malformed document: nesting too deep for the parser
+    (100,000 `[`: a RecursionError escaped every `except ValueError` and killed the daemon), and, with
+    `finite`, NaN and Infinity (not JSON; a NaN threshold silently turned a detector off)."""
+    def constant(name: str):
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_constant=constant) if finite else json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

@@ -1232,7 +1232,7 @@ class Service:
         self._last_model_check = now
         try:
             cur = self._model_location(self.cfg)
-        except LogravenError as e:  # `current` broken (dangling, not a link, unreadable): said once per state
+        except (LogravenError, OSError, RuntimeError) as e:  # `current` broken (dangling, a loop, not a link): said once
             cur = None
             seen = ("broken", str(e))
             if seen != self._rejected_model:
@@ -1412,7 +1412,9 @@ class Service:
                     raise LogravenError(f"the model on disk is damaged since it was loaded ({e}); the loaded copy "
                                         "keeps running, but a restart would fail: restore or retrain it") from None
             router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist(cfg)) if reread_config else None
-        except (LogravenError, OSError, ValueError) as e:  # OSError: a version deleted or changed while loading
+        except Exception as e:  # noqa: BLE001 - whatever the new config or model holds, the running daemon stays
+            if not isinstance(e, (LogravenError, OSError, ValueError)):  # OSError: a version deleted while loading
+                e = LogravenError(f"{type(e).__name__}: {e}")
             self.metrics.reload_failed()
             what = "configuration and model" if reread_config else "model"
             log.error("reload rejected, keeping the running %s: %s", what, e)

@@ -510,11 +510,11 @@ def replay_files(sequences: Sequence[np.ndarray], texts: Sequence[str], seed: in
     return {"replay.npz": buf.getvalue(), "replay_texts.json": json.dumps(sample, ensure_ascii=False).encode("utf-8")}
 
 
-def load_replay(path: Path) -> tuple[list[np.ndarray], list[str], list[bool] | None]:
+def load_replay(path: Path, n_types: int | None = None) -> tuple[list[np.ndarray], list[str], list[bool] | None]:
     """The replay sample of a bundle (empty when the bundle predates it): sequences, texts, and per
-    sequence whether it ended (None when the bundle did not record it)."""
-    import json
-
+    sequence whether it ended (None when the bundle did not record it). With `n_types`, every id must
+    be one of the model's inputs (0..n_types): an id beyond was a TensorFlow traceback mid-learn."""
+    from lograven.osutil import loads_json
     from lograven.runtime import load_weights
 
     seqs: list[np.ndarray] = []
@@ -523,15 +523,21 @@ def load_replay(path: Path) -> tuple[list[np.ndarray], list[str], list[bool] | N
     if (path / "replay.npz").exists():
         z = load_weights(path / "replay.npz", ("ids", "lens"))
         ids, lens = z["ids"].astype(np.int32), z["lens"].astype(np.int64)
+        bad = ("lengths below 0" if len(lens) and lens.min() < 0
+               else f"lengths that add up to {int(lens.sum())}, not its {len(ids)} ids" if int(lens.sum()) != len(ids)
+               else f"ids outside 0..{n_types}" if n_types is not None and len(ids) and not 0 <= ids.min() <= ids.max() <= n_types
+               else None)  # fmt: skip
+        if bad:
+            raise LogravenError(f"{path / 'replay.npz'}: corrupt (sequence {bad}); retrain or restore the bundle")
         keep = [len(a) > 0 for a in np.split(ids, np.cumsum(lens)[:-1])] if len(lens) else []
         seqs = [a for a in np.split(ids, np.cumsum(lens)[:-1]) if len(a)] if len(lens) else []
         if "ended" in z and len(z["ended"]) == len(lens):
             ended = [bool(e) for e, k in zip(z["ended"].tolist(), keep) if k]
     if (path / "replay_texts.json").exists():
         try:
-            for t, c in json.loads((path / "replay_texts.json").read_text(encoding="utf-8")):
+            for t, c in loads_json((path / "replay_texts.json").read_text(encoding="utf-8")):
                 texts.extend([str(t)] * min(int(c), 50))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OverflowError) as e:
             raise LogravenError(f"{path / 'replay_texts.json'}: corrupt ({e}); retrain the bundle") from e
     return seqs, texts, ended
 
