@@ -103,6 +103,7 @@ def test_a_read_error_names_the_file_without_a_traceback(capsys, tmp_path) -> No
                  ["evaluate", "--labels", "bgl"]):
         rc, _, err = run_cli(capsys, *argv, "/proc/self/mem")
         assert_user_error(rc, err, "/proc/self/mem: cannot read it")
+        assert "the lines before the error were read" not in err  # none was: it failed at its first read
 
 
 @pytest.mark.timeout(60)

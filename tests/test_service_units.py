@@ -632,6 +632,10 @@ def test_state_dir_symlinks_are_not_followed(tmp_path) -> None:
     with pytest.raises(LogravenError, match="lock.*remove it"):
         svc._prepare_state_dir()
     assert victim.read_text() == "precious\n"
+    (state / "lock").unlink()
+    (state / "lock").mkdir()  # a directory there said "Is a directory" and no fix (bundle review, 2026-12-07)
+    with pytest.raises(LogravenError, match=r"lock: cannot open the state directory's lock \(Is a directory\); remove it"):
+        Service(parse_config({"state_dir": str(state)}))._prepare_state_dir()
 
 
 def test_a_file_matched_by_two_sources_is_read_by_the_first_only(tmp_path) -> None:

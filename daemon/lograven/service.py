@@ -573,7 +573,7 @@ class Service:
                 os.close(fd)
                 raise OSError(errno.EINVAL, "not a regular file")
         except OSError as e:
-            hint = "; remove it (it is recreated)" if e.errno in (errno.ELOOP, errno.EINVAL) else ""
+            hint = "; remove it (it is recreated)" if e.errno in (errno.ELOOP, errno.EINVAL, errno.EISDIR) else ""
             if e.errno in (errno.EACCES, errno.EPERM):
                 hint = f"; remove it, or give it to the user lograven runs as ({whoami()})"
             if self.stdin_mode:  # a plugin ran without the lock before: a shipper must not restart it for ever
@@ -798,7 +798,12 @@ class Service:
 
     def _restore_streams(self, state: dict) -> None:
         streams = state.get("streams")
-        if not streams or state.get("model") != self.bundle.version:
+        if not streams:
+            return
+        if state.get("model") != self.bundle.version:
+            log.info("the checkpoint's GRU states (%d stream(s)) belong to model %s, not %s: those streams start "
+                     "afresh (file positions are kept)", len(streams) if isinstance(streams, dict) else 0,
+                     state.get("model"), self.bundle.version)  # fmt: skip
             return
         try:
             decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0)), self._restored_at(v.get("at")))

@@ -95,6 +95,9 @@ def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterat
     error (EIO, a file on a lost NFS mount) ends the lines with an error that names the file."""
     try:
         head = f.read(COMPRESSION_MAGIC_BYTES)  # a buffered read(n) waits for n bytes or the end, on pipes too
+    except OSError as e:  # nothing read from it (score's check that every file is readable fails here)
+        raise LogravenError(f"{path}: cannot read it: {e.strerror or e}") from None
+    try:
         f = _with_head(head, f)
         kind = compression_of(head)
         if kind is None:
