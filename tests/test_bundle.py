@@ -475,6 +475,9 @@ def test_rollback_refuses_a_version_that_does_not_load(bundle_dir: Path, tmp_pat
     with pytest.raises(LogravenError, match="autoencoder threshold nan"):
         store.set_current("v0002")
     assert store.current_name() == "v0001"
+    listed = {v.name: v for v in store.list()}  # and `models list` shows it BROKEN, with the reason
+    assert listed["v0001"].manifest is not None and listed["v0002"].manifest is None
+    assert "autoencoder threshold nan" in (listed["v0002"].problem or "")
 
 
 @pytest.mark.parametrize(("ids", "lens", "said"), [

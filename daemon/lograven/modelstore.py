@@ -133,7 +133,9 @@ class ModelStore:
         for name in self.versions():
             p = self.root / name
             try:
-                m = read_manifest(p)
+                from lograven.bundle import load_bundle
+
+                m = load_bundle(p).manifest  # as the daemon loads it: a version rollback would refuse is BROKEN
                 out.append(VersionInfo(name, p, name == cur, m))
             except LogravenError as e:
                 out.append(VersionInfo(name, p, name == cur, None, str(e)))
