@@ -906,7 +906,10 @@ def test_check_warns_about_relative_paths(capsys, tmp_path, monkeypatch) -> None
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")
     assert rc == 0, err
     warnings = [ln for ln in out.splitlines() if ln.startswith("warning: ")]
-    for key, path in (("state_dir", "state"), ("alerts.jsonl.path", "alerts.jsonl"), ("sources[0].paths", "logs/app.log")):
+    assert any(w.startswith("warning: state_dir: state is a relative path: under lograven.service its StateDirectory= "
+                            f"wins (/var/lib/lograven, $STATE_DIRECTORY); run otherwise, it is taken from the working "
+                            f"directory ({tmp_path / 'state'} from here)") for w in warnings), out  # fmt: skip
+    for key, path in (("alerts.jsonl.path", "alerts.jsonl"), ("sources[0].paths", "logs/app.log")):
         assert any(w.startswith(f"warning: {key}: {path} is a relative path: the service takes it from its working "
                                 f"directory, / under systemd (/{path}), not from here ({tmp_path / path})") for w in warnings), out  # fmt: skip
     cfg.write_text(f"model: {DEFAULT}\nstate_dir: {tmp_path / 'state'}\nmetrics: {{enabled: false}}\n"

@@ -169,6 +169,9 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
     ({"sources": None}, "sources: must be a list of mappings, got null (an empty value); give a value, or delete "
                         "the line to use the default"),
     ({"state_dir": None}, "state_dir: must be a string, got null (an empty value); give a value, or delete"),
+    # a required key: deleting its line would only make it missing (review of the hint above)
+    ({"sources": [{"paths": None}]}, "sources[0].paths: must be a list of strings, got null (an empty value); give a "
+                                     "value (Files to tail"),
     ({"alerts": {"dedup_window_seconds": "5m"}}, "alerts.dedup_window_seconds: must be an integer, got '5m' (a "
                                                  "string); write a number of seconds, without a unit: 300 for 5m"),
     ({"learn": {"max_lines": "5m"}}, "learn.max_lines: must be an integer, got '5m' (a string)"),

@@ -1735,3 +1735,24 @@ def test_an_unknown_messages_pattern_leaves_the_host_out(tmp_path) -> None:
         assert r.host == host and without_host(stamped, r.host, r.message).count("<HOST>") == 1
         assert without_host(stamped, r.host, r.message).replace("<HOST>", host) == stamped
         assert f" <HOST> cron" in without_host(stamped, r.host, r.message)
+
+
+def test_a_reload_does_not_hang_on_a_manifest_that_is_a_fifo(tmp_path, bundle_dir) -> None:
+    """_manifest_changed read the running model's manifest.json with read_bytes before load_bundle's
+    checks: a FIFO there hung the reload for ever (review of today's fixes, 2026-12-07)."""
+    import shutil
+    import threading
+
+    from lograven.bundle import load_bundle
+    from lograven.service import _manifest_changed
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    bundle = load_bundle(copy)
+    (copy / "manifest.json").unlink()
+    os.mkfifo(copy / "manifest.json")
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(_manifest_changed(copy, bundle)), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and got == [True]  # "changed": load_bundle then refuses it with the reason

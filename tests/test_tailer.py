@@ -2664,15 +2664,27 @@ def test_a_glob_in_a_directory_that_cannot_be_listed_keeps_its_saved_positions(
         assert texts(tailer.poll()) == [b"line 2"]
 
 
-def test_the_permission_warning_gives_the_fix_that_works_for_the_files_mode(tmp_path: Path) -> None:
+def test_the_permission_warning_gives_the_fix_that_works_for_the_files_mode(tmp_path: Path, monkeypatch) -> None:
     """`cannot read FILE: permission denied. Add the lograven user to the file's group (usermod -aG adm ...)`
-    was said of RHEL's root:root 0600 /var/log/secure too, where no group helps (admin review, 2026-12-07)."""
+    was said of RHEL's root:root 0600 /var/log/secure too, where no group helps (admin review, 2026-12-07);
+    and "No group may read it" of a file whose directory may not be searched (review of that fix)."""
     import grp
 
     from lograven.tailer import _read_access_fix
 
     f = tmp_path / "secure"
     f.write_text("x\n")
+    real_stat = os.stat
+
+    def no_search(path, *a, **k):
+        if os.fspath(path) == str(f):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "stat", no_search)
+        said = _read_access_fix(str(f))
+    assert said.startswith("A directory on its path may not be searched") and f"setfacl -m u:lograven:x {tmp_path}" in said
     if os.geteuid() != 0:
         pytest.skip("changing a file's group needs root")
     os.chown(f, 0, 0)

@@ -898,6 +898,12 @@ def _build(cls: type, data: Any, key: str, problems: _Problems) -> Any:
         if name not in fields:
             problems.append((sub, _unknown_key(name, key, list(fields))))
             continue
+        f = fields[name]
+        if raw is None and f.default is MISSING and f.default_factory is MISSING and _optional_inner(_hints(cls)[name]) is None:
+            # a required key left empty: "delete the line to use the default" would only make it missing
+            problems.append((sub, f"must be {_expected(_hints(cls)[name])}, got null (an empty value); give a value "
+                                  f"({f.metadata['help'].rstrip('.')})"))
+            continue
         value = _convert(raw, _hints(cls)[name], sub, problems)
         if value is not _INVALID:
             if (problem := _constraint_problem(value, fields[name].metadata)) is not None:

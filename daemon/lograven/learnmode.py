@@ -124,8 +124,14 @@ def take_reload(svc: Service) -> None:
     try:
         cfg = load_config(svc.config_path) if svc.config_path else svc.cfg
         cfg, pending = keep_in_force(svc.cfg, cfg)
-        svc._model_location(cfg)  # a `model:` now set must load: said here, not after learning stops
-    except (LogravenError, OSError, ValueError) as e:
+        path = svc._model_location(cfg)
+        if path is not None:  # a `model:` now set must load: refused here, not a dead daemon once learning ends
+            from lograven.bundle import load_bundle
+
+            load_bundle(path)
+    except Exception as e:  # noqa: BLE001 - whatever the new config holds (a YAML nested too deeply), learning goes on
+        if not isinstance(e, (LogravenError, OSError, ValueError)):
+            e = LogravenError(f"{type(e).__name__}: {e}")
         svc.metrics.reload_failed()
         log.error("reload rejected, learn mode goes on with the running configuration: %s", e)
         svc.notifier.ready(f"reload failed: {str(e)[:200]}")

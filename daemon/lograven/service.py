@@ -32,7 +32,7 @@ from lograven import __version__
 from lograven.alerts import (
     END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id,
 )
-from lograven.bundle import Bundle, load_bundle, read_manifest
+from lograven.bundle import MANIFEST_MAX_BYTES, Bundle, load_bundle, read_manifest
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import DEFAULT_SOURCE_PATHS, ROTATED_NAME_SUFFIXES, Config, load_config
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
@@ -41,8 +41,8 @@ from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_se
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
-from lograven.osutil import (COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, release_free_memory, stdin_binary,
-                             whoami)
+from lograven.osutil import (COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, read_regular, release_free_memory,
+                             stdin_binary, whoami)
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
@@ -1809,9 +1809,10 @@ def _warn_rare_types(det: Detector, bundle: Bundle) -> None:
 def _manifest_changed(path: Path, bundle: Bundle | None) -> bool:
     if bundle is None:
         return True
-    try:
-        return (path / "manifest.json").read_bytes() != (bundle.path / "manifest.json").read_bytes() or path.resolve() != bundle.path.resolve()
-    except OSError:
+    try:  # regular files only: a FIFO there hung the reload for ever (load_bundle then says what is wrong)
+        return (read_regular(path / "manifest.json", MANIFEST_MAX_BYTES)
+                != read_regular(bundle.path / "manifest.json", MANIFEST_MAX_BYTES) or path.resolve() != bundle.path.resolve())
+    except (OSError, RuntimeError):
         return True
 
 

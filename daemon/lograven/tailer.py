@@ -189,6 +189,9 @@ def _read_access_fix(path: str) -> str:
     try:
         st = os.stat(path)
         group = grp.getgrgid(st.st_gid).gr_name if st.st_mode & stat.S_IRGRP and st.st_gid != 0 else None
+    except PermissionError:  # a directory on the way may not be searched: no ACL on the file helps
+        return ("A directory on its path may not be searched: give lograven's user search (x) permission on it "
+                f"(e.g. setfacl -m u:lograven:x {os.path.dirname(path)}); see docs/operations.md, Permissions")
     except (OSError, KeyError):
         group = None
     acl = f"give it an ACL (setfacl -m u:lograven:r {path}, and a default ACL on its directory for the files rotation creates)"

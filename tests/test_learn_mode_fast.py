@@ -1,4 +1,4 @@
-"""Learn mode's per-file metrics (fast: no training)."""
+"""Learn mode without training (fast): its per-file metrics, its reloads."""
 from __future__ import annotations
 
 import errno
@@ -50,3 +50,44 @@ def test_learn_mode_exports_per_file_metrics_while_it_collects_lines(tmp_path, m
     assert not done.is_alive()
     assert value("lograven_file_readable", {"file": str(logs / "b.log")}) is None  # removed with the tailers
     assert value("lograven_lines_read_total", {"file": str(logs / "a.log")}) is None
+
+
+def test_a_reload_in_learn_mode_refuses_a_model_that_does_not_load_and_any_bad_config(tmp_path, caplog) -> None:
+    """A SIGHUP whose config named a model that does not load ended learn mode, and the daemon then died
+    loading it; a config nested too deeply (a RecursionError from YAML) killed it at once (review of the
+    learn-mode reload, 2026-12-07). Both are rejected reloads: learning goes on with the running config."""
+    import shutil
+    from pathlib import Path
+
+    import pytest
+
+    from lograven import learnmode
+    from lograven.service import Service
+
+    default = Path(__file__).resolve().parents[1] / "models" / "default"
+    if not (default / "manifest.json").exists():
+        pytest.skip("needs models/default")
+    bad = tmp_path / "bad"
+    shutil.copytree(default, bad)
+    (bad / "sequence.npz").write_bytes(b"damaged")
+    base = (f"state_dir: {tmp_path / 'st'}\nmetrics: {{enabled: false}}\nsources: [{{paths: ['{tmp_path}/*.log']}}]\n"
+            f"alerts: {{syslog: {{enabled: false}}, jsonl: {{path: {tmp_path / 'a.jsonl'}}}}}\n")
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(base)
+    svc = Service(parse_config(__import__("yaml").safe_load(base)), str(cfg_path))
+    running = svc.cfg
+    for text, said in ((base + f"model: {bad}\n", "checksum mismatch"),
+                       ("sources: " + "[" * 5000 + "]" * 5000 + "\n", "RecursionError")):
+        cfg_path.write_text(text)
+        svc._reload.set()
+        caplog.clear()
+        with caplog.at_level("ERROR"):
+            learnmode.take_reload(svc)  # no Reloaded, no other exception
+        assert "reload rejected, learn mode goes on with the running configuration" in caplog.text, caplog.text
+        assert said in caplog.text and svc.cfg is running and not svc._reload.is_set()
+        assert svc.metrics.registry.get_sample_value("lograven_config_last_reload_successful") == 0
+    cfg_path.write_text(base + f"model: {default}\n")  # a model that loads: learn mode ends for it
+    svc._reload.set()
+    with pytest.raises(learnmode.Reloaded):
+        learnmode.take_reload(svc)
+    assert svc.cfg.model == str(default)
