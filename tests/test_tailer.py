@@ -2702,3 +2702,57 @@ def test_the_permission_warning_gives_the_fix_that_works_for_the_files_mode(tmp_
     assert said.startswith("Add the lograven user to its group (usermod -aG adm lograven, then restart)"), said
     f.chmod(0o600)
     assert _read_access_fix(str(f)).startswith("No group may read it")
+
+
+def test_a_rotated_files_position_waits_while_its_directory_cannot_be_listed(
+        tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The checkpoint's old file (app.log.1, rotated with lines not yet acknowledged) in a directory made
+    0700 while lograven was stopped: it was said "gone" and its lines lost, although the file was there
+    (review of today's fixes, 2026-12-07). Its position now waits, in the checkpoint too, and the rest
+    of the old file is read before the new file's lines once the directory can be listed."""
+    app = tmp_path / "app"
+    app.mkdir()
+    log = app / "app.log"
+    log.write_bytes(b"l1\nl2\nl3\n")
+    pattern = str(app / "*.log")
+    with make([pattern], start_position="beginning") as tailer:
+        got = tailer.poll()
+        ack_all(tailer, got[:1])  # l2, l3 read but not acknowledged
+        log.rename(app / "app.log.1")
+        append(log, b"n1\n")
+        tailer.poll(max_lines=0)
+        saved = json.loads(json.dumps(tailer.positions()))
+    assert saved[str(log)].get("rotated"), saved
+    denied = {"on": True}
+    real_scandir, real_listdir, real_stat = os.scandir, os.listdir, os.stat
+
+    def blocked(path) -> bool:
+        return denied["on"] and (os.fspath(path) == str(app) or os.fspath(path).startswith(str(app) + os.sep))
+
+    def scandir(path="."):
+        if blocked(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    def listdir(path="."):
+        if blocked(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_listdir(path)
+
+    def stat_(path, *a, **k):
+        if blocked(path) and os.fspath(path) != str(app):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "stat", stat_)
+    caplog.set_level(logging.INFO, logger="lograven.tailer")
+    with make([pattern], start_position="beginning", positions=saved) as tailer:
+        assert tailer.poll() == []
+        kept = json.loads(json.dumps(tailer.positions()))
+        assert kept[str(log)]["rotated"] == saved[str(log)]["rotated"], kept
+        denied["on"] = False
+        got = [line for _ in range(3) for line in tailer.poll()]
+    assert texts(got) == [b"l2", b"l3", b"n1"], texts(got)
+    assert "is gone" not in caplog.text and f"cannot look for the old file of {log}" in caplog.text

@@ -830,6 +830,7 @@ class Tailer:
         self._known_absent: set[str] = set()  # paths and patterns the checkpoint followed, with no file then
         self._matching_nothing: set[str] = set()  # patterns no file matched at the last complete look
         self._unlistable_said: dict[str, str] = {}  # patterns whose directory may not be listed, said so: -> it
+        self._rotated_waiting: list[_SavedPosition] = []  # checkpointed old files in a directory not listable
         saved = self._renumbered_devices(self._parse_positions(positions))
         self._pending_saved: list[_SavedPosition] = [s for s in saved if s.rotated_from is None]
         self._saved_paths = {s.path for s in self._pending_saved}
@@ -1042,6 +1043,10 @@ class Tailer:
                 if saved.path not in result or "file_id" not in result[saved.path]:
                     entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len}
                     result[saved.path] = {**result.get(saved.path, {}), **entry}
+            for saved in self._rotated_waiting:  # kept as they were (see _resume_rotated)
+                entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len,
+                         "read_from": saved.read_from, "size": saved.size}  # fmt: skip
+                result.setdefault(saved.rotated_from, {}).setdefault("rotated", []).append(entry)
             for pattern in self._matching_nothing:
                 # followed, with no file at the last complete look (rotated with `nocreate`, a log its
                 # program creates on its next write): an empty entry says so, so that a file appearing there
@@ -1122,6 +1127,8 @@ class Tailer:
             self._matching_nothing = {p for p in self._paths.patterns
                                       if p not in unlistable and not any(glob_matches(x, p) for x in seen)}
         self._say_unlistable(unlistable)
+        if self._rotated_waiting:
+            self._retry_rotated_waiting(matched)
         now = self._clock()
         self._fd_error = None
         for pattern, exc in (failed or {}).items():
@@ -1605,6 +1612,14 @@ class Tailer:
                             saved.rotated_from, self._describe_name(saved), self._unread(saved))
                 continue
             found = self._find_rotated(saved, set(matched))
+            if found is None and (where := self._unlistable_place(saved)) is not None:
+                # its directory may not be listed now (0700 after an upgrade): not "gone"; kept, in the
+                # checkpoint too, and looked for again once the directory can be listed
+                log.warning("cannot look for the old file of %s (%s) in %s: permission denied; its position is "
+                            "kept until lograven's user may list that directory", saved.rotated_from,
+                            self._describe_name(saved), where)  # fmt: skip
+                self._rotated_waiting.append(saved)
+                continue
             if found is None:
                 how = log.warning
                 if saved.size is not None and saved.size <= saved.offset:
@@ -1613,6 +1628,39 @@ class Tailer:
                     "or compressed while lograven was stopped): %s of it were not read",
                     saved.rotated_from, self._describe_name(saved), self._unread(saved))
                 continue
+            self._open_rotated(saved, *found, while_stopped=False)
+
+    @staticmethod
+    def _unlistable_place(saved: _SavedPosition) -> str | None:
+        """The directory where a rotated file would be that this process may not list, if any."""
+        assert saved.rotated_from is not None
+        places = [os.path.dirname(saved.rotated_from)]
+        if saved.read_from is not None and os.path.isabs(saved.read_from):
+            places.append(os.path.dirname(saved.read_from))
+        for directory in dict.fromkeys(places):
+            try:
+                with os.scandir(directory):
+                    pass
+            except PermissionError:
+                return directory
+            except OSError:
+                continue
+        return None
+
+    def _retry_rotated_waiting(self, matched: dict[str, os.stat_result]) -> None:
+        """The rotated positions kept while their directory could not be listed: opened once it can be
+        (before the path's new file, which waits for a draining old one), or said gone."""
+        for saved in list(self._rotated_waiting):
+            if self._unlistable_place(saved) is not None:
+                continue
+            self._rotated_waiting.remove(saved)
+            found = self._find_rotated(saved, set(matched))
+            if found is None:
+                log.warning("the old file of %s (%s), not read to its end when lograven stopped, is gone: %s of "
+                            "it were not read", saved.rotated_from, self._describe_name(saved), self._unread(saved))
+                continue
+            log.info("the directory of %s can be listed again: reading the rest of its old file %s",
+                     saved.rotated_from, found[0])
             self._open_rotated(saved, *found, while_stopped=False)
 
     def _resume_truncated(self, matched: dict[str, os.stat_result]) -> None:
