@@ -495,3 +495,29 @@ def test_learn_refuses_a_replay_sample_that_does_not_fit_the_model(bundle_copy: 
     rehash(bundle_copy, "replay.npz")
     with pytest.raises(LogravenError, match=re.escape(said)):
         load_replay(bundle_copy, b.sequence.n_types_)
+
+
+def test_learn_refuses_a_replay_file_that_is_a_fifo_without_blocking(bundle_copy: Path) -> None:
+    """A replay file the manifest does not list, as a FIFO: `learn` blocked for ever (re-verification)."""
+    import os
+    import threading
+
+    from lograven.training import load_replay
+
+    m = manifest_of(bundle_copy)
+    m["files"].pop("replay_texts.json", None)
+    write_manifest(bundle_copy, m)
+    (bundle_copy / "replay_texts.json").unlink(missing_ok=True)
+    os.mkfifo(bundle_copy / "replay_texts.json")
+    got: list = []
+
+    def run() -> None:
+        try:
+            load_replay(bundle_copy)
+        except LogravenError as e:
+            got.append(str(e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and got and "replay_texts.json: not a regular file" in got[0], got

@@ -446,6 +446,9 @@ def test_a_model_that_did_not_record_how_its_lines_were_read_sets_no_default(bun
     m["training"].pop("read_as_recorded")
     write_manifest(bundle_copy, m)
     assert cli._model_read_as(str(bundle_copy)) == {}
+    m["training"] = [1]  # not an object: an AttributeError traceback in score and learn (load_bundle refuses it)
+    write_manifest(bundle_copy, m)
+    assert cli._model_read_as(str(bundle_copy)) == {}
 
 
 def test_evaluate_json_to_the_file_standard_output_writes_is_as_json_dash(tmp_path) -> None:

@@ -534,3 +534,11 @@ def test_a_source_over_lograven_s_own_alerts_file_is_refused(pattern: str, refus
     else:
         parse_config(data)
     parse_config({**data, "alerts": {"jsonl": {"path": "/srv/lr/alerts.jsonl", "enabled": False}}})
+
+
+def test_a_config_nested_too_deeply_is_one_error(tmp_path) -> None:
+    """5,000 nested `[`: a RecursionError traceback in check and run (re-verification, 2026-12-07)."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("sources: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(cfg.ConfigError, match="nested too deeply to be a configuration"):
+        cfg.load_config(path)

@@ -1756,3 +1756,23 @@ def test_a_reload_does_not_hang_on_a_manifest_that_is_a_fifo(tmp_path, bundle_di
     t.start()
     t.join(10)
     assert not t.is_alive() and got == [True]  # "changed": load_bundle then refuses it with the reason
+
+
+def test_a_bundle_changed_in_place_is_reloaded_as_a_new_model(tmp_path, bundle_dir) -> None:
+    """`lograven train --out <the running bundle>` then SIGHUP: the reload compared the bundle's manifest
+    with itself (the same path) and kept the old model, "reloaded" (re-verification, 2026-12-07)."""
+    import json
+    import shutil
+
+    from lograven.bundle import _manifest_digest, load_bundle
+    from lograven.service import _manifest_changed
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    bundle = load_bundle(copy)
+    assert _manifest_changed(copy, bundle) is False
+    m = json.loads((copy / "manifest.json").read_text())
+    m["id"] = "retrained-in-place"
+    m["manifest_sha256"] = _manifest_digest(m)
+    (copy / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True))
+    assert _manifest_changed(copy, bundle) is True

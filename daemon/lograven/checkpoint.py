@@ -123,8 +123,9 @@ class Checkpointer:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            log.warning("cannot read the checkpoint %s (%s); starting without it. "
-                        "Check its permissions (state_dir)", self.path, exc)
+            fix = ("remove it (lograven writes a new one)" if exc.errno in (errno.EINVAL, errno.EISDIR)
+                   else "check its permissions (state_dir)")
+            log.warning("cannot read the checkpoint %s (%s); starting without it. %s", self.path, exc, fix[0].upper() + fix[1:])
             return None
         try:
             document = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)

@@ -279,6 +279,8 @@ def _model_read_as(model: str) -> dict:
         trained = read_manifest(resolve_model_path(model)).get("training") or {}
     except (LogravenError, OSError):
         return {}  # loading the model says what is wrong with it
+    if not isinstance(trained, dict):
+        return {}  # (likewise: load_bundle refuses it)
     if trained.get("read_as_recorded") is not True:
         return {}  # learn mode before 0.2.0 recorded the first source's settings, whatever the others' were
     return {k: v for k in ("format", "stream") if isinstance(v := trained.get(k), str) and v != "mixed"}

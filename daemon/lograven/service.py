@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import hashlib
 import logging
 import math
 import os
@@ -1810,8 +1811,10 @@ def _manifest_changed(path: Path, bundle: Bundle | None) -> bool:
     if bundle is None:
         return True
     try:  # regular files only: a FIFO there hung the reload for ever (load_bundle then says what is wrong)
-        return (read_regular(path / "manifest.json", MANIFEST_MAX_BYTES)
-                != read_regular(bundle.path / "manifest.json", MANIFEST_MAX_BYTES) or path.resolve() != bundle.path.resolve())
+        # against the manifest loaded, not the file at the bundle's path: a bundle retrained in place (the
+        # same directory) is a new model, and one damaged in place must be refused, not "reloaded"
+        on_disk = hashlib.sha256(read_regular(path / "manifest.json", MANIFEST_MAX_BYTES)).hexdigest()
+        return on_disk != bundle.manifest.get("_sha256") or path.resolve() != bundle.path.resolve()
     except (OSError, RuntimeError):
         return True
 

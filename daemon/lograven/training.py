@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -517,12 +518,16 @@ def load_replay(path: Path, n_types: int | None = None) -> tuple[list[np.ndarray
     """The replay sample of a bundle (empty when the bundle predates it): sequences, texts, and per
     sequence whether it ended (None when the bundle did not record it). With `n_types`, every id must
     be one of the model's inputs (0..n_types): an id beyond was a TensorFlow traceback mid-learn."""
-    from lograven.osutil import loads_json
+    from lograven.osutil import loads_json, read_regular
     from lograven.runtime import load_weights
 
     seqs: list[np.ndarray] = []
     texts: list[str] = []
     ended: list[bool] | None = None
+    for name in ("replay.npz", "replay_texts.json"):  # a FIFO there blocked `learn` for ever
+        if os.path.lexists(path / name) and not os.path.isfile(path / name):
+            raise LogravenError(f"{path / name}: not a regular file (a FIFO, device or broken link); retrain or "
+                                "restore the bundle")
     if (path / "replay.npz").exists():
         z = load_weights(path / "replay.npz", ("ids", "lens"))
         ids, lens = z["ids"].astype(np.int32), z["lens"].astype(np.int64)
@@ -538,7 +543,7 @@ def load_replay(path: Path, n_types: int | None = None) -> tuple[list[np.ndarray
             ended = [bool(e) for e, k in zip(z["ended"].tolist(), keep) if k]
     if (path / "replay_texts.json").exists():
         try:
-            for t, c in loads_json((path / "replay_texts.json").read_text(encoding="utf-8")):
+            for t, c in loads_json(read_regular(path / "replay_texts.json").decode("utf-8")):
                 texts.extend([str(t)] * min(int(c), 50))
         except (ValueError, TypeError, OverflowError) as e:
             raise LogravenError(f"{path / 'replay_texts.json'}: corrupt ({e}); retrain the bundle") from e
