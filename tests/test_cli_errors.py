@@ -909,6 +909,11 @@ def test_check_warns_about_relative_paths(capsys, tmp_path, monkeypatch) -> None
     assert any(w.startswith("warning: state_dir: state is a relative path: under lograven.service its StateDirectory= "
                             f"wins (/var/lib/lograven, $STATE_DIRECTORY); run otherwise, it is taken from the working "
                             f"directory ({tmp_path / 'state'} from here)") for w in warnings), out  # fmt: skip
+    # a plugin runs under the shipper, not lograven.service: no StateDirectory= there
+    from lograven.config import load_config
+
+    [plugin] = [w for w in cli._relative_paths(load_config(cfg), plugin=True) if w.startswith("state_dir")]
+    assert "/ under systemd (/state)" in plugin and "StateDirectory" not in plugin, plugin
     for key, path in (("alerts.jsonl.path", "alerts.jsonl"), ("sources[0].paths", "logs/app.log")):
         assert any(w.startswith(f"warning: {key}: {path} is a relative path: the service takes it from its working "
                                 f"directory, / under systemd (/{path}), not from here ({tmp_path / path})") for w in warnings), out  # fmt: skip

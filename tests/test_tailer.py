@@ -2704,12 +2704,16 @@ def test_the_permission_warning_gives_the_fix_that_works_for_the_files_mode(tmp_
     assert _read_access_fix(str(f)).startswith("No group may read it")
 
 
+@pytest.mark.parametrize("case", ["denied", "no-descriptors", "glob-matches-it-now", "deleted-while-read"])
 def test_a_rotated_files_position_waits_while_its_directory_cannot_be_listed(
-        tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture, case: str) -> None:
     """The checkpoint's old file (app.log.1, rotated with lines not yet acknowledged) in a directory made
     0700 while lograven was stopped: it was said "gone" and its lines lost, although the file was there
     (review of today's fixes, 2026-12-07). Its position now waits, in the checkpoint too, and the rest
-    of the old file is read before the new file's lines once the directory can be listed."""
+    of the old file is read before the new file's lines once the directory can be listed. The review of
+    that: out of descriptors is no reason to give up either; a file the patterns match by then is
+    resumed at its position (it was said gone and read from its start); a file deleted while it was read
+    is said gone at once (it waited for ever)."""
     app = tmp_path / "app"
     app.mkdir()
     log = app / "app.log"
@@ -2723,6 +2727,10 @@ def test_a_rotated_files_position_waits_while_its_directory_cannot_be_listed(
         tailer.poll(max_lines=0)
         saved = json.loads(json.dumps(tailer.positions()))
     assert saved[str(log)].get("rotated"), saved
+    if case == "deleted-while-read":
+        saved[str(log)]["rotated"][0]["read_from"] = "(deleted)"
+    if case == "glob-matches-it-now":
+        pattern = str(app / "app.log*")
     denied = {"on": True}
     real_scandir, real_listdir, real_stat = os.scandir, os.listdir, os.stat
 
@@ -2731,6 +2739,8 @@ def test_a_rotated_files_position_waits_while_its_directory_cannot_be_listed(
 
     def scandir(path="."):
         if blocked(path):
+            if case == "no-descriptors":
+                raise OSError(errno.EMFILE, "Too many open files", os.fspath(path))
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return real_scandir(path)
 
@@ -2751,6 +2761,9 @@ def test_a_rotated_files_position_waits_while_its_directory_cannot_be_listed(
     with make([pattern], start_position="beginning", positions=saved) as tailer:
         assert tailer.poll() == []
         kept = json.loads(json.dumps(tailer.positions()))
+        if case == "deleted-while-read":
+            assert "rotated" not in kept.get(str(log), {}) and "is gone" in caplog.text
+            return
         assert kept[str(log)]["rotated"] == saved[str(log)]["rotated"], kept
         denied["on"] = False
         got = [line for _ in range(3) for line in tailer.poll()]

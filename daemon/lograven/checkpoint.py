@@ -123,8 +123,8 @@ class Checkpointer:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            fix = ("remove it (lograven writes a new one)" if exc.errno in (errno.EINVAL, errno.EISDIR)
-                   else "check its permissions (state_dir)")
+            fix = ("check its permissions (state_dir)" if exc.errno in (errno.EACCES, errno.EPERM)
+                   else "remove it (lograven writes a new one)")
             log.warning("cannot read the checkpoint %s (%s); starting without it. %s", self.path, exc, fix[0].upper() + fix[1:])
             return None
         try:

@@ -636,7 +636,7 @@ def _relative_paths(cfg, plugin: bool = False) -> list[str]:
         keys += [(f"sources[{i}].paths", p) for i, src in enumerate(cfg.sources) for p in src.paths]
     out = []
     for key, path in keys:
-        if key == "state_dir" and path and not os.path.isabs(os.path.expanduser(path)):
+        if key == "state_dir" and not plugin and path and not os.path.isabs(os.path.expanduser(path)):
             out.append(f"state_dir: {path} is a relative path: under lograven.service its StateDirectory= wins "
                        "(/var/lib/lograven, $STATE_DIRECTORY); run otherwise, it is taken from the working directory "
                        f"({os.path.abspath(path)} from here); write the absolute path")  # fmt: skip

@@ -190,8 +190,15 @@ def _read_access_fix(path: str) -> str:
         st = os.stat(path)
         group = grp.getgrgid(st.st_gid).gr_name if st.st_mode & stat.S_IRGRP and st.st_gid != 0 else None
     except PermissionError:  # a directory on the way may not be searched: no ACL on the file helps
+        blocked = os.path.dirname(os.path.abspath(path))
+        d = os.sep
+        for part in os.path.abspath(path).split(os.sep)[1:-1]:  # the first directory from / it may not enter
+            d = os.path.join(d, part)
+            if not os.access(d, os.X_OK):
+                blocked = d
+                break
         return ("A directory on its path may not be searched: give lograven's user search (x) permission on it "
-                f"(e.g. setfacl -m u:lograven:x {os.path.dirname(path)}); see docs/operations.md, Permissions")
+                f"(e.g. setfacl -m u:lograven:x {blocked}); see docs/operations.md, Permissions")
     except (OSError, KeyError):
         group = None
     acl = f"give it an ACL (setfacl -m u:lograven:r {path}, and a default ACL on its directory for the files rotation creates)"
@@ -1043,10 +1050,13 @@ class Tailer:
                 if saved.path not in result or "file_id" not in result[saved.path]:
                     entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len}
                     result[saved.path] = {**result.get(saved.path, {}), **entry}
-            for saved in self._rotated_waiting:  # kept as they were (see _resume_rotated)
+            first: dict[str, int] = {}
+            for saved in self._rotated_waiting:  # kept as they were (see _resume_rotated): the oldest, so first
                 entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len,
                          "read_from": saved.read_from, "size": saved.size}  # fmt: skip
-                result.setdefault(saved.rotated_from, {}).setdefault("rotated", []).append(entry)
+                at = first.get(saved.rotated_from, 0)
+                result.setdefault(saved.rotated_from, {}).setdefault("rotated", []).insert(at, entry)
+                first[saved.rotated_from] = at + 1
             for pattern in self._matching_nothing:
                 # followed, with no file at the last complete look (rotated with `nocreate`, a log its
                 # program creates on its next write): an empty entry says so, so that a file appearing there
@@ -1615,9 +1625,14 @@ class Tailer:
             if found is None and (where := self._unlistable_place(saved)) is not None:
                 # its directory may not be listed now (0700 after an upgrade): not "gone"; kept, in the
                 # checkpoint too, and looked for again once the directory can be listed
-                log.warning("cannot look for the old file of %s (%s) in %s: permission denied; its position is "
-                            "kept until lograven's user may list that directory", saved.rotated_from,
-                            self._describe_name(saved), where)  # fmt: skip
+                if len(self._rotated_waiting) >= MAX_RETIRED:
+                    log.warning("more than %d old files wait for a directory lograven cannot list: forgetting the "
+                                "position of %s (%s); %s of it are not read", MAX_RETIRED, saved.rotated_from,
+                                self._describe_name(saved), self._unread(saved))  # fmt: skip
+                    continue
+                log.warning("cannot look for the old file of %s (%s) in %s (permission denied, or no file "
+                            "descriptor left); its position is kept until that directory can be listed",
+                            saved.rotated_from, self._describe_name(saved), where)  # fmt: skip
                 self._rotated_waiting.append(saved)
                 continue
             if found is None:
@@ -1632,8 +1647,12 @@ class Tailer:
 
     @staticmethod
     def _unlistable_place(saved: _SavedPosition) -> str | None:
-        """The directory where a rotated file would be that this process may not list, if any."""
+        """The directory where a rotated file would be that this process cannot list now (permission
+        denied, or out of file descriptors: it cannot tell), if any. A file deleted while it was read
+        is nowhere to be looked for."""
         assert saved.rotated_from is not None
+        if saved.read_from == "(deleted)":
+            return None
         places = [os.path.dirname(saved.rotated_from)]
         if saved.read_from is not None and os.path.isabs(saved.read_from):
             places.append(os.path.dirname(saved.read_from))
@@ -1641,19 +1660,22 @@ class Tailer:
             try:
                 with os.scandir(directory):
                     pass
-            except PermissionError:
-                return directory
-            except OSError:
-                continue
+            except OSError as exc:
+                if exc.errno not in _NOTHING_TO_LIST:  # a missing directory holds nothing to wait for
+                    return directory
         return None
 
     def _retry_rotated_waiting(self, matched: dict[str, os.stat_result]) -> None:
         """The rotated positions kept while their directory could not be listed: opened once it can be
         (before the path's new file, which waits for a draining old one), or said gone."""
+        here = {(st.st_dev, st.st_ino) for st in matched.values()}
         for saved in list(self._rotated_waiting):
             if self._unlistable_place(saved) is not None:
                 continue
             self._rotated_waiting.remove(saved)
+            if (saved.dev, saved.ino) in here:  # the patterns match it now: opened as any file, at its position
+                self._pending_saved.append(saved)
+                continue
             found = self._find_rotated(saved, set(matched))
             if found is None:
                 log.warning("the old file of %s (%s), not read to its end when lograven stopped, is gone: %s of "
@@ -1661,7 +1683,12 @@ class Tailer:
                 continue
             log.info("the directory of %s can be listed again: reading the rest of its old file %s",
                      saved.rotated_from, found[0])
+            n = len(self._draining)
             self._open_rotated(saved, *found, while_stopped=False)
+            if len(self._draining) > n:  # the oldest of its path's old files: read before those rotated since
+                w = self._draining.pop()
+                first = next((i for i, d in enumerate(self._draining) if d.path == w.path), len(self._draining))
+                self._draining.insert(first, w)
 
     def _resume_truncated(self, matched: dict[str, os.stat_result]) -> None:
         """At start: a checkpointed file still under the patterns (the same device and inode) whose first
