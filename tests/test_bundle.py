@@ -379,7 +379,8 @@ def _set(path: tuple, value):
     (_set(("autoencoder", "threshold"), float("inf")), "autoencoder threshold inf is not a finite number"),
     (lambda m: _set(("sequence", "params", "units"), float(m["sequence"]["params"]["units"]))(m),
      "is not a positive integer"),  # the shapes still fit (16 == 16.0): it failed at the first line
-    (_set(("sequence", "n_types"), float("inf")), "model metadata invalid (OverflowError"),
+    (_set(("sequence", "n_types"), float("inf")),
+     "model metadata invalid in manifest.json's sequence section or sequence.npz (OverflowError"),
     (_set(("training",), [1]), "'training' is not an object"),
 ], ids=["length-0", "length-huge", "threshold-nan", "threshold-inf", "units-float", "n-types-inf", "training-list"])
 def test_metadata_that_cannot_serve_is_refused_at_load(bundle_copy: Path, edit, said: str) -> None:

@@ -425,11 +425,15 @@ def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     manifest = read_manifest(path)
     types = load_types(path)
+    part = "manifest.json"  # what was being read, for the message: its metadata, or a model's weights with it
     try:
         if not isinstance(manifest.get("training", {}), dict):
             raise ValueError("'training' is not an object")
+        part = "manifest.json's sequence section or sequence.npz"
         seq = SequenceModel.load(path, manifest["sequence"])
+        part = "manifest.json's autoencoder section, autoencoder.npz or tokenizer.json"
         ae = Autoencoder.load(path, manifest["autoencoder"])
+        part = "manifest.json"
         if not 1 <= ae.length_ <= MAX_AE_LENGTH:
             raise ValueError(f"autoencoder length {ae.length_} is not in 1..{MAX_AE_LENGTH}")
         if not (math.isfinite(ae.threshold_) and ae.threshold_ >= 0):  # NaN turned the detector off, unsaid
@@ -439,7 +443,7 @@ def load_bundle(path: str | Path) -> Bundle:
     except LogravenError:
         raise
     except Exception as e:  # noqa: BLE001 - metadata of any shape: one clear error, never a traceback
-        raise LogravenError(f"{path / MANIFEST}: model metadata invalid ({type(e).__name__}: {e}); retrain or restore "
+        raise LogravenError(f"{path}: model metadata invalid in {part} ({type(e).__name__}: {e}); retrain or restore "
                             "the bundle") from None
     if seq.n_types_ < types.n_types:
         raise LogravenError(f"{path}: sequence model knows {seq.n_types_} types but msgtypes.json has {types.n_types}; retrain")
