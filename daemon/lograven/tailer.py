@@ -190,9 +190,10 @@ def _read_access_fix(path: str) -> str:
         st = os.stat(path)
         group = grp.getgrgid(st.st_gid).gr_name if st.st_mode & stat.S_IRGRP and st.st_gid != 0 else None
     except PermissionError:  # a directory on the way may not be searched: no ACL on the file helps
-        blocked = os.path.dirname(os.path.abspath(path))
+        real = os.path.realpath(path)  # through links: setfacl on a link's name changes its target
+        blocked = os.path.dirname(real)
         d = os.sep
-        for part in os.path.abspath(path).split(os.sep)[1:-1]:  # the first directory from / it may not enter
+        for part in real.split(os.sep)[1:-1]:  # the first directory from / it may not enter
             d = os.path.join(d, part)
             if not os.access(d, os.X_OK):
                 blocked = d
@@ -1136,7 +1137,15 @@ class Tailer:
             seen = [*matched, *denied]
             self._matching_nothing = {p for p in self._paths.patterns
                                       if p not in unlistable and not any(glob_matches(x, p) for x in seen)}
-        self._say_unlistable(unlistable)
+        recovered = self._say_unlistable(unlistable)
+        if recovered:
+            # a checkpointed file kept while its directory could not be listed, not at its path now: renamed
+            # (rotated) while lograven was stopped; looked for as an old file, read before the path's new one
+            here = {(st.st_dev, st.st_ino) for st in matched.values()}
+            for saved in list(self._pending_saved):
+                if (saved.dev, saved.ino) not in here and any(glob_matches(saved.path, p) for p in recovered):
+                    self._pending_saved.remove(saved)
+                    self._rotated_waiting.append(replace(saved, rotated_from=saved.path))
         if self._rotated_waiting:
             self._retry_rotated_waiting(matched)
         now = self._clock()
@@ -1466,10 +1475,11 @@ class Tailer:
             return None
         return None
 
-    def _say_unlistable(self, unlistable: Mapping[str, OSError]) -> None:
+    def _say_unlistable(self, unlistable: Mapping[str, OSError]) -> set[str]:
         """Say once that a pattern's directory may not be listed (its files are not seen: the pattern
         would look like one matching nothing), and once that it can be again. Meanwhile the directory
-        is an unreadable file on /metrics (lograven_file_readable 0, as for a file: the alert rule fires)."""
+        is an unreadable file on /metrics (lograven_file_readable 0, as for a file: the alert rule fires).
+        Returns the patterns whose directory can be listed again."""
         now = self._clock()
         for pattern, exc in unlistable.items():
             where = str(exc.filename)
@@ -1480,10 +1490,12 @@ class Tailer:
                             "followed there at the last checkpoint keeps its position) until lograven's user may "
                             "read and search it (r and x: e.g. setfacl -m u:lograven:rx %s, or a group with g+rx); "
                             "retrying on every poll", exc.filename, pattern, exc.filename)  # fmt: skip
-        for pattern in sorted(set(self._unlistable_said) - set(unlistable)):
+        recovered = set(self._unlistable_said) - set(unlistable)
+        for pattern in sorted(recovered):
             log.info("the directory of %s can be listed again: its files are followed", pattern)
             self._stat(self._unlistable_said[pattern]).readable = True  # until its series is retired
         self._unlistable_said = {pattern: str(exc.filename) for pattern, exc in unlistable.items()}
+        return recovered
 
     def _forget_unmatched_saved(self, matched: dict[str, os.stat_result], denied: Mapping[str, OSError]) -> None:
         """After the first discovery, keep only saved positions that may still be opened later: of files
@@ -1497,6 +1509,14 @@ class Tailer:
                     or any(glob_matches(saved.path, p) for p in unlistable):
                 continue
             self._pending_saved.remove(saved)
+            as_rotated = replace(saved, rotated_from=saved.path)
+            if (where := self._unlistable_place(as_rotated)) is not None and len(self._rotated_waiting) < MAX_RETIRED:
+                # rotated while lograven was stopped, into a directory it cannot list now: not "gone"
+                log.warning("cannot look for the file followed as %s at the last checkpoint in %s (permission "
+                            "denied, or no file descriptor left): rotated while lograven was stopped? Its position "
+                            "is kept until that directory can be listed", saved.path, where)  # fmt: skip
+                self._rotated_waiting.append(as_rotated)
+                continue
             log.warning("the file followed as %s at the last checkpoint is gone (rotated out of the "
                         "patterns or deleted while lograven was stopped); lines written to it after "
                         "byte %d were not read", saved.path, saved.offset)
@@ -1669,6 +1689,7 @@ class Tailer:
         """The rotated positions kept while their directory could not be listed: opened once it can be
         (before the path's new file, which waits for a draining old one), or said gone."""
         here = {(st.st_dev, st.st_ino) for st in matched.values()}
+        reopened: set[int] = set()  # watchers put back in this pass: the waiting list is oldest first
         for saved in list(self._rotated_waiting):
             if self._unlistable_place(saved) is not None:
                 continue
@@ -1685,10 +1706,12 @@ class Tailer:
                      saved.rotated_from, found[0])
             n = len(self._draining)
             self._open_rotated(saved, *found, while_stopped=False)
-            if len(self._draining) > n:  # the oldest of its path's old files: read before those rotated since
+            if len(self._draining) > n:  # older than its path's files rotated since: read before them
                 w = self._draining.pop()
-                first = next((i for i, d in enumerate(self._draining) if d.path == w.path), len(self._draining))
+                first = next((i for i, d in enumerate(self._draining) if d.path == w.path and id(d) not in reopened),
+                             len(self._draining))  # fmt: skip
                 self._draining.insert(first, w)
+                reopened.add(id(w))
 
     def _resume_truncated(self, matched: dict[str, os.stat_result]) -> None:
         """At start: a checkpointed file still under the patterns (the same device and inode) whose first
