@@ -52,7 +52,8 @@ def test_learn_mode_exports_per_file_metrics_while_it_collects_lines(tmp_path, m
     assert value("lograven_lines_read_total", {"file": str(logs / "a.log")}) is None
 
 
-def test_a_reload_in_learn_mode_refuses_a_model_that_does_not_load_and_any_bad_config(tmp_path, caplog) -> None:
+def test_a_reload_in_learn_mode_refuses_a_model_that_does_not_load_and_any_bad_config(tmp_path, caplog,
+                                                                                     monkeypatch) -> None:
     """A SIGHUP whose config named a model that does not load ended learn mode, and the daemon then died
     loading it; a config nested too deeply (a RecursionError from YAML) killed it at once (review of the
     learn-mode reload, 2026-12-07). Both are rejected reloads: learning goes on with the running config."""
@@ -77,7 +78,7 @@ def test_a_reload_in_learn_mode_refuses_a_model_that_does_not_load_and_any_bad_c
     svc = Service(parse_config(__import__("yaml").safe_load(base)), str(cfg_path))
     running = svc.cfg
     for text, said in ((base + f"model: {bad}\n", "checksum mismatch"),
-                       ("sources: " + "[" * 5000 + "]" * 5000 + "\n", "RecursionError")):
+                       ("sources: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply")):
         cfg_path.write_text(text)
         svc._reload.set()
         caplog.clear()
@@ -86,6 +87,15 @@ def test_a_reload_in_learn_mode_refuses_a_model_that_does_not_load_and_any_bad_c
         assert "reload rejected, learn mode goes on with the running configuration" in caplog.text, caplog.text
         assert said in caplog.text and svc.cfg is running and not svc._reload.is_set()
         assert svc.metrics.registry.get_sample_value("lograven_config_last_reload_successful") == 0
+    import lograven.config
+
+    with monkeypatch.context() as m:  # any other failure while reading it: rejected too, never raised
+        m.setattr(lograven.config, "load_config", lambda path: (_ for _ in ()).throw(RuntimeError("boom")))
+        svc._reload.set()
+        caplog.clear()
+        with caplog.at_level("ERROR"):
+            learnmode.take_reload(svc)
+        assert "reload rejected, learn mode goes on with the running configuration: RuntimeError: boom" in caplog.text
     cfg_path.write_text(base + f"model: {default}\n")  # a model that loads: learn mode ends for it
     svc._reload.set()
     with pytest.raises(learnmode.Reloaded):
