@@ -2836,7 +2836,8 @@ def test_a_checkpointed_file_rotated_while_stopped_into_a_directory_not_listable
     assert all(e.get("file_id") != saved[str(log)]["file_id"] for e in left.values())  # no stale entry left
 
 
-def test_two_waiting_old_files_of_a_path_are_read_oldest_first(tmp_path: Path, monkeypatch) -> None:
+def test_two_waiting_old_files_of_a_path_are_read_oldest_first(tmp_path: Path, monkeypatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     """Two old files of app.log in the checkpoint, both renamed again while lograven was stopped into a
     directory it could not list at the start: once it can, the newer one's rest was read first (each was
     put back before its path's first old file; review, 2026-12-07)."""
@@ -2888,3 +2889,4 @@ def test_two_waiting_old_files_of_a_path_are_read_oldest_first(tmp_path: Path, m
         got = texts([line for _ in range(4) for line in tailer.poll()])
     assert got.index(b"l3") < got.index(b"m1"), got
     assert [x for x in got if x in (b"l2", b"l3", b"m1", b"m2")] == [b"l2", b"l3", b"m1", b"m2"], got
+    assert "Their lines are not read" not in caplog.text  # the newer old file waits its turn: it is read

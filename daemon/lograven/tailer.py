@@ -1804,6 +1804,8 @@ class Tailer:
             names = sorted(os.listdir(directory))
         except OSError:
             return
+        # files lograven reads, or will once their directory can be listed, are not "not read"
+        known = set(self._by_devino) | {(s.dev, s.ino) for s in self._rotated_waiting + self._pending_saved}
         for n in names:
             full = os.path.join(directory, n)
             if not n.startswith(base) or full in (path, resumed) or self._paths.matches(full):
@@ -1812,7 +1814,8 @@ class Tailer:
                 other = os.lstat(full)
             except OSError:
                 continue
-            if stat.S_ISREG(other.st_mode) and other.st_mtime > st.st_mtime and (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
+            if stat.S_ISREG(other.st_mode) and other.st_mtime > st.st_mtime and (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino) \
+                    and (other.st_dev, other.st_ino) not in known:
                 later.append(full)
         if later:
             log.warning("%s beside %s changed after %s, which lograven reads the rest of now: rotated more than "
