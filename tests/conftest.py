@@ -187,3 +187,23 @@ def _no_daemon_left_behind():
             proc.wait(timeout=10)
     if mod is not None:
         mod.LIVE.clear()
+
+
+def call_within(fn, seconds: float = 10.0):
+    """fn()'s result, or the exception it raised (returned, not raised); fails the test when fn does not
+    return within `seconds`: it blocked (on a FIFO, say). fn runs in a daemon thread, left behind then."""
+    import threading
+
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn!r} did not return within {seconds} s: it blocked"
+    return out[0]

@@ -429,22 +429,13 @@ def test_a_manifest_that_is_not_a_regular_file_is_refused_without_blocking(bundl
     """manifest.json as a FIFO blocked check, score and a daemon's reload for ever (deaf to SIGTERM); as a
     link to /dev/zero it filled the memory."""
     import os
-    import threading
+
+    from conftest import call_within
 
     (bundle_copy / MANIFEST).unlink()
     os.mkfifo(bundle_copy / MANIFEST)
-    got: list = []
-
-    def load() -> None:
-        try:
-            load_bundle(bundle_copy)
-        except LogravenError as e:
-            got.append(str(e))
-
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
-    t.join(10)
-    assert not t.is_alive() and got and "not a regular file" in got[0], got
+    got = call_within(lambda: load_bundle(bundle_copy))
+    assert isinstance(got, LogravenError) and "not a regular file" in str(got), got
     (bundle_copy / MANIFEST).unlink()
     (bundle_copy / MANIFEST).symlink_to("/dev/zero")
     with pytest.raises(LogravenError, match="not a regular file"):
@@ -501,7 +492,8 @@ def test_learn_refuses_a_replay_sample_that_does_not_fit_the_model(bundle_copy: 
 def test_learn_refuses_a_replay_file_that_is_a_fifo_without_blocking(bundle_copy: Path) -> None:
     """A replay file the manifest does not list, as a FIFO: `learn` blocked for ever (re-verification)."""
     import os
-    import threading
+
+    from conftest import call_within
 
     from lograven.training import load_replay
 
@@ -510,15 +502,5 @@ def test_learn_refuses_a_replay_file_that_is_a_fifo_without_blocking(bundle_copy
     write_manifest(bundle_copy, m)
     (bundle_copy / "replay_texts.json").unlink(missing_ok=True)
     os.mkfifo(bundle_copy / "replay_texts.json")
-    got: list = []
-
-    def run() -> None:
-        try:
-            load_replay(bundle_copy)
-        except LogravenError as e:
-            got.append(str(e))
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(10)
-    assert not t.is_alive() and got and "replay_texts.json: not a regular file" in got[0], got
+    got = call_within(lambda: load_replay(bundle_copy))
+    assert isinstance(got, LogravenError) and "replay_texts.json: not a regular file" in str(got), got

@@ -519,7 +519,7 @@ def test_a_broken_current_pointer_says_how_to_repair_it(capsys, tmp_path, bundle
     (store.root / "current").unlink()
     (store.root / "current").write_text("v0001\n")  # a file instead of the link
     rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
-    assert_user_error(rc, err, "current: is not a symbolic link to a version", "--to vNNNN")
+    assert_user_error(rc, err, "current: is a file, not a symbolic link to a version", "--to vNNNN")
 
 
 def test_run_on_a_full_state_dir_says_so(capsys, tmp_path, logfile, monkeypatch) -> None:
@@ -647,13 +647,9 @@ def shared_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_check_as_root_also_checks_as_the_service_user(capsys, shared_dir, monkeypatch) -> None:
-    """`sudo lograven check` read every file as root and passed, while the service's user could read
-    neither /var/log/secure (no ACL) nor a model root trained in a 0700 directory: the daemon then read
-    nothing, or failed to start. Now root's check also looks as that user (a forked child with its uid
-    and groups) and says what it cannot read."""
+def _need_root_and_nobody() -> None:
+    """Skip unless this test can act as user `nobody` (as_user needs root)."""
     import pwd
-    import shutil
 
     if os.geteuid() != 0:
         pytest.skip("checking as another user needs root")
@@ -661,6 +657,16 @@ def test_check_as_root_also_checks_as_the_service_user(capsys, shared_dir, monke
         pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user `nobody` on this machine")
+
+
+def test_check_as_root_also_checks_as_the_service_user(capsys, shared_dir, monkeypatch) -> None:
+    """`sudo lograven check` read every file as root and passed, while the service's user could read
+    neither /var/log/secure (no ACL) nor a model root trained in a 0700 directory: the daemon then read
+    nothing, or failed to start. Now root's check also looks as that user (a forked child with its uid
+    and groups) and says what it cannot read."""
+    import shutil
+
+    _need_root_and_nobody()
     line = "Jun  9 07:00:00 web01 sshd[1]: Accepted publickey for alice from 10.0.0.1 port 22 ssh2\n"
     secret, public = shared_dir / "secure", shared_dir / "messages"
     secret.write_text(line)
@@ -703,17 +709,11 @@ def test_a_glob_in_a_directory_the_service_user_cannot_list_is_named_and_keeps_i
     from its start once the directory was fixed). Checked for real, as user nobody: check names the
     directory and the fix, and a tailer as nobody keeps the position in its checkpoint."""
     import json
-    import pwd
 
     from lograven.osutil import as_user
     from lograven.tailer import Tailer
 
-    if os.geteuid() != 0:
-        pytest.skip("checking as another user needs root")
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user `nobody` on this machine")
+    _need_root_and_nobody()
     app = shared_dir / "app"
     app.mkdir()
     log = app / "x.log"

@@ -1741,7 +1741,8 @@ def test_a_reload_does_not_hang_on_a_manifest_that_is_a_fifo(tmp_path, bundle_di
     """_manifest_changed read the running model's manifest.json with read_bytes before load_bundle's
     checks: a FIFO there hung the reload for ever (review of today's fixes, 2026-12-07)."""
     import shutil
-    import threading
+
+    from conftest import call_within
 
     from lograven.bundle import load_bundle
     from lograven.service import _manifest_changed
@@ -1751,11 +1752,7 @@ def test_a_reload_does_not_hang_on_a_manifest_that_is_a_fifo(tmp_path, bundle_di
     bundle = load_bundle(copy)
     (copy / "manifest.json").unlink()
     os.mkfifo(copy / "manifest.json")
-    got: list = []
-    t = threading.Thread(target=lambda: got.append(_manifest_changed(copy, bundle)), daemon=True)
-    t.start()
-    t.join(10)
-    assert not t.is_alive() and got == [True]  # "changed": load_bundle then refuses it with the reason
+    assert call_within(lambda: _manifest_changed(copy, bundle)) is True  # "changed": load_bundle then refuses it
 
 
 def test_a_bundle_changed_in_place_is_reloaded_as_a_new_model(tmp_path, bundle_dir) -> None:

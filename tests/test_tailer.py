@@ -2611,6 +2611,33 @@ def test_a_draining_file_renamed_back_between_rescans_is_not_read_again(tmp_path
         assert got == [b"one", b"two"]
 
 
+def _unlistable_dir(monkeypatch, directory: Path, denied: dict, *, stat_inside: bool = True,
+                    scandir_errno: int = errno.EACCES) -> None:
+    """`directory` cannot be listed while denied["on"] (simulated: the tests run as root): os.scandir of it
+    fails with `scandir_errno`, os.listdir with EACCES, and, with `stat_inside`, os.stat of what is in it."""
+    real_scandir, real_listdir, real_stat = os.scandir, os.listdir, os.stat
+    here, inside = str(directory), str(directory) + os.sep
+
+    def scandir(path="."):
+        if denied["on"] and os.fspath(path) == here:
+            raise OSError(scandir_errno, os.strerror(scandir_errno), os.fspath(path))
+        return real_scandir(path)
+
+    def listdir(path="."):
+        if denied["on"] and os.fspath(path) == here:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_listdir(path)
+
+    def stat_(path, *a, **k):
+        if denied["on"] and stat_inside and os.fspath(path).startswith(inside):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "stat", stat_)
+
+
 def test_a_glob_in_a_directory_that_cannot_be_listed_keeps_its_saved_positions(
         tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture) -> None:
     """`/var/log/app/*.log` with app/ made 0700 root at a start: glob matches nothing and says nothing, so
@@ -2628,20 +2655,7 @@ def test_a_glob_in_a_directory_that_cannot_be_listed_keeps_its_saved_positions(
         saved = json.loads(json.dumps(tailer.positions()))
     append(log, b"line 2\n")
     denied = {"on": True}
-    real_scandir, real_stat = os.scandir, os.stat
-
-    def scandir(path="."):
-        if denied["on"] and os.fspath(path) == str(app):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    def stat_(path, *a, **k):
-        if denied["on"] and os.fspath(path).startswith(str(app) + os.sep):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_stat(path, *a, **k)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(os, "stat", stat_)
+    _unlistable_dir(monkeypatch, app, denied)
     caplog.set_level(logging.INFO, logger="lograven.tailer")
     with make([pattern], start_position="beginning", positions=saved) as tailer:
         assert tailer.poll() == []
@@ -2743,31 +2757,7 @@ def test_a_rotated_files_position_waits_while_its_directory_cannot_be_listed(
     if case == "glob-matches-it-now":
         pattern = str(app / "app.log*")
     denied = {"on": True}
-    real_scandir, real_listdir, real_stat = os.scandir, os.listdir, os.stat
-
-    def blocked(path) -> bool:
-        return denied["on"] and (os.fspath(path) == str(app) or os.fspath(path).startswith(str(app) + os.sep))
-
-    def scandir(path="."):
-        if blocked(path):
-            if case == "no-descriptors":
-                raise OSError(errno.EMFILE, "Too many open files", os.fspath(path))
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    def listdir(path="."):
-        if blocked(path):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_listdir(path)
-
-    def stat_(path, *a, **k):
-        if blocked(path) and os.fspath(path) != str(app):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_stat(path, *a, **k)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(os, "listdir", listdir)
-    monkeypatch.setattr(os, "stat", stat_)
+    _unlistable_dir(monkeypatch, app, denied, scandir_errno=errno.EMFILE if case == "no-descriptors" else errno.EACCES)
     caplog.set_level(logging.INFO, logger="lograven.tailer")
     with make([pattern], start_position="beginning", positions=saved) as tailer:
         assert tailer.poll() == []
@@ -2801,29 +2791,8 @@ def test_a_checkpointed_file_rotated_while_stopped_into_a_directory_not_listable
     log.rename(app / "app.log.1")
     append(log, b"n1\n")
     denied = {"on": True}
-    real_scandir, real_listdir, real_stat = os.scandir, os.listdir, os.stat
-
-    def blocked(path) -> bool:
-        return denied["on"] and os.fspath(path) == str(app)
-
-    def scandir(path="."):
-        if blocked(path):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    def listdir(path="."):
-        if blocked(path):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_listdir(path)
-
-    def stat_(path, *a, **k):  # a glob's directory 0700: nothing in it can be looked at either
-        if denied["on"] and pattern_kind == "glob" and os.fspath(path).startswith(str(app) + os.sep):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_stat(path, *a, **k)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(os, "listdir", listdir)
-    monkeypatch.setattr(os, "stat", stat_)
+    # a glob's directory 0700: nothing in it can be looked at either; a path's --x: its files can
+    _unlistable_dir(monkeypatch, app, denied, stat_inside=pattern_kind == "glob")
     caplog.set_level(logging.INFO, logger="lograven.tailer")
     with make([pattern], start_position="beginning", positions=saved) as tailer:
         got = tailer.poll()
@@ -2860,29 +2829,7 @@ def test_two_waiting_old_files_of_a_path_are_read_oldest_first(tmp_path: Path, m
     (app / "app.log.2").rename(app / "app.log.3")  # rotated again while stopped
     (app / "app.log.1").rename(app / "app.log.2")
     denied = {"on": True}
-    real_scandir, real_listdir, real_stat = os.scandir, os.listdir, os.stat
-
-    def blocked(path) -> bool:
-        return denied["on"] and (os.fspath(path) == str(app) or os.fspath(path).startswith(str(app) + os.sep))
-
-    def scandir(path="."):
-        if blocked(path):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    def listdir(path="."):
-        if blocked(path):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_listdir(path)
-
-    def stat_(path, *a, **k):
-        if blocked(path) and os.fspath(path) != str(app):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_stat(path, *a, **k)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(os, "listdir", listdir)
-    monkeypatch.setattr(os, "stat", stat_)
+    _unlistable_dir(monkeypatch, app, denied)
     with make([pattern], start_position="beginning", positions=saved) as tailer:
         assert tailer.poll() == []
         denied["on"] = False

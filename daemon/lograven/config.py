@@ -1036,13 +1036,10 @@ def load_config(path: str | Path) -> Config:
     else:
         try:
             data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+            config = parse_config(data, source)
         except yaml.YAMLError as exc:
             raise ConfigError(source, [("", _yaml_problem(exc))]) from None
         except RecursionError:  # 5,000 nested `[`: a traceback in check, and at a reload
-            raise ConfigError(source, [("", "nested too deeply to be a configuration; see config.example.yaml")]) from None
-        try:
-            config = parse_config(data, source)
-        except RecursionError:
             raise ConfigError(source, [("", "nested too deeply to be a configuration; see config.example.yaml")]) from None
         log.debug("loaded configuration from %s", source)
         return config

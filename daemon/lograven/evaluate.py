@@ -39,7 +39,7 @@ import numpy as np
 from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, Verdict, rule_fires
 from lograven.errors import LogravenError
 from lograven.msgtypes import UNKNOWN, MessageTypes
-from lograven.parsing import (LogRecord, Parser, StreamKey, misread_timestamps, mostly_unparsed, posix_seconds,
+from lograven.parsing import (LogRecord, Parser, StreamKey, _clip, misread_timestamps, mostly_unparsed, posix_seconds,
                               regex_stream_spec)
 from lograven.training import Corpus, iter_file_lines, silence_ends, train, untrained_message_types
 
@@ -800,10 +800,6 @@ def _rule_text(s: dict) -> str:
 def _pct(fraction: float) -> str:
     """A fraction as given, in percent: 0.8 is 80%, 0.999 is 99.9% (not a rounded 100%)."""
     return f"{fraction * 100:.6g}%"
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _f(x: float) -> float | None:

@@ -117,8 +117,7 @@ def take_reload(svc: Service) -> None:
         return
     svc._reload.clear()
     from lograven.config import load_config
-    from lograven.errors import LogravenError
-    from lograven.service import keep_in_force
+    from lograven.service import keep_in_force, reload_error, say_restart_only
 
     svc.notifier.reloading("reloading configuration")
     try:
@@ -129,17 +128,14 @@ def take_reload(svc: Service) -> None:
             from lograven.bundle import load_bundle
 
             load_bundle(path)
-    except Exception as e:  # noqa: BLE001 - whatever the new config holds (a YAML nested too deeply), learning goes on
-        if not isinstance(e, (LogravenError, OSError, ValueError)):
-            e = LogravenError(f"{type(e).__name__}: {e}")
+    except Exception as e:  # noqa: BLE001 - whatever the new config holds, learning goes on
+        e = reload_error(e)
         svc.metrics.reload_failed()
         log.error("reload rejected, learn mode goes on with the running configuration: %s", e)
         svc.notifier.ready(f"reload failed: {str(e)[:200]}")
         return
     svc.metrics.reload_succeeded()
-    if pending:
-        log.warning("reload: %s changed, which takes effect only at a restart (systemctl restart lograven); "
-                    "until then the old value stays in force", ", ".join(pending))
+    say_restart_only(pending)
     svc.notifier.ready(svc._status or "learn mode")
     if cfg == svc.cfg:
         log.info("reload: configuration unchanged; learn mode goes on")
@@ -244,20 +240,14 @@ def learn_initial_model(svc: Service) -> dict:
 
 
 def _export_file_metrics(svc: Service, tailers: list) -> set[str]:
-    """The learn-mode tailers' per-file series (lines and bytes read, readable, position), as the
-    running daemon exports them: a file lograven may not read at its first start (the usual problem
-    then) shows as lograven_file_readable 0 and fires LogravenFileUnreadable, not only in the journal.
-    Returns the files exported."""
-    m = svc.metrics
+    """The learn-mode tailers' per-file series, as the running daemon exports them: a file lograven may
+    not read at its first start (the usual problem then) shows as lograven_file_readable 0 and fires
+    LogravenFileUnreadable, not only in the journal. Returns the files exported."""
     files: set[str] = set()
     for _, _, t in tailers:
         for path, st in t.stats().items():
             files.add(path)
-            m.advance_to_total(m.lines_read, st.lines + st.skipped_lines, file=path)
-            m.advance_to_total(m.bytes_read, st.bytes, file=path)
-            m.advance_to_total(m.read_errors, st.read_errors, file=path)
-            m.file_readable.labels(file=path).set(1 if st.readable else 0)
-            m.set_file_position(path, st.offset, st.size, st.behind)
+            svc.metrics.export_file_stats(path, st)
     return files
 
 

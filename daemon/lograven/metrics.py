@@ -205,6 +205,20 @@ class Metrics:
         for key in [k for k in self._totals if k[0] in ids]:
             del self._totals[key]
 
+    def export_file_stats(self, path: str, st) -> None:
+        """A tailer's counts of one file (tailer.FileStats) as its series: the totals, readable, position."""
+        self.advance_to_total(self.lines_read, st.lines + st.skipped_lines, file=path)  # read = scored + dropped
+        self.advance_to_total(self.bytes_read, st.bytes, file=path)
+        self.advance_to_total(self.lines_truncated, st.truncated_lines, file=path)
+        self.advance_to_total(self.lines_unterminated, st.unterminated_lines, file=path)
+        self.advance_to_total(self.lines_dropped, st.skipped_lines, file=path, reason="own_alert")
+        self.advance_to_total(self.rotations, st.rotations, file=path)
+        self.advance_to_total(self.truncations, st.truncations, file=path)
+        self.advance_to_total(self.unread_bytes, st.unread_bytes, file=path)
+        self.advance_to_total(self.read_errors, st.read_errors, file=path)
+        self.file_readable.labels(file=path).set(1 if st.readable else 0)
+        self.set_file_position(path, st.offset, st.size, st.behind)
+
     def set_file_position(self, file: str, offset: int, size: int, behind: int = 0) -> None:
         """Record how far `file` has been read; sets offset, size and lag together. `behind`: bytes not yet
         read of its old (rotated) files, still being read: part of the lag."""

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lograven.bundle import MANIFEST, read_manifest
+from lograven.bundle import MANIFEST, load_bundle
 from lograven.errors import LogravenError
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,6 @@ class ModelStore:
         if not target.is_dir():
             raise LogravenError(f"{target}: there is no version {name} in {self.root}; `lograven models list --dir "
                                 f"{self.root}` lists the versions")
-        from lograven.bundle import load_bundle
-
         load_bundle(target)  # refuses corrupt or partial bundles, and ones that load but cannot serve
         if os.path.lexists(self.root / "current") and not (self.root / "current").is_symlink():
             raise LogravenError(_not_a_link(self.root))
@@ -133,8 +131,6 @@ class ModelStore:
         for name in self.versions():
             p = self.root / name
             try:
-                from lograven.bundle import load_bundle
-
                 m = load_bundle(p).manifest  # as the daemon loads it: a version rollback would refuse is BROKEN
                 out.append(VersionInfo(name, p, name == cur, m))
             except LogravenError as e:
@@ -236,10 +232,7 @@ def resolve_model_path(path: str | Path) -> Path:
                 )
             return target
         if current.exists():
-            raise LogravenError(
-                f"{current}: is not a symbolic link to a version; remove it and make a version current with "
-                f"`lograven models rollback --dir {p} --to vNNNN`"
-            )
+            raise LogravenError(_not_a_link(p))
     except PermissionError as e:
         raise LogravenError(
             f"{p}: cannot look inside ({e.strerror}); run as a user who can read it (the service's models "

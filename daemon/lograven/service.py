@@ -223,6 +223,19 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
     return [key for key, a, b in pairs if a != b]
 
 
+def reload_error(e: Exception) -> Exception:
+    """What a reload that failed says: the error as it is when it names its cause, else its kind too (a
+    RecursionError, an AttributeError from a damaged file: the running daemon stays, whatever it was)."""
+    return e if isinstance(e, (LogravenError, OSError, ValueError)) else LogravenError(f"{type(e).__name__}: {e}")
+
+
+def say_restart_only(pending: list[str]) -> None:
+    """Name the keys a reload changed that take effect only at a restart (see keep_in_force)."""
+    if pending:
+        log.warning("reload: %s changed, which takes effect only at a restart (systemctl restart lograven); "
+                    "until then the old value stays in force", ", ".join(pending))
+
+
 def keep_in_force(old: Config, new: Config) -> tuple[Config, list[str]]:
     """A reloaded config with the restart-only keys at the values in force, and the keys whose new
     values wait for a restart. Without this the allowlist followed a new `state_dir` at once (read from
@@ -1273,18 +1286,7 @@ class Service:
                 if self._exported_stats.get(path) == st:
                     continue  # nothing changed: with hundreds of idle files this was most of the idle CPU
                 self._exported_stats[path] = replace(st)
-                # read = scored + dropped: lines_dropped counts both reasons out of lines_read
-                m.advance_to_total(m.lines_read, st.lines + st.skipped_lines, file=path)
-                m.advance_to_total(m.bytes_read, st.bytes, file=path)
-                m.advance_to_total(m.lines_truncated, st.truncated_lines, file=path)
-                m.advance_to_total(m.lines_unterminated, st.unterminated_lines, file=path)
-                m.advance_to_total(m.lines_dropped, st.skipped_lines, file=path, reason="own_alert")
-                m.advance_to_total(m.rotations, st.rotations, file=path)
-                m.advance_to_total(m.truncations, st.truncations, file=path)
-                m.advance_to_total(m.unread_bytes, st.unread_bytes, file=path)
-                m.advance_to_total(m.read_errors, st.read_errors, file=path)
-                m.file_readable.labels(file=path).set(1 if st.readable else 0)
-                m.set_file_position(path, st.offset, st.size, st.behind)
+                m.export_file_stats(path, st)
         # A file no source follows any more (an hour after it went, or dropped by a reload) loses its
         # series: label cardinality stays bounded, and a stale `file_readable 0` fires no alert.
         gone = self._exported_files - now
@@ -1419,8 +1421,7 @@ class Service:
                                         "keeps running, but a restart would fail: restore or retrain it") from None
             router = build_router(cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist(cfg)) if reread_config else None
         except Exception as e:  # noqa: BLE001 - whatever the new config or model holds, the running daemon stays
-            if not isinstance(e, (LogravenError, OSError, ValueError)):  # OSError: a version deleted while loading
-                e = LogravenError(f"{type(e).__name__}: {e}")
+            e = reload_error(e)  # (OSError: a version deleted or changed while loading)
             self.metrics.reload_failed()
             what = "configuration and model" if reread_config else "model"
             log.error("reload rejected, keeping the running %s: %s", what, e)
@@ -1452,9 +1453,7 @@ class Service:
             self.cfg = cfg
             self._open_sources(cfg, positions)
             self._start_reader()
-        if pending:
-            log.warning("reload: %s changed, which takes effect only at a restart (systemctl restart lograven); "
-                        "until then the old value stays in force", ", ".join(pending))
+        say_restart_only(pending)
         self.cfg = cfg
         if learn_changed and not self.stdin_mode:
             self._setup_relearning()

@@ -1509,13 +1509,9 @@ class Tailer:
                     or any(glob_matches(saved.path, p) for p in unlistable):
                 continue
             self._pending_saved.remove(saved)
-            as_rotated = replace(saved, rotated_from=saved.path)
-            if (where := self._unlistable_place(as_rotated)) is not None and len(self._rotated_waiting) < MAX_RETIRED:
-                # rotated while lograven was stopped, into a directory it cannot list now: not "gone"
-                log.warning("cannot look for the file followed as %s at the last checkpoint in %s (permission "
-                            "denied, or no file descriptor left): rotated while lograven was stopped? Its position "
-                            "is kept until that directory can be listed", saved.path, where)  # fmt: skip
-                self._rotated_waiting.append(as_rotated)
+            # rotated while lograven was stopped, into a directory it cannot list now: not "gone"
+            if self._keep_waiting(replace(saved, rotated_from=saved.path),
+                                  f"the file followed as {saved.path} at the last checkpoint (rotated while stopped?)"):
                 continue
             log.warning("the file followed as %s at the last checkpoint is gone (rotated out of the "
                         "patterns or deleted while lograven was stopped); lines written to it after "
@@ -1642,18 +1638,10 @@ class Tailer:
                             saved.rotated_from, self._describe_name(saved), self._unread(saved))
                 continue
             found = self._find_rotated(saved, set(matched))
-            if found is None and (where := self._unlistable_place(saved)) is not None:
-                # its directory may not be listed now (0700 after an upgrade): not "gone"; kept, in the
-                # checkpoint too, and looked for again once the directory can be listed
-                if len(self._rotated_waiting) >= MAX_RETIRED:
-                    log.warning("more than %d old files wait for a directory lograven cannot list: forgetting the "
-                                "position of %s (%s); %s of it are not read", MAX_RETIRED, saved.rotated_from,
-                                self._describe_name(saved), self._unread(saved))  # fmt: skip
-                    continue
-                log.warning("cannot look for the old file of %s (%s) in %s (permission denied, or no file "
-                            "descriptor left); its position is kept until that directory can be listed",
-                            saved.rotated_from, self._describe_name(saved), where)  # fmt: skip
-                self._rotated_waiting.append(saved)
+            # its directory may not be listed now (0700 after an upgrade): not "gone"; kept, in the
+            # checkpoint too, and looked for again once the directory can be listed
+            if found is None and self._keep_waiting(
+                    saved, f"the old file of {saved.rotated_from} ({self._describe_name(saved)})"):
                 continue
             if found is None:
                 how = log.warning
@@ -1677,13 +1665,25 @@ class Tailer:
         if saved.read_from is not None and os.path.isabs(saved.read_from):
             places.append(os.path.dirname(saved.read_from))
         for directory in dict.fromkeys(places):
-            try:
-                with os.scandir(directory):
-                    pass
-            except OSError as exc:
-                if exc.errno not in _NOTHING_TO_LIST:  # a missing directory holds nothing to wait for
-                    return directory
+            if _list_error(directory) is not None:  # (a missing directory holds nothing to wait for)
+                return directory
         return None
+
+    def _keep_waiting(self, saved: _SavedPosition, what: str) -> bool:
+        """Keep a rotated position (`what`, for the message) whose directory cannot be listed now, to be
+        looked for once it can (_retry_rotated_waiting), instead of saying it gone; at most MAX_RETIRED.
+        Whether it was kept."""
+        where = self._unlistable_place(saved)
+        if where is None:
+            return False
+        if len(self._rotated_waiting) >= MAX_RETIRED:
+            log.warning("more than %d old files wait for a directory lograven cannot list: forgetting the position "
+                        "of %s; %s of it are not read", MAX_RETIRED, what, self._unread(saved))  # fmt: skip
+            return True
+        log.warning("cannot look for %s in %s (permission denied, or no file descriptor left); its position is kept "
+                    "until that directory can be listed", what, where)  # fmt: skip
+        self._rotated_waiting.append(saved)
+        return True
 
     def _retry_rotated_waiting(self, matched: dict[str, os.stat_result]) -> None:
         """The rotated positions kept while their directory could not be listed: opened once it can be
