@@ -209,10 +209,11 @@ class MessageTypes:
             g = groups.setdefault((int(label), len(sig)), _Group([], []))
             g.sigs.append(sig)
             g.counts.append(count)
+        refined = _absorb_covered({key: self._refine(g.sigs, g.counts) for key, g in groups.items()})
         by_len: dict[int, dict[Spec, int]] = defaultdict(dict)
-        for (_, length), g in groups.items():
+        for (_, length), specs_of in refined.items():
             into = by_len[length]
-            for spec, cnt in _merge_siblings(self._refine(g.sigs, g.counts), self.variable_min_distinct):
+            for spec, cnt in _merge_siblings(specs_of, self.variable_min_distinct):
                 into[spec] = into.get(spec, 0) + cnt
         # Siblings are siblings whichever cluster KMeans put them in: merged again across the clusters
         # of each length, so that three users (or `x+`/`y+`/`z+`) become one variable, or not, by the
@@ -221,7 +222,7 @@ class MessageTypes:
         for same_length in by_len.values():
             for spec, cnt in _merge_siblings(list(same_length.items()), self.variable_min_distinct):
                 specs[spec] = specs.get(spec, 0) + cnt
-        specs = _merge_into_runs(_merge_general(specs))
+        specs = _widen_sibling_shapes(_merge_into_runs(_merge_general(specs)), sigs)
         ordered = sorted(specs.items(), key=lambda kv: (-kv[1], kv[0]))
         self.types_ = [MessageType(i + 1, list(spec)) for i, (spec, _) in enumerate(ordered)]
         self._build_index()
@@ -709,6 +710,44 @@ def _keyed(values) -> bool:
     return len(keys) > 1
 
 
+def _absorb_covered(refined: dict[tuple[int, int], list[tuple[Spec, int]]]) -> dict[tuple[int, int], list[tuple[Spec, int]]]:
+    """A template that a more general one (of any cluster) covers is that one, before siblings are counted.
+
+    KMeans may put the `rhost=<IP> user=root` lines with the host names' `rhost=<*> user=root` or
+    with `rhost=<IP> user=guest|test`; in the second cluster, root would make a third sibling and
+    `user` a variable. Lines that an existing template already explains are not evidence that a
+    constant varies, so where a cluster boundary falls no longer decides the types.
+    """
+    where: dict[Spec, tuple[int, int]] = {}
+    counts: dict[Spec, int] = {}
+    for key in sorted(refined):
+        for spec, cnt in refined[key]:
+            where.setdefault(spec, key)
+            counts[spec] = counts.get(spec, 0) + cnt
+    by_len: dict[int, list[Spec]] = defaultdict(list)
+    for spec in sorted(counts, key=lambda g: (-counts[g], g)):
+        by_len[len(spec)].append(spec)
+    into: dict[Spec, Spec] = {}
+    for group in by_len.values():
+        general = [g for g in group if any(k == WILD for k, _ in g)]  # only a wildcard covers
+        for t in group:
+            for g in general:
+                if g != t and g not in into and _joinable(g, t) == g:
+                    into[t] = g
+                    break
+
+    def final(spec: Spec) -> Spec:
+        while spec in into:
+            spec = into[spec]
+        return spec
+    out: dict[tuple[int, int], dict[Spec, int]] = {key: {} for key in refined}
+    for spec, cnt in counts.items():
+        target = final(spec)
+        bucket = out[where[target]]
+        bucket[target] = bucket.get(target, 0) + cnt
+    return {key: list(specs.items()) for key, specs in out.items() if specs}
+
+
 def _merge_siblings(specs: list[tuple[Spec, int]], min_first: int = 6) -> list[tuple[Spec, int]]:
     """Templates of one cluster that differ in exactly one constant position are one template.
 
@@ -789,6 +828,63 @@ def _merge_general(specs: dict[Spec, int]) -> dict[Spec, int]:
                         changed = True
                         break
     return out
+
+
+def _widen_sibling_shapes(specs: dict[Spec, int], sigs: list[tuple[str, ...]]) -> dict[Spec, int]:
+    """A template's shaped variable takes its sibling's wider form: `rhost=<IP> user=guest` becomes
+    `rhost=<*> user=guest` when `rhost=<*> user=root` exists and some of its training lines have
+    `rhost=<IP>` there (the two differ in one constant, and where one has the shape the other has a
+    wildcard that the shape's lines fill too). The field is one variable, whichever forms the lines
+    happened to show for each user, so a host name with `user=guest` is the known message, not an
+    unknown type. A wildcard whose lines never show the shape (`data address: <hex>` beside
+    `data address space....<N>`) widens nothing. Training lines keep their types: the wider form
+    only matches lines that no template of this length matched."""
+    by_len: dict[int, list[tuple[str, ...]]] = defaultdict(list)
+    for sig in sigs:
+        by_len[len(sig)].append(sig)
+
+    def shows(g: Spec, p: int, value: str) -> bool:
+        for sig in by_len[len(g)]:
+            if sig[p] == value and all(_sig_fits(kind, v, tok) for (kind, v), tok in zip(g, sig)):
+                return True
+        return False
+
+    same_length: dict[int, list[Spec]] = defaultdict(list)
+    for spec in specs:
+        same_length[len(spec)].append(spec)
+    out: dict[Spec, int] = {}
+    for t, cnt in specs.items():
+        widened = list(t)
+        for g in same_length[len(t)]:
+            if g == t:
+                continue
+            consts, shapes = [], []
+            for p, (ta, tb) in enumerate(zip(t, g)):
+                if ta == tb:
+                    continue
+                if ta[0] == SHAPE and tb[0] == WILD:
+                    shapes.append(p)
+                elif ta[0] == CONST and tb[0] == CONST:
+                    consts.append(p)
+                else:
+                    break
+            else:
+                if len(consts) == 1:
+                    for p in shapes:
+                        if shows(g, p, t[p][1]):
+                            widened[p] = (WILD, "")
+        w = tuple(widened)
+        out[w] = out.get(w, 0) + cnt
+    return out
+
+
+def _sig_fits(kind: str, value: str, token: str) -> bool:
+    """Whether one token of a masked signature fits one position of a template."""
+    if kind == WILD:
+        return not token.startswith(_REPEAT_MARK)
+    if kind == REP_SHAPE:
+        return token == _REPEAT_MARK + value
+    return token == value
 
 
 def _collapse_runs(masked: list[str], keys: list[str]) -> tuple[str, ...]:
