@@ -933,3 +933,33 @@ def test_the_training_child_without_tensorflow_names_this_environments_pip(monke
     monkeypatch.setitem(sys.modules, "keras", None)
     with pytest.raises(LogravenError, match=re.escape(f"`{sys.executable} -m pip install tensorflow-cpu`")):
         tfsetup.keras_session()
+
+
+def test_a_current_outside_the_model_directory_is_an_error(capsys, tmp_path, bundle_dir, logfile) -> None:
+    """`current` pointing at another directory's `v0001` was followed by `score` and `run`, while `models list`
+    starred the local v0001 and learn mode took the local one for current: two models for one name."""
+    import shutil
+
+    from lograven.modelstore import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    other = tmp_path / "elsewhere" / "v0001"
+    shutil.copytree(bundle_dir, other)
+    (store.root / "current").symlink_to(other)
+    for argv in (["score", "--model", str(store.root), str(logfile)], ["learn", "--model", str(store.root), str(logfile)]):
+        rc, _, err = run_cli(capsys, *argv)
+        assert_user_error(rc, err, f"current: points to {other}, which is not in {store.root}",
+                          f"models rollback --dir {store.root} --to vNNNN", "--model DIR")
+    rc, out, err = run_cli(capsys, "models", "list", "--dir", str(store.root))
+    assert rc == 0 and out.startswith("  v0001"), out
+    assert f"warning: {store.root / 'current'}: points to {other}, which is not in {store.root}" in err
+    with pytest.raises(LogravenError, match="which is not in"):
+        store.current_path()  # learn mode's view: the local v0001 was taken for current
+    store.set_current("v0001")  # the repair the message gives
+    rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
+    assert rc == 0, err
+    (store.root / "current").unlink()
+    (store.root / "current").symlink_to(store.root / "v0001")  # an absolute link to a version here is fine
+    rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
+    assert rc == 0, err

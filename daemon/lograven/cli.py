@@ -1118,7 +1118,12 @@ def cmd_models(args) -> int:
         else:
             for i in infos:
                 print(_printable(describe(i)))  # manifests are the daemon user's files too
-        cur = store.current_name()
+        try:
+            cur = store.current_name()
+        except LogravenError as e:  # `current` points outside the directory: no version here is current
+            if not args.json:
+                print(_printable(f"warning: {e}"), file=sys.stderr)
+            return 0
         if not args.json and cur is not None and not any(i.current for i in infos):
             print(_printable(f"warning: current points to {cur}, which is not a version here: make one current with "
                              f"`lograven models rollback --dir {store.root} --to vNNNN`"), file=sys.stderr)  # fmt: skip

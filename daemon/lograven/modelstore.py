@@ -51,12 +51,17 @@ class ModelStore:
         names = [c.name for c in self.root.iterdir() if _VERSION.match(c.name) and (c / MANIFEST).exists()]
         return sorted(names, key=lambda n: int(n[1:]))
 
-    def current_name(self) -> str | None:
+    def current_name(self, strict: bool = True) -> str | None:
+        """The version `current` names; None when there is no link. A link to a directory outside the
+        store is an error (strict) or None: its name would be taken for a local version's."""
         link = self.root / "current"
         if not link.is_symlink():
             return None
-        target = os.readlink(link)
-        return Path(target).name
+        if not _names_a_child(self.root, link):
+            if strict:
+                raise LogravenError(_outside(self.root))
+            return None
+        return Path(os.readlink(link)).name
 
     def current_path(self) -> Path | None:
         """The current version's directory; None when there is none yet (learn mode). A `current` that is
@@ -117,7 +122,7 @@ class ModelStore:
         except OSError as e:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            now = self.current_name()
+            now = self.current_name(strict=False)
             raise LogravenError(
                 f"{self.root}/current: cannot point it at {name} ({e.strerror or e}); it still points at "
                 f"{now or 'nothing'}. Free space or fix the permissions of {self.root}, then run "
@@ -126,7 +131,7 @@ class ModelStore:
         log.info("model store %s: current -> %s", self.root, name)
 
     def list(self) -> list[VersionInfo]:
-        cur = self.current_name()
+        cur = self.current_name(strict=False)  # a `current` outside the store stars none of its versions
         out = []
         for name in self.versions():
             p = self.root / name
@@ -209,6 +214,25 @@ def _not_a_link(root: Path) -> str:
             f"rollback --dir {root} --to vNNNN` (`lograven models list --dir {root}` lists them)")
 
 
+def _names_a_child(root: Path, link: Path) -> bool:
+    """Whether the symbolic link `link` names an entry of `root` itself (`v0003`, or its absolute path)."""
+    target = Path(os.readlink(link))
+    if target.name in ("", ".", ".."):
+        return False
+    try:
+        return (root / target).parent.resolve() == root.resolve()
+    except (RuntimeError, OSError):
+        return False
+
+
+def _outside(root: Path) -> str:
+    current = root / "current"
+    return (f"{current}: points to {os.readlink(current)}, which is not in {root}; lograven keeps `current` "
+            f"pointing at one of the versions beside it. Make one current: `lograven models rollback --dir {root} "
+            f"--to vNNNN` (`lograven models list --dir {root}` lists them), or name the other bundle itself "
+            "(`model:` in the configuration, or `--model DIR`)")
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """A bundle directory, or a model store (its `current` version)."""
     p = Path(path)
@@ -217,6 +241,8 @@ def resolve_model_path(path: str | Path) -> Path:
             return p
         current = p / "current"
         if current.is_symlink():
+            if not _names_a_child(p, current):
+                raise LogravenError(_outside(p))
             try:
                 target = current.resolve(strict=True)
             except (RuntimeError, OSError) as e:  # a loop (current -> current): a traceback, a dead daemon
