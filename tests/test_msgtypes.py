@@ -474,6 +474,54 @@ def test_siblings_in_different_clusters_are_one_variable(monkeypatch) -> None:
     assert len(two.types_) == 2
 
 
+def _types_with_and_without_widening(monkeypatch, msgs: list[str]) -> tuple[MessageTypes, MessageTypes]:
+    from lograven import msgtypes
+
+    widened = MessageTypes(seed=0).fit(msgs)
+    monkeypatch.setattr(msgtypes, "_widen_sibling_shapes", lambda specs, sigs: specs)
+    plain = MessageTypes(seed=0).fit(msgs)
+    monkeypatch.undo()
+    return widened, plain
+
+
+def test_widening_never_moves_a_training_line_to_another_type(monkeypatch) -> None:
+    """Review of the widening (2026-12-08): `a s=<IP> guest` widened to `a <*> guest` took `a s=hostx guest`
+    from `<*> s=hostx guest` (the trie prefers the constant `a`), and took the one-item list `a x=7 guest`
+    from the list type `a x=<*> ... guest`. A template now widens only where the wider form matches no
+    training line it did not match already."""
+    names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"]
+    corpora = [
+        ["a s=1.2.3.4 root"] + [f"a s={w} root" for w in names] + ["a s=1.2.3.5 guest", "a s=1.2.3.6 guest"]
+        + [f"{w} s=hostx guest" for w in names] + ["a s=hostx guest"],
+        ["a y=1 root", "a y=2 root"] + [f"a {w} root" for w in names[:6]] + ["a y=5 guest", "a y=6 guest"]
+        + ["a x=1 x=2 guest", "a x=3 x=4 x=5 guest", "a x=7 guest"],
+    ]
+    for msgs in corpora:
+        _fit_and_check_every_message_typed_exactly_once(msgs)
+        widened, plain = _types_with_and_without_widening(monkeypatch, msgs)
+        for m in msgs:
+            assert widened.get(widened.classify(m)).template == plain.get(plain.classify(m)).template, m
+
+
+def test_widening_keeps_keys_apart_and_half_the_tokens_constant(monkeypatch) -> None:
+    """Review of the widening: `connection refused port=<N>` and `... uid=<N>` (two keys, two types) both
+    widened to `connection refused <*>` because their sibling `connection accepted <*>` saw both keys, so
+    `connection refused everything` was known; and `<*> failed uid=<N>` widened to `<*> failed <*>`, one
+    constant in three, which knew `panic failed !!!`."""
+    msgs = ([f"connection accepted {v}" for v in ("port=22", "uid=0", "alice", "bob", "carol", "dave", "erin")] * 2
+            + [f"connection refused port={p}" for p in (22, 80, 443)] + [f"connection refused uid={u}" for u in (0, 5, 7)])
+    mt = MessageTypes(seed=42).fit(msgs)
+    assert mt.classify("connection refused port=8080") != UNKNOWN
+    assert mt.classify("connection refused everything") == UNKNOWN
+    assert mt.classify("connection refused pid=77") == UNKNOWN
+    progs = ("cron", "sshd", "su", "login", "sudo", "passwd", "systemd")
+    msgs = ([f"{p} failed uid={i}" for i, p in enumerate(progs)]
+            + [f"{p} accepted {v}" for p, v in zip(progs, ("uid=0", "alice", "bob", "carol", "dave", "erin", "frank"))])
+    mt = MessageTypes(seed=42).fit(msgs)
+    assert mt.classify("kernel failed uid=3") != UNKNOWN
+    assert mt.classify("panic failed !!!") == UNKNOWN
+
+
 def test_linux_types_do_not_depend_on_the_seed() -> None:
     """docs/accuracy.md, Message types: over seeds 0-9 (and 42) Linux_2k's GA is 0.989 with 112 types;
     `session closed for user <*>` is one type at every seed (before siblings were merged across clusters:

@@ -837,25 +837,27 @@ def _widen_sibling_shapes(specs: dict[Spec, int], sigs: list[tuple[str, ...]]) -
     wildcard that the shape's lines fill too). The field is one variable, whichever forms the lines
     happened to show for each user, so a host name with `user=guest` is the known message, not an
     unknown type. A wildcard whose lines never show the shape (`data address: <hex>` beside
-    `data address space....<N>`) widens nothing. Training lines keep their types: the wider form
-    only matches lines that no template of this length matched."""
+    `data address space....<N>`) widens nothing. A template is only widened when the wider form
+    matches no training line it did not match already (each training line keeps its type, and two
+    keys such as `port=<N>` / `uid=<N>` stay two types) and keeps at least half its tokens constant."""
     by_len: dict[int, list[tuple[str, ...]]] = defaultdict(list)
     for sig in sigs:
         by_len[len(sig)].append(sig)
 
-    def shows(g: Spec, p: int, value: str) -> bool:
-        for sig in by_len[len(g)]:
-            if sig[p] == value and all(_sig_fits(kind, v, tok) for (kind, v), tok in zip(g, sig)):
-                return True
-        return False
+    def fits(spec: Spec, sig: tuple[str, ...]) -> bool:
+        return all(_sig_fits(kind, v, tok) for (kind, v), tok in zip(spec, sig))
 
-    same_length: dict[int, list[Spec]] = defaultdict(list)
+    def shows(g: Spec, p: int, value: str) -> bool:
+        return any(sig[p] == value and fits(g, sig) for sig in by_len[len(g)])
+
+    general: dict[int, list[Spec]] = defaultdict(list)  # only a template with a wildcard can widen another
     for spec in specs:
-        same_length[len(spec)].append(spec)
+        if any(k == WILD for k, _ in spec):
+            general[len(spec)].append(spec)
     out: dict[Spec, int] = {}
     for t, cnt in specs.items():
         widened = list(t)
-        for g in same_length[len(t)]:
+        for g in general[len(t)] if any(k == SHAPE for k, _ in t) else ():
             if g == t:
                 continue
             consts, shapes = [], []
@@ -874,6 +876,11 @@ def _widen_sibling_shapes(specs: dict[Spec, int], sigs: list[tuple[str, ...]]) -
                         if shows(g, p, t[p][1]):
                             widened[p] = (WILD, "")
         w = tuple(widened)
+        if w != t and (
+            sum(k != WILD for k, _ in w) * 2 < len(w)
+            or any(fits(w, sig) and not fits(t, sig) for sig in by_len[len(t)])
+        ):
+            w = t
         out[w] = out.get(w, 0) + cnt
     return out
 
