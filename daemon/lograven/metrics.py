@@ -9,17 +9,19 @@ bounded: `file` (a tailed path from the config), `detector`, `sink` and
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import ipaddress
 import logging
 import platform
+import selectors
 import socket
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
-from socketserver import TCPServer, ThreadingMixIn
 from typing import Iterable
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics, generate_latest, make_wsgi_app,
@@ -323,78 +325,190 @@ def parse_listen(listen: str) -> ListenAddress:
     return ListenAddress(host, int(port_s))
 
 
-#: Seconds a client may take to send its request or read the answer (a scrape takes milliseconds).
-CLIENT_TIMEOUT_SECONDS = 10.0
-#: Seconds a whole exchange (request in, answer out) may take: the per-read timeout above is reset by
-#: every byte, so a client trickling one byte every 5 s held a slot for ever (8 such connections kept
-#: Prometheus from scraping).
+#: Seconds a whole exchange (connection accepted, request in, answer out) may take; a scrape takes
+#: milliseconds. A client that connects and sends nothing, or trickles a byte at a time, is cut then.
 REQUEST_DEADLINE_SECONDS = 5.0
-#: Connections served at once; more wait in the listen backlog. A client that opens many and never
-#: finishes a request then holds neither unbounded threads nor the descriptors the tailer needs.
-MAX_CONNECTIONS = 8
+#: Connections held at once. One more closes the oldest: a local user who opens many and never finishes
+#: a request holds neither threads nor more descriptors than this, and cannot keep Prometheus out (with a
+#: thread per connection, 8 slots and a 5 s cut-off, 24 idle connections made every scrape take 10 s).
+MAX_CONNECTIONS = 64
+#: Bytes of request head accepted (a scrape's is a few hundred).
+MAX_REQUEST_BYTES = 16384
 
 
-class _QuietHandler(WSGIRequestHandler):
-    timeout = CLIENT_TIMEOUT_SECONDS  # socket timeout: a stalled client is dropped, not kept forever
+class _Conn:
+    __slots__ = ("sock", "inbuf", "outbuf", "deadline")
 
-    def setup(self) -> None:
-        super().setup()
-        self._deadline = threading.Timer(REQUEST_DEADLINE_SECONDS, self._cut)
-        self._deadline.daemon = True
-        self._deadline.start()
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.outbuf = b""
+        self.deadline = deadline
 
-    def _cut(self) -> None:
-        """The exchange took longer than REQUEST_DEADLINE_SECONDS: end the connection (its reads fail)."""
+
+class _Server:
+    """One thread and one `selectors` loop for every connection: an idle or slow client costs a descriptor,
+    not a thread, and each gets REQUEST_DEADLINE_SECONDS from its connection to the last byte of the answer.
+    The answer comes from prometheus_client's WSGI app (content negotiation, gzip, `name[]` filters), so it
+    is the one its own server gives; HEAD is answered too (health checks), without the body."""
+
+    def __init__(self, sock: socket.socket, app) -> None:  # noqa: ANN001 - a WSGI application
+        self.socket = sock
+        self._app = app
+        self._sel = selectors.DefaultSelector()
+        self._conns: dict[int, _Conn] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._stop = False
+        self._accept_paused_until = 0.0
+
+    def serve_forever(self) -> None:
+        self.socket.setblocking(False)
+        self._sel.register(self.socket, selectors.EVENT_READ, None)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        listening = True
+        while not self._stop:
+            now = time.monotonic()
+            if not listening and now >= self._accept_paused_until:
+                self._sel.register(self.socket, selectors.EVENT_READ, None)
+                listening = True
+            timeout = min((c.deadline for c in self._conns.values()), default=now + 1.0) - now
+            if not listening:
+                timeout = min(timeout, self._accept_paused_until - now)
+            for key, mask in self._sel.select(max(0.0, min(timeout, 1.0))):
+                if key.fileobj is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(64)
+                elif key.fileobj is self.socket:
+                    if not self._accept():
+                        self._sel.unregister(self.socket)  # out of descriptors: try again shortly
+                        listening = False
+                        self._accept_paused_until = time.monotonic() + 0.5
+                else:
+                    conn = self._conns.get(key.fileobj.fileno())
+                    if conn is not None:
+                        self._step(conn, mask)
+            now = time.monotonic()
+            for conn in [c for c in self._conns.values() if c.deadline <= now]:
+                self._close(conn)
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        self._sel.close()
+
+    def _accept(self) -> bool:
+        """Take every pending connection; False when the process is out of descriptors."""
+        while True:
+            try:
+                sock, _ = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return False
+                return True  # ECONNABORTED and the like: that client is gone
+            if len(self._conns) >= MAX_CONNECTIONS:
+                self._close(min(self._conns.values(), key=lambda c: c.deadline))  # the oldest
+            sock.setblocking(False)
+            conn = _Conn(sock, time.monotonic() + REQUEST_DEADLINE_SECONDS)
+            self._conns[sock.fileno()] = conn
+            self._sel.register(sock, selectors.EVENT_READ, None)
+
+    def _step(self, conn: _Conn, mask: int) -> None:
         try:
-            self.connection.shutdown(socket.SHUT_RDWR)
+            if conn.outbuf:
+                sent = conn.sock.send(conn.outbuf)
+                conn.outbuf = conn.outbuf[sent:]
+                if not conn.outbuf:
+                    self._close(conn)
+                return
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError:
-            pass
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        conn.inbuf += data
+        end = conn.inbuf.find(b"\r\n\r\n")
+        if end < 0:
+            end = conn.inbuf.find(b"\n\n")
+        if end < 0:
+            if len(conn.inbuf) > MAX_REQUEST_BYTES:
+                self._answer(conn, "431 Request Header Fields Too Large", [], b"")
+            return
+        self._answer(conn, *self._respond(bytes(conn.inbuf[:end])))
 
-    def finish(self) -> None:
-        self._deadline.cancel()
+    def _respond(self, head: bytes) -> tuple[str, list[tuple[str, str]], bytes, bool]:
+        lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return "400 Bad Request", [], b"", False
+        method, target, version = parts
+        path, _, query = target.partition("?")
+        environ = {
+            "REQUEST_METHOD": "GET" if method == "HEAD" else method,
+            "PATH_INFO": urllib.parse.unquote(path, encoding="latin-1"),
+            "QUERY_STRING": query,
+            "SERVER_NAME": str(self.socket.getsockname()[0]),
+            "SERVER_PORT": str(self.socket.getsockname()[1]),
+            "SERVER_PROTOCOL": version,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.errors": io.StringIO(),
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep and name.strip():
+                environ["HTTP_" + name.strip().upper().replace("-", "_")] = value.strip()
+        answer: list = []
+
+        def start_response(status: str, headers: list, exc_info=None):  # noqa: ANN001, ANN202 - WSGI's signature
+            answer[:] = [status, list(headers)]
+
         try:
-            super().finish()
-        except OSError:
-            pass  # cut by the deadline
+            body = b"".join(self._app(environ, start_response))
+        except Exception:  # a collector that fails: the scrape fails, the daemon does not
+            log.debug("metrics: answering a scrape failed", exc_info=True)
+            return "500 Internal Server Error", [], b"", False
+        return answer[0], answer[1], body, method == "HEAD"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        """Scrapes are not worth a log line each."""
+    def _answer(self, conn: _Conn, status: str, headers: list[tuple[str, str]], body: bytes, head_only: bool = False) -> None:
+        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "connection")]
+        headers += [("Content-Length", str(len(body))), ("Connection", "close")]
+        out = f"HTTP/1.0 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        conn.outbuf = out.encode("latin-1") + (b"" if head_only else body)
+        conn.inbuf.clear()
+        self._sel.modify(conn.sock, selectors.EVENT_WRITE, None)
 
+    def _close(self, conn: _Conn) -> None:
+        self._conns.pop(conn.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._sel.unregister(conn.sock)
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.sock.close()
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 64
+    def shutdown(self) -> None:
+        self._stop = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
 
-    def __init__(self, *args, **kwargs) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request, client_address) -> None:  # noqa: ANN001 - socketserver's signature
-        """A thread per connection, at most MAX_CONNECTIONS at once (the accept loop waits for a slot)."""
-        self._slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the address (slow or blocked in the sandbox)."""
-        TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
-        self.setup_environ()
+    def server_close(self) -> None:
+        self.socket.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class MetricsServer:
     """A running /metrics endpoint; `stop()` shuts it down and frees the port."""
 
-    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+    def __init__(self, server: _Server, thread: threading.Thread) -> None:
         self._server = server
         self._thread = thread
         addr = server.socket.getsockname()
@@ -474,13 +588,14 @@ def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
     addr = parse_listen(listen)
     family, sockaddr = _resolve(addr, listen, addr.port)
 
-    class Server(_Server):
-        address_family = family
-
     app = make_wsgi_app(metrics.registry)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        server = make_server(sockaddr[0], addr.port, app, Server, handler_class=_QuietHandler)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(128)
     except OSError as e:
+        sock.close()
         if e.errno == errno.EADDRINUSE:
             alt = addr.port + 1 if 0 < addr.port < 65535 else 9078
             raise PortInUse(
@@ -494,6 +609,7 @@ def start_http_server(listen: str, metrics: Metrics) -> MetricsServer:
         if e.errno == errno.EADDRNOTAVAIL:
             raise LogravenError(_not_local(addr.host)) from e
         raise LogravenError(f"metrics.listen: cannot listen on {listen}: {e.strerror or e}") from e
+    server = _Server(sock, app)
     thread = threading.Thread(target=server.serve_forever, name="lograven-metrics", daemon=True)
     thread.start()
     handle = MetricsServer(server, thread)
