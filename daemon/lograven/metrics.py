@@ -375,19 +375,21 @@ class _Server:
             timeout = min((c.deadline for c in self._conns.values()), default=now + 1.0) - now
             if not listening:
                 timeout = min(timeout, self._accept_paused_until - now)
+            pending = False
             for key, mask in self._sel.select(max(0.0, min(timeout, 1.0))):
                 if key.fileobj is self._wake_r:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(64)
                 elif key.fileobj is self.socket:
-                    if not self._accept():
-                        self._sel.unregister(self.socket)  # out of descriptors: try again shortly
-                        listening = False
-                        self._accept_paused_until = time.monotonic() + 0.5
+                    pending = True  # after the connections' own events: a new one may close the oldest
                 else:
                     conn = self._conns.get(key.fileobj.fileno())
                     if conn is not None:
-                        self._step(conn, mask)
+                        self._step(conn)
+            if pending and not self._accept():
+                self._sel.unregister(self.socket)  # out of descriptors: try again shortly
+                listening = False
+                self._accept_paused_until = time.monotonic() + 0.5
             now = time.monotonic()
             for conn in [c for c in self._conns.values() if c.deadline <= now]:
                 self._close(conn)
@@ -396,8 +398,11 @@ class _Server:
         self._sel.close()
 
     def _accept(self) -> bool:
-        """Take every pending connection; False when the process is out of descriptors."""
-        while True:
+        """Take pending connections (half the limit at most per round); False when out of descriptors.
+
+        Each is read at once: a scraper's request is there with its connection, so it is answered (and
+        is no longer a candidate for closing) before more connections come in."""
+        for _ in range(MAX_CONNECTIONS // 2):
             try:
                 sock, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
@@ -406,14 +411,16 @@ class _Server:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     return False
                 return True  # ECONNABORTED and the like: that client is gone
-            if len(self._conns) >= MAX_CONNECTIONS:
-                self._close(min(self._conns.values(), key=lambda c: c.deadline))  # the oldest
+            if len(self._conns) >= MAX_CONNECTIONS:  # close the oldest still sending its request
+                self._close(min(self._conns.values(), key=lambda c: (bool(c.outbuf), c.deadline)))
             sock.setblocking(False)
             conn = _Conn(sock, time.monotonic() + REQUEST_DEADLINE_SECONDS)
             self._conns[sock.fileno()] = conn
             self._sel.register(sock, selectors.EVENT_READ, None)
+            self._step(conn)
+        return True
 
-    def _step(self, conn: _Conn, mask: int) -> None:
+    def _step(self, conn: _Conn) -> None:
         try:
             if conn.outbuf:
                 sent = conn.sock.send(conn.outbuf)
