@@ -657,9 +657,9 @@ def test_deleted_file_is_drained_and_closed(tmp_path: Path) -> None:
         assert tailer._draining == []
         (entry,) = tailer.positions()[str(log)]["rotated"]  # until acknowledged
         assert (entry["read_from"], entry["offset"], entry["size"]) == ("(deleted)", 0, 6)
-        assert list(tailer.positions()[str(log)]) == ["rotated"]  # no file at the path now
+        assert sorted(tailer.positions()[str(log)]) == ["deleted", "rotated"]  # no file at the path now
         ack_all(tailer, lines)
-        assert tailer.positions() == {str(log): {}}  # followed, no file there: see the test below
+        assert tailer.positions() == {str(log): {"deleted": True}}  # followed, deleted, no file there since
         assert tailer.stats()[str(log)].rotations == 0  # a deletion is not a rotation
         writer.close()
 
@@ -1029,6 +1029,35 @@ def test_a_configured_file_that_is_deleted_is_not_readable_until_it_is_back(tmp_
         tailer.poll()
         tailer.poll()
         assert tailer.stats()[str(named)].readable is True
+
+
+def test_a_deleted_named_file_stays_unreadable_after_a_reload_or_restart(tmp_path: Path) -> None:
+    """Review of metrics (2026-12-08): the deleted file's 0 lived only in the Tailer, so a reload (new
+    Tailers, given the old one's positions) or a restart (the checkpoint) lost it: the series went, and
+    LogravenFileUnreadable resolved for a /var/log/secure still missing. The positions carry it now."""
+    import json
+
+    named = tmp_path / "secure"
+    named.write_bytes(b"a\n")
+    with make([named], start_position="beginning") as tailer:
+        assert texts(tailer.poll()) == [b"a"]
+        named.unlink()
+        tailer.poll()
+        tailer.poll()
+        assert tailer.stats()[str(named)].readable is False
+        saved = json.loads(json.dumps(tailer.positions()))  # as the checkpoint holds it
+    assert saved[str(named)].get("deleted") is True
+    with make([named], start_position="beginning", positions=saved) as again:
+        again.poll()
+        assert again.stats()[str(named)].readable is False
+        assert again.positions()[str(named)].get("deleted") is True
+        named.write_bytes(b"b\n")  # a file is there again: read from its start, readable
+        assert texts(again.poll()) == [b"b"]
+        assert again.stats()[str(named)].readable is True
+        assert "deleted" not in again.positions()[str(named)]
+    with make([tmp_path / "*.log"], positions={str(tmp_path / "x.log"): {"deleted": True}}) as globbed:
+        globbed.poll()  # a glob's files come and go: never "deleted"
+        assert str(tmp_path / "x.log") not in globbed.stats()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

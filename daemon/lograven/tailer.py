@@ -1065,6 +1065,8 @@ class Tailer:
                 # Not for a file there that could not be opened (unreadable): it is not new when it can be
                 if not any(glob_matches(path, pattern) for path in result):
                     result[pattern] = {}
+            for path in self._deleted:  # still unreadable after a reload or a restart (lograven_file_readable 0)
+                result.setdefault(path, {})["deleted"] = True
             return result
 
     def stats(self) -> dict[str, FileStats]:
@@ -1246,7 +1248,7 @@ class Tailer:
             self._stat(path).readable = False
         followed = {w.path for w in self._live} | {w.path for w in self._draining}
         for path in [p for p, seen in self._last_seen.items() if now - seen > STATS_RETENTION_SECONDS]:
-            if path not in followed:
+            if path not in followed and path not in self._deleted:  # a deleted named file stays at 0
                 del self._last_seen[path]
                 self._stats.pop(path, None)
         return complete
@@ -1559,6 +1561,10 @@ class Tailer:
                 log.warning("ignoring a malformed checkpoint position for %r: a NUL byte in the path", path)
                 continue
             path = os.path.abspath(path)
+            if isinstance(entry, Mapping) and entry.get("deleted") is True:  # a named file deleted, none since
+                if path in self._paths.patterns and not has_magic(path):
+                    self._deleted.add(path)
+                entry = {k: v for k, v in entry.items() if k != "deleted"}
             if isinstance(entry, Mapping) and not entry:  # followed, no file there then (see positions())
                 self._known_absent.add(path)
                 continue
