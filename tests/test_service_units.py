@@ -1773,3 +1773,33 @@ def test_a_bundle_changed_in_place_is_reloaded_as_a_new_model(tmp_path, bundle_d
     m["manifest_sha256"] = _manifest_digest(m)
     (copy / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True))
     assert _manifest_changed(copy, bundle) is True
+
+
+def test_a_plugin_keeps_a_stopped_daemons_file_positions(tmp_path, bundle_dir, training_log, caplog) -> None:
+    """Review of the plugin (2026-12-08): on the state_dir of a daemon that was stopped (an upgrade, a
+    restart window) the plugin took the lock and rewrote the checkpoint with no file positions, without a
+    word; the daemon then read its files again from the start (or, with start_position end, skipped what
+    came). The plugin keeps them, and says that the two share a checkpoint."""
+    from lograven.checkpoint import Checkpointer
+
+    cfg = _plugin_cfg(tmp_path, bundle_dir)
+    state = tmp_path / "state"
+    state.mkdir()
+    theirs = {"0": {"/var/log/x.log": {"file_id": "1:2:00", "offset": 7, "fingerprint_len": 0}}}
+    Checkpointer(state / "checkpoint.json").save({"model": None, "positions": theirs, "streams": {}})
+    (state / "lock").write_text("4242 daemon\n")  # its pid, not running
+    lines = training_log.read_text().splitlines()[:3]
+    svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        assert svc.run() == 0
+    saved = json.loads((state / "checkpoint.json").read_text())["state"]
+    assert saved["positions"] == theirs
+    assert saved["streams"]  # the plugin's own stream states are saved beside them
+    assert "holds the lograven daemon's checkpoint" in caplog.text and "its own state_dir" in caplog.text
+    caplog.clear()  # a plugin's own checkpoint (no file positions): nothing to say
+    (state / "checkpoint.json").unlink()
+    svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        assert svc.run() == 0
+    assert "daemon's checkpoint" not in caplog.text
+    assert json.loads((state / "checkpoint.json").read_text())["state"]["positions"] == {}

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, T
 
 from lograven.errors import LogravenError
 from lograven.masking import line_pattern
+from lograven.osutil import whoami
 
 if TYPE_CHECKING:
     from lograven.metrics import Metrics
@@ -630,7 +631,7 @@ class JsonlSink:
                                     f"is a file, not a directory ({e.filename or e}); choose another path") from e
             raise LogravenError(
                 f"alerts.jsonl.path: cannot open {self.path} for appending ({e.strerror or e}); "
-                "make its directory writable by the lograven user or choose another path"
+                f"make its directory writable by the user lograven runs as ({whoami()}) or choose another path"
             ) from e
 
     def _open(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LogravenError
-from .osutil import read_regular
+from .osutil import read_regular, whoami
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class Checkpointer:
                                     "move it away (lograven writes a file there)") from exc  # fmt: skip
             raise LogravenError(
                 f"cannot save the checkpoint {self.path} in {directory}: {exc.strerror or exc}; "
-                f"check that the directory exists and is writable by the lograven user (state_dir).{kept}"
+                f"check that the directory exists and is writable by the user lograven runs as ({whoami()}) "
+                f"(state_dir).{kept}"
             ) from exc
 
     def load(self) -> dict[str, Any] | None:

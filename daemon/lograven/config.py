@@ -128,7 +128,8 @@ def _check_paths(value: tuple[str, ...]) -> str | None:
 def _check_sources(value: tuple[object, ...]) -> str | None:
     if value:
         return None
-    return "must list at least one source (`lograven run --stdin` ignores sources)"
+    return ("must list at least one source (`lograven run --stdin` reads no file, but takes the first "
+            "source's format and stream: give it `paths: [/dev/null]`)")
 
 
 def _check_non_empty(value: str) -> str | None:
@@ -646,7 +647,8 @@ class Config:
     sources: tuple[SourceConfig, ...] = _opt(
         (SourceConfig(paths=DEFAULT_SOURCE_PATHS),), check=_check_sources,
         valid="at least one entry",
-        help="Log sources to follow (not used by `lograven run --stdin`).")
+        help="Log sources to follow. `lograven run --stdin` reads none of their files, but takes the "
+             "first source's `format` and `stream`.")
     model: str | None = _opt(
         None, check=_check_non_empty, valid="path or null",
         help="Model bundle directory to detect with; null selects learn mode: learn from the "

@@ -273,9 +273,10 @@ def trained_with_warnings(bundle: Bundle, cfg: Config, stdin_mode: bool = False)
         was = trained.get("format")
         if isinstance(was, str) and was not in ("mixed", src.format):
             out.append(f"sources[{i}].format is {src.format!r}, but model {bundle.version} was trained on lines read "
-                       f"as format {was!r}: this source's lines are parsed otherwise than its training lines. If the "
-                       "files differ in format, learn mode (`model: null`) reads each source with its own format; "
-                       "else set the format the model was trained with")
+                       f"as format {was!r}: this source's lines are parsed otherwise than its training lines. "
+                       + ("Set the format the model was trained with, or train a model on lines of this format"
+                          if stdin_mode else "If the files differ in format, learn mode (`model: null`) reads "
+                          "each source with its own format; else set the format the model was trained with"))
     return out
 
 
@@ -553,6 +554,7 @@ class Service:
         self._next_relearn = float("inf")
         self._lock_fd: int | None = None
         self._checkpoint_off = False  # a plugin on the daemon's state_dir: the checkpoint is the daemon's
+        self._kept_positions: dict = {}  # a plugin on a stopped daemon's state_dir: its file positions, kept
 
     # ------------------------------------------------------------ set-up
     def _prepare_state_dir(self) -> None:
@@ -751,6 +753,13 @@ class Service:
             release_free_memory()
             self.router = build_router(self.cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
             if self.stdin_mode:
+                if any(isinstance(g, dict) and g for g in positions.values()):
+                    # a daemon's, stopped now: the plugin keeps them in its checkpoints as they are, so that
+                    # the daemon resumes where it stopped (they were replaced by none: lines skipped or re-read)
+                    self._kept_positions = positions
+                    log.warning("state_dir %s holds the lograven daemon's checkpoint (its file positions): the "
+                                "plugin keeps those positions as they are, but the two share one checkpoint; give "
+                                "the plugin its own state_dir", self.state_dir)
                 return self._run_stdin()
             self._open_sources(self.cfg, positions)
             self._note_restored_files()
@@ -1367,7 +1376,8 @@ class Service:
 
         state = {
             "model": self.bundle.version if self.bundle else None,
-            "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer},
+            "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer}
+            if not self.stdin_mode else self._kept_positions,
             "streams": entries(),
         }
         written = True
