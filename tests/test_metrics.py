@@ -460,3 +460,27 @@ def test_a_listener_beyond_loopback_is_warned_about() -> None:
         assert exposure_warning(quiet) is None, quiet
     for loud in ("0.0.0.0:9077", "[::]:9077", "192.0.2.10:9077", "prom.example:9077"):
         assert "without authentication" in (exposure_warning(loud) or ""), loud
+
+
+def test_an_error_while_serving_is_said_and_serving_goes_on(monkeypatch, caplog) -> None:
+    """One thread serves every connection: an unexpected error in it must not leave a dead /metrics
+    beside a daemon that goes on detecting."""
+    from lograven import metrics as metrics_mod
+
+    real_step, failed = metrics_mod._Server._step, []
+
+    def step_once_failing(self, conn):
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("boom")
+        return real_step(self, conn)
+
+    monkeypatch.setattr(metrics_mod._Server, "_step", step_once_failing)
+    server = start_http_server("127.0.0.1:0", Metrics())
+    try:
+        with caplog.at_level("WARNING", logger="lograven.metrics"):
+            assert "lograven_build_info" in _scrape(server.url)  # the request of the failed round, too
+            assert "lograven_build_info" in _scrape(server.url)
+        assert "serving /metrics failed; going on" in caplog.text and "boom" in caplog.text
+    finally:
+        server.stop()

@@ -14,6 +14,7 @@ import errno
 import io
 import ipaddress
 import logging
+import math
 import platform
 import selectors
 import socket
@@ -360,42 +361,54 @@ class _Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stop = False
+        self._listening = False
         self._accept_paused_until = 0.0
 
     def serve_forever(self) -> None:
         self.socket.setblocking(False)
         self._sel.register(self.socket, selectors.EVENT_READ, None)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        listening = True
+        self._listening = True
+        said_at = -math.inf
         while not self._stop:
-            now = time.monotonic()
-            if not listening and now >= self._accept_paused_until:
-                self._sel.register(self.socket, selectors.EVENT_READ, None)
-                listening = True
-            timeout = min((c.deadline for c in self._conns.values()), default=now + 1.0) - now
-            if not listening:
-                timeout = min(timeout, self._accept_paused_until - now)
-            pending = False
-            for key, mask in self._sel.select(max(0.0, min(timeout, 1.0))):
-                if key.fileobj is self._wake_r:
-                    with contextlib.suppress(OSError):
-                        self._wake_r.recv(64)
-                elif key.fileobj is self.socket:
-                    pending = True  # after the connections' own events: a new one may close the oldest
-                else:
-                    conn = self._conns.get(key.fileobj.fileno())
-                    if conn is not None:
-                        self._step(conn)
-            if pending and not self._accept():
-                self._sel.unregister(self.socket)  # out of descriptors: try again shortly
-                listening = False
-                self._accept_paused_until = time.monotonic() + 0.5
-            now = time.monotonic()
-            for conn in [c for c in self._conns.values() if c.deadline <= now]:
-                self._close(conn)
+            try:
+                self._round()
+            except Exception:  # never a dead endpoint beside a running daemon: said, and served on
+                if time.monotonic() - said_at > 600:
+                    said_at = time.monotonic()
+                    log.warning("metrics: serving /metrics failed; going on", exc_info=True)
+                time.sleep(0.1)
         for conn in list(self._conns.values()):
             self._close(conn)
         self._sel.close()
+
+    def _round(self) -> None:
+        """One wait for events, and what they call for."""
+        now = time.monotonic()
+        if not self._listening and now >= self._accept_paused_until:
+            self._sel.register(self.socket, selectors.EVENT_READ, None)
+            self._listening = True
+        timeout = min((c.deadline for c in self._conns.values()), default=now + 1.0) - now
+        if not self._listening:
+            timeout = min(timeout, self._accept_paused_until - now)
+        pending = False
+        for key, _ in self._sel.select(max(0.0, min(timeout, 1.0))):
+            if key.fileobj is self._wake_r:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(64)
+            elif key.fileobj is self.socket:
+                pending = True  # after the connections' own events: a new one may close the oldest
+            else:
+                conn = self._conns.get(key.fileobj.fileno())
+                if conn is not None:
+                    self._step(conn)
+        if pending and not self._accept():
+            self._sel.unregister(self.socket)  # out of descriptors: try again shortly
+            self._listening = False
+            self._accept_paused_until = time.monotonic() + 0.5
+        now = time.monotonic()
+        for conn in [c for c in self._conns.values() if c.deadline <= now]:
+            self._close(conn)
 
     def _accept(self) -> bool:
         """Take pending connections (half the limit at most per round); False when out of descriptors.
