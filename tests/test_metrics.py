@@ -192,7 +192,7 @@ def test_http_server_serves_the_registry_on_loopback() -> None:
 def test_idle_clients_neither_pile_up_threads_nor_delay_scrapes() -> None:
     """Local clients that open connections and never finish a request: with a thread per connection, 8
     slots and a 5 s cut-off, 24 of them made every scrape take 10 s (Prometheus's default scrape timeout;
-    review of 2026-12-08). One thread now holds every connection, and a scrape is answered at once."""
+    review of 2026-12-07 (night)). One thread now holds every connection, and a scrape is answered at once."""
     import threading
 
     from lograven import metrics as metrics_mod

@@ -411,7 +411,7 @@ def test_mixed_forms_of_a_variable_are_one_known_type(seed: int) -> None:
     KMeans gives the addresses with root (seed 42: the host names'; seeds 2 and 3: guest's and test's),
     the address lines with root are the host names' template, guest and test stay two constants, and a
     host name with `user=guest` (a combination the file never shows) is guest's known type, not an
-    unknown type (before 2026-12-08: unknown at seed 42, and one `user=<*>` type at seeds 2 and 3)."""
+    unknown type (before 2026-12-07 (night): unknown at seed 42, and one `user=<*>` type at seeds 2 and 3)."""
     by_name, by_ip, mixed = _linux_auth_failure_types(seed=seed)
     assert UNKNOWN not in (by_name, by_ip, mixed)
     assert by_ip == mixed != by_name
@@ -485,7 +485,7 @@ def _types_with_and_without_widening(monkeypatch, msgs: list[str]) -> tuple[Mess
 
 
 def test_widening_never_moves_a_training_line_to_another_type(monkeypatch) -> None:
-    """Review of the widening (2026-12-08): `a s=<IP> guest` widened to `a <*> guest` took `a s=hostx guest`
+    """Review of the widening (2026-12-07 (night)): `a s=<IP> guest` widened to `a <*> guest` took `a s=hostx guest`
     from `<*> s=hostx guest` (the trie prefers the constant `a`), and took the one-item list `a x=7 guest`
     from the list type `a x=<*> ... guest`. A template now widens only where the wider form matches no
     training line it did not match already."""

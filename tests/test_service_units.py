@@ -1776,7 +1776,7 @@ def test_a_bundle_changed_in_place_is_reloaded_as_a_new_model(tmp_path, bundle_d
 
 
 def test_a_plugin_keeps_a_stopped_daemons_file_positions(tmp_path, bundle_dir, training_log, caplog) -> None:
-    """Review of the plugin (2026-12-08): on the state_dir of a daemon that was stopped (an upgrade, a
+    """Review of the plugin (2026-12-07 (night)): on the state_dir of a daemon that was stopped (an upgrade, a
     restart window) the plugin took the lock and rewrote the checkpoint with no file positions, without a
     word; the daemon then read its files again from the start (or, with start_position end, skipped what
     came). The plugin keeps them, and says that the two share a checkpoint."""

@@ -1032,7 +1032,7 @@ def test_a_configured_file_that_is_deleted_is_not_readable_until_it_is_back(tmp_
 
 
 def test_a_deleted_named_file_stays_unreadable_after_a_reload_or_restart(tmp_path: Path) -> None:
-    """Review of metrics (2026-12-08): the deleted file's 0 lived only in the Tailer, so a reload (new
+    """Review of metrics (2026-12-07 (night)): the deleted file's 0 lived only in the Tailer, so a reload (new
     Tailers, given the old one's positions) or a restart (the checkpoint) lost it: the series went, and
     LogravenFileUnreadable resolved for a /var/log/secure still missing. The positions carry it now."""
     import json
