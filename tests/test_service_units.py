@@ -1510,8 +1510,9 @@ def test_a_second_plugin_on_one_state_dir_is_told_why(tmp_path, bundle_dir, trai
         # the daemon, restarted, began at its files' ends (review, 2026-12-07)
         from lograven.checkpoint import Checkpointer
 
+        daemons = {"0": {"/var/log/x.log": {"file_id": "1:2:00", "offset": 7}}}  # a plugin's has no file positions
         Checkpointer(state / "checkpoint.json").save(
-            {"model": None, "positions": {"0": {"/var/log/x.log": {"file_id": "1:2:00", "offset": 7}}}, "streams": {}})
+            {"model": None, "positions": daemons if kind == "daemon" else {}, "streams": {}})
         theirs = (state / "checkpoint.json").read_text()
         try:
             fcntl.flock(holder, fcntl.LOCK_EX)
@@ -1775,11 +1776,13 @@ def test_a_bundle_changed_in_place_is_reloaded_as_a_new_model(tmp_path, bundle_d
     assert _manifest_changed(copy, bundle) is True
 
 
-def test_a_plugin_keeps_a_stopped_daemons_file_positions(tmp_path, bundle_dir, training_log, caplog) -> None:
-    """Review of the plugin (2026-12-07 (night)): on the state_dir of a daemon that was stopped (an upgrade, a
+def test_a_plugin_leaves_a_stopped_daemons_checkpoint_alone(tmp_path, bundle_dir, training_log, caplog) -> None:
+    """Review of the plugin (2026-12-07, night): on the state_dir of a daemon that was stopped (an upgrade, a
     restart window) the plugin took the lock and rewrote the checkpoint with no file positions, without a
     word; the daemon then read its files again from the start (or, with start_position end, skipped what
-    came). The plugin keeps them, and says that the two share a checkpoint."""
+    came). Keeping the positions in the plugin's checkpoints was not enough: its sessions' states reached
+    the daemon, which alerted on their ends with no file or line. It now writes no checkpoint there, as
+    beside a running daemon, and says why."""
     from lograven.checkpoint import Checkpointer
 
     cfg = _plugin_cfg(tmp_path, bundle_dir)
@@ -1787,19 +1790,20 @@ def test_a_plugin_keeps_a_stopped_daemons_file_positions(tmp_path, bundle_dir, t
     state.mkdir()
     theirs = {"0": {"/var/log/x.log": {"file_id": "1:2:00", "offset": 7, "fingerprint_len": 0}}}
     Checkpointer(state / "checkpoint.json").save({"model": None, "positions": theirs, "streams": {}})
+    before = (state / "checkpoint.json").read_bytes()
     (state / "lock").write_text("4242 daemon\n")  # its pid, not running
     lines = training_log.read_text().splitlines()[:3]
     svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
     with caplog.at_level("WARNING", logger="lograven.service"):
         assert svc.run() == 0
-    saved = json.loads((state / "checkpoint.json").read_text())["state"]
-    assert saved["positions"] == theirs
-    assert saved["streams"]  # the plugin's own stream states are saved beside them
+    assert svc.stdout.getvalue().splitlines() == ["OK"] * 4
+    assert (state / "checkpoint.json").read_bytes() == before
     assert "holds the lograven daemon's checkpoint" in caplog.text and "its own state_dir" in caplog.text
-    caplog.clear()  # a plugin's own checkpoint (no file positions): nothing to say
+    caplog.clear()  # a plugin's own checkpoint (no file positions): nothing to say, its states are saved
     (state / "checkpoint.json").unlink()
     svc = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
     with caplog.at_level("WARNING", logger="lograven.service"):
         assert svc.run() == 0
     assert "daemon's checkpoint" not in caplog.text
-    assert json.loads((state / "checkpoint.json").read_text())["state"]["positions"] == {}
+    saved = json.loads((state / "checkpoint.json").read_text())["state"]
+    assert saved["positions"] == {} and saved["streams"]

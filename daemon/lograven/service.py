@@ -554,7 +554,6 @@ class Service:
         self._next_relearn = float("inf")
         self._lock_fd: int | None = None
         self._checkpoint_off = False  # a plugin on the daemon's state_dir: the checkpoint is the daemon's
-        self._kept_positions: dict = {}  # a plugin on a stopped daemon's state_dir: its file positions, kept
 
     # ------------------------------------------------------------ set-up
     def _prepare_state_dir(self) -> None:
@@ -719,6 +718,16 @@ class Service:
             state = state or {}
             path = self._model_location(self.cfg)
             positions = state.get("positions", {})
+            if self.stdin_mode and any(isinstance(g, dict) and g for g in positions.values()):
+                # A stopped daemon's checkpoint (a plugin writes no file positions): the plugin neither takes
+                # its streams' states nor writes its own checkpoint over it, as beside a running daemon. It
+                # had replaced the positions by none (the daemon then re-read or skipped its files), and its
+                # sessions' states reached the daemon, which judged their ends as alerts of no file or line.
+                log.warning("state_dir %s holds the lograven daemon's checkpoint (its file positions): the plugin "
+                            "runs without writing a checkpoint, which would replace the daemon's; give the plugin "
+                            "its own state_dir", self.state_dir)
+                self._checkpoint_off = True
+                state = {}
             learned = False
             if path is None:
                 if self.stdin_mode:
@@ -753,13 +762,6 @@ class Service:
             release_free_memory()
             self.router = build_router(self.cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
             if self.stdin_mode:
-                if any(isinstance(g, dict) and g for g in positions.values()):
-                    # a daemon's, stopped now: the plugin keeps them in its checkpoints as they are, so that
-                    # the daemon resumes where it stopped (they were replaced by none: lines skipped or re-read)
-                    self._kept_positions = positions
-                    log.warning("state_dir %s holds the lograven daemon's checkpoint (its file positions): the "
-                                "plugin keeps those positions as they are, but the two share one checkpoint; give "
-                                "the plugin its own state_dir", self.state_dir)
                 return self._run_stdin()
             self._open_sources(self.cfg, positions)
             self._note_restored_files()
@@ -1376,8 +1378,7 @@ class Service:
 
         state = {
             "model": self.bundle.version if self.bundle else None,
-            "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer}
-            if not self.stdin_mode else self._kept_positions,
+            "positions": {str(s.index): s.tailer.positions() for s in self._sources if s.tailer},
             "streams": entries(),
         }
         written = True
