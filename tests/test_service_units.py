@@ -1807,3 +1807,38 @@ def test_a_plugin_leaves_a_stopped_daemons_checkpoint_alone(tmp_path, bundle_dir
     assert "daemon's checkpoint" not in caplog.text
     saved = json.loads((state / "checkpoint.json").read_text())["state"]
     assert saved["positions"] == {} and saved["streams"]
+
+
+def test_a_daemon_takes_no_streams_from_a_plugins_checkpoint(tmp_path, bundle_dir, training_log, caplog) -> None:
+    """Review of the day's diff (2026-12-07, night): a daemon started on a state_dir a plugin had used restored
+    the plugin's sessions' GRU states, and judged their ends: alerts with an empty file and line, for
+    sessions it never read. It takes the file positions (a plugin writes none) and not the streams."""
+    import threading
+
+    from lograven.service import Service
+
+    cfg = _plugin_cfg(tmp_path, bundle_dir)
+    lines = training_log.read_text().splitlines()[:3]
+    plugin = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in lines], stdout=io.StringIO())
+    assert plugin.run() == 0
+    state = tmp_path / "state"
+    assert json.loads((state / "checkpoint.json").read_text())["state"]["streams"]
+    log = tmp_path / "app.log"
+    log.write_text(lines[0] + "\n")
+    daemon_cfg = parse_config({**{"model": str(bundle_dir), "state_dir": str(state), "metrics": {"enabled": False},
+                                  "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "d.jsonl")}}},
+                               "sources": [{"paths": [str(log)]}]})  # fmt: skip
+    svc = Service(daemon_cfg)
+    with caplog.at_level("WARNING", logger="lograven.service"):
+        t = threading.Thread(target=svc.run)
+        t.start()
+        try:
+            deadline = time.monotonic() + 30
+            while svc.detector is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            assert svc.detector is not None and "stdin" not in svc.detector.states
+        finally:
+            svc.stop()
+            t.join(timeout=20)
+    assert "was a lograven plugin's" in caplog.text

@@ -338,13 +338,14 @@ MAX_REQUEST_BYTES = 16384
 
 
 class _Conn:
-    __slots__ = ("sock", "inbuf", "outbuf", "deadline")
+    __slots__ = ("sock", "inbuf", "outbuf", "deadline", "answered")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
         self.inbuf = bytearray()
         self.outbuf = b""
         self.deadline = deadline
+        self.answered = False  # the whole answer is sent: what the client still sends is read and dropped
 
 
 class _Server:
@@ -439,7 +440,11 @@ class _Server:
                 sent = conn.sock.send(conn.outbuf)
                 conn.outbuf = conn.outbuf[sent:]
                 if not conn.outbuf:
-                    self._close(conn)
+                    # Closed with bytes unread (a request body, a second request), the socket would send a
+                    # reset, and the client lose the end of the answer: end ours, read theirs to its end.
+                    conn.answered = True
+                    conn.sock.shutdown(socket.SHUT_WR)
+                    self._sel.modify(conn.sock, selectors.EVENT_READ, None)
                 return
             data = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -449,6 +454,8 @@ class _Server:
             return
         if not data:
             self._close(conn)
+            return
+        if conn.answered:
             return
         conn.inbuf += data
         end = conn.inbuf.find(b"\r\n\r\n")

@@ -8,6 +8,7 @@ their alerts, checkpoints, pings the systemd watchdog and handles signals.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import hashlib
@@ -554,6 +555,7 @@ class Service:
         self._next_relearn = float("inf")
         self._lock_fd: int | None = None
         self._checkpoint_off = False  # a plugin on the daemon's state_dir: the checkpoint is the daemon's
+        self._last_holder = "?"  # "daemon" or "plugin": who held the state_dir's lock before this process
 
     # ------------------------------------------------------------ set-up
     def _prepare_state_dir(self) -> None:
@@ -629,6 +631,8 @@ class Service:
                 f"state_dir {self.state_dir} is in use by another lograven (pid {other}); stop it "
                 "(`systemctl stop lograven`), or give this one its own state_dir"
             ) from None
+        with contextlib.suppress(OSError):  # who held it last: a daemon does not take a plugin's streams
+            self._last_holder = (os.pread(fd, 64, 0).decode("ascii", "replace").split() + ["?", "?"])[1]
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {'plugin' if self.stdin_mode else 'daemon'}\n".encode(), 0)
@@ -718,6 +722,12 @@ class Service:
             state = state or {}
             path = self._model_location(self.cfg)
             positions = state.get("positions", {})
+            if not self.stdin_mode and self._last_holder == "plugin" and state.get("streams"):
+                # a plugin's (stopped now): its streams are not the daemon's files; restored, their ends were
+                # judged as alerts of no file or line
+                log.warning("state_dir %s was a lograven plugin's (`run --stdin`): its checkpoint's stream states "
+                            "are not taken; give the plugin and the daemon a state_dir each", self.state_dir)
+                state = {**state, "streams": {}}
             if self.stdin_mode and any(isinstance(g, dict) and g for g in positions.values()):
                 # A stopped daemon's checkpoint (a plugin writes no file positions): the plugin neither takes
                 # its streams' states nor writes its own checkpoint over it, as beside a running daemon. It
