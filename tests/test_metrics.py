@@ -511,3 +511,19 @@ def test_bytes_after_the_request_do_not_cut_the_answer() -> None:
             assert length > 300_000 and len(body) == length
     finally:
         server.stop()
+
+
+def test_a_stop_right_after_the_start_is_clean() -> None:
+    """CI, 2026-12-07 (night): a daemon that failed at once stopped the endpoint before its thread had
+    begun, which then failed on the closed socket (an exception in a thread)."""
+    import threading
+
+    errors = []
+    old_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        for _ in range(50):
+            start_http_server("127.0.0.1:0", Metrics()).stop()
+    finally:
+        threading.excepthook = old_hook
+    assert not errors

@@ -362,14 +362,15 @@ class _Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stop = False
-        self._listening = False
         self._accept_paused_until = 0.0
-
-    def serve_forever(self) -> None:
-        self.socket.setblocking(False)
-        self._sel.register(self.socket, selectors.EVENT_READ, None)
+        # set up here, not in the thread: a stop() right after the start (a daemon that fails at once) closed
+        # the socket before the thread had begun (EBADF in the thread)
+        sock.setblocking(False)
+        self._sel.register(sock, selectors.EVENT_READ, None)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._listening = True
+
+    def serve_forever(self) -> None:
         said_at = -math.inf
         while not self._stop:
             try:
@@ -551,8 +552,8 @@ class MetricsServer:
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
         self._server.shutdown()
+        self._thread.join(timeout=5)  # then closed: the thread may still be in a round
         self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 def exposure_warning(listen: str) -> str | None:
