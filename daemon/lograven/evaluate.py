@@ -111,10 +111,13 @@ class Counts:
                 "f1": round(f, 4) if positive else None}  # fmt: skip
 
     def ratios_text(self, widths: tuple[int, int, int] = (9, 7, 7), sep: str = "  ") -> str:
-        """Precision, recall and F1 for a table, `n/a` where to_json has null."""
+        """Precision, recall and F1 for a table, `n/a` where to_json has null. Formatted from the exact
+        ratios: from the JSON's (4 decimals) about one in twenty was 0.001 off (95/100 and 95/97 gave F1
+        0.965 for 0.9645 instead of 0.964 for 0.96447)."""
         js = self.to_json()
+        exact = dict(zip(("precision", "recall", "f1"), prf(self.tp, self.fp, self.fn)))
         return sep.join(
-            f"{js[k]:>{w}.3f}" if js[k] is not None else f"{'n/a':>{w}}"
+            f"{exact[k]:>{w}.3f}" if js[k] is not None else f"{'n/a':>{w}}"
             for k, w in zip(("precision", "recall", "f1"), widths)
         )
 
