@@ -1453,3 +1453,34 @@ def test_an_allowlist_nested_too_deeply_or_not_a_file_keeps_the_rules_and_never_
     os.mkfifo(path)
     got = call_within(lambda: allowlist_problems(path))
     assert "not a regular file" in got[0], got
+
+
+def test_one_odd_learned_line_does_not_raise_the_autoencoder_threshold(caplog) -> None:
+    """Corrective-action review (2026-12-07, night): the 0.999 quantile of a learn's few hundred held-back
+    lines is their largest error, so one 3,000-character line among 300 learned ones raised the default
+    model's threshold from 5.37 to 6.93, and the autoencoder then flagged none of the anomalies it had
+    flagged. A raise rests on at least RAISE_MIN_LINES held-back lines; a large hold-out is left alone."""
+    from types import SimpleNamespace
+
+    from lograven.learning import RAISE_MIN_LINES, keep_parent_threshold
+
+    def fake(errs, weights, threshold):
+        return SimpleNamespace(holdout_errors_=np.array(errs, dtype=float), holdout_weights_=np.array(weights, dtype=float),
+                               threshold_=threshold, params=SimpleNamespace(quantile=0.999),
+                               calibration_={"quantile": 0.999, "threshold": threshold})  # fmt: skip
+
+    parent = SimpleNamespace(threshold_=5.0)
+    odd = fake([1.0] * 559 + [9.0], [1] * 560, 9.0)  # one outlier held back
+    with caplog.at_level("INFO", logger="lograven.learning"):
+        keep_parent_threshold(odd, parent)
+    assert odd.threshold_ == 5.0 and odd.calibration_["recalibrated_threshold"] == 9.0
+    assert "fewer than 5 held-back lines" in caplog.text
+    learned = fake([1.0] * 550 + [6.0] * (RAISE_MIN_LINES + 1) + [9.0], [1] * (551 + RAISE_MIN_LINES + 1), 9.0)
+    keep_parent_threshold(learned, parent)  # a message held back on several lines still raises it
+    assert learned.threshold_ == 6.0
+    weighted = fake([1.0, 6.0, 9.0], [550, RAISE_MIN_LINES, 1], 9.0)  # lines per text count
+    keep_parent_threshold(weighted, parent)
+    assert weighted.threshold_ == 6.0
+    many = fake([1.0] * 9999 + [9.0], [1] * 10000, 9.0)  # 10 lines in the tail: the quantile stands
+    keep_parent_threshold(many, parent)
+    assert many.threshold_ == 9.0 and "capped_raise" not in many.calibration_

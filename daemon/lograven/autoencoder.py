@@ -149,6 +149,7 @@ class Autoencoder:
             "threshold": self.threshold_,
         }
         self.holdout_errors_ = errs
+        self.holdout_weights_ = cw  # lines per held-back text
         log.info("autoencoder: length %d, vocab %d, threshold %.3f", self.length_, self.tokenizer_.vocab_size, self.threshold_)
         return self
 

@@ -468,6 +468,31 @@ def keep_parent_threshold(ae: Autoencoder, parent: Autoencoder) -> None:
         ae.calibration_["recalibrated_threshold"] = ae.threshold_
         ae.calibration_["threshold"] = ae.threshold_ = float(parent.threshold_)
         ae.calibration_["kept_parent_threshold"] = True
+        return
+    # Upwards, the same few lines: the 0.999 quantile of 560 held-back lines is their largest error, so one
+    # odd line (a 3,000-character line among 300 learned ones: 5.37 -> 6.93, and the autoencoder flagged
+    # none of 200 anomalies it had flagged) would set the threshold. Where the quantile's tail holds fewer
+    # than RAISE_MIN_LINES lines, it may rise only to the RAISE_MIN_LINES-th largest held-back error: a
+    # message learned on several held-back lines still raises it, a single outlier does not.
+    errs = getattr(ae, "holdout_errors_", None)
+    weights = getattr(ae, "holdout_weights_", None)
+    q = float(ae.calibration_.get("quantile", ae.params.quantile))
+    if errs is None or weights is None or float(np.sum(weights)) * (1.0 - q) >= RAISE_MIN_LINES:
+        return
+    order = np.argsort(-np.asarray(errs, dtype=float), kind="stable")
+    reached = np.cumsum(np.asarray(weights, dtype=float)[order]) >= RAISE_MIN_LINES
+    cap = float(np.asarray(errs, dtype=float)[order][int(np.argmax(reached))]) if reached.any() else float(parent.threshold_)
+    cap = max(cap, float(parent.threshold_))
+    if ae.threshold_ > cap:
+        log.info("autoencoder: recalibrated threshold %.3f rests on fewer than %d held-back lines; raised only to "
+                 "%.3f (the parent's is %.3f)", ae.threshold_, RAISE_MIN_LINES, cap, parent.threshold_)
+        ae.calibration_["recalibrated_threshold"] = ae.threshold_
+        ae.calibration_["threshold"] = ae.threshold_ = cap
+        ae.calibration_["capped_raise"] = True
+
+
+#: Held-back lines at least above a raised learned threshold (see keep_parent_threshold).
+RAISE_MIN_LINES = 5
 
 
 def keep_lowest_cuts(old: dict, new: dict) -> dict:
