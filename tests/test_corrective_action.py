@@ -1484,3 +1484,33 @@ def test_one_odd_learned_line_does_not_raise_the_autoencoder_threshold(caplog) -
     many = fake([1.0] * 9999 + [9.0], [1] * 10000, 9.0)  # 10 lines in the tail: the quantile stands
     keep_parent_threshold(many, parent)
     assert many.threshold_ == 9.0 and "capped_raise" not in many.calibration_
+
+
+def test_a_learn_does_not_replace_a_version_made_current_meanwhile(bundle_dir, tmp_path, monkeypatch, capsys) -> None:
+    """Corrective-action review (2026-12-07, night): two `lograven learn` runs at once (or one beside the
+    daemon's relearning) both started from v0001, and the one that finished last was made current over the
+    other, whose corrective action was lost without a word. The later one is now saved, not made current,
+    and says how to get both."""
+    from lograven import cli
+    from lograven.msgtypes import MessageTypes
+
+    store = ModelStore(tmp_path / "models")
+    for name in ("v0001", "v0002"):
+        shutil.copytree(bundle_dir, store.root / name)
+    store.set_current("v0001")
+    real_update, moved = MessageTypes.update, []
+
+    def update_while_another_finishes(self, *a, **k):
+        if not moved:
+            moved.append(1)
+            store.set_current("v0002")  # the other learn's version, made current meanwhile
+        return real_update(self, *a, **k)
+
+    monkeypatch.setattr(MessageTypes, "update", update_while_another_finishes)
+    write_log(tmp_path / "new.log", LogGenerator(seed=5).lines(200))
+    assert cli.main(["-q", "learn", "--model", str(store.root), str(tmp_path / "new.log")]) == 0
+    out = capsys.readouterr().out
+    assert store.current_name() == "v0002"
+    assert "v0003" in store.versions()
+    assert "not made current: another version became current while learning" in out
+    assert f"--to v0003" in out and "it is now current" not in out

@@ -939,8 +939,10 @@ def cmd_learn(args) -> int:
     # lines read with an explicit --format / --stream: the new version records those, else the parent's stay
     read_as = {k: v for k, v, given in (("format", fmt, args.fmt), ("stream", stream, getattr(args, "stream_key", None)
                                                                     or getattr(args, "stream", None))) if given}
+    # keep_newer_current: another learn (or the daemon's relearning) that made its version current meanwhile
+    # is not replaced in silence by this one, which does not hold what that one learned
     path, s = learn(args.model, corpus, out=args.out, training=cfg.training, progress=bar, source=source,
-                    read_as=read_as)
+                    read_as=read_as, keep_newer_current=True)
     bar.close()
     if args.json:
         print(json.dumps(s, indent=2))
@@ -962,6 +964,11 @@ def cmd_learn(args) -> int:
     if made and s.get("parent_version"):
         print(f"  {'their messages are known types now; ' if s['new_types'] else ''}to undo: "
               f"lograven models rollback --dir {Path(path).parent} --to {s['parent_version']}")
+    elif made is False:  # another version became current while this one was learned
+        print(f"  not made current: another version became current while learning (another `lograven learn`, or the "
+              f"daemon's relearning), and {Path(path).name} does not hold what that one learned. Run this `learn` "
+              f"again to add these lines to it, or `lograven models rollback --dir {Path(path).parent} --to "
+              f"{Path(path).name}` to use this one instead")
     elif not made:  # a single bundle written to --out: nothing serves it until the daemon is pointed at it
         print(f"  to use it: set `model: {path}` in the daemon's config and reload it (systemctl reload lograven)")
     return 0
