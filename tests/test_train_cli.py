@@ -148,3 +148,29 @@ def test_train_says_before_training_that_the_format_timestamp_group_holds_no_tim
         cli._warn_unparsed(corpus, shifted)
     assert "the timestamp group of format" in caplog.text and caplog.text.rstrip().endswith("then retrain"), caplog.text
     assert read_corpus([str(log)], fmt=r"regex:(?P<timestamp>\S+) (?P<host>\S+) (?P<message>.*)").misread is None
+
+
+def test_train_and_learn_refuse_a_binary_file(tmp_path, capsys) -> None:
+    """Corrective-action review (2026-12-07, night): `learn` on a binary file (wtmp, a journal file) was
+    accepted with a format warning, made current, and added 308 types of its bytes, among them `<*>` and
+    `<*> <*>`: no one- or two-word message was an unknown type any more. Such a file is refused, named,
+    with the fix; a text log with a few garbled lines is not."""
+    import random
+
+    from lograven.errors import LogravenError
+    from lograven.training import read_corpus
+
+    rng = random.Random(3)
+    binary = tmp_path / "wtmp"
+    binary.write_bytes(bytes(rng.randrange(256) for _ in range(40_000)))
+    with pytest.raises(LogravenError, match=r"wtmp: not a text log \(\d+ of its first \d+ lines"):
+        read_corpus([str(binary)])
+    text = tmp_path / "messages"
+    lines = [f"Dec  7 10:00:{i % 60:02d} host app[1]: request {i} done".encode() for i in range(300)]
+    lines[5] = b"Dec  7 10:00:05 host app[1]: \xff\xfe\x00\x01 garbled"
+    text.write_bytes(b"\n".join(lines) + b"\n")
+    assert len(read_corpus([str(text)])) == 300
+    short = tmp_path / "short.bin"  # fewer lines than the sample: judged at the end
+    short.write_bytes(b"\x00\x01\x02\x03\xff\xfe" * 50 + b"\n" + b"\x00\x07\x08" * 30 + b"\n")
+    with pytest.raises(LogravenError, match="short.bin: not a text log"):
+        read_corpus([str(short)])
