@@ -1474,7 +1474,7 @@ def test_one_odd_learned_line_does_not_raise_the_autoencoder_threshold(caplog) -
     with caplog.at_level("INFO", logger="lograven.learning"):
         keep_parent_threshold(odd, parent)
     assert odd.threshold_ == 5.0 and odd.calibration_["recalibrated_threshold"] == 9.0
-    assert "fewer than 5 held-back lines" in caplog.text
+    assert f"fewer than {RAISE_MIN_LINES} held-back lines" in caplog.text
     learned = fake([1.0] * 550 + [6.0] * (RAISE_MIN_LINES + 1) + [9.0], [1] * (551 + RAISE_MIN_LINES + 1), 9.0)
     keep_parent_threshold(learned, parent)  # a message held back on several lines still raises it
     assert learned.threshold_ == 6.0

@@ -964,7 +964,7 @@ def cmd_learn(args) -> int:
     if made and s.get("parent_version"):
         print(f"  {'their messages are known types now; ' if s['new_types'] else ''}to undo: "
               f"lograven models rollback --dir {Path(path).parent} --to {s['parent_version']}")
-    elif made is False:  # another version became current while this one was learned
+    elif made is False and not args.out:  # another version became current while this one was learned
         print(f"  not made current: another version became current while learning (another `lograven learn`, or the "
               f"daemon's relearning), and {Path(path).name} does not hold what that one learned. Run this `learn` "
               f"again to add these lines to it, or `lograven models rollback --dir {Path(path).parent} --to "

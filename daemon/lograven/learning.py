@@ -473,7 +473,8 @@ def keep_parent_threshold(ae: Autoencoder, parent: Autoencoder) -> None:
     # odd line (a 3,000-character line among 300 learned ones: 5.37 -> 6.93, and the autoencoder flagged
     # none of 200 anomalies it had flagged) would set the threshold. Where the quantile's tail holds fewer
     # than RAISE_MIN_LINES lines, it may rise only to the RAISE_MIN_LINES-th largest held-back error: a
-    # message learned on several held-back lines still raises it, a single outlier does not.
+    # message learned on two held-back lines or more still raises it, a single outlier does not. (5 lines
+    # was too strict: learning false alarms part by part, `evaluate --feedback learn`, then removed fewer.)
     errs = getattr(ae, "holdout_errors_", None)
     weights = getattr(ae, "holdout_weights_", None)
     q = float(ae.calibration_.get("quantile", ae.params.quantile))
@@ -492,7 +493,7 @@ def keep_parent_threshold(ae: Autoencoder, parent: Autoencoder) -> None:
 
 
 #: Held-back lines at least above a raised learned threshold (see keep_parent_threshold).
-RAISE_MIN_LINES = 5
+RAISE_MIN_LINES = 2
 
 
 def keep_lowest_cuts(old: dict, new: dict) -> dict:
