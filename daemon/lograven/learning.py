@@ -455,6 +455,10 @@ def grow_vocabulary(tokenizer, new_texts: list[str], known: list[str], trained_s
 TAIL_REFERENCE_RATE = DetectorSettings.sequence_false_alarm_rate  # the default rate: where two fitted tails are compared
 
 
+#: Held-back lines at least above a raised learned threshold (see keep_parent_threshold).
+RAISE_MIN_LINES = 2
+
+
 def keep_parent_threshold(ae: Autoencoder, parent: Autoencoder) -> None:
     """The fine-tuned autoencoder's threshold, no lower than its parent's. Its recalibration holds back
     a tenth of the new lines and the replayed texts: few lines (560 for 200 new ones, against the
@@ -480,20 +484,16 @@ def keep_parent_threshold(ae: Autoencoder, parent: Autoencoder) -> None:
     q = float(ae.calibration_.get("quantile", ae.params.quantile))
     if errs is None or weights is None or float(np.sum(weights)) * (1.0 - q) >= RAISE_MIN_LINES:
         return
-    order = np.argsort(-np.asarray(errs, dtype=float), kind="stable")
-    reached = np.cumsum(np.asarray(weights, dtype=float)[order]) >= RAISE_MIN_LINES
-    cap = float(np.asarray(errs, dtype=float)[order][int(np.argmax(reached))]) if reached.any() else float(parent.threshold_)
-    cap = max(cap, float(parent.threshold_))
+    errs, weights = np.asarray(errs, dtype=float), np.asarray(weights, dtype=float)
+    order = np.argsort(-errs, kind="stable")
+    reached = np.cumsum(weights[order]) >= RAISE_MIN_LINES  # down to the RAISE_MIN_LINES-th largest line
+    cap = max(float(errs[order][reached.argmax()]) if reached.any() else 0.0, float(parent.threshold_))
     if ae.threshold_ > cap:
         log.info("autoencoder: recalibrated threshold %.3f rests on fewer than %d held-back lines; raised only to "
                  "%.3f (the parent's is %.3f)", ae.threshold_, RAISE_MIN_LINES, cap, parent.threshold_)
         ae.calibration_["recalibrated_threshold"] = ae.threshold_
         ae.calibration_["threshold"] = ae.threshold_ = cap
         ae.calibration_["capped_raise"] = True
-
-
-#: Held-back lines at least above a raised learned threshold (see keep_parent_threshold).
-RAISE_MIN_LINES = 2
 
 
 def keep_lowest_cuts(old: dict, new: dict) -> dict:

@@ -281,6 +281,13 @@ def trained_with_warnings(bundle: Bundle, cfg: Config, stdin_mode: bool = False)
     return out
 
 
+def _lock_holder(fd: int) -> tuple[str, str]:
+    """(pid, "daemon" or "plugin") written in a state_dir's lock file; a pid alone is a daemon of an
+    earlier version, and an empty file gives ("?", "daemon")."""
+    holder = os.pread(fd, 64, 0).decode("ascii", "replace").split()
+    return (holder[0] if holder else "?"), (holder[1] if len(holder) > 1 else "daemon")
+
+
 def positions_by_source(cfg: Config, positions: dict | None) -> list[dict]:
     """The checkpointed file positions each configured source resumes from.
 
@@ -601,11 +608,9 @@ class Service:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             try:
-                holder = os.pread(fd, 64, 0).decode("ascii", "replace").split()
+                other, kind = _lock_holder(fd)
             finally:
                 os.close(fd)
-            other = holder[0] if holder else "?"
-            kind = holder[1] if len(holder) > 1 else "daemon"  # a pid alone: a daemon of an earlier version
             if self.stdin_mode and kind == "plugin":
                 log.warning(
                     "state_dir %s is in use by another lograven plugin (pid %s): the shipper runs the plugin more "
@@ -632,7 +637,7 @@ class Service:
                 "(`systemctl stop lograven`), or give this one its own state_dir"
             ) from None
         with contextlib.suppress(OSError):  # who held it last: a daemon does not take a plugin's streams
-            self._last_holder = (os.pread(fd, 64, 0).decode("ascii", "replace").split() + ["?", "?"])[1]
+            self._last_holder = _lock_holder(fd)[1]
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {'plugin' if self.stdin_mode else 'daemon'}\n".encode(), 0)

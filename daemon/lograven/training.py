@@ -213,12 +213,10 @@ def read_corpus(
             corpus.add(path, rec, key.key(path, rec, text))
             corpus.truncated += truncated
             if max_lines is not None and len(corpus) >= max_lines:
-                if sampled < BINARY_SAMPLE_LINES:
-                    _refuse_binary(path, sampled, garbled)
+                _refuse_binary(path, sampled, garbled)  # a file shorter than the sample is judged here
                 corpus.misread = misread_timestamps(parser)
                 return corpus
-        if sampled < BINARY_SAMPLE_LINES:
-            _refuse_binary(path, sampled, garbled)
+        _refuse_binary(path, sampled, garbled)
     corpus.misread = misread_timestamps(parser)
     return corpus
 
