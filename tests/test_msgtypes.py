@@ -752,3 +752,49 @@ def test_a_type_always_keeps_a_constant_so_a_new_word_is_unknown() -> None:
         assert mt.n_types < 20, (data[0], mt.n_types)
         probe = "zzzNeverSeen" if " " not in data[-1] else "zzz NeverSeen"
         assert mt.classify(probe) != UNKNOWN
+
+
+def test_a_coarse_cluster_of_unrelated_messages_is_no_catch_all(monkeypatch) -> None:
+    """Day-one review (2026-12-07): trained on /var/log/messages and /var/log/secure together, KMeans chose 6
+    clusters, and each cluster's unrelated 4-word messages (`check pass; user unknown`, `imps2: Auto-detected
+    intellimouse PS/2`, ...) varied at every position, so they became `<*> <*> <*> <*>`: a type that any 4-word
+    line matches, and `kernel: rootkit installed in /lib/modules` was a known message. With three tokens or
+    more, a group without a constant is a mix of messages, not one message: it is split on its least varied
+    position, whatever its vocabulary looks like, and a new message of that length is unknown."""
+    msgs = ["check pass; user unknown", "imps2: Auto-detected intellimouse PS/2", "removing device node vcsa2",
+            "cupsd startup succeeded now", "syslogd restart requested here", "Kernel command line: ro",
+            "Received disconnect from peer:", "ANONYMOUS FTP LOGIN FROM", "warning: can't get client",
+            "PID hash table entries:", "Memory: freed unused pages", "audit: initializing netlink socket"]  # fmt: skip
+    msgs += msgs[:6]  # seen once or twice: by the vocabulary rule these words look open
+    _force_clusters(monkeypatch, lambda sig: 0)  # one cluster, as a too small k gives
+    mt = MessageTypes().fit(msgs)
+    assert not [t.template for t in mt.types_ if t.catch_all]
+    ids = {m: mt.classify(m) for m in msgs}
+    assert UNKNOWN not in ids.values() and len(set(ids.values())) == len(set(msgs))
+    for new in ("rootkit installed in /lib/modules", "backdoor opened port 31337", "EXT3-fs: sda1 remounted read-only"):
+        assert mt.classify(new) == UNKNOWN, new
+    # two tokens keep the vocabulary rule: random id pairs stay one variable (see the test above)
+
+
+def test_syslog_and_secure_learned_together_have_no_catch_all_types() -> None:
+    """The same on real logs: Linux_2k and OpenSSH_2k together (a messages + secure host) had 4 catch-all types
+    over 240 lines and a grouping accuracy of 0.968 (0.940 with the lines shuffled); now none, and 0.997."""
+    import csv
+    from pathlib import Path
+
+    from lograven.evaluate import grouping_accuracy
+
+    base = Path(__file__).resolve().parents[2] / "shared/data/loghub"
+    rows = []
+    for name in ("Linux", "OpenSSH"):
+        path = base / name / f"{name}_2k.log_structured.csv"
+        if not path.exists():
+            pytest.skip(f"{path} is missing (optional data beside the repository)")
+        with path.open(newline="", encoding="utf-8") as f:
+            rows += [(r["Content"], f"{name}:{r['EventId']}") for r in csv.DictReader(f)]
+    for order in (rows, random.Random(1).sample(rows, len(rows))):
+        content, truth = [c for c, _ in order], [e for _, e in order]
+        mt = MessageTypes().fit(content)
+        assert not [t.template for t in mt.types_ if t.catch_all]
+        assert grouping_accuracy(mt.predict(content).tolist(), truth) >= 0.99
+        assert mt.classify("rootkit installed in /lib/modules") == UNKNOWN

@@ -355,7 +355,9 @@ class MessageTypes:
                 once = sum(1 for c in lines_of.values() if c == 1)
                 few = len(lines_of) <= FEW_WORDS or 4 * len(lines_of) <= n_lines
                 named = bool(self._named_sigs) and all(sigs[i] in self._named_sigs for i in idx)
-                if pos >= 0 and few and (named or 20 * once <= n_lines):
+                # With three tokens or more, no constant at all is a mix of messages (KMeans' k too small: a
+                # host's messages and secure together gave `<*> <*> <*> <*>`), not one message: always split.
+                if pos >= 0 and (n_tok >= 3 or (few and (named or 20 * once <= n_lines))):
                     split_pos = pos
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)
