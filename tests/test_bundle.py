@@ -382,7 +382,12 @@ def _set(path: tuple, value):
     (_set(("sequence", "n_types"), float("inf")),
      "model metadata invalid in manifest.json's sequence section or sequence.npz (OverflowError"),
     (_set(("training",), [1]), "'training' is not an object"),
-], ids=["length-0", "length-huge", "threshold-nan", "threshold-inf", "units-float", "n-types-inf", "training-list"])
+    (_set(("autoencoder", "type_thresholds"), [1]), "autoencoder type_thresholds is not an object"),
+    (_set(("autoencoder", "type_thresholds"), {"0": 1.0}), "type_thresholds: key '0' is not a message type id"),
+    (_set(("autoencoder", "type_thresholds"), {"3": float("nan")}), "type_thresholds[3] = nan is not a finite number"),
+    (_set(("autoencoder", "type_thresholds"), {"3": "9"}), "type_thresholds[3] = '9' is not a finite number"),
+], ids=["length-0", "length-huge", "threshold-nan", "threshold-inf", "units-float", "n-types-inf", "training-list",
+        "type-thresholds-list", "type-thresholds-key", "type-thresholds-nan", "type-thresholds-str"])
 def test_metadata_that_cannot_serve_is_refused_at_load(bundle_copy: Path, edit, said: str) -> None:
     m = manifest_of(bundle_copy)
     edit(m)

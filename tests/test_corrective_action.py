@@ -1486,6 +1486,64 @@ def test_one_odd_learned_line_does_not_raise_the_autoencoder_threshold(caplog) -
     assert many.threshold_ == 9.0 and "capped_raise" not in many.calibration_
 
 
+def test_a_learned_message_the_autoencoder_cannot_reconstruct_gets_its_own_threshold(bundle_dir, tmp_path, monkeypatch,
+                                                                                      caplog) -> None:  # fmt: skip
+    """`evaluate --feedback learn` on HDFS (2026-12-07): after the global threshold stopped rising on a few held-back
+    lines, learned replication lines (`BLOCK* ask ... to replicate`) went on alerting through the autoencoder in
+    every later part (F1 0.964 -> 0.946). A type whose named lines still score above the threshold now gets its
+    own threshold (the second largest error of those lines): they no longer alert, the global threshold stays,
+    and a line of another type with the same error still alerts. One named line raises nothing."""
+    from lograven.autoencoder import Autoencoder
+    from lograven.bundle import load_bundle
+    from lograven.detector import Detector
+    from lograven.learning import learn
+    from lograven.parsing import Parser
+    from lograven.training import read_corpus
+
+    real = Autoencoder.score
+
+    def score(self, texts):  # the fine-tuned model still cannot reconstruct these two messages
+        return real(self, texts) + np.array([30.0 if "replicate" in t or "rootkit" in t else 0.0 for t in texts])
+
+    monkeypatch.setattr(Autoencoder, "score", score)
+    odd = [f"Jun 10 07:00:{i:02d} web01 namenode[77]: BLOCK* ask 10.0.0.{i} to replicate blk_{i}77 to 10.0.1.{i}"
+           for i in range(6)]  # fmt: skip
+    write_log(tmp_path / "new.log", LogGenerator(seed=5).lines(200))
+    with (tmp_path / "new.log").open("a") as f:
+        f.write("\n".join(odd) + "\n")
+    corpus = read_corpus([str(tmp_path / "new.log")])
+    corpus.vouch_all = True  # as `lograven learn FILE` gives it
+    with caplog.at_level("INFO", logger="lograven.learning"):
+        out, summary = learn(bundle_dir, corpus, out=tmp_path / "m")
+    child = load_bundle(out)
+    [raised] = summary["raised_type_thresholds"]
+    assert "replicate" in raised["template"] and raised["threshold"] > 30
+    assert child.autoencoder.threshold_ < 30 and child.autoencoder.type_thresholds_ == {raised["id"]: pytest.approx(raised["threshold"])}
+    assert "that type's threshold is now" in caplog.text
+    parser = Parser("syslog")
+    probe = [("s", parser.parse("Jun 10 08:00:00 web01 namenode[77]: BLOCK* ask 10.0.0.9 to replicate blk_977 to 10.0.1.9")),
+             ("s", parser.parse("Jun 10 08:00:01 web01 kernel: rootkit installed in /lib/modules"))]  # fmt: skip
+    learned_line, other = Detector(child).detect(probe)
+    assert learned_line.type_id == raised["id"] and "autoencoder" not in learned_line.detectors
+    assert learned_line.ae_threshold == pytest.approx(raised["threshold"], rel=1e-6)
+    assert "autoencoder" in other.detectors and other.ae_threshold == pytest.approx(child.autoencoder.threshold_)
+    # before: the same line alerted on the parent, and the threshold per type survives another learn
+    assert "autoencoder" in Detector(load_bundle(bundle_dir)).detect(probe[:1])[0].detectors
+    def lines(idx: list[int]):
+        c = read_corpus([str(tmp_path / "new.log")])
+        for name in ("files", "messages", "programs", "streams", "times"):
+            setattr(c, name, [getattr(c, name)[i] for i in idx])
+        return c
+
+    out2, summary2 = learn(out, lines(list(range(50))), out=tmp_path / "m2")  # nothing named (periodic relearning)
+    assert summary2["raised_type_thresholds"] == [] and load_bundle(out2).autoencoder.type_thresholds_ == child.autoencoder.type_thresholds_
+    # one named line of a message raises nothing (an odd line is no message)
+    one = lines([*range(150), len(corpus) - 1])
+    one.vouched = [one.messages[-1]]
+    _, summary3 = learn(bundle_dir, one, out=tmp_path / "m3")
+    assert summary3["raised_type_thresholds"] == []
+
+
 def test_a_learn_does_not_replace_a_version_made_current_meanwhile(bundle_dir, tmp_path, monkeypatch, capsys) -> None:
     """Corrective-action review (2026-12-07, night): two `lograven learn` runs at once (or one beside the
     daemon's relearning) both started from v0001, and the one that finished last was made current over the

@@ -1072,6 +1072,15 @@ def test_a_model_of_mostly_rare_types_is_warned_about_once(tmp_path, bundle_dir,
     assert n_rare >= len(b.types.types_) / 2
     said = f"saw {n_rare} of its {len(b.types.types_)} message types fewer than 5 times in training"
     assert caplog.text.count(said) == 1, caplog.text
+    # another model of the kind (each learned version, a rollback): at info, not a warning again (day-one review:
+    # the same warning 5 times in 10 minutes of `journalctl -p warning`)
+    import copy
+
+    other = copy.copy(b)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc._activate(other, bundle_dir, svc.cfg)
+    assert [r.levelname for r in caplog.records if said in r.getMessage()] == ["INFO"], caplog.text
     caplog.clear()
     off = Service(parse_config({"state_dir": str(tmp_path), "detectors": {"sequence": {"rare_count": 0}}}))
     with caplog.at_level("WARNING", logger="lograven.service"):

@@ -81,6 +81,9 @@ class Autoencoder:
         self.threshold_: float = math.inf
         self.history_: dict[str, list[float]] = {}
         self.calibration_: dict[str, float] = {}
+        # Per message type, a threshold above the global one: set by `lograven learn` for a type whose lines
+        # the operator named as normal and whose errors stay above the global threshold (see learning.py)
+        self.type_thresholds_: dict[int, float] = {}
         self._cache: dict[str, float] = {}  # per masked text; bounded by entries and by bytes
         self._cache_bytes = 0
 
@@ -224,7 +227,10 @@ class Autoencoder:
         return ["tokenizer.json", "autoencoder.npz"]
 
     def meta(self) -> dict:
-        return {"params": asdict(self.params), "length": self.length_, "threshold": self.threshold_, "calibration": self.calibration_}
+        out = {"params": asdict(self.params), "length": self.length_, "threshold": self.threshold_, "calibration": self.calibration_}
+        if self.type_thresholds_:
+            out["type_thresholds"] = {str(t): float(v) for t, v in sorted(self.type_thresholds_.items())}
+        return out
 
     @classmethod
     def load(cls, d: Path, meta: dict) -> Autoencoder:
@@ -233,6 +239,7 @@ class Autoencoder:
         obj.length_ = int(meta["length"])
         obj.threshold_ = float(meta["threshold"])
         obj.calibration_ = dict(meta.get("calibration", {}))
+        obj.type_thresholds_ = _type_thresholds(meta.get("type_thresholds", {}))
         W = obj.weights_ = {k: v.astype(np.float32) for k, v in load_weights(d / "autoencoder.npz", WEIGHT_NAMES).items()}
         _check_chain(d / "autoencoder.npz", W, obj.tokenizer_.vocab_size)
         return obj
@@ -378,3 +385,17 @@ class _ProgressCallback:
                 progress(stage, (epoch + 1) / epochs)
 
         return CB()
+
+
+def _type_thresholds(raw: object) -> dict[int, float]:
+    """The manifest's per-type thresholds: type id (a positive integer, as a string) -> a finite number >= 0."""
+    if not isinstance(raw, dict):
+        raise ValueError("autoencoder type_thresholds is not an object")
+    out = {}
+    for k, v in raw.items():
+        if not (isinstance(k, str) and k.isdigit() and int(k) > 0):
+            raise ValueError(f"autoencoder type_thresholds: key {k!r} is not a message type id")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"autoencoder type_thresholds[{k}] = {v!r} is not a finite number >= 0")
+        out[int(k)] = float(v)
+    return out

@@ -961,6 +961,9 @@ def cmd_learn(args) -> int:
     parent_thr = s.get("parent_autoencoder_threshold")
     was = f" (parent {parent_thr:.3f})" if isinstance(parent_thr, (int, float)) and parent_thr != s["autoencoder_threshold"] else ""
     print(f"  autoencoder threshold {s['autoencoder_threshold']:.3f}{was}; {s['seconds']:.1f} s")
+    for t in s.get("raised_type_thresholds", [])[:20]:  # the learned lines still score high: only their type may
+        print(f"    type #{t['id']} has its own threshold {t['threshold']:.3f} (its learned lines score above the "
+              f"threshold): {_printable(t['template'][:120])}")
     if made and s.get("parent_version"):
         print(f"  {'their messages are known types now; ' if s['new_types'] else ''}to undo: "
               f"lograven models rollback --dir {Path(path).parent} --to {s['parent_version']}")

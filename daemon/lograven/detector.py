@@ -176,6 +176,12 @@ class Detector:
         extra = self.types.extra_masks
         self._masker = Masker(extra)
         self.ae_threshold = self.ae.threshold_ * self.settings.autoencoder_margin
+        # per message type: the global threshold, or the higher one `learn` gave a type the operator named
+        # as normal (UNKNOWN and types the table does not reach keep the global one)
+        self._ae_type_threshold = np.full(self.seq.n_types_ + 1, self.ae_threshold)
+        for t, v in getattr(self.ae, "type_thresholds_", {}).items():
+            if 0 < t < len(self._ae_type_threshold):
+                self._ae_type_threshold[t] = max(self.ae_threshold, v * self.settings.autoencoder_margin)
         self.states: OrderedDict[str, StreamState] = OrderedDict()
         self.clock = time.time  # when a stream's last line came (StreamState.at)
         self.streams_evicted = 0  # states forgotten past settings.max_streams (least recently seen first)
@@ -367,10 +373,12 @@ class Detector:
             self._sequence(items, type_ids, seq_p, seq_rank, expected, prev, end_first)
 
         out: list[Verdict] = []
-        ae_thr = self.ae_threshold
         # The calibrated threshold is one held-back line's own float32 score; the same line scored in
         # a batch of another shape can differ by a few ulps. A relative tolerance keeps the verdict
         # independent of what else is in the batch.
+        tids = np.asarray(type_ids, dtype=np.int64)
+        table = self._ae_type_threshold
+        ae_thr = np.where(tids < len(table), table[np.minimum(tids, len(table) - 1)], self.ae_threshold)
         ae_cut = ae_thr * (1.0 + 1e-5)
         templates = self._templates
         ratio = np.full(n, np.nan)
@@ -400,7 +408,7 @@ class Detector:
             e = None
             if ae_err is not None:
                 e = float(ae_err[i])
-                if e > ae_cut:
+                if e > ae_cut[i]:
                     fired.append("autoencoder")
             out.append(
                 Verdict(
@@ -415,7 +423,7 @@ class Detector:
                     previous_type=prev[i] or None,
                     expected=expected[i],
                     ae_error=e,
-                    ae_threshold=ae_thr if ae_err is not None else None,
+                    ae_threshold=float(ae_thr[i]) if ae_err is not None else None,
                     sequence_part=part,
                 )
             )

@@ -118,7 +118,7 @@ class Metrics:
         )
         self.inference_duration = Histogram(
             "lograven_inference_duration_seconds",
-            "Wall time of one inference batch, by model.",
+            "Wall time of one inference batch (all three detectors together: detector=\"all\").",
             ("detector",),
             buckets=INFERENCE_BUCKETS,
             registry=r,

@@ -834,7 +834,8 @@ class Service:
                 log.warning("%s", warning)
         if bundle is not (old.bundle if old is not None else None):
             log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
-            _warn_rare_types(det, bundle)
+            warned = getattr(self, "_rare_warned", False)  # said at warning once per process
+            self._rare_warned = _warn_rare_types(det, bundle, again=warned) or warned
 
     def _restore_streams(self, state: dict) -> None:
         streams = state.get("streams")
@@ -1819,17 +1820,21 @@ def _input_lines(stdin, max_bytes: int) -> Iterator[bytes]:
 RARE_TYPES_WARN_SHARE = 0.5  # of a model's message types: warn that their lines will alert as rare types
 
 
-def _warn_rare_types(det: Detector, bundle: Bundle) -> None:
+def _warn_rare_types(det: Detector, bundle: Bundle, again: bool = False) -> bool:
     """A model learned from few lines has seen most of its types only a few times; each of their lines
-    alerts (`rare_type`) where it is not the most expected. Say so once per model, with the fix."""
+    alerts (`rare_type`) where it is not the most expected. Say so once per model, with the fix: a warning
+    the first time in this process, then (each learned version, a rollback: `again`) at info, so that
+    `journalctl -p warning` does not repeat it at every relearning. Returns whether it was said."""
     n_types = len(bundle.types.types_)
     n_rare = int(det.rare_type.sum())
     if det.settings.sequence and n_rare >= 10 and n_rare >= RARE_TYPES_WARN_SHARE * n_types:
-        log.warning("model %s saw %d of its %d message types fewer than %d times in training: their lines alert as "
+        (log.info if again else log.warning)("model %s saw %d of its %d message types fewer than %d times in training: their lines alert as "
                     "rare types (sequence, rare_type) unless expected most. Learn from more lines (learn.max_lines, "
                     "or `lograven train` on more history), or teach the normal ones as they come (`lograven learn`); "
                     "detectors.sequence.rare_count: 0 turns the rule off", bundle.version, n_rare, n_types,
                     det.settings.sequence_rare_count)  # fmt: skip
+        return True
+    return False
 
 
 def _manifest_changed(path: Path, bundle: Bundle | None) -> bool:

@@ -1999,9 +1999,9 @@ class Tailer:
             return
         if found is not None:
             os.close(found[1])
-        if unread <= 0:
-            log.warning("%s was truncated or rewritten in place (size %d, read up to byte %d; copytruncate?); "
-                        "reading it again from the start", watcher.path, size, watcher.offset)
+        if unread <= 0:  # nothing lost: a routine copytruncate is no warning (lograven_file_truncations_total counts it)
+            log.info("%s was truncated or rewritten in place (size %d, read up to byte %d; copytruncate?); "
+                     "reading it again from the start", watcher.path, size, watcher.offset)
             return
         log.warning("%s was truncated or rewritten in place (copytruncate?) before lograven had read it all: "
                     "bytes %d to %d (at least %d bytes) were not read, and no copy of it with those bytes is "
