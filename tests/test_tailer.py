@@ -1311,7 +1311,8 @@ def test_restart_resumes_at_the_acknowledged_offset(tmp_path: Path) -> None:
         assert texts(tailer.poll()) == [b"3", b"4"]
 
 
-@pytest.mark.parametrize("case", ["copy", "dateext copy", "no copy", "copy read to its end", "patterns match the copy"])
+@pytest.mark.parametrize("case", ["copy", "dateext copy", "no copy", "copy read to its end", "patterns match the copy",
+                                  "generation beside"])
 def test_copytruncate_while_stopped_reads_the_rest_from_the_copy(tmp_path: Path, case: str,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """logrotate's copytruncate ran while lograven was stopped (a nightly rotation during an upgrade).
@@ -1333,7 +1334,13 @@ def test_copytruncate_while_stopped_reads_the_rest_from_the_copy(tmp_path: Path,
         append(log, b"".join(x + b"\n" for x in old[4:]))  # written while lograven was stopped
     (tmp_path / "app.log.2").write_bytes(b"an older generation\n")  # another copy, other first bytes
     copy = tmp_path / ("app.log-20261206" if case == "dateext copy" else "app.log.1")
-    if case != "no copy":
+    if case == "generation beside":
+        # rotated twice while stopped, and the new file got the old file's inode number (freed when that one
+        # was compressed to app.log.2.gz): the generation between (app.log.1) is beside it, not a copy
+        (tmp_path / "app.log.2").rename(tmp_path / "app.log.2.gz")
+        copy.write_bytes(b"middle generation\n")
+        os.utime(copy, (time.time() + 5, time.time() + 5))
+    elif case != "no copy":
         shutil.copyfile(log, copy)
     os.truncate(log, 0)
     append(log, b"new 1\n")
@@ -1361,6 +1368,9 @@ def test_copytruncate_while_stopped_reads_the_rest_from_the_copy(tmp_path: Path,
         else:
             assert got == [b"new 1", b"new 2"]
             assert f"the lines written to it after byte {offset} were not read, and no copy" in caplog.text
+            if case == "generation beside":  # a day-one review: only "use delaycompress" was said, wrongly
+                assert f"its newest uncompressed generation {copy} may hold lines" in caplog.text
+                assert "delaycompress" not in caplog.text
         assert "not the file recorded in the checkpoint" not in caplog.text
 
 

@@ -1795,10 +1795,40 @@ class Tailer:
                 log.warning("%s was truncated or rewritten in place (copytruncate?) while lograven was stopped, "
                             "after lograven had read all of it; reading it from the start", path)
                 continue
-            log.warning("%s was truncated in place (copytruncate?), or deleted and created again, while lograven "
-                        "was stopped: the lines written to it after byte %d were not read, and no copy of it is "
-                        "beside it (compressed at once?: use logrotate's delaycompress). Reading it from the start",
-                        path, saved.offset)
+            # Or rotated more than once, and the new file got the old file's inode number (freed when the old
+            # generation was compressed): then the generation between is beside it, not a copy (day-one review)
+            beside = self._newest_beside(path, (st.st_dev, st.st_ino), lambda devino: devino in where)
+            log.warning("%s was truncated in place (copytruncate?), or deleted and created again, or rotated with "
+                        "its inode number reused by the new file, while lograven was stopped: the lines written to "
+                        "it after byte %d were not read, and no copy of it is beside it %s. Reading it from the "
+                        "start", path, saved.offset,
+                        f"(its newest uncompressed generation {beside} may hold lines written while lograven was "
+                        f"stopped: `lograven score` it if they matter)" if beside else
+                        "(compressed at once?: with copytruncate, use logrotate's delaycompress)")  # fmt: skip
+
+    COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".Z", ".zip")
+
+    def _newest_beside(self, path: str, own: tuple[int, int], followed: Callable[[tuple[int, int]], bool]) -> str | None:
+        """The most recently changed regular file beside `path` whose name starts with its name and is not
+        compressed, nor followed by lograven: a generation of the log that may hold lines not read."""
+        directory, base = os.path.split(path)
+        best: tuple[float, str] | None = None
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+        for n in names:
+            full = os.path.join(directory, n)
+            if not n.startswith(base) or full == path or n.endswith(self.COMPRESSED) or self._paths.matches(full):
+                continue
+            try:
+                other = os.lstat(full)
+            except OSError:
+                continue
+            devino = (other.st_dev, other.st_ino)
+            if stat.S_ISREG(other.st_mode) and devino != own and not followed(devino) and (best is None or other.st_mtime > best[0]):
+                best = (other.st_mtime, full)
+        return best[1] if best else None
 
     def _warn_later_generations(self, path: str, resumed: str, st: os.stat_result) -> None:
         """After a restart, lograven reads the old file it was reading (`resumed`), then the file now at
