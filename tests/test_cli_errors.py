@@ -728,7 +728,7 @@ def test_a_glob_in_a_directory_the_service_user_cannot_list_is_named_and_keeps_i
     assert rc == 0, err
     warnings = [ln for ln in out.splitlines() if ln.startswith("warning: ")]
     assert any(f"user nobody cannot list {app} (permission denied), where {pattern} looks for files" in w
-               and "setfacl -m u:lograven:rx" in w for w in warnings), out  # fmt: skip
+               and "setfacl -m u:nobody:rx" in w for w in warnings), out  # fmt: skip (the user checked as: a day-one review)
     assert not any("no file matches" in w for w in warnings), out
     with Tailer([pattern], start_position="beginning") as tailer:  # root's run: one line read and acknowledged
         got = tailer.poll()

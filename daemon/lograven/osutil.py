@@ -34,6 +34,13 @@ def user_name(uid: int) -> str | None:
         return None
 
 
+def acl_user() -> str:
+    """Whom a permission fix (`setfacl -m u:NAME:r FILE`) is for: this process's user (`check --user NAME`
+    runs the checks as NAME), or `lograven`, the service's user, when root or nameless runs it."""
+    name = user_name(os.geteuid()) if os.geteuid() != 0 else None
+    return name or "lograven"
+
+
 def whoami() -> str:
     """This process's effective user, for messages: `user NAME`, else `uid N`."""
     name = user_name(os.geteuid())

@@ -43,8 +43,8 @@ from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_se
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
-from lograven.osutil import (COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, read_regular, release_free_memory,
-                             stdin_binary, whoami)
+from lograven.osutil import (COMPRESSION_MAGIC_BYTES, acl_user, compression_of, glob_matches, read_regular,
+                             release_free_memory, stdin_binary, whoami)
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, mostly_unparsed, posix_seconds
 from lograven.tailer import GlobPathProvider, RawLine, Tailer, has_magic
 
@@ -360,7 +360,7 @@ def source_warnings(cfg: Config) -> list[str]:
                 f"sources[{i}].paths: {whoami()} cannot list {', '.join(where)} (permission denied), where "
                 f"{', '.join(provider.unlistable)} look{'s' if len(provider.unlistable) == 1 else ''} for files: they "
                 "are not seen until lograven's user may read and search the directory (r and x: e.g. "
-                f"`setfacl -m u:lograven:rx {where[0]}`, or a group with g+rx)"
+                f"`setfacl -m u:{acl_user()}:rx {where[0]}`, or a group with g+rx)"
             )
         if denied and not found:
             out.append(
@@ -394,7 +394,7 @@ def source_warnings(cfg: Config) -> list[str]:
             out.append(
                 f"sources[{i}].paths: {whoami()} cannot read {', '.join(unreadable[:3])}"
                 f"{' …' if len(unreadable) > 3 else ''} (permission denied); lograven retries, but reads nothing until "
-                "the user it runs as may: group adm on Debian/Ubuntu, or `setfacl -m u:lograven:r FILE` "
+                f"the user it runs as may: group adm on Debian/Ubuntu, or `setfacl -m u:{acl_user()}:r FILE` "
                 "(docs/operations.md; `sudo lograven check --config FILE` checks as user lograven too)"
             )
         readable = [p for p in own if p not in unreadable]

@@ -51,7 +51,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .errors import LogravenError
-from .osutil import COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, may_become_compressed
+from .osutil import COMPRESSION_MAGIC_BYTES, acl_user, compression_of, glob_matches, may_become_compressed
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +199,13 @@ def _read_access_fix(path: str) -> str:
                 blocked = d
                 break
         return ("A directory on its path may not be searched: give lograven's user search (x) permission on it "
-                f"(e.g. setfacl -m u:lograven:x {blocked}); see docs/operations.md, Permissions")
+                f"(e.g. setfacl -m u:{acl_user()}:x {blocked}); see docs/operations.md, Permissions")
     except (OSError, KeyError):
         group = None
-    acl = f"give it an ACL (setfacl -m u:lograven:r {path}, and a default ACL on its directory for the files rotation creates)"
+    acl = f"give it an ACL (setfacl -m u:{acl_user()}:r {path}, and a default ACL on its directory for the files rotation creates)"
     if group is None:
         return f"No group may read it: {acl}; see docs/operations.md, Permissions"
-    return f"Add the lograven user to its group (usermod -aG {group} lograven, then restart), or {acl}"
+    return f"Add the {acl_user()} user to its group (usermod -aG {group} {acl_user()}, then restart), or {acl}"
 
 
 class GlobPathProvider:
@@ -1490,8 +1490,8 @@ class Tailer:
             if pattern not in self._unlistable_said:
                 log.warning("cannot list %s, the directory of %s: permission denied. Its files are not seen (one "
                             "followed there at the last checkpoint keeps its position) until lograven's user may "
-                            "read and search it (r and x: e.g. setfacl -m u:lograven:rx %s, or a group with g+rx); "
-                            "retrying on every poll", exc.filename, pattern, exc.filename)  # fmt: skip
+                            "read and search it (r and x: e.g. setfacl -m u:%s:rx %s, or a group with g+rx); "
+                            "retrying on every poll", exc.filename, pattern, acl_user(), exc.filename)  # fmt: skip
         recovered = set(self._unlistable_said) - set(unlistable)
         for pattern in sorted(recovered):
             log.info("the directory of %s can be listed again: its files are followed", pattern)
