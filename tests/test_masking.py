@@ -209,3 +209,29 @@ def test_a_long_lines_pattern_tells_its_rest_apart_by_more_than_numbers() -> Non
     head = "Dec  6 10:00:00 web1 app[1]: " + "x" * 5000
     assert line_pattern(head + " dead0beef 42 cafe7") == line_pattern(head + " 1234 77 99")  # values: one pattern
     assert line_pattern(head + " deadbeef") != line_pattern(head + " 1234")  # a word without digits is a word
+
+
+def test_a_mask_with_its_own_groups_names_every_match_right() -> None:
+    """Hostile-input review (2026-12-07): `extra_masks: [{name: BLOCK, pattern: 'blk_(-?[0-9]+)'}]` passed `check`;
+    its group shifted the alternation's numbering, so masks got the wrong names and the last built-in's index
+    ran out of range: `train` and the daemon died with an IndexError at the first number."""
+    m = Masker([ExtraMask("BLOCK", r"blk_(-?[0-9]+)"), ExtraMask("KV", r"(?P<key>\w+)=(\d+)")])
+    assert m.mask_text("deleting blk_-42 and blk_7 size=3 after 12 s at 10.0.0.1") == \
+        "deleting <BLOCK> and <BLOCK> <KV> after <N> s at <IP>"
+
+
+def test_a_mask_that_cannot_join_the_others_is_a_config_error() -> None:
+    """A global flag inside a group is an error since Python 3.11: `(?i)blk_\\d+` compiled alone (check passed),
+    but not as one alternative of the masks, and the daemon died at start. Said at the key, with the fix."""
+    from lograven.config import ConfigError, parse_config
+    from lograven.errors import LogravenError
+    from lograven.msgtypes import MessageTypes
+
+    with pytest.raises(ConfigError, match=r"extra_masks\[0\]\.pattern.*\(\?i:\.\.\.\)"):
+        parse_config({"training": {"msgtypes": {"extra_masks": [{"name": "blk", "pattern": r"(?i)blk_\d+"}]}}})
+    with pytest.raises(ConfigError, match="lograven_mask_"):
+        parse_config({"training": {"msgtypes": {"extra_masks": [{"name": "x", "pattern": r"(?P<lograven_mask_0>a+)"}]}}})
+    data = MessageTypes().fit(["a b c"] * 3).to_json()
+    data["params"]["extra_masks"] = [{"name": "blk", "pattern": r"(?i)blk_\d+"}]
+    with pytest.raises(LogravenError, match="msgtypes.json: malformed message types"):
+        MessageTypes.from_json(data)

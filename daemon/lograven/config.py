@@ -154,7 +154,9 @@ def _check_mask_pattern(value: str) -> str | None:
         return problem
     if regex.fullmatch(""):
         return "the pattern matches the empty string, so it would mask everything; tighten it"
-    return None
+    from lograven.masking import mask_pattern_problem
+
+    return mask_pattern_problem(value)
 
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -52,6 +52,22 @@ class ExtraMask:
     pattern: str
 
 
+_GROUP = "lograven_mask_"  # names of the alternation's groups (a user pattern may not use them)
+
+
+def mask_pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` cannot be one alternative of the masks' alternation, or None: it must compile as a
+    group (`(?i)` inside one is an error since Python 3.11: put `(?i:...)` around the part instead) and
+    not use the alternation's own group names."""
+    if _GROUP in pattern:
+        return f"the pattern uses the group name prefix {_GROUP}, which lograven's masks use; rename the group"
+    try:
+        re.compile(f"(?P<{_GROUP}x>{pattern})|x")
+    except re.error as e:
+        return f"the pattern cannot be combined with the other masks ({e}); a global flag such as (?i) must become a scoped one: (?i:...)"
+    return None
+
+
 class Masker:
     """Replaces variable substrings with placeholders; caches per token."""
 
@@ -68,7 +84,10 @@ class Masker:
             parts.append(pattern)
         # One alternation, one pass: earlier alternatives win, so user masks and
         # the more specific built-ins (UUID before HEX before N) take precedence.
-        self._regex = re.compile("|".join(f"({p})" for p in parts))
+        # Each alternative is a named group, and a match is named by `lastgroup`: a user pattern's own groups
+        # (`blk_(-?\d+)`) shifted the numbering, so masks got the wrong name and the last crashed the daemon.
+        self._regex = re.compile("|".join(f"(?P<{_GROUP}{i}>{p})" for i, p in enumerate(parts)))
+        self._by_group = {f"{_GROUP}{i}": name for i, name in enumerate(self._names)}
         self.placeholders = tuple(dict.fromkeys(self._names))
         # bounded by entries and by bytes: unique long tokens (session ids, tokens in URLs) must not
         # fill hundreds of MB before the entry cap empties it
@@ -78,7 +97,7 @@ class Masker:
         self._cache_bytes = 0
 
     def _sub(self, m: re.Match[str]) -> str:
-        return self._names[m.lastindex - 1]  # type: ignore[operator]
+        return self._by_group[m.lastgroup]  # type: ignore[index]
 
     @staticmethod
     def premask(text: str) -> str:

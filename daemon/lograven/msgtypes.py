@@ -592,7 +592,7 @@ class MessageTypes:
                 )  # fmt: skip
         except LogravenError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, re.error) as e:  # re.error: a mask pattern
             raise LogravenError(f"{source}: malformed message types ({e!r}); retrain with `lograven train`") from e
         if len({t.id for t in obj.types_}) != len(obj.types_):
             raise LogravenError(f"{source}: duplicate type ids; retrain with `lograven train`")
