@@ -375,6 +375,7 @@ def _set(path: tuple, value):
 @pytest.mark.parametrize(("edit", "said"), [
     (_set(("autoencoder", "length"), 0), "autoencoder length 0 is not in 1.."),
     (_set(("autoencoder", "length"), 10**12), "autoencoder length 1000000000000 is not in 1.."),
+    (_set(("autoencoder", "length"), 10**6), "autoencoder length 1000000 is not in 1..1024"),  # 5 GB at the first batch
     (_set(("autoencoder", "threshold"), float("nan")), "autoencoder threshold nan is not a finite number"),
     (_set(("autoencoder", "threshold"), float("inf")), "autoencoder threshold inf is not a finite number"),
     (lambda m: _set(("sequence", "params", "units"), float(m["sequence"]["params"]["units"]))(m),
@@ -382,12 +383,14 @@ def _set(path: tuple, value):
     (_set(("sequence", "n_types"), float("inf")),
      "model metadata invalid in manifest.json's sequence section or sequence.npz (OverflowError"),
     (_set(("training",), [1]), "'training' is not an object"),
+    (_set(("sequence", "validation", "steps"), "5000"), "in manifest.json's sequence section (TypeError"),
+    (_set(("sequence", "validation", "end_steps"), "x"), "in manifest.json's sequence section (TypeError"),
     (_set(("autoencoder", "type_thresholds"), [1]), "autoencoder type_thresholds is not an object"),
     (_set(("autoencoder", "type_thresholds"), {"0": 1.0}), "type_thresholds: key '0' is not a message type id"),
     (_set(("autoencoder", "type_thresholds"), {"3": float("nan")}), "type_thresholds[3] = nan is not a finite number"),
     (_set(("autoencoder", "type_thresholds"), {"3": "9"}), "type_thresholds[3] = '9' is not a finite number"),
-], ids=["length-0", "length-huge", "threshold-nan", "threshold-inf", "units-float", "n-types-inf", "training-list",
-        "type-thresholds-list", "type-thresholds-key", "type-thresholds-nan", "type-thresholds-str"])
+], ids=["length-0", "length-huge", "length-million", "threshold-nan", "threshold-inf", "units-float", "n-types-inf", "training-list",
+        "steps-str", "end-steps-str", "type-thresholds-list", "type-thresholds-key", "type-thresholds-nan", "type-thresholds-str"])
 def test_metadata_that_cannot_serve_is_refused_at_load(bundle_copy: Path, edit, said: str) -> None:
     m = manifest_of(bundle_copy)
     edit(m)

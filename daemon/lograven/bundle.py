@@ -30,6 +30,7 @@ from pathlib import Path
 
 from lograven import __version__
 from lograven.autoencoder import Autoencoder
+from lograven.config import MAX_AE_LENGTH
 from lograven.errors import LogravenError
 from lograven.msgtypes import MessageTypes
 from lograven.osutil import loads_json, read_regular, uninterrupted, user_name
@@ -416,7 +417,8 @@ def load_types(path: str | Path) -> MessageTypes:
 
 
 MANIFEST_MAX_BYTES = 64 * 2**20
-MAX_AE_LENGTH = 2**20  # tokens per line: more than any max_line_bytes gives
+# MAX_AE_LENGTH (config): tokens per line the autoencoder reads, training.autoencoder.max_length_cap's bound; a
+# manifest's length of 1,000,000 passed `check` and the first batch asked for 5 GB (hostile-input review)
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -448,7 +450,15 @@ def load_bundle(path: str | Path) -> Bundle:
     if seq.n_types_ < types.n_types:
         raise LogravenError(f"{path}: sequence model knows {seq.n_types_} types but msgtypes.json has {types.n_types}; retrain")
     _trial_run(path, seq, ae)
-    return Bundle(path, manifest, types, seq, ae)
+    bundle = Bundle(path, manifest, types, seq, ae)
+    from lograven.detector import Detector
+
+    try:  # the detector reads the metadata too (calibration figures): a value of the wrong type killed a reload
+        Detector(bundle)
+    except Exception as e:  # noqa: BLE001 - metadata of any shape: one clear error, never a traceback
+        raise LogravenError(f"{path}: model metadata invalid in manifest.json's sequence section ({type(e).__name__}: "
+                            f"{e}); retrain or restore the bundle") from None
+    return bundle
 
 
 def _trial_run(path: Path, seq: SequenceModel, ae: Autoencoder) -> None:

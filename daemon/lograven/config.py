@@ -56,6 +56,9 @@ MIN_SCHEDULE_SECONDS = 600.0
 _WARNED_STATE_DIRS: set[tuple[str, str]] = set()
 
 
+MAX_AE_LENGTH = 1024  # tokens per line the autoencoder may read: a batch of 512 lines then needs ~130 MB
+
+
 class ConfigError(LogravenError):
     """An unusable configuration; `problems` holds every (dotted key, message) found."""
 
@@ -613,7 +616,7 @@ class AutoencoderTrainingConfig:
         0, min=0,
         help="Tokens per line fed to the autoencoder; 0 derives it from the training data "
              "(at most `max_length_cap`).")
-    max_length_cap: int = _opt(64, min=1, help="Upper bound on `max_length`.")
+    max_length_cap: int = _opt(64, min=1, max=MAX_AE_LENGTH, help="Upper bound on `max_length`.")
     embedding_dim: int = _opt(32, min=1, help="Size of the token embedding.")
     filters: int = _opt(64, min=1, help="Filters per Conv1D layer.")
     latent_dim: int = _opt(32, min=1, help="Size of the bottleneck.")
