@@ -517,6 +517,38 @@ def test_jsonl_unopenable_path_names_the_key(tmp_path: Path) -> None:
     assert "alerts.jsonl.path" in str(err.value) and str(blocker) in str(err.value)
 
 
+def test_jsonl_on_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """Hostile-input review (2026-12-07): `alerts.jsonl.path` naming a FIFO hung `lograven run` in open() for ever,
+    deaf to SIGTERM (systemd's stop then killed it). Refused at once, with the key and the fix; and a FIFO put
+    there later (at a reopen after rotation) is an error of the sink, not a hang. A FIFO with a reader, or a
+    device (`/dev/stdout` in a container), still works."""
+    import threading
+
+    fifo = tmp_path / "alerts.jsonl"
+    os.mkfifo(fifo)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(_raises(lambda: JsonlSink(fifo))), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "JsonlSink blocked opening a FIFO"
+    assert isinstance(got[0], LogravenError) and "alerts.jsonl.path" in str(got[0]) and "FIFO (named pipe) that nothing reads" in str(got[0])
+    path = tmp_path / "a.jsonl"
+    sink = JsonlSink(path)
+    path.rename(tmp_path / "a.jsonl.1")
+    os.mkfifo(path)
+    with pytest.raises(OSError, match="No such device or address"):  # ENXIO, at once
+        sink._reopen_if_moved()
+    sink.close()
+
+
+def _raises(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001
+        return e
+    return None
+
+
 def test_jsonl_reopens_after_logrotate_rename(tmp_path: Path) -> None:
     path = tmp_path / "alerts.jsonl"
     sink = JsonlSink(path)

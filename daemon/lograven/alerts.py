@@ -626,6 +626,9 @@ class JsonlSink:
                 raise LogravenError(f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path, "
                                     f"{dangling}, is a symbolic link to nothing (an unmounted file system?); mount "
                                     "it, or choose another path") from e
+            if e.errno == errno.ENXIO:
+                raise LogravenError(f"alerts.jsonl.path: {self.path} is a FIFO (named pipe) that nothing reads: start "
+                                    "its reader first, or give a file path") from e
             if isinstance(e, (FileExistsError, NotADirectoryError)):  # a file where a directory goes
                 raise LogravenError(f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path "
                                     f"is a file, not a directory ({e.filename or e}); choose another path") from e
@@ -638,7 +641,15 @@ class JsonlSink:
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, mode=0o750, exist_ok=True)
         created = not os.path.exists(self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        # O_NONBLOCK: a FIFO there with no reader blocked the open for ever, SIGTERM included (ENXIO now);
+        # writes block again (a FIFO's reader, /dev/stdout in a container)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o640)
+        try:
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
         if created and self.fsync:
             # A new file's directory entry must be durable too, or a crash could lose the whole file.
             dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
