@@ -542,3 +542,13 @@ def test_a_config_nested_too_deeply_is_one_error(tmp_path) -> None:
     path.write_text("sources: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(cfg.ConfigError, match="nested too deeply to be a configuration"):
         cfg.load_config(path)
+
+
+@pytest.mark.parametrize("data", [{"sources": [{"paths": ["/tmp/a\x00b"]}]}, {"state_dir": "/tmp/s\x00x"},
+                                  {"alerts": {"jsonl": {"path": "/a\x00"}}}, {"model": "/m\x00"}])
+def test_a_nul_byte_in_a_path_is_a_config_error_at_its_key(data) -> None:
+    """Hostile-input review (2026-12-07): a NUL byte in `paths`, `state_dir` or `alerts.jsonl.path` passed
+    validation and `check` and `run` died with `ValueError: embedded null byte`."""
+    with pytest.raises(ConfigError, match=r"contains a NUL byte \(\\x00, at character \d+\): remove it") as e:
+        parse_config(data)
+    assert "\x00" not in str(e.value)

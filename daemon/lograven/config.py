@@ -832,6 +832,10 @@ def _convert(value: Any, hint: Any, key: str, problems: _Problems, expected: str
             return float(value)
         problems.append((key, f"must be a finite number, got {value!r}"))
         return _INVALID
+    if hint is str and isinstance(value, str) and "\x00" in value:
+        # no path or name holds one (the OS refuses it: `embedded null byte` tracebacks at start); say where
+        problems.append((key, f"contains a NUL byte (\\x00, at character {value.index(chr(0)) + 1}): remove it"))
+        return _INVALID
     if origin is None and isinstance(value, hint) and (hint is bool or not isinstance(value, bool)):
         return value  # bool is an int subclass, but `1` is not `true` and `true` is not `1`
     problems.append((key, f"must be {expected or _expected(hint)}, got {_describe(value)}"
