@@ -467,3 +467,14 @@ def test_evaluate_json_to_the_file_standard_output_writes_is_as_json_dash(tmp_pa
     assert r.returncode == 0, r.stderr
     kept, rest = out.read_text().split("\n", 1)
     assert kept == "kept" and json.loads(rest)["mode"] == "types" and "grouping accuracy" in r.stderr
+
+
+def test_a_symlink_loop_as_input_is_a_clear_error(capsys, tmp_path, bundle_dir) -> None:
+    """Hostile-input review (2026-12-07): `ln -s loop.log loop.log; lograven train loop.log` (and learn, score)
+    printed a traceback (OSError: Too many levels of symbolic links)."""
+    loop = tmp_path / "loop.log"
+    loop.symlink_to(loop)
+    for argv in (("score", "--model", str(bundle_dir), str(loop)), ("train", "--out", str(tmp_path / "m"), str(loop)),
+                 ("learn", "--model", str(bundle_dir), "--out", str(tmp_path / "m2"), str(loop))):
+        rc, _, err = run_cli(capsys, *argv)
+        assert_user_error(rc, err, f"{loop}: cannot open it: a symbolic link that loops")

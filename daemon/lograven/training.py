@@ -1,6 +1,7 @@
 """`lograven train`: log files -> message types, sequence GRU, autoencoder -> one bundle."""
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import math
@@ -87,6 +88,9 @@ def iter_file_lines(path: str, max_line_bytes: int) -> Iterator[tuple[str, bool]
         ) from None
     except IsADirectoryError:
         raise LogravenError(f"{path}: is a directory; give log files (a shell glob like {path}/*.log works)") from None
+    except OSError as e:  # a symbolic link loop (ELOOP), a name too long, a stale NFS handle: said, not a traceback
+        what = "a symbolic link that loops (it points, at last, to itself)" if e.errno == errno.ELOOP else e.strerror or e
+        raise LogravenError(f"{path}: cannot open it: {what}; check the path") from None
     with f:
         yield from iter_maybe_compressed(f, path, max_line_bytes)
 
