@@ -77,6 +77,8 @@ def test_unusable_file_is_set_aside_counted_and_ignored(
     assert len(kept) == 1 and kept[0].startswith("checkpoint.json.corrupt-")
     assert (tmp_path / kept[0]).read_bytes() == content  # kept as it was, for inspection
     assert str(path) in caplog.text
+    # what starting without it means for the files (a review: lines written while stopped were skipped, unsaid)
+    assert "lines written while lograven was stopped are not read" in caplog.text
     # The next start finds no checkpoint at all, and a new one can be written.
     assert ckpt.load() is None and ckpt.corrupt_count == 1
     ckpt.save({"ok": True})

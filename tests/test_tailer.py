@@ -2020,13 +2020,16 @@ def test_a_nul_byte_in_a_checkpointed_path_is_ignored(tmp_path: Path, caplog: py
     assert got == [b"not read", b"new"]  # the old file found beside its path, as without read_from
 
 
-@pytest.mark.parametrize("value", [float("inf"), float("nan"), json.loads("1e999"), json.loads("-1e999"), 1e300])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), json.loads("1e999"), json.loads("-1e999"), 1e300,
+                                   1.5, "2", True])
 @pytest.mark.parametrize("field", ["offset", "fingerprint_len", "rotated offset", "rotated fingerprint_len",
                                    "rotated size"])
 def test_non_finite_or_absurd_checkpoint_numbers_are_ignored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, field: str, value: float
 ) -> None:
-    """{"offset": 1e999} is inf for json: int() raised OverflowError, and the daemon crashed at every start."""
+    """{"offset": 1e999} is inf for json: int() raised OverflowError, and the daemon crashed at every start.
+    A byte count that is no whole number ("2", true, 1.5) was taken as one: 1.5 read a file again from byte 1
+    (a hostile-input review's 1,467 duplicate alerts). Each is ignored, and the warning says what follows."""
     log = tmp_path / "app.log"
     log.write_bytes(b"a\n")
     with make([log], start_position="beginning") as tailer:
@@ -2039,7 +2042,7 @@ def test_non_finite_or_absurd_checkpoint_numbers_are_ignored(
     append(log, b"b\n")
     with make([log], positions=saved, start_position="beginning") as tailer:
         got = texts(tailer.poll())
-    assert "malformed checkpoint position" in caplog.text
+    assert "malformed checkpoint position" in caplog.text and "read as a file not seen before" in caplog.text
     assert got == ([b"b"] if field.startswith("rotated ") else [b"a", b"b"])
 
 

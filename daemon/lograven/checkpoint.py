@@ -43,6 +43,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+# What starting without a checkpoint means for the files (a hostile-input review: "starting without it" hid
+# that the lines written while stopped were skipped)
+WITHOUT_POSITIONS = ("without file positions, each file is read from sources[].start_position (`end`: lines written "
+                     "while lograven was stopped are not read; `beginning`: all are read again)")
+
 class Checkpointer:
     """Saves and loads one checkpoint file; `corrupt_count` counts files set aside."""
 
@@ -126,7 +131,8 @@ class Checkpointer:
         except OSError as exc:
             fix = ("check its permissions (state_dir)" if exc.errno in (errno.EACCES, errno.EPERM)
                    else "remove it (lograven writes a new one)")
-            log.warning("cannot read the checkpoint %s (%s); starting without it. %s", self.path, exc, fix[0].upper() + fix[1:])
+            log.warning("cannot read the checkpoint %s (%s); starting without it: %s. %s", self.path, exc, WITHOUT_POSITIONS,
+                        fix[0].upper() + fix[1:])
             return None
         try:
             document = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
@@ -160,10 +166,10 @@ class Checkpointer:
             os.replace(self.path, target)
         except OSError as exc:
             log.warning("the checkpoint %s is unusable (%s) and could not be moved aside (%s); "
-                        "starting without it", self.path, problem, exc)
+                        "starting without it: %s", self.path, problem, exc, WITHOUT_POSITIONS)
             return
-        log.warning("the checkpoint %s is unusable (%s); kept it as %s and starting without it",
-                    self.path, problem, target)
+        log.warning("the checkpoint %s is unusable (%s); kept it as %s and starting without it: %s",
+                    self.path, problem, target, WITHOUT_POSITIONS)
 
     def _remove_stale_temp_files(self) -> None:
         """Temp files left by a crash during save() are useless: the rename never happened."""

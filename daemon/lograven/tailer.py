@@ -370,8 +370,8 @@ def _parse_file_id(file_id: str) -> tuple[int, int, str] | None:
 def _checkpoint_number(value: Any, limit: int) -> int:
     """A byte count of a checkpoint, 0 to `limit`; ValueError for inf and nan (json reads 1e999 as inf),
     negative or absurd numbers (a fingerprint length of 1e300 would be read from the file)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)  # "5", true, 1.5 (1.5 read the file again from byte 1: a review's 1,467 duplicate alerts)
     number = int(value)
     if not 0 <= number <= limit:
         raise ValueError(value)
@@ -1605,7 +1605,9 @@ class Tailer:
                 size = None if size is None else _checkpoint_number(size, MAX_CHECKPOINT_OFFSET)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             what = "an old (rotated) file of " if rotated else ""
-            log.warning("ignoring a malformed checkpoint position for %s%s: %r", what, path, entry)
+            log.warning("ignoring a malformed checkpoint position for %s%s: %r; it is read as a file not seen before "
+                        "(sources[].start_position: `end` does not read the lines written while lograven was stopped)",
+                        what, path, entry)  # fmt: skip
             return None
         dev, ino, fingerprint = parsed
         return _SavedPosition(path, file_id, dev, ino, fingerprint, fp_len, offset,
