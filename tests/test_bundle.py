@@ -218,6 +218,41 @@ def test_npz_missing_weights_is_named(bundle_copy: Path) -> None:
         load_bundle(bundle_copy)
 
 
+def test_weights_beyond_the_model_are_not_read_and_no_array_is_huge(bundle_copy: Path, monkeypatch) -> None:
+    """Hostile-input review (2026-12-07): a 3 MB sequence.npz with a 3 GiB array of zeros besides the model's
+    loaded every array (19 s, 4 GB); complex weights loaded with a warning. Extra arrays are not read, a
+    required one larger than any model's is refused before it is read, complex ones are refused."""
+    import lograven.runtime as rt
+
+    with np.load(bundle_copy / "sequence.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez_compressed(bundle_copy / "sequence.npz", **arrays, junk=np.zeros(50 * 2**20 // 8))
+    rehash(bundle_copy, "sequence.npz")
+    read: list[str] = []
+    real_getitem = np.lib.npyio.NpzFile.__getitem__
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, k: read.append(k) or real_getitem(self, k))
+    load_bundle(bundle_copy)
+    assert "junk" not in read and "emb" in read
+    monkeypatch.setattr(rt, "MAX_WEIGHT_BYTES", 1000)
+    with pytest.raises(LogravenError, match=r"sequence\.npz: weights 'emb' hold \d+ bytes, more than any model has"):
+        load_bundle(bundle_copy)
+    monkeypatch.undo()
+    arrays["out_b"] = arrays["out_b"].astype(np.complex64)
+    np.savez(bundle_copy / "sequence.npz", **arrays)
+    rehash(bundle_copy, "sequence.npz")
+    with pytest.raises(LogravenError, match=r"weights 'out_b' are not real numbers"):
+        load_bundle(bundle_copy)
+
+
+def test_a_manifest_that_is_a_link_is_refused(bundle_copy: Path, tmp_path: Path) -> None:
+    """The files a manifest lists may not be links; the manifest itself could be one, to a file anywhere."""
+    elsewhere = tmp_path / "elsewhere.json"
+    (bundle_copy / MANIFEST).rename(elsewhere)
+    (bundle_copy / MANIFEST).symlink_to(elsewhere)
+    with pytest.raises(LogravenError, match="manifest.json: is a symbolic link"):
+        load_bundle(bundle_copy)
+
+
 def test_no_pickle_needed_anywhere(bundle_dir: Path) -> None:
     files = manifest_of(bundle_dir)["files"]
     npz = [n for n in files if n.endswith(".npz")]
@@ -446,7 +481,7 @@ def test_a_manifest_that_is_not_a_regular_file_is_refused_without_blocking(bundl
     assert isinstance(got, LogravenError) and "not a regular file" in str(got), got
     (bundle_copy / MANIFEST).unlink()
     (bundle_copy / MANIFEST).symlink_to("/dev/zero")
-    with pytest.raises(LogravenError, match="not a regular file"):
+    with pytest.raises(LogravenError, match="is a symbolic link"):  # refused before it is read at all
         load_bundle(bundle_copy)
 
 

@@ -350,6 +350,8 @@ def read_manifest(path: Path) -> dict:
     mpath = path / MANIFEST
     if not path.is_dir():
         raise LogravenError(f"{path}: no model bundle here; train one with `lograven train --out {path} LOGFILE...`")
+    if mpath.is_symlink():  # as the files it lists: a bundle's own, not a link to one elsewhere
+        raise LogravenError(f"{mpath}: is a symbolic link; a bundle's files must be its own (retrain or restore it)")
     try:
         raw = read_regular(mpath, MANIFEST_MAX_BYTES)  # not a FIFO (a reload hung) nor /dev/zero
     except FileNotFoundError:

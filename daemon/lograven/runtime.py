@@ -19,19 +19,30 @@ import numpy as np
 from lograven.errors import LogravenError
 
 
+MAX_WEIGHT_BYTES = 256 * 2**20  # one array of a bundle; the default model's largest is about 1 MB
+
+
 def load_weights(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Read an .npz of float32/int arrays without pickle; name the file on any problem."""
+    """Read the `required` arrays of an .npz of float32/int arrays without pickle; name the file on any
+    problem. Other arrays are not read (a review's 3 MB file held a 3 GiB array of zeros besides the model's:
+    loaded, it took 4 GB), and no array may hold more than MAX_WEIGHT_BYTES."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            missing = [k for k in required if k not in z.files]
+            if missing:
+                raise LogravenError(f"{path}: missing weights {missing}; retrain or restore the bundle")
+            for k in required:
+                size = z.zip.getinfo(f"{k}.npy").file_size
+                if size > MAX_WEIGHT_BYTES:
+                    raise LogravenError(f"{path}: weights {k!r} hold {size} bytes, more than any model has "
+                                        f"({MAX_WEIGHT_BYTES}); retrain or restore the bundle")
+            arrays = {k: z[k] for k in required}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise LogravenError(f"{path}: cannot read model weights ({e}); retrain or restore the bundle") from e
-    missing = [k for k in required if k not in arrays]
-    if missing:
-        raise LogravenError(f"{path}: missing weights {missing}; retrain or restore the bundle")
     for k, a in arrays.items():
         # NaN weights loaded and silently turned a detector off (every probability NaN, no alert)
-        what = "not numbers" if not np.issubdtype(a.dtype, np.number) else None if np.isfinite(a).all() else "not finite (NaN or inf)"
+        real = np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+        what = "not real numbers" if not real else None if np.isfinite(a).all() else "not finite (NaN or inf)"
         if what is not None:
             raise LogravenError(f"{path}: weights {k!r} are {what}; retrain or restore the bundle")
     return arrays
