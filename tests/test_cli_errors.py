@@ -222,6 +222,12 @@ def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile)
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile" / "state"), str(tmp_path / "afile")))
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 1 and f"state_dir {tmp_path / 'afile'}: is a file, not a directory; choose another path" in err, err
+    # /proc takes no file, not even root's (access() says yes to root): check said OK to a state_dir there, which
+    # `run` refused (hostile-input review, 2026-12-07)
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile"), "/proc/nonexistent/state"))
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 1 and "state_dir /proc/nonexistent/state: lies under /proc or /sys" in err, err
+    cfg.write_text(cfg.read_text().replace("/proc/nonexistent/state", str(tmp_path / "afile")))
     # an alerts file `run` cannot open: check fails, and `run` refuses to start
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "afile"), str(tmp_path / "state"))
                    .replace(str(tmp_path / "alerts.jsonl"), str(tmp_path / "afile" / "alerts.jsonl")))  # fmt: skip
