@@ -559,7 +559,7 @@ def test_jsonl_reopens_after_logrotate_rename(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "alerts.jsonl.1").read_text())["line"] == "before"
 
 
-def test_disk_full_is_counted_retried_and_leaves_no_partial_line(tmp_path: Path, monkeypatch) -> None:
+def test_disk_full_is_counted_retried_and_leaves_no_partial_line(tmp_path: Path, monkeypatch, caplog) -> None:
     path = tmp_path / "alerts.jsonl"
     sink = JsonlSink(path)
     clock, metrics = FakeClock(), Metrics()
@@ -574,7 +574,10 @@ def test_disk_full_is_counted_retried_and_leaves_no_partial_line(tmp_path: Path,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(sink, "_write_all", disk_full)
-    assert router.submit([a2]) is False  # jsonl is required: do not checkpoint past a2
+    with caplog.at_level("WARNING"):
+        assert router.submit([a2]) is False  # jsonl is required: do not checkpoint past a2
+    # the fix, not only the error (hostile-input review, 2026-12-07)
+    assert f"No space left on device: free space on the file system of {path.parent}" in caplog.text
     assert router.pending() == 1 and not router.durable()
     assert counter(metrics, "lograven_alerts_failed_total", sink="jsonl") == 1
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == [a1.id]  # the half line was cut off

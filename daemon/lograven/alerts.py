@@ -390,6 +390,18 @@ def format_human(alert: Alert, max_line_chars: int = 400) -> str:
 # --------------------------------------------------------------------------- sinks
 
 
+def _write_fix(e: OSError, path: str) -> str:
+    """What to do about a failed write to the alerts file (the alerts wait in memory meanwhile)."""
+    where = os.path.dirname(os.path.abspath(path))
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f": free space on the file system of {where} (the alerts are kept in memory and written then)"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f": let {whoami()} write it (its owner or mode), or set alerts.jsonl.path to a writable file"
+    if e.errno == errno.EROFS:
+        return f": {where} is on a read-only file system; remount it read-write or set alerts.jsonl.path elsewhere"
+    return ""
+
+
 class SinkError(Exception):
     """A sink could not deliver; `delivered` alerts at the front of the batch did get through."""
 
@@ -685,7 +697,7 @@ class JsonlSink:
                 os.fsync(self._fd)
         except OSError as e:
             self._cut_back(start)
-            raise SinkError(f"jsonl {self.path}: {e.strerror or e}") from e
+            raise SinkError(f"jsonl {self.path}: {e.strerror or e}{_write_fix(e, self.path)}") from e
 
     def _write_all(self, fd: int, data: bytes) -> None:
         view = memoryview(data)
