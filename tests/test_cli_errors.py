@@ -196,6 +196,18 @@ def test_missing_config_file(capsys, tmp_path) -> None:
     assert_user_error(rc, err, "nothere.yaml", "no such file", "config.example.yaml")
 
 
+def test_check_says_a_source_that_is_a_symlink_loop_loops(capsys, tmp_path, logfile) -> None:
+    """Hostile-input review (2026-12-07): a source that is a symbolic link loop was "no file matches ... yet;
+    lograven reads it once it appears", which it never will."""
+    loop = tmp_path / "loop.log"
+    loop.symlink_to(loop)
+    cfg = _daemon_config(tmp_path, loop, listen="127.0.0.1:9077")
+    rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0, err
+    assert f"warning: sources[0].paths: {loop} is a symbolic link that loops (pointing, at last, to itself)" in out
+    assert "no file matches" not in out
+
+
 def test_check_warns_about_sources_that_match_nothing(capsys, tmp_path, logfile) -> None:
     cfg = _daemon_config(tmp_path, tmp_path / "typo" / "mesages", listen="127.0.0.1:9077")
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))

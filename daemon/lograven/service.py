@@ -367,6 +367,10 @@ def source_warnings(cfg: Config) -> list[str]:
                 f"sources[{i}].paths: cannot look at {', '.join(sorted(denied))} (permission denied on a directory); "
                 "give lograven's user search (x) permission on the directories in the path"
             )
+        elif loops := [p for p in src.paths if not has_magic(p) and _loops(p)]:
+            one = len(loops) == 1
+            out.append(f"sources[{i}].paths: {', '.join(loops)} {'is a symbolic link that loops' if one else 'are symbolic links that loop'} "
+                       f"(pointing, at last, to {'itself' if one else 'themselves'}): nothing can be read there; fix the link")
         elif not found and not provider.unlistable and len(dirs) + len(special) < len(src.paths):
             out.append(
                 f"sources[{i}].paths: no file matches {', '.join(src.paths)} yet; lograven reads it once it appears "
@@ -463,6 +467,15 @@ def _format_mismatch(paths: list[str], fmt: str) -> str | None:
         if said:
             return f"the last {len(lines)} lines of {path}: {said}"
     return None
+
+
+def _loops(path: str) -> bool:
+    """Whether `path` is a symbolic link that loops (ELOOP): said as such, not as a file not there yet."""
+    try:
+        os.stat(os.path.expanduser(path))
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _missing(path: str) -> bool | None:
