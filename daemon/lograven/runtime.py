@@ -22,21 +22,22 @@ from lograven.errors import LogravenError
 MAX_WEIGHT_BYTES = 256 * 2**20  # one array of a bundle; the default model's largest is about 1 MB
 
 
-def load_weights(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+def load_weights(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Read the `required` arrays of an .npz of float32/int arrays without pickle; name the file on any
-    problem. Other arrays are not read (a review's 3 MB file held a 3 GiB array of zeros besides the model's:
-    loaded, it took 4 GB), and no array may hold more than MAX_WEIGHT_BYTES."""
+    problem. The `optional` ones are read when present; others are not read (a review's 3 MB file held a 3 GiB
+    array of zeros besides the model's: loaded, it took 4 GB), and no array may hold more than MAX_WEIGHT_BYTES."""
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in required if k not in z.files]
             if missing:
                 raise LogravenError(f"{path}: missing weights {missing}; retrain or restore the bundle")
-            for k in required:
+            wanted = [*required, *(k for k in optional if k in z.files)]
+            for k in wanted:
                 size = z.zip.getinfo(f"{k}.npy").file_size
                 if size > MAX_WEIGHT_BYTES:
                     raise LogravenError(f"{path}: weights {k!r} hold {size} bytes, more than any model has "
                                         f"({MAX_WEIGHT_BYTES}); retrain or restore the bundle")
-            arrays = {k: z[k] for k in required}
+            arrays = {k: z[k] for k in wanted}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise LogravenError(f"{path}: cannot read model weights ({e}); retrain or restore the bundle") from e
     for k, a in arrays.items():

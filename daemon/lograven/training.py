@@ -565,7 +565,7 @@ def load_replay(path: Path, n_types: int | None = None) -> tuple[list[np.ndarray
             raise LogravenError(f"{path / name}: not a regular file (a FIFO, device or broken link); retrain or "
                                 "restore the bundle")
     if (path / "replay.npz").exists():
-        z = load_weights(path / "replay.npz", ("ids", "lens"))
+        z = load_weights(path / "replay.npz", ("ids", "lens"), optional=("ended",))
         ids, lens = z["ids"].astype(np.int32), z["lens"].astype(np.int64)
         bad = ("lengths below 0" if len(lens) and lens.min() < 0
                else f"lengths that add up to {int(lens.sum())}, not its {len(ids)} ids" if int(lens.sum()) != len(ids)
