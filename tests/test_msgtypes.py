@@ -773,12 +773,20 @@ def test_a_coarse_cluster_of_unrelated_messages_is_no_catch_all(monkeypatch) -> 
     assert UNKNOWN not in ids.values() and len(set(ids.values())) == len(set(msgs))
     for new in ("rootkit installed in /lib/modules", "backdoor opened port 31337", "EXT3-fs: sda1 remounted read-only"):
         assert mt.classify(new) == UNKNOWN, new
-    # two tokens keep the vocabulary rule: random id pairs stay one variable (see the test above)
+    # but free text, whose lines rarely recur (a code review: 3,000 random 3-5-word lines made 3,000 types, so
+    # every new line was unknown), stays one type per length; two tokens keep the vocabulary rule (above)
+    rng = random.Random(3)
+    words = [f"w{rng.randrange(10**6)}x" for _ in range(2000)]
+    free = [" ".join(rng.choice(words) for _ in range(3)) for _ in range(300)]
+    mt = MessageTypes().fit(free + free[:100])  # a third of the lines recur: still mostly new lines
+    assert mt.n_types < 10 and mt.classify("w1x w2x w3x") != UNKNOWN
 
 
 def test_syslog_and_secure_learned_together_have_no_catch_all_types() -> None:
     """The same on real logs: Linux_2k and OpenSSH_2k together (a messages + secure host) had 4 catch-all types
-    over 240 lines and a grouping accuracy of 0.968 (0.940 with the lines shuffled); now none, and 0.997."""
+    over 240 lines and a grouping accuracy of 0.968 (0.940 with the lines shuffled); now at most 36 lines (0.9%)
+    are in such types, one-off boot messages (free text by the rule: most of their lines come once), and
+    0.988 (0.994)."""
     import csv
     from pathlib import Path
 
@@ -795,6 +803,7 @@ def test_syslog_and_secure_learned_together_have_no_catch_all_types() -> None:
     for order in (rows, random.Random(1).sample(rows, len(rows))):
         content, truth = [c for c, _ in order], [e for _, e in order]
         mt = MessageTypes().fit(content)
-        assert not [t.template for t in mt.types_ if t.catch_all]
-        assert grouping_accuracy(mt.predict(content).tolist(), truth) >= 0.99
-        assert mt.classify("rootkit installed in /lib/modules") == UNKNOWN
+        assert sum(t.count for t in mt.types_ if t.catch_all) <= 0.01 * len(content)  # one-off boot lines
+        assert grouping_accuracy(mt.predict(content).tolist(), truth) >= 0.98
+        # recurring messages are types of their own now: `check pass; user unknown` was in `<*> <*> <*> <*>`
+        assert "<*>" not in mt.get(mt.classify("check pass; user unknown")).template
