@@ -410,7 +410,7 @@ def _set(path: tuple, value):
 @pytest.mark.parametrize(("edit", "said"), [
     (_set(("autoencoder", "length"), 0), "autoencoder length 0 is not in 1.."),
     (_set(("autoencoder", "length"), 10**12), "autoencoder length 1000000000000 is not in 1.."),
-    (_set(("autoencoder", "length"), 10**6), "autoencoder length 1000000 is not in 1..1024"),  # 5 GB at the first batch
+    (_set(("autoencoder", "length"), 10**6), "autoencoder length 1000000 is not in 1..8192"),  # 5 GB at the first batch
     (_set(("autoencoder", "threshold"), float("nan")), "autoencoder threshold nan is not a finite number"),
     (_set(("autoencoder", "threshold"), float("inf")), "autoencoder threshold inf is not a finite number"),
     (lambda m: _set(("sequence", "params", "units"), float(m["sequence"]["params"]["units"]))(m),
@@ -547,3 +547,20 @@ def test_learn_refuses_a_replay_file_that_is_a_fifo_without_blocking(bundle_copy
     os.mkfifo(bundle_copy / "replay_texts.json")
     got = call_within(lambda: load_replay(bundle_copy))
     assert isinstance(got, LogravenError) and "replay_texts.json: not a regular file" in str(got), got
+
+
+def test_long_autoencoder_lengths_are_scored_in_smaller_passes(bundle_copy: Path, monkeypatch) -> None:
+    """The length bound (8,192 tokens, max_length_cap's maximum) is safe because a scoring pass holds at most
+    FORWARD_TOKENS tokens: 512 lines of 64 tokens, 4 lines of 8,192 (a length of 10^6 had asked 5 GB at once)."""
+    from lograven.autoencoder import FORWARD_TOKENS, Autoencoder
+
+    m = manifest_of(bundle_copy)
+    m["autoencoder"]["length"] = 8192
+    write_manifest(bundle_copy, m)
+    b = load_bundle(bundle_copy)
+    seen: list[tuple[int, int]] = []
+    real = Autoencoder.errors_from_ids
+    monkeypatch.setattr(Autoencoder, "errors_from_ids", lambda self, x, lens: seen.append(x.shape) or real(self, x, lens))
+    errs = b.autoencoder.score([f"line {i} of a batch" for i in range(10)])
+    assert len(errs) == 10 and np.isfinite(errs).all()
+    assert seen and all(rows * length <= FORWARD_TOKENS for rows, length in seen) and seen[0][1] == 8192

@@ -68,6 +68,7 @@ class AutoencoderParams:
 
 
 MIN_STEPS_PER_EPOCH = 40
+FORWARD_TOKENS = 32_768  # tokens (lines x length) per forward pass when scoring
 
 
 class Autoencoder:
@@ -184,6 +185,9 @@ class Autoencoder:
 
     def _forward_errors(self, texts: Sequence[str], chunk: int = 512) -> np.ndarray:
         assert self.tokenizer_ is not None
+        # lines per forward pass: 512 at the default length (64 tokens), fewer for longer ones, so that a pass's
+        # activations stay about 8 MB whatever max_length_cap the model was trained with
+        chunk = max(1, min(chunk, FORWARD_TOKENS // max(1, self.length_)))
         res = []
         for s in range(0, len(texts), chunk):
             ids = [self.tokenizer_.encode(t, self.length_ or None) for t in texts[s : s + chunk]]

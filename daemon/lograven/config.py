@@ -56,7 +56,7 @@ MIN_SCHEDULE_SECONDS = 600.0
 _WARNED_STATE_DIRS: set[tuple[str, str]] = set()
 
 
-MAX_AE_LENGTH = 1024  # tokens per line the autoencoder may read: a batch of 512 lines then needs ~130 MB
+MAX_AE_LENGTH = 8192  # tokens per line the autoencoder may read (max_line_bytes' default is 65,536 bytes)
 
 
 class ConfigError(LogravenError):
