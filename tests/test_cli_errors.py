@@ -981,3 +981,25 @@ def test_a_current_outside_the_model_directory_is_an_error(capsys, tmp_path, bun
     (store.root / "current").symlink_to(store.root / "v0001")  # an absolute link to a version here is fine
     rc, _, err = run_cli(capsys, "score", "--model", str(store.root), str(logfile))
     assert rc == 0, err
+
+
+def test_check_fails_on_a_state_dir_on_a_read_only_mount(capsys, tmp_path) -> None:
+    """A code review (2026-12-07): on a read-only mount, access() fails with EROFS, which `check` read as "not
+    writable for user root", a warning: check passed what `run` refuses for every user."""
+    import subprocess
+
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True).returncode:
+        pytest.skip("needs root and bind mounts")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(f"state_dir: {ro / 'state'}\nmetrics: {{enabled: false}}\n")
+        rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
+        assert rc == 1 and f"state_dir {ro / 'state'}: {ro} is on a read-only file system" in err, err
+        assert "configuration OK" not in out
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)

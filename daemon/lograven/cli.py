@@ -826,6 +826,17 @@ def _unwritable(path: Path, directory: bool) -> str | None:
             if p.parent == p:
                 break
             p = p.parent
+        # no user can write there, root included (access() says yes to root anywhere, and no to a read-only
+        # mount only with EROFS, which read as "not writable for this user"): `check` said OK to state_dir
+        # /proc/nonexistent/x, which `run` refused (hostile-input review)
+        real = os.path.realpath(p)
+        if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
+            return "lies under /proc or /sys (the kernel's pseudo files), where no file can be created: not a file system for data"
+        try:
+            if os.statvfs(p).f_flag & os.ST_RDONLY:
+                return f"{p} is on a read-only file system: not a file system for data"
+        except OSError:
+            pass
         if p == path and not path.is_dir():  # it exists, and is not a directory
             if directory:
                 return "is a file, not a directory"
@@ -838,16 +849,6 @@ def _unwritable(path: Path, directory: bool) -> str | None:
         return f"cannot be checked (permission denied on a directory above {p})"
     if not os.access(p, os.W_OK | os.X_OK):
         return f"{p} is not writable" if p != path else "not writable"
-    # access() says yes to root anywhere: a read-only mount or the kernel's /proc and /sys refuse even root
-    # (`check` said OK to state_dir /proc/nonexistent/x, which `run` refused: hostile-input review)
-    real = os.path.realpath(p)
-    if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
-        return "lies under /proc or /sys (the kernel's pseudo files), where no file can be created: not a file system for data"
-    try:
-        if os.statvfs(p).f_flag & os.ST_RDONLY:
-            return f"{p} is on a read-only file system: not a file system for data"
-    except OSError:
-        pass
     return None
 
 
