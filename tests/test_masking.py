@@ -235,3 +235,22 @@ def test_a_mask_that_cannot_join_the_others_is_a_config_error() -> None:
     data["params"]["extra_masks"] = [{"name": "blk", "pattern": r"(?i)blk_\d+"}]
     with pytest.raises(LogravenError, match="msgtypes.json: malformed message types"):
         MessageTypes.from_json(data)
+
+
+def test_masks_that_number_their_groups_or_share_a_group_name_are_config_errors() -> None:
+    """A code review (2026-12-07): `(\\w)\\1{3,}` got the (?i) advice; `x(a)(b)\\2` passed and silently masked
+    `xaba` instead of `xabb` (its groups are numbered anew among the masks); two masks with a group `v` each
+    passed `check` and crashed training. Each is an error at its key, with the fix."""
+    from lograven.config import ConfigError, parse_config
+
+    def masks(*patterns: str) -> dict:
+        return {"training": {"msgtypes": {"extra_masks": [{"name": f"m{i}", "pattern": p} for i, p in enumerate(patterns)]}}}
+
+    for p in (r"(\w)\1{3,}", r"x(a)(b)\2"):
+        with pytest.raises(ConfigError, match=r"extra_masks\[0\]\.pattern: the pattern refers to a group by number.*\(\?P=name\)"):
+            parse_config(masks(p))
+    with pytest.raises(ConfigError, match=r"extra_masks: the patterns cannot be used together \(redefinition of group name"):
+        parse_config(masks(r"(?P<v>a+)", r"(?P<v>b+)"))
+    cfg = parse_config(masks(r"x(?P<a>a)(?P<b>b)(?P=b)", r"lit\\1"))  # named references, an escaped backslash: fine
+    m = Masker([ExtraMask(e.name, e.pattern) for e in cfg.training.msgtypes.extra_masks])
+    assert m.mask_text("xabb xaba") == "<M0> xaba"

@@ -575,6 +575,13 @@ class MsgTypesTrainingConfig:
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             yield "extra_masks", f"mask names must be unique, repeated: {', '.join(duplicates)}"
+        from lograven.masking import ExtraMask, Masker
+
+        try:  # each pattern alone can be fine, and two together not (the same group name in both)
+            Masker([ExtraMask(m.name, m.pattern) for m in self.extra_masks])
+        except re.error as e:
+            yield "extra_masks", (f"the patterns cannot be used together ({e}); give their groups different names, "
+                                  "or make them non-capturing: (?:...)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

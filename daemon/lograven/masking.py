@@ -61,11 +61,19 @@ def mask_pattern_problem(pattern: str) -> str | None:
     not use the alternation's own group names."""
     if _GROUP in pattern:
         return f"the pattern uses the group name prefix {_GROUP}, which lograven's masks use; rename the group"
+    if _NUMBERED_BACKREF.search(pattern):
+        # among the masks the groups are numbered anew: \2 would name another group (or an open one)
+        return ("the pattern refers to a group by number (\\1 ...), which changes among the masks: name the group, "
+                "(?P<name>...), and refer to it as (?P=name)")
     try:
         re.compile(f"(?P<{_GROUP}x>{pattern})|x")
     except re.error as e:
-        return f"the pattern cannot be combined with the other masks ({e}); a global flag such as (?i) must become a scoped one: (?i:...)"
+        hint = ("; a global flag such as (?i) must become a scoped one: (?i:...)" if "global flags" in str(e) else "")
+        return f"the pattern cannot be combined with the other masks ({e}){hint}"
     return None
+
+
+_NUMBERED_BACKREF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]")
 
 
 class Masker:
