@@ -541,6 +541,21 @@ def test_jsonl_on_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
     sink.close()
 
 
+def test_jsonl_on_a_socket_says_it_is_a_socket() -> None:
+    """/dev/stdout under systemd is the journal's stream socket: opening it fails (ENXIO), and the message had
+    said "a FIFO that nothing reads" (a code review)."""
+    import socket
+    import subprocess
+    import sys
+
+    a, b = socket.socketpair()
+    code = ("import sys\nfrom lograven.alerts import JsonlSink\ntry:\n    JsonlSink('/dev/stdout')\n"
+            "except Exception as e:\n    print(e, file=sys.stderr)")
+    with a, b:
+        got = subprocess.run([sys.executable, "-c", code], stdout=a.fileno(), stderr=subprocess.PIPE, text=True, timeout=60)
+    assert "/dev/stdout is a socket" in got.stderr and "FIFO" not in got.stderr, got.stderr
+
+
 def _raises(fn):
     try:
         fn()

@@ -1527,6 +1527,11 @@ def test_a_learned_message_the_autoencoder_cannot_reconstruct_gets_its_own_thres
     assert learned_line.type_id == raised["id"] and "autoencoder" not in learned_line.detectors
     assert learned_line.ae_threshold == pytest.approx(raised["threshold"], rel=1e-6)
     assert "autoencoder" in other.detectors and other.ae_threshold == pytest.approx(child.autoencoder.threshold_)
+    # `check` shows them beside the global threshold (a code review: it showed the global one alone)
+    from lograven.cli import _detectors_in_force
+    from lograven.config import parse_config
+
+    assert "(1 message type(s) learned with their own, up to " in _detectors_in_force(child, parse_config({}))
     # before: the same line alerted on the parent, and the threshold per type survives another learn
     assert "autoencoder" in Detector(load_bundle(bundle_dir)).detect(probe[:1])[0].detectors
     def lines(idx: list[int]):

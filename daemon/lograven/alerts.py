@@ -639,8 +639,16 @@ class JsonlSink:
                                     f"{dangling}, is a symbolic link to nothing (an unmounted file system?); mount "
                                     "it, or choose another path") from e
             if e.errno == errno.ENXIO:
-                raise LogravenError(f"alerts.jsonl.path: {self.path} is a FIFO (named pipe) that nothing reads: start "
-                                    "its reader first, or give a file path") from e
+                try:
+                    kind = os.stat(self.path).st_mode
+                except OSError:
+                    kind = 0
+                if stat.S_ISFIFO(kind):
+                    raise LogravenError(f"alerts.jsonl.path: {self.path} is a FIFO (named pipe) that nothing reads: "
+                                        "start its reader first, or give a file path") from e
+                if stat.S_ISSOCK(kind):  # /dev/stdout under systemd: the journal's stream socket
+                    raise LogravenError(f"alerts.jsonl.path: {self.path} is a socket (under systemd, /dev/stdout is "
+                                        "the journal's): give a file path; alerts.syslog sends alerts to syslog") from e
             if isinstance(e, (FileExistsError, NotADirectoryError)):  # a file where a directory goes
                 raise LogravenError(f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path "
                                     f"is a file, not a directory ({e.filename or e}); choose another path") from e

@@ -617,7 +617,10 @@ def _detectors_in_force(bundle, cfg) -> str:
             rule += "; stream_end_after set, but this model did not learn stream ends"
         parts.append(f"sequence {rule}")
     if st.autoencoder:
-        parts.append(f"autoencoder error > {det.ae_threshold:.3f}")
+        own = getattr(det.ae, "type_thresholds_", {})
+        parts.append(f"autoencoder error > {det.ae_threshold:.3f}" + (
+            f" ({len(own)} message type(s) learned with their own, up to {max(own.values()) * st.autoencoder_margin:.3f})"
+            if own else ""))
     if st.unknown_type:
         parts.append("unknown_type")
     return "; ".join(parts) or "none enabled"

@@ -182,6 +182,7 @@ class Detector:
         for t, v in getattr(self.ae, "type_thresholds_", {}).items():
             if 0 < t < len(self._ae_type_threshold):
                 self._ae_type_threshold[t] = max(self.ae_threshold, v * self.settings.autoencoder_margin)
+        self._ae_typed = bool((self._ae_type_threshold != self.ae_threshold).any())  # else one threshold for all
         self.states: OrderedDict[str, StreamState] = OrderedDict()
         self.clock = time.time  # when a stream's last line came (StreamState.at)
         self.streams_evicted = 0  # states forgotten past settings.max_streams (least recently seen first)
@@ -376,10 +377,13 @@ class Detector:
         # The calibrated threshold is one held-back line's own float32 score; the same line scored in
         # a batch of another shape can differ by a few ulps. A relative tolerance keeps the verdict
         # independent of what else is in the batch.
-        tids = np.asarray(type_ids, dtype=np.int64)
-        table = self._ae_type_threshold
-        ae_thr = np.where(tids < len(table), table[np.minimum(tids, len(table) - 1)], self.ae_threshold)
-        ae_cut = ae_thr * (1.0 + 1e-5)
+        if self._ae_typed:
+            tids = np.asarray(type_ids, dtype=np.int64)
+            table = self._ae_type_threshold
+            ae_thr = np.where(tids < len(table), table[np.minimum(tids, len(table) - 1)], self.ae_threshold).tolist()
+        else:  # the common case, without a lookup per line
+            ae_thr = [self.ae_threshold] * n
+        tolerance = 1.0 + 1e-5
         templates = self._templates
         ratio = np.full(n, np.nan)
         ok = ~np.isnan(seq_p)
@@ -408,7 +412,7 @@ class Detector:
             e = None
             if ae_err is not None:
                 e = float(ae_err[i])
-                if e > ae_cut[i]:
+                if e > ae_thr[i] * tolerance:
                     fired.append("autoencoder")
             out.append(
                 Verdict(
@@ -423,7 +427,7 @@ class Detector:
                     previous_type=prev[i] or None,
                     expected=expected[i],
                     ae_error=e,
-                    ae_threshold=float(ae_thr[i]) if ae_err is not None else None,
+                    ae_threshold=ae_thr[i] if ae_err is not None else None,
                     sequence_part=part,
                 )
             )

@@ -893,6 +893,7 @@ def _settings_json(det: Detector, settings: DetectorSettings, training_seconds: 
         "autoencoder_threshold": _sig(det.ae.threshold_),
         "autoencoder_margin": settings.autoencoder_margin,
         "autoencoder_effective_threshold": _sig(det.ae_threshold),
+        "autoencoder_type_thresholds": len(getattr(det.ae, "type_thresholds_", {})),  # learned types with their own
         "types": len(det.types.types_),
         "sequence_units": det.seq.params.units,
         "sequence_members": len(det.seq.members_),

@@ -412,7 +412,7 @@ def learn(
             "types": len(types.types_),
             "sequence_validation": seq.validation_,
             "autoencoder_threshold": ae.threshold_,
-            **({"autoencoder_type_thresholds": len(ae.type_thresholds_)} if ae.type_thresholds_ else {}),
+            "autoencoder_type_thresholds": len(ae.type_thresholds_),
         }
     )
     target = Path(out) if out is not None else store.new_version_path()  # type: ignore[union-attr]

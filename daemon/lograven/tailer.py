@@ -1605,9 +1605,9 @@ class Tailer:
                 size = None if size is None else _checkpoint_number(size, MAX_CHECKPOINT_OFFSET)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             what = "an old (rotated) file of " if rotated else ""
-            log.warning("ignoring a malformed checkpoint position for %s%s: %r; it is read as a file not seen before "
-                        "(sources[].start_position: `end` does not read the lines written while lograven was stopped)",
-                        what, path, entry)  # fmt: skip
+            then = ("the rest of that old file is not read" if rotated else "it is read as a file not seen before "
+                    "(sources[].start_position: `end` does not read the lines written while lograven was stopped)")
+            log.warning("ignoring a malformed checkpoint position for %s%s: %r; %s", what, path, entry, then)
             return None
         dev, ino, fingerprint = parsed
         return _SavedPosition(path, file_id, dev, ino, fingerprint, fp_len, offset,
