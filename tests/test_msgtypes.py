@@ -807,3 +807,14 @@ def test_syslog_and_secure_learned_together_have_no_catch_all_types() -> None:
         assert grouping_accuracy(mt.predict(content).tolist(), truth) >= 0.98
         # recurring messages are types of their own now: `check pass; user unknown` was in `<*> <*> <*> <*>`
         assert "<*>" not in mt.get(mt.classify("check pass; user unknown")).template
+
+
+def test_messages_with_the_same_words_in_other_orders_fit_without_warnings() -> None:
+    """CI (2026-12-07): a hypothesis example whose signatures were one bag of words in several orders gave
+    TruncatedSVD no variance, and a RuntimeWarning (a NaN explained-variance ratio) came out of fit."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mt = MessageTypes().fit(["a b c", "c b a", "b a c", "a c b"])
+    assert mt.n_types == 4

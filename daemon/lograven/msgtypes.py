@@ -263,8 +263,9 @@ class MessageTypes:
         if n_feat >= 3 and n >= 3:
             n_comp = max(1, min(256, n_feat - 1, n - 1))
             svd = TruncatedSVD(n_components=n_comp, random_state=self.seed, algorithm="randomized", n_iter=4)
-            Z = svd.fit_transform(X)
-            cum = np.cumsum(svd.explained_variance_ratio_)
+            with np.errstate(invalid="ignore", divide="ignore"):  # bags of words that are all alike: no variance
+                Z = svd.fit_transform(X)
+            cum = np.cumsum(np.nan_to_num(svd.explained_variance_ratio_))
             keep = int(np.searchsorted(cum, self.svd_variance * cum[-1])) + 1
             Z = Z[:, :keep]
         else:
