@@ -2884,3 +2884,14 @@ def test_two_waiting_old_files_of_a_path_are_read_oldest_first(tmp_path: Path, m
     assert got.index(b"l3") < got.index(b"m1"), got
     assert [x for x in got if x in (b"l2", b"l3", b"m1", b"m2")] == [b"l2", b"l3", b"m1", b"m2"], got
     assert "Their lines are not read" not in caplog.text  # the newer old file waits its turn: it is read
+
+
+def test_one_nul_byte_at_a_line_start_is_said_as_such(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A soak (2026-12-07): a line that began with one NUL byte was explained as "a file truncated in place
+    under a writer that does not append", which sends an admin after logrotate for nothing."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"first\n\x00second\n")
+        assert texts(tailer.poll()) == [b"first", b"second"]
+    assert "1 NUL byte before the line at byte 7 was skipped (a line that begins with a NUL byte" in caplog.text

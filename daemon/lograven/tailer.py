@@ -534,9 +534,12 @@ class FileWatcher:
         if found:
             if not self.nul_said:
                 self.nul_said = True
-                log.warning("%s: %d NUL bytes before the line at byte %d were skipped (a file truncated in "
-                            "place under a writer that does not append? Use logrotate's `create`, or have "
-                            "the program open its log for appending)", self.path, stop - self.nul_from, stop)
+                n = stop - self.nul_from
+                why = ("a line that begins with a NUL byte, or a file truncated in place?" if n == 1 else
+                       "a file truncated in place under a writer that does not append? Use logrotate's `create`, or "
+                       "have the program open its log for appending")  # fmt: skip
+                log.warning("%s: %d NUL byte%s before the line at byte %d %s skipped (%s)", self.path, n,
+                            "" if n == 1 else "s", stop, "was" if n == 1 else "were", why)
             self.nul_from = None
 
     def _hand_out(self, out: list[RawLine], line_start: int, end: int, data: bytes, truncated: bool,
