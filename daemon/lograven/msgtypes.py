@@ -357,10 +357,11 @@ class MessageTypes:
                 few = len(lines_of) <= FEW_WORDS or 4 * len(lines_of) <= n_lines
                 named = bool(self._named_sigs) and all(sigs[i] in self._named_sigs for i in idx)
                 # With three tokens or more, no constant at all is a mix of messages (KMeans' k too small: a
-                # host's messages and secure together gave `<*> <*> <*> <*>`) when its lines recur verbatim: at
-                # most half of them are a line seen once. Free text (every line new) stays one type, as above.
+                # host's messages and secure together gave `<*> <*> <*> <*>`) when its values are few (as above)
+                # and its lines recur verbatim: at most half of them a line seen once. Free text and ids (many
+                # values, lines mostly new, or every line twice) stay one type, as above.
                 recurring = 2 * sum(counts[i] for i in idx if counts[i] == 1) <= n_lines
-                if pos >= 0 and ((n_tok >= 3 and recurring) or (few and (named or 20 * once <= n_lines))):
+                if pos >= 0 and few and ((n_tok >= 3 and recurring) or named or 20 * once <= n_lines):
                     split_pos = pos
             if split_pos >= 0:
                 parts: dict[str, list[int]] = defaultdict(list)
