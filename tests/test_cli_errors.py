@@ -983,6 +983,19 @@ def test_a_current_outside_the_model_directory_is_an_error(capsys, tmp_path, bun
     assert rc == 0, err
 
 
+def test_check_accepts_dev_stdout_as_alerts_file_when_it_is_a_pipe(tmp_path) -> None:
+    """A second review (2026-12-07): /dev/stdout resolves to /proc/self/fd/1, and check refused it as a path
+    under /proc whenever stdout was a pipe (`lograven check ... | cat`), though `run` writes alerts there."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"state_dir: {tmp_path / 'state'}\nmetrics: {{enabled: false}}\nalerts: {{jsonl: {{path: /dev/stdout}}}}\n")
+    got = subprocess.run([sys.executable, "-m", "lograven", "check", "--config", str(cfg)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    assert got.returncode == 0 and "configuration OK" in got.stdout, got.stderr
+
+
 def test_check_fails_on_a_state_dir_on_a_read_only_mount(capsys, tmp_path) -> None:
     """A code review (2026-12-07): on a read-only mount, access() fails with EROFS, which `check` read as "not
     writable for user root", a warning: check passed what `run` refuses for every user."""

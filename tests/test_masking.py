@@ -246,11 +246,12 @@ def test_masks_that_number_their_groups_or_share_a_group_name_are_config_errors(
     def masks(*patterns: str) -> dict:
         return {"training": {"msgtypes": {"extra_masks": [{"name": f"m{i}", "pattern": p} for i, p in enumerate(patterns)]}}}
 
-    for p in (r"(\w)\1{3,}", r"x(a)(b)\2"):
+    for p in (r"(\w)\1{3,}", r"x(a)(b)\2", r"(a)?(?(1)b|c)"):  # a numbered conditional too (a second review)
         with pytest.raises(ConfigError, match=r"extra_masks\[0\]\.pattern: the pattern refers to a group by number.*\(\?P=name\)"):
             parse_config(masks(p))
     with pytest.raises(ConfigError, match=r"extra_masks: the patterns cannot be used together \(redefinition of group name"):
         parse_config(masks(r"(?P<v>a+)", r"(?P<v>b+)"))
-    cfg = parse_config(masks(r"x(?P<a>a)(?P<b>b)(?P=b)", r"lit\\1"))  # named references, an escaped backslash: fine
+    # named references, an escaped backslash, octal escapes (\101 is A; in a class \1 is octal): fine
+    cfg = parse_config(masks(r"x(?P<a>a)(?P<b>b)(?P=b)", r"lit\\1", r"\101\123", r"[\1-\3]x", r"(?P<n>q)?(?(n)r|s)"))
     m = Masker([ExtraMask(e.name, e.pattern) for e in cfg.training.msgtypes.extra_masks])
     assert m.mask_text("xabb xaba") == "<M0> xaba"

@@ -833,7 +833,8 @@ def _unwritable(path: Path, directory: bool) -> str | None:
         # mount only with EROFS, which read as "not writable for this user"): `check` said OK to state_dir
         # /proc/nonexistent/x, which `run` refused (hostile-input review)
         real = os.path.realpath(p)
-        if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
+        # directories only: /dev/stdout resolves to /proc/self/fd/1 (a pipe, a usable alerts file)
+        if p.is_dir() and (real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/"))):
             return "lies under /proc or /sys (the kernel's pseudo files), where no file can be created: not a file system for data"
         try:
             if os.statvfs(p).f_flag & os.ST_RDONLY:

@@ -61,10 +61,10 @@ def mask_pattern_problem(pattern: str) -> str | None:
     not use the alternation's own group names."""
     if _GROUP in pattern:
         return f"the pattern uses the group name prefix {_GROUP}, which lograven's masks use; rename the group"
-    if _NUMBERED_BACKREF.search(pattern):
+    if _refers_by_number(pattern):
         # among the masks the groups are numbered anew: \2 would name another group (or an open one)
-        return ("the pattern refers to a group by number (\\1 ...), which changes among the masks: name the group, "
-                "(?P<name>...), and refer to it as (?P=name)")
+        return ("the pattern refers to a group by number (\\1, (?(1)...)), which changes among the masks: name the "
+                "group, (?P<name>...), and refer to it as (?P=name) or (?(name)...)")
     try:
         re.compile(f"(?P<{_GROUP}x>{pattern})|x")
     except re.error as e:
@@ -73,7 +73,47 @@ def mask_pattern_problem(pattern: str) -> str | None:
     return None
 
 
-_NUMBERED_BACKREF = re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]")
+def _group_refs(pattern: str) -> list[int] | None:
+    """The group numbers `pattern` refers to (backreferences and conditionals), in order; None if it does
+    not parse (the compile check says why)."""
+    try:
+        from re import _constants as c, _parser as parser  # the stdlib's own parser: no guessing at escapes
+    except ImportError:  # pragma: no cover - not CPython 3.11+
+        return []
+    try:
+        tree = parser.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    out: list[int] = []
+
+    def walk(items: object) -> None:
+        for item in items:  # (op, av) pairs; av may hold sub-patterns, nested anywhere in tuples and lists
+            if not (isinstance(item, tuple) and len(item) == 2):
+                continue
+            op, av = item
+            if op is c.GROUPREF:
+                out.append(av)
+            elif op is c.GROUPREF_EXISTS:
+                out.append(av[0])
+            stack = [av]
+            while stack:
+                x = stack.pop()
+                if isinstance(x, parser.SubPattern):
+                    walk(x.data)
+                elif isinstance(x, (tuple, list)):
+                    stack.extend(x)
+
+    walk(tree.data)
+    return out
+
+
+def _refers_by_number(pattern: str) -> bool:
+    """Whether a reference in `pattern` is by number: wrapped in one more group, a reference by name follows
+    its group to the next number, one by number (\1, (?(1)...)) stays."""
+    alone, wrapped = _group_refs(pattern), _group_refs(f"(?:()){pattern}")
+    if not alone or wrapped is None:
+        return False
+    return wrapped != [n + 1 for n in alone]
 
 
 class Masker:
