@@ -659,7 +659,17 @@ def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog)
     assert len(corpus) == 12 and "routine work item 3" in corpus.messages
     alert.read_from = None
     alerts.write_text(alert.to_json() + "\n")
-    # rotated without a trace in the alert: byte `offset` of the new file is in the middle of something else
+    # rotated after the alert (no read_from): byte `offset` of the new file is in the middle of something else,
+    # and the line is at that offset of the generation beside it, checked against the alert's line (a soak:
+    # 9 of 15 alerts had been learned without their context)
+    with caplog.at_level("INFO", logger="lograven.learning"):
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert len(corpus) == 12 and "routine work item 3" in corpus.messages
+    assert f"alert a1: its line is now in {rotated} (rotated since)" in caplog.text
+    # a generation beside it that holds other lines there is not taken; compressed ones are not tried
+    (tmp_path / "messages-20260609").write_text("Jun  9 06:00:00 web01 app[1]: " + "y" * offset + "\n")
+    rotated.rename(tmp_path / "messages.1.gz")
+    caplog.clear()
     with caplog.at_level("WARNING", logger="lograven.learning"):
         corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
     assert corpus.messages == ["snapshot rotated vol-alpha"]
