@@ -36,7 +36,7 @@ from lograven.alerts import END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert
 STREAM_END = "stream_end"  # a rule's `detector` that matches stream-end alerts (and only them)
 from lograven.errors import LogravenError
 from lograven.masking import HOST, REST, line_pattern
-from lograven.osutil import keep_access, loads_json, read_regular
+from lograven.osutil import keep_access, loads_json, read_regular, rotated_generations
 
 log = logging.getLogger(__name__)
 
@@ -564,19 +564,9 @@ def _alert_in(path: Path, alert_id: str) -> dict | None:
 def _rotated_alert_files(alerts_path: Path) -> tuple[list[Path], list[Path]]:
     """The alerts file's rotated copies beside it (`alerts.jsonl.1`, `alerts.jsonl-20261207`), newest first:
     the plain ones, and the compressed ones (not read)."""
-    try:
-        names = [p for p in alerts_path.parent.iterdir()
-                 if p.name.startswith(alerts_path.name) and _ROTATED_SUFFIX.fullmatch(p.name[len(alerts_path.name):])]
-        by_age = sorted(((p.stat().st_mtime, p) for p in names if p.is_file()), reverse=True)
-    except OSError:
-        return [], []
-    plain = [p for _, p in by_age if not p.name.endswith(COMPRESSED_SUFFIXES)]
-    return plain, [p for _, p in by_age if p.name.endswith(COMPRESSED_SUFFIXES)]
-
-
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
-#: logrotate's names for old copies: numbered (`.1`) or dated (dateext `-20261207`, `-2026-12-07`), maybe compressed
-_ROTATED_SUFFIX = re.compile(r"(\.\d+|-\d[\d_.-]*)(" + "|".join(map(re.escape, COMPRESSED_SUFFIXES)) + ")?")
+    plain, compressed = rotated_generations(alerts_path)
+    return ([alerts_path.parent / os.path.basename(f) for f, _ in plain],
+            [alerts_path.parent / os.path.basename(f) for f, _ in compressed])
 
 
 def find_alert(alerts_path: Path, alert_id: str) -> dict:

@@ -48,6 +48,7 @@ def _write_all(fd: int, data: bytes) -> None:
 WITHOUT_POSITIONS = ("without file positions, each file is read from sources[].start_position (`end`: lines written "
                      "while lograven was stopped are not read; `beginning`: all are read again)")
 
+
 class Checkpointer:
     """Saves and loads one checkpoint file; `corrupt_count` counts files set aside."""
 

@@ -617,7 +617,7 @@ def _detectors_in_force(bundle, cfg) -> str:
             rule += "; stream_end_after set, but this model did not learn stream ends"
         parts.append(f"sequence {rule}")
     if st.autoencoder:
-        own = getattr(det.ae, "type_thresholds_", {})
+        own = det.ae.type_thresholds_
         parts.append(f"autoencoder error > {det.ae_threshold:.3f}" + (
             f" ({len(own)} message type(s) learned with their own, up to {max(own.values()) * st.autoencoder_margin:.3f})"
             if own else ""))

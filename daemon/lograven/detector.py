@@ -179,7 +179,7 @@ class Detector:
         # per message type: the global threshold, or the higher one `learn` gave a type the operator named
         # as normal (UNKNOWN and types the table does not reach keep the global one)
         self._ae_type_threshold = np.full(self.seq.n_types_ + 1, self.ae_threshold)
-        for t, v in getattr(self.ae, "type_thresholds_", {}).items():
+        for t, v in self.ae.type_thresholds_.items():
             if 0 < t < len(self._ae_type_threshold):
                 self._ae_type_threshold[t] = max(self.ae_threshold, v * self.settings.autoencoder_margin)
         self._ae_typed = bool((self._ae_type_threshold != self.ae_threshold).any())  # else one threshold for all
@@ -378,9 +378,7 @@ class Detector:
         # a batch of another shape can differ by a few ulps. A relative tolerance keeps the verdict
         # independent of what else is in the batch.
         if self._ae_typed:
-            tids = np.asarray(type_ids, dtype=np.int64)
-            table = self._ae_type_threshold
-            ae_thr = np.where(tids < len(table), table[np.minimum(tids, len(table) - 1)], self.ae_threshold).tolist()
+            ae_thr = self._ae_type_threshold[np.asarray(type_ids, dtype=np.int64)].tolist()  # ids <= n_types (load)
         else:  # the common case, without a lookup per line
             ae_thr = [self.ae_threshold] * n
         tolerance = 1.0 + 1e-5

@@ -35,7 +35,7 @@ from lograven.errors import LogravenError
 from lograven.masking import Masker
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import glob_matches, read_limited
+from lograven.osutil import glob_matches, read_limited, rotated_generations
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel, kept_count, tail_quantile
 from lograven.training import (
@@ -176,7 +176,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
         if lines is None:
             # rotated since the alert: the line is at the same offset of a generation beside the file (a soak:
             # 9 of 15 alerts learned without context); each candidate is checked against the alert's line
-            for cand in _generations_beside(where):
+            for cand, _ in rotated_generations(where)[0][:MAX_GENERATIONS_TRIED]:
                 if context_from is not None and not _may_read_for_context(str(r.get("file", "")), cand, context_from):
                     continue
                 try:
@@ -245,30 +245,7 @@ ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its fir
 ALERTS_MAX_BYTES = 2**30  # an alerts file larger than 1 GiB is not read whole (a link to /dev/zero is not read forever)
 
 
-_COMPRESSED_SUFFIXES = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".Z", ".zip")
-MAX_GENERATIONS_TRIED = 5
-
-
-def _generations_beside(path: str) -> list[str]:
-    """Rotated generations of `path` beside it (`messages.1`, `messages-20261206`; not compressed ones),
-    newest first, at most MAX_GENERATIONS_TRIED: where an alert's line went when its file was rotated."""
-    folder, base = os.path.split(os.path.abspath(path))
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    found = []
-    for n in names:
-        if n == base or not n.startswith((base + ".", base + "-")) or n.endswith(_COMPRESSED_SUFFIXES):
-            continue
-        full = os.path.join(folder, n)
-        try:
-            st = os.lstat(full)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):
-            found.append((st.st_mtime, full))
-    return [f for _, f in sorted(found, reverse=True)[:MAX_GENERATIONS_TRIED]]
+MAX_GENERATIONS_TRIED = 5  # uncompressed rotated copies of a file searched for an alert's line, newest first
 
 
 def _may_read_for_context(file: str, where: str, patterns: Sequence[str]) -> bool:

@@ -6,6 +6,7 @@ import errno
 import fnmatch
 import json
 import os
+import re
 import stat
 
 
@@ -32,6 +33,34 @@ def user_name(uid: int) -> str | None:
         return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
         return None
+
+
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
+#: logrotate's names for old copies: numbered (`.1`) or dated (dateext `-20261207`, `-2026-12-07`), maybe compressed
+_ROTATED_SUFFIX = re.compile(r"(\.\d+|-\d[\d_.-]*)(" + "|".join(map(re.escape, COMPRESSED_SUFFIXES)) + ")?")
+
+
+def rotated_generations(path) -> tuple[list[tuple[str, os.stat_result]], list[tuple[str, os.stat_result]]]:
+    """The rotated copies of `path` beside it (`messages.1`, `messages-20261207`), regular files, newest
+    first: the plain ones and the compressed ones, each with its stat."""
+    folder, base = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return [], []
+    found = []
+    for n in names:
+        if n.startswith(base) and _ROTATED_SUFFIX.fullmatch(n[len(base):]):
+            full = os.path.join(folder, n)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((full, st))
+    found.sort(key=lambda f: f[1].st_mtime, reverse=True)
+    return ([f for f in found if not f[0].endswith(COMPRESSED_SUFFIXES)],
+            [f for f in found if f[0].endswith(COMPRESSED_SUFFIXES)])
 
 
 def acl_user() -> str:

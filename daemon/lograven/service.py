@@ -576,6 +576,7 @@ class Service:
         self._lock_fd: int | None = None
         self._checkpoint_off = False  # a plugin on the daemon's state_dir: the checkpoint is the daemon's
         self._last_holder = "?"  # "daemon" or "plugin": who held the state_dir's lock before this process
+        self._rare_warned = False  # the mostly-rare-types warning said once per process (then at info)
 
     # ------------------------------------------------------------ set-up
     def _prepare_state_dir(self) -> None:
@@ -847,8 +848,7 @@ class Service:
                 log.warning("%s", warning)
         if bundle is not (old.bundle if old is not None else None):
             log.info("model %s loaded from %s (%d message types)", bundle.version, path, len(bundle.types.types_))
-            warned = getattr(self, "_rare_warned", False)  # said at warning once per process
-            self._rare_warned = _warn_rare_types(det, bundle, again=warned) or warned
+            self._rare_warned = _warn_rare_types(det, bundle, again=self._rare_warned) or self._rare_warned
 
     def _restore_streams(self, state: dict) -> None:
         streams = state.get("streams")

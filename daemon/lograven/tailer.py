@@ -51,7 +51,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .errors import LogravenError
-from .osutil import COMPRESSION_MAGIC_BYTES, acl_user, compression_of, glob_matches, may_become_compressed
+from .osutil import COMPRESSION_MAGIC_BYTES, acl_user, compression_of, glob_matches, may_become_compressed, rotated_generations
 
 log = logging.getLogger(__name__)
 
@@ -1811,29 +1811,14 @@ class Tailer:
                         f"stopped: `lograven score` it if they matter)" if beside else
                         "(compressed at once?: with copytruncate, use logrotate's delaycompress)")  # fmt: skip
 
-    COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".Z", ".zip")
-
     def _newest_beside(self, path: str, own: tuple[int, int], followed: Callable[[tuple[int, int]], bool]) -> str | None:
-        """The most recently changed regular file beside `path` whose name starts with its name and is not
-        compressed, nor followed by lograven: a generation of the log that may hold lines not read."""
-        directory, base = os.path.split(path)
-        best: tuple[float, str] | None = None
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            return None
-        for n in names:
-            full = os.path.join(directory, n)
-            if not n.startswith(base) or full == path or n.endswith(self.COMPRESSED) or self._paths.matches(full):
-                continue
-            try:
-                other = os.lstat(full)
-            except OSError:
-                continue
-            devino = (other.st_dev, other.st_ino)
-            if stat.S_ISREG(other.st_mode) and devino != own and not followed(devino) and (best is None or other.st_mtime > best[0]):
-                best = (other.st_mtime, full)
-        return best[1] if best else None
+        """The newest uncompressed rotated copy of `path` beside it that lograven does not follow: a
+        generation of the log that may hold lines not read."""
+        for full, st in rotated_generations(path)[0]:
+            devino = (st.st_dev, st.st_ino)
+            if devino != own and not followed(devino) and not self._paths.matches(full):
+                return full
+        return None
 
     def _warn_later_generations(self, path: str, resumed: str, st: os.stat_result) -> None:
         """After a restart, lograven reads the old file it was reading (`resumed`), then the file now at
