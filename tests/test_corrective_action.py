@@ -666,9 +666,30 @@ def test_learning_from_an_alert_checks_the_line_is_still_there(tmp_path, caplog)
         corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
     assert len(corpus) == 12 and "routine work item 3" in corpus.messages
     assert f"alert a1: its line is now in {rotated} (rotated since)" in caplog.text
-    # a generation beside it that holds other lines there is not taken; compressed ones are not tried
+    # a generation beside it that holds other lines there is not taken; one compressed since is read
+    # decompressed (logrotate's `compress` without `delaycompress`: every older generation is a .gz)
+    import gzip
+
     (tmp_path / "messages-20260609").write_text("Jun  9 06:00:00 web01 app[1]: " + "y" * offset + "\n")
-    rotated.rename(tmp_path / "messages.1.gz")
+    packed = tmp_path / "messages.1.gz"
+    packed.write_bytes(gzip.compress(rotated.read_bytes()))
+    rotated.unlink()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.learning"):
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert len(corpus) == 12 and "routine work item 3" in corpus.messages
+    assert f"alert a1: its line is now in {packed} (rotated since)" in caplog.text
+    # read after the rotation (read_from messages.1), which was compressed later: found in messages.1.gz
+    alert.read_from = str(rotated)
+    alerts.write_text(alert.to_json() + "\n")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.learning"):
+        corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert len(corpus) == 12 and f"its line is now in {packed}" in caplog.text
+    alert.read_from = None
+    alerts.write_text(alert.to_json() + "\n")
+    # a damaged archive is passed over
+    packed.write_bytes(packed.read_bytes()[: len(packed.read_bytes()) // 2])
     caplog.clear()
     with caplog.at_level("WARNING", logger="lograven.learning"):
         corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")

@@ -16,10 +16,14 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import bz2
+import gzip
+import lzma
 import math
 import os
 import stat
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -35,7 +39,7 @@ from lograven.errors import LogravenError
 from lograven.masking import Masker
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import glob_matches, read_limited, rotated_generations
+from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, read_limited, rotated_generations
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel, kept_count, tail_quantile
 from lograven.training import (
@@ -167,16 +171,22 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
             else:
                 lines = _context(where, offset_of(r), max_line_bytes, line)
         except OSError as e:
-            log.warning(
-                "%s: cannot read it for the lines around alert %s (%s); learning the alert's own line without its "
-                "context, which teaches its message type but not the order (a sequence alert may come back): run "
-                "as a user who can read it, or while the file is still there", where, r.get("id"), e.strerror or e,
-            )  # fmt: skip
-            lines = []
+            unread = e  # gone (ENOENT): maybe rotated and compressed beside it, looked for below
+            lines = None
+        else:
+            unread = None
+        if unread is not None and unread.errno != errno.ENOENT:
+            lines = _unreadable(where, r, unread)
         if lines is None:
-            # rotated since the alert: the line is at the same offset of a generation beside the file (a soak:
-            # 9 of 15 alerts learned without context); each candidate is checked against the alert's line
-            for cand, _ in rotated_generations(where)[0][:MAX_GENERATIONS_TRIED]:
+            # rotated since the alert: the line is at the same offset of a generation of the file beside it
+            # (a soak: 9 of 15 alerts learned without context), plain or compressed since; each candidate is
+            # checked against the alert's line. Generations of the alert's file, found in the folder it was
+            # read from (the tailer names a rotated file by its resolved path), which hold its rotated name
+            # (read_from) once that is rotated on or compressed too.
+            base = os.path.join(os.path.dirname(os.path.abspath(where)), os.path.basename(str(r.get("file", ""))))
+            plain, packed = rotated_generations(base)
+            tried = sorted(plain + packed, key=lambda g: g[1].st_mtime, reverse=True)
+            for cand, _ in [g for g in tried if g[0] != os.path.abspath(where)][:MAX_GENERATIONS_TRIED]:
                 if context_from is not None and not _may_read_for_context(str(r.get("file", "")), cand, context_from):
                     continue
                 try:
@@ -188,11 +198,14 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                              "there", r.get("id"), cand)  # fmt: skip
                     lines, where = got, cand
                     break
+        if lines is None and unread is not None:
+            lines = _unreadable(where, r, unread)
         if lines is None:
             log.warning(
                 "%s: byte %s no longer holds the line of alert %s (the file was rotated or rewritten since, and no "
-                "uncompressed generation beside it holds it there); learning the alert's own line without its "
-                "context", r.get("file"), r.get("offset"), r.get("id"),
+                "generation beside it holds it there: the newest %d are tried, those compressed with gzip, bzip2 "
+                "or xz decompressed); learning the alert's own line without its context",
+                r.get("file"), r.get("offset"), r.get("id"), MAX_GENERATIONS_TRIED,
             )  # fmt: skip
         elif lines and others:
             at = offset_of(r)
@@ -245,7 +258,19 @@ ALERT_LINE_CHARS = 512  # an alert's line is compared with the file's on its fir
 ALERTS_MAX_BYTES = 2**30  # an alerts file larger than 1 GiB is not read whole (a link to /dev/zero is not read forever)
 
 
-MAX_GENERATIONS_TRIED = 5  # uncompressed rotated copies of a file searched for an alert's line, newest first
+MAX_GENERATIONS_TRIED = 5  # rotated copies of a file searched for an alert's line, newest first
+
+_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}  # compressed generations read for context
+
+
+def _unreadable(where: str, alert: dict, e: OSError) -> list:
+    """Says that an alert's file cannot be read for its context; the alert's own line is learned alone."""
+    log.warning(
+        "%s: cannot read it for the lines around alert %s (%s); learning the alert's own line without its "
+        "context, which teaches its message type but not the order (a sequence alert may come back): run "
+        "as a user who can read it, or while the file is still there", where, alert.get("id"), e.strerror or e,
+    )  # fmt: skip
+    return []
 
 
 def _may_read_for_context(file: str, where: str, patterns: Sequence[str]) -> bool:
@@ -275,11 +300,25 @@ def _context(file: str, offset: int, max_line_bytes: int, line: str | None = Non
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", file)
-    with os.fdopen(fd, "rb") as f:
-        start = max(0, offset - CONTEXT_BEFORE * 400)
-        f.seek(start)
-        before = f.read(offset - start)
-        after = f.read(CONTEXT_AFTER * 400 + max_line_bytes)
+    start = max(0, offset - CONTEXT_BEFORE * 400)
+    with os.fdopen(fd, "rb") as raw:
+        kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
+        if kind in _OPENERS:
+            # a rotated generation compressed since the alert (`messages.2.gz`): the offset is the
+            # uncompressed one, reached by decompressing up to it (as zcat would, no further)
+            try:
+                with _OPENERS[kind](raw, "rb") as f:
+                    f.seek(start)
+                    before = f.read(offset - start)
+                    after = f.read(CONTEXT_AFTER * 400 + max_line_bytes)
+            except (EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated
+                raise OSError(errno.EIO, f"{kind}-compressed but cannot be decompressed ({e})", file) from None
+        elif kind is not None:
+            return None  # zstd: not in the standard library; the line is not looked for there
+        else:
+            raw.seek(start)
+            before = raw.read(offset - start)
+            after = raw.read(CONTEXT_AFTER * 400 + max_line_bytes)
     pieces, at = [], start
     for p in before.split(b"\n"):
         pieces.append((at, p))
