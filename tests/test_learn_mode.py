@@ -114,6 +114,11 @@ def test_learns_from_existing_content_then_detects(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         sock.close()
+    # a first model of 3,000 lines is weak at orderings, and the journal says so and what to do
+    steps = manifest["sequence"]["validation"]["steps"]
+    err = (tmp_path / "err.txt").read_text()
+    assert (f"learn mode: model v0001 learned from 3000 lines, and held back {steps} steps to calibrate its sequence "
+            "rule (too few: the configured thresholds apply): it may miss never-seen orderings") in err, err
 
 
 def test_waits_for_enough_lines_before_learning(tmp_path):

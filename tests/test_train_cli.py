@@ -66,6 +66,31 @@ def test_train_says_when_data_is_too_small(tmp_path, tiny_cfg):
     assert "(not calibrated: the model held back" in r.stdout, r.stdout
 
 
+def test_train_and_check_say_when_calibration_rests_on_few_steps(tmp_path, tiny_cfg):
+    """A model of 15,000 lines is calibrated (1,500 held-back steps), but on so few that its rule is as
+    loose as their rarest, and a soak's model of 20,000 lines missed every forbidden transition: `train`
+    and `check` say so, and what to do; with more than 5,000 steps neither does."""
+    log = tmp_path / "mid.log"
+    write_log(log, LogGenerator(seed=5).lines(15_000))
+    r = _lograven("train", "--config", str(tiny_cfg), "--out", str(tmp_path / "m"), str(log))
+    assert r.returncode == 0, r.stderr
+    steps = json.loads((tmp_path / "m" / "manifest.json").read_text())["sequence"]["validation"]["steps"]
+    assert 1000 <= steps < 5000
+    assert f"calibrated on only {steps:,} held-back steps" in r.stdout and "train on 100,000 lines or more" in r.stdout, r.stdout
+    assert "not calibrated" not in r.stdout
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {tmp_path / 'm'}\nsources: [{{paths: [{log}]}}]\n")
+    r = _lograven("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert f"(calibrated on only {steps:,} held-back steps: may miss never-seen transitions" in r.stdout, r.stdout
+    # the default model held back 10,000: nothing said
+    from lograven.demo import default_model_dir
+
+    cfg.write_text(f"model: {default_model_dir()}\nsources: [{{paths: [{log}]}}]\n")
+    r = _lograven("check", "--config", str(cfg))
+    assert r.returncode == 0 and "sequence p/p_train <" in r.stdout and "calibrated on only" not in r.stdout, r.stdout + r.stderr
+
+
 def test_train_warns_about_a_wrong_format_and_catch_all_types(tmp_path, tiny_cfg):
     """A model that would look fine but miss new messages: lines not in --format (their timestamps learned
     as text) and lines so varied that the types are mostly wildcards. `train` says both, and why."""

@@ -340,12 +340,16 @@ def cmd_train(args) -> int:
     if v.get("cross_fitted"):
         print(f"              an ensemble of {v['cross_fitted']} GRUs, cross-fitted: every training session held back "
               f"once ({v.get('steps', 0)} steps), by the member that did not train on it")  # fmt: skip
-    from lograven.sequence import MIN_FLOOR_STEPS
+    from lograven.sequence import FEW_CALIBRATION_STEPS, MIN_FLOOR_STEPS
 
     steps = int(v.get("steps", 0) or 0)
     if steps < MIN_FLOOR_STEPS:
         print(f"              not calibrated: {steps} held-back steps, calibration and the floor need {MIN_FLOOR_STEPS} "
               f"(train on about {10 * MIN_FLOOR_STEPS:,} lines or more); the configured thresholds apply")  # fmt: skip
+    elif steps < FEW_CALIBRATION_STEPS:
+        print(f"              calibrated on only {steps:,} held-back steps: the rule is as loose as the rarest of them, "
+              f"and a model of so few lines finds never-seen transitions about as probable, so it may miss them; "
+              f"train on {20 * FEW_CALIBRATION_STEPS:,} lines or more (a longer history) for a sharper sequence rule")  # fmt: skip
     if s["lines"] < MIN_TRAINING_LINES:
         print(f"warning: only {s['lines']} lines; a model needs a few hundred normal lines at least, and thousands "
               "to learn the host's sequences well", file=sys.stderr)  # fmt: skip
@@ -589,11 +593,14 @@ def _detectors_in_force(bundle, cfg) -> str:
                 "top_k": f"rank > {st.sequence_top_k}"}[st.sequence_rule]  # fmt: skip
         if st.sequence_rule != "top_k" and det.sequence_rule_value < st.rule_value:
             rule += f" (calibrated from {st.rule_value:g})"
-        from lograven.sequence import MIN_FLOOR_STEPS
+        from lograven.sequence import FEW_CALIBRATION_STEPS, MIN_FLOOR_STEPS
 
         steps = int((getattr(bundle.sequence, "validation_", None) or {}).get("steps", 0) or 0)
         if st.sequence_calibrate and steps < MIN_FLOOR_STEPS:
             rule += f" (not calibrated: the model held back {steps} steps, calibration needs {MIN_FLOOR_STEPS})"
+        elif st.sequence_calibrate and steps < FEW_CALIBRATION_STEPS and st.sequence_rule != "top_k":
+            rule += (f" (calibrated on only {steps:,} held-back steps: may miss never-seen transitions; train on "
+                     f"{20 * FEW_CALIBRATION_STEPS:,} lines or more)")
         if det.probability_floor > 0:
             rule += f", or p < {det.probability_floor:.3g} (floor)"
         if det.rare_type.any():

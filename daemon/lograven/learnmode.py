@@ -236,6 +236,17 @@ def learn_initial_model(svc: Service) -> dict:
     svc.store.set_current(out.name)
     _clear_failures(svc)
     log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, summary["seconds"]["total"])
+    from lograven.sequence import FEW_CALIBRATION_STEPS, MIN_FLOOR_STEPS
+
+    steps = int((summary.get("sequence_validation") or {}).get("steps", 0) or 0)
+    if steps < FEW_CALIBRATION_STEPS:
+        log.warning("learn mode: model %s learned from %d lines, and held back %d steps to calibrate its sequence "
+                    "rule (%s): it may miss never-seen orderings of messages until it learns from more history; "
+                    "relearn later (learn.schedule), or train on a longer history (lograven train, %d lines or more)",
+                    out.name, len(corpus), steps,
+                    "too few: the configured thresholds apply" if steps < MIN_FLOOR_STEPS
+                    else f"fewer than {FEW_CALIBRATION_STEPS:,}",
+                    20 * FEW_CALIBRATION_STEPS)  # fmt: skip
     return positions
 
 

@@ -36,6 +36,11 @@ END = 0  # output class "the stream ends here" (stream_end models)
 _END_MARK = -2  # in training windows: the end of a stream (target class END); -1 is padding
 CALIBRATION_QUANTILE = 0.001  # detectors.sequence.calibrate: alert on at most ~0.1% of held-back normal steps
 MIN_FLOOR_STEPS = 1000  # held-back steps needed before their minimum is a floor (<= their 0.1% quantile)
+# Below this many held-back steps the calibrated rule rests on fewer than 5 of them, and a model of so few
+# lines gives never-seen transitions probabilities as high as its rarest normal steps (a soak: a model of
+# 20,000 lines held back 2,000 steps and caught 0 of 100 forbidden transitions; the default model, 100,000
+# lines and 10,000 steps: 103 of 103)
+FEW_CALIBRATION_STEPS = 5_000
 TAIL_FRACTION = 0.05  # the exponential tail is fitted to the most surprising 5% of held-back steps
 MIN_TAIL = 20  # ... and to at least this many of them
 MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none held back
