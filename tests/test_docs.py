@@ -201,6 +201,9 @@ def test_the_documented_omprog_action_is_the_one_the_end_to_end_test_runs() -> N
     params = dict(re.findall(r'([\w.]+)="([^"]*)"', block.split('action(type="omprog"', 1)[1]))
     assert {"queue.workerThreads", "action.resumeRetryCount", "output", "confirmMessages"} <= set(params)
     e2e = (ROOT / "tests" / "test_omprog_e2e.py").read_text(encoding="utf-8")
+    from test_omprog_e2e import FILTER, TEMPLATE
+
+    assert TEMPLATE in block and FILTER in block  # one line per message; what the model was trained on
     for key, value in params.items():
         if key in ("binary", "output", "confirmTimeout"):
             assert f"{key}=" in e2e, key

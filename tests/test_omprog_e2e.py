@@ -1,12 +1,14 @@
 """End to end: a real rsyslogd runs `lograven run --stdin` as its omprog plugin.
 
 docs/operations.md, "Plugin mode" / "rsyslog omprog": rsyslog starts lograven as its
-child, writes each message to the child's standard input with the
-RSYSLOG_TraditionalFileFormat template and waits for `OK` after each
-(confirmMessages). Here rsyslogd runs in the foreground on a private unix socket
-(never the host's /dev/log) with the action the documentation shows; the test sends
-lines the tiny bundle was trained on, then two anomalies, waits for their alerts in
-alerts.jsonl, stops rsyslogd with SIGTERM and checks that the plugin went with it.
+child, writes each message to the child's standard input with the documented
+template (RSYSLOG_TraditionalFileFormat with control characters as spaces) and waits
+for `OK` after each (confirmMessages). Here rsyslogd runs in the foreground on a
+private unix socket (never the host's /dev/log) with the action the documentation
+shows; the test sends lines the tiny bundle was trained on (one of them a message of
+three lines), an authpriv message the filter keeps out, then two anomalies, waits for
+their alerts in alerts.jsonl, stops rsyslogd with SIGTERM and checks that the plugin
+went with it.
 """
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ NORMAL_LINES = 300  # the first lines of the tiny bundle's own training log, in 
 # autoencoder hits on dhclient lines); never an unknown type. The bound leaves room for another training.
 MAX_NORMAL_ALERTS = 30
 DISK = "kernel: /dev/sda1 out of diskspace"  # a message type the generator never writes
+# docs/operations.md's template and filter, as they are there (tests/test_docs.py checks)
+TEMPLATE = ('template(name="lograven_line" type="string" string="%TIMESTAMP% %HOSTNAME% %syslogtag%'
+            '%msg:::sp-if-no-1st-sp%%msg:::drop-last-lf,space-cc%\\n")')
+FILTER = 'if prifilt("*.*;auth,authpriv.none") and $fromhost-ip == "127.0.0.1" and $programname != "lograven" then'
 
 
 def _rsyslogd() -> str | None:
@@ -114,9 +120,12 @@ metrics: {{enabled: false}}
     # The child inherits rsyslogd's environment (LOGRAVEN_CONFIG from conftest; lograven is installed in the venv).
     binary = f"{sys.executable} -m lograven -q run --stdin --config {cfg}"
     (tmp_path / "main.conf").write_text(
-        f'global(workDirectory="{tmp_path}")\n'
+        # control characters kept as received (as imjournal gives them): the documented template turns
+        # a multi-line message into one line, so that omprog gets exactly one `OK` for it
+        f'global(workDirectory="{tmp_path}" parser.escapeControlCharactersOnReceive="off")\n'
         'module(load="imuxsock" SysSock.Use="off")\n'
         'module(load="omprog")\n'
+        f"{TEMPLATE}\n"
         # The lines keep their own timestamp and host (the special parser and IgnoreTimestamp would replace
         # them), so lograven gets them back as they were trained. Only this input feeds the plugin,
         # not rsyslogd's own messages: the `offset` of a stdin alert counts the lines lograven was given.
@@ -124,13 +133,15 @@ metrics: {{enabled: false}}
         '      IgnoreTimestamp="off" UseSysTimeStamp="off" RateLimit.Interval="0")\n'
         'ruleset(name="feed") {\n'
         f'    action(type="omfile" file="{received}")\n'
+        f"    {FILTER} {{\n"
         '    action(type="omprog" name="lograven"\n'
         f'           binary="{binary}"\n'
         '           confirmMessages="on" confirmTimeout="60000" signalOnClose="on"\n'
-        f'           template="RSYSLOG_TraditionalFileFormat" output="{stderr_log}"\n'
+        f'           template="lograven_line" output="{stderr_log}"\n'
         # as docs/operations.md has it: retried for ever, its own queue with one worker, kept on a restart
         '           action.resumeRetryCount="-1" queue.type="LinkedList" queue.workerThreads="1"\n'
         '           queue.size="100000" queue.filename="lograven-omprog" queue.saveOnShutdown="on")\n'
+        '    }\n'
         '}\n',
         encoding="utf-8",
     )
@@ -140,6 +151,10 @@ metrics: {{enabled: false}}
     junk = " ".join("".join(rng.choice(string.ascii_letters + string.digits + "#$%&*+=?@^~") for _ in range(rng.randint(3, 12)))
                     for _ in range(8))  # fmt: skip
     anomalies = [f"Jun  9 07:00:00 web01 {DISK}", f"Jun  9 07:00:01 web01 {junk}"]
+    # one message of three lines (a stack trace), before the anomalies: one line for lograven, one `OK`
+    multi = normal[-1] + "\nStack trace of thread 4711:\n#0  0x00007f in poll (libc.so.6)"
+    normal = [*normal[:-1], multi]
+    auth = "<85>Jun  9 07:00:02 web01 sudo: alice : TTY=pts/0 ; COMMAND=/bin/true"  # authpriv: not in /var/log/syslog
 
     def diagnostics() -> str:
         n = len(received.read_text(encoding="utf-8", errors="replace").splitlines()) if received.exists() else 0
@@ -159,8 +174,11 @@ metrics: {{enabled: false}}
         tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             tx.connect(str(sock))
-            for line in normal + anomalies:
+            for line in normal:
                 tx.send(b"<13>" + line.encode())  # user.notice
+            tx.send(auth.encode())  # filtered out: the anomalies' offsets below would count it
+            for line in anomalies:
+                tx.send(b"<13>" + line.encode())
         finally:
             tx.close()
 
@@ -193,10 +211,13 @@ metrics: {{enabled: false}}
     # rsyslog's template gives the line back as sent, and lograven saw every line once and in order
     assert disk["line"] == anomalies[0] and bad["line"] == anomalies[1], (disk["line"], bad["line"])
     assert (disk["offset"], bad["offset"]) == (NORMAL_LINES, NORMAL_LINES + 1), diagnostics()
+    assert not [a for a in alerts if "COMMAND=/bin/true" in a["line"]], "the filter sends what the model was trained on"
+    assert "Stack trace" in received.read_text(encoding="utf-8", errors="replace"), "the message kept its line feeds"
     assert disk["detectors"][0]["name"] == "unknown_type" and disk["type_id"] == -1, disk
     assert any(d["name"] == "unknown_type" for d in bad["detectors"]), bad
 
-    normal_alerts = [a for a in alerts if a is not disk and a is not bad]
+    normal_alerts = [a for a in alerts if a is not disk and a is not bad and "Stack trace" not in a["line"]]
+    assert all(" Stack trace of thread 4711: #0 " in a["line"] for a in alerts if "Stack trace" in a["line"])
     assert all(a["offset"] < NORMAL_LINES for a in normal_alerts), diagnostics()
     assert not [a["line"] for a in normal_alerts if any(d["name"] == "unknown_type" for d in a["detectors"])]
     assert len(normal_alerts) <= MAX_NORMAL_ALERTS, [a["line"] for a in normal_alerts]

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -1851,3 +1852,79 @@ def test_a_daemon_takes_no_streams_from_a_plugins_checkpoint(tmp_path, bundle_di
             svc.stop()
             t.join(timeout=20)
     assert "was a lograven plugin's" in caplog.text
+
+
+def test_a_sighup_while_the_plugin_starts_is_a_reload_not_its_death(tmp_path, bundle_dir, training_log) -> None:
+    """SIGHUP kills a process by default, and the service installed its handler only once it ran: a HUP
+    while the config and the model loaded (omprog's hup.signal, a logrotate postrotate) killed the plugin
+    (a review: dead at 0.05, 0.3 and 0.6 s after its start). It is now kept and done as a reload."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text(json.dumps({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                               "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}}}))  # fmt: skip
+    script = (
+        "import logging, os, signal, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from lograven import service\n"
+        "run = service.Service.run\n"
+        "def started(self):\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)  # as if sent while the model loaded, before run() began\n"
+        "    return run(self)\n"
+        "service.Service.run = started\n"
+        f"sys.exit(service.run_service({str(cfg)!r}, stdin_mode=True))\n"
+    )
+    lines = training_log.read_text().splitlines()[:3]
+    r = subprocess.run([sys.executable, "-c", script], input="".join(x + "\n" for x in lines), capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.splitlines() == ["OK"] * 4, r.stdout
+    assert "reloaded: model" in r.stderr, r.stderr[-2000:]
+
+
+def test_standard_output_as_the_alerts_file(tmp_path, bundle_dir, training_log) -> None:
+    """`alerts.jsonl.path: /dev/stdout`. A plugin's standard output carries omprog's replies: alerts there
+    were taken for replies (and rsyslog fell out of step), so `run --stdin` and `check --stdin` refuse it.
+    The daemon may write there (a container's log): fsync on a pipe fails (EINVAL), which had made every
+    batch fail and be written again, six times each, its lines never acknowledged."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    base = {"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+            "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": "/dev/stdout"}, "dedup_window_seconds": 0}}
+    cfg.write_text(json.dumps(base))
+    lines = training_log.read_text().splitlines()[:3] + ["Jun  9 07:00:00 web01 kernel: /dev/sdz9 out of diskspace q1"]
+    r = subprocess.run([sys.executable, "-m", "lograven", "run", "--stdin", "--config", str(cfg)],
+                       input="".join(x + "\n" for x in lines), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1 and not r.stdout, (r.stdout, r.stderr[-1500:])
+    assert "alerts.jsonl.path: /dev/stdout is standard output, which carries the omprog protocol" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "lograven", "check", "--stdin", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1 and "is standard output, which carries the omprog protocol" in r.stderr, r.stderr
+    # the daemon on files, its standard output a pipe: each alert written once, and the lines acknowledged
+    log = tmp_path / "app.log"
+    log.write_text("".join(x + "\n" for x in lines))
+    cfg.write_text(json.dumps({**base, "sources": [{"paths": [str(log)], "start_position": "beginning"}],
+                               "runtime": {"checkpoint_interval_seconds": 0.2, "poll_interval_seconds": 0.1}}))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "lograven", "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        ckpt = tmp_path / "state" / "checkpoint.json"
+        deadline = time.monotonic() + 60
+        done = False
+        while time.monotonic() < deadline and not done:
+            time.sleep(0.2)
+            if ckpt.exists():
+                positions = json.loads(ckpt.read_text())["state"]["positions"]
+                done = any(e.get("offset") == log.stat().st_size for g in positions.values() for e in g.values())
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert done, err[-2000:]
+    alerts = [json.loads(x) for x in out.splitlines()]
+    assert [a["line"] for a in alerts].count(lines[-1]) == 1, out
+    assert proc.returncode == 0 and "Invalid argument" not in err, err[-2000:]

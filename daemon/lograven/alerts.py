@@ -699,9 +699,10 @@ class JsonlSink:
         try:
             self._reopen_if_moved()
             assert self._fd is not None
-            start = os.fstat(self._fd).st_size
+            st = os.fstat(self._fd)
+            start = st.st_size
             self._write_all(self._fd, data)
-            if self.fsync:
+            if self.fsync and stat.S_ISREG(st.st_mode):  # a pipe or a terminal (/dev/stdout) cannot be synced: EINVAL
                 os.fsync(self._fd)
         except OSError as e:
             self._cut_back(start)
@@ -729,6 +730,21 @@ class JsonlSink:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+
+_STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def is_standard_output(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` names this process's standard output: by name (/dev/stdout), or as the very pipe,
+    socket or terminal that standard output is."""
+    if os.path.abspath(os.fspath(path)) in _STDOUT_NAMES:
+        return True
+    try:
+        mine, there = os.fstat(1), os.stat(path)
+    except OSError:
+        return False
+    return not stat.S_ISREG(mine.st_mode) and (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 class StdoutSink:

@@ -671,6 +671,13 @@ def cmd_check(args) -> int:
 
     if cfg.metrics.enabled and not stdin and (problem := listen_problem(cfg.metrics.listen)):
         raise LogravenError(f"{args.config or 'the configuration'}: {problem}")
+    if stdin and cfg.alerts.jsonl.enabled:
+        from lograven.alerts import is_standard_output
+
+        if is_standard_output(cfg.alerts.jsonl.path):
+            from lograven.service import PLUGIN_STDOUT_JSONL
+
+            raise LogravenError(f"{args.config}: " + PLUGIN_STDOUT_JSONL.format(path=cfg.alerts.jsonl.path))
     if stdin and not cfg.model:
         from lograven.modelstore import ModelStore
 

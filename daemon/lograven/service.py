@@ -32,7 +32,8 @@ from pathlib import Path
 
 from lograven import __version__
 from lograven.alerts import (
-    END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, iso_utc, new_alert_id,
+    END_RULE_PREFIX, RARE_RULE_SUFFIX, Alert, AlertRouter, DetectorHit, Expected, JsonlSink, StdoutSink, SyslogSink, is_standard_output, iso_utc,
+    new_alert_id,
 )
 from lograven.bundle import MANIFEST_MAX_BYTES, Bundle, load_bundle, read_manifest
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
@@ -166,10 +167,17 @@ def alert_from_end(
     )  # fmt: skip
 
 
+PLUGIN_STDOUT_JSONL = ("alerts.jsonl.path: {path} is standard output, which carries the omprog protocol in plugin mode "
+                       "(--stdin): alerts there would be taken for its replies; give a file path (alerts.syslog "
+                       "sends alerts to syslog)")
+
+
 def build_router(cfg: Config, metrics: Metrics | None, *, stdin_mode: bool = False, suppress=None) -> AlertRouter:
     a = cfg.alerts
     sinks = []
     if a.jsonl.enabled:
+        if stdin_mode and is_standard_output(a.jsonl.path):
+            raise LogravenError(PLUGIN_STDOUT_JSONL.format(path=a.jsonl.path))
         sinks.append(JsonlSink(a.jsonl.path, required=a.jsonl.required))
     if a.syslog.enabled:
         if os.path.exists(a.syslog.socket):
@@ -521,6 +529,7 @@ class Service:
         notifier: Notifier | None = None,
         stdin=None,
         stdout=None,
+        reload: threading.Event | None = None,
     ):
         self.cfg = cfg
         self.config_path = config_path
@@ -534,7 +543,7 @@ class Service:
         self.state_dir = cfg.effective_state_dir()
         self.host = socket.gethostname()
         self._stop = threading.Event()
-        self._reload = threading.Event()
+        self._reload = reload or threading.Event()  # given: set by a SIGHUP while starting (kept, not fatal)
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=cfg.runtime.queue_size)
         self._reader: threading.Thread | None = None
         self._reader_stop = threading.Event()
@@ -1863,5 +1872,10 @@ def _manifest_changed(path: Path, bundle: Bundle | None) -> bool:
 
 
 def run_service(config_path: str | None, *, stdin_mode: bool = False) -> int:
+    # SIGHUP kills a process by default: a reload asked for while the service starts (the config and the
+    # model loading, before run() installs its handlers; omprog's hup.signal, a logrotate postrotate) is
+    # kept for it instead
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     cfg = load_config(config_path) if config_path else Config()
-    return Service(cfg, config_path, stdin_mode=stdin_mode).run()
+    return Service(cfg, config_path, stdin_mode=stdin_mode, reload=reload).run()
