@@ -170,6 +170,7 @@ def test_score_warns_when_most_lines_do_not_match_the_format(capsys, caplog, tmp
     assert "3 of 3 lines do not match --format iso" in caplog.text, caplog.text
     blank = [json.loads(x) for x in out.splitlines()][1]
     assert blank["anomaly"] is False and blank["detectors"] == [] and blank["type"] == 0
+    assert blank["parsed"] is None  # not a line of another layout (score.md: `select(.parsed == false)`)
     caplog.clear()
     with caplog.at_level("WARNING"):
         rc, out, err = run_cli(capsys, "score", "--model", str(DEFAULT), str(log))

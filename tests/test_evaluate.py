@@ -68,6 +68,27 @@ def test_ga_split_group_is_wrong_even_where_pure():
     assert sorted(g["lines_of_event"] for g in e.predicted) == [1, 2]
 
 
+def test_grouping_errors_say_how_many_types_and_events_they_leave_out():
+    """A review: the entry of an event merged into a type of 9 events named 5 of them (and E49, E92, E94
+    in no list at all), and an event split over 27 types listed 5 (the table 3), with nothing saying that
+    more existed. The JSON now names up to 20 of each and counts them all; the table says how many more."""
+    pred = [0] * 9 + list(range(1, 28)) * 2
+    truth = [f"E{i}" for i in range(9)] + ["S"] * 54
+    errors = {e.event: e for e in grouping_errors(pred, truth)}
+    merged = errors["E0"]
+    assert merged.predicted[0]["other_event_count"] == 8 and len(merged.predicted[0]["other_events"]) == 8
+    split = errors["S"]
+    assert split.types == 27 and len(split.predicted) == 20 and split.to_json()["types"] == 27
+    wide = [0] * 30
+    (first, *_) = grouping_errors(wide, [f"W{i}" for i in range(30)])
+    assert first.predicted[0]["other_event_count"] == 29 and len(first.predicted[0]["other_events"]) == 20
+    evaluation = ev.TypesEvaluation(file="x.csv", lines=84, templates=10, types=28, groups=28, correct_templates=0,
+                         grouping_accuracy=0.0, unknown_lines=0, seconds=0.1, settings={}, errors=[split, merged])  # fmt: skip
+    table = evaluation.table()
+    assert "-> type 1 (2/2), type 2 (2/2), type 3 (2/2) and 24 more types" in table, table
+    assert "with E1, E2, E3, E4, E5, E6 and 2 more)" in table, table
+
+
 def test_ga_split_and_merged():
     pred = [1, 1, 2, 2]
     truth = ["a", "b", "b", "b"]
@@ -774,6 +795,17 @@ def test_byte_order_marks_are_stripped(tmp_path) -> None:
     assert sl.names == ["blk_1", "blk_2"] and not sl.texts[0].startswith(bom) and sl.records[0].parsed
 
 
+def test_a_line_of_a_label_alone_is_left_out_and_said(tmp_path, caplog) -> None:
+    """A review: `APPSEV` or `-` alone on a line was scored as an empty line, so each anomalous one was a
+    miss no detector could ever flag (recall 1.000 -> 0.889) and each normal one a training line."""
+    log = tmp_path / "bgl.log"
+    log.write_text("- Jun  9 06:06:20 web01 a: x\nAPPSEV\n-  \nKERNDTLB Jun  9 06:06:21 web01 a: y\nAPPSEV\t\n")
+    with caplog.at_level("WARNING", logger="lograven.evaluate"):
+        rows = ev.read_line_labels(log, "syslog")
+    assert [(r.line_no, r.label) for r in rows] == [(1, "-"), (4, "KERNDTLB")]
+    assert "3 line(s) hold a label and no log line (line 2 and 2 more): left out" in caplog.text
+
+
 def test_conflicting_duplicate_session_labels_are_refused(tmp_path) -> None:
     p = tmp_path / "labels.csv"
     p.write_text("BlockId,Label\nblk_1,Normal\nblk_2,Anomaly\nblk_1,Normal\n")  # the same twice: fine
@@ -964,6 +996,36 @@ def test_session_labels_refuse_utf16_compressed_and_headerless_three_columns(tmp
         read_session_labels(tmp_path / "three.csv")
     (tmp_path / "two.csv").write_text("blk_1,Normal\nblk_2,Anomaly\n")
     assert read_session_labels(tmp_path / "two.csv") == {"blk_1": False, "blk_2": True}
+
+
+def test_csv_with_a_stray_quote_or_no_line_breaks_is_said_in_a_few_lines(tmp_path):
+    """A review: a double quote never closed made the rest of a CSV one field, and the csv module's
+    limit (131,072 characters) raised a traceback; a labels file with such a quote got an error holding
+    the whole rest of the file (50 to 95 KB). Both now name the file and the line, and the fix."""
+    from lograven.evaluate import read_session_labels, read_structured
+
+    structured = tmp_path / "s.csv"
+    structured.write_text("Content,EventId\n\"x,E1\n" + "a,E1\n" * 40000)
+    with pytest.raises(LogravenError, match=r"s.csv, line 2: a field longer than 131,072 characters .* a double "
+                                            r"quote \(\"\) never closed") as e:  # fmt: skip
+        read_structured(structured)
+    assert len(str(e.value)) < 600
+    flat = tmp_path / "flat.log"
+    flat.write_text("a" * 300_000)  # not a CSV at all: one line of 300 KB
+    for read in (read_structured, read_session_labels):
+        with pytest.raises(LogravenError, match=r"flat.log, line 1: a field longer than .* Or the file is not a CSV"):
+            read(flat)
+    labels = tmp_path / "l.csv"
+    labels.write_text("BlockId,Label\n\"blk_1,Normal\n" + "".join(f"blk_{i},Normal\n" for i in range(3000)))
+    with pytest.raises(LogravenError, match=r"l.csv:2: expected two columns BlockId,Label, got .*1 column; a double "
+                                            "quote that is never closed") as e:  # fmt: skip
+        read_session_labels(labels)
+    assert len(str(e.value)) < 600
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"col{i}" for i in range(20000)) + "\nx\n")
+    with pytest.raises(LogravenError, match="needs columns Content and EventId .*; 20000 columns") as e:
+        read_structured(wide)
+    assert len(str(e.value)) < 600
 
 
 def _said_before_training(monkeypatch, caplog, run) -> str:

@@ -128,9 +128,10 @@ def test_fast_score_writer_equals_the_reference_json():
     w = VerdictWriter(_Det())
     for i, v in enumerate(verdicts):
         for r in (rec, raw):
-            fast = json.loads(w.line('/var/log/"odd" é', i + 1, "s\\1", r, v))
-            ref = json.loads(json.dumps(verdict_json('/var/log/"odd" é', i + 1, "s\\1", r, v, _Det())))
-            assert fast == ref
+            for blank in (False, True):
+                fast = json.loads(w.line('/var/log/"odd" é', i + 1, "s\\1", r, v, blank))
+                ref = json.loads(json.dumps(verdict_json('/var/log/"odd" é', i + 1, "s\\1", r, v, _Det(), blank)))
+                assert fast == ref and (fast["parsed"] is None) == blank
 
 
 def test_status_goes_to_the_journal_once_per_stage_and_at_most_a_minute_apart(tmp_path, caplog, monkeypatch):

@@ -427,14 +427,14 @@ def iter_input_lines(files: Sequence[str], max_line_bytes: int) -> Iterator[tupl
                 yield f, i, text
 
 
-def verdict_json(file: str, line: int, stream: str, rec, v, detector) -> dict:
+def verdict_json(file: str, line: int, stream: str, rec, v, detector, blank: bool = False) -> dict:
     from lograven.alerts import _text as utf8_text
 
     return {
         "file": utf8_text(file),  # a file name's undecodable bytes are U+FFFD, as a line's are
         "line": line,
         "stream": utf8_text(stream),
-        "parsed": rec.parsed,
+        "parsed": None if blank else rec.parsed,  # a blank line: nothing to parse (not judged)
         "type": v.type_id,
         "template": v.template,
         "type_count": detector.type_count(v.type_id),
@@ -476,12 +476,12 @@ class VerdictWriter:
             j = self._s[key] = json.dumps(self.det.template(t), ensure_ascii=False)
         return j
 
-    def line(self, file: str, n: int, stream: str, rec, v) -> str:
+    def line(self, file: str, n: int, stream: str, rec, v, blank: bool = False) -> str:
         num = _num
         exp = ", ".join(f'{{"type": {t}, "p": {num(round(p, 6))}, "template": {self._tmpl(t)}}}' for t, p in v.expected)
         return (
             f'{{"file": {self._str(file)}, "line": {n}, "stream": {self._str(stream)}, '
-            f'"parsed": {"true" if rec.parsed else "false"}, "type": {v.type_id}, "template": {self._tmpl(v.type_id)}, '
+            f'"parsed": {"null" if blank else "true" if rec.parsed else "false"}, "type": {v.type_id}, "template": {self._tmpl(v.type_id)}, '
             f'"type_count": {self.det.type_count(v.type_id)}, '
             f'"anomaly": {"true" if v.anomaly else "false"}, "detectors": {self._str(tuple(v.detectors))}, '
             f'"sequence_part": {self._str(v.sequence_part)}, "sequence_p": {num(v.sequence_p)}, "sequence_rank": {num(v.sequence_rank)}, '
@@ -531,10 +531,10 @@ def cmd_score(args) -> int:
     def flush() -> None:
         verdicts = det.detect([(b[4], b[3]) for b in batch])
         lines = []
-        for (f, n, _, rec, stream), v in zip(batch, verdicts):
+        for (f, n, text, rec, stream), v in zip(batch, verdicts):
             if args.anomalies_only and not v.anomaly:
                 continue
-            lines.append(writer.line(f, n, stream, rec, v))
+            lines.append(writer.line(f, n, stream, rec, v, not text.strip()))
         if lines:
             out.write("\n".join(lines) + "\n")
         batch.clear()

@@ -188,6 +188,7 @@ class GroupingError:
     merged: bool  # a predicted group holding its lines also holds other events' lines
     predicted: list[dict]  # per predicted group: type, learned template, lines of this event, other events
     example: str
+    types: int = 0  # predicted groups its lines went to (`predicted` keeps the largest MAX_LISTED)
 
     @property
     def kind(self) -> str:
@@ -195,7 +196,10 @@ class GroupingError:
 
     def to_json(self) -> dict:
         return {"event": self.event, "template": self.template, "lines": self.lines, "kind": self.kind,
-                "predicted": self.predicted, "example": self.example}  # fmt: skip
+                "types": self.types or len(self.predicted), "predicted": self.predicted, "example": self.example}  # fmt: skip
+
+
+MAX_LISTED = 20  # predicted groups of an event, and other events of a group, listed by name (the counts are whole)
 
 
 def grouping_errors(
@@ -222,16 +226,26 @@ def grouping_errors(
         if not (split or merged):
             continue
         groups = []
-        for p, k in preds.most_common(5):
-            others = {str(o): c for o, c in by_pred[p].most_common(6) if o != t}
+        for p, k in preds.most_common(MAX_LISTED):
+            others = {str(o): c for o, c in by_pred[p].most_common(MAX_LISTED + 1) if o != t}
+            others = dict(list(others.items())[:MAX_LISTED])
+            total = len(by_pred[p]) - 1
             groups.append({"type": _jsonable(p), "template": (learned or {}).get(p), "lines_of_event": k,
-                           "lines": sum(by_pred[p].values()), "other_events": others})  # fmt: skip
+                           "lines": sum(by_pred[p].values()), "other_events": others,
+                           "other_event_count": total})  # fmt: skip
         out.append(GroupingError(
             str(t), str((templates or {}).get(t, "")), n, split, merged, groups,
-            examples[first[t]] if examples is not None else "",
+            examples[first[t]] if examples is not None else "", len(preds),
         ))  # fmt: skip
     out.sort(key=lambda e: (-e.lines, e.event))
     return out
+
+
+def _some(names: list[str], total: int, shown: int) -> str:
+    """`names` up to `shown` of them, and how many of `total` are left out ("E1, E2 and 7 more")."""
+    total = max(total, len(names))
+    text = ", ".join(names[:shown])
+    return text + (f" and {total - min(shown, len(names))} more" if total > min(shown, len(names)) else "")
 
 
 def _jsonable(v: Hashable):
@@ -285,9 +299,12 @@ class TypesEvaluation:
             for e in self.errors[:shown]:
                 where = ", ".join(
                     f"type {g['type']} ({g['lines_of_event']}/{g['lines']}"
-                    + (f", with {', '.join(g['other_events'])}" if g["other_events"] else "") + ")"
+                    + (f", with {_some(list(g['other_events']), g.get('other_event_count', 0), 6)}"
+                       if g["other_events"] else "") + ")"
                     for g in e.predicted[:3]
                 )  # fmt: skip
+                if (e.types or len(e.predicted)) > 3:
+                    where += f" and {(e.types or len(e.predicted)) - 3} more types"
                 out.append(f"    {e.event:<6} {e.lines:>5} lines  {e.kind:<12} {_clip(e.template, 60)}")
                 out.append(f"    {'':<6} {'':>11}  -> {where}")
             if n > shown:
@@ -344,14 +361,42 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
         raise LogravenError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def _read_structured_rows(path: Path, f: io.TextIOWrapper) -> tuple[list[str], list[str], dict[str, str]]:
+def _csv_rows(path: Path, f: io.TextIOWrapper) -> tuple[Iterator[list[str]], Callable[[], int]]:
+    """A CSV reader's rows, with its errors said as the file's (and the line's): a stray double quote
+    makes the rest of the file one field, larger than the csv module takes (it had been a traceback).
+    Also a function giving the line the reader is at."""
     reader = csv.reader(f)
+
+    def rows() -> Iterator[list[str]]:
+        while True:
+            start = reader.line_num + 1  # where the next row starts
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                if "field larger than field limit" in str(e):
+                    raise LogravenError(
+                        f"{path}, line {start}: a field longer than {csv.field_size_limit():,} characters (the row "
+                        f"starting there runs to line {reader.line_num}): a double quote (\") never closed makes "
+                        "the rest of the file one field; remove the stray quote, or quote the whole field (a \" "
+                        "inside a field is written \"\"). Or the file is not a CSV") from None  # fmt: skip
+                raise LogravenError(f"{path}, line {start}: not valid CSV ({e})") from None
+            yield row
+
+    return rows(), lambda: reader.line_num
+
+
+def _read_structured_rows(path: Path, f: io.TextIOWrapper) -> tuple[list[str], list[str], dict[str, str]]:
+    reader, line_num = _csv_rows(path, f)
     header = next(reader, None) or []
     index = {}
     for i, name in enumerate(header):
         index.setdefault(name.strip().lower(), i)
     if "content" not in index or "eventid" not in index:
-        found = ", ".join(repr(c) for c in header) or "none"
+        found = _clip(", ".join(repr(c) for c in header), 200) or "none"
+        if len(header) > 1:
+            found += f"; {len(header)} columns"
         hint = ""
         if len(header) == 1 and any(d in header[0] for d in ";\t|"):
             hint = " (the header is one column: is the file separated by something other than commas?)"
@@ -367,7 +412,7 @@ def _read_structured_rows(path: Path, f: io.TextIOWrapper) -> tuple[list[str], l
             continue  # a blank line
         if len(row) < need:
             raise LogravenError(
-                f"{path}, line {reader.line_num}: {len(row)} fields, but Content and EventId are columns "
+                f"{path}, line {line_num()}: {len(row)} fields, but Content and EventId are columns "
                 f"{ci + 1} and {ei + 1}; repair the row (an unquoted line break or comma?) or remove it"
             )
         event = row[ei].strip()
@@ -980,15 +1025,22 @@ class LabelledLine:
 
 def read_line_labels(path: str | Path, fmt: str, max_line_bytes: int = 65536) -> list[LabelledLine]:
     """The lines of a BGL-style labelled log (first token '-' = normal, else a category), in file order;
-    the label is stripped before parsing and blank lines are skipped."""
+    the label is stripped before parsing, and blank lines and lines of a label alone are skipped."""
     parser = Parser(fmt)
     out = []
+    bare: list[int] = []  # a label and no line: nothing to judge (a detector could never flag it)
     for no, text in _labelled_log_lines(path, max_line_bytes):
         if not text.strip():
             continue
         label, *rest = text.split(None, 1)  # a tab after the label is a separator too
         body = rest[0] if rest else ""
+        if not body.strip():
+            bare.append(no)
+            continue
         out.append(LabelledLine(no, label, body, parser.parse(body)))
+    if bare:
+        log.warning("%s: %d line(s) hold a label and no log line (line %s%s): left out, as blank lines are",
+                    path, len(bare), bare[0], f" and {len(bare) - 1} more" if len(bare) > 1 else "")  # fmt: skip
     _warn_misread(path, parser)
     return out
 
@@ -1258,7 +1310,7 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
     out: dict[str, bool] = {}
     first_at: dict[str, int] = {}  # session id -> the line that labelled it
     with f:
-        reader = csv.reader(f)
+        reader, _ = _csv_rows(path, f)
         header = next(reader, None)
         if header is None:
             raise LogravenError(f"{path}: empty; give a CSV of BlockId,Label")
@@ -1277,7 +1329,7 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
             rows, first = iter([header, *reader]), 1
         else:
             raise LogravenError(
-                f"{path}:1: no Label column in the header ({', '.join(h.strip() for h in header)}); "
+                f"{path}:1: no Label column in the header ({_clip(', '.join(h.strip() for h in header), 200)}); "
                 "give a CSV of BlockId,Label (Normal/Anomaly), or two such columns without a header"
             )
         for no, row in enumerate(rows, first):
@@ -1286,17 +1338,19 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
             try:
                 sid, lab = row[id_col].strip(), row[lab_col].strip().lower()
             except IndexError:
-                raise LogravenError(f"{path}:{no}: expected two columns BlockId,Label, got {row!r}") from None
+                raise LogravenError(f"{path}:{no}: expected two columns BlockId,Label, got {_clip(repr(row), 200)} "
+                                    f"({len(row)} column{'s' if len(row) != 1 else ''}; a double quote that is "
+                                    "never closed joins the lines after it into one field)") from None
             if lab in _ANOMALY_WORDS:
                 anomalous = True
             elif lab in _NORMAL_WORDS:
                 anomalous = False
             else:
-                raise LogravenError(f"{path}:{no}: label {row[lab_col]!r} is neither Normal nor Anomaly")
+                raise LogravenError(f"{path}:{no}: label {_clip(repr(row[lab_col]), 80)} is neither Normal nor Anomaly")
             if sid in out and out[sid] != anomalous:
                 said = ("Anomaly", "Normal") if anomalous else ("Normal", "Anomaly")
                 raise LogravenError(
-                    f"{path}:{no}: BlockId {sid!r} is labelled {said[0]} here and {said[1]} on line {first_at[sid]}; "
+                    f"{path}:{no}: BlockId {_clip(repr(sid), 80)} is labelled {said[0]} here and {said[1]} on line {first_at[sid]}; "
                     "keep one label per BlockId (delete or correct one of the two lines)"
                 )
             first_at.setdefault(sid, no)
