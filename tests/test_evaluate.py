@@ -281,6 +281,10 @@ def test_cli_evaluate_usage_errors(tmp_path, capsys):
     assert "cannot write there" in capsys.readouterr().err
     assert cli.main(["evaluate", "--labels", "bgl", "--json", str(tmp_path), str(log)]) == 1
     assert "is a directory" in capsys.readouterr().err
+    before = log.read_bytes()  # the result over the input (a review: read, then silently overwritten)
+    assert cli.main(["evaluate", "--labels", "bgl", "--json", str(log), str(log)]) == 1
+    assert f"--json {log}: is the input {log}, which the result would overwrite" in capsys.readouterr().err
+    assert log.read_bytes() == before
     # a --stream-key that matches no line would silently make one stream
     log.write_text("- Jun  9 06:06:20 web01 a: x\n- Jun  9 06:06:21 web01 a: y\n- Jun  9 06:06:22 web01 a: z\n")
     assert cli.main(["evaluate", "--labels", "bgl", "--stream-key", r"node=(\S+)", str(log)]) == 1

@@ -176,6 +176,15 @@ def cmd_evaluate(args) -> int:
             raise LogravenError(f"--json {args.json}: cannot write there ({out_dir} is not a writable directory)")
         if target.exists() and not os.access(target, os.W_OK):
             raise LogravenError(f"--json {args.json}: the file is not writable")
+        inputs = [p for p in (args.structured, args.sessions, args.logfile, args.config) if p and p != "-"]
+        for given in inputs:
+            try:
+                same = target.exists() and os.path.samefile(target, given)
+            except OSError:
+                same = False
+            if same:
+                raise LogravenError(f"--json {args.json}: is the input {given}, which the result would overwrite; "
+                                    "give another file name")
     mode = "structured" if args.structured else "labels" if args.labels else "sessions"
     _refuse_options_of_other_modes(args, mode)
     if getattr(args, "model_dir", None) and not args.structured:
