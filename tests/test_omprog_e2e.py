@@ -140,7 +140,7 @@ metrics: {{enabled: false}}
         f'           template="lograven_line" output="{stderr_log}"\n'
         # as docs/operations.md has it: retried for ever, its own queue with one worker, kept on a restart
         '           action.resumeRetryCount="-1" queue.type="LinkedList" queue.workerThreads="1"\n'
-        '           queue.size="100000" queue.filename="lograven-omprog" queue.saveOnShutdown="on")\n'
+        '           queue.size="100000" queue.filename="lograven-omprog" queue.saveOnShutdown="on" queue.timeoutShutdown="5000")\n'
         '    }\n'
         '}\n',
         encoding="utf-8",
@@ -222,6 +222,9 @@ metrics: {{enabled: false}}
     assert not [a["line"] for a in normal_alerts if any(d["name"] == "unknown_type" for d in a["detectors"])]
     assert len(normal_alerts) <= MAX_NORMAL_ALERTS, [a["line"] for a in normal_alerts]
 
+    # queue.timeoutShutdown lets the plugin answer the message in hand at a stop (rsyslog's default, 10 ms,
+    # cancelled the action's worker: "need to do hard cancellation - some data may be lost")
+    assert "cancellation" not in _tail(tmp_path / "rsyslogd.out"), _tail(tmp_path / "rsyslogd.out")
     err = stderr_log.read_text(encoding="utf-8", errors="replace") if stderr_log.exists() else ""
     assert "Traceback" not in err and " ERROR " not in err, err
     # stopped cleanly rather than killed: the GRU state was checkpointed on the way out
