@@ -1103,6 +1103,11 @@ def test_no_normal_line_in_the_first_part_blames_the_split_not_the_format(tmp_pa
     with pytest.raises(LogravenError, match=r"no normal \('-'\) lines in the first 80% \(80 lines\).*the file's 20 "
                        r"normal lines all come later: raise --train-fraction"):
         ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw"))
+    # one normal line in the first part: the fix is the split, not "more or longer log files" (a review)
+    log = _bgl_style_log(tmp_path / "bgl.log", 79, 21)
+    with pytest.raises(LogravenError, match=r"only 1 normal \('-'\) line in the first 80% \(80 lines\), too few to "
+                       r"train on; raise --train-fraction \(the file has 21 normal lines\)"):  # fmt: skip
+        ev.evaluate_line_labels(log, labels="bgl", setup=ev.Setup(fmt="raw"))
 
 
 def test_no_anomaly_left_to_test_is_said_before_training(tmp_path, monkeypatch, caplog):

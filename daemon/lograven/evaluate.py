@@ -1133,6 +1133,11 @@ def evaluate_line_labels(
             f"{path}: no normal ('-') lines in the first {_pct(setup.train_fraction)}; nothing to train on. The most "
             f"common labels (first tokens) are {common}: --labels bgl needs '-' as the first token of each normal line"
         )
+    if len(corpus) < 2:  # train's own message would say "give more or longer log files"
+        raise LogravenError(
+            f"{path}: only {len(corpus)} normal ('-') line in the first {_pct(setup.train_fraction)} ({n_first} lines), "
+            f"too few to train on; raise --train-fraction (the file has {label_counts.get('-', 0)} normal lines)"
+        )
     if not any(r.anomalous for r in rows[n_first:]):  # said now, not after minutes of training
         log.warning("%s: no anomalous line in the test part: recall and F1 will be undefined (n/a); give a "
                     "--train-fraction that leaves anomalies to test (Ctrl-C; training goes on)", path)
