@@ -930,3 +930,17 @@ def test_syslog_error_says_when_the_path_is_not_a_socket(tmp_path: Path) -> None
     with pytest.raises(SinkError) as err:  # nothing there: the plain reason
         SyslogSink(str(path)).emit([make_alert()])
     assert "not a socket" not in str(err.value)
+
+
+def test_standard_output_is_known_by_its_names_and_links(tmp_path) -> None:
+    """`check --stdin` must refuse what `run --stdin` refuses, though its own standard output is not the
+    plugin's: /dev/stdout by any spelling, and a link to it (a review: `//dev/stdout` and a link passed)."""
+    from lograven.alerts import is_standard_output
+
+    link = tmp_path / "out"
+    link.symlink_to("/dev/stdout")
+    chain = tmp_path / "chain"
+    chain.symlink_to(link)
+    for p in ("/dev/stdout", "//dev/stdout", "/dev/./stdout", "/proc/self/fd/1", "/dev/fd/1", str(link), str(chain)):
+        assert is_standard_output(p), p
+    assert not is_standard_output(tmp_path / "alerts.jsonl")

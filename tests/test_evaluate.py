@@ -87,6 +87,15 @@ def test_grouping_errors_say_how_many_types_and_events_they_leave_out():
     table = evaluation.table()
     assert "-> type 1 (2/2), type 2 (2/2), type 3 (2/2) and 24 more types" in table, table
     assert "with E1, E2, E3, E4, E5, E6 and 2 more)" in table, table
+    # lines of no learned type are each a group of their own, and counted as such, not as types (a review:
+    # "types: 9" for an event of 2 typed lines and 8 untyped ones)
+    pred = [7, 7] + [("unknown", i) for i in range(2, 10)]
+    (e,) = grouping_errors(pred, ["U"] * 10, untyped=lambda p: isinstance(p, tuple))
+    assert (e.types, e.untyped_lines, [g["type"] for g in e.predicted]) == (1, 8, [7]) and e.kind == "split"
+    assert e.to_json()["types"] == 1 and e.to_json()["untyped_lines"] == 8
+    table = ev.TypesEvaluation(file="x.csv", lines=10, templates=1, types=1, groups=9, correct_templates=0,
+                               grouping_accuracy=0.0, unknown_lines=8, seconds=0.1, settings={}, errors=[e]).table()  # fmt: skip
+    assert "-> type 7 (2/2), and 8 line(s) of no learned type" in table, table
 
 
 def test_ga_split_and_merged():
@@ -1021,10 +1030,16 @@ def test_csv_with_a_stray_quote_or_no_line_breaks_is_said_in_a_few_lines(tmp_pat
             read(flat)
     labels = tmp_path / "l.csv"
     labels.write_text("BlockId,Label\n\"blk_1,Normal\n" + "".join(f"blk_{i},Normal\n" for i in range(3000)))
-    with pytest.raises(LogravenError, match=r"l.csv:2: expected two columns BlockId,Label, got .*1 column; a double "
-                                            "quote that is never closed") as e:  # fmt: skip
+    with pytest.raises(LogravenError, match=r"l.csv, line 2: a field runs over lines 2 to 3002: a double quote") as e:
         read_session_labels(labels)
     assert len(str(e.value)) < 600
+    # a stray quote closed by another one lines later was taken silently: four lines joined into one Content
+    structured.write_text('Content,EventId\nok one,E1\n"bad start,E2\nok two,E1\nok "three",E3\n"x",E1\n')
+    with pytest.raises(LogravenError, match=r"s.csv, line 3: a field runs over lines 3 to 5: a double quote"):
+        read_structured(structured)
+    labels.write_text("blk_1,Normal\nblk_2,Normal\nblk_3\n")  # no header; a short row on line 3
+    with pytest.raises(LogravenError, match=r"l.csv:3: expected two columns BlockId,Label, got \['blk_3'\]$"):
+        read_session_labels(labels)
     wide = tmp_path / "wide.csv"
     wide.write_text(",".join(f"col{i}" for i in range(20000)) + "\nx\n")
     with pytest.raises(LogravenError, match="needs columns Content and EventId .*; 20000 columns") as e:

@@ -212,12 +212,12 @@ metrics: {{enabled: false}}
     assert disk["line"] == anomalies[0] and bad["line"] == anomalies[1], (disk["line"], bad["line"])
     assert (disk["offset"], bad["offset"]) == (NORMAL_LINES, NORMAL_LINES + 1), diagnostics()
     assert not [a for a in alerts if "COMMAND=/bin/true" in a["line"]], "the filter sends what the model was trained on"
-    assert "Stack trace" in received.read_text(encoding="utf-8", errors="replace"), "the message kept its line feeds"
+    assert "\nStack trace" in received.read_text(encoding="utf-8", errors="replace"), "the message kept its line feeds"
     assert disk["detectors"][0]["name"] == "unknown_type" and disk["type_id"] == -1, disk
     assert any(d["name"] == "unknown_type" for d in bad["detectors"]), bad
 
     normal_alerts = [a for a in alerts if a is not disk and a is not bad and "Stack trace" not in a["line"]]
-    assert all(" Stack trace of thread 4711: #0 " in a["line"] for a in alerts if "Stack trace" in a["line"])
+    assert all(" Stack trace of thread 4711: #0 " in a["line"] for a in alerts if "Stack trace" in a["line"])  # one line
     assert all(a["offset"] < NORMAL_LINES for a in normal_alerts), diagnostics()
     assert not [a["line"] for a in normal_alerts if any(d["name"] == "unknown_type" for d in a["detectors"])]
     assert len(normal_alerts) <= MAX_NORMAL_ALERTS, [a["line"] for a in normal_alerts]

@@ -83,6 +83,11 @@ def test_train_and_check_say_when_calibration_rests_on_few_steps(tmp_path, tiny_
     r = _lograven("check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     assert f"(calibrated on only {steps:,} held-back steps: may miss never-seen transitions" in r.stdout, r.stdout
+    # with a rule calibration does not set (top_k), or no calibration, nothing to say
+    top_k = tmp_path / "top_k.yaml"
+    top_k.write_text(tiny_cfg.read_text() + "detectors:\n  sequence: {rule: top_k}\n")
+    r = _lograven("train", "--config", str(top_k), "--out", str(tmp_path / "m2"), str(log))
+    assert r.returncode == 0 and "held-back steps" not in r.stdout, r.stdout + r.stderr
     # the default model held back 10,000: nothing said
     from lograven.demo import default_model_dir
 

@@ -736,10 +736,19 @@ _STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
 def is_standard_output(path: str | os.PathLike[str]) -> bool:
-    """Whether `path` names this process's standard output: by name (/dev/stdout), or as the very pipe,
-    socket or terminal that standard output is."""
-    if os.path.abspath(os.fspath(path)) in _STDOUT_NAMES:
-        return True
+    """Whether `path` names this process's standard output: by name (/dev/stdout, or a link to it), or as
+    the very pipe, socket or terminal that standard output is. By name also for `check --stdin`, whose
+    own standard output is not the plugin's."""
+    at = os.fspath(path)
+    for _ in range(40):  # the links on the way, as far as they are names (/proc/self/fd/1 links to a pipe)
+        at = "/" + os.path.normpath(os.path.abspath(at)).lstrip("/")  # `//dev/stdout` is /dev/stdout
+        if at in _STDOUT_NAMES:
+            return True
+        try:
+            target = os.readlink(at)
+        except OSError:
+            break
+        at = os.path.join(os.path.dirname(at), target)
     try:
         mine, there = os.fstat(1), os.stat(path)
     except OSError:

@@ -346,7 +346,7 @@ def cmd_train(args) -> int:
     if steps < MIN_FLOOR_STEPS:
         print(f"              not calibrated: {steps} held-back steps, calibration and the floor need {MIN_FLOOR_STEPS} "
               f"(train on about {10 * MIN_FLOOR_STEPS:,} lines or more); the configured thresholds apply")  # fmt: skip
-    elif steps < FEW_CALIBRATION_STEPS:
+    elif steps < FEW_CALIBRATION_STEPS and _judges_by_calibration(cfg):
         print(f"              calibrated on only {steps:,} held-back steps: the rule is as loose as the rarest of them, "
               f"and a model of so few lines finds never-seen transitions about as probable, so it may miss them; "
               f"train on {20 * FEW_CALIBRATION_STEPS:,} lines or more (a longer history) for a sharper sequence rule")  # fmt: skip
@@ -370,6 +370,12 @@ def cmd_train(args) -> int:
     if args.plots:
         print(f"  plots       {result.path}/plots/*.png")
     return 0
+
+
+def _judges_by_calibration(cfg) -> bool:
+    """Whether the config's sequence detector uses a calibrated threshold (so few held-back steps matter)."""
+    seq = cfg.detectors.sequence
+    return seq.enabled and seq.calibrate and seq.rule != "top_k"
 
 
 CATCH_ALL_WARN_SHARE = 0.2  # of the training lines in mostly-wildcard types (0 on the Loghub 2k sets, 0.86+ on noise)

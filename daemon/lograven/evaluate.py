@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import math
@@ -188,7 +189,8 @@ class GroupingError:
     merged: bool  # a predicted group holding its lines also holds other events' lines
     predicted: list[dict]  # per predicted group: type, learned template, lines of this event, other events
     example: str
-    types: int = 0  # predicted groups its lines went to (`predicted` keeps the largest MAX_LISTED)
+    types: int = 0  # learned types its lines went to (`predicted` keeps the largest MAX_LISTED)
+    untyped_lines: int = 0  # its lines no learned type matched
 
     @property
     def kind(self) -> str:
@@ -196,7 +198,8 @@ class GroupingError:
 
     def to_json(self) -> dict:
         return {"event": self.event, "template": self.template, "lines": self.lines, "kind": self.kind,
-                "types": self.types or len(self.predicted), "predicted": self.predicted, "example": self.example}  # fmt: skip
+                "types": self.types or len(self.predicted), "untyped_lines": self.untyped_lines,
+                "predicted": self.predicted, "example": self.example}  # fmt: skip
 
 
 MAX_LISTED = 20  # predicted groups of an event, and other events of a group, listed by name (the counts are whole)
@@ -209,8 +212,11 @@ def grouping_errors(
     templates: dict | None = None,
     learned: dict | None = None,
     examples: Sequence[str] | None = None,
+    untyped: Callable[[Hashable], bool] | None = None,
 ) -> list[GroupingError]:
-    """The true events GA counts wrong, largest first, with the predicted groups they went to."""
+    """The true events GA counts wrong, largest first, with the predicted groups they went to.
+    `untyped(p)`: p is a line no learned type matched (a group of its own): counted as the event's
+    `untyped_lines`, not listed or counted as a type."""
     by_pred: dict[Hashable, Counter] = defaultdict(Counter)
     by_true: dict[Hashable, Counter] = defaultdict(Counter)
     first: dict[Hashable, int] = {}
@@ -226,6 +232,9 @@ def grouping_errors(
         if not (split or merged):
             continue
         groups = []
+        none = sum(k for p, k in preds.items() if untyped is not None and untyped(p))
+        if none:
+            preds = Counter({p: k for p, k in preds.items() if not untyped(p)})  # type: ignore[misc]
         for p, k in preds.most_common(MAX_LISTED):
             others = {str(o): c for o, c in by_pred[p].most_common(MAX_LISTED + 1) if o != t}
             others = dict(list(others.items())[:MAX_LISTED])
@@ -235,7 +244,7 @@ def grouping_errors(
                            "other_event_count": total})  # fmt: skip
         out.append(GroupingError(
             str(t), str((templates or {}).get(t, "")), n, split, merged, groups,
-            examples[first[t]] if examples is not None else "", len(preds),
+            examples[first[t]] if examples is not None else "", len(preds), none,
         ))  # fmt: skip
     out.sort(key=lambda e: (-e.lines, e.event))
     return out
@@ -305,6 +314,8 @@ class TypesEvaluation:
                 )  # fmt: skip
                 if (e.types or len(e.predicted)) > 3:
                     where += f" and {(e.types or len(e.predicted)) - 3} more types"
+                if e.untyped_lines:
+                    where += f"{', and ' if where else ''}{e.untyped_lines} line(s) of no learned type"
                 out.append(f"    {e.event:<6} {e.lines:>5} lines  {e.kind:<12} {_clip(e.template, 60)}")
                 out.append(f"    {'':<6} {'':>11}  -> {where}")
             if n > shown:
@@ -361,11 +372,16 @@ def read_structured(path: str | Path) -> tuple[list[str], list[str], dict[str, s
         raise LogravenError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
+_STRAY_QUOTE = ("a double quote (\") at the start of a field opens a quoted field that runs to the next quote, "
+                "lines later; remove the stray quote, or quote the whole field (a \" inside a field is written \"\")")
+
+
 def _csv_rows(path: Path, f: io.TextIOWrapper) -> tuple[Iterator[list[str]], Callable[[], int]]:
     """A CSV reader's rows, with its errors said as the file's (and the line's): a stray double quote
     makes the rest of the file one field, larger than the csv module takes (it had been a traceback).
-    Also a function giving the line the reader is at."""
+    Also a function giving the line the last row started on."""
     reader = csv.reader(f)
+    began = [0]
 
     def rows() -> Iterator[list[str]]:
         while True:
@@ -375,6 +391,7 @@ def _csv_rows(path: Path, f: io.TextIOWrapper) -> tuple[Iterator[list[str]], Cal
             except StopIteration:
                 return
             except csv.Error as e:
+                began[0] = start
                 if "field larger than field limit" in str(e):
                     raise LogravenError(
                         f"{path}, line {start}: a field longer than {csv.field_size_limit():,} characters (the row "
@@ -382,9 +399,14 @@ def _csv_rows(path: Path, f: io.TextIOWrapper) -> tuple[Iterator[list[str]], Cal
                         "the rest of the file one field; remove the stray quote, or quote the whole field (a \" "
                         "inside a field is written \"\"). Or the file is not a CSV") from None  # fmt: skip
                 raise LogravenError(f"{path}, line {start}: not valid CSV ({e})") from None
+            began[0] = start
+            if reader.line_num > start and any("\n" in c or "\r" in c for c in row):
+                # a log line, an event id, a session id or a label has no line break: a quote joined lines
+                raise LogravenError(f"{path}, line {start}: a field runs over lines {start} to {reader.line_num}: "
+                                    + _STRAY_QUOTE)
             yield row
 
-    return rows(), lambda: reader.line_num
+    return rows(), lambda: began[0]
 
 
 def _read_structured_rows(path: Path, f: io.TextIOWrapper) -> tuple[list[str], list[str], dict[str, str]]:
@@ -451,7 +473,8 @@ def evaluate_types(path: str | Path, *, config: object | None = None, max_errors
         events = [events[i] for i in keep]
     learned = {t.id: t.template for t in types.types_}
     ga = grouping_accuracy(predicted, events)
-    errors = grouping_errors(predicted, events, templates=templates, learned=learned, examples=examples)
+    errors = grouping_errors(predicted, events, templates=templates, learned=learned, examples=examples,
+                             untyped=lambda p: isinstance(p, tuple))  # ("unknown", line): no learned type
     wrong = {e.event for e in errors}
     return TypesEvaluation(
         file=str(path), lines=len(events), grouping_accuracy=ga, types=len(types.types_),
@@ -1315,7 +1338,7 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
     out: dict[str, bool] = {}
     first_at: dict[str, int] = {}  # session id -> the line that labelled it
     with f:
-        reader, _ = _csv_rows(path, f)
+        reader, line_of = _csv_rows(path, f)
         header = next(reader, None)
         if header is None:
             raise LogravenError(f"{path}: empty; give a CSV of BlockId,Label")
@@ -1324,28 +1347,27 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
             lab_col = low.index("label")
             if "blockid" not in low and len(low) > 2:
                 raise LogravenError(
-                    f"{path}:1: no BlockId column among {', '.join(repr(h) for h in header)}; name the session id "
+                    f"{path}:1: no BlockId column among {_clip(', '.join(repr(h) for h in header), 200)}; name the session id "
                     "column BlockId (with two columns, the one that is not Label is taken)"
                 )
             id_col = low.index("blockid") if "blockid" in low else 1 - lab_col
-            rows, first = reader, 2
+            rows = reader
         elif len(low) == 2 and low[1] in _ANOMALY_WORDS | _NORMAL_WORDS:  # no header: the first row is data
             id_col, lab_col = 0, 1
-            rows, first = iter([header, *reader]), 1
+            rows = itertools.chain([header], reader)
         else:
             raise LogravenError(
                 f"{path}:1: no Label column in the header ({_clip(', '.join(h.strip() for h in header), 200)}); "
                 "give a CSV of BlockId,Label (Normal/Anomaly), or two such columns without a header"
             )
-        for no, row in enumerate(rows, first):
+        for row in rows:
             if not row:
                 continue
+            no = line_of()  # the line the row starts on (a quoted field may span lines)
             try:
                 sid, lab = row[id_col].strip(), row[lab_col].strip().lower()
             except IndexError:
-                raise LogravenError(f"{path}:{no}: expected two columns BlockId,Label, got {_clip(repr(row), 200)} "
-                                    f"({len(row)} column{'s' if len(row) != 1 else ''}; a double quote that is "
-                                    "never closed joins the lines after it into one field)") from None
+                raise LogravenError(f"{path}:{no}: expected two columns BlockId,Label, got {_clip(repr(row), 200)}") from None
             if lab in _ANOMALY_WORDS:
                 anomalous = True
             elif lab in _NORMAL_WORDS:

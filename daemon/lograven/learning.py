@@ -156,6 +156,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
     # learned once, as one stream, not once per alert (an audit's 961 alerts made 70,153 lines of a
     # 45,461-line file). By file and offset, so that overlaps meet.
     last: dict[str, tuple[int, int]] = {}  # file -> (its stream's number, start of the last line learned)
+    packed = _Packed()  # compressed generations, each decompressed once (closed at the end, or when collected)
     for n in sorted(range(len(rows)), key=lambda i: (where_of(rows[i]), offset_of(rows[i]))):
         r = rows[n]
         line = r.get("line", "")
@@ -169,7 +170,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                             "the lines around it", where, r.get("id"))  # fmt: skip
                 lines = []
             else:
-                lines = _context(where, offset_of(r), max_line_bytes, line)
+                lines = _context(where, offset_of(r), max_line_bytes, line, packed)
         except OSError as e:
             unread = e  # gone (ENOENT): maybe rotated and compressed beside it, looked for below
             lines = None
@@ -184,13 +185,13 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
             # read from (the tailer names a rotated file by its resolved path), which hold its rotated name
             # (read_from) once that is rotated on or compressed too.
             base = os.path.join(os.path.dirname(os.path.abspath(where)), os.path.basename(str(r.get("file", ""))))
-            plain, packed = rotated_generations(base)
-            tried = sorted(plain + packed, key=lambda g: g[1].st_mtime, reverse=True)
+            plain, compressed = rotated_generations(base)
+            tried = sorted(plain + compressed, key=lambda g: g[1].st_mtime, reverse=True)
             for cand, _ in [g for g in tried if g[0] != os.path.abspath(where)][:MAX_GENERATIONS_TRIED]:
                 if context_from is not None and not _may_read_for_context(str(r.get("file", "")), cand, context_from):
                     continue
                 try:
-                    got = _context(cand, offset_of(r), max_line_bytes, line)
+                    got = _context(cand, offset_of(r), max_line_bytes, line, packed)
                 except OSError:
                     continue
                 if got is not None:
@@ -238,6 +239,7 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
                     taught.add((*here, text[:ALERT_LINE_CHARS]))
                 # each stretch of context is its own little stream
                 corpus.add(r.get("file", "alerts"), rec, f"alert{group}:{key.key(r.get('file', ''), rec, text)}")
+    packed.close()
     # A stretch of context stops where it was cut, not where its streams stopped: no stream ends there,
     # but a stream-end alert's stream, whose last line the operator says is a normal end.
     final: dict[str, int] = {}
@@ -261,6 +263,75 @@ ALERTS_MAX_BYTES = 2**30  # an alerts file larger than 1 GiB is not read whole (
 MAX_GENERATIONS_TRIED = 5  # rotated copies of a file searched for an alert's line, newest first
 
 _OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}  # compressed generations read for context
+PACKED_BUDGET = 4 * 2**30  # bytes decompressed for alerts' context in one learn run, all files together
+_CHUNK = 2**20
+
+
+class _Packed:
+    """The compressed generations one `learn --from-alerts` run reads for context. Each is decompressed
+    once, forward: alerts come in offset order, and the last stretch read is kept for the next alert's
+    lines before it (a review: each alert had decompressed its generation from the start again, 961
+    alerts in 1 GB generations an hour). Its size is known once its end was read; the run decompresses
+    PACKED_BUDGET bytes at most (a small archive of zeros, or alerts forged with huge offsets, cost
+    nothing then), after which compressed generations are not read and the log says so."""
+
+    def __init__(self, budget: int | None = None, keep: int = 2**20) -> None:
+        self.budget, self.keep = PACKED_BUDGET if budget is None else budget, keep
+        self.spent_said = False
+        self._files: dict[tuple[int, int], dict] = {}  # (device, inode) -> its open stream and window
+
+    def read(self, path: str, fd: int, kind: str, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of the decompressed file open as `fd` (taken: kept open or closed), fewer
+        at its end; None when `start` is beyond its end or the budget is spent. OSError when damaged."""
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        f = self._files.get(key)
+        if f is not None and start < f["base"]:  # behind the window: read again from the start
+            self._close(key)
+            f = None
+        if f is None:
+            raw = os.fdopen(fd, "rb")
+            f = self._files[key] = {"raw": raw, "z": _OPENERS[kind](raw, "rb"), "base": 0, "buf": b"", "eof": False}
+        else:
+            os.close(fd)
+        try:
+            while f["base"] + len(f["buf"]) < end and not f["eof"]:
+                if self.budget <= 0:
+                    if not self.spent_said:
+                        self.spent_said = True
+                        log.warning("%s: %.3g GiB decompressed for alerts' context in this run: compressed "
+                                    "generations are not read any further (their alerts' lines are learned "
+                                    "alone); decompress the generation that holds them and learn from it",
+                                    path, PACKED_BUDGET / 2**30)  # fmt: skip
+                    return None
+                chunk = f["z"].read(min(_CHUNK, self.budget))
+                self.budget -= len(chunk)
+                if not chunk:
+                    f["eof"] = True
+                buf = f["buf"] + chunk
+                cut = max(0, len(buf) - max(self.keep, end - start))  # the window: never less than asked
+                cut = min(cut, max(0, start - f["base"]))  # ... nor past what is asked
+                f["buf"], f["base"] = buf[cut:], f["base"] + cut
+        except (EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated
+            self._close(key)
+            raise OSError(errno.EIO, f"{kind}-compressed but cannot be decompressed ({e})", path) from None
+        except OSError:
+            self._close(key)
+            raise
+        if start >= f["base"] + len(f["buf"]):
+            return None  # beyond its end
+        return f["buf"][start - f["base"] : end - f["base"]]
+
+    def _close(self, key: tuple[int, int]) -> None:
+        f = self._files.pop(key)
+        try:
+            f["z"].close()
+        finally:
+            f["raw"].close()
+
+    def close(self) -> None:
+        for key in list(self._files):
+            self._close(key)
 
 
 def _unreadable(where: str, alert: dict, e: OSError) -> list:
@@ -290,10 +361,12 @@ def _may_read_for_context(file: str, where: str, patterns: Sequence[str]) -> boo
     return real == target or os.path.basename(real).startswith(os.path.basename(target))
 
 
-def _context(file: str, offset: int, max_line_bytes: int, line: str | None = None) -> list[tuple[int, str]] | None:
+def _context(file: str, offset: int, max_line_bytes: int, line: str | None = None,
+             packed: _Packed | None = None) -> list[tuple[int, str]] | None:
     """The lines around `offset` in `file`, each with the byte offset where it starts; None when the line
     starting at `offset` is not `line` (the file was rotated, truncated or rewritten since the alert).
-    OSError when it cannot be read."""
+    OSError when it cannot be read. A file compressed with gzip, bzip2 or xz (a rotated generation) is
+    read decompressed, through `packed` (its budget, and each file read once forward for all alerts)."""
     if offset < 0 or (line is not None and not line.strip()):
         return []  # nothing to check the file against: never read a file on an alert's word alone
     fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # no link, no FIFO that blocks
@@ -301,24 +374,21 @@ def _context(file: str, offset: int, max_line_bytes: int, line: str | None = Non
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", file)
     start = max(0, offset - CONTEXT_BEFORE * 400)
-    with os.fdopen(fd, "rb") as raw:
-        kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
-        if kind in _OPENERS:
-            # a rotated generation compressed since the alert (`messages.2.gz`): the offset is the
-            # uncompressed one, reached by decompressing up to it (as zcat would, no further)
-            try:
-                with _OPENERS[kind](raw, "rb") as f:
-                    f.seek(start)
-                    before = f.read(offset - start)
-                    after = f.read(CONTEXT_AFTER * 400 + max_line_bytes)
-            except (EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated
-                raise OSError(errno.EIO, f"{kind}-compressed but cannot be decompressed ({e})", file) from None
-        elif kind is not None:
+    after_bytes = CONTEXT_AFTER * 400 + max_line_bytes
+    kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
+    if kind is not None:
+        if kind not in _OPENERS or packed is None:
+            os.close(fd)
             return None  # zstd: not in the standard library; the line is not looked for there
-        else:
+        got = packed.read(file, fd, kind, start, offset + after_bytes)  # takes the descriptor
+        if got is None:
+            return None  # beyond its end, or the run's budget spent
+        before, after = got[: offset - start], got[offset - start :]
+    else:
+        with os.fdopen(fd, "rb") as raw:
             raw.seek(start)
             before = raw.read(offset - start)
-            after = raw.read(CONTEXT_AFTER * 400 + max_line_bytes)
+            after = raw.read(after_bytes)
     pieces, at = [], start
     for p in before.split(b"\n"):
         pieces.append((at, p))

@@ -239,7 +239,8 @@ def learn_initial_model(svc: Service) -> dict:
     from lograven.sequence import FEW_CALIBRATION_STEPS, MIN_FLOOR_STEPS
 
     steps = int((summary.get("sequence_validation") or {}).get("steps", 0) or 0)
-    if steps < FEW_CALIBRATION_STEPS:
+    seq = cfg.detectors.sequence
+    if steps < FEW_CALIBRATION_STEPS and seq.enabled and seq.calibrate and seq.rule != "top_k":
         log.warning("learn mode: model %s learned from %d lines, and held back %d steps to calibrate its sequence "
                     "rule (%s): it may miss never-seen orderings of messages until it learns from more history; "
                     "relearn later (learn.schedule), or train on a longer history (lograven train, %d lines or more)",
