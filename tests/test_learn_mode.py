@@ -301,6 +301,61 @@ def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, capl
     svc._release_lock()
 
 
+def test_learn_mode_learns_the_history_in_rotated_generations_first(tmp_path, caplog):
+    """A file rotated daily may hold a few hours of a host's messages when the daemon first starts: too few
+    lines to learn its orderings (train and check say so). What the files leave of learn.max_lines now goes
+    to the last lines of their rotated generations (plain or compressed), read before the file's own
+    lines as one stream, in the order they were written. A generation that is itself a configured file
+    is not read twice; one that cannot be read is skipped and said; the tailer's positions are the
+    files' own."""
+    import bz2
+    import gzip
+
+    from lograven.config import parse_config
+    from lograven.learnmode import existing_lines
+
+    def lines(tag, n):
+        return "".join(f"Jun  9 07:00:00 web01 app[1]: {tag} line {i}\n" for i in range(n))
+
+    log = tmp_path / "app.log"
+    log.write_text(lines("now", 100))
+    (tmp_path / "app.log.1").write_text(lines("gen1", 200))
+    (tmp_path / "app.log.2.gz").write_bytes(gzip.compress(lines("gen2", 300).encode()))
+    (tmp_path / "app.log.3.bz2").write_bytes(bz2.compress(lines("gen3", 50).encode()))
+    (tmp_path / "app.log.4.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 40)  # zstd: not read, said
+    for age, name in enumerate(["app.log.1", "app.log.2.gz", "app.log.3.bz2", "app.log.4.zst"], 1):
+        os.utime(tmp_path / name, (time.time() - 86400 * age, time.time() - 86400 * age))
+    (tmp_path / "app.log.bak").write_text(lines("backup", 10))  # not a rotated name
+    cfg = parse_config({"sources": [{"paths": [str(log)]}], "learn": {"max_lines": 10_000}})
+    with caplog.at_level("INFO", logger="lograven.learnmode"):
+        corpus, positions, n_read = existing_lines(cfg, [[str(log)]])
+    order = [m.split()[0] for m in corpus.messages]
+    assert order == ["gen3"] * 50 + ["gen2"] * 300 + ["gen1"] * 200 + ["now"] * 100, order[:5]
+    assert set(corpus.streams) == {str(log)} and n_read == 1
+    assert positions == {"0": {str(log): positions["0"][str(log)]}} and positions["0"][str(log)]["offset"] == log.stat().st_size
+    assert f"{tmp_path / 'app.log.4.zst'} is zstd-compressed, which the standard library cannot read" in caplog.text
+    assert "learn mode: 650 lines in all, 550 of them from rotated generations" in caplog.text
+    # the budget: the files' own lines first, then the newest generations' last lines
+    cfg = parse_config({"sources": [{"paths": [str(log)]}], "learn": {"max_lines": 250, "min_lines": 100}})
+    corpus, _, _ = existing_lines(cfg, [[str(log)]])
+    assert [m.split()[0] for m in corpus.messages] == ["gen1"] * 150 + ["now"] * 100
+    assert corpus.messages[0] == "gen1 line 50"
+    # a damaged one is skipped and said
+    (tmp_path / "app.log.1").rename(tmp_path / "app.log.1.gz")
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(lines("gen1", 200).encode())[:40])
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.learnmode"):
+        corpus, _, _ = existing_lines(cfg, [[str(log)]])
+    assert f"cannot read {tmp_path / 'app.log.1.gz'} for history" in caplog.text, caplog.text
+    (tmp_path / "app.log.1.gz").unlink()
+    (tmp_path / "app.log.1").write_text(lines("gen1", 200))
+    # a generation that a source names is that source's file, not history
+    cfg = parse_config({"sources": [{"paths": [str(log)]}, {"paths": [str(tmp_path / "app.log.1")]}],
+                        "learn": {"max_lines": 10_000}})  # fmt: skip
+    corpus, _, n_read = existing_lines(cfg, [[str(log)], [str(tmp_path / "app.log.1")]])
+    assert n_read == 2 and sum(m.startswith("gen1") for m in corpus.messages) == 200
+
+
 def test_existing_lines_use_the_whole_budget_whatever_the_files_and_line_lengths(tmp_path):
     """learn.max_lines was split evenly per file, and a short file's unused share was lost (25,000 of
     40,000 lines learned from a 40,000-line and a 5,000-line file); and a file's last lines were found

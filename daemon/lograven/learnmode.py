@@ -170,18 +170,64 @@ def _back_off_after_failures(svc: Service) -> bool:
     return True
 
 
+MAX_HISTORY_GENERATIONS = 8  # rotated copies of a file read for learn mode's history, newest first
+
+
+def _history(path: str, budget: int, max_line_bytes: int, sources: set[str]) -> tuple[list[str], list[str]]:
+    """The last `budget` lines of the rotated generations beside `path` (`syslog.1`, `syslog.2.gz`,
+    `messages-20261206`), the newest generation first until the budget is used, returned oldest first
+    (they come before the file's own lines); and the generations read. Compressed ones (gzip, bzip2,
+    xz) are read decompressed; a generation that is itself a configured file is the tailer's, not
+    history; one that cannot be read is skipped and said."""
+    from collections import deque
+
+    from lograven.errors import LogravenError
+    from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, rotated_generations
+    from lograven.training import iter_maybe_compressed
+
+    plain, compressed = rotated_generations(path)
+    gens = sorted(plain + compressed, key=lambda g: g[1].st_mtime, reverse=True)
+    got: list[list[str]] = []
+    used: list[str] = []
+    for gen, _ in gens[:MAX_HISTORY_GENERATIONS]:
+        if budget <= 0:
+            break
+        if gen in sources or os.path.realpath(gen) in sources:
+            continue
+        try:
+            fd = os.open(gen, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            if compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)) == "zstd":
+                os.close(fd)
+                log.info("learn mode: %s is zstd-compressed, which the standard library cannot read: not learned "
+                         "as history", gen)  # fmt: skip
+                continue
+            with os.fdopen(fd, "rb") as f:
+                kept: deque[str] = deque(maxlen=budget)  # a compressed file is read through; its last lines kept
+                kept.extend(text for text, _ in iter_maybe_compressed(f, gen, max_line_bytes) if text.strip())
+        except (OSError, LogravenError) as e:
+            log.warning("learn mode: cannot read %s for history (%s); it is skipped",
+                        gen, getattr(e, "strerror", None) or e)  # fmt: skip
+            continue
+        got.append(list(kept))
+        used.append(gen)
+        budget -= len(kept)
+    return [line for lines in reversed(got) for line in lines], used
+
+
 def existing_lines(cfg, files_per_source: list[list[str]]) -> tuple[Corpus, dict[str, dict], int]:
     """The last lines of the sources' files, learn.max_lines in total, shared evenly with the smallest
     files first, so that what a short file does not use goes to the larger ones (an even share per
-    file learned 25,000 of 40,000 lines from a 40,000-line and a 5,000-line file). Returns the corpus,
-    the tailer positions after them per source, and how many files were read."""
+    file learned 25,000 of 40,000 lines from a 40,000-line and a 5,000-line file). What they leave of
+    the budget goes to their history: the last lines of their rotated generations, read before each
+    file's own lines, in the order they were written (a file rotated daily may hold a few hours of a
+    host's messages, too few to learn its orderings). Returns the corpus, the tailer positions after
+    the files' lines per source, and how many files were read."""
     corpus = Corpus()
     positions: dict[str, dict] = {str(i): {} for i in range(len(cfg.sources))}
     todo = sorted(((_size(path), i, path) for i, files in enumerate(files_per_source) for path in files))
     budget, n_read = cfg.learn.max_lines, 0
+    own: list[tuple[int, str, list[str]]] = []
     for k, (_, i, path) in enumerate(todo):
-        src = cfg.sources[i]
-        parser, key = Parser(src.format), StreamKey(src.stream)
         got = _tail_lines(path, budget // (len(todo) - k), cfg.runtime.max_line_bytes, 256)
         if got is None:
             continue
@@ -189,11 +235,25 @@ def existing_lines(cfg, files_per_source: list[list[str]]) -> tuple[Corpus, dict
         n_read += 1
         budget -= len(lines)
         positions[str(i)][path] = pos
-        for raw in lines:
-            text, _ = decode_line(raw, cfg.runtime.max_line_bytes)
-            if text.strip():
-                rec = parser.parse(text)
-                corpus.add(path, rec, key.key(path, rec, text))
+        texts = [decode_line(raw, cfg.runtime.max_line_bytes)[0] for raw in lines]
+        own.append((i, path, [t for t in texts if t.strip()]))
+    sources = {p for files in files_per_source for p in files} | {
+        os.path.realpath(p) for files in files_per_source for p in files}
+    n_hist = 0
+    for k, (i, path, texts) in enumerate(own):
+        history, used = _history(path, budget // (len(own) - k), cfg.runtime.max_line_bytes, sources) if budget > 0 else ([], [])
+        budget -= len(history)
+        if history:
+            n_hist += len(history)
+            log.info("learn mode: %d lines of history from %s", len(history), ", ".join(used))
+        src = cfg.sources[i]
+        parser, key = Parser(src.format), StreamKey(src.stream)
+        # one stream with the file's own lines (stream: file): the history goes on into them
+        for text in history + texts:
+            rec = parser.parse(text)
+            corpus.add(path, rec, key.key(path, rec, text))
+    if n_hist:
+        log.info("learn mode: %d lines in all, %d of them from rotated generations", len(corpus), n_hist)
     return corpus, positions, n_read
 
 
