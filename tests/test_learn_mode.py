@@ -286,6 +286,7 @@ def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, capl
     # a failure that is not the kernel's (TensorFlow missing) gets its own words, not the memory advice
     # (admin review, 2026-12-07)
     learnmode._record_failure(svc, "training needs TensorFlow, which is not installed in this environment")
+    svc._stop.clear()  # (the waiting stub stops it again)
     caplog.clear()
     with caplog.at_level("WARNING", logger="lograven.learnmode"):
         learnmode.learn_initial_model(svc)
@@ -349,6 +350,11 @@ def test_learn_mode_learns_the_history_in_rotated_generations_first(tmp_path, ca
     assert f"cannot read {tmp_path / 'app.log.1.gz'} for history" in caplog.text, caplog.text
     (tmp_path / "app.log.1.gz").unlink()
     (tmp_path / "app.log.1").write_text(lines("gen1", 200))
+    # the watchdog is fed while a generation is read, and a stop ends the reading
+    ticks = []
+    corpus, _, _ = existing_lines(parse_config({"sources": [{"paths": [str(log)]}], "learn": {"max_lines": 10_000}}),
+                                  [[str(log)]], lambda: ticks.append(1) or len(ticks) > 2)  # fmt: skip
+    assert len(ticks) == 3 and not any(m.startswith("gen") for m in corpus.messages)
     # a generation that a source names is that source's file, not history
     cfg = parse_config({"sources": [{"paths": [str(log)]}, {"paths": [str(tmp_path / "app.log.1")]}],
                         "learn": {"max_lines": 10_000}})  # fmt: skip

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lograven.parsing import Parser, StreamKey, decode_line
@@ -173,12 +174,15 @@ def _back_off_after_failures(svc: Service) -> bool:
 MAX_HISTORY_GENERATIONS = 8  # rotated copies of a file read for learn mode's history, newest first
 
 
-def _history(path: str, budget: int, max_line_bytes: int, sources: set[str]) -> tuple[list[str], list[str]]:
+def _history(path: str, budget: int, max_line_bytes: int, sources: set[str],
+             tick: Callable[[], bool] | None = None) -> tuple[list[str], list[str]]:
     """The last `budget` lines of the rotated generations beside `path` (`syslog.1`, `syslog.2.gz`,
     `messages-20261206`), the newest generation first until the budget is used, returned oldest first
     (they come before the file's own lines); and the generations read. Compressed ones (gzip, bzip2,
     xz) are read decompressed; a generation that is itself a configured file is the tailer's, not
-    history; one that cannot be read is skipped and said."""
+    history; one that cannot be read is skipped and said. `tick()` is called every few thousand lines
+    (systemd's watchdog: a large compressed generation takes a while); when it returns True (a stop),
+    reading ends with what was read."""
     from collections import deque
 
     from lograven.errors import LogravenError
@@ -203,7 +207,11 @@ def _history(path: str, budget: int, max_line_bytes: int, sources: set[str]) -> 
                 continue
             with os.fdopen(fd, "rb") as f:
                 kept: deque[str] = deque(maxlen=budget)  # a compressed file is read through; its last lines kept
-                kept.extend(text for text, _ in iter_maybe_compressed(f, gen, max_line_bytes) if text.strip())
+                for n, (text, _) in enumerate(iter_maybe_compressed(f, gen, max_line_bytes)):
+                    if n % 8192 == 0 and tick is not None and tick():
+                        return [], used  # stopped: nothing is learned
+                    if text.strip():
+                        kept.append(text)
         except (OSError, LogravenError) as e:
             log.warning("learn mode: cannot read %s for history (%s); it is skipped",
                         gen, getattr(e, "strerror", None) or e)  # fmt: skip
@@ -214,7 +222,8 @@ def _history(path: str, budget: int, max_line_bytes: int, sources: set[str]) -> 
     return [line for lines in reversed(got) for line in lines], used
 
 
-def existing_lines(cfg, files_per_source: list[list[str]]) -> tuple[Corpus, dict[str, dict], int]:
+def existing_lines(cfg, files_per_source: list[list[str]],
+                   tick: Callable[[], bool] | None = None) -> tuple[Corpus, dict[str, dict], int]:
     """The last lines of the sources' files, learn.max_lines in total, shared evenly with the smallest
     files first, so that what a short file does not use goes to the larger ones (an even share per
     file learned 25,000 of 40,000 lines from a 40,000-line and a 5,000-line file). What they leave of
@@ -241,7 +250,10 @@ def existing_lines(cfg, files_per_source: list[list[str]]) -> tuple[Corpus, dict
         os.path.realpath(p) for files in files_per_source for p in files}
     n_hist = 0
     for k, (i, path, texts) in enumerate(own):
-        history, used = _history(path, budget // (len(own) - k), cfg.runtime.max_line_bytes, sources) if budget > 0 else ([], [])
+        if tick is not None and tick():
+            break  # stopped: learn mode returns without training
+        history, used = (_history(path, budget // (len(own) - k), cfg.runtime.max_line_bytes, sources, tick)
+                         if budget > 0 else ([], []))
         budget -= len(history)
         if history:
             n_hist += len(history)
@@ -268,7 +280,13 @@ def learn_initial_model(svc: Service) -> dict:
         earlier = [p for e in cfg.sources[:i] for p in e.paths]
         files = sorted(GlobPathProvider(list(src.paths), earlier).expand()[0])
         files_per_source.append(files)
-    corpus, positions, n_read = existing_lines(cfg, files_per_source)
+    def tick() -> bool:
+        svc.notifier.watchdog()
+        return svc._stop.is_set()
+
+    corpus, positions, n_read = existing_lines(cfg, files_per_source, tick)
+    if svc._stop.is_set():
+        return positions
     log.info("learn mode: %d existing lines from %d file(s)", len(corpus), n_read)
     if len(corpus) < min_lines:
         positions = _collect_more(svc, corpus, positions, min_lines)
