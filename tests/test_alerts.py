@@ -944,3 +944,56 @@ def test_standard_output_is_known_by_its_names_and_links(tmp_path) -> None:
     for p in ("/dev/stdout", "//dev/stdout", "/dev/./stdout", "/proc/self/fd/1", "/dev/fd/1", str(link), str(chain)):
         assert is_standard_output(p), p
     assert not is_standard_output(tmp_path / "alerts.jsonl")
+
+
+def test_withdrawn_alerts_leave_the_queues_and_give_back_what_no_sink_used() -> None:
+    """Plugin mode refuses a line whose alert the required sink could not take, and the shipper sends it
+    again: its first alert must not stay queued (it was written twice), and when no sink delivered it, the
+    resent line's alert must not be held back as its duplicate or cost a second rate-limit token."""
+    from lograven.alerts import SinkError
+
+    record = RecordingSink("jsonl", required=True)
+    record.record = True  # type: ignore[attr-defined]
+    other = RecordingSink("syslog")
+    router = AlertRouter([record, other], dedup_window_seconds=300, max_per_minute=10)
+    record.fail_with = other.fail_with = SinkError("No space left on device")
+    first = make_alert()
+    assert router.submit([first], force=True) is False and router.pending() == 2
+    router.withdraw([first])
+    assert router.pending() == 0 and router.durable()
+    record.fail_with = other.fail_with = None
+    again = make_alert()  # the resent line, scored again: the same message
+    assert router.submit([again], force=True) is True
+    assert record.delivered == [again] and other.delivered == [again] and again.suppressed is None
+    assert router._tokens == pytest.approx(9.0, abs=0.01)  # one token spent, not two
+    # delivered by syslog already: syslog keeps its copy, and the repeat is recorded as its duplicate
+    record.fail_with = SinkError("No space left on device")
+    third = make_alert(line="Jun  9 06:06:21 web1 kernel: other", type_id=18)
+    assert router.submit([third], force=True) is False
+    assert other.delivered[-1] is third
+    router.withdraw([third])
+    assert router.pending() == 0
+    record.fail_with = None
+    repeat = make_alert(line="Jun  9 06:06:21 web1 kernel: other", type_id=18)
+    assert router.submit([repeat], force=True) is True
+    assert repeat.suppressed == "dedup" and record.delivered[-1] is repeat and other.delivered[-1] is third
+
+
+def test_a_write_that_wrote_nothing_cuts_nothing(tmp_path: Path, monkeypatch, caplog) -> None:
+    """An immutable alerts file (chattr +i) refuses the write and the truncation alike: "could not cut
+    partial batch off" was warned at every retry although no byte had been written (a soak)."""
+    import errno as errno_mod
+
+    from lograven.alerts import SinkError
+
+    sink = JsonlSink(tmp_path / "alerts.jsonl")
+    sink.emit([make_alert()])
+
+    def refused(*a, **k):
+        raise OSError(errno_mod.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "write", refused)
+    monkeypatch.setattr(os, "ftruncate", refused)
+    with caplog.at_level("WARNING", logger="lograven.alerts"), pytest.raises(SinkError, match="Operation not permitted"):
+        sink.emit([make_alert()])
+    assert "could not cut" not in caplog.text

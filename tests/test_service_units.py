@@ -240,8 +240,9 @@ def _failing_jsonl(monkeypatch) -> dict:
 
 def test_plugin_mode_refuses_messages_while_the_alerts_file_fails(tmp_path, bundle_dir, monkeypatch) -> None:
     """`run --stdin` (rsyslog omprog with confirmMessages): while the jsonl sink cannot write, a message
-    whose alert it could not take, and every message after it, is answered with an error instead of OK,
-    so rsyslog keeps them queued and sends them again; once the file works, OK again and nothing lost."""
+    whose alert it could not take is answered with an error instead of OK, so rsyslog keeps it queued and
+    sends it again; once the file works, OK again, nothing lost, and each alert written once (a soak: the
+    line that met the failure alerted twice, its first alert kept for retry and the resent line's too)."""
     import io
 
     from lograven import alerts as alerts_mod
@@ -250,30 +251,33 @@ def test_plugin_mode_refuses_messages_while_the_alerts_file_fails(tmp_path, bund
     failing = _failing_jsonl(monkeypatch)
     out = tmp_path / "alerts.jsonl"
     cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
-                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(out)}, "dedup_window_seconds": 0}})  # fmt: skip
-    unknown = "Jun  9 07:00:00 web01 kernel: /dev/sdz9 out of diskspace marker-{}\n"
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(out)}}})  # fmt: skip
+    unknown = "Jun  9 07:00:0{} web01 kernel: /dev/sdz{} out of diskspace marker-{}\n"
+    answers = io.StringIO()
 
-    class Input:
-        """Lines as rsyslog sends them; the disk is freed after the fourth."""
+    class Rsyslog:
+        """Sends the six messages in order, each again while it is refused; the disk is freed after the
+        fourth refusal."""
 
         def __iter__(self):
-            for i in range(6):
-                if i == 4:
-                    failing["on"] = False
-                yield unknown.format(i).encode()
+            i, refused = 0, 0
+            while i < 6:
+                yield unknown.format(i, i, i).encode()
+                if answers.getvalue().splitlines()[-1].startswith("Error: "):  # the reply to it (lockstep)
+                    refused += 1
+                    failing["on"] = refused < 4
+                else:
+                    i += 1
 
-    answers = io.StringIO()
-    svc = Service(cfg, stdin_mode=True, stdin=Input(), stdout=answers)
+    svc = Service(cfg, stdin_mode=True, stdin=Rsyslog(), stdout=answers)
     real_flush = alerts_mod.AlertRouter.flush  # no back-off between retries here: the next line retries
     monkeypatch.setattr(alerts_mod.AlertRouter, "flush", lambda self, force=False: real_flush(self, True))
     assert svc.run() == 0
     replies = answers.getvalue().splitlines()
-    assert replies[0] == "OK" and len(replies) == 7
-    assert replies[1].startswith("Error: ") and all(r.startswith("Error: ") for r in replies[2:5]), replies
-    assert replies[5:] == ["OK", "OK"]
-    got = out.read_text()
-    assert "marker-0" in got and "marker-4" in got and "marker-5" in got  # marker-0's alert was kept for retry
-    assert "marker-1" not in got  # refused unscored: rsyslog sends it again
+    assert replies[0] == "OK" and replies[1:5] == [svc._refusal().strip()] * 4 and replies[5:] == ["OK"] * 6, replies
+    got = [json.loads(x)["line"] for x in out.read_text().splitlines()]
+    assert got == [unknown.format(i, i, i).strip() for i in range(6)], got  # each once, in order
+    assert svc.router.pending() == 0
 
 
 def test_a_reload_uses_the_new_configurations_allowlist(tmp_path) -> None:
@@ -1185,9 +1189,9 @@ def test_a_refused_plugin_message_leaves_its_stream_as_before(tmp_path, bundle_d
     real_submit = alerts_mod.AlertRouter.submit
     calls = []
 
-    def submit(self, alerts):
+    def submit(self, alerts, force=False):
         calls.append(1)
-        return False if len(calls) == 2 else real_submit(self, alerts)  # the second message: not delivered
+        return False if len(calls) == 2 else real_submit(self, alerts, force)  # the second message: not delivered
 
     monkeypatch.setattr(alerts_mod.AlertRouter, "submit", submit)
     resent = Service(cfg, stdin_mode=True, stdin=[ln.encode() for ln in (lines[0], lines[1], lines[1], lines[2])],

@@ -719,8 +719,9 @@ class JsonlSink:
         if self._fd is None or size is None:
             return
         try:
-            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
-                return  # a device or a pipe (/dev/full, a FIFO): nothing was kept to cut
+            st = os.fstat(self._fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size == size:
+                return  # a device or a pipe (/dev/full, a FIFO), or nothing written (an immutable file): nothing to cut
             os.ftruncate(self._fd, size)
         except OSError as e:  # pragma: no cover - shrinking a file we own should not fail
             log.warning("could not cut partial batch off %s: %s", self.path, e)
@@ -876,8 +877,9 @@ class AlertRouter:
         """The sinks, in delivery order."""
         return [st.sink for st in self._sinks]
 
-    def submit(self, alerts: Iterable[Alert]) -> bool:
+    def submit(self, alerts: Iterable[Alert], force: bool = False) -> bool:
         """Filter `alerts`, deliver the rest (and any queued retries) to every sink; never raises.
+        `force`: try a failing sink now, whatever its back-off (plugin mode: the shipper paces the retries).
 
         Returns True when every required sink has accepted everything
         submitted so far, i.e. the lines behind these alerts may be checkpointed.
@@ -897,8 +899,40 @@ class AlertRouter:
                     kept.append(a)
             for st in self._sinks:
                 self._enqueue(st, kept if getattr(st.sink, "record", False) else admitted)
-            self._deliver(force=False)
+            self._deliver(force=force)
             return self._durable()
+
+    def withdraw(self, alerts: Iterable[Alert]) -> None:
+        """Take back the alerts of a line that was refused (plugin mode: the shipper sends it again and
+        it is scored again): out of every retry queue that still holds them, so the resent line's alert
+        is written once, not twice (a soak: the line that met a failing alerts file always alerted
+        twice). When no sink delivered an alert, its de-duplication memory and rate-limit token are
+        given back too; one that a sink delivered already (syslog) stays remembered, so its repeat is
+        recorded as a duplicate."""
+        taken = [a for a in alerts]
+        if not taken:
+            return
+        ids = {id(a) for a in taken}
+        with self._lock:
+            delivered = set()
+            for st in self._sinks:
+                queued = {id(a) for a in st.queue}
+                for a in taken:
+                    if id(a) not in queued and (a.suppressed is None or getattr(st.sink, "record", False)):
+                        delivered.add(id(a))
+                if queued & ids:
+                    kept = [a for a in st.queue if id(a) not in ids]
+                    st.queue.clear()
+                    st.queue.extend(kept)
+                if self._metrics is not None:
+                    self._metrics.alerts_pending.labels(sink=st.sink.name).set(len(st.queue))
+            for a in taken:
+                if id(a) in delivered or a.suppressed is not None:
+                    continue
+                if self.dedup_window > 0:
+                    self._seen.pop(a.dedup_key(), None)
+                if self.max_per_minute is not None:
+                    self._tokens = min(self.max_per_minute, self._tokens + 1.0)
 
     #: At most this many alerts held back from sending are written to the record per minute, and
     #: HELD_PER_MESSAGE of one message (its masked line) a minute: a storm of one message would otherwise

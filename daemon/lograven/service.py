@@ -637,10 +637,11 @@ class Service:
             if self.stdin_mode and kind == "plugin":
                 log.warning(
                     "state_dir %s is in use by another lograven plugin (pid %s): the shipper runs the plugin more "
-                    "than once (rsyslog: one per worker of the action's queue), so each instance sees part of the "
-                    "stream and they overwrite each other's checkpoint. Give the action its own queue with one "
-                    "worker (rsyslog: queue.type=\"LinkedList\" queue.workerThreads=\"1\"); see docs/operations.md, "
-                    "Plugin mode", self.state_dir, other)
+                    "than once (rsyslog: one per worker of the action's queue, and one more for a backlog saved "
+                    "on disk), so each instance sees part of the stream and they overwrite each other's "
+                    "checkpoint. Give the action forceSingleInstance=\"on\" and its own queue with one worker "
+                    "(queue.type=\"LinkedList\" queue.workerThreads=\"1\"); see docs/operations.md, Plugin mode",
+                    self.state_dir, other)
                 return
             if self.stdin_mode:
                 # not refused: a shipper would restart the plugin for ever. But its checkpoint would replace the
@@ -1598,8 +1599,10 @@ class Service:
                         a.line_truncated = truncated
                     n += 1
                     # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
-                    delivered = self.router.submit(alerts)
+                    # (a resent message is the shipper's retry: the sinks are tried now, whatever their back-off)
+                    delivered = self.router.submit(alerts, force=True)
                     if not delivered:  # and its stream as before it: the message comes again
+                        self.router.withdraw(alerts)  # its alert comes again with it: written once
                         if kept is None:
                             self.detector.states.pop(stream, None)
                         else:
