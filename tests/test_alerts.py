@@ -949,24 +949,27 @@ def test_standard_output_is_known_by_its_names_and_links(tmp_path) -> None:
 def test_withdrawn_alerts_leave_the_queues_and_give_back_what_no_sink_used() -> None:
     """Plugin mode refuses a line whose alert the required sink could not take, and the shipper sends it
     again: its first alert must not stay queued (it was written twice), and when no sink delivered it, the
-    resent line's alert must not be held back as its duplicate or cost a second rate-limit token."""
+    resent line's alert must not be held back as its duplicate or cost a second rate-limit token.""" 
     from lograven.alerts import SinkError
 
     record = RecordingSink("jsonl", required=True)
     record.record = True  # type: ignore[attr-defined]
     other = RecordingSink("syslog")
-    router = AlertRouter([record, other], dedup_window_seconds=300, max_per_minute=10)
+    now = [1000.0]
+    router = AlertRouter([record, other], dedup_window_seconds=300, max_per_minute=10, clock=lambda: now[0])
     record.fail_with = other.fail_with = SinkError("No space left on device")
     first = make_alert()
     assert router.submit([first], force=True) is False and router.pending() == 2
     router.withdraw([first])
     assert router.pending() == 0 and router.durable()
     record.fail_with = other.fail_with = None
+    now[0] += 5  # the shipper's resume interval: the optional sink's back-off has passed too
     again = make_alert()  # the resent line, scored again: the same message
     assert router.submit([again], force=True) is True
     assert record.delivered == [again] and other.delivered == [again] and again.suppressed is None
     assert router._tokens == pytest.approx(9.0, abs=0.01)  # one token spent, not two
-    # delivered by syslog already: syslog keeps its copy, and the repeat is recorded as its duplicate
+    # delivered by syslog already, not by the required record: the repeat goes to both (a review: held
+    # back as syslog's duplicate, a required syslog that had failed never got it)
     record.fail_with = SinkError("No space left on device")
     third = make_alert(line="Jun  9 06:06:21 web1 kernel: other", type_id=18)
     assert router.submit([third], force=True) is False
@@ -974,9 +977,25 @@ def test_withdrawn_alerts_leave_the_queues_and_give_back_what_no_sink_used() -> 
     router.withdraw([third])
     assert router.pending() == 0
     record.fail_with = None
+    now[0] += 5
     repeat = make_alert(line="Jun  9 06:06:21 web1 kernel: other", type_id=18)
     assert router.submit([repeat], force=True) is True
-    assert repeat.suppressed == "dedup" and record.delivered[-1] is repeat and other.delivered[-1] is third
+    assert repeat.suppressed is None and record.delivered[-1] is repeat and other.delivered[-1] is repeat
+    # `force` tries a failing required sink at once, an optional one keeps its back-off
+    record.fail_with = other.fail_with = SinkError("down")
+    router.submit([make_alert(type_id=19)], force=True)
+    tries = {"jsonl": 0, "syslog": 0}
+    for sink in (record, other):
+        real = sink.emit
+
+        def counted(batch, sink=sink, real=real):
+            tries[sink.name] += 1
+            return real(batch)
+
+        sink.emit = counted  # type: ignore[method-assign]
+    for i in range(5):
+        router.submit([], force=True)
+    assert tries == {"jsonl": 5, "syslog": 0}, tries
 
 
 def test_a_write_that_wrote_nothing_cuts_nothing(tmp_path: Path, monkeypatch, caplog) -> None:

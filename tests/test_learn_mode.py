@@ -348,6 +348,14 @@ def test_learn_mode_learns_the_history_in_rotated_generations_first(tmp_path, ca
     with caplog.at_level("INFO", logger="lograven.learnmode"):
         corpus, _, _ = existing_lines(cfg, [[str(log)]])
     assert f"cannot read {tmp_path / 'app.log.1.gz'} for history" in caplog.text, caplog.text
+    # damaged after many lines: those lines are history all the same (a review: all dropped)
+    whole = gzip.compress(lines("gen1", 5000).encode())
+    (tmp_path / "app.log.1.gz").write_bytes(whole[: len(whole) // 2])
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.learnmode"):
+        corpus, _, _ = existing_lines(cfg, [[str(log)]])
+    assert "learning the 150 lines read before the error" in caplog.text, caplog.text
+    assert sum(m.startswith("gen1") for m in corpus.messages) == 150
     (tmp_path / "app.log.1.gz").unlink()
     (tmp_path / "app.log.1").write_text(lines("gen1", 200))
     # the watchdog is fed while a generation is read, and a stop ends the reading

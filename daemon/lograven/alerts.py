@@ -879,7 +879,8 @@ class AlertRouter:
 
     def submit(self, alerts: Iterable[Alert], force: bool = False) -> bool:
         """Filter `alerts`, deliver the rest (and any queued retries) to every sink; never raises.
-        `force`: try a failing sink now, whatever its back-off (plugin mode: the shipper paces the retries).
+        `force`: try a failing required sink now, whatever its back-off (plugin mode: the shipper paces
+        the retries); optional sinks keep theirs (a full syslog socket costs up to a second a try).
 
         Returns True when every required sink has accepted everything
         submitted so far, i.e. the lines behind these alerts may be checkpointed.
@@ -899,36 +900,33 @@ class AlertRouter:
                     kept.append(a)
             for st in self._sinks:
                 self._enqueue(st, kept if getattr(st.sink, "record", False) else admitted)
-            self._deliver(force=force)
+            self._deliver(force=False, required_now=force)
             return self._durable()
 
     def withdraw(self, alerts: Iterable[Alert]) -> None:
         """Take back the alerts of a line that was refused (plugin mode: the shipper sends it again and
         it is scored again): out of every retry queue that still holds them, so the resent line's alert
         is written once, not twice (a soak: the line that met a failing alerts file always alerted
-        twice). When no sink delivered an alert, its de-duplication memory and rate-limit token are
-        given back too; one that a sink delivered already (syslog) stays remembered, so its repeat is
-        recorded as a duplicate."""
+        twice). Their de-duplication memory and rate-limit tokens are given back, so the resent line's
+        alert goes to every sink again: a sink that took the first one (syslog) gets it twice, none
+        misses it, however the sinks failed (a review: the memory kept for an alert syslog had taken
+        held the resent line's alert back as a duplicate, and a required sink that had failed never
+        got it)."""
         taken = [a for a in alerts]
         if not taken:
             return
         ids = {id(a) for a in taken}
         with self._lock:
-            delivered = set()
             for st in self._sinks:
-                queued = {id(a) for a in st.queue}
-                for a in taken:
-                    if id(a) not in queued and (a.suppressed is None or getattr(st.sink, "record", False)):
-                        delivered.add(id(a))
-                if queued & ids:
+                if any(id(a) in ids for a in st.queue):
                     kept = [a for a in st.queue if id(a) not in ids]
                     st.queue.clear()
                     st.queue.extend(kept)
                 if self._metrics is not None:
                     self._metrics.alerts_pending.labels(sink=st.sink.name).set(len(st.queue))
             for a in taken:
-                if id(a) in delivered or a.suppressed is not None:
-                    continue
+                if a.suppressed is not None:
+                    continue  # held back: it took no dedup memory or token
                 if self.dedup_window > 0:
                     self._seen.pop(a.dedup_key(), None)
                 if self.max_per_minute is not None:
@@ -1124,10 +1122,10 @@ class AlertRouter:
                 )
                 st.dropped_since_log = 0
 
-    def _deliver(self, force: bool) -> None:
+    def _deliver(self, force: bool, required_now: bool = False) -> None:
         now = self._clock()
         for st in self._sinks:
-            if st.queue and (force or now >= st.retry_at):
+            if st.queue and (force or now >= st.retry_at or (required_now and st.sink.required)):
                 self._attempt(st, now)
             if self._metrics is not None:
                 self._metrics.alerts_pending.labels(sink=st.sink.name).set(len(st.queue))

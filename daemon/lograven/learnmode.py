@@ -198,24 +198,31 @@ def _history(path: str, budget: int, max_line_bytes: int, sources: set[str],
             break
         if gen in sources or os.path.realpath(gen) in sources:
             continue
+        kept: deque[str] = deque(maxlen=budget)  # a compressed file is read through; its last lines kept
         try:
             fd = os.open(gen, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            if compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)) == "zstd":
-                os.close(fd)
-                log.info("learn mode: %s is zstd-compressed, which the standard library cannot read: not learned "
-                         "as history", gen)  # fmt: skip
-                continue
             with os.fdopen(fd, "rb") as f:
-                kept: deque[str] = deque(maxlen=budget)  # a compressed file is read through; its last lines kept
-                for n, (text, _) in enumerate(iter_maybe_compressed(f, gen, max_line_bytes)):
-                    if n % 8192 == 0 and tick is not None and tick():
-                        return [], used  # stopped: nothing is learned
-                    if text.strip():
-                        kept.append(text)
+                kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
+                if kind == "zstd":
+                    log.info("learn mode: %s is zstd-compressed, which the standard library cannot read: not "
+                             "learned as history", gen)  # fmt: skip
+                    continue
+                if kind is None:  # plain: read back from its end, as the files' own lines are
+                    tail = _tail_lines(gen, budget, max_line_bytes, 256)
+                    kept.extend(t for t in (decode_line(raw, max_line_bytes)[0] for raw in (tail[0] if tail else []))
+                                if t.strip())  # fmt: skip
+                else:
+                    for n, (text, _) in enumerate(iter_maybe_compressed(f, gen, max_line_bytes)):
+                        if n % 8192 == 0 and tick is not None and tick():
+                            return [], used  # stopped: nothing is learned
+                        if text.strip():
+                            kept.append(text)
         except (OSError, LogravenError) as e:
-            log.warning("learn mode: cannot read %s for history (%s); it is skipped",
-                        gen, getattr(e, "strerror", None) or e)  # fmt: skip
-            continue
+            # damaged after some lines (a truncated archive): those lines are history all the same
+            log.warning("learn mode: cannot read %s for history (%s); %s", gen, getattr(e, "strerror", None) or e,
+                        f"learning the {len(kept)} lines read before the error" if kept else "it is skipped")  # fmt: skip
+            if not kept:
+                continue
         got.append(list(kept))
         used.append(gen)
         budget -= len(kept)
