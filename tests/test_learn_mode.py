@@ -363,6 +363,14 @@ def test_learn_mode_learns_the_history_in_rotated_generations_first(tmp_path, ca
     corpus, _, _ = existing_lines(parse_config({"sources": [{"paths": [str(log)]}], "learn": {"max_lines": 10_000}}),
                                   [[str(log)]], lambda: ticks.append(1) or len(ticks) > 2)  # fmt: skip
     assert len(ticks) == 3 and not any(m.startswith("gen") for m in corpus.messages)
+    # ... by the bytes read, not by lines: an archive of text without a newline yields none for long
+    (tmp_path / "app.log.1").unlink()
+    (tmp_path / "app.log.2.gz").write_bytes(gzip.compress(os.urandom(300_000).hex().encode()))  # one "line"
+    ticks.clear()
+    existing_lines(parse_config({"sources": [{"paths": [str(log)]}], "learn": {"max_lines": 10_000}}),
+                   [[str(log)]], lambda: ticks.append(1) and False)  # fmt: skip
+    assert len(ticks) >= 2 + 300_000 * 2 // 2 // (64 * 1024), len(ticks)  # the loop, the generation, and per 64 KiB
+    (tmp_path / "app.log.1").write_text(lines("gen1", 200))
     # a generation that a source names is that source's file, not history
     cfg = parse_config({"sources": [{"paths": [str(log)]}, {"paths": [str(tmp_path / "app.log.1")]}],
                         "learn": {"max_lines": 10_000}})  # fmt: skip

@@ -1,6 +1,7 @@
 """Learn mode: a daemon started without a model learns one from the host's own logs first."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -172,6 +173,31 @@ def _back_off_after_failures(svc: Service) -> bool:
 
 
 MAX_HISTORY_GENERATIONS = 8  # rotated copies of a file read for learn mode's history, newest first
+TICK_BYTES = 64 * 1024  # compressed bytes read between two watchdog ticks (at most about 64 MB decompressed)
+
+
+class _Stopped(Exception):
+    """A stop (SIGTERM) while learn mode reads its history."""
+
+
+class _Ticking(io.RawIOBase):
+    """A compressed file read for history: `tick()` every TICK_BYTES of it (systemd's watchdog, however
+    much text they decompress to); a True from it (a stop) raises _Stopped."""
+
+    def __init__(self, raw, tick: Callable[[], bool]) -> None:
+        self._raw, self._tick, self._since = raw, tick, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = self._raw.readinto(b)
+        self._since += n or 0
+        if self._since >= TICK_BYTES:
+            self._since = 0
+            if self._tick():
+                raise _Stopped
+        return n
 
 
 def _history(path: str, budget: int, max_line_bytes: int, sources: set[str],
@@ -196,6 +222,8 @@ def _history(path: str, budget: int, max_line_bytes: int, sources: set[str],
     for gen, _ in gens[:MAX_HISTORY_GENERATIONS]:
         if budget <= 0:
             break
+        if tick is not None and tick():
+            return [], used  # stopped: nothing is learned
         if gen in sources or os.path.realpath(gen) in sources:
             continue
         kept: deque[str] = deque(maxlen=budget)  # a compressed file is read through; its last lines kept
@@ -212,11 +240,13 @@ def _history(path: str, budget: int, max_line_bytes: int, sources: set[str],
                     kept.extend(t for t in (decode_line(raw, max_line_bytes)[0] for raw in (tail[0] if tail else []))
                                 if t.strip())  # fmt: skip
                 else:
-                    for n, (text, _) in enumerate(iter_maybe_compressed(f, gen, max_line_bytes)):
-                        if n % 8192 == 0 and tick is not None and tick():
-                            return [], used  # stopped: nothing is learned
+                    # ticked by what is read, not by lines: an archive of gigabytes without a newline yields none
+                    src = _Ticking(f, tick) if tick is not None else f
+                    for text, _ in iter_maybe_compressed(src, gen, max_line_bytes):  # type: ignore[arg-type]
                         if text.strip():
                             kept.append(text)
+        except _Stopped:
+            return [], used  # stopped: nothing is learned
         except (OSError, LogravenError) as e:
             # damaged after some lines (a truncated archive): those lines are history all the same
             log.warning("learn mode: cannot read %s for history (%s); %s", gen, getattr(e, "strerror", None) or e,
