@@ -16,14 +16,10 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import bz2
-import gzip
-import lzma
 import math
 import os
 import stat
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -39,7 +35,15 @@ from lograven.errors import LogravenError
 from lograven.masking import Masker
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, glob_matches, read_limited, rotated_generations
+from lograven.osutil import (
+    COMPRESSION_MAGIC_BYTES,
+    DECOMPRESSION_ERRORS,
+    DECOMPRESSORS,
+    compression_of,
+    glob_matches,
+    read_limited,
+    rotated_generations,
+)
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.sequence import SequenceModel, kept_count, tail_quantile
 from lograven.training import (
@@ -262,7 +266,6 @@ ALERTS_MAX_BYTES = 2**30  # an alerts file larger than 1 GiB is not read whole (
 
 MAX_GENERATIONS_TRIED = 5  # rotated copies of a file searched for an alert's line, newest first
 
-_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}  # compressed generations read for context
 PACKED_BUDGET = 4 * 2**30  # bytes decompressed for alerts' context in one learn run, all files together
 _CHUNK = 2**20
 
@@ -291,7 +294,7 @@ class _Packed:
             f = None
         if f is None:
             raw = os.fdopen(fd, "rb")
-            f = self._files[key] = {"raw": raw, "z": _OPENERS[kind](raw, "rb"), "base": 0, "buf": b"", "eof": False}
+            f = self._files[key] = {"raw": raw, "z": DECOMPRESSORS[kind](raw, "rb"), "base": 0, "buf": b"", "eof": False}
         else:
             os.close(fd)
         try:
@@ -312,7 +315,7 @@ class _Packed:
                 cut = max(0, len(buf) - max(self.keep, end - start))  # the window: never less than asked
                 cut = min(cut, max(0, start - f["base"]))  # ... nor past what is asked
                 f["buf"], f["base"] = buf[cut:], f["base"] + cut
-        except (EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated
+        except DECOMPRESSION_ERRORS as e:  # damaged or truncated
             self._close(key)
             raise OSError(errno.EIO, f"{kind}-compressed but cannot be decompressed ({e})", path) from None
         except OSError:
@@ -377,7 +380,7 @@ def _context(file: str, offset: int, max_line_bytes: int, line: str | None = Non
     after_bytes = CONTEXT_AFTER * 400 + max_line_bytes
     kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
     if kind is not None:
-        if kind not in _OPENERS or packed is None:
+        if kind not in DECOMPRESSORS or packed is None:
             os.close(fd)
             return None  # zstd: not in the standard library; the line is not looked for there
         got = packed.read(file, fd, kind, start, offset + after_bytes)  # takes the descriptor

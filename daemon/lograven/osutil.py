@@ -1,13 +1,17 @@
 """Small operating-system helpers shared by the CLI and the daemon."""
 from __future__ import annotations
 
+import bz2
 import contextlib
 import errno
 import fnmatch
+import gzip
 import json
+import lzma
 import os
 import re
 import stat
+import zlib
 
 
 class TooLarge(OSError):
@@ -167,6 +171,12 @@ def compression_of(head: bytes) -> str | None:
     if len(head) >= 10 and head[:3] == b"BZh" and 0x31 <= head[3] <= 0x39 and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
         return "bzip2"
     return None
+
+
+# how compression_of's formats are read (zstd has no reader in Python's library: it is refused with the fix)
+DECOMPRESSORS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+# what reading a damaged or truncated archive raises besides OSError (gzip.BadGzipFile is one)
+DECOMPRESSION_ERRORS = (EOFError, ValueError, zlib.error, lzma.LZMAError)
 
 
 def write_text_replacing(path: str | os.PathLike, text: str) -> None:

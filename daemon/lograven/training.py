@@ -20,7 +20,7 @@ from lograven.bundle import save_bundle
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask, Masker
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import COMPRESSION_MAGIC_BYTES, compression_of, stdin_binary
+from lograven.osutil import COMPRESSION_MAGIC_BYTES, DECOMPRESSION_ERRORS, DECOMPRESSORS, compression_of, stdin_binary
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, posix_seconds
 from lograven.sequence import SequenceModel, SequenceParams, type_frequencies
 
@@ -114,16 +114,10 @@ def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterat
     if kind == "zstd":
         raise LogravenError(f"{path}: zstd-compressed; decompress it first (`zstd -dc {path} > FILE`, "
                             "or `zstd -dc FILE | lograven score -`)")
-    import bz2
-    import gzip
-    import lzma
-    import zlib
-
-    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
     try:
-        with opener(f, "rb") as z:
+        with DECOMPRESSORS[kind](f, "rb") as z:
             yield from iter_binary_lines(z, max_line_bytes)
-    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:  # damaged or truncated archives
+    except (OSError, *DECOMPRESSION_ERRORS) as e:  # damaged or truncated archives
         raise LogravenError(f"{path}: {kind}-compressed but cannot be decompressed ({e}); "
                             f"check it with `{kind} -t {path}`") from None
 
