@@ -457,6 +457,42 @@ def test_compressed_logs_are_read_as_zcat_would(tmp_path, capsys, bundle_dir, tr
     assert_user_error(rc, err, f"{zst}: zstd-compressed; decompress it first")
 
 
+def test_bytes_after_a_gzip_archive_are_ignored_as_zcat_ignores_them(tmp_path, capsys, caplog, bundle_dir,
+                                                                     training_log) -> None:
+    """`zcat` reads a gzip file of several members followed by bytes that start no member ("trailing
+    garbage ignored"), as Python's bz2 and lzma readers read theirs: every member's lines are read, the
+    rest is said once, with the file's name. It had been an error after the lines were read (score gave
+    up on the file, learn mode's history dropped the generation's later lines). A member that is cut or
+    damaged stays an error: those are not "after the archive"."""
+    import gzip
+
+    lines = training_log.read_text().splitlines(keepends=True)[:300]
+    text = "".join(lines).encode()
+    two = gzip.compress(text[: len(text) // 2]) + gzip.compress(text[len(text) // 2 :])  # cat a.gz b.gz
+    p = tmp_path / "messages.2.gz"
+    p.write_bytes(two + b"garbage after the archive\n\x00\x01")
+    assert subprocess.run(["zcat", str(p)], capture_output=True).stdout == text  # what zcat gives
+    caplog.set_level("WARNING")
+    c = training.read_corpus([str(p)])
+    assert len(c.messages) == 300 and c.unparsed == 0
+    said = [r.getMessage() for r in caplog.records if "after the gzip archive" in r.getMessage()]
+    assert said and all(str(p) in m for m in said)
+    rc, out, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(p))
+    assert rc == 0 and len(out.splitlines()) == 300, err
+    assert [json.loads(x)["line"] for x in out.splitlines()] == list(range(1, 301))
+    # the same bytes read in small pieces (a pipe): nothing before the garbage is lost
+    from lograven.osutil import open_decompressed
+
+    with open(p, "rb") as f, open_decompressed("gzip", f, str(p)) as z:
+        got = b"".join(iter(lambda: z.read(7), b""))
+    assert got == text
+    # damage inside a member is still refused
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(two[: len(two) - 40] + b"garbage")
+    rc, _, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(cut))
+    assert_user_error(rc, err, f"{cut}: gzip-compressed but cannot be decompressed")
+
+
 def test_check_verifies_the_model_learn_mode_saved(capsys, tmp_path, bundle_dir, logfile, monkeypatch) -> None:
     """With `model: null` after learn mode, the daemon runs <state_dir>/models/current: check verifies that
     version and shows its thresholds instead of announcing learn mode again."""

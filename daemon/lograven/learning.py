@@ -38,8 +38,9 @@ from lograven.msgtypes import MessageTypes
 from lograven.osutil import (
     COMPRESSION_MAGIC_BYTES,
     DECOMPRESSION_ERRORS,
-    DECOMPRESSORS,
+    DECOMPRESSED_KINDS,
     compression_of,
+    open_decompressed,
     glob_matches,
     read_limited,
     rotated_generations,
@@ -294,7 +295,7 @@ class _Packed:
             f = None
         if f is None:
             raw = os.fdopen(fd, "rb")
-            f = self._files[key] = {"raw": raw, "z": DECOMPRESSORS[kind](raw, "rb"), "base": 0, "buf": b"", "eof": False}
+            f = self._files[key] = {"raw": raw, "z": open_decompressed(kind, raw, path), "base": 0, "buf": b"", "eof": False}
         else:
             os.close(fd)
         try:
@@ -380,7 +381,7 @@ def _context(file: str, offset: int, max_line_bytes: int, line: str | None = Non
     after_bytes = CONTEXT_AFTER * 400 + max_line_bytes
     kind = compression_of(os.pread(fd, COMPRESSION_MAGIC_BYTES, 0))
     if kind is not None:
-        if kind not in DECOMPRESSORS or packed is None:
+        if kind not in DECOMPRESSED_KINDS or packed is None:
             os.close(fd)
             return None  # zstd: not in the standard library; the line is not looked for there
         got = packed.read(file, fd, kind, start, offset + after_bytes)  # takes the descriptor

@@ -6,12 +6,17 @@ import contextlib
 import errno
 import fnmatch
 import gzip
+import io
 import json
+import logging
 import lzma
 import os
 import re
 import stat
 import zlib
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
 
 
 class TooLarge(OSError):
@@ -173,10 +178,59 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
-# how compression_of's formats are read (zstd has no reader in Python's library: it is refused with the fix)
-DECOMPRESSORS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+# the formats of compression_of that can be read (zstd has no reader in Python's library: it is refused
+# with the fix)
+DECOMPRESSED_KINDS = ("gzip", "bzip2", "xz")
 # what reading a damaged or truncated archive raises besides OSError (gzip.BadGzipFile is one)
 DECOMPRESSION_ERRORS = (EOFError, ValueError, zlib.error, lzma.LZMAError)
+
+
+def open_decompressed(kind: str, f: BinaryIO, path: str) -> BinaryIO:
+    """The decompressed bytes of `f`, a stream compressed as `kind` (one of DECOMPRESSED_KINDS), read
+    as zcat, bzcat and xzcat read them. Bytes after a gzip archive's last member that start no member
+    end it with a warning naming `path`, as `zcat` ends it ("trailing garbage ignored"): Python's bz2
+    and lzma readers already ignore what follows their last stream, and gzip's had refused the file
+    after its lines were read. A truncated or damaged member is still an error (EOFError, BadGzipFile)."""
+    if kind == "bzip2":
+        return bz2.open(f, "rb")  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.open(f, "rb")  # type: ignore[return-value]
+    if kind != "gzip":
+        raise ValueError(f"{kind}: not one of {DECOMPRESSED_KINDS}")
+    return io.BufferedReader(_GzipEndsAtGarbage(gzip.open(f, "rb"), path), buffer_size=1 << 16)  # type: ignore
+
+
+class _GzipEndsAtGarbage(io.RawIOBase):
+    def __init__(self, z: gzip.GzipFile, path: str) -> None:
+        self._z, self._path, self._ended = z, path, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._ended:
+            return 0
+        try:
+            # read1: one read of the member, so what it returned is not dropped when the next one raises
+            # (readinto fills `b` from several reads and loses them all to an exception)
+            data = self._z.read1(len(b))
+        except gzip.BadGzipFile as e:
+            # the magic of a member after the first is wrong (the first's was checked by compression_of):
+            # the archive's members were whole, what follows them is no archive
+            if not str(e).startswith("Not a gzipped file"):
+                raise
+            log.warning("%s: bytes after the gzip archive's end were ignored (as `zcat` does: \"trailing "
+                        "garbage ignored\"); the lines before them were read", self._path)
+            self._ended = True
+            return 0
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._z.close()
+        finally:
+            super().close()
 
 
 def write_text_replacing(path: str | os.PathLike, text: str) -> None:

@@ -20,7 +20,7 @@ from lograven.bundle import save_bundle
 from lograven.errors import LogravenError
 from lograven.masking import ExtraMask, Masker
 from lograven.msgtypes import MessageTypes
-from lograven.osutil import COMPRESSION_MAGIC_BYTES, DECOMPRESSION_ERRORS, DECOMPRESSORS, compression_of, stdin_binary
+from lograven.osutil import COMPRESSION_MAGIC_BYTES, DECOMPRESSION_ERRORS, compression_of, open_decompressed, stdin_binary
 from lograven.parsing import LogRecord, Parser, StreamKey, decode_line, misread_timestamps, posix_seconds
 from lograven.sequence import SequenceModel, SequenceParams, type_frequencies
 
@@ -115,7 +115,7 @@ def iter_maybe_compressed(f: BinaryIO, path: str, max_line_bytes: int) -> Iterat
         raise LogravenError(f"{path}: zstd-compressed; decompress it first (`zstd -dc {path} > FILE`, "
                             "or `zstd -dc FILE | lograven score -`)")
     try:
-        with DECOMPRESSORS[kind](f, "rb") as z:
+        with open_decompressed(kind, f, path) as z:
             yield from iter_binary_lines(z, max_line_bytes)
     except (OSError, *DECOMPRESSION_ERRORS) as e:  # damaged or truncated archives
         raise LogravenError(f"{path}: {kind}-compressed but cannot be decompressed ({e}); "
