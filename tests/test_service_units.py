@@ -206,6 +206,19 @@ def test_checkpoint_positions_go_to_the_source_that_matches_the_file(tmp_path, c
                    {f"{logs}/messages": saved["0"][f"{logs}/messages"]}]  # fmt: skip
     assert f"position in {logs}/old.log is dropped" in caplog.text
     assert positions_by_source(cfg, None) == [{}, {}, {}] and positions_by_source(cfg, {"0": "junk"}) == [{}, {}, {}]
+    # patterns are read as glob reads them (a review): `*` stays within a name, so `logs/*.log` does not
+    # take `logs/app/x.log` from a later source (that source had started at the file's end while the
+    # first read it too); `**/` may stand for no directory, so `logs/**/*.log` keeps `logs/top.log`
+    # (its position had been dropped at every restart)
+    saved = {"0": {f"{logs}/app/x.log": {"file_id": "1:3:cd", "offset": 20},
+                   f"{logs}/top.log": {"file_id": "1:5:aa", "offset": 40},
+                   f"{logs}/deep/er/y.log": {"file_id": "1:6:bb", "offset": 50}}}  # fmt: skip
+    cfg = parse_config({"sources": [{"paths": [f"{logs}/*.log"]}, {"paths": [f"{logs}/app/*.log"]}],
+                        "state_dir": str(tmp_path)})  # fmt: skip
+    assert positions_by_source(cfg, saved) == [{f"{logs}/top.log": saved["0"][f"{logs}/top.log"]},
+                                               {f"{logs}/app/x.log": saved["0"][f"{logs}/app/x.log"]}]
+    cfg = parse_config({"sources": [{"paths": [f"{logs}/**/*.log"]}], "state_dir": str(tmp_path)})
+    assert positions_by_source(cfg, saved) == [saved["0"]]
 
 
 def test_a_reload_names_the_changes_it_cannot_apply(tmp_path) -> None:

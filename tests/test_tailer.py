@@ -86,6 +86,35 @@ def checkpoint_after(log: Path, data: bytes) -> dict:
         return json.loads(json.dumps(tailer.positions()))
 
 
+def test_a_file_a_doublestar_matches_without_a_directory_keeps_its_place(tmp_path: Path) -> None:
+    """glob's `logs/**/*.log` gives `logs/top.log` (`**` may stand for no directory), and the tailer now
+    reads its patterns so everywhere (a review: fnmatch's `**/` needs a `/`). Lines handed out but not
+    acknowledged when top.log was rotated are read again after a restart (they had been dropped as "no
+    longer under the configured paths"), and a rotation while stopped is found (its rest had been lost)."""
+    (tmp_path / "sub").mkdir()
+    top, pattern = tmp_path / "top.log", str(tmp_path / "**" / "*.log")
+    top.write_bytes(b"")
+    with make([pattern]) as tailer:
+        append(top, b"a1\na2\n")
+        assert texts(tailer.poll()) == [b"a1", b"a2"]  # handed out, never acknowledged
+        os.rename(top, f"{top}.1")
+        top.write_bytes(b"")
+        tailer.poll()
+        saved = json.loads(json.dumps(tailer.positions()))
+    with make([pattern], positions=saved) as tailer:
+        got = tailer.poll()
+        assert texts(got) == [b"a1", b"a2"] and {x.path for x in got} == {str(top)}
+        ack_all(tailer, got)
+        append(top, b"b1\n")
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    append(top, b"b2 written while stopped\n")
+    os.rename(top, f"{top}.2")
+    top.write_bytes(b"b3 in the new file\n")
+    with make([pattern], positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"b2 written while stopped", b"b3 in the new file"]
+
+
 # ----------------------------------------------------------------- lines and offsets
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import hashlib
 import logging
 import math
@@ -312,7 +311,7 @@ def positions_by_source(cfg: Config, positions: dict | None) -> list[dict]:
     for path, entry in entries.items():
         target = os.path.abspath(path)
         for i, src in enumerate(cfg.sources):
-            if any(fnmatch.fnmatchcase(target, os.path.abspath(p)) for p in src.paths):
+            if any(glob_matches(target, os.path.abspath(os.path.expanduser(p))) for p in src.paths):
                 result[i][path] = entry
                 break
         else:

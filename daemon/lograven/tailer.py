@@ -20,7 +20,6 @@ That includes a rotated file not yet read and acknowledged to its end: a restart
 from __future__ import annotations
 
 import errno
-import fnmatch
 import functools
 import glob
 import hashlib
@@ -278,8 +277,11 @@ class GlobPathProvider:
         return found, denied, failed
 
     def matches(self, path: str) -> bool:
-        """Whether `path` could match a pattern (a superset: fnmatch's * also crosses /)."""
-        return any(fnmatch.fnmatchcase(path, p) for p in self.patterns)
+        """Whether `path` could match a pattern, as glob.glob reads it: `*` within a name, `**` for any
+        number of directories, none included (fnmatch's `*` crossed `/`, and its `**/` needed one: a
+        review found `logs/**/*.log` disowning `logs/top.log`, whose position was then dropped at each
+        restart, and `/x/*.log` claiming `/x/app/y.log` of another source)."""
+        return any(glob_matches(path, p) for p in self.patterns)
 
     def watch_roots(self) -> list[tuple[str, bool]]:
         """(directory, recursive) pairs covering every pattern: its longest fixed prefix."""
@@ -859,7 +861,7 @@ class Tailer:
         checkpointed = (self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
                         | self._known_absent)
         self._checkpointed_patterns = [
-            p for p in self._paths.patterns if any(fnmatch.fnmatchcase(s, p) for s in checkpointed)
+            p for p in self._paths.patterns if any(glob_matches(s, p) for s in checkpointed)
         ]
 
         self._waker: DirectoryWaker | None = None
@@ -1456,7 +1458,7 @@ class Tailer:
                             "while lograven was stopped; reading it from the start", path)
                 self._stat(path).rotations += 1
                 return 0, False, None
-            if any(fnmatch.fnmatchcase(path, p) for p in self._checkpointed_patterns):
+            if any(glob_matches(path, p) for p in self._checkpointed_patterns):
                 log.info("%s appeared while lograven was stopped; reading it from the start", path)
                 return 0, False, None
             if self.start_position == "beginning":
