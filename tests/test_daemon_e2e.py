@@ -285,6 +285,29 @@ def test_a_crash_before_the_first_periodic_checkpoint_loses_nothing(tmp_path, ti
     assert d.stop() == 0
     lines = [a["line"] for a in alerts]
     assert sum("marker-k" in ln for ln in lines) == 2, lines
+    # The same for a source added to the configuration since (a restart, then a reload): its file starts at
+    # its end, and that place is on disk before a crash can come (a review: a kill -9 before the first
+    # periodic checkpoint had started it at its new end again, and its lines written meanwhile were lost)
+    text = d.cfg.read_text()
+    for name in ("new.log", "reloaded.log"):
+        write_log(d.logs / name, LogGenerator(seed=6).lines(20))  # there before: not read (start_position: end)
+    d.cfg.write_text(text.replace("sources:\n", f'sources:\n  - paths: ["{d.logs}/new.log"]\n    start_position: end\n', 1))
+    d.start()
+    d.stop(signal.SIGKILL)
+    _append(d.logs / "new.log", _marker_lines("n", 2))  # written while it was down
+    d.start()
+    d.cfg.write_text(d.cfg.read_text().replace("sources:\n", f'sources:\n  - paths: ["{d.logs}/reloaded.log"]\n    start_position: end\n', 1))
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "reloaded: model" not in (tmp_path / "daemon.err").read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    d.stop(signal.SIGKILL)
+    _append(d.logs / "reloaded.log", _marker_lines("r", 2))  # written while it was down
+    d.start()
+    alerts = d.wait_for_alerts({"marker-n-0", "marker-n-1", "marker-r-0", "marker-r-1"})
+    assert d.stop() == 0
+    lines = [a["line"] for a in alerts]
+    assert sum("marker-n" in ln for ln in lines) == 2 and sum("marker-r" in ln for ln in lines) == 2, lines
 
 
 def test_bad_config_is_rejected_with_key_and_file(tmp_path):

@@ -801,12 +801,12 @@ class Service:
             self.router = build_router(self.cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
             if self.stdin_mode:
                 return self._run_stdin()
-            self._open_sources(self.cfg, positions)
+            unsaved = self._open_sources(self.cfg, positions)
             self._note_restored_files()
-            # On disk at once where learning stopped, or where a first start began (the files' ends): a crash
-            # before the first periodic checkpoint must not start again at the files' new ends, skipping
-            # what came meanwhile.
-            if learned or not state:
+            # On disk at once where learning stopped, or where a first start (or a new source or file)
+            # began (the files' ends): a crash before the first periodic checkpoint must not start again
+            # at the files' new ends, skipping what came meanwhile.
+            if learned or not state or unsaved:
                 self._checkpoint()
             self._start_reader()
             self.notifier.ready(f"watching {self._file_count()} file(s) with model {self.bundle.version}")
@@ -926,7 +926,11 @@ class Service:
 
         return Allowlist((cfg or self.cfg).allowlist_path()).matches
 
-    def _open_sources(self, cfg: Config, positions: dict) -> None:
+    def _open_sources(self, cfg: Config, positions: dict) -> bool:
+        """Open a tailer per source, resuming at `positions` (the checkpoint's). Returns whether a
+        followed file has no position there (a source or file new since: started by `start_position`),
+        which the caller then checkpoints at once: a crash before the periodic checkpoint would start
+        it at its end again, skipping the lines written meanwhile (a review: lost to a kill -9)."""
         per_source = positions_by_source(cfg, positions)
         self._sources = []
         for i, src in enumerate(cfg.sources):
@@ -944,11 +948,13 @@ class Service:
                 exclude_paths=[p for earlier in cfg.sources[:i] for p in earlier.paths],  # a file is its first source's
             )
             self._sources.append(s)
+        unsaved = any(set(s.tailer.positions()) - set(per_source[s.index]) for s in self._sources)
         self._exported_stats.clear()  # the new tailers' counts are all exported, file_readable set below too
         for s in self._sources:
             for p in s.tailer.stats():
                 self.metrics.file_readable.labels(file=p).set(1)
                 self._exported_files.add(p)
+        return unsaved
 
     # ------------------------------------------------------------ reader
     READER_JOIN_SECONDS = 10.0
@@ -1500,7 +1506,8 @@ class Service:
                 s.tailer.close()
             self.metrics.restart_file_totals()
             self.cfg = cfg
-            self._open_sources(cfg, positions)
+            if self._open_sources(cfg, positions):
+                self._checkpoint()  # a new source's files, placed at their ends: on disk before a crash can come
             self._start_reader()
         say_restart_only(pending)
         self.cfg = cfg
