@@ -743,6 +743,33 @@ def test_copytruncate_restarts_at_zero(tmp_path: Path, rewrite: bytes, caplog: p
         assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_lines_in_flight_at_a_copytruncate_are_read_again_from_the_copy_after_a_crash(tmp_path: Path) -> None:
+    """Lines handed out but not yet acknowledged (in the daemon's queue, or held by a failing alert sink)
+    when logrotate copies and truncates the file: the copy's position is checkpointed under "rotated"
+    until they are acknowledged, so a restart after a crash reads them again from it, as it does for a
+    renamed file (a review: with the file read to its end, they had been forgotten at once)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"line 1\nline 2\n")
+        in_flight = tailer.poll()
+        assert texts(in_flight) == [b"line 1", b"line 2"]
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, b"line 3\n")
+        new = tailer.poll()
+        assert texts(new) == [b"line 3"]
+        ack_all(tailer, new)
+        saved = json.loads(json.dumps(tailer.positions()))  # the periodic checkpoint; then kill -9
+        assert [r["read_from"] for r in saved[str(log)]["rotated"]] == [str(tmp_path / "app.log.1")]
+        ack_all(tailer, in_flight)  # once processed, the copy is no longer the checkpoint's
+        for _ in range(2):
+            tailer.poll()
+        assert "rotated" not in tailer.positions()[str(log)]
+    with make([log], positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"line 1", b"line 2"]  # line 3 was acknowledged: not again
+
+
 @pytest.mark.parametrize("copy", ["app.log.1", "app.log-20261206", None])
 def test_copytruncate_while_behind_reads_the_rest_from_the_copy(tmp_path: Path, copy: str | None,
                                                                 caplog: pytest.LogCaptureFixture) -> None:

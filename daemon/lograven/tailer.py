@@ -2009,12 +2009,22 @@ class Tailer:
                         "file of its own (the patterns match it), so its lines are read (again) there. Name "
                         "the live file only in `sources`. Reading %s again from the start", watcher.path, found, watcher.path)
             return
-        if found is not None and found[2].st_size > watcher.offset:
+        in_flight = watcher.acked < watcher.last_emitted_end  # lines handed out, not yet acknowledged
+        if found is not None and (found[2].st_size > watcher.offset or in_flight):
             name, fd, st = found
-            log.warning("%s was truncated (copytruncate?) before lograven had read it all: reading the rest of "
-                        "its copy %s from byte %d, then the file again from the start", watcher.path, name, watcher.offset)
+            if found[2].st_size > watcher.offset:
+                log.warning("%s was truncated (copytruncate?) before lograven had read it all: reading the rest "
+                            "of its copy %s from byte %d, then the file again from the start", watcher.path, name,
+                            watcher.offset)  # fmt: skip
+            else:
+                log.info("%s was truncated or rewritten in place (size %d, read up to byte %d; copytruncate?); "
+                         "reading it again from the start; the lines read but not yet processed are in its "
+                         "copy %s until they are", watcher.path, size, watcher.offset, name)
             copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
-            copy.acked = watcher.acked  # lines in flight are acknowledged to the copy (their old ids)
+            # lines in flight are acknowledged to the copy (their old ids), and its position is checkpointed
+            # (under "rotated") until they are: after a crash they are read again from it, as they are from a
+            # renamed file (a review: with the file read to its end, they had been forgotten at once)
+            copy.acked, copy.last_emitted_end = watcher.acked, watcher.last_emitted_end
             copy.ids |= watcher.ids
             copy.mid_line = watcher.mid_line  # still inside a line begun before lograven started
             self._drain(copy, name, final=True)
