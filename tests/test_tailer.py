@@ -743,6 +743,38 @@ def test_copytruncate_restarts_at_zero(tmp_path: Path, rewrite: bytes, caplog: p
         assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_a_link_pointed_to_a_new_file_while_stopped_has_the_old_files_rest_read_first(tmp_path: Path) -> None:
+    """`app.log -> app-20240101.log`, pointed to `app-20240102.log` while lograven is stopped (Apache's
+    rotatelogs -L, a daily link): the checkpoint names the file the link pointed to, and a restart reads
+    its rest there before the new file (a review: it was taken for gone, its last lines never read). A
+    position saved without that name (an older checkpoint) still resumes a file at its path."""
+    day1, day2, link = tmp_path / "app-20240101.log", tmp_path / "app-20240102.log", tmp_path / "app.log"
+    day1.write_bytes(b"")
+    link.symlink_to(day1.name)
+    with make([link]) as tailer:
+        append(day1, b"day1 line 1\n")
+        ack_all(tailer, tailer.poll())
+        saved = json.loads(json.dumps(tailer.positions()))
+    assert saved[str(link)]["read_from"] == str(day1)
+    append(day1, b"day1 line 2 (written while stopped)\n")
+    day2.write_bytes(b"day2 line 1\n")
+    link.unlink()
+    link.symlink_to(day2.name)
+    with make([link], positions=saved) as tailer:
+        got = tailer.poll()
+        assert texts(got) == [b"day1 line 2 (written while stopped)", b"day2 line 1"]
+        ack_all(tailer, got)
+        append(day2, b"day2 line 2\n")
+        got = tailer.poll()
+        assert texts(got) == [b"day2 line 2"]
+        ack_all(tailer, got)
+        saved = json.loads(json.dumps(tailer.positions()))
+    del saved[str(link)]["read_from"]
+    append(day2, b"day2 line 3\n")
+    with make([link], positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"day2 line 3"]
+
+
 def test_lines_in_flight_at_a_copytruncate_are_read_again_from_the_copy_after_a_crash(tmp_path: Path) -> None:
     """Lines handed out but not yet acknowledged (in the daemon's queue, or held by a failing alert sink)
     when logrotate copies and truncates the file: the copy's position is checkpointed under "rotated"

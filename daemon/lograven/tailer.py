@@ -1031,6 +1031,7 @@ class Tailer:
         "fingerprint_len", "read_from", "size"}: "read_from" is the file's name then (RawLine.read_from:
         `messages.1`, "(deleted)", or null) and "size" its size then. A restarted Tailer finds them
         again and reads their rest. The entry of a path with no file there now has only "rotated".
+        A file followed under another name (a symbolic link's target) has that name as "read_from".
 
         With `read` ({file_id: end of the last line the caller processed}; a reload reopening the
         files, never a checkpoint), an entry whose file has processed lines past its acknowledged
@@ -1043,6 +1044,12 @@ class Tailer:
                 w.path: {"file_id": w.file_id, "offset": w.acked, "fingerprint_len": w.fp_len}
                 for w in self._live
             }
+            for w in self._live:
+                # the name the file has when it is not its path (a link's target: app.log -> app-20261207.log):
+                # a link pointed elsewhere while lograven is stopped leaves the file there, where a restart
+                # looks for it first (a review: its rest had been taken for gone)
+                if (name := _current_name(w.fd, w.path)) is not None and name != "(deleted)":
+                    result[w.path]["read_from"] = name
             for watcher in self._retired + self._draining:
                 entry = self._rotated_entry(watcher)
                 if read is not None and (done := _processed_end(watcher, read)) is not None:
@@ -1055,6 +1062,8 @@ class Tailer:
             for saved in self._pending_saved:  # not opened yet (see _forget_unmatched_saved): kept as it was
                 if saved.path not in result or "file_id" not in result[saved.path]:
                     entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len}
+                    if saved.read_from is not None:
+                        entry["read_from"] = saved.read_from
                     result[saved.path] = {**result.get(saved.path, {}), **entry}
             first: dict[str, int] = {}
             for saved in self._rotated_waiting:  # kept as they were (see _resume_rotated): the oldest, so first
@@ -1603,9 +1612,9 @@ class Tailer:
             read = None if read is None else _checkpoint_number(read, MAX_CHECKPOINT_OFFSET)
             if read is not None and read < offset:
                 read = None
+            read_from = entry.get("read_from")  # a live file's: the name it had, when not its path
+            read_from = read_from if isinstance(read_from, str) and read_from and "\0" not in read_from else None
             if rotated:
-                read_from = entry.get("read_from")
-                read_from = read_from if isinstance(read_from, str) and read_from and "\0" not in read_from else None
                 size = entry.get("size")
                 size = None if size is None else _checkpoint_number(size, MAX_CHECKPOINT_OFFSET)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
