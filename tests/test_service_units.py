@@ -701,6 +701,27 @@ def test_a_later_glob_over_the_rotated_names_of_an_earlier_source_is_warned_abou
     assert not [w for w in source_warnings(sub) if "logrotate gives the old files" in w]
 
 
+def test_a_file_named_like_a_glob_pattern_is_said_with_the_escape_that_names_it(tmp_path) -> None:
+    """`app[prod].log` in sources is a glob pattern (`[prod]` one of p, r, o, d), which does not match
+    the file of that very name: it had been followed silently not at all (a review), with check saying
+    only that no file matches yet. Check and the start now say so with the escaped name, which works."""
+    from lograven.service import source_warnings
+    from lograven.tailer import Tailer
+
+    log = tmp_path / "app[prod].log"
+    log.write_text("first\n")
+    cfg = parse_config({"state_dir": str(tmp_path), "sources": [{"paths": [str(log)]}]})
+    (w,) = source_warnings(cfg)
+    assert w.startswith("sources[0].paths:") and "read as a glob pattern" in w
+    escaped = str(tmp_path / "app[[]prod].log")
+    assert w.endswith(escaped)
+    assert not source_warnings(parse_config({"state_dir": str(tmp_path), "sources": [{"paths": [escaped]}]}))
+    with Tailer([escaped], use_watchdog=False, rotate_wait=0.0, start_position="beginning") as tailer:
+        assert [x.data for x in tailer.poll()] == [b"first"] and list(tailer.stats()) == [str(log)]
+        log.write_text("first\nsecond\n")
+        assert [x.data for x in tailer.poll()] == [b"second"]
+
+
 def test_stream_states_past_max_streams_are_counted_and_warned_about(tmp_path, bundle_dir, training_log, caplog) -> None:
     """runtime.max_streams caps the GRU states kept; the ones forgotten are counted on /metrics and
     warned about (at most hourly), so an admin learns why sessions start afresh."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import logging
 import math
@@ -350,6 +351,15 @@ def source_warnings(cfg: Config) -> list[str]:
                 "file would be read again by this source from its start (every line scored twice); narrow the "
                 "patterns (e.g. `*.log` rather than `*`)"
             )
+        # a file whose very name holds glob characters (`app[prod].log`) is not what its pattern matches
+        literal = [p for p in src.paths if has_magic(p) and os.path.isfile(os.path.expanduser(p))
+                   and os.path.abspath(os.path.expanduser(p)) not in found]
+        if literal:
+            out.append(
+                f"sources[{i}].paths: {', '.join(literal)} {'is' if len(literal) == 1 else 'are'} read as a glob "
+                "pattern (`*`, `?` and `[...]` are wildcards), which does not match the file of that very name; "
+                f"to name the file, put each `[` in brackets: {glob.escape(literal[0])}"
+            )
         plain = [os.path.expanduser(p) for p in src.paths if not has_magic(p)]
         dirs = [p for p in plain if os.path.isdir(p)]
         special = [p for p in plain if os.path.exists(p) and not os.path.isdir(p) and not os.path.isfile(p)]
@@ -378,7 +388,7 @@ def source_warnings(cfg: Config) -> list[str]:
             one = len(loops) == 1
             out.append(f"sources[{i}].paths: {', '.join(loops)} {'is a symbolic link that loops' if one else 'are symbolic links that loop'} "
                        f"(pointing, at last, to {'itself' if one else 'themselves'}): nothing can be read there; fix the link")
-        elif not found and not provider.unlistable and len(dirs) + len(special) < len(src.paths):
+        elif not found and not provider.unlistable and len(dirs) + len(special) + len(literal) < len(src.paths):
             out.append(
                 f"sources[{i}].paths: no file matches {', '.join(src.paths)} yet; lograven reads it once it appears "
                 "(`run --stdin` reads no files). Check the path"
