@@ -775,6 +775,48 @@ def test_a_link_pointed_to_a_new_file_while_stopped_has_the_old_files_rest_read_
         assert texts(tailer.poll()) == [b"day2 line 3"]
 
 
+def test_a_file_empty_at_the_stop_and_copytruncated_while_stopped_has_its_copy_read(tmp_path: Path,
+                                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """An empty file has no first bytes to be told by: written to, copied and truncated while lograven
+    was stopped, it looked unchanged and the lines in its copy were lost without a word (an admin's
+    review). The newest uncompressed generation written since the checkpoint is read first. An older
+    generation is not (the file was only written to while stopped), nor one the patterns follow."""
+    log, copy = tmp_path / "syslog", tmp_path / "syslog.1"
+    copy.write_bytes(b"an older generation, read before the stop\n")
+    old = time.time() - 3600
+    os.utime(copy, (old, old))
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        tailer.poll()
+        saved = json.loads(json.dumps(tailer.positions()))
+        saved_at = time.time()
+    assert saved[str(log)]["fingerprint_len"] == 0
+    # only written to while stopped: the old generation is not read
+    append(log, b"w1\n")
+    with make([log], positions=saved, saved_at=saved_at) as tailer:
+        assert texts(tailer.poll()) == [b"w1"]
+    log.write_bytes(b"")
+    # written to, then copytruncate (delaycompress: the copy stays plain), then written to again
+    append(log, b"".join(b"while stopped %d\n" % i for i in range(20)))
+    shutil.copyfile(log, copy)
+    later = saved_at + 5
+    os.utime(copy, (later, later))
+    os.truncate(log, 0)
+    append(log, b"after 1\nafter 2\n")
+    caplog.set_level("WARNING", logger="lograven.tailer")
+    with make([log], positions=saved, saved_at=saved_at) as tailer:
+        got = texts(tailer.poll())
+        assert got == [b"while stopped %d" % i for i in range(20)] + [b"after 1", b"after 2"]
+        assert tailer.stats()[str(log)].truncations == 1
+    assert f"{log} was empty when lograven stopped, and {copy} beside it was written since" in caplog.text
+    # without the checkpoint's time (positions of a reload), nothing is guessed
+    with make([log], positions=saved) as tailer:
+        assert texts(tailer.poll()) == [b"after 1", b"after 2"]
+    # a copy the patterns follow is read as a file of its own, not as this one's copy
+    with make([log, copy], positions={str(log): saved[str(log)]}, saved_at=saved_at) as tailer:
+        assert sorted(x.path for x in tailer.poll() if x.data == b"after 1") == [str(log)]
+
+
 def test_lines_in_flight_at_a_copytruncate_are_read_again_from_the_copy_after_a_crash(tmp_path: Path) -> None:
     """Lines handed out but not yet acknowledged (in the daemon's queue, or held by a failing alert sink)
     when logrotate copies and truncates the file: the copy's position is checkpointed under "rotated"

@@ -811,7 +811,7 @@ class Service:
             self.router = build_router(self.cfg, self.metrics, stdin_mode=self.stdin_mode, suppress=self._allowlist())
             if self.stdin_mode:
                 return self._run_stdin()
-            unsaved = self._open_sources(self.cfg, positions)
+            unsaved = self._open_sources(self.cfg, positions, None if learned else self.checkpointer.saved_at)
             self._note_restored_files()
             # On disk at once where learning stopped, or where a first start (or a new source or file)
             # began (the files' ends): a crash before the first periodic checkpoint must not start again
@@ -936,7 +936,7 @@ class Service:
 
         return Allowlist((cfg or self.cfg).allowlist_path()).matches
 
-    def _open_sources(self, cfg: Config, positions: dict) -> bool:
+    def _open_sources(self, cfg: Config, positions: dict, saved_at: float | None = None) -> bool:
         """Open a tailer per source, resuming at `positions` (the checkpoint's). Returns whether a
         followed file has no position there (a source or file new since: started by `start_position`),
         which the caller then checkpoints at once: a crash before the periodic checkpoint would start
@@ -956,6 +956,7 @@ class Service:
                 positions=per_source[i],
                 skip_predicate=skip,
                 exclude_paths=[p for earlier in cfg.sources[:i] for p in earlier.paths],  # a file is its first source's
+                saved_at=saved_at,
             )
             self._sources.append(s)
         unsaved = any(set(s.tailer.positions()) - set(per_source[s.index]) for s in self._sources)

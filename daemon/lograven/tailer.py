@@ -772,8 +772,13 @@ class Tailer:
         exclude_paths: Iterable[str] = (),
         rescan_interval: float = 0.0,
         unterminated_after: float = 0.0,
+        saved_at: float | None = None,
     ) -> None:
         """Open the files matched now: resume saved positions, else apply `start_position`.
+
+        `saved_at`: when `positions` were checkpointed (wall clock), if they come from a checkpoint: a
+        file empty then, truncated by copytruncate while lograven was stopped, is told by its copy's
+        time (see _resume_truncated).
 
         `rotate_wait`: seconds a file renamed out of the patterns or deleted stays
         open after it was drained, for writers that have not reopened their log yet.
@@ -875,6 +880,7 @@ class Tailer:
         # The first complete expansion (this one, unless the patterns could not be listed: EMFILE)
         # completes `_initial` and tells which checkpointed files were renamed, and which are gone.
         self._first_look = True
+        self._saved_at = saved_at
         with self._lock:
             self._resume_rotated([s for s in saved if s.rotated_from is not None], matched)
             self._resume_truncated(matched)
@@ -1757,6 +1763,10 @@ class Tailer:
                 continue
             finally:
                 os.close(fd)
+            if (st.st_dev, st.st_ino) == (saved.dev, saved.ino) and saved.fingerprint_len == 0 \
+                    and path == saved.path and saved.rotated_from is None:
+                self._copy_of_an_empty_file(path, saved, st, where)
+                continue  # resumed at byte 0 all the same
             if (st.st_dev, st.st_ino) != (saved.dev, saved.ino) or (
                     digest is not None and digest.startswith(saved.fingerprint)):
                 continue  # the checkpointed file (or another one now): _take_saved decides
@@ -1821,6 +1831,47 @@ class Tailer:
                         f"(its newest uncompressed generation {beside} may hold lines written while lograven was "
                         f"stopped: `lograven score` it if they matter)" if beside else
                         "(compressed at once?: with copytruncate, use logrotate's delaycompress)")  # fmt: skip
+
+    def _copy_of_an_empty_file(self, path: str, saved: _SavedPosition, st: os.stat_result,
+                               where: Mapping[tuple[int, int], str]) -> None:
+        """At start: the checkpointed file was empty (no first bytes to tell it by) and is still at its
+        path. Written to and then copied and truncated while lograven was stopped (copytruncate), it
+        looks unchanged; its lines are in the copy (a review: lost without a word). The newest
+        uncompressed generation beside it, modified after the checkpoint was written, not empty, with
+        the file's owner and not followed, is that copy: read from its start, before the file. (A
+        rename rotation moves the checkpointed file itself away, and _claim_renamed finds it.)"""
+        if self._saved_at is None:
+            return
+        for name, gst in rotated_generations(path)[0]:
+            devino = (gst.st_dev, gst.st_ino)
+            if devino == (st.st_dev, st.st_ino) or devino in where or self._paths.matches(name) \
+                    or self._read_old.get(devino) is not None:
+                continue
+            if gst.st_mtime <= self._saved_at or gst.st_size == 0 or gst.st_uid != st.st_uid:
+                return  # the newest is older than the stop (or not a copy of this file): nothing to read
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+            except OSError as exc:
+                log.warning("%s was empty when lograven stopped, and %s, written since, cannot be read: %s; "
+                            "its lines (written to %s while lograven was stopped?) are not read", path, name, exc, path)
+                return
+            try:
+                cst = os.fstat(fd)
+                head = os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)
+                fingerprint = self._fingerprinter.fingerprint(fd)
+            except OSError as exc:
+                os.close(fd)
+                log.warning("%s was empty when lograven stopped, and %s, written since, cannot be read: %s", path,
+                            name, exc)
+                return
+            if (cst.st_dev, cst.st_ino) != devino or compression_of(head) is not None:
+                os.close(fd)
+                return
+            log.warning("%s was empty when lograven stopped, and %s beside it was written since (copytruncate "
+                        "while lograven was stopped?): reading it from the start, then %s", path, name, path)
+            self._stat(path).truncations += 1
+            self._drain(FileWatcher(path, fd, cst, fingerprint, 0, self.max_line_bytes), name, final=True)
+            return
 
     def _newest_beside(self, path: str, own: tuple[int, int], followed: Callable[[tuple[int, int]], bool]) -> str | None:
         """The newest uncompressed rotated copy of `path` beside it that lograven does not follow: a
