@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -64,6 +65,32 @@ def test_train_says_when_data_is_too_small(tmp_path, tiny_cfg):
     r = _lograven("check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "(not calibrated: the model held back" in r.stdout, r.stdout
+
+
+def test_train_into_a_model_directory_writes_its_next_version_and_never_the_one_in_use(tmp_path, tiny_cfg):
+    """The daemon's model directory (`v0001`, `current -> v0001`): `--out` the directory writes the next
+    version, not made current, and says how to use it; `--out` the version in use is refused (an admin
+    following the docs had replaced the model a running daemon used, which went on with the old one)."""
+    from lograven.modelstore import ModelStore
+
+    log = tmp_path / "syn.log"
+    write_log(log, LogGenerator(seed=2).lines(1500))
+    models = tmp_path / "models"
+    r = _lograven("train", "--config", str(tiny_cfg), "--out", str(models / "v0001"), str(log))
+    assert r.returncode == 0, r.stderr
+    os.symlink("v0001", models / "current")
+    before = (models / "v0001" / "manifest.json").read_bytes()
+    r = _lograven("train", "--config", str(tiny_cfg), "--out", str(models / "v0001"), str(log))
+    assert r.returncode == 1 and f"--out {models / 'v0001'}: is the version in use" in r.stderr, r.stderr
+    assert f"give --out {models} to write its next version" in r.stderr
+    assert (models / "v0001" / "manifest.json").read_bytes() == before
+    r = _lograven("train", "--config", str(tiny_cfg), "--out", str(models), str(log))
+    assert r.returncode == 0, r.stderr
+    assert f"version v0002 written to {models} (not in use yet)" in r.stderr
+    assert f"lograven models rollback --dir {models} --to v0002" in r.stderr
+    store = ModelStore(models)
+    assert store.versions() == ["v0001", "v0002"] and store.current_name() == "v0001"
+    assert f"bundle written to {models / 'v0002'}" in r.stdout
 
 
 def test_train_and_check_say_when_calibration_rests_on_few_steps(tmp_path, tiny_cfg):

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
              "  lograven train --format syslog --out /tmp/m --plots Linux_2k.log\n"
              "  lograven train --format 'regex:^\\d+ \\d+ \\d+ (?P<program>\\S+) (?P<message>.*)' --stream-key 'blk_-?\\d+' --out /tmp/hdfs hdfs.log")
     t.add_argument("--config", help="YAML config (training.* and detectors.* options); defaults if omitted")
-    t.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
+    t.add_argument("--out", required=True, help="bundle directory to write (replaced atomically); a model directory "
+                   "(versions and `current`, such as /var/lib/lograven/models): its next version, not made current")
     _format_args(t)
     t.add_argument("--max-lines", type=_at_least_one, default=None, help="use at most this many lines (default: learn.max_lines)")
     t.add_argument("--plots", action="store_true", help="write PNG plots into DIR/plots/ (needs matplotlib)")
@@ -300,6 +301,30 @@ def _warn_read_otherwise(fmt: str, stream: str, recorded: dict, command: str) ->
                   f"{shlex.quote(value)} to read them as the model did", file=sys.stderr)
 
 
+def _train_target(out: str):
+    """Where `train --out` writes, and the model directory when it writes one's next version: `--out` a
+    model directory (versions and `current`, as the daemon keeps in <state_dir>/models) writes its next
+    version, not made current. The version `current` names is refused (an admin following the docs had
+    replaced the model a running daemon used; the daemon went on with the old one until a SIGHUP)."""
+    from lograven.modelstore import ModelStore
+
+    path = Path(out)
+    if path.is_dir() and not path.is_symlink() and ModelStore.is_store(path):
+        store = ModelStore(path)
+        return path / store.next_name(), store
+    parent = path.parent
+    if parent.is_dir() and ModelStore.is_store(parent) and path.exists():
+        try:
+            current = ModelStore(parent).current_path()
+        except LogravenError:
+            current = None
+        if current is not None and os.path.realpath(current) == os.path.realpath(path):
+            raise LogravenError(
+                f"--out {out}: is the version in use ({parent}/current names it); give --out {parent} to write "
+                f"its next version, then `lograven models rollback --dir {parent} --to` that version to use it")
+    return path, None
+
+
 def cmd_train(args) -> int:
     from lograven.progress import ProgressBar
     from lograven.training import read_corpus, train
@@ -311,7 +336,10 @@ def cmd_train(args) -> int:
     Parser(fmt), StreamKey(stream)  # fail fast on a bad --format / --stream-key
     from lograven.bundle import check_bundle_target
 
-    check_bundle_target(args.out, "--out")  # an unwritable or full --out fails now, not after the training
+    out, store = _train_target(args.out)
+    check_bundle_target(out, "--out")  # an unwritable or full --out fails now, not after the training
+    if store is not None:
+        out = store.new_version_path()  # reserved: a learn run at the same moment takes the next number
     max_lines = args.max_lines or cfg.learn.max_lines
     bar = ProgressBar(enabled=not args.quiet)
     bar("reading", 0.0)
@@ -319,11 +347,20 @@ def cmd_train(args) -> int:
     bar("reading", 1.0)
     _warn_unparsed(corpus, fmt)
     _warn_line_budget(corpus, args.logfiles, max_lines)
-    result = train(
-        corpus, Path(args.out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
-        fmt=fmt, stream=stream, plots=args.plots, progress=bar, end_gap=cfg.detectors.sequence.stream_end_after,
-    )  # fmt: skip
+    try:
+        result = train(
+            corpus, Path(out), training=cfg.training, quantile=cfg.detectors.autoencoder.quantile,
+            fmt=fmt, stream=stream, plots=args.plots, progress=bar, end_gap=cfg.detectors.sequence.stream_end_after,
+        )  # fmt: skip
+    except BaseException:
+        if store is not None:
+            store.release(Path(out))
+        raise
     bar.close()
+    if store is not None:
+        print(f"version {Path(out).name} written to {store.root} (not in use yet): `lograven models rollback --dir "
+              f"{store.root} --to {Path(out).name}` makes it current; a running daemon switches within seconds",
+              file=sys.stderr)
     s = result.summary
     if args.json:
         print(json.dumps(s, indent=2))
