@@ -320,6 +320,11 @@ def test_series_of_files_no_longer_followed_are_removed(tmp_path) -> None:
     svc._export_file_stats()
     text = generate_latest(svc.metrics.registry).decode()
     assert 'lograven_lines_read_total{file="/var/log/app-1.log"} 3.0' in text and "app-2.log" in text
+    # each detector's series is there at 0 before its first anomaly: a rate or ratio over it is 0, not empty
+    for detector in ("unknown_type", "sequence", "autoencoder"):
+        assert f'lograven_anomalies_total{{detector="{detector}",file="/var/log/app-1.log"}} 0.0' in text, text
+    assert 'lograven_unknown_type_lines_total{file="/var/log/app-1.log"} 0.0' in text
+    assert 'lograven_lines_dropped_total{file="/var/log/app-1.log",reason="blank"} 0.0' in text
     del files["/var/log/app-1.log"]
     files["/var/log/app-2.log"].lines = 4
     svc._export_file_stats()

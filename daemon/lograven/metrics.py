@@ -221,6 +221,13 @@ class Metrics:
         self.advance_to_total(self.read_errors, st.read_errors, file=path)
         self.file_readable.labels(file=path).set(1 if st.readable else 0)
         self.set_file_position(path, st.offset, st.size, st.behind)
+        # every detector's series from the file's first export, at 0: a rate() or ratio over them is 0, not
+        # "no data", before the first anomaly (an admin's review: metrics.md's sequence share was empty)
+        for detector in DETECTOR_LABELS:
+            self.anomalies.labels(file=path, detector=detector)
+        self.unknown_type_lines.labels(file=path)
+        for reason in DROP_REASONS:
+            self.lines_dropped.labels(file=path, reason=reason)
 
     def set_file_position(self, file: str, offset: int, size: int, behind: int = 0) -> None:
         """Record how far `file` has been read; sets offset, size and lag together. `behind`: bytes not yet
