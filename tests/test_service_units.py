@@ -304,7 +304,7 @@ def test_a_reload_uses_the_new_configurations_allowlist(tmp_path) -> None:
     assert svc._allowlist(new).__self__.path == tmp_path / "b.json"
 
 
-def test_series_of_files_no_longer_followed_are_removed(tmp_path) -> None:
+def test_series_of_files_no_longer_followed_are_removed(tmp_path, caplog) -> None:
     """Per-file series go with their file (forgotten an hour after it went, or dropped by a reload):
     globs over dated files do not pile up series, and a stale `file_readable 0` fires no alert."""
     from types import SimpleNamespace
@@ -332,6 +332,12 @@ def test_series_of_files_no_longer_followed_are_removed(tmp_path) -> None:
     assert "app-1.log" not in text
     # lines read include the ones dropped unscored (own alerts), as lines_dropped_total's meaning says
     assert 'lograven_lines_read_total{file="/var/log/app-2.log"} 5.0' in text
+    # and the journal says once that a file holds lograven's own alerts, with the fix (it had been the metric alone)
+    said = [r.getMessage() for r in caplog.records if "holds lograven's own alerts" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("/var/log/app-2.log holds") and "rsyslog-lograven.conf" in said[0]
+    files["/var/log/app-2.log"].skipped_lines = 3
+    svc._export_file_stats()
+    assert len([r for r in caplog.records if "holds lograven's own alerts" in r.getMessage()]) == 1
     # a file whose counters did not change is not exported again: with 371 idle files that was most
     # of the daemon's idle CPU (3.8% of a core against 0.1% for one file)
     exported = []

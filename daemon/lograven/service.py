@@ -573,6 +573,7 @@ class Service:
         self._rejected_model: tuple | None = None  # (path, manifest state) of a version the last switch refused
         self._exported_files: set[str] = set()  # files with per-file series on /metrics
         self._exported_stats: dict[str, Any] = {}  # the FileStats last exported per file: unchanged ones are skipped
+        self._own_alerts_said: set[str] = set()  # files found holding lograven's own alerts, said once each
         self._evictions_logged, self._evictions_log_at = 0, 0.0  # forgotten stream states: warned hourly
         self._evictions_det: Detector | None = None
         self._status = ""
@@ -1353,6 +1354,13 @@ class Service:
                     continue  # nothing changed: with hundreds of idle files this was most of the idle CPU
                 self._exported_stats[path] = replace(st)
                 m.export_file_stats(path, st)
+                if st.skipped_lines and path not in self._own_alerts_said:
+                    # an admin's review: only lines_dropped_total{reason="own_alert"} had shown it
+                    self._own_alerts_said.add(path)
+                    log.warning("%s holds lograven's own alerts (tag %s; %d so far): they are not scored. Keep "
+                                "them out of the files lograven reads: install systemd/rsyslog-lograven.conf as "
+                                "/etc/rsyslog.d/10-lograven.conf and restart rsyslog (it writes them to "
+                                "/var/log/lograven-alerts.log only)", path, self.cfg.alerts.syslog.tag, st.skipped_lines)
         # A file no source follows any more (an hour after it went, or dropped by a reload) loses its
         # series: label cardinality stays bounded, and a stale `file_readable 0` fires no alert.
         gone = self._exported_files - now
