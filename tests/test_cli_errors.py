@@ -749,12 +749,33 @@ def test_check_as_root_also_checks_as_the_service_user(capsys, shared_dir, monke
     (model / "manifest.json").chmod(0o644)
     secret.chmod(0o644)
     rc, out, _ = run_cli(capsys, "check", "--config", str(cfg))
+    # what the daemon writes is checked as that user too, and against the unit's sandbox (an admin's review:
+    # check passed a state_dir and an alerts file the service could not write, which restarted in a loop)
+    warnings = [ln for ln in out.splitlines() if ln.startswith("warning: ")]
+    state = shared_dir / "state"
+    assert warnings == [
+        f"warning: state_dir {state}: {shared_dir} is not writable for user nobody; lograven.service (User=nobody) "
+        f"would refuse to start: make the directory that user's (`install -d -o nobody {state}`), or use /var/lib/lograven",
+        f"warning: state_dir {state}: lograven.service may write only under /var/lib/lograven and /var/log/lograven "
+        "(ProtectSystem=strict), so it would fail there whatever the permissions: keep it there, or allow it with a "
+        "drop-in (`systemctl edit lograven`: [Service] ReadWritePaths=DIR)"], out  # fmt: skip
+    monkeypatch.setattr(cli, "SERVICE_WRITABLE", (str(shared_dir), "/var/log/lograven"))
+    state.mkdir()
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    rc, out, _ = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 0 and "also as user nobody" in out and "warning:" not in out, out
     secret.chmod(0o600)
     rc, out, _ = run_cli(capsys, "check", "--config", str(cfg), "--user", "root")  # root's view only
     assert rc == 0 and "also as user" not in out and "warning:" not in out, out
     rc, _, err = run_cli(capsys, "check", "--config", str(cfg), "--user", "no-such-user-here")
     assert_user_error(rc, err, "--user no-such-user-here: no such user")
+    # no service user yet (sysusers not run): root's check says that it checked as root only (it had said nothing)
+    monkeypatch.setattr(cli, "SERVICE_USER", "no-such-user-here")
+    rc, out, _ = run_cli(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and "not checked as user no-such-user-here: there is no such user yet" in out, out
 
 
 def test_a_glob_in_a_directory_the_service_user_cannot_list_is_named_and_keeps_its_position(capsys, shared_dir,
@@ -778,6 +799,7 @@ def test_a_glob_in_a_directory_the_service_user_cannot_list_is_named_and_keeps_i
     cfg = shared_dir / "config.yaml"
     cfg.write_text(f"state_dir: {shared_dir / 'state'}\nmetrics: {{enabled: false}}\nsources:\n  - paths: ['{pattern}']\n")
     monkeypatch.setattr(cli, "SERVICE_USER", "nobody")
+    monkeypatch.setattr(cli, "SERVICE_WRITABLE", (str(shared_dir / "state"), "/var/log/lograven"))  # the unit's, here
     app.chmod(0o700)
     rc, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert rc == 0, err

@@ -794,6 +794,10 @@ def cmd_check(args) -> int:
 
 #: The user lograven.service runs as (systemd/lograven.service: User=, with SupplementaryGroups=adm).
 SERVICE_USER = "lograven"
+#: The directories lograven.service may write (StateDirectory=, LogsDirectory=; ProtectSystem=strict
+#: makes every other one read-only to it, whatever its permissions).
+SERVICE_STATE_DIR = "/var/lib/lograven"
+SERVICE_WRITABLE = (SERVICE_STATE_DIR, "/var/log/lograven")
 SERVICE_GROUPS = ("adm",)
 
 
@@ -811,6 +815,10 @@ def _service_user_warnings(cfg, user: str | None, plugin: bool = False) -> list[
         pw = pwd.getpwnam(name)
     except KeyError:
         if user is None:
+            if os.geteuid() == 0:  # root reads and writes everything: say that its view is not the service's
+                print(f"not checked as user {name}: there is no such user yet (install systemd/lograven.sysusers.conf "
+                      "and run `systemd-sysusers`, as README says); root reads and writes every file, so the service "
+                      "may fail where these checks pass")  # fmt: skip
             return []  # no service installed here: nothing to check as
         raise LogravenError(f"--user {name}: no such user") from None
     if os.geteuid() != 0:
@@ -823,6 +831,14 @@ def _service_user_warnings(cfg, user: str | None, plugin: bool = False) -> list[
 
     def work() -> list[str]:
         out = _output_warnings(cfg, plugin=True) if plugin else source_warnings(cfg)
+        if not plugin:  # what the daemon writes (an admin's review: check passed, and the service restarted in a loop)
+            for what, path, why in _output_paths(cfg):
+                if _in_service_dirs(path):
+                    continue  # StateDirectory=, LogsDirectory=: systemd makes them the user's at the start
+                folder = path if what == "state_dir" else path.parent
+                usual = SERVICE_STATE_DIR if what == "state_dir" else "/var/log/lograven/alerts.jsonl"
+                out.append(f"{what} {path}: {why} for user {name}; lograven.service (User={name}) would refuse to "
+                           f"start: make the directory that user's (`install -d -o {name} {folder}`), or use {usual}")
         unreadable: list[str] = []
         for path, is_dir in model:
             if any(path.startswith(u + os.sep) for u in unreadable):
@@ -848,10 +864,26 @@ def _service_user_warnings(cfg, user: str | None, plugin: bool = False) -> list[
         found = as_user(name, work, SERVICE_GROUPS if user is None else ())
     except (OSError, RuntimeError) as e:
         return [f"could not check as user {name}: {e}"]
-    what = "state_dir and the alerts file" if plugin else "the sources"
+    what = "state_dir and the alerts file" if plugin else "the sources and what the daemon writes"
     print(f"checked {what}{' and the model' if model else ''} also as user {name}"
           f"{'' if user else ' (the user lograven.service runs as; --user NAME for another)'}")  # fmt: skip
-    return list(found)
+    found = list(found)
+    if not plugin and user is None:  # the unit's sandbox: every other directory is read-only to the service
+        for key, path in (("state_dir", cfg.effective_state_dir()),
+                          ("alerts.jsonl.path", Path(cfg.alerts.jsonl.path) if cfg.alerts.jsonl.enabled else None)):
+            if path is None:
+                continue
+            if not _in_service_dirs(path):
+                found.append(f"{key} {path}: lograven.service may write only under {' and '.join(SERVICE_WRITABLE)} "
+                             "(ProtectSystem=strict), so it would fail there whatever the permissions: keep it there, "
+                             "or allow it with a drop-in (`systemctl edit lograven`: [Service] ReadWritePaths=DIR)")
+    return found
+
+
+def _in_service_dirs(path) -> bool:
+    """Whether `path` is in a directory lograven.service may write (SERVICE_WRITABLE)."""
+    real = os.path.realpath(path)
+    return any(real == d or real.startswith(d + os.sep) for d in SERVICE_WRITABLE)
 
 
 def _model_entries(cfg) -> list[tuple[str, bool]]:

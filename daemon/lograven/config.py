@@ -253,7 +253,9 @@ class SourceConfig:
 
     paths: tuple[str, ...] = _opt(
         check=_check_paths, valid="non-empty list of paths",
-        help="Files to tail; glob patterns are allowed.")
+        help="Files to tail; glob patterns are allowed (`*` and `?` within a name, `**` for any number of "
+             "directories, `[...]` a set of characters: a file whose name holds `[` is named with it in brackets, "
+             "`app[[]prod].log`; check says so).")
     format: str = _opt(
         "syslog", check=_check_format,
         valid="`syslog`, `iso`, `raw` or `regex:<pattern>` with a `(?P<message>...)` group",
