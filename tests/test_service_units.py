@@ -406,8 +406,13 @@ def test_a_reload_applies_learn_schedule_and_names_restart_only_keys(tmp_path, b
     changed = {**base, "learn": {"schedule": "1h"}, "runtime": {"threads": 2},
                "sources": [{"paths": [str(tmp_path / "a.log")]}, {"paths": [str(tmp_path / "b.log")]}]}  # fmt: skip
     path.write_text(yaml.safe_dump(changed))
+    said = []
+    svc.notifier.ready = lambda status=None: said.append(status)
     with caplog.at_level("INFO"):
         assert svc._do_reload() is True
+    # systemctl status says what the daemon does, as at its start, and when it reloaded (it had kept
+    # "reloaded; model ..." for good)
+    assert len(said) == 1 and said[0].startswith(f"watching 0 file(s), model {svc.bundle.version} (reloaded at "), said
     assert svc._relearn_buffer is not None and svc._next_relearn < float("inf")
     assert "runtime.threads changed, which takes effect only at a restart" in caplog.text
     path.write_text(yaml.safe_dump(base))

@@ -292,7 +292,9 @@ class MessageTypes:
         self.cluster_curve_ = curve
         k = _choose_k(curve)
         self.n_clusters_ = k
-        log.info("message types: %d distinct masked messages, %d clusters (from %s)", n, k, curve)
+        log.info("message types: %d distinct masked messages, %d clusters (the knee of KMeans' inertia over "
+                 "k = %s)", n, k, ", ".join(str(c[0]) for c in curve))
+        log.debug("KMeans inertia by k: %s", ", ".join(f"{c[0]}: {c[1]:.4g}" for c in curve))
         return models[k].predict(Z)
 
     def _refine(self, sigs: list[tuple[str, ...]], counts: list[int]) -> list[tuple[tuple[tuple[str, str], ...], int]]:

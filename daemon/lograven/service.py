@@ -693,6 +693,13 @@ class Service:
             return None  # nothing learned yet: learn mode
         return resolve_model_path(self.store.root)  # says what is wrong with a dangling `current`
 
+    def _running_status(self, event: str) -> str:
+        """`systemctl status`'s line after a reload or a model switch: what the daemon does, as at its start,
+        and the event with its time (an admin's review: "reloaded; model ..." had stayed there for good)."""
+        doing = "reading standard input" if self.stdin_mode else f"watching {self._file_count()} file(s)"
+        self._status = f"{doing}, model {self.bundle.version if self.bundle else '-'}"
+        return f"{self._status} ({event} at {time.strftime('%H:%M:%S')})"
+
     def _set_status(self, text: str) -> None:
         if text != self._status:
             self._status = text
@@ -1504,7 +1511,7 @@ class Service:
         if router is None:
             self._activate(bundle, path, cfg)
             self.metrics.reload_succeeded()
-            self.notifier.ready(f"switched to model {self.bundle.version}")
+            self.notifier.ready(self._running_status(f"switched to model {self.bundle.version}"))
             log.info("switched to model %s", self.bundle.version)
             return True
         sources_changed = cfg.sources != self.cfg.sources or cfg.runtime != self.cfg.runtime
@@ -1533,7 +1540,7 @@ class Service:
         if learn_changed and not self.stdin_mode:
             self._setup_relearning()
         self.metrics.reload_succeeded()
-        self.notifier.ready(f"reloaded; model {self.bundle.version}")
+        self.notifier.ready(self._running_status("reloaded"))
         log.info("reloaded: model %s", self.bundle.version)
         return True
 
