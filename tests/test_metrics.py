@@ -114,6 +114,35 @@ def test_remove_file_drops_only_that_files_series() -> None:
     assert text.count('file="/b"') >= 7
 
 
+def test_a_file_name_that_is_not_utf8_is_a_label_not_a_failed_scrape(caplog) -> None:
+    """A followed file named with bytes that are not UTF-8 (`bad\\xffname.log`, which any user who can write
+    into a globbed directory can make) is labelled with backslash escapes: as a raw surrogate escape it had
+    failed the whole exposition's encoding, and /metrics answered 500 to every scrape, with no log line
+    (a robustness review). A scrape that fails is now said in the log."""
+    from types import SimpleNamespace
+
+    from lograven.metrics import file_label
+    from lograven.tailer import FileStats
+
+    odd = b"/var/log/app/bad\xffname.log".decode("utf-8", "surrogateescape")
+    assert file_label(odd) == "/var/log/app/bad\\xffname.log" and file_label("/var/log/ok.log") == "/var/log/ok.log"
+    m = Metrics()
+    m.export_file_stats(odd, FileStats(lines=3, offset=30, size=40))
+    server = start_http_server("127.0.0.1:0", m)
+    try:
+        body = _scrape(server.url)
+        assert 'lograven_lines_read_total{file="/var/log/app/bad\\\\xffname.log"} 3.0' in body, body
+        assert 'lograven_file_lag_bytes{file="/var/log/app/bad\\\\xffname.log"} 10.0' in body
+        m.remove_file(odd)
+        assert "bad" not in _scrape(server.url)
+        m.lines_read.labels(file=odd).inc()  # a label left raw (a call site not using file_label)
+        with caplog.at_level("WARNING", logger="lograven.metrics"), pytest.raises(urllib.error.HTTPError):
+            _scrape(server.url)
+        assert "metrics: a scrape failed (HTTP 500): UnicodeEncodeError" in caplog.text
+    finally:
+        server.stop()
+
+
 def test_several_instances_do_not_clash() -> None:
     a, b = Metrics(), Metrics()
     a.lines_read.labels(file="/x").inc()

@@ -42,6 +42,17 @@ DEFAULT_LISTEN = "127.0.0.1:9077"
 """Loopback only; 9077 is outside the 9100-9999 range the Prometheus exporters conventionally take."""
 
 DETECTOR_LABELS = ("unknown_type", "sequence", "autoencoder")
+
+
+def file_label(path: str) -> str:
+    """A file's name as a `file=` label value: a name that is not UTF-8 (its bytes are surrogate escapes
+    in Python) is written with backslash escapes (`bad\\xffname.log`). Left as it was, it failed the whole
+    exposition's encoding: any user who could create a file a glob matches turned /metrics into a 500."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 """Values of the `detector` label."""
 
 DROP_REASONS = ("own_alert", "blank")
@@ -210,6 +221,7 @@ class Metrics:
 
     def export_file_stats(self, path: str, st) -> None:
         """A tailer's counts of one file (tailer.FileStats) as its series: the totals, readable, position."""
+        path = file_label(path)
         self.advance_to_total(self.lines_read, st.lines + st.skipped_lines, file=path)  # read = scored + dropped
         self.advance_to_total(self.bytes_read, st.bytes, file=path)
         self.advance_to_total(self.lines_truncated, st.truncated_lines, file=path)
@@ -232,6 +244,7 @@ class Metrics:
     def set_file_position(self, file: str, offset: int, size: int, behind: int = 0) -> None:
         """Record how far `file` has been read; sets offset, size and lag together. `behind`: bytes not yet
         read of its old (rotated) files, still being read: part of the lag."""
+        file = file_label(file)
         self.file_offset.labels(file=file).set(offset)
         self.file_size.labels(file=file).set(size)
         self.file_lag.labels(file=file).set(max(size - offset, 0) + behind)
@@ -252,6 +265,7 @@ class Metrics:
 
     def remove_file(self, file: str) -> None:
         """Forget every series labelled with `file` (it is no longer tailed)."""
+        file = file_label(file)
         self._totals = {k: v for k, v in self._totals.items() if file not in k[1]}
         for metric in self._file_metrics():
             if len(metric._labelnames) == 1:  # noqa: SLF001 - label names are public in spirit
@@ -369,6 +383,7 @@ class _Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stop = False
+        self._failure_said_at = 0.0  # when a failed scrape may be said again (monotonic)
         self._accept_paused_until = 0.0
         # set up here, not in the thread: a stop() right after the start (a daemon that fails at once) closed
         # the socket before the thread had begun (EBADF in the thread)
@@ -508,8 +523,12 @@ class _Server:
 
         try:
             body = b"".join(self._app(environ, start_response))
-        except Exception:  # a collector that fails: the scrape fails, the daemon does not
-            log.debug("metrics: answering a scrape failed", exc_info=True)
+        except Exception as e:  # a collector that fails: the scrape fails, the daemon does not
+            # said (at most every 10 minutes): every lograven rule in Prometheus goes blind while it lasts
+            now = time.monotonic()
+            if now >= self._failure_said_at:
+                self._failure_said_at = now + 600
+                log.warning("metrics: a scrape failed (HTTP 500): %s: %s", type(e).__name__, e, exc_info=True)
             return "500 Internal Server Error", [], b"", False
         return answer[0], answer[1], body, method == "HEAD"
 
