@@ -899,6 +899,44 @@ def test_allowlist_file_that_is_not_a_rules_list(tmp_path, caplog):
     assert "unreadable allowlist" not in caplog.text
 
 
+def test_an_allowlist_that_cannot_be_looked_at_keeps_the_rules_and_says_so_once(tmp_path, caplog, monkeypatch):
+    """An allowlist in a directory the daemon may not search: its stat() fails with EACCES. `run` had died
+    with a traceback at start, and a running daemon logged a traceback and delivered alerts its rules
+    suppress (a robustness review). It is now said once, with the fix, and the rules it had stay."""
+    from pathlib import Path as P
+
+    path = _write_rules(tmp_path / "allow.json", [{"id": "r1", "created": "", "type_id": -1}])
+    real_stat, blocked = P.stat, [True]
+
+    def stat(self, *a, **k):
+        if blocked[0] and self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *a, **k)
+
+    monkeypatch.setattr(P, "stat", stat)
+    with caplog.at_level("ERROR", logger="lograven.allowlist"):
+        fresh = Allowlist(path)  # the daemon's start
+    assert fresh.rules == [] and "unreadable allowlist (Permission denied); give the user lograven runs as " \
+        "read access to it and search (x) access to its directories" in caplog.text
+    with pytest.raises(LogravenError, match="search .x. access to its directories"):
+        Allowlist(path, load=False).reload(strict=True)  # `lograven allow`
+    blocked[0] = False
+    al = Allowlist(path)
+    assert al.matches(_alert())
+    blocked[0] = True
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="lograven.allowlist"):
+        for _ in range(3):
+            al._checked = 0.0  # a second later each time
+            assert al.matches(_alert())  # the rule it had still suppresses
+    assert caplog.text.count("unreadable allowlist") == 1 and "keeping the previous rules (1 valid)" in caplog.text
+    assert "Traceback" not in caplog.text
+    blocked[0] = False
+    _write_rules(path, [])
+    al._checked = 0.0
+    assert not al.matches(_alert())  # looked at again once it can be: the new (empty) rules
+
+
 def test_allow_list_shows_invalid_rules_and_remove_fixes_them(tmp_path):
     from lograven.allowlist import allowlist_problems
 

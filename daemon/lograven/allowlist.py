@@ -328,6 +328,9 @@ def parse_rules(text: str) -> list[Rule | InvalidRule]:
 
 def _file_error(path: Path, e: BaseException) -> str:
     why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    if isinstance(e, PermissionError):
+        return (f"{path}: unreadable allowlist ({why}); give the user lograven runs as read access to it and "
+                "search (x) access to its directories, or choose another alerts.allowlist")
     return f"{path}: unreadable allowlist ({why}); correct the file, or delete it to allow nothing"
 
 
@@ -337,6 +340,7 @@ def _invalid_error(path: Path, r: InvalidRule, n_valid: int) -> str:
 
 
 ALLOWLIST_MAX_BYTES = 64 * 2**20  # about 200,000 rules
+_UNSEEN = -2.0  # Allowlist._mtime of a file that could not be looked at: any later look differs
 
 
 def _read(path: Path) -> str:
@@ -372,6 +376,7 @@ class Allowlist:
     _reported: tuple | None = None  # the file version whose invalid rules were logged
     _failing: set = field(default_factory=set)  # ids of rules whose matching failed (logged once)
     _renumbered: set = field(default_factory=set)  # ids of rules found naming a type renumbered since (logged once)
+    _stat_error: str | None = None  # the file could not be looked at (its directory unsearchable): said once
     load: bool = True  # read the file now, as the daemon does (False: the CLI's strict reload() says what is wrong, once)
 
     def __post_init__(self) -> None:
@@ -395,8 +400,18 @@ class Allowlist:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self.rules, self._mtime = [], None
+            self.rules, self._mtime, self._stat_error = [], None, None
             return True
+        except OSError as e:  # a directory on the way that may not be searched (a review: a traceback at start)
+            msg = _file_error(self.path, e)
+            if strict:
+                raise LogravenError(msg) from e
+            if msg != self._stat_error:
+                self._stat_error = msg
+                log.error("%s; keeping the previous rules (%d valid)", msg, len(self.valid_rules))
+            self._mtime = _UNSEEN
+            return False
+        self._stat_error = None
         try:
             rules = parse_rules(_read(self.path))
         except (OSError, ValueError) as e:
@@ -425,9 +440,11 @@ class Allowlist:
             return
         self._checked = now
         try:
-            mtime = self.path.stat().st_mtime
+            mtime: float | None = self.path.stat().st_mtime
         except FileNotFoundError:
             mtime = None
+        except OSError:  # cannot be looked at: reload() says so once, and is tried again each second
+            mtime = -1.0
         if mtime != self._mtime and self.reload(strict=False):
             bad = len(self.invalid_rules)
             log.info("allowlist %s reloaded: %d rule(s)%s", self.path, len(self.rules) - bad,
