@@ -302,6 +302,55 @@ def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, capl
     svc._release_lock()
 
 
+def test_learn_mode_waits_for_room_to_save_its_model_before_training(tmp_path, monkeypatch, caplog):
+    """A full state_dir: learn mode trained for minutes, failed to save, failed to record the failure (the
+    disk was full), and the restart trained again at once, a loop of trainings (a robustness review). It
+    now looks for room before training, says so once, waits (stoppable, the watchdog pinged) and trains
+    once there is room."""
+    import errno
+
+    from lograven import bundle as bundle_mod
+    from lograven import learnmode
+    from lograven.config import parse_config
+    from lograven.service import Service
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_text("\n".join(LogGenerator(seed=3).lines(50)) + "\n")
+    cfg = parse_config({"sources": [{"paths": [f"{tmp_path}/logs/*.log"]}], "state_dir": str(tmp_path / "state"),
+                        "learn": {"min_lines": 10}})  # fmt: skip
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+    full = [True]
+    monkeypatch.setattr(bundle_mod, "_free_bytes", lambda where: 4096 if full[0] else 10 * 2**30)
+    trained = []
+    monkeypatch.setattr(learnmode, "run_training_child", lambda *a, **k: trained.append(1) or {"seconds": {"total": 1.0}})
+    monkeypatch.setattr(svc.store, "set_current", lambda name: None)
+    pings, looks = [], []
+    monkeypatch.setattr(svc.notifier, "watchdog", lambda: pings.append(1))
+
+    def wait(t):  # the clock: each wait is the retry interval; room comes at the second look
+        looks.append(t)
+        if len(looks) == 2:
+            full[0] = False
+        return False
+
+    monkeypatch.setattr(svc._stop, "wait", wait)
+    monkeypatch.setattr(learnmode, "ROOM_RETRY_SECONDS", 0.05)
+    with caplog.at_level("INFO", logger="lograven.learnmode"):
+        learnmode.learn_initial_model(svc)
+    assert trained == [1] and looks and pings
+    said = [r.getMessage() for r in caplog.records if "could not be saved, so it is not trained yet" in r.getMessage()]
+    assert len(said) == 1 and os.strerror(errno.ENOSPC) in said[0] and "free space on that file system" in said[0]
+    assert "room to save the model again; training" in caplog.text
+    assert learnmode._failures(svc) == (0, 0.0)  # waiting is no failed training
+    # stopped while waiting: nothing trained, nothing recorded
+    full[0], trained[:] = True, []
+    monkeypatch.setattr(svc._stop, "wait", lambda t: True)
+    learnmode.learn_initial_model(svc)
+    assert trained == [] and learnmode._failures(svc) == (0, 0.0)
+    svc._release_lock()
+
+
 def test_learn_mode_learns_the_history_in_rotated_generations_first(tmp_path, caplog):
     """A file rotated daily may hold a few hours of a host's messages when the daemon first starts: too few
     lines to learn its orderings (train and check say so). What the files leave of learn.max_lines now goes

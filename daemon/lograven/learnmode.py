@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lograven.errors import LogravenError
 from lograven.parsing import Parser, StreamKey, decode_line
 from lograven.tailer import Fingerprinter, GlobPathProvider, Tailer, make_file_id
 from lograven.childproc import run_training_child
@@ -172,6 +173,38 @@ def _back_off_after_failures(svc: Service) -> bool:
     return True
 
 
+ROOM_RETRY_SECONDS = 60.0  # how often learn mode looks again for room to save its model
+
+
+def _wait_for_room(svc: Service) -> bool:
+    """Before training: wait until the model directory can take a bundle (a free MiB or more, writable).
+    A full state_dir had trained for minutes, failed to save, failed to record the failure for the
+    back-off as well, and the restart trained again at once: a loop of trainings on a host whose disk
+    is full (a robustness review). Said once, in the status, and looked at again every minute. Returns
+    False when stopped while waiting."""
+    from lograven.bundle import check_bundle_target
+
+    said = None
+    while True:
+        try:
+            check_bundle_target(svc.store.root / svc.store.next_name(), "state_dir", named=False)
+            if said is not None:
+                log.info("learn mode: room to save the model again; training")
+            return True
+        except LogravenError as e:
+            if str(e) != said:
+                said = str(e)
+                log.error("learn mode: the model could not be saved, so it is not trained yet: %s; looking again "
+                          "every %.0f s", e, ROOM_RETRY_SECONDS)
+            svc._set_status(f"learn mode: waiting for room to save the model in {svc.store.root}")
+        deadline = time.monotonic() + ROOM_RETRY_SECONDS
+        while time.monotonic() < deadline:
+            svc.notifier.watchdog()
+            take_reload(svc)
+            if svc._stop.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+                return False
+
+
 MAX_HISTORY_GENERATIONS = 8  # rotated copies of a file read for learn mode's history, newest first
 TICK_BYTES = 64 * 1024  # compressed bytes read between two watchdog ticks (at most about 64 MB decompressed)
 
@@ -329,7 +362,7 @@ def learn_initial_model(svc: Service) -> dict:
         positions = _collect_more(svc, corpus, positions, min_lines)
         if svc._stop.is_set():
             return positions
-    if not _back_off_after_failures(svc):
+    if not _back_off_after_failures(svc) or not _wait_for_room(svc):
         return positions  # stopped while waiting
     svc._set_status(f"learn mode: training on {len(corpus)} lines")
     out = svc.store.new_version_path()
