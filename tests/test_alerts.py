@@ -515,6 +515,12 @@ def test_jsonl_unopenable_path_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(LogravenError) as err:
         JsonlSink(blocker / "alerts.jsonl")  # parent is a regular file
     assert "alerts.jsonl.path" in str(err.value) and str(blocker) in str(err.value)
+    # a directory at the path is said as such, with a file path to give (it had been told to make the
+    # directory writable: a robustness review)
+    with pytest.raises(LogravenError) as err:
+        JsonlSink(tmp_path)
+    assert str(err.value) == (f"alerts.jsonl.path: {tmp_path} is a directory, not a file; give the path of a file "
+                              f"(e.g. {tmp_path / 'alerts.jsonl'})")
 
 
 def test_jsonl_on_a_fifo_is_refused_at_once(tmp_path: Path) -> None:

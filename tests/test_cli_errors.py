@@ -592,6 +592,23 @@ def test_run_on_a_full_state_dir_says_so(capsys, tmp_path, logfile, monkeypatch)
                       "df -h")  # fmt: skip
 
 
+def test_a_damaged_current_version_at_start_names_the_version_to_roll_back_to(capsys, tmp_path, logfile) -> None:
+    """The model directory's current version is damaged when the daemon starts: the error names the earlier
+    version `models rollback` can make current, as a running daemon's reload already did (a review)."""
+    import shutil
+
+    models = tmp_path / "state" / "models"
+    for v in ("v0001", "v0002"):
+        shutil.copytree(DEFAULT, models / v)
+    data = bytearray((models / "v0002" / "autoencoder.npz").read_bytes())
+    (models / "v0002" / "autoencoder.npz").write_bytes(bytes(data[: len(data) // 2]))
+    (models / "current").symlink_to("v0002")
+    cfg = _daemon_config(tmp_path, logfile, listen=f"127.0.0.1:{_free_port()}", model=None)
+    rc, _, err = run_cli(capsys, "run", "--config", str(cfg))
+    assert_user_error(rc, err, "v0002/autoencoder.npz: ", f"or roll back to an earlier version: `lograven models "
+                      f"rollback --dir {models} --to v0001`")  # fmt: skip
+
+
 def test_learn_mode_with_a_dangling_current_says_how_to_repair_it(capsys, tmp_path, logfile) -> None:
     models = tmp_path / "state" / "models"
     models.mkdir(parents=True)

@@ -652,6 +652,9 @@ class JsonlSink:
             if isinstance(e, (FileExistsError, NotADirectoryError)):  # a file where a directory goes
                 raise LogravenError(f"alerts.jsonl.path: cannot open {self.path} for appending: a part of its path "
                                     f"is a file, not a directory ({e.filename or e}); choose another path") from e
+            if isinstance(e, IsADirectoryError):  # a review: it had been told to make the directory writable
+                raise LogravenError(f"alerts.jsonl.path: {self.path} is a directory, not a file; give the path of "
+                                    f"a file (e.g. {os.path.join(self.path, 'alerts.jsonl')})") from e
             raise LogravenError(
                 f"alerts.jsonl.path: cannot open {self.path} for appending ({e.strerror or e}); "
                 f"make its directory writable by the user lograven runs as ({whoami()}) or choose another path"

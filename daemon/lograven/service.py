@@ -810,7 +810,11 @@ class Service:
                 state = {"positions": positions}
                 learned = True
             assert path is not None
-            self._activate(load_bundle(path), path, self.cfg)
+            try:
+                bundle = load_bundle(path)
+            except LogravenError as e:
+                raise self._with_rollback(e, path) from e
+            self._activate(bundle, path, self.cfg)
             self._restore_streams(state)
             # the checkpoint's streams as parsed JSON (100,000 streams: ~150 MB) would otherwise live as
             # long as this frame, the daemon's life; and glibc keeps the freed blocks unless asked
@@ -835,6 +839,19 @@ class Service:
             return 0
         finally:
             self._shutdown()
+
+    @staticmethod
+    def _with_rollback(e: LogravenError, path: Path) -> LogravenError:
+        """A version of a model directory that does not load, at start: the error, and the earlier versions
+        that `models rollback` can make current (a review: a running daemon said so, a starting one did not)."""
+        root = Path(path).parent
+        if Path(path).name == "current" or not ModelStore.is_store(root):
+            return e
+        others = [v for v in ModelStore(root).versions() if v != Path(path).name]
+        if not others:
+            return e
+        return LogravenError(f"{e}; or roll back to an earlier version: `lograven models rollback --dir {root} "
+                             f"--to {others[-1]}` (`lograven models list --dir {root}` shows them all)")
 
     def _file_count(self) -> int:
         return sum(len(s.tailer.stats()) for s in self._sources if s.tailer)
