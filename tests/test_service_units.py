@@ -531,6 +531,18 @@ def test_streams_without_a_line_for_stream_idle_seconds_are_forgotten(tmp_path, 
     again._restore_streams(state)
     at = {k: s.at for k, s in again.detector.states.items()}
     assert at["old"] == pytest.approx(now + 86_400 - 7200, abs=5) and at["new"] == pytest.approx(now + 86_400 - 60, abs=5)
+    # one damaged stream entry costs that stream alone (a robustness review: every stream had started fresh)
+    damaged = {**state, "streams": {**state["streams"], "bad": {"h": "AAAA", "seen": 3}}}
+    (tmp_path / "other").mkdir()
+    other, _, _ = _reloadable_service(tmp_path / "other", bundle_dir)
+    with caplog.at_level("WARNING"):
+        other._restore_streams(damaged)
+    assert set(other.detector.states) == {"old", "new"}
+    assert "the GRU states of 1 of 3 stream(s) are unreadable (the first, 'bad': " in caplog.text
+    assert other.metrics.registry.get_sample_value("lograven_checkpoint_corrupt_total") == 1
+    other._release_lock()
+    other.router.close()
+    caplog.clear()
     again._forget_idle_streams(again._last_idle_check + 1)  # not yet a minute since the last check
     assert set(again.detector.states) == {"old", "new"}
     with caplog.at_level("INFO"):

@@ -903,13 +903,22 @@ class Service:
                      "afresh (file positions are kept)", len(streams) if isinstance(streams, dict) else 0,
                      state.get("model"), self.bundle.version)  # fmt: skip
             return
-        try:
-            decoded = {k: (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0)), self._restored_at(v.get("at")))
-                       for k, v in streams.items()}
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
-            log.warning("checkpoint: GRU states unreadable (%s); streams start fresh", e)
+        if not isinstance(streams, dict):
+            log.warning("checkpoint: GRU states unreadable (not an object but %s); streams start fresh",
+                        type(streams).__name__)
             self.metrics.checkpoint_corrupt.inc()
             return
+        # each stream on its own: one damaged entry had dropped every stream's state (a robustness review)
+        decoded, bad, why = {}, 0, ""
+        for k, v in streams.items():
+            try:
+                decoded[k] = (decode_array(v["h"]), int(v["seen"]), int(v.get("last", 0)), self._restored_at(v.get("at")))
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+                bad, why = bad + 1, why or f"{str(k)[:80]!r}: {e}"
+        if bad:
+            log.warning("checkpoint: the GRU states of %d of %d stream(s) are unreadable (the first, %s); those "
+                        "streams start fresh", bad, len(streams), why)
+            self.metrics.checkpoint_corrupt.inc()
         n = self.detector.import_states(decoded)
         log.info("restored GRU state of %d stream(s) from the checkpoint", n)
         if self._judge_ends():
