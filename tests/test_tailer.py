@@ -115,6 +115,36 @@ def test_a_file_a_doublestar_matches_without_a_directory_keeps_its_place(tmp_pat
         assert texts(tailer.poll()) == [b"b2 written while stopped", b"b3 in the new file"]
 
 
+def test_a_named_file_replaced_by_a_directory_or_a_fifo_is_said_once_each_time(tmp_path: Path,
+                                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A followed path that becomes a directory or a FIFO had been said by lograven_file_readable 0 alone (a
+    robustness review). It is now said once while it lasts, and the file is read again once it is back. At
+    the start, `check` and the daemon's source warnings say it, and the tailer does not repeat them."""
+    log = tmp_path / "app.log"
+    log.mkdir()
+    caplog.set_level("WARNING", logger="lograven.tailer")
+    with make([log]) as tailer:
+        tailer.poll()
+        assert "not a file" not in caplog.text  # the start's own warning says it
+        log.rmdir()
+        log.write_bytes(b"")
+        tailer.poll()
+        append(log, b"one\n")
+        assert texts(tailer.poll()) == [b"one"]
+        log.unlink()
+        log.mkdir()
+        for _ in range(3):
+            tailer.poll()
+        assert caplog.text.count(f"{log} is a directory now, not a file") == 1
+        log.rmdir()
+        os.mkfifo(log)
+        tailer.poll()
+        assert caplog.text.count(f"{log} is a FIFO (named pipe) now, not a file") == 1
+        log.unlink()
+        log.write_bytes(b"two\n")
+        assert texts(tailer.poll()) == [b"two"]
+
+
 # ----------------------------------------------------------------- lines and offsets
 
 

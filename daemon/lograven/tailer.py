@@ -117,6 +117,19 @@ class FileStats:
     readable: bool = True  # False while the file cannot be opened
 
 
+def _kind_of(mode: int) -> str:
+    """What a file that is not a regular one is, for messages."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def has_magic(text: str) -> bool:
     """Whether a path has glob characters (`*`, `?`, `[`): a pattern, not a named file."""
     return any(c in _GLOB_MAGIC for c in text)
@@ -218,6 +231,9 @@ class GlobPathProvider:
         # The patterns whose directory this process may not list, at the last expansion: pattern ->
         # the error (its filename the directory). They match nothing, but their files may be there.
         self.unlistable: dict[str, OSError] = {}
+        # The paths named without a glob that are something else than a file at the last expansion (a
+        # directory, a FIFO): path -> what it is
+        self.not_files: dict[str, str] = {}
 
     def expand(self) -> tuple[dict[str, os.stat_result], dict[str, OSError]]:
         """Matched regular files with their stat, and paths that could not be stat'ed.
@@ -248,6 +264,7 @@ class GlobPathProvider:
             taken = set(theirs) | set(their_denied)
             failed.update(their_failed)  # not knowing theirs, this expansion is not complete either
         self.unlistable = {}
+        self.not_files = {}
         for pattern in self.patterns:
             if has_magic(pattern):
                 root = self.glob_root(pattern)[0]
@@ -274,6 +291,8 @@ class GlobPathProvider:
                     continue
                 if stat.S_ISREG(st.st_mode):
                     found[name] = st
+                elif name == pattern:  # a path named in the sources (no glob) that is no file now
+                    self.not_files[name] = _kind_of(st.st_mode)
         return found, denied, failed
 
     def matches(self, path: str) -> bool:
@@ -862,6 +881,9 @@ class Tailer:
         # when found so; not opened again while unchanged. And the paths already warned about.
         self._not_text: dict[tuple[int, int], tuple[int, int]] = {}
         self._not_text_said: set[str] = set()
+        # named paths found to be no file (a directory, a FIFO), said once each while they are (at the start,
+        # `check` and the daemon's source warnings say it)
+        self._not_files_said: set[tuple[str, str]] = set()
         self._dropped: list[FileWatcher] = []
         checkpointed = (self._saved_paths | {s.rotated_from for s in saved if s.rotated_from is not None}
                         | self._known_absent)
@@ -1159,6 +1181,14 @@ class Tailer:
             seen = [*matched, *denied]
             self._matching_nothing = {p for p in self._paths.patterns
                                       if p not in unlistable and not any(glob_matches(x, p) for x in seen)}
+        now_not_files = set(self._paths.not_files.items())
+        for path, kind in sorted(now_not_files - self._not_files_said):
+            if not self._first_look:  # (a robustness review: only lograven_file_readable 0 had shown it)
+                log.warning("%s is %s now, not a file: lograven reads files, and reads it again once a file is "
+                            "there", path, kind)
+            self._not_files_said.add((path, kind))
+        if complete:
+            self._not_files_said &= now_not_files
         recovered = self._say_unlistable(unlistable)
         if recovered:
             # a checkpointed file kept while its directory could not be listed, not at its path now: renamed
