@@ -1909,6 +1909,13 @@ def test_malformed_positions_are_ignored(tmp_path: Path, caplog: pytest.LogCaptu
     with make([log], positions=bad, start_position="beginning") as tailer:
         assert texts(tailer.poll()) == [b"x"]
     assert "malformed" in caplog.text
+    # what follows is said for the file's own start_position (it had always explained `end`)
+    assert "it is read again from its start (sources[].start_position: beginning)" in caplog.text
+    assert "`end` does not read" not in caplog.text
+    caplog.clear()
+    with make([log], positions=bad, start_position="end"):
+        pass
+    assert "`end` does not read the lines written while lograven was stopped" in caplog.text
 
 
 @pytest.mark.parametrize("hole", [129, 3 * 64 * 1024 + 5])  # within one read, and across reads of 64 KiB

@@ -1655,8 +1655,10 @@ class Tailer:
                 size = None if size is None else _checkpoint_number(size, MAX_CHECKPOINT_OFFSET)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             what = "an old (rotated) file of " if rotated else ""
-            then = ("the rest of that old file is not read" if rotated else "it is read as a file not seen before "
-                    "(sources[].start_position: `end` does not read the lines written while lograven was stopped)")
+            then = ("the rest of that old file is not read" if rotated
+                    else "it is read as a file not seen before (sources[].start_position: `end` does not read the "
+                    "lines written while lograven was stopped)" if self.start_position == "end"
+                    else "it is read again from its start (sources[].start_position: beginning)")
             log.warning("ignoring a malformed checkpoint position for %s%s: %r; %s", what, path, entry, then)
             return None
         dev, ino, fingerprint = parsed
