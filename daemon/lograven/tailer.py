@@ -295,6 +295,10 @@ class GlobPathProvider:
                     self.not_files[name] = _kind_of(st.st_mode)
         return found, denied, failed
 
+    def excluded(self, path: str) -> bool:
+        """Whether an earlier source's patterns (`exclude`) match `path`: it is that source's file."""
+        return self._exclude is not None and self._exclude.matches(path)
+
     def matches(self, path: str) -> bool:
         """Whether `path` could match a pattern, as glob.glob reads it: `*` within a name, `**` for any
         number of directories, none included (fnmatch's `*` crossed `/`, and its `**/` needed one: a
@@ -1866,43 +1870,27 @@ class Tailer:
 
     def _copy_of_an_empty_file(self, path: str, saved: _SavedPosition, st: os.stat_result,
                                where: Mapping[tuple[int, int], str]) -> None:
-        """At start: the checkpointed file was empty (no first bytes to tell it by) and is still at its
-        path. Written to and then copied and truncated while lograven was stopped (copytruncate), it
-        looks unchanged; its lines are in the copy (a review: lost without a word). The newest
-        uncompressed generation beside it, modified after the checkpoint was written, not empty, with
-        the file's owner and not followed, is that copy: read from its start, before the file. (A
-        rename rotation moves the checkpointed file itself away, and _claim_renamed finds it.)"""
-        if self._saved_at is None:
+        """At start: the checkpointed file was empty (no first bytes to tell it by), is still at its path
+        and changed since. Written to and then copied and truncated while lograven was stopped
+        (copytruncate), it looks unchanged, and its lines are in the copy (an admin's review: lost
+        without a word). Said, not read: a generation written since the stop may as well be an old file
+        its writer wrote to late, whose lines were read (a review: reading it as the copy read a whole
+        generation again). The newest plain generation beside it, modified after the checkpoint was
+        written, not empty, with the file's owner, neither followed nor an old file being read, is named."""
+        if self._saved_at is None or st.st_ctime <= self._saved_at:
             return
+        known = set(where) | set(self._by_devino) | {(s.dev, s.ino) for s in self._pending_saved + self._rotated_waiting}
         for name, gst in rotated_generations(path)[0]:
             devino = (gst.st_dev, gst.st_ino)
-            if devino == (st.st_dev, st.st_ino) or devino in where or self._paths.matches(name) \
-                    or self._read_old.get(devino) is not None:
+            if devino == (st.st_dev, st.st_ino) or devino in known or self._paths.matches(name) \
+                    or self._paths.excluded(name):
                 continue
             if gst.st_mtime <= self._saved_at or gst.st_size == 0 or gst.st_uid != st.st_uid:
-                return  # the newest is older than the stop (or not a copy of this file): nothing to read
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
-            except OSError as exc:
-                log.warning("%s was empty when lograven stopped, and %s, written since, cannot be read: %s; "
-                            "its lines (written to %s while lograven was stopped?) are not read", path, name, exc, path)
-                return
-            try:
-                cst = os.fstat(fd)
-                head = os.pread(fd, COMPRESSION_MAGIC_BYTES, 0)
-                fingerprint = self._fingerprinter.fingerprint(fd)
-            except OSError as exc:
-                os.close(fd)
-                log.warning("%s was empty when lograven stopped, and %s, written since, cannot be read: %s", path,
-                            name, exc)
-                return
-            if (cst.st_dev, cst.st_ino) != devino or compression_of(head) is not None:
-                os.close(fd)
-                return
-            log.warning("%s was empty when lograven stopped, and %s beside it was written since (copytruncate "
-                        "while lograven was stopped?): reading it from the start, then %s", path, name, path)
-            self._stat(path).truncations += 1
-            self._drain(FileWatcher(path, fd, cst, fingerprint, 0, self.max_line_bytes), name, final=True)
+                return  # the newest is older than the stop (or not this file's): nothing to say
+            log.warning("%s was empty when lograven stopped and was changed since; %s beside it was written since "
+                        "too: if logrotate's copytruncate ran meanwhile, the lines written to %s while lograven was "
+                        "stopped are there and were not read (`lograven score %s` if they matter)", path, name, path,
+                        name)  # fmt: skip
             return
 
     def _newest_beside(self, path: str, own: tuple[int, int], followed: Callable[[tuple[int, int]], bool]) -> str | None:
