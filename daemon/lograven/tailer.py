@@ -2089,7 +2089,10 @@ class Tailer:
                         "file of its own (the patterns match it), so its lines are read (again) there. Name "
                         "the live file only in `sources`. Reading %s again from the start", watcher.path, found, watcher.path)
             return
-        in_flight = watcher.acked < watcher.last_emitted_end  # lines handed out, not yet acknowledged
+        # lines handed out, not yet acknowledged, some of them in the copy (lines written between logrotate's
+        # copy and its truncation are in neither file: a copy shorter than the acknowledged offset holds none)
+        in_flight = watcher.acked < watcher.last_emitted_end and found is not None and not isinstance(found, str) \
+            and watcher.acked < found[2].st_size
         if found is not None and (found[2].st_size > watcher.offset or in_flight):
             name, fd, st = found
             if found[2].st_size > watcher.offset:
@@ -2100,11 +2103,13 @@ class Tailer:
                 log.info("%s was truncated or rewritten in place (size %d, read up to byte %d; copytruncate?); "
                          "reading it again from the start; the lines read but not yet processed are in its "
                          "copy %s until they are", watcher.path, size, watcher.offset, name)
-            copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), watcher.offset, self.max_line_bytes)
+            # (at most at its end: what was read beyond it is in neither file)
+            start = min(watcher.offset, st.st_size)
+            copy = FileWatcher(watcher.path, fd, st, (watcher.fp_hex, watcher.fp_len), start, self.max_line_bytes)
             # lines in flight are acknowledged to the copy (their old ids), and its position is checkpointed
             # (under "rotated") until they are: after a crash they are read again from it, as they are from a
             # renamed file (a review: with the file read to its end, they had been forgotten at once)
-            copy.acked, copy.last_emitted_end = watcher.acked, watcher.last_emitted_end
+            copy.acked, copy.last_emitted_end = watcher.acked, min(watcher.last_emitted_end, start)
             copy.ids |= watcher.ids
             copy.mid_line = watcher.mid_line  # still inside a line begun before lograven started
             self._drain(copy, name, final=True)
