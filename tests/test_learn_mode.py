@@ -320,6 +320,9 @@ def test_learn_mode_waits_for_room_to_save_its_model_before_training(tmp_path, m
                         "learn": {"min_lines": 10}})  # fmt: skip
     svc = Service(cfg)
     svc._prepare_state_dir()
+    # a version directory left without a bundle is no reason to wait (a review: it was probed, and refused)
+    (svc.store.root / "v0001").mkdir(parents=True)
+    (svc.store.root / "v0001" / "partial.npz").write_bytes(b"x")
     full = [True]
     monkeypatch.setattr(bundle_mod, "_free_bytes", lambda where: 4096 if full[0] else 10 * 2**30)
     trained = []

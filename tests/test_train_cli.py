@@ -91,6 +91,20 @@ def test_train_into_a_model_directory_writes_its_next_version_and_never_the_one_
     store = ModelStore(models)
     assert store.versions() == ["v0001", "v0002"] and store.current_name() == "v0001"
     assert f"bundle written to {models / 'v0002'}" in r.stdout
+    # a version directory left without a bundle (a stopped save) takes its number; the next is written (a
+    # review: it had been refused as "exists, is not empty and holds no bundle")
+    (models / "v0003").mkdir()
+    (models / "v0003" / "partial.npz").write_bytes(b"x")
+    r = _lograven("train", "--config", str(tiny_cfg), "--out", str(models), str(log))
+    assert r.returncode == 0 and "version v0004 written" in r.stderr, r.stderr
+    # the daemon's model directory before learn mode saved a version (empty or missing) is one too (a review:
+    # the bundle's files had been written into it as if it were the bundle)
+    cfg = tmp_path / "daemon.yaml"
+    cfg.write_text(tiny_cfg.read_text() + f"state_dir: {tmp_path / 'state'}\n")
+    r = _lograven("train", "--config", str(cfg), "--out", str(tmp_path / "state" / "models"), str(log))
+    assert r.returncode == 0 and "version v0001 written" in r.stderr, r.stderr
+    assert ModelStore(tmp_path / "state" / "models").versions() == ["v0001"]
+    assert not (tmp_path / "state" / "models" / "manifest.json").exists()
 
 
 def test_train_and_check_say_when_calibration_rests_on_few_steps(tmp_path, tiny_cfg):

@@ -301,17 +301,21 @@ def _warn_read_otherwise(fmt: str, stream: str, recorded: dict, command: str) ->
                   f"{shlex.quote(value)} to read them as the model did", file=sys.stderr)
 
 
-def _train_target(out: str):
-    """Where `train --out` writes, and the model directory when it writes one's next version: `--out` a
-    model directory (versions and `current`, as the daemon keeps in <state_dir>/models) writes its next
-    version, not made current. The version `current` names is refused (an admin following the docs had
-    replaced the model a running daemon used; the daemon went on with the old one until a SIGHUP)."""
+def _train_target(out: str, models_dir: Path):
+    """What `train --out` checks before training (the bundle's place, or a probe in a model directory),
+    and the model directory when it writes one's next version: `--out` a model directory (versions and
+    `current`), or the daemon's (`models_dir`, <state_dir>/models, before it holds a version: learn mode
+    not done yet), writes its next version, not made current. The version `current` names is refused
+    (an admin following the docs had replaced the model a running daemon used; the daemon went on with
+    the old one until a SIGHUP)."""
     from lograven.modelstore import ModelStore
 
     path = Path(out)
-    if path.is_dir() and not path.is_symlink() and ModelStore.is_store(path):
-        store = ModelStore(path)
-        return path / store.next_name(), store
+    daemons = os.path.realpath(path) == os.path.realpath(models_dir) and (not path.exists() or (
+        path.is_dir() and not path.is_symlink() and not any(path.iterdir())))
+    if daemons or (path.is_dir() and not path.is_symlink() and ModelStore.is_store(path)):
+        # probed under a name no version has: new_version_path() numbers after every version directory
+        return path / ".room-for-a-version", ModelStore(path)
     parent = path.parent
     if parent.is_dir() and ModelStore.is_store(parent) and path.exists():
         try:
@@ -336,7 +340,7 @@ def cmd_train(args) -> int:
     Parser(fmt), StreamKey(stream)  # fail fast on a bad --format / --stream-key
     from lograven.bundle import check_bundle_target
 
-    out, store = _train_target(args.out)
+    out, store = _train_target(args.out, cfg.models_dir())
     check_bundle_target(out, "--out")  # an unwritable or full --out fails now, not after the training
     if store is not None:
         out = store.new_version_path()  # reserved: a learn run at the same moment takes the next number
