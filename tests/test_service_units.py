@@ -219,6 +219,14 @@ def test_checkpoint_positions_go_to_the_source_that_matches_the_file(tmp_path, c
                                                {f"{logs}/app/x.log": saved["0"][f"{logs}/app/x.log"]}]
     cfg = parse_config({"sources": [{"paths": [f"{logs}/**/*.log"]}], "state_dir": str(tmp_path)})
     assert positions_by_source(cfg, saved) == [saved["0"]]
+    # as glob, a wildcard does not give a hidden file (`*.log` is not `.hidden.log`'s source: it had read
+    # its lines as its own, while the source naming it started at its end); and a pattern with brackets
+    # that matched nothing keeps its "followed, no file yet" entry (`app[12].log` matched no key)
+    saved = {"0": {f"{logs}/.hidden.log": {"file_id": "1:7:cc", "offset": 5}, f"{logs}/app[12].log": {}}}
+    cfg = parse_config({"sources": [{"paths": [f"{logs}/*.log"]}, {"paths": [f"{logs}/.hidden.log"]},
+                                    {"paths": [f"{logs}/app[12].log"]}], "state_dir": str(tmp_path)})  # fmt: skip
+    assert positions_by_source(cfg, saved) == [{}, {f"{logs}/.hidden.log": saved["0"][f"{logs}/.hidden.log"]},
+                                               {f"{logs}/app[12].log": {}}]  # fmt: skip
 
 
 def test_a_reload_names_the_changes_it_cannot_apply(tmp_path) -> None:

@@ -321,14 +321,26 @@ def uninterrupted():
 def glob_matches(path: str, pattern: str) -> bool:
     """Whether glob.glob(pattern, recursive=True) can give `path`: component by component (fnmatch's `*`
     alone would span `/`: `/var/log/*` over `/var/log/nginx/access.log.1`), a `**` component standing
-    for any number of directories, none included."""
+    for any number of directories, none included. As glob, a wildcard does not give a hidden name (`*.log`
+    not `.x.log`, `**` not `.cache/`) unless the pattern's component starts with a dot too; a pattern
+    without wildcards gives itself (`app[1].log` names no file `app[1].log`, but is its own key)."""
+    if path == pattern:
+        return True
     a, b = path.split(os.sep), pattern.split(os.sep)
 
     def match(i: int, j: int) -> bool:
         while j < len(b):
             if b[j] == "**":
-                return any(match(k, j + 1) for k in range(i, len(a) + 1))
+                k = i
+                while True:  # over directories, not into hidden ones
+                    if match(k, j + 1):
+                        return True
+                    if k >= len(a) or a[k].startswith("."):
+                        return False
+                    k += 1
             if i >= len(a) or not fnmatch.fnmatchcase(a[i], b[j]):
+                return False
+            if a[i].startswith(".") and not b[j].startswith(".") and a[i] not in (".", ".."):
                 return False
             i, j = i + 1, j + 1
         return i == len(a)

@@ -311,6 +311,12 @@ def positions_by_source(cfg: Config, positions: dict | None) -> list[dict]:
     result: list[dict] = [{} for _ in cfg.sources]
     for path, entry in entries.items():
         target = os.path.abspath(path)
+        # a pattern's own entry ("followed, no file there": {}) is the source's that has that pattern
+        own = [i for i, src in enumerate(cfg.sources)
+               if any(target == os.path.abspath(os.path.expanduser(p)) for p in src.paths)]
+        if own and entry == {} and has_magic(target):
+            result[own[0]][path] = entry
+            continue
         for i, src in enumerate(cfg.sources):
             if any(glob_matches(target, os.path.abspath(os.path.expanduser(p))) for p in src.paths):
                 result[i][path] = entry

@@ -453,6 +453,7 @@ class FileWatcher:
         self.text_checked = False  # read from its first byte: its head was checked not to be compressed
         self.grew_at: float | None = None  # when reading last found new bytes (Tailer's clock); None: not yet read
         self.final = False  # no writer will add to it (a copy, a file let go): its last line is whole
+        self.via_link = False  # opened through a symbolic link (its path or a directory above): its name is saved
         self.head_seen = -1  # bytes of a head too short to tell from a compressed file's, at grew_at
         self.letting_go = False  # draining: done with (rotate_wait over, seen at a pass); closed once read
         self.nul_said = False  # NUL bytes before a line were skipped, and said
@@ -1079,8 +1080,9 @@ class Tailer:
             for w in self._live:
                 # the name the file has when it is not its path (a link's target: app.log -> app-20261207.log):
                 # a link pointed elsewhere while lograven is stopped leaves the file there, where a restart
-                # looks for it first (a review: its rest had been taken for gone)
-                if (name := _current_name(w.fd, w.path)) is not None and name != "(deleted)":
+                # looks for it first (a review: its rest had been taken for gone). Only for a file opened
+                # through a link: a readlink per file made a checkpoint of 1,000 files 45 times slower
+                if w.via_link and (name := _current_name(w.fd, w.path)) is not None and name != "(deleted)":
                     result[w.path]["read_from"] = name
             for watcher in self._retired + self._draining:
                 entry = self._rotated_entry(watcher)
@@ -1461,6 +1463,10 @@ class Tailer:
         self._stat(path).readable = True
         watcher = FileWatcher(path, fd, st, fingerprint, offset, self.max_line_bytes)
         watcher.text_checked = _tells_text(head)  # its first read needs no second look at its head
+        try:
+            watcher.via_link = os.path.realpath(path) != path
+        except (OSError, ValueError):
+            pass
         watcher.mid_line = mid_line
         if acked is not None:
             watcher.acked = acked  # read further than acknowledged (a reload): the rest is acknowledged later
