@@ -346,6 +346,11 @@ def test_series_of_files_no_longer_followed_are_removed(tmp_path, caplog) -> Non
     files["/var/log/app-2.log"].skipped_lines = 3
     svc._export_file_stats()
     assert len([r for r in caplog.records if "holds lograven's own alerts" in r.getMessage()]) == 1
+    # the drop-in's own file, matched by a glob: the fix is the glob (a review: it had said to install the drop-in)
+    files["/var/log/lograven-alerts.log"] = FileStats(lines=0, skipped_lines=2)
+    svc._export_file_stats()
+    (said,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("/var/log/lograven-alerts.log")]
+    assert "narrow sources[].paths so that they do not match it" in said and "install" not in said
     # a file whose counters did not change is not exported again: with 371 idle files that was most
     # of the daemon's idle CPU (3.8% of a core against 0.1% for one file)
     exported = []

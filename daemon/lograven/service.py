@@ -1396,10 +1396,16 @@ class Service:
                 if st.skipped_lines and path not in self._own_alerts_said:
                     # an admin's review: only lines_dropped_total{reason="own_alert"} had shown it
                     self._own_alerts_said.add(path)
-                    log.warning("%s holds lograven's own alerts (tag %s; %d so far): they are not scored. Keep "
-                                "them out of the files lograven reads: install systemd/rsyslog-lograven.conf as "
-                                "/etc/rsyslog.d/10-lograven.conf and restart rsyslog (it writes them to "
-                                "/var/log/lograven-alerts.log only)", path, self.cfg.alerts.syslog.tag, st.skipped_lines)
+                    if os.path.basename(path).startswith(("lograven-alerts", "lograven-daemon")):  # the drop-in's files
+                        log.warning("%s is where rsyslog writes lograven's own alerts and log (%d lines so far, not "
+                                    "scored): narrow sources[].paths so that they do not match it (e.g. "
+                                    "/var/log/syslog rather than /var/log/*.log)", path, st.skipped_lines)
+                    else:
+                        log.warning("%s holds lograven's own alerts (tag %s; %d so far): they are not scored. Keep "
+                                    "them out of the files lograven reads: install systemd/rsyslog-lograven.conf as "
+                                    "/etc/rsyslog.d/10-lograven.conf and restart rsyslog (it writes them to "
+                                    "/var/log/lograven-alerts.log only)", path, self.cfg.alerts.syslog.tag,
+                                    st.skipped_lines)  # fmt: skip
         # A file no source follows any more (an hour after it went, or dropped by a reload) loses its
         # series: label cardinality stays bounded, and a stale `file_readable 0` fires no alert.
         gone = self._exported_files - now
