@@ -42,6 +42,10 @@ DEFAULT_LISTEN = "127.0.0.1:9077"
 """Loopback only; 9077 is outside the 9100-9999 range the Prometheus exporters conventionally take."""
 
 DETECTOR_LABELS = ("unknown_type", "sequence", "autoencoder")
+"""Values of the `detector` label."""
+
+DROP_REASONS = ("own_alert", "blank")
+"""Values of the `reason` label of `lograven_lines_dropped_total` (see docs/metrics.md)."""
 
 
 def file_label(path: str) -> str:
@@ -53,10 +57,7 @@ def file_label(path: str) -> str:
         return path
     except UnicodeEncodeError:
         return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-"""Values of the `detector` label."""
 
-DROP_REASONS = ("own_alert", "blank")
-"""Values of the `reason` label of `lograven_lines_dropped_total` (see docs/metrics.md)."""
 
 INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 """Seconds per inference batch: 0.1 ms (one LiteRT call) to 1 s (a large batch through a big GRU)."""

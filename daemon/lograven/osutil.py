@@ -219,8 +219,8 @@ class _GzipEndsAtGarbage(io.RawIOBase):
             # the archive's members were whole, what follows them is no archive
             if not str(e).startswith("Not a gzipped file"):
                 raise
-            log.warning("%s: bytes after the gzip archive's end were ignored (as `zcat` does: \"trailing "
-                        "garbage ignored\"); the lines before them were read", self._path)
+            log.warning("%s: bytes after the gzip archive's end were ignored (zcat gives the same lines, and "
+                        "says \"trailing garbage ignored\"); the lines before them were read", self._path)
             self._ended = True
             return 0
         b[: len(data)] = data
