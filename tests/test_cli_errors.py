@@ -776,7 +776,13 @@ def test_check_as_root_also_checks_as_the_service_user(capsys, shared_dir, monke
         f"warning: state_dir {state}: lograven.service may write only under /var/lib/lograven and /var/log/lograven "
         "(ProtectSystem=strict), so it would fail there whatever the permissions: keep it there, or allow it with a "
         "drop-in (`systemctl edit lograven`: [Service] ReadWritePaths=DIR)"], out  # fmt: skip
-    monkeypatch.setattr(cli, "SERVICE_WRITABLE", (str(shared_dir), "/var/log/lograven"))
+    # the unit's ReadWritePaths= as systemd has it (a drop-in, as the warning advises) counts as writable
+    fake = shared_dir / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text(f"#!/bin/sh\necho '-{shared_dir} /data/logs'\n")
+    (fake / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    assert cli._unit_rw_paths() == (os.path.realpath(shared_dir), "/data/logs")
     state.mkdir()
     import pwd
 

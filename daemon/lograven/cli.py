@@ -885,9 +885,25 @@ def _service_user_warnings(cfg, user: str | None, plugin: bool = False) -> list[
 
 
 def _in_service_dirs(path) -> bool:
-    """Whether `path` is in a directory lograven.service may write (SERVICE_WRITABLE)."""
+    """Whether `path` is in a directory lograven.service may write (SERVICE_WRITABLE, and the unit's
+    ReadWritePaths= as systemd has it: a drop-in that allows another directory, as check advises)."""
     real = os.path.realpath(path)
-    return any(real == d or real.startswith(d + os.sep) for d in SERVICE_WRITABLE)
+    return any(real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in (*SERVICE_WRITABLE, *_unit_rw_paths()))
+
+
+def _unit_rw_paths() -> tuple[str, ...]:
+    """ReadWritePaths= of lograven.service as systemd has loaded it (`systemctl show`); none without systemd."""
+    import shutil
+    import subprocess
+
+    if shutil.which("systemctl") is None:
+        return ()
+    try:
+        out = subprocess.run(["systemctl", "show", "--property=ReadWritePaths", "--value", "lograven.service"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(os.path.realpath(p.lstrip("-+")) for p in out.split() if p.lstrip("-+").startswith("/"))
 
 
 def _model_entries(cfg) -> list[tuple[str, bool]]:
