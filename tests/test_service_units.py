@@ -227,6 +227,12 @@ def test_checkpoint_positions_go_to_the_source_that_matches_the_file(tmp_path, c
                                     {"paths": [f"{logs}/app[12].log"]}], "state_dir": str(tmp_path)})  # fmt: skip
     assert positions_by_source(cfg, saved) == [{}, {f"{logs}/.hidden.log": saved["0"][f"{logs}/.hidden.log"]},
                                                {f"{logs}/app[12].log": {}}]  # fmt: skip
+    # but a file literally named `app[12].log` is not the bracket pattern's (glob gives it no such name): its
+    # position goes to the source whose pattern gives it (a review)
+    saved = {"0": {f"{logs}/app[12].log": {"file_id": "1:2:abcd", "offset": 2}}}
+    cfg = parse_config({"sources": [{"paths": [f"{logs}/app[12].log"]}, {"paths": [f"{logs}/*.log"]}],
+                        "state_dir": str(tmp_path)})  # fmt: skip
+    assert positions_by_source(cfg, saved) == [{}, saved["0"]]
 
 
 def test_a_reload_names_the_changes_it_cannot_apply(tmp_path) -> None:

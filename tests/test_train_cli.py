@@ -97,6 +97,14 @@ def test_train_into_a_model_directory_writes_its_next_version_and_never_the_one_
     (models / "v0003" / "partial.npz").write_bytes(b"x")
     r = _lograven("train", "--config", str(tiny_cfg), "--out", str(models), str(log))
     assert r.returncode == 0 and "version v0004 written" in r.stderr, r.stderr
+    # learn into the model directory checks the same place (it had refused the version without a bundle)
+    from types import SimpleNamespace
+
+    from lograven import cli
+
+    (models / "v0005").mkdir()
+    (models / "v0005" / "partial.npz").write_bytes(b"x")
+    cli._check_learn_target(SimpleNamespace(out=None, model=str(models)))
     # the daemon's model directory before learn mode saved a version (empty or missing) is one too (a review:
     # the bundle's files had been written into it as if it were the bundle)
     cfg = tmp_path / "daemon.yaml"

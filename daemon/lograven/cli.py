@@ -1104,7 +1104,6 @@ def cmd_learn(args) -> int:
 def _check_learn_target(args) -> None:
     """Where `learn` will write (--out, or the model directory's next version): writable, before the work."""
     from lograven.bundle import check_bundle_target
-    from lograven.modelstore import ModelStore
 
     if args.out:
         check_bundle_target(args.out, "--out")
@@ -1114,8 +1113,9 @@ def _check_learn_target(args) -> None:
     except OSError:
         return  # `learn` says what is wrong with --model
     if is_store:
-        store = ModelStore(args.model)
-        check_bundle_target(store.root / store.next_name(), "--out", named=False)
+        # probed under a name no version has: new_version_path() numbers after every version directory, a
+        # version left without a bundle included (a review: that one's name had been probed, and refused)
+        check_bundle_target(Path(args.model) / ".room-for-a-version", "--model", named=False)
 
 
 def cmd_allow(args) -> int:

@@ -322,10 +322,7 @@ def glob_matches(path: str, pattern: str) -> bool:
     """Whether glob.glob(pattern, recursive=True) can give `path`: component by component (fnmatch's `*`
     alone would span `/`: `/var/log/*` over `/var/log/nginx/access.log.1`), a `**` component standing
     for any number of directories, none included. As glob, a wildcard does not give a hidden name (`*.log`
-    not `.x.log`, `**` not `.cache/`) unless the pattern's component starts with a dot too; a pattern
-    without wildcards gives itself (`app[1].log` names no file `app[1].log`, but is its own key)."""
-    if path == pattern:
-        return True
+    not `.x.log`, `**` not `.cache/`) unless the pattern's component starts with a dot too."""
     a, b = path.split(os.sep), pattern.split(os.sep)
 
     def match(i: int, j: int) -> bool:
