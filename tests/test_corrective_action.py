@@ -727,6 +727,13 @@ def test_learning_from_alerts_reads_no_file_on_an_alerts_word_alone(tmp_path):
         assert not any("SECRET" in m or "daemon:*" in m for m in corpus.messages), corpus.messages
         assert "snapshot rotated vol-alpha" in corpus.messages
     assert len(corpus_from_alerts(alerts, fmt="syslog", stream="file", ids={"a1"})) == 1
+    # a JSON object without a line is no alert (a review: {"id": 5} was learned as an alert of a file "")
+    alerts.write_text("\n".join([good.to_json(), '{"id": 5}', '{"id": "x", "line": 3}']) + "\n")
+    corpus = corpus_from_alerts(alerts, fmt="syslog", stream="file")
+    assert corpus.messages == ["snapshot rotated vol-alpha"] and "" not in corpus.files
+    alerts.write_text('{"id": 5}\n')
+    with pytest.raises(LogravenError, match="not a JSON-lines alert file"):
+        corpus_from_alerts(alerts, fmt="syslog", stream="file")
 
 
 def test_learning_from_alerts_parses_each_alert_as_its_source(tmp_path):

@@ -152,8 +152,10 @@ def test_from_json_rejects_other_format(fitted_types) -> None:
         lambda d: d["types"][0].__setitem__("tokens", [["x", "y"]]),
         lambda d: d["types"][0].__setitem__("id", "not a number"),
         lambda d: d["types"][1].__setitem__("id", d["types"][0]["id"]),
+        lambda d: d["types"][0].__setitem__("count", 10**30),  # overflowed the detector's counts (a review)
+        lambda d: d["types"][0].__setitem__("count", -3),
     ],
-    ids=["no-types", "no-tokens", "bad-kind", "bad-id", "duplicate-id"],
+    ids=["no-types", "no-tokens", "bad-kind", "bad-id", "duplicate-id", "huge-count", "negative-count"],
 )
 def test_from_json_malformed_raises_project_error(fitted_types, damage) -> None:
     data = json.loads(fitted_types.dumps())

@@ -96,9 +96,9 @@ def corpus_from_alerts(alerts_path: str | Path, *, fmt: str, stream: str, ids: s
             row = json.loads(x)
         except ValueError:
             row = None
-        if isinstance(row, dict):
+        if isinstance(row, dict) and isinstance(row.get("line"), str):  # an alert has its line (docs/alerts.md)
             rows.append(row)
-        else:
+        else:  # (a review: {"id": 5} had been learned as an alert of a file named "")
             bad.append(i)
     if bad and not rows:
         raise LogravenError(f"{path}: not a JSON-lines alert file (line {bad[0]} is not a JSON object); "

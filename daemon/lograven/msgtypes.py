@@ -591,6 +591,8 @@ class MessageTypes:
                 tokens = [(str(k), str(v)) for k, v in t["tokens"]]
                 if any(k not in (CONST, SHAPE, WILD, *_REPEATS) for k, _ in tokens):
                     raise ValueError(f"bad token kind in type {t.get('id')}")
+                if not 0 <= int(t["count"]) < 2**53:  # a line count (a review: 10**30 overflowed as a float)
+                    raise ValueError(f"count {t['count']!r} of type {t.get('id')} is no line count")
                 obj.types_.append(
                     MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3],
                                 generation=int(t.get("generation", 0)), learned=bool(t.get("learned", False)),
