@@ -26,8 +26,8 @@ class TooLarge(OSError):
 def read_limited(path, limit: int, errors: str = "strict") -> str:
     """A small file's text (UTF-8), read in at most `limit` bytes: a config or rules file is small, and
     `--config /dev/zero` must not fill the memory. Raises TooLarge beyond the limit, and what open()
-    and decoding raise. A FIFO that no one writes to reads as empty rather than blocking for ever (a
-    review: `check --config FIFO` hung until killed); one being written (`--config <(...)`) is read."""
+    and decoding raise. A FIFO that no one writes to is an OSError (ENODATA) rather than a wait for ever
+    (a review: `check --config FIFO` hung until killed); one being written (`--config <(...)`) is read."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         os.set_blocking(fd, True)  # reads wait for a writer's data again; with no writer, they end at once
