@@ -50,7 +50,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .errors import LogravenError
-from .osutil import COMPRESSION_MAGIC_BYTES, acl_user, compression_of, glob_matches, may_become_compressed, rotated_generations
+from .osutil import COMPRESSED_SUFFIXES, COMPRESSION_MAGIC_BYTES, acl_user, compression_of, glob_matches, may_become_compressed, rotated_generations
 
 log = logging.getLogger(__name__)
 
@@ -1923,6 +1923,10 @@ class Tailer:
         for n in names:
             full = os.path.join(directory, n)
             if not n.startswith(base) or full in (path, resumed) or self._paths.matches(full):
+                continue
+            if n.endswith(COMPRESSED_SUFFIXES):
+                # older than the plain generation resumed (logrotate compresses the ones after it), and its
+                # time is the compression's with a compressor that does not keep it (a soak's false warning)
                 continue
             try:
                 other = os.lstat(full)
