@@ -219,6 +219,17 @@ def check_bundle_target(out: str | Path, option: str = "--out", *, named: bool =
         raise bundle_write_error(out, e, where, option=option, named=named) from e
 
 
+def check_room_for_a_version(root: str | Path, option: str) -> None:
+    """`check_bundle_target` for the next version of model directory `root` (ModelStore.new_version_path
+    numbers after every version directory, one left without a bundle included, so a name no version has is
+    probed); its errors name `root`, not the probe."""
+    probe = Path(root) / ".room-for-a-version"
+    try:
+        check_bundle_target(probe, option, named=False)
+    except LogravenError as e:
+        raise LogravenError(str(e).replace(str(probe), str(root))) from e
+
+
 #: `check_bundle_target` refuses a file system with less free space than this (the default model's bundle: 1.4 MiB)
 MIN_FREE_BYTES = 1 << 20
 

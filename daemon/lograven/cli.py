@@ -302,8 +302,8 @@ def _warn_read_otherwise(fmt: str, stream: str, recorded: dict, command: str) ->
 
 
 def _train_target(out: str, models_dir: Path):
-    """What `train --out` checks before training (the bundle's place, or a probe in a model directory),
-    and the model directory when it writes one's next version: `--out` a model directory (versions and
+    """Where `train --out` writes (a bundle's place, or a model directory), and the model directory when it
+    writes one's next version: `--out` a model directory (versions and
     `current`), or the daemon's (`models_dir`, <state_dir>/models, before it holds a version: learn mode
     not done yet), writes its next version, not made current. The version `current` names is refused
     (an admin following the docs had replaced the model a running daemon used; the daemon went on with
@@ -314,8 +314,7 @@ def _train_target(out: str, models_dir: Path):
     daemons = os.path.realpath(path) == os.path.realpath(models_dir) and (not path.exists() or (
         path.is_dir() and not path.is_symlink() and not any(path.iterdir())))
     if daemons or (path.is_dir() and not path.is_symlink() and ModelStore.is_store(path)):
-        # probed under a name no version has: new_version_path() numbers after every version directory
-        return path / ".room-for-a-version", ModelStore(path)
+        return path, ModelStore(path)
     parent = path.parent
     if parent.is_dir() and ModelStore.is_store(parent) and path.exists():
         try:
@@ -341,8 +340,12 @@ def cmd_train(args) -> int:
     from lograven.bundle import check_bundle_target
 
     out, store = _train_target(args.out, cfg.models_dir())
-    check_bundle_target(out, "--out")  # an unwritable or full --out fails now, not after the training
-    if store is not None:
+    if store is None:
+        check_bundle_target(out, "--out")  # an unwritable or full --out fails now, not after the training
+    else:
+        from lograven.bundle import check_room_for_a_version
+
+        check_room_for_a_version(store.root, "--out")  # where new_version_path() saves
         out = store.new_version_path()  # reserved: a learn run at the same moment takes the next number
     max_lines = args.max_lines or cfg.learn.max_lines
     bar = ProgressBar(enabled=not args.quiet)
@@ -1113,9 +1116,10 @@ def _check_learn_target(args) -> None:
     except OSError:
         return  # `learn` says what is wrong with --model
     if is_store:
-        # probed under a name no version has: new_version_path() numbers after every version directory, a
-        # version left without a bundle included (a review: that one's name had been probed, and refused)
-        check_bundle_target(Path(args.model) / ".room-for-a-version", "--model", named=False)
+        # where new_version_path() saves (a review: a version left without a bundle had been probed, and refused)
+        from lograven.bundle import check_room_for_a_version
+
+        check_room_for_a_version(args.model, "--model")
 
 
 def cmd_allow(args) -> int:

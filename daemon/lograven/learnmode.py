@@ -182,14 +182,14 @@ def _wait_for_room(svc: Service) -> bool:
     back-off as well, and the restart trained again at once: a loop of trainings on a host whose disk
     is full (a robustness review). Said once, in the status, and looked at again every minute. Returns
     False when stopped while waiting."""
-    from lograven.bundle import check_bundle_target
+    from lograven.bundle import check_room_for_a_version
 
     said = None
     while True:
         try:
-            # a name no version has: what is probed is the directory new_version_path() saves into (a
-            # version directory left without a bundle takes its number, not the probe's: a review)
-            check_bundle_target(svc.store.root / ".room-for-a-version", "state_dir", named=False)
+            # the directory new_version_path() saves into (a version directory left without a bundle takes
+            # its number, not the probe's: a review)
+            check_room_for_a_version(svc.store.root, "state_dir")
             if said is not None:
                 log.info("learn mode: room to save the model again; training")
             return True

@@ -26,18 +26,9 @@ class TooLarge(OSError):
 def read_limited(path, limit: int, errors: str = "strict") -> str:
     """A small file's text (UTF-8), read in at most `limit` bytes: a config or rules file is small, and
     `--config /dev/zero` must not fill the memory. Raises TooLarge beyond the limit, and what open()
-    and decoding raise. A FIFO that no one writes to is an OSError (ENODATA) rather than a wait for ever
-    (a review: `check --config FIFO` hung until killed); one being written (`--config <(...)`) is read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        os.set_blocking(fd, True)  # reads wait for a writer's data again; with no writer, they end at once
-    except BaseException:
-        os.close(fd)
-        raise
-    with open(fd, "rb") as f:
+    and decoding raise."""
+    with open(path, "rb") as f:
         data = f.read(limit + 1)
-        if not data and stat.S_ISFIFO(os.fstat(fd).st_mode):  # not an empty file: nothing written to it
-            raise OSError(errno.ENODATA, "a FIFO (named pipe) that nothing writes to", str(path))
     if len(data) > limit:
         raise TooLarge(27, f"larger than {limit // 2**20} MiB", str(path))
     return data.decode("utf-8", errors)
