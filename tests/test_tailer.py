@@ -869,6 +869,32 @@ def test_a_file_empty_at_the_stop_and_copytruncated_while_stopped_names_its_copy
     assert "was empty when lograven stopped" not in caplog.text
 
 
+def test_a_reload_keeps_the_acknowledgements_of_a_copys_lines_in_flight(tmp_path: Path) -> None:
+    """A reload reopens the files at the positions the running tailer gives (positions(read=...)). A
+    copytruncate's copy kept for lines in flight got none of their acknowledgements afterwards (they
+    carry the truncated file's ids), so it stayed in every checkpoint and a restart read them again (a
+    review). The reopened copy now takes them, and goes."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        append(log, b"".join(b"line %d %s\n" % (i, b"x" * 40) for i in range(10)))
+        lines = tailer.poll()
+        ack_all(tailer, lines[:5])
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, b"new 1\n")
+        new = tailer.poll()
+        ack_all(tailer, new)
+        saved = json.loads(json.dumps(tailer.positions(read={x.file_id: x.end for x in lines + new})))
+    with make([log], positions=saved) as tailer:
+        assert tailer.poll() == []  # processed already: not read again
+        assert "rotated" in tailer.positions()[str(log)]
+        tailer.acknowledge_lines(lines[5:])  # their alerts delivered now
+        for _ in range(2):
+            tailer.poll()
+        assert "rotated" not in tailer.positions()[str(log)]
+
+
 @pytest.mark.parametrize("variant", ["dateext-extension", "olddir"])
 def test_a_file_renamed_before_the_tailer_noticed_is_found_after_a_restart(tmp_path: Path, variant: str) -> None:
     """logrotate renames the file (dateext with `extension .log`: app-20261207.log, or into an olddir), the

@@ -423,6 +423,13 @@ class _SavedPosition:
     # there and `offset` stays the acknowledged position, so lines whose alerts a failing sink holds are
     # not read twice
     read: int | None = None
+    # also a reload's, for a copytruncate's copy: the file ids its lines in flight carry (the truncated
+    # file's), and FileWatcher.acks_to, so that their acknowledgements still reach it
+    ids: tuple[str, ...] = ()
+    acks_to: int | None = None
+
+
+MAX_CARRIED_IDS = 64  # file ids a reopened copy keeps for its lines in flight (a reload's positions)
 
 
 class FileWatcher:
@@ -1092,6 +1099,12 @@ class Tailer:
                 entry = self._rotated_entry(watcher)
                 if read is not None and (done := _processed_end(watcher, read)) is not None:
                     entry["read"] = done
+                if read is not None and (others := sorted(watcher.ids - {watcher.file_id})):
+                    # a copy's lines in flight carry the truncated file's ids: the reopened copy takes their
+                    # acknowledgements (a review: it had kept them in the checkpoint, read again at a restart)
+                    entry["ids"] = others[-MAX_CARRIED_IDS:]
+                    if watcher.acks_to is not None:
+                        entry["acks_to"] = watcher.acks_to
                 result.setdefault(watcher.path, {}).setdefault("rotated", []).append(entry)
             if read is not None:
                 for w in self._live:
@@ -1660,6 +1673,16 @@ class Tailer:
                 read = None
             read_from = entry.get("read_from")  # a live file's: the name it had, when not its path
             read_from = read_from if isinstance(read_from, str) and read_from and "\0" not in read_from else None
+            ids: tuple[str, ...] = ()
+            acks_to = None
+            if rotated and read is not None:  # a reload's: see _SavedPosition.ids
+                raw_ids = entry.get("ids", [])
+                if not isinstance(raw_ids, list) or len(raw_ids) > MAX_CARRIED_IDS \
+                        or not all(isinstance(i, str) and _parse_file_id(i) is not None for i in raw_ids):
+                    raise ValueError(raw_ids)
+                ids = tuple(raw_ids)
+                if entry.get("acks_to") is not None:
+                    acks_to = _checkpoint_number(entry["acks_to"], MAX_CHECKPOINT_OFFSET)
             if rotated:
                 size = entry.get("size")
                 size = None if size is None else _checkpoint_number(size, MAX_CHECKPOINT_OFFSET)
@@ -1673,7 +1696,7 @@ class Tailer:
             return None
         dev, ino, fingerprint = parsed
         return _SavedPosition(path, file_id, dev, ino, fingerprint, fp_len, offset,
-                              path if rotated else None, read_from, size, read)
+                              path if rotated else None, read_from, size, read, ids, acks_to)
 
     # ----------------------------------------------------------------- rotated files across restarts
 
@@ -1985,6 +2008,8 @@ class Tailer:
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
             watcher.acked = saved.offset
+            watcher.ids |= set(saved.ids)  # a copy's lines in flight: their acknowledgements come to it
+            watcher.acks_to = saved.acks_to
         self._drain(watcher, name)
 
     def _drain(self, watcher: FileWatcher, name: str, final: bool = False) -> None:
