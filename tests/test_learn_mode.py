@@ -250,15 +250,9 @@ def test_a_training_child_stopped_by_sigterm_is_stopped_not_failed(tmp_path, cap
                            on_status=term_once_working)  # fmt: skip
 
 
-def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, caplog):
-    """A training killed again and again (the OOM killer; systemd restarts the daemon at once) is not
-    retried every few seconds: each failure is recorded in state_dir, and the next start waits 1, 2, 4 ...
-    60 min first (stoppable, with the watchdog pinged). A success clears the record."""
-    import time
-
-    from lograven import learnmode
+def _learning_service(tmp_path):
+    """A Service in learn mode over 50 lines of logs/a.log, its state_dir prepared."""
     from lograven.config import parse_config
-    from lograven.errors import LogravenError
     from lograven.service import Service
 
     (tmp_path / "logs").mkdir()
@@ -267,6 +261,19 @@ def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, capl
                         "learn": {"min_lines": 10}})  # fmt: skip
     svc = Service(cfg)
     svc._prepare_state_dir()
+    return svc
+
+
+def test_learn_mode_backs_off_after_failed_trainings(tmp_path, monkeypatch, caplog):
+    """A training killed again and again (the OOM killer; systemd restarts the daemon at once) is not
+    retried every few seconds: each failure is recorded in state_dir, and the next start waits 1, 2, 4 ...
+    60 min first (stoppable, with the watchdog pinged). A success clears the record."""
+    import time
+
+    from lograven import learnmode
+    from lograven.errors import LogravenError
+
+    svc = _learning_service(tmp_path)
 
     def oom(*a, **k):
         raise LogravenError("train child process died (killed by SIGKILL: ...)")
@@ -311,15 +318,8 @@ def test_learn_mode_waits_for_room_to_save_its_model_before_training(tmp_path, m
 
     from lograven import bundle as bundle_mod
     from lograven import learnmode
-    from lograven.config import parse_config
-    from lograven.service import Service
 
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "a.log").write_text("\n".join(LogGenerator(seed=3).lines(50)) + "\n")
-    cfg = parse_config({"sources": [{"paths": [f"{tmp_path}/logs/*.log"]}], "state_dir": str(tmp_path / "state"),
-                        "learn": {"min_lines": 10}})  # fmt: skip
-    svc = Service(cfg)
-    svc._prepare_state_dir()
+    svc = _learning_service(tmp_path)
     # a version directory left without a bundle is no reason to wait (a review: it was probed, and refused)
     (svc.store.root / "v0001").mkdir(parents=True)
     (svc.store.root / "v0001" / "partial.npz").write_bytes(b"x")

@@ -135,7 +135,9 @@ def test_a_file_name_that_is_not_utf8_is_a_label_not_a_failed_scrape(caplog) -> 
         assert 'lograven_file_lag_bytes{file="/var/log/app/bad\\\\xffname.log"} 10.0' in body
         m.remove_file(odd)
         assert "bad" not in _scrape(server.url)
-        m.lines_read.labels(file=odd).inc()  # a label left raw (a call site not using file_label)
+        m.lines_read.labels(file=odd).inc()  # any call site's file label is escaped
+        assert "bad\\\\xffname" in _scrape(server.url)
+        m.anomalies.labels(file="/x", detector=odd).inc()  # another label left raw: the scrape fails
         with caplog.at_level("WARNING", logger="lograven.metrics"), pytest.raises(urllib.error.HTTPError):
             _scrape(server.url)
         assert "metrics: a scrape failed (HTTP 500): UnicodeEncodeError" in caplog.text

@@ -835,12 +835,13 @@ def _service_user_warnings(cfg, user: str | None, plugin: bool = False) -> list[
     from lograven.service import source_warnings
 
     model = _model_entries(cfg)
+    writable = (*SERVICE_WRITABLE, *_unit_rw_paths())  # asked of systemd once
 
     def work() -> list[str]:
         out = _output_warnings(cfg, plugin=True) if plugin else source_warnings(cfg)
         if not plugin:  # what the daemon writes (an admin's review: check passed, and the service restarted in a loop)
             for what, path, why in _output_paths(cfg):
-                if _in_service_dirs(path):
+                if _in_service_dirs(path, writable):
                     continue  # StateDirectory=, LogsDirectory=: systemd makes them the user's at the start
                 folder = path if what == "state_dir" else path.parent
                 usual = SERVICE_STATE_DIR if what == "state_dir" else "/var/log/lograven/alerts.jsonl"
@@ -880,18 +881,18 @@ def _service_user_warnings(cfg, user: str | None, plugin: bool = False) -> list[
                           ("alerts.jsonl.path", Path(cfg.alerts.jsonl.path) if cfg.alerts.jsonl.enabled else None)):
             if path is None:
                 continue
-            if not _in_service_dirs(path):
+            if not _in_service_dirs(path, writable):
                 found.append(f"{key} {path}: lograven.service may write only under {' and '.join(SERVICE_WRITABLE)} "
                              "(ProtectSystem=strict), so it would fail there whatever the permissions: keep it there, "
                              "or allow it with a drop-in (`systemctl edit lograven`: [Service] ReadWritePaths=DIR)")
     return found
 
 
-def _in_service_dirs(path) -> bool:
-    """Whether `path` is in a directory lograven.service may write (SERVICE_WRITABLE, and the unit's
-    ReadWritePaths= as systemd has it: a drop-in that allows another directory, as check advises)."""
+def _in_service_dirs(path, writable: Sequence[str]) -> bool:
+    """Whether `path` is in a directory lograven.service may write (`writable`: SERVICE_WRITABLE, and the
+    unit's ReadWritePaths= as systemd has it, a drop-in that allows another directory as check advises)."""
     real = os.path.realpath(path)
-    return any(real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in (*SERVICE_WRITABLE, *_unit_rw_paths()))
+    return any(real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in writable)
 
 
 def _unit_rw_paths() -> tuple[str, ...]:

@@ -164,7 +164,12 @@ def _back_off_after_failures(svc: Service) -> bool:
                 "remove %s to retry at once)", n, f" (last: {why})" if why else "", wait, advice,
                 svc.state_dir / _FAILURES)  # fmt: skip
     svc._set_status(f"learn mode: waiting {wait:.0f} s after {n} failed training(s)")
-    deadline = time.monotonic() + wait
+    return _wait(svc, wait)
+
+
+def _wait(svc: Service, seconds: float) -> bool:
+    """Wait `seconds`, feeding systemd's watchdog and taking reloads; False when stopped meanwhile."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         svc.notifier.watchdog()
         take_reload(svc)
@@ -199,12 +204,8 @@ def _wait_for_room(svc: Service) -> bool:
                 log.error("learn mode: the model could not be saved, so it is not trained yet: %s; looking again "
                           "every %.0f s", e, ROOM_RETRY_SECONDS)
             svc._set_status(f"learn mode: waiting for room to save the model in {svc.store.root}")
-        deadline = time.monotonic() + ROOM_RETRY_SECONDS
-        while time.monotonic() < deadline:
-            svc.notifier.watchdog()
-            take_reload(svc)
-            if svc._stop.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
-                return False
+        if not _wait(svc, ROOM_RETRY_SECONDS):
+            return False
 
 
 MAX_HISTORY_GENERATIONS = 8  # rotated copies of a file read for learn mode's history, newest first

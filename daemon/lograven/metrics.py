@@ -59,6 +59,36 @@ def file_label(path: str) -> str:
         return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+class _FileLabelled:
+    """A metric whose first label is `file`: its values go through file_label, wherever they come from (a
+    name that is not UTF-8 had failed every scrape; call sites each converting it was one to miss)."""
+
+    def labels(self, *values, **kwargs):  # noqa: ANN002, ANN003, ANN201 - prometheus_client's signature
+        if "file" in kwargs:
+            kwargs["file"] = file_label(kwargs["file"])
+        elif values:
+            values = (file_label(values[0]), *values[1:])
+        return super().labels(*values, **kwargs)  # type: ignore[misc]
+
+    def remove(self, *values):  # noqa: ANN002, ANN201
+        return super().remove(*((file_label(values[0]), *values[1:]) if values else ()))  # type: ignore[misc]
+
+    if hasattr(Counter, "remove_by_labels"):  # prometheus_client >= 0.22 (Metrics.remove_file asks)
+
+        def remove_by_labels(self, labels: dict):  # noqa: ANN201
+            if "file" in labels:
+                labels = {**labels, "file": file_label(labels["file"])}
+            return super().remove_by_labels(labels)  # type: ignore[misc]
+
+
+class _FileCounter(_FileLabelled, Counter):
+    pass
+
+
+class _FileGauge(_FileLabelled, Gauge):
+    pass
+
+
 INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 """Seconds per inference batch: 0.1 ms (one LiteRT call) to 1 s (a large batch through a big GRU)."""
 
@@ -78,37 +108,37 @@ class Metrics:
         file_ = ("file",)
 
         # Sources
-        self.lines_read = Counter("lograven_lines_read", "Complete lines read from a source.", file_, registry=r)
-        self.bytes_read = Counter("lograven_read_bytes", "Bytes read from a source.", file_, registry=r)
-        self.lines_dropped = Counter(
+        self.lines_read = _FileCounter("lograven_lines_read", "Complete lines read from a source.", file_, registry=r)
+        self.bytes_read = _FileCounter("lograven_read_bytes", "Bytes read from a source.", file_, registry=r)
+        self.lines_dropped = _FileCounter(
             "lograven_lines_dropped", "Lines read but not scored, by reason.", ("file", "reason"), registry=r
         )
-        self.lines_truncated = Counter(
+        self.lines_truncated = _FileCounter(
             "lograven_lines_truncated", "Lines longer than runtime.max_line_bytes, cut to that length.", file_, registry=r
         )
-        self.lines_unterminated = Counter(
+        self.lines_unterminated = _FileCounter(
             "lograven_lines_unterminated", "Lines scored without their newline: no byte came for "
             "runtime.unterminated_line_seconds, or the last line of a rotated file.", file_, registry=r
         )
-        self.rotations = Counter("lograven_file_rotations", "Rotations by rename detected on a file.", file_, registry=r)
-        self.truncations = Counter(
+        self.rotations = _FileCounter("lograven_file_rotations", "Rotations by rename detected on a file.", file_, registry=r)
+        self.truncations = _FileCounter(
             "lograven_file_truncations", "Truncations in place (copytruncate) detected on a file.", file_, registry=r
         )
-        self.file_offset = Gauge(
+        self.file_offset = _FileGauge(
             "lograven_file_offset_bytes", "Byte offset up to which the file has been read.", file_, registry=r
         )
-        self.file_size = Gauge("lograven_file_size_bytes", "Size of the file at the last check.", file_, registry=r)
-        self.file_lag = Gauge(
+        self.file_size = _FileGauge("lograven_file_size_bytes", "Size of the file at the last check.", file_, registry=r)
+        self.file_lag = _FileGauge(
             "lograven_file_lag_bytes", "Bytes written to the file but not yet read (size - offset).", file_, registry=r
         )
-        self.unread_bytes = Counter(
+        self.unread_bytes = _FileCounter(
             "lograven_unread_bytes", "Bytes of a file lost unread: truncated in place (copytruncate) before "
             "they were read, with no copy of them beside it.", file_, registry=r)
-        self.read_errors = Counter(
+        self.read_errors = _FileCounter(
             "lograven_file_read_errors", "Failures to open or read a file (permission denied, I/O errors).", file_,
             registry=r,
         )
-        self.file_readable = Gauge(
+        self.file_readable = _FileGauge(
             "lograven_file_readable", "1 while the file can be opened and read, 0 while it cannot.", file_, registry=r
         )
         self.queue_lines = Gauge("lograven_queue_lines", "Lines read and waiting for inference.", registry=r)
@@ -122,10 +152,10 @@ class Metrics:
         )
 
         # Detection
-        self.unknown_type_lines = Counter(
+        self.unknown_type_lines = _FileCounter(
             "lograven_unknown_type_lines", "Lines no learned message type matched.", file_, registry=r
         )
-        self.anomalies = Counter(
+        self.anomalies = _FileCounter(
             "lograven_anomalies", "Lines a detector flagged (before alert filtering).", ("file", "detector"), registry=r
         )
         self.inference_duration = Histogram(
@@ -222,7 +252,6 @@ class Metrics:
 
     def export_file_stats(self, path: str, st) -> None:
         """A tailer's counts of one file (tailer.FileStats) as its series: the totals, readable, position."""
-        path = file_label(path)
         self.advance_to_total(self.lines_read, st.lines + st.skipped_lines, file=path)  # read = scored + dropped
         self.advance_to_total(self.bytes_read, st.bytes, file=path)
         self.advance_to_total(self.lines_truncated, st.truncated_lines, file=path)
@@ -245,7 +274,6 @@ class Metrics:
     def set_file_position(self, file: str, offset: int, size: int, behind: int = 0) -> None:
         """Record how far `file` has been read; sets offset, size and lag together. `behind`: bytes not yet
         read of its old (rotated) files, still being read: part of the lag."""
-        file = file_label(file)
         self.file_offset.labels(file=file).set(offset)
         self.file_size.labels(file=file).set(size)
         self.file_lag.labels(file=file).set(max(size - offset, 0) + behind)
@@ -266,7 +294,6 @@ class Metrics:
 
     def remove_file(self, file: str) -> None:
         """Forget every series labelled with `file` (it is no longer tailed)."""
-        file = file_label(file)
         self._totals = {k: v for k, v in self._totals.items() if file not in k[1]}
         for metric in self._file_metrics():
             if len(metric._labelnames) == 1:  # noqa: SLF001 - label names are public in spirit

@@ -40,7 +40,7 @@ from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import DEFAULT_SOURCE_PATHS, ROTATED_NAME_SUFFIXES, Config, load_config
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError
-from lograven.metrics import Metrics, PortInUse, exposure_warning, file_label, start_http_server
+from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
@@ -1003,7 +1003,7 @@ class Service:
         self._exported_stats.clear()  # the new tailers' counts are all exported, file_readable set below too
         for s in self._sources:
             for p in s.tailer.stats():
-                self.metrics.file_readable.labels(file=file_label(p)).set(1)
+                self.metrics.file_readable.labels(file=p).set(1)
                 self._exported_files.add(p)
         return unsaved
 
@@ -1200,11 +1200,11 @@ class Service:
                     )
                 )  # fmt: skip
         for path, n in unknown.items():
-            m.unknown_type_lines.labels(file=file_label(path)).inc(n)
+            m.unknown_type_lines.labels(file=path).inc(n)
         for path, n in blank.items():
-            m.lines_dropped.labels(file=file_label(path), reason="blank").inc(n)
+            m.lines_dropped.labels(file=path, reason="blank").inc(n)
         for (path, d), n in anomalies.items():
-            m.anomalies.labels(file=file_label(path), detector=d).inc(n)
+            m.anomalies.labels(file=path, detector=d).inc(n)
         return alerts
 
     def _judge_ends(self) -> bool:
@@ -1272,7 +1272,7 @@ class Service:
             last = info.get(e.stream)
             if e.anomaly and last is not None:
                 alerts.append(self._end_alert(e, last))
-                self.metrics.anomalies.labels(file=file_label(last.path), detector="sequence").inc()
+                self.metrics.anomalies.labels(file=last.path, detector="sequence").inc()
                 # its series goes with its file like the others (a stream of a file no longer followed,
                 # e.g. restored from the checkpoint, would otherwise keep it for good)
                 self._exported_files.add(last.path)

@@ -810,8 +810,8 @@ class Tailer:
         """Open the files matched now: resume saved positions, else apply `start_position`.
 
         `saved_at`: when `positions` were checkpointed (wall clock), if they come from a checkpoint: a
-        file empty then, truncated by copytruncate while lograven was stopped, is told by its copy's
-        time (see _resume_truncated).
+        file empty then and copytruncated while lograven was stopped is said, with the generation
+        written since that holds its lines (see _say_copy_of_an_empty_file).
 
         `rotate_wait`: seconds a file renamed out of the patterns or deleted stays
         open after it was drained, for writers that have not reopened their log yet.
@@ -1830,7 +1830,7 @@ class Tailer:
                 os.close(fd)
             if (st.st_dev, st.st_ino) == (saved.dev, saved.ino) and saved.fingerprint_len == 0 \
                     and path == saved.path and saved.rotated_from is None:
-                self._copy_of_an_empty_file(path, saved, st, where)
+                self._say_copy_of_an_empty_file(path, saved, st, where)
                 continue  # resumed at byte 0 all the same
             if (st.st_dev, st.st_ino) != (saved.dev, saved.ino) or (
                     digest is not None and digest.startswith(saved.fingerprint)):
@@ -1897,8 +1897,8 @@ class Tailer:
                         f"stopped: `lograven score` it if they matter)" if beside else
                         "(compressed at once?: with copytruncate, use logrotate's delaycompress)")  # fmt: skip
 
-    def _copy_of_an_empty_file(self, path: str, saved: _SavedPosition, st: os.stat_result,
-                               where: Mapping[tuple[int, int], str]) -> None:
+    def _say_copy_of_an_empty_file(self, path: str, saved: _SavedPosition, st: os.stat_result,
+                                   where: Mapping[tuple[int, int], str]) -> None:
         """At start: the checkpointed file was empty (no first bytes to tell it by), is still at its path
         and changed since. Written to and then copied and truncated while lograven was stopped
         (copytruncate), it looks unchanged, and its lines are in the copy (an admin's review: lost
@@ -2126,8 +2126,7 @@ class Tailer:
             return
         # lines handed out, not yet acknowledged, some of them in the copy (lines written between logrotate's
         # copy and its truncation are in neither file: a copy shorter than the acknowledged offset holds none)
-        in_flight = watcher.acked < watcher.last_emitted_end and found is not None and not isinstance(found, str) \
-            and watcher.acked < found[2].st_size
+        in_flight = found is not None and watcher.acked < min(watcher.last_emitted_end, found[2].st_size)
         if found is not None and (found[2].st_size > watcher.offset or in_flight):
             name, fd, st = found
             if found[2].st_size > watcher.offset:
