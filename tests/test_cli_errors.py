@@ -493,6 +493,48 @@ def test_bytes_after_a_gzip_archive_are_ignored_as_zcat_ignores_them(tmp_path, c
     assert_user_error(rc, err, f"{cut}: gzip-compressed but cannot be decompressed")
 
 
+def test_xz_files_are_read_as_xzcat_reads_them_within_a_memory_limit(tmp_path, capsys, caplog, bundle_dir,
+                                                                     training_log, monkeypatch) -> None:
+    """An xz generation is read with a memory limit (osutil.XZ_MEMORY_LIMIT): lzma.open() has none, and
+    a crafted file can declare a 1.5 GiB dictionary. Under the limit it reads as xzcat does: concatenated
+    streams, stream padding between them; bytes after the last stream are said once and the lines before
+    them kept. Over the limit, score says why, with the file's name, and how to read it anyway."""
+    import lzma
+
+    from lograven import osutil
+
+    lines = training_log.read_text().splitlines(keepends=True)[:300]
+    text = "".join(lines).encode()
+    two = lzma.compress(text[:5000]) + b"\0" * 8 + lzma.compress(text[5000:])  # cat a.xz b.xz, padded
+    p = tmp_path / "messages.2.xz"
+    p.write_bytes(two)
+    assert subprocess.run(["xzcat", str(p)], capture_output=True).stdout == text  # what xzcat gives
+    for piece in (7, 1 << 16):  # small reads (a pipe) and large ones
+        with open(p, "rb") as f, osutil.open_decompressed("xz", f, str(p)) as z:
+            assert b"".join(iter(lambda: z.read(piece), b"")) == text
+    rc, out, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(p))
+    assert rc == 0 and [json.loads(x)["line"] for x in out.splitlines()] == list(range(1, 301)), err
+    # bytes after the last stream: said, the lines kept
+    junk = tmp_path / "junk.xz"
+    junk.write_bytes(two + b"not an xz stream\n")
+    caplog.set_level("WARNING")
+    c = training.read_corpus([str(junk)])
+    assert len(c.messages) == 300
+    assert [r.getMessage() for r in caplog.records if "after the xz file's last stream" in r.getMessage()] \
+        == [f"{junk}: bytes after the xz file's last stream were ignored; the lines before them were read"]
+    # a cut stream is still an error
+    cut = tmp_path / "cut.xz"
+    cut.write_bytes(two[:-30])
+    rc, _, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(cut))
+    assert_user_error(rc, err, f"{cut}: xz-compressed but cannot be decompressed")
+    # a dictionary beyond the limit (here the limit is lowered: -6 decodes in about 9 MiB)
+    monkeypatch.setattr(osutil, "XZ_MEMORY_LIMIT", 2**20)
+    rc, out, err = run_cli(capsys, "score", "--model", str(bundle_dir), str(p))
+    assert_user_error(rc, err, f"{p}: xz-compressed but cannot be decompressed (decompressing it needs more "
+                               f"than 1 MiB of memory")
+    assert f"`xz -dc {p}`" in err and out == ""
+
+
 def test_check_verifies_the_model_learn_mode_saved(capsys, tmp_path, bundle_dir, logfile, monkeypatch) -> None:
     """With `model: null` after learn mode, the daemon runs <state_dir>/models/current: check verifies that
     version and shows its thresholds instead of announcing learn mode again."""

@@ -194,7 +194,7 @@ def open_decompressed(kind: str, f: BinaryIO, path: str) -> BinaryIO:
     if kind == "bzip2":
         return bz2.open(f, "rb")  # type: ignore[return-value]
     if kind == "xz":
-        return lzma.open(f, "rb")  # type: ignore[return-value]
+        return io.BufferedReader(_XzWithinMemory(f, path), buffer_size=1 << 16)  # type: ignore[return-value]
     if kind != "gzip":
         raise ValueError(f"{kind}: not one of {DECOMPRESSED_KINDS}")
     return io.BufferedReader(_GzipEndsAtGarbage(gzip.open(f, "rb"), path), buffer_size=1 << 16)  # type: ignore
@@ -231,6 +231,72 @@ class _GzipEndsAtGarbage(io.RawIOBase):
             self._z.close()
         finally:
             super().close()
+
+
+# what decompressing one xz file may take: every xz preset (-9e: a 64 MiB dictionary) decodes in
+# under 70 MiB; a crafted file can declare a dictionary of up to 1.5 GiB, which lzma.open() allocates
+XZ_MEMORY_LIMIT = 256 * 2**20
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+class _XzWithinMemory(io.RawIOBase):
+    """An xz file's decompressed bytes, as xzcat gives them (concatenated streams, stream padding),
+    decoded within XZ_MEMORY_LIMIT: lzma.open() has no memory limit. Bytes after the last stream
+    that start no stream end it with a warning naming `path` (lzma.open() ignored them silently).
+    Closing it leaves `f` open, as lzma.open(f) does."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self._f, self._path, self._ended, self._pending = f, path, False, b""
+        self._d = self._decompressor()
+
+    @staticmethod
+    def _decompressor() -> lzma.LZMADecompressor:
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMORY_LIMIT)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self._ended:
+            if self._d.eof:
+                self._next_stream()
+                continue
+            data = b""
+            if self._d.needs_input:
+                data, self._pending = self._pending or self._f.read(1 << 16), b""
+                if not data:
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            try:
+                out = self._d.decompress(data, len(b))
+            except lzma.LZMAError as e:
+                if "memory" not in str(e).lower():
+                    raise
+                raise lzma.LZMAError(
+                    f"decompressing it needs more than {XZ_MEMORY_LIMIT // 2**20} MiB of memory (a dictionary "
+                    f"larger than any xz preset's), which lograven does not spend on one file; decompress it "
+                    f"yourself (`xz -dc {self._path}`) if you trust it") from None
+            if out:
+                b[: len(out)] = out
+                return len(out)
+        return 0
+
+    def _next_stream(self) -> None:
+        rest = self._d.unused_data
+        while True:
+            rest = rest.lstrip(b"\0")  # stream padding
+            if len(rest) >= len(_XZ_MAGIC) or (rest and not _XZ_MAGIC.startswith(rest)):
+                break
+            more = self._f.read(1 << 16)
+            if not more:
+                break
+            rest += more
+        if rest.startswith(_XZ_MAGIC):
+            self._d, self._pending = self._decompressor(), rest
+            return
+        if rest:
+            log.warning("%s: bytes after the xz file's last stream were ignored; the lines before them were read",
+                        self._path)
+        self._ended = True
 
 
 def write_text_replacing(path: str | os.PathLike, text: str) -> None:
