@@ -1343,8 +1343,8 @@ def test_a_tailed_line_cut_by_the_tailer_is_marked_in_its_alert(tmp_path, bundle
     with _serving(cfg, bundle_dir) as svc:
         kept = ("Jun  9 07:00:00 web01 kernel: never seen " + "x" * 2000).encode()[:1024]
         other = b"Jun  9 07:00:01 web01 kernel: /dev/sdz9 out of diskspace"
-        svc._process([_Item(0, RawLine(str(log), "1:2:ab", 0, 5001, kept, True)),
-                      _Item(0, RawLine(str(log), "1:2:ab", 5001, 5001 + len(other) + 1, other, False))])  # fmt: skip
+        svc._process([_Item(0, RawLine(str(log), "1:2:ab", 0, 5001, kept, True, ack_id="1:2#0")),
+                      _Item(0, RawLine(str(log), "1:2:ab", 5001, 5001 + len(other) + 1, other, False, ack_id="1:2#0"))])  # fmt: skip
         svc.router.flush(force=True)
         got = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
         assert [(a["offset"], a["line_truncated"]) for a in got] == [(0, True), (5001, False)]
@@ -1390,7 +1390,7 @@ def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
         lines = [b"", *known[:15], b"   ", *known[15:], b"\t"]
         off, batch = 0, []
         for data in lines:
-            batch.append(_Item(0, RawLine(str(log), "1:2:ab", off, off + len(data) + 1, data, False)))
+            batch.append(_Item(0, RawLine(str(log), "1:2:ab", off, off + len(data) + 1, data, False, ack_id="1:2#0")))
             off += len(data) + 1
         trims = []
         import lograven.service as service_mod
@@ -1404,7 +1404,7 @@ def test_blank_lines_are_not_kept_for_relearning(tmp_path, bundle_dir) -> None:
             assert trims == []  # an ordinary batch keeps its memory
             # a batch of very long lines gives the heap it grew back (it stayed 250 MB above idle)
             long = (" ".join(f"w{i % 977}x" for i in range(12_000))).encode()[:65_000]
-            svc._process([_Item(0, RawLine(str(log), "1:2:ab", off + i * 70_000, off + (i + 1) * 70_000, long, True))
+            svc._process([_Item(0, RawLine(str(log), "1:2:ab", off + i * 70_000, off + (i + 1) * 70_000, long, True, ack_id="1:2#0"))
                           for i in range(70)])  # fmt: skip
             assert trims == [1]
         finally:

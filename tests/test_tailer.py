@@ -51,7 +51,7 @@ def make(patterns: list[Path | str], **kwargs: object) -> Tailer:
 
 def ack_all(tailer: Tailer, lines: list[RawLine]) -> None:
     for line in lines:
-        tailer.acknowledge(line.path, line.file_id, line.end)
+        tailer.acknowledge(line.path, line.ack_id, line.end)
 
 
 @contextlib.contextmanager
@@ -885,7 +885,7 @@ def test_a_reload_keeps_the_acknowledgements_of_a_copys_lines_in_flight(tmp_path
         append(log, b"new 1\n")
         new = tailer.poll()
         ack_all(tailer, new)
-        saved = json.loads(json.dumps(tailer.positions(read={x.file_id: x.end for x in lines + new})))
+        saved = json.loads(json.dumps(tailer.positions(read={x.ack_id: x.end for x in lines + new})))
     with make([log], positions=saved) as tailer:
         assert tailer.poll() == []  # processed already: not read again
         assert "rotated" in tailer.positions()[str(log)]
@@ -1101,9 +1101,9 @@ def test_short_file_grows_its_fingerprint_and_old_ids_stay_acknowledgeable(tmp_p
         (second,) = tailer.poll()
         assert first.file_id != second.file_id  # the fingerprint now covers 32 bytes
         assert first.file_id.split(":")[:2] == second.file_id.split(":")[:2]
-        tailer.acknowledge(first.path, first.file_id, first.end)
+        tailer.acknowledge(first.path, first.ack_id, first.end)
         assert tailer.positions()[str(log)]["offset"] == first.end
-        tailer.acknowledge(second.path, second.file_id, second.end)
+        tailer.acknowledge(second.path, second.ack_id, second.end)
         assert tailer.positions()[str(log)] == {
             "file_id": second.file_id,
             "offset": second.end,
@@ -1660,7 +1660,7 @@ def test_copytruncate_while_stopped_edge_cases(tmp_path: Path, caplog: pytest.Lo
         lines = tailer.poll()
         ack_all(tailer, lines[:1])
         saved = json.loads(json.dumps(tailer.positions()))
-        reopened = json.loads(json.dumps(tailer.positions(read={lines[0].file_id: lines[1].end})))
+        reopened = json.loads(json.dumps(tailer.positions(read={lines[0].ack_id: lines[1].end})))
     append(log, b"a4\n")
     shutil.copyfile(log, tmp_path / "app.log.1")
     os.truncate(log, 0)
@@ -1760,7 +1760,7 @@ def test_reopening_resumes_after_the_processed_lines_and_rereads_the_rest(tmp_pa
         append(log, b"1\n2\n3\n4\n5\n")
         lines = tailer.poll()
         processed = lines[:3]  # 4 and 5 were handed out, and dropped by a stopping reader
-        done = {processed[-1].file_id: processed[-1].end}
+        done = {processed[-1].ack_id: processed[-1].end}
         reopen = json.loads(json.dumps(tailer.positions(read=done)))
         assert reopen[str(log)]["offset"] == 0 and reopen[str(log)]["read"] == processed[-1].end
         assert "read" not in tailer.positions(read={})[str(log)]  # nothing processed: from the acknowledged offset
@@ -3183,3 +3183,137 @@ def test_one_nul_byte_at_a_line_start_is_said_as_such(tmp_path: Path, caplog: py
         append(log, b"first\n\x00second\n")
         assert texts(tailer.poll()) == [b"first", b"second"]
     assert "1 NUL byte before the line at byte 7 was skipped (a line that begins with a NUL byte" in caplog.text
+
+
+# ------------------------------------------------------------ acknowledgements reach their own generation
+
+_HEADER = b"#fields " + b"f" * 291 + b"\n"  # 300 bytes that begin every generation (a fixed banner)
+
+
+def _after_a_crash(log: Path, saved: dict) -> list[bytes]:
+    """What a Tailer started from the checkpoint `saved` (a kill -9 after it) reads."""
+    with make([log], positions=json.loads(json.dumps(saved))) as tailer:
+        return texts(tailer.poll()) + texts(tailer.poll()) + texts(tailer.poll())
+
+
+def test_a_copys_acknowledgement_never_advances_the_refilled_file(tmp_path: Path) -> None:
+    """From a review: acknowledgements were routed by file id (device, inode, first 256 bytes), which a
+    copytruncate's copy and the refilled file share when every generation begins with the same bytes (a
+    banner, a field list). The copy's lines, acknowledged after the file was refilled, advanced the new
+    file over lines never processed: a crash then lost those and read the copy's again. Each generation
+    now hands out its own ack id (RawLine.ack_id)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        tailer.poll()
+        append(log, _HEADER + b"old 1\nold 2\n")
+        old = tailer.poll()  # in flight
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, _HEADER + b"new 1\n")  # shorter than what was read: the truncation is seen
+        new = tailer.poll()
+        append(log, b"new 2\nnew 3\n")
+        new += tailer.poll()  # read, not processed
+        assert texts(new) == [_HEADER[:-1], b"new 1", b"new 2", b"new 3"]
+        assert old[0].file_id == new[0].file_id and old[0].ack_id != new[0].ack_id
+        tailer.acknowledge_lines(old)  # the copy's lines are processed
+        saved = tailer.positions()
+    assert saved[str(log)]["offset"] == 0 and "rotated" not in saved[str(log)]
+    assert _after_a_crash(log, saved) == texts(new)  # before: [old 1, old 2 (again), new 3]: new 1 and 2 lost
+
+
+def test_a_copys_acknowledgement_that_comes_early_releases_the_copy(tmp_path: Path) -> None:
+    """The same, with the copy's lines acknowledged while the refilled file is still shorter than them:
+    the acknowledgement had gone to the new file, been found beyond its end and dropped, so the copy stayed
+    in every checkpoint and a crash read its processed lines again."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        tailer.poll()
+        append(log, _HEADER + b"old 1\nold 2\n")
+        old = tailer.poll()
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, _HEADER + b"new 1\n")
+        new = tailer.poll()
+        tailer.acknowledge_lines(old)
+        tailer.acknowledge_lines(new)
+        tailer.poll()
+        saved = tailer.positions()
+    assert "rotated" not in saved[str(log)]
+    assert saved[str(log)]["offset"] == new[-1].end
+    assert _after_a_crash(log, saved) == []
+
+
+def test_a_short_files_copy_and_its_refill_with_the_same_first_line(tmp_path: Path) -> None:
+    """A file under the fingerprint's 256 bytes has the id of all of its bytes: a refill that begins with
+    its first line had its id again, and the copy's first line's acknowledgement advanced it; a crash
+    lost the refill's line."""
+    log = tmp_path / "job.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        tailer.poll()
+        append(log, b"job started\n")
+        old = tailer.poll()
+        append(log, b"job done\n")
+        old += tailer.poll()
+        shutil.copyfile(log, tmp_path / "job.log.1")
+        os.truncate(log, 0)
+        append(log, b"job started\n")
+        new = tailer.poll()  # not processed
+        assert texts(new) == [b"job started"] and new[0].file_id == old[0].file_id
+        tailer.acknowledge_lines(old)
+        saved = tailer.positions()
+    assert _after_a_crash(log, saved) == [b"job started"]  # before: nothing
+
+
+def test_an_old_files_acknowledgement_never_reaches_a_new_file_with_its_inode(tmp_path: Path) -> None:
+    """A rotated file let go with lines in flight (a failing sink holds their alerts), then deleted: the
+    next file at the path can get its inode number (ext4 reuses it) and, with the same first bytes, its
+    file id. The old lines' acknowledgement had advanced the new file over lines never processed."""
+    log, rotated = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        tailer.poll()
+        append(log, _HEADER + b"g1 a\ng1 b\n")
+        g1 = tailer.poll()  # in flight
+        freed = os.stat(log).st_ino
+        os.rename(log, rotated)
+        log.write_bytes(_HEADER + b"g2 a\n")
+        tailer.acknowledge_lines(tailer.poll())
+        tailer.poll()
+        os.unlink(rotated)  # g1 deleted (rotate 1)
+        os.rename(log, rotated)
+        log.write_bytes(b"")
+        if os.stat(log).st_ino != freed:
+            pytest.skip(f"this file system ({tmp_path}) did not give the new file the freed inode number")
+        append(log, _HEADER + b"g3 a\ng3 b\ng3 c\n")
+        g3 = [x for x in tailer.poll() if x.read_from is None]  # not processed
+        assert texts(g3) == [_HEADER[:-1], b"g3 a", b"g3 b", b"g3 c"]
+        assert g3[0].file_id == g1[0].file_id
+        tailer.acknowledge_lines(g1)
+        saved = tailer.positions()
+    assert saved[str(log)]["offset"] == 0
+    assert texts(g3) == [x for x in _after_a_crash(log, saved) if x in texts(g3)]
+
+
+def test_a_reloads_reopened_file_takes_the_acknowledgements_of_its_lines_in_flight(tmp_path: Path) -> None:
+    """A reload reopens the files where they were read (positions(read=...)); lines processed before it
+    whose alerts a failing sink holds are acknowledged afterwards, with the ack ids of the old tailer. The
+    reopened file takes them ("ids"), and its checkpoint advances."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        tailer.poll()
+        append(log, b"a1\na2\n")
+        held = tailer.poll()  # processed, alerts held
+        reopened = json.loads(json.dumps(tailer.positions(read={held[-1].ack_id: held[-1].end})))
+    assert reopened[str(log)]["ids"] == [held[0].ack_id]
+    with make([log], positions=reopened) as tailer:
+        append(log, b"a3\n")
+        assert texts(tailer.poll()) == [b"a3"]
+        assert tailer.positions()[str(log)]["offset"] == 0
+        tailer.acknowledge_lines(held)  # the sink delivered them
+        assert tailer.positions()[str(log)]["offset"] == held[-1].end
+        with pytest.raises(ValueError, match="not an ack id"):
+            tailer.acknowledge(str(log), held[0].file_id, 3)  # a file id is no ack id

@@ -435,7 +435,7 @@ def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int)
                     if text.strip():
                         rec = parser.parse(text)
                         corpus.add(raw.path, rec, key.key(raw.path, rec, text))
-                    t.acknowledge(raw.path, raw.file_id, raw.end)
+                    t.acknowledge(raw.path, raw.ack_id, raw.end)
                     got += 1
             svc.notifier.watchdog()
             exported |= _export_file_metrics(svc, tailers)

@@ -72,10 +72,10 @@ class _Item:
 class _Pending:
     """Lines processed whose acknowledgement waits for durable alerts."""
 
-    acks: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (source, path, file_id) -> end
+    acks: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (source, path, ack_id) -> end
 
     def add(self, source: int, raw: RawLine) -> None:
-        k = (source, raw.path, raw.file_id)
+        k = (source, raw.path, raw.ack_id)
         if raw.end > self.acks.get(k, -1):
             self.acks[k] = raw.end
 
@@ -584,7 +584,7 @@ class Service:
         self._evictions_det: Detector | None = None
         self._status = ""
         self._logged_stage, self._logged_at = "", 0.0  # the last status written to the log, and when
-        self._processed_ends: dict[str, int] = {}  # file_id -> end of the last line processed (for a reload)
+        self._processed_ends: dict[str, int] = {}  # RawLine.ack_id -> end of the last line processed (for a reload)
         self._stop_problems: list[str] = []  # what the stop could not save: `run` then exits 1
         self._dirty = False  # lines processed since the last checkpoint (an idle daemon writes nothing)
         self._relearn_started = 0.0
@@ -1114,8 +1114,8 @@ class Service:
             done.clear()
         for it in batch:
             src = self._sources[it.source]
-            if it.raw.end > done.get(it.raw.file_id, -1):
-                done[it.raw.file_id] = it.raw.end
+            if it.raw.end > done.get(it.raw.ack_id, -1):
+                done[it.raw.ack_id] = it.raw.end
             text, truncated = decode_line(it.raw.data, max_bytes)
             if truncated or it.raw.truncated:  # the tailer keeps max_line_bytes of a longer line
                 cut.add((it.raw.path, it.raw.offset))
@@ -1288,10 +1288,10 @@ class Service:
 
     def _ack_pending(self) -> None:
         self._dirty = True
-        for (src, path, file_id), end in self._pending.acks.items():
+        for (src, path, ack_id), end in self._pending.acks.items():
             t = self._sources[src].tailer if src < len(self._sources) else None
             if t is not None:
-                t.acknowledge(path, file_id, end)
+                t.acknowledge(path, ack_id, end)
         self._pending.acks.clear()
 
     def _housekeeping(self) -> None:

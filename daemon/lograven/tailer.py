@@ -23,6 +23,7 @@ import errno
 import functools
 import glob
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -88,7 +89,7 @@ class RawLine:
     """One complete line read from a file."""
 
     path: str
-    file_id: str
+    file_id: str  # the file's identity, as in positions(): device, inode, fingerprint of its first bytes
     offset: int  # byte offset of the line start
     end: int  # offset after the newline
     data: bytes  # without the newline, truncated to max_line_bytes
@@ -96,6 +97,11 @@ class RawLine:
     # where the file is now, when that is not `path`: the rest of a rotated file (`messages.1`), or
     # "(deleted)"; `offset` is in that file. None while the file is at `path`.
     read_from: str | None = None
+    # what Tailer.acknowledge() takes: this generation of the file, and no other. A file_id is not
+    # enough: a copytruncate's copy and the refilled file, or a file and a later one given its freed
+    # inode, can have the same (a review: an acknowledgement of the copy's lines advanced the new
+    # file over lines never processed, lost at a crash)
+    ack_id: str = ""
 
 
 @dataclass
@@ -379,7 +385,32 @@ def make_file_id(dev: int, ino: int, fingerprint_hex: str) -> str:
     return f"{dev}:{ino}:{fingerprint_hex[:16]}"
 
 
+_GENERATIONS = itertools.count(1)  # numbers the generations of files this process reads (ack ids)
+
+
+def _new_ack_id(dev: int, ino: int) -> str:
+    """A RawLine.ack_id for a new generation of the file (dev, ino): unique in this process."""
+    return f"{dev}:{ino}#{next(_GENERATIONS)}"
+
+
 @functools.lru_cache(maxsize=1024)  # acknowledge() parses the same few ids over and over
+def _parse_ack_id(ack_id: str) -> tuple[int, int, int] | None:
+    """(device, inode, generation) of a RawLine.ack_id; None when it is not one."""
+    devino, sep, gen = ack_id.partition("#")
+    parts = devino.split(":")
+    if not sep or len(parts) != 2:
+        return None
+    try:
+        return int(parts[0]), int(parts[1]), int(gen)
+    except ValueError:
+        return None
+
+
+def _latest_ack_ids(ids: Iterable[str]) -> list[str]:
+    """The MAX_CARRIED_IDS ack ids of the latest generations among `ids`, oldest first."""
+    return sorted(ids, key=lambda i: _parse_ack_id(i)[2])[-MAX_CARRIED_IDS:]  # type: ignore[index]
+
+
 def _parse_file_id(file_id: str) -> tuple[int, int, str] | None:
     parts = file_id.split(":")
     if len(parts) != 3:
@@ -423,13 +454,14 @@ class _SavedPosition:
     # there and `offset` stays the acknowledged position, so lines whose alerts a failing sink holds are
     # not read twice
     read: int | None = None
-    # also a reload's, for a copytruncate's copy: the file ids its lines in flight carry (the truncated
-    # file's), and FileWatcher.acks_to, so that their acknowledgements still reach it
+    # also a reload's: the ack ids (RawLine.ack_id) its lines in flight carry (for a copytruncate's
+    # copy also the truncated file's), and FileWatcher.acks_to, so that their acknowledgements still
+    # reach the file reopened
     ids: tuple[str, ...] = ()
     acks_to: int | None = None
 
 
-MAX_CARRIED_IDS = 64  # file ids a reopened copy keeps for its lines in flight (a reload's positions)
+MAX_CARRIED_IDS = 64  # ack ids a reopened file keeps for its lines in flight (a reload's positions)
 
 
 class FileWatcher:
@@ -470,6 +502,9 @@ class FileWatcher:
         self.fp_hex = ""
         self.fp_len = 0
         self.file_id = ""
+        self.ack_id = ""
+        # the ack ids whose acknowledgements this file takes: its generation's, and those of lines in flight
+        # it took over (a copytruncate's copy: the truncated file's; a reload's reopening: the old tailer's)
         self.ids: set[str] = set()
         self.restart(fingerprint, offset)
 
@@ -482,15 +517,15 @@ class FileWatcher:
         self.nul_from = None
         self.acked = offset
         self.last_emitted_end = offset
-        self.ids = set()
+        self.ack_id = _new_ack_id(*self.devino)
+        self.ids = {self.ack_id}
         self.set_fingerprint(*fingerprint)
 
     def set_fingerprint(self, fp_hex: str, fp_len: int) -> None:
-        """Adopt a (longer) fingerprint; lines handed out under the old id stay acknowledgeable."""
+        """Adopt a (longer) fingerprint (the ack id stays: lines handed out before are acknowledged alike)."""
         self.fp_hex = fp_hex
         self.fp_len = fp_len
         self.file_id = make_file_id(self.devino[0], self.devino[1], fp_hex)
-        self.ids.add(self.file_id)
 
     def read(
         self,
@@ -590,7 +625,7 @@ class FileWatcher:
             if self.acked == line_start:  # nothing outstanding: no need to re-read it
                 self.acked = end
             return False
-        out.append(RawLine(self.path, self.file_id, line_start, end, data, truncated, self.read_from))
+        out.append(RawLine(self.path, self.file_id, line_start, end, data, truncated, self.read_from, self.ack_id))
         self.last_emitted_end = end
         stats.lines += 1
         if truncated:
@@ -1035,21 +1070,22 @@ class Tailer:
         """End a pending or the next `wait()` now (thread-safe; e.g. for shutdown)."""
         self._wake.set()
 
-    def acknowledge(self, path: str, file_id: str, end_offset: int) -> None:
-        """Lines of `file_id` up to `end_offset` (a RawLine.end) are durably processed.
+    def acknowledge(self, path: str, ack_id: str, end_offset: int) -> None:
+        """Lines of `ack_id` (a RawLine.ack_id) up to `end_offset` (a RawLine.end) are durably processed.
 
-        Files are found by id, so acknowledging works after a rename; acknowledgements
-        for files closed or truncated since are ignored.
+        Files are found by the id of the generation the lines were read from, so acknowledging works
+        after a rename and reaches a copytruncate's copy, never the file refilled after it;
+        acknowledgements for files closed since are ignored.
         """
-        parsed = _parse_file_id(file_id)
+        parsed = _parse_ack_id(ack_id)
         if parsed is None:
-            raise ValueError(f"not a file id: {file_id!r}")
+            raise ValueError(f"not an ack id (RawLine.ack_id): {ack_id!r}")
         with self._lock:
             watcher = self._by_devino.get(parsed[:2])
-            if watcher is None or file_id not in watcher.ids:
-                watcher = next((w for w in self._retired + self._draining if file_id in w.ids), None)
+            if watcher is None or ack_id not in watcher.ids:
+                watcher = next((w for w in self._retired + self._draining if ack_id in w.ids), None)
             if watcher is None or end_offset > max(watcher.offset, watcher.acks_to or 0):
-                log.debug("ignoring acknowledgement for %s (%s) at %d: file closed or restarted", path, file_id, end_offset)
+                log.debug("ignoring acknowledgement for %s (%s) at %d: file closed or restarted", path, ack_id, end_offset)
                 return
             watcher.acknowledge(min(end_offset, watcher.offset))
             if watcher in self._retired and watcher.acked >= watcher.last_emitted_end:
@@ -1059,12 +1095,12 @@ class Tailer:
         """Acknowledge a batch of handed-out lines (only the furthest end per file matters)."""
         furthest: dict[str, RawLine] = {}
         for line in lines:
-            seen = furthest.get(line.file_id)
+            seen = furthest.get(line.ack_id)
             if seen is None or line.end > seen.end:
-                furthest[line.file_id] = line
+                furthest[line.ack_id] = line
         with self._lock:
             for line in furthest.values():
-                self.acknowledge(line.path, line.file_id, line.end)
+                self.acknowledge(line.path, line.ack_id, line.end)
 
     def positions(self, read: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
         """{path: {"file_id", "offset", "fingerprint_len"}}: acknowledged offsets, JSON-serialisable.
@@ -1076,11 +1112,12 @@ class Tailer:
         again and reads their rest. The entry of a path with no file there now has only "rotated".
         A file followed under another name (a symbolic link's target) has that name as "read_from".
 
-        With `read` ({file_id: end of the last line the caller processed}; a reload reopening the
-        files, never a checkpoint), an entry whose file has processed lines past its acknowledged
-        offset also has "read", that end: a Tailer given these positions resumes reading there, while
-        its acknowledged offset stays "offset" until the lines in between are acknowledged to it. Lines
-        handed out but never processed (a reader stopped with them in hand) are read again.
+        With `read` ({RawLine.ack_id: end of the last line the caller processed}; a reload reopening
+        the files, never a checkpoint), an entry whose file has processed lines past its acknowledged
+        offset also has "read", that end, and "ids", the ack ids of those lines: a Tailer given these
+        positions resumes reading there, while its acknowledged offset stays "offset" until the lines in
+        between are acknowledged to it (with their old ack ids). Lines handed out but never processed
+        (a reader stopped with them in hand) are read again.
         """
         with self._lock:
             result: dict[str, dict[str, Any]] = {
@@ -1098,18 +1135,16 @@ class Tailer:
             for watcher in self._retired + self._draining:
                 entry = self._rotated_entry(watcher)
                 if read is not None and (done := _processed_end(watcher, read)) is not None:
-                    entry["read"] = done
-                if read is not None and (others := sorted(watcher.ids - {watcher.file_id})):
-                    # a copy's lines in flight carry the truncated file's ids: the reopened copy takes their
-                    # acknowledgements (a review: it had kept them in the checkpoint, read again at a restart)
-                    entry["ids"] = others[-MAX_CARRIED_IDS:]
+                    # the reopened file takes the acknowledgements of the lines in flight (a copy's also carry
+                    # the truncated file's ids: a review, it had kept them in the checkpoint, read again at a restart)
+                    entry["read"], entry["ids"] = done, _latest_ack_ids(watcher.ids)
                     if watcher.acks_to is not None:
                         entry["acks_to"] = watcher.acks_to
                 result.setdefault(watcher.path, {}).setdefault("rotated", []).append(entry)
             if read is not None:
                 for w in self._live:
                     if (done := _processed_end(w, read)) is not None:
-                        result[w.path]["read"] = done
+                        result[w.path]["read"], result[w.path]["ids"] = done, _latest_ack_ids(w.ids)
             for saved in self._pending_saved:  # not opened yet (see _forget_unmatched_saved): kept as it was
                 if saved.path not in result or "file_id" not in result[saved.path]:
                     entry = {"file_id": saved.file_id, "offset": saved.offset, "fingerprint_len": saved.fingerprint_len}
@@ -1467,7 +1502,7 @@ class Tailer:
                 self._stats.pop(path, None)  # not a followed file: no series on /metrics
                 return
             fingerprint = self._fingerprinter.fingerprint(fd)
-            offset, mid_line, acked = self._start_offset(path, fd, st)
+            offset, mid_line, saved = self._start_offset(path, fd, st)
         except OSError as exc:
             os.close(fd)
             self._note_unreadable(path, exc)
@@ -1481,14 +1516,15 @@ class Tailer:
         watcher = FileWatcher(path, fd, st, fingerprint, offset, self.max_line_bytes)
         watcher.text_checked = _tells_text(head)  # its first read needs no second look at its head
         watcher.mid_line = mid_line
-        if acked is not None:
-            watcher.acked = acked  # read further than acknowledged (a reload): the rest is acknowledged later
+        if saved is not None:  # read further than acknowledged (a reload): the rest is acknowledged later
+            watcher.acked = saved.offset
+            watcher.ids |= set(saved.ids)  # with the ack ids the lines in flight carry
         self._live.append(watcher)
         self._by_devino[devino] = watcher
 
-    def _start_offset(self, path: str, fd: int, st: os.stat_result) -> tuple[int, bool, int | None]:
-        """Where to start reading a file we did not follow yet, whether that is mid-line, and its
-        acknowledged offset when that is behind the start (a file a reload reopened), else None."""
+    def _start_offset(self, path: str, fd: int, st: os.stat_result) -> tuple[int, bool, _SavedPosition | None]:
+        """Where to start reading a file we did not follow yet, whether that is mid-line, and its saved
+        position when its acknowledged offset is behind the start (a file a reload reopened), else None."""
         saved = self._take_saved(path, fd, st)
         if saved is not None:
             self._initial.discard(path)  # resumed: its path's next file is a rotation, not one found at start
@@ -1509,7 +1545,7 @@ class Tailer:
                 self._stat(path).truncations += 1
                 return 0, False, None
             if saved.read is not None and saved.read <= st.st_size:  # reopened by a reload
-                return saved.read, False, saved.offset
+                return saved.read, False, saved
             return saved.offset, False, None
         if path in self._truncated_at_start:  # truncated while lograven was stopped: _resume_truncated
             self._truncated_at_start.discard(path)
@@ -1675,12 +1711,13 @@ class Tailer:
             read_from = read_from if isinstance(read_from, str) and read_from and "\0" not in read_from else None
             ids: tuple[str, ...] = ()
             acks_to = None
-            if rotated and read is not None:  # a reload's: see _SavedPosition.ids
+            if read is not None:  # a reload's: see _SavedPosition.ids
                 raw_ids = entry.get("ids", [])
                 if not isinstance(raw_ids, list) or len(raw_ids) > MAX_CARRIED_IDS \
-                        or not all(isinstance(i, str) and _parse_file_id(i) is not None for i in raw_ids):
+                        or not all(isinstance(i, str) and _parse_ack_id(i) is not None for i in raw_ids):
                     raise ValueError(raw_ids)
                 ids = tuple(raw_ids)
+            if rotated and read is not None:
                 if entry.get("acks_to") is not None:
                     acks_to = _checkpoint_number(entry["acks_to"], MAX_CHECKPOINT_OFFSET)
             if rotated:
@@ -1879,6 +1916,7 @@ class Tailer:
                 self._warn_later_generations(path, name, cst)
                 watcher = FileWatcher(path, fd, cst, fingerprint, start, self.max_line_bytes)
                 watcher.acked = saved.offset
+                watcher.ids |= set(saved.ids)  # a reload's lines in flight: their acknowledgements come to it
                 self._drain(watcher, name, final=True)
                 continue
             if found is not None:
@@ -2008,7 +2046,7 @@ class Tailer:
         watcher = FileWatcher(saved.rotated_from, fd, st, fingerprint, offset, self.max_line_bytes)
         if resumed:
             watcher.acked = saved.offset
-            watcher.ids |= set(saved.ids)  # a copy's lines in flight: their acknowledgements come to it
+            watcher.ids |= set(saved.ids)  # its lines in flight: their acknowledgements come to it
             watcher.acks_to = saved.acks_to
         self._drain(watcher, name)
 
