@@ -1357,6 +1357,48 @@ def test_allow_refuses_a_rule_that_silences_a_whole_detector_everywhere(tmp_path
     assert out.count("warning: allows every") == 1 and "lograven allow --remove rbroad01" in out
 
 
+def test_allow_by_alert_id_matches_its_own_file_only_whatever_its_name(tmp_path):
+    """From a review: the alert's file was copied into the rule unescaped and matched as a glob, so a rule
+    for /var/log/app[1].log (or a pod's `ns_pod-[abc]`) did not suppress its own alert, and one for a?.log
+    also allowed ab.log."""
+    for name, other in (("/var/log/app[1].log", "/var/log/app1.log"), ("/var/log/pods/ns_pod-[abc]/0.log", None),
+                        ("/var/log/a?.log", "/var/log/ab.log"), ("/var/log/x*.log", "/var/log/xsecure.log")):  # fmt: skip
+        al = Allowlist(tmp_path / "allow.json", load=False)
+        al.rules = []
+        a = _alert(file=name)
+        al.add(rule_from_alert(a.to_dict()))
+        al._checked = 0
+        assert al.matches(a), name
+        if other is not None:
+            assert not al.matches(_alert(file=other)), (name, other)
+
+
+def test_allow_refuses_a_file_glob_that_matches_every_file_where_no_file_is_refused(tmp_path, capsys):
+    """From a review: `--file '*'` got round the refusal of `--type -1` (every unknown message everywhere),
+    `--file '/*'` round that of a whole detector, and `--file '*'` alone allowed every alert; `--list`
+    warned of none of them."""
+    from lograven import cli
+
+    path = tmp_path / "allow.json"
+    for argv in (["--type", "-1", "--file", "*"], ["--detector", "autoencoder", "--file", "/*"],
+                 ["--file", "*"], ["--file", "/**/*"], ["--file", "/[a-z]*/*"]):  # fmt: skip
+        assert cli.main(["allow", "--allowlist", str(path), *argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert "matches every path" in err and "real anomalies included" in err or "alert on nothing" in err, err
+    assert not path.exists()
+    for argv in (["--file", "/var/log/app/*.log"], ["--type", "-1", "--file", "*.log"], ["--type", "3", "--file", "*"]):
+        assert cli.main(["allow", "--allowlist", str(path), *argv]) == 0, argv
+    doc = json.loads(path.read_text())  # such rules from before (or by hand) are pointed out in the list
+    doc["rules"] += [{**doc["rules"][0], "id": "rbroad01", "file": "*"},
+                     {**doc["rules"][1], "id": "rbroad02", "file": "/*"}]
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert cli.main(["allow", "--allowlist", str(path), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning: allows every") == 2, out
+    assert "warning: allows every alert in every file" in out and "warning: allows every unknown message" in out
+
+
 def test_models_list_says_what_each_version_learned():
     """A learned version inherits its parent's training summary: `models list` showed "30000 lines" on
     every version, whatever each had learned (an audit). It now says what each learned, and on what."""

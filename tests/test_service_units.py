@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -316,6 +317,46 @@ def test_a_reload_uses_the_new_configurations_allowlist(tmp_path) -> None:
     svc = Service(old)
     assert svc._allowlist().__self__.path == tmp_path / "a.json"
     assert svc._allowlist(new).__self__.path == tmp_path / "b.json"
+
+
+def test_a_reload_keeps_the_allowlist_rules_while_the_file_does_not_parse(tmp_path, caplog) -> None:
+    """From a review: a SIGHUP while allowlist.json had a syntax error (a hand edit) built a new Allowlist,
+    which had no previous rules to keep: every rule was dropped ("keeping the previous rules (0 valid)")
+    and the alerts they suppressed came. A reload keeps the allowlist of the same file; a copy with the old
+    time stamp (`cp -p`) is still read (it had been compared by mtime alone)."""
+    from lograven.alerts import Alert, DetectorHit
+    from lograven.allowlist import Allowlist, new_rule
+    from lograven.service import Service
+
+    def alert(type_id: int) -> Alert:
+        return Alert(id=f"a{type_id}", time="2026-12-07T00:00:00Z", host="h", file="/var/log/x.log", offset=0,
+                     stream="/var/log/x.log", line="noise", type_id=type_id, template="noise",
+                     detectors=[DetectorHit("sequence", 0.0003, 0.02, "p<0.02")])
+
+    path = tmp_path / "allowlist.json"
+    Allowlist(path).add(new_rule(type_id=7, detector="sequence", file=None, comment="known noise"))
+    cfg = parse_config({"state_dir": str(tmp_path), "alerts": {"allowlist": str(path)}})
+    svc = Service(cfg)
+    matches = svc._allowlist()
+    assert matches(alert(7))
+    stamp = path.stat()
+    path.write_text(path.read_text().rstrip().rstrip("}").rstrip().rstrip("]") + ",]}")  # a trailing comma
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 5 * 10**9))
+    time.sleep(1.1)
+    assert matches(alert(7))  # running: the rules in force are kept
+    after_hup = svc._allowlist(cfg)  # SIGHUP
+    time.sleep(1.1)
+    assert after_hup(alert(7)), "a reload dropped the rules in force"
+    said = [r.getMessage() for r in caplog.records if "keeping the previous rules" in r.getMessage()]
+    assert said and all("(1 valid)" in m for m in said), said
+    # the file mended by a copy that keeps the broken one's time stamp (cp -p): read, with its new rule
+    other = tmp_path / "mended.json"
+    Allowlist(other).add(new_rule(type_id=9, detector="sequence", file=None, comment="other noise"))
+    broken = path.stat()
+    os.replace(other, path)
+    os.utime(path, ns=(broken.st_atime_ns, broken.st_mtime_ns))
+    time.sleep(1.1)
+    assert after_hup(alert(9)) and not after_hup(alert(7))
 
 
 def test_series_of_files_no_longer_followed_are_removed(tmp_path, caplog) -> None:
@@ -1487,6 +1528,92 @@ def test_a_reload_that_reopens_the_files_reads_no_line_twice_and_loses_no_count(
     svc._stop_reader()
     for s in svc._sources:
         s.tailer.close()
+    svc.router.close()
+    svc._release_lock()
+
+
+def _paused_service(tmp_path, bundle_dir, monkeypatch, lines: int, batch_size: int):
+    """A service reading `lines` distinct never-seen messages while alerts.jsonl fails (a full disk), with a
+    retry queue of 20 alerts; returns (service, the failing switch, the log, the alerts file)."""
+    failing = _failing_jsonl(monkeypatch)
+    log = tmp_path / "a.log"
+    log.write_text("".join(f"Jun  9 07:00:00 web01 kernel: marker-{i} never seen before {'x' * (i % 7)}\n"
+                           for i in range(lines)))
+    svc, _, _ = _reloadable_service(tmp_path, bundle_dir, model=str(bundle_dir),
+                                    alerts={"syslog": {"enabled": False}, "dedup_window_seconds": 0, "max_per_minute": 0,
+                                            "jsonl": {"path": str(tmp_path / "alerts.jsonl")}},
+                                    runtime={"batch_size": batch_size, "queue_size": batch_size})  # fmt: skip
+    svc.router.retry_limit = 20
+    svc.cfg = replace_start(svc.cfg)
+    svc._open_sources(svc.cfg, {})
+    svc._start_reader()
+    return svc, failing, log, tmp_path / "alerts.jsonl"
+
+
+def _markers(alerts_file) -> list[int]:
+    import re
+
+    return sorted(int(m) for m in re.findall(r"marker-(\d+)", alerts_file.read_text() if alerts_file.exists() else ""))
+
+
+def test_a_required_sink_whose_retry_queue_fills_pauses_reading_and_loses_no_alert(tmp_path, bundle_dir, monkeypatch,
+                                                                                  caplog) -> None:
+    """From a review: while alerts.jsonl could not be written, more alerts than its retry queue holds came;
+    the oldest were dropped, and once the disk had room the checkpoint moved past their lines: lost for good,
+    although docs/alerts.md promises at-least-once. Now reading pauses while a required sink's queue is half
+    full (the lines wait in the file), and resumes when it delivers: every alert arrives, none dropped."""
+    caplog.set_level("INFO")
+    svc, failing, log, alerts_file = _paused_service(tmp_path, bundle_dir, monkeypatch, lines=60, batch_size=4)
+    loop = threading.Thread(target=svc._loop, daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 20
+        while svc.router.backlogged() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert svc.router.backlogged() == "jsonl"
+        time.sleep(1.0)
+        assert 10 <= svc.router.pending() < 20  # paused: no more lines scored, nothing dropped
+        assert any("reading is paused until it delivers" in r.getMessage() for r in caplog.records)
+        failing["on"] = False
+        deadline = time.monotonic() + 60
+        while len(_markers(alerts_file)) < 60 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        svc._stop.set()
+        loop.join(30)
+    assert _markers(alerts_file) == list(range(60))
+    assert not svc.router.lost_required
+    assert svc.metrics.registry.get_sample_value("lograven_alerts_dropped_total", {"sink": "jsonl"}) in (None, 0.0)
+    assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size
+    assert any("reading resumes" in r.getMessage() for r in caplog.records)
+    svc._stop_reader()
+    svc._sources[0].tailer.close()
+    svc.router.close()
+    svc._release_lock()
+
+
+def test_alerts_a_required_sink_dropped_keep_their_lines_unacknowledged(tmp_path, bundle_dir, monkeypatch,
+                                                                         caplog) -> None:
+    """When a required sink's retry queue overflows all the same (one batch brought more alerts than it
+    holds), the dropped alerts' lines are not acknowledged when the sink recovers: the checkpoint stays,
+    and a restart reads them again (the log says so). They had been acknowledged: their alerts were lost."""
+    svc, failing, log, alerts_file = _paused_service(tmp_path, bundle_dir, monkeypatch, lines=30, batch_size=64)
+    deadline = time.monotonic() + 20
+    scored = 0
+    while scored < 30 and time.monotonic() < deadline:
+        if batch := svc._take_batch(64, 0.05, timeout=0.2):
+            svc._process(batch)
+            scored += len(batch)
+    assert scored == 30 and svc.router.lost_required
+    said = [r.getMessage() for r in caplog.records if "retry queue is full" in r.getMessage()]
+    assert said and "the restart reads those alerts' lines again" in said[0]
+    failing["on"] = False
+    assert svc.router.flush(force=True)
+    svc._ack_pending()
+    assert _markers(alerts_file) == list(range(10, 30))  # the ten oldest were dropped
+    assert svc._sources[0].tailer.positions()[str(log)]["offset"] == 0  # read again at the next start
+    svc._stop_reader()
+    svc._sources[0].tailer.close()
     svc.router.close()
     svc._release_lock()
 

@@ -824,6 +824,9 @@ class AlertRouter:
     (`retry_limit`, oldest dropped first, counted and logged) and is retried
     on the next `submit`/`flush` after a back-off (1 s doubling to
     `max_backoff_seconds`). Nothing a sink does raises out of `submit`.
+    A caller that can wait stops giving it lines while `backlogged()` (a required
+    sink's queue half full), so that its alerts are not dropped; once a required
+    sink has dropped some, `lost_required` stays true (their lines must be read again).
     """
 
     def __init__(
@@ -857,6 +860,9 @@ class AlertRouter:
         self._metrics = metrics
         self._suppress = suppress
         self.retry_limit = retry_limit
+        # a required sink dropped alerts (its retry queue overflowed): the lines they came from must not be
+        # acknowledged by this process any more, so that a restart reads them again
+        self.lost_required = False
         self.max_backoff = max_backoff_seconds
         self._logs = _LogLimiter(log_interval_seconds, clock)
         self._lock = threading.RLock()
@@ -984,6 +990,13 @@ class AlertRouter:
         with self._lock:
             return self._durable()
 
+    def backlogged(self) -> str | None:
+        """The name of a required sink whose retry queue holds half of `retry_limit` or more, else None:
+        the caller stops scoring new lines until it delivers (the half left takes what is in hand)."""
+        with self._lock:
+            return next((st.sink.name for st in self._sinks
+                         if st.sink.required and len(st.queue) >= self.retry_limit // 2), None)
+
     def take_over(self, old: AlertRouter) -> int:
         """Adopt what `old` (the router this one replaces on a reload) has not delivered yet: each of its
         sinks' retry queue goes to this router's sink of the same name, ahead of anything new, and its
@@ -1000,6 +1013,7 @@ class AlertRouter:
                 if target is None:
                     log.error("alert sink %s is no longer configured: %d undelivered alert(s) for it are dropped",
                               st.sink.name, len(st.queue))
+                    self.lost_required |= st.sink.required
                     if self._metrics is not None:
                         self._metrics.alerts_dropped.labels(sink=st.sink.name).inc(len(st.queue))
                     st.queue.clear()
@@ -1010,6 +1024,7 @@ class AlertRouter:
                 moved += n
                 self._enqueue(target, [])  # apply this router's retry limit
                 target.last_error = st.last_error
+            self.lost_required |= old.lost_required
             self._seen.update(old._seen)
             if self.max_per_minute is not None and old.max_per_minute is not None:
                 self._tokens = min(self._tokens, old._tokens)
@@ -1117,11 +1132,15 @@ class AlertRouter:
             st.dropped_since_log += excess
             if self._metrics is not None:
                 self._metrics.alerts_dropped.labels(sink=st.sink.name).inc(excess)
-            if self._logs.allow(f"drop:{st.sink.name}"):
+            first_loss = st.sink.required and not self.lost_required
+            self.lost_required |= st.sink.required
+            if self._logs.allow(f"drop:{st.sink.name}") or first_loss:
                 log.error(
                     "alert sink %s has been failing (%s); its retry queue is full (%d), dropped %d alert(s) "
-                    "(those held back from sending first, then the oldest)",
+                    "(those held back from sending first, then the oldest)%s",
                     st.sink.name, st.last_error, self.retry_limit, st.dropped_since_log,
+                    "; the sink holds back the checkpoint, which stays where it is until lograven restarts: "
+                    "the restart reads those alerts' lines again" if st.sink.required else "",
                 )
                 st.dropped_since_log = 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import glob
 import json
 import logging
 import os
@@ -60,6 +61,16 @@ def line_shape(line: str) -> str:
     return _DIGITS.sub("0", line[:512])
 
 
+_GLOB_PARTS = re.compile(r"\[[^\]]*\]|[*?/]")
+
+
+def matches_every_file(file_glob: str | None) -> bool:
+    """Whether a rule's `file` is no narrowing: none, or a glob with nothing but wildcards and slashes
+    (`*`, `/*`, `/**/*`), which fnmatch matches against every path (a review: `--file '*'` got round the
+    refusal of a rule for every unknown message)."""
+    return file_glob is None or not _GLOB_PARTS.sub("", file_glob)
+
+
 @dataclass
 class Rule:
     """Suppress alerts matching every field that is set."""
@@ -85,10 +96,13 @@ class Rule:
 
     @property
     def too_broad(self) -> bool:
-        """Every unknown message, or every alert of a detector, in every file: real anomalies included
-        (`lograven allow` refuses to make such a rule; one may be in the file from before)."""
-        if self.file is not None or self.shape is not None or self.pattern is not None:
+        """Every unknown message, every alert of a detector, or every alert, in every file (no `file`, or a
+        glob that matches every path: `*`, `/**`): real anomalies included (`lograven allow` refuses to make
+        such a rule; one may be in the file from before)."""
+        if not matches_every_file(self.file) or self.shape is not None or self.pattern is not None:
             return False
+        if self.type_id is None and self.from_type is None and self.detector is None:
+            return self.file is not None  # `--file '*'` alone: every alert (a rule of no field is refused)
         return self.type_id == -1 or (self.type_id is None and self.from_type is None and self.detector is not None)
 
     def expired(self, now: datetime) -> bool:
@@ -340,7 +354,14 @@ def _invalid_error(path: Path, r: InvalidRule, n_valid: int) -> str:
 
 
 ALLOWLIST_MAX_BYTES = 64 * 2**20  # about 200,000 rules
-_UNSEEN = -2.0  # Allowlist._mtime of a file that could not be looked at: any later look differs
+_UNSEEN = (-2,)  # Allowlist._seen of a file that could not be looked at: any later look differs
+
+
+def _file_version(st: os.stat_result) -> tuple:
+    """What tells one version of the rules file from another: a copy with the old time stamp (`cp -p`,
+    `rsync -t`, an untarred backup) has another size or inode (a review: compared by mtime alone, it was
+    never read)."""
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _read(path: Path) -> str:
@@ -371,7 +392,7 @@ class Allowlist:
 
     path: Path
     rules: list[Rule | InvalidRule] = field(default_factory=list)
-    _mtime: float | None = None
+    _seen: tuple | None = None  # the version of the file last looked at (_file_version), None: no file
     _checked: float = 0.0
     _reported: tuple | None = None  # the file version whose invalid rules were logged
     _failing: set = field(default_factory=set)  # ids of rules whose matching failed (logged once)
@@ -400,7 +421,7 @@ class Allowlist:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self.rules, self._mtime, self._stat_error = [], None, None
+            self.rules, self._seen, self._stat_error = [], None, None
             return True
         except OSError as e:  # a directory on the way that may not be searched (a review: a traceback at start)
             msg = _file_error(self.path, e)
@@ -409,7 +430,7 @@ class Allowlist:
             if msg != self._stat_error:
                 self._stat_error = msg
                 log.error("%s; keeping the previous rules (%d valid)", msg, len(self.valid_rules))
-            self._mtime = _UNSEEN
+            self._seen = _UNSEEN
             return False
         self._stat_error = None
         try:
@@ -419,19 +440,19 @@ class Allowlist:
             if strict:
                 raise LogravenError(msg) from e
             log.error("%s; keeping the previous rules (%d valid)", msg, len(self.valid_rules))
-            self._mtime = st.st_mtime
+            self._seen = _file_version(st)
             return False
         else:
             self.rules = rules
             self._failing = set()
             self._renumbered = set()
-            version = (st.st_mtime_ns, st.st_size, st.st_ino)
+            version = _file_version(st)
             if version != self._reported:
                 self._reported = version
                 n_valid = len(self.valid_rules)
                 for r in self.invalid_rules:
                     log.error("%s", _invalid_error(self.path, r, n_valid))
-        self._mtime = st.st_mtime
+        self._seen = _file_version(st)
         return True
 
     def _refresh(self) -> None:
@@ -440,12 +461,12 @@ class Allowlist:
             return
         self._checked = now
         try:
-            mtime: float | None = self.path.stat().st_mtime
+            seen: tuple | None = _file_version(self.path.stat())
         except FileNotFoundError:
-            mtime = None
+            seen = None
         except OSError:  # cannot be looked at: reload() says so once, and is tried again each second
-            mtime = -1.0
-        if mtime != self._mtime and self.reload(strict=False):
+            seen = (-1,)
+        if seen != self._seen and self.reload(strict=False):
             bad = len(self.invalid_rules)
             log.info("allowlist %s reloaded: %d rule(s)%s", self.path, len(self.rules) - bad,
                      f", {bad} invalid rule(s) ignored" if bad else "")
@@ -542,7 +563,11 @@ def rule_from_alert(alert: dict, *, any_file: bool = False, **kw) -> Rule:
     """The narrowest rule that suppresses this alert's pattern (not just this one line)."""
     dets = [d["name"] for d in alert.get("detectors", [])]
     type_id = int(alert.get("type_id", -1))
-    match: dict = {"file": None if any_file else alert.get("file"), "source_alert": alert.get("id")}
+    file = alert.get("file")
+    # the alert's file name as a glob that matches that name only: `app[1].log` is no bracket expression
+    # (a review: a rule for /var/log/app[1].log did not match its own alert, one for a?.log matched ab.log)
+    match: dict = {"file": None if any_file or not isinstance(file, str) else glob.escape(file),
+                   "source_alert": alert.get("id")}
     if any((d.get("rule") or "").startswith(END_RULE_PREFIX) for d in alert.get("detectors", [])):
         match.update(type_id=type_id, detector=STREAM_END)
     elif "unknown_type" in dets or type_id == -1:

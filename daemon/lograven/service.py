@@ -568,6 +568,7 @@ class Service:
         self.detector: Detector | None = None
         self.bundle: Bundle | None = None
         self.router: AlertRouter | None = None
+        self._allowlist_in_force = None  # the Allowlist the router's suppress hook reads (_allowlist)
         self._model_path: Path | None = None
         self._last_ckpt = time.monotonic()
         self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
@@ -971,10 +972,17 @@ class Service:
             self._exported_files.update(p for p in parts if p.startswith("/"))
 
     def _allowlist(self, cfg: Config | None = None):
-        """The allowlist of `cfg` (a reload's new configuration), else the running one's."""
+        """The allowlist of `cfg` (a reload's new configuration), else the running one's. A reload keeps the
+        allowlist it had when the file is the same (it re-reads the file when it changes, and keeps its rules
+        while the file does not parse: a review, a SIGHUP during a hand edit with a syntax error had dropped
+        every rule, and the alerts they suppressed came)."""
         from lograven.allowlist import Allowlist
 
-        return Allowlist((cfg or self.cfg).allowlist_path()).matches
+        path = (cfg or self.cfg).allowlist_path()
+        kept = self._allowlist_in_force
+        if kept is None or kept.path != Path(path):
+            kept = self._allowlist_in_force = Allowlist(path)
+        return kept.matches
 
     def _open_sources(self, cfg: Config, positions: dict, saved_at: float | None = None) -> bool:
         """Open a tailer per source, resuming at `positions` (the checkpoint's). Returns whether a
@@ -1059,10 +1067,25 @@ class Service:
     # -------------------------------------------------------------- loop
     def _loop(self) -> None:
         rt = self.cfg.runtime
+        paused: str | None = None
         while not self._stop.is_set():
-            batch = self._take_batch(rt.batch_size, rt.max_wait_ms / 1000.0, timeout=0.5)
-            if batch:
-                self._process(batch)
+            # a required sink's retry queue half full: no new lines are scored until it delivers (they wait in
+            # the files, read later; the reader waits on the full queue), so none of its alerts is dropped
+            backlogged = self.router.backlogged()
+            if backlogged != paused:
+                if backlogged:
+                    log.warning("alert sink %s holds %d or more undelivered alerts: reading is paused until it "
+                                "delivers (the lines wait in the files; nothing is lost)", backlogged,
+                                self.router.retry_limit // 2)
+                else:
+                    log.info("alert sink %s delivers again: reading resumes", paused)
+                paused = backlogged
+            if paused:
+                self._stop.wait(0.5)
+            else:
+                batch = self._take_batch(rt.batch_size, rt.max_wait_ms / 1000.0, timeout=0.5)
+                if batch:
+                    self._process(batch)
             self._housekeeping()
         # SIGTERM: stop reading, finish what was read, deliver, checkpoint
         self._stop_reader()
@@ -1287,6 +1310,9 @@ class Service:
                               type_id=last.type_id, host=last.host or self.host, version=self.bundle.version)  # fmt: skip
 
     def _ack_pending(self) -> None:
+        if self.router.lost_required:  # see AlertRouter.lost_required: read again at the next start
+            self._pending.acks.clear()
+            return
         self._dirty = True
         for (src, path, ack_id), end in self._pending.acks.items():
             t = self._sources[src].tailer if src < len(self._sources) else None
