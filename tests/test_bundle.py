@@ -417,6 +417,9 @@ def _set(path: tuple, value):
      "is not a positive integer"),  # the shapes still fit (16 == 16.0): it failed at the first line
     (_set(("sequence", "n_types"), float("inf")),
      "model metadata invalid in manifest.json's sequence section or sequence.npz (OverflowError"),
+    (_set(("sequence", "params", "window"), 0), "sequence window 0 is not a whole number in 1..100000"),
+    (_set(("sequence", "params", "window"), "64"), "sequence window '64' is not a whole number"),
+    (_set(("sequence", "params", "window"), -4), "sequence window -4 is not a whole number"),
     (_set(("training",), [1]), "'training' is not an object"),
     (_set(("sequence", "validation", "steps"), "5000"), "in manifest.json's sequence section (TypeError"),
     (_set(("sequence", "validation", "end_steps"), "x"), "in manifest.json's sequence section (TypeError"),
@@ -424,7 +427,8 @@ def _set(path: tuple, value):
     (_set(("autoencoder", "type_thresholds"), {"0": 1.0}), "type_thresholds: key '0' is not a message type id"),
     (_set(("autoencoder", "type_thresholds"), {"3": float("nan")}), "type_thresholds[3] = nan is not a finite number"),
     (_set(("autoencoder", "type_thresholds"), {"3": "9"}), "type_thresholds[3] = '9' is not a finite number"),
-], ids=["length-0", "length-huge", "length-million", "threshold-nan", "threshold-inf", "units-float", "n-types-inf", "training-list",
+], ids=["length-0", "length-huge", "length-million", "threshold-nan", "threshold-inf", "units-float", "n-types-inf",
+        "window-0", "window-str", "window-negative", "training-list",
         "steps-str", "end-steps-str", "type-thresholds-list", "type-thresholds-key", "type-thresholds-nan", "type-thresholds-str"])
 def test_metadata_that_cannot_serve_is_refused_at_load(bundle_copy: Path, edit, said: str) -> None:
     m = manifest_of(bundle_copy)
@@ -564,3 +568,68 @@ def test_long_autoencoder_lengths_are_scored_in_smaller_passes(bundle_copy: Path
     errs = b.autoencoder.score([f"line {i} of a batch" for i in range(10)])
     assert len(errs) == 10 and np.isfinite(errs).all()
     assert seen and all(rows * length <= FORWARD_TOKENS for rows, length in seen) and seen[0][1] == 8192
+
+
+# A detector review (2026-12-07, eighteenth session): files that loaded and then crashed or misled the daemon.
+def test_a_tokenizer_that_is_not_as_lograven_trains_it_is_refused(bundle_copy: Path) -> None:
+    """tokenizer.json was handed to the tokenizers library as it was: a pre-tokenizer `Split` on a
+    backtracking regex loaded, and a line with one 34-letter word made the Rust code panic (an exception
+    no `except Exception` catches: the daemon stopped, and met the line again at each restart)."""
+    path = bundle_copy / "tokenizer.json"
+    good = json.loads(path.read_text())
+    for key, value in (("pre_tokenizer", {"type": "Sequence", "pretokenizers": [
+                           {"type": "Split", "pattern": {"Regex": "(?:a|aa)+b"}, "behavior": "Isolated", "invert": False},
+                           {"type": "Whitespace"}]}),
+                       ("normalizer", {"type": "Replace", "pattern": {"Regex": "(a+)+$"}, "content": "x"}),
+                       ("model", {**good["model"], "dropout": 0.5})):  # fmt: skip
+        path.write_text(json.dumps({**good, key: value}))
+        rehash(bundle_copy, "tokenizer.json")
+        with pytest.raises(LogravenError, match=rf"tokenizer\.json: not a tokenizer lograven trains \({key}"):
+            load_bundle(bundle_copy)
+    path.write_text(json.dumps(good))
+    rehash(bundle_copy, "tokenizer.json")
+    load_bundle(bundle_copy)
+
+
+def test_a_negative_type_id_is_refused(bundle_copy: Path) -> None:
+    """A type id of -1 loaded: its lines fed the GRU the last type's row and reported its probability."""
+    path = bundle_copy / "msgtypes.json"
+    doc = json.loads(path.read_text())
+    doc["types"][0]["id"] = -1
+    path.write_text(json.dumps(doc))
+    rehash(bundle_copy, "msgtypes.json")
+    with pytest.raises(LogravenError, match="msgtypes.json: malformed message types .*type id -1 is not 1 or more"):
+        load_bundle(bundle_copy)
+
+
+def test_weights_larger_in_all_than_any_model_are_refused_before_reading(bundle_copy: Path, monkeypatch) -> None:
+    """The size cap was per array: 12 compressed arrays of 64 MiB of zeros (a file of 0.75 MiB) took 1.5 GB
+    while being refused. The arrays a file gives are capped in all, before any is read."""
+    from lograven import runtime
+
+    monkeypatch.setattr(runtime, "MAX_WEIGHTS_BYTES", 1024)  # the test bundle's weights are larger
+    with pytest.raises(LogravenError, match=r"sequence\.npz: its weights hold \d+ bytes, more than any model has"):
+        load_bundle(bundle_copy)
+
+
+def test_weights_that_overflow_on_some_lines_flag_them(bundle_copy: Path) -> None:
+    """Finite weights of +-3e38 in one BPE token's embedding row passed the loader and its trial run; every
+    line with that token scored NaN, and NaN > threshold is false: the autoencoder never fired on them.
+    Such a line is now one the autoencoder cannot reconstruct (error inf)."""
+    from lograven.detector import Detector
+    from lograven.parsing import Parser
+
+    rec = Parser("syslog").parse("Jun  9 06:06:20 web1 sshd[991]: Accepted publickey for root from 10.0.0.1 port 22")
+    good = load_bundle(bundle_copy)
+    row = good.autoencoder.tokenizer_.encode(good.types._masker.mask_token(rec.message.split()[0]))[0]
+    with np.load(bundle_copy / "autoencoder.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    w = arrays["emb"].copy()
+    w[row] = np.where(np.arange(w.shape[1]) % 2, 3e38, -3e38)
+    arrays["emb"] = w
+    np.savez(bundle_copy / "autoencoder.npz", **arrays)
+    rehash(bundle_copy, "autoencoder.npz")
+    with np.errstate(all="ignore"):
+        det = Detector(load_bundle(bundle_copy))  # its trial line has no such token: it loads
+        (v,) = det.detect([("s", rec)])
+    assert v.ae_error == float("inf") and "autoencoder" in v.detectors, v

@@ -258,6 +258,11 @@ def test_import_skips_bad_states(bundle_dir) -> None:
     # the last type: restored when it is a type of this model, else forgotten
     assert d.import_states({"a": (np.zeros((2, U)), 5, 2), "b": (np.zeros((2, U)), 5, 10**6)}) == 2
     assert d.states["a"].last == 2 and d.states["b"].last == 0
+    # a count of lines seen that is no count (a damaged checkpoint): skipped, as a wrong shape is. 10**19
+    # had been taken, and overflowed int64 at every batch of two lines on the stream: a crash loop (a review)
+    assert d.import_states({"big": (np.zeros((2, U)), 10**19), "neg": (np.zeros((2, U)), -1),
+                            "str": (np.zeros((2, U)), "5"), "bool": (np.zeros((2, U)), True)}) == 0  # fmt: skip
+    assert "big" not in d.states
 
 
 # ---------------------------------------------------------------- unknown lines
@@ -678,6 +683,14 @@ def test_many_streams_lru_eviction_restarts_evicted_stream(bundle_dir, records) 
     (first,) = fresh(bundle_dir).detect([("z", known[4])])
     assert_same(again, first)  # "a" starts over like a stream never seen
     assert list(d.states) == ["c", "a"]
+    # within one batch, the streams are as recent as their last line in it: a, b, c, a keeps c and a, as line
+    # by line (by their first line, it had kept b and c: a review)
+    batch = fresh(bundle_dir, max_streams=2)
+    batch.detect([("a", known[0]), ("b", known[1]), ("c", known[2]), ("a", known[3])])
+    one_by_one = fresh(bundle_dir, max_streams=2)
+    for item in (("a", known[0]), ("b", known[1]), ("c", known[2]), ("a", known[3])):
+        one_by_one.detect([item])
+    assert list(batch.states) == list(one_by_one.states) == ["c", "a"]
 
 
 def test_tail_fit_extrapolates_an_exponential_tail() -> None:

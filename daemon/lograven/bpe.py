@@ -18,6 +18,34 @@ from lograven.masking import PLACEHOLDERS
 PAD, UNK = "[PAD]", "[UNK]"
 
 
+# the parts of a tokenizer.json lograven trains (train_tokenizer): a file may hold nothing else. The
+# library would run any normalizer or pre-tokenizer it names, such as a Split on a backtracking regex (a
+# review: a 34-letter word then made the Rust code panic, an exception no `except Exception` catches,
+# and every restart met the line again)
+_AS_TRAINED = {"truncation": None, "padding": None, "normalizer": None,
+               "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None}
+_BPE_OPTIONS = {"type": "BPE", "dropout": None, "continuing_subword_prefix": None, "end_of_word_suffix": None}
+
+
+def _not_as_trained(doc) -> str | None:
+    """What in a parsed tokenizer.json is not as lograven trains it, or None."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    for key, want in _AS_TRAINED.items():
+        if doc.get(key) != want:
+            return f"{key} is {json.dumps(doc.get(key))[:80]}, not {json.dumps(want)}"
+    model = doc.get("model")
+    if not isinstance(model, dict):
+        return "no model"
+    for key, want in _BPE_OPTIONS.items():
+        if model.get(key) != want:
+            return f"model.{key} is {json.dumps(model.get(key))[:80]}, not {json.dumps(want)}"
+    added = doc.get("added_tokens", [])
+    if not isinstance(added, list) or not all(isinstance(t, dict) and isinstance(t.get("content"), str) for t in added):
+        return "added_tokens is not a list of tokens"
+    return None
+
+
 class BpeTokenizer:
     """Trains and applies a byte-pair-encoding vocabulary over masked log text."""
 
@@ -52,7 +80,12 @@ class BpeTokenizer:
         from tokenizers import Tokenizer
 
         try:
-            json.loads(data)
+            doc = json.loads(data)
+        except ValueError as e:
+            raise LogravenError(f"{source}: not a valid tokenizer ({e}); retrain with `lograven train`") from e
+        if (problem := _not_as_trained(doc)) is not None:
+            raise LogravenError(f"{source}: not a tokenizer lograven trains ({problem}); retrain with `lograven train`")
+        try:
             tok = Tokenizer.from_str(data)
         except Exception as e:  # the library raises its own exception types
             raise LogravenError(f"{source}: not a valid tokenizer ({e}); retrain with `lograven train`") from e

@@ -34,7 +34,7 @@ from lograven.config import MAX_AE_LENGTH
 from lograven.errors import LogravenError
 from lograven.msgtypes import MessageTypes
 from lograven.osutil import loads_json, read_regular, uninterrupted, user_name
-from lograven.sequence import SequenceModel
+from lograven.sequence import MAX_WINDOW, SequenceModel
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +455,9 @@ def load_bundle(path: str | Path) -> Bundle:
             raise ValueError(f"autoencoder threshold {ae.threshold_} is not a finite number >= 0")
         if not isinstance(seq.params.units, int) or isinstance(seq.params.units, bool) or seq.params.units < 1:
             raise ValueError(f"sequence units {seq.params.units!r} is not a positive integer")
+        window = seq.params.window  # only serving reads it (a review: 0 loaded, then divided by zero at a line)
+        if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"sequence window {window!r} is not a whole number in 1..{MAX_WINDOW}")
     except LogravenError:
         raise
     except Exception as e:  # noqa: BLE001 - metadata of any shape: one clear error, never a traceback

@@ -554,7 +554,10 @@ class MaskConfig:
     name: str = _opt(check=_check_mask_name, valid="letters, digits, `_`",
                      help="Name of the mask; matches are replaced by `<name>`.")
     pattern: str = _opt(check=_check_mask_pattern, valid="regex",
-                        help="Regular expression of the variable part.")
+                        help="Regular expression of the variable part. It runs on every word of every line, and "
+                             "Python's `re` has no time limit: avoid repetition of a part that can match in more "
+                             "than one way, such as `(a+)+` or `(a|aa)+`, which backtracks without end on a long "
+                             "word.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -592,7 +595,7 @@ class SequenceTrainingConfig:
 
     embedding_dim: int = _opt(32, min=1, help="Size of the message type embedding.")
     units: int = _opt(64, min=1, help="GRU units (state size); serving cost grows with it.")
-    window: int = _opt(64, min=1, help="Length in steps of the type sequences trained on.")
+    window: int = _opt(64, min=1, max=100_000, help="Length in steps of the type sequences trained on.")
     batch_size: int = _opt(64, min=1, help="Sequences per training batch.")
     epochs: int = _opt(30, min=1, help="Most training epochs.")
     patience: int = _opt(3, min=1,

@@ -291,6 +291,8 @@ class Detector:
                 except OverflowError:  # a 400-digit integer in a damaged checkpoint
                     pass
             h = np.asarray(h, dtype=np.float32)
+            if isinstance(seen, bool) or not isinstance(seen, int) or not 0 <= seen < 2**62:
+                continue  # a damaged checkpoint's (a review: 10**19 overflowed int64 at every batch, a crash loop)
             if h.shape == shape and np.all(np.isfinite(h)):
                 self.states[k] = StreamState(h.copy(), int(seen), last if 0 < last <= self.seq.n_types_ else 0, min(at, now))
                 n += 1
@@ -410,6 +412,8 @@ class Detector:
             e = None
             if ae_err is not None:
                 e = float(ae_err[i])
+                if e != e:  # NaN: weights that overflow float32 on this line (a damaged bundle): not reconstructed
+                    e = math.inf  # (a review: NaN > threshold is false, and the detector was off for such lines)
                 if e > ae_thr[i] * tolerance:
                     fired.append("autoencoder")
             out.append(
@@ -459,8 +463,11 @@ class Detector:
                 self.states[k] = s
         states = [self.states[k] for k in names]
         now = self.clock()
-        for k, s in zip(names, states):
+        # most recent last, by each stream's last line in the batch (by its first, a batch a, b, c, a had kept
+        # b and c at max_streams 2, where line by line keeps c and a: a review)
+        for k in sorted(names, key=lambda k: by_stream[k][-1]):
             self.states.move_to_end(k)
+        for k, s in zip(names, states):
             last = s.last
             for i in by_stream[k]:
                 prev[i] = last

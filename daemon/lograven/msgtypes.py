@@ -593,6 +593,8 @@ class MessageTypes:
                     raise ValueError(f"bad token kind in type {t.get('id')}")
                 if not 0 <= int(t["count"]) < 2**53:  # a line count (a review: 10**30 overflowed as a float)
                     raise ValueError(f"count {t['count']!r} of type {t.get('id')} is no line count")
+                if not 1 <= int(t["id"]) < 2**31:  # a review: -1 loaded, and indexed the last type's weights
+                    raise ValueError(f"type id {t['id']!r} is not 1 or more")
                 obj.types_.append(
                     MessageType(int(t["id"]), tokens, int(t["count"]), [str(e) for e in t["examples"]][:3],
                                 generation=int(t.get("generation", 0)), learned=bool(t.get("learned", False)),

@@ -20,6 +20,7 @@ from lograven.errors import LogravenError
 
 
 MAX_WEIGHT_BYTES = 256 * 2**20  # one array of a bundle; the default model's largest is about 1 MB
+MAX_WEIGHTS_BYTES = 512 * 2**20  # all the arrays one file gives (up to 48 with an ensemble of 8 GRUs)
 
 
 def load_weights(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -32,11 +33,16 @@ def load_weights(path: Path, required: tuple[str, ...], optional: tuple[str, ...
             if missing:
                 raise LogravenError(f"{path}: missing weights {missing}; retrain or restore the bundle")
             wanted = [*required, *(k for k in optional if k in z.files)]
+            total = 0
             for k in wanted:
                 size = z.zip.getinfo(f"{k}.npy").file_size
+                total += size
                 if size > MAX_WEIGHT_BYTES:
                     raise LogravenError(f"{path}: weights {k!r} hold {size} bytes, more than any model has "
                                         f"({MAX_WEIGHT_BYTES}); retrain or restore the bundle")
+            if total > MAX_WEIGHTS_BYTES:  # checked before reading any (a review: 12 arrays of 64 MiB took 1.5 GB)
+                raise LogravenError(f"{path}: its weights hold {total} bytes, more than any model has "
+                                    f"({MAX_WEIGHTS_BYTES}); retrain or restore the bundle")
             arrays = {k: z[k] for k in wanted}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise LogravenError(f"{path}: cannot read model weights ({e}); retrain or restore the bundle") from e

@@ -47,6 +47,7 @@ MIN_STREAMS_FOR_HOLDOUT = 20  # fewer short streams than this: all train, none h
 MIN_END_STEPS = 20  # held-back stream ends needed before the ends get their own calibrated threshold
 LOWEST_KEPT = 64  # at least this many lowest held-back values are kept, for the empirical quantile at a rate
 MAX_MEMBERS = 8  # ensemble members a bundle may have (serving cost grows with each)
+MAX_WINDOW = 100_000  # steps of a training window (training.sequence.window has the same limit)
 AUTO_MEMBERS = 3  # members: 0 (automatic) trains this many when the streams are sessions, else one
 WEIGHT_NAMES = ("emb", "gru_k", "gru_rk", "gru_b", "out_k", "out_b")
 

@@ -1211,7 +1211,7 @@ class Service:
                     blank[path] += 1
             if v.sequence_p is not None:
                 m.sequence_probability.observe(v.sequence_p)
-            if v.ae_error is not None and v.ae_threshold:
+            if v.ae_error is not None and v.ae_threshold and math.isfinite(v.ae_error):  # inf would stay in _sum
                 m.autoencoder_error_ratio.observe(v.ae_error / v.ae_threshold)
             if v.anomaly:
                 for d in v.detectors:
