@@ -580,6 +580,23 @@ def test_jsonl_reopens_after_logrotate_rename(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "alerts.jsonl.1").read_text())["line"] == "before"
 
 
+def test_a_directory_put_at_the_alerts_path_while_running_is_said_with_the_fix(tmp_path: Path, caplog) -> None:
+    """From a review: a directory at alerts.jsonl's path while running (the start refuses one, with the fix)
+    was said as "Is a directory" only. The alerts wait, and are written once the path is a file again."""
+    path = tmp_path / "alerts.jsonl"
+    sink = JsonlSink(path)
+    router = AlertRouter([sink], clock=FakeClock(), metrics=Metrics())
+    assert router.submit([make_alert(type_id=1)]) is True
+    path.rename(tmp_path / "alerts.jsonl.1")
+    path.mkdir()
+    with caplog.at_level("WARNING"):
+        assert router.submit([make_alert(type_id=2)]) is False
+    assert f"a directory is at {path}; move it away" in caplog.text
+    path.rmdir()
+    assert router.flush(force=True) is True
+    assert [json.loads(x)["type_id"] for x in path.read_text().splitlines()] == [2]
+
+
 def test_disk_full_is_counted_retried_and_leaves_no_partial_line(tmp_path: Path, monkeypatch, caplog) -> None:
     path = tmp_path / "alerts.jsonl"
     sink = JsonlSink(path)

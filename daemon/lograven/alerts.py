@@ -399,6 +399,9 @@ def _write_fix(e: OSError, path: str) -> str:
         return f": let {whoami()} write it (its owner or mode), or set alerts.jsonl.path to a writable file"
     if e.errno == errno.EROFS:
         return f": {where} is on a read-only file system; remount it read-write or set alerts.jsonl.path elsewhere"
+    if e.errno == errno.EISDIR:  # replaced by a directory while running (at start, check and the start say so)
+        return (f": a directory is at {path}; move it away (the alerts are kept in memory and written then), "
+                "or set alerts.jsonl.path to a file")
     return ""
 
 
