@@ -1618,6 +1618,61 @@ def test_alerts_a_required_sink_dropped_keep_their_lines_unacknowledged(tmp_path
     svc._release_lock()
 
 
+def test_a_line_that_cannot_be_scored_is_skipped_said_and_counted_not_fatal(tmp_path, bundle_dir, monkeypatch,
+                                                                           caplog) -> None:
+    """From a review: an exception while scoring one line (a bug, or a model that passed its checks and
+    fails on that line) stopped the daemon, and systemd's restart read the line again: a crash loop, and no
+    monitoring. The batch is scored again line by line; the line that raises is skipped with its traceback,
+    counted (lines_dropped{reason="error"}) and acknowledged; the lines around it are scored. In plugin
+    mode it is taken (OK), so rsyslog does not send it again and again."""
+    import io
+
+    from lograven.detector import Detector
+    from lograven.service import Service
+
+    real_detect = Detector.detect
+
+    def detect(self, items):
+        if any("poison" in rec.message for _, rec in items):
+            raise RuntimeError("a bug met on this line")
+        return real_detect(self, items)
+
+    monkeypatch.setattr(Detector, "detect", detect)
+    log = tmp_path / "a.log"
+    lines = [f"Jun  9 07:00:0{i} web01 kernel: marker-{i} never seen before" for i in range(3)]
+    lines.insert(1, "Jun  9 07:00:09 web01 kernel: poison line")
+    log.write_text("\n".join(lines) + "\n")
+    svc, _, _ = _reloadable_service(tmp_path, bundle_dir, model=str(bundle_dir),
+                                    alerts={"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}})  # fmt: skip
+    svc.cfg = replace_start(svc.cfg)
+    svc._open_sources(svc.cfg, {})
+    batch = svc._sources[0].tailer.poll()
+    from lograven.service import _Item
+
+    svc._process_guarded([_Item(0, raw) for raw in batch])
+    assert _markers(tmp_path / "alerts.jsonl") == [0, 1, 2]
+    dropped = svc.metrics.registry.get_sample_value("lograven_lines_dropped_total", {"file": str(log), "reason": "error"})
+    assert dropped == 1.0
+    said = [r for r in caplog.records if "cannot score the line at byte" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info and f"byte {len(lines[0]) + 1} of {log}" in said[0].getMessage()
+    assert svc.router.flush(force=True)
+    svc._ack_pending()
+    assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size
+    svc._sources[0].tailer.close()
+    svc.router.close()
+    svc._release_lock()
+    # plugin mode: OK for each message, the poison one included
+    cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state2"), "metrics": {"enabled": False},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts2.jsonl")}}})  # fmt: skip
+    answers = io.StringIO()
+    plugin = Service(cfg, stdin_mode=True, stdin=iter([(x + "\n").encode() for x in lines]), stdout=answers)
+    assert plugin.run() == 0
+    assert answers.getvalue().splitlines() == ["OK"] * 5
+    assert _markers(tmp_path / "alerts2.jsonl") == [0, 1, 2]
+    assert plugin.metrics.registry.get_sample_value("lograven_lines_dropped_total",
+                                                    {"file": "stdin", "reason": "error"}) == 1.0
+
+
 def replace_start(cfg):
     """The config with its sources read from the start of the files (they exist before it opens them)."""
     from dataclasses import replace

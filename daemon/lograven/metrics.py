@@ -44,7 +44,7 @@ DEFAULT_LISTEN = "127.0.0.1:9077"
 DETECTOR_LABELS = ("unknown_type", "sequence", "autoencoder")
 """Values of the `detector` label."""
 
-DROP_REASONS = ("own_alert", "blank")
+DROP_REASONS = ("own_alert", "blank", "error")
 """Values of the `reason` label of `lograven_lines_dropped_total` (see docs/metrics.md)."""
 
 

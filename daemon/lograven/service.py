@@ -569,6 +569,7 @@ class Service:
         self.bundle: Bundle | None = None
         self.router: AlertRouter | None = None
         self._allowlist_in_force = None  # the Allowlist the router's suppress hook reads (_allowlist)
+        self._error_said_at = -math.inf  # when a line that could not be scored was last logged
         self._model_path: Path | None = None
         self._last_ckpt = time.monotonic()
         self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
@@ -1085,11 +1086,43 @@ class Service:
             else:
                 batch = self._take_batch(rt.batch_size, rt.max_wait_ms / 1000.0, timeout=0.5)
                 if batch:
-                    self._process(batch)
+                    self._process_guarded(batch)
             self._housekeeping()
         # SIGTERM: stop reading, finish what was read, deliver, checkpoint
         self._stop_reader()
         self._drain_queue_into_detector()
+
+    def _process_guarded(self, batch: list[_Item]) -> None:
+        """_process, with a line it cannot score skipped, not fatal: a line that raised (a bug, or a model
+        that passed its checks and fails on it) had stopped the daemon, and systemd's restart met it again, a
+        crash loop without monitoring (a review). The batch is scored again line by line; each line that
+        raises is logged with its traceback, counted (lograven_lines_dropped_total{reason="error"}) and
+        acknowledged."""
+        try:
+            self._process(batch)
+            return
+        except Exception:  # noqa: BLE001 - found line by line below, each said
+            if len(batch) == 1:
+                self._skip_failed(batch[0])
+                return
+        for it in batch:
+            try:
+                self._process([it])
+            except Exception:  # noqa: BLE001
+                self._skip_failed(it)
+
+    def _skip_failed(self, it: _Item, what: str | None = None) -> None:
+        """A line _process raised on (call in its `except`): said (once a minute, with the traceback),
+        counted, and acknowledged with the lines around it."""
+        what = what or f"the line at byte {it.raw.offset} of {it.raw.read_from or it.raw.path}"
+        self.metrics.lines_dropped.labels(file=it.raw.path, reason="error").inc()
+        now = time.monotonic()
+        if now - self._error_said_at >= 60.0:
+            self._error_said_at = now
+            log.error("cannot score %s; it is skipped (counted in lograven_lines_dropped_total{reason=\"error\"}). "
+                      "Please report this with the traceback", what, exc_info=True)
+        self._pending.add(it.source, it.raw)
+        self._dirty = True
 
     def _take_batch(self, size: int, max_wait: float, timeout: float) -> list[_Item]:
         try:
@@ -1617,7 +1650,7 @@ class Service:
             except queue.Empty:
                 break
         for i in range(0, len(rest), self.cfg.runtime.batch_size):
-            self._process(rest[i : i + self.cfg.runtime.batch_size])
+            self._process_guarded(rest[i : i + self.cfg.runtime.batch_size])
 
     # ------------------------------------------------------------- stdin
     STDIN_IDLE_SECONDS = 1.0  # how often a quiet plugin still checks stop, reload, `current` and the checkpoint
@@ -1689,8 +1722,13 @@ class Service:
                     stream = key.key("stdin", rec, text)
                     before = self.detector.states.get(stream)
                     kept = (before.h.copy(), before.seen, before.last) if before is not None else None
-                    v = self.detector.detect([(stream, rec)])[0]
-                    alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
+                    try:
+                        v = self.detector.detect([(stream, rec)])[0]
+                    except Exception:  # noqa: BLE001 - see _process_guarded: taken (OK), said and counted
+                        v = None
+                        self._skip_failed(_Item(0, RawLine("stdin", "", n, n, b"", False)), f"message {n + 1} of standard input")
+                        self._pending.acks.clear()  # plugin mode acknowledges to rsyslog, not to a tailer
+                    alerts = self._account([v], [("stdin", n, stream, text, rec, None)]) if v is not None else []
                     for a in alerts:
                         a.line_truncated = truncated
                     n += 1
