@@ -1172,3 +1172,55 @@ def test_evaluate_keeps_runtime_max_streams_and_says_when_states_were_forgotten(
         ev.score(Detector(load_bundle(bundle_dir), ev.detector_settings(None)), [(f"s{i % 5}", r) for i, r in
                                                                                  enumerate(lines)], batch_size=8)
     assert "forgotten" not in caplog.text
+
+
+# ------------------------------------------------- a researcher walkthrough (2026-12-07, eighteenth session)
+def test_regexes_in_messages_are_shown_as_typed(tmp_path, capsys) -> None:
+    """repr() doubled each backslash of a regex in the messages (`'blk_(-?\\\\d+)'`): copied back, the pattern
+    matched a backslash. They are shown as typed."""
+    log, lab, _ = _write_sessions(tmp_path, ["x 1 blk_1 a", "x 2 blk_2 b"], {"blk_1": False, "blk_2": True})
+    rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"ZZZ(\d+)", "--format", "raw", str(log)])
+    err = capsys.readouterr().err
+    assert rc == 1 and r"found with --stream-key 'ZZZ(\d+)': the key matched no line" in err, err
+    rc = cli.main(["-q", "evaluate", "--labels", "bgl", "--format", r"regex:^\S+ (?P<rest>.*)$", str(log)])
+    err = capsys.readouterr().err
+    assert rc == 1 and r"log format 'regex:^\S+ (?P<rest>.*)$' has no group named 'message'" in err, err
+
+
+def test_csv_from_standard_input_and_an_empty_log_are_said_as_such(tmp_path, capsys) -> None:
+    """`--sessions -` said "-: no such file" (stdin is for the log); an empty log was said as a key that
+    matched nothing; a labels CSV separated by `;` was said to have no Label column."""
+    log, lab, _ = _write_sessions(tmp_path, ["x 1 blk_1 a"], {"blk_1": False, "blk_2": True})
+    for argv, said in ((["--sessions", "-", "--stream-key", r"blk_\d+"], "--sessions -: standard input is for the log only"),
+                       (["--structured", "-"], "--structured -: standard input is for the log only")):  # fmt: skip
+        rc = cli.main(["-q", "evaluate", *argv, *([str(log)] if "--sessions" in argv else [])])
+        err = capsys.readouterr().err
+        assert rc == 1 and said in err, err
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    rc = cli.main(["-q", "evaluate", "--sessions", str(lab), "--stream-key", r"blk_\d+", "--format", "raw", str(empty)])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{empty}: no lines: give the log the labels CSV ({lab}) describes" in err, err
+    semi = tmp_path / "semi.csv"
+    semi.write_text("BlockId;Label\nblk_1;Normal\n")
+    rc = cli.main(["-q", "evaluate", "--sessions", str(semi), "--stream-key", r"blk_\d+", "--format", "raw", str(log)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "is the file separated by something other than commas?" in err, err
+
+
+def test_table_shows_the_stream_the_seed_and_what_the_sequence_auc_means() -> None:
+    r = _detection_result()
+    r.mode, r.unit, r.stream = "lines", "lines", "program"
+    r.split = {"train_fraction": 0.8, "first_part_lines": 10, "training_lines": 9, "test_lines": 5, "test_anomalies": 1}
+    r.settings = {**r.settings, "seed": 43}
+    r.auc = {"sequence": 0.245, "autoencoder": 0.9}
+    table = r.table()
+    assert "streams program; " in table and "; seed 43" in table, table
+    assert "sequence 0.245, autoencoder 0.900 (the sequence score ranks lines its GRU did not judge" in table, table
+
+
+def test_score_keeps_six_significant_digits_of_tiny_ratios() -> None:
+    from lograven.cli import _num, _sig6
+
+    assert _sig6(3.38753e-06) == 3.38753e-06 and _sig6(0.000547123456) == 0.000547123
+    assert _num(float("inf")) == "null" and _num(float("nan")) == "null"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lograven import __version__
 from lograven.alerts import _printable
-from lograven.errors import LogravenError
+from lograven.errors import LogravenError, quoted
 from lograven.osutil import as_user, whoami
 
 log = logging.getLogger("lograven")
@@ -296,8 +296,8 @@ def _warn_read_otherwise(fmt: str, stream: str, recorded: dict, command: str) ->
         if was is not None and was != now:
             option = "--format" if what == "format" else "--stream-key" if was.startswith("regex:") else "--stream"
             value = was[len("regex:"):] if option == "--stream-key" else was
-            print(f"lograven {command}: warning: reading lines with {what} {now!r}, but the model was trained on "
-                  f"lines read with {what} {was!r}: they look unusual to it (many alerts). Give {option} "
+            print(f"lograven {command}: warning: reading lines with {what} {quoted(now)}, but the model was trained on "
+                  f"lines read with {what} {quoted(was)}: they look unusual to it (many alerts). Give {option} "
                   f"{shlex.quote(value)} to read them as the model did", file=sys.stderr)
 
 
@@ -493,9 +493,9 @@ def verdict_json(file: str, line: int, stream: str, rec, v, detector, blank: boo
         "sequence_part": v.sequence_part,
         "sequence_p": v.sequence_p,
         "sequence_rank": v.sequence_rank,
-        "sequence_ratio": None if v.sequence_ratio is None else round(v.sequence_ratio, 6),
-        "expected": [{"type": t, "p": round(p, 6), "template": detector.template(t)} for t, p in v.expected],
-        "ae_error": None if v.ae_error is None else round(v.ae_error, 4),
+        "sequence_ratio": None if v.sequence_ratio is None else _sig6(v.sequence_ratio),
+        "expected": [{"type": t, "p": _sig6(p), "template": detector.template(t)} for t, p in v.expected],
+        "ae_error": None if v.ae_error is None or not math.isfinite(v.ae_error) else round(v.ae_error, 4),
         "ae_threshold": None if v.ae_threshold is None else round(v.ae_threshold, 4),
     }
 
@@ -528,14 +528,14 @@ class VerdictWriter:
 
     def line(self, file: str, n: int, stream: str, rec, v, blank: bool = False) -> str:
         num = _num
-        exp = ", ".join(f'{{"type": {t}, "p": {num(round(p, 6))}, "template": {self._tmpl(t)}}}' for t, p in v.expected)
+        exp = ", ".join(f'{{"type": {t}, "p": {num(_sig6(p))}, "template": {self._tmpl(t)}}}' for t, p in v.expected)
         return (
             f'{{"file": {self._str(file)}, "line": {n}, "stream": {self._str(stream)}, '
             f'"parsed": {"null" if blank else "true" if rec.parsed else "false"}, "type": {v.type_id}, "template": {self._tmpl(v.type_id)}, '
             f'"type_count": {self.det.type_count(v.type_id)}, '
             f'"anomaly": {"true" if v.anomaly else "false"}, "detectors": {self._str(tuple(v.detectors))}, '
             f'"sequence_part": {self._str(v.sequence_part)}, "sequence_p": {num(v.sequence_p)}, "sequence_rank": {num(v.sequence_rank)}, '
-            f'"sequence_ratio": {num(None if v.sequence_ratio is None else round(v.sequence_ratio, 6))}, '
+            f'"sequence_ratio": {num(None if v.sequence_ratio is None else _sig6(v.sequence_ratio))}, '
             f'"expected": [{exp}], '
             f'"ae_error": {num(None if v.ae_error is None else round(v.ae_error, 4))}, '
             f'"ae_threshold": {num(None if v.ae_threshold is None else round(v.ae_threshold, 4))}}}'
@@ -545,9 +545,15 @@ class VerdictWriter:
 def _num(x) -> str:
     if x is None:
         return "null"
-    if isinstance(x, float) and x != x:
+    if isinstance(x, float) and not math.isfinite(x):  # JSON has no NaN or inf (an error a model overflowed on)
         return "null"
     return repr(x) if isinstance(x, float) else str(int(x))
+
+
+def _sig6(x: float) -> float:
+    """`x` to 6 significant digits: a tiny ratio keeps its size (rounded to 6 decimals, 3.4e-06 was 3e-06 and
+    7.2e-07 was 1e-06: a review), as `evaluate` keeps it."""
+    return float(f"{x:.6g}")
 
 
 def _is_stream(path: str) -> bool:

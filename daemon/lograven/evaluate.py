@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from lograven.detector import DETECTORS, Detector, DetectorSettings, StreamEnd, Verdict, rule_fires
-from lograven.errors import LogravenError
+from lograven.errors import LogravenError, quoted
 from lograven.msgtypes import UNKNOWN, MessageTypes
 from lograven.parsing import (LogRecord, Parser, StreamKey, _clip, misread_timestamps, mostly_unparsed, posix_seconds,
                               regex_stream_spec)
@@ -336,6 +336,9 @@ def _open_csv(path: Path, give: str, option: str) -> io.TextIOWrapper:
     from .training import _with_head
 
     fb = None
+    if str(path) == "-":  # `-` is the log's (a review: "-: no such file" read as a bug)
+        raise LogravenError(f"{option} -: standard input is for the log only; give {give} as a file (or "
+                            f"{option} /dev/stdin with the log as a file)")
     try:
         fb = open(path, "rb")  # opened once: a pipe (`<(zcat x.csv.gz)`) cannot be read twice
         head = fb.read(10)  # the BOM, or a compressed file's magic (a buffered read waits for 10 bytes or the end)
@@ -749,10 +752,14 @@ class DetectionEvaluation:
                 ends += f", an end flagged below {used:.3g}"
         members = s.get("sequence_members", 1)
         gru = f"an ensemble of {members} GRUs; " if members > 1 else ""
+        # the stream and the seed: what tells two runs' tables apart (a review: a --stream program run and a
+        # default one printed the same header)
+        streams = f"streams {self.stream}; " if self.stream and self.mode == "lines" else ""
+        seed = f"; seed {s['seed']}" if "seed" in s else ""
         out.append(
-            f"  model     {s['types']} message types; {gru}sequence rule {_rule_text(s)}{ends}; autoencoder threshold "
-            f"{s['autoencoder_threshold']:.3f} nats/token (x{s['autoencoder_margin']:g}); "
-            f"training {s['training_seconds']:.1f} s"
+            f"  model     {s['types']} message types; {streams}{gru}sequence rule {_rule_text(s)}{ends}; autoencoder "
+            f"threshold {s['autoencoder_threshold']:.3f} nats/token (x{s['autoencoder_margin']:g}); "
+            f"training {s['training_seconds']:.1f} s{seed}"
         )
         out.append("")
         out.append(f"  {'detector':<14}{'TP':>7}{'FP':>7}{'FN':>7}  {'precision':>9}  {'recall':>7}  {'F1':>7}")
@@ -782,7 +789,10 @@ class DetectionEvaluation:
                 f"{k.replace('_', ' ')} {c.tp}/{c.fp}" for k, c in self.sequence_parts.items()))  # fmt: skip
         if self.auc:
             out.append("  ROC-AUC of the scores: " + ", ".join(
-                f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in self.auc.items()))  # fmt: skip
+                f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in self.auc.items())
+                + (" (the sequence score ranks lines its GRU did not judge, unknown types among them, as the most "
+                   "normal: where the anomalies are unknown types, its AUC is low by construction)"
+                   if "sequence" in self.auc else ""))  # fmt: skip
         cats = {k: v for k, v in self.categories.items() if k not in (NORMAL_LABEL, "Normal")}
         if self.mode == "lines" and cats:
             out.append("")
@@ -791,14 +801,14 @@ class DetectionEvaluation:
         if self.sweep:
             out.append("")
             out.append(f"  sequence rule sweep (same run): {'sequence alone':>24}   {'combined':>22}")
-            out.append(f"  {'rule':<12}{'value':>7}   {'P':>6} {'R':>6} {'F1':>6} {'FP':>5}   {'P':>6} {'R':>6} {'F1':>6}")
+            out.append(f"  {'rule':<12}{'value':>9}   {'P':>6} {'R':>6} {'F1':>6} {'FP':>5}   {'P':>6} {'R':>6} {'F1':>6}")
             for row in self.sweep:
                 # from the counts, not the rounded JSON values: the row in force prints as the rows above
                 a, b = (Counts(**{k: row[x][k] for k in ("tp", "fp", "fn")}) for x in ("sequence", COMBINED))
                 mark = "  <- used" if row.get("used") else ""
                 w = (6, 6, 6)
                 out.append(
-                    f"  {row['rule']:<12}{_fit(row['value'], 7)}   {a.ratios_text(w, ' ')} "
+                    f"  {row['rule']:<12}{_fit(row['value'], 9)}   {a.ratios_text(w, ' ')} "
                     f"{a.fp:>5}   {b.ratios_text(w, ' ')}{mark}"
                 )
         return "\n".join(out)
@@ -1138,7 +1148,7 @@ def evaluate_line_labels(
     no_key = sum(1 for s in streams if s == path) if setup.stream.startswith("regex:") else 0
     if no_key == len(rows):
         raise LogravenError(
-            f"{path}: --stream-key {setup.stream[len('regex:'):]!r} matches none of its {len(rows)} lines; "
+            f"{path}: --stream-key {quoted(setup.stream[len('regex:'):])} matches none of its {len(rows)} lines; "
             "fix the pattern (its group names each line's stream)"
         )
     corpus = Corpus()
@@ -1321,7 +1331,7 @@ def session_key(pattern: str) -> Callable[[str], str | None]:
     try:
         rx = re.compile(pattern)
     except re.error as e:
-        raise LogravenError(f"--stream-key {pattern!r} is not a valid regular expression ({e})") from None
+        raise LogravenError(f"--stream-key {quoted(pattern)} is not a valid regular expression ({e})") from None
     group: int | str = "stream" if "stream" in rx.groupindex else (1 if rx.groups else 0)
 
     def key(text: str) -> str | None:
@@ -1356,8 +1366,10 @@ def read_session_labels(path: str | Path) -> dict[str, bool]:
             id_col, lab_col = 0, 1
             rows = itertools.chain([header], reader)
         else:
+            one = len(header) == 1 and any(sep in header[0] for sep in ";\t|")
+            hint = " (the header is one column: is the file separated by something other than commas?)" if one else ""
             raise LogravenError(
-                f"{path}:1: no Label column in the header ({_clip(', '.join(h.strip() for h in header), 200)}); "
+                f"{path}:1: no Label column in the header ({_clip(', '.join(h.strip() for h in header), 200)}){hint}; "
                 "give a CSV of BlockId,Label (Normal/Anomaly), or two such columns without a header"
             )
         for row in rows:
@@ -1434,11 +1446,13 @@ def read_sessions(path: str | Path, labels_csv: str | Path, stream_key: str, fmt
     out.anomalous = np.array([labels[s] for s in out.names], dtype=bool)
     out.unlabelled_sessions = len(unlabelled)
     out.labelled_not_in_log = len(set(labels) - set(order))
+    if len(out.names) < 2 and out.lines_without_key == 0 and not order and first_unlabelled is None:
+        raise LogravenError(f"{path}: no lines: give the log the labels CSV ({labels_csv}) describes")
     if len(out.names) < 2:
         seen = (f"the key matched no line ({out.lines_without_key} lines)" if first_unlabelled is None and not order
                 else f"the log's first key is {first_unlabelled or next(iter(order))!r}")  # fmt: skip
         raise LogravenError(
-            f"{path}: {len(out.names)} labelled sessions found with --stream-key {stream_key!r}: {seen}, the labels "
+            f"{path}: {len(out.names)} labelled sessions found with --stream-key {quoted(stream_key)}: {seen}, the labels "
             f"CSV's first id is {next(iter(labels))!r} ({labels_csv}); make the key take what the CSV names"
         )
     _warn_misread(path, parser)
@@ -1514,6 +1528,9 @@ def evaluate_sessions(
     settings = settings or DetectorSettings()
     stream_spec = regex_stream_spec(stream_key)
     gap = float(getattr(getattr(getattr(config, "detectors", None), "sequence", None), "stream_end_after", 0.0) or 0.0)
+    if gap and not setup.stream_end:  # a review: an easy silent mistake (the JSON said stream_end_after 0)
+        log.warning("%s: --config sets detectors.sequence.stream_end_after: %g, but without --stream-end (or "
+                    "training.sequence.stream_end: true) no stream end is learned or judged in this run", path, gap)
     # With --stream-end and no stream_end_after, the sessions are taken to be complete: the sequence
     # model learns where they end, and each test session is judged as ended after its last line. With
     # detectors.sequence.stream_end_after, sessions are cut where they were silent that long, in

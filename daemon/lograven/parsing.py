@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from lograven.errors import LogravenError
+from lograven.errors import LogravenError, quoted
 
 __all__ = ["LogRecord", "Parser", "StreamKey", "decode_line", "misread_timestamps", "mostly_unparsed",
            "regex_stream_spec"]
@@ -318,7 +318,7 @@ class Parser:
             if fmt.lower() in ("rfc3164", "rfc5424", "bsd", "rsyslog"):
                 hint = " ('syslog' covers RFC 3164, RFC 5424 and rsyslog's high-precision format)"
             raise LogravenError(
-                f"unknown log format {fmt!r}: write one of 'syslog', 'iso', 'raw' or "
+                f"unknown log format {quoted(fmt)}: write one of 'syslog', 'iso', 'raw' or "
                 f"'regex:<pattern>' with a (?P<message>...) group{hint}"
             )
 
@@ -338,12 +338,12 @@ class Parser:
             regex = re.compile(pattern)
         except re.error as exc:
             raise LogravenError(
-                f"log format {fmt!r} is not a valid regular expression ({exc}): "
+                f"log format {quoted(fmt)} is not a valid regular expression ({exc}): "
                 "fix the pattern after 'regex:' (Python re syntax)"
             ) from None
         if "message" not in regex.groupindex:
             raise LogravenError(
-                f"log format {fmt!r} has no group named 'message': wrap the part of the "
+                f"log format {quoted(fmt)} has no group named 'message': wrap the part of the "
                 "line the models should learn from in (?P<message>...), e.g. "
                 "'regex:(?P<timestamp>\\S+ \\S+) (?P<message>.*)'"
             )
@@ -534,7 +534,7 @@ def regex_stream_spec(key: str) -> str:
     try:
         groups = re.compile(pattern).groups
     except re.error as e:
-        raise LogravenError(f"--stream-key {pattern!r} is not a valid regular expression ({e}): fix the pattern") from None
+        raise LogravenError(f"--stream-key {quoted(pattern)} is not a valid regular expression ({e}): fix the pattern") from None
     return f"{_REGEX_PREFIX}{pattern}" if groups else f"{_REGEX_PREFIX}({pattern})"
 
 

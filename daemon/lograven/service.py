@@ -39,7 +39,7 @@ from lograven.bundle import MANIFEST_MAX_BYTES, Bundle, load_bundle, read_manife
 from lograven.checkpoint import Checkpointer, decode_array, encode_array
 from lograven.config import DEFAULT_SOURCE_PATHS, ROTATED_NAME_SUFFIXES, Config, load_config
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
-from lograven.errors import LogravenError
+from lograven.errors import LogravenError, quoted
 from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_server
 from lograven.modelstore import ModelStore, resolve_model_path
 from lograven.masking import without_host
@@ -277,12 +277,12 @@ def trained_with_warnings(bundle: Bundle, cfg: Config, stdin_mode: bool = False)
         was = trained.get("stream")
         if isinstance(was, str) and was not in ("mixed", src.stream):
             out.append(f"sources[{i}].stream is {src.stream!r}, but model {bundle.version} was trained with stream "
-                       f"{was!r}: its sequences look unusual to the model (a flood of alerts); set stream: {was} "
+                       f"{quoted(was)}: its sequences look unusual to the model (a flood of alerts); set stream: {was} "
                        f"or train a model with stream: {src.stream}")
         was = trained.get("format")
         if isinstance(was, str) and was not in ("mixed", src.format):
             out.append(f"sources[{i}].format is {src.format!r}, but model {bundle.version} was trained on lines read "
-                       f"as format {was!r}: this source's lines are parsed otherwise than its training lines. "
+                       f"as format {quoted(was)}: this source's lines are parsed otherwise than its training lines. "
                        + ("Set the format the model was trained with, or train a model on lines of this format"
                           if stdin_mode else "If the files differ in format, learn mode (`model: null`) reads "
                           "each source with its own format; else set the format the model was trained with"))
@@ -482,7 +482,7 @@ def _format_mismatch(paths: list[str], fmt: str) -> str | None:
         parser = Parser(fmt)  # its timestamp counts are this file's
         unparsed = sum(not parser.parse(decode_line(ln, 65536)[0]).parsed for ln in lines)
         if len(lines) >= 3 and mostly_unparsed(unparsed, len(lines)):
-            return (f"{unparsed} of the last {len(lines)} lines of {path} do not match format {fmt!r}; every such line "
+            return (f"{unparsed} of the last {len(lines)} lines of {path} do not match format {quoted(fmt)}; every such line "
                     "is learned and scored with its header as text (a flood of unknown_type alerts). Set the format "
                     "the file has (syslog, iso, raw or regex:...; docs/configuration.md), unless these are the "
                     "continuation lines of multi-line entries (a stack trace)")
