@@ -1532,7 +1532,7 @@ def test_a_reload_that_reopens_the_files_reads_no_line_twice_and_loses_no_count(
     svc._release_lock()
 
 
-def _paused_service(tmp_path, bundle_dir, monkeypatch, lines: int, batch_size: int):
+def _paused_service(tmp_path, bundle_dir, monkeypatch, lines: int, batch_size: int, queue_size: int | None = None):
     """A service reading `lines` distinct never-seen messages while alerts.jsonl fails (a full disk), with a
     retry queue of 20 alerts; returns (service, the failing switch, the log, the alerts file)."""
     failing = _failing_jsonl(monkeypatch)
@@ -1542,7 +1542,7 @@ def _paused_service(tmp_path, bundle_dir, monkeypatch, lines: int, batch_size: i
     svc, _, _ = _reloadable_service(tmp_path, bundle_dir, model=str(bundle_dir),
                                     alerts={"syslog": {"enabled": False}, "dedup_window_seconds": 0, "max_per_minute": 0,
                                             "jsonl": {"path": str(tmp_path / "alerts.jsonl")}},
-                                    runtime={"batch_size": batch_size, "queue_size": batch_size})  # fmt: skip
+                                    runtime={"batch_size": batch_size, "queue_size": queue_size or batch_size})  # fmt: skip
     svc.router.retry_limit = 20
     svc.cfg = replace_start(svc.cfg)
     svc._open_sources(svc.cfg, {})
@@ -1671,6 +1671,149 @@ def test_a_line_that_cannot_be_scored_is_skipped_said_and_counted_not_fatal(tmp_
     assert _markers(tmp_path / "alerts2.jsonl") == [0, 1, 2]
     assert plugin.metrics.registry.get_sample_value("lograven_lines_dropped_total",
                                                     {"file": "stdin", "reason": "error"}) == 1.0
+    # a failure after scoring (building the alert) is taken as well, and the stream is as before the message
+    monkeypatch.setattr(Detector, "detect", real_detect)
+    real_account = Service._account
+
+    def account(self, verdicts, meta):
+        if any("poison" in m[3] for m in meta):
+            raise RuntimeError("a bug met while building the alert")
+        return real_account(self, verdicts, meta)
+
+    monkeypatch.setattr(Service, "_account", account)
+    answers = io.StringIO()
+    cfg3 = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state3"), "metrics": {"enabled": False},
+                         "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts3.jsonl")}}})  # fmt: skip
+    plugin = Service(cfg3, stdin_mode=True, stdin=iter([(x + "\n").encode() for x in lines]), stdout=answers)
+    assert plugin.run() == 0
+    assert answers.getvalue().splitlines() == ["OK"] * 5
+    assert _markers(tmp_path / "alerts3.jsonl") == [0, 1, 2]
+
+
+def test_a_failure_after_scoring_finishes_the_other_lines_without_scoring_them_again(tmp_path, bundle_dir, monkeypatch,
+                                                                                    caplog) -> None:
+    """From a review of the guard: a line that raised while its alert was built made the whole batch be
+    scored again line by line, so every stream's GRU advanced twice. The lines scored are now finished one
+    by one with their verdicts; and when every line fails (FAILED_IN_A_ROW_STOP in a row) the daemon stops
+    with an error, those lines unacknowledged, instead of skipping all it reads."""
+    from lograven import service as service_mod
+    from lograven.errors import LogravenError
+    from lograven.service import Service, _Item
+
+    real_account = Service._account
+
+    def account(self, verdicts, meta):
+        if any("poison" in m[3] for m in meta):
+            raise RuntimeError("a bug met while building the alert")
+        return real_account(self, verdicts, meta)
+
+    monkeypatch.setattr(Service, "_account", account)
+    normal = (bundle_dir.parent / "messages").read_text().splitlines()[:40]
+    log = tmp_path / "a.log"
+    log.write_text("\n".join(normal[:20] + ["Jun  9 07:00:09 web01 kernel: poison line"] + normal[20:]) + "\n")
+    svc, _, _ = _reloadable_service(tmp_path, bundle_dir, model=str(bundle_dir),
+                                    alerts={"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts.jsonl")}})  # fmt: skip
+    svc.cfg = replace_start(svc.cfg)
+    svc._open_sources(svc.cfg, {})
+    batch = [_Item(0, raw) for raw in svc._sources[0].tailer.poll()]
+    assert len(batch) == 41
+    svc._process_guarded(batch)
+    reference = Service(svc.cfg)  # the same lines scored once, without the poison line
+    reference._activate(svc.bundle, bundle_dir, svc.cfg)
+    from lograven.parsing import Parser
+    from lograven.service import StreamKey
+
+    key, parser = StreamKey(svc.cfg.sources[0].stream), Parser(svc.cfg.sources[0].format)
+    ref_items = [(key.key(str(log), parser.parse(t), t), parser.parse(t)) for t in normal]
+    reference.detector.detect(ref_items)
+    (stream,) = svc.detector.states
+    assert svc.detector.states[stream].seen == reference.detector.states[stream].seen  # not scored twice
+    assert svc.metrics.registry.get_sample_value("lograven_lines_dropped_total", {"file": str(log), "reason": "error"}) == 1
+    assert svc.router.flush(force=True)
+    svc._ack_pending()
+    assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size  # past the poison line
+    # every line failing: no poison line; the daemon stops, the lines unacknowledged
+    monkeypatch.setattr(Service, "FAILED_IN_A_ROW_STOP", 3)
+    with log.open("a") as f:
+        f.write("".join(f"Jun  9 07:01:0{i} web01 kernel: poison {i}\n" for i in range(4)))
+    more = [_Item(0, raw) for raw in svc._sources[0].tailer.poll()]
+    with pytest.raises(LogravenError, match="the last 3 lines all failed to score .*they are read again at the next start"):
+        svc._process_guarded(more)
+    svc._ack_pending()
+    before_poison = log.stat().st_size - sum(len(f"Jun  9 07:01:0{i} web01 kernel: poison {i}\n") for i in range(4))
+    assert svc._sources[0].tailer.positions()[str(log)]["offset"] == before_poison
+    svc._sources[0].tailer.close()
+    svc.router.close()
+    svc._release_lock()
+    del service_mod
+
+
+def test_a_reload_or_stop_while_paused_leaves_the_lines_read_unscored(tmp_path, bundle_dir, monkeypatch, caplog) -> None:
+    """From a review: a reload while reading was paused (a required sink's queue half full) scored every
+    line the reader had queued, so the sink's queue overflowed and alerts were dropped. The lines are left
+    for the reopened files (and a restart) to read again."""
+    caplog.set_level("INFO")
+    svc, failing, log, alerts_file = _paused_service(tmp_path, bundle_dir, monkeypatch, lines=60, batch_size=4,
+                                                     queue_size=20)
+    deadline = time.monotonic() + 20
+    while svc.router.backlogged(4) is None and time.monotonic() < deadline:
+        if batch := svc._take_batch(4, 0.05, timeout=0.2):
+            svc._process_guarded(batch)
+    assert svc.router.backlogged(4) == "jsonl"
+    while svc._queue.qsize() < 20 and time.monotonic() < deadline:  # the reader fills its queue meanwhile
+        time.sleep(0.05)
+    svc._stop_reader()
+    assert svc._queue.qsize() > 0
+    svc._drain_queue_into_detector()
+    assert not svc.router.lost_required and svc.router.pending() < 20
+    assert any("left unscored while alert sink jsonl delivers" in r.getMessage() for r in caplog.records)
+    failing["on"] = False
+    assert svc.router.flush(force=True)
+    svc._ack_pending()
+    scored = _markers(alerts_file)
+    assert scored == list(range(len(scored)))  # the first lines, each once
+    saved = svc._sources[0].tailer.positions()
+    offset = saved[str(log)]["offset"]
+    svc._sources[0].tailer.close()
+    from lograven.tailer import Tailer
+
+    with Tailer([str(log)], positions=json.loads(json.dumps(saved)), use_watchdog=False) as t:  # a restart
+        again = [r.data.decode() for r in t.poll()]
+    assert again and f"marker-{len(scored)} " in again[0] and offset < log.stat().st_size
+    svc.router.close()
+    svc._release_lock()
+
+
+def test_turning_a_failing_required_sink_off_does_not_freeze_the_checkpoint(caplog) -> None:
+    """From a review: a reload that turned the failing jsonl sink off dropped its queue (said) and set
+    lost_required, so the checkpoint never advanced again in that process. A sink removed on purpose is
+    no loss to read again for."""
+    from lograven.alerts import AlertRouter, SinkError
+
+    class Sink:
+        def __init__(self, name, required, fail):
+            self.name, self.required, self.fail, self.got = name, required, fail, []
+
+        def emit(self, batch):
+            if self.fail:
+                raise SinkError("No space left on device")
+            self.got.extend(batch)
+
+        def close(self):
+            pass
+
+    from lograven.alerts import Alert, DetectorHit
+
+    def alert(i):
+        return Alert(id=f"a{i}", time="t", host="h", file="/f", offset=i, stream="s", line=f"x{i}", type_id=-1,
+                     template=None, detectors=[DetectorHit("unknown_type", 1.0, 0.0)])
+
+    old = AlertRouter([Sink("jsonl", True, True)], dedup_window_seconds=0, max_per_minute=0)
+    assert old.submit([alert(1), alert(2)]) is False
+    new = AlertRouter([Sink("stdout", True, False)], dedup_window_seconds=0, max_per_minute=0)
+    new.take_over(old)
+    assert not new.lost_required and new.durable()
+    assert "no longer configured: 2 undelivered alert(s)" in caplog.text
 
 
 def replace_start(cfg):

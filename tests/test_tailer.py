@@ -3317,3 +3317,30 @@ def test_a_reloads_reopened_file_takes_the_acknowledgements_of_its_lines_in_flig
         assert tailer.positions()[str(log)]["offset"] == held[-1].end
         with pytest.raises(ValueError, match="not an ack id"):
             tailer.acknowledge(str(log), held[0].file_id, 3)  # a file id is no ack id
+
+
+def test_a_copy_followed_itself_after_a_reload_takes_the_acknowledgements_of_its_lines(tmp_path: Path) -> None:
+    """From a review: a copytruncate's copy with lines in flight, reopened by a reload whose pattern now
+    matches it (`app.log` -> `app.log*`), is a followed file itself; the acknowledgements of its lines were
+    looked for among old files only, its offset stayed 0 and a restart read them again."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    with make([log]) as tailer:
+        tailer.poll()
+        append(log, b"".join(b"line %d %s\n" % (i, b"x" * 40) for i in range(6)))
+        held = tailer.poll()  # processed, their alerts held by a failing sink
+        shutil.copyfile(log, tmp_path / "app.log.1")
+        os.truncate(log, 0)
+        append(log, b"new 1\n")
+        new = tailer.poll()
+        tailer.acknowledge_lines(new)
+        read = {x.ack_id: x.end for x in held + new}
+        reopened = json.loads(json.dumps(tailer.positions(read=read)))
+    with make([str(tmp_path / "app.log*")], positions=reopened) as tailer:  # the reload
+        for _ in range(3):
+            tailer.poll()
+        tailer.acknowledge_lines(held)  # the sink delivered them
+        saved = json.loads(json.dumps(tailer.positions()))
+    assert saved[str(tmp_path / "app.log.1")]["offset"] == (tmp_path / "app.log.1").stat().st_size
+    with make([str(tmp_path / "app.log*")], positions=saved) as tailer:  # a restart
+        assert texts(tailer.poll()) + texts(tailer.poll()) == []

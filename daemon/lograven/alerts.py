@@ -993,12 +993,13 @@ class AlertRouter:
         with self._lock:
             return self._durable()
 
-    def backlogged(self) -> str | None:
-        """The name of a required sink whose retry queue holds half of `retry_limit` or more, else None:
-        the caller stops scoring new lines until it delivers (the half left takes what is in hand)."""
+    def backlogged(self, batch: int = 0) -> str | None:
+        """The name of a required sink whose retry queue holds half of `retry_limit` or more (less with
+        batches of `batch` lines so large that two of them would not fit: at least one), else None: the
+        caller stops scoring new lines until it delivers (the room left takes what is in hand)."""
+        at = max(1, min(self.retry_limit // 2, self.retry_limit - 2 * batch))
         with self._lock:
-            return next((st.sink.name for st in self._sinks
-                         if st.sink.required and len(st.queue) >= self.retry_limit // 2), None)
+            return next((st.sink.name for st in self._sinks if st.sink.required and len(st.queue) >= at), None)
 
     def take_over(self, old: AlertRouter) -> int:
         """Adopt what `old` (the router this one replaces on a reload) has not delivered yet: each of its
@@ -1014,9 +1015,9 @@ class AlertRouter:
                     continue
                 target = mine.get(st.sink.name)
                 if target is None:
+                    # (on purpose: a failing sink turned off; its alerts' lines stay acknowledged as the others take them)
                     log.error("alert sink %s is no longer configured: %d undelivered alert(s) for it are dropped",
                               st.sink.name, len(st.queue))
-                    self.lost_required |= st.sink.required
                     if self._metrics is not None:
                         self._metrics.alerts_dropped.labels(sink=st.sink.name).inc(len(st.queue))
                     st.queue.clear()

@@ -570,6 +570,8 @@ class Service:
         self.router: AlertRouter | None = None
         self._allowlist_in_force = None  # the Allowlist the router's suppress hook reads (_allowlist)
         self._error_said_at = -math.inf  # when a line that could not be scored was last logged
+        self._failed_in_a_row = 0  # lines that could not be scored since the last one that could
+        self._staged = None  # (meta, verdicts, cut) of the batch being processed once scored, until submitted
         self._model_path: Path | None = None
         self._last_ckpt = time.monotonic()
         self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
@@ -1072,7 +1074,7 @@ class Service:
         while not self._stop.is_set():
             # a required sink's retry queue half full: no new lines are scored until it delivers (they wait in
             # the files, read later; the reader waits on the full queue), so none of its alerts is dropped
-            backlogged = self.router.backlogged()
+            backlogged = self.router.backlogged(rt.batch_size)
             if backlogged != paused:
                 if backlogged:
                     log.warning("alert sink %s holds %d or more undelivered alerts: reading is paused until it "
@@ -1100,29 +1102,50 @@ class Service:
         acknowledged."""
         try:
             self._process(batch)
+            self._failed_in_a_row = 0
             return
         except Exception:  # noqa: BLE001 - found line by line below, each said
+            staged, self._staged = self._staged, None
             if len(batch) == 1:
                 self._skip_failed(batch[0])
                 return
+        if staged is not None:  # scored whole: finished line by line, not scored again (the GRU states advanced once)
+            meta, verdicts, cut = staged
+            for m, v in zip(meta, verdicts):
+                try:
+                    self._finish([m[0]], [m], [v], cut)
+                    self._failed_in_a_row = 0
+                except Exception:  # noqa: BLE001
+                    self._skip_failed(m[0])
+            return
         for it in batch:
             try:
                 self._process([it])
+                self._failed_in_a_row = 0
             except Exception:  # noqa: BLE001
                 self._skip_failed(it)
 
+    FAILED_IN_A_ROW_STOP = 100  # lines that raise one after another: no poison line, a failure of every line
+
     def _skip_failed(self, it: _Item, what: str | None = None) -> None:
-        """A line _process raised on (call in its `except`): said (once a minute, with the traceback),
-        counted, and acknowledged with the lines around it."""
+        """A line _process raised on (call in its `except`): said (once a minute, with the traceback) and
+        counted. It is not acknowledged itself: the next line of its file scored acknowledges past it. When
+        every line fails (FAILED_IN_A_ROW_STOP in a row), it is no poison line: the daemon stops with an
+        error, those lines unacknowledged (read again at the next start), a failure systemd and the admin
+        see, not one /metrics alone tells."""
         what = what or f"the line at byte {it.raw.offset} of {it.raw.read_from or it.raw.path}"
-        self.metrics.lines_dropped.labels(file=it.raw.path, reason="error").inc()
+        self._failed_in_a_row += 1
         now = time.monotonic()
+        if self._failed_in_a_row >= self.FAILED_IN_A_ROW_STOP:
+            log.error("cannot score %s", what, exc_info=True)
+            raise LogravenError(f"the last {self._failed_in_a_row} lines all failed to score (the last: {what}); "
+                                "stopping, with those lines unacknowledged (they are read again at the next start). "
+                                "Please report this with the traceback above")
+        self.metrics.lines_dropped.labels(file=it.raw.path, reason="error").inc()
         if now - self._error_said_at >= 60.0:
             self._error_said_at = now
             log.error("cannot score %s; it is skipped (counted in lograven_lines_dropped_total{reason=\"error\"}). "
                       "Please report this with the traceback", what, exc_info=True)
-        self._pending.add(it.source, it.raw)
-        self._dirty = True
 
     def _take_batch(self, size: int, max_wait: float, timeout: float) -> list[_Item]:
         try:
@@ -1162,6 +1185,7 @@ class Service:
 
     def _process(self, batch: list[_Item]) -> None:
         assert self.detector is not None and self.router is not None
+        self._staged = None
         max_bytes = self.cfg.runtime.max_line_bytes
         items, meta = [], []
         cut: set[tuple[str, int]] = set()  # lines longer than max_line_bytes: their alerts say so
@@ -1204,6 +1228,11 @@ class Service:
                         last.move_to_end(stream)
                 while len(last) > self.detector.settings.max_streams:
                     last.popitem(last=False)
+        self._staged = (meta, verdicts, cut)  # scored: the GRU states advanced (see _process_guarded)
+        self._finish(batch, meta, verdicts, cut)
+
+    def _finish(self, batch: list[_Item], meta: list, verdicts: list, cut: set[tuple[str, int]]) -> None:
+        """The scored lines' metrics and alerts, submitted; their acknowledgement when durable."""
         alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2], m[0].raw.read_from)
                                           for m in meta])  # fmt: skip
         if cut:
@@ -1218,6 +1247,7 @@ class Service:
         for it, *_ in meta:
             self._pending.add(it.source, it.raw)
         self._dirty = True
+        self._staged = None  # submitted: not to be finished again
         durable = self.router.submit(alerts)
         if durable:
             self._ack_pending()
@@ -1650,6 +1680,12 @@ class Service:
             except queue.Empty:
                 break
         for i in range(0, len(rest), self.cfg.runtime.batch_size):
+            if self.router.backlogged(self.cfg.runtime.batch_size):
+                # a required sink's queue is full enough: the rest is not scored now (its alerts would be
+                # dropped, a review); not acknowledged, it is read again (a reload reopens where scored)
+                log.info("%d line(s) read are left unscored while alert sink %s delivers; they are read again",
+                         len(rest) - i, self.router.backlogged(self.cfg.runtime.batch_size))
+                break
             self._process_guarded(rest[i : i + self.cfg.runtime.batch_size])
 
     # ------------------------------------------------------------- stdin
@@ -1715,32 +1751,31 @@ class Service:
                                     "action(type=\"omprog\" ...) }`", tag, tag)
                     out.write("OK\n")
                 else:
-                    text, truncated = decode_line(raw, max_bytes)
-                    rec = parser.parse(text)
-                    if sample.sampled < FORMAT_SAMPLE_LINES and text.strip():
-                        self._sample_format(sample, rec.parsed, "standard input")
-                    stream = key.key("stdin", rec, text)
-                    before = self.detector.states.get(stream)
-                    kept = (before.h.copy(), before.seen, before.last) if before is not None else None
+                    stream, kept = None, None
                     try:
+                        text, truncated = decode_line(raw, max_bytes)
+                        rec = parser.parse(text)
+                        if sample.sampled < FORMAT_SAMPLE_LINES and text.strip():
+                            self._sample_format(sample, rec.parsed, "standard input")
+                        stream = key.key("stdin", rec, text)
+                        before = self.detector.states.get(stream)
+                        kept = (before.h.copy(), before.seen, before.last) if before is not None else None
                         v = self.detector.detect([(stream, rec)])[0]
+                        alerts = self._account([v], [("stdin", n, stream, text, rec, None)])
+                        for a in alerts:
+                            a.line_truncated = truncated
+                        self._failed_in_a_row = 0
                     except Exception:  # noqa: BLE001 - see _process_guarded: taken (OK), said and counted
-                        v = None
+                        alerts = []
+                        self._put_stream_back(stream, kept)  # as if the message had not come
                         self._skip_failed(_Item(0, RawLine("stdin", "", n, n, b"", False)), f"message {n + 1} of standard input")
-                        self._pending.acks.clear()  # plugin mode acknowledges to rsyslog, not to a tailer
-                    alerts = self._account([v], [("stdin", n, stream, text, rec, None)]) if v is not None else []
-                    for a in alerts:
-                        a.line_truncated = truncated
                     n += 1
                     # its alert not delivered: refused too, so rsyslog sends it again (at-least-once)
                     # (a resent message is the shipper's retry: the sinks are tried now, whatever their back-off)
                     delivered = self.router.submit(alerts, force=True)
                     if not delivered:  # and its stream as before it: the message comes again
                         self.router.withdraw(alerts)  # its alert comes again with it: written once
-                        if kept is None:
-                            self.detector.states.pop(stream, None)
-                        else:
-                            self.detector.import_states({stream: kept})
+                        self._put_stream_back(stream, kept)
                     out.write("OK\n" if delivered else self._refusal())
                     self._dirty = self._dirty or delivered
                 out.flush()
@@ -1764,6 +1799,15 @@ class Service:
             self.notifier.watchdog()
         self.router.flush(force=True)
         return 0
+
+    def _put_stream_back(self, stream: str | None, kept: tuple | None) -> None:
+        """A stream's GRU state as it was before a message (`kept`: its state then, None: it had none)."""
+        if stream is None:
+            return
+        if kept is None:
+            self.detector.states.pop(stream, None)
+        else:
+            self.detector.import_states({stream: kept})
 
     def _refusal(self) -> str:
         """omprog's answer for a message not taken: any line but OK (rsyslog retries it later)."""

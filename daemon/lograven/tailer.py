@@ -1083,7 +1083,9 @@ class Tailer:
         with self._lock:
             watcher = self._by_devino.get(parsed[:2])
             if watcher is None or ack_id not in watcher.ids:
-                watcher = next((w for w in self._retired + self._draining if ack_id in w.ids), None)
+                # a copy or a renamed file: draining, retired, or followed itself (a reload that widened the
+                # pattern to the copy: a review, its lines' acknowledgements had reached nothing)
+                watcher = next((w for w in (*self._retired, *self._draining, *self._live) if ack_id in w.ids), None)
             if watcher is None or end_offset > max(watcher.offset, watcher.acks_to or 0):
                 log.debug("ignoring acknowledgement for %s (%s) at %d: file closed or restarted", path, ack_id, end_offset)
                 return
