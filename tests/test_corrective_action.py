@@ -375,6 +375,48 @@ def test_model_store_versions_and_rollback(tmp_path):
     assert r.returncode == 0 and store.current_name() == "v0003"
     r = _lograven("models", "list", "--dir", str(tmp_path / "modles"))  # a typo is not an empty store
     assert r.returncode == 1 and "modles: no such directory" in r.stderr and "Traceback" not in r.stderr
+    # `current` at a version whose manifest is gone, or at one deleted: rollback goes to the valid one before
+    # it (it had refused: "no current version to roll back from"); `models list` shows the broken one
+    half = tmp_path / "models" / "v0004"
+    half.mkdir()
+    (half / "sequence.npz").write_bytes(b"x")
+    os.unlink(tmp_path / "models" / "current")
+    os.symlink("v0004", tmp_path / "models" / "current")
+    r = _lograven("models", "list", "--dir", str(tmp_path / "models"))
+    assert "* v0004  BROKEN:" in r.stdout and "manifest.json: missing" in r.stdout, r.stdout
+    assert store.rollback() == "v0003"
+    os.unlink(tmp_path / "models" / "current")
+    os.symlink("v0009", tmp_path / "models" / "current")
+    assert store.rollback() == "v0003"
+    os.unlink(tmp_path / "models" / "current")
+    with pytest.raises(LogravenError, match="no current version to roll back from; make one current with"):
+        store.rollback()
+
+
+def test_switching_current_is_one_at_a_time(tmp_path):
+    """From a review: two `learn` runs (or one and the daemon's relearning) finishing together both checked
+    that `current` was still their parent, then both switched: the second's version lacked the first's
+    lines. The check and the switch are held under the store's switch lock."""
+    import threading
+
+    store = _store_of(tmp_path, 3)
+    store.set_current = lambda name: os.symlink(name, tmp_path / "models" / "current")  # no bundle to verify
+    order = []
+    inside = threading.Event()
+
+    def first():
+        with store.switching():
+            inside.set()
+            time.sleep(0.5)
+            order.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait(5)
+    with store.switching():
+        order.append("second in")
+    t.join(5)
+    assert order == ["first done", "second in"]
 
 
 def _store_of(tmp_path, n: int) -> ModelStore:
@@ -424,6 +466,18 @@ def test_models_prune_command(tmp_path):
     r = _lograven("models", "prune", "--config", str(cfg))
     assert r.returncode == 0 and "deleted v0003" in r.stdout, r.stdout + r.stderr
     assert store.versions() == ["v0001", "v0004", "v0005"]
+    # the version the daemon runs (noted in its state_dir), which is not `current` (a damaged current it
+    # refused): never deleted (a review saw prune delete the last working model)
+    from lograven.modelstore import record_running
+
+    (store.new_version_path() / "manifest.json").write_text("{}")  # v0006
+    (store.new_version_path() / "manifest.json").write_text("{}")  # v0007
+    os.unlink(tmp_path / "models" / "current")
+    os.symlink("v0007", tmp_path / "models" / "current")
+    record_running(tmp_path, tmp_path / "models" / "v0004")
+    r = _lograven("models", "prune", "--config", str(cfg), "--keep", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert store.versions() == ["v0004", "v0007"], r.stdout
 
 
 def test_switching_current_on_a_full_disk_says_so_and_keeps_the_old_one(tmp_path, monkeypatch):

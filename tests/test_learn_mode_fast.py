@@ -34,6 +34,7 @@ def test_learn_mode_exports_per_file_metrics_while_it_collects_lines(tmp_path, m
                         "metrics": {"enabled": False}, "runtime": {"poll_interval_seconds": 0.1},
                         "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
     svc = Service(cfg)
+    svc._prepare_state_dir()  # as at a start: learn mode watches its models directory
     value = svc.metrics.registry.get_sample_value
     done = threading.Thread(target=learnmode._collect_more, args=(svc, Corpus(), {}, 1000))
     done.start()
@@ -50,6 +51,7 @@ def test_learn_mode_exports_per_file_metrics_while_it_collects_lines(tmp_path, m
     assert not done.is_alive()
     assert value("lograven_file_readable", {"file": str(logs / "b.log")}) is None  # removed with the tailers
     assert value("lograven_lines_read_total", {"file": str(logs / "a.log")}) is None
+    svc._release_lock()
 
 
 def test_a_reload_in_learn_mode_refuses_a_model_that_does_not_load_and_any_bad_config(tmp_path, caplog,
@@ -101,3 +103,52 @@ def test_a_reload_in_learn_mode_refuses_a_model_that_does_not_load_and_any_bad_c
     with pytest.raises(learnmode.Reloaded):
         learnmode.take_reload(svc)
     assert svc.cfg.model == str(default)
+
+
+def test_a_version_made_current_while_learn_mode_collects_ends_it(tmp_path, bundle_dir, caplog) -> None:
+    """From a review: with `model: null`, an admin who trained a model into the daemon's models directory and
+    made it current (operations.md's way) while learn mode waited for lines saw it ignored, then replaced
+    by learn mode's own model without a word. Learn mode now ends and the daemon runs the admin's version;
+    and a models directory with versions but no `current` is an error, not a reason to learn afresh."""
+    import shutil
+
+    import pytest
+
+    from lograven import learnmode
+    from lograven.errors import LogravenError
+    from lograven.service import Service
+    from lograven.training import Corpus
+
+    log = tmp_path / "a.log"
+    log.write_text("Jun  9 07:00:00 web01 app[1]: one\n")
+    cfg = parse_config({"sources": [{"paths": [str(log)]}], "model": None, "state_dir": str(tmp_path / "st"),
+                        "metrics": {"enabled": False}, "runtime": {"poll_interval_seconds": 0.1},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+    svc.store.root.mkdir(parents=True)
+    outcome = []
+
+    def collect():
+        try:
+            outcome.append(learnmode._collect_more(svc, Corpus(), {}, 1000))
+        except learnmode.Reloaded:
+            outcome.append("ended")
+
+    worker = threading.Thread(target=collect)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        shutil.copytree(bundle_dir, svc.store.root / "v0001")  # `lograven train --out` the models directory
+        svc.store.set_current("v0001")  # `lograven models rollback --to v0001`
+        worker.join(20)
+    finally:
+        svc._stop.set()
+        worker.join(20)
+    assert outcome == ["ended"]
+    assert any("v0001 was made current" in r.getMessage() and "learn mode ends" in r.getMessage() for r in caplog.records)
+    assert svc._model_location(cfg).name == "v0001"  # what the daemon then loads
+    os.unlink(svc.store.root / "current")  # a restore that lost the link
+    with pytest.raises(LogravenError, match="with versions .*v0001.* but no `current` one"):
+        svc._model_location(cfg)
+    svc._release_lock()

@@ -1249,6 +1249,35 @@ def test_a_broken_current_is_said_once_while_the_model_runs_on(tmp_path, bundle_
     assert "current version is v0001 again" in caplog.text
 
 
+def test_a_model_named_by_its_current_link_follows_a_switch(tmp_path, bundle_dir, caplog) -> None:
+    """From a review: with `model: /var/lib/lograven/models/current` (which `check` accepts), a switch of
+    `current` was never followed: the running path was compared resolved now, not as it was when loaded.
+    The daemon also notes in its state_dir the version it runs, which `models prune` keeps."""
+    import shutil
+
+    from lograven.bundle import load_bundle
+    from lograven.modelstore import ModelStore, running_version
+    from lograven.service import Service
+
+    store = ModelStore(tmp_path / "models")
+    for _ in range(2):
+        shutil.copytree(bundle_dir, store.new_version_path(), dirs_exist_ok=True)
+    store.set_current("v0001")
+    cfg = parse_config({"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False},
+                        "model": str(store.root / "current")})  # fmt: skip
+    svc = Service(cfg)
+    svc._prepare_state_dir()
+    svc._activate(load_bundle(store.root / "current"), svc._model_location(cfg), cfg)
+    assert running_version(store, svc.state_dir) == "v0001"
+    first = svc.bundle
+    store.set_current("v0002")
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc._follow_current_version(10.0)
+    assert svc.bundle is not first and "reloading the model" in caplog.text
+    assert running_version(store, svc.state_dir) == "v0002"
+    svc._release_lock()
+
+
 def test_a_quiet_plugin_stops_and_checkpoints_without_waiting_for_a_line(tmp_path, bundle_dir) -> None:
     """`run --stdin` read its input in the main loop: on a quiet input, SIGTERM waited for the next line
     (a shipper that stops its plugin with a signal waited, then killed it), and the streams' GRU states

@@ -1246,7 +1246,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from lograven.modelstore import ModelStore, describe, dump
+    from lograven.modelstore import ModelStore, describe, dump, running_version
 
     if args.keep is not None and args.action != "prune":
         raise LogravenError(f"--keep is for `lograven models prune`, not `{args.action}`")
@@ -1282,7 +1282,10 @@ def cmd_models(args) -> int:
         keep = args.keep if args.keep is not None else cfg.learn.keep_versions
         if keep < 1:
             raise LogravenError(f"--keep {keep}: keep at least 1 version (the current one is never deleted)")
-        removed = store.prune(keep)
+        # never the version a daemon runs, which may not be `current` (a damaged one it refused: a review saw
+        # prune delete the last working model)
+        running = running_version(store, cfg.effective_state_dir())
+        removed = store.prune(keep, protect=(running,) if running else ())
         cur = store.current_name()
         kept = f"keeping the newest {keep}" + (f" and current ({cur})" if cur and cur not in store.versions()[-keep:] else "")
         print(f"{store.root}: deleted {', '.join(removed)}; {kept}" if removed

@@ -565,15 +565,16 @@ def learn(
                                          for t, v in sorted(raised.items())]  # fmt: skip
     summary["parent_version"] = base_path.name if store is not None else None
     if store is not None and out is None:
-        now = store.current_name()
-        if keep_newer_current and now != base_path.name:
-            summary["made_current"] = False
-            log.warning("%s: current moved from %s to %s while learning; %s is saved but not made current "
-                        "(`lograven models rollback --to %s` switches to it)", store.root, base_path.name, now,
-                        target.name, target.name)  # fmt: skip
-        else:
-            store.set_current(target.name)
-            summary["made_current"] = True
+        with store.switching():  # another learn (or the daemon's relearning) finishing now waits for this one
+            now = store.current_name()
+            if keep_newer_current and now != base_path.name:
+                summary["made_current"] = False
+                log.warning("%s: current moved from %s to %s while learning; %s is saved but not made current "
+                            "(`lograven models rollback --to %s` switches to it)", store.root, base_path.name, now,
+                            target.name, target.name)  # fmt: skip
+            else:
+                store.set_current(target.name)
+                summary["made_current"] = True
     return target, summary
 
 

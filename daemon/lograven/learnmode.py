@@ -384,7 +384,9 @@ def learn_initial_model(svc: Service) -> dict:
         svc.store.release(out)
         log.warning("stopped during learning: the model is not saved; learning restarts next time")
         return positions
-    svc.store.set_current(out.name)
+    with svc.store.switching():
+        _end_if_made_current(svc, learned=out.name)
+        svc.store.set_current(out.name)
     _clear_failures(svc)
     log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, summary["seconds"]["total"])
     from lograven.sequence import FEW_CALIBRATION_STEPS, MIN_FLOOR_STEPS
@@ -414,6 +416,23 @@ def _export_file_metrics(svc: Service, tailers: list) -> set[str]:
     return files
 
 
+def _end_if_made_current(svc: Service, learned: str | None = None) -> None:
+    """An admin made a version current while learn mode learned (`lograven train --out` the models
+    directory, `models rollback`): learn mode ends and the daemon runs it (raises Reloaded). It had gone on,
+    then made its own model current over the admin's without a word (a review). `learned`: the version learn
+    mode has just saved, kept (not current)."""
+    try:
+        name = svc.store.current_name()
+    except LogravenError:
+        name = "?"  # `current` points elsewhere: the start says what is wrong with it
+    if name is None:
+        return
+    kept = f"; the version it learned, {learned}, is kept (`lograven models rollback --to {learned}` uses it)" if learned else ""
+    log.warning("learn mode: %s was made current in %s meanwhile: learn mode ends and the daemon runs it%s",
+                name, svc.store.root, kept)
+    raise Reloaded
+
+
 def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int) -> dict:
     """Too little history: follow the files and learn from new lines until there are enough."""
     cfg = svc.cfg
@@ -440,6 +459,7 @@ def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int)
             svc.notifier.watchdog()
             exported |= _export_file_metrics(svc, tailers)
             take_reload(svc)
+            _end_if_made_current(svc)
             if time.monotonic() - last_log > 10:
                 last_log = time.monotonic()
                 svc._set_status(f"learn mode: collecting lines ({len(corpus)}/{min_lines})")

@@ -25,6 +25,29 @@ log = logging.getLogger(__name__)
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
+RUNNING_MODEL = "running-model"  # in the state_dir: the model directory the daemon runs, for `models prune`
+
+
+def record_running(state_dir: Path, model: Path) -> None:
+    """Note in `state_dir` the model the daemon runs now (its resolved path): `lograven models prune` keeps
+    that version, which may not be `current` (a damaged current the daemon refused). Best effort."""
+    from lograven.osutil import write_text_replacing
+
+    try:
+        write_text_replacing(Path(state_dir) / RUNNING_MODEL, str(Path(model).resolve()) + "\n")
+    except OSError as e:
+        log.debug("cannot note the running model in %s: %s", state_dir, e)
+
+
+def running_version(store: ModelStore, state_dir: Path) -> str | None:
+    """The version of `store` a daemon with this `state_dir` runs (or ran last), if it is one of its."""
+    try:
+        path = Path((Path(state_dir) / RUNNING_MODEL).read_text(encoding="utf-8").strip())
+        return path.name if path.parent == store.root.resolve() else None
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class VersionInfo:
     name: str
@@ -97,6 +120,25 @@ class ModelStore:
         with contextlib.suppress(OSError):
             path.rmdir()  # only when empty: a saved bundle is never removed here
 
+    @contextlib.contextmanager
+    def switching(self):
+        """Held while a caller checks `current` and then moves it (`learn`, learn mode, periodic relearning,
+        `models rollback`): two at once had both switched, the second over the first's version (a review).
+        An exclusive flock on `.switch.lock` in the directory; without one (a read-only directory), none."""
+        import fcntl
+
+        try:
+            fd = os.open(self.root / ".switch.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            log.debug("%s: no switch lock (%s)", self.root, e)
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def set_current(self, name: str) -> None:
         """Point `current` at version `name` (verified first), atomically."""
         if not _VERSION.match(name):
@@ -140,18 +182,36 @@ class ModelStore:
                 out.append(VersionInfo(name, p, name == cur, m))
             except LogravenError as e:
                 out.append(VersionInfo(name, p, name == cur, None, str(e)))
-        return out
+        # a version directory with files but no manifest (a copy in part, a save cut short by hand): not a
+        # version, but shown, as BROKEN (a review: it was invisible, `current` pointing at it unexplained)
+        try:
+            odd = [c for c in self.root.iterdir() if _VERSION.match(c.name) and not (c / MANIFEST).exists()
+                   and c.is_dir() and any(c.iterdir())]
+        except OSError:
+            odd = []
+        for p in odd:
+            out.append(VersionInfo(p.name, p, p.name == cur, None, f"{p / MANIFEST}: missing (a copy in part, or a "
+                                   "save that did not finish): not a version; remove the directory"))
+        return sorted(out, key=lambda i: int(i.name[1:]))
 
     def rollback(self, to: str | None = None) -> str:
         """Switch `current` to version `to`, or to the newest valid version before the current one."""
+        with self.switching():
+            return self._rollback(to)
+
+    def _rollback(self, to: str | None) -> str:
         if to:
             self.set_current(to)
             return to
         cur = self.current_name()
         vs = self.versions()
-        if cur not in vs:
-            raise LogravenError(f"{self.root}: no current version to roll back from")
-        for name in reversed(vs[: vs.index(cur)]):
+        if cur is None or not _VERSION.match(cur):
+            raise LogravenError(f"{self.root}: no current version to roll back from; make one current with "
+                                f"`lograven models rollback --dir {self.root} --to vNNNN` (`lograven models list` "
+                                "shows them)")
+        # the valid versions before it, also when `current` names a version that is gone or damaged (a review:
+        # refused, with valid older versions there)
+        for name in reversed([v for v in vs if int(v[1:]) < int(cur[1:])]):
             try:
                 self.set_current(name)
                 return name

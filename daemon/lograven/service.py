@@ -41,7 +41,7 @@ from lograven.config import DEFAULT_SOURCE_PATHS, ROTATED_NAME_SUFFIXES, Config,
 from lograven.detector import Detector, DetectorSettings, StreamEnd, Verdict
 from lograven.errors import LogravenError, quoted
 from lograven.metrics import Metrics, PortInUse, exposure_warning, start_http_server
-from lograven.modelstore import ModelStore, resolve_model_path
+from lograven.modelstore import ModelStore, record_running, resolve_model_path
 from lograven.masking import without_host
 from lograven.notify import Notifier
 from lograven.osutil import (COMPRESSION_MAGIC_BYTES, acl_user, compression_of, glob_matches, read_regular,
@@ -573,6 +573,9 @@ class Service:
         self._failed_in_a_row = 0  # lines that could not be scored since the last one that could
         self._staged = None  # (meta, verdicts, cut) of the batch being processed once scored, until submitted
         self._model_path: Path | None = None
+        # where it pointed when loaded: `model: /var/lib/lograven/models/current` resolves elsewhere after a
+        # switch, and _model_path.resolve() then said "running" for ever (a review: a switch never followed)
+        self._model_real: Path | None = None
         self._last_ckpt = time.monotonic()
         self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
         self._ckpt_failures, self._ckpt_error_at = 0, 0.0  # checkpoints not written in a row; when to say it again
@@ -700,6 +703,8 @@ class Service:
         if cfg.model:
             return resolve_model_path(cfg.model)
         if self.store.current_path() is None:
+            if self.store.versions():  # versions, but none current (a restore lost the link): not learn mode
+                return resolve_model_path(self.store.root)  # (it had learned afresh beside them: a review)
             return None  # nothing learned yet: learn mode
         return resolve_model_path(self.store.root)  # says what is wrong with a dangling `current`
 
@@ -867,6 +872,8 @@ class Service:
         return sum(len(s.tailer.stats()) for s in self._sources if s.tailer)
 
     def _activate(self, bundle: Bundle, path: Path, cfg: Config) -> None:
+        if not self._checkpoint_off:  # (a plugin beside a daemon leaves the state_dir's files to it)
+            record_running(self.state_dir, path)
         old = self.detector
         det = Detector(bundle, DetectorSettings.from_config(cfg.detectors, max_streams=cfg.runtime.max_streams))
         if old is not None and _same_vocabulary(old.bundle, bundle):
@@ -878,6 +885,7 @@ class Service:
                      "of %d stream(s) starts afresh, so their next lines are judged without history",
                      bundle.version, old.bundle.version, len(old.states))  # fmt: skip
         self.detector, self.bundle, self._model_path = det, bundle, path
+        self._model_real = Path(path).resolve()
         trained_gap = bundle.stream_end_after
         if cfg.detectors.sequence.enabled and cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
             if trained_gap:  # trained for ends, but no stream of its lines ever went silent that long
@@ -1454,13 +1462,13 @@ class Service:
                 self.metrics.reload_failed()
                 log.error("the model directory's current version cannot be used: %s; the running model stays", e)
         if cur is not None and self._rejected_model is not None:
-            running = self._model_path is not None and cur.resolve() == self._model_path.resolve()
+            running = self._model_real is not None and cur.resolve() == self._model_real
             if running or self._rejected_model[0] == "broken":
                 self._rejected_model = None  # `current` was repaired, or points back at the running model
                 if running:
                     self.metrics.reload_succeeded()
                     log.info("the model directory's current version is %s again, the running model", cur.name)
-        if cur is not None and self._model_path is not None and cur.resolve() != self._model_path.resolve():
+        if cur is not None and self._model_real is not None and cur.resolve() != self._model_real:
             seen = _version_key(cur)
             if seen != self._rejected_model:  # a version refused once is tried again only once it changes
                 log.info("the model directory's current version is now %s: reloading the model", cur)
@@ -1617,7 +1625,7 @@ class Service:
             cfg, pending = keep_in_force(self.cfg, cfg)
             path = self._model_location(cfg) or self._model_path
             bundle = self.bundle
-            if path is not None and (path.resolve() != self._model_path.resolve() or _manifest_changed(path, self.bundle)):
+            if path is not None and (path.resolve() != self._model_real or _manifest_changed(path, self.bundle)):
                 bundle = load_bundle(path)
             elif path is not None and reread_config:
                 # the same bundle: the copy in memory runs on, but a file damaged on disk since it was
@@ -1936,7 +1944,8 @@ class Service:
                 return learn_initial_model(self)
             except Reloaded:
                 if self._model_location(self.cfg) is not None:
-                    log.info("reload: the configuration names a model (%s): learn mode ends", self.cfg.model)
+                    if self.cfg.model:
+                        log.info("reload: the configuration names a model (%s): learn mode ends", self.cfg.model)
                     return {}  # its files are followed as at any start with a model (start_position)
                 log.info("reload: learn mode starts again with the new configuration")
 
