@@ -437,6 +437,8 @@ RULE_CASES = [
     ("LogravenReloadFailed", {f"lograven_config_last_reload_successful{{{_I}}}": "1 1 0 0 0"}, "4m", True),
     ("LogravenReloadFailed", {f"lograven_config_last_reload_successful{{{_I}}}": "1x5"}, "4m", False),
     ("LogravenFileUnreadable", {f'lograven_file_readable{{{_I},file="/m"}}': "0x20"}, "15m", True),
+    ("LogravenLinesFailing", {f'lograven_lines_dropped_total{{{_I},file="/m",reason="error"}}': "0 0 1 1 1"}, "4m", True),
+    ("LogravenLinesFailing", {f'lograven_lines_dropped_total{{{_I},file="/m",reason="blank"}}': "0 0 9 9 9"}, "4m", False),
     ("LogravenLinesUnread", {f'lograven_unread_bytes_total{{{_I},file="/m"}}': "0 0 0 4096 4096"}, "4m", True),
     ("LogravenLinesUnread", {f'lograven_unread_bytes_total{{{_I},file="/m"}}': "0x30"}, "25m", False),
     ("LogravenCheckpointWriteFailing", {f"lograven_checkpoint_write_failures_total{{{_I}}}": "0 0 1 1 1"}, "4m", True),

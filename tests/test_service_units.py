@@ -1723,10 +1723,8 @@ def test_a_failure_after_scoring_finishes_the_other_lines_without_scoring_them_a
                                                                                     caplog) -> None:
     """From a review of the guard: a line that raised while its alert was built made the whole batch be
     scored again line by line, so every stream's GRU advanced twice. The lines scored are now finished one
-    by one with their verdicts; and when every line fails (FAILED_IN_A_ROW_STOP in a row) the daemon stops
-    with an error, those lines unacknowledged, instead of skipping all it reads."""
+    by one with their verdicts, counted once; and when every line fails, the log says how many in a row."""
     from lograven import service as service_mod
-    from lograven.errors import LogravenError
     from lograven.service import Service, _Item
 
     real_account = Service._account
@@ -1754,23 +1752,30 @@ def test_a_failure_after_scoring_finishes_the_other_lines_without_scoring_them_a
 
     key, parser = StreamKey(svc.cfg.sources[0].stream), Parser(svc.cfg.sources[0].format)
     ref_items = [(key.key(str(log), parser.parse(t), t), parser.parse(t)) for t in normal]
-    reference.detector.detect(ref_items)
+    judged = sum(v.sequence_p is not None for v in reference.detector.detect(ref_items))
     (stream,) = svc.detector.states
     assert svc.detector.states[stream].seen == reference.detector.states[stream].seen  # not scored twice
+    assert svc.metrics.registry.get_sample_value("lograven_sequence_probability_count") == judged  # counted once
     assert svc.metrics.registry.get_sample_value("lograven_lines_dropped_total", {"file": str(log), "reason": "error"}) == 1
     assert svc.router.flush(force=True)
     svc._ack_pending()
     assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size  # past the poison line
-    # every line failing: no poison line; the daemon stops, the lines unacknowledged
-    monkeypatch.setattr(Service, "FAILED_IN_A_ROW_STOP", 3)
+    # every line failing: said as such (not a stop: a burst of crafted lines would stop it at every start)
+    svc._error_said_at = -1e9
+    caplog.clear()
     with log.open("a") as f:
         f.write("".join(f"Jun  9 07:01:0{i} web01 kernel: poison {i}\n" for i in range(4)))
-    more = [_Item(0, raw) for raw in svc._sources[0].tailer.poll()]
-    with pytest.raises(LogravenError, match="the last 3 lines all failed to score .*they are read again at the next start"):
-        svc._process_guarded(more)
+    svc._process_guarded([_Item(0, raw) for raw in svc._sources[0].tailer.poll()])
+    said = [r.getMessage() for r in caplog.records if "cannot score" in r.getMessage()]
+    assert len(said) == 1 and "lines in a row have failed" not in said[0]  # the first of them
+    svc._error_said_at = -1e9
+    with log.open("a") as f:
+        f.write("Jun  9 07:02:00 web01 kernel: poison again\n")
+    svc._process_guarded([_Item(0, raw) for raw in svc._sources[0].tailer.poll()])
+    assert "5 lines in a row have failed" in caplog.records[-1].getMessage()
+    assert svc.router.flush(force=True)
     svc._ack_pending()
-    before_poison = log.stat().st_size - sum(len(f"Jun  9 07:01:0{i} web01 kernel: poison {i}\n") for i in range(4))
-    assert svc._sources[0].tailer.positions()[str(log)]["offset"] == before_poison
+    assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size
     svc._sources[0].tailer.close()
     svc.router.close()
     svc._release_lock()

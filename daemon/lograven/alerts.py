@@ -993,11 +993,15 @@ class AlertRouter:
         with self._lock:
             return self._durable()
 
+    def backlog_limit(self, batch: int = 0) -> int:
+        """How many alerts a required sink holds when `backlogged` (see there)."""
+        return max(1, min(self.retry_limit // 2, self.retry_limit - 2 * batch))
+
     def backlogged(self, batch: int = 0) -> str | None:
         """The name of a required sink whose retry queue holds half of `retry_limit` or more (less with
         batches of `batch` lines so large that two of them would not fit: at least one), else None: the
         caller stops scoring new lines until it delivers (the room left takes what is in hand)."""
-        at = max(1, min(self.retry_limit // 2, self.retry_limit - 2 * batch))
+        at = self.backlog_limit(batch)
         with self._lock:
             return next((st.sink.name for st in self._sinks if st.sink.required and len(st.queue) >= at), None)
 

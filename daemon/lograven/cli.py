@@ -765,6 +765,10 @@ def cmd_check(args) -> int:
         if denied:
             print(f"model: null -> cannot look in {store.root} (permission denied): run check as root or as the "
                   "service's user (`sudo -u lograven lograven check --config FILE`) to verify the learned model")
+        elif current is None and store.versions():  # the start makes the newest that loads current
+            print(f"model: null -> {store.root} has versions ({', '.join(store.versions()[-3:])}) but none current: "
+                  "the daemon makes the newest that loads current at its start (`lograven models rollback --dir "
+                  f"{store.root} --to vNNNN` picks one)")
         elif current is None:
             print("model: null -> learn mode (learns from the configured files on first start)")
         else:  # learned already: the daemon runs the model directory's current version

@@ -363,7 +363,7 @@ def learn_initial_model(svc: Service) -> dict:
     log.info("learn mode: %d existing lines from %d file(s)", len(corpus), n_read)
     if len(corpus) < min_lines:
         positions = _collect_more(svc, corpus, positions, min_lines)
-        if svc._stop.is_set():
+        if svc._stop.is_set() or _made_current(svc, said=True):
             return positions
     if not _back_off_after_failures(svc) or not _wait_for_room(svc):
         return positions  # stopped while waiting
@@ -382,10 +382,15 @@ def learn_initial_model(svc: Service) -> dict:
         raise
     if summary is None:
         svc.store.release(out)
-        log.warning("stopped during learning: the model is not saved; learning restarts next time")
+        if (out / "manifest.json").exists():  # saved just before the stop came: made current at the next start
+            log.warning("stopped just after learning: the model is saved as %s, made current at the next start",
+                        out.name)
+        else:
+            log.warning("stopped during learning: the model is not saved; learning restarts next time")
         return positions
     with svc.store.switching():
-        _end_if_made_current(svc, learned=out.name)
+        if _made_current(svc, learned=out.name):
+            return positions
         svc.store.set_current(out.name)
     _clear_failures(svc)
     log.info("learn mode: model %s saved in %s (%.1f s)", out.name, svc.store.root, summary["seconds"]["total"])
@@ -416,21 +421,22 @@ def _export_file_metrics(svc: Service, tailers: list) -> set[str]:
     return files
 
 
-def _end_if_made_current(svc: Service, learned: str | None = None) -> None:
-    """An admin made a version current while learn mode learned (`lograven train --out` the models
-    directory, `models rollback`): learn mode ends and the daemon runs it (raises Reloaded). It had gone on,
-    then made its own model current over the admin's without a word (a review). `learned`: the version learn
-    mode has just saved, kept (not current)."""
+def _made_current(svc: Service, learned: str | None = None, said: bool = False) -> bool:
+    """Whether an admin made a version current while learn mode learned (`lograven train --out` the models
+    directory, `models rollback`): learn mode then ends, and the daemon runs it from where learn mode read.
+    It had gone on, then made its own model current over the admin's without a word (a review). `learned`:
+    the version learn mode has just saved, kept (not current). Said once (`said`: already said)."""
     try:
         name = svc.store.current_name()
     except LogravenError:
         name = "?"  # `current` points elsewhere: the start says what is wrong with it
     if name is None:
-        return
-    kept = f"; the version it learned, {learned}, is kept (`lograven models rollback --to {learned}` uses it)" if learned else ""
-    log.warning("learn mode: %s was made current in %s meanwhile: learn mode ends and the daemon runs it%s",
-                name, svc.store.root, kept)
-    raise Reloaded
+        return False
+    if not said:
+        kept = f"; the version it learned, {learned}, is kept (`lograven models rollback --to {learned}` uses it)" if learned else ""
+        log.warning("learn mode: %s was made current in %s meanwhile: learn mode ends and the daemon runs it%s",
+                    name, svc.store.root, kept)
+    return True
 
 
 def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int) -> dict:
@@ -459,7 +465,8 @@ def _collect_more(svc: Service, corpus: Corpus, positions: dict, min_lines: int)
             svc.notifier.watchdog()
             exported |= _export_file_metrics(svc, tailers)
             take_reload(svc)
-            _end_if_made_current(svc)
+            if _made_current(svc):  # the daemon runs it from where these tailers read
+                break
             if time.monotonic() - last_log > 10:
                 last_log = time.monotonic()
                 svc._set_status(f"learn mode: collecting lines ({len(corpus)}/{min_lines})")

@@ -130,9 +130,14 @@ class ModelStore:
         try:
             fd = os.open(self.root / ".switch.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
-            log.debug("%s: no switch lock (%s)", self.root, e)
+            log.warning("%s: cannot open its lock %s (%s): moving `current` without it; remove the file (it is "
+                        "made again) if another user made it unreadable", self.root, self.root / ".switch.lock",
+                        e.strerror or e)
             yield
             return
+        with contextlib.suppress(OSError):  # readable by every user of the directory whatever the umask (a review:
+            if os.fstat(fd).st_uid == os.geteuid():  # root's 0600 file left the daemon without the lock)
+                os.fchmod(fd, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -700,13 +700,32 @@ class Service:
         self._lock_fd = fd
 
     def _model_location(self, cfg: Config) -> Path | None:
+        """The bundle to run, as it is now: a model directory's `current` (or `model: .../current`) is
+        resolved here, once, so that what is loaded is what is compared and noted (a review: resolved again
+        after loading, a switch meanwhile was taken for the running version)."""
         if cfg.model:
-            return resolve_model_path(cfg.model)
+            return resolve_model_path(cfg.model).resolve()
         if self.store.current_path() is None:
-            if self.store.versions():  # versions, but none current (a restore lost the link): not learn mode
-                return resolve_model_path(self.store.root)  # (it had learned afresh beside them: a review)
-            return None  # nothing learned yet: learn mode
-        return resolve_model_path(self.store.root)  # says what is wrong with a dangling `current`
+            return None  # nothing learned yet: learn mode (adopt_newest_version first, at a start)
+        return resolve_model_path(self.store.root).resolve()  # says what is wrong with a dangling `current`
+
+    def _adopt_newest_version(self) -> None:
+        """At a start with `model: null`: versions in the models directory but none current (learn mode
+        stopped between saving and switching, or a restore lost the link) make the newest valid one current,
+        said, instead of learning afresh beside them (a review)."""
+        if self.cfg.model or self.store.current_name(strict=False) is not None or os.path.lexists(self.store.root / "current"):
+            return
+        for name in reversed(self.store.versions()):
+            try:
+                with self.store.switching():
+                    self.store.set_current(name)
+            except LogravenError as e:
+                log.warning("model directory %s: %s is not usable (%s)", self.store.root, name, e)
+                continue
+            log.warning("model directory %s had versions but none current: %s, the newest that loads, is made "
+                        "current (`lograven models rollback --dir %s --to vNNNN` picks another)", self.store.root,
+                        name, self.store.root)
+            return
 
     def _running_status(self, event: str) -> str:
         """`systemctl status`'s line after a reload or a model switch: what the daemon does, as at its start,
@@ -781,6 +800,8 @@ class Service:
             if self.checkpointer.corrupt_count:
                 self.metrics.checkpoint_corrupt.inc(self.checkpointer.corrupt_count)
             state = state or {}
+            if not self.stdin_mode:
+                self._adopt_newest_version()
             path = self._model_location(self.cfg)
             positions = state.get("positions", {})
             if not self.stdin_mode and self._last_holder == "plugin" and state.get("streams"):
@@ -1087,7 +1108,7 @@ class Service:
                 if backlogged:
                     log.warning("alert sink %s holds %d or more undelivered alerts: reading is paused until it "
                                 "delivers (the lines wait in the files; nothing is lost)", backlogged,
-                                self.router.retry_limit // 2)
+                                self.router.backlog_limit(rt.batch_size))
                 else:
                     log.info("alert sink %s delivers again: reading resumes", paused)
                 paused = backlogged
@@ -1133,27 +1154,23 @@ class Service:
             except Exception:  # noqa: BLE001
                 self._skip_failed(it)
 
-    FAILED_IN_A_ROW_STOP = 100  # lines that raise one after another: no poison line, a failure of every line
-
     def _skip_failed(self, it: _Item, what: str | None = None) -> None:
-        """A line _process raised on (call in its `except`): said (once a minute, with the traceback) and
-        counted. It is not acknowledged itself: the next line of its file scored acknowledges past it. When
-        every line fails (FAILED_IN_A_ROW_STOP in a row), it is no poison line: the daemon stops with an
-        error, those lines unacknowledged (read again at the next start), a failure systemd and the admin
-        see, not one /metrics alone tells."""
+        """A line _process raised on (call in its `except`): said (once a minute, with the traceback and how
+        many lines in a row failed: every line failing is said as such), counted, and acknowledged. Not a stop:
+        a burst of crafted lines that fail would then stop the daemon at every start (a review); the counter
+        (lograven_lines_dropped_total{reason="error"}) is what an alert rule watches (LogravenLinesFailing)."""
         what = what or f"the line at byte {it.raw.offset} of {it.raw.read_from or it.raw.path}"
         self._failed_in_a_row += 1
-        now = time.monotonic()
-        if self._failed_in_a_row >= self.FAILED_IN_A_ROW_STOP:
-            log.error("cannot score %s", what, exc_info=True)
-            raise LogravenError(f"the last {self._failed_in_a_row} lines all failed to score (the last: {what}); "
-                                "stopping, with those lines unacknowledged (they are read again at the next start). "
-                                "Please report this with the traceback above")
         self.metrics.lines_dropped.labels(file=it.raw.path, reason="error").inc()
+        now = time.monotonic()
         if now - self._error_said_at >= 60.0:
             self._error_said_at = now
-            log.error("cannot score %s; it is skipped (counted in lograven_lines_dropped_total{reason=\"error\"}). "
-                      "Please report this with the traceback", what, exc_info=True)
+            row = (f" ({self._failed_in_a_row} lines in a row have failed: if every line fails, lograven detects "
+                   "nothing; stop it and report this)" if self._failed_in_a_row > 1 else "")
+            log.error("cannot score %s; it is skipped (counted in lograven_lines_dropped_total{reason=\"error\"})%s. "
+                      "Please report this with the traceback", what, row, exc_info=True)
+        self._pending.add(it.source, it.raw)
+        self._dirty = True
 
     def _take_batch(self, size: int, max_wait: float, timeout: float) -> list[_Item]:
         try:
@@ -1273,7 +1290,15 @@ class Service:
         unknown: Counter[str] = Counter()
         blank: Counter[str] = Counter()
         anomalies: Counter[tuple[str, str]] = Counter()
-        alerts = []
+        # the alerts first, then the metrics: a line whose alert cannot be built raises before any line of
+        # the batch is counted (_process_guarded then finishes them one by one: counted once, a review)
+        alerts = [
+            alert_from_verdict(
+                v, path=path, offset=offset, stream=stream, line=text, record=rec,
+                detector=self.detector, host=self.host, version=self.bundle.version, read_from=read_from,
+            )
+            for v, (path, offset, stream, text, rec, read_from) in zip(verdicts, meta) if v.anomaly
+        ]  # fmt: skip
         for v, (path, offset, stream, text, rec, read_from) in zip(verdicts, meta):
             if v.type_id == 0:
                 if text.strip():
@@ -1287,12 +1312,6 @@ class Service:
             if v.anomaly:
                 for d in v.detectors:
                     anomalies[(path, d)] += 1
-                alerts.append(
-                    alert_from_verdict(
-                        v, path=path, offset=offset, stream=stream, line=text, record=rec,
-                        detector=self.detector, host=self.host, version=self.bundle.version, read_from=read_from,
-                    )
-                )  # fmt: skip
         for path, n in unknown.items():
             m.unknown_type_lines.labels(file=path).inc(n)
         for path, n in blank.items():
