@@ -419,6 +419,33 @@ def test_switching_current_is_one_at_a_time(tmp_path):
     assert order == ["first done", "second in"]
 
 
+def test_the_switch_lock_never_follows_a_link_nor_changes_another_file(tmp_path, caplog):
+    """From a review: root runs `models rollback` in the service user's directory; a `.switch.lock` planted
+    there as a link to a root file was opened through it and made 0644. It is opened without following
+    links (a link is said, and the switch goes on without the lock)."""
+    store = _store_of(tmp_path, 1)
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    os.chmod(secret, 0o600)
+    os.symlink(secret, tmp_path / "models" / ".switch.lock")
+    with store.switching():
+        pass
+    assert stat_mode(secret) == 0o600
+    assert "cannot open its lock" in caplog.text
+    os.unlink(tmp_path / "models" / ".switch.lock")
+    old = os.umask(0o077)
+    try:
+        with store.switching():
+            pass
+    finally:
+        os.umask(old)
+    assert stat_mode(tmp_path / "models" / ".switch.lock") == 0o644  # the daemon's user can lock it too
+
+
+def stat_mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
 def _store_of(tmp_path, n: int) -> ModelStore:
     """A model store with `n` small versions (a manifest-only stand-in is enough for pruning)."""
     store = ModelStore(tmp_path / "models")

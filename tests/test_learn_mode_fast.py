@@ -146,3 +146,32 @@ def test_a_version_made_current_while_learn_mode_collects_ends_it(tmp_path, bund
     assert svc.store.current_name() == "v0002"
     assert any("had versions but none current: v0002" in r.getMessage() for r in caplog.records)
     svc._release_lock()
+
+
+def test_a_stop_just_after_learn_mode_saved_keeps_where_it_read(tmp_path, bundle_dir, monkeypatch) -> None:
+    """From a review: a stop between learn mode's save and its switch to the new version wrote no checkpoint
+    (no `current` yet), so the next start, which makes that version current, began at the files' ends and
+    never scored the lines written meanwhile."""
+    import json
+    import shutil
+
+    from lograven.checkpoint import Checkpointer
+    from lograven.service import Service
+
+    log = tmp_path / "a.log"
+    log.write_text("Jun  9 07:00:00 web01 app[1]: one\n")
+    cfg = parse_config({"sources": [{"paths": [str(log)]}], "model": None, "state_dir": str(tmp_path / "st"),
+                        "metrics": {"enabled": False},
+                        "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "a.jsonl")}}})  # fmt: skip
+    svc = Service(cfg)
+    read = {"0": {str(log): {"file_id": "1:2:ab", "offset": 34, "fingerprint_len": 34}}}
+
+    def learned_then_stopped(self):
+        shutil.copytree(bundle_dir, self.store.root / "v0001")  # saved; the stop came before the switch
+        self._stop.set()
+        return read
+
+    monkeypatch.setattr(Service, "_learn_mode", learned_then_stopped)
+    assert svc.run() == 0
+    saved = Checkpointer(tmp_path / "st" / "checkpoint.json").load()
+    assert json.loads(json.dumps(saved["positions"])) == read

@@ -1247,6 +1247,13 @@ def test_a_broken_current_is_said_once_while_the_model_runs_on(tmp_path, bundle_
         svc._follow_current_version(5.0)
     assert svc.metrics.registry.get_sample_value(gauge) == 1 and svc.bundle is running
     assert "current version is v0001 again" in caplog.text
+    # `current` gone (versions left): said as a broken one, not silently ignored (a review)
+    (store.root / "current").unlink()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lograven.service"):
+        svc._follow_current_version(7.0)
+    assert "current version cannot be used" in caplog.text and "but no `current` one" in caplog.text
+    assert svc.metrics.registry.get_sample_value(gauge) == 0 and svc.bundle is running
 
 
 def test_a_model_named_by_its_current_link_follows_a_switch(tmp_path, bundle_dir, caplog) -> None:
@@ -1693,6 +1700,9 @@ def test_a_line_that_cannot_be_scored_is_skipped_said_and_counted_not_fatal(tmp_
     # plugin mode: OK for each message, the poison one included
     cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state2"), "metrics": {"enabled": False},
                         "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts2.jsonl")}}})  # fmt: skip
+    quiet = Service(cfg, stdin_mode=True, stdin=iter([]), stdout=io.StringIO())
+    assert quiet.run() == 0  # the series is there at 0 before any failure (an increase() rule sees the first)
+    assert quiet.metrics.registry.get_sample_value("lograven_lines_dropped_total", {"file": "stdin", "reason": "error"}) == 0
     answers = io.StringIO()
     plugin = Service(cfg, stdin_mode=True, stdin=iter([(x + "\n").encode() for x in lines]), stdout=answers)
     assert plugin.run() == 0

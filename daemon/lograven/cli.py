@@ -760,13 +760,14 @@ def cmd_check(args) -> int:
         store = ModelStore(cfg.models_dir())
         try:
             current, denied = store.current_path(), False
+            versions = store.versions()
         except PermissionError:  # /var/lib/lograven is 0750 lograven: a plain user cannot look
-            current, denied = None, True
+            current, denied, versions = None, True, []
         if denied:
             print(f"model: null -> cannot look in {store.root} (permission denied): run check as root or as the "
                   "service's user (`sudo -u lograven lograven check --config FILE`) to verify the learned model")
-        elif current is None and store.versions():  # the start makes the newest that loads current
-            print(f"model: null -> {store.root} has versions ({', '.join(store.versions()[-3:])}) but none current: "
+        elif current is None and versions:  # the start makes the newest that loads current
+            print(f"model: null -> {store.root} has versions ({', '.join(versions[-3:])}) but none current: "
                   "the daemon makes the newest that loads current at its start (`lograven models rollback --dir "
                   f"{store.root} --to vNNNN` picks one)")
         elif current is None:

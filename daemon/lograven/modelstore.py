@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,8 @@ class ModelStore:
         import fcntl
 
         try:
-            fd = os.open(self.root / ".switch.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # never through a link planted there (root runs `models rollback` in the service user's directory)
+            fd = os.open(self.root / ".switch.lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as e:
             log.warning("%s: cannot open its lock %s (%s): moving `current` without it; remove the file (it is "
                         "made again) if another user made it unreadable", self.root, self.root / ".switch.lock",
@@ -136,7 +138,8 @@ class ModelStore:
             yield
             return
         with contextlib.suppress(OSError):  # readable by every user of the directory whatever the umask (a review:
-            if os.fstat(fd).st_uid == os.geteuid():  # root's 0600 file left the daemon without the lock)
+            st = os.fstat(fd)  # root's 0600 file left the daemon without the lock); a plain file of ours only
+            if st.st_uid == os.geteuid() and stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size == 0:
                 os.fchmod(fd, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

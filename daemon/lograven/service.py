@@ -705,19 +705,23 @@ class Service:
         after loading, a switch meanwhile was taken for the running version)."""
         if cfg.model:
             return resolve_model_path(cfg.model).resolve()
-        if self.store.current_path() is None:
-            return None  # nothing learned yet: learn mode (adopt_newest_version first, at a start)
-        return resolve_model_path(self.store.root).resolve()  # says what is wrong with a dangling `current`
+        if self.store.current_path() is None and not self.store.versions():
+            return None  # nothing learned yet: learn mode
+        # says what is wrong with a dangling `current`, or with versions but none current (a start adopts the
+        # newest first: _adopt_newest_version; a running daemon says it lost `current`, as a broken one)
+        return resolve_model_path(self.store.root).resolve()
 
     def _adopt_newest_version(self) -> None:
         """At a start with `model: null`: versions in the models directory but none current (learn mode
         stopped between saving and switching, or a restore lost the link) make the newest valid one current,
         said, instead of learning afresh beside them (a review)."""
-        if self.cfg.model or self.store.current_name(strict=False) is not None or os.path.lexists(self.store.root / "current"):
+        if self.cfg.model or os.path.lexists(self.store.root / "current"):
             return
         for name in reversed(self.store.versions()):
             try:
                 with self.store.switching():
+                    if os.path.lexists(self.store.root / "current"):  # a rollback came first
+                        return
                     self.store.set_current(name)
             except LogravenError as e:
                 log.warning("model directory %s: %s is not usable (%s)", self.store.root, name, e)
@@ -833,7 +837,8 @@ class Service:
                 self.notifier.ready("learn mode: no model yet, learning this host's normal messages first")
                 positions = self._learn_mode()
                 if self._stop.is_set():
-                    if positions and self._model_location(self.cfg) is not None:
+                    # (a version saved but not made current yet counts: the next start adopts it)
+                    if positions and (self.store.current_name(strict=False) is not None or self.store.versions()):
                         # stopped just after the model was saved: where learning stopped must survive,
                         # or the next start skips to the files' ends (start_position: end)
                         try:
@@ -849,7 +854,9 @@ class Service:
             try:
                 bundle = load_bundle(path)
             except LogravenError as e:
-                raise self._with_rollback(e, path) from e
+                # no hint to move `current` for a `model:` that names a version itself (a link to one included)
+                pinned = bool(self.cfg.model) and Path(self.cfg.model).name != "current" and not ModelStore.is_store(Path(self.cfg.model))
+                raise (e if pinned else self._with_rollback(e, path)) from e
             self._activate(bundle, path, self.cfg)
             self._restore_streams(state)
             # the checkpoint's streams as parsed JSON (100,000 streams: ~150 MB) would otherwise live as
@@ -1726,6 +1733,9 @@ class Service:
         src = self.cfg.sources[0]
         parser, key = Parser(src.format), StreamKey(src.stream)
         sample = _Source(0, parser, key)
+        # at 0 from the start: an increase() from a series that appears at its first failure is 0, and the
+        # LogravenLinesFailing rule would not fire (a review)
+        self.metrics.lines_dropped.labels(file="stdin", reason="error")
         if self.cfg.learn.schedule_seconds:
             log.warning("learn.schedule is not applied in plugin mode (--stdin): run `lograven learn` on new normal "
                         "data instead, and the plugin follows the model directory's `current` version")
