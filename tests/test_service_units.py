@@ -1586,6 +1586,15 @@ def _paused_service(tmp_path, bundle_dir, monkeypatch, lines: int, batch_size: i
     return svc, failing, log, tmp_path / "alerts.jsonl"
 
 
+def _close_service(svc) -> None:
+    """Stop what a test's service opened: its reader, tailers, alert sinks and state_dir lock."""
+    svc._stop_reader()
+    for src in svc._sources:
+        src.tailer.close()
+    svc.router.close()
+    svc._release_lock()
+
+
 def _markers(alerts_file) -> list[int]:
     import re
 
@@ -1622,10 +1631,7 @@ def test_a_required_sink_whose_retry_queue_fills_pauses_reading_and_loses_no_ale
     assert svc.metrics.registry.get_sample_value("lograven_alerts_dropped_total", {"sink": "jsonl"}) in (None, 0.0)
     assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size
     assert any("reading resumes" in r.getMessage() for r in caplog.records)
-    svc._stop_reader()
-    svc._sources[0].tailer.close()
-    svc.router.close()
-    svc._release_lock()
+    _close_service(svc)
 
 
 def test_alerts_a_required_sink_dropped_keep_their_lines_unacknowledged(tmp_path, bundle_dir, monkeypatch,
@@ -1648,10 +1654,7 @@ def test_alerts_a_required_sink_dropped_keep_their_lines_unacknowledged(tmp_path
     svc._ack_pending()
     assert _markers(alerts_file) == list(range(10, 30))  # the ten oldest were dropped
     assert svc._sources[0].tailer.positions()[str(log)]["offset"] == 0  # read again at the next start
-    svc._stop_reader()
-    svc._sources[0].tailer.close()
-    svc.router.close()
-    svc._release_lock()
+    _close_service(svc)
 
 
 def test_a_line_that_cannot_be_scored_is_skipped_said_and_counted_not_fatal(tmp_path, bundle_dir, monkeypatch,
@@ -1694,9 +1697,7 @@ def test_a_line_that_cannot_be_scored_is_skipped_said_and_counted_not_fatal(tmp_
     assert svc.router.flush(force=True)
     svc._ack_pending()
     assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size
-    svc._sources[0].tailer.close()
-    svc.router.close()
-    svc._release_lock()
+    _close_service(svc)
     # plugin mode: OK for each message, the poison one included
     cfg = parse_config({"model": str(bundle_dir), "state_dir": str(tmp_path / "state2"), "metrics": {"enabled": False},
                         "alerts": {"syslog": {"enabled": False}, "jsonl": {"path": str(tmp_path / "alerts2.jsonl")}}})  # fmt: skip
@@ -1734,7 +1735,6 @@ def test_a_failure_after_scoring_finishes_the_other_lines_without_scoring_them_a
     """From a review of the guard: a line that raised while its alert was built made the whole batch be
     scored again line by line, so every stream's GRU advanced twice. The lines scored are now finished one
     by one with their verdicts, counted once; and when every line fails, the log says how many in a row."""
-    from lograven import service as service_mod
     from lograven.service import Service, _Item
 
     real_account = Service._account
@@ -1786,10 +1786,7 @@ def test_a_failure_after_scoring_finishes_the_other_lines_without_scoring_them_a
     assert svc.router.flush(force=True)
     svc._ack_pending()
     assert svc._sources[0].tailer.positions()[str(log)]["offset"] == log.stat().st_size
-    svc._sources[0].tailer.close()
-    svc.router.close()
-    svc._release_lock()
-    del service_mod
+    _close_service(svc)
 
 
 def test_a_reload_or_stop_while_paused_leaves_the_lines_read_unscored(tmp_path, bundle_dir, monkeypatch, caplog) -> None:

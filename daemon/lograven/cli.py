@@ -1135,7 +1135,7 @@ def _check_learn_target(args) -> None:
 
 
 def cmd_allow(args) -> int:
-    from lograven.allowlist import Allowlist, find_alert, matches_every_file, new_rule, rule_from_alert
+    from lograven.allowlist import Allowlist, find_alert, new_rule, rule_from_alert
     from lograven.config import parse_duration
 
     cfg = _daemon_config(args, defaulted=args.allowlist is None or bool(args.alert_id and args.alerts is None))
@@ -1190,9 +1190,12 @@ def cmd_allow(args) -> int:
             match.update(from_type=a, type_id=b)
         if all(v is None for v in match.values()):
             raise LogravenError("say what to allow: ALERT_ID, --type, --transition, --file or --detector (see --help)")
-        unknown = match.get("type_id") == -1  # --type -1, or --transition N,-1 (unknown lines after type N)
-        everywhere = "in every file" if args.file is None else f"in every file (--file {args.file!r} matches every path)"
-        if matches_every_file(args.file) and (unknown or (args.type is None and not args.transition and args.detector)):
+        if new_rule(**match).too_broad:  # the rule's own test, which `allow --list` warns by
+            unknown = match.get("type_id") == -1  # --type -1, or --transition N,-1 (unknown lines after type N)
+            everywhere = "in every file" if args.file is None else f"in every file (--file {args.file!r} matches every path)"
+            if not unknown and args.detector is None:  # `--file '*'` alone
+                raise LogravenError(f"this rule would allow every alert {everywhere}: lograven would alert on nothing. "
+                                    "Name the log (--file /var/log/app/*.log), or stop the service (systemctl stop lograven)")
             # an audit's `allow --type -1` silenced an EXT4 error, an OOM kill and a root shell with the false alarm
             what = "every unknown message" if unknown else f"every {args.detector} alert"
             off = ("detectors.sequence.stream_end_after: 0" if args.detector == "stream_end"
@@ -1200,9 +1203,6 @@ def cmd_allow(args) -> int:
             raise LogravenError(f"this rule would allow {what} {everywhere}, real anomalies included: allow one "
                                 "unknown message by its alert (ALERT_ID, its masked pattern), add --file GLOB for a "
                                 f"log whose such lines are all expected, or turn a detector off in the config ({off})")
-        if args.file is not None and matches_every_file(args.file) and args.type is None and not args.transition:
-            raise LogravenError(f"this rule would allow every alert {everywhere}: lograven would alert on nothing. "
-                                "Name the log (--file /var/log/app/*.log), or stop the service (systemctl stop lograven)")
         templates = _check_type_ids(cfg, [t for t in (match["type_id"], match.get("from_type")) if t not in (None, -1)])
         # the rule keeps the types' templates: after a retrain the ids are other messages (see Rule.renumbered)
         match.update(template=templates.get(match["type_id"]), from_template=templates.get(match.get("from_type")))

@@ -572,10 +572,9 @@ class Service:
         self._error_said_at = -math.inf  # when a line that could not be scored was last logged
         self._failed_in_a_row = 0  # lines that could not be scored since the last one that could
         self._staged = None  # (meta, verdicts, cut) of the batch being processed once scored, until submitted
+        # the bundle running, resolved when it was loaded: `model: /var/lib/lograven/models/current` resolves
+        # elsewhere after a switch, and resolved later it said "running" for ever (a review: never followed)
         self._model_path: Path | None = None
-        # where it pointed when loaded: `model: /var/lib/lograven/models/current` resolves elsewhere after a
-        # switch, and _model_path.resolve() then said "running" for ever (a review: a switch never followed)
-        self._model_real: Path | None = None
         self._last_ckpt = time.monotonic()
         self._ckpt_gap = 0.0  # the least time between checkpoints, from how long the last one took
         self._ckpt_failures, self._ckpt_error_at = 0, 0.0  # checkpoints not written in a row; when to say it again
@@ -912,8 +911,7 @@ class Service:
             log.info("model %s has other message types than %s (a rollback, or another training): the GRU state "
                      "of %d stream(s) starts afresh, so their next lines are judged without history",
                      bundle.version, old.bundle.version, len(old.states))  # fmt: skip
-        self.detector, self.bundle, self._model_path = det, bundle, path
-        self._model_real = Path(path).resolve()
+        self.detector, self.bundle, self._model_path = det, bundle, Path(path).resolve()
         trained_gap = bundle.stream_end_after
         if cfg.detectors.sequence.enabled and cfg.detectors.sequence.stream_end_after > 0 and not det.judges_stream_ends:
             if trained_gap:  # trained for ends, but no stream of its lines ever went silent that long
@@ -1133,9 +1131,8 @@ class Service:
     def _process_guarded(self, batch: list[_Item]) -> None:
         """_process, with a line it cannot score skipped, not fatal: a line that raised (a bug, or a model
         that passed its checks and fails on it) had stopped the daemon, and systemd's restart met it again, a
-        crash loop without monitoring (a review). The batch is scored again line by line; each line that
-        raises is logged with its traceback, counted (lograven_lines_dropped_total{reason="error"}) and
-        acknowledged."""
+        crash loop without monitoring (a review). The batch is finished line by line with its verdicts when it
+        was scored whole, else scored again line by line; each line that raises is skipped (_skip_failed)."""
         try:
             self._process(batch)
             self._failed_in_a_row = 0
@@ -1149,7 +1146,7 @@ class Service:
             meta, verdicts, cut = staged
             for m, v in zip(meta, verdicts):
                 try:
-                    self._finish([m[0]], [m], [v], cut)
+                    self._finish([m], [v], cut)
                     self._failed_in_a_row = 0
                 except Exception:  # noqa: BLE001
                     self._skip_failed(m[0])
@@ -1261,9 +1258,9 @@ class Service:
                 while len(last) > self.detector.settings.max_streams:
                     last.popitem(last=False)
         self._staged = (meta, verdicts, cut)  # scored: the GRU states advanced (see _process_guarded)
-        self._finish(batch, meta, verdicts, cut)
+        self._finish(meta, verdicts, cut)
 
-    def _finish(self, batch: list[_Item], meta: list, verdicts: list, cut: set[tuple[str, int]]) -> None:
+    def _finish(self, meta: list, verdicts: list, cut: set[tuple[str, int]]) -> None:
         """The scored lines' metrics and alerts, submitted; their acknowledgement when durable."""
         alerts = self._account(verdicts, [(m[0].raw.path, m[0].raw.offset, m[3], m[1], m[2], m[0].raw.read_from)
                                           for m in meta])  # fmt: skip
@@ -1284,7 +1281,7 @@ class Service:
         if durable:
             self._ack_pending()
         self.metrics.queue_lines.set(self._queue.qsize())
-        if sum(len(it.raw.data) for it in batch) > self.BIG_BATCH_BYTES:
+        if sum(len(m[0].raw.data) for m in meta) > self.BIG_BATCH_BYTES:
             # a batch of very long lines (256 of 64 KiB: their tokens took 250 MB) leaves the heap
             # grown; give what is free back to the system rather than keep it for good
             release_free_memory()
@@ -1488,13 +1485,13 @@ class Service:
                 self.metrics.reload_failed()
                 log.error("the model directory's current version cannot be used: %s; the running model stays", e)
         if cur is not None and self._rejected_model is not None:
-            running = self._model_real is not None and cur.resolve() == self._model_real
+            running = self._model_path is not None and cur.resolve() == self._model_path
             if running or self._rejected_model[0] == "broken":
                 self._rejected_model = None  # `current` was repaired, or points back at the running model
                 if running:
                     self.metrics.reload_succeeded()
                     log.info("the model directory's current version is %s again, the running model", cur.name)
-        if cur is not None and self._model_real is not None and cur.resolve() != self._model_real:
+        if cur is not None and self._model_path is not None and cur.resolve() != self._model_path:
             seen = _version_key(cur)
             if seen != self._rejected_model:  # a version refused once is tried again only once it changes
                 log.info("the model directory's current version is now %s: reloading the model", cur)
@@ -1651,7 +1648,7 @@ class Service:
             cfg, pending = keep_in_force(self.cfg, cfg)
             path = self._model_location(cfg) or self._model_path
             bundle = self.bundle
-            if path is not None and (path.resolve() != self._model_real or _manifest_changed(path, self.bundle)):
+            if path is not None and (path.resolve() != self._model_path or _manifest_changed(path, self.bundle)):
                 bundle = load_bundle(path)
             elif path is not None and reread_config:
                 # the same bundle: the copy in memory runs on, but a file damaged on disk since it was
@@ -1714,11 +1711,11 @@ class Service:
             except queue.Empty:
                 break
         for i in range(0, len(rest), self.cfg.runtime.batch_size):
-            if self.router.backlogged(self.cfg.runtime.batch_size):
+            if sink := self.router.backlogged(self.cfg.runtime.batch_size):
                 # a required sink's queue is full enough: the rest is not scored now (its alerts would be
                 # dropped, a review); not acknowledged, it is read again (a reload reopens where scored)
                 log.info("%d line(s) read are left unscored while alert sink %s delivers; they are read again",
-                         len(rest) - i, self.router.backlogged(self.cfg.runtime.batch_size))
+                         len(rest) - i, sink)
                 break
             self._process_guarded(rest[i : i + self.cfg.runtime.batch_size])
 
